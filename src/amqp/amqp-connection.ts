@@ -1,0 +1,159 @@
+import { EventEmitter } from 'node:events';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import * as amqp from 'amqplib';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
+
+export interface AmqpConnectionOptions {
+  readonly url: string;
+  readonly heartbeatSeconds: number;
+  readonly reconnectBackoff: BackoffPolicy;
+  readonly logger: OutboxLogger;
+  /** Shown in the broker's management UI. */
+  readonly connectionName: string;
+}
+
+/**
+ * One AMQP connection that keeps itself up: it reconnects with backoff after any loss, and
+ * reports when the broker blocks publishing (memory or disk alarm), since publishes then hang.
+ * Emits `connected` and `disconnected`.
+ */
+export class AmqpConnection extends EventEmitter {
+  readonly #options: AmqpConnectionOptions;
+  readonly #closing = new AbortController();
+  #model: ChannelModel | undefined;
+  #blocked = false;
+  #loop: Promise<void> | undefined;
+  #changed = new EventEmitter();
+  /** Connections made so far; more than one means the link was lost and made again. */
+  connects = 0;
+
+  constructor(options: AmqpConnectionOptions) {
+    super();
+    this.#options = options;
+    this.#changed.setMaxListeners(0);
+  }
+
+  get isReady(): boolean {
+    return this.#model !== undefined && !this.#blocked;
+  }
+
+  get isConnected(): boolean {
+    return this.#model !== undefined;
+  }
+
+  /** Starts connecting in the background; `ready()` tells when it is up. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Resolves with the connection once it is up and not blocked, or undefined once `signal` aborts. */
+  async ready(signal?: AbortSignal): Promise<ChannelModel | undefined> {
+    for (;;) {
+      if (signal?.aborted || this.#closing.signal.aborted) return undefined;
+      if (this.isReady) return this.#model;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.#changed.off('change', done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        this.#changed.on('change', done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  async confirmChannel(signal?: AbortSignal): Promise<ConfirmChannel | undefined> {
+    const model = await this.ready(signal);
+    return model ? attachErrorListener(await model.createConfirmChannel()) : undefined;
+  }
+
+  async channel(signal?: AbortSignal): Promise<Channel | undefined> {
+    const model = await this.ready(signal);
+    return model ? attachErrorListener(await model.createChannel()) : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.#closing.abort();
+    this.#changed.emit('change');
+    const model = this.#model;
+    this.#model = undefined;
+    if (model) await model.close().catch(() => {});
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { logger, reconnectBackoff } = this.#options;
+    let failures = 0;
+    while (!this.#closing.signal.aborted) {
+      let model: ChannelModel;
+      try {
+        model = await this.#connect();
+      } catch (error) {
+        failures += 1;
+        const delay = backoffDelay(reconnectBackoff, failures);
+        logger.warn('RabbitMQ connection failed; retrying', {
+          url: redactUrl(this.#options.url),
+          error: errorMessage(error),
+          retryInMs: delay,
+        });
+        await abortableDelay(delay, this.#closing.signal);
+        continue;
+      }
+      if (this.#closing.signal.aborted) {
+        await model.close().catch(() => {});
+        return;
+      }
+      failures = 0;
+      this.connects += 1;
+      const closed = new Promise<void>((resolve) => model.once('close', () => resolve()));
+      this.#model = model;
+      this.#blocked = false;
+      logger.info('RabbitMQ connected', { url: redactUrl(this.#options.url) });
+      this.emit('connected');
+      this.#changed.emit('change');
+      await closed;
+      this.#model = undefined;
+      if (this.#closing.signal.aborted) return;
+      logger.warn('RabbitMQ connection lost; reconnecting', { url: redactUrl(this.#options.url) });
+      this.emit('disconnected');
+      this.#changed.emit('change');
+      await abortableDelay(backoffDelay(reconnectBackoff, 1), this.#closing.signal);
+    }
+  }
+
+  async #connect(): Promise<ChannelModel> {
+    const url = new URL(this.#options.url);
+    if (!url.searchParams.has('heartbeat')) {
+      url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
+    }
+    const model = await amqp.connect(url.toString(), {
+      // Nagle's algorithm would hold small frames back for tens of milliseconds.
+      noDelay: true,
+      timeout: 10_000,
+      clientProperties: { connection_name: this.#options.connectionName },
+    });
+    model.on('error', (error: Error) => {
+      this.#options.logger.warn('RabbitMQ connection error', { error: errorMessage(error) });
+    });
+    model.on('blocked', (reason: string) => {
+      this.#blocked = true;
+      this.#options.logger.warn('RabbitMQ blocked publishing', { reason });
+      this.#changed.emit('change');
+    });
+    model.on('unblocked', () => {
+      this.#blocked = false;
+      this.#options.logger.info('RabbitMQ unblocked publishing');
+      this.#changed.emit('change');
+    });
+    return model;
+  }
+}
+
+/** A channel without an 'error' listener would crash the process when the broker closes it. */
+function attachErrorListener<C extends Channel>(channel: C): C {
+  channel.on('error', () => {});
+  return channel;
+}

@@ -1,0 +1,62 @@
+import type { Pool } from 'pg';
+import { outboxTables } from '../sql/outbox-tables.js';
+import { loadMigrations } from './migration-files.js';
+
+export interface MigrateOptions {
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+}
+
+export interface MigrateResult {
+  /** Versions applied by this call; empty when the schema was already current. */
+  readonly applied: number[];
+}
+
+/** Namespace of outboxkit's advisory locks (two-int form), apart from an application's own. */
+export const ADVISORY_LOCK_CLASS = 0x6f626b; // "obk"
+
+/**
+ * Brings the schema to the newest version in one transaction. A transaction-scoped advisory lock
+ * serialises concurrent migrators: the second waits, then finds nothing left to do.
+ */
+export async function migrate(pool: Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const tables = outboxTables(options.schema);
+  const migrations = await loadMigrations(tables.schemaName);
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+      ADVISORY_LOCK_CLASS,
+      `migrate:${tables.schemaName}`,
+    ]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${tables.migrations} (
+         version integer PRIMARY KEY,
+         name text NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now()
+       )`,
+    );
+    const { rows } = await client.query<{ version: number }>(
+      `SELECT version FROM ${tables.migrations}`,
+    );
+    const done = new Set(rows.map((r) => r.version));
+    const applied: number[] = [];
+    for (const m of migrations) {
+      if (done.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query(`INSERT INTO ${tables.migrations} (version, name) VALUES ($1, $2)`, [
+        m.version,
+        m.name,
+      ]);
+      applied.push(m.version);
+    }
+    await client.query('COMMIT');
+    return { applied };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,32 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { outboxTables } from '../sql/outbox-tables.js';
+
+/** One numbered SQL file of `migrations/`, rendered for a schema. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+/** The folder of the SQL files that ship with the package, for tools that run raw SQL. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
+
+const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+/** Reads the shipped migrations in order, with `{{schema}}` replaced by the quoted schema name. */
+export async function loadMigrations(schemaName?: string): Promise<Migration[]> {
+  const { schema } = outboxTables(schemaName);
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => FILE_NAME.test(f)).sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const [, version, name] = FILE_NAME.exec(file)!;
+      const template = await readFile(`${MIGRATIONS_DIR}${file}`, 'utf8');
+      return {
+        version: Number(version),
+        name: name!,
+        sql: template.replaceAll('{{schema}}', schema),
+      };
+    }),
+  );
+}

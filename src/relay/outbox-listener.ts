@@ -1,0 +1,84 @@
+import type { Pool, PoolClient } from 'pg';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { errorMessage, type OutboxLogger } from '../util/logger.js';
+
+/**
+ * Holds a LISTEN on the outbox channel and calls `onNotify` for each notification, and once
+ * after every (re)connect, since notifications sent while it was away are lost for good.
+ */
+export class OutboxListener {
+  readonly #pool: Pool;
+  readonly #listenSql: string;
+  readonly #onNotify: () => void;
+  readonly #logger: OutboxLogger;
+  readonly #backoff: BackoffPolicy;
+  readonly #stopping = new AbortController();
+  #loop: Promise<void> | undefined;
+  /** LISTEN connections made so far. */
+  connects = 0;
+
+  constructor(
+    pool: Pool,
+    listenSql: string,
+    onNotify: () => void,
+    logger: OutboxLogger,
+    backoff: BackoffPolicy,
+  ) {
+    this.#pool = pool;
+    this.#listenSql = listenSql;
+    this.#onNotify = onNotify;
+    this.#logger = logger;
+    this.#backoff = backoff;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopping.signal.aborted) {
+      let client: PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (error) {
+        failures += 1;
+        this.#logger.warn('LISTEN connection failed; retrying', { error: errorMessage(error) });
+        await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);
+        continue;
+      }
+      const lost = new Promise<unknown>((resolve) => {
+        client.on('error', resolve);
+        client.once('end', () => resolve(new Error('connection ended')));
+      });
+      try {
+        await client.query(this.#listenSql);
+        failures = 0;
+        this.connects += 1;
+        client.on('notification', this.#onNotify);
+        this.#onNotify();
+        const stopped = new Promise((resolve) =>
+          this.#stopping.signal.addEventListener('abort', resolve, { once: true }),
+        );
+        const error = await Promise.race([lost, stopped]);
+        if (this.#stopping.signal.aborted) {
+          client.release(true);
+          return;
+        }
+        throw error;
+      } catch (error) {
+        client.removeListener('notification', this.#onNotify);
+        client.release(true);
+        failures += 1;
+        this.#logger.warn('LISTEN connection lost; reconnecting', { error: errorMessage(error) });
+        await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#loop;
+  }
+}

@@ -1,0 +1,162 @@
+import pg from 'pg';
+import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { errorMessage } from '../util/logger.js';
+import { WakeSignal } from '../util/wake-signal.js';
+import { ExchangeRegistry } from './exchange-registry.js';
+import { OutboxListener } from './outbox-listener.js';
+import { RelayLane } from './relay-lane.js';
+import {
+  type RelayOptions,
+  type ResolvedRelayOptions,
+  resolveRelayOptions,
+} from './relay-options.js';
+import { relayQueries } from './relay-queries.js';
+import { emptyRelayStats, type RelayStats } from './relay-stats.js';
+
+let relayCount = 0;
+
+/**
+ * Moves committed outbox rows to RabbitMQ and deletes each row only once the broker confirmed
+ * it. Several relays may run on one outbox. Runs in-process (`start`/`stop`) or as the
+ * `outboxkit relay` command.
+ *
+ * @example
+ * const relay = new OutboxRelay({ databaseUrl, amqpUrl });
+ * await relay.start();
+ * // ...
+ * await relay.stop();
+ */
+export class OutboxRelay {
+  readonly options: ResolvedRelayOptions;
+  readonly stats: RelayStats = emptyRelayStats();
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #amqp: AmqpConnection;
+  readonly #exchanges: ExchangeRegistry;
+  readonly #wake = new WakeSignal();
+  readonly #listener: OutboxListener | undefined;
+  readonly #stopping = new AbortController();
+  readonly #giveUp = new AbortController();
+  #lanes: Promise<void>[] = [];
+  #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+
+  constructor(options: RelayOptions) {
+    this.options = resolveRelayOptions(options);
+    const o = this.options;
+    this.#ownsPool = !o.pool;
+    this.#pool =
+      o.pool ??
+      new pg.Pool({
+        connectionString: o.databaseUrl,
+        max: o.concurrency + 3,
+        connectionTimeoutMillis: 10_000,
+        // A relay that stalls while holding claimed rows must not keep them locked forever.
+        options: `-c idle_in_transaction_session_timeout=${o.publishTimeoutMs * 2 + 10_000}`,
+        application_name: 'outboxkit-relay',
+      });
+    if (this.#ownsPool) {
+      this.#pool.on('error', (error) =>
+        o.logger.warn('idle Postgres connection failed', { error: errorMessage(error) }),
+      );
+    }
+    relayCount += 1;
+    this.#amqp = new AmqpConnection({
+      url: o.amqpUrl,
+      heartbeatSeconds: o.heartbeatSeconds,
+      reconnectBackoff: o.reconnectBackoff,
+      logger: o.logger,
+      connectionName: `outboxkit-relay-${process.pid}-${relayCount}`,
+    });
+    this.#amqp.on('connected', () => this.#wake.wake());
+    this.#exchanges = new ExchangeRegistry(this.#amqp);
+    const queries = relayQueries(o.schema);
+    this.#listener = o.listen
+      ? new OutboxListener(
+          this.#pool,
+          queries.listen,
+          () => this.#wake.wake(),
+          o.logger,
+          o.reconnectBackoff,
+        )
+      : undefined;
+  }
+
+  /** RabbitMQ connections made; above 1 after a reconnect. */
+  get amqpConnects(): number {
+    return this.#amqp.connects;
+  }
+
+  /** LISTEN connections made; above 1 after a reconnect. */
+  get listenConnects(): number {
+    return this.#listener?.connects ?? 0;
+  }
+
+  get isRunning(): boolean {
+    return this.#state === 'running';
+  }
+
+  /** Whether the relay can publish now: connected to RabbitMQ and not blocked by an alarm. */
+  get isConnected(): boolean {
+    return this.#amqp.isReady;
+  }
+
+  /**
+   * Starts the lanes and returns at once; connections are made (and remade) in the background,
+   * so a broker or database that is down at start only delays publishing.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`relay cannot start: it is ${this.#state}`);
+    this.#state = 'running';
+    const o = this.options;
+    this.#amqp.start();
+    this.#listener?.start();
+    const ctx = {
+      options: o,
+      pool: this.#pool,
+      amqp: this.#amqp,
+      exchanges: this.#exchanges,
+      queries: relayQueries(o.schema),
+      wake: this.#wake,
+      stats: this.stats,
+      stopping: this.#stopping.signal,
+      giveUp: this.#giveUp.signal,
+    };
+    const lanes = [new RelayLane(ctx, true)];
+    for (let i = 0; i < o.concurrency; i += 1) lanes.push(new RelayLane(ctx, false));
+    this.#lanes = lanes.map((lane) => lane.run());
+    o.logger.info('relay started', {
+      schema: o.schema,
+      concurrency: o.concurrency,
+      batchSize: o.batchSize,
+    });
+  }
+
+  /** Wakes the relay now, as a notification would. */
+  wake(): void {
+    this.#wake.wake();
+  }
+
+  /**
+   * Stops claiming, waits up to `stopTimeoutMs` for in-flight confirms, deletes what was acked,
+   * releases the rest untouched, then closes channels and connections.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    const wasRunning = this.#state === 'running';
+    this.#state = 'stopping';
+    this.#stopping.abort();
+    this.#wake.wake();
+    const patience = setTimeout(() => this.#giveUp.abort(), this.options.stopTimeoutMs);
+    try {
+      if (wasRunning) await Promise.all(this.#lanes);
+    } finally {
+      clearTimeout(patience);
+      await this.#listener?.stop();
+      await this.#exchanges.close();
+      await this.#amqp.close();
+      if (this.#ownsPool) await this.#pool.end();
+      this.#state = 'stopped';
+      this.options.logger.info('relay stopped', { ...this.stats });
+    }
+  }
+}

@@ -1,0 +1,15 @@
+/** An outbox row as the relay claims it. */
+export interface OutboxRow {
+  readonly id: string;
+  readonly message_id: string;
+  readonly exchange: string;
+  readonly routing_key: string;
+  readonly payload: Buffer;
+  readonly content_type: string;
+  readonly headers: Record<string, unknown> | null;
+  readonly ordering_key: string | null;
+  readonly correlation_id: string | null;
+  readonly causation_id: string | null;
+  readonly created_at: Date;
+  readonly attempts: number;
+}

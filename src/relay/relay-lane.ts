@@ -1,0 +1,240 @@
+import type { Pool, PoolClient } from 'pg';
+import type { AmqpConnection } from '../amqp/amqp-connection.js';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { backoffDelay } from '../util/backoff.js';
+import { errorMessage } from '../util/logger.js';
+import type { WakeSignal } from '../util/wake-signal.js';
+import { ConfirmPublisher, type PublishRequest } from './confirm-publisher.js';
+import type { ExchangeRegistry } from './exchange-registry.js';
+import type { OutboxRow } from './outbox-row.js';
+import type { PublishOutcome } from './publish-outcome.js';
+import type { ResolvedRelayOptions } from './relay-options.js';
+import type { RelayQueries } from './relay-queries.js';
+import type { RelayStats } from './relay-stats.js';
+
+interface CycleResult {
+  readonly claimed: number;
+  /** The claim returned as many rows as it asked for: more are probably waiting. */
+  readonly full: boolean;
+  /** Some rows had an ordering key: their successors may be claimable now. */
+  readonly ordered: boolean;
+  readonly idleMs: number;
+}
+
+export interface RelayLaneContext {
+  readonly options: ResolvedRelayOptions;
+  readonly pool: Pool;
+  readonly amqp: AmqpConnection;
+  readonly exchanges: ExchangeRegistry;
+  readonly queries: RelayQueries;
+  readonly wake: WakeSignal;
+  readonly stats: RelayStats;
+  /** Aborts when the relay stops claiming. */
+  readonly stopping: AbortSignal;
+  /** Aborts when `stop()` runs out of patience: unconfirmed rows are then released. */
+  readonly giveUp: AbortSignal;
+}
+
+/**
+ * One claim-publish-settle loop with its own database transaction and confirm channel. The
+ * claimed rows stay locked (`FOR UPDATE SKIP LOCKED`) until their outcomes are written, so no
+ * other lane or relay takes them, and a crash anywhere before COMMIT leaves them in the outbox.
+ */
+export class RelayLane {
+  readonly #ctx: RelayLaneContext;
+  readonly #retryLane: boolean;
+  #publisher: ConfirmPublisher | undefined;
+
+  /**
+   * @param retryLane claims rows that failed before, one at a time, so that a message that
+   *   makes the broker close the channel takes down only its own publish.
+   */
+  constructor(ctx: RelayLaneContext, retryLane: boolean) {
+    this.#ctx = ctx;
+    this.#retryLane = retryLane;
+  }
+
+  async run(): Promise<void> {
+    const { stopping, options, stats } = this.#ctx;
+    let failures = 0;
+    while (!stopping.aborted) {
+      try {
+        const { claimed, full, ordered, idleMs } = await this.#cycle();
+        failures = 0;
+        if (claimed > 0 && (full || ordered)) {
+          // More may be waiting, or a settled ordered row may have released the next of its key.
+          if (ordered) this.#ctx.wake.wake();
+          continue;
+        }
+        if (claimed === 0) await this.#ctx.wake.wait(idleMs);
+      } catch (error) {
+        failures += 1;
+        stats.errors += 1;
+        const delay = backoffDelay(options.reconnectBackoff, failures);
+        options.logger.warn('relay batch failed; backing off', {
+          error: errorMessage(error),
+          retryInMs: delay,
+        });
+        await this.#closePublisher();
+        await abortableDelay(delay, stopping);
+      }
+    }
+    await this.#closePublisher();
+  }
+
+  async #cycle(): Promise<CycleResult> {
+    const { amqp, pool, queries, options, stopping, stats } = this.#ctx;
+    const idle: CycleResult = {
+      claimed: 0,
+      full: false,
+      ordered: false,
+      idleMs: options.pollIntervalMs,
+    };
+    if (!(await amqp.ready(stopping))) return idle;
+    const publisher = await this.#ensurePublisher();
+    if (!publisher) return idle;
+
+    const limit = this.#retryLane ? 1 : options.batchSize;
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<OutboxRow>(
+        this.#retryLane ? queries.claimRetry : queries.claimFresh,
+        [limit],
+      );
+      if (rows.length === 0) {
+        // Sleep until the next delayed or retried row is due, if that comes before the poll.
+        const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);
+        await client.query('COMMIT');
+        const at = next.rows[0]?.at;
+        const untilNext = at ? Math.max(0, at.getTime() - Date.now()) : Number.POSITIVE_INFINITY;
+        return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
+      }
+      const requests = await this.#prepare(rows);
+      const outcomes = await publisher.publishBatch(
+        requests,
+        options.publishTimeoutMs,
+        this.#ctx.giveUp,
+      );
+      if (!publisher.isOpen) this.#ctx.exchanges.forget();
+      const settled = await this.#settle(client, rows, outcomes);
+      await client.query('COMMIT');
+      stats.published += settled.published;
+      stats.parked += settled.parked;
+      stats.retried += settled.retried;
+      stats.released += settled.released;
+      stats.batches += 1;
+      return {
+        claimed: rows.length,
+        full: rows.length === limit,
+        ordered: rows.some((r) => r.ordering_key !== null),
+        idleMs: 0,
+      };
+    } catch (error) {
+      broken = error as Error;
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      // A client whose transaction failed may be in any state: drop it rather than reuse it.
+      client.release(broken);
+    }
+  }
+
+  async #ensurePublisher(): Promise<ConfirmPublisher | undefined> {
+    if (this.#publisher?.isOpen) return this.#publisher;
+    const channel = await this.#ctx.amqp.confirmChannel(this.#ctx.stopping);
+    this.#publisher = channel ? new ConfirmPublisher(channel) : undefined;
+    return this.#publisher;
+  }
+
+  async #closePublisher(): Promise<void> {
+    const publisher = this.#publisher;
+    this.#publisher = undefined;
+    await publisher?.close();
+  }
+
+  /** Outcomes known before publishing: too large, or bound for an exchange that does not exist. */
+  async #prepare(rows: readonly OutboxRow[]): Promise<PublishRequest[]> {
+    const { options, exchanges, stopping } = this.#ctx;
+    const missing = await exchanges.missing(
+      rows.map((r) => r.exchange),
+      stopping,
+    );
+    return rows.map((row) => {
+      if (row.payload.length > options.maxMessageBytes) {
+        return {
+          row,
+          outcome: {
+            kind: 'permanent',
+            reason: `too large: ${row.payload.length} bytes, limit ${options.maxMessageBytes}`,
+          },
+        };
+      }
+      if (missing.has(row.exchange)) {
+        return {
+          row,
+          outcome: { kind: 'permanent', reason: `exchange not found: ${row.exchange}` },
+        };
+      }
+      return { row };
+    });
+  }
+
+  /** Writes each row's outcome in the claim's transaction; the caller commits. */
+  async #settle(
+    client: PoolClient,
+    rows: readonly OutboxRow[],
+    outcomes: readonly PublishOutcome[],
+  ): Promise<Omit<RelayStats, 'batches' | 'errors'>> {
+    const { options, queries } = this.#ctx;
+    let released = 0;
+    const acked: string[] = [];
+    const parkIds: string[] = [];
+    const parkReasons: string[] = [];
+    const retryIds: string[] = [];
+    const retryErrors: string[] = [];
+    const retryDelays: number[] = [];
+    rows.forEach((row, i) => {
+      const outcome = outcomes[i]!;
+      switch (outcome.kind) {
+        case 'acked':
+          acked.push(row.id);
+          break;
+        case 'permanent':
+          parkIds.push(row.id);
+          parkReasons.push(outcome.reason);
+          break;
+        case 'transient': {
+          const attempt = row.attempts + 1;
+          if (attempt >= options.maxAttempts) {
+            parkIds.push(row.id);
+            parkReasons.push(`gave up after ${attempt} attempts: ${outcome.reason}`);
+          } else {
+            retryIds.push(row.id);
+            retryErrors.push(outcome.reason);
+            retryDelays.push(backoffDelay(options.retryBackoff, attempt));
+          }
+          break;
+        }
+        case 'released':
+          released += 1;
+          break;
+      }
+    });
+    if (acked.length > 0) await client.query(queries.deleteIds, [acked]);
+    if (parkIds.length > 0) await client.query(queries.park, [parkIds, parkReasons]);
+    if (retryIds.length > 0)
+      await client.query(queries.scheduleRetry, [retryIds, retryErrors, retryDelays]);
+    if (parkIds.length > 0) {
+      options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });
+    }
+    if (retryIds.length > 0) {
+      options.logger.warn('outbox rows will be retried', {
+        count: retryIds.length,
+        reason: retryErrors[0],
+      });
+    }
+    return { published: acked.length, parked: parkIds.length, retried: retryIds.length, released };
+  }
+}

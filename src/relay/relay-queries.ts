@@ -1,0 +1,58 @@
+import { outboxTables } from '../sql/outbox-tables.js';
+
+const ROW_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
+  correlation_id, causation_id, created_at, attempts`;
+
+/** The relay's SQL for one schema, built once. */
+export interface RelayQueries {
+  /** $1: limit. Fresh rows (no failed attempt yet), heads of their ordering key only. */
+  readonly claimFresh: string;
+  /** $1: limit. Rows that failed before; published one at a time to isolate a poison row. */
+  readonly claimRetry: string;
+  /** $1: ids. */
+  readonly deleteIds: string;
+  /** $1: ids, $2: reasons. */
+  readonly park: string;
+  /** $1: ids, $2: errors, $3: delays in ms. */
+  readonly scheduleRetry: string;
+  /** When the next row that waits for its time becomes available. */
+  readonly nextAvailableAt: string;
+  readonly listen: string;
+}
+
+export function relayQueries(schemaName: string): RelayQueries {
+  const t = outboxTables(schemaName);
+  // An ordered row may go only when no older row of its key is still in the outbox (in flight,
+  // waiting for a retry or for its delay): one row per key is ever in flight, across relays.
+  const headOfKey = `(o.ordering_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM ${t.outbox} p WHERE p.ordering_key = o.ordering_key AND p.id < o.id))`;
+  const claim = (attempts: string) => `SELECT ${ROW_COLUMNS}
+    FROM ${t.outbox} o
+    WHERE o.available_at <= now() AND ${attempts} AND ${headOfKey}
+    ORDER BY o.available_at, o.id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED`;
+  return Object.freeze({
+    claimFresh: claim('o.attempts = 0'),
+    claimRetry: claim('o.attempts > 0'),
+    deleteIds: `DELETE FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,
+    park: `WITH reasons AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+      ), moved AS (
+        DELETE FROM ${t.outbox} o USING reasons r WHERE o.id = r.id
+        RETURNING o.*, r.reason
+      )
+      INSERT INTO ${t.parked} (id, message_id, exchange, routing_key, payload, content_type, headers,
+        ordering_key, correlation_id, causation_id, created_at, attempts, last_error, reason)
+      SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
+        correlation_id, causation_id, created_at, attempts, last_error, reason
+      FROM moved`,
+    scheduleRetry: `UPDATE ${t.outbox} o
+      SET attempts = o.attempts + 1, last_error = r.error,
+          available_at = now() + r.delay_ms * interval '1 millisecond'
+      FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS r(id, error, delay_ms)
+      WHERE o.id = r.id`,
+    nextAvailableAt: `SELECT min(available_at) AS at FROM ${t.outbox} WHERE available_at > now()`,
+    listen: `LISTEN ${t.notifyChannel}`,
+  });
+}

@@ -1,0 +1,35 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { quoteIdentifier } from './quote-identifier.js';
+
+/** The quoted, schema-qualified names of outboxkit's tables in one schema. */
+export interface OutboxTables {
+  readonly schemaName: string;
+  readonly schema: string;
+  readonly outbox: string;
+  readonly parked: string;
+  readonly processed: string;
+  readonly migrations: string;
+  /** The LISTEN/NOTIFY channel the outbox trigger notifies, quoted for LISTEN. */
+  readonly notifyChannel: string;
+}
+
+export const DEFAULT_SCHEMA = 'outboxkit';
+
+/** Leaves room for the `outboxkit:` prefix of the notify channel within Postgres' 63-byte names. */
+const MAX_SCHEMA_LENGTH = 53;
+
+export function outboxTables(schemaName: string = DEFAULT_SCHEMA): OutboxTables {
+  const schema = quoteIdentifier(schemaName);
+  if (Buffer.byteLength(schemaName) > MAX_SCHEMA_LENGTH) {
+    throw new ConfigurationError('schema', `must be at most ${MAX_SCHEMA_LENGTH} bytes long`);
+  }
+  return Object.freeze({
+    schemaName,
+    schema,
+    outbox: `${schema}.outbox`,
+    parked: `${schema}.outbox_parked`,
+    processed: `${schema}.processed_messages`,
+    migrations: `${schema}.outboxkit_migrations`,
+    notifyChannel: quoteIdentifier(`outboxkit:${schemaName}`),
+  });
+}

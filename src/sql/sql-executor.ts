@@ -1,0 +1,55 @@
+import { CompiledQuery, type Transaction } from 'kysely';
+import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+
+/** The one thing outboxkit needs from a connection: run a statement with positional parameters. */
+export interface SqlExecutor {
+  query<R = Record<string, unknown>>(
+    text: string,
+    params?: readonly unknown[],
+  ): Promise<{ rows: R[] }>;
+}
+
+/** The part of a pg `Client` or `PoolClient` the writer uses. */
+export interface PgQueryable {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+  getTransactionStatus?: () => string | null;
+}
+
+/** A Kysely transaction, a pg client inside a transaction: what the writer joins. */
+// biome-ignore lint/suspicious/noExplicitAny: the writer accepts a transaction of any database type
+export type TransactionLike = Transaction<any> | PgQueryable;
+
+// biome-ignore lint/suspicious/noExplicitAny: see TransactionLike
+function isKysely(value: TransactionLike): value is Transaction<any> {
+  return typeof (value as { executeQuery?: unknown }).executeQuery === 'function';
+}
+
+/**
+ * Adapts the caller's transaction to a `SqlExecutor`, refusing anything that would commit on
+ * its own: a Kysely instance that is not a transaction, or a pg client outside `BEGIN`.
+ */
+export function transactionExecutor(trx: TransactionLike): SqlExecutor {
+  if (isKysely(trx)) {
+    if (!trx.isTransaction) throw new NotInTransactionError();
+    return {
+      async query<R>(text: string, params: readonly unknown[] = []) {
+        const result = await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]));
+        return { rows: [...result.rows] };
+      },
+    };
+  }
+  const client: PgQueryable = trx;
+  if (client === null || typeof client !== 'object' || typeof client.query !== 'function') {
+    throw new NotInTransactionError();
+  }
+  // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
+  if (typeof client.getTransactionStatus === 'function' && client.getTransactionStatus() === 'I') {
+    throw new NotInTransactionError();
+  }
+  return {
+    async query<R>(text: string, params: readonly unknown[] = []) {
+      const result = await client.query(text, [...params]);
+      return { rows: result.rows as R[] };
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { ADVISORY_LOCK_CLASS } from '../migrate/migrate.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
+import { type EncodedMessage, encodeMessage } from './encode-message.js';
+import type { OutboxMessage } from './outbox-message.js';
+
+export interface OutboxWriterOptions {
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /** Largest serialized payload accepted. Default 1 MiB. */
+  readonly maxPayloadBytes?: number;
+}
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+const COLUMNS =
+  'message_id, exchange, routing_key, payload, content_type, headers, ordering_key, available_at, correlation_id, causation_id';
+
+/**
+ * Writes messages into the outbox inside the caller's transaction, so they commit or roll back
+ * with the business rows. It never opens, commits or rolls back a transaction itself.
+ *
+ * @example
+ * await db.transaction().execute(async (trx) => {
+ *   await trx.insertInto('orders').values(order).execute();
+ *   await writer.add(trx, { exchange: 'orders', routingKey: 'order.placed', payload: order });
+ * });
+ */
+export class OutboxWriter {
+  readonly #maxPayloadBytes: number;
+  readonly #insertOne: string;
+  readonly #insertMany: string;
+  readonly #lockKeys: string;
+
+  constructor(options: OutboxWriterOptions = {}) {
+    const { outbox } = outboxTables(options.schema);
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    if (!Number.isSafeInteger(this.#maxPayloadBytes) || this.#maxPayloadBytes <= 0) {
+      throw new ConfigurationError('maxPayloadBytes', 'must be a positive integer');
+    }
+    const availableAt = (d: string) =>
+      `CASE WHEN ${d} > 0 THEN now() + ${d} * interval '1 millisecond' ELSE now() END`;
+    this.#insertOne = `INSERT INTO ${outbox} (${COLUMNS})
+      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, ${availableAt('$8::bigint')}, $9, $10)`;
+    this.#insertMany = `INSERT INTO ${outbox} (${COLUMNS})
+      SELECT m, e, r, p, c, h::jsonb, k, ${availableAt('d')}, co, ca
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+                  $7::text[], $8::bigint[], $9::text[], $10::text[])
+        AS t(m, e, r, p, c, h, k, d, co, ca)`;
+    // Locks are taken in hash order so two writers sharing keys cannot deadlock.
+    this.#lockKeys = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, h)
+      FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys`;
+  }
+
+  /** Adds one message to the caller's transaction. Returns its message id. */
+  async add(trx: TransactionLike, message: OutboxMessage): Promise<string> {
+    const [id] = await this.addMany(trx, [message]);
+    return id!;
+  }
+
+  /**
+   * Adds messages in one INSERT, in the given order. Validates all of them before writing any.
+   * Returns their message ids.
+   */
+  async addMany(trx: TransactionLike, messages: readonly OutboxMessage[]): Promise<string[]> {
+    const executor = transactionExecutor(trx);
+    const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxPayloadBytes));
+    if (encoded.length === 0) return [];
+
+    const keys = encoded.flatMap((m) => (m.orderingKey === null ? [] : [m.orderingKey]));
+    // Holding the key's lock until commit means a row of the key gets its id only after every
+    // earlier writer of the key committed: id order is commit order, which the relay relies on.
+    if (keys.length > 0) await executor.query(this.#lockKeys, [keys]);
+
+    if (encoded.length === 1) {
+      await executor.query(this.#insertOne, rowParams(encoded[0]!));
+    } else {
+      await executor.query(this.#insertMany, columnParams(encoded));
+    }
+    return encoded.map((m) => m.messageId);
+  }
+}
+
+function rowParams(m: EncodedMessage): unknown[] {
+  return [
+    m.messageId,
+    m.exchange,
+    m.routingKey,
+    m.payload,
+    m.contentType,
+    m.headers,
+    m.orderingKey,
+    m.delayMs,
+    m.correlationId,
+    m.causationId,
+  ];
+}
+
+function columnParams(messages: readonly EncodedMessage[]): unknown[] {
+  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+  for (const m of messages) {
+    rowParams(m).forEach((value, i) => {
+      columns[i]!.push(value);
+    });
+  }
+  return columns;
+}
