@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Migrator } from 'kysely';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
-import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
 
 describe('migrations', () => {
@@ -64,11 +64,18 @@ describe('migrations', () => {
   it('runs under an application Kysely Migrator through the provider', async () => {
     const schema = uniqueName('mig_kysely');
     try {
-      const migrator = new Migrator({ db: t.db, provider: new OutboxMigrationProvider({ schema }) });
+      const migrator = new Migrator({
+        db: t.db,
+        provider: new OutboxMigrationProvider({ schema }),
+      });
       const first = await migrator.migrateToLatest();
       assert.equal(first.error, undefined);
       assert.equal(first.results?.length, (await loadMigrations()).length);
-      assert.ok(first.results?.every((r) => r.status === 'Success' && r.migrationName.startsWith('outboxkit_')));
+      assert.ok(
+        first.results?.every(
+          (r) => r.status === 'Success' && r.migrationName.startsWith('outboxkit_'),
+        ),
+      );
       const second = await migrator.migrateToLatest();
       assert.deepEqual(second.results, []);
       await t.pool.query(`SELECT 1 FROM "${schema}".outbox`);

@@ -1,5 +1,5 @@
-import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, Message, Options } from 'amqplib';
+import * as amqp from 'amqplib';
 import { AMQP_URL } from './env.js';
 import { uniqueName } from './test-database.js';
 import { waitFor } from './wait-for.js';
@@ -25,9 +25,17 @@ export class TestBroker {
     return `${this.prefix}.${suffix}`;
   }
 
-  async exchange(suffix: string, type = 'direct', options: Options.AssertExchange = {}): Promise<string> {
+  async exchange(
+    suffix: string,
+    type = 'topic',
+    options: Options.AssertExchange = {},
+  ): Promise<string> {
     const name = this.name(suffix);
-    await this.channel.assertExchange(name, type, { durable: false, autoDelete: false, ...options });
+    await this.channel.assertExchange(name, type, {
+      durable: false,
+      autoDelete: false,
+      ...options,
+    });
     this.#exchanges.push(name);
     return name;
   }
@@ -62,10 +70,14 @@ export class TestBroker {
 
   /** Waits until the queue holds at least `count` messages. */
   async waitForDepth(queue: string, count: number, timeoutMs = 30_000): Promise<number> {
-    return waitFor(`${count} messages in ${queue}`, async () => {
-      const depth = await this.depth(queue);
-      return depth >= count ? depth : undefined;
-    }, timeoutMs);
+    return waitFor(
+      `${count} messages in ${queue}`,
+      async () => {
+        const depth = await this.depth(queue);
+        return depth >= count ? depth : undefined;
+      },
+      timeoutMs,
+    );
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,10 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString('hex')}`;
 }
 
-export async function testDatabase(prefix = 't', options: { migrate?: boolean } = {}): Promise<TestDatabase> {
+export async function testDatabase(
+  prefix = 't',
+  options: { migrate?: boolean } = {},
+): Promise<TestDatabase> {
   const schema = uniqueName(prefix);
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
   pool.on('error', () => {});

@@ -1,3 +1,5 @@
+import { AssertionError } from 'node:assert';
+
 /**
  * Re-checks a condition until it holds; fails with `what` after `timeoutMs`. The interval is a
  * re-check period, not a guess at how long something takes.
@@ -15,6 +17,8 @@ export async function waitFor<T>(
       const value = await check();
       if (value !== undefined && value !== false) return value;
     } catch (error) {
+      // A failed assertion inside the check is a verdict, not a condition still to come true.
+      if (error instanceof AssertionError) throw error;
       last = error;
     }
     if (Date.now() > deadline) {

@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { payloadOf, TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('OutboxRelay', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  let relays: OutboxRelay[] = [];
+  before(async () => {
+    t = await testDatabase('relay');
+    broker = await TestBroker.open();
+  });
+  afterEach(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    relays = [];
+    await t.pool.query(`TRUNCATE "${t.schema}".outbox, "${t.schema}".outbox_parked`);
+  });
+  after(async () => {
+    await broker.close();
+    await t.close();
+  });
+
+  const start = async (options: Parameters<typeof testRelay>[1] = {}) => {
+    const relay = testRelay(t, options);
+    relays.push(relay);
+    await relay.start();
+    return relay;
+  };
+
+  it('publishes committed messages, and a row disappears only once its message is in the queue', async () => {
+    const exchange = await broker.exchange('basic');
+    const queue = await broker.queue('basic', exchange);
+    const total = 3000;
+    await writeMessages(
+      t,
+      Array.from({ length: total }, (_, i) => ({
+        exchange,
+        routingKey: 'k',
+        payload: { i },
+        messageId: `m${i}`,
+      })),
+    );
+    await start({ batchSize: 100 });
+    // Rows are read before the queue: a row missing from the outbox was deleted after its ack,
+    // so its message must already be counted in the queue.
+    let samples = 0;
+    await waitFor('the outbox to drain', async () => {
+      const rows = await t.count();
+      const depth = await broker.depth(queue);
+      samples += 1;
+      assert.ok(rows + depth >= total, `lost: ${rows} rows + ${depth} queued < ${total}`);
+      return rows === 0;
+    });
+    assert.ok(samples > 1);
+    const messages = await broker.drain(queue);
+    assert.equal(messages.length, total);
+    assert.equal(new Set(messages.map((m) => m.properties.messageId)).size, total);
+    const first = messages.find((m) => m.properties.messageId === 'm0')!;
+    assert.deepEqual(payloadOf(first), { i: 0 });
+    assert.equal(first.properties.contentType, 'application/json');
+    assert.equal(first.properties.deliveryMode, 2);
+    assert.equal(typeof first.properties.timestamp, 'number');
+  });
+
+  it('publishes nothing for a rolled-back transaction', async () => {
+    const exchange = await broker.exchange('rollback');
+    const queue = await broker.queue('rollback', exchange);
+    const writer = new OutboxWriter({ schema: t.schema });
+    await t.db
+      .transaction()
+      .execute(async (trx) => {
+        await writer.add(trx, { exchange, routingKey: 'k', payload: 'rolled back' });
+        throw new Error('abort');
+      })
+      .catch(() => {});
+    await t.db
+      .transaction()
+      .execute((trx) => writer.add(trx, { exchange, routingKey: 'k', payload: 'committed' }));
+    const relay = await start();
+    await waitFor('the committed message', () => relay.stats.published === 1);
+    const messages = await broker.drain(queue);
+    assert.deepEqual(messages.map(payloadOf), ['committed']);
+  });
+
+  it('carries headers, correlation id, causation id and ordering key', async () => {
+    const exchange = await broker.exchange('props');
+    const queue = await broker.queue('props', exchange);
+    await writeMessages(t, [
+      {
+        exchange,
+        routingKey: 'k',
+        payload: Buffer.from('raw'),
+        contentType: 'text/plain',
+        headers: { tenant: 't1', n: 2, list: ['a', 1] },
+        correlationId: 'corr',
+        causationId: 'cause',
+        orderingKey: 'order-1',
+      },
+    ]);
+    await start();
+    await broker.waitForDepth(queue, 1);
+    const [m] = await broker.drain(queue);
+    assert.equal(m!.content.toString(), 'raw');
+    assert.equal(m!.properties.contentType, 'text/plain');
+    assert.equal(m!.properties.correlationId, 'corr');
+    assert.equal(m!.properties.headers!['tenant'], 't1');
+    assert.equal(m!.properties.headers!['n'], 2);
+    assert.deepEqual(m!.properties.headers!['list'], ['a', 1]);
+    assert.equal(m!.properties.headers!['x-causation-id'], 'cause');
+    assert.equal(m!.properties.headers!['x-ordering-key'], 'order-1');
+  });
+
+  it('publishes a committed message long before the poll interval', async () => {
+    const exchange = await broker.exchange('latency');
+    const queue = await broker.queue('latency', exchange);
+    const relay = await start({ pollIntervalMs: 30_000 });
+    // The relay wakes on LISTEN once connected; wait for the idle lanes to be parked on it.
+    await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
+    const started = Date.now();
+    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'now' }]);
+    await broker.waitForDepth(queue, 1, 5000);
+    const latency = Date.now() - started;
+    assert.ok(latency < 3000, `took ${latency} ms with a 30 s poll interval`);
+  });
+
+  it('parks an unroutable message instead of deleting it, and publishes the rest', async () => {
+    const exchange = await broker.exchange('unroutable');
+    const queue = await broker.queue('unroutable', exchange, 'routed');
+    await writeMessages(t, [
+      { exchange, routingKey: 'nowhere', payload: 'lost?', messageId: 'u1' },
+      { exchange, routingKey: 'routed', payload: 'fine', messageId: 'r1' },
+    ]);
+    const relay = await start();
+    await waitFor('both rows settled', () => relay.stats.published + relay.stats.parked === 2);
+    const { rows } = await t.pool.query(
+      `SELECT message_id, reason FROM "${t.schema}".outbox_parked`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.message_id),
+      ['u1'],
+    );
+    assert.match(rows[0].reason, /unroutable: 312 NO_ROUTE/);
+    assert.equal(await t.count(), 0);
+    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['fine']);
+  });
+
+  it('delivers through an alternate exchange and deletes the row', async () => {
+    const alternate = await broker.exchange('ae', 'fanout');
+    const aeQueue = await broker.queue('ae', alternate, '');
+    const exchange = await broker.exchange('with-ae', 'direct', { alternateExchange: alternate });
+    await writeMessages(t, [{ exchange, routingKey: 'unbound', payload: 'to the AE' }]);
+    const relay = await start();
+    await waitFor('the row to be published', () => relay.stats.published === 1);
+    assert.equal(relay.stats.parked, 0);
+    assert.equal(await t.count(), 0);
+    assert.deepEqual((await broker.drain(aeQueue)).map(payloadOf), ['to the AE']);
+  });
+
+  it('parks rows for a missing exchange without stalling other destinations', async () => {
+    const exchange = await broker.exchange('exists');
+    const queue = await broker.queue('exists', exchange);
+    const missing = broker.name('does-not-exist');
+    const messages = Array.from({ length: 20 }, (_, i) => ({
+      exchange: i % 2 === 0 ? exchange : missing,
+      routingKey: 'k',
+      payload: { i },
+    }));
+    await writeMessages(t, messages, 3);
+    const relay = await start({ batchSize: 5 });
+    await waitFor('all rows settled', () => relay.stats.published + relay.stats.parked === 20);
+    assert.equal(relay.stats.published, 10);
+    const { rows } = await t.pool.query(`SELECT DISTINCT reason FROM "${t.schema}".outbox_parked`);
+    assert.deepEqual(
+      rows.map((r) => r.reason),
+      [`exchange not found: ${missing}`],
+    );
+    assert.equal((await broker.drain(queue)).length, 10);
+  });
+
+  it('parks a message larger than the broker accepts', async () => {
+    const exchange = await broker.exchange('large');
+    const queue = await broker.queue('large', exchange);
+    await writeMessages(t, [
+      { exchange, routingKey: 'k', payload: 'x'.repeat(5000) },
+      { exchange, routingKey: 'k', payload: 'small' },
+    ]);
+    const relay = await start({ maxMessageBytes: 1000 });
+    await waitFor('both rows settled', () => relay.stats.published + relay.stats.parked === 2);
+    const { rows } = await t.pool.query(`SELECT reason FROM "${t.schema}".outbox_parked`);
+    assert.match(rows[0].reason, /too large: 5002 bytes, limit 1000/);
+    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['small']);
+  });
+
+  it('retries nacked messages until there is room, losing none', async () => {
+    const exchange = await broker.exchange('nack');
+    // A full queue that rejects publishes makes the broker nack: forced nacks.
+    const queue = await broker.queue('nack', exchange, '#', {
+      arguments: { 'x-max-length': 10, 'x-overflow': 'reject-publish' },
+    });
+    const total = 40;
+    await writeMessages(
+      t,
+      Array.from({ length: total }, (_, i) => ({ exchange, routingKey: 'k', payload: { i } })),
+    );
+    const relay = await start({ maxAttempts: 1000 });
+    const received = new Set<number>();
+    await waitFor('every message to get through a queue of 10', async () => {
+      for (const m of await broker.drain(queue)) received.add((payloadOf(m) as { i: number }).i);
+      return received.size === total && (await t.count()) === 0;
+    });
+    assert.ok(relay.stats.retried > 0, 'no nack was forced');
+    assert.equal(relay.stats.parked, 0);
+    const { rows } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM "${t.schema}".outbox_parked`,
+    );
+    assert.equal(rows[0].n, 0);
+  });
+
+  it('parks a row after its maximum attempts, keeping the last error', async () => {
+    const exchange = await broker.exchange('exhaust');
+    const queue = await broker.queue('exhaust', exchange, '#', {
+      arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+    });
+    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'never fits' }]);
+    const relay = await start({ maxAttempts: 3 });
+    await waitFor('the row parked', () => relay.stats.parked === 1);
+    assert.equal(relay.stats.retried, 2);
+    const { rows } = await t.pool.query(`SELECT attempts, reason FROM "${t.schema}".outbox_parked`);
+    assert.equal(rows[0].attempts, 2);
+    assert.match(rows[0].reason, /gave up after 3 attempts: not confirmed/);
+    assert.equal(await broker.depth(queue), 0);
+  });
+
+  it('publishes a delayed message only once its delay has passed', async () => {
+    const exchange = await broker.exchange('delay');
+    const queue = await broker.queue('delay', exchange);
+    const relay = await start({ pollIntervalMs: 5000 });
+    await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
+    const written = Date.now();
+    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'later', delayMs: 700 }]);
+    await broker.waitForDepth(queue, 1, 10_000);
+    const elapsed = Date.now() - written;
+    assert.ok(elapsed >= 650, `published after ${elapsed} ms, before its delay`);
+    assert.ok(elapsed < 4000, `published after ${elapsed} ms, long after its delay`);
+  });
+
+  it('stops gracefully: in-flight rows are settled and later rows stay for the next relay', async () => {
+    const exchange = await broker.exchange('stop');
+    const queue = await broker.queue('stop', exchange);
+    const total = 5000;
+    await writeMessages(
+      t,
+      Array.from({ length: total }, (_, i) => ({ exchange, routingKey: 'k', payload: { i } })),
+    );
+    const relay = testRelay(t, { batchSize: 200 });
+    await relay.start();
+    await waitFor('some rows published', () => relay.stats.published > 0);
+    await relay.stop();
+    const left = await t.count();
+    const queued = await broker.depth(queue);
+    // Everything is either still in the outbox or in the queue; nothing was published twice.
+    assert.equal(left + queued, total);
+    assert.equal(relay.stats.published, queued);
+    const { rows } = await t.pool.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'outboxkit-relay' OR (state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE '%outbox%')",
+    );
+    assert.equal(rows[0].n, 0);
+    const next = await start();
+    await waitFor('the next relay to finish', async () => (await t.count()) === 0);
+    assert.equal(await broker.depth(queue), total);
+    assert.equal(next.stats.published, left);
+  });
+});

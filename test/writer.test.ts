@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  InvalidMessageError,
+  type InvalidMessageReason,
+} from '../src/errors/invalid-message-error.js';
+import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
+import type { TransactionLike } from '../src/sql/sql-executor.js';
+import type { OutboxMessage } from '../src/writer/outbox-message.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+
+describe('OutboxWriter', () => {
+  let t: TestDatabase;
+  let writer: OutboxWriter;
+  before(async () => {
+    t = await testDatabase('writer');
+    writer = new OutboxWriter({ schema: t.schema, maxPayloadBytes: 1000 });
+    await t.pool.query(`CREATE TABLE "${t.schema}".orders (id int PRIMARY KEY)`);
+  });
+  after(() => t.close());
+
+  const base = { exchange: 'orders', routingKey: 'order.placed', payload: { id: 1 } };
+
+  it('commits the message with the business row', async () => {
+    const id = await t.db.transaction().execute(async (trx) => {
+      await trx.insertInto(`${t.schema}.orders`).values({ id: 1 }).execute();
+      return writer.add(trx, {
+        ...base,
+        headers: { tenant: 'a', n: 1 },
+        orderingKey: 'o-1',
+        correlationId: 'c',
+      });
+    });
+    const { rows } = await t.pool.query(
+      `SELECT * FROM "${t.schema}".outbox WHERE message_id = $1`,
+      [id],
+    );
+    assert.equal(rows.length, 1);
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.deepEqual(JSON.parse(rows[0].payload.toString()), { id: 1 });
+    assert.equal(rows[0].content_type, 'application/json');
+    assert.deepEqual(rows[0].headers, { tenant: 'a', n: 1 });
+    assert.equal(rows[0].ordering_key, 'o-1');
+    assert.equal(rows[0].correlation_id, 'c');
+  });
+
+  it('writes nothing when the business transaction rolls back', async () => {
+    const before = await t.count();
+    await assert.rejects(
+      t.db.transaction().execute(async (trx) => {
+        await writer.add(trx, base);
+        throw new Error('business failure');
+      }),
+      /business failure/,
+    );
+    assert.equal(await t.count(), before);
+  });
+
+  it('adds many messages in one statement, in order, and keeps given ids', async () => {
+    const before = await t.count();
+    const messages = Array.from({ length: 50 }, (_, i) => ({
+      ...base,
+      payload: { i },
+      messageId: `m-${i}`,
+    }));
+    const ids = await t.db.transaction().execute((trx) => writer.addMany(trx, messages));
+    assert.deepEqual(
+      ids,
+      messages.map((m) => m.messageId),
+    );
+    const { rows } = await t.pool.query(
+      `SELECT message_id FROM "${t.schema}".outbox WHERE message_id LIKE 'm-%' ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.message_id),
+      ids,
+    );
+    assert.equal(await t.count(), before + 50);
+  });
+
+  it('stores a Buffer payload with its content type, and a delay', async () => {
+    const id = await t.db
+      .transaction()
+      .execute((trx) =>
+        writer.add(trx, {
+          ...base,
+          payload: Buffer.from([0, 1, 2]),
+          contentType: 'application/octet-stream',
+          delayMs: 60_000,
+        }),
+      );
+    const { rows } = await t.pool.query(
+      `SELECT payload, content_type, available_at - created_at AS delay FROM "${t.schema}".outbox WHERE message_id = $1`,
+      [id],
+    );
+    assert.deepEqual([...rows[0].payload], [0, 1, 2]);
+    assert.equal(rows[0].content_type, 'application/octet-stream');
+    assert.equal(rows[0].delay.minutes, 1);
+  });
+
+  it('accepts a pg client inside a transaction and refuses one outside', async () => {
+    const client = await t.pool.connect();
+    try {
+      await assert.rejects(writer.add(client, base), NotInTransactionError);
+      await client.query('BEGIN');
+      const id = await writer.add(client, base);
+      await client.query('ROLLBACK');
+      const { rows } = await t.pool.query(
+        `SELECT 1 FROM "${t.schema}".outbox WHERE message_id = $1`,
+        [id],
+      );
+      assert.equal(rows.length, 0);
+    } finally {
+      client.release();
+    }
+  });
+
+  it('refuses a Kysely instance that is not a transaction', async () => {
+    await assert.rejects(
+      writer.add(t.db as unknown as TransactionLike, base),
+      NotInTransactionError,
+    );
+  });
+
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  const bad: Array<
+    [string, Partial<OutboxMessage> & Record<string, unknown>, InvalidMessageReason]
+  > = [
+    ['no exchange', { exchange: undefined }, 'missing-exchange'],
+    ['empty exchange', { exchange: '' }, 'missing-exchange'],
+    ['routing key not a string', { routingKey: 42 as unknown as string }, 'invalid-routing-key'],
+    ['circular payload', { payload: circular }, 'payload-not-serializable'],
+    ['bigint payload', { payload: { n: 1n } }, 'payload-not-serializable'],
+    ['undefined payload', { payload: undefined }, 'payload-not-serializable'],
+    ['payload over the limit', { payload: 'x'.repeat(2000) }, 'payload-too-large'],
+    ['Buffer without content type', { payload: Buffer.from('x') }, 'missing-content-type'],
+    [
+      'undefined header value',
+      { headers: { a: undefined as unknown as string } },
+      'invalid-header',
+    ],
+    ['object header value', { headers: { a: { b: 1 } as unknown as string } }, 'invalid-header'],
+    ['NaN header value', { headers: { a: Number.NaN } }, 'invalid-header'],
+    ['negative delay', { delayMs: -1 }, 'invalid-delay'],
+    ['empty message id', { messageId: '' }, 'invalid-message-id'],
+    ['overlong ordering key', { orderingKey: 'k'.repeat(300) }, 'invalid-ordering-key'],
+  ];
+  for (const [what, patch, reason] of bad) {
+    it(`rejects ${what} with a typed error and writes nothing`, async () => {
+      const before = await t.count();
+      await assert.rejects(
+        t.db
+          .transaction()
+          .execute((trx) => writer.addMany(trx, [base, { ...base, ...patch } as OutboxMessage])),
+        (error: unknown) => {
+          assert.ok(error instanceof InvalidMessageError, String(error));
+          assert.equal(error.reason, reason);
+          assert.equal(error.index, 1);
+          assert.match(error.message, /#1/);
+          return true;
+        },
+      );
+      assert.equal(await t.count(), before);
+    });
+  }
+
+  it('makes id order equal commit order for one ordering key', async () => {
+    // The first writer takes the key and holds its transaction open; the second must wait for
+    // it, so the second row gets the higher id although its transaction began writing later.
+    let releaseFirst!: () => void;
+    const firstHolds = new Promise<void>((r) => {
+      releaseFirst = r;
+    });
+    let firstWrote!: () => void;
+    const firstHasWritten = new Promise<void>((r) => {
+      firstWrote = r;
+    });
+    const first = t.db.transaction().execute(async (trx) => {
+      await writer.add(trx, { ...base, orderingKey: 'inversion', messageId: 'first' });
+      firstWrote();
+      await firstHolds;
+    });
+    await firstHasWritten;
+    let secondDone = false;
+    const second = t.db
+      .transaction()
+      .execute((trx) => writer.add(trx, { ...base, orderingKey: 'inversion', messageId: 'second' }))
+      .then(() => {
+        secondDone = true;
+      });
+    // The second writer is blocked on the key's lock: it shows up as a waiting lock in pg_locks.
+    const { waitFor } = await import('./support/wait-for.js');
+    await waitFor('second writer blocked on the key lock', async () => {
+      const { rows } = await t.pool.query(
+        "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+      );
+      return rows[0].n > 0;
+    });
+    assert.equal(secondDone, false);
+    releaseFirst();
+    await Promise.all([first, second]);
+    const { rows } = await t.pool.query(
+      `SELECT message_id FROM "${t.schema}".outbox WHERE ordering_key = 'inversion' ORDER BY id`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.message_id),
+      ['first', 'second'],
+    );
+  });
+});
