@@ -10,6 +10,13 @@ export type { RelayOptions } from './relay/relay-options.js';
 export type { RelayStats } from './relay/relay-stats.js';
 export { DEFAULT_SCHEMA } from './sql/outbox-tables.js';
 export type { PgQueryable, TransactionLike } from './sql/sql-executor.js';
+export {
+  type ExchangeStatus,
+  type OutboxCounts,
+  type OutboxStatus,
+  type OutboxStatusOptions,
+  outboxStatus,
+} from './status/outbox-status.js';
 export type { BackoffPolicy } from './util/backoff.js';
 export { consoleLogger, type OutboxLogger, silentLogger } from './util/logger.js';
 export { uuidv7 } from './util/uuidv7.js';

@@ -1,11 +1,30 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Migrator } from 'kysely';
+import * as kysely from 'kysely';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
+
+interface MigratorLike {
+  migrateToLatest(): Promise<{
+    error?: unknown;
+    results?: { status: string; migrationName: string }[];
+  }>;
+}
+type MigratorClass = new (options: {
+  db: unknown;
+  provider: OutboxMigrationProvider;
+}) => MigratorLike;
+
+/** Kysely 0.28 exports `Migrator` from `kysely`; 0.29 from `kysely/migration`. */
+async function kyselyMigrator(): Promise<MigratorClass> {
+  const root = kysely as unknown as { Migrator?: MigratorClass };
+  if (root.Migrator) return root.Migrator;
+  const path = 'kysely/migration';
+  return ((await import(path)) as { Migrator: MigratorClass }).Migrator;
+}
 
 describe('migrations', () => {
   let t: TestDatabase;
@@ -64,7 +83,7 @@ describe('migrations', () => {
   it('runs under an application Kysely Migrator through the provider', async () => {
     const schema = uniqueName('mig_kysely');
     try {
-      const migrator = new Migrator({
+      const migrator = new (await kyselyMigrator())({
         db: t.db,
         provider: new OutboxMigrationProvider({ schema }),
       });

@@ -138,4 +138,44 @@ describe('several relays, and a lost broker connection', () => {
       await proxy.close();
     }
   });
+
+  it('keeps rows whose confirms never come while the broker link hangs, and delivers them after', async () => {
+    const exchange = await broker.exchange('hang');
+    const queue = await broker.queue('hang', exchange);
+    const total = 3000;
+    await writeMessages(
+      t,
+      Array.from({ length: total }, (_, i) => ({
+        exchange,
+        routingKey: 'k',
+        payload: { i },
+        messageId: `h${i}`,
+      })),
+      1000,
+    );
+    const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
+    try {
+      const relay = testRelay(t, { amqpUrl: proxy.url(AMQP_URL), batchSize: 100, concurrency: 2 });
+      relays = [relay];
+      await relay.start();
+      await waitFor('a first part to be published', () => relay.stats.published >= 200);
+      proxy.pause();
+      const publishedAtHang = relay.stats.published;
+      // The heartbeat or the publish timeout gives up on the hung link; the rows stay.
+      await waitFor('the in-flight rows to be given back', () => relay.stats.retried > 0, 30_000);
+      assert.ok((await t.count()) > 0);
+      proxy.resume();
+      await waitFor('the outbox to drain', async () => (await t.count()) === 0, 60_000);
+      const messages = await broker.drain(queue);
+      assert.equal(
+        new Set(messages.map((m) => m.properties.messageId)).size,
+        total,
+        'a message was lost',
+      );
+      assert.ok(relay.amqpConnects >= 2, `connects: ${relay.amqpConnects}`);
+      assert.ok(relay.stats.published > publishedAtHang);
+    } finally {
+      await proxy.close();
+    }
+  });
 });

@@ -1,5 +1,14 @@
-import { type Migration as KyselyMigration, type MigrationProvider, sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { loadMigrations } from './migration-files.js';
+
+/**
+ * The shape of Kysely's `Migration` and `MigrationProvider`, declared here because Kysely moved
+ * them from `kysely` to `kysely/migration` in 0.29; a structural type fits both versions.
+ */
+export interface KyselyMigration {
+  // biome-ignore lint/suspicious/noExplicitAny: Kysely's own migrations take a Kysely<any>
+  up(db: Kysely<any>): Promise<void>;
+}
 
 /**
  * outboxkit's migrations for an application's own Kysely `Migrator`, named `outboxkit_0001_…`
@@ -9,7 +18,7 @@ import { loadMigrations } from './migration-files.js';
  * const migrator = new Migrator({ db, provider: new OutboxMigrationProvider({ schema: 'outboxkit' }) });
  * await migrator.migrateToLatest();
  */
-export class OutboxMigrationProvider implements MigrationProvider {
+export class OutboxMigrationProvider {
   readonly #schema: string | undefined;
 
   constructor(options: { schema?: string } = {}) {
@@ -21,7 +30,11 @@ export class OutboxMigrationProvider implements MigrationProvider {
     return Object.fromEntries(
       migrations.map((m) => [
         `outboxkit_${String(m.version).padStart(4, '0')}_${m.name}`,
-        { up: async (db) => void (await sql.raw(m.sql).execute(db)) },
+        {
+          async up(db: Kysely<unknown>) {
+            await sql.raw(m.sql).execute(db);
+          },
+        },
       ]),
     );
   }

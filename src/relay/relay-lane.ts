@@ -97,6 +97,12 @@ export class RelayLane {
     const limit = this.#retryLane ? 1 : options.batchSize;
     const client = await pool.connect();
     let broken: Error | undefined;
+    // A backend that dies while the lane waits for confirms reports on the idle client; without
+    // a listener that error would crash the process. The next query fails and rolls back.
+    const onError = (error: Error) => {
+      broken ??= error;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<OutboxRow>(
@@ -136,6 +142,7 @@ export class RelayLane {
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     } finally {
+      client.off('error', onError);
       // A client whose transaction failed may be in any state: drop it rather than reuse it.
       client.release(broken);
     }

@@ -86,8 +86,10 @@ export class TcpProxy {
     }
   }
 
+  /** Stops accepting first, so a client that reconnects at once cannot keep the proxy open. */
   async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.resetAll();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closed;
   }
 }

@@ -1,0 +1,120 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import { errorMessage, redactUrl } from '../util/logger.js';
+import type { CliEnv } from './cli-command.js';
+import { UsageError } from './usage-error.js';
+
+/** The flags every command takes; spread into each command's `parseArgs` options. */
+export const COMMON_OPTIONS = {
+  'database-url': { type: 'string' },
+  schema: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Runs a `parseArgs` call and turns what it throws (unknown flag, missing value, stray argument)
+ * into a `UsageError`, so a wrong command line exits with status 2 and Node's own message.
+ */
+export function parseCommandLine<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError(errorMessage(error));
+  }
+}
+
+/** The Postgres URL from `--database-url`, else `DATABASE_URL`; its password is never echoed. */
+export function databaseUrlOf(flag: string | undefined, env: CliEnv): string {
+  return urlOf(flag ?? env.DATABASE_URL, '--database-url', 'DATABASE_URL', {
+    protocols: ['postgres:', 'postgresql:'],
+    example: 'postgres://user:password@host:5432/database',
+  });
+}
+
+/** The RabbitMQ URL from `--amqp-url`, else `AMQP_URL`. */
+export function amqpUrlOf(flag: string | undefined, env: CliEnv): string {
+  return urlOf(flag ?? env.AMQP_URL, '--amqp-url', 'AMQP_URL', {
+    protocols: ['amqp:', 'amqps:'],
+    example: 'amqp://user:password@host:5672',
+  });
+}
+
+function urlOf(
+  value: string | undefined,
+  flag: string,
+  variable: string,
+  { protocols, example }: { protocols: readonly string[]; example: string },
+): string {
+  if (value === undefined || value.trim() === '') {
+    throw new UsageError(`no ${variable}: set it or pass ${flag} <url> (such as ${example})`);
+  }
+  let protocol: string;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    throw new UsageError(`${flag} / ${variable} is not a URL; expected one such as ${example}`);
+  }
+  if (!protocols.includes(protocol)) {
+    throw new UsageError(
+      `${flag} / ${variable} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${redactUrl(value)}`,
+    );
+  }
+  return value;
+}
+
+/** The schema from `--schema`, checked the way the library checks it. */
+export function schemaOf(flag: string | undefined): string {
+  const schema = flag ?? 'outboxkit';
+  try {
+    return outboxTables(schema).schemaName;
+  } catch (error) {
+    throw usageErrorFor(error, { schema: '--schema' });
+  }
+}
+
+/** Parses a flag that must be a positive integer; `undefined` when the flag was not given. */
+export function positiveIntegerOf(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
+
+/**
+ * Parses a duration flag in milliseconds: `500` and `500ms` are milliseconds, `2s` seconds, `1m`
+ * a minute. `undefined` when the flag was not given.
+ */
+export function durationOf(
+  flag: string,
+  value: string | undefined,
+  options: { allowZero?: boolean } = {},
+): number | undefined {
+  if (value === undefined) return undefined;
+  const match = DURATION.exec(value.trim());
+  const ms = match
+    ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? 'ms') as keyof typeof UNIT_MS])
+    : Number.NaN;
+  if (!Number.isSafeInteger(ms) || ms < 0 || (ms === 0 && !options.allowZero)) {
+    throw new UsageError(
+      `${flag} must be a duration such as 500ms, 2s or 1m, got ${JSON.stringify(value)}`,
+    );
+  }
+  return ms;
+}
+
+/**
+ * Turns a `ConfigurationError` of the library into a `UsageError` that names the flag rather
+ * than the option, so the message points at what the user typed. Anything else is returned as is.
+ */
+export function usageErrorFor(error: unknown, flags: Readonly<Record<string, string>>): unknown {
+  if (!(error instanceof ConfigurationError)) return error;
+  const flag = flags[error.option];
+  if (flag === undefined) return new UsageError(error.message);
+  const detail = error.message.replace(/^Invalid option `[^`]*`: /, '');
+  return new UsageError(`${flag} ${detail}`);
+}

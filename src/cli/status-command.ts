@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { type OutboxCounts, type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import { COMMON_OPTIONS, databaseUrlOf, parseCommandLine, schemaOf } from './cli-args.js';
+import { type CliCommand, EXIT_OK } from './cli-command.js';
+import { withPool } from './cli-database.js';
+
+const HELP = `Usage: outboxkit status [options]
+
+Shows, per exchange and in total, the rows waiting in the outbox, how old the oldest one is,
+how many wait for a retry, and how many were parked.
+
+Options:
+  --database-url <url>  Postgres URL (default: $DATABASE_URL)
+  --schema <name>       schema of the outboxkit tables (default: outboxkit)
+  --json                print JSON instead of a table
+  --processed           also count the processed-messages table (a full count: slow when large)
+  -h, --help            show this help
+`;
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  json: { type: 'boolean' },
+  processed: { type: 'boolean' },
+} as const;
+
+/** `outboxkit status`: how far behind the relay is. */
+export const statusCommand: CliCommand = {
+  name: 'status',
+  summary: 'show pending, retrying and parked messages per exchange',
+  help: HELP,
+  async run(argv, env) {
+    const { values } = parseCommandLine(() =>
+      parseArgs({ args: [...argv], options: OPTIONS, strict: true }),
+    );
+    if (values.help) {
+      process.stdout.write(HELP);
+      return EXIT_OK;
+    }
+    const schema = schemaOf(values.schema);
+    const url = databaseUrlOf(values['database-url'], env);
+    const status = await withPool(url, schema, (pool) =>
+      outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
+    );
+    process.stdout.write(
+      values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatusTable(status),
+    );
+    return EXIT_OK;
+  },
+};
+
+/** Renders a status as an aligned table, one exchange a row and the total last. */
+export function formatStatusTable(status: OutboxStatus): string {
+  const header = ['EXCHANGE', 'PENDING', 'OLDEST', 'RETRYING', 'PARKED'];
+  const row = (name: string, c: OutboxCounts) => [
+    name,
+    String(c.pending),
+    formatAge(c.oldestPendingAgeSeconds),
+    String(c.retrying),
+    String(c.parked),
+  ];
+  const rows = [
+    header,
+    ...status.exchanges.map((e) => row(e.exchange, e)),
+    row('(total)', status.total),
+  ];
+  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  // The name column is left-aligned; the counts are right-aligned so their digits line up.
+  const lines = rows.map((r) =>
+    r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '),
+  );
+  lines.unshift(`outbox "${status.schema}"`);
+  if (status.processed !== undefined) lines.push(`processed messages: ${status.processed}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** `-` for nothing pending, else the largest two units: `42s`, `3m05s`, `2h10m`, `4d03h`. */
+export function formatAge(seconds: number | null): string {
+  if (seconds === null) return '-';
+  const s = Math.floor(seconds);
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d${two(Math.floor((s % 86_400) / 3600))}h`;
+}

@@ -1,0 +1,317 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadMigrations } from '../src/migrate/migration-files.js';
+import type { OutboxStatus } from '../src/status/outbox-status.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { payloadOf, TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+/** The compiled CLI, as `npx outboxkit` runs it: dist/test/ sits beside dist/src/. */
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+const ENV: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL, AMQP_URL };
+
+interface Outcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A running `outboxkit` process with what it printed so far. */
+interface CliProcess {
+  readonly child: ChildProcess;
+  readonly output: { stdout: string; stderr: string };
+  /** Resolves when the process exits; rejects if it is still running after `timeoutMs`. */
+  exited(timeoutMs?: number): Promise<Outcome>;
+}
+
+const running = new Set<ChildProcess>();
+
+function startCli(args: readonly string[], env: NodeJS.ProcessEnv = ENV): CliProcess {
+  const child = spawn(process.execPath, ['--enable-source-maps', MAIN, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stdout += chunk;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stderr += chunk;
+  });
+  // 'close' rather than 'exit': it comes after the pipes are drained, so the output is complete.
+  const closed = once(child, 'close').then(([code, signal]) => {
+    running.delete(child);
+    return { code, signal, ...output } as Outcome;
+  });
+  return {
+    child,
+    output,
+    exited(timeoutMs = 30_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(new Error(`outboxkit ${args.join(' ')} still running after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+      return Promise.race([closed, timeout]).finally(() => clearTimeout(timer));
+    },
+  };
+}
+
+function runCli(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<Outcome> {
+  return startCli(args, env).exited();
+}
+
+function withoutEnv(...names: string[]): NodeJS.ProcessEnv {
+  const env = { ...ENV };
+  for (const name of names) delete env[name];
+  return env;
+}
+
+after(() => {
+  // A failed test must not leave a relay behind that keeps the run from ending.
+  for (const child of running) child.kill('SIGKILL');
+});
+
+describe('outboxkit migrate', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await testDatabase('cli_mig', { migrate: false });
+  });
+  after(() => t.close());
+
+  it('applies every migration, and a second run is a no-op', async () => {
+    const versions = (await loadMigrations()).map((m) => m.version);
+    const first = await runCli(['migrate', '--schema', t.schema]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`applied migrations ${versions.join(', ')}\\.`));
+    assert.equal(await t.count('outbox'), 0);
+
+    const second = await runCli(['migrate', '--schema', t.schema]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /up to date; nothing applied/);
+  });
+});
+
+describe('outboxkit status', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await testDatabase('cli_st');
+    const writer = new OutboxWriter({ schema: t.schema });
+    const message = (exchange: string, n: number) => ({
+      exchange,
+      routingKey: 'k',
+      payload: { n },
+    });
+    await t.db.transaction().execute(async (trx) => {
+      await writer.addMany(trx, [message('alpha', 1), message('alpha', 2), message('alpha', 3)]);
+      await writer.addMany(trx, [message('beta', 4), message('beta', 5), message('gamma', 6)]);
+    });
+    const outbox = `"${t.schema}".outbox`;
+    // One row of alpha failed twice and was written 90 s ago; gamma's row was parked.
+    await t.pool.query(
+      `UPDATE ${outbox} SET attempts = 2, created_at = now() - interval '90 seconds'
+       WHERE id = (SELECT min(id) FROM ${outbox} WHERE exchange = 'alpha')`,
+    );
+    await t.pool.query(
+      `WITH moved AS (DELETE FROM ${outbox} WHERE exchange IN ('gamma') RETURNING *)
+       INSERT INTO "${t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
+         content_type, created_at, attempts, reason)
+       SELECT id, message_id, exchange, routing_key, payload, content_type, created_at, attempts,
+         'unroutable' FROM moved`,
+    );
+    await t.pool.query(
+      `INSERT INTO "${t.schema}".processed_messages (consumer, business_key) VALUES ('c', '1'), ('c', '2')`,
+    );
+  });
+  after(() => t.close());
+
+  it('--json counts pending, oldest age, retrying and parked rows per exchange', async () => {
+    const run = await runCli(['status', '--json', '--schema', t.schema]);
+    assert.equal(run.code, 0, run.stderr);
+    const status = JSON.parse(run.stdout) as OutboxStatus;
+    assert.equal(status.schema, t.schema);
+    assert.equal(status.processed, undefined);
+    const ages = status.exchanges.map((e) => e.oldestPendingAgeSeconds);
+    assert.ok(ages[0]! >= 90 && ages[0]! < 150, `alpha's oldest row is about 90 s old: ${ages[0]}`);
+    assert.ok(ages[1]! >= 0 && ages[1]! < 60, `beta's rows are new: ${ages[1]}`);
+    assert.equal(ages[2], null);
+    assert.deepEqual(
+      status.exchanges.map(({ oldestPendingAgeSeconds: _, ...counts }) => counts),
+      [
+        { exchange: 'alpha', pending: 3, retrying: 1, parked: 0 },
+        { exchange: 'beta', pending: 2, retrying: 0, parked: 0 },
+        { exchange: 'gamma', pending: 0, retrying: 0, parked: 1 },
+      ],
+    );
+    assert.deepEqual(status.total, {
+      pending: 5,
+      oldestPendingAgeSeconds: ages[0],
+      retrying: 1,
+      parked: 1,
+    });
+  });
+
+  it('prints a table, with the processed count on request', async () => {
+    const run = await runCli(['status', '--processed', '--schema', t.schema]);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.equal(lines[0], `outbox "${t.schema}"`);
+    assert.match(lines[1]!, /^EXCHANGE\s+PENDING\s+OLDEST\s+RETRYING\s+PARKED$/);
+    assert.match(lines[2]!, /^alpha\s+3\s+1m3\ds\s+1\s+0$/);
+    assert.match(lines[3]!, /^beta\s+2\s+\d+s\s+0\s+0$/);
+    assert.match(lines[4]!, /^gamma\s+0\s+-\s+0\s+1$/);
+    assert.match(lines[5]!, /^\(total\)\s+5\s+1m3\ds\s+1\s+1$/);
+    assert.equal(lines[6], 'processed messages: 2');
+  });
+
+  it('tells to migrate when the schema has no tables', async () => {
+    const run = await runCli(['status', '--schema', `${t.schema}_none`]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /has no outboxkit tables: run `outboxkit migrate --schema \w+` first/);
+  });
+});
+
+describe('outboxkit relay', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  before(async () => {
+    t = await testDatabase('cli_relay');
+    broker = await TestBroker.open();
+  });
+  after(async () => {
+    await broker.close();
+    await t.close();
+  });
+
+  it('publishes committed rows, and on SIGTERM stops and exits 0', async () => {
+    const exchange = await broker.exchange('events', 'topic');
+    const queue = await broker.queue('all', exchange, '#');
+    const writer = new OutboxWriter({ schema: t.schema });
+    const write = (from: number, count: number) =>
+      t.db.transaction().execute((trx) =>
+        writer.addMany(
+          trx,
+          Array.from({ length: count }, (_, i) => ({
+            exchange,
+            routingKey: 'cli.test',
+            payload: { n: from + i },
+          })),
+        ),
+      );
+    await write(0, 50);
+
+    const relay = startCli([
+      'relay',
+      '--schema',
+      t.schema,
+      '--batch-size',
+      '20',
+      '--concurrency',
+      '2',
+      '--heartbeat',
+      '2',
+      '--publish-timeout',
+      '5s',
+      '--stop-timeout',
+      '5s',
+    ]);
+    await broker.waitForDepth(queue, 50);
+    // Rows written while it runs go out too: the relay woke on the commit.
+    await write(50, 10);
+    await broker.waitForDepth(queue, 60);
+    await waitFor('the outbox to be empty', async () => (await t.count()) === 0);
+
+    relay.child.kill('SIGTERM');
+    const outcome = await relay.exited();
+    assert.equal(outcome.code, 0, outcome.stderr);
+
+    const messages = await broker.drain(queue);
+    const numbers = messages.map((m) => (payloadOf(m) as { n: number }).n).sort((a, b) => a - b);
+    assert.deepEqual(
+      numbers,
+      Array.from({ length: 60 }, (_, i) => i),
+    );
+    assert.equal(await t.count(), 0);
+
+    const logs = outcome.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { level: string; message: string; signal?: string });
+    const said = logs.map((l) => l.message);
+    for (const expected of ['relay starting', 'relay started', 'relay stopping', 'relay stopped']) {
+      assert.ok(said.includes(expected), `logs "${expected}": ${said.join(' | ')}`);
+    }
+    assert.equal(logs.find((l) => l.message === 'relay stopping')?.signal, 'SIGTERM');
+    const password = new URL(AMQP_URL).password;
+    if (password) assert.ok(!outcome.stderr.includes(`:${password}@`), 'no password in the logs');
+  });
+});
+
+describe('outboxkit command line errors', () => {
+  const cases: { args: string[]; env?: NodeJS.ProcessEnv; says: RegExp }[] = [
+    { args: ['launch'], says: /unknown command "launch"; the commands are migrate, relay, status/ },
+    { args: ['status', '--verbose'], says: /Unknown option '--verbose'/ },
+    { args: ['migrate', 'now'], says: /Unexpected argument 'now'/ },
+    {
+      args: ['relay'],
+      env: withoutEnv('AMQP_URL'),
+      says: /no AMQP_URL: set it or pass --amqp-url/,
+    },
+    {
+      args: ['migrate'],
+      env: withoutEnv('DATABASE_URL'),
+      says: /no DATABASE_URL: set it or pass --database-url/,
+    },
+    {
+      args: ['status', '--database-url', 'mysql://me:secret@localhost/db'],
+      says: /must start with postgres:\/\/ or postgresql:\/\/, got mysql:\/\/me:\*\*\*@localhost\/db/,
+    },
+    { args: ['relay', '--batch-size', 'many'], says: /--batch-size must be a positive integer/ },
+    { args: ['relay', '--poll-interval', 'soon'], says: /--poll-interval must be a duration/ },
+    {
+      args: ['relay', '--heartbeat', '30', '--publish-timeout', '10s'],
+      says: /--publish-timeout must be at least twice the heartbeat/,
+    },
+    {
+      args: ['relay', '--log-level', 'loud'],
+      says: /--log-level must be one of debug, info, warn/,
+    },
+    { args: ['migrate', '--schema', 'x'.repeat(60)], says: /--schema must be at most 53 bytes/ },
+  ];
+  for (const { args, env, says } of cases) {
+    it(`exits 2 for \`outboxkit ${args.join(' ')}\``, async () => {
+      const run = await runCli(args, env);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, says);
+      assert.doesNotMatch(run.stderr, /secret/);
+    });
+  }
+
+  it('is an executable script: tsc kept the shebang', async () => {
+    const source = await readFile(MAIN, 'utf8');
+    assert.equal(source.split('\n', 1)[0], '#!/usr/bin/env node');
+  });
+
+  it('prints help for each command and exits 0', async () => {
+    for (const command of ['migrate', 'relay', 'status']) {
+      const run = await runCli([command, '--help']);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`^Usage: outboxkit ${command} \\[options\\]`));
+    }
+    const main = await runCli(['--help']);
+    assert.equal(main.code, 0);
+    assert.match(main.stdout, /^Usage: outboxkit <command>/);
+  });
+});

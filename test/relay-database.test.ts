@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import pg from 'pg';
+import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { relayQueries } from '../src/relay/relay-queries.js';
+import { DATABASE_URL } from './support/env.js';
+import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('the relay and its database', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  let relays: OutboxRelay[] = [];
+  before(async () => {
+    t = await testDatabase('reldb');
+    broker = await TestBroker.open();
+  });
+  afterEach(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    relays = [];
+    await t.pool.query(`TRUNCATE "${t.schema}".outbox`);
+  });
+  after(async () => {
+    await broker.close();
+    await t.close();
+  });
+
+  it('claims with an index scan, also over a large table', async () => {
+    await t.pool.query(
+      `INSERT INTO "${t.schema}".outbox (message_id, exchange, routing_key, payload, content_type, ordering_key)
+       SELECT g::text, 'x', 'k', '\\x00', 'application/json', CASE WHEN g % 3 = 0 THEN (g % 100)::text END
+       FROM generate_series(1, 100000) g`,
+    );
+    await t.pool.query(`ANALYZE "${t.schema}".outbox`);
+    const queries = relayQueries(t.schema);
+    for (const claim of [queries.claimFresh, queries.claimRetry]) {
+      const client = await t.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const { rows } = await client.query(`EXPLAIN (FORMAT JSON) ${claim}`, [500]);
+        await client.query('ROLLBACK');
+        const plan = JSON.stringify(rows[0]['QUERY PLAN']);
+        assert.doesNotMatch(plan, /Seq Scan/, plan);
+        assert.match(plan, /Index (Only )?Scan/);
+      } finally {
+        client.release();
+      }
+    }
+  });
+
+  it('recovers when Postgres terminates its connections mid-stream', async () => {
+    const exchange = await broker.exchange('terminate');
+    const queue = await broker.queue('terminate', exchange);
+    const total = 4000;
+    await writeMessages(
+      t,
+      Array.from({ length: total }, (_, i) => ({
+        exchange,
+        routingKey: 'k',
+        payload: { i },
+        messageId: `p${i}`,
+      })),
+      1000,
+    );
+    // The relay gets a pool of its own, named, so that only its backends are killed.
+    const applicationName = `relay_${t.schema}`;
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, application_name: applicationName });
+    pool.on('error', () => {});
+    const relay = testRelay(t, { pool, batchSize: 100 });
+    relays = [relay];
+    try {
+      await relay.start();
+      await waitFor('a first part published', () => relay.stats.published >= 300);
+      const { rows } = await t.pool.query(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = $1`,
+        [applicationName],
+      );
+      assert.ok(rows[0].n > 1, 'the lanes and the listener were not all terminated');
+      await waitFor('the outbox to drain', async () => (await t.count()) === 0, 60_000);
+    } finally {
+      await relay.stop();
+      await pool.end();
+    }
+    const messages = await broker.drain(queue);
+    assert.equal(new Set(messages.map((m) => m.properties.messageId)).size, total);
+    assert.ok(relay.stats.errors > 0 || relay.listenConnects > 1, 'the relay never saw the fault');
+  });
+
+  it('listens again after its LISTEN connection is killed', async () => {
+    const exchange = await broker.exchange('relisten');
+    const queue = await broker.queue('relisten', exchange);
+    const relay = testRelay(t, { pollIntervalMs: 60_000 });
+    relays = [relay];
+    await relay.start();
+    await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
+    const { rows } = await t.pool.query(
+      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+       WHERE query = $1`,
+      [relayQueries(t.schema).listen],
+    );
+    assert.equal(rows[0].n, 1);
+    await waitFor('the relay to listen again', () => relay.listenConnects === 2);
+    const started = Date.now();
+    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'after the cut' }]);
+    await broker.waitForDepth(queue, 1, 10_000);
+    assert.ok(Date.now() - started < 5000, 'woken by the poll, not by a notification');
+  });
+});
