@@ -80,16 +80,14 @@ describe('OutboxWriter', () => {
   });
 
   it('stores a Buffer payload with its content type, and a delay', async () => {
-    const id = await t.db
-      .transaction()
-      .execute((trx) =>
-        writer.add(trx, {
-          ...base,
-          payload: Buffer.from([0, 1, 2]),
-          contentType: 'application/octet-stream',
-          delayMs: 60_000,
-        }),
-      );
+    const id = await t.db.transaction().execute((trx) =>
+      writer.add(trx, {
+        ...base,
+        payload: Buffer.from([0, 1, 2]),
+        contentType: 'application/octet-stream',
+        delayMs: 60_000,
+      }),
+    );
     const { rows } = await t.pool.query(
       `SELECT payload, content_type, available_at - created_at AS delay FROM "${t.schema}".outbox WHERE message_id = $1`,
       [id],
