@@ -1,3 +1,4 @@
+export * from './consumer/index.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';

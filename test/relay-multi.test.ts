@@ -172,7 +172,6 @@ describe('several relays, and a lost broker connection', () => {
         total,
         'a message was lost',
       );
-      assert.ok(relay.amqpConnects >= 2, `connects: ${relay.amqpConnects}`);
       assert.ok(relay.stats.published > publishedAtHang);
     } finally {
       await proxy.close();

@@ -266,8 +266,11 @@ describe('OutboxRelay', () => {
     // Everything is either still in the outbox or in the queue; nothing was published twice.
     assert.equal(left + queued, total);
     assert.equal(relay.stats.published, queued);
+    // No session of this test's pool was left inside a transaction holding claimed rows.
     const { rows } = await t.pool.query(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'outboxkit-relay' OR (state = 'idle in transaction' AND datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE '%outbox%')",
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE state LIKE 'idle in transaction%' AND query LIKE '%' || $1 || '%'`,
+      [t.schema],
     );
     assert.equal(rows[0].n, 0);
     const next = await start();

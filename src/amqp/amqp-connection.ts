@@ -4,6 +4,7 @@ import * as amqp from 'amqplib';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
+import { settleWithin } from '../util/with-timeout.js';
 
 export interface AmqpConnectionOptions {
   readonly url: string;
@@ -48,11 +49,18 @@ export class AmqpConnection extends EventEmitter {
     this.#loop ??= this.#run();
   }
 
-  /** Resolves with the connection once it is up and not blocked, or undefined once `signal` aborts. */
-  async ready(signal?: AbortSignal): Promise<ChannelModel | undefined> {
+  /**
+   * Resolves with the connection once it is up and not blocked, or undefined once `signal`
+   * aborts. With `evenIfBlocked`, a blocked connection will do: consuming works during a
+   * broker alarm and helps end it, only publishing hangs.
+   */
+  async ready(
+    signal?: AbortSignal,
+    options: { evenIfBlocked?: boolean } = {},
+  ): Promise<ChannelModel | undefined> {
     for (;;) {
       if (signal?.aborted || this.#closing.signal.aborted) return undefined;
-      if (this.isReady) return this.#model;
+      if (this.isReady || (options.evenIfBlocked && this.#model)) return this.#model;
       await new Promise<void>((resolve) => {
         const done = () => {
           this.#changed.off('change', done);
@@ -80,7 +88,7 @@ export class AmqpConnection extends EventEmitter {
     this.#changed.emit('change');
     const model = this.#model;
     this.#model = undefined;
-    if (model) await model.close().catch(() => {});
+    if (model) await closeModel(model);
     await this.#loop;
   }
 
@@ -103,7 +111,7 @@ export class AmqpConnection extends EventEmitter {
         continue;
       }
       if (this.#closing.signal.aborted) {
-        await model.close().catch(() => {});
+        await closeModel(model);
         return;
       }
       failures = 0;
@@ -149,6 +157,23 @@ export class AmqpConnection extends EventEmitter {
       this.#changed.emit('change');
     });
     return model;
+  }
+}
+
+/** How long a close handshake may take before the socket is simply destroyed. */
+export const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * Closes a connection politely if the broker answers, and destroys its socket if it does not:
+ * on a hung or half-open link the close handshake never completes.
+ */
+async function closeModel(model: ChannelModel): Promise<void> {
+  const closed = await settleWithin(
+    model.close().then(() => true),
+    CLOSE_TIMEOUT_MS,
+  );
+  if (closed === undefined) {
+    (model.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy();
   }
 }
 

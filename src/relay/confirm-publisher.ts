@@ -1,4 +1,6 @@
 import type { ConfirmChannel, Message } from 'amqplib';
+import { CLOSE_TIMEOUT_MS } from '../amqp/amqp-connection.js';
+import { settleWithin } from '../util/with-timeout.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
@@ -115,7 +117,7 @@ export class ConfirmPublisher {
   async close(): Promise<void> {
     if (!this.isOpen) return;
     this.#closedReason = 'closed by the relay';
-    await this.#channel.close().catch(() => {});
+    await settleWithin(this.#channel.close(), CLOSE_TIMEOUT_MS);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Channel } from 'amqplib';
-import type { AmqpConnection } from '../amqp/amqp-connection.js';
+import { type AmqpConnection, CLOSE_TIMEOUT_MS } from '../amqp/amqp-connection.js';
+import { settleWithin } from '../util/with-timeout.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -58,6 +59,6 @@ export class ExchangeRegistry {
   async close(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    await channel?.close().catch(() => {});
+    if (channel) await settleWithin(channel.close(), CLOSE_TIMEOUT_MS);
   }
 }

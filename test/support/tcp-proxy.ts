@@ -1,16 +1,153 @@
 import net from 'node:net';
 
+/** Which way bytes flow through the proxy: from the client under test, or back to it. */
+export type ProxyDirection = 'toServer' | 'toClient';
+
+const DIRECTIONS: readonly ProxyDirection[] = ['toServer', 'toClient'];
+
+/** Bytes queued in one direction (for latency or a throttle) before reading from the sender stops. */
+const HIGH_WATER_BYTES = 1024 * 1024;
+
+/** What the proxy does to the bytes of one direction. */
+interface DirectionFault {
+  /** Bytes are read and thrown away: the sender's writes succeed, the peer hears nothing. */
+  drop: boolean;
+  latencyMs: number;
+  /** Undefined: as fast as the sockets go. */
+  bytesPerSecond: number | undefined;
+}
+
+/** Counters of one direction, over every connection. */
+export interface DirectionCounts {
+  forwarded: number;
+  dropped: number;
+  /** Chunks held back for latency or a throttle before being forwarded. */
+  delayed: number;
+}
+
+/**
+ * One direction of one connection: reads from `source`, applies the direction's fault, writes to
+ * `sink` in order. Replaces `pipe()` so that bytes can be held back or thrown away without the
+ * sockets noticing.
+ */
+class Link {
+  readonly #source: net.Socket;
+  readonly #sink: net.Socket;
+  readonly #fault: DirectionFault;
+  readonly #counts: DirectionCounts;
+  readonly #isPaused: () => boolean;
+  readonly #queue: Array<{ chunk: Buffer; due: number }> = [];
+  #queuedBytes = 0;
+  #throttleFreeAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #sinkFull = false;
+
+  constructor(
+    source: net.Socket,
+    sink: net.Socket,
+    fault: DirectionFault,
+    counts: DirectionCounts,
+    isPaused: () => boolean,
+  ) {
+    this.#source = source;
+    this.#sink = sink;
+    this.#fault = fault;
+    this.#counts = counts;
+    this.#isPaused = isPaused;
+    source.on('data', (chunk: Buffer) => this.#onData(chunk));
+    sink.on('drain', () => {
+      this.#sinkFull = false;
+      this.#pump();
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#fault.drop) {
+      this.#counts.dropped += chunk.length;
+      return;
+    }
+    const now = Date.now();
+    let due = now + this.#fault.latencyMs;
+    const bps = this.#fault.bytesPerSecond;
+    if (bps !== undefined) {
+      // The chunk leaves once the throttle has sent everything before it.
+      const start = Math.max(due, this.#throttleFreeAt);
+      this.#throttleFreeAt = start + (chunk.length / bps) * 1000;
+      due = this.#throttleFreeAt;
+    }
+    if (due > now || this.#queue.length > 0) this.#counts.delayed += 1;
+    this.#queue.push({ chunk, due });
+    this.#queuedBytes += chunk.length;
+    this.#pump();
+  }
+
+  /** Writes every chunk whose time has come, in order, as far as the sink takes them. */
+  #pump(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#queue.length > 0 && !this.#sinkFull && !this.#isPaused()) {
+      const head = this.#queue[0]!;
+      const wait = head.due - Date.now();
+      if (wait > 0) {
+        this.#timer = setTimeout(() => this.#pump(), wait);
+        break;
+      }
+      this.#queue.shift();
+      this.#queuedBytes -= head.chunk.length;
+      if (this.#sink.destroyed) continue;
+      this.#counts.forwarded += head.chunk.length;
+      if (!this.#sink.write(head.chunk)) this.#sinkFull = true;
+    }
+    this.updateFlow();
+  }
+
+  /** Reads from the source only while nothing holds this direction back. */
+  updateFlow(): void {
+    if (this.#source.destroyed) return;
+    const hold = this.#isPaused() || this.#sinkFull || this.#queuedBytes > HIGH_WATER_BYTES;
+    if (hold) this.#source.pause();
+    else this.#source.resume();
+  }
+
+  /** Picks up again after a pause or a fault change. */
+  kick(): void {
+    this.#pump();
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#queue.length = 0;
+    this.#queuedBytes = 0;
+  }
+}
+
+interface Pair {
+  readonly client: net.Socket;
+  readonly upstream: net.Socket;
+  readonly links: readonly Link[];
+}
+
 /**
  * A TCP proxy on loopback between a client under test and a real server, so a test can cut,
- * pause or reset one connection without touching the server or anyone else's connections.
+ * pause, reset, slow down or half-close one connection without touching the server or anyone
+ * else's connections. Faults apply to open connections and to those accepted later.
  */
 export class TcpProxy {
   readonly #server: net.Server;
   readonly #target: { host: string; port: number };
-  readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  readonly #pairs = new Set<Pair>();
+  readonly #faults: Record<ProxyDirection, DirectionFault> = {
+    toServer: { drop: false, latencyMs: 0, bytesPerSecond: undefined },
+    toClient: { drop: false, latencyMs: 0, bytesPerSecond: undefined },
+  };
   #paused = false;
   /** Connections accepted so far. */
   accepted = 0;
+  /** Bytes forwarded, dropped and delayed, per direction. */
+  readonly counts: Readonly<Record<ProxyDirection, DirectionCounts>> = {
+    toServer: { forwarded: 0, dropped: 0, delayed: 0 },
+    toClient: { forwarded: 0, dropped: 0, delayed: 0 },
+  };
 
   private constructor(target: { host: string; port: number }) {
     this.#target = target;
@@ -42,23 +179,33 @@ export class TcpProxy {
   #accept(client: net.Socket): void {
     this.accepted += 1;
     const upstream = net.connect(this.#target.port, this.#target.host);
-    const pair = { client, upstream };
-    this.#pairs.add(pair);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    if (this.#paused) {
-      client.pause();
-      upstream.pause();
-    }
+    const isPaused = () => this.#paused;
+    const links = [
+      new Link(client, upstream, this.#faults.toServer, this.counts.toServer, isPaused),
+      new Link(upstream, client, this.#faults.toClient, this.counts.toClient, isPaused),
+    ];
+    const pair: Pair = { client, upstream, links };
+    this.#pairs.add(pair);
+    for (const link of links) link.updateFlow();
     const close = () => {
-      this.#pairs.delete(pair);
+      if (!this.#pairs.delete(pair)) return;
+      for (const link of links) link.dispose();
       client.destroy();
       upstream.destroy();
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
+  }
+
+  #links(direction: ProxyDirection | 'both'): Link[] {
+    const index = direction === 'toServer' ? [0] : direction === 'toClient' ? [1] : [0, 1];
+    return [...this.#pairs].flatMap((pair) => index.map((i) => pair.links[i]!));
+  }
+
+  #directions(direction: ProxyDirection | 'both'): readonly ProxyDirection[] {
+    return direction === 'both' ? DIRECTIONS : [direction];
   }
 
   /** Resets every open connection, as a crashed peer or a broken network would. */
@@ -72,18 +219,39 @@ export class TcpProxy {
   /** Stops forwarding in both directions without closing anything: a hung link. */
   pause(): void {
     this.#paused = true;
-    for (const { client, upstream } of this.#pairs) {
-      client.pause();
-      upstream.pause();
-    }
+    for (const link of this.#links('both')) link.updateFlow();
   }
 
   resume(): void {
     this.#paused = false;
-    for (const { client, upstream } of this.#pairs) {
-      client.resume();
-      upstream.resume();
+    for (const link of this.#links('both')) link.kick();
+  }
+
+  /**
+   * Throws away every byte sent in `direction` while the connections stay open: a half-open
+   * link, where one side's writes succeed and the other side never hears of them (lost
+   * confirms when `toClient`, lost publishes and acks when `toServer`).
+   */
+  drop(direction: ProxyDirection | 'both'): void {
+    for (const d of this.#directions(direction)) this.#faults[d].drop = true;
+  }
+
+  /** Delays every chunk in `direction` by `ms`, keeping their order. */
+  latency(ms: number, direction: ProxyDirection | 'both' = 'both'): void {
+    for (const d of this.#directions(direction)) this.#faults[d].latencyMs = ms;
+  }
+
+  /** Forwards at most `bytesPerSecond` in `direction`; undefined lifts the limit. */
+  throttle(bytesPerSecond: number | undefined, direction: ProxyDirection | 'both' = 'both'): void {
+    for (const d of this.#directions(direction)) this.#faults[d].bytesPerSecond = bytesPerSecond;
+  }
+
+  /** Lifts drop, latency, throttle and pause; what was held back is forwarded, what was dropped is gone. */
+  heal(): void {
+    for (const d of DIRECTIONS) {
+      Object.assign(this.#faults[d], { drop: false, latencyMs: 0, bytesPerSecond: undefined });
     }
+    this.resume();
   }
 
   /** Stops accepting first, so a client that reconnects at once cannot keep the proxy open. */

@@ -1,0 +1,152 @@
+import type { Transaction } from 'kysely';
+import type { BackoffPolicy } from '../util/backoff.js';
+
+/** Queue types a consumer can declare. Quorum queues replicate; classic queues are lighter. */
+export type QueueType = 'classic' | 'quorum';
+
+/** Exchange types a consumer can bind its queue to. */
+export type ExchangeType = 'topic' | 'direct' | 'fanout';
+
+/** Isolation level of the handler's transaction. */
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+/** What a consumer knows about a delivery before its handler runs. */
+export interface MessageInfo {
+  /** The AMQP `message-id` property; the default business key. */
+  readonly messageId: string | undefined;
+  /** The message's headers, as published (outboxkit's own `x-outboxkit-*` headers included). */
+  readonly headers: Readonly<Record<string, unknown>>;
+  /** The broker delivered this copy before (a lost channel or connection, or a requeue). */
+  readonly redelivered: boolean;
+  /** 1 for the first attempt, 2 after one failure, and so on. */
+  readonly attempt: number;
+  /** The exchange the message was first published to (kept across retries). */
+  readonly exchange: string;
+  /** The routing key the message was first published with (kept across retries). */
+  readonly routingKey: string;
+  readonly contentType: string | undefined;
+  readonly correlationId: string | undefined;
+  /** The `timestamp` property, in milliseconds since the epoch, when the publisher set it. */
+  readonly timestamp: number | undefined;
+  /** The ordering key the relay sets (`x-ordering-key`), if any. */
+  readonly orderingKey: string | undefined;
+}
+
+/**
+ * What a handler gets beside the payload: the transaction its effects must use, and the
+ * message's metadata.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: a handler may use a transaction of any database type
+export interface ConsumeContext<DB = any> extends MessageInfo {
+  /**
+   * The transaction that also records the message as processed. Write every effect through it:
+   * the effects and the dedupe row commit together, and the message is acked only after that.
+   * Effects outside the database (HTTP calls, e-mail) are not covered: route them through the
+   * outbox.
+   */
+  readonly trx: Transaction<DB>;
+  /** Name of the consumer handling the message. */
+  readonly consumer: string;
+  /** The key the message is deduplicated by. */
+  readonly businessKey: string;
+  /** Aborts when the handler exceeds its time limit; pass it to anything that can be cancelled. */
+  readonly signal: AbortSignal;
+}
+
+/** How a failing message is retried before it is dead-lettered. */
+export interface RetryPolicy {
+  /** Handler attempts before the message goes to the dead-letter queue. Default 10. */
+  readonly maxAttempts?: number;
+  /**
+   * Delay before each retry: `initialMs * factor^(n-1)` capped at `maxMs`. Jitter is not
+   * applied: each distinct delay is a delay queue of its own. Default 1 s doubling to 5 min.
+   */
+  readonly backoff?: Omit<BackoffPolicy, 'jitter'>;
+}
+
+/**
+ * A consumer: plain data naming where messages come from, plus the handler. The same shape is
+ * what a framework adapter builds from decorators.
+ *
+ * @example
+ * const orderPlaced = defineConsumer<OrderPlaced>({
+ *   name: 'billing.order-placed',
+ *   exchange: 'orders',
+ *   routingKeys: ['order.placed'],
+ *   validate: (payload) => OrderPlacedSchema.parse(payload),
+ *   async handler(order, { trx }) {
+ *     await trx.insertInto('invoices').values({ orderId: order.id }).execute();
+ *   },
+ * });
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
+export interface ConsumerDefinition<P = unknown, DB = any> {
+  /**
+   * Identifies the consumer in the processed-messages table, so two consumers of one message
+   * each handle it once. Also the default queue name. Keep it stable.
+   */
+  readonly name: string;
+  /** Exchange the queue is bound to; declared durable at start. */
+  readonly exchange: string;
+  /** Default `topic`. */
+  readonly exchangeType?: ExchangeType;
+  /** Binding keys. Default `['#']` for topic exchanges and `['']` for fanout; required for direct. */
+  readonly routingKeys?: readonly string[];
+  /** Queue name. Default: `name`. */
+  readonly queue?: string;
+  /** Default `quorum`. */
+  readonly queueType?: QueueType;
+  /**
+   * Transactions (or batches) running at once for this consumer: the database sees at most
+   * this many from it, whatever the backlog. Default 4.
+   */
+  readonly concurrency?: number;
+  /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
+  readonly prefetch?: number;
+  /**
+   * Handle up to this many deliveries in one transaction. Default 1 (one transaction per
+   * message). Not available with `ordered`.
+   */
+  readonly batchSize?: number;
+  /**
+   * Handle messages of one ordering key one at a time, in queue order, while different keys
+   * run concurrently. The queue gets `x-single-active-consumer`, so only one process consumes
+   * it at a time, and retries happen in place, holding back the key's later messages.
+   */
+  readonly ordered?: boolean;
+  readonly retry?: RetryPolicy;
+  /** Time limit of one handler call. Default 60 s; keep it well below the broker's consumer timeout. */
+  readonly timeoutMs?: number;
+  /** Default `read committed`. Serialization failures are retried at once, in place. */
+  readonly isolationLevel?: IsolationLevel;
+  /**
+   * Accepted content types. JSON types (`application/json`, `*+json`) are parsed; others reach
+   * the handler as a Buffer. A message without a content type is taken as JSON. Default
+   * `['application/json']`.
+   */
+  readonly contentTypes?: readonly string[];
+  /** Headers every message must carry; one missing dead-letters the message. */
+  readonly requiredHeaders?: readonly string[];
+  /**
+   * Checks the parsed payload and returns it typed. Throwing dead-letters the message at once
+   * with the error in its headers.
+   */
+  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+  /** Derives the key messages are deduplicated by. Default: the message id. */
+  businessKey?(payload: P, message: MessageInfo): string;
+  /**
+   * Applies the message's effects through `context.trx`. Throwing rolls back and retries after
+   * a delay; throwing a `PermanentError` dead-letters the message at once.
+   */
+  handler(payload: P, context: ConsumeContext<DB>): Promise<void>;
+}
+
+/**
+ * Returns the definition unchanged; it only helps TypeScript infer the payload type.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
+export function defineConsumer<P, DB = any>(
+  definition: ConsumerDefinition<P, DB>,
+): ConsumerDefinition<P, DB> {
+  return definition;
+}

@@ -1,0 +1,323 @@
+import type { ChannelModel } from 'amqplib';
+import type { Kysely } from 'kysely';
+import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
+import type { ConsumerDefinition } from './consumer-definition.js';
+import { ConsumerRunner } from './consumer-runner.js';
+import type { ConsumerStats } from './consumer-stats.js';
+import { consumerTopology } from './consumer-topology.js';
+import { processedQueries } from './processed-queries.js';
+import { resolveConsumers } from './resolve-consumer.js';
+import { RetentionCleaner, type RetentionOptions } from './retention-cleaner.js';
+import { RetryPublisher } from './retry-publisher.js';
+import { TopologyConflictError } from './topology-conflict-error.js';
+
+export interface ConsumerHostOptions {
+  /**
+   * The application's Kysely instance on PostgreSQL. Its pool should hold more connections
+   * than the consumers' concurrency added up, plus one.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
+  readonly db: Kysely<any>;
+  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
+  readonly amqpUrl: string;
+  readonly consumers: readonly ConsumerDefinition[];
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  readonly logger?: OutboxLogger;
+  /** AMQP heartbeat in seconds. Default 10. */
+  readonly heartbeatSeconds?: number;
+  /** Delay between reconnects to RabbitMQ, and between retries while Postgres is down. Default 100 ms doubling to 10 s. */
+  readonly reconnectBackoff?: BackoffPolicy;
+  /** How long a retry or dead-letter copy may wait for its publisher confirm. Default 30 s. */
+  readonly publishTimeoutMs?: number;
+  /** How long `start()` waits for RabbitMQ before it fails. Default 30 s. */
+  readonly startTimeoutMs?: number;
+  /** How long `stop()` waits for running handlers. Default 30 s. */
+  readonly stopTimeoutMs?: number;
+  /**
+   * The broker's `consumer_timeout` (RabbitMQ's default is 30 minutes). Time limits are checked
+   * against it: a delivery unacked for longer gets its channel closed by the broker.
+   */
+  readonly brokerConsumerTimeoutMs?: number;
+  /** Cleanup of old processed keys of these consumers; `false` to run it elsewhere. */
+  readonly retention?: RetentionOptions | false;
+  /** Shown in the broker's management UI. */
+  readonly connectionName?: string;
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+let hostCount = 0;
+
+/**
+ * Runs consumers: declares their topology, consumes with manual acks, runs each handler in a
+ * transaction with the dedupe row, retries through delay queues, dead-letters what cannot
+ * succeed, reconnects after any loss, and deletes old processed keys.
+ *
+ * @example
+ * const host = new ConsumerHost({ db, amqpUrl, consumers: [orderPlaced] });
+ * await host.start();
+ * // ...
+ * await host.stop();
+ */
+export class ConsumerHost {
+  readonly #logger: OutboxLogger;
+  readonly #amqp: AmqpConnection;
+  readonly #runners: ConsumerRunner[];
+  readonly #publisher: RetryPublisher;
+  readonly #cleaner: RetentionCleaner | undefined;
+  readonly #stopping = new AbortController();
+  readonly #reconnectBackoff: BackoffPolicy;
+  readonly #startTimeoutMs: number;
+  readonly #stopTimeoutMs: number;
+  #state: State = 'new';
+  #loop: Promise<void> | undefined;
+  #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+
+  constructor(options: ConsumerHostOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new ConfigurationError('options', 'must be an object');
+    }
+    if (!options.db || typeof options.db.transaction !== 'function') {
+      throw new ConfigurationError('db', 'must be a Kysely instance');
+    }
+    if (typeof options.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
+      throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
+    }
+    outboxTables(options.schema);
+    const brokerConsumerTimeoutMs = positive(
+      'brokerConsumerTimeoutMs',
+      options.brokerConsumerTimeoutMs,
+      30 * 60_000,
+    );
+    const consumers = resolveConsumers(options.consumers, { brokerConsumerTimeoutMs });
+    this.#logger = options.logger ?? consoleLogger();
+    this.#reconnectBackoff = options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 };
+    this.#startTimeoutMs = positive('startTimeoutMs', options.startTimeoutMs, 30_000);
+    this.#stopTimeoutMs = positive('stopTimeoutMs', options.stopTimeoutMs, 30_000);
+    const heartbeatSeconds = positive('heartbeatSeconds', options.heartbeatSeconds, 10);
+    this.#publisher = new RetryPublisher(
+      positive('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+    );
+
+    if (options.retention !== false) {
+      this.#cleaner = new RetentionCleaner({
+        ...options.retention,
+        db: options.db,
+        ...(options.schema !== undefined && { schema: options.schema }),
+        consumers: consumers.map((c) => c.name),
+        logger: this.#logger,
+      });
+      for (const c of consumers) {
+        const span = c.retryDelaysMs.reduce((a, b) => a + b, 0) + c.maxAttempts * c.timeoutMs;
+        if (this.#cleaner.retentionMs <= span) {
+          throw new ConfigurationError(
+            'retention.retentionMs',
+            `must exceed the longest time a message of consumer "${c.name}" can take to come ` +
+              `back (${span} ms of retries), or a late copy would find its key gone and run again`,
+          );
+        }
+      }
+    }
+
+    hostCount += 1;
+    this.#amqp = new AmqpConnection({
+      url: options.amqpUrl,
+      heartbeatSeconds,
+      reconnectBackoff: this.#reconnectBackoff,
+      logger: this.#logger,
+      connectionName: options.connectionName ?? `outboxkit-consumer-${process.pid}-${hostCount}`,
+    });
+    const queries = processedQueries(options.schema);
+    this.#runners = consumers.map(
+      (consumer) =>
+        new ConsumerRunner({
+          consumer,
+          topology: consumerTopology(consumer),
+          db: options.db,
+          queries,
+          publisher: this.#publisher,
+          logger: this.#logger,
+          reconnectBackoff: this.#reconnectBackoff,
+          stopping: this.#stopping.signal,
+        }),
+    );
+  }
+
+  /** Names of the consumers this host runs. */
+  get consumers(): string[] {
+    return this.#runners.map((r) => r.name);
+  }
+
+  get isRunning(): boolean {
+    return this.#state === 'running';
+  }
+
+  /** Whether the host's RabbitMQ connection is up now; for health checks. */
+  get isConnected(): boolean {
+    return this.#amqp.isConnected;
+  }
+
+  /** RabbitMQ connections made; above 1 after a reconnect. */
+  get amqpConnects(): number {
+    return this.#amqp.connects;
+  }
+
+  /** Running totals of one consumer. */
+  stats(consumer: string): Readonly<ConsumerStats> {
+    const runner = this.#runners.find((r) => r.name === consumer);
+    if (!runner) throw new ConfigurationError('consumer', `no consumer is named "${consumer}"`);
+    return runner.stats;
+  }
+
+  /**
+   * Connects, declares the topology and starts consuming. Resolves once every consumer
+   * consumes; rejects with a `TopologyConflictError` when the broker has conflicting queues or
+   * exchanges, or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then
+   * stopped).
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`consumer host cannot start: it is ${this.#state}`);
+    this.#state = 'starting';
+    const started = new Promise<void>((resolve, reject) => {
+      this.#started = { resolve, reject };
+    });
+    this.#amqp.start();
+    this.#loop = this.#run().catch((error: unknown) => {
+      this.#logger.error('consumer host loop failed', { error: errorMessage(error) });
+      this.#started?.reject(error);
+    });
+    const timer = setTimeout(() => {
+      this.#started?.reject(
+        new OutboxkitError(
+          'consumer-start-timeout',
+          `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)`,
+        ),
+      );
+    }, this.#startTimeoutMs);
+    try {
+      await started;
+    } catch (error) {
+      await this.stop();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#state = 'running';
+    this.#cleaner?.start();
+    this.#logger.info('consumers started', { consumers: this.consumers });
+  }
+
+  /**
+   * Stops taking messages, hands back those not started, waits up to `stopTimeoutMs` for running
+   * handlers to commit and be acked, then closes the connection. Nothing is acked that did not
+   * commit; whatever is still running at the deadline is redelivered later and deduplicated.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return;
+    if (this.#state === 'new') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#state = 'stopping';
+    this.#stopping.abort();
+    try {
+      await Promise.all(this.#runners.map((r) => r.stopConsuming()));
+      const drained = Promise.all(this.#runners.map((r) => r.drained())).then(() => true);
+      let timer: NodeJS.Timeout | undefined;
+      const patience = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.#stopTimeoutMs);
+      });
+      const finished = await Promise.race([drained, patience]);
+      clearTimeout(timer);
+      if (!finished) {
+        this.#logger.warn(
+          'handlers still running at the stop deadline; their messages will be redelivered',
+          {
+            active: this.#runners.reduce((n, r) => n + r.active, 0),
+          },
+        );
+      }
+      await this.#cleaner?.stop();
+      await Promise.all(this.#runners.map((r) => r.close()));
+      await this.#publisher.close();
+    } finally {
+      await this.#amqp.close();
+      await this.#loop;
+      this.#state = 'stopped';
+      this.#logger.info('consumers stopped', {});
+    }
+  }
+
+  /** One pass per connection: attach publisher and runners, then wait for the connection to go. */
+  async #run(): Promise<void> {
+    const stopping = this.#stopping.signal;
+    let failures = 0;
+    while (!stopping.aborted) {
+      const model = await this.#amqp.ready(stopping, { evenIfBlocked: true });
+      if (!model) return;
+      const closed = whenClosed(model, stopping);
+      try {
+        this.#publisher.attach(model);
+        await Promise.all(this.#runners.map((r) => r.attach(model)));
+        failures = 0;
+        this.#started?.resolve();
+      } catch (error) {
+        if (error instanceof TopologyConflictError && this.#state === 'starting') {
+          this.#started?.reject(error);
+          return;
+        }
+        closed.dispose();
+        failures += 1;
+        const delay = backoffDelay(this.#reconnectBackoff, failures);
+        const log = error instanceof TopologyConflictError ? this.#logger.error : this.#logger.warn;
+        log.call(this.#logger, 'could not start consuming; retrying', {
+          error: errorMessage(error),
+          retryInMs: delay,
+        });
+        await abortableDelay(delay, stopping);
+        continue;
+      }
+      await closed.promise;
+      // Stopping keeps the publisher: handlers finishing meanwhile may still need retry copies.
+      if (stopping.aborted) return;
+      this.#publisher.detach(model);
+      for (const r of this.#runners) r.detach(model);
+    }
+  }
+}
+
+/** Resolves when the connection closes or the host stops; `dispose` removes the listeners. */
+function whenClosed(
+  model: ChannelModel,
+  stopping: AbortSignal,
+): { promise: Promise<void>; dispose: () => void } {
+  let dispose = () => {};
+  const promise = new Promise<void>((resolve) => {
+    const done = () => {
+      dispose();
+      resolve();
+    };
+    dispose = () => {
+      model.off('close', done);
+      stopping.removeEventListener('abort', done);
+    };
+    model.once('close', done);
+    stopping.addEventListener('abort', done, { once: true });
+  });
+  return { promise, dispose };
+}
+
+function positive(option: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw new ConfigurationError(option, `must be a positive integer, got ${String(v)}`);
+  }
+  return v;
+}

@@ -1,0 +1,269 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import type {
+  ConsumerDefinition,
+  ExchangeType,
+  IsolationLevel,
+  QueueType,
+} from './consumer-definition.js';
+
+/** A consumer definition checked and completed with defaults. */
+export interface ResolvedConsumer {
+  readonly definition: ConsumerDefinition;
+  readonly name: string;
+  readonly exchange: string;
+  readonly exchangeType: ExchangeType;
+  readonly routingKeys: readonly string[];
+  readonly queue: string;
+  readonly queueType: QueueType;
+  readonly concurrency: number;
+  readonly prefetch: number;
+  readonly batchSize: number;
+  readonly ordered: boolean;
+  readonly maxAttempts: number;
+  /** `retryDelaysMs[n - 1]` is the delay after failed attempt n; one entry per retry. */
+  readonly retryDelaysMs: readonly number[];
+  readonly timeoutMs: number;
+  readonly isolationLevel: IsolationLevel;
+  /** Accepted media types, lower case, without parameters. */
+  readonly contentTypes: readonly string[];
+  readonly requiredHeaders: readonly string[];
+}
+
+export interface ResolveLimits {
+  /** The broker's `consumer_timeout`: a delivery unacked for longer gets its channel closed. */
+  readonly brokerConsumerTimeoutMs: number;
+}
+
+const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
+const QUEUE_TYPES: readonly QueueType[] = ['classic', 'quorum'];
+const ISOLATION_LEVELS: readonly IsolationLevel[] = [
+  'read committed',
+  'repeatable read',
+  'serializable',
+];
+/** Room kept in the 255-byte queue name for the suffixes of the retry and dead-letter queues. */
+const MAX_QUEUE_BYTES = 200;
+const SHORT_STRING_BYTES = 255;
+
+export const DEFAULT_CONCURRENCY = 4;
+export const DEFAULT_MAX_ATTEMPTS = 10;
+export const DEFAULT_TIMEOUT_MS = 60_000;
+export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000, factor: 2 });
+
+/** Checks one definition and fills in defaults; errors name the option as `consumers[name].option`. */
+export function resolveConsumer(
+  definition: ConsumerDefinition,
+  limits: ResolveLimits,
+): ResolvedConsumer {
+  if (definition === null || typeof definition !== 'object') {
+    throw new ConfigurationError('consumers', 'every consumer must be a definition object');
+  }
+  const name = definition.name;
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    Buffer.byteLength(name) > SHORT_STRING_BYTES
+  ) {
+    throw new ConfigurationError(
+      'consumers[].name',
+      `must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, got ${JSON.stringify(name)}`,
+    );
+  }
+  const option = (field: string) => `consumers[${name}].${field}`;
+  const fail = (field: string, detail: string): never => {
+    throw new ConfigurationError(option(field), detail);
+  };
+  const integer = (field: string, value: unknown, fallback: number, min = 1): number => {
+    const v = value ?? fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+      fail(field, `must be an integer of at least ${min}, got ${String(v)}`);
+    }
+    return v as number;
+  };
+
+  if (typeof definition.handler !== 'function') fail('handler', 'must be a function');
+  for (const field of ['validate', 'businessKey'] as const) {
+    if (definition[field] !== undefined && typeof definition[field] !== 'function') {
+      fail(field, 'must be a function when given');
+    }
+  }
+
+  const exchange = definition.exchange;
+  if (
+    typeof exchange !== 'string' ||
+    exchange.length === 0 ||
+    Buffer.byteLength(exchange) > SHORT_STRING_BYTES
+  ) {
+    fail('exchange', 'must name an exchange (the default exchange cannot be bound to)');
+  }
+  const exchangeType = definition.exchangeType ?? 'topic';
+  if (!EXCHANGE_TYPES.includes(exchangeType)) {
+    fail('exchangeType', `must be one of ${EXCHANGE_TYPES.join(', ')}`);
+  }
+  const routingKeys = definition.routingKeys ?? defaultRoutingKeys(exchangeType) ?? [];
+  if (
+    !Array.isArray(routingKeys) ||
+    routingKeys.length === 0 ||
+    !routingKeys.every((k) => typeof k === 'string' && Buffer.byteLength(k) <= SHORT_STRING_BYTES)
+  ) {
+    fail('routingKeys', 'must be a non-empty array of binding keys');
+  }
+
+  const queue = definition.queue ?? name;
+  if (
+    typeof queue !== 'string' ||
+    queue.length === 0 ||
+    Buffer.byteLength(queue) > MAX_QUEUE_BYTES
+  ) {
+    fail('queue', `must be a name of 1 to ${MAX_QUEUE_BYTES} bytes`);
+  }
+  if (queue.startsWith('amq.'))
+    fail('queue', 'names starting with "amq." are reserved by RabbitMQ');
+  const queueType = definition.queueType ?? 'quorum';
+  if (!QUEUE_TYPES.includes(queueType))
+    fail('queueType', `must be one of ${QUEUE_TYPES.join(', ')}`);
+
+  const ordered = definition.ordered ?? false;
+  const concurrency = integer('concurrency', definition.concurrency, DEFAULT_CONCURRENCY);
+  const batchSize = integer('batchSize', definition.batchSize, 1);
+  if (ordered && batchSize > 1) {
+    fail('batchSize', 'batches are not available for ordered consumers; leave batchSize at 1');
+  }
+  const prefetch = integer(
+    'prefetch',
+    definition.prefetch,
+    Math.min(2 * concurrency * batchSize, 65_535),
+  );
+  if (prefetch < concurrency * batchSize || prefetch > 65_535) {
+    fail(
+      'prefetch',
+      `must be between concurrency * batchSize (${concurrency * batchSize}) and 65535, so every ` +
+        `transaction slot can be filled; got ${prefetch}`,
+    );
+  }
+
+  const maxAttempts = integer(
+    'retry.maxAttempts',
+    definition.retry?.maxAttempts,
+    DEFAULT_MAX_ATTEMPTS,
+  );
+  const backoff = { ...DEFAULT_BACKOFF, ...definition.retry?.backoff };
+  integer('retry.backoff.initialMs', backoff.initialMs, 1);
+  integer('retry.backoff.maxMs', backoff.maxMs, 1);
+  if (backoff.maxMs < backoff.initialMs) fail('retry.backoff.maxMs', 'must be at least initialMs');
+  if (typeof backoff.factor !== 'number' || !(backoff.factor >= 1)) {
+    fail('retry.backoff.factor', 'must be a number of at least 1');
+  }
+  const retryDelaysMs = Array.from({ length: maxAttempts - 1 }, (_, i) =>
+    Math.round(Math.min(backoff.maxMs, backoff.initialMs * backoff.factor ** i)),
+  );
+
+  const timeoutMs = integer('timeoutMs', definition.timeoutMs, DEFAULT_TIMEOUT_MS);
+  const { brokerConsumerTimeoutMs } = limits;
+  if (timeoutMs >= brokerConsumerTimeoutMs) {
+    fail(
+      'timeoutMs',
+      `must be below the broker's consumer timeout (${brokerConsumerTimeoutMs} ms, option ` +
+        'brokerConsumerTimeoutMs), or the broker closes the channel first',
+    );
+  }
+  if (ordered) {
+    // An ordered consumer retries in place, holding the delivery unacked the whole time.
+    const worst = retryDelaysMs.reduce((a, b) => a + b, 0) + maxAttempts * timeoutMs;
+    if (worst >= brokerConsumerTimeoutMs) {
+      fail(
+        'retry',
+        `an ordered consumer retries in place and may hold a message for ${worst} ms ` +
+          `(retry delays plus maxAttempts * timeoutMs), which must stay below the broker's ` +
+          `consumer timeout (${brokerConsumerTimeoutMs} ms); lower maxAttempts, the backoff or timeoutMs`,
+      );
+    }
+  }
+
+  const isolationLevel = definition.isolationLevel ?? 'read committed';
+  if (!ISOLATION_LEVELS.includes(isolationLevel)) {
+    fail('isolationLevel', `must be one of ${ISOLATION_LEVELS.join(', ')}`);
+  }
+  const contentTypes = definition.contentTypes ?? ['application/json'];
+  if (
+    !Array.isArray(contentTypes) ||
+    contentTypes.length === 0 ||
+    !contentTypes.every((c) => typeof c === 'string' && c.length > 0)
+  ) {
+    fail('contentTypes', 'must be a non-empty array of media types');
+  }
+  const requiredHeaders = definition.requiredHeaders ?? [];
+  if (
+    !Array.isArray(requiredHeaders) ||
+    !requiredHeaders.every((h) => typeof h === 'string' && h.length > 0)
+  ) {
+    fail('requiredHeaders', 'must be an array of header names');
+  }
+
+  return Object.freeze({
+    definition,
+    name,
+    exchange,
+    exchangeType,
+    routingKeys: Object.freeze([...routingKeys]),
+    queue,
+    queueType,
+    concurrency,
+    prefetch,
+    batchSize,
+    ordered,
+    maxAttempts,
+    retryDelaysMs: Object.freeze(retryDelaysMs),
+    timeoutMs,
+    isolationLevel,
+    contentTypes: Object.freeze(contentTypes.map(mediaType)),
+    requiredHeaders: Object.freeze([...requiredHeaders]),
+  });
+}
+
+/** Resolves every definition and rejects clashes between them. */
+export function resolveConsumers(
+  definitions: readonly ConsumerDefinition[],
+  limits: ResolveLimits,
+): ResolvedConsumer[] {
+  if (!Array.isArray(definitions)) {
+    throw new ConfigurationError('consumers', 'must be an array of consumer definitions');
+  }
+  const resolved = definitions.map((d) => resolveConsumer(d, limits));
+  const names = new Set<string>();
+  const queues = new Set<string>();
+  const exchangeTypes = new Map<string, ExchangeType>();
+  for (const c of resolved) {
+    if (names.has(c.name)) {
+      throw new ConfigurationError('consumers', `two consumers are named "${c.name}"`);
+    }
+    names.add(c.name);
+    if (queues.has(c.queue)) {
+      throw new ConfigurationError(
+        `consumers[${c.name}].queue`,
+        `queue "${c.queue}" is used by another consumer; each consumer needs a queue of its own`,
+      );
+    }
+    queues.add(c.queue);
+    const type = exchangeTypes.get(c.exchange);
+    if (type !== undefined && type !== c.exchangeType) {
+      throw new ConfigurationError(
+        `consumers[${c.name}].exchangeType`,
+        `exchange "${c.exchange}" is declared as ${type} by another consumer`,
+      );
+    }
+    exchangeTypes.set(c.exchange, c.exchangeType);
+  }
+  return resolved;
+}
+
+function defaultRoutingKeys(type: ExchangeType): readonly string[] | undefined {
+  if (type === 'topic') return ['#'];
+  if (type === 'fanout') return [''];
+  return undefined;
+}
+
+/** `Application/JSON; charset=utf-8` -> `application/json`. */
+export function mediaType(contentType: string): string {
+  return contentType.split(';', 1)[0]!.trim().toLowerCase();
+}

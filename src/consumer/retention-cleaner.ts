@@ -1,0 +1,111 @@
+import { CompiledQuery, type Kysely } from 'kysely';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
+import { processedQueries } from './processed-queries.js';
+
+/** How long processed keys are kept, and how they are cleaned up. */
+export interface RetentionOptions {
+  /**
+   * Age after which a processed key is deleted. It must exceed the longest time a message can
+   * come back: the whole retry schedule, and a dead-letter replay. Default 7 days.
+   */
+  readonly retentionMs?: number;
+  /** Pause between clean-ups. Default 10 minutes. */
+  readonly intervalMs?: number;
+  /** Keys deleted per statement; small batches keep each lock short. Default 1000. */
+  readonly batchSize?: number;
+}
+
+export interface RetentionCleanerOptions extends RetentionOptions {
+  // biome-ignore lint/suspicious/noExplicitAny: the cleaner runs SQL of its own only
+  readonly db: Kysely<any>;
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /** Only these consumers' keys; all consumers' when absent. */
+  readonly consumers?: readonly string[];
+  readonly logger?: OutboxLogger;
+}
+
+export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * Deletes old processed keys in small batches, each its own short statement that skips rows
+ * other transactions hold (`FOR UPDATE SKIP LOCKED`), so consumers never wait for it.
+ *
+ * @example
+ * const cleaner = new RetentionCleaner({ db, retentionMs: 14 * 24 * 3600_000 });
+ * cleaner.start();
+ * // ...
+ * await cleaner.stop();
+ */
+export class RetentionCleaner {
+  readonly retentionMs: number;
+  readonly intervalMs: number;
+  readonly batchSize: number;
+  readonly #options: RetentionCleanerOptions;
+  readonly #deleteOld: string;
+  readonly #stopping = new AbortController();
+  #loop: Promise<void> | undefined;
+  /** Keys deleted so far. */
+  deleted = 0;
+
+  constructor(options: RetentionCleanerOptions) {
+    this.#options = options;
+    this.retentionMs = positive(
+      'retention.retentionMs',
+      options.retentionMs ?? DEFAULT_RETENTION_MS,
+    );
+    this.intervalMs = positive('retention.intervalMs', options.intervalMs ?? 600_000);
+    this.batchSize = positive('retention.batchSize', options.batchSize ?? 1000);
+    this.#deleteOld = processedQueries(options.schema).deleteOld;
+  }
+
+  /** Deletes every key older than the retention, batch by batch. Returns how many. */
+  async runOnce(signal?: AbortSignal): Promise<number> {
+    const consumers = this.#options.consumers ? [...this.#options.consumers] : null;
+    let total = 0;
+    for (;;) {
+      if (signal?.aborted || this.#stopping.signal.aborted) return total;
+      const result = await this.#options.db.executeQuery(
+        CompiledQuery.raw(this.#deleteOld, [this.retentionMs, consumers, this.batchSize]),
+      );
+      const count = Number(result.numAffectedRows ?? 0n);
+      total += count;
+      this.deleted += count;
+      if (count < this.batchSize) return total;
+      // Give the event loop and the database a breath between batches.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Cleans up now and then every `intervalMs`, in the background, until `stop()`. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const logger = this.#options.logger ?? silentLogger;
+    while (!this.#stopping.signal.aborted) {
+      try {
+        const count = await this.runOnce(this.#stopping.signal);
+        if (count > 0) logger.debug('deleted old processed keys', { count });
+      } catch (error) {
+        logger.warn('could not delete old processed keys', { error: errorMessage(error) });
+      }
+      await abortableDelay(this.intervalMs, this.#stopping.signal);
+    }
+  }
+}
+
+function positive(option: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ConfigurationError(option, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}

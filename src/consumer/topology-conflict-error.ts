@@ -1,0 +1,24 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+
+/**
+ * The broker already has a queue or exchange of this name with other settings (type,
+ * arguments), so it refused to declare the consumer's topology.
+ */
+export class TopologyConflictError extends OutboxkitError {
+  readonly kind: 'queue' | 'exchange';
+  /** Name of the queue or exchange. */
+  readonly entity: string;
+
+  constructor(kind: 'queue' | 'exchange', entity: string, cause: unknown) {
+    const reply = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'topology-conflict',
+      `RabbitMQ refused to declare ${kind} "${entity}": it exists with other settings (${reply}). ` +
+        `Make the consumer definition match the existing ${kind}, or delete the ${kind} (after ` +
+        'moving its messages) so outboxkit can declare it again.',
+      { cause },
+    );
+    this.kind = kind;
+    this.entity = entity;
+  }
+}

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
+import { OUTBOXKIT_HEADERS } from '../src/consumer/dead-letter-headers.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('idempotent consumer: invalid messages', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('cinv');
+  });
+  afterEach(async () => {
+    await f.stopHosts();
+    f.assertPoolIdle();
+  });
+  after(() => f.close());
+
+  it('dead-letters malformed, mistyped and incomplete messages at once, and keeps going', async () => {
+    const name = f.name('strict');
+    let handlerCalls = 0;
+    const def = f.definition<{ amount: number }>(
+      'strict',
+      async (payload, ctx) => {
+        handlerCalls += 1;
+        await f.recordEffect(payload, ctx);
+      },
+      {
+        routingKeys: ['strict'],
+        // One at a time: a message requeued by mistake would come back before the next one,
+        // so counting deliveries when the sentinel is done proves there was no loop.
+        concurrency: 1,
+        prefetch: 1,
+        requiredHeaders: ['x-tenant'],
+        validate: (payload) => {
+          const amount = (payload as { amount?: unknown }).amount;
+          if (typeof amount !== 'number') throw new RangeError('amount must be a number');
+          return { amount };
+        },
+      },
+    );
+    const host = await f.host([def]);
+    const ok = { 'x-tenant': 't1' };
+    const bad: Array<{ id: string; body: Buffer | object; options: object; reason: string }> = [
+      {
+        id: 'json',
+        body: Buffer.from('{"amount": 1'),
+        options: { headers: ok },
+        reason: 'invalid-json',
+      },
+      {
+        id: 'type',
+        body: Buffer.from('amount=1'),
+        options: { contentType: 'text/plain', headers: ok },
+        reason: 'unsupported-content-type',
+      },
+      { id: 'header', body: { amount: 1 }, options: {}, reason: 'missing-header' },
+      {
+        id: 'invalid',
+        body: { amount: 'one' },
+        options: { headers: ok },
+        reason: 'validation-failed',
+      },
+      {
+        id: 'gzip',
+        body: { amount: 1 },
+        options: { contentEncoding: 'gzip', headers: ok },
+        reason: 'unsupported-content-encoding',
+      },
+    ];
+    for (const m of bad) await f.publish('strict', m.body, { messageId: m.id, ...m.options });
+    // No message id and no businessKey function: nothing to deduplicate by.
+    await f.publish('strict', { amount: 1 }, { headers: ok });
+    await f.publish('strict', { amount: 5 }, { messageId: 'sentinel', headers: ok });
+
+    await waitFor('the sentinel to be handled', () => host.stats(name).handled === 1);
+    const stats = host.stats(name);
+    assert.equal(stats.received, bad.length + 2, 'each message was delivered exactly once');
+    assert.equal(stats.redelivered, 0);
+    assert.equal(stats.deadLettered, bad.length + 1);
+    assert.equal(stats.failures, 0);
+    assert.equal(handlerCalls, 1);
+    assert.equal(await f.depth(name), 0);
+
+    const dead = await f.drain(deadLetterQueueName(name));
+    const reasons = Object.fromEntries(
+      dead.map((m) => [
+        m.properties.messageId ?? '(none)',
+        m.properties.headers?.[OUTBOXKIT_HEADERS.reason],
+      ]),
+    );
+    assert.deepEqual(reasons, {
+      ...Object.fromEntries(bad.map((m) => [m.id, m.reason])),
+      '(none)': 'missing-message-id',
+    });
+    const invalid = dead.find((m) => m.properties.messageId === 'invalid')!;
+    assert.equal(invalid.properties.headers?.[OUTBOXKIT_HEADERS.error], 'amount must be a number');
+    assert.equal(invalid.properties.headers?.[OUTBOXKIT_HEADERS.errorName], 'RangeError');
+    assert.equal(invalid.properties.headers?.[OUTBOXKIT_HEADERS.attempts], 0);
+    const header = dead.find((m) => m.properties.messageId === 'header')!;
+    assert.match(String(header.properties.headers?.[OUTBOXKIT_HEADERS.error]), /x-tenant/);
+    // The body travels unchanged, so the message can be fixed and replayed.
+    assert.equal(
+      dead.find((m) => m.properties.messageId === 'json')!.content.toString(),
+      '{"amount": 1',
+    );
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.deepEqual(
+      effects.map((e) => e.key),
+      ['sentinel'],
+    );
+  });
+
+  it('passes payloads of other accepted content types as Buffers, and takes a missing one as JSON', async () => {
+    const name = f.name('binary');
+    const seen: unknown[] = [];
+    const def = f.definition(
+      'binary',
+      async (payload, ctx) => {
+        seen.push(Buffer.isBuffer(payload) ? `buffer:${payload.toString()}` : payload);
+        await f.recordEffect(payload, ctx);
+      },
+      {
+        routingKeys: ['binary'],
+        concurrency: 1,
+        contentTypes: ['application/octet-stream', 'application/json'],
+      },
+    );
+    const host = await f.host([def]);
+    await f.publish('binary', Buffer.from('raw'), {
+      messageId: 'b1',
+      contentType: 'application/octet-stream',
+    });
+    await f.publish(
+      'binary',
+      { j: 1 },
+      { messageId: 'b2', contentType: 'Application/JSON; charset=utf-8' },
+    );
+    await f.publish('binary', { j: 2 }, { messageId: 'b3', contentType: undefined });
+    await waitFor('three handled', () => host.stats(name).handled === 3);
+    assert.deepEqual(seen, ['buffer:raw', { j: 1 }, { j: 2 }]);
+  });
+});

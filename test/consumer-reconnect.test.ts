@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('idempotent consumer: lost connections', () => {
+  let f: ConsumerFixture;
+  const proxies: TcpProxy[] = [];
+  before(async () => {
+    f = await ConsumerFixture.open('crec');
+  });
+  afterEach(async () => {
+    await f.stopHosts();
+    await Promise.all(proxies.splice(0).map((p) => p.close()));
+  });
+  after(() => f.close());
+
+  const proxy = async (url: string) => {
+    const { hostname, port } = new URL(url);
+    const p = await TcpProxy.start(hostname, Number(port));
+    proxies.push(p);
+    return p;
+  };
+
+  const publishN = (routingKey: string, n: number) =>
+    f.publishMany(
+      Array.from({ length: n }, (_, i) => ({
+        routingKey,
+        content: { i },
+        options: { messageId: `${routingKey}-${i}` },
+      })),
+    );
+
+  const assertEveryEffectOnce = async (name: string, n: number) => {
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    const counts = new Map<string, number>();
+    for (const e of effects) counts.set(e.key, (counts.get(e.key) ?? 0) + 1);
+    const twice = [...counts].filter(([, c]) => c > 1).map(([k]) => k);
+    assert.deepEqual(twice, [], 'no effect applied twice');
+    assert.equal(counts.size, n, 'no message lost');
+  };
+
+  it('the broker connection reset while 1000 messages are in flight: every effect exactly once', async () => {
+    const name = f.name('reset');
+    const amqp = await proxy(AMQP_URL);
+    const def = f.definition('reset', f.recordEffect, {
+      routingKeys: ['reset'],
+      concurrency: 8,
+      prefetch: 1000,
+    });
+    // Declare the queue first, so all 1000 messages are waiting (and then in flight) at once.
+    const host: ConsumerHost = await f.host([def], { amqpUrl: amqp.url(AMQP_URL) }, false);
+    await host.start();
+    await host.stop();
+    await publishN('reset', 1000);
+    const live = await f.host([def], { amqpUrl: amqp.url(AMQP_URL) });
+    for (const at of [250, 600]) {
+      await waitFor(`${at} handled`, () => live.stats(name).handled >= at);
+      amqp.resetAll();
+    }
+    await waitFor(
+      'every message settled',
+      async () =>
+        (await f.effects()).filter((e) => e.consumer === name).length >= 1000 &&
+        (await f.depth(name)) === 0,
+      30_000,
+    );
+    await assertEveryEffectOnce(name, 1000);
+    const stats = live.stats(name);
+    assert.ok(live.amqpConnects >= 3, `reconnected: ${live.amqpConnects} connections`);
+    // The fault hit messages in flight: the broker delivered them again.
+    assert.ok(stats.redelivered > 0, `redelivered ${stats.redelivered}`);
+    assert.equal(stats.handled, 1000);
+    assert.equal(stats.failures, 0);
+  });
+
+  it('database connections reset mid-transaction: retried in place, every effect exactly once', async () => {
+    const name = f.name('dbreset');
+    const postgres = await proxy(DATABASE_URL);
+    const url = new URL(DATABASE_URL);
+    url.hostname = '127.0.0.1';
+    url.port = String(postgres.port);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
+    pool.on('error', () => {});
+    // A checked-out client whose server goes away emits 'error'; without a listener the process
+    // dies. Applications need this too (see the consumer docs).
+    pool.on('connect', (client) => client.on('error', () => {}));
+    const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const def = f.definition('dbreset', f.recordEffect, {
+        routingKeys: ['dbreset'],
+        concurrency: 6,
+        prefetch: 60,
+      });
+      const host = await f.host([def], { db });
+      await publishN('dbreset', 600);
+      for (const at of [150, 400]) {
+        await waitFor(`${at} handled`, () => host.stats(name).handled >= at);
+        postgres.resetAll();
+      }
+      await waitFor(
+        'every message settled',
+        () => {
+          const s = host.stats(name);
+          return s.handled + s.duplicates >= 600;
+        },
+        30_000,
+      );
+      await waitFor('the queue to drain', async () => (await f.depth(name)) === 0);
+      await assertEveryEffectOnce(name, 600);
+      const stats = host.stats(name);
+      assert.ok(stats.databaseRetries > 0, `databaseRetries ${stats.databaseRetries}`);
+      assert.equal(stats.failures, 0, 'an outage is not the message’s fault');
+      assert.equal(stats.deadLettered, 0);
+      await f.stopHosts();
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('re-declares and resumes when its queue is deleted under it', async () => {
+    const name = f.name('deleted');
+    const def = f.definition('deleted', f.recordEffect, { routingKeys: ['deleted'] });
+    const host = await f.host([def]);
+    await f.publish('deleted', { n: 1 }, { messageId: 'before' });
+    await waitFor('the first message', () => host.stats(name).handled === 1);
+    await f.channel.deleteQueue(name);
+    await waitFor('the queue to be back with its consumer', async () => {
+      const info = await f.queueInfo(name);
+      return info !== undefined && info.consumerCount === 1;
+    });
+    await f.publish('deleted', { n: 2 }, { messageId: 'after' });
+    await waitFor('the second message', () => host.stats(name).handled === 2);
+  });
+});
