@@ -1,8 +1,10 @@
 export * from './consumer/index.js';
+export * from './dead-letters/index.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';
 export { OutboxkitError } from './errors/outboxkit-error.js';
+export * from './metrics/index.js';
 export { OutboxMigrationProvider } from './migrate/kysely-migration-provider.js';
 export { type MigrateOptions, type MigrateResult, migrate } from './migrate/migrate.js';
 export { loadMigrations, MIGRATIONS_DIR, type Migration } from './migrate/migration-files.js';

@@ -1,12 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../util/logger.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './cli-command.js';
+import { deadLettersCommand } from './dead-letters-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { relayCommand } from './relay-command.js';
 import { statusCommand } from './status-command.js';
 import { UsageError } from './usage-error.js';
 
-const COMMANDS: readonly CliCommand[] = [migrateCommand, relayCommand, statusCommand];
+const COMMANDS: readonly CliCommand[] = [
+  migrateCommand,
+  relayCommand,
+  statusCommand,
+  deadLettersCommand,
+];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

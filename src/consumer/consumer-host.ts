@@ -169,6 +169,23 @@ export class ConsumerHost {
     return this.#amqp.connects;
   }
 
+  /**
+   * Deliveries this host received and has not settled yet (running, or waiting to run or to
+   * retry in place), over all its consumers. With the queues empty, 0 means nothing is left to
+   * handle; `outboxkit/testing`'s `waitForIdle` waits for that.
+   */
+  get inFlight(): number {
+    return this.#runners.reduce((n, r) => n + r.inFlight, 0);
+  }
+
+  /** The queues this host consumes from and its retry delay queues (not the dead-letter queues). */
+  get queues(): string[] {
+    return this.#runners.flatMap((r) => [
+      r.topology.queue.name,
+      ...r.topology.delayQueues.map((q) => q.name),
+    ]);
+  }
+
   /** Running totals of one consumer. */
   stats(consumer: string): Readonly<ConsumerStats> {
     const runner = this.#runners.find((r) => r.name === consumer);

@@ -94,6 +94,16 @@ export class ConsumerRunner {
     return this.#dispatcher.active;
   }
 
+  /** Runs in progress plus deliveries received and waiting to run (or to retry in place). */
+  get inFlight(): number {
+    return this.#dispatcher.active + this.#dispatcher.waiting;
+  }
+
+  /** The broker objects this runner consumes from and retries through. */
+  get topology(): ConsumerTopology {
+    return this.#ctx.topology;
+  }
+
   /** Declares the topology and starts consuming on `model`, unless already doing so. */
   attach(model: ChannelModel): Promise<void> {
     this.#model = model;

@@ -1,0 +1,23 @@
+export {
+  type DeadLetterFilter,
+  matchesFilter,
+} from './dead-letter-filter.js';
+export { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
+export {
+  DeadLetterQueue,
+  type DeadLetterQueueOptions,
+  DeadLetterReplayError,
+  type QueueListOptions,
+  type QueueReplayOptions,
+} from './dead-letter-queue.js';
+export {
+  type BulkOptions,
+  type ListOptions,
+  type ParkedMessage,
+  type ParkedMessageDetail,
+  ParkedMessages,
+  type ParkedMessagesOptions,
+} from './parked-messages.js';
+export type { QueuedDeadLetter, QueuedDeadLetterDetail } from './queued-dead-letter.js';
+export { REPLAYED_AT_HEADER, type ReplayTarget, replayHeaders } from './replay-headers.js';
+export type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';

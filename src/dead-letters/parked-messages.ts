@@ -1,0 +1,206 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+import type { HeaderValue } from '../writer/outbox-message.js';
+import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
+import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
+import { filterSql, type ParkedQueries, parkedQueries } from './parked-queries.js';
+import type { DeadLetterWorkResult, ProgressListener } from './replay-result.js';
+
+export interface ParkedMessagesOptions {
+  /** A pg `Pool` (or client) on the database of the outbox. */
+  readonly db: PgQueryable;
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+}
+
+/** An outbox row the relay parked: it will not be published unless replayed. */
+export interface ParkedMessage {
+  /** The row id, kept through parking and replay. */
+  readonly id: string;
+  readonly messageId: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly contentType: string;
+  readonly headers: Readonly<Record<string, HeaderValue>> | null;
+  readonly orderingKey: string | null;
+  readonly correlationId: string | null;
+  readonly causationId: string | null;
+  readonly createdAt: Date;
+  /** Failed publish attempts before it was parked. */
+  readonly attempts: number;
+  readonly lastError: string | null;
+  /** Why it was parked, e.g. `unroutable: 312 NO_ROUTE`. */
+  readonly reason: string;
+  readonly parkedAt: Date;
+  readonly payloadBytes: number;
+}
+
+/** A parked row with its payload, from `show`. */
+export interface ParkedMessageDetail extends ParkedMessage {
+  readonly payload: Buffer;
+}
+
+/** Options of `list`. */
+export interface ListOptions {
+  /** At most this many, oldest first. Default 100. */
+  readonly limit?: number;
+}
+
+/** Options of `replay` and `purge` over many rows. */
+export interface BulkOptions {
+  /** Called after each chunk with the counts so far. */
+  readonly onProgress?: ProgressListener;
+  /** Rows moved per statement. Default 500. */
+  readonly chunkSize?: number;
+}
+
+interface ParkedRow {
+  id: string;
+  message_id: string;
+  exchange: string;
+  routing_key: string;
+  content_type: string;
+  headers: Record<string, HeaderValue> | null;
+  ordering_key: string | null;
+  correlation_id: string | null;
+  causation_id: string | null;
+  created_at: Date;
+  attempts: number;
+  last_error: string | null;
+  reason: string;
+  parked_at: Date;
+  payload_bytes: number;
+  payload?: Buffer;
+}
+
+/**
+ * Lists, shows, replays and purges parked outbox rows. A replay moves the row back into the
+ * outbox in one statement with its id, message id and ordering key, and with no attempts
+ * made, so the relay publishes it like a new row and consumers still dedupe it by message id.
+ *
+ * @example
+ * const parked = new ParkedMessages({ db: pool, schema: 'outboxkit' });
+ * const unroutable = await parked.list({ reason: 'unroutable' });
+ * await parked.replay({ reason: 'unroutable', exchange: 'orders' });
+ */
+export class ParkedMessages {
+  readonly schema: string;
+  readonly #db: PgQueryable;
+  readonly #queries: ParkedQueries;
+
+  constructor(options: ParkedMessagesOptions) {
+    if (!options?.db || typeof options.db.query !== 'function') {
+      throw new ConfigurationError('db', 'must be a pg Pool or client');
+    }
+    this.schema = options.schema ?? DEFAULT_SCHEMA;
+    this.#queries = parkedQueries(this.schema);
+    this.#db = options.db;
+  }
+
+  /** Parked rows matching `filter`, oldest first. */
+  async list(filter: DeadLetterFilter = {}, options: ListOptions = {}): Promise<ParkedMessage[]> {
+    const q = this.#queries.list(filterSql(checkFilter(filter)), limitOf(options.limit, 100));
+    const { rows } = await this.#db.query(q.text, q.params);
+    return (rows as ParkedRow[]).map(toMessage);
+  }
+
+  /** How many parked rows match `filter`. */
+  async count(filter: DeadLetterFilter = {}): Promise<number> {
+    const q = this.#queries.count(filterSql(checkFilter(filter)));
+    const { rows } = await this.#db.query(q.text, q.params);
+    return (rows[0] as { n: number }).n;
+  }
+
+  /** One parked row with its payload; throws `DeadLetterNotFoundError` when there is none. */
+  async show(id: string): Promise<ParkedMessageDetail> {
+    const { rows } = await this.#db.query(this.#queries.show, [rowId(id)]);
+    const row = rows[0] as ParkedRow | undefined;
+    if (!row) throw new DeadLetterNotFoundError(id, this.#where());
+    return { ...toMessage(row), payload: row.payload! };
+  }
+
+  /** Moves one parked row back into the outbox; throws `DeadLetterNotFoundError` if it is gone. */
+  async replayOne(id: string): Promise<void> {
+    const q = this.#queries.replay(filterSql({}, [rowId(id)]), 1);
+    const { rows } = await this.#db.query(q.text, q.params);
+    if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
+  }
+
+  /**
+   * Moves every parked row matching `filter` back into the outbox (all of them with `{}`), in
+   * chunks of one statement each. Rows parked while it runs may be moved too.
+   */
+  async replay(filter: DeadLetterFilter, options: BulkOptions = {}): Promise<DeadLetterWorkResult> {
+    return this.#chunked((f, n) => this.#queries.replay(f, n), filter, options);
+  }
+
+  /** Deletes one parked row for good; throws `DeadLetterNotFoundError` if it is gone. */
+  async purgeOne(id: string): Promise<void> {
+    const q = this.#queries.purge(filterSql({}, [rowId(id)]), 1);
+    const { rows } = await this.#db.query(q.text, q.params);
+    if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
+  }
+
+  /** Deletes every parked row matching `filter` for good (all of them with `{}`). */
+  async purge(filter: DeadLetterFilter, options: BulkOptions = {}): Promise<DeadLetterWorkResult> {
+    return this.#chunked((f, n) => this.#queries.purge(f, n), filter, options);
+  }
+
+  async #chunked(
+    query: ParkedQueries['purge'],
+    filter: DeadLetterFilter,
+    options: BulkOptions,
+  ): Promise<DeadLetterWorkResult> {
+    const f = filterSql(checkFilter(filter));
+    const chunk = limitOf(options.chunkSize, 500);
+    let done = 0;
+    for (;;) {
+      const q = query(f, chunk);
+      const { rows } = await this.#db.query(q.text, q.params);
+      done += rows.length;
+      if (rows.length > 0) options.onProgress?.(done, 0);
+      // Fewer than a chunk: nothing more matched, apart from rows another replay holds.
+      if (rows.length < chunk) return { done, failed: [] };
+    }
+  }
+
+  #where(): string {
+    return `${this.schema}.outbox_parked`;
+  }
+}
+
+function rowId(id: string): string {
+  if (!/^\d{1,19}$/.test(String(id))) {
+    throw new ConfigurationError('id', `a parked row id is a number, got ${JSON.stringify(id)}`);
+  }
+  return String(id);
+}
+
+function limitOf(value: number | undefined, fallback: number): number {
+  const n = value ?? fallback;
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new ConfigurationError('limit', `must be a positive integer, got ${String(n)}`);
+  }
+  return n;
+}
+
+function toMessage(r: ParkedRow): ParkedMessage {
+  return {
+    id: r.id,
+    messageId: r.message_id,
+    exchange: r.exchange,
+    routingKey: r.routing_key,
+    contentType: r.content_type,
+    headers: r.headers,
+    orderingKey: r.ordering_key,
+    correlationId: r.correlation_id,
+    causationId: r.causation_id,
+    createdAt: r.created_at,
+    attempts: r.attempts,
+    lastError: r.last_error,
+    reason: r.reason,
+    parkedAt: r.parked_at,
+    payloadBytes: Number(r.payload_bytes),
+  };
+}

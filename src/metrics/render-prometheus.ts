@@ -1,0 +1,53 @@
+import type { MetricSample } from './metric-sample.js';
+
+/** The content type of the Prometheus text exposition format this renders. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/**
+ * Renders samples in the Prometheus text exposition format (0.0.4): one `# HELP` and `# TYPE`
+ * per metric name, then its series. Samples of one name are grouped even when they come
+ * apart, since Prometheus rejects a name that appears twice.
+ *
+ * @example
+ * http.createServer(async (_req, res) => {
+ *   res.setHeader('content-type', PROMETHEUS_CONTENT_TYPE);
+ *   res.end(renderPrometheus(await collectMetrics({ relay, db: pool })));
+ * });
+ */
+export function renderPrometheus(samples: readonly MetricSample[]): string {
+  const byName = new Map<string, MetricSample[]>();
+  for (const s of samples) {
+    const group = byName.get(s.name);
+    if (group) group.push(s);
+    else byName.set(s.name, [s]);
+  }
+  const lines: string[] = [];
+  for (const [name, group] of byName) {
+    const first = group[0]!;
+    lines.push(`# HELP ${name} ${escapeHelp(first.help)}`);
+    lines.push(`# TYPE ${name} ${first.type}`);
+    for (const s of group) lines.push(`${name}${labelText(s.labels)} ${valueText(s.value)}`);
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+function labelText(labels: Readonly<Record<string, string>>): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return '';
+  return `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+}
+
+function escapeHelp(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('\n', '\\n');
+}
+
+function escapeLabel(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('\n', '\\n').replaceAll('"', '\\"');
+}
+
+function valueText(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Number.POSITIVE_INFINITY) return '+Inf';
+  if (value === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(value);
+}

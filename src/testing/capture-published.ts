@@ -1,0 +1,125 @@
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
+import * as amqp from 'amqplib';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { errorMessage, redactUrl } from '../util/logger.js';
+import { pollUntil } from './poll-until.js';
+
+/** One message as the broker routed it to the capture. */
+export interface CapturedMessage {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly messageId: string | undefined;
+  readonly contentType: string | undefined;
+  readonly headers: Readonly<Record<string, unknown>>;
+  /** Parsed JSON for JSON content types (and none), else the raw bytes. */
+  readonly payload: unknown;
+  readonly content: Buffer;
+}
+
+/** What `capturePublished` returns: the messages so far, and a way to wait for more. */
+export interface Capture {
+  /** Everything captured so far, in arrival order. */
+  readonly messages: readonly CapturedMessage[];
+  /** Resolves with the first `count` messages once that many arrived. */
+  waitFor(count: number, options?: { timeoutMs?: number }): Promise<CapturedMessage[]>;
+  /** Stops capturing; the temporary queue goes with the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Captures what is published to `exchange` with a routing key matching `routingKey` (a binding
+ * pattern: `#` takes everything on a topic exchange), through a temporary exclusive queue that
+ * the broker deletes when the capture closes. Only messages published after it resolves are
+ * captured. The exchange must exist.
+ *
+ * @example
+ * const capture = await capturePublished(amqpUrl, 'orders', 'order.*');
+ * try {
+ *   await placeOrder();
+ *   await flushOutbox(pool);
+ *   const [message] = await capture.waitFor(1);
+ *   assert.deepEqual(message.payload, { orderId: 'o-1' });
+ * } finally {
+ *   await capture.close();
+ * }
+ */
+export async function capturePublished(
+  amqpUrl: string,
+  exchange: string,
+  routingKey = '#',
+): Promise<Capture> {
+  let model: ChannelModel;
+  try {
+    model = await amqp.connect(amqpUrl);
+  } catch (error) {
+    throw new OutboxkitError(
+      'amqp-connect-failed',
+      `RabbitMQ at ${redactUrl(amqpUrl)}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  model.on('error', () => {});
+  const messages: CapturedMessage[] = [];
+  try {
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      await channel.checkExchange(exchange);
+    } catch (error) {
+      throw new OutboxkitError(
+        'capture-exchange-not-found',
+        `Cannot capture from exchange ${JSON.stringify(exchange)}: it does not exist. Declare it first (a ConsumerHost declares its consumers' exchanges on start)`,
+        { cause: error },
+      );
+    }
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+    await channel.bindQueue(queue, exchange, routingKey);
+    await channel.consume(
+      queue,
+      (message) => {
+        if (message) messages.push(captured(message));
+      },
+      { noAck: true },
+    );
+  } catch (error) {
+    await model.close().catch(() => {});
+    throw error;
+  }
+  return {
+    messages,
+    async waitFor(count, options = {}) {
+      const timeoutMs = options.timeoutMs ?? 10_000;
+      return pollUntil(
+        `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`,
+        timeoutMs,
+        async () => (messages.length >= count ? messages.slice(0, count) : undefined),
+        () => `${messages.length} captured`,
+      );
+    },
+    async close() {
+      await model.close().catch(() => {});
+    },
+  };
+}
+
+function captured(message: ConsumeMessage): CapturedMessage {
+  const type = message.properties.contentType as string | undefined;
+  const mediaType = (type ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+  let payload: unknown = message.content;
+  if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
+    try {
+      payload = JSON.parse(message.content.toString('utf8'));
+    } catch {
+      // Not JSON after all: the bytes are there to look at.
+    }
+  }
+  return {
+    exchange: message.fields.exchange,
+    routingKey: message.fields.routingKey,
+    messageId: message.properties.messageId as string | undefined,
+    contentType: type,
+    headers: message.properties.headers ?? {},
+    payload,
+    content: message.content,
+  };
+}

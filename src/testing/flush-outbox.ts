@@ -1,0 +1,83 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+import { pollUntil } from './poll-until.js';
+
+export interface FlushOutboxOptions {
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /** Give up after this long. Default 10 s. */
+  readonly timeoutMs?: number;
+  /**
+   * A relay to wake, so the flush does not wait for its poll (when LISTEN is off). It must be
+   * running: `flushOutbox` does not publish anything itself.
+   */
+  readonly relay?: { wake(): void };
+  /**
+   * Throw an `OutboxFlushError` when rows were parked while flushing, instead of counting a
+   * parked row as flushed. Default true: a test asserting on what was published would
+   * otherwise fail later and less clearly.
+   */
+  readonly failOnParked?: boolean;
+}
+
+/** Rows were parked while `flushOutbox` waited: they will not be published. */
+export class OutboxFlushError extends OutboxkitError {
+  /** The reasons of the rows parked meanwhile, e.g. `unroutable: 312 NO_ROUTE`. */
+  readonly reasons: readonly string[];
+
+  constructor(reasons: readonly string[]) {
+    super(
+      'outbox-rows-parked',
+      `${reasons.length} outbox row(s) were parked instead of published: ${reasons.join('; ')}. ` +
+        'Declare the exchange and bind a queue before writing, or pass failOnParked: false',
+    );
+    this.reasons = reasons;
+  }
+}
+
+/**
+ * Waits until a running relay has published everything in the outbox: polls the table until
+ * it is empty, so it returns as soon as the last row is confirmed and deleted, with no sleeps.
+ * Rows written with a delay are waited for too.
+ *
+ * @example
+ * await db.transaction().execute((trx) => outbox.add(trx, message));
+ * await flushOutbox(pool, { schema: 'outboxkit' });
+ * // every message written above is now confirmed by RabbitMQ
+ */
+export async function flushOutbox(
+  db: PgQueryable,
+  options: FlushOutboxOptions = {},
+): Promise<void> {
+  const t = outboxTables(options.schema);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  // What could be parked during the flush: rows pending now, and rows written after now (with
+  // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
+  const mark = await db.query(
+    `SELECT coalesce(array_agg(id::text), '{}') AS pending,
+            greatest((SELECT max(id) FROM ${t.outbox}), (SELECT max(id) FROM ${t.parked}), 0)::text AS high
+     FROM ${t.outbox}`,
+  );
+  const { pending: pendingIds, high } = mark.rows[0] as { pending: string[]; high: string };
+  let pending = -1;
+  options.relay?.wake();
+  await pollUntil(
+    'the outbox to be empty',
+    timeoutMs,
+    async () => {
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${t.outbox}`);
+      pending = (rows[0] as { n: number }).n;
+      return pending === 0 ? true : undefined;
+    },
+    () => `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
+  );
+  if (options.failOnParked === false) return;
+  const { rows } = await db.query(
+    `SELECT reason FROM ${t.parked} WHERE id = ANY($1::bigint[]) OR id > $2::bigint
+     ORDER BY id LIMIT 10`,
+    [pendingIds, high],
+  );
+  if (rows.length > 0)
+    throw new OutboxFlushError(rows.map((r) => (r as { reason: string }).reason));
+}

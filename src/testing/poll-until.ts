@@ -1,0 +1,32 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { TestingTimeoutError } from './testing-timeout-error.js';
+
+/** How often helpers look again. A re-check period, not a guess at how long anything takes. */
+export const POLL_INTERVAL_MS = 10;
+
+/**
+ * Calls `check` until it returns something other than `undefined`; throws a
+ * `TestingTimeoutError` naming `what` (with `describe()`'s last state) after `timeoutMs`.
+ */
+export async function pollUntil<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined>,
+  describe?: () => string,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      // Keep polling through a transient failure, but say what it was if time runs out.
+      lastError = error;
+    }
+    if (Date.now() >= deadline) {
+      throw new TestingTimeoutError(what, timeoutMs, describe?.(), lastError);
+    }
+    await delay(POLL_INTERVAL_MS);
+  }
+}

@@ -1,0 +1,84 @@
+import * as amqp from 'amqplib';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { errorMessage, redactUrl } from '../util/logger.js';
+import { pollUntil } from './poll-until.js';
+
+/** What `waitForIdle` needs of a `ConsumerHost`. */
+export interface IdleObservable {
+  readonly consumers: readonly string[];
+  readonly inFlight: number;
+  readonly queues: readonly string[];
+  stats(consumer: string): { readonly received: number };
+}
+
+export interface WaitForIdleOptions {
+  /** RabbitMQ URL, to read the depth of the host's queues. */
+  readonly amqpUrl: string;
+  /** Give up after this long. Default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Waits until a consumer host has handled everything: its queues and retry delay queues are
+ * empty, no delivery is running or waiting in the host, and that state held for two looks in a
+ * row with no delivery received in between (a delivery on its way from the broker is in no
+ * queue's count yet). Messages that end in a dead-letter queue count as handled.
+ *
+ * Publish first, and wait for that (`flushOutbox`, or a publisher confirm): a message not yet
+ * in a queue cannot be waited for.
+ *
+ * @example
+ * await flushOutbox(pool);
+ * await waitForIdle(host, { amqpUrl });
+ * assert.equal(host.stats('billing.order-placed').handled, 1);
+ */
+export async function waitForIdle(
+  host: IdleObservable,
+  options: WaitForIdleOptions,
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  let model: amqp.ChannelModel;
+  try {
+    model = await amqp.connect(options.amqpUrl);
+  } catch (error) {
+    throw new OutboxkitError(
+      'amqp-connect-failed',
+      `RabbitMQ at ${redactUrl(options.amqpUrl)}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  model.on('error', () => {});
+  const received = () => host.consumers.reduce((n, c) => n + host.stats(c).received, 0);
+  let state = '';
+  /** Deliveries received as of the last quiet look. */
+  let quietAt: number | undefined;
+  try {
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    await pollUntil(
+      'the consumers to be idle',
+      timeoutMs,
+      async () => {
+        const before = received();
+        let ready = 0;
+        for (const queue of host.queues) ready += (await channel.checkQueue(queue)).messageCount;
+        const inFlight = host.inFlight;
+        const now = received();
+        state = `${ready} message(s) in queues, ${inFlight} in the host`;
+        if (ready > 0 || inFlight > 0 || now !== before) {
+          quietAt = undefined;
+          return undefined;
+        }
+        if (quietAt !== now) {
+          // Quiet once; look again to be sure nothing was on its way meanwhile.
+          quietAt = now;
+          return undefined;
+        }
+        return true;
+      },
+      () => state,
+    );
+  } finally {
+    await model.close().catch(() => {});
+  }
+}
