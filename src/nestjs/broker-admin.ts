@@ -1,0 +1,145 @@
+import type { Channel, ChannelModel } from 'amqplib';
+import * as amqp from 'amqplib';
+import type { ExchangeType } from '../consumer/index.js';
+import { TopologyConflictError } from '../consumer/index.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { backoffDelay } from '../util/backoff.js';
+import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
+
+export interface BrokerAdminOptions {
+  readonly url: string;
+  readonly logger: OutboxLogger;
+  readonly connectionName: string;
+}
+
+/**
+ * The module's own small AMQP connection for what neither the relay nor the consumers do:
+ * declaring the exchanges the application publishes to, and reading dead-letter queue depths
+ * for the health indicator. Opened when first needed, closed with the module.
+ */
+export class BrokerAdmin {
+  readonly #options: BrokerAdminOptions;
+  #model: Promise<ChannelModel> | undefined;
+  #closed = false;
+
+  constructor(options: BrokerAdminOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Declares the exchanges (durable), retrying while RabbitMQ cannot be reached, up to
+   * `timeoutMs`. Rejects with a `TopologyConflictError` for an exchange that exists with
+   * another type.
+   */
+  async declareExchanges(
+    exchanges: ReadonlyMap<string, ExchangeType>,
+    timeoutMs: number,
+  ): Promise<void> {
+    if (exchanges.size === 0) return;
+    const deadline = Date.now() + timeoutMs;
+    for (let failures = 1; ; failures += 1) {
+      let channel: Channel;
+      try {
+        channel = await (await this.#connection()).createChannel();
+      } catch (error) {
+        if (this.#closed || Date.now() >= deadline) {
+          throw new OutboxkitError(
+            'broker-unreachable',
+            `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges: ${errorMessage(error)}`,
+            { cause: error },
+          );
+        }
+        const delay = backoffDelay({ initialMs: 100, maxMs: 2000 }, failures);
+        this.#options.logger.warn('RabbitMQ not reachable to declare exchanges; retrying', {
+          url: redactUrl(this.#options.url),
+          error: errorMessage(error),
+          retryInMs: delay,
+        });
+        await abortableDelay(delay);
+        continue;
+      }
+      channel.on('error', () => {});
+      try {
+        for (const [name, type] of exchanges) {
+          try {
+            await channel.assertExchange(name, type, { durable: true });
+          } catch (error) {
+            if ((error as { code?: unknown }).code === 406) {
+              throw new TopologyConflictError('exchange', name, error);
+            }
+            throw error;
+          }
+        }
+        return;
+      } finally {
+        await channel.close().catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * Messages waiting in each queue; a queue that does not exist counts as undefined. Rejects
+   * when RabbitMQ cannot be reached.
+   */
+  async queueDepths(queues: readonly string[]): Promise<Map<string, number | undefined>> {
+    const depths = new Map<string, number | undefined>();
+    if (queues.length === 0) return depths;
+    const model = await this.#connection();
+    let channel: Channel | undefined;
+    try {
+      for (const queue of queues) {
+        // A 404 closes the channel it happened on, so each miss costs a new one.
+        channel ??= await model.createChannel();
+        channel.on('error', () => {});
+        try {
+          depths.set(queue, (await channel.checkQueue(queue)).messageCount);
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== 404) throw error;
+          depths.set(queue, undefined);
+          channel = undefined;
+        }
+      }
+    } finally {
+      await channel?.close().catch(() => {});
+    }
+    return depths;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const model = this.#model;
+    this.#model = undefined;
+    await (await model?.catch(() => undefined))?.close().catch(() => {});
+  }
+
+  #connection(): Promise<ChannelModel> {
+    if (this.#closed) return Promise.reject(new Error('the outbox module is shut down'));
+    if (!this.#model) {
+      const url = new URL(this.#options.url);
+      if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
+      const connecting = amqp
+        .connect(url.toString(), {
+          noDelay: true,
+          timeout: 10_000,
+          clientProperties: { connection_name: this.#options.connectionName },
+        })
+        .then((model) => {
+          model.on('error', (error: Error) =>
+            this.#options.logger.warn('RabbitMQ admin connection error', {
+              error: errorMessage(error),
+            }),
+          );
+          model.once('close', () => {
+            if (this.#model === connecting) this.#model = undefined;
+          });
+          return model;
+        });
+      connecting.catch(() => {
+        if (this.#model === connecting) this.#model = undefined;
+      });
+      this.#model = connecting;
+    }
+    return this.#model;
+  }
+}

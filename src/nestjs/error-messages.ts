@@ -1,0 +1,23 @@
+/**
+ * What the Nest adapter tells a developer when a handler or the module is set up wrongly, in
+ * one place so the wording stays consistent. Each message says what to change.
+ */
+export const messages = {
+  noMessages: () => 'takes a message definition, or a non-empty array of them (defineMessage)',
+  mixedExchanges: (exchanges: readonly string[]) =>
+    `handles messages of several exchanges (${exchanges.join(', ')}); a queue is bound to one ` +
+    'exchange: give each exchange a handler of its own',
+  mixedExchangeTypes: (exchange: string) =>
+    `handles messages that declare exchange "${exchange}" with different types; make the ` +
+    'definitions agree',
+  noQueue: () => 'needs `queue`: the name of the queue this handler consumes from',
+  notAMethod: () => 'decorates a method; it was put on something else',
+  twice: () =>
+    'is applied twice to one method; one method is one handler: write a method per queue',
+  scoped: (where: string) =>
+    `${where} is request-scoped or transient; handlers must live on singleton providers, since ` +
+    'messages arrive outside any request (the handler gets its transaction in the context)',
+  duplicateName: (name: string, first: string, second: string) =>
+    `handlers ${first} and ${second} share the consumer name "${name}"; give one another ` +
+    '`queue` or `name`',
+} as const;

@@ -1,0 +1,186 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DiscoveryService, ExternalContextCreator, MetadataScanner } from '@nestjs/core';
+import type { ConsumeContext, ConsumerDefinition, MessageInfo } from '../consumer/index.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { messages } from './error-messages.js';
+import { HandlerMetadataAccessor } from './handler-metadata-accessor.js';
+import type { MessageDefinition } from './message-definition.js';
+import { OUTBOX_CONTEXT_TYPE } from './outbox-execution-context.js';
+import type { OutboxHandlerMetadata } from './outbox-handler.metadata.js';
+
+type Wrapper = ReturnType<DiscoveryService['getProviders']>[number];
+
+/** How the explorer turns handlers into consumer definitions. */
+export interface ExploreOptions {
+  /** Put in front of exchange, queue and consumer names. */
+  readonly prefix: string;
+  /** Run Nest guards and interceptors around each handler call. */
+  readonly enhancers: boolean;
+}
+
+/**
+ * Walks the application's providers and controllers for `@OutboxHandler` methods and turns
+ * each into a core `ConsumerDefinition` bound to its instance.
+ */
+@Injectable()
+export class HandlerExplorer {
+  readonly #discovery: DiscoveryService;
+  readonly #scanner: MetadataScanner;
+  readonly #accessor: HandlerMetadataAccessor;
+  readonly #contextCreator: ExternalContextCreator;
+
+  constructor(
+    @Inject(DiscoveryService) discovery: DiscoveryService,
+    @Inject(MetadataScanner) scanner: MetadataScanner,
+    @Inject(HandlerMetadataAccessor) accessor: HandlerMetadataAccessor,
+    @Inject(ExternalContextCreator) contextCreator: ExternalContextCreator,
+  ) {
+    this.#discovery = discovery;
+    this.#scanner = scanner;
+    this.#accessor = accessor;
+    this.#contextCreator = contextCreator;
+  }
+
+  /**
+   * Every handler of the application as a consumer definition. Throws a `ConfigurationError`
+   * for a handler on a request-scoped or transient provider, or for two handlers sharing a
+   * consumer name.
+   */
+  explore(options: ExploreOptions): ConsumerDefinition[] {
+    const definitions: ConsumerDefinition[] = [];
+    const owners = new Map<string, string>();
+    const seen = new Set<object>();
+    const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
+    for (const wrapper of wrappers) {
+      const found = this.#handlersOf(wrapper, seen);
+      for (const { instance, methodName, metadata } of found) {
+        const where = `${instance.constructor.name}.${methodName}`;
+        const definition = this.#definition(instance, methodName, metadata, options);
+        const owner = owners.get(definition.name);
+        if (owner !== undefined) {
+          throw new ConfigurationError(
+            '@OutboxHandler',
+            messages.duplicateName(definition.name, owner, where),
+          );
+        }
+        owners.set(definition.name, where);
+        definitions.push(definition);
+      }
+    }
+    return definitions;
+  }
+
+  #handlersOf(
+    wrapper: Wrapper,
+    seen: Set<object>,
+  ): { instance: object; methodName: string; metadata: OutboxHandlerMetadata }[] {
+    if (wrapper.isAlias) return [];
+    if (!wrapper.isDependencyTreeStatic()) {
+      // No instance exists outside a request; still refuse handlers there rather than drop them.
+      const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype;
+      const names = prototype ? this.#scanner.getAllMethodNames(prototype) : [];
+      const handler = names.find((name) =>
+        this.#accessor.handlerMetadata((prototype as Record<string, unknown>)[name]),
+      );
+      if (handler !== undefined) {
+        const where = `${(wrapper.metatype as { name?: string }).name}.${handler}`;
+        throw new ConfigurationError('@OutboxHandler', messages.scoped(where));
+      }
+      return [];
+    }
+    const instance: unknown = wrapper.instance;
+    if (instance === null || typeof instance !== 'object' || seen.has(instance)) return [];
+    // One instance may be reachable through several providers (useValue, useExisting).
+    seen.add(instance);
+    const found = [];
+    for (const methodName of this.#scanner.getAllMethodNames(Object.getPrototypeOf(instance))) {
+      const metadata = this.#accessor.handlerMetadata(
+        (instance as Record<string, unknown>)[methodName],
+      );
+      if (metadata) found.push({ instance, methodName, metadata });
+    }
+    return found;
+  }
+
+  #definition(
+    instance: object,
+    methodName: string,
+    metadata: OutboxHandlerMetadata,
+    options: ExploreOptions,
+  ): ConsumerDefinition {
+    const { options: o, messages: list } = metadata;
+    const first = list[0]!;
+    const call = this.#caller(instance, methodName, options.enhancers);
+    const validate = o.validate ?? validatorOf(list);
+    const businessKey = o.businessKey;
+    return {
+      name: `${options.prefix}${o.name ?? o.queue}`,
+      exchange: `${options.prefix}${first.exchange}`,
+      exchangeType: first.exchangeType ?? 'topic',
+      routingKeys: o.routingKeys ?? [...new Set(list.map((m) => m.routingKey))],
+      queue: `${options.prefix}${o.queue}`,
+      queueType: o.queueType,
+      ordered: o.ordered,
+      retry: o.retry,
+      prefetch: o.prefetch,
+      concurrency: o.concurrency,
+      batchSize: o.batchSize,
+      timeoutMs: o.timeoutMs,
+      isolationLevel: o.isolationLevel,
+      contentTypes: o.contentTypes,
+      requiredHeaders: o.requiredHeaders,
+      ...(validate && { validate: (payload, info) => validate(payload, info) }),
+      ...(businessKey && { businessKey: (payload, info) => businessKey.call(o, payload, info) }),
+      async handler(payload, context) {
+        await call(payload, context);
+      },
+    };
+  }
+
+  /** Calls the method on its instance, through Nest's guards and interceptors when asked. */
+  #caller(
+    instance: object,
+    methodName: string,
+    enhancers: boolean,
+  ): (payload: unknown, context: ConsumeContext) => Promise<unknown> {
+    const method = (instance as Record<string, (...args: unknown[]) => unknown>)[methodName]!;
+    if (!enhancers) return async (payload, context) => method.call(instance, payload, context);
+    // No params factory: handlers take (payload, context) as they are, so pipes have nothing to
+    // bind to. No filters: an error must reach the consumer, which retries or dead-letters it.
+    return this.#contextCreator.create(
+      instance,
+      method,
+      methodName,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      { guards: true, interceptors: true, filters: false },
+      OUTBOX_CONTEXT_TYPE,
+    );
+  }
+}
+
+/**
+ * The validator of the handled definitions: the one whose routing key the message was first
+ * published with. A message that matches no definition, when some define a validator, cannot
+ * be checked and is dead-lettered rather than handed over unchecked.
+ */
+function validatorOf(
+  list: readonly MessageDefinition[],
+): ((payload: unknown, info: MessageInfo) => unknown) | undefined {
+  if (!list.some((m) => m.validate)) return undefined;
+  if (list.length === 1) {
+    const only = list[0]!;
+    return (payload, info) => only.validate!(payload, info);
+  }
+  return (payload, info) => {
+    const match = list.find((m) => m.routingKey === info.routingKey);
+    if (!match) {
+      throw new Error(
+        `no handled message definition has routing key "${info.routingKey}", so the payload cannot be validated`,
+      );
+    }
+    return match.validate ? match.validate(payload, info) : payload;
+  };
+}

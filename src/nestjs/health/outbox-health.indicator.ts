@@ -1,0 +1,113 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { errorMessage } from '../../util/logger.js';
+import { OutboxService } from '../outbox.service.js';
+
+/** When the indicator reports `down`, beyond a broker connection that is lost. */
+export interface OutboxHealthOptions {
+  /** Down when the oldest pending outbox row is older than this. Default: not checked. */
+  readonly maxLagSeconds?: number;
+  /** Down when more rows than this are parked. Default: not checked. */
+  readonly maxParked?: number;
+  /** Down when the handlers' dead-letter queues hold more than this. Default: not checked. */
+  readonly maxDeadLettered?: number;
+  /** Down when the database and the broker do not answer within this. Default 5000 ms. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * A `@nestjs/terminus` health indicator for the outbox of this application: whether the relay
+ * and the handlers are connected to RabbitMQ, the relay's lag (age of the oldest pending row),
+ * and the parked and dead-lettered counts. Add it to the providers of a module that imports
+ * `TerminusModule` and can inject `OutboxService`.
+ *
+ * @example
+ * ```ts
+ * @Get('health')
+ * @HealthCheck()
+ * check() {
+ *   return this.health.check([() => this.outbox.isHealthy('outbox', { maxLagSeconds: 60 })]);
+ * }
+ * ```
+ */
+@Injectable()
+export class OutboxHealthIndicator {
+  readonly #health: HealthIndicatorService;
+  readonly #outbox: OutboxService;
+
+  constructor(
+    @Inject(HealthIndicatorService) health: HealthIndicatorService,
+    @Inject(OutboxService) outbox: OutboxService,
+  ) {
+    this.#health = health;
+    this.#outbox = outbox;
+  }
+
+  /**
+   * Reports `up` with the counts, or `down` with the counts and the `problems` found. Terminus
+   * turns a `down` into a 503 of the health endpoint.
+   */
+  async isHealthy<const Key extends string = 'outbox'>(
+    key: Key = 'outbox' as Key,
+    options: OutboxHealthOptions = {},
+  ): Promise<HealthIndicatorResult<Key>> {
+    const indicator = this.#health.check(key);
+    const problems: string[] = [];
+    const { relay, consumerHost } = this.#outbox;
+    const data: Record<string, unknown> = {
+      relay: relay ? (relay.isConnected ? 'connected' : 'disconnected') : 'off',
+      consumers: consumerHost ? (consumerHost.isConnected ? 'connected' : 'disconnected') : 'off',
+    };
+    if (!this.#outbox.isRunning) problems.push('the outbox is not running');
+    if (data.relay === 'disconnected') {
+      problems.push('the relay cannot publish: RabbitMQ is unreachable or blocking publishers');
+    }
+    if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
+
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const [status, deadLetters] = await Promise.allSettled([
+      withTimeout(this.#outbox.outboxStatus(), timeoutMs, 'the outbox status query'),
+      withTimeout(this.#outbox.deadLetterDepths(), timeoutMs, 'the dead-letter queue check'),
+    ]);
+    if (status.status === 'fulfilled') {
+      const total = status.value.total;
+      Object.assign(data, {
+        pending: total.pending,
+        lagSeconds: total.oldestPendingAgeSeconds ?? 0,
+        retrying: total.retrying,
+        parked: total.parked,
+      });
+      if (exceeds(total.oldestPendingAgeSeconds ?? 0, options.maxLagSeconds)) {
+        problems.push(`the relay lags ${total.oldestPendingAgeSeconds} s behind`);
+      }
+      if (exceeds(total.parked, options.maxParked)) problems.push(`${total.parked} rows parked`);
+    } else {
+      problems.push(`outbox status unavailable: ${errorMessage(status.reason)}`);
+    }
+    if (deadLetters.status === 'fulfilled') {
+      let sum = 0;
+      for (const depth of deadLetters.value.values()) sum += depth;
+      data.deadLettered = sum;
+      if (exceeds(sum, options.maxDeadLettered)) problems.push(`${sum} messages dead-lettered`);
+    } else {
+      problems.push(`dead-letter queues unavailable: ${errorMessage(deadLetters.reason)}`);
+    }
+    return problems.length > 0 ? indicator.down({ ...data, problems }) : indicator.up(data);
+  }
+}
+
+function exceeds(value: number, limit: number | undefined): boolean {
+  return limit !== undefined && value > limit;
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The NestJS adapter of outboxkit: `import { OutboxModule } from 'outboxkit/nestjs'`. A thin
+ * layer over the core's writer, relay and consumer host; the health indicator for
+ * `@nestjs/terminus` is in `outboxkit/nestjs/health`, so terminus stays optional.
+ */
+export type {
+  ConsumeContext,
+  MessageInfo,
+  RetryPolicy,
+} from '../consumer/index.js';
+export { PermanentError } from '../consumer/index.js';
+export type { KyselyInstance, KyselyQueryRunner } from './kysely-shape.js';
+export {
+  defineMessage,
+  type MessageDefinition,
+  type PayloadOf,
+} from './message-definition.js';
+export { adaptNestLogger } from './nest-logger-adapter.js';
+export { OutboxModule } from './outbox.module.js';
+export {
+  OUTBOX_MODULE_OPTIONS,
+  type OutboxModuleAsyncOptions,
+  type OutboxModuleRootOptions,
+} from './outbox.module-definition.js';
+export {
+  OutboxService,
+  type OutboxTransaction,
+  type OutboxWriteOptions,
+} from './outbox.service.js';
+export {
+  isOutboxContext,
+  OUTBOX_CONTEXT_TYPE,
+  outboxHandlerArguments,
+} from './outbox-execution-context.js';
+export { OutboxHandler } from './outbox-handler.decorator.js';
+export type { OutboxHandlerOptions } from './outbox-handler.metadata.js';
+export type {
+  ExchangeDeclaration,
+  OutboxConsumerSettings,
+  OutboxModuleOptions,
+  OutboxRelaySettings,
+} from './outbox-module-options.js';

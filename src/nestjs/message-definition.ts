@@ -1,0 +1,78 @@
+import type { ExchangeType, MessageInfo } from '../consumer/index.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+
+/** Carries the payload type of a definition; never set at run time. */
+declare const payloadType: unique symbol;
+
+/**
+ * A kind of message: where it is published and what its payload looks like. The writer
+ * (`OutboxService.add`) and the handler decorator (`@OutboxHandler`) both take it, so a payload
+ * of the wrong shape is a compile error on either side.
+ */
+export interface MessageDefinition<P = unknown> {
+  /** Exchange the message is published to. */
+  readonly exchange: string;
+  /** Routing key it is published with; also the default binding key of its handlers. */
+  readonly routingKey: string;
+  /** Type of the exchange, used when it is declared. Default `topic`. */
+  readonly exchangeType?: ExchangeType;
+  /**
+   * Derives the ordering key from the payload: messages of one key are published, and handled
+   * by `ordered` handlers, in the order they were written. A key given to `add` wins.
+   */
+  orderingKey?(payload: P): string;
+  /**
+   * Checks an incoming payload and returns it typed, before the handler's transaction opens.
+   * Throwing dead-letters the message at once: a malformed message cannot succeed on retry.
+   */
+  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+  /**
+   * The payload type, for the compiler only. (The functions above are methods so that any
+   * definition is also a `MessageDefinition<unknown>`.)
+   */
+  readonly [payloadType]?: P;
+}
+
+/** The payload type of a definition, or the union of the payload types of a list of them. */
+export type PayloadOf<M> =
+  M extends MessageDefinition<infer P>
+    ? P
+    : M extends readonly (infer D)[]
+      ? D extends MessageDefinition<infer P>
+        ? P
+        : never
+      : never;
+
+/**
+ * Defines a message kind with its payload type. The definition is plain frozen data; define it
+ * once, in a module both the publisher and the handlers import.
+ *
+ * @example
+ * export interface OrderPlaced { orderId: string; sku: string; quantity: number }
+ * export const OrderPlaced = defineMessage<OrderPlaced>({
+ *   exchange: 'orders',
+ *   routingKey: 'order.placed',
+ *   orderingKey: (order) => order.orderId,
+ * });
+ */
+export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P> {
+  const where = `defineMessage(${JSON.stringify(definition?.routingKey)})`;
+  if (definition === null || typeof definition !== 'object') {
+    throw new ConfigurationError(
+      'defineMessage',
+      'takes an object with `exchange` and `routingKey`',
+    );
+  }
+  if (typeof definition.exchange !== 'string' || definition.exchange.length === 0) {
+    throw new ConfigurationError(`${where}.exchange`, 'must name an exchange');
+  }
+  if (typeof definition.routingKey !== 'string') {
+    throw new ConfigurationError(`${where}.routingKey`, 'must be a string');
+  }
+  for (const field of ['orderingKey', 'validate'] as const) {
+    if (definition[field] !== undefined && typeof definition[field] !== 'function') {
+      throw new ConfigurationError(`${where}.${field}`, 'must be a function when given');
+    }
+  }
+  return Object.freeze({ ...definition });
+}

@@ -1,0 +1,70 @@
+import { DiscoveryService } from '@nestjs/core';
+import type {
+  ConsumeContext,
+  IsolationLevel,
+  MessageInfo,
+  QueueType,
+  RetryPolicy,
+} from '../consumer/index.js';
+import type { MessageDefinition } from './message-definition.js';
+
+/**
+ * Where and how a decorated method consumes. The names and defaults are those of the core's
+ * `ConsumerDefinition`.
+ */
+export interface OutboxHandlerOptions<P = unknown> {
+  /** Queue the handler consumes from; declared durable at bootstrap, with `<queue>.dlq`. */
+  readonly queue: string;
+  /**
+   * Identity of the handler in the processed-messages table, so two handlers of one message
+   * each handle it once. Default: `queue`. Keep it stable: a new name handles everything again.
+   */
+  readonly name?: string;
+  /** Binding keys. Default: the routing keys of the handled message definitions. */
+  readonly routingKeys?: readonly string[];
+  /**
+   * Derives the key messages are deduplicated by, for example the order id, so two messages
+   * about one order have one effect. Default: the message id.
+   */
+  businessKey?(payload: P, message: MessageInfo): string;
+  /**
+   * Handle messages of one ordering key one at a time, in order (see `orderingKey` on the
+   * message definition). The queue gets a single active consumer; retries happen in place.
+   */
+  readonly ordered?: boolean;
+  /** Attempts and delays before a failing message is dead-lettered. Default 10, 1 s doubling. */
+  readonly retry?: RetryPolicy;
+  /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
+  readonly prefetch?: number;
+  /** Transactions running at once for this handler. Default 4. */
+  readonly concurrency?: number;
+  /** Deliveries handled in one transaction. Default 1; not with `ordered`. */
+  readonly batchSize?: number;
+  /** Time limit of one handler call; `context.signal` aborts when it passes. Default 60 s. */
+  readonly timeoutMs?: number;
+  /** Default `quorum`. */
+  readonly queueType?: QueueType;
+  /** Default `read committed`. */
+  readonly isolationLevel?: IsolationLevel;
+  /** Accepted content types. Default `['application/json']`. */
+  readonly contentTypes?: readonly string[];
+  /** Headers every message must carry; a message without one is dead-lettered. */
+  readonly requiredHeaders?: readonly string[];
+  /** Checks the payload before the transaction; overrides the message definition's `validate`. */
+  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+}
+
+/** What `@OutboxHandler` records on a method. */
+export interface OutboxHandlerMetadata {
+  readonly messages: readonly MessageDefinition[];
+  readonly options: OutboxHandlerOptions;
+}
+
+/** A method that can handle payloads: it takes the payload and the consume context. */
+export type OutboxHandlerMethod = (payload: never, context: ConsumeContext) => unknown;
+
+/**
+ * The discoverable decorator behind `@OutboxHandler`: its metadata key is private to this
+ * module, and `DiscoveryService.getMetadataByDecorator` reads it back.
+ */
+export const OutboxHandlerDiscoverable = DiscoveryService.createDecorator<OutboxHandlerMetadata>();

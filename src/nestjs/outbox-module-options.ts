@@ -1,0 +1,94 @@
+import type { LoggerService } from '@nestjs/common';
+import type { Pool } from 'pg';
+import type { ConsumerHostOptions, ExchangeType } from '../consumer/index.js';
+import type { RelayOptions } from '../relay/relay-options.js';
+import type { OutboxLogger } from '../util/logger.js';
+import type { KyselyInstance } from './kysely-shape.js';
+import type { MessageDefinition } from './message-definition.js';
+
+/** Relay settings the module does not set itself. */
+export type OutboxRelaySettings = Omit<
+  RelayOptions,
+  'pool' | 'databaseUrl' | 'amqpUrl' | 'schema' | 'logger'
+>;
+
+/** Consumer host settings the module does not set itself. */
+export type OutboxConsumerSettings = Omit<
+  ConsumerHostOptions,
+  'db' | 'amqpUrl' | 'schema' | 'logger' | 'consumers'
+>;
+
+/** An exchange the application publishes to, declared (durable) at bootstrap. */
+export type ExchangeDeclaration =
+  | string
+  | MessageDefinition<unknown>
+  | { readonly name: string; readonly type?: ExchangeType };
+
+/**
+ * Options of `OutboxModule.forRoot` (or what the `forRootAsync` factory returns).
+ *
+ * The database comes as the application's Kysely instance (`db`), or as connection settings
+ * (`databaseUrl`, `pool`) from which the module makes its own. The relay needs connections of
+ * its own (it holds one for LISTEN and claims in short transactions): give it `databaseUrl`, or
+ * a `pool`, or turn it off.
+ */
+export interface OutboxModuleOptions {
+  /**
+   * The application's Kysely instance on PostgreSQL: handlers run their transactions on it.
+   * Its pool should hold more connections than the handlers' concurrency added up, plus one.
+   * Not closed by the module.
+   */
+  readonly db?: KyselyInstance;
+  /**
+   * A Postgres connection string. The relay makes its own bounded pool from it; without `db`
+   * and `pool`, the module also makes the handlers' pool and Kysely instance, and closes them
+   * at shutdown.
+   */
+  readonly databaseUrl?: string;
+  /** A pg pool of the application's, used where `databaseUrl` is not given. Not closed by the module. */
+  readonly pool?: Pool;
+  /** Connections of the pool the module makes from `databaseUrl` for handlers. Default 10. */
+  readonly poolSize?: number;
+  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
+  readonly amqpUrl: string;
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /**
+   * Put in front of every exchange and queue name the module writes to, declares or consumes
+   * from, and of every handler's consumer name (which keys the processed-messages table). Lets
+   * several environments or test runs share one broker and database. Default none.
+   */
+  readonly prefix?: string;
+  /**
+   * Exchanges the application publishes to but does not consume from. They are declared at
+   * bootstrap, as are the exchanges of every handler, since the relay parks messages whose
+   * exchange does not exist.
+   */
+  readonly exchanges?: readonly ExchangeDeclaration[];
+  /** Run the relay in this process (`true`, the default, or its settings), or not (`false`). */
+  readonly relay?: boolean | OutboxRelaySettings;
+  /**
+   * Run the handlers in this process (`true`, the default, or host settings), or not
+   * (`false`: an API-only instance that writes messages but consumes none).
+   */
+  readonly consumers?: boolean | OutboxConsumerSettings;
+  /**
+   * Apply outboxkit's migrations at bootstrap. Needs `databaseUrl` or `pool`. Default `false`:
+   * most deployments migrate once per deploy (`npx outboxkit migrate`).
+   */
+  readonly migrate?: boolean;
+  /**
+   * Run Nest guards and interceptors (global ones and `@UseGuards`/`@UseInterceptors` on the
+   * handler's class or method) around handlers, with the execution context type `'outboxkit'`.
+   * They run inside the handler's transaction. Default `false`, since global HTTP interceptors
+   * often assume a request. Pipes and exception filters are not applied: see the docs.
+   */
+  readonly enhancers?: boolean;
+  /** Largest serialized payload the writer accepts. Default 1 MiB. */
+  readonly maxPayloadBytes?: number;
+  /**
+   * Where outboxkit logs: a Nest `LoggerService`, an outboxkit `OutboxLogger`, or `false` for
+   * nothing. Default: Nest's `Logger` with the context `Outbox`.
+   */
+  readonly logger?: LoggerService | OutboxLogger | false;
+}

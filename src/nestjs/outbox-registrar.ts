@@ -1,0 +1,45 @@
+import {
+  type BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { HandlerExplorer } from './handler-explorer.js';
+import { OutboxRuntime } from './outbox-runtime.js';
+
+/**
+ * Ties the runtime to Nest's lifecycle. Handlers are collected at bootstrap, when every
+ * provider exists; the consumers and the relay stop before the application shuts down, while
+ * the database modules (which close in `onApplicationShutdown`) still serve the handlers that
+ * are finishing; the module's own connections close last.
+ */
+@Injectable()
+export class OutboxRegistrar
+  implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
+{
+  readonly #runtime: OutboxRuntime;
+  readonly #explorer: HandlerExplorer;
+
+  constructor(
+    @Inject(OutboxRuntime) runtime: OutboxRuntime,
+    @Inject(HandlerExplorer) explorer: HandlerExplorer,
+  ) {
+    this.#runtime = runtime;
+    this.#explorer = explorer;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const { prefix, enhancers } = this.#runtime.options;
+    const consumers = this.#explorer.explore({ prefix, enhancers });
+    await this.#runtime.start({ consumers });
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.#runtime.stop();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.#runtime.close();
+  }
+}

@@ -1,0 +1,238 @@
+import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import {
+  type ConsumerDefinition,
+  ConsumerHost,
+  type ConsumerTopology,
+  type ExchangeType,
+  topologyOf,
+} from '../consumer/index.js';
+import { migrate } from '../migrate/migrate.js';
+import { OutboxRelay } from '../relay/outbox-relay.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import { errorMessage } from '../util/logger.js';
+import { OutboxWriter } from '../writer/outbox-writer.js';
+import { BrokerAdmin } from './broker-admin.js';
+import { addExchange, type ResolvedModuleOptions } from './resolve-module-options.js';
+
+/** What the handler explorer found, ready for the runtime to start. */
+export interface RuntimeHandlers {
+  readonly consumers: readonly ConsumerDefinition[];
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+
+/**
+ * Everything one `OutboxModule` owns in one application: the writer, the relay, the consumer
+ * host, the connections it made, and their lifecycle. It has no Nest import: the module's
+ * providers only wire it to Nest's hooks, so the same runtime could serve another framework.
+ * Nothing here is static, so two applications in one process share nothing.
+ */
+export class OutboxRuntime {
+  readonly options: ResolvedModuleOptions;
+  readonly writer: OutboxWriter;
+  /** The Kysely instance handlers run their transactions on. */
+  // biome-ignore lint/suspicious/noExplicitAny: see OutboxModuleOptions.db
+  readonly db: Kysely<any>;
+  readonly #ownsDb: boolean;
+  /** A pool of the module's own, made from `databaseUrl` when no `db` or `pool` was given. */
+  readonly #ownPool: pg.Pool | undefined;
+  readonly #admin: BrokerAdmin;
+  #relay: OutboxRelay | undefined;
+  #host: ConsumerHost | undefined;
+  #topologies: ConsumerTopology[] = [];
+  #state: State = 'new';
+  #stopped: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ResolvedModuleOptions) {
+    this.options = options;
+    this.writer = new OutboxWriter({
+      schema: options.schema,
+      ...(options.maxPayloadBytes !== undefined && { maxPayloadBytes: options.maxPayloadBytes }),
+    });
+    if (!options.db && !options.pool && options.databaseUrl) {
+      this.#ownPool = new pg.Pool({
+        connectionString: options.databaseUrl,
+        max: options.poolSize,
+        // pg waits forever for a connection by default; a handler should fail and retry instead.
+        connectionTimeoutMillis: 10_000,
+        application_name: 'outboxkit-nestjs',
+      });
+      const logger = options.logger;
+      this.#ownPool.on('error', (error) =>
+        logger.warn('idle Postgres connection failed', { error: errorMessage(error) }),
+      );
+      // A checked-out client whose session dies emits 'error'; unheard, it kills the process
+      // before the consumer can roll back and retry.
+      this.#ownPool.on('connect', (client) =>
+        client.on('error', (error) =>
+          logger.warn('Postgres connection failed', { error: errorMessage(error) }),
+        ),
+      );
+    }
+    const pool = options.pool ?? this.#ownPool;
+    this.#ownsDb = !options.db && pool === this.#ownPool;
+    // The application's instance may come from kysely's CommonJS build: the same at run time.
+    this.db =
+      (options.db as typeof this.db | undefined) ??
+      new Kysely({ dialect: new PostgresDialect({ pool: pool! }) });
+    this.#admin = new BrokerAdmin({
+      url: options.amqpUrl,
+      logger: options.logger,
+      connectionName: `outboxkit-nestjs-admin-${process.pid}`,
+    });
+  }
+
+  /** The relay, once started in this process. */
+  get relay(): OutboxRelay | undefined {
+    return this.#relay;
+  }
+
+  /** The consumer host, once started in this process with at least one handler. */
+  get consumerHost(): ConsumerHost | undefined {
+    return this.#host;
+  }
+
+  /** The broker objects of this process's handlers (queues, dead-letter and delay queues). */
+  get topologies(): readonly ConsumerTopology[] {
+    return this.#topologies;
+  }
+
+  /** Started and not stopping. */
+  get isRunning(): boolean {
+    return this.#state === 'running';
+  }
+
+  /**
+   * Migrates (when asked), declares the exchanges, starts the consumers (which declare their
+   * queues, so the relay's first messages find them bound), then the relay. On failure, stops
+   * what it started, closes the connections (a failed start is not retried) and rethrows.
+   */
+  async start(handlers: RuntimeHandlers): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`the outbox cannot start: it is ${this.#state}`);
+    this.#state = 'starting';
+    const o = this.options;
+    const consumers = o.consumers === false ? [] : [...handlers.consumers];
+    this.#topologies = consumers.map((c) => topologyOf(c));
+    try {
+      if (o.migrate) await this.#migrate();
+
+      const exchanges = new Map<string, ExchangeType>(o.exchanges);
+      for (const c of handlers.consumers) {
+        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
+      }
+      const startTimeoutMs =
+        (o.consumers !== false && o.consumers.startTimeoutMs) || DEFAULT_START_TIMEOUT_MS;
+      await this.#admin.declareExchanges(exchanges, startTimeoutMs);
+
+      if (o.consumers === false) {
+        if (handlers.consumers.length > 0) {
+          o.logger.info('consumers are off in this process; handlers not started', {
+            handlers: handlers.consumers.map((c) => c.name),
+          });
+        }
+      } else if (consumers.length > 0) {
+        this.#host = new ConsumerHost({
+          ...o.consumers,
+          db: this.db,
+          amqpUrl: o.amqpUrl,
+          schema: o.schema,
+          logger: o.logger,
+          consumers,
+        });
+        await this.#host.start();
+      }
+
+      if (o.relay !== false) {
+        this.#relay = new OutboxRelay({
+          ...o.relay,
+          ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : { pool: o.pool! }),
+          amqpUrl: o.amqpUrl,
+          schema: o.schema,
+          logger: o.logger,
+        });
+        await this.#relay.start();
+      }
+    } catch (error) {
+      await this.close().catch(() => {});
+      throw error;
+    }
+    this.#state = 'running';
+  }
+
+  /**
+   * Consumers first: they stop taking messages, let running handlers commit and be acked, and
+   * hand the rest back. Then the relay: it stops claiming and settles the confirms in flight.
+   * Messages written meanwhile stay in the outbox for the next relay.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
+    this.#state = 'stopping';
+    try {
+      await this.#host?.stop();
+    } finally {
+      await this.#relay?.stop();
+      this.#state = 'stopped';
+    }
+  }
+
+  /** Stops if still running, then closes the connections the module made. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    try {
+      await this.stop();
+    } finally {
+      await this.#admin.close();
+      if (this.#ownsDb) await this.db.destroy();
+    }
+  }
+
+  /** Pending, oldest pending age, retrying and parked rows of the outbox. */
+  async outboxStatus(): Promise<OutboxStatus> {
+    return outboxStatus(this.#queryable(), { schema: this.options.schema });
+  }
+
+  /** Messages in each handler's dead-letter queue, by queue name. */
+  async deadLetterDepths(): Promise<Map<string, number>> {
+    const queues = this.#topologies.map((t) => t.deadLetterQueue.name);
+    const depths = await this.#admin.queueDepths(queues);
+    return new Map([...depths].map(([queue, depth]) => [queue, depth ?? 0]));
+  }
+
+  async #migrate(): Promise<void> {
+    const { pool, databaseUrl, schema, logger } = this.options;
+    // With only `db` and `databaseUrl`, a one-connection pool serves the migration and goes.
+    const once = pool || this.#ownPool ? undefined : new pg.Pool({ connectionString: databaseUrl });
+    once?.on('error', () => {});
+    try {
+      const { applied } = await migrate((pool ?? this.#ownPool ?? once)!, { schema });
+      if (applied.length > 0) logger.info('outboxkit migrations applied', { schema, applied });
+    } finally {
+      await once?.end();
+    }
+  }
+
+  #queryable(): PgQueryable {
+    const pool = this.options.pool ?? this.#ownPool;
+    if (pool) return pool;
+    const db = this.db;
+    return {
+      async query(text: string, params: unknown[] = []) {
+        const result = await db.executeQuery(CompiledQuery.raw(text, params));
+        return { rows: [...result.rows] };
+      },
+    };
+  }
+}

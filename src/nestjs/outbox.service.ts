@@ -1,0 +1,138 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConsumerHost, ConsumerTopology, MessageInfo } from '../consumer/index.js';
+import type { OutboxRelay } from '../relay/outbox-relay.js';
+import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
+import type { OutboxStatus } from '../status/outbox-status.js';
+import type { HeaderValue, OutboxMessage } from '../writer/outbox-message.js';
+import type { OutboxWriter } from '../writer/outbox-writer.js';
+import type { KyselyQueryRunner } from './kysely-shape.js';
+import type { MessageDefinition, PayloadOf } from './message-definition.js';
+import { OutboxRuntime } from './outbox-runtime.js';
+
+/** Per-message settings of `OutboxService.add`. */
+export interface OutboxWriteOptions {
+  /** Defaults to a new UUIDv7. */
+  readonly messageId?: string;
+  /** Overrides the key the definition derives with its `orderingKey`. */
+  readonly orderingKey?: string;
+  readonly headers?: Readonly<Record<string, HeaderValue>>;
+  /** Milliseconds to wait after commit before publishing. */
+  readonly delayMs?: number;
+  readonly correlationId?: string;
+  readonly causationId?: string;
+  /**
+   * The message being handled, when a handler writes a follow-up: its message id becomes the
+   * causation id, and its correlation id (or, lacking one, its message id) is carried on.
+   */
+  readonly causedBy?: Pick<MessageInfo, 'messageId' | 'correlationId'>;
+}
+
+/** The caller's transaction: a Kysely transaction, or a pg client after `BEGIN`. */
+export type OutboxTransaction = KyselyQueryRunner | PgQueryable;
+
+/**
+ * Writes messages into the outbox in the caller's transaction, typed by their definitions, and
+ * tells how the relay and the handlers of this application are doing.
+ *
+ * @example
+ * ```ts
+ * await this.db.transaction().execute(async (trx) => {
+ *   await trx.insertInto('orders').values(order).execute();
+ *   await this.outbox.add(trx, OrderPlaced, { orderId: order.id, sku: order.sku, quantity: 1 });
+ * });
+ * ```
+ */
+@Injectable()
+export class OutboxService {
+  readonly #runtime: OutboxRuntime;
+
+  constructor(@Inject(OutboxRuntime) runtime: OutboxRuntime) {
+    this.#runtime = runtime;
+  }
+
+  /**
+   * Adds one message to the caller's transaction (a Kysely transaction, or a pg client after
+   * `BEGIN`); it is published once that transaction commits, and never if it rolls back.
+   * Returns the message id.
+   */
+  async add<M extends MessageDefinition>(
+    trx: OutboxTransaction,
+    message: M,
+    payload: PayloadOf<M>,
+    options: OutboxWriteOptions = {},
+  ): Promise<string> {
+    return this.#runtime.writer.add(
+      trx as TransactionLike,
+      this.#message(message, payload, options),
+    );
+  }
+
+  /** Adds several messages of one definition in one statement, in order. Returns their ids. */
+  async addMany<M extends MessageDefinition>(
+    trx: OutboxTransaction,
+    message: M,
+    payloads: readonly PayloadOf<M>[],
+    options: Omit<OutboxWriteOptions, 'messageId'> = {},
+  ): Promise<string[]> {
+    return this.#runtime.writer.addMany(
+      trx as TransactionLike,
+      payloads.map((payload) => this.#message(message, payload, options)),
+    );
+  }
+
+  /** The core writer, for messages without a definition. It does not apply `prefix`. */
+  get writer(): OutboxWriter {
+    return this.#runtime.writer;
+  }
+
+  /** The relay of this application, once started (undefined with `relay: false`). */
+  get relay(): OutboxRelay | undefined {
+    return this.#runtime.relay;
+  }
+
+  /** The consumer host running this application's handlers, once started. */
+  get consumerHost(): ConsumerHost | undefined {
+    return this.#runtime.consumerHost;
+  }
+
+  /** The queues of this application's handlers, with their dead-letter and delay queues. */
+  get topologies(): readonly ConsumerTopology[] {
+    return this.#runtime.topologies;
+  }
+
+  /** Whether the relay and the handlers started and are not stopping. */
+  get isRunning(): boolean {
+    return this.#runtime.isRunning;
+  }
+
+  /** Pending, retrying and parked rows, and the age of the oldest pending row. */
+  outboxStatus(): Promise<OutboxStatus> {
+    return this.#runtime.outboxStatus();
+  }
+
+  /** Messages waiting in each handler's dead-letter queue, by queue name. */
+  deadLetterDepths(): Promise<Map<string, number>> {
+    return this.#runtime.deadLetterDepths();
+  }
+
+  #message<P>(
+    definition: MessageDefinition<P>,
+    payload: P,
+    options: OutboxWriteOptions,
+  ): OutboxMessage<P> {
+    const { causedBy, ...rest } = options;
+    const orderingKey = options.orderingKey ?? definition.orderingKey?.(payload);
+    const correlationId =
+      options.correlationId ?? causedBy?.correlationId ?? causedBy?.messageId ?? undefined;
+    const causationId = options.causationId ?? causedBy?.messageId;
+    return {
+      ...rest,
+      exchange: `${this.#runtime.options.prefix}${definition.exchange}`,
+      routingKey: definition.routingKey,
+      payload,
+      ...(orderingKey !== undefined && { orderingKey }),
+      ...(correlationId !== undefined && { correlationId }),
+      ...(causationId !== undefined && { causationId }),
+    };
+  }
+}

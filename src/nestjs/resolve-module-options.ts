@@ -1,0 +1,150 @@
+import type { Pool } from 'pg';
+import type { ExchangeType } from '../consumer/index.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import type { OutboxLogger } from '../util/logger.js';
+import type { KyselyInstance } from './kysely-shape.js';
+import type {
+  ExchangeDeclaration,
+  OutboxConsumerSettings,
+  OutboxModuleOptions,
+  OutboxRelaySettings,
+} from './outbox-module-options.js';
+
+/** The module's options checked, with defaults filled in and the logger adapted. */
+export interface ResolvedModuleOptions {
+  readonly db: KyselyInstance | undefined;
+  readonly databaseUrl: string | undefined;
+  readonly pool: Pool | undefined;
+  readonly poolSize: number;
+  readonly amqpUrl: string;
+  readonly schema: string;
+  readonly prefix: string;
+  /** Declared exchanges by prefixed name. */
+  readonly exchanges: ReadonlyMap<string, ExchangeType>;
+  readonly relay: OutboxRelaySettings | false;
+  readonly consumers: OutboxConsumerSettings | false;
+  readonly migrate: boolean;
+  readonly enhancers: boolean;
+  readonly maxPayloadBytes: number | undefined;
+  readonly logger: OutboxLogger;
+}
+
+const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
+
+/**
+ * Checks the module's options before anything connects, so a mistake fails the application's
+ * start with a message naming the option.
+ */
+export function resolveModuleOptions(
+  options: OutboxModuleOptions,
+  logger: OutboxLogger,
+): ResolvedModuleOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigurationError('OutboxModule', 'options must be an object');
+  }
+  const { db, databaseUrl, pool } = options;
+  if (db !== undefined && (db === null || typeof db.transaction !== 'function')) {
+    throw new ConfigurationError('db', 'must be a Kysely instance');
+  }
+  if (databaseUrl !== undefined && (typeof databaseUrl !== 'string' || databaseUrl === '')) {
+    throw new ConfigurationError('databaseUrl', 'must be a Postgres connection string');
+  }
+  if (pool !== undefined && (pool === null || typeof pool.connect !== 'function')) {
+    throw new ConfigurationError('pool', 'must be a pg Pool');
+  }
+  if (!db && !databaseUrl && !pool) {
+    throw new ConfigurationError(
+      'db',
+      'give the Kysely instance (`db`), or `databaseUrl` or `pool` to connect with',
+    );
+  }
+  if (typeof options.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
+    throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
+  }
+  const relay = settings(options.relay, 'relay');
+  const consumers = settings(options.consumers, 'consumers');
+  if (relay && !databaseUrl && !pool) {
+    throw new ConfigurationError(
+      'relay',
+      'the relay needs connections of its own: give `databaseUrl` (or a `pool`), or set `relay: false` and run `outboxkit relay` elsewhere',
+    );
+  }
+  if (options.migrate && !databaseUrl && !pool) {
+    throw new ConfigurationError('migrate', 'needs `databaseUrl` or `pool`');
+  }
+  const poolSize = options.poolSize ?? 10;
+  if (!Number.isSafeInteger(poolSize) || poolSize < 2) {
+    throw new ConfigurationError('poolSize', 'must be an integer of at least 2');
+  }
+  const prefix = options.prefix ?? '';
+  if (typeof prefix !== 'string') throw new ConfigurationError('prefix', 'must be a string');
+  return Object.freeze({
+    db,
+    databaseUrl,
+    pool,
+    poolSize,
+    amqpUrl: options.amqpUrl,
+    schema: outboxTables(options.schema).schemaName,
+    prefix,
+    exchanges: exchangeMap(options.exchanges ?? [], prefix),
+    relay,
+    consumers,
+    migrate: options.migrate === true,
+    enhancers: options.enhancers === true,
+    maxPayloadBytes: options.maxPayloadBytes,
+    logger,
+  });
+}
+
+function settings<T extends object>(value: boolean | T | undefined, option: string): T | false {
+  if (value === undefined || value === true) return {} as T;
+  if (value === false) return false;
+  if (value === null || typeof value !== 'object') {
+    throw new ConfigurationError(option, 'must be true, false or an object of settings');
+  }
+  return value;
+}
+
+function exchangeMap(
+  declarations: readonly ExchangeDeclaration[],
+  prefix: string,
+): Map<string, ExchangeType> {
+  if (!Array.isArray(declarations)) {
+    throw new ConfigurationError('exchanges', 'must be an array');
+  }
+  const map = new Map<string, ExchangeType>();
+  for (const d of declarations) {
+    const [name, type] =
+      typeof d === 'string'
+        ? [d, 'topic' as const]
+        : 'routingKey' in d
+          ? [d.exchange, d.exchangeType ?? 'topic']
+          : [d.name, d.type ?? 'topic'];
+    if (typeof name !== 'string' || name.length === 0 || !EXCHANGE_TYPES.includes(type)) {
+      throw new ConfigurationError(
+        'exchanges',
+        `each entry must name an exchange of type ${EXCHANGE_TYPES.join(', ')}; got ${JSON.stringify(d)}`,
+      );
+    }
+    addExchange(map, `${prefix}${name}`, type, 'exchanges');
+  }
+  return map;
+}
+
+/** Records an exchange to declare, refusing one named twice with different types. */
+export function addExchange(
+  map: Map<string, ExchangeType>,
+  name: string,
+  type: ExchangeType,
+  option: string,
+): void {
+  const known = map.get(name);
+  if (known !== undefined && known !== type) {
+    throw new ConfigurationError(
+      option,
+      `exchange "${name}" is declared as ${known} elsewhere and as ${type} here`,
+    );
+  }
+  map.set(name, type);
+}

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Injectable, ServiceUnavailableException } from '@nestjs/common';
+import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { Test } from '@nestjs/testing';
+import { OutboxHealthIndicator } from '../src/nestjs/health/index.js';
+import {
+  defineMessage,
+  OutboxHandler,
+  OutboxModule,
+  type OutboxModuleOptions,
+  OutboxService,
+  PermanentError,
+} from '../src/nestjs/index.js';
+import { AMQP_URL } from './support/env.js';
+import { NestFixture } from './support/nestjs-fixture.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { waitFor } from './support/wait-for.js';
+
+const Doomed = defineMessage<{ n: number }>({ exchange: 'doomed', routingKey: 'doomed' });
+
+@Injectable()
+class DoomedHandler {
+  @OutboxHandler(Doomed, { queue: 'health.doomed', queueType: 'classic' })
+  async handle(): Promise<void> {
+    throw new PermanentError('cannot ever work');
+  }
+}
+
+describe('nestjs: the terminus health indicator', () => {
+  let f: NestFixture;
+  before(async () => {
+    f = await NestFixture.open('nhealth');
+  });
+  after(() => f.close());
+
+  async function boot(options: OutboxModuleOptions) {
+    const moduleRef = await Test.createTestingModule({
+      imports: [TerminusModule.forRoot({ logger: false }), OutboxModule.forRoot(options)],
+      providers: [OutboxHealthIndicator, DoomedHandler],
+    }).compile();
+    return f.init(moduleRef);
+  }
+
+  it('reports connectivity, lag, parked and dead-lettered counts, and goes down past the limits', async () => {
+    const app = await boot(f.options());
+    const indicator = app.get(OutboxHealthIndicator);
+    // The relay connects in the background: down until then.
+    await waitFor('the relay connected', () => app.get(OutboxService).relay?.isConnected);
+    assert.deepEqual(await indicator.isHealthy(), {
+      outbox: {
+        status: 'up',
+        relay: 'connected',
+        consumers: 'connected',
+        pending: 0,
+        lagSeconds: 0,
+        retrying: 0,
+        parked: 0,
+        deadLettered: 0,
+      },
+    });
+
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute(async (trx) => {
+      await outbox.addMany(trx, Doomed, [{ n: 1 }, { n: 2 }]);
+      // An exchange nobody declared: the relay parks the row instead of losing the message.
+      await outbox.writer.add(trx, { exchange: f.name('nowhere'), routingKey: 'x', payload: 1 });
+    });
+    await waitFor('dead-lettered and parked', async () => {
+      const { outbox: s } = await indicator.isHealthy();
+      return s.deadLettered === 2 && s.parked === 1;
+    });
+
+    const limits = { maxDeadLettered: 1, maxParked: 0 };
+    const down = await indicator.isHealthy('messaging', limits);
+    assert.equal(down.messaging.status, 'down');
+    assert.deepEqual(down.messaging.problems, ['1 rows parked', '2 messages dead-lettered']);
+
+    // Through terminus, a down indicator is a 503 with the details.
+    const health = app.get(HealthCheckService);
+    await assert.rejects(
+      health.check([() => indicator.isHealthy('messaging', limits)]),
+      (error: unknown) => {
+        assert.ok(error instanceof ServiceUnavailableException);
+        const body = error.getResponse() as { error: Record<string, { status: string }> };
+        assert.equal(body.error.messaging?.status, 'down');
+        return true;
+      },
+    );
+    await f.closeApp(app);
+  });
+
+  it('measures the lag as the age of the oldest pending row', async () => {
+    const app = await boot(f.options({ relay: false, consumers: false }));
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute((trx) => outbox.add(trx, Doomed, { n: 3 }));
+    await f.t.pool.query(
+      `UPDATE "${f.t.schema}".outbox SET created_at = now() - interval '2 minutes'`,
+    );
+    const result = await app.get(OutboxHealthIndicator).isHealthy('outbox', { maxLagSeconds: 60 });
+    assert.equal(result.outbox.status, 'down');
+    assert.equal(result.outbox.relay, 'off');
+    assert.equal(result.outbox.pending, 1);
+    assert.ok(result.outbox.lagSeconds >= 120);
+    assert.match(result.outbox.problems[0], /the relay lags 12\d(\.\d+)? s behind/);
+    await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);
+    await f.closeApp(app);
+  });
+
+  it('goes down when RabbitMQ is lost', async () => {
+    const broker = new URL(AMQP_URL);
+    const proxy = await TcpProxy.start(broker.hostname, Number(broker.port || 5672));
+    try {
+      const app = await boot(f.options({ amqpUrl: proxy.url(AMQP_URL) }));
+      const indicator = app.get(OutboxHealthIndicator);
+      await waitFor('connected', async () => (await indicator.isHealthy()).outbox.status === 'up');
+      await proxy.close();
+      const lost = await waitFor('down', async () => {
+        const { outbox } = await indicator.isHealthy('outbox', { timeoutMs: 1000 });
+        return outbox.relay === 'disconnected' && outbox.consumers === 'disconnected'
+          ? outbox
+          : undefined;
+      });
+      assert.equal(lost.status, 'down');
+      assert.ok(lost.problems.some((p: string) => p.includes('the relay cannot publish')));
+      assert.ok(lost.problems.some((p: string) => p.includes('dead-letter queues unavailable')));
+      await f.closeApp(app);
+    } finally {
+      await proxy.close().catch(() => {});
+    }
+  });
+});

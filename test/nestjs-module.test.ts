@@ -1,0 +1,418 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  type CallHandler,
+  type CanActivate,
+  type ExecutionContext,
+  Inject,
+  Injectable,
+  Module,
+  type NestInterceptor,
+  Scope,
+  UseGuards,
+  UseInterceptors,
+} from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
+import {
+  type ConsumeContext,
+  defineMessage,
+  OutboxHandler,
+  OutboxModule,
+  type OutboxModuleOptions,
+  OutboxService,
+  outboxHandlerArguments,
+} from '../src/nestjs/index.js';
+import { CAUSATION_ID_HEADER } from '../src/writer/outbox-message.js';
+import { NestFixture } from './support/nestjs-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+/** Where handlers record their effects: `<schema>.effects`, which has no unique constraint. */
+const EFFECTS = Symbol('effects table');
+
+interface Greeting {
+  id: number;
+  text: string;
+}
+const Greeting = defineMessage<Greeting>({
+  exchange: 'greetings',
+  routingKey: 'greeting.sent',
+  orderingKey: (g) => `g-${g.id}`,
+});
+interface Reply {
+  greetingId: number;
+}
+const Reply = defineMessage<Reply>({ exchange: 'greetings', routingKey: 'greeting.replied' });
+
+const quick = {
+  queueType: 'classic',
+  retry: { maxAttempts: 3, backoff: { initialMs: 20, maxMs: 100 } },
+} as const;
+
+type Seen<P> = { payload: P; ctx: ConsumeContext };
+
+/** Records each greeting, and answers it with a reply written through the outbox. */
+@Injectable()
+class GreetingHandler {
+  readonly seen: Seen<Greeting>[] = [];
+  constructor(
+    @Inject(OutboxService) private readonly outbox: OutboxService,
+    @Inject(EFFECTS) private readonly effects: string,
+  ) {}
+
+  @OutboxHandler(Greeting, { ...quick, queue: 'module.greetings', businessKey: (g) => `${g.id}` })
+  async greet(greeting: Greeting, ctx: ConsumeContext): Promise<void> {
+    this.seen.push({ payload: greeting, ctx });
+    await ctx.trx
+      .insertInto(this.effects)
+      .values({ consumer: ctx.consumer, key: ctx.businessKey })
+      .execute();
+    await this.outbox.add(ctx.trx, Reply, { greetingId: greeting.id }, { causedBy: ctx });
+  }
+}
+
+@Injectable()
+class ReplyHandler {
+  readonly seen: Seen<Reply>[] = [];
+  constructor(@Inject(EFFECTS) private readonly effects: string) {}
+
+  @OutboxHandler(Reply, { ...quick, queue: 'module.replies' })
+  async reply(reply: Reply, ctx: ConsumeContext): Promise<void> {
+    this.seen.push({ payload: reply, ctx });
+    await ctx.trx
+      .insertInto(this.effects)
+      .values({ consumer: ctx.consumer, key: ctx.businessKey })
+      .execute();
+  }
+}
+
+interface Ping {
+  n: number;
+}
+const Ping = defineMessage<Ping>({ exchange: 'pings', routingKey: 'ping' });
+
+/** Keeps what it received on the instance, so two applications' instances can be compared. */
+@Injectable()
+class PingHandler {
+  readonly seen: number[] = [];
+
+  @OutboxHandler(Ping, { ...quick, queue: 'module.pings', businessKey: (p) => `${p.n}` })
+  async ping(ping: Ping): Promise<void> {
+    this.seen.push(ping.n);
+  }
+}
+
+describe('nestjs: OutboxModule', () => {
+  let f: NestFixture;
+  before(async () => {
+    f = await NestFixture.open('nmod');
+    await f.t.pool.query(`CREATE TABLE "${f.t.schema}".effects (
+      id bigserial PRIMARY KEY, consumer text NOT NULL, key text NOT NULL)`);
+  });
+  after(() => f.close());
+
+  const effectsTable = () => `${f.t.schema}.effects`;
+  const effectCount = async (consumer: string) =>
+    Number(
+      (
+        await f.query<{ n: string }>(
+          `SELECT count(*) AS n FROM "${f.t.schema}".effects WHERE consumer = $1`,
+          [f.name(consumer)],
+        )
+      )[0]!.n,
+    );
+
+  async function boot(
+    options: OutboxModuleOptions,
+    providers: NonNullable<Parameters<typeof Test.createTestingModule>[0]['providers']>,
+  ): Promise<TestingModule> {
+    const moduleRef = await Test.createTestingModule({
+      imports: [OutboxModule.forRoot(options)],
+      providers: [...providers, { provide: EFFECTS, useValue: effectsTable() }],
+    }).compile();
+    return f.init(moduleRef);
+  }
+
+  it('forRoot: decorated handlers receive what the injected service wrote, and follow-ups carry the cause', async () => {
+    const app = await boot(f.options(), [GreetingHandler, ReplyHandler]);
+    const outbox = app.get(OutboxService);
+    const greetings = Array.from({ length: 20 }, (_, i) => ({ id: i, text: `hello ${i}` }));
+    const ids = await f.t.db
+      .transaction()
+      .execute((trx) => outbox.addMany(trx, Greeting, greetings.slice(0, 10)));
+    for (const g of greetings.slice(10)) {
+      await f.t.db.transaction().execute((trx) => outbox.add(trx, Greeting, g));
+    }
+    // A rolled-back write is never published.
+    await assert.rejects(
+      f.t.db.transaction().execute(async (trx) => {
+        await outbox.add(trx, Greeting, { id: 99, text: 'never' });
+        throw new Error('roll back');
+      }),
+      /roll back/,
+    );
+    await waitFor('20 replies handled', async () => (await effectCount('module.replies')) === 20);
+
+    const greeter = app.get(GreetingHandler);
+    assert.equal(await effectCount('module.greetings'), 20);
+    assert.deepEqual(
+      greeter.seen.map((s) => s.payload).sort((a, b) => a.id - b.id),
+      greetings,
+    );
+    const first = greeter.seen.find((s) => s.payload.id === 0)!.ctx;
+    assert.equal(first.messageId, ids[0]);
+    assert.equal(first.exchange, f.name('greetings'));
+    assert.equal(first.routingKey, 'greeting.sent');
+    assert.equal(first.orderingKey, 'g-0');
+    assert.equal(first.consumer, f.name('module.greetings'));
+    assert.equal(first.businessKey, '0');
+
+    const reply = app.get(ReplyHandler).seen.find((s) => s.payload.greetingId === 0)!.ctx;
+    assert.equal(reply.headers[CAUSATION_ID_HEADER], ids[0]);
+    assert.equal(reply.correlationId, ids[0]);
+    assert.equal(outbox.consumerHost?.stats(f.name('module.greetings')).handled, 20);
+    assert.ok((outbox.relay?.stats.published ?? 0) >= 40);
+    await f.closeApp(app);
+    assert.equal(outbox.isRunning, false);
+  });
+
+  it('forRootAsync with imports, inject and isGlobal: a feature module injects the service without importing the module', async () => {
+    const CONFIG = Symbol('config');
+    @Module({ providers: [{ provide: CONFIG, useValue: f.options() }], exports: [CONFIG] })
+    class ConfigModule {}
+
+    @Injectable()
+    class Pinger {
+      constructor(@Inject(OutboxService) private readonly outbox: OutboxService) {}
+      send(n: number) {
+        return f.t.db.transaction().execute((trx) => this.outbox.add(trx, Ping, { n }));
+      }
+    }
+    @Module({ providers: [Pinger, PingHandler] })
+    class FeatureModule {}
+
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRootAsync({
+          isGlobal: true,
+          imports: [ConfigModule],
+          inject: [CONFIG],
+          useFactory: async (options: OutboxModuleOptions) => options,
+        }),
+        FeatureModule,
+      ],
+    }).compile();
+    const app = await f.init(moduleRef);
+    for (let n = 1; n <= 5; n += 1) await app.get(Pinger).send(n);
+    const handler = app.get(PingHandler);
+    await waitFor('5 pings', () => handler.seen.length === 5);
+    assert.deepEqual([...handler.seen].sort(), [1, 2, 3, 4, 5]);
+    await f.closeApp(app);
+  });
+
+  it('two applications in one process share nothing', async () => {
+    const boot2 = (name: string) =>
+      boot(f.options({ prefix: `${f.prefix}${name}.` }), [PingHandler]);
+    const [a, b] = [await boot2('a'), await boot2('b')];
+    const [outboxA, outboxB] = [a.get(OutboxService), b.get(OutboxService)];
+    assert.notEqual(outboxA, outboxB);
+    assert.notEqual(outboxA.relay, outboxB.relay);
+    assert.notEqual(a.get(PingHandler), b.get(PingHandler));
+
+    const write = (outbox: OutboxService, n: number) =>
+      f.t.db.transaction().execute((trx) => outbox.add(trx, Ping, { n }));
+    for (const n of [1, 2, 3]) await write(outboxA, n);
+    for (const n of [11, 12]) await write(outboxB, n);
+    await waitFor('both handled', () => a.get(PingHandler).seen.length === 3);
+    await waitFor('both handled', () => b.get(PingHandler).seen.length === 2);
+
+    await f.closeApp(a);
+    await write(outboxB, 13);
+    await waitFor('b goes on alone', () => b.get(PingHandler).seen.length === 3);
+    assert.deepEqual([...a.get(PingHandler).seen].sort(), [1, 2, 3]);
+    assert.deepEqual([...b.get(PingHandler).seen].sort(), [11, 12, 13]);
+    assert.equal(outboxA.isRunning, false);
+    assert.equal(outboxB.isRunning, true);
+    await f.closeApp(b);
+  });
+
+  it('an API-only instance (consumers: false) writes and relays; a worker (relay: false) handles', async () => {
+    const prefix = `${f.prefix}split.`;
+    const worker = await boot(f.options({ prefix, relay: false }), [PingHandler]);
+    const api = await boot(
+      f.options({
+        prefix,
+        consumers: false,
+        exchanges: [Ping],
+        databaseUrl: undefined,
+        pool: f.t.pool,
+      }),
+      [PingHandler],
+    );
+    const apiOutbox = api.get(OutboxService);
+    assert.equal(apiOutbox.consumerHost, undefined);
+    assert.equal(worker.get(OutboxService).relay, undefined);
+    for (const n of [1, 2, 3, 4]) {
+      await f.t.db.transaction().execute((trx) => apiOutbox.add(trx, Ping, { n }));
+    }
+    await waitFor('the worker handled 4', () => worker.get(PingHandler).seen.length === 4);
+    assert.deepEqual(api.get(PingHandler).seen, []);
+    await f.closeApp(api);
+    await f.closeApp(worker);
+  });
+
+  it('with enhancers, guards and interceptors run around handlers in the outboxkit context', async () => {
+    const Job = defineMessage<{ n: number }>({ exchange: 'jobs', routingKey: 'job' });
+    const intercepted: { type: string; n: number }[] = [];
+
+    @Injectable()
+    class RecordingInterceptor implements NestInterceptor {
+      intercept(context: ExecutionContext, next: CallHandler) {
+        const { payload } = outboxHandlerArguments<{ n: number }>(context);
+        intercepted.push({ type: context.getType(), n: payload.n });
+        return next.handle();
+      }
+    }
+    @Injectable()
+    class EvenOnly implements CanActivate {
+      canActivate(context: ExecutionContext) {
+        return outboxHandlerArguments<{ n: number }>(context).payload.n % 2 === 0;
+      }
+    }
+    @Injectable()
+    class JobHandler {
+      readonly done: number[] = [];
+      @OutboxHandler(Job, { queue: 'module.jobs', queueType: 'classic', retry: { maxAttempts: 1 } })
+      @UseGuards(EvenOnly)
+      @UseInterceptors(RecordingInterceptor)
+      async run(job: { n: number }): Promise<void> {
+        this.done.push(job.n);
+      }
+    }
+
+    const app = await boot(f.options({ enhancers: true }), [
+      JobHandler,
+      RecordingInterceptor,
+      EvenOnly,
+    ]);
+    const outbox = app.get(OutboxService);
+    await f.t.db
+      .transaction()
+      .execute((trx) => outbox.addMany(trx, Job, [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]));
+    const host = () => outbox.consumerHost!.stats(f.name('module.jobs'));
+    await waitFor('2 done, 2 refused', () => host().handled === 2 && host().deadLettered === 2);
+    assert.deepEqual([...app.get(JobHandler).done].sort(), [2, 4]);
+    // Guards run first: a refused job never reaches the interceptor.
+    assert.deepEqual(
+      intercepted.sort((x, y) => x.n - y.n),
+      [
+        { type: 'outboxkit', n: 2 },
+        { type: 'outboxkit', n: 4 },
+      ],
+    );
+    await waitFor(
+      'dead letters',
+      async () => (await f.depth(deadLetterQueueName(f.name('module.jobs')))) === 2,
+    );
+    await f.closeApp(app);
+  });
+
+  it('closing the application lets the running handler commit, and acks it', async () => {
+    const Slow = defineMessage<{ n: number }>({ exchange: 'slow', routingKey: 'slow' });
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+
+    @Injectable()
+    class SlowHandler {
+      constructor(@Inject(EFFECTS) private readonly effects: string) {}
+      @OutboxHandler(Slow, { queue: 'module.slow', queueType: 'classic' })
+      async run(_: { n: number }, ctx: ConsumeContext): Promise<void> {
+        entered();
+        await gate;
+        await ctx.trx
+          .insertInto(this.effects)
+          .values({ consumer: ctx.consumer, key: ctx.businessKey })
+          .execute();
+      }
+    }
+
+    const app = await boot(f.options(), [SlowHandler]);
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute((trx) => outbox.add(trx, Slow, { n: 1 }));
+    await inHandler;
+    let closed = false;
+    const closing = f.closeApp(app).then(() => {
+      closed = true;
+    });
+    // The close waits for the handler: give it every chance to finish early.
+    await waitFor('consumers stopping', () => !outbox.isRunning);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, false);
+    release();
+    await closing;
+    assert.equal(await effectCount('module.slow'), 1);
+    // Acked: nothing went back to the queue when the connection closed.
+    assert.equal(await f.depth(f.name('module.slow')), 0);
+    assert.equal(outbox.consumerHost?.stats(f.name('module.slow')).handled, 1);
+  });
+
+  it('refuses handlers on request-scoped providers, at bootstrap, saying why', async () => {
+    const Scoped = defineMessage<{ n: number }>({ exchange: 'scoped', routingKey: 'scoped' });
+    @Injectable({ scope: Scope.REQUEST })
+    class ScopedHandler {
+      @OutboxHandler(Scoped, { queue: 'module.scoped' })
+      async run(): Promise<void> {}
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [OutboxModule.forRoot(f.options())],
+      providers: [ScopedHandler],
+    }).compile();
+    await assert.rejects(moduleRef.init(), (error: unknown) => {
+      assert.ok(error instanceof ConfigurationError);
+      assert.match(error.message, /ScopedHandler\.run is request-scoped or transient/);
+      return true;
+    });
+    await moduleRef.close();
+  });
+
+  it('rejects wrong options and misused decorators with messages naming the fix', async () => {
+    await assert.rejects(
+      Test.createTestingModule({
+        imports: [OutboxModule.forRoot({ db: f.t.db, amqpUrl: 'amqp://localhost' })],
+      }).compile(),
+      (error: unknown) => error instanceof ConfigurationError && /databaseUrl/.test(error.message),
+    );
+    const A = defineMessage<number>({ exchange: 'a', routingKey: 'a' });
+    const B = defineMessage<number>({ exchange: 'b', routingKey: 'b' });
+    assert.throws(() => {
+      class Mixed {
+        @OutboxHandler([A, B], { queue: 'q' })
+        run(): void {}
+      }
+      return Mixed;
+    }, /several exchanges \(a, b\)/);
+    assert.throws(() => {
+      class NoQueue {
+        @OutboxHandler(A, { queue: '' })
+        run(): void {}
+      }
+      return NoQueue;
+    }, /needs `queue`/);
+    assert.throws(() => {
+      class Twice {
+        @OutboxHandler(A, { queue: 'q1' })
+        @OutboxHandler(A, { queue: 'q2' })
+        run(): void {}
+      }
+      return Twice;
+    }, /applied twice/);
+    assert.throws(() => defineMessage({ exchange: '', routingKey: 'x' }), /must name an exchange/);
+  });
+});

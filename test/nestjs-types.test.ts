@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Transaction } from 'kysely';
+import {
+  type ConsumeContext,
+  defineMessage,
+  OutboxHandler,
+  type OutboxService,
+  type PayloadOf,
+} from '../src/nestjs/index.js';
+
+// Compile-time tests: `tsc` fails the build when a line marked `@ts-expect-error` compiles, so
+// each marked line proves that a payload of the wrong shape is a compile error. The functions
+// are never called; only the runtime test at the bottom runs.
+
+interface OrderPlaced {
+  orderId: string;
+  quantity: number;
+}
+const OrderPlaced = defineMessage<OrderPlaced>({
+  exchange: 'orders',
+  routingKey: 'order.placed',
+  orderingKey: (order) => order.orderId,
+});
+interface OrderCancelled {
+  orderId: string;
+  reason: string;
+}
+const OrderCancelled = defineMessage<OrderCancelled>({
+  exchange: 'orders',
+  routingKey: 'order.cancelled',
+});
+
+interface Database {
+  orders: { id: string };
+}
+
+export function writerChecks(outbox: OutboxService, trx: Transaction<Database>): void {
+  void outbox.add(trx, OrderPlaced, { orderId: 'o-1', quantity: 2 });
+  void outbox.addMany(trx, OrderPlaced, [{ orderId: 'o-1', quantity: 2 }]);
+  // @ts-expect-error quantity is a number
+  void outbox.add(trx, OrderPlaced, { orderId: 'o-1', quantity: '2' });
+  // @ts-expect-error quantity is missing
+  void outbox.add(trx, OrderPlaced, { orderId: 'o-1' });
+  // @ts-expect-error a property the payload type does not have
+  void outbox.add(trx, OrderPlaced, { orderId: 'o-1', quantity: 2, coupon: 'X' });
+  // @ts-expect-error a payload of another message
+  void outbox.add(trx, OrderPlaced, { orderId: 'o-1', reason: 'late' } satisfies OrderCancelled);
+  // @ts-expect-error one element of the wrong shape
+  void outbox.addMany(trx, OrderPlaced, [{ orderId: 'o-1', quantity: 2 }, { orderId: 3 }]);
+}
+
+export function definitionChecks(): void {
+  defineMessage<OrderPlaced>({
+    exchange: 'orders',
+    routingKey: 'order.placed',
+    // @ts-expect-error the ordering key must come from a field of the payload
+    orderingKey: (order) => order.customerId,
+  });
+  const placed: PayloadOf<typeof OrderPlaced> = { orderId: 'o-1', quantity: 1 };
+  const either: PayloadOf<[typeof OrderPlaced, typeof OrderCancelled]> = {
+    orderId: 'o-1',
+    reason: 'late',
+  };
+  void placed;
+  void either;
+}
+
+export function handlerChecks(): void {
+  class Handlers {
+    @OutboxHandler(OrderPlaced, { queue: 'q1', businessKey: (order) => order.orderId })
+    exact(_order: OrderPlaced, _ctx: ConsumeContext<Database>): void {}
+
+    @OutboxHandler(OrderPlaced, { queue: 'q2' })
+    async fewerFields(_order: { orderId: string }): Promise<void> {}
+
+    @OutboxHandler(OrderPlaced, { queue: 'q3' })
+    anything(_payload: unknown): void {}
+
+    @OutboxHandler([OrderPlaced, OrderCancelled], {
+      queue: 'q4',
+      businessKey: (event, info) => `${info.routingKey}:${event.orderId}`,
+    })
+    union(_event: OrderPlaced | OrderCancelled, _ctx: ConsumeContext): void {}
+
+    // @ts-expect-error the handler takes another message's payload
+    @OutboxHandler(OrderPlaced, { queue: 'q5' })
+    wrongMessage(_cancelled: OrderCancelled): void {}
+
+    // @ts-expect-error a field of the wrong type
+    @OutboxHandler(OrderPlaced, { queue: 'q6' })
+    wrongField(_order: { orderId: number }): void {}
+
+    // @ts-expect-error the handler expects a field the payload does not have
+    @OutboxHandler(OrderPlaced, { queue: 'q7' })
+    extraField(_order: OrderPlaced & { coupon: string }): void {}
+
+    // @ts-expect-error a handler of two messages must take either payload
+    @OutboxHandler([OrderPlaced, OrderCancelled], { queue: 'q8' })
+    onlyOne(_order: OrderPlaced): void {}
+
+    // @ts-expect-error the business key reads a field the payload does not have
+    @OutboxHandler(OrderPlaced, { queue: 'q9', businessKey: (order) => order.customerId })
+    badKey(_order: OrderPlaced): void {}
+  }
+  void Handlers;
+}
+
+describe('nestjs: message definitions', () => {
+  it('are frozen plain data; the type checks above ran at compile time', () => {
+    assert.ok(Object.isFrozen(OrderPlaced));
+    assert.equal(OrderPlaced.exchange, 'orders');
+    assert.equal(OrderPlaced.orderingKey?.({ orderId: 'o-7', quantity: 1 }), 'o-7');
+  });
+});
