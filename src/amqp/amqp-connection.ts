@@ -96,9 +96,9 @@ export class AmqpConnection extends EventEmitter {
     const { logger, reconnectBackoff } = this.#options;
     let failures = 0;
     while (!this.#closing.signal.aborted) {
-      let model: ChannelModel;
+      let model: ChannelModel | undefined;
       try {
-        model = await this.#connect();
+        model = await this.#connectUnlessClosed();
       } catch (error) {
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
@@ -110,6 +110,7 @@ export class AmqpConnection extends EventEmitter {
         await abortableDelay(delay, this.#closing.signal);
         continue;
       }
+      if (model === undefined) return;
       if (this.#closing.signal.aborted) {
         await closeModel(model);
         return;
@@ -130,6 +131,34 @@ export class AmqpConnection extends EventEmitter {
       this.#changed.emit('change');
       await abortableDelay(backoffDelay(reconnectBackoff, 1), this.#closing.signal);
     }
+  }
+
+  /**
+   * Connects, or resolves undefined as soon as `close()` is called. A broker that accepts the
+   * TCP connection and then answers nothing (hung, or a half-open link) holds a connect for its
+   * whole timeout: `close()`, and with it a relay's or consumer host's `stop()`, must not wait
+   * for that. A connection made after all is closed at once.
+   */
+  #connectUnlessClosed(): Promise<ChannelModel | undefined> {
+    const signal = this.#closing.signal;
+    const connecting = this.#connect();
+    return new Promise((resolve, reject) => {
+      const onClose = () => {
+        resolve(undefined);
+        connecting.then(closeModel, () => {});
+      };
+      signal.addEventListener('abort', onClose, { once: true });
+      connecting.then(
+        (model) => {
+          signal.removeEventListener('abort', onClose);
+          resolve(model);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onClose);
+          reject(error);
+        },
+      );
+    });
   }
 
   async #connect(): Promise<ChannelModel> {

@@ -44,14 +44,22 @@ export class OutboxRelay {
     this.options = resolveRelayOptions(options);
     const o = this.options;
     this.#ownsPool = !o.pool;
+    // The longest a relay transaction may stall, seen from either side.
+    const stallMs = o.publishTimeoutMs * 2 + 10_000;
     this.#pool =
       o.pool ??
       new pg.Pool({
         connectionString: o.databaseUrl,
         max: o.concurrency + 3,
         connectionTimeoutMillis: 10_000,
+        // On a connection whose peer vanished without a FIN or RST (a failover, an expired NAT
+        // or firewall entry), a statement never gets its answer and TCP takes minutes to give
+        // up, or never does behind a proxy: the lane, and `stop()` with it, would hang that
+        // long. A statement unanswered for as long as Postgres lets a transaction stall is
+        // taken as a dead link, and its client is dropped.
+        query_timeout: stallMs,
         // A relay that stalls while holding claimed rows must not keep them locked forever.
-        options: `-c idle_in_transaction_session_timeout=${o.publishTimeoutMs * 2 + 10_000}`,
+        options: `-c idle_in_transaction_session_timeout=${stallMs}`,
         application_name: 'outboxkit-relay',
       });
     if (this.#ownsPool) {

@@ -6,7 +6,7 @@ import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import { ConfirmPublisher, type PublishRequest } from './confirm-publisher.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
-import { type ClaimedRow, decodeClaimedRow, type OutboxRow } from './outbox-row.js';
+import type { OutboxRow } from './outbox-row.js';
 import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelayQueries } from './relay-queries.js';
@@ -105,11 +105,10 @@ export class RelayLane {
     client.on('error', onError);
     try {
       await client.query('BEGIN');
-      const claimed = await client.query<ClaimedRow>(
+      const { rows } = await client.query<OutboxRow>(
         this.#retryLane ? queries.claimRetry : queries.claimFresh,
         [limit],
       );
-      const rows = claimed.rows.map(decodeClaimedRow);
       if (rows.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);

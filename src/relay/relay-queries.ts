@@ -1,8 +1,7 @@
 import { outboxTables } from '../sql/outbox-tables.js';
 
-// The payload as base64 text rather than bytea's hex: see decodeClaimedRow in outbox-row.ts.
-const ROW_COLUMNS = `id, message_id, exchange, routing_key, encode(payload, 'base64') AS payload,
-  content_type, headers, ordering_key, correlation_id, causation_id, created_at, attempts`;
+const ROW_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
+  correlation_id, causation_id, created_at, attempts`;
 
 /** The relay's SQL for one schema, built once. */
 export interface RelayQueries {

@@ -33,7 +33,8 @@ export interface DirectionCounts {
 class Link {
   readonly #source: net.Socket;
   readonly #sink: net.Socket;
-  readonly #fault: DirectionFault;
+  readonly #faults: Record<ProxyDirection, DirectionFault>;
+  readonly #direction: ProxyDirection;
   readonly #counts: DirectionCounts;
   readonly #isPaused: () => boolean;
   readonly #queue: Array<{ chunk: Buffer; due: number }> = [];
@@ -45,13 +46,15 @@ class Link {
   constructor(
     source: net.Socket,
     sink: net.Socket,
-    fault: DirectionFault,
+    faults: Record<ProxyDirection, DirectionFault>,
+    direction: ProxyDirection,
     counts: DirectionCounts,
     isPaused: () => boolean,
   ) {
     this.#source = source;
     this.#sink = sink;
-    this.#fault = fault;
+    this.#faults = faults;
+    this.#direction = direction;
     this.#counts = counts;
     this.#isPaused = isPaused;
     source.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -62,13 +65,14 @@ class Link {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#fault.drop) {
+    const fault = this.#faults[this.#direction];
+    if (fault.drop) {
       this.#counts.dropped += chunk.length;
       return;
     }
     const now = Date.now();
-    let due = now + this.#fault.latencyMs;
-    const bps = this.#fault.bytesPerSecond;
+    let due = now + fault.latencyMs;
+    const bps = fault.bytesPerSecond;
     if (bps !== undefined) {
       // The chunk leaves once the throttle has sent everything before it.
       const start = Math.max(due, this.#throttleFreeAt);
@@ -125,6 +129,10 @@ interface Pair {
   readonly client: net.Socket;
   readonly upstream: net.Socket;
   readonly links: readonly Link[];
+  /** Faults of this connection alone (a blackholed one), else the proxy's. */
+  readonly faults: Record<ProxyDirection, DirectionFault>;
+  /** The client never hears of anything again, not even of the server closing. */
+  blackholed: boolean;
 }
 
 /**
@@ -182,11 +190,14 @@ export class TcpProxy {
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     const isPaused = () => this.#paused;
+    // A proxy-wide fault object shared by reference, so changes reach open connections; a
+    // blackholed connection gets objects of its own.
+    const faults = { toServer: this.#faults.toServer, toClient: this.#faults.toClient };
     const links = [
-      new Link(client, upstream, this.#faults.toServer, this.counts.toServer, isPaused),
-      new Link(upstream, client, this.#faults.toClient, this.counts.toClient, isPaused),
+      new Link(client, upstream, faults, 'toServer', this.counts.toServer, isPaused),
+      new Link(upstream, client, faults, 'toClient', this.counts.toClient, isPaused),
     ];
-    const pair: Pair = { client, upstream, links };
+    const pair: Pair = { client, upstream, links, faults, blackholed: false };
     this.#pairs.add(pair);
     for (const link of links) link.updateFlow();
     const close = () => {
@@ -195,8 +206,14 @@ export class TcpProxy {
       client.destroy();
       upstream.destroy();
     };
+    // A server closing a blackholed connection sends a FIN that never arrives: the client
+    // keeps its half of the connection until it gives up on its own.
+    const upstreamClosed = () => {
+      if (pair.blackholed) upstream.destroy();
+      else close();
+    };
     client.on('error', close).on('close', close);
-    upstream.on('error', close).on('close', close);
+    upstream.on('error', upstreamClosed).on('close', upstreamClosed);
   }
 
   #links(direction: ProxyDirection | 'both'): Link[] {
@@ -234,6 +251,20 @@ export class TcpProxy {
    */
   drop(direction: ProxyDirection | 'both'): void {
     for (const d of this.#directions(direction)) this.#faults[d].drop = true;
+  }
+
+  /**
+   * Every connection open now goes silent in both directions for good, as a link whose peer
+   * vanished without a FIN or RST (a NAT entry expired, a host gone): both sides' writes
+   * succeed and nothing arrives. Connections made afterwards work.
+   */
+  blackholeOpen(): void {
+    const silent = (): DirectionFault => ({ drop: true, latencyMs: 0, bytesPerSecond: undefined });
+    for (const pair of this.#pairs) {
+      pair.blackholed = true;
+      pair.faults.toServer = silent();
+      pair.faults.toClient = silent();
+    }
   }
 
   /** Delays every chunk in `direction` by `ms`, keeping their order. */

@@ -1,0 +1,199 @@
+/**
+ * Benchmark 1, relay drain: N pre-filled 1 KiB messages leave the outbox for a durable queue.
+ * Next to it, in the same run, raw amqplib publishes the very same messages with asynchronous
+ * confirms on one channel: the broker's limit, and the baseline of the headline ratio.
+ *
+ *   node dist/bench/relay-drain.js [--quick] [--json FILE] [--runs 3] [--messages 100000]
+ *     [--queues classic,quorum] [--configs 500x4,1000x4] [--window 5000]
+ */
+import type pg from 'pg';
+import { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { silentLogger } from '../src/util/logger.js';
+import {
+  type BenchArgs,
+  type BenchReport,
+  intFlag,
+  isMain,
+  listFlag,
+  type Measurement,
+  measurement,
+  progress,
+  runStandalone,
+  waitForQuiet,
+} from './support/bench-cli.js';
+import {
+  AMQP_URL,
+  amqpConnect,
+  BenchQueue,
+  benchSchema,
+  loadMessages,
+  newPool,
+  prefillOutbox,
+  publishAsyncConfirms,
+  type QueueType,
+  serverVersions,
+  sleep,
+} from './support/bench-services.js';
+
+export interface RelayConfig {
+  readonly batchSize: number;
+  readonly concurrency: number;
+}
+
+export function parseConfigs(specs: readonly string[]): RelayConfig[] {
+  return specs.map((spec) => {
+    const [batchSize, concurrency] = spec.split('x').map(Number);
+    if (!batchSize || !concurrency) throw new Error(`config ${spec}: expected BATCHxLANES`);
+    return { batchSize, concurrency };
+  });
+}
+
+/**
+ * Starts a relay on a pre-filled outbox and times it from the moment it is connected to
+ * RabbitMQ until it has deleted `expected` rows. Returns milliseconds.
+ */
+export async function timeRelayDrain(
+  schema: string,
+  expected: number,
+  config: RelayConfig,
+  extra: { pollIntervalMs?: number } = {},
+): Promise<number> {
+  const pool = newPool(config.concurrency + 3);
+  // Open the connections before the clock starts, as a running relay would have them.
+  const clients = await Promise.all(
+    Array.from({ length: config.concurrency + 1 }, () => pool.connect()),
+  );
+  for (const c of clients) c.release();
+  const relay = new OutboxRelay({
+    pool,
+    amqpUrl: AMQP_URL,
+    schema,
+    batchSize: config.batchSize,
+    concurrency: config.concurrency,
+    listen: false,
+    pollIntervalMs: extra.pollIntervalMs ?? 1000,
+    logger: silentLogger,
+  });
+  await relay.start();
+  while (!relay.isConnected) await sleep(1);
+  const start = performance.now();
+  while (relay.stats.published < expected) {
+    if (relay.stats.errors > 0 || relay.stats.parked > 0 || relay.stats.retried > 0) {
+      await relay.stop();
+      throw new Error(`relay failed: ${JSON.stringify(relay.stats)}`);
+    }
+    await sleep(1);
+  }
+  const ms = performance.now() - start;
+  await relay.stop();
+  await pool.end();
+  return ms;
+}
+
+async function count(pool: pg.Pool, outbox: string): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${outbox}`);
+  return rows[0]!.n;
+}
+
+export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
+  const messages = intFlag(args, 'messages', 500, 100_000);
+  const window = intFlag(args, 'window', 1000, 5000);
+  const queueTypes = listFlag(args, 'queues', ['classic', 'quorum']) as QueueType[];
+  const configs = parseConfigs(listFlag(args, 'configs', ['500x4']));
+  const pool = newPool(4);
+  const connection = await amqpConnect();
+  const versions = await serverVersions(pool, connection);
+  const schema = await benchSchema(pool, 'bench_drain');
+  const sections: BenchReport['sections'][number][] = [];
+  const idle: number[] = [];
+  const opened: BenchQueue[] = [];
+  try {
+    for (const type of queueTypes) {
+      const queue = await BenchQueue.open(connection, type);
+      opened.push(queue);
+      const baseline: number[] = [];
+      const relay: number[][] = configs.map(() => []);
+      const ratios: number[][] = configs.map(() => []);
+      for (let run = 1; run <= args.runs; run += 1) {
+        progress(`${type}: run ${run}/${args.runs}: filling the outbox with ${messages} rows`);
+        await prefillOutbox(pool, schema.outbox, messages, queue.exchange, queue.routingKey);
+        const prepared = await loadMessages(pool, schema.outbox);
+        const measureBaseline = async () => {
+          await queue.reset();
+          idle.push(await waitForQuiet());
+          const channel = await connection.createConfirmChannel();
+          channel.on('error', () => {});
+          const ms = await publishAsyncConfirms(channel, prepared, window);
+          await channel.close();
+          await queue.expectDepth(messages);
+          return (messages / ms) * 1000;
+        };
+        const measureRelay = async (i: number) => {
+          if ((await count(pool, schema.outbox)) === 0) {
+            await prefillOutbox(pool, schema.outbox, messages, queue.exchange, queue.routingKey);
+          }
+          await queue.reset();
+          idle.push(await waitForQuiet());
+          const ms = await timeRelayDrain(schema.name, messages, configs[i]!);
+          await queue.expectDepth(messages);
+          const left = await count(pool, schema.outbox);
+          if (left !== 0) throw new Error(`${left} rows left in the outbox`);
+          return (messages / ms) * 1000;
+        };
+        // Alternate the order, so that drift (a neighbour's load, a growing WAL) hits both sides.
+        let base = 0;
+        const rates: number[] = [];
+        if (run % 2 === 1) base = await measureBaseline();
+        for (let i = 0; i < configs.length; i += 1) rates.push(await measureRelay(i));
+        if (run % 2 === 0) base = await measureBaseline();
+        baseline.push(base);
+        rates.forEach((rate, i) => {
+          relay[i]!.push(rate);
+          ratios[i]!.push(rate / base);
+        });
+        progress(
+          `${type}: run ${run}: baseline ${Math.round(base)}/s, relay ${rates
+            .map((r, i) => `${configs[i]!.batchSize}x${configs[i]!.concurrency} ${Math.round(r)}/s`)
+            .join(', ')}`,
+        );
+      }
+      const rows: Measurement[] = [
+        measurement(
+          `raw amqplib async confirms, window ${window}, 1 channel (baseline)`,
+          'msgs/s',
+          baseline,
+          {
+            ratios: baseline.map(() => 1),
+          },
+        ),
+        ...configs.map((c, i) =>
+          measurement(
+            `outboxkit relay, batch ${c.batchSize}, ${c.concurrency} lanes`,
+            'msgs/s',
+            relay[i]!,
+            { ratios: ratios[i]! },
+          ),
+        ),
+      ];
+      sections.push({ title: `${type} durable queue, ${messages} messages of 1 KiB`, rows });
+    }
+  } finally {
+    for (const queue of opened) await queue.close();
+    await schema.drop();
+    await connection.close().catch(() => {});
+    await pool.end();
+  }
+  return {
+    benchmark: 'relay-drain',
+    title: 'Relay drain: pre-filled outbox to a durable queue',
+    settings: { messages, window, queueTypes, configs, ...versions },
+    sections,
+    notes: [
+      'ratio: median over runs of relay rate / baseline rate measured in the same run',
+      'baseline publishes the same rows (loaded before the clock starts) with the same properties',
+      `machine idle before the timed runs: ${idle.map((i) => `${Math.round(i * 100)}%`).join(' ')}`,
+    ],
+  };
+}
+
+if (isMain(import.meta.url)) await runStandalone(relayDrain);

@@ -1,0 +1,284 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DATABASE_URL } from '../support/env.js';
+import { waitFor } from '../support/wait-for.js';
+import { sleep } from './exec.js';
+import { reapLeftovers } from './fault-processes.js';
+import { printResults } from './fault-report.js';
+import { runScenario, withApplicationName } from './fault-scenario.js';
+import { PrivateRabbitMq } from './private-rabbitmq.js';
+
+// The broker is the fault here: a private node that is restarted, killed, frozen and alarmed.
+// The ledger lives in a schema of its own on the machine's Postgres, which nothing here disturbs.
+const databaseUrl = (applicationName: string) => withApplicationName(DATABASE_URL, applicationName);
+
+/** The private node refuses messages over this size with a channel error (406). */
+const BROKER_MAX_MESSAGE_BYTES = 65_536;
+
+describe('faults: the broker', () => {
+  let node: PrivateRabbitMq;
+  before(async () => {
+    await reapLeftovers();
+    node = await PrivateRabbitMq.start({ config: { max_message_size: BROKER_MAX_MESSAGE_BYTES } });
+  });
+  after(async () => {
+    await node?.destroy();
+    printResults('Fault suite: the broker');
+  });
+
+  it('control: no fault', { timeout: 60_000 }, () =>
+    runScenario({ name: 'control: no fault', databaseUrl, amqpUrl: node.url }, async (sc) => {
+      await sc.startConsumer();
+      await sc.startRelay();
+      await sc.traffic({ total: 600 }).done;
+      await sc.finish({
+        evidence: (o) => {
+          // Without a fault, every message is published and delivered once.
+          assert.equal(o.duplicatesDelivered, 0, 'duplicates without a fault');
+          assert.equal(o.retries, 0, 'retries without a fault');
+          return 'none, as it should be without a fault';
+        },
+      });
+    }),
+  );
+
+  it('broker restarted mid-stream', { timeout: 120_000 }, () =>
+    runScenario(
+      { name: 'broker restarted mid-stream', databaseUrl, amqpUrl: node.url },
+      async (sc) => {
+        await sc.startConsumer();
+        await sc.startRelay();
+        sc.traffic({ total: 1200, pauseMs: 10, perTransaction: 10 });
+        await sc.waitForEffects(300);
+        await node.restart();
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
+            assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
+            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections)`;
+          },
+        });
+      },
+    ),
+  );
+
+  it('broker killed (SIGKILL) and started again', { timeout: 120_000 }, () =>
+    runScenario(
+      { name: 'broker killed (kill -9) and restarted', databaseUrl, amqpUrl: node.url },
+      async (sc) => {
+        await sc.startConsumer();
+        const relay = await sc.startRelay();
+        sc.traffic({ total: 1200, pauseMs: 10, perTransaction: 10 });
+        await sc.waitForEffects(300);
+        await node.kill();
+        const publishedAtKill = relay.counts().published;
+        // Rows keep being committed while the broker is down; the outbox holds them.
+        await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 50, 10_000);
+        assert.ok(relay.counts().published - publishedAtKill <= 400, 'published to a dead broker');
+        await node.boot();
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
+            assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
+            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections); outbox held the backlog`;
+          },
+        });
+      },
+    ),
+  );
+
+  it('broker hung (SIGSTOP for more than twice the heartbeat)', { timeout: 120_000 }, () =>
+    runScenario(
+      { name: 'broker hung (SIGSTOP 4 s, heartbeat 1 s)', databaseUrl, amqpUrl: node.url },
+      async (sc) => {
+        await sc.startConsumer();
+        await sc.startRelay();
+        sc.traffic({ total: 1000, pauseMs: 10, perTransaction: 10 });
+        await sc.waitForEffects(200);
+        node.suspend();
+        try {
+          await sleep(4000);
+        } finally {
+          node.resume();
+        }
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            const relaySaw = o.relays.amqpConnects >= 2 || o.relays.retried > 0;
+            assert.ok(relaySaw, 'the relay noticed nothing');
+            assert.ok(o.consumerConnects >= 2, 'the consumer did not notice the dead heartbeat');
+            return `heartbeat timeouts: relay ${o.relays.amqpConnects} connections, ${o.relays.retried} rows retried; consumer ${o.consumerConnects} connections`;
+          },
+        });
+      },
+    ),
+  );
+
+  it(
+    'stopped while the broker hangs: relay and consumer exit in bounded time',
+    { timeout: 120_000 },
+    () =>
+      runScenario(
+        { name: 'relay SIGTERMed, consumer stopped, broker hung', databaseUrl, amqpUrl: node.url },
+        async (sc) => {
+          const host = await sc.startConsumer();
+          // The CLI: heartbeat 1 s, publish timeout 2 s, stop timeout 3 s.
+          const relay = await sc.spawnRelay();
+          sc.traffic({ total: 800, pauseMs: 10, perTransaction: 10 });
+          await sc.waitForEffects(200);
+          node.suspend();
+          let relayStopMs = 0;
+          let consumerStopMs = 0;
+          try {
+            await sleep(500);
+            const started = Date.now();
+            await Promise.all([
+              // Rejects unless the process exits with status 0.
+              relay
+                .stop()
+                .then(() => {
+                  relayStopMs = Date.now() - started;
+                }),
+              host.stop().then(() => {
+                consumerStopMs = Date.now() - started;
+              }),
+            ]);
+          } finally {
+            node.resume();
+          }
+          await sc.startConsumer();
+          await sc.spawnRelay();
+          sc.healed();
+          await sc.finish({
+            evidence: () => {
+              // Stop timeout, then closes that give up on a broker that does not answer (2 s).
+              assert.ok(
+                relayStopMs < 3000 + 2000 + 2000,
+                `the relay took ${relayStopMs} ms to stop`,
+              );
+              assert.ok(
+                consumerStopMs < 10_000 + 2000,
+                `the consumer took ${consumerStopMs} ms to stop`,
+              );
+              return `relay exited 0 after ${(relayStopMs / 1000).toFixed(1)} s, consumer stopped after ${(consumerStopMs / 1000).toFixed(1)} s; their messages came again`;
+            },
+          });
+        },
+      ),
+  );
+
+  it('memory alarm blocks publishing, then clears', { timeout: 120_000 }, () =>
+    runScenario(
+      { name: 'memory alarm (publishing blocked) and recovery', databaseUrl, amqpUrl: node.url },
+      async (sc) => {
+        await sc.startConsumer();
+        const relay = await sc.startRelay();
+        sc.traffic({ total: 1000, pauseMs: 10, perTransaction: 10 });
+        await sc.waitForEffects(200);
+        await node.ctl('set_vm_memory_high_watermark', '0');
+        let publishedWhileBlocked = 0;
+        try {
+          await waitFor('the relay told of the block', () => relay.counts().blocked > 0, 15_000);
+          const atBlock = relay.counts().published;
+          await waitFor(
+            'outbox rows piling up',
+            async () => (await sc.outboxCount()) > 100,
+            15_000,
+          );
+          publishedWhileBlocked = relay.counts().published - atBlock;
+        } finally {
+          await node.ctl('set_vm_memory_high_watermark', '0.4');
+        }
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            assert.ok(o.relays.blocked > 0, 'the relay was never blocked');
+            // The batches in flight when the alarm went off may still be confirmed; no more.
+            assert.ok(
+              publishedWhileBlocked <= 400,
+              `${publishedWhileBlocked} published while blocked`,
+            );
+            return `relay blocked ${o.relays.blocked}x, claimed nothing while blocked (${publishedWhileBlocked} confirmed from batches in flight)`;
+          },
+        });
+      },
+    ),
+  );
+
+  it(
+    'forced nacks: a full queue rejects publishes the other queue took',
+    { timeout: 120_000 },
+    () =>
+      runScenario(
+        { name: 'forced nacks (reject-publish queue)', databaseUrl, amqpUrl: node.url },
+        async (sc) => {
+          await sc.startConsumer();
+          // A second queue on the exchange, capped and refusing overflow: once it is full the
+          // broker nacks every publish, although the consumer's queue took the message.
+          const capped = `okf.${sc.sid}.capped`;
+          await sc.admin.withChannel(async (channel) => {
+            await channel.assertQueue(capped, {
+              durable: true,
+              arguments: { 'x-max-length': 20, 'x-overflow': 'reject-publish' },
+            });
+            await channel.bindQueue(capped, sc.exchange, 'ledger.#');
+          });
+          try {
+            const relay = await sc.startRelay({ maxAttempts: 30 });
+            sc.traffic({ total: 500, pauseMs: 5 });
+            await waitFor('nacked rows retried', () => relay.counts().retried >= 100, 20_000);
+            await sc.admin.deleteQueues([capped]);
+            sc.healed();
+            await sc.finish({
+              evidence: (o) => {
+                assert.ok(o.relays.retried >= 100, 'no nacks');
+                assert.ok(o.duplicatesDelivered > 0, 'nacked messages did not reach the consumer');
+                return `${o.relays.retried} nacks retried; the nacked copies had been routed: ${o.duplicatesDelivered} duplicates`;
+              },
+            });
+          } finally {
+            await sc.admin.deleteQueues([capped]);
+          }
+        },
+      ),
+  );
+
+  it(
+    'oversize messages: over the broker limit and over the relay limit',
+    { timeout: 120_000 },
+    () =>
+      runScenario(
+        {
+          name: 'oversize payloads (broker 406, relay limit)',
+          databaseUrl,
+          amqpUrl: node.url,
+          maxPayloadBytes: 2 * 1024 * 1024,
+        },
+        async (sc) => {
+          await sc.startConsumer();
+          await sc.startRelay({ maxMessageBytes: 512 * 1024, maxAttempts: 4 });
+          await sc.traffic({
+            total: 400,
+            message: (i) => {
+              if (i % 100 === 7) return { fate: 'parked', padBytes: 600 * 1024 };
+              if (i % 50 === 3) return { fate: 'parked', padBytes: 2 * BROKER_MAX_MESSAGE_BYTES };
+              return {};
+            },
+          }).done;
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              const reasons = [...o.parked.values()];
+              const tooLarge = reasons.filter((r) => r.startsWith('too large')).length;
+              const refused = reasons.filter((r) => /406|PRECONDITION/.test(r)).length;
+              assert.ok(tooLarge > 0, 'nothing parked by the relay limit');
+              assert.ok(refused > 0, `nothing refused by the broker: ${reasons.join(' | ')}`);
+              return `${tooLarge} parked over the relay limit, ${refused} after the broker's 406; ${o.relays.retried} rows retried`;
+            },
+          });
+        },
+      ),
+  );
+});
