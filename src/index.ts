@@ -1,3 +1,4 @@
+export { type AmqpUrls, amqpUrlList } from './amqp/amqp-urls.js';
 export * from './consumer/index.js';
 export * from './dead-letters/index.js';
 export { ConfigurationError } from './errors/configuration-error.js';

@@ -5,9 +5,11 @@ import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import { settleWithin } from '../util/with-timeout.js';
+import { UrlRotation } from './amqp-urls.js';
 
 export interface AmqpConnectionOptions {
-  readonly url: string;
+  /** Tried in turn: the next one after a failed connect or a lost connection. */
+  readonly urls: readonly string[];
   readonly heartbeatSeconds: number;
   readonly reconnectBackoff: BackoffPolicy;
   readonly logger: OutboxLogger;
@@ -22,6 +24,7 @@ export interface AmqpConnectionOptions {
  */
 export class AmqpConnection extends EventEmitter {
   readonly #options: AmqpConnectionOptions;
+  readonly #urls: UrlRotation;
   readonly #closing = new AbortController();
   #model: ChannelModel | undefined;
   #blocked = false;
@@ -33,6 +36,7 @@ export class AmqpConnection extends EventEmitter {
   constructor(options: AmqpConnectionOptions) {
     super();
     this.#options = options;
+    this.#urls = new UrlRotation(options.urls);
     this.#changed.setMaxListeners(0);
   }
 
@@ -103,10 +107,11 @@ export class AmqpConnection extends EventEmitter {
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
         logger.warn('RabbitMQ connection failed; retrying', {
-          url: redactUrl(this.#options.url),
+          url: redactUrl(this.#urls.current),
           error: errorMessage(error),
           retryInMs: delay,
         });
+        this.#urls.advance();
         await abortableDelay(delay, this.#closing.signal);
         continue;
       }
@@ -120,13 +125,15 @@ export class AmqpConnection extends EventEmitter {
       const closed = new Promise<void>((resolve) => model.once('close', () => resolve()));
       this.#model = model;
       this.#blocked = false;
-      logger.info('RabbitMQ connected', { url: redactUrl(this.#options.url) });
+      logger.info('RabbitMQ connected', { url: redactUrl(this.#urls.current) });
       this.emit('connected');
       this.#changed.emit('change');
       await closed;
       this.#model = undefined;
       if (this.#closing.signal.aborted) return;
-      logger.warn('RabbitMQ connection lost; reconnecting', { url: redactUrl(this.#options.url) });
+      logger.warn('RabbitMQ connection lost; reconnecting', { url: redactUrl(this.#urls.current) });
+      // A node that dropped us may be going down: try the next one first.
+      this.#urls.advance();
       this.emit('disconnected');
       this.#changed.emit('change');
       await abortableDelay(backoffDelay(reconnectBackoff, 1), this.#closing.signal);
@@ -162,7 +169,7 @@ export class AmqpConnection extends EventEmitter {
   }
 
   async #connect(): Promise<ChannelModel> {
-    const url = new URL(this.#options.url);
+    const url = new URL(this.#urls.current);
     if (!url.searchParams.has('heartbeat')) {
       url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
     }

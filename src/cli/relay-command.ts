@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
@@ -120,7 +121,7 @@ export const relayCommand: CliCommand = {
     const stopSignal = nextStopSignal(logger);
     logger.info('relay starting', {
       database: redactUrl(relay.options.databaseUrl ?? ''),
-      amqp: redactUrl(relay.options.amqpUrl),
+      amqp: amqpUrlList(relay.options.amqpUrl).map(redactUrl),
       pid: process.pid,
     });
     await relay.start();

@@ -1,6 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import type { Kysely } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -24,8 +25,8 @@ export interface ConsumerHostOptions {
    */
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
-  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
-  readonly amqpUrl: string;
+  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or several nodes' URLs. */
+  readonly amqpUrl: AmqpUrls;
   readonly consumers: readonly ConsumerDefinition[];
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
@@ -87,9 +88,7 @@ export class ConsumerHost {
     if (!options.db || typeof options.db.transaction !== 'function') {
       throw new ConfigurationError('db', 'must be a Kysely instance');
     }
-    if (typeof options.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
-      throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
-    }
+    const amqpUrls = amqpUrlList(options.amqpUrl);
     outboxTables(options.schema);
     const brokerConsumerTimeoutMs = positive(
       'brokerConsumerTimeoutMs',
@@ -128,7 +127,7 @@ export class ConsumerHost {
 
     hostCount += 1;
     this.#amqp = new AmqpConnection({
-      url: options.amqpUrl,
+      urls: amqpUrls,
       heartbeatSeconds,
       reconnectBackoff: this.#reconnectBackoff,
       logger: this.#logger,

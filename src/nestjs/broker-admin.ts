@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
+import { UrlRotation } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/index.js';
 import { TopologyConflictError } from '../consumer/index.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -8,7 +9,8 @@ import { backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 
 export interface BrokerAdminOptions {
-  readonly url: string;
+  /** Tried in turn, like the relay's and the consumers' connections. */
+  readonly urls: readonly string[];
   readonly logger: OutboxLogger;
   readonly connectionName: string;
 }
@@ -20,11 +22,13 @@ export interface BrokerAdminOptions {
  */
 export class BrokerAdmin {
   readonly #options: BrokerAdminOptions;
+  readonly #urls: UrlRotation;
   #model: Promise<ChannelModel> | undefined;
   #closed = false;
 
   constructor(options: BrokerAdminOptions) {
     this.#options = options;
+    this.#urls = new UrlRotation(options.urls);
   }
 
   /**
@@ -52,7 +56,7 @@ export class BrokerAdmin {
         }
         const delay = backoffDelay({ initialMs: 100, maxMs: 2000 }, failures);
         this.#options.logger.warn('RabbitMQ not reachable to declare exchanges; retrying', {
-          url: redactUrl(this.#options.url),
+          url: redactUrl(this.#urls.current),
           error: errorMessage(error),
           retryInMs: delay,
         });
@@ -116,7 +120,7 @@ export class BrokerAdmin {
   #connection(): Promise<ChannelModel> {
     if (this.#closed) return Promise.reject(new Error('the outbox module is shut down'));
     if (!this.#model) {
-      const url = new URL(this.#options.url);
+      const url = new URL(this.#urls.current);
       if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
       const connecting = amqp
         .connect(url.toString(), {
@@ -136,6 +140,7 @@ export class BrokerAdmin {
           return model;
         });
       connecting.catch(() => {
+        this.#urls.advance();
         if (this.#model === connecting) this.#model = undefined;
       });
       this.#model = connecting;

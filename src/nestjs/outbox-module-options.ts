@@ -1,5 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import type { Pool } from 'pg';
+import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import type { ConsumerHostOptions, ExchangeType } from '../consumer/index.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';
@@ -49,8 +50,11 @@ export interface OutboxModuleOptions {
   readonly pool?: Pool;
   /** Connections of the pool the module makes from `databaseUrl` for handlers. Default 10. */
   readonly poolSize?: number;
-  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
-  readonly amqpUrl: string;
+  /**
+   * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
+   * cluster nodes, tried in turn.
+   */
+  readonly amqpUrl: AmqpUrls;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   /**

@@ -81,7 +81,7 @@ export class OutboxRuntime {
       (options.db as typeof this.db | undefined) ??
       new Kysely({ dialect: new PostgresDialect({ pool: pool! }) });
     this.#admin = new BrokerAdmin({
-      url: options.amqpUrl,
+      urls: options.amqpUrl,
       logger: options.logger,
       connectionName: `outboxkit-nestjs-admin-${process.pid}`,
     });

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/index.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -17,7 +18,7 @@ export interface ResolvedModuleOptions {
   readonly databaseUrl: string | undefined;
   readonly pool: Pool | undefined;
   readonly poolSize: number;
-  readonly amqpUrl: string;
+  readonly amqpUrl: readonly string[];
   readonly schema: string;
   readonly prefix: string;
   /** Declared exchanges by prefixed name. */
@@ -59,9 +60,7 @@ export function resolveModuleOptions(
       'give the Kysely instance (`db`), or `databaseUrl` or `pool` to connect with',
     );
   }
-  if (typeof options.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
-    throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
-  }
+  const amqpUrl = amqpUrlList(options.amqpUrl);
   const relay = settings(options.relay, 'relay');
   const consumers = settings(options.consumers, 'consumers');
   if (relay && !databaseUrl && !pool) {
@@ -84,7 +83,7 @@ export function resolveModuleOptions(
     databaseUrl,
     pool,
     poolSize,
-    amqpUrl: options.amqpUrl,
+    amqpUrl,
     schema: outboxTables(options.schema).schemaName,
     prefix,
     exchanges: exchangeMap(options.exchanges ?? [], prefix),

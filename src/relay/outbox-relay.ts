@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { errorMessage } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { ExchangeRegistry } from './exchange-registry.js';
@@ -69,7 +70,7 @@ export class OutboxRelay {
     }
     relayCount += 1;
     this.#amqp = new AmqpConnection({
-      url: o.amqpUrl,
+      urls: amqpUrlList(o.amqpUrl),
       heartbeatSeconds: o.heartbeatSeconds,
       reconnectBackoff: o.reconnectBackoff,
       logger: o.logger,

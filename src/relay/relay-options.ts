@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
@@ -7,8 +8,11 @@ export interface RelayOptions {
   /** Postgres: a pool of your own, or a connection string from which the relay makes its own. */
   readonly pool?: Pool;
   readonly databaseUrl?: string;
-  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
-  readonly amqpUrl: string;
+  /**
+   * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
+   * cluster nodes, tried in turn.
+   */
+  readonly amqpUrl: AmqpUrls;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   /** Rows claimed per batch. Default 500. */
@@ -56,9 +60,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }
-  if (typeof options.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
-    throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
-  }
+  const amqpUrl = amqpUrlList(options.amqpUrl);
   const heartbeatSeconds = positiveInteger(options, 'heartbeatSeconds', 10);
   const publishTimeoutMs = positiveInteger(options, 'publishTimeoutMs', 30_000);
   // A dead TCP link leaves confirms pending until the heartbeat notices: a shorter timeout would
@@ -71,6 +73,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   }
   return Object.freeze({
     ...options,
+    amqpUrl,
     schema: options.schema ?? 'outboxkit',
     batchSize: positiveInteger(options, 'batchSize', 500),
     concurrency: positiveInteger(options, 'concurrency', 4),

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { amqpUrlList } from '../src/amqp/amqp-urls.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { AMQP_URL } from './support/env.js';
+import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+/** A loopback port nothing listens on: connecting there is refused at once, like a node that is down. */
+async function deadUrl(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const url = new URL(AMQP_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return url.toString();
+}
+
+describe('several RabbitMQ URLs', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('urls');
+  });
+  after(() => f.close());
+
+  it('accepts one URL or a non-empty list, and names the option otherwise', () => {
+    assert.deepEqual(amqpUrlList('amqp://a'), ['amqp://a']);
+    assert.deepEqual(amqpUrlList(['amqp://a', 'amqp://b']), ['amqp://a', 'amqp://b']);
+    for (const bad of [[], '', [''], [1], undefined]) {
+      assert.throws(
+        () => amqpUrlList(bad),
+        (e: unknown) => e instanceof ConfigurationError && e.option === 'amqpUrl',
+      );
+      assert.throws(
+        () => new OutboxRelay({ databaseUrl: 'postgres://x', amqpUrl: bad as string }),
+        ConfigurationError,
+      );
+    }
+  });
+
+  it('the relay and the consumers fail over from a node that is down to the next URL', async () => {
+    const urls = [await deadUrl(), AMQP_URL];
+    const def = f.definition('failover', f.recordEffect, { routingKeys: ['failover'] });
+    const host = await f.host([def], { amqpUrl: urls });
+    const relay = testRelay(f.t, { amqpUrl: urls });
+    try {
+      await relay.start();
+      await writeMessages(
+        f.t,
+        Array.from({ length: 20 }, (_, i) => ({
+          exchange: def.exchange,
+          routingKey: 'failover',
+          payload: { i },
+        })),
+      );
+      await waitFor('every message handled', () => host.stats(def.name).handled === 20);
+      assert.equal(relay.stats.published, 20);
+      assert.equal((await f.effects()).length, 20);
+    } finally {
+      await relay.stop();
+    }
+  });
+});
