@@ -175,7 +175,9 @@ describe('faults: the broker', () => {
       async (sc) => {
         await sc.startConsumer();
         const relay = await sc.startRelay();
-        sc.traffic({ total: 1000, pauseMs: 10, perTransaction: 10 });
+        // Traffic must still be flowing when the alarm is set (rabbitmqctl can take seconds on
+        // a loaded machine): the broker tells a connection it is blocked when it next publishes.
+        sc.traffic({ total: 2000, pauseMs: 30, perTransaction: 10 });
         await sc.waitForEffects(200);
         await node.ctl('set_vm_memory_high_watermark', '0');
         let publishedWhileBlocked = 0;
