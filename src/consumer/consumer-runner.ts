@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Kysely } from 'kysely';
+import { copyProperties } from '../amqp/copy-properties.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -474,28 +475,6 @@ export class ConsumerRunner {
 function orderingKeyOf(message: ConsumeMessage): string | undefined {
   const key = message.properties.headers?.[ORDERING_KEY_HEADER];
   return typeof key === 'string' && key.length > 0 ? key : undefined;
-}
-
-/**
- * The properties a copy keeps. `userId` is left out (the broker checks it against the
- * publishing user) and so is `expiration` (it would race the delay queue's TTL).
- */
-function copyProperties(
-  message: ConsumeMessage,
-  headers: Record<string, unknown>,
-): Options.Publish {
-  const p = message.properties;
-  const options: Options.Publish = { headers };
-  if (p.messageId !== undefined) options.messageId = p.messageId;
-  if (p.contentType !== undefined) options.contentType = p.contentType;
-  if (p.contentEncoding !== undefined) options.contentEncoding = p.contentEncoding;
-  if (p.correlationId !== undefined) options.correlationId = p.correlationId;
-  if (p.timestamp !== undefined) options.timestamp = p.timestamp;
-  if (p.type !== undefined) options.type = p.type;
-  if (p.appId !== undefined) options.appId = p.appId;
-  if (p.replyTo !== undefined) options.replyTo = p.replyTo;
-  if (p.priority !== undefined) options.priority = p.priority;
-  return options;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -1,4 +1,5 @@
 import type { Message, Options } from 'amqplib';
+import { copyProperties } from '../amqp/copy-properties.js';
 import { OUTBOXKIT_HEADERS } from '../consumer/dead-letter-headers.js';
 import { ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
 import type { FilterSubject } from './dead-letter-filter.js';
@@ -91,22 +92,10 @@ export function describeDeadLetter(queue: string, message: Message): QueuedDeadL
   };
 }
 
-/**
- * The properties a replayed copy keeps: those the publisher set. `userId` is left out (the
- * broker checks it against the replaying user) and so is `expiration` (a replay should not
- * vanish on a timer the original may have used up).
- */
-export function replayProperties(message: Message, headers: Record<string, unknown>) {
-  const p = message.properties;
-  const options: Options.Publish = { headers, persistent: true, mandatory: true };
-  if (p.messageId !== undefined) options.messageId = p.messageId;
-  if (p.contentType !== undefined) options.contentType = p.contentType;
-  if (p.contentEncoding !== undefined) options.contentEncoding = p.contentEncoding;
-  if (p.correlationId !== undefined) options.correlationId = p.correlationId;
-  if (p.timestamp !== undefined) options.timestamp = p.timestamp;
-  if (p.type !== undefined) options.type = p.type;
-  if (p.appId !== undefined) options.appId = p.appId;
-  if (p.replyTo !== undefined) options.replyTo = p.replyTo;
-  if (p.priority !== undefined) options.priority = p.priority;
-  return options;
+/** The properties a replayed copy keeps (see `copyProperties`), published persistent and mandatory. */
+export function replayProperties(
+  message: Message,
+  headers: Record<string, unknown>,
+): Options.Publish {
+  return { ...copyProperties(message, headers), persistent: true, mandatory: true };
 }
