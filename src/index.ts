@@ -1,5 +1,6 @@
 export { type AmqpUrls, amqpUrlList } from './amqp/amqp-urls.js';
 export * from './consumer/index.js';
+export * from './dashboard/index.js';
 export * from './dead-letters/index.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../util/logger.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './cli-command.js';
+import { dashboardCommand } from './dashboard-command.js';
 import { deadLettersCommand } from './dead-letters-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { relayCommand } from './relay-command.js';
@@ -12,6 +13,7 @@ const COMMANDS: readonly CliCommand[] = [
   relayCommand,
   statusCommand,
   deadLettersCommand,
+  dashboardCommand,
 ];
 
 function mainHelp(): string {

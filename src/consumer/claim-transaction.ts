@@ -1,4 +1,6 @@
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import type { LatencyHistogram } from '../metrics/latency-histogram.js';
+import { ProcessSpan } from '../tracing/process-span.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import type { ConsumeContext } from './consumer-definition.js';
 import { HandlerTimeoutError } from './handler-timeout-error.js';
@@ -29,6 +31,8 @@ export interface ClaimDeps {
   readonly logger: OutboxLogger;
   /** Receives a transaction given up on after a time-out, which ends when its handler does. */
   readonly onAbandoned: (transaction: Promise<unknown>) => void;
+  /** Receives the run time of every handler attempt, failed ones included. */
+  readonly handlerSeconds?: LatencyHistogram;
 }
 
 /**
@@ -42,17 +46,33 @@ export interface ClaimDeps {
  * not terminated: pg would emit an unhandled 'error' on the checked-out client and crash the
  * process. Instead the transaction is held open until the handler settles and is then rolled
  * back, so it never commits, and no statement of the handler can run outside it.
+ *
+ * Tracing: each task gets a `CONSUMER` span (when `@opentelemetry/api` is installed) that
+ * continues the trace in the message's headers, has the handler run inside it, and ends with
+ * the transaction: failed when the handler threw or the transaction rolled back.
  */
 export function runClaimTransaction(
   deps: ClaimDeps,
   tasks: readonly ClaimTask[],
 ): Promise<ClaimOutcome> {
-  const { db, queries, consumer, logger } = deps;
+  const { db, queries, consumer, logger, handlerSeconds } = deps;
+  const spans = tasks.map((task) =>
+    ProcessSpan.start({
+      queue: consumer.queue,
+      consumer: consumer.name,
+      info: task.delivery.info,
+      attempt: task.attempt,
+      bodySize: task.delivery.message.content.length,
+    }),
+  );
   return new Promise((resolve) => {
     let settled = false;
     const settle = (outcome: ClaimOutcome) => {
       if (settled) return false;
       settled = true;
+      if (outcome.kind === 'timed-out') spans[outcome.index]?.fail(outcome.error);
+      const rolledBack = outcome.kind === 'committed' ? undefined : outcome.error;
+      for (const span of spans) span?.end(rolledBack);
       resolve(outcome);
       return true;
     };
@@ -64,7 +84,11 @@ export function runClaimTransaction(
     const body = async (trx: Transaction<any>): Promise<boolean[]> => {
       const { pid, handled } = await claim(trx, queries, consumer.name, tasks);
       for (const [index, task] of tasks.entries()) {
-        if (!handled[index]) continue;
+        const span = spans[index];
+        if (!handled[index]) {
+          span?.markDuplicate();
+          continue;
+        }
         const controller = new AbortController();
         const context: ConsumeContext = {
           ...task.delivery.info,
@@ -91,12 +115,16 @@ export function runClaimTransaction(
           });
         }, consumer.timeoutMs);
         let failure: { error: unknown } | undefined;
+        const started = performance.now();
+        const handle = async () => consumer.definition.handler(task.delivery.payload, context);
         try {
-          await (async () => consumer.definition.handler(task.delivery.payload, context))();
+          await (span ? span.run(handle) : handle());
         } catch (error) {
           failure = { error };
+          span?.fail(error);
         } finally {
           clearTimeout(timer);
+          handlerSeconds?.observe((performance.now() - started) / 1000);
         }
         if (timedOut) {
           // The cancel must land before ROLLBACK: it could cancel the ROLLBACK itself, or the
@@ -109,7 +137,10 @@ export function runClaimTransaction(
       return handled;
     };
 
-    const transaction = db.transaction().setIsolationLevel(consumer.isolationLevel).execute(body);
+    const execute = () => db.transaction().setIsolationLevel(consumer.isolationLevel).execute(body);
+    // A lone message's span is active for the whole transaction, so spans of instrumented
+    // database drivers (BEGIN, the claim, COMMIT) join it; in a batch, only each handler is.
+    const transaction = tasks.length === 1 && spans[0] ? spans[0].run(execute) : execute();
     const onAbandoned = () => deps.onAbandoned(transaction.catch(() => {}));
     transaction.then(
       (handled) => settle({ kind: 'committed', handled }),

@@ -4,6 +4,7 @@ import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
@@ -187,9 +188,21 @@ export class ConsumerHost {
 
   /** Running totals of one consumer. */
   stats(consumer: string): Readonly<ConsumerStats> {
+    return this.#runner(consumer).stats;
+  }
+
+  /**
+   * Run times of one consumer's handler attempts (failed and timed-out ones included), for
+   * `collectMetrics`' `outboxkit_consumer_handler_seconds`.
+   */
+  handlerSeconds(consumer: string): Readonly<LatencyHistogram> {
+    return this.#runner(consumer).handlerSeconds;
+  }
+
+  #runner(consumer: string): ConsumerRunner {
     const runner = this.#runners.find((r) => r.name === consumer);
     if (!runner) throw new ConfigurationError('consumer', `no consumer is named "${consumer}"`);
-    return runner.stats;
+    return runner;
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Kysely } from 'kysely';
 import { copyProperties } from '../amqp/copy-properties.js';
+import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -62,6 +63,8 @@ type Outcome = ClaimOutcome | { readonly kind: 'aborted' };
  */
 export class ConsumerRunner {
   readonly stats = emptyConsumerStats();
+  /** Run times of handler attempts. Kept beside `stats`, which holds only counts. */
+  readonly handlerSeconds = new LatencyHistogram();
   readonly #ctx: RunnerContext;
   readonly #dispatcher: DeliveryDispatcher<Work>;
   #model: ChannelModel | undefined;
@@ -306,6 +309,7 @@ export class ConsumerRunner {
         this.#abandoned.add(transaction);
         void transaction.finally(() => this.#abandoned.delete(transaction));
       },
+      handlerSeconds: this.handlerSeconds,
     };
     let conflicts = 0;
     let outages = 0;

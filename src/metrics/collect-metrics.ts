@@ -2,7 +2,11 @@ import type { ConsumerStats } from '../consumer/consumer-stats.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { outboxStatus } from '../status/outbox-status.js';
+import type { LatencyHistogram } from './latency-histogram.js';
 import type { MetricSample } from './metric-sample.js';
+
+/** What `collectMetrics` reads from a histogram: a `LatencyHistogram` fits. */
+export type HistogramSource = Pick<LatencyHistogram, 'count' | 'sum' | 'buckets'>;
 
 /** What `collectMetrics` reads from a relay: an `OutboxRelay` fits. */
 export interface RelayMetricsSource {
@@ -14,6 +18,8 @@ export interface ConsumerMetricsSource {
   readonly consumers: readonly string[];
   stats(consumer: string): Readonly<ConsumerStats>;
   readonly inFlight?: number;
+  /** Run times of the consumer's handler, for `outboxkit_consumer_handler_seconds`. */
+  handlerSeconds?(consumer: string): HistogramSource;
 }
 
 export interface CollectMetricsOptions {
@@ -30,7 +36,10 @@ export interface CollectMetricsOptions {
   readonly schema?: string;
 }
 
-const RELAY_COUNTERS: ReadonlyArray<[keyof RelayStats, string, string]> = [
+/** The relay stats that are counts. */
+type RelayCounter = Exclude<keyof RelayStats, 'publishSeconds'>;
+
+const RELAY_COUNTERS: ReadonlyArray<[RelayCounter, string, string]> = [
   [
     'published',
     'outboxkit_relay_published_total',
@@ -82,10 +91,37 @@ const CONSUMER_COUNTERS: ReadonlyArray<[keyof ConsumerStats, string, string]> = 
   ],
 ];
 
+/** A histogram's series: cumulative `_bucket`s by upper bound `le`, then `_sum` and `_count`. */
+function histogramSamples(
+  family: string,
+  help: string,
+  labels: Readonly<Record<string, string>>,
+  histogram: HistogramSource,
+): MetricSample[] {
+  const sample = (suffix: string, value: number, extra: Record<string, string> = {}) =>
+    ({
+      name: `${family}_${suffix}`,
+      family,
+      help,
+      type: 'histogram',
+      labels: { ...labels, ...extra },
+      value,
+    }) as const;
+  return [
+    ...histogram
+      .buckets()
+      .map((b) => sample('bucket', b.count, { le: Number.isFinite(b.le) ? String(b.le) : '+Inf' })),
+    sample('sum', histogram.sum),
+    sample('count', histogram.count),
+  ];
+}
+
 /**
  * Reads the current metrics of this process: the relay's and consumers' running totals, and
- * (with `db`) the outbox gauges. Counters are per process, from its start; use a rate over them
- * (`rate(outboxkit_relay_published_total[1m])` is messages published per second).
+ * (with `db`) the outbox gauges. Counters and histograms are per process, from its start; use
+ * a rate over them (`rate(outboxkit_relay_published_total[1m])` is messages published per
+ * second; `histogram_quantile(0.99, rate(outboxkit_relay_publish_seconds_bucket[5m]))` is the
+ * 99th percentile of publish latency).
  *
  * @example
  * const samples = await collectMetrics({ relay, consumers: host, db: pool });
@@ -98,6 +134,16 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     for (const [key, name, help] of RELAY_COUNTERS) {
       samples.push({ name, help, type: 'counter', labels: {}, value: stats[key] });
     }
+    if (stats.publishSeconds) {
+      samples.push(
+        ...histogramSamples(
+          'outboxkit_relay_publish_seconds',
+          'Time from publishing a message to the broker confirming (or returning) it.',
+          {},
+          stats.publishSeconds,
+        ),
+      );
+    }
   }
   if (options.consumers) {
     const host = options.consumers;
@@ -105,6 +151,18 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       for (const consumer of host.consumers) {
         const value = host.stats(consumer)[key];
         samples.push({ name, help, type: 'counter', labels: { consumer }, value });
+      }
+    }
+    if (host.handlerSeconds) {
+      for (const consumer of host.consumers) {
+        samples.push(
+          ...histogramSamples(
+            'outboxkit_consumer_handler_seconds',
+            'Run time of handler attempts, failed and timed-out ones included.',
+            { consumer },
+            host.handlerSeconds(consumer),
+          ),
+        );
       }
     }
     if (host.inFlight !== undefined) {

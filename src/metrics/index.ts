@@ -2,7 +2,13 @@ export {
   type CollectMetricsOptions,
   type ConsumerMetricsSource,
   collectMetrics,
+  type HistogramSource,
   type RelayMetricsSource,
 } from './collect-metrics.js';
+export {
+  DEFAULT_LATENCY_BUCKETS,
+  type HistogramBucket,
+  LatencyHistogram,
+} from './latency-histogram.js';
 export type { MetricSample } from './metric-sample.js';
 export { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './render-prometheus.js';

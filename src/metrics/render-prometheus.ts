@@ -5,8 +5,9 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 
 /**
  * Renders samples in the Prometheus text exposition format (0.0.4): one `# HELP` and `# TYPE`
- * per metric name, then its series. Samples of one name are grouped even when they come
- * apart, since Prometheus rejects a name that appears twice.
+ * per metric (a histogram's `_bucket`, `_sum` and `_count` series share theirs), then its
+ * series. Samples of one metric are grouped even when they come apart, since Prometheus
+ * rejects a metric that appears twice.
  *
  * @example
  * http.createServer(async (_req, res) => {
@@ -17,16 +18,17 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 export function renderPrometheus(samples: readonly MetricSample[]): string {
   const byName = new Map<string, MetricSample[]>();
   for (const s of samples) {
-    const group = byName.get(s.name);
+    const family = s.family ?? s.name;
+    const group = byName.get(family);
     if (group) group.push(s);
-    else byName.set(s.name, [s]);
+    else byName.set(family, [s]);
   }
   const lines: string[] = [];
   for (const [name, group] of byName) {
     const first = group[0]!;
     lines.push(`# HELP ${name} ${escapeHelp(first.help)}`);
     lines.push(`# TYPE ${name} ${first.type}`);
-    for (const s of group) lines.push(`${name}${labelText(s.labels)} ${valueText(s.value)}`);
+    for (const s of group) lines.push(`${s.name}${labelText(s.labels)} ${valueText(s.value)}`);
   }
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }

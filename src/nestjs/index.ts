@@ -27,6 +27,7 @@ export {
   type OutboxTransaction,
   type OutboxWriteOptions,
 } from './outbox.service.js';
+export type { OutboxDashboardSettings } from './outbox-dashboard-settings.js';
 export {
   isOutboxContext,
   OUTBOX_CONTEXT_TYPE,

@@ -91,6 +91,11 @@ export interface OutboxModuleOptions {
   /** Largest serialized payload the writer accepts. Default 1 MiB. */
   readonly maxPayloadBytes?: number;
   /**
+   * How often at most the writer wakes listening relays with a NOTIFY, in ms; `0` from every
+   * transaction, `false` never. Default 20 ms (see `OutboxWriterOptions.notifyIntervalMs`).
+   */
+  readonly notifyIntervalMs?: number | false;
+  /**
    * Where outboxkit logs: a Nest `LoggerService`, an outboxkit `OutboxLogger`, or `false` for
    * nothing. Default: Nest's `Logger` with the context `Outbox`.
    */

@@ -53,6 +53,7 @@ export class OutboxRuntime {
     this.writer = new OutboxWriter({
       schema: options.schema,
       ...(options.maxPayloadBytes !== undefined && { maxPayloadBytes: options.maxPayloadBytes }),
+      ...(options.notifyIntervalMs !== undefined && { notifyIntervalMs: options.notifyIntervalMs }),
     });
     if (!options.db && !options.pool && options.databaseUrl) {
       this.#ownPool = new pg.Pool({
@@ -209,6 +210,14 @@ export class OutboxRuntime {
     const queues = this.#topologies.map((t) => t.deadLetterQueue.name);
     const depths = await this.#admin.queueDepths(queues);
     return new Map([...depths].map(([queue, depth]) => [queue, depth ?? 0]));
+  }
+
+  /**
+   * A connection to the outbox database for reads and dead-letter work outside handlers (the
+   * dashboard's): the module's or the application's pool, else the Kysely instance.
+   */
+  get queryable(): PgQueryable {
+    return this.#queryable();
   }
 
   async #migrate(): Promise<void> {

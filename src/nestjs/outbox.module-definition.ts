@@ -1,12 +1,31 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { outboxDashboardController } from './outbox-dashboard.controller.js';
+import { OutboxDashboardHost } from './outbox-dashboard-host.js';
+import {
+  DEFAULT_DASHBOARD_PATH,
+  OUTBOX_DASHBOARD_SETTINGS,
+  type OutboxDashboardSettings,
+} from './outbox-dashboard-settings.js';
 import type { OutboxModuleOptions } from './outbox-module-options.js';
 
 /** Injection token of the module's options, as given to `forRoot` or made by `forRootAsync`. */
 export const OUTBOX_MODULE_OPTIONS = Symbol('outboxkit:module-options');
 
+/** What `forRoot` and `forRootAsync` take beside the module options. */
+interface OutboxModuleExtras {
+  /** Make `OutboxService` injectable in every module without importing `OutboxModule` again. */
+  isGlobal: boolean;
+  /**
+   * Serve outboxkit's web dashboard (`true` for the defaults: read-only, at
+   * `outbox/dashboard`). Default off.
+   */
+  dashboard?: boolean | OutboxDashboardSettings;
+}
+
 /**
  * `forRoot` and `forRootAsync`, made by Nest's builder. `isGlobal: true` makes `OutboxService`
- * injectable in every module without importing `OutboxModule` again.
+ * injectable in every module without importing `OutboxModule` again; `dashboard` mounts the
+ * web dashboard's controller.
  */
 export const {
   ConfigurableModuleClass: ConfigurableOutboxModule,
@@ -16,10 +35,23 @@ export const {
   optionsInjectionToken: OUTBOX_MODULE_OPTIONS,
 })
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: false }, (definition, extras) => ({
-    ...definition,
-    global: extras.isGlobal,
-  }))
+  .setExtras<OutboxModuleExtras>({ isGlobal: false }, (definition, extras) => {
+    if (!extras.dashboard) return { ...definition, global: extras.isGlobal };
+    const settings = extras.dashboard === true ? {} : extras.dashboard;
+    return {
+      ...definition,
+      global: extras.isGlobal,
+      controllers: [
+        ...(definition.controllers ?? []),
+        outboxDashboardController(settings.path ?? DEFAULT_DASHBOARD_PATH, settings.guards),
+      ],
+      providers: [
+        ...(definition.providers ?? []),
+        { provide: OUTBOX_DASHBOARD_SETTINGS, useValue: settings },
+        OutboxDashboardHost,
+      ],
+    };
+  })
   .build();
 
 /** What `OutboxModule.forRootAsync` takes: `imports`, `inject` and `useFactory`, or a class. */

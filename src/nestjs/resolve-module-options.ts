@@ -28,6 +28,7 @@ export interface ResolvedModuleOptions {
   readonly migrate: boolean;
   readonly enhancers: boolean;
   readonly maxPayloadBytes: number | undefined;
+  readonly notifyIntervalMs: number | false | undefined;
   readonly logger: OutboxLogger;
 }
 
@@ -92,6 +93,7 @@ export function resolveModuleOptions(
     migrate: options.migrate === true,
     enhancers: options.enhancers === true,
     maxPayloadBytes: options.maxPayloadBytes,
+    notifyIntervalMs: options.notifyIntervalMs,
     logger,
   });
 }

@@ -4,6 +4,7 @@ import { settleWithin } from '../util/with-timeout.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
+import type { RelayStats } from './relay-stats.js';
 
 /** A row to publish, unless the relay already knows its outcome. */
 export interface PublishRequest {
@@ -18,11 +19,14 @@ export interface PublishRequest {
  */
 export class ConfirmPublisher {
   readonly #channel: ConfirmChannel;
+  readonly #stats: Pick<RelayStats, 'publishSeconds'> | undefined;
   readonly #returned = new Map<string, string>();
   #closedReason: string | undefined;
 
-  constructor(channel: ConfirmChannel) {
+  /** `stats.publishSeconds` receives, per message, the time from publish to the broker's answer. */
+  constructor(channel: ConfirmChannel, stats?: Pick<RelayStats, 'publishSeconds'>) {
     this.#channel = channel;
+    this.#stats = stats;
     channel.on('return', (message: Message) => {
       const id = message.properties.messageId as string | undefined;
       const fields = message.fields as unknown as { replyCode?: number; replyText?: string };
@@ -81,6 +85,7 @@ export class ConfirmPublisher {
       requests.forEach((request, index) => {
         if (request.outcome !== undefined || finished) return;
         const { row } = request;
+        const started = performance.now();
         try {
           this.#channel.publish(
             row.exchange,
@@ -88,6 +93,10 @@ export class ConfirmPublisher {
             row.payload,
             publishOptions(row),
             (error) => {
+              // A channel closing fails its pending confirms: no answer of the broker to time.
+              if (!error || this.#closedReason === undefined) {
+                this.#stats?.publishSeconds.observe((performance.now() - started) / 1000);
+              }
               if (error) {
                 const reason =
                   this.#closedReason ?? (error instanceof Error ? error.message : 'nack');
@@ -129,7 +138,7 @@ function publishOptions(row: OutboxRow) {
     persistent: true,
     mandatory: true,
     messageId: row.message_id,
-    timestamp: Math.floor(row.created_at.getTime() / 1000),
+    timestamp: row.created_at_s,
     contentType: row.content_type,
     headers,
     ...(row.correlation_id !== null && { correlationId: row.correlation_id }),

@@ -1,3 +1,5 @@
+import { LatencyHistogram } from '../metrics/latency-histogram.js';
+
 /** Running totals of one relay, for logs, metrics and tests. */
 export interface RelayStats {
   /** Rows confirmed by the broker and deleted. */
@@ -11,8 +13,21 @@ export interface RelayStats {
   batches: number;
   /** Errors that made a lane back off (database or broker trouble). */
   errors: number;
+  /**
+   * Time from publishing a message to the broker's answer (ack, nack or return), per message.
+   * Logged as its count and sum.
+   */
+  readonly publishSeconds: LatencyHistogram;
 }
 
 export function emptyRelayStats(): RelayStats {
-  return { published: 0, parked: 0, retried: 0, released: 0, batches: 0, errors: 0 };
+  return {
+    published: 0,
+    parked: 0,
+    retried: 0,
+    released: 0,
+    batches: 0,
+    errors: 0,
+    publishSeconds: new LatencyHistogram(),
+  };
 }

@@ -1,4 +1,5 @@
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
+import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
 import { uuidv7 } from '../util/uuidv7.js';
 import type { HeaderValue, OutboxMessage } from './outbox-message.js';
 
@@ -75,23 +76,28 @@ function describe(value: unknown): string {
 }
 
 function encodeHeaders(headers: unknown, index: number): string | null {
-  if (headers === undefined || headers === null) return null;
-  if (typeof headers !== 'object' || Array.isArray(headers)) {
-    throw new InvalidMessageError('invalid-header', '`headers` must be a plain object', index);
-  }
-  const entries = Object.entries(headers as Record<string, HeaderValue>);
-  if (entries.length === 0) return null;
-  for (const [name, value] of entries) {
-    if (!shortString(name, false)) {
-      throw new InvalidMessageError(
-        'invalid-header',
-        `header name ${JSON.stringify(name)} must be 1 to ${SHORT_STRING_BYTES} bytes`,
-        index,
-      );
+  let own: Record<string, HeaderValue> = {};
+  if (headers !== undefined && headers !== null) {
+    if (typeof headers !== 'object' || Array.isArray(headers)) {
+      throw new InvalidMessageError('invalid-header', '`headers` must be a plain object', index);
     }
-    checkHeaderValue(value, JSON.stringify(name), index, 0);
+    for (const [name, value] of Object.entries(headers)) {
+      if (!shortString(name, false)) {
+        throw new InvalidMessageError(
+          'invalid-header',
+          `header name ${JSON.stringify(name)} must be 1 to ${SHORT_STRING_BYTES} bytes`,
+          index,
+        );
+      }
+      checkHeaderValue(value, JSON.stringify(name), index, 0);
+    }
+    own = headers as Record<string, HeaderValue>;
   }
-  return JSON.stringify(headers);
+  // A traceparent set by the caller wins, and nothing is added beside it: a tracestate of
+  // the active trace would not belong to the caller's.
+  const trace = Object.hasOwn(own, TRACEPARENT_HEADER) ? undefined : traceHeaders();
+  const all = trace === undefined ? own : { ...trace, ...own };
+  return Object.keys(all).length === 0 ? null : JSON.stringify(all);
 }
 
 function encodePayload(
@@ -150,7 +156,11 @@ function encodePayload(
   return { payload, contentType };
 }
 
-/** Checks a message and serializes it; throws `InvalidMessageError` naming the first problem. */
+/**
+ * Checks a message and serializes it; throws `InvalidMessageError` naming the first problem.
+ * With OpenTelemetry in use, the headers also get the active trace context (`traceparent`),
+ * so the consumer's span continues the trace the message was written in.
+ */
 export function encodeMessage(
   message: OutboxMessage,
   index: number,

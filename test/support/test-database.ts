@@ -38,6 +38,9 @@ export async function testDatabase(
     async close() {
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await db.destroy();
+      // Kysely ends the pool only if it ran a query; an idle client would keep the test
+      // process alive for pg's idle timeout.
+      if (!pool.ended) await pool.end();
     },
   };
 }

@@ -1,0 +1,151 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
+import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
+import { consoleLogger } from '../util/logger.js';
+import {
+  amqpUrlOf,
+  COMMON_OPTIONS,
+  databaseUrlOf,
+  parseCommandLine,
+  schemaOf,
+} from './cli-args.js';
+import { type CliCommand, EXIT_OK } from './cli-command.js';
+import { UsageError } from './usage-error.js';
+
+const HELP = `Usage: outboxkit dashboard [options]
+
+Serves a web page with the outbox's backlog, the age of its oldest row, publish rates, parked
+rows and, with --queue, consumers' dead letters, refreshed every 2 seconds, until SIGTERM or
+SIGINT. It is read-only unless --allow-replay is given. It has no login: by default it listens
+on 127.0.0.1 only, and answers only requests addressed to localhost.
+
+Options:
+  --port <n>            port to listen on (default: 8089; 0 for any free port)
+  --host <address>      address to listen on (default: 127.0.0.1)
+  --allow-replay        offer replay and purge of parked rows and dead letters
+  --queue <name>        also show the dead letters of this consumer's queue ("<name>.dlq");
+                        repeat for several queues (needs the RabbitMQ URL)
+  --database-url <url>  Postgres URL (default: $DATABASE_URL)
+  --amqp-url <url>      RabbitMQ URL, for --queue (default: $AMQP_URL)
+  --schema <name>       schema of the outboxkit tables (default: outboxkit)
+  -h, --help            show this help
+`;
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  'amqp-url': { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'allow-replay': { type: 'boolean' },
+  queue: { type: 'string', multiple: true },
+} as const;
+
+const DEFAULT_PORT = 8089;
+
+/** `outboxkit dashboard`: the web dashboard as a process of its own. */
+export const dashboardCommand: CliCommand = {
+  name: 'dashboard',
+  summary: 'serve a web page of the backlog, rates and dead letters (replay with --allow-replay)',
+  help: HELP,
+  async run(argv, env) {
+    const { values } = parseCommandLine(() =>
+      parseArgs({ args: [...argv], options: OPTIONS, strict: true }),
+    );
+    if (values.help) {
+      process.stdout.write(HELP);
+      return EXIT_OK;
+    }
+    const schema = schemaOf(values.schema);
+    const databaseUrl = databaseUrlOf(values['database-url'], env);
+    const queues = values.queue ?? [];
+    if (queues.some((q) => q.length === 0)) throw new UsageError('--queue must name a queue');
+    const amqpUrl = queues.length > 0 ? amqpUrlOf(values['amqp-url'], env) : undefined;
+    const port = portOf(values.port);
+    const host = values.host ?? '127.0.0.1';
+    if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');
+
+    const pool = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 4,
+      // Without it an unreachable database leaves every page load hanging.
+      connectionTimeoutMillis: 10_000,
+      application_name: 'outboxkit-dashboard',
+    });
+    pool.on('error', () => {});
+    const dashboard = new OutboxDashboard({
+      db: pool,
+      schema,
+      readOnly: values['allow-replay'] !== true,
+      queues,
+      ...(amqpUrl !== undefined && { amqpUrl }),
+      // On the loopback interface only a browser on this machine can connect, and it names a
+      // loopback host; any other name is a foreign domain pointed here (DNS rebinding).
+      ...(isLoopback(host) && { allowedHosts: [...LOOPBACK_HOSTS, hostForUrl(host)] }),
+      logger: consoleLogger('warn'),
+    });
+    const server = createServer(dashboard.handle);
+    // Listen for signals before listening for requests, so an early Ctrl-C still stops cleanly.
+    const stopSignal = nextStopSignal();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const address = server.address() as AddressInfo;
+      const mode = values['allow-replay'] ? 'replay and purge enabled' : 'read-only';
+      // The URL of the page only: no database or broker URL, which may hold passwords.
+      process.stdout.write(
+        `outboxkit dashboard of schema "${schema}" (${mode}) on http://${hostForUrl(host)}:${address.port}/\n`,
+      );
+      const signal = await stopSignal;
+      process.stderr.write(`outboxkit dashboard: ${signal}, stopping\n`);
+    } finally {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Browsers keep connections open between refreshes; close() alone would wait for them.
+        server.closeAllConnections();
+      });
+      await dashboard.close();
+      await pool.end().catch(() => {});
+    }
+    return EXIT_OK;
+  },
+};
+
+function portOf(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_PORT;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > 65_535) {
+    throw new UsageError(`--port must be a port number (0 to 65535), got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** An address as it appears in a URL and a `Host` header: IPv6 in brackets. */
+function hostForUrl(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** Resolves with the first SIGTERM or SIGINT; a second one exits at once. */
+function nextStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) process.exit(130);
+      received = true;
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,39 @@
+import type { PgQueryable } from '../sql/sql-executor.js';
+import type { OutboxLogger } from '../util/logger.js';
+
+/** Options of `OutboxDashboard`. */
+export interface OutboxDashboardOptions {
+  /** A pg pool (or client) on the outbox database. Not closed by the dashboard. */
+  readonly db: PgQueryable;
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /**
+   * Answer replay and purge requests with 403, and show no buttons for them. Default `true`:
+   * anyone who can reach the page can then only look.
+   */
+  readonly readOnly?: boolean;
+  /**
+   * Consumers' queues whose dead-letter queues (`<queue>.dlq`) the page shows, replays and
+   * purges. Needs `amqpUrl`. Default none: parked outbox rows only.
+   */
+  readonly queues?: readonly string[];
+  /** RabbitMQ URL, for `queues`. Never shown on the page. */
+  readonly amqpUrl?: string;
+  /**
+   * Where the dashboard is mounted, such as `/outbox/`; `handle` answers 404 outside it.
+   * Default `/`.
+   */
+  readonly basePath?: string;
+  /**
+   * Host names (as in the `Host` header, without port) the dashboard answers to; others get
+   * 403. Set it when the server listens on the loopback interface, so a foreign site whose
+   * domain resolves to this machine (DNS rebinding) cannot read the page. Default: any host.
+   */
+  readonly allowedHosts?: readonly string[];
+  /** Most parked rows and dead letters per queue listed at once. Default 100. */
+  readonly listLimit?: number;
+  /** How often the page reloads its figures. Default 2000 ms. */
+  readonly refreshIntervalMs?: number;
+  /** Where failed requests are logged. Default nowhere. */
+  readonly logger?: OutboxLogger;
+}

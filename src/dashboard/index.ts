@@ -1,0 +1,11 @@
+export type { OutboxDashboardOptions } from './dashboard-options.js';
+export type { ParkedRowView, QueuedDeadLetterView } from './dashboard-views.js';
+export type { OutboxActivity } from './outbox-activity.js';
+export {
+  type DashboardDeadLetters,
+  type DashboardStatus,
+  OutboxDashboard,
+} from './outbox-dashboard.js';
+export type { QueueDeadLettersView } from './queue-dead-letters.js';
+export type { OutboxRates } from './rate-tracker.js';
+export { DASHBOARD_REQUEST_HEADER, LOOPBACK_HOSTS } from './request-guard.js';

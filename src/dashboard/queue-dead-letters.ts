@@ -1,0 +1,102 @@
+import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
+import { type QueuedDeadLetterView, queuedDeadLetterView } from './dashboard-views.js';
+
+/** What the page shows of one consumer's dead-letter queue. */
+export interface QueueDeadLettersView {
+  /** The consumer's queue. */
+  readonly queue: string;
+  /** Its dead-letter queue, `<queue>.dlq`. */
+  readonly deadLetterQueue: string;
+  /** Messages in the dead-letter queue, by the broker's count. */
+  readonly depth: number;
+  /** The first of them (at most the list limit), without payloads or headers. */
+  readonly messages: readonly QueuedDeadLetterView[];
+}
+
+/** Re-read the messages at least this often even when the depth did not change. */
+const MAX_LIST_AGE_MS = 60_000;
+
+/**
+ * One consumer's dead-letter queue as the dashboard uses it. Reading a dead letter takes it
+ * unacked and hands it back, which marks it redelivered (and, on a quorum queue, counts as a
+ * delivery): the messages are read again only when the depth changed, after a replay or purge,
+ * or once a minute, not at every refresh of the page. Operations on the queue run one at a
+ * time, since a message one scan holds is invisible to another, which would then miss it.
+ */
+export class QueueDeadLetters {
+  readonly #dlq: DeadLetterQueue;
+  readonly #limit: number;
+  #tail: Promise<unknown> = Promise.resolve();
+  #cached: { depth: number; atMs: number; messages: QueuedDeadLetterView[] } | undefined;
+
+  constructor(amqpUrl: string, queue: string, limit: number) {
+    this.#dlq = new DeadLetterQueue({ amqpUrl, queue });
+    this.#limit = limit;
+  }
+
+  /** The consumer's queue. */
+  get queue(): string {
+    return this.#dlq.queue;
+  }
+
+  /** The depth now, and the messages read when the depth was last different. */
+  view(): Promise<QueueDeadLettersView> {
+    return this.#serial(async () => {
+      const depth = await this.#dlq.depth();
+      const c = this.#cached;
+      const fresh = c && c.depth === depth && performance.now() - c.atMs < MAX_LIST_AGE_MS;
+      if (!fresh) {
+        const messages =
+          depth === 0
+            ? []
+            : (await this.#dlq.list({}, { limit: this.#limit })).map(queuedDeadLetterView);
+        this.#cached = { depth, atMs: performance.now(), messages };
+      }
+      return {
+        queue: this.#dlq.queue,
+        deadLetterQueue: this.#dlq.name,
+        depth,
+        messages: this.#cached!.messages,
+      };
+    });
+  }
+
+  /** Replays the first dead letter with this message id to the consumer's queue. */
+  replayOne(messageId: string): Promise<void> {
+    return this.#changing(() => this.#dlq.replayOne(messageId));
+  }
+
+  /** Replays every dead letter to the consumer's queue. */
+  replayAll(): Promise<DeadLetterWorkResult> {
+    return this.#changing(() => this.#dlq.replay({}));
+  }
+
+  /** Removes the first dead letter with this message id for good. */
+  purgeOne(messageId: string): Promise<void> {
+    return this.#changing(() => this.#dlq.purgeOne(messageId));
+  }
+
+  /** Removes every dead letter of the queue for good. */
+  purgeAll(): Promise<DeadLetterWorkResult> {
+    return this.#changing(() => this.#dlq.purge({}));
+  }
+
+  /** Closes the broker connection, after the operation under way. */
+  close(): Promise<void> {
+    return this.#serial(() => this.#dlq.close());
+  }
+
+  #changing<T>(work: () => Promise<T>): Promise<T> {
+    return this.#serial(async () => {
+      this.#cached = undefined;
+      return work();
+    });
+  }
+
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(() => work());
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+}

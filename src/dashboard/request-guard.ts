@@ -1,0 +1,74 @@
+import type { IncomingMessage } from 'node:http';
+
+/**
+ * The header the dashboard page sends with every change it asks for. A foreign page cannot
+ * send it: a custom header makes the browser ask the server first (a CORS preflight), and the
+ * dashboard never allows cross-origin requests.
+ */
+export const DASHBOARD_REQUEST_HEADER = 'x-outboxkit-dashboard';
+
+/** Host names of the loopback interface, as a browser on the same machine sends them. */
+export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['localhost', '127.0.0.1', '[::1]']);
+
+/** The host name of a `Host` header, lower case and without the port (`[::1]` keeps brackets). */
+export function hostNameOf(host: string | undefined): string | undefined {
+  if (host === undefined || host === '') return undefined;
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return end === -1 ? undefined : h.slice(0, end + 1);
+  }
+  const colon = h.indexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+/**
+ * Why a request must not be served because of the host it was sent to, or `undefined`. With a
+ * list of allowed host names, a page of another site whose domain was pointed at this machine
+ * (DNS rebinding) is refused: its requests carry that site's name in `Host`.
+ */
+export function hostRefusal(
+  req: IncomingMessage,
+  allowedHosts: readonly string[] | undefined,
+): string | undefined {
+  if (allowedHosts === undefined) return undefined;
+  const name = hostNameOf(req.headers.host);
+  if (name !== undefined && allowedHosts.includes(name)) return undefined;
+  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to`;
+}
+
+/**
+ * Why a request that changes something must be refused as cross-site, or `undefined` when it
+ * comes from the dashboard's own page. Three checks, each enough on its own against a page of
+ * another site: the custom header, the browser's `Sec-Fetch-Site`, and an `Origin` that is not
+ * this host.
+ */
+export function crossSiteRefusal(req: IncomingMessage): string | undefined {
+  if (req.headers[DASHBOARD_REQUEST_HEADER] === undefined) {
+    return `the ${DASHBOARD_REQUEST_HEADER} header is missing: changes are accepted from the dashboard page only`;
+  }
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin') {
+    return `a ${site} request cannot change anything`;
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let originHost: string;
+    try {
+      originHost = new URL(origin).host.toLowerCase();
+    } catch {
+      return `origin ${JSON.stringify(origin)} is not this dashboard`;
+    }
+    // Behind a reverse proxy, Host may be rewritten; the browser saw the forwarded host.
+    const hosts = [req.headers.host, headerText(req.headers['x-forwarded-host'])]
+      .filter((h): h is string => h !== undefined)
+      .map((h) => h.split(',')[0]!.trim().toLowerCase());
+    if (!hosts.includes(originHost))
+      return `origin ${JSON.stringify(origin)} is not this dashboard`;
+  }
+  return undefined;
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,33 @@
+import type { CanActivate, Type } from '@nestjs/common';
+
+/**
+ * The `dashboard` extra of `OutboxModule.forRoot` and `forRootAsync`: mounts outboxkit's web
+ * dashboard (backlog, rates, parked rows, the handlers' dead letters) in the application.
+ * Given at the call, not by the async factory, since Nest fixes an application's routes before
+ * any factory runs.
+ */
+export interface OutboxDashboardSettings {
+  /** The route the page is served under. Default `outbox/dashboard`. */
+  readonly path?: string;
+  /**
+   * Offer replay and purge of parked rows and dead letters. Default `false`: read-only, and the
+   * replay and purge endpoints answer 403.
+   */
+  readonly allowReplay?: boolean;
+  /**
+   * Consumers' queues whose dead letters (`<queue>.dlq`) the page shows, by their full names.
+   * Default: the queues of this application's `@OutboxHandler`s.
+   */
+  readonly queues?: readonly string[];
+  /**
+   * Guards run before every dashboard request, as `@UseGuards` would: the dashboard has no login
+   * of its own, so put the application's authentication here (global guards apply too).
+   */
+  readonly guards?: ReadonlyArray<Type<CanActivate> | CanActivate>;
+}
+
+/** Injection token of the dashboard settings of one `OutboxModule`. */
+export const OUTBOX_DASHBOARD_SETTINGS = Symbol('outboxkit:dashboard-settings');
+
+/** The route of the dashboard when `path` is not given. */
+export const DEFAULT_DASHBOARD_PATH = 'outbox/dashboard';

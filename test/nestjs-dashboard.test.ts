@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  type CanActivate,
+  type ExecutionContext,
+  type INestApplication,
+  Injectable,
+} from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
+import type { DashboardDeadLetters, DashboardStatus } from '../src/dashboard/outbox-dashboard.js';
+import {
+  defineMessage,
+  OutboxHandler,
+  OutboxModule,
+  OutboxService,
+  PermanentError,
+} from '../src/nestjs/index.js';
+import { countsInDatabase, pagePost } from './support/dashboard-server.js';
+import { NestFixture } from './support/nestjs-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+const Invoice = defineMessage<{ n: number }>({ exchange: 'invoices', routingKey: 'invoice' });
+
+/** Fails every message while `broken`, so they go to its dead-letter queue. */
+@Injectable()
+class InvoiceHandler {
+  static broken = true;
+  static handled: number[] = [];
+
+  @OutboxHandler(Invoice, { queue: 'dash.invoices', queueType: 'classic' })
+  async handle(payload: { n: number }): Promise<void> {
+    if (InvoiceHandler.broken) throw new PermanentError('no customer');
+    InvoiceHandler.handled.push(payload.n);
+  }
+}
+
+/** Lets requests with the right token through: the application's own authentication. */
+class TokenGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const req = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
+    return req.headers['x-token'] === 'let-me-in';
+  }
+}
+
+async function urlOf(app: INestApplication): Promise<string> {
+  await app.listen(0, '127.0.0.1');
+  return (await app.getUrl()).replace('[::1]', '127.0.0.1');
+}
+
+describe('nestjs: the dashboard controller', () => {
+  let f: NestFixture;
+  before(async () => {
+    f = await NestFixture.open('ndash');
+  });
+  after(() => f.close());
+
+  it('serves the page and API under its path, lists the handlers’ dead letters and replays one', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRoot({
+          ...f.options(),
+          dashboard: { path: 'ops/outbox', allowReplay: true },
+        }),
+      ],
+      providers: [InvoiceHandler],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await f.init(app);
+    const base = `${await urlOf(app)}/ops/outbox/`;
+    const outbox = app.get(OutboxService);
+    const queue = f.name('dash.invoices');
+
+    const page = await fetch(base);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-security-policy')!, /frame-ancestors 'none'/);
+    assert.match(await page.text(), /<title>outboxkit dashboard<\/title>/);
+    assert.equal((await fetch(base.replace(/\/$/, ''))).status, 200);
+
+    await f.t.db.transaction().execute((trx) => outbox.addMany(trx, Invoice, [{ n: 1 }, { n: 2 }]));
+    await waitFor(
+      'two dead letters',
+      async () => (await f.depth(deadLetterQueueName(queue))) === 2,
+    );
+
+    const status = (await (await fetch(`${base}api/status`)).json()) as DashboardStatus;
+    assert.equal(status.readOnly, false);
+    assert.equal(status.status.schema, f.t.schema);
+    const { oldestPendingAgeSeconds: _, ...total } = status.status.total;
+    assert.deepEqual(total, (await countsInDatabase(f.t)).total);
+
+    // By default, the dead letters of this application's handlers, by their prefixed names.
+    const dead = (await (await fetch(`${base}api/dead-letters`)).json()) as DashboardDeadLetters;
+    assert.deepEqual(
+      dead.queues.map((q) => [q.queue, q.depth]),
+      [[queue, 2]],
+    );
+    const [first] = dead.queues[0]!.messages;
+    assert.equal(first!.reason, 'permanent-error');
+
+    InvoiceHandler.broken = false;
+    const q = encodeURIComponent(queue);
+    const refused = await fetch(`${base}api/queues/${q}/replay`, { method: 'POST' });
+    assert.equal(refused.status, 403, 'the custom header is required under Nest too');
+    const replay = await pagePost(
+      `${base}api/queues/${q}/messages/${encodeURIComponent(first!.messageId!)}/replay`,
+    );
+    assert.equal(replay.status, 200, await replay.clone().text());
+    await waitFor('the replayed message handled', () => InvoiceHandler.handled.length === 1);
+    assert.equal(await f.depth(deadLetterQueueName(queue)), 1);
+    await f.closeApp(app);
+  });
+
+  it('read-only by default, behind a global prefix and the application’s guard', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRootAsync({
+          useFactory: () => f.options({ relay: false, consumers: false }),
+          dashboard: { guards: [TokenGuard] },
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    app.setGlobalPrefix('internal');
+    await f.init(app);
+    const base = `${await urlOf(app)}/internal/outbox/dashboard/`;
+    const token = { 'x-token': 'let-me-in' };
+
+    assert.equal((await fetch(`${base}api/status`)).status, 403, 'the guard ran');
+    const res = await fetch(`${base}api/status`, { headers: token });
+    assert.equal(res.status, 200);
+    const status = (await res.json()) as DashboardStatus;
+    assert.equal(status.readOnly, true);
+    const dead = (await (await fetch(`${base}api/dead-letters`, { headers: token })).json()) as {
+      queues: unknown[];
+    };
+    assert.deepEqual(dead.queues, [], 'no handlers in this application');
+    const replay = await pagePost(`${base}api/parked/replay`, token);
+    assert.equal(replay.status, 403);
+    assert.match(((await replay.json()) as { error: string }).error, /read-only/);
+    await f.closeApp(app);
+  });
+});
