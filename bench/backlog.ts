@@ -2,11 +2,11 @@
  * Benchmark 7, backlog: does the cost per message stay flat when the outbox holds 10k, 100k or
  * 1M rows? At each size: the SQL cost of the relay's claim and delete per message (the relay's
  * own queries, publish left out), and the relay's drain rate of a slice of the backlog, with
- * publishing. Then, at the middle size, the same SQL cycles while another session holds a
- * transaction open, so that deleted rows cannot be vacuumed (dead tuples, claim time).
+ * publishing. Then, at the middle size, a steady flow in and out while another session holds a
+ * transaction open for 60 s, so that deleted rows cannot be vacuumed (dead tuples, claim time).
  *
  *   node dist/bench/backlog.js [--quick] [--json FILE] [--runs 3] [--sizes 10000,100000,1000000]
- *     [--slice 20000]
+ *     [--slice 20000] [--hold-seconds 60] [--flow-rate 2000]
  */
 import type pg from 'pg';
 import { relayQueries } from '../src/relay/relay-queries.js';
@@ -29,9 +29,11 @@ import {
   amqpConnect,
   BenchQueue,
   benchSchema,
+  insertOutboxRows,
   newPool,
   prefillOutbox,
   serverVersions,
+  sleep,
 } from './support/bench-services.js';
 
 interface CycleCost {
@@ -83,6 +85,111 @@ async function deadTuples(pool: pg.Pool, outbox: string): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
+interface HeldOptions {
+  readonly holdSeconds: number;
+  /** Rows written and taken per second, so the backlog keeps its size. */
+  readonly rate: number;
+  readonly sampleSeconds: number;
+}
+
+/**
+ * A producer writes `rate` rows a second while a worker claims and deletes as many, in batches
+ * of 500, through the relay's own queries; another session holds a REPEATABLE READ transaction
+ * for `holdSeconds`, then commits, and the flow goes on for a while. Samples every
+ * `sampleSeconds`: rows waiting, dead tuples and the claim's time.
+ */
+async function heldHorizon(
+  pool: pg.Pool,
+  schemaName: string,
+  outbox: string,
+  queue: BenchQueue,
+  options: HeldOptions,
+): Promise<(string | number)[][]> {
+  const q = relayQueries(schemaName);
+  const holder = await pool.connect();
+  const worker = await pool.connect();
+  const producer = await pool.connect();
+  const samples: (string | number)[][] = [];
+  let claimMs: number[] = [];
+  let claimedRows = 0;
+  let produced = 0;
+  let taken = 0;
+  let stop = false;
+  const tickMs = 50;
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  const produce = async () => {
+    while (!stop) {
+      const due = Math.floor(elapsed() * options.rate) - produced;
+      if (due > 0) {
+        await insertOutboxRows(producer, outbox, due, queue.exchange, queue.routingKey);
+        produced += due;
+      }
+      await sleep(tickMs);
+    }
+  };
+  // Takes no more than was produced: the backlog keeps its size and the claim its depth.
+  const work = async () => {
+    while (!stop) {
+      if (taken + 500 > produced) {
+        await sleep(tickMs / 5);
+        continue;
+      }
+      await worker.query('BEGIN');
+      const t0 = performance.now();
+      const { rows } = await worker.query<{ id: string }>(q.claimFresh, [500]);
+      claimMs.push(performance.now() - t0);
+      claimedRows += rows.length;
+      await worker.query(q.deleteIds, [rows.map((r) => r.id)]);
+      await worker.query('COMMIT');
+      taken += rows.length;
+    }
+  };
+  const sample = async (phase: string) => {
+    const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${outbox}`);
+    const claimUs = claimedRows > 0 ? (claimMs.reduce((a, b) => a + b, 0) * 1000) / claimedRows : 0;
+    samples.push([
+      elapsed().toFixed(0),
+      phase,
+      rows[0]!.n,
+      await deadTuples(pool, outbox),
+      claimMs.length > 0 ? median(claimMs) : 0,
+      claimMs.length > 0 ? Math.max(...claimMs) : 0,
+      claimUs,
+    ]);
+    progress(
+      `held horizon, ${phase}, ${elapsed().toFixed(0)} s: ${rows[0]!.n} waiting, claim median ${
+        claimMs.length > 0 ? median(claimMs).toFixed(1) : '-'
+      } ms`,
+    );
+    claimMs = [];
+    claimedRows = 0;
+  };
+  const flows = [produce(), work()];
+  try {
+    await sleep(options.sampleSeconds * 1000);
+    await sample('before');
+    await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await holder.query('SELECT txid_current()');
+    const heldAt = elapsed();
+    while (elapsed() - heldAt < options.holdSeconds) {
+      await sleep(options.sampleSeconds * 1000);
+      await sample('held');
+    }
+    await holder.query('COMMIT');
+    for (let i = 0; i < 2; i += 1) {
+      await sleep(options.sampleSeconds * 1000);
+      await sample('after COMMIT');
+    }
+  } finally {
+    stop = true;
+    await Promise.allSettled(flows);
+    await holder.query('ROLLBACK').catch(() => {});
+    for (const c of [holder, worker, producer]) c.release();
+  }
+  return samples;
+}
+
 export async function backlog(args: BenchArgs): Promise<BenchReport> {
   const sizes = listFlag(
     args,
@@ -90,6 +197,8 @@ export async function backlog(args: BenchArgs): Promise<BenchReport> {
     args.quick ? ['1000', '5000'] : ['10000', '100000', '1000000'],
   ).map(Number);
   const slice = intFlag(args, 'slice', 500, 20_000);
+  const holdSeconds = intFlag(args, 'hold-seconds', 3, 60);
+  const flowRate = intFlag(args, 'flow-rate', 1000, 2000);
   const pool = newPool(4);
   const connection = await amqpConnect();
   const versions = await serverVersions(pool, connection);
@@ -143,55 +252,22 @@ export async function backlog(args: BenchArgs): Promise<BenchReport> {
       ]),
     });
 
-    // The same cycles while a REPEATABLE READ transaction elsewhere pins the xmin horizon.
+    // A steady flow through a backlog while a REPEATABLE READ transaction elsewhere pins the
+    // xmin horizon for `hold` seconds, so nothing deleted meanwhile can be vacuumed.
     const heldSize = sizes[Math.min(1, sizes.length - 1)]!;
     await pool.query(`TRUNCATE ${schema.outbox}`);
     await prefillOutbox(pool, schema.outbox, heldSize, queue.exchange, queue.routingKey);
-    const holder = await pool.connect();
-    const client = await pool.connect();
-    const rows: (string | number)[][] = [];
-    try {
-      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-      await holder.query('SELECT txid_current()');
-      const steps = 5;
-      const perStep = Math.floor(Math.min(heldSize, slice * 4) / steps);
-      const heldStart = performance.now();
-      for (let step = 1; step <= steps; step += 1) {
-        const cost = await sqlCycles(client, schema.name, perStep);
-        rows.push([
-          step * perStep,
-          ((performance.now() - heldStart) / 1000).toFixed(1),
-          await deadTuples(pool, schema.outbox),
-          median(cost.claimMsPerBatch),
-          Math.max(...cost.claimMsPerBatch),
-          cost.claimUs,
-        ]);
-        progress(
-          `held transaction: ${step * perStep} rows deleted, claim median ${median(cost.claimMsPerBatch).toFixed(1)} ms`,
-        );
-      }
-      await holder.query('COMMIT');
-      // After the horizon moves on, a vacuum can remove what piled up.
-      await pool.query(`VACUUM ${schema.outbox}`);
-      const after = await sqlCycles(client, schema.name, perStep);
-      rows.push([
-        'after COMMIT + VACUUM',
-        ((performance.now() - heldStart) / 1000).toFixed(1),
-        await deadTuples(pool, schema.outbox),
-        median(after.claimMsPerBatch),
-        Math.max(...after.claimMsPerBatch),
-        after.claimUs,
-      ]);
-    } finally {
-      await holder.query('ROLLBACK').catch(() => {});
-      holder.release();
-      client.release();
-    }
+    const rows = await heldHorizon(pool, schema.name, schema.outbox, queue, {
+      holdSeconds,
+      rate: flowRate,
+      sampleSeconds: Math.max(1, Math.round(holdSeconds / 6)),
+    });
     tables.push({
-      title: `Backlog of ${heldSize} rows, claim + delete in batches of 500 while another session holds a REPEATABLE READ transaction`,
+      title: `Backlog of ${heldSize} rows, ${flowRate} rows/s in and out (claim + delete in batches of 500), another session holding a REPEATABLE READ transaction for ${holdSeconds} s`,
       header: [
-        'rows deleted',
-        's since BEGIN',
+        't (s)',
+        'phase',
+        'rows waiting',
         'n_dead_tup',
         'claim median ms/batch',
         'claim max ms',

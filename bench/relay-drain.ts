@@ -34,6 +34,7 @@ import {
   serverVersions,
   sleep,
 } from './support/bench-services.js';
+import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
 
 export interface RelayConfig {
   readonly batchSize: number;
@@ -112,6 +113,8 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
       const queue = await BenchQueue.open(connection, type);
       opened.push(queue);
       const baseline: number[] = [];
+      const baselineCpu: CpuSnapshot[] = [];
+      const relayCpu: CpuSnapshot[][] = configs.map(() => []);
       const relay: number[][] = configs.map(() => []);
       const ratios: number[][] = configs.map(() => []);
       for (let run = 1; run <= args.runs; run += 1) {
@@ -123,7 +126,9 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
           idle.push(await waitForQuiet());
           const channel = await connection.createConfirmChannel();
           channel.on('error', () => {});
+          const cpu = cpuSnapshot();
           const ms = await publishAsyncConfirms(channel, prepared, window);
+          baselineCpu.push(cpuPerMessage(cpu, cpuSnapshot(), messages));
           await channel.close();
           await queue.expectDepth(messages);
           return (messages / ms) * 1000;
@@ -134,7 +139,9 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
           }
           await queue.reset();
           idle.push(await waitForQuiet());
+          const cpu = cpuSnapshot();
           const ms = await timeRelayDrain(schema.name, messages, configs[i]!);
+          relayCpu[i]!.push(cpuPerMessage(cpu, cpuSnapshot(), messages));
           await queue.expectDepth(messages);
           const left = await count(pool, schema.outbox);
           if (left !== 0) throw new Error(`${left} rows left in the outbox`);
@@ -176,6 +183,25 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
         ),
       ];
       sections.push({ title: `${type} durable queue, ${messages} messages of 1 KiB`, rows });
+      // Where the two cores went: on a machine shared by all three, the relay's own CPU (claim,
+      // row parsing, delete) is taken from the broker, which is the limit of both sides.
+      const cpuRows = (label: string, samples: readonly CpuSnapshot[]): Measurement[] =>
+        (['node', 'postgres', 'rabbitmq'] as const).map((side) =>
+          measurement(
+            `${label}: ${side === 'node' ? 'Node (this process)' : side}`,
+            'CPU µs/msg',
+            samples.map((c) => c[side]),
+          ),
+        );
+      sections.push({
+        title: `${type}: CPU time per message, by process`,
+        rows: [
+          ...cpuRows('baseline', baselineCpu),
+          ...configs.flatMap((c, i) =>
+            cpuRows(`relay ${c.batchSize}x${c.concurrency}`, relayCpu[i]!),
+          ),
+        ],
+      });
     }
   } finally {
     for (const queue of opened) await queue.close();

@@ -2,7 +2,8 @@
  * Benchmark 4, steady state: producers commit business transactions, each with one outbox row,
  * at 25, 50 and 75 percent of the relay's drain rate (measured first, in the same run), while a
  * relay publishes them. Reports commit-to-ack latency (the broker's publisher confirm) with
- * LISTEN/NOTIFY on and off. The poll interval is the relay's default, 1000 ms.
+ * LISTEN/NOTIFY on (the writer's default NOTIFY throttle) and off (no NOTIFY at all). The poll
+ * interval is the relay's default, 1000 ms.
  *
  *   node dist/bench/steady-state.js [--quick] [--json FILE] [--seconds 30] [--percents 25,50,75]
  *     [--max-rate N] [--clients 32]
@@ -97,7 +98,9 @@ export async function steadyState(args: BenchArgs): Promise<BenchReport> {
     `CREATE TABLE ${orders} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
        customer text NOT NULL, amount integer NOT NULL)`,
   );
-  const writer = new OutboxWriter({ schema: schema.name });
+  // With LISTEN off nobody hears a NOTIFY: the writer sends none, as a user would configure it.
+  const notifyingWriter = new OutboxWriter({ schema: schema.name });
+  const silentWriter = new OutboxWriter({ schema: schema.name, notifyIntervalMs: false });
   const sample = await connection.createConfirmChannel();
   const commits = new Map<string, number>();
   const acks = new Map<string, number>();
@@ -114,7 +117,7 @@ export async function steadyState(args: BenchArgs): Promise<BenchReport> {
       progress(`relay drain rate: ${Math.round(maxRate)} msgs/s`);
     }
     const pad = 'x'.repeat(1000);
-    const transaction = async (i: number) => {
+    const transaction = async (i: number, writer: OutboxWriter) => {
       const client = await pool.connect();
       try {
         await client.query('BEGIN');
@@ -165,7 +168,10 @@ export async function steadyState(args: BenchArgs): Promise<BenchReport> {
         while (performance.now() - start < seconds * 1000) {
           const due = Math.floor(((performance.now() - start) / 1000) * offered);
           while (issued < due && inFlight.size < clients * 4) {
-            const p: Promise<void> = transaction(issued).then(
+            const p: Promise<void> = transaction(
+              issued,
+              listen ? notifyingWriter : silentWriter,
+            ).then(
               () => {
                 inFlight.delete(p);
               },

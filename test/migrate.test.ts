@@ -40,6 +40,12 @@ describe('migrations', () => {
     assert.equal(await t.count('outbox'), 0);
     assert.equal(await t.count('outbox_parked'), 0);
     assert.equal(await t.count('processed_messages'), 0);
+    // The writer wakes relays itself (0004): no trigger may serialise the outbox's commits.
+    const triggers = await t.pool.query(
+      `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`,
+      [`"${t.schema}".outbox`],
+    );
+    assert.deepEqual(triggers.rows, []);
   });
 
   it('lets only one of two concurrent migrators apply', async () => {

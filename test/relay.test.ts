@@ -36,6 +36,7 @@ describe('OutboxRelay', () => {
     const exchange = await broker.exchange('basic');
     const queue = await broker.queue('basic', exchange);
     const total = 3000;
+    const writtenFrom = Math.floor(Date.now() / 1000);
     await writeMessages(
       t,
       Array.from({ length: total }, (_, i) => ({
@@ -45,6 +46,7 @@ describe('OutboxRelay', () => {
         messageId: `m${i}`,
       })),
     );
+    const writtenTo = Math.ceil(Date.now() / 1000);
     await start({ batchSize: 100 });
     // Rows are read before the queue: a row missing from the outbox was deleted after its ack,
     // so its message must already be counted in the queue.
@@ -64,7 +66,12 @@ describe('OutboxRelay', () => {
     assert.deepEqual(payloadOf(first), { i: 0 });
     assert.equal(first.properties.contentType, 'application/json');
     assert.equal(first.properties.deliveryMode, 2);
-    assert.equal(typeof first.properties.timestamp, 'number');
+    // The AMQP timestamp is the row's creation, in seconds (Postgres and this test share a clock).
+    const stamp = first.properties.timestamp as number;
+    assert.ok(
+      stamp >= writtenFrom && stamp <= writtenTo,
+      `timestamp ${stamp} not in [${writtenFrom}, ${writtenTo}]`,
+    );
   });
 
   it('publishes nothing for a rolled-back transaction', async () => {
@@ -126,6 +133,24 @@ describe('OutboxRelay', () => {
     await broker.waitForDepth(queue, 1, 5000);
     const latency = Date.now() - started;
     assert.ok(latency < 3000, `took ${latency} ms with a 30 s poll interval`);
+  });
+
+  it('finds a message written without a NOTIFY soon after one it published', async () => {
+    const exchange = await broker.exchange('recheck');
+    const queue = await broker.queue('recheck', exchange);
+    const relay = await start({ pollIntervalMs: 30_000 });
+    await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
+    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'first' }]);
+    await broker.waitForDepth(queue, 1, 5000);
+    // A writer that never notifies stands for one inside its notify interval.
+    const silent = new OutboxWriter({ schema: t.schema, notifyIntervalMs: false });
+    const started = Date.now();
+    await t.db
+      .transaction()
+      .execute((trx) => silent.add(trx, { exchange, routingKey: 'k', payload: 'second' }));
+    await broker.waitForDepth(queue, 2, 10_000);
+    const latency = Date.now() - started;
+    assert.ok(latency < 5000, `took ${latency} ms with a 30 s poll interval`);
   });
 
   it('parks an unroutable message instead of deleting it, and publishes the rest', async () => {

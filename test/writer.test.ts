@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import {
   InvalidMessageError,
   type InvalidMessageReason,
 } from '../src/errors/invalid-message-error.js';
 import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
+import { outboxTables } from '../src/sql/outbox-tables.js';
 import type { TransactionLike } from '../src/sql/sql-executor.js';
 import type { OutboxMessage } from '../src/writer/outbox-message.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
@@ -206,5 +208,76 @@ describe('OutboxWriter', () => {
       rows.map((r) => r.message_id),
       ['first', 'second'],
     );
+  });
+
+  describe('waking the relays', () => {
+    /**
+     * Counts the NOTIFYs on the outbox channel that `write` causes. A sentinel NOTIFY committed
+     * after it marks the end: notifications arrive in commit order, so nothing is still on its way.
+     */
+    async function notificationsDuring(write: () => Promise<void>): Promise<string[]> {
+      const channel = outboxTables(t.schema).notifyChannelName;
+      const listener = await t.pool.connect();
+      const received: string[] = [];
+      try {
+        let sentinelSeen: () => void = () => {};
+        const sentinel = new Promise<void>((resolve) => {
+          sentinelSeen = resolve;
+        });
+        listener.on('notification', (n) => {
+          if (n.payload === 'sentinel') sentinelSeen();
+          else received.push(n.payload ?? '');
+        });
+        await listener.query(`LISTEN ${outboxTables(t.schema).notifyChannel}`);
+        await write();
+        await t.pool.query(`SELECT pg_notify($1, 'sentinel')`, [channel]);
+        await sentinel;
+      } finally {
+        listener.release(true);
+      }
+      return received;
+    }
+
+    const writeTwice = (w: OutboxWriter) => async () => {
+      for (let i = 0; i < 2; i++) {
+        await t.db.transaction().execute((trx) => w.add(trx, base).then(() => {}));
+      }
+    };
+
+    it('notifies once per interval, from the first transaction in it', async () => {
+      const w = new OutboxWriter({ schema: t.schema, notifyIntervalMs: 60_000 });
+      assert.equal((await notificationsDuring(writeTwice(w))).length, 1);
+    });
+
+    it('notifies from every transaction with an interval of 0, and never with false', async () => {
+      const every = new OutboxWriter({ schema: t.schema, notifyIntervalMs: 0 });
+      assert.equal((await notificationsDuring(writeTwice(every))).length, 2);
+      const never = new OutboxWriter({ schema: t.schema, notifyIntervalMs: false });
+      assert.equal((await notificationsDuring(writeTwice(never))).length, 0);
+    });
+
+    it('sends no notification when the transaction rolls back', async () => {
+      const w = new OutboxWriter({ schema: t.schema, notifyIntervalMs: 0 });
+      const received = await notificationsDuring(async () => {
+        await assert.rejects(
+          t.db.transaction().execute(async (trx) => {
+            await w.add(trx, base);
+            throw new Error('business failure');
+          }),
+          /business failure/,
+        );
+      });
+      assert.equal(received.length, 0);
+    });
+
+    it('rejects an interval that is not a non-negative integer, naming the option', () => {
+      for (const notifyIntervalMs of [-1, 1.5, Number.NaN]) {
+        assert.throws(
+          () => new OutboxWriter({ schema: t.schema, notifyIntervalMs }),
+          (error: unknown) =>
+            error instanceof ConfigurationError && /notifyIntervalMs/.test(error.message),
+        );
+      }
+    });
   });
 });

@@ -133,12 +133,9 @@ export class BenchQueue {
 /** A 1 KiB JSON document, as SQL: the same bytes the writer would store for `{id, pad}`. */
 const PAYLOAD_SQL = `convert_to(json_build_object('id', i, 'pad', repeat('x', 1024 - 21 - length(i::text)))::text, 'UTF8')`;
 
-/**
- * Fills the outbox with `count` committed 1 KiB JSON messages in one statement, as if writers had
- * committed them, then vacuums so every measurement starts from the same table state.
- */
-export async function prefillOutbox(
-  pool: pg.Pool,
+/** Inserts `count` 1 KiB JSON messages into the outbox in one statement per 50,000. */
+export async function insertOutboxRows(
+  db: pg.Pool | pg.PoolClient,
   outbox: string,
   count: number,
   exchange: string,
@@ -147,13 +144,27 @@ export async function prefillOutbox(
   const chunk = 50_000;
   for (let from = 1; from <= count; from += chunk) {
     const to = Math.min(count, from + chunk - 1);
-    await pool.query(
+    await db.query(
       `INSERT INTO ${outbox} (message_id, exchange, routing_key, payload, content_type)
        SELECT gen_random_uuid()::text, $1, $2, ${PAYLOAD_SQL}, 'application/json'
        FROM generate_series($3::int, $4::int) AS i`,
       [exchange, routingKey, from, to],
     );
   }
+}
+
+/**
+ * Fills the outbox with `count` committed 1 KiB JSON messages, as if writers had committed
+ * them, then vacuums so every measurement starts from the same table state.
+ */
+export async function prefillOutbox(
+  pool: pg.Pool,
+  outbox: string,
+  count: number,
+  exchange: string,
+  routingKey: string,
+): Promise<void> {
+  await insertOutboxRows(pool, outbox, count, exchange, routingKey);
   await pool.query(`VACUUM ANALYZE ${outbox}`);
 }
 

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
@@ -44,6 +45,9 @@ export class OutboxRelay {
   constructor(options: RelayOptions) {
     this.options = resolveRelayOptions(options);
     const o = this.options;
+    // Every lane, and the retry lane, waits on these signals at once: not a listener leak.
+    const waiters = 4 * (o.concurrency + 2);
+    setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal);
     this.#ownsPool = !o.pool;
     // The longest a relay transaction may stall, seen from either side.
     const stallMs = o.publishTimeoutMs * 2 + 10_000;

@@ -10,6 +10,7 @@ export interface OutboxRow {
   readonly ordering_key: string | null;
   readonly correlation_id: string | null;
   readonly causation_id: string | null;
-  readonly created_at: Date;
+  /** When the row was written, in whole seconds since the epoch. */
+  readonly created_at_s: number;
   readonly attempts: number;
 }

@@ -14,12 +14,18 @@ import type { RelayStats } from './relay-stats.js';
 
 interface CycleResult {
   readonly claimed: number;
-  /** The claim returned as many rows as it asked for: more are probably waiting. */
-  readonly full: boolean;
   /** Some rows had an ordering key: their successors may be claimable now. */
   readonly ordered: boolean;
   readonly idleMs: number;
 }
+
+/**
+ * After a cycle that found rows, an empty claim is retried this soon, then twice as late each
+ * time, up to the poll interval: while messages keep coming, a lane finds those written without
+ * a NOTIFY (the writer notifies at most once per interval) within milliseconds, and an idle
+ * outbox costs a handful of extra claims.
+ */
+const RECHECK_AFTER_WORK_MS = 5;
 
 export interface RelayLaneContext {
   readonly options: ResolvedRelayOptions;
@@ -57,16 +63,23 @@ export class RelayLane {
   async run(): Promise<void> {
     const { stopping, options, stats } = this.#ctx;
     let failures = 0;
+    // Empty claims since the last one that found rows; starts high so that a fresh relay on an
+    // idle outbox goes straight to its poll interval.
+    let emptyClaims = Number.POSITIVE_INFINITY;
     while (!stopping.aborted) {
       try {
-        const { claimed, full, ordered, idleMs } = await this.#cycle();
+        const { claimed, ordered, idleMs } = await this.#cycle();
         failures = 0;
-        if (claimed > 0 && (full || ordered)) {
-          // More may be waiting, or a settled ordered row may have released the next of its key.
+        if (claimed > 0) {
+          emptyClaims = 0;
+          // A settled ordered row may have released the next of its key, for any lane.
           if (ordered) this.#ctx.wake.wake();
+          // Full or not, claim again at once: rows keep coming while messages are being written.
           continue;
         }
-        if (claimed === 0) await this.#ctx.wake.wait(idleMs);
+        const recheckMs = RECHECK_AFTER_WORK_MS * 2 ** Math.min(emptyClaims, 20);
+        emptyClaims += 1;
+        await this.#ctx.wake.wait(Math.min(idleMs, recheckMs));
       } catch (error) {
         failures += 1;
         stats.errors += 1;
@@ -86,7 +99,6 @@ export class RelayLane {
     const { amqp, pool, queries, options, stopping, stats } = this.#ctx;
     const idle: CycleResult = {
       claimed: 0,
-      full: false,
       ordered: false,
       idleMs: options.pollIntervalMs,
     };
@@ -133,7 +145,6 @@ export class RelayLane {
       stats.batches += 1;
       return {
         claimed: rows.length,
-        full: rows.length === limit,
         ordered: rows.some((r) => r.ordering_key !== null),
         idleMs: 0,
       };
@@ -151,7 +162,7 @@ export class RelayLane {
   async #ensurePublisher(): Promise<ConfirmPublisher | undefined> {
     if (this.#publisher?.isOpen) return this.#publisher;
     const channel = await this.#ctx.amqp.confirmChannel(this.#ctx.stopping);
-    this.#publisher = channel ? new ConfirmPublisher(channel) : undefined;
+    this.#publisher = channel ? new ConfirmPublisher(channel, this.#ctx.stats) : undefined;
     return this.#publisher;
   }
 
@@ -193,7 +204,7 @@ export class RelayLane {
     client: PoolClient,
     rows: readonly OutboxRow[],
     outcomes: readonly PublishOutcome[],
-  ): Promise<Omit<RelayStats, 'batches' | 'errors'>> {
+  ): Promise<Pick<RelayStats, 'published' | 'parked' | 'retried' | 'released'>> {
     const { options, queries } = this.#ctx;
     let released = 0;
     const acked: string[] = [];

@@ -9,8 +9,10 @@ export interface OutboxTables {
   readonly parked: string;
   readonly processed: string;
   readonly migrations: string;
-  /** The LISTEN/NOTIFY channel the outbox trigger notifies, quoted for LISTEN. */
+  /** The LISTEN/NOTIFY channel that wakes the relay, quoted for LISTEN. */
   readonly notifyChannel: string;
+  /** The same channel unquoted, as `pg_notify` takes it. */
+  readonly notifyChannelName: string;
 }
 
 export const DEFAULT_SCHEMA = 'outboxkit';
@@ -31,5 +33,6 @@ export function outboxTables(schemaName: string = DEFAULT_SCHEMA): OutboxTables 
     processed: `${schema}.processed_messages`,
     migrations: `${schema}.outboxkit_migrations`,
     notifyChannel: quoteIdentifier(`outboxkit:${schemaName}`),
+    notifyChannelName: `outboxkit:${schemaName}`,
   });
 }

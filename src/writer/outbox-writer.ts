@@ -10,7 +10,20 @@ export interface OutboxWriterOptions {
   readonly schema?: string;
   /** Largest serialized payload accepted. Default 1 MiB. */
   readonly maxPayloadBytes?: number;
+  /**
+   * Wake listening relays (`NOTIFY`) from a transaction that writes messages, at most once per
+   * this many milliseconds per writer; `0` notifies from every such transaction, `false` never
+   * (relays then find rows by polling). Default 20 ms.
+   *
+   * Postgres commits transactions that sent a NOTIFY one at a time, so notifying from every
+   * transaction caps a busy service's commit rate. Rows written in between are found by relays
+   * that are already awake: a relay that has just published polls again after a few
+   * milliseconds, backing off towards its poll interval only while it keeps finding nothing.
+   */
+  readonly notifyIntervalMs?: number | false;
 }
+
+export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
@@ -32,9 +45,26 @@ export class OutboxWriter {
   readonly #insertOne: string;
   readonly #insertMany: string;
   readonly #lockKeys: string;
+  readonly #notify: string;
+  readonly #notifyChannel: string;
+  readonly #notifyIntervalMs: number | false;
+  /** When this writer last sent a NOTIFY (performance.now()); -Infinity: never. */
+  #lastNotifyAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: OutboxWriterOptions = {}) {
-    const { outbox } = outboxTables(options.schema);
+    const { outbox, notifyChannelName } = outboxTables(options.schema);
+    this.#notifyIntervalMs = options.notifyIntervalMs ?? DEFAULT_NOTIFY_INTERVAL_MS;
+    if (
+      this.#notifyIntervalMs !== false &&
+      (!Number.isSafeInteger(this.#notifyIntervalMs) || this.#notifyIntervalMs < 0)
+    ) {
+      throw new ConfigurationError(
+        'notifyIntervalMs',
+        `must be false or a non-negative integer, got ${String(this.#notifyIntervalMs)}`,
+      );
+    }
+    this.#notifyChannel = notifyChannelName;
+    this.#notify = "SELECT pg_notify($1, '')";
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     if (!Number.isSafeInteger(this.#maxPayloadBytes) || this.#maxPayloadBytes <= 0) {
       throw new ConfigurationError('maxPayloadBytes', 'must be a positive integer');
@@ -78,7 +108,21 @@ export class OutboxWriter {
     } else {
       await executor.query(this.#insertMany, columnParams(encoded));
     }
+    if (this.#notifyDue()) await executor.query(this.#notify, [this.#notifyChannel]);
     return encoded.map((m) => m.messageId);
+  }
+
+  /**
+   * Whether this write should wake the relays. The interval is counted from when the NOTIFY is
+   * sent, not committed: a notifying transaction that rolls back leaves the rows written in the
+   * next interval to the relays' polling.
+   */
+  #notifyDue(): boolean {
+    if (this.#notifyIntervalMs === false) return false;
+    const now = performance.now();
+    if (now - this.#lastNotifyAt < this.#notifyIntervalMs) return false;
+    this.#lastNotifyAt = now;
+    return true;
   }
 }
 
