@@ -1,7 +1,8 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
-import type { CliEnv } from './cli-command.js';
+import { type CliEnv, EXIT_OK } from './cli-command.js';
 import { UsageError } from './usage-error.js';
 
 /** The flags every command takes; spread into each command's `parseArgs` options. */
@@ -21,6 +22,30 @@ export function parseCommandLine<T>(parse: () => T): T {
   } catch (error) {
     throw new UsageError(errorMessage(error));
   }
+}
+
+type FlagOptions = NonNullable<ParseArgsConfig['options']>;
+
+/** What `parseArgs` returns for a command's options. */
+export type ParsedFlags<O extends FlagOptions> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean }>
+>;
+
+/** A command's flags (and positionals, when it takes them), strictly parsed; see `parseCommandLine`. */
+export function parseFlags<const O extends FlagOptions>(
+  argv: readonly string[],
+  options: O,
+  allowPositionals = false,
+): ParsedFlags<O> {
+  return parseCommandLine(() =>
+    parseArgs({ args: [...argv], options, strict: true, allowPositionals }),
+  );
+}
+
+/** Prints a command's help for `--help`; returns the exit status. */
+export function printHelp(help: string): number {
+  process.stdout.write(help);
+  return EXIT_OK;
 }
 
 /** The Postgres URL from `--database-url`, else `DATABASE_URL`; its password is never echoed. */

@@ -1,6 +1,5 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
@@ -9,7 +8,8 @@ import {
   amqpUrlOf,
   COMMON_OPTIONS,
   databaseUrlOf,
-  parseCommandLine,
+  parseFlags,
+  printHelp,
   schemaOf,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
@@ -51,13 +51,8 @@ export const dashboardCommand: CliCommand = {
   summary: 'serve a web page of the backlog, rates and dead letters (replay with --allow-replay)',
   help: HELP,
   async run(argv, env) {
-    const { values } = parseCommandLine(() =>
-      parseArgs({ args: [...argv], options: OPTIONS, strict: true }),
-    );
-    if (values.help) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
+    const { values } = parseFlags(argv, OPTIONS);
+    if (values.help) return printHelp(HELP);
     const schema = schemaOf(values.schema);
     const databaseUrl = databaseUrlOf(values['database-url'], env);
     const queues = values.queue ?? [];

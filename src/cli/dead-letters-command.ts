@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import type { DeadLetterFilter } from '../dead-letters/dead-letter-filter.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import { type ParkedMessage, ParkedMessages } from '../dead-letters/parked-messages.js';
@@ -9,8 +8,9 @@ import {
   amqpUrlOf,
   COMMON_OPTIONS,
   databaseUrlOf,
-  parseCommandLine,
+  parseFlags,
   positiveIntegerOf,
+  printHelp,
   schemaOf,
 } from './cli-args.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK } from './cli-command.js';
@@ -93,13 +93,8 @@ export const deadLettersCommand: CliCommand = {
   summary: 'list, show, replay or purge parked rows and dead-lettered messages',
   help: HELP,
   async run(argv, env) {
-    const { values, positionals } = parseCommandLine(() =>
-      parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true }),
-    );
-    if (values.help) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
+    const { values, positionals } = parseFlags(argv, OPTIONS, true);
+    if (values.help) return printHelp(HELP);
     const request = requestOf(values, positionals);
     if (values.queue !== undefined) {
       if (values.queue.length === 0) throw new UsageError('--queue must name a queue');

@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { migrate } from '../migrate/migrate.js';
-import { COMMON_OPTIONS, databaseUrlOf, parseCommandLine, schemaOf } from './cli-args.js';
+import { COMMON_OPTIONS, databaseUrlOf, parseFlags, printHelp, schemaOf } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
 
@@ -21,13 +20,8 @@ export const migrateCommand: CliCommand = {
   summary: 'create or upgrade the outboxkit tables',
   help: HELP,
   async run(argv, env) {
-    const { values } = parseCommandLine(() =>
-      parseArgs({ args: [...argv], options: COMMON_OPTIONS, strict: true }),
-    );
-    if (values.help) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
+    const { values } = parseFlags(argv, COMMON_OPTIONS);
+    if (values.help) return printHelp(HELP);
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
     const { applied } = await withPool(url, schema, (pool) => migrate(pool, { schema }));

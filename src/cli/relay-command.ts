@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import type { RelayOptions } from '../relay/relay-options.js';
@@ -9,8 +8,9 @@ import {
   COMMON_OPTIONS,
   databaseUrlOf,
   durationOf,
-  parseCommandLine,
+  parseFlags,
   positiveIntegerOf,
+  printHelp,
   schemaOf,
   usageErrorFor,
 } from './cli-args.js';
@@ -80,13 +80,8 @@ export const relayCommand: CliCommand = {
   summary: 'publish outbox rows to RabbitMQ until stopped',
   help: HELP,
   async run(argv, env) {
-    const { values } = parseCommandLine(() =>
-      parseArgs({ args: [...argv], options: OPTIONS, strict: true }),
-    );
-    if (values.help) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
+    const { values } = parseFlags(argv, OPTIONS);
+    if (values.help) return printHelp(HELP);
     const level = values['log-level'] ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(level)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${level}`);

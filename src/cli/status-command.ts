@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { type OutboxCounts, type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
-import { COMMON_OPTIONS, databaseUrlOf, parseCommandLine, schemaOf } from './cli-args.js';
+import { COMMON_OPTIONS, databaseUrlOf, parseFlags, printHelp, schemaOf } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
 
@@ -29,13 +28,8 @@ export const statusCommand: CliCommand = {
   summary: 'show pending, retrying and parked messages per exchange',
   help: HELP,
   async run(argv, env) {
-    const { values } = parseCommandLine(() =>
-      parseArgs({ args: [...argv], options: OPTIONS, strict: true }),
-    );
-    if (values.help) {
-      process.stdout.write(HELP);
-      return EXIT_OK;
-    }
+    const { values } = parseFlags(argv, OPTIONS);
+    if (values.help) return printHelp(HELP);
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
     const status = await withPool(url, schema, (pool) =>
