@@ -7,8 +7,6 @@
  *     [--queues classic,quorum] [--configs 500x4,1000x4] [--window 5000]
  */
 import type pg from 'pg';
-import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import { silentLogger } from '../src/util/logger.js';
 import {
   type BenchArgs,
   type BenchReport,
@@ -22,19 +20,19 @@ import {
   waitForQuiet,
 } from './support/bench-cli.js';
 import {
-  AMQP_URL,
   amqpConnect,
   BenchQueue,
   benchSchema,
+  DATABASE_URL,
   loadMessages,
   newPool,
   prefillOutbox,
   publishAsyncConfirms,
   type QueueType,
   serverVersions,
-  sleep,
 } from './support/bench-services.js';
 import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
+import { timeRelayDrainAt } from './support/relay-drain-timer.js';
 
 export interface RelayConfig {
   readonly batchSize: number;
@@ -49,46 +47,14 @@ export function parseConfigs(specs: readonly string[]): RelayConfig[] {
   });
 }
 
-/**
- * Starts a relay on a pre-filled outbox and times it from the moment it is connected to
- * RabbitMQ until it has deleted `expected` rows. Returns milliseconds.
- */
-export async function timeRelayDrain(
+/** `timeRelayDrainAt` on the benchmarks' database (`DATABASE_URL`). Returns milliseconds. */
+export function timeRelayDrain(
   schema: string,
   expected: number,
   config: RelayConfig,
   extra: { pollIntervalMs?: number } = {},
 ): Promise<number> {
-  const pool = newPool(config.concurrency + 3);
-  // Open the connections before the clock starts, as a running relay would have them.
-  const clients = await Promise.all(
-    Array.from({ length: config.concurrency + 1 }, () => pool.connect()),
-  );
-  for (const c of clients) c.release();
-  const relay = new OutboxRelay({
-    pool,
-    amqpUrl: AMQP_URL,
-    schema,
-    batchSize: config.batchSize,
-    concurrency: config.concurrency,
-    listen: false,
-    pollIntervalMs: extra.pollIntervalMs ?? 1000,
-    logger: silentLogger,
-  });
-  await relay.start();
-  while (!relay.isConnected) await sleep(1);
-  const start = performance.now();
-  while (relay.stats.published < expected) {
-    if (relay.stats.errors > 0 || relay.stats.parked > 0 || relay.stats.retried > 0) {
-      await relay.stop();
-      throw new Error(`relay failed: ${JSON.stringify(relay.stats)}`);
-    }
-    await sleep(1);
-  }
-  const ms = performance.now() - start;
-  await relay.stop();
-  await pool.end();
-  return ms;
+  return timeRelayDrainAt(DATABASE_URL, schema, expected, config, extra);
 }
 
 async function count(pool: pg.Pool, outbox: string): Promise<number> {

@@ -1,0 +1,53 @@
+import pg from 'pg';
+import { OutboxRelay } from '../../src/relay/outbox-relay.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { AMQP_URL, sleep } from './bench-services.js';
+
+/**
+ * `timeRelayDrain` of `bench/relay-drain.ts` against any database: starts a relay on a
+ * pre-filled outbox and times it from the moment it is connected to RabbitMQ until it has
+ * published `expected` messages. Returns milliseconds.
+ */
+export async function timeRelayDrainAt(
+  databaseUrl: string,
+  schema: string,
+  expected: number,
+  config: { readonly batchSize: number; readonly concurrency: number },
+  extra: { readonly pollIntervalMs?: number } = {},
+): Promise<number> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: config.concurrency + 3 });
+  pool.on('error', () => {});
+  try {
+    // Open the connections before the clock starts, as a running relay would have them.
+    const clients = await Promise.all(
+      Array.from({ length: config.concurrency + 1 }, () => pool.connect()),
+    );
+    for (const c of clients) c.release();
+    const relay = new OutboxRelay({
+      pool,
+      amqpUrl: AMQP_URL,
+      schema,
+      batchSize: config.batchSize,
+      concurrency: config.concurrency,
+      listen: false,
+      pollIntervalMs: extra.pollIntervalMs ?? 1000,
+      logger: silentLogger,
+    });
+    await relay.start();
+    try {
+      while (!relay.isConnected) await sleep(1);
+      const start = performance.now();
+      while (relay.stats.published < expected) {
+        if (relay.stats.errors > 0 || relay.stats.parked > 0 || relay.stats.retried > 0) {
+          throw new Error(`relay failed: ${JSON.stringify(relay.stats)}`);
+        }
+        await sleep(1);
+      }
+      return performance.now() - start;
+    } finally {
+      await relay.stop();
+    }
+  } finally {
+    await pool.end();
+  }
+}
