@@ -23,18 +23,21 @@ import {
   waitForQuiet,
 } from './support/bench-cli.js';
 import { benchSchema, newPool, serverVersionsPg, sleep } from './support/bench-services.js';
+import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
 
 const PAD = 'x'.repeat(1000);
 
+/** Transactions per second, and CPU microseconds per transaction of this process and Postgres. */
 async function measure(
   pool: pg.Pool,
   clients: number,
   seconds: number,
   transaction: (client: pg.PoolClient, i: number) => Promise<void>,
-): Promise<number> {
+): Promise<{ rate: number; cpu: CpuSnapshot }> {
   const connections = await Promise.all(Array.from({ length: clients }, () => pool.connect()));
   let done = 0;
   let stop = false;
+  const cpu = cpuSnapshot();
   const start = performance.now();
   const workers = connections.map(async (client, w) => {
     let i = 0;
@@ -50,8 +53,9 @@ async function measure(
   stop = true;
   await Promise.all(workers);
   const ms = performance.now() - start;
+  const perTransaction = cpuPerMessage(cpu, cpuSnapshot(), done);
   for (const c of connections) c.release();
-  return (done / ms) * 1000;
+  return { rate: (done / ms) * 1000, cpu: perTransaction };
 }
 
 export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
@@ -161,6 +165,7 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
     },
   ];
   const rates = variants.map(() => [] as number[]);
+  const cpus = variants.map(() => [] as CpuSnapshot[]);
   const ratios = variants.map(() => [] as number[]);
   try {
     for (let run = 1; run <= args.runs; run += 1) {
@@ -172,7 +177,9 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
         await pool.query(`TRUNCATE ${orders}, ${lines}, ${schema.outbox}`);
         await pool.query('CHECKPOINT');
         await waitForQuiet();
-        runRates[i] = await measure(pool, clients, seconds, variants[i]!.tx);
+        const { rate, cpu } = await measure(pool, clients, seconds, variants[i]!.tx);
+        runRates[i] = rate;
+        cpus[i]!.push(cpu);
         progress(`run ${run}: ${variants[i]!.name}: ${Math.round(runRates[i]!)} tx/s`);
       }
       runRates.forEach((r, i) => {
@@ -191,7 +198,25 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
     benchmark: 'writer-overhead',
     title: 'Writer overhead: business transaction with and without outbox rows',
     settings: { clients, seconds, payload: '1 KiB JSON', ...versions },
-    sections: [{ title: `${clients} clients, ${seconds} s per measurement`, rows }],
+    sections: [
+      { title: `${clients} clients, ${seconds} s per measurement`, rows },
+      {
+        // Both sides share the machine's cores: the client's CPU is taken from Postgres.
+        title: 'CPU time per transaction: this process (the 32 clients) and Postgres',
+        rows: variants.flatMap((v, i) => [
+          measurement(
+            `${v.name}: Node`,
+            'CPU µs/tx',
+            cpus[i]!.map((c) => c.node),
+          ),
+          measurement(
+            `${v.name}: postgres`,
+            'CPU µs/tx',
+            cpus[i]!.map((c) => c.postgres),
+          ),
+        ]),
+      },
+    ],
     notes: [
       'ratio: to the same business transaction alone, measured in the same run',
       'default NOTIFY throttle: the writer notifies at most once per 20 ms',
