@@ -70,10 +70,11 @@ export function runClaimTransaction(
     const settle = (outcome: ClaimOutcome) => {
       if (settled) return false;
       settled = true;
+      // The outcome first: whatever tracing does, the delivery must still be settled.
+      resolve(outcome);
       if (outcome.kind === 'timed-out') spans[outcome.index]?.fail(outcome.error);
       const rolledBack = outcome.kind === 'committed' ? undefined : outcome.error;
       for (const span of spans) span?.end(rolledBack);
-      resolve(outcome);
       return true;
     };
     let timedOut:

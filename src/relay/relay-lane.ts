@@ -79,7 +79,10 @@ export class RelayLane {
         }
         const recheckMs = RECHECK_AFTER_WORK_MS * 2 ** Math.min(emptyClaims, 20);
         emptyClaims += 1;
-        await this.#ctx.wake.wait(Math.min(idleMs, recheckMs));
+        // A NOTIFY means messages are being written: re-check soon even if this lane's next
+        // claim finds nothing (the notifying rows went to another lane, were delayed, or the
+        // rows written after them, without a NOTIFY of their own, commit a little later).
+        if (await this.#ctx.wake.wait(Math.min(idleMs, recheckMs))) emptyClaims = 0;
       } catch (error) {
         failures += 1;
         stats.errors += 1;

@@ -81,3 +81,16 @@ export function loadOtelApi(require: (id: string) => unknown): OtelApi | null {
     return null;
   }
 }
+
+/**
+ * Runs a call into OpenTelemetry, or gives `fallback` if it throws. The API does not catch what
+ * the application's propagators and span processors throw, and tracing must never fail a write
+ * or a delivery.
+ */
+export function traceSafely<T>(call: () => T, fallback: T): T {
+  try {
+    return call();
+  } catch {
+    return fallback;
+  }
+}

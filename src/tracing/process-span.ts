@@ -1,6 +1,6 @@
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import { errorMessage } from '../util/logger.js';
-import { type OtelApi, type OtelContext, type OtelSpan, otelApi } from './otel-api.js';
+import { type OtelApi, type OtelContext, type OtelSpan, otelApi, traceSafely } from './otel-api.js';
 
 /** The tracer name outboxkit's spans are reported under. */
 export const TRACER_NAME = 'outboxkit';
@@ -32,10 +32,17 @@ export class ProcessSpan {
     this.#context = context;
   }
 
-  /** Starts the span, or returns undefined when `@opentelemetry/api` is not installed. */
+  /**
+   * Starts the span, or returns undefined when `@opentelemetry/api` is not installed or the
+   * application's tracing throws.
+   */
   static start(input: ProcessSpanInput): ProcessSpan | undefined {
     const api = otelApi();
     if (!api) return undefined;
+    return traceSafely(() => ProcessSpan.#start(api, input), undefined);
+  }
+
+  static #start(api: OtelApi, input: ProcessSpanInput): ProcessSpan {
     const { info } = input;
     // From the root, not the active context: the message's trace is the one to continue,
     // whatever was active when the delivery arrived.
@@ -63,12 +70,22 @@ export class ProcessSpan {
 
   /** Runs `fn` with this span active, so the handler's own spans and writes join its trace. */
   run<T>(fn: () => T): T {
-    return this.#api.context.with(this.#context, fn);
+    let called = false;
+    try {
+      return this.#api.context.with(this.#context, () => {
+        called = true;
+        return fn();
+      });
+    } catch (error) {
+      // What `fn` threw is the caller's; a context manager that failed before calling it is not.
+      if (called) throw error;
+      return fn();
+    }
   }
 
   /** The message's key was processed before: its handler did not run. */
   markDuplicate(): void {
-    this.#span.setAttribute('outboxkit.duplicate', true);
+    traceSafely(() => this.#span.setAttribute('outboxkit.duplicate', true), undefined);
   }
 
   /** The handler threw, or ran past its time limit. */
@@ -76,8 +93,10 @@ export class ProcessSpan {
     // A timed-out handler may throw long after its transaction settled and the span ended.
     if (this.#failed || this.#ended) return;
     this.#failed = true;
-    this.#span.recordException(error instanceof Error ? error : String(error));
-    this.#span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: errorMessage(error) });
+    traceSafely(() => {
+      this.#span.recordException(error instanceof Error ? error : String(error));
+      this.#span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: errorMessage(error) });
+    }, undefined);
   }
 
   /**
@@ -87,14 +106,16 @@ export class ProcessSpan {
   end(rolledBack?: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
-    if (rolledBack !== undefined && !this.#failed) {
-      this.#failed = true;
-      this.#span.setStatus({
-        code: this.#api.SpanStatusCode.ERROR,
-        message: `rolled back: ${errorMessage(rolledBack)}`,
-      });
-    }
-    this.#span.end();
+    traceSafely(() => {
+      if (rolledBack !== undefined && !this.#failed) {
+        this.#failed = true;
+        this.#span.setStatus({
+          code: this.#api.SpanStatusCode.ERROR,
+          message: `rolled back: ${errorMessage(rolledBack)}`,
+        });
+      }
+      this.#span.end();
+    }, undefined);
   }
 }
 

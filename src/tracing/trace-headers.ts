@@ -1,4 +1,4 @@
-import { otelApi } from './otel-api.js';
+import { otelApi, traceSafely } from './otel-api.js';
 
 /** The W3C Trace Context header naming the trace and span a message was written in. */
 export const TRACEPARENT_HEADER = 'traceparent';
@@ -11,7 +11,9 @@ export const TRACEPARENT_HEADER = 'traceparent';
 export function traceHeaders(): Record<string, string> | undefined {
   const api = otelApi();
   if (!api) return undefined;
-  const carrier: Record<string, string> = {};
-  api.propagation.inject(api.context.active(), carrier);
-  return Object.keys(carrier).length > 0 ? carrier : undefined;
+  return traceSafely(() => {
+    const carrier: Record<string, string> = {};
+    api.propagation.inject(api.context.active(), carrier);
+    return Object.keys(carrier).length > 0 ? carrier : undefined;
+  }, undefined);
 }

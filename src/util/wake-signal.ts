@@ -13,21 +13,25 @@ export class WakeSignal {
     for (const w of waiters) w();
   }
 
-  /** Resolves at the next wake (or at once if one is pending), or after `timeoutMs`. */
-  wait(timeoutMs: number): Promise<void> {
+  /**
+   * Resolves at the next wake (or at once if one is pending) with true, or after `timeoutMs`
+   * with false.
+   */
+  wait(timeoutMs: number): Promise<boolean> {
     if (this.#pending) {
       this.#pending = false;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (woken: boolean) => {
         clearTimeout(timer);
-        this.#waiters = this.#waiters.filter((w) => w !== done);
+        this.#waiters = this.#waiters.filter((w) => w !== wake);
         this.#pending = false;
-        resolve();
+        resolve(woken);
       };
-      const timer = setTimeout(done, timeoutMs);
-      this.#waiters.push(done);
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#waiters.push(wake);
     });
   }
 }

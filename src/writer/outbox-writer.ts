@@ -108,6 +108,8 @@ export class OutboxWriter {
     } else {
       await executor.query(this.#insertMany, columnParams(encoded));
     }
+    // Delayed messages notify too: a waking relay learns when the next row falls due. Rows
+    // written later in the interval are found by the relay's quick re-checks after a wake.
     if (this.#notifyDue()) await executor.query(this.#notify, [this.#notifyChannel]);
     return encoded.map((m) => m.messageId);
   }
