@@ -2,5 +2,9 @@
 -- `notifyIntervalMs`). A NOTIFY in every transaction made Postgres commit those transactions one
 -- at a time (a cluster-wide lock held across each commit's WAL flush), halving the commit rate of
 -- busy writers; the relay's polling covers rows written without one.
+-- Dropping the trigger needs an exclusive lock on the outbox, and every writer queues behind
+-- the waiting DROP: give up after 5 s (run the migration again) rather than stall the writers
+-- behind a relay batch that waits for a slow broker.
+SET LOCAL lock_timeout = '5s';
 DROP TRIGGER IF EXISTS outbox_notify ON {{schema}}.outbox;
 DROP FUNCTION IF EXISTS {{schema}}.outbox_notify();

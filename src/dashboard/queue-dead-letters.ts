@@ -14,21 +14,19 @@ export interface QueueDeadLettersView {
   readonly messages: readonly QueuedDeadLetterView[];
 }
 
-/** Re-read the messages at least this often even when the depth did not change. */
-const MAX_LIST_AGE_MS = 60_000;
-
 /**
  * One consumer's dead-letter queue as the dashboard uses it. Reading a dead letter takes it
  * unacked and hands it back, which marks it redelivered (and, on a quorum queue, counts as a
- * delivery): the messages are read again only when the depth changed, after a replay or purge,
- * or once a minute, not at every refresh of the page. Operations on the queue run one at a
+ * delivery, and from RabbitMQ 4.0 a quorum queue drops a message past its delivery limit, 20
+ * by default): the messages are read again only when the depth changed or after a replay or
+ * purge, never on a timer, since an open page must not wear dead letters out. Operations on the queue run one at a
  * time, since a message one scan holds is invisible to another, which would then miss it.
  */
 export class QueueDeadLetters {
   readonly #dlq: DeadLetterQueue;
   readonly #limit: number;
   #tail: Promise<unknown> = Promise.resolve();
-  #cached: { depth: number; atMs: number; messages: QueuedDeadLetterView[] } | undefined;
+  #cached: { depth: number; messages: QueuedDeadLetterView[] } | undefined;
 
   constructor(amqpUrl: string, queue: string, limit: number) {
     this.#dlq = new DeadLetterQueue({ amqpUrl, queue });
@@ -45,13 +43,13 @@ export class QueueDeadLetters {
     return this.#serial(async () => {
       const depth = await this.#dlq.depth();
       const c = this.#cached;
-      const fresh = c && c.depth === depth && performance.now() - c.atMs < MAX_LIST_AGE_MS;
+      const fresh = c && c.depth === depth;
       if (!fresh) {
         const messages =
           depth === 0
             ? []
             : (await this.#dlq.list({}, { limit: this.#limit })).map(queuedDeadLetterView);
-        this.#cached = { depth, atMs: performance.now(), messages };
+        this.#cached = { depth, messages };
       }
       return {
         queue: this.#dlq.queue,
