@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { freePort, isAlive, run, runAs, waitForExit } from '../../test/faults/exec.js';
 import { userIds } from '../../test/faults/private-rabbitmq.js';
 import { onInterrupt, progress } from './bench-cli.js';
+import { CLOCK_TICKS, processIds, procStat } from './process-cpu.js';
 
 /** The OS user Postgres runs as when the benchmark runs as root (Postgres refuses root). */
 const SERVICE_USER = 'postgres';
@@ -192,9 +193,8 @@ class PrivateLogicalCluster implements LogicalCluster {
     if (!postmaster) return undefined;
     // utime, stime, and the children's it has reaped (cutime, cstime): fields 14-17.
     let ticks = postmaster.slice(11, 15).reduce((a, b) => a + Number(b), 0);
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      const stat = procStat(Number(entry));
+    for (const entry of processIds()) {
+      const stat = procStat(entry);
       if (stat && Number(stat[1]) === pid) ticks += Number(stat[11]) + Number(stat[12]);
     }
     return ticks * (1000 / CLOCK_TICKS);
@@ -239,20 +239,6 @@ class PrivateLogicalCluster implements LogicalCluster {
       }
     }
     rmSync(this.#dir, { recursive: true, force: true, maxRetries: 3 });
-  }
-}
-
-/** Linux's USER_HZ, the unit of /proc/PID/stat's times, on every architecture Node runs on. */
-const CLOCK_TICKS = 100;
-
-/** /proc/PID/stat's fields from the state on (field 3), so index 0 is the state, 1 the ppid. */
-function procStat(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name in parentheses may contain spaces: split after it.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
   }
 }
 

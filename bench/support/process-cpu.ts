@@ -7,8 +7,33 @@ export interface CpuSnapshot {
   readonly rabbitmq: number;
 }
 
-/** Clock ticks of /proc/<pid>/stat; 100 per second on Linux builds of this kind. */
-const TICK_US = 10_000;
+/** Linux's USER_HZ, the unit of /proc/PID/stat's times, on every architecture Node runs on. */
+export const CLOCK_TICKS = 100;
+
+/** The ids of the processes now running; none where there is no /proc (not Linux). */
+export function processIds(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * /proc/PID/stat's fields from the state on (field 3), so index 0 is the state, 1 the ppid,
+ * 11 and 12 utime and stime; undefined when the process is gone.
+ */
+export function procStat(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name in parentheses may contain spaces: split after it.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Sums the CPU time of every process whose command name starts with `postgres` or `beam`
@@ -18,24 +43,19 @@ const TICK_US = 10_000;
 export function cpuSnapshot(): CpuSnapshot {
   let postgres = 0;
   let rabbitmq = 0;
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  } catch {
-    // not Linux: servers unknown
-  }
-  for (const pid of pids) {
+  for (const pid of processIds()) {
+    let comm: string;
     try {
-      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      if (!comm.startsWith('postgres') && !comm.startsWith('beam')) continue;
-      // Fields after the command name: utime and stime are the 12th and 13th.
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]);
-      if (comm.startsWith('postgres')) postgres += ticks * TICK_US;
-      else rabbitmq += ticks * TICK_US;
+      comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
     } catch {
-      // the process ended between listing and reading
+      continue; // ended between listing and reading
     }
+    if (!comm.startsWith('postgres') && !comm.startsWith('beam')) continue;
+    const stat = procStat(pid);
+    if (!stat) continue;
+    const us = ((Number(stat[11]) + Number(stat[12])) * 1_000_000) / CLOCK_TICKS;
+    if (comm.startsWith('postgres')) postgres += us;
+    else rabbitmq += us;
   }
   const own = process.cpuUsage();
   return { node: own.user + own.system, postgres, rabbitmq };

@@ -134,16 +134,14 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     for (const [key, name, help] of RELAY_COUNTERS) {
       samples.push({ name, help, type: 'counter', labels: {}, value: stats[key] });
     }
-    if (stats.publishSeconds) {
-      samples.push(
-        ...histogramSamples(
-          'outboxkit_relay_publish_seconds',
-          'Time from publishing a message to the broker confirming (or returning) it.',
-          {},
-          stats.publishSeconds,
-        ),
-      );
-    }
+    samples.push(
+      ...histogramSamples(
+        'outboxkit_relay_publish_seconds',
+        'Time from publishing a message to the broker confirming (or returning) it.',
+        {},
+        stats.publishSeconds,
+      ),
+    );
   }
   if (options.consumers) {
     const host = options.consumers;

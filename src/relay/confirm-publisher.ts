@@ -19,12 +19,12 @@ export interface PublishRequest {
  */
 export class ConfirmPublisher {
   readonly #channel: ConfirmChannel;
-  readonly #stats: Pick<RelayStats, 'publishSeconds'> | undefined;
+  readonly #stats: Pick<RelayStats, 'publishSeconds'>;
   readonly #returned = new Map<string, string>();
   #closedReason: string | undefined;
 
   /** `stats.publishSeconds` receives, per message, the time from publish to the broker's answer. */
-  constructor(channel: ConfirmChannel, stats?: Pick<RelayStats, 'publishSeconds'>) {
+  constructor(channel: ConfirmChannel, stats: Pick<RelayStats, 'publishSeconds'>) {
     this.#channel = channel;
     this.#stats = stats;
     channel.on('return', (message: Message) => {
@@ -95,7 +95,7 @@ export class ConfirmPublisher {
             (error) => {
               // A channel closing fails its pending confirms: no answer of the broker to time.
               if (!error || this.#closedReason === undefined) {
-                this.#stats?.publishSeconds.observe((performance.now() - started) / 1000);
+                this.#stats.publishSeconds.observe((performance.now() - started) / 1000);
               }
               if (error) {
                 const reason =

@@ -25,6 +25,8 @@ export interface OutboxWriterOptions {
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
 
+const NOTIFY = "SELECT pg_notify($1, '')";
+
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
 const COLUMNS =
@@ -45,7 +47,6 @@ export class OutboxWriter {
   readonly #insertOne: string;
   readonly #insertMany: string;
   readonly #lockKeys: string;
-  readonly #notify: string;
   readonly #notifyChannel: string;
   readonly #notifyIntervalMs: number | false;
   /** When this writer last sent a NOTIFY (performance.now()); -Infinity: never. */
@@ -64,7 +65,6 @@ export class OutboxWriter {
       );
     }
     this.#notifyChannel = notifyChannelName;
-    this.#notify = "SELECT pg_notify($1, '')";
     this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     if (!Number.isSafeInteger(this.#maxPayloadBytes) || this.#maxPayloadBytes <= 0) {
       throw new ConfigurationError('maxPayloadBytes', 'must be a positive integer');
@@ -110,7 +110,7 @@ export class OutboxWriter {
     }
     // Delayed messages notify too: a waking relay learns when the next row falls due. Rows
     // written later in the interval are found by the relay's quick re-checks after a wake.
-    if (this.#notifyDue()) await executor.query(this.#notify, [this.#notifyChannel]);
+    if (this.#notifyDue()) await executor.query(NOTIFY, [this.#notifyChannel]);
     return encoded.map((m) => m.messageId);
   }
 
