@@ -4,8 +4,8 @@ import * as amqp from 'amqplib';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
-import { settleWithin } from '../util/with-timeout.js';
 import { UrlRotation } from './amqp-urls.js';
+import { closeConnection } from './close-within.js';
 
 export interface AmqpConnectionOptions {
   /** Tried in turn: the next one after a failed connect or a lost connection. */
@@ -92,7 +92,7 @@ export class AmqpConnection extends EventEmitter {
     this.#changed.emit('change');
     const model = this.#model;
     this.#model = undefined;
-    if (model) await closeModel(model);
+    if (model) await closeConnection(model);
     await this.#loop;
   }
 
@@ -117,7 +117,7 @@ export class AmqpConnection extends EventEmitter {
       }
       if (model === undefined) return;
       if (this.#closing.signal.aborted) {
-        await closeModel(model);
+        await closeConnection(model);
         return;
       }
       failures = 0;
@@ -152,7 +152,7 @@ export class AmqpConnection extends EventEmitter {
     return new Promise((resolve, reject) => {
       const onClose = () => {
         resolve(undefined);
-        connecting.then(closeModel, () => {});
+        connecting.then(closeConnection, () => {});
       };
       signal.addEventListener('abort', onClose, { once: true });
       connecting.then(
@@ -193,23 +193,6 @@ export class AmqpConnection extends EventEmitter {
       this.#changed.emit('change');
     });
     return model;
-  }
-}
-
-/** How long a close handshake may take before the socket is simply destroyed. */
-export const CLOSE_TIMEOUT_MS = 2000;
-
-/**
- * Closes a connection politely if the broker answers, and destroys its socket if it does not:
- * on a hung or half-open link the close handshake never completes.
- */
-async function closeModel(model: ChannelModel): Promise<void> {
-  const closed = await settleWithin(
-    model.close().then(() => true),
-    CLOSE_TIMEOUT_MS,
-  );
-  if (closed === undefined) {
-    (model.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy();
   }
 }
 

@@ -274,8 +274,8 @@ export class ConsumerHost {
         );
       }
       await this.#cleaner?.stop();
-      await Promise.all(this.#runners.map((r) => r.close()));
-      await this.#publisher.close();
+      // Each close gives up on a broker that does not answer; side by side, they give up together.
+      await Promise.all([...this.#runners.map((r) => r.close()), this.#publisher.close()]);
     } finally {
       await this.#amqp.close();
       await this.#loop;

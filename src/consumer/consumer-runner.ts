@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Kysely } from 'kysely';
+import { closeChannel } from '../amqp/close-within.js';
 import { copyProperties } from '../amqp/copy-properties.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { abortableDelay } from '../util/abortable-delay.js';
@@ -152,7 +153,7 @@ export class ConsumerRunner {
     const handle = this.#handle;
     this.#handle = undefined;
     this.#model = undefined;
-    if (handle?.open) await handle.channel.close().catch(() => {});
+    if (handle?.open) await closeChannel(handle.channel);
   }
 
   async #attach(model: ChannelModel): Promise<void> {
@@ -180,7 +181,7 @@ export class ConsumerRunner {
     handle.consumerTag = consumerTag;
     this.#reopenFailures = 0;
     // The host began stopping while this attach was under way (a reconnect).
-    if (this.#ctx.stopping.aborted) await channel.close().catch(() => {});
+    if (this.#ctx.stopping.aborted) await closeChannel(channel);
   }
 
   #onChannelClosed(handle: ChannelHandle): void {
@@ -216,7 +217,7 @@ export class ConsumerRunner {
       logger.warn('RabbitMQ cancelled the consumer; declaring its queue again', {
         consumer: consumer.name,
       });
-      void handle.channel.close().catch(() => {});
+      void closeChannel(handle.channel);
       return;
     }
     this.stats.received += 1;

@@ -1,4 +1,5 @@
 import type { ChannelModel } from 'amqplib';
+import { closeChannel } from '../amqp/close-within.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
 import { type ResolvedConsumer, resolveConsumer } from './resolve-consumer.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
@@ -128,6 +129,6 @@ export async function declareTopology(
       for (const key of t.bindings) await channel.bindQueue(t.queue.name, t.exchange, key);
     }
   } finally {
-    await channel.close().catch(() => {});
+    await closeChannel(channel);
   }
 }

@@ -1,4 +1,5 @@
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import { closeChannel } from '../amqp/close-within.js';
 
 /**
  * Publishes retry and dead-letter copies to a consumer's own queues (through the default
@@ -72,7 +73,7 @@ export class RetryPublisher {
     const channel = this.#channel;
     this.#channel = undefined;
     this.#model = undefined;
-    if (channel) await (await channel.catch(() => undefined))?.close().catch(() => {});
+    if (channel) await closeChannel(await channel.catch(() => undefined));
   }
 
   #open(): Promise<ConfirmChannel> {

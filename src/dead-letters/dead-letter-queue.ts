@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
+import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { deadLetterQueueName } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -168,7 +169,7 @@ export class DeadLetterQueue {
   async close(): Promise<void> {
     const model = this.#model;
     this.#model = undefined;
-    if (model) await (await model.catch(() => undefined))?.close().catch(() => {});
+    if (model) await closeConnection(await model.catch(() => undefined));
   }
 
   async #purge(
@@ -276,7 +277,7 @@ export class DeadLetterQueue {
       }
       throw error;
     } finally {
-      await channel.close().catch(() => {});
+      await closeChannel(channel);
     }
   }
 
@@ -324,7 +325,7 @@ async function requeueAndClose(channel: Channel): Promise<void> {
   } catch {
     // Closed already: the broker requeued the unacked messages itself.
   }
-  await channel.close().catch(() => {});
+  await closeChannel(channel);
 }
 
 /**
@@ -378,7 +379,7 @@ class ConfirmedPublisher {
   async close(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    if (channel) await (await channel.catch(() => undefined))?.close().catch(() => {});
+    if (channel) await closeChannel(await channel.catch(() => undefined));
   }
 
   async #checkExchange(name: string): Promise<void> {
@@ -394,7 +395,7 @@ class ConfirmedPublisher {
       }
       throw error;
     } finally {
-      await channel.close().catch(() => {});
+      await closeChannel(channel);
     }
   }
 

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { UrlRotation } from '../amqp/amqp-urls.js';
+import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import type { ExchangeType } from '../consumer/index.js';
 import { TopologyConflictError } from '../consumer/index.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -77,7 +78,7 @@ export class BrokerAdmin {
         }
         return;
       } finally {
-        await channel.close().catch(() => {});
+        await closeChannel(channel);
       }
     }
   }
@@ -105,7 +106,7 @@ export class BrokerAdmin {
         }
       }
     } finally {
-      await channel?.close().catch(() => {});
+      await closeChannel(channel);
     }
     return depths;
   }
@@ -114,7 +115,7 @@ export class BrokerAdmin {
     this.#closed = true;
     const model = this.#model;
     this.#model = undefined;
-    await (await model?.catch(() => undefined))?.close().catch(() => {});
+    await closeConnection(await model?.catch(() => undefined));
   }
 
   #connection(): Promise<ChannelModel> {

@@ -1,6 +1,5 @@
 import type { ConfirmChannel, Message } from 'amqplib';
-import { CLOSE_TIMEOUT_MS } from '../amqp/amqp-connection.js';
-import { settleWithin } from '../util/with-timeout.js';
+import { closeChannel } from '../amqp/close-within.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
@@ -126,7 +125,7 @@ export class ConfirmPublisher {
   async close(): Promise<void> {
     if (!this.isOpen) return;
     this.#closedReason = 'closed by the relay';
-    await settleWithin(this.#channel.close(), CLOSE_TIMEOUT_MS);
+    await closeChannel(this.#channel);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Channel } from 'amqplib';
-import { type AmqpConnection, CLOSE_TIMEOUT_MS } from '../amqp/amqp-connection.js';
-import { settleWithin } from '../util/with-timeout.js';
+import type { AmqpConnection } from '../amqp/amqp-connection.js';
+import { closeChannel } from '../amqp/close-within.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -59,6 +59,6 @@ export class ExchangeRegistry {
   async close(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    if (channel) await settleWithin(channel.close(), CLOSE_TIMEOUT_MS);
+    await closeChannel(channel);
   }
 }

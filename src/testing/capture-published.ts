@@ -1,5 +1,6 @@
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import * as amqp from 'amqplib';
+import { closeConnection } from '../amqp/close-within.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { pollUntil } from './poll-until.js';
@@ -82,7 +83,7 @@ export async function capturePublished(
       { noAck: true },
     );
   } catch (error) {
-    await model.close().catch(() => {});
+    await closeConnection(model);
     throw error;
   }
   return {
@@ -97,7 +98,7 @@ export async function capturePublished(
       );
     },
     async close() {
-      await model.close().catch(() => {});
+      await closeConnection(model);
     },
   };
 }

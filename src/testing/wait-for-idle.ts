@@ -1,4 +1,5 @@
 import * as amqp from 'amqplib';
+import { closeConnection } from '../amqp/close-within.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { pollUntil } from './poll-until.js';
@@ -79,6 +80,6 @@ export async function waitForIdle(
       () => state,
     );
   } finally {
-    await model.close().catch(() => {});
+    await closeConnection(model);
   }
 }

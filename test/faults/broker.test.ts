@@ -77,12 +77,17 @@ describe('faults: the broker', () => {
         await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 50, 10_000);
         assert.ok(relay.counts().published - publishedAtKill <= 400, 'published to a dead broker');
         await node.boot();
+        // A quorum queue that RabbitMQ brings back without a leader stays so (a broker defect
+        // that no client can mend): it is given one after 10 s, and the evidence says so.
+        const elected = await node.electMissingLeaders(sc.queues.all, 10_000);
         sc.healed();
         await sc.finish({
           evidence: (o) => {
             assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
             assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
-            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections); outbox held the backlog`;
+            const byHand =
+              elected.length > 0 ? `; leaders elected by hand: ${elected.join(', ')}` : '';
+            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections); outbox held the backlog${byHand}`;
           },
         });
       },
@@ -114,6 +119,63 @@ describe('faults: the broker', () => {
         });
       },
     ),
+  );
+
+  it(
+    'a quorum queue stops answering, and the consumer is stopped meanwhile',
+    { timeout: 120_000 },
+    () =>
+      runScenario(
+        { name: 'queue not answering (Raft server suspended)', databaseUrl, amqpUrl: node.url },
+        async (sc) => {
+          const host = await sc.startConsumer();
+          const relay = await sc.startRelay();
+          // Long enough to go on while the queue hangs (rabbitmqctl takes a second or two).
+          sc.traffic({ total: 3000, pauseMs: 20, perTransaction: 10 });
+          await sc.waitForEffects(200);
+          const queue = sc.queues.main;
+          await node.suspendQueue(queue);
+          let stopMs = 0;
+          let deletedUnconfirmed = 0;
+          try {
+            const atSuspend = relay.counts().published;
+            // The relay's publishes go unconfirmed (publish timeout 2 s): rows are retried.
+            await waitFor('unconfirmed rows retried', () => relay.counts().retried > 0, 20_000);
+            // A confirm already on its way may still land; after that, nothing is confirmed.
+            await sleep(500);
+            const settledQuiet = relay.counts().published;
+            await waitFor(
+              'outbox rows piling up',
+              async () => (await sc.outboxCount()) > 50,
+              20_000,
+            );
+            deletedUnconfirmed = relay.counts().published - settledQuiet;
+            assert.ok(settledQuiet - atSuspend <= 400, 'confirmed by a queue that does not answer');
+            // Cancelling the consumer and closing its channel wait for the queue: stop() must not.
+            const started = Date.now();
+            await Promise.race([
+              host.stop(),
+              sleep(30_000).then(() => {
+                throw new Error('the consumer did not stop within 30 s while its queue hung');
+              }),
+            ]);
+            stopMs = Date.now() - started;
+          } finally {
+            await node.resumeQueue(queue);
+          }
+          await sc.startConsumer();
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              assert.equal(deletedUnconfirmed, 0, 'rows published while the queue hung');
+              assert.ok(o.relays.retried > 0, 'nothing was retried');
+              // Cancel (5 s), then the channels' closes and the connection's (2 s each).
+              assert.ok(stopMs < 5000 + 2 * 2000 + 2000, `the consumer took ${stopMs} ms to stop`);
+              return `${o.relays.retried} rows retried for want of a confirm, none published while the queue hung; consumer stopped in ${(stopMs / 1000).toFixed(1)} s`;
+            },
+          });
+        },
+      ),
   );
 
   it(

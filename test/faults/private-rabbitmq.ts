@@ -1,6 +1,7 @@
 import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { waitFor } from '../support/wait-for.js';
 import { freePort, isAlive, runAs, sleep, waitForExit } from './exec.js';
 import { ownedDir, registerProcess, unregisterProcess } from './fault-processes.js';
 
@@ -180,6 +181,53 @@ export class PrivateRabbitMq {
     });
   }
 
+  /**
+   * Suspends the Raft server of quorum queue `queue` (`sys:suspend`): the queue stops answering
+   * while the node, its connections and its other queues carry on. Publishes to it get no
+   * confirm, and consuming from it, cancelling and closing its channels wait for it.
+   */
+  async suspendQueue(queue: string): Promise<void> {
+    await this.#evalOk(`sys:suspend(whereis(${raServerName(queue)})).`);
+  }
+
+  async resumeQueue(queue: string): Promise<void> {
+    await this.#evalOk(`sys:resume(whereis(${raServerName(queue)})).`);
+  }
+
+  /**
+   * Waits up to `waitMs` for each quorum queue in `queues` to have a leader, then triggers an
+   * election for those that still have none, and resolves with their names. RabbitMQ 3.10 can
+   * bring a single-node quorum queue back from a `kill -9` with no leader and never elect one
+   * (rabbitmq-server#10070): it then takes no message and answers no consumer, for good.
+   */
+  async electMissingLeaders(queues: readonly string[], waitMs: number): Promise<string[]> {
+    const deadline = Date.now() + waitMs;
+    let leaderless = [...queues];
+    for (;;) {
+      const checks = await Promise.all(leaderless.map((q) => this.#hasLeader(q)));
+      leaderless = leaderless.filter((_, i) => !checks[i]);
+      if (leaderless.length === 0 || Date.now() > deadline) break;
+      await sleep(250);
+    }
+    for (const queue of leaderless) {
+      await this.#evalOk(`ra:trigger_election({${raServerName(queue)}, node()}).`);
+    }
+    for (const queue of leaderless) {
+      await waitFor(`a leader for ${queue}`, () => this.#hasLeader(queue), 15_000);
+    }
+    return leaderless;
+  }
+
+  async #hasLeader(queue: string): Promise<boolean> {
+    const answer = await this.ctl('eval', `ra_leaderboard:lookup_leader(${raServerName(queue)}).`);
+    return answer.trim() !== 'undefined';
+  }
+
+  async #evalOk(expression: string): Promise<void> {
+    const answer = (await this.ctl('eval', expression)).trim();
+    if (answer !== 'ok') throw new Error(`${expression} answered ${answer}`);
+  }
+
   logTail(lines = 40): string {
     try {
       const text = readFileSync(path.join(this.dir, 'log', `${this.nodeName}.log`), 'utf8');
@@ -194,6 +242,12 @@ export class PrivateRabbitMq {
     await this.kill().catch(() => {});
     rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 });
   }
+}
+
+/** The registered name of a quorum queue's Raft server, as an Erlang atom: vhost `/` and `queue`. */
+function raServerName(queue: string): string {
+  if (!/^[\w.-]+$/.test(queue)) throw new Error(`unexpected queue name ${queue}`);
+  return `'%2F_${queue}'`;
 }
 
 /** An AMQP handshake: the broker answers the protocol header with connection.start (frame type 1). */
