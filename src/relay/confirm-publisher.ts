@@ -36,7 +36,9 @@ export class ConfirmPublisher {
     channel.on('error', (error: Error) => {
       this.#closedReason = `channel error: ${error.message}`;
     });
-    channel.on('close', () => {
+    // Ahead of amqplib's own 'close' listener, which fails the pending confirms: their callbacks
+    // must already see the channel closed (no broker answer to time, and the reason to record).
+    channel.prependListener('close', () => {
       this.#closedReason ??= 'channel closed';
     });
   }
