@@ -1,5 +1,7 @@
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { settleWithin } from '../util/with-timeout.js';
 import { type QueuedDeadLetterView, queuedDeadLetterView } from './dashboard-views.js';
 
 /** What the page shows of one consumer's dead-letter queue. */
@@ -21,16 +23,23 @@ export interface QueueDeadLettersView {
  * by default): the messages are read again only when the depth changed or after a replay or
  * purge, never on a timer, since an open page must not wear dead letters out. Operations on the queue run one at a
  * time, since a message one scan holds is invisible to another, which would then miss it.
+ *
+ * A broker or queue that stops answering must not hold the page, or every later operation
+ * queued behind it: a view gets `answerTimeoutMs`, after which its connection is dropped (the
+ * broker hands back what it held) and the next operation connects afresh. Replays and purges
+ * are not cut short, since they may rightly take long; `close()` waits for them as long.
  */
 export class QueueDeadLetters {
   readonly #dlq: DeadLetterQueue;
   readonly #limit: number;
+  readonly #answerTimeoutMs: number;
   #tail: Promise<unknown> = Promise.resolve();
   #cached: { depth: number; messages: QueuedDeadLetterView[] } | undefined;
 
-  constructor(amqpUrl: string, queue: string, limit: number) {
+  constructor(amqpUrl: string, queue: string, limit: number, answerTimeoutMs = 10_000) {
     this.#dlq = new DeadLetterQueue({ amqpUrl, queue });
     this.#limit = limit;
+    this.#answerTimeoutMs = answerTimeoutMs;
   }
 
   /** The consumer's queue. */
@@ -40,24 +49,49 @@ export class QueueDeadLetters {
 
   /** The depth now, and the messages read when the depth was last different. */
   view(): Promise<QueueDeadLettersView> {
-    return this.#serial(async () => {
-      const depth = await this.#dlq.depth();
-      const c = this.#cached;
-      const fresh = c && c.depth === depth;
-      if (!fresh) {
-        const messages =
-          depth === 0
-            ? []
-            : (await this.#dlq.list({}, { limit: this.#limit })).map(queuedDeadLetterView);
-        this.#cached = { depth, messages };
-      }
-      return {
-        queue: this.#dlq.queue,
-        deadLetterQueue: this.#dlq.name,
-        depth,
-        messages: this.#cached!.messages,
-      };
+    return this.#serial(() => this.#answered(() => this.#read()));
+  }
+
+  async #read(): Promise<QueueDeadLettersView> {
+    const depth = await this.#dlq.depth();
+    const c = this.#cached;
+    const fresh = c && c.depth === depth;
+    if (!fresh) {
+      const messages =
+        depth === 0
+          ? []
+          : (await this.#dlq.list({}, { limit: this.#limit })).map(queuedDeadLetterView);
+      this.#cached = { depth, messages };
+    }
+    return {
+      queue: this.#dlq.queue,
+      deadLetterQueue: this.#dlq.name,
+      depth,
+      messages: this.#cached!.messages,
+    };
+  }
+
+  /** `work`, or a typed error once the broker kept silent for `answerTimeoutMs`. */
+  async #answered<T>(work: () => Promise<T>): Promise<T> {
+    const running = work();
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((resolve) => {
+      timer = setTimeout(() => resolve('silent'), this.#answerTimeoutMs);
     });
+    try {
+      const first = await Promise.race([running, silent]);
+      if (first !== 'silent') return first;
+    } finally {
+      clearTimeout(timer);
+    }
+    // Dropping the connection fails the operation's pending calls, so the chain moves on.
+    await this.#dlq.close();
+    await settleWithin(running, this.#answerTimeoutMs);
+    this.#cached = undefined;
+    throw new OutboxkitError(
+      'rabbitmq-no-answer',
+      `RabbitMQ did not answer about ${this.#dlq.name} within ${this.#answerTimeoutMs} ms`,
+    );
   }
 
   /** Replays the first dead letter with this message id to the consumer's queue. */
