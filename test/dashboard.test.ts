@@ -346,6 +346,33 @@ describe('dashboard: the outboxkit dashboard command', () => {
       await f.close();
     }
   });
+
+  it('--allowed-host replaces the loopback names; a blank one is a usage error', async () => {
+    const f = await ConsumerFixture.open('dashhost');
+    try {
+      const args = [MAIN, 'dashboard', '--port', '0', '--schema', f.t.schema];
+      const env = { ...process.env, DATABASE_URL };
+      const blank = spawn(process.execPath, [...args, '--allowed-host', ''], { env });
+      assert.equal((await once(blank, 'close'))[0], 2);
+      child = spawn(process.execPath, [...args, '--allowed-host', 'ops.example.com'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env,
+      });
+      let stdout = '';
+      child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        stdout += c;
+      });
+      const exited = once(child, 'close');
+      const page = await waitFor('the URL', () => /http:\/\/127\.0\.0\.1:\d+\//.exec(stdout)?.[0]);
+      assert.equal(await statusWithHost(`${page}api/status`, 'ops.example.com'), 200);
+      assert.equal(await statusWithHost(`${page}api/status`, 'localhost'), 403);
+      child.kill('SIGINT');
+      assert.equal((await exited)[0], 0);
+      child = undefined;
+    } finally {
+      await f.close();
+    }
+  });
 });
 
 describe('dashboard: pure logic', () => {
@@ -364,11 +391,26 @@ describe('dashboard: pure logic', () => {
     assert.match(crossSiteRefusal(request({ ...ok, 'sec-fetch-site': 'cross-site' }))!, /cross/);
     assert.match(crossSiteRefusal(request({ ...ok, origin: 'http://127.0.0.1:9999' }))!, /origin/);
     assert.match(crossSiteRefusal(request({ ...ok, origin: 'null' }))!, /origin/);
+  });
+
+  it('takes X-Forwarded-Host as the page host only when told to trust it', () => {
+    const ok = { host: 'app:3000', 'x-outboxkit-dashboard': '1' };
     // Behind a proxy that rewrites Host, the host the browser saw is the forwarded one.
-    const proxied = { ...ok, host: 'app:3000', 'x-forwarded-host': 'ops.example.com' };
-    assert.equal(
-      crossSiteRefusal(request({ ...proxied, origin: 'https://ops.example.com' })),
-      undefined,
+    const proxied = {
+      ...ok,
+      'x-forwarded-host': 'ops.example.com',
+      origin: 'https://ops.example.com',
+    };
+    assert.equal(crossSiteRefusal(request(proxied), true), undefined);
+    // Untrusted, the header is anyone's to send: a foreign page allowed by a permissive CORS
+    // policy names its own host in both, and is refused, with a hint for the proxied case.
+    assert.match(crossSiteRefusal(request(proxied))!, /not this dashboard.*trustForwardedHost/);
+    const forged = { ...ok, 'x-forwarded-host': 'evil.example', origin: 'https://evil.example' };
+    assert.match(crossSiteRefusal(request(forged))!, /evil\.example/);
+    // Trusted, a forwarded host must still match the origin.
+    assert.match(
+      crossSiteRefusal(request({ ...proxied, origin: 'https://evil.example' }), true)!,
+      /origin/,
     );
   });
 

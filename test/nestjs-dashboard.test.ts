@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import {
   type CanActivate,
@@ -41,6 +42,22 @@ class TokenGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
     return req.headers['x-token'] === 'let-me-in';
   }
+}
+
+/** The status of a GET sent with its own `Host` header (which `fetch` would not send). */
+function statusWithHost(
+  url: string,
+  host: string,
+  headers: Record<string, string>,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers: { ...headers, host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+      .on('error', reject);
+  });
 }
 
 async function urlOf(app: INestApplication): Promise<string> {
@@ -116,7 +133,7 @@ describe('nestjs: the dashboard controller', () => {
       imports: [
         OutboxModule.forRootAsync({
           useFactory: () => f.options({ relay: false, consumers: false }),
-          dashboard: { guards: [TokenGuard] },
+          dashboard: { guards: [TokenGuard], allowedHosts: ['127.0.0.1'] },
         }),
       ],
     }).compile();
@@ -127,6 +144,9 @@ describe('nestjs: the dashboard controller', () => {
     const token = { 'x-token': 'let-me-in' };
 
     assert.equal((await fetch(`${base}api/status`)).status, 403, 'the guard ran');
+    // A foreign domain pointed at the application (DNS rebinding) names itself in Host.
+    const rebound = await statusWithHost(`${base}api/status`, 'evil.example', token);
+    assert.equal(rebound, 403, 'a request for a host not in allowedHosts was served');
     const res = await fetch(`${base}api/status`, { headers: token });
     assert.equal(res.status, 200);
     const status = (await res.json()) as DashboardStatus;

@@ -26,6 +26,11 @@ Options:
   --port <n>            port to listen on (default: 8089; 0 for any free port)
   --host <address>      address to listen on (default: 127.0.0.1)
   --allow-replay        offer replay and purge of parked rows and dead letters
+  --allowed-host <name> answer only requests addressed to this host name; repeat for several
+                        (default: the loopback names when --host is a loopback address)
+  --trust-forwarded-host
+                        behind a reverse proxy that rewrites Host: take X-Forwarded-Host as
+                        the page's own host when checking where a replay or purge came from
   --queue <name>        also show the dead letters of this consumer's queue ("<name>.dlq");
                         repeat for several queues (needs the RabbitMQ URL)
   --database-url <url>  Postgres URL (default: $DATABASE_URL)
@@ -40,6 +45,8 @@ const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   'allow-replay': { type: 'boolean' },
+  'allowed-host': { type: 'string', multiple: true },
+  'trust-forwarded-host': { type: 'boolean' },
   queue: { type: 'string', multiple: true },
 } as const;
 
@@ -61,6 +68,10 @@ export const dashboardCommand: CliCommand = {
     const port = portOf(values.port);
     const host = values.host ?? '127.0.0.1';
     if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');
+    const allowedHosts = values['allowed-host'];
+    if (allowedHosts?.some((h) => h.length === 0 || (/[\s/:]/.test(h) && !h.startsWith('[')))) {
+      throw new UsageError('--allowed-host must be a host name such as outbox.example.com');
+    }
 
     const pool = new pg.Pool({
       connectionString: databaseUrl,
@@ -78,7 +89,10 @@ export const dashboardCommand: CliCommand = {
       ...(amqpUrl !== undefined && { amqpUrl }),
       // On the loopback interface only a browser on this machine can connect, and it names a
       // loopback host; any other name is a foreign domain pointed here (DNS rebinding).
-      ...(isLoopback(host) && { allowedHosts: [...LOOPBACK_HOSTS, hostForUrl(host)] }),
+      ...(allowedHosts !== undefined
+        ? { allowedHosts }
+        : isLoopback(host) && { allowedHosts: [...LOOPBACK_HOSTS, hostForUrl(host)] }),
+      trustForwardedHost: values['trust-forwarded-host'] === true,
       logger: consoleLogger('warn'),
     });
     const server = createServer(dashboard.handle);

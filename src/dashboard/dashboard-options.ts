@@ -30,6 +30,12 @@ export interface OutboxDashboardOptions {
    * domain resolves to this machine (DNS rebinding) cannot read the page. Default: any host.
    */
   readonly allowedHosts?: readonly string[];
+  /**
+   * Take `X-Forwarded-Host` as the host the browser saw, when checking a change request's
+   * `Origin`. Set it behind a reverse proxy that rewrites `Host` and sets that header; without
+   * such a proxy, a client could send the header itself. Default `false`.
+   */
+  readonly trustForwardedHost?: boolean;
   /** Most parked rows and dead letters per queue listed at once. Default 100. */
   readonly listLimit?: number;
   /** How often the page reloads its figures. Default 2000 ms. */

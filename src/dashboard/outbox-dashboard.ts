@@ -86,6 +86,7 @@ export class OutboxDashboard {
   readonly #queues: ReadonlyMap<string, QueueDeadLetters>;
   readonly #basePath: string;
   readonly #allowedHosts: readonly string[] | undefined;
+  readonly #trustForwardedHost: boolean;
   readonly #limit: number;
   readonly #refreshMs: number;
   readonly #logger: OutboxLogger;
@@ -102,6 +103,7 @@ export class OutboxDashboard {
     this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs ?? 2000);
     this.#basePath = basePathOf(options.basePath ?? '/');
     this.#allowedHosts = options.allowedHosts?.map((h) => h.toLowerCase());
+    this.#trustForwardedHost = options.trustForwardedHost === true;
     this.#logger = options.logger ?? silentLogger;
     this.#parked = new ParkedMessages({ db: this.#db, schema: this.#schema });
     const queues = options.queues ?? [];
@@ -243,7 +245,7 @@ export class OutboxDashboard {
     if (req.method !== 'POST') {
       return { status: 405, body: { error: 'use POST' }, headers: { allow: 'POST' } };
     }
-    const crossSite = crossSiteRefusal(req);
+    const crossSite = crossSiteRefusal(req, this.#trustForwardedHost);
     if (crossSite) return { status: 403, body: { error: crossSite } };
     if (this.readOnly) {
       return {

@@ -41,9 +41,13 @@ export function hostRefusal(
  * Why a request that changes something must be refused as cross-site, or `undefined` when it
  * comes from the dashboard's own page. Three checks, each enough on its own against a page of
  * another site: the custom header, the browser's `Sec-Fetch-Site`, and an `Origin` that is not
- * this host.
+ * this host. `X-Forwarded-Host` counts as this host only with `trustForwardedHost`: a foreign
+ * page allowed by a permissive CORS policy could send that header too.
  */
-export function crossSiteRefusal(req: IncomingMessage): string | undefined {
+export function crossSiteRefusal(
+  req: IncomingMessage,
+  trustForwardedHost = false,
+): string | undefined {
   if (req.headers[DASHBOARD_REQUEST_HEADER] === undefined) {
     return `the ${DASHBOARD_REQUEST_HEADER} header is missing: changes are accepted from the dashboard page only`;
   }
@@ -59,12 +63,18 @@ export function crossSiteRefusal(req: IncomingMessage): string | undefined {
     } catch {
       return `origin ${JSON.stringify(origin)} is not this dashboard`;
     }
-    // Behind a reverse proxy, Host may be rewritten; the browser saw the forwarded host.
-    const hosts = [req.headers.host, headerText(req.headers['x-forwarded-host'])]
+    // Behind a reverse proxy that rewrites Host, the browser saw the forwarded host.
+    const forwarded = trustForwardedHost ? headerText(req.headers['x-forwarded-host']) : undefined;
+    const hosts = [req.headers.host, forwarded]
       .filter((h): h is string => h !== undefined)
       .map((h) => h.split(',')[0]!.trim().toLowerCase());
-    if (!hosts.includes(originHost))
-      return `origin ${JSON.stringify(origin)} is not this dashboard`;
+    if (!hosts.includes(originHost)) {
+      const hint =
+        !trustForwardedHost && req.headers['x-forwarded-host'] !== undefined
+          ? ' (behind a proxy that rewrites Host, set trustForwardedHost)'
+          : '';
+      return `origin ${JSON.stringify(origin)} is not this dashboard${hint}`;
+    }
   }
   return undefined;
 }

@@ -35,6 +35,10 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
         queues: this.#settings.queues ?? topologies.map((t) => t.queue.name),
         // A dead-letter queue is read through one node; the first is the one the others mirror.
         amqpUrl: options.amqpUrl[0]!,
+        ...(this.#settings.allowedHosts !== undefined && {
+          allowedHosts: this.#settings.allowedHosts,
+        }),
+        trustForwardedHost: this.#settings.trustForwardedHost === true,
         logger: options.logger,
       });
     }

@@ -24,6 +24,17 @@ export interface OutboxDashboardSettings {
    * of its own, so put the application's authentication here (global guards apply too).
    */
   readonly guards?: ReadonlyArray<Type<CanActivate> | CanActivate>;
+  /**
+   * Host names (as in the `Host` header, without port) the dashboard answers to; requests
+   * addressed to any other get 403, which stops a foreign domain pointed at the application
+   * (DNS rebinding) from reading the page. Default: any host.
+   */
+  readonly allowedHosts?: readonly string[];
+  /**
+   * Behind a reverse proxy that rewrites `Host`: take `X-Forwarded-Host` as the page's own host
+   * when checking where a replay or purge came from. Default `false`.
+   */
+  readonly trustForwardedHost?: boolean;
 }
 
 /** Injection token of the dashboard settings of one `OutboxModule`. */
