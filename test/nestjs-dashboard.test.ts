@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import {
   type CanActivate,
@@ -17,7 +16,7 @@ import {
   OutboxService,
   PermanentError,
 } from '../src/nestjs/index.js';
-import { countsInDatabase, pagePost } from './support/dashboard-server.js';
+import { countsInDatabase, pagePost, statusWithHost } from './support/dashboard-server.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -42,22 +41,6 @@ class TokenGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<{ headers: Record<string, string> }>();
     return req.headers['x-token'] === 'let-me-in';
   }
-}
-
-/** The status of a GET sent with its own `Host` header (which `fetch` would not send). */
-function statusWithHost(
-  url: string,
-  host: string,
-  headers: Record<string, string>,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { headers: { ...headers, host } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      })
-      .on('error', reject);
-  });
 }
 
 async function urlOf(app: INestApplication): Promise<string> {

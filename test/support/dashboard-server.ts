@@ -43,9 +43,13 @@ export function pagePost(url: string, headers: Record<string, string> = {}): Pro
  * The status code of a GET with this `Host` header, as a page of a foreign domain pointed at
  * this machine (DNS rebinding) would send it; fetch cannot set `Host`.
  */
-export function statusWithHost(url: string, host: string): Promise<number> {
+export function statusWithHost(
+  url: string,
+  host: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { host } }, (res) => {
+    const req = request(url, { headers: { ...headers, host } }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
