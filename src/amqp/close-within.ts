@@ -4,20 +4,37 @@ import { settleWithin } from '../util/with-timeout.js';
 /** How long a close handshake may take before it is given up (a channel) or cut (a connection). */
 export const CLOSE_TIMEOUT_MS = 2000;
 
+/** A channel, or one being opened (a failed opening counts as nothing to close). */
+type Closable<T> = T | Promise<T | undefined> | undefined;
+
 /**
- * Closes a channel, waiting at most `CLOSE_TIMEOUT_MS`; never rejects. The broker answers a
- * channel's close only after its queues answered: a quorum queue without a leader, or a hung
- * broker, would hold it forever. The connection's close then ends the channel anyway.
+ * Closes a channel, waiting at most `CLOSE_TIMEOUT_MS` (for its opening too); never rejects.
+ * The broker answers a channel's close only after its queues answered: a quorum queue without a
+ * leader, or a hung broker, would hold it forever. The connection's close then ends the channel.
  */
-export async function closeChannel(channel: { close(): Promise<void> } | undefined): Promise<void> {
-  if (channel) await settleWithin(channel.close(), CLOSE_TIMEOUT_MS);
+export async function closeChannel(channel: Closable<{ close(): Promise<void> }>): Promise<void> {
+  if (channel === undefined) return;
+  await settleWithin(
+    Promise.resolve(channel).then((c) => c?.close()),
+    CLOSE_TIMEOUT_MS,
+  );
 }
 
 /**
  * Closes a connection politely if the broker answers, and destroys its socket if it does not:
- * on a hung or half-open link the close handshake never completes. Never rejects.
+ * on a hung or half-open link the close handshake never completes. A connection still being
+ * made is waited for as long, and closed whenever it comes after that. Never rejects.
  */
-export async function closeConnection(model: ChannelModel | undefined): Promise<void> {
+export async function closeConnection(model: Closable<ChannelModel>): Promise<void> {
+  if (model instanceof Promise) {
+    const connecting = model.catch(() => undefined);
+    const made = await settleWithin(connecting, CLOSE_TIMEOUT_MS);
+    if (made === undefined) {
+      void connecting.then(closeConnection);
+      return;
+    }
+    model = made;
+  }
   if (!model) return;
   const closed = await settleWithin(
     model.close().then(() => true),

@@ -73,7 +73,7 @@ export class RetryPublisher {
     const channel = this.#channel;
     this.#channel = undefined;
     this.#model = undefined;
-    if (channel) await closeChannel(await channel.catch(() => undefined));
+    await closeChannel(channel);
   }
 
   #open(): Promise<ConfirmChannel> {

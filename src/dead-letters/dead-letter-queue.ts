@@ -169,7 +169,7 @@ export class DeadLetterQueue {
   async close(): Promise<void> {
     const model = this.#model;
     this.#model = undefined;
-    if (model) await closeConnection(await model.catch(() => undefined));
+    await closeConnection(model);
   }
 
   async #purge(
@@ -379,7 +379,7 @@ class ConfirmedPublisher {
   async close(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    if (channel) await closeChannel(await channel.catch(() => undefined));
+    await closeChannel(channel);
   }
 
   async #checkExchange(name: string): Promise<void> {

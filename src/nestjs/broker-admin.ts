@@ -115,7 +115,7 @@ export class BrokerAdmin {
     this.#closed = true;
     const model = this.#model;
     this.#model = undefined;
-    await closeConnection(await model?.catch(() => undefined));
+    await closeConnection(model);
   }
 
   #connection(): Promise<ChannelModel> {
