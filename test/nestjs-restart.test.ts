@@ -12,7 +12,7 @@ import {
   OutboxService,
 } from '../src/nestjs/index.js';
 import { NestFixture } from './support/nestjs-fixture.js';
-import { waitFor } from './support/wait-for.js';
+import { waitFor, within } from './support/wait-for.js';
 
 const EFFECTS = Symbol('effects table');
 /** Lets a test hold one handler call open. */
@@ -150,9 +150,9 @@ describe('nestjs: closing and starting the application again', () => {
     });
     const outbox = first.get(OutboxService);
     await f.t.db.transaction().execute((trx) => outbox.add(trx, Item, { n }));
-    await held.entered;
+    await within('the held handler entered', held.entered);
     // The host gives up after 100 ms and closes its channel: the unacked delivery goes back.
-    await f.closeApp(first);
+    await within('the first application closed', f.closeApp(first));
     await waitFor('requeued', async () => (await f.depth(f.name('restart.items'))) === 1);
     // Only now does the handler commit; its ack can no longer reach the broker.
     held.release();
@@ -163,7 +163,7 @@ describe('nestjs: closing and starting the application again', () => {
       );
     await waitFor('the late commit', async () => (await effectOf()).length === 1);
 
-    const second = await worker(gate());
+    const second = await within('the second application started', worker(gate()));
     const host = second.get(OutboxService).consumerHost!;
     await waitFor(
       'the redelivery suppressed',
@@ -172,6 +172,6 @@ describe('nestjs: closing and starting the application again', () => {
     assert.equal(host.stats(f.name('restart.items')).redelivered, 1);
     assert.equal(host.stats(f.name('restart.items')).handled, 0);
     assert.deepEqual(await effectOf(), [{ redelivered: false }]);
-    await f.closeApp(second);
+    await within('the second application closed', f.closeApp(second));
   });
 });
