@@ -49,6 +49,8 @@ describe('LatencyHistogram', () => {
         published: 2,
         parked: 0,
         retried: 0,
+        infrastructureRetries: 0,
+        deferred: 0,
         released: 0,
         batches: 1,
         errors: 0,

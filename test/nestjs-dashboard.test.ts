@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import {
   type CanActivate,
@@ -9,6 +10,8 @@ import {
 import { Test } from '@nestjs/testing';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import type { DashboardDeadLetters, DashboardStatus } from '../src/dashboard/outbox-dashboard.js';
+import { DASHBOARD_REQUEST_HEADER } from '../src/dashboard/request-guard.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import {
   defineMessage,
   OutboxHandler,
@@ -43,6 +46,33 @@ class TokenGuard implements CanActivate {
   }
 }
 
+/** Lets every request through: stands for an application's authentication the test passes. */
+class SignedInGuard implements CanActivate {
+  canActivate(): boolean {
+    return true;
+  }
+}
+
+/**
+ * The status code of a POST as the dashboard page sends it, to a `Host` and from an `Origin`
+ * of the test's choosing: what a page of a foreign domain pointed at this machine (DNS
+ * rebinding) sends, which fetch cannot.
+ */
+function postWithHost(url: string, host: string, origin: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: 'POST', headers: { host, origin, [DASHBOARD_REQUEST_HEADER]: '1' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function urlOf(app: INestApplication): Promise<string> {
   await app.listen(0, '127.0.0.1');
   return (await app.getUrl()).replace('[::1]', '127.0.0.1');
@@ -60,7 +90,7 @@ describe('nestjs: the dashboard controller', () => {
       imports: [
         OutboxModule.forRoot({
           ...f.options(),
-          dashboard: { path: 'ops/outbox', allowReplay: true },
+          dashboard: { path: 'ops/outbox', allowReplay: true, guards: [SignedInGuard] },
         }),
       ],
       providers: [InvoiceHandler],
@@ -142,5 +172,71 @@ describe('nestjs: the dashboard controller', () => {
     assert.equal(replay.status, 403);
     assert.match(((await replay.json()) as { error: string }).error, /read-only/);
     await f.closeApp(app);
+  });
+  it('refuses to start with allowReplay and no guard, naming the option and the fix', async () => {
+    for (const guards of [undefined, []]) {
+      const building = Test.createTestingModule({
+        imports: [
+          OutboxModule.forRoot({
+            ...f.options({ relay: false, consumers: false }),
+            dashboard: { allowReplay: true, ...(guards && { guards }) },
+          }),
+        ],
+      }).compile();
+      await assert.rejects(building, (error: Error) => {
+        assert.ok(error instanceof ConfigurationError, `${error.name}: ${error.message}`);
+        assert.equal(error.option, 'dashboard.allowReplay');
+        assert.match(error.message, /dashboard\.guards/);
+        return true;
+      });
+    }
+  });
+
+  it('answers only loopback names and the hosts the application names, by default', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRoot({
+          ...f.options({ relay: false, consumers: false }),
+          dashboard: { allowReplay: true, guards: [SignedInGuard] },
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await f.init(app);
+    const base = `${await urlOf(app)}/outbox/dashboard/`;
+    const port = new URL(base).port;
+    const rebind = `rebind.attacker.example:${port}`;
+
+    // A page of a foreign domain resolved to 127.0.0.1: same-origin to the browser.
+    const purge = await postWithHost(`${base}api/parked/purge`, rebind, `http://${rebind}`);
+    assert.equal(purge, 403, 'a DNS-rebinding page purged the parked rows');
+    assert.equal(await statusWithHost(`${base}api/status`, rebind), 403);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) {
+      assert.equal(await statusWithHost(`${base}api/status`, host), 200, host);
+    }
+    const own = await postWithHost(
+      `${base}api/parked/purge`,
+      `127.0.0.1:${port}`,
+      `http://127.0.0.1:${port}`,
+    );
+    assert.equal(own, 200, 'the page on its own host could not purge');
+    await f.closeApp(app);
+
+    // Hosts the application names are added to the loopback ones.
+    const named = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRoot({
+          ...f.options({ relay: false, consumers: false }),
+          dashboard: { guards: [SignedInGuard], allowedHosts: ['Outbox.Example.com'] },
+        }),
+      ],
+    }).compile();
+    const app2 = named.createNestApplication({ logger: false });
+    await f.init(app2);
+    const base2 = `${await urlOf(app2)}/outbox/dashboard/`;
+    assert.equal(await statusWithHost(`${base2}api/status`, 'outbox.example.com'), 200);
+    assert.equal(await statusWithHost(`${base2}api/status`, 'localhost'), 200);
+    assert.equal(await statusWithHost(`${base2}api/status`, 'rebind.attacker.example'), 403);
+    await f.closeApp(app2);
   });
 });

@@ -61,11 +61,14 @@ describe('nestjs: the terminus health indicator', () => {
     });
 
     const outbox = app.get(OutboxService);
-    await f.t.db.transaction().execute(async (trx) => {
-      await outbox.addMany(trx, Doomed, [{ n: 1 }, { n: 2 }]);
-      // An exchange nobody declared: the relay parks the row instead of losing the message.
-      await outbox.writer.add(trx, { exchange: f.name('nowhere'), routingKey: 'x', payload: 1 });
-    });
+    await f.t.db.transaction().execute((trx) => outbox.addMany(trx, Doomed, [{ n: 1 }, { n: 2 }]));
+    // A row the relay gave up on, as it leaves one in the parked table.
+    await f.t.pool.query(
+      `INSERT INTO "${f.t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
+         content_type, created_at, attempts, last_error, reason)
+       VALUES (1, 'parked-1', 'nowhere', 'x', '\\x31', 'application/json', now(), 10, 'boom',
+         'gave up after 10 attempts: boom')`,
+    );
     await waitFor('dead-lettered and parked', async () => {
       const { outbox: s } = await indicator.isHealthy();
       return s.deadLettered === 2 && s.parked === 1;
@@ -90,17 +93,27 @@ describe('nestjs: the terminus health indicator', () => {
     await f.closeApp(app);
   });
 
-  it('measures the lag as the age of the oldest pending row', async () => {
+  it('measures the lag as how long the oldest due row has waited', async () => {
     const app = await boot(f.options({ relay: false, consumers: false }));
     const outbox = app.get(OutboxService);
     await f.t.db.transaction().execute((trx) => outbox.add(trx, Doomed, { n: 3 }));
+    // Scheduled an hour ahead: pending, but no lag.
+    await f.t.db
+      .transaction()
+      .execute((trx) => outbox.add(trx, Doomed, { n: 4 }, { delayMs: 3_600_000 }));
+    const early = await app.get(OutboxHealthIndicator).isHealthy('outbox', { maxLagSeconds: 60 });
+    assert.equal(early.outbox.status, 'up', JSON.stringify(early));
+    assert.equal(early.outbox.pending, 2);
+    // The first row written and due 2 minutes ago, not yet published.
     await f.t.pool.query(
-      `UPDATE "${f.t.schema}".outbox SET created_at = now() - interval '2 minutes'`,
+      `UPDATE "${f.t.schema}".outbox
+       SET created_at = now() - interval '2 minutes', available_at = now() - interval '2 minutes'
+       WHERE available_at <= now()`,
     );
     const result = await app.get(OutboxHealthIndicator).isHealthy('outbox', { maxLagSeconds: 60 });
     assert.equal(result.outbox.status, 'down');
     assert.equal(result.outbox.relay, 'off');
-    assert.equal(result.outbox.pending, 1);
+    assert.equal(result.outbox.pending, 2);
     assert.ok(result.outbox.lagSeconds >= 120);
     assert.match(result.outbox.problems[0], /the relay lags 12\d(\.\d+)? s behind/);
     await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);

@@ -186,25 +186,62 @@ describe('OutboxRelay', () => {
     assert.deepEqual((await broker.drain(aeQueue)).map(payloadOf), ['to the AE']);
   });
 
-  it('parks rows for a missing exchange without stalling other destinations', async () => {
+  it('puts off rows for a missing exchange without stalling other destinations, and publishes them once it exists', async () => {
     const exchange = await broker.exchange('exists');
     const queue = await broker.queue('exists', exchange);
-    const missing = broker.name('does-not-exist');
+    const missing = broker.name('declared-late');
     const messages = Array.from({ length: 20 }, (_, i) => ({
       exchange: i % 2 === 0 ? exchange : missing,
       routingKey: 'k',
       payload: { i },
     }));
     await writeMessages(t, messages, 3);
-    const relay = await start({ batchSize: 5 });
-    await waitFor('all rows settled', () => relay.stats.published + relay.stats.parked === 20);
-    assert.equal(relay.stats.published, 10);
-    const { rows } = await t.pool.query(`SELECT DISTINCT reason FROM "${t.schema}".outbox_parked`);
-    assert.deepEqual(
-      rows.map((r) => r.reason),
-      [`exchange not found: ${missing}`],
+    const relay = await start({ batchSize: 5, maxAttempts: 2 });
+    await waitFor('the rows of the missing exchange put off twice', async () => {
+      const { rows } = await t.pool.query(
+        `SELECT count(*)::int AS n FROM "${t.schema}".outbox WHERE last_error = $1`,
+        [`exchange not found: ${missing}`],
+      );
+      return relay.stats.published === 10 && rows[0].n === 10 && relay.stats.deferred >= 20;
+    });
+    assert.equal(relay.stats.parked, 0);
+    const { rows: attempts } = await t.pool.query(
+      `SELECT max(attempts)::int AS n FROM "${t.schema}".outbox`,
     );
+    assert.equal(attempts[0].n, 0, 'a missing exchange was charged to the messages');
+    await broker.exchange('declared-late');
+    const late = await broker.queue('late', missing);
+    await waitFor('every row published', async () => (await t.count()) === 0, 20_000);
+    assert.equal(relay.stats.parked, 0);
     assert.equal((await broker.drain(queue)).length, 10);
+    assert.equal((await broker.drain(late)).length, 10);
+  });
+
+  it('routes each of two rows with one message id by its own return, not by the id', async () => {
+    const exchange = await broker.exchange('same-id', 'direct');
+    const queue = await broker.queue('same-id', exchange, 'bound');
+    const pairs = 300;
+    await writeMessages(
+      t,
+      Array.from({ length: pairs * 2 }, (_, i) => ({
+        exchange,
+        routingKey: i % 2 === 0 ? 'bound' : 'nowhere',
+        payload: { i },
+        messageId: `pair-${i >> 1}`,
+      })),
+    );
+    const relay = await start({ batchSize: 200 });
+    await waitFor(
+      'all rows settled',
+      () => relay.stats.published + relay.stats.parked === pairs * 2,
+    );
+    const { rows } = await t.pool.query(
+      `SELECT routing_key, count(*)::int AS n FROM "${t.schema}".outbox_parked GROUP BY 1`,
+    );
+    assert.deepEqual(rows, [{ routing_key: 'nowhere', n: pairs }]);
+    const delivered = (await broker.drain(queue)).map((m) => (payloadOf(m) as { i: number }).i);
+    assert.equal(delivered.length, pairs);
+    assert.ok(delivered.every((i) => i % 2 === 0));
   });
 
   it('parks a message larger than the broker accepts', async () => {
@@ -246,19 +283,34 @@ describe('OutboxRelay', () => {
     assert.equal(rows[0].n, 0);
   });
 
-  it('parks a row after its maximum attempts, keeping the last error', async () => {
-    const exchange = await broker.exchange('exhaust');
-    const queue = await broker.queue('exhaust', exchange, '#', {
+  it('never parks a row for nacks, however many, and keeps its key waiting behind it', async () => {
+    const exchange = await broker.exchange('exhaust', 'direct');
+    const full = await broker.queue('exhaust-full', exchange, 'k', {
       arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
     });
-    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'never fits' }]);
-    const relay = await start({ maxAttempts: 3 });
-    await waitFor('the row parked', () => relay.stats.parked === 1);
-    assert.equal(relay.stats.retried, 2);
-    const { rows } = await t.pool.query(`SELECT attempts, reason FROM "${t.schema}".outbox_parked`);
-    assert.equal(rows[0].attempts, 2);
-    assert.match(rows[0].reason, /gave up after 3 attempts: not confirmed/);
-    assert.equal(await broker.depth(queue), 0);
+    await writeMessages(t, [
+      { exchange, routingKey: 'k', payload: 'first', orderingKey: 'key' },
+      { exchange, routingKey: 'k', payload: 'second', orderingKey: 'key' },
+    ]);
+    const relay = await start({ maxAttempts: 2 });
+    await waitFor('the first row nacked well past maxAttempts', async () => {
+      const { rows } = await t.pool.query(
+        `SELECT attempts, last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
+      );
+      return rows[0].attempts >= 5 ? rows[0] : undefined;
+    });
+    assert.equal(relay.stats.parked, 0);
+    assert.ok(relay.stats.infrastructureRetries >= 5);
+    const { rows } = await t.pool.query(
+      `SELECT last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
+    );
+    assert.match(rows[0].last_error, /nacked/);
+    // Room again: a queue that takes messages, and the rejecting one gone.
+    const queue = await broker.queue('exhaust', exchange, 'k');
+    await broker.channel.deleteQueue(full);
+    await waitFor('both rows published', async () => (await t.count()) === 0, 20_000);
+    assert.equal(relay.stats.parked, 0);
+    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['first', 'second']);
   });
 
   it('publishes a delayed message only once its delay has passed', async () => {

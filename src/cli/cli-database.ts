@@ -1,5 +1,6 @@
-import pg from 'pg';
-import { errorMessage, redactUrl } from '../util/logger.js';
+import type pg from 'pg';
+import { createPool } from '../sql/create-pool.js';
+import { errorMessage, redactUrl, silentLogger } from '../util/logger.js';
 
 /** A Postgres error code: the table or view does not exist. */
 const UNDEFINED_TABLE = '42P01';
@@ -14,14 +15,11 @@ export async function withPool<T>(
   schema: string,
   work: (pool: pg.Pool) => Promise<T>,
 ): Promise<T> {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: 2,
-    // Without it an unreachable host leaves the command hanging for the OS's TCP timeout.
-    connectionTimeoutMillis: 10_000,
-    application_name: 'outboxkit-cli',
-  });
-  pool.on('error', () => {});
+  // A one-shot command reports what fails through the statement that fails: nothing to log.
+  const pool = createPool(
+    { connectionString: url, max: 2, application_name: 'outboxkit-cli' },
+    silentLogger,
+  );
   try {
     return await work(pool);
   } catch (error) {

@@ -1,8 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pg from 'pg';
+import { networkInterfaces } from 'node:os';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
+import { createPool } from '../sql/create-pool.js';
 import { consoleLogger } from '../util/logger.js';
 import {
   amqpUrlOf,
@@ -20,14 +21,18 @@ const HELP = `Usage: outboxkit dashboard [options]
 Serves a web page with the outbox's backlog, the age of its oldest row, publish rates, parked
 rows and, with --queue, consumers' dead letters, refreshed every 2 seconds, until SIGTERM or
 SIGINT. It is read-only unless --allow-replay is given. It has no login: by default it listens
-on 127.0.0.1 only, and answers only requests addressed to localhost.
+on 127.0.0.1 only, and answers only requests addressed to localhost. Whatever --host, it
+answers only requests addressed to a loopback name, the --host address (with 0.0.0.0 or ::,
+this machine's addresses) or an --allowed-host, so a foreign domain pointed at this machine
+(DNS rebinding) is refused.
 
 Options:
   --port <n>            port to listen on (default: 8089; 0 for any free port)
   --host <address>      address to listen on (default: 127.0.0.1)
   --allow-replay        offer replay and purge of parked rows and dead letters
   --allowed-host <name> answer only requests addressed to this host name; repeat for several
-                        (default: the loopback names when --host is a loopback address)
+                        (default: the loopback names and the --host address, or this
+                        machine's addresses when --host is 0.0.0.0 or ::)
   --trust-forwarded-host
                         behind a reverse proxy that rewrites Host: take X-Forwarded-Host as
                         the page's own host when checking where a replay or purge came from
@@ -73,27 +78,23 @@ export const dashboardCommand: CliCommand = {
       throw new UsageError('--allowed-host must be a host name such as outbox.example.com');
     }
 
-    const pool = new pg.Pool({
-      connectionString: databaseUrl,
-      max: 4,
-      // Without it an unreachable database leaves every page load hanging.
-      connectionTimeoutMillis: 10_000,
-      application_name: 'outboxkit-dashboard',
-    });
-    pool.on('error', () => {});
+    const logger = consoleLogger('warn');
+    // Bounded: an unreachable database fails a page load instead of leaving it hanging.
+    const pool = createPool(
+      { connectionString: databaseUrl, max: 4, application_name: 'outboxkit-dashboard' },
+      logger,
+    );
     const dashboard = new OutboxDashboard({
       db: pool,
       schema,
       readOnly: values['allow-replay'] !== true,
       queues,
       ...(amqpUrl !== undefined && { amqpUrl }),
-      // On the loopback interface only a browser on this machine can connect, and it names a
-      // loopback host; any other name is a foreign domain pointed here (DNS rebinding).
-      ...(allowedHosts !== undefined
-        ? { allowedHosts }
-        : isLoopback(host) && { allowedHosts: [...LOOPBACK_HOSTS, hostForUrl(host)] }),
+      // A browser names in Host the host it was pointed at: a loopback name or an address of
+      // this machine. Any other name is a foreign domain pointed here (DNS rebinding).
+      allowedHosts: allowedHosts ?? defaultAllowedHosts(host),
       trustForwardedHost: values['trust-forwarded-host'] === true,
-      logger: consoleLogger('warn'),
+      logger,
     });
     const server = createServer(dashboard.handle);
     // Listen for signals before listening for requests, so an early Ctrl-C still stops cleanly.
@@ -136,8 +137,19 @@ function portOf(value: string | undefined): number {
   return n;
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+/**
+ * The host names a page of this dashboard is reached by without a name of its own: the
+ * loopback names, and the address it listens on, or every address of this machine when it
+ * listens on all of them.
+ */
+function defaultAllowedHosts(host: string): string[] {
+  const names = new Set([...LOOPBACK_HOSTS, hostForUrl(host)]);
+  if (host === '0.0.0.0' || host === '::' || host === '[::]') {
+    for (const address of Object.values(networkInterfaces()).flat()) {
+      if (address) names.add(hostForUrl(address.address));
+    }
+  }
+  return [...names];
 }
 
 /** An address as it appears in a URL and a `Host` header: IPv6 in brackets. */

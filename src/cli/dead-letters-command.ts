@@ -270,7 +270,38 @@ function write(text: string): void {
 }
 
 function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  // JSON.stringify escapes C0 controls but leaves DEL, C1 controls (U+009B is a CSI to some
+  // terminals) and bidi overrides raw; escaped, they read the same once parsed.
+  return `${JSON.stringify(value, null, 2).replace(RAW_IN_JSON, unicodeEscape)}\n`;
+}
+
+/** Controls a terminal acts on rather than prints: C0 bar the line break, DEL and C1. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its purpose
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+/** Bidi embeddings, overrides and isolates: they reorder what the reader sees. */
+const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
+const RAW_IN_JSON = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Text of a dead letter as it may reach a terminal. Payloads and error texts are anyone's to
+ * write, and an ESC sequence in them could clear the screen, retitle the window or hide text:
+ * every control character is shown escaped (`\x1b`, `\u202e`), and line breaks are kept (a
+ * CR LF as one line break).
+ */
+function terminalText(text: string): string {
+  return text
+    .replace(/\r\n/g, '\n')
+    .replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .replace(BIDI, unicodeEscape);
+}
+
+/** `terminalText` for one table cell: a line break shows as `\n`, so the row stays one line. */
+function cell(text: string): string {
+  return terminalText(text).replace(/\n/g, '\\n');
 }
 
 function report(r: Request, verb: string, noun: string, result: DeadLetterWorkResult): number {
@@ -278,7 +309,7 @@ function report(r: Request, verb: string, noun: string, result: DeadLetterWorkRe
     write(json(result));
   } else {
     write(`${capitalize(verb)} ${result.done} ${noun}${result.done === 1 ? '' : 's'}.\n`);
-    for (const f of result.failed) write(`not ${verb}: ${f.id}: ${f.error}\n`);
+    for (const f of result.failed) write(`not ${verb}: ${cell(f.id)}: ${cell(f.error)}\n`);
   }
   return result.failed.length > 0 ? EXIT_FAILURE : EXIT_OK;
 }
@@ -312,7 +343,8 @@ function progressLine(verb: string): { update: ProgressListener; end: () => void
   };
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(cell));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows
     .map((r) =>
@@ -365,11 +397,17 @@ function footer(shown: number, total: number, what = 'match'): string {
 }
 
 function details(fields: object, payload: Buffer, contentType: string | undefined): string {
-  const lines = Object.entries(fields).map(
-    ([k, v]) =>
-      `${k}: ${v instanceof Date ? v.toISOString() : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`,
-  );
-  return `${lines.join('\n')}\npayload:\n${payloadText(payload, contentType)}\n`;
+  const lines = Object.entries(fields).map(([k, v]) => {
+    const text =
+      v instanceof Date
+        ? v.toISOString()
+        : typeof v === 'object' && v !== null
+          ? JSON.stringify(v)
+          : String(v);
+    // Further lines of a value (an error with a stack) indented under its name.
+    return `${k}: ${terminalText(text).replace(/\n/g, '\n  ')}`;
+  });
+  return `${lines.join('\n')}\npayload:\n${terminalText(payloadText(payload, contentType))}\n`;
 }
 
 /** The payload as text when it is text, else base64 (prefixed so it is not taken for text). */

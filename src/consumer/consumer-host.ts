@@ -22,7 +22,9 @@ import { TopologyConflictError } from './topology-conflict-error.js';
 export interface ConsumerHostOptions {
   /**
    * The application's Kysely instance on PostgreSQL. Its pool should hold more connections
-   * than the consumers' concurrency added up, plus one.
+   * than the consumers' concurrency added up, plus one, and must listen for errors on every
+   * client, checked out ones too (`pool.on('connect', (c) => c.on('error', log))`): Kysely adds
+   * no listener, and a session that dies while a handler runs would otherwise end the process.
    */
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;

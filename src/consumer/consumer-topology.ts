@@ -26,6 +26,22 @@ export function deadLetterQueueName(queue: string): string {
   return `${queue}.dlq`;
 }
 
+/**
+ * A dead-letter queue is a classic queue, whatever the consumer's queue type. AMQP 0-9-1 cannot
+ * peek, so reading a dead letter takes it unacked and hands it back. A quorum queue counts each
+ * hand-back as a delivery (`x-delivery-count`), and from RabbitMQ 4.0 drops a message past its
+ * delivery limit (20 by default), so 20 reads would lose it. The opt-out, `x-delivery-limit: -1`,
+ * is 4.x only: RabbitMQ 3.x takes -1 as a limit and drops the message at its first hand-back. A
+ * classic queue counts nothing, has no delivery limit and keeps a requeued message in its place,
+ * on 3.x and 4.x alike. What it gives up is replication: see docs/operations.md.
+ */
+export const DEAD_LETTER_QUEUE_ARGUMENTS: Readonly<Record<string, unknown>> = Object.freeze({
+  'x-queue-type': 'classic',
+});
+
+/** The code of the process warning about a dead-letter queue declared by an older version. */
+export const QUORUM_DEAD_LETTER_QUEUE_WARNING = 'OUTBOXKIT_QUORUM_DEAD_LETTER_QUEUE';
+
 /** The queue a message waits in before retry: `<queue>.retry.<ms>ms`. */
 export function delayQueueName(queue: string, delayMs: number): string {
   return `${queue}.retry.${delayMs}ms`;
@@ -72,7 +88,7 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
     exchangeType: consumer.exchangeType,
     queue: { name: queue, arguments: main },
     bindings: consumer.routingKeys,
-    deadLetterQueue: { name: dlq, arguments: { 'x-queue-type': queueType } },
+    deadLetterQueue: { name: dlq, arguments: DEAD_LETTER_QUEUE_ARGUMENTS },
     delayQueues,
   };
 }
@@ -98,31 +114,29 @@ export function topologyQueueNames(topology: ConsumerTopology): string[] {
 
 /**
  * Declares exchanges, queues and bindings. Declaring what exists with the same settings is a
- * no-op; a conflict (406 PRECONDITION_FAILED) becomes a `TopologyConflictError`.
+ * no-op; a conflict (406 PRECONDITION_FAILED) becomes a `TopologyConflictError`, except for a
+ * dead-letter queue that an older outboxkit declared as a quorum queue: it is kept, so that an
+ * upgrade does not stop consumers, and a process warning (`OUTBOXKIT_QUORUM_DEAD_LETTER_QUEUE`)
+ * names it and the upgrade step, since reading it wears its messages out.
  */
 export async function declareTopology(
   model: ChannelModel,
   topologies: readonly ConsumerTopology[],
 ): Promise<void> {
+  // The dead-letter queues go first, each on a channel of its own: a 406 closes its channel.
+  for (const t of topologies) await declareDeadLetterQueue(model, t.deadLetterQueue);
   const channel = await model.createChannel();
   channel.on('error', () => {});
-  const attempt = async <T>(kind: 'queue' | 'exchange', name: string, run: () => Promise<T>) => {
-    try {
-      return await run();
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 406)
-        throw new TopologyConflictError(kind, name, error);
-      throw error;
-    }
-  };
   try {
     const exchanges = new Map(topologies.map((t) => [t.exchange, t.exchangeType]));
     for (const [name, type] of exchanges) {
-      await attempt('exchange', name, () => channel.assertExchange(name, type, { durable: true }));
+      await asTopologyConflict('exchange', name, () =>
+        channel.assertExchange(name, type, { durable: true }),
+      );
     }
     for (const t of topologies) {
-      for (const q of [t.deadLetterQueue, ...t.delayQueues, t.queue]) {
-        await attempt('queue', q.name, () =>
+      for (const q of [...t.delayQueues, t.queue]) {
+        await asTopologyConflict('queue', q.name, () =>
           channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }),
         );
       }
@@ -130,5 +144,57 @@ export async function declareTopology(
     }
   } finally {
     await closeChannel(channel);
+  }
+}
+
+/** Whether a 406 says the queue exists with another queue type (quorum, stream). */
+export function isOtherQueueType(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return (error as { code?: unknown }).code === 406 && /x-queue-type/.test(message);
+}
+
+const warnedQueues = new Set<string>();
+
+async function declareDeadLetterQueue(model: ChannelModel, q: QueueDeclaration): Promise<void> {
+  const channel = await model.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } });
+  } catch (error) {
+    if (!isOtherQueueType(error)) {
+      if ((error as { code?: unknown }).code === 406) {
+        throw new TopologyConflictError('queue', q.name, error);
+      }
+      throw error;
+    }
+    // Once per queue and process: consumers declare again on every reconnect.
+    if (!warnedQueues.has(q.name)) {
+      warnedQueues.add(q.name);
+      process.emitWarning(
+        `Dead-letter queue "${q.name}" is not a classic queue (an outboxkit before 0.x declared it ` +
+          'like its consumer queue). It is kept and still receives dead letters, but reading it ' +
+          '(dead-letters list/show, the dashboard) is refused: each read would count as a ' +
+          'delivery, and RabbitMQ 4 drops a quorum-queue message after 20. Move its messages ' +
+          'out, delete it and restart the consumer: see "Upgrading a dead-letter queue" in ' +
+          'docs/operations.md.',
+        { code: QUORUM_DEAD_LETTER_QUEUE_WARNING },
+      );
+    }
+  } finally {
+    await closeChannel(channel);
+  }
+}
+
+async function asTopologyConflict<T>(
+  kind: 'queue' | 'exchange',
+  name: string,
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 406)
+      throw new TopologyConflictError(kind, name, error);
+    throw error;
   }
 }

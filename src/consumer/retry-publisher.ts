@@ -1,5 +1,6 @@
-import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import type { ChannelModel, Options } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
+import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-publisher.js';
 
 /**
  * Publishes retry and dead-letter copies to a consumer's own queues (through the default
@@ -9,9 +10,7 @@ import { closeChannel } from '../amqp/close-within.js';
 export class RetryPublisher {
   readonly #timeoutMs: number;
   #model: ChannelModel | undefined;
-  #channel: Promise<ConfirmChannel> | undefined;
-  /** Copies the broker returned as unroutable (their queue is gone), by queue and message id. */
-  readonly #returned = new Set<string>();
+  #channel: Promise<ConfirmedPublisher> | undefined;
 
   constructor(timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
@@ -32,41 +31,21 @@ export class RetryPublisher {
 
   /** Puts a copy into `queue`; rejects when the broker did not take it within the timeout. */
   async publish(queue: string, content: Buffer, options: Options.Publish): Promise<void> {
-    const channel = await this.#open();
-    const key = returnKey(queue, options.messageId);
-    this.#returned.delete(key);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no publisher confirm from RabbitMQ within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
-      try {
-        channel.sendToQueue(
-          queue,
-          content,
-          { ...options, persistent: true, mandatory: true },
-          (error) => {
-            clearTimeout(timer);
-            if (error) {
-              reject(
-                error instanceof Error
-                  ? error
-                  : new Error(`RabbitMQ did not confirm: ${String(error)}`),
-              );
-            } else if (this.#returned.delete(key)) {
-              reject(new Error(`queue "${queue}" does not exist; the copy was returned`));
-            } else {
-              resolve();
-            }
-          },
-        );
-      } catch (error) {
-        // amqplib throws synchronously once the channel is closed.
-        clearTimeout(timer);
-        this.#channel = undefined;
-        reject(error);
-      }
-    });
+    const publisher = await this.#open();
+    const result = await publisher.publish(
+      '',
+      queue,
+      content,
+      { ...options, persistent: true },
+      this.#timeoutMs,
+    );
+    if (result.kind === 'confirmed') return;
+    if (result.kind === 'timeout' || !publisher.isOpen) this.#drop(publisher);
+    const detail =
+      result.kind === 'returned'
+        ? `queue "${queue}" does not exist; the copy was returned`
+        : describeConfirmResult(result);
+    throw new Error(`the copy for ${queue} was not taken: ${detail}`);
   }
 
   async close(): Promise<void> {
@@ -76,7 +55,16 @@ export class RetryPublisher {
     await closeChannel(channel);
   }
 
-  #open(): Promise<ConfirmChannel> {
+  /** Forgets a channel that timed out or closed, so the next copy goes on a new one. */
+  #drop(publisher: ConfirmedPublisher): void {
+    const current = this.#channel;
+    void current?.then((p) => {
+      if (p === publisher && this.#channel === current) this.#channel = undefined;
+    });
+    void publisher.close();
+  }
+
+  #open(): Promise<ConfirmedPublisher> {
     const model = this.#model;
     if (!model) return Promise.reject(new Error('not connected to RabbitMQ'));
     if (this.#channel) return this.#channel;
@@ -85,11 +73,7 @@ export class RetryPublisher {
       channel.on('close', () => {
         if (this.#channel === opening) this.#channel = undefined;
       });
-      channel.on('return', (message: Message) => {
-        // basic.return comes before the (positive) confirm of the same message.
-        this.#returned.add(returnKey(message.fields.routingKey, message.properties.messageId));
-      });
-      return channel;
+      return new ConfirmedPublisher(channel);
     });
     opening.catch(() => {
       if (this.#channel === opening) this.#channel = undefined;
@@ -97,8 +81,4 @@ export class RetryPublisher {
     this.#channel = opening;
     return opening;
   }
-}
-
-function returnKey(queue: string, messageId: unknown): string {
-  return `${queue}\u0000${typeof messageId === 'string' ? messageId : ''}`;
 }

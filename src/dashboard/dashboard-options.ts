@@ -26,8 +26,9 @@ export interface OutboxDashboardOptions {
   readonly basePath?: string;
   /**
    * Host names (as in the `Host` header, without port) the dashboard answers to; others get
-   * 403. Set it when the server listens on the loopback interface, so a foreign site whose
-   * domain resolves to this machine (DNS rebinding) cannot read the page. Default: any host.
+   * 403, so a foreign site whose domain resolves to this machine (DNS rebinding) can neither
+   * read the page nor replay. Default `LOOPBACK_HOSTS` (`localhost`, `127.0.0.1`, `[::1]`):
+   * name the hosts it is reached by when it is served elsewhere.
    */
   readonly allowedHosts?: readonly string[];
   /**

@@ -14,7 +14,7 @@ import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
 import { readOutboxActivity } from './outbox-activity.js';
 import { QueueDeadLetters, type QueueDeadLettersView } from './queue-dead-letters.js';
 import { type OutboxRates, RateTracker } from './rate-tracker.js';
-import { crossSiteRefusal, hostRefusal } from './request-guard.js';
+import { crossSiteRefusal, hostRefusal, LOOPBACK_HOSTS } from './request-guard.js';
 
 /** What `GET api/status` answers. */
 export interface DashboardStatus {
@@ -68,11 +68,12 @@ const JSON_HEADERS = {
  *
  * Read-only unless `readOnly: false`. Changes must be POSTs from the page itself: they need the
  * `x-outboxkit-dashboard` header and are refused when the browser says they come from another
- * site. It shows no connection URL, payload or header. It has no login of its own: listen on
- * the loopback interface, or put it behind the application's authentication.
+ * site, and it answers only requests addressed to `allowedHosts` (the loopback names by
+ * default). It shows no connection URL, payload or header. It has no login of its own: listen
+ * on the loopback interface, or put it behind the application's authentication.
  *
  * @example
- * const dashboard = new OutboxDashboard({ db: pool, allowedHosts: LOOPBACK_HOSTS });
+ * const dashboard = new OutboxDashboard({ db: pool });
  * http.createServer(dashboard.handle).listen(8089, '127.0.0.1');
  * // on shutdown:
  * await dashboard.close();
@@ -85,7 +86,7 @@ export class OutboxDashboard {
   readonly #parked: ParkedMessages;
   readonly #queues: ReadonlyMap<string, QueueDeadLetters>;
   readonly #basePath: string;
-  readonly #allowedHosts: readonly string[] | undefined;
+  readonly #allowedHosts: readonly string[];
   readonly #trustForwardedHost: boolean;
   readonly #limit: number;
   readonly #refreshMs: number;
@@ -102,7 +103,8 @@ export class OutboxDashboard {
     this.#limit = positiveInteger('listLimit', options.listLimit ?? 100);
     this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs ?? 2000);
     this.#basePath = basePathOf(options.basePath ?? '/');
-    this.#allowedHosts = options.allowedHosts?.map((h) => h.toLowerCase());
+    // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
+    this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
     this.#trustForwardedHost = options.trustForwardedHost === true;
     this.#logger = options.logger ?? silentLogger;
     this.#parked = new ParkedMessages({ db: this.#db, schema: this.#schema });

@@ -18,11 +18,11 @@ export interface QueueDeadLettersView {
 
 /**
  * One consumer's dead-letter queue as the dashboard uses it. Reading a dead letter takes it
- * unacked and hands it back, which marks it redelivered (and, on a quorum queue, counts as a
- * delivery, and from RabbitMQ 4.0 a quorum queue drops a message past its delivery limit, 20
- * by default): the messages are read again only when the depth changed or after a replay or
- * purge, never on a timer, since an open page must not wear dead letters out. Operations on the queue run one at a
- * time, since a message one scan holds is invisible to another, which would then miss it.
+ * unacked and hands it back; the dead-letter queue is a classic queue, which counts no
+ * deliveries, so that leaves it as it was (`DeadLetterQueue` refuses to read one that is not).
+ * The messages are still read again only when the depth changed or after a replay or purge,
+ * never on a timer: an open page should not hold a broker busy. Operations on the queue run one
+ * at a time, since a message one scan holds is invisible to another, which would then miss it.
  *
  * A broker or queue that stops answering must not hold the page, or every later operation
  * queued behind it: a view gets `answerTimeoutMs`, after which its connection is dropped (the

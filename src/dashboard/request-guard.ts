@@ -34,7 +34,7 @@ export function hostRefusal(
   if (allowedHosts === undefined) return undefined;
   const name = hostNameOf(req.headers.host);
   if (name !== undefined && allowedHosts.includes(name)) return undefined;
-  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to`;
+  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to (add it to allowedHosts, or --allowed-host)`;
 }
 
 /**

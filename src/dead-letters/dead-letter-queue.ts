@@ -1,12 +1,18 @@
-import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
+import type { Channel, ChannelModel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
-import { deadLetterQueueName } from '../consumer/consumer-topology.js';
+import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-publisher.js';
+import {
+  DEAD_LETTER_QUEUE_ARGUMENTS,
+  deadLetterQueueName,
+  isOtherQueueType,
+} from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { checkFilter, type DeadLetterFilter, matchesFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
+import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 import {
   describeDeadLetter,
   type QueuedDeadLetter,
@@ -45,9 +51,12 @@ type Verdict = 'keep' | 'remove' | 'stop' | 'stop-remove';
 /**
  * Reads, replays and purges the dead letters of one consumer. Reading never loses a message:
  * messages are taken unacked, and what is kept is handed back (nacked with requeue, in order)
- * at the end, or by the broker if the process dies. A replay publishes a copy with a publisher
- * confirm and acks the dead letter only after that, so a crash in between leaves a duplicate
- * (which the consumer dedupes by message id), never a loss.
+ * at the end, or by the broker if the process dies. Reading leaves no trace either, since the
+ * dead-letter queue is a classic queue, which counts no deliveries; one that is not (declared by
+ * an earlier outboxkit) is not read: `list` and `show` throw a `DeadLetterQueueWearsOutError`.
+ * A replay publishes a copy with a publisher confirm and acks the dead letter only after that,
+ * so a crash in between leaves a duplicate (which the consumer dedupes by message id), never a
+ * loss.
  *
  * Each operation looks at the messages that were in the queue when it began, at most: a replay
  * that fails again and comes back to the queue is not replayed twice by the same call.
@@ -69,6 +78,8 @@ export class DeadLetterQueue {
   readonly #url: string;
   readonly #publishTimeoutMs: number;
   #model: Promise<ChannelModel> | undefined;
+  /** The queue was found to be a classic queue: reading it has no effect on it. */
+  #classic = false;
 
   constructor(options: DeadLetterQueueOptions) {
     if (typeof options?.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
@@ -95,7 +106,10 @@ export class DeadLetterQueue {
     return (await this.#check()).messageCount;
   }
 
-  /** Dead letters matching `filter`, in queue order; they stay in the queue. */
+  /**
+   * Dead letters matching `filter`, in queue order; they stay in the queue, unchanged. Throws a
+   * `DeadLetterQueueWearsOutError` for a dead-letter queue that is not a classic queue.
+   */
   async list(
     filter: DeadLetterFilter = {},
     options: QueueListOptions = {},
@@ -105,6 +119,7 @@ export class DeadLetterQueue {
       throw new ConfigurationError('limit', `must be a positive integer, got ${limit}`);
     }
     const found: QueuedDeadLetter[] = [];
+    await this.#ensureReadable();
     await this.#scan(checkFilter(filter), async (dead) => {
       const { payload: _, ...summary } = dead;
       found.push(summary);
@@ -114,11 +129,13 @@ export class DeadLetterQueue {
   }
 
   /**
-   * The first dead letter with this message id, with its payload; it stays in the queue. Throws
-   * `DeadLetterNotFoundError` when there is none.
+   * The first dead letter with this message id, with its payload; it stays in the queue,
+   * unchanged. Throws `DeadLetterNotFoundError` when there is none, and a
+   * `DeadLetterQueueWearsOutError` for a dead-letter queue that is not a classic queue.
    */
   async show(messageId: string): Promise<QueuedDeadLetterDetail> {
     let found: QueuedDeadLetterDetail | undefined;
+    await this.#ensureReadable();
     await this.#scan({ messageId }, async (dead) => {
       found = dead;
       return 'stop';
@@ -196,7 +213,7 @@ export class DeadLetterQueue {
       throw new ConfigurationError('to', `must be "queue" or "exchange", got ${String(to)}`);
     }
     const model = await this.#connect();
-    const publisher = new ConfirmedPublisher(model, this.#publishTimeoutMs);
+    const publisher = new ReplayPublisher(model, this.#publishTimeoutMs);
     let done = 0;
     const failed: ReplayFailure[] = [];
     try {
@@ -257,6 +274,33 @@ export class DeadLetterQueue {
     } finally {
       // Everything not acked goes back, in delivery order, to where it was.
       await requeueAndClose(channel);
+    }
+  }
+
+  /**
+   * Refuses to read a queue that counts deliveries. AMQP cannot tell a queue's type, so the
+   * queue is declared again as what consumers declare, on a channel of its own: a no-op on a
+   * classic queue, a 406 on a quorum queue. The queue exists (checked first), so nothing is
+   * created.
+   */
+  async #ensureReadable(): Promise<void> {
+    if (this.#classic) return;
+    await this.#check();
+    const model = await this.#connect();
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      await channel.assertQueue(this.name, {
+        durable: true,
+        arguments: { ...DEAD_LETTER_QUEUE_ARGUMENTS },
+      });
+      this.#classic = true;
+    } catch (error) {
+      if (isOtherQueueType(error)) throw new DeadLetterQueueWearsOutError(this.name, error);
+      // Another difference (durability, arguments) says nothing of delivery counts.
+      if ((error as { code?: unknown }).code !== 406) throw error;
+    } finally {
+      await closeChannel(channel);
     }
   }
 
@@ -329,17 +373,15 @@ async function requeueAndClose(channel: Channel): Promise<void> {
 }
 
 /**
- * Publishes one copy at a time on a confirm channel and resolves once the broker confirmed it
- * and did not return it. An exchange is checked (on a channel of its own) before the first
- * publish to it, since publishing to a missing one would close the confirm channel.
+ * Publishes one copy at a time and resolves once the broker confirmed it and did not return it.
+ * An exchange is checked (on a channel of its own) before the first publish to it, since
+ * publishing to a missing one would close the confirm channel.
  */
-class ConfirmedPublisher {
+class ReplayPublisher {
   readonly #model: ChannelModel;
   readonly #timeoutMs: number;
   readonly #exchanges = new Set<string>();
-  #channel: Promise<ConfirmChannel> | undefined;
-  #returned = false;
-  #closedReason: string | undefined;
+  #publisher: Promise<ConfirmedPublisher> | undefined;
 
   constructor(model: ChannelModel, timeoutMs: number) {
     this.#model = model;
@@ -353,33 +395,22 @@ class ConfirmedPublisher {
     options: ReturnType<typeof replayProperties>,
   ): Promise<void> {
     if (exchange !== '') await this.#checkExchange(exchange);
-    const channel = await this.#open();
-    this.#returned = false;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no publisher confirm within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
-      try {
-        channel.publish(exchange, routingKey, content, options, (error) => {
-          clearTimeout(timer);
-          // basic.return comes before the (positive) confirm of the same message.
-          if (error) reject(new Error(`not confirmed: ${this.#closedReason ?? 'nack'}`));
-          else if (this.#returned) reject(new Error(`unroutable: nothing is bound to receive it`));
-          else resolve();
-        });
-      } catch (error) {
-        clearTimeout(timer);
-        this.#channel = undefined;
-        reject(error);
-      }
-    });
+    const publisher = await this.#open();
+    const result = await publisher.publish(exchange, routingKey, content, options, this.#timeoutMs);
+    if (result.kind === 'confirmed') return;
+    // A channel that timed out or closed is not used again: its late answers must not count.
+    if (result.kind === 'timeout' || !publisher.isOpen) await this.close();
+    throw new Error(
+      result.kind === 'returned'
+        ? 'unroutable: nothing is bound to receive it'
+        : describeConfirmResult(result),
+    );
   }
 
   async close(): Promise<void> {
-    const channel = this.#channel;
-    this.#channel = undefined;
-    await closeChannel(channel);
+    const publisher = this.#publisher;
+    this.#publisher = undefined;
+    await closeChannel(publisher);
   }
 
   async #checkExchange(name: string): Promise<void> {
@@ -399,22 +430,19 @@ class ConfirmedPublisher {
     }
   }
 
-  #open(): Promise<ConfirmChannel> {
-    if (this.#channel) return this.#channel;
-    this.#closedReason = undefined;
+  #open(): Promise<ConfirmedPublisher> {
+    if (this.#publisher) return this.#publisher;
     const opening = this.#model.createConfirmChannel().then((channel) => {
-      channel.on('error', (error: Error) => {
-        this.#closedReason = `channel error: ${error.message}`;
-      });
+      channel.on('error', () => {});
       channel.on('close', () => {
-        if (this.#channel === opening) this.#channel = undefined;
+        if (this.#publisher === opening) this.#publisher = undefined;
       });
-      channel.on('return', () => {
-        this.#returned = true;
-      });
-      return channel;
+      return new ConfirmedPublisher(channel);
     });
-    this.#channel = opening;
+    opening.catch(() => {
+      if (this.#publisher === opening) this.#publisher = undefined;
+    });
+    this.#publisher = opening;
     return opening;
   }
 }

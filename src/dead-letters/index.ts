@@ -10,6 +10,7 @@ export {
   type QueueListOptions,
   type QueueReplayOptions,
 } from './dead-letter-queue.js';
+export { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 export {
   type BulkOptions,
   type ListOptions,

@@ -50,6 +50,16 @@ const RELAY_COUNTERS: ReadonlyArray<[RelayCounter, string, string]> = [
     'outboxkit_relay_retries_total',
     'Outbox rows scheduled for another publish attempt.',
   ],
+  [
+    'infrastructureRetries',
+    'outboxkit_relay_infrastructure_retries_total',
+    'Of the retries, rows that failed for the broker or the network (nack, no confirm, closed channel); never parked.',
+  ],
+  [
+    'deferred',
+    'outboxkit_relay_deferred_total',
+    'Outbox rows put off because their exchange does not exist; no attempt counted.',
+  ],
   ['parked', 'outboxkit_relay_parked_total', 'Outbox rows this relay moved to the parked table.'],
   [
     'released',

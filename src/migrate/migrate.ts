@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { loadMigrations } from './migration-files.js';
 
@@ -22,7 +23,9 @@ export const ADVISORY_LOCK_CLASS = 0x6f626b; // "obk"
 export async function migrate(pool: Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
   const tables = outboxTables(options.schema);
   const migrations = await loadMigrations(tables.schemaName);
-  const client = await pool.connect();
+  // The pool may be the application's: a session that dies mid-migration emits 'error' while
+  // the ROLLBACK below waits, and unheard that ends the process. The failed statement reports it.
+  const client = await checkoutClient(pool, () => {});
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [

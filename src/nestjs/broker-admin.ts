@@ -95,8 +95,11 @@ export class BrokerAdmin {
     try {
       for (const queue of queues) {
         // A 404 closes the channel it happened on, so each miss costs a new one.
-        channel ??= await model.createChannel();
-        channel.on('error', () => {});
+        if (!channel) {
+          channel = await model.createChannel();
+          // Once per channel: one per queue would pile up listeners on a long list.
+          channel.on('error', () => {});
+        }
         try {
           depths.set(queue, (await channel.checkQueue(queue)).messageCount);
         } catch (error) {

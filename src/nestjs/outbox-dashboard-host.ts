@@ -1,5 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
+import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import {
   OUTBOX_DASHBOARD_SETTINGS,
   type OutboxDashboardSettings,
@@ -9,7 +11,7 @@ import { OutboxRuntime } from './outbox-runtime.js';
 /**
  * Holds the core `OutboxDashboard` of one application. It is made at the first request, once
  * the outbox has started: the handlers' queues, whose dead letters it shows by default, are
- * known only then.
+ * known only then. The settings are checked when the module starts.
  */
 @Injectable()
 export class OutboxDashboardHost implements OnApplicationShutdown {
@@ -22,7 +24,7 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
     @Inject(OUTBOX_DASHBOARD_SETTINGS) settings: OutboxDashboardSettings,
   ) {
     this.#runtime = runtime;
-    this.#settings = settings;
+    this.#settings = checkSettings(settings);
   }
 
   get dashboard(): OutboxDashboard {
@@ -35,9 +37,9 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
         queues: this.#settings.queues ?? topologies.map((t) => t.queue.name),
         // A dead-letter queue is read through one node; the first is the one the others mirror.
         amqpUrl: options.amqpUrl[0]!,
-        ...(this.#settings.allowedHosts !== undefined && {
-          allowedHosts: this.#settings.allowedHosts,
-        }),
+        // A foreign domain pointed at the application (DNS rebinding) names itself in Host, so
+        // only the loopback names and those the application gives are answered.
+        allowedHosts: [...LOOPBACK_HOSTS, ...(this.#settings.allowedHosts ?? [])],
         trustForwardedHost: this.#settings.trustForwardedHost === true,
         logger: options.logger,
       });
@@ -50,4 +52,26 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
     this.#dashboard = undefined;
     await dashboard?.close();
   }
+}
+
+/**
+ * Refuses settings that leave replay and purge open to anyone who reaches the application's
+ * port: the dashboard has no login of its own.
+ */
+function checkSettings(settings: OutboxDashboardSettings): OutboxDashboardSettings {
+  if (settings.allowReplay === true && (settings.guards ?? []).length === 0) {
+    throw new ConfigurationError(
+      'dashboard.allowReplay',
+      'needs a guard: anyone who reaches the application could otherwise replay and purge. ' +
+        "Put the application's authentication in `dashboard.guards` (a global guard counts " +
+        'only when named there too), or leave `allowReplay` off for a read-only dashboard',
+    );
+  }
+  if (settings.allowedHosts?.some((h) => typeof h !== 'string' || h.length === 0)) {
+    throw new ConfigurationError(
+      'dashboard.allowedHosts',
+      'must be host names such as outbox.example.com, without port',
+    );
+  }
+  return settings;
 }

@@ -11,7 +11,8 @@ export interface OutboxDashboardSettings {
   readonly path?: string;
   /**
    * Offer replay and purge of parked rows and dead letters. Default `false`: read-only, and the
-   * replay and purge endpoints answer 403.
+   * replay and purge endpoints answer 403. Needs `guards`: the module refuses to start with
+   * replay allowed and no guard (a `ConfigurationError`).
    */
   readonly allowReplay?: boolean;
   /**
@@ -21,13 +22,16 @@ export interface OutboxDashboardSettings {
   readonly queues?: readonly string[];
   /**
    * Guards run before every dashboard request, as `@UseGuards` would: the dashboard has no login
-   * of its own, so put the application's authentication here (global guards apply too).
+   * of its own, so put the application's authentication here. Global guards apply too, but
+   * `allowReplay` needs at least one guard named here.
    */
   readonly guards?: ReadonlyArray<Type<CanActivate> | CanActivate>;
   /**
-   * Host names (as in the `Host` header, without port) the dashboard answers to; requests
+   * Host names (as in the `Host` header, without port) the dashboard answers to, besides the
+   * loopback names (`localhost`, `127.0.0.1`, `[::1]`), which it always answers to. Requests
    * addressed to any other get 403, which stops a foreign domain pointed at the application
-   * (DNS rebinding) from reading the page. Default: any host.
+   * (DNS rebinding) from reading the page or replaying. Default: none, the loopback names only;
+   * name the host the dashboard is reached by, such as `['ops.example.com']`.
    */
   readonly allowedHosts?: readonly string[];
   /**

@@ -1,5 +1,5 @@
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   type ConsumerDefinition,
   ConsumerHost,
@@ -9,9 +9,9 @@ import {
 } from '../consumer/index.js';
 import { migrate } from '../migrate/migrate.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
+import { createPool } from '../sql/create-pool.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
-import { errorMessage } from '../util/logger.js';
 import { OutboxWriter } from '../writer/outbox-writer.js';
 import { BrokerAdmin } from './broker-admin.js';
 import { addExchange, type ResolvedModuleOptions } from './resolve-module-options.js';
@@ -56,23 +56,15 @@ export class OutboxRuntime {
       ...(options.notifyIntervalMs !== undefined && { notifyIntervalMs: options.notifyIntervalMs }),
     });
     if (!options.db && !options.pool && options.databaseUrl) {
-      this.#ownPool = new pg.Pool({
-        connectionString: options.databaseUrl,
-        max: options.poolSize,
-        // pg waits forever for a connection by default; a handler should fail and retry instead.
-        connectionTimeoutMillis: 10_000,
-        application_name: 'outboxkit-nestjs',
-      });
-      const logger = options.logger;
-      this.#ownPool.on('error', (error) =>
-        logger.warn('idle Postgres connection failed', { error: errorMessage(error) }),
-      );
-      // A checked-out client whose session dies emits 'error'; unheard, it kills the process
-      // before the consumer can roll back and retry.
-      this.#ownPool.on('connect', (client) =>
-        client.on('error', (error) =>
-          logger.warn('Postgres connection failed', { error: errorMessage(error) }),
-        ),
+      // Bounded (a handler fails and retries rather than wait forever for a connection), and
+      // every client heard for its whole life: unheard, a dying session kills the process.
+      this.#ownPool = createPool(
+        {
+          connectionString: options.databaseUrl,
+          max: options.poolSize,
+          application_name: 'outboxkit-nestjs',
+        },
+        options.logger,
       );
     }
     const pool = options.pool ?? this.#ownPool;
@@ -223,8 +215,10 @@ export class OutboxRuntime {
   async #migrate(): Promise<void> {
     const { pool, databaseUrl, schema, logger } = this.options;
     // With only `db` and `databaseUrl`, a one-connection pool serves the migration and goes.
-    const once = pool || this.#ownPool ? undefined : new pg.Pool({ connectionString: databaseUrl });
-    once?.on('error', () => {});
+    const once =
+      pool || this.#ownPool
+        ? undefined
+        : createPool({ connectionString: databaseUrl, max: 1 }, this.options.logger);
     try {
       const { applied } = await migrate((pool ?? this.#ownPool ?? once)!, { schema });
       if (applied.length > 0) logger.info('outboxkit migrations applied', { schema, applied });

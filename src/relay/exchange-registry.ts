@@ -4,37 +4,71 @@ import { closeChannel } from '../amqp/close-within.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
+/**
+ * Rows of a missing exchange are put off for as long as it has been missing, at least the first
+ * and at most the second: a short gap costs little, and once it is declared its rows go within
+ * the bound. Measured in time rather than checks, since every lane checks.
+ */
+const MISSING_MIN_DELAY_MS = 500;
+const MISSING_MAX_DELAY_MS = 10_000;
 
 /**
  * Knows which exchanges exist. Publishing to a missing exchange closes the channel and fails
  * every unconfirmed message on it, so the relay checks an exchange (on a channel of its own,
- * which a 404 may close) before its first publish, and parks the rows of a missing one.
+ * which a 404 may close) before its first publish, and puts off the rows of a missing one: an
+ * exchange declared after the relay started (a deploy order, a topology still being applied) is
+ * not the messages' fault.
+ *
+ * Lanes share one registry; checks run one at a time, since a 404 closes the channel that a
+ * concurrent check would be using.
  */
 export class ExchangeRegistry {
   readonly #connection: AmqpConnection;
   readonly #seen = new Map<string, number>();
+  /** When each exchange was first found missing, since it was last seen. */
+  readonly #missingSince = new Map<string, number>();
   #channel: Channel | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(connection: AmqpConnection) {
     this.#connection = connection;
   }
 
-  /** Returns the exchanges among `names` that do not exist. Throws when the broker cannot say. */
-  async missing(names: Iterable<string>, signal?: AbortSignal): Promise<Set<string>> {
-    const missing = new Set<string>();
-    const now = Date.now();
-    for (const name of new Set(names)) {
-      const seenAt = this.#seen.get(name);
-      if (seenAt !== undefined && now - seenAt < TRUST_MS) continue;
-      if (await this.#exists(name, signal)) this.#seen.set(name, now);
-      else missing.add(name);
-    }
-    return missing;
+  /**
+   * Returns the exchanges among `names` that do not exist, each with how long to put its rows
+   * off. Throws when the broker cannot say.
+   */
+  missing(names: Iterable<string>, signal?: AbortSignal): Promise<Map<string, number>> {
+    const unique = [...new Set(names)];
+    const run = this.#queue.then(() => this.#check(unique, signal));
+    this.#queue = run.catch(() => {});
+    return run;
   }
 
   /** Forgets what it knew, after a channel error that a vanished exchange may have caused. */
   forget(): void {
     this.#seen.clear();
+  }
+
+  async #check(names: readonly string[], signal?: AbortSignal): Promise<Map<string, number>> {
+    const missing = new Map<string, number>();
+    for (const name of names) {
+      const seenAt = this.#seen.get(name);
+      if (seenAt !== undefined && Date.now() - seenAt < TRUST_MS) continue;
+      if (await this.#exists(name, signal)) {
+        this.#seen.set(name, Date.now());
+        this.#missingSince.delete(name);
+      } else {
+        const now = Date.now();
+        const since = this.#missingSince.get(name) ?? now;
+        this.#missingSince.set(name, since);
+        missing.set(
+          name,
+          Math.min(MISSING_MAX_DELAY_MS, Math.max(MISSING_MIN_DELAY_MS, now - since)),
+        );
+      }
+    }
+    return missing;
   }
 
   async #exists(name: string, signal?: AbortSignal): Promise<boolean> {

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
+import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -37,32 +38,36 @@ export class OutboxListener {
   }
 
   async #run(): Promise<void> {
+    // One listener for the whole run: one per connection would pile up on the signal.
+    const stopped = new Promise<void>((resolve) =>
+      this.#stopping.signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
     let failures = 0;
     while (!this.#stopping.signal.aborted) {
+      let onLost!: (error: unknown) => void;
+      const lost = new Promise<unknown>((resolve) => {
+        onLost = resolve;
+      });
       let client: PoolClient;
       try {
-        client = await this.#pool.connect();
+        // The pool may be the application's: this client must be heard from the hand-over on.
+        client = await checkoutClient(this.#pool, onLost);
       } catch (error) {
         failures += 1;
         this.#logger.warn('LISTEN connection failed; retrying', { error: errorMessage(error) });
         await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);
         continue;
       }
-      const lost = new Promise<unknown>((resolve) => {
-        client.on('error', resolve);
-        client.once('end', () => resolve(new Error('connection ended')));
-      });
+      client.once('end', () => onLost(new Error('connection ended')));
       try {
         await client.query(this.#listenSql);
         failures = 0;
         this.connects += 1;
         client.on('notification', this.#onNotify);
         this.#onNotify();
-        const stopped = new Promise((resolve) =>
-          this.#stopping.signal.addEventListener('abort', resolve, { once: true }),
-        );
         const error = await Promise.race([lost, stopped]);
         if (this.#stopping.signal.aborted) {
+          client.removeListener('notification', this.#onNotify);
           client.release(true);
           return;
         }

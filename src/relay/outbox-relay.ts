@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'node:events';
-import pg from 'pg';
+import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import { errorMessage } from '../util/logger.js';
+import { createPool } from '../sql/create-pool.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
@@ -53,25 +53,22 @@ export class OutboxRelay {
     const stallMs = o.publishTimeoutMs * 2 + 10_000;
     this.#pool =
       o.pool ??
-      new pg.Pool({
-        connectionString: o.databaseUrl,
-        max: o.concurrency + 3,
-        connectionTimeoutMillis: 10_000,
-        // On a connection whose peer vanished without a FIN or RST (a failover, an expired NAT
-        // or firewall entry), a statement never gets its answer and TCP takes minutes to give
-        // up, or never does behind a proxy: the lane, and `stop()` with it, would hang that
-        // long. A statement unanswered for as long as Postgres lets a transaction stall is
-        // taken as a dead link, and its client is dropped.
-        query_timeout: stallMs,
-        // A relay that stalls while holding claimed rows must not keep them locked forever.
-        options: `-c idle_in_transaction_session_timeout=${stallMs}`,
-        application_name: 'outboxkit-relay',
-      });
-    if (this.#ownsPool) {
-      this.#pool.on('error', (error) =>
-        o.logger.warn('idle Postgres connection failed', { error: errorMessage(error) }),
+      createPool(
+        {
+          connectionString: o.databaseUrl,
+          max: o.concurrency + 3,
+          // On a connection whose peer vanished without a FIN or RST (a failover, an expired NAT
+          // or firewall entry), a statement never gets its answer and TCP takes minutes to give
+          // up, or never does behind a proxy: the lane, and `stop()` with it, would hang that
+          // long. A statement unanswered for as long as Postgres lets a transaction stall is
+          // taken as a dead link, and its client is dropped.
+          query_timeout: stallMs,
+          // A relay that stalls while holding claimed rows must not keep them locked forever.
+          options: `-c idle_in_transaction_session_timeout=${stallMs}`,
+          application_name: 'outboxkit-relay',
+        },
+        o.logger,
       );
-    }
     relayCount += 1;
     this.#amqp = new AmqpConnection({
       urls: amqpUrlList(o.amqpUrl),

@@ -2,10 +2,21 @@
 export type PublishOutcome =
   /** Confirmed and routed: delete the row. */
   | { readonly kind: 'acked' }
-  /** Will never be published as it is: move the row to the parked table. */
+  /** The message itself can never be published as it is: move the row to the parked table. */
   | { readonly kind: 'permanent'; readonly reason: string }
-  /** Nack, timeout, closed channel, lost connection: retry later with backoff. */
+  /**
+   * The broker refused the message while it was the only one in flight (it closed the channel
+   * with a content or precondition error): most likely the message's fault, so it counts towards
+   * `maxAttempts`, after which the row is parked.
+   */
+  | { readonly kind: 'rejected'; readonly reason: string }
+  /**
+   * Nack, timeout, closed channel, lost connection: trouble of the broker or the network, not of
+   * the message. Retried with backoff for as long as it takes; never parks the row.
+   */
   | { readonly kind: 'transient'; readonly reason: string }
+  /** Not published, for a reason outside the message (its exchange is missing): try again later. */
+  | { readonly kind: 'deferred'; readonly reason: string; readonly delayMs: number }
   /** Not sent or not settled when the relay stopped: leave the row as it was. */
   | { readonly kind: 'released' };
 

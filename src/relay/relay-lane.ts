@@ -1,12 +1,14 @@
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
+import { ConfirmedPublisher } from '../amqp/confirmed-publisher.js';
+import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
-import { ConfirmPublisher, type PublishRequest } from './confirm-publisher.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import type { OutboxRow } from './outbox-row.js';
+import { type PublishRequest, publishBatch } from './publish-batch.js';
 import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelayQueries } from './relay-queries.js';
@@ -49,7 +51,7 @@ export interface RelayLaneContext {
 export class RelayLane {
   readonly #ctx: RelayLaneContext;
   readonly #retryLane: boolean;
-  #publisher: ConfirmPublisher | undefined;
+  #publisher: ConfirmedPublisher | undefined;
 
   /**
    * @param retryLane claims rows that failed before, one at a time, so that a message that
@@ -110,14 +112,12 @@ export class RelayLane {
     if (!publisher) return idle;
 
     const limit = this.#retryLane ? 1 : options.batchSize;
-    const client = await pool.connect();
     let broken: Error | undefined;
     // A backend that dies while the lane waits for confirms reports on the idle client; without
     // a listener that error would crash the process. The next query fails and rolls back.
-    const onError = (error: Error) => {
+    const client = await checkoutClient(pool, (error) => {
       broken ??= error;
-    };
-    client.on('error', onError);
+    });
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<OutboxRow>(
@@ -133,17 +133,23 @@ export class RelayLane {
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
       const requests = await this.#prepare(rows);
-      const outcomes = await publisher.publishBatch(
+      const outcomes = await publishBatch(
+        publisher,
         requests,
         options.publishTimeoutMs,
         this.#ctx.giveUp,
       );
       if (!publisher.isOpen) this.#ctx.exchanges.forget();
+      // Publishes left unanswered (a timeout, a stop): their confirms may never come, and a late
+      // one must not count for a row that is retried. A new channel starts clean.
+      if (publisher.inFlight > 0) await this.#closePublisher();
       const settled = await this.#settle(client, rows, outcomes);
       await client.query('COMMIT');
       stats.published += settled.published;
       stats.parked += settled.parked;
       stats.retried += settled.retried;
+      stats.infrastructureRetries += settled.infrastructureRetries;
+      stats.deferred += settled.deferred;
       stats.released += settled.released;
       stats.batches += 1;
       return {
@@ -156,16 +162,18 @@ export class RelayLane {
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     } finally {
-      client.off('error', onError);
       // A client whose transaction failed may be in any state: drop it rather than reuse it.
       client.release(broken);
     }
   }
 
-  async #ensurePublisher(): Promise<ConfirmPublisher | undefined> {
+  async #ensurePublisher(): Promise<ConfirmedPublisher | undefined> {
     if (this.#publisher?.isOpen) return this.#publisher;
     const channel = await this.#ctx.amqp.confirmChannel(this.#ctx.stopping);
-    this.#publisher = channel ? new ConfirmPublisher(channel, this.#ctx.stats) : undefined;
+    const { publishSeconds } = this.#ctx.stats;
+    this.#publisher = channel
+      ? new ConfirmedPublisher(channel, (seconds) => publishSeconds.observe(seconds))
+      : undefined;
     return this.#publisher;
   }
 
@@ -192,10 +200,11 @@ export class RelayLane {
           },
         };
       }
-      if (missing.has(row.exchange)) {
+      const delayMs = missing.get(row.exchange);
+      if (delayMs !== undefined) {
         return {
           row,
-          outcome: { kind: 'permanent', reason: `exchange not found: ${row.exchange}` },
+          outcome: { kind: 'deferred', reason: `exchange not found: ${row.exchange}`, delayMs },
         };
       }
       return { row };
@@ -207,15 +216,24 @@ export class RelayLane {
     client: PoolClient,
     rows: readonly OutboxRow[],
     outcomes: readonly PublishOutcome[],
-  ): Promise<Pick<RelayStats, 'published' | 'parked' | 'retried' | 'released'>> {
+  ): Promise<SettleCounts> {
     const { options, queries } = this.#ctx;
     let released = 0;
+    let infrastructureRetries = 0;
+    let deferred = 0;
     const acked: string[] = [];
     const parkIds: string[] = [];
     const parkReasons: string[] = [];
     const retryIds: string[] = [];
     const retryErrors: string[] = [];
     const retryDelays: number[] = [];
+    const retryCounted: number[] = [];
+    const retry = (row: OutboxRow, reason: string, delayMs: number, counted: boolean) => {
+      retryIds.push(row.id);
+      retryErrors.push(reason);
+      retryDelays.push(delayMs);
+      retryCounted.push(counted ? 1 : 0);
+    };
     rows.forEach((row, i) => {
       const outcome = outcomes[i]!;
       switch (outcome.kind) {
@@ -226,18 +244,26 @@ export class RelayLane {
           parkIds.push(row.id);
           parkReasons.push(outcome.reason);
           break;
-        case 'transient': {
+        case 'rejected': {
           const attempt = row.attempts + 1;
           if (attempt >= options.maxAttempts) {
             parkIds.push(row.id);
-            parkReasons.push(`gave up after ${attempt} attempts: ${outcome.reason}`);
+            parkReasons.push(`rejected ${attempt} times: ${outcome.reason}`);
           } else {
-            retryIds.push(row.id);
-            retryErrors.push(outcome.reason);
-            retryDelays.push(backoffDelay(options.retryBackoff, attempt));
+            retry(row, outcome.reason, backoffDelay(options.retryBackoff, attempt), true);
           }
           break;
         }
+        case 'transient':
+          // Not the message's fault: no number of these parks it, so a keyed row keeps its
+          // successors waiting behind it rather than letting them overtake.
+          infrastructureRetries += 1;
+          retry(row, outcome.reason, backoffDelay(options.retryBackoff, row.attempts + 1), true);
+          break;
+        case 'deferred':
+          deferred += 1;
+          retry(row, outcome.reason, outcome.delayMs, false);
+          break;
         case 'released':
           released += 1;
           break;
@@ -245,17 +271,36 @@ export class RelayLane {
     });
     if (acked.length > 0) await client.query(queries.deleteIds, [acked]);
     if (parkIds.length > 0) await client.query(queries.park, [parkIds, parkReasons]);
-    if (retryIds.length > 0)
-      await client.query(queries.scheduleRetry, [retryIds, retryErrors, retryDelays]);
+    if (retryIds.length > 0) {
+      await client.query(queries.scheduleRetry, [retryIds, retryErrors, retryDelays, retryCounted]);
+    }
     if (parkIds.length > 0) {
       options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });
     }
-    if (retryIds.length > 0) {
+    if (retryIds.length > deferred) {
       options.logger.warn('outbox rows will be retried', {
-        count: retryIds.length,
-        reason: retryErrors[0],
+        count: retryIds.length - deferred,
+        reason: retryErrors.find((_, i) => retryCounted[i] === 1),
       });
     }
-    return { published: acked.length, parked: parkIds.length, retried: retryIds.length, released };
+    if (deferred > 0) {
+      options.logger.warn('outbox rows put off: their exchange does not exist; declare it', {
+        count: deferred,
+        reason: retryErrors.find((_, i) => retryCounted[i] === 0),
+      });
+    }
+    return {
+      published: acked.length,
+      parked: parkIds.length,
+      retried: retryIds.length - deferred,
+      infrastructureRetries,
+      deferred,
+      released,
+    };
   }
 }
+
+type SettleCounts = Pick<
+  RelayStats,
+  'published' | 'parked' | 'retried' | 'infrastructureRetries' | 'deferred' | 'released'
+>;

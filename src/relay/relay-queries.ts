@@ -15,7 +15,7 @@ export interface RelayQueries {
   readonly deleteIds: string;
   /** $1: ids, $2: reasons. */
   readonly park: string;
-  /** $1: ids, $2: errors, $3: delays in ms. */
+  /** $1: ids, $2: errors, $3: delays in ms, $4: 1 to count an attempt, 0 not to. */
   readonly scheduleRetry: string;
   /** When the next row that waits for its time becomes available. */
   readonly nextAvailableAt: string;
@@ -50,9 +50,9 @@ export function relayQueries(schemaName: string): RelayQueries {
         correlation_id, causation_id, created_at, attempts, last_error, reason
       FROM moved`,
     scheduleRetry: `UPDATE ${t.outbox} o
-      SET attempts = o.attempts + 1, last_error = r.error,
+      SET attempts = o.attempts + r.counted, last_error = r.error,
           available_at = now() + r.delay_ms * interval '1 millisecond'
-      FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS r(id, error, delay_ms)
+      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[]) AS r(id, error, delay_ms, counted)
       WHERE o.id = r.id`,
     nextAvailableAt: `SELECT min(available_at) AS at FROM ${t.outbox} WHERE available_at > now()`,
     listen: `LISTEN ${t.notifyChannel}`,

@@ -8,6 +8,14 @@ export interface RelayStats {
   parked: number;
   /** Rows scheduled for another attempt. */
   retried: number;
+  /**
+   * Of `retried`, rows that failed for the broker's or the network's sake (a nack, no confirm in
+   * time, a closed channel or connection): they are retried for as long as that lasts, never
+   * parked.
+   */
+  infrastructureRetries: number;
+  /** Rows put off, no attempt counted, because their exchange does not exist (yet). */
+  deferred: number;
   /** Rows released untouched because the relay stopped before their confirm. */
   released: number;
   batches: number;
@@ -25,6 +33,8 @@ export function emptyRelayStats(): RelayStats {
     published: 0,
     parked: 0,
     retried: 0,
+    infrastructureRetries: 0,
+    deferred: 0,
     released: 0,
     batches: 0,
     errors: 0,

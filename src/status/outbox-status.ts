@@ -15,7 +15,13 @@ export interface OutboxStatusOptions {
 export interface OutboxCounts {
   /** Rows not yet published: waiting, in flight, delayed or waiting for a retry. */
   readonly pending: number;
-  /** Seconds since the oldest pending row was written; `null` when nothing is pending. */
+  /**
+   * The relay's lag: how long the oldest due row has waited, in seconds; `null` when no row is
+   * due. A row is due from its `available_at`: a message delayed (`delayMs`) or scheduled for
+   * later does not count before its time, and counts from that time, not from its write. A row
+   * that failed and waits to be tried again (a retry, or an exchange that does not exist yet)
+   * counts from its write, since it was due before its first try.
+   */
   readonly oldestPendingAgeSeconds: number | null;
   /** Pending rows that failed at least once and wait for another attempt. */
   readonly retrying: number;
@@ -56,7 +62,12 @@ function statusQuery(schemaName: string | undefined): string {
       SELECT exchange,
              count(*) AS pending,
              count(*) FILTER (WHERE attempts > 0) AS retrying,
-             min(created_at) AS oldest
+             -- Lag is about rows that could have gone: not those delayed until later. A row
+             -- that was tried (last_error is set by every retry, counted as an attempt or not)
+             -- was due before its first try; its available_at is the next try's time.
+             min(CASE WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
+                      WHEN available_at <= now() THEN greatest(created_at, available_at)
+                 END) AS oldest
       FROM ${t.outbox}
       GROUP BY exchange
     ), parked AS (
@@ -66,14 +77,14 @@ function statusQuery(schemaName: string | undefined): string {
            coalesce(p.pending, 0)::text AS pending,
            coalesce(p.retrying, 0)::text AS retrying,
            coalesce(k.parked, 0)::text AS parked,
-           -- The database's clock, the one created_at was set by, so client skew cannot show.
+           -- The database's clock, the one the row's times were set by, so client skew cannot show.
            extract(epoch FROM now() - p.oldest)::float8 AS oldest_age
     FROM pending p FULL JOIN parked k USING (exchange)
     ORDER BY exchange`;
 }
 
 /**
- * Reports how far behind the relay is: pending, oldest pending age, retrying and parked rows,
+ * Reports how far behind the relay is: pending, the age of the oldest due row, retrying and parked rows,
  * per exchange and in total. Reads with one statement (two with `includeProcessed`).
  *
  * @example

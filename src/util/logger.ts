@@ -25,19 +25,45 @@ export const consoleLogger = (level: 'debug' | 'info' | 'warn' = 'warn'): Outbox
 
 export const silentLogger: OutboxLogger = { debug: noop, info: noop, warn: noop, error: noop };
 
-/** Hides the password of a connection URL, so URLs can be logged and put in errors. */
+/**
+ * Hides the password of a connection URL (in its user info or a `password` query parameter), or
+ * of a keyword connection string (`host=x password=y`), so they can be logged and put in errors.
+ */
 export function redactUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
+    parsed = new URL(url);
   } catch {
-    return '<unparseable url>';
+    return KEYWORD_STRING.test(url) ? redactSecrets(url) : '<unparseable url>';
   }
+  // The URL parser splits user info at the last '@', as drivers do, so a password may hold '@'.
+  if (parsed.password) parsed.password = '***';
+  for (const key of [...parsed.searchParams.keys()]) {
+    if (/password/i.test(key)) parsed.searchParams.set(key, '***');
+  }
+  return parsed.toString();
 }
 
-/** A message for logs from anything thrown, with credentials in URLs hidden. */
+/** A message for logs from anything thrown, with credentials hidden. */
 export function errorMessage(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@\s]*@/g, '$1***@');
+  return redactSecrets(error instanceof Error ? error.message : String(error));
+}
+
+/** Text that starts like a libpq keyword connection string. */
+const KEYWORD_STRING = /^\s*[a-z_]+\s*=/i;
+
+/**
+ * `scheme://user:password@`. A password may hold '@' and spaces, so it runs to the last '@'
+ * before the end of the authority ('/', '?', '#'), the line, or the next URL. It errs towards
+ * hiding too much: a URL without credentials followed on its line by an '@' loses that stretch.
+ */
+const URL_PASSWORD =
+  /(\b[a-z][a-z\d+.-]*:\/\/[^\s:/?#@]*:)(?:(?![a-z][a-z\d+.-]*:\/\/)[^\n/?#])*@/gi;
+
+/** `password=secret`, `password='a b'` (libpq quoting, with backslash escapes), `PGPASSWORD = x`. */
+const KEYWORD_PASSWORD = /(\b\w*password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s'"&]+)/gi;
+
+/** Text with the passwords of connection URLs and keyword connection strings hidden. */
+export function redactSecrets(text: string): string {
+  return text.replace(URL_PASSWORD, '$1***@').replace(KEYWORD_PASSWORD, '$1***');
 }

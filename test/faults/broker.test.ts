@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import * as amqp from 'amqplib';
+import { closeConnection } from '../../src/amqp/close-within.js';
 import { DATABASE_URL } from '../support/env.js';
 import { waitFor } from '../support/wait-for.js';
 import { sleep } from './exec.js';
@@ -340,6 +342,99 @@ describe('faults: the broker', () => {
               assert.ok(tooLarge > 0, 'nothing parked by the relay limit');
               assert.ok(refused > 0, `nothing refused by the broker: ${reasons.join(' | ')}`);
               return `${tooLarge} parked over the relay limit, ${refused} after the broker's 406; ${o.relays.retried} rows retried`;
+            },
+          });
+        },
+      ),
+  );
+  it('a relay deployed before its exchange exists: declared 30 s later', { timeout: 120_000 }, () =>
+    runScenario(
+      { name: 'exchange declared 30 s after the relay started', databaseUrl, amqpUrl: node.url },
+      async (sc) => {
+        await sc.startConsumer();
+        // The consumer declared the exchange; take it away (its queue stays), as on a broker
+        // where the relay is deployed before whoever declares the topology.
+        await sc.admin.deleteExchange(sc.exchange);
+        const relay = await sc.startRelay({ maxAttempts: 2 });
+        sc.traffic({ total: 600, perTransaction: 10, pauseMs: 200, writers: 2 });
+        await sleep(30_000);
+        const putOff = await sc.appPool.query<{ n: number; attempts: number }>(
+          `SELECT count(*)::int AS n, coalesce(max(attempts), 0)::int AS attempts
+             FROM ${sc.tables.outbox} WHERE last_error LIKE 'exchange not found%'`,
+        );
+        const publishedWhileMissing = relay.counts().published;
+        const parkedWhileMissing = relay.counts().parked;
+        // Declared with an alternate exchange already bound to the consumer's queue, so that
+        // it routes from its first moment: a binding made after it would leave a gap in which
+        // a publish is unroutable, which is another scenario.
+        const admin = await amqp.connect(node.url);
+        admin.on('error', () => {});
+        const alternate = `${sc.exchange}.ae`;
+        try {
+          const channel = await admin.createChannel();
+          await channel.assertExchange(alternate, 'fanout', { durable: true });
+          await channel.bindQueue(sc.queues.main, alternate, '');
+          await channel.assertExchange(sc.exchange, 'topic', {
+            durable: true,
+            alternateExchange: alternate,
+          });
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              assert.equal(publishedWhileMissing, 0, 'published to an exchange that did not exist');
+              assert.equal(parkedWhileMissing + o.parked.size, 0, 'rows parked');
+              assert.ok(putOff.rows[0]!.n > 0, 'no row was put off');
+              assert.equal(putOff.rows[0]!.attempts, 0, 'a missing exchange counted as attempts');
+              return `${putOff.rows[0]!.n} rows put off while the exchange was missing (no attempt counted), none parked; all published once it was declared`;
+            },
+          });
+        } finally {
+          await closeConnection(admin);
+        }
+      },
+    ),
+  );
+
+  it(
+    'a queue that confirms nothing for longer than maxAttempts times the backoff',
+    { timeout: 120_000 },
+    () =>
+      runScenario(
+        {
+          name: 'no confirms past maxAttempts (Raft server suspended)',
+          databaseUrl,
+          amqpUrl: node.url,
+        },
+        async (sc) => {
+          await sc.startConsumer();
+          const maxAttempts = 2;
+          await sc.startRelay({ maxAttempts, retryBackoff: { initialMs: 100, maxMs: 300 } });
+          sc.traffic({ total: 600, perTransaction: 10, pauseMs: 50, keys: 2 });
+          await sc.waitForEffects(100);
+          await node.suspendQueue(sc.queues.main);
+          let attempts = 0;
+          try {
+            // Each try waits for its publish timeout (2 s): the heads of the two keys go past
+            // maxAttempts within seconds.
+            attempts = await waitFor(
+              'a row tried more than maxAttempts times',
+              async () => {
+                const { rows } = await sc.appPool.query<{ n: number }>(
+                  `SELECT coalesce(max(attempts), 0)::int AS n FROM ${sc.tables.outbox}`,
+                );
+                return rows[0]!.n > maxAttempts ? rows[0]!.n : undefined;
+              },
+              60_000,
+            );
+          } finally {
+            await node.resumeQueue(sc.queues.main);
+          }
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              assert.equal(o.parked.size, 0, 'rows parked for want of a confirm');
+              assert.ok(o.relays.retried > 0, 'nothing was retried');
+              return `rows tried ${attempts} times (maxAttempts ${maxAttempts}) without a confirm, none parked; ${o.relays.retried} retries, per-key order kept`;
             },
           });
         },

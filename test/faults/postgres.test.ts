@@ -3,11 +3,13 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { AMQP_URL } from '../support/env.js';
 import { waitFor } from '../support/wait-for.js';
+import { sleep } from './exec.js';
 import { reapLeftovers } from './fault-processes.js';
 import { printResults } from './fault-report.js';
 import type { FaultScenario } from './fault-scenario.js';
 import { runScenario } from './fault-scenario.js';
 import { PrivatePostgres } from './private-postgres.js';
+import type { RelayProcess } from './relay-handles.js';
 
 // Postgres is the fault here: a private cluster that is restarted, crashed and has its sessions
 // terminated, under the business, the relay and the consumer at once. RabbitMQ is the machine's.
@@ -94,6 +96,51 @@ describe('faults: Postgres', () => {
               assert.ok(killed >= 3, `only ${killed} sessions terminated`);
               assert.ok(o.relays.listenConnects >= 2, 'the relay did not LISTEN again');
               return `${killed} sessions terminated; relay LISTEN ${o.relays.listenConnects}x, ${o.relays.errors} failed batches`;
+            },
+          });
+        },
+      ),
+  );
+
+  it(
+    'a restart burst (immediate, sessions terminated, fast) while relay processes restart',
+    { timeout: 90_000 },
+    () =>
+      runScenario(
+        {
+          name: 'Postgres restart burst, relay processes restarted',
+          databaseUrl,
+          amqpUrl: AMQP_URL,
+          asyncCommit: false,
+        },
+        async (sc) => {
+          // Relays as processes, so that an unhandled 'error' on a pg client would end one.
+          await sc.startConsumer();
+          const relays: RelayProcess[] = [await sc.spawnRelay(), await sc.spawnRelay()];
+          sc.traffic({ total: 600, pauseMs: 5, perTransaction: 10 });
+          await sc.waitForEffects(100);
+          // The soak's sequence, a second apart: a crash, a relay restarted into the recovery
+          // (its LISTEN fails while the database starts up), every session terminated, then a
+          // fast shutdown with another relay restarted into it.
+          await relays[0]!.kill();
+          await cluster.stop('immediate');
+          relays.push(await sc.spawnRelay());
+          await cluster.boot();
+          await sleep(1000);
+          const killed = await terminate(cluster, sc, 'true');
+          await sleep(1000);
+          await relays[1]!.kill();
+          await cluster.stop('fast');
+          relays.push(await sc.spawnRelay());
+          await cluster.boot();
+          sc.healed();
+          const crashed = () => relays.filter((r) => r.crashed).map((r) => r.name);
+          await sc.finish({
+            evidence: (o) => {
+              assert.deepEqual(crashed(), [], 'relay processes died on their own');
+              assert.ok(killed >= 1, 'no session was terminated');
+              assert.ok(o.relays.listenConnects >= relays.length + 1, 'no LISTEN was made again');
+              return `${relays.length} relay processes (2 restarted into the burst), none died; ${killed} sessions terminated; LISTEN ${o.relays.listenConnects}x`;
             },
           });
         },

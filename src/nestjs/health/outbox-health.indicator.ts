@@ -5,7 +5,10 @@ import { OutboxService } from '../outbox.service.js';
 
 /** When the indicator reports `down`, beyond a broker connection that is lost. */
 export interface OutboxHealthOptions {
-  /** Down when the oldest pending outbox row is older than this. Default: not checked. */
+  /**
+   * Down when the oldest due outbox row has waited longer than this; rows delayed or scheduled
+   * for later do not count before their time. Default: not checked.
+   */
   readonly maxLagSeconds?: number;
   /** Down when more rows than this are parked. Default: not checked. */
   readonly maxParked?: number;
@@ -17,7 +20,7 @@ export interface OutboxHealthOptions {
 
 /**
  * A `@nestjs/terminus` health indicator for the outbox of this application: whether the relay
- * and the handlers are connected to RabbitMQ, the relay's lag (age of the oldest pending row),
+ * and the handlers are connected to RabbitMQ, the relay's lag (how long the oldest due row has waited),
  * and the parked and dead-lettered counts. Add it to the providers of a module that imports
  * `TerminusModule` and can inject `OutboxService`.
  *

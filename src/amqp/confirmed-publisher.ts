@@ -1,0 +1,194 @@
+import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { closeChannel } from './close-within.js';
+
+/**
+ * Header that tags each publish with a number unique on its channel. `basic.return` carries
+ * no delivery tag, only the message, and message ids may repeat (the same event sent to two
+ * exchanges): the tag is the one thing that ties a return to the publish it answers.
+ */
+export const PUBLISH_TAG_HEADER = 'x-outboxkit-publish-tag';
+
+/** What the broker made of one publish. */
+export type ConfirmResult =
+  /** Acked and not returned: a queue (or an alternate exchange) has it. */
+  | { readonly kind: 'confirmed' }
+  /** Returned as unroutable (`mandatory`), then acked: no queue has it. */
+  | { readonly kind: 'returned'; readonly replyCode: number; readonly replyText: string }
+  /** Nacked: the broker could not take it (an internal error, or a queue's reject-publish). */
+  | { readonly kind: 'nacked' }
+  /** The channel closed before the broker answered; `replyCode` when the broker closed it. */
+  | { readonly kind: 'channel-closed'; readonly reason: string; readonly replyCode?: number }
+  /**
+   * Never sent: the channel was closed already, or (`encodable: false`) amqplib could not encode
+   * the message, which no retry changes. Either way no confirm was owed for it.
+   */
+  | { readonly kind: 'not-sent'; readonly reason: string; readonly encodable: boolean }
+  /** No answer within the caller's time limit (`publish` only). */
+  | { readonly kind: 'timeout'; readonly reason: string };
+
+export type ConfirmListener = (result: ConfirmResult) => void;
+
+interface Pending {
+  readonly settle: ConfirmListener;
+  returned?: { replyCode: number; replyText: string };
+}
+
+/**
+ * Publishes on one confirm channel and turns every broker answer into exactly one
+ * `ConfirmResult` per publish: combined acks (`multiple`), a return before its ack, nacks, a
+ * channel that closes mid-flight, and publishes amqplib refuses. The relay, the consumer's
+ * retry publisher and the dead-letter replay all publish through it.
+ */
+export class ConfirmedPublisher {
+  readonly #channel: ConfirmChannel;
+  readonly #onAnswer: ((seconds: number) => void) | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextTag = 1;
+  #closedReason: string | undefined;
+  #closedCode: number | undefined;
+
+  /** `onAnswer` receives, per message, the seconds from publish to the broker's own answer. */
+  constructor(channel: ConfirmChannel, onAnswer?: (seconds: number) => void) {
+    this.#channel = channel;
+    this.#onAnswer = onAnswer;
+    channel.on('return', (message: Message) => {
+      // basic.return comes before the ack of the same publish: mark it, the ack settles it.
+      const tag = Number(message.properties.headers?.[PUBLISH_TAG_HEADER]);
+      const pending = this.#pending.get(tag);
+      if (pending) {
+        const fields = message.fields as unknown as { replyCode?: number; replyText?: string };
+        pending.returned = { replyCode: fields.replyCode ?? 0, replyText: fields.replyText ?? '' };
+      }
+    });
+    channel.on('error', (error: Error & { code?: unknown }) => {
+      this.#closedReason ??= `channel error: ${error.message}`;
+      if (typeof error.code === 'number') this.#closedCode ??= error.code;
+    });
+    // Ahead of amqplib's own 'close' listener, which fails the pending confirms: their callbacks
+    // must already see the channel closed (no broker answer to time, and the reason to record).
+    channel.prependListener('close', () => {
+      this.#closedReason ??= 'channel closed';
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.#closedReason === undefined;
+  }
+
+  /** Why the channel closed, once it has. */
+  get closedReason(): string | undefined {
+    return this.#closedReason;
+  }
+
+  /** Publishes awaiting their answer. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Publishes one message and calls `settle` exactly once with its result (synchronously for a
+   * message that was not sent). Returns false when amqplib's write buffer is full: the message is
+   * still buffered and still answered, so it must not be sent again.
+   */
+  send(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+    settle: ConfirmListener,
+  ): boolean {
+    if (this.#closedReason !== undefined) {
+      settle({ kind: 'not-sent', reason: this.#closedReason, encodable: true });
+      return true;
+    }
+    const tag = this.#nextTag;
+    this.#nextTag += 1;
+    const pending: Pending = { settle };
+    const headers = { ...options.headers, [PUBLISH_TAG_HEADER]: tag };
+    const started = performance.now();
+    this.#pending.set(tag, pending);
+    try {
+      return this.#channel.publish(
+        exchange,
+        routingKey,
+        content,
+        { ...options, mandatory: true, headers },
+        (error) => {
+          this.#pending.delete(tag);
+          // A closing channel fails its pending confirms: that is no answer of the broker.
+          const closed = error && this.#closedReason !== undefined;
+          if (!closed) this.#onAnswer?.((performance.now() - started) / 1000);
+          if (closed) {
+            settle({
+              kind: 'channel-closed',
+              reason: this.#closedReason!,
+              ...(this.#closedCode !== undefined && { replyCode: this.#closedCode }),
+            });
+          } else if (error) {
+            settle({ kind: 'nacked' });
+          } else if (pending.returned) {
+            settle({ kind: 'returned', ...pending.returned });
+          } else {
+            settle({ kind: 'confirmed' });
+          }
+        },
+      );
+    } catch (error) {
+      // amqplib throws before writing anything, and before it counts a confirm: once the channel
+      // is closing or closed, or with a TypeError or RangeError when the message cannot be
+      // encoded (a property over 255 bytes, headers over the frame buffer).
+      this.#pending.delete(tag);
+      const reason = error instanceof Error ? error.message : String(error);
+      const encodable = !(error instanceof TypeError || error instanceof RangeError);
+      settle({ kind: 'not-sent', reason, encodable });
+      return true;
+    }
+  }
+
+  /** Publishes one message and resolves with its result, or `timeout` after `timeoutMs`. */
+  publish(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+    timeoutMs: number,
+  ): Promise<ConfirmResult> {
+    return new Promise((resolve) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        resolve({ kind: 'timeout', reason: `no publisher confirm within ${timeoutMs} ms` });
+      }, timeoutMs);
+      this.send(exchange, routingKey, content, options, (result) => {
+        if (done) return;
+        clearTimeout(timer);
+        resolve(result);
+      });
+    });
+  }
+
+  /** Closes the channel; publishes still pending settle as `channel-closed`. */
+  async close(): Promise<void> {
+    if (this.#closedReason !== undefined) return;
+    this.#closedReason = 'closed by outboxkit';
+    await closeChannel(this.#channel);
+  }
+}
+
+/** A one-line description of a result that is not `confirmed`, for logs and errors. */
+export function describeConfirmResult(result: ConfirmResult): string {
+  switch (result.kind) {
+    case 'confirmed':
+      return 'confirmed';
+    case 'returned':
+      return `unroutable: ${`${result.replyCode} ${result.replyText}`.trim()}`;
+    case 'nacked':
+      return 'nacked by the broker';
+    case 'channel-closed':
+      return `not confirmed: ${result.reason}`;
+    case 'not-sent':
+      return `not sent: ${result.reason}`;
+    case 'timeout':
+      return result.reason;
+  }
+}

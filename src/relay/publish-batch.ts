@@ -1,0 +1,103 @@
+import type { Options } from 'amqplib';
+import {
+  type ConfirmedPublisher,
+  type ConfirmResult,
+  describeConfirmResult,
+} from '../amqp/confirmed-publisher.js';
+import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
+import type { OutboxRow } from './outbox-row.js';
+import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
+
+/** A row to publish, unless the relay already knows its outcome. */
+export interface PublishRequest {
+  readonly row: OutboxRow;
+  readonly outcome?: PublishOutcome;
+}
+
+/**
+ * Channel close codes that a message's own content or properties cause (406 PRECONDITION_FAILED
+ * for a message over the broker's `max_message_size`, 501-505 frame and syntax errors). Any
+ * other close (404 exchange gone, 403 access refused, 320 connection forced, 541 internal) is the
+ * broker's or the topology's state, and says nothing about the message.
+ */
+const MESSAGE_FAULT_CODES = new Set([406, 501, 502, 503, 505]);
+
+/**
+ * Publishes every request without a preset outcome and waits for all their answers, for at most
+ * `timeoutMs`. Rows still unsettled then are transient failures; when `stop` aborts first, they
+ * are released untouched.
+ */
+export function publishBatch(
+  publisher: ConfirmedPublisher,
+  requests: readonly PublishRequest[],
+  timeoutMs: number,
+  stop?: AbortSignal,
+): Promise<PublishOutcome[]> {
+  const outcomes: Array<PublishOutcome | undefined> = requests.map((r) => r.outcome);
+  const sent = outcomes.filter((o) => o === undefined).length;
+  let pending = sent;
+  if (pending === 0) return Promise.resolve(outcomes as PublishOutcome[]);
+
+  return new Promise((resolve) => {
+    let finished = false;
+    const finish = (fill: PublishOutcome) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
+      resolve(outcomes.map((o) => o ?? fill));
+    };
+    const onStop = () => finish(RELEASED);
+    const timer = setTimeout(() => {
+      finish({ kind: 'transient', reason: `no confirm within ${timeoutMs} ms` });
+    }, timeoutMs);
+    stop?.addEventListener('abort', onStop, { once: true });
+
+    requests.forEach((request, index) => {
+      if (request.outcome !== undefined || finished) return;
+      const { row } = request;
+      publisher.send(row.exchange, row.routing_key, row.payload, publishOptions(row), (result) => {
+        if (finished || outcomes[index] !== undefined) return;
+        outcomes[index] = rowOutcome(result, sent === 1);
+        pending -= 1;
+        if (pending === 0) finish(RELEASED);
+      });
+    });
+  });
+}
+
+/** What a broker answer means for the row; `alone`: it was the only publish of its batch. */
+function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
+  const reason = describeConfirmResult(result);
+  switch (result.kind) {
+    case 'confirmed':
+      return ACKED;
+    case 'returned':
+      return { kind: 'permanent', reason };
+    case 'not-sent':
+      return result.encodable ? { kind: 'transient', reason } : { kind: 'permanent', reason };
+    case 'channel-closed':
+      // In a batch, any one message may have made the broker close the channel: the failed rows
+      // are retried one at a time, where the culprit is alone when it happens again.
+      return alone && result.replyCode !== undefined && MESSAGE_FAULT_CODES.has(result.replyCode)
+        ? { kind: 'rejected', reason }
+        : { kind: 'transient', reason };
+    case 'nacked':
+    case 'timeout':
+      return { kind: 'transient', reason };
+  }
+}
+
+function publishOptions(row: OutboxRow): Options.Publish {
+  const headers: Record<string, unknown> = { ...(row.headers ?? {}) };
+  if (row.ordering_key !== null) headers[ORDERING_KEY_HEADER] = row.ordering_key;
+  if (row.causation_id !== null) headers[CAUSATION_ID_HEADER] = row.causation_id;
+  return {
+    persistent: true,
+    messageId: row.message_id,
+    timestamp: row.created_at_s,
+    contentType: row.content_type,
+    headers,
+    ...(row.correlation_id !== null && { correlationId: row.correlation_id }),
+  };
+}

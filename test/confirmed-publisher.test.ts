@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { ChannelModel } from 'amqplib';
+import * as amqp from 'amqplib';
+import { closeConnection } from '../src/amqp/close-within.js';
+import {
+  ConfirmedPublisher,
+  type ConfirmResult,
+  PUBLISH_TAG_HEADER,
+} from '../src/amqp/confirmed-publisher.js';
+import { AMQP_URL } from './support/env.js';
+import { ScriptedConfirmChannel } from './support/scripted-confirm-channel.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { TestBroker } from './support/test-broker.js';
+
+const send = (
+  publisher: ConfirmedPublisher,
+  exchange: string,
+  routingKey: string,
+  messageId: string,
+  content = Buffer.from(messageId),
+): Promise<ConfirmResult> =>
+  new Promise((resolve) =>
+    publisher.send(exchange, routingKey, content, { messageId, persistent: true }, resolve),
+  );
+
+describe('ConfirmedPublisher: the answers the broker sends too rarely to test by chance', () => {
+  it('a return, then one combined ack for it and an earlier publish with the same message id', async () => {
+    const channel = new ScriptedConfirmChannel();
+    const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
+    const routable = send(publisher, 'x', 'bound', 'same-id');
+    const unroutable = send(publisher, 'x', 'nowhere', 'same-id');
+    channel.returnMessage(1);
+    channel.ackMultiple(1);
+    assert.deepEqual(await routable, { kind: 'confirmed' });
+    assert.deepEqual(await unroutable, { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
+  });
+
+  it('each publish carries a tag of its own, next to the caller headers', () => {
+    const channel = new ScriptedConfirmChannel();
+    const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
+    for (let i = 0; i < 3; i += 1) {
+      publisher.send('x', 'k', Buffer.alloc(0), { headers: { 'x-app': 'a' } }, () => {});
+    }
+    const tags = channel.sent.map((s) => s.options.headers?.[PUBLISH_TAG_HEADER]);
+    assert.equal(new Set(tags).size, 3);
+    for (const s of channel.sent) assert.equal(s.options.headers?.['x-app'], 'a');
+    assert.ok(channel.sent.every((s) => s.options.mandatory === true));
+  });
+});
+
+describe('ConfirmedPublisher on a real broker', () => {
+  let broker: TestBroker;
+  let exchange: string;
+  let queue: string;
+  const connections: ChannelModel[] = [];
+  before(async () => {
+    broker = await TestBroker.open();
+    exchange = await broker.exchange('x', 'direct');
+    queue = await broker.queue('q', exchange, 'bound');
+  });
+  afterEach(async () => {
+    for (const c of connections.splice(0)) await closeConnection(c);
+    await broker.channel.purgeQueue(queue);
+  });
+  after(() => broker.close());
+
+  async function open(url = AMQP_URL) {
+    const connection = await amqp.connect(url);
+    connection.on('error', () => {});
+    connections.push(connection);
+    const channel = await connection.createConfirmChannel();
+    channel.on('error', () => {});
+    const answers: number[] = [];
+    return {
+      connection,
+      answers,
+      publisher: new ConfirmedPublisher(channel, (s) => answers.push(s)),
+    };
+  }
+
+  it('routed and returned publishes with repeated message ids each get their own answer', async () => {
+    const { publisher, answers } = await open();
+    const pairs = 1000;
+    const results = await Promise.all(
+      Array.from({ length: pairs * 2 }, (_, i) =>
+        send(publisher, exchange, i % 2 === 0 ? 'bound' : 'nowhere', `pair-${i >> 1}`),
+      ),
+    );
+    const wrong = results.filter((r, i) =>
+      i % 2 === 0 ? r.kind !== 'confirmed' : r.kind !== 'returned',
+    );
+    assert.equal(wrong.length, 0, `${wrong.length} of ${pairs * 2} got another publish's answer`);
+    assert.deepEqual(results[1], { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
+    assert.equal(answers.length, pairs * 2);
+    assert.equal(await broker.waitForDepth(queue, pairs), pairs);
+  });
+
+  it('a nack', async () => {
+    const full = await broker.queue('full', exchange, 'full', {
+      arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+    });
+    const { publisher } = await open();
+    assert.deepEqual(await send(publisher, exchange, 'full', 'n1'), { kind: 'nacked' });
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'n2'), { kind: 'confirmed' });
+    await broker.channel.deleteQueue(full);
+  });
+
+  it('a channel the broker closes mid-batch fails every pending publish with its code', async () => {
+    const { publisher, answers } = await open();
+    const pending = Array.from({ length: 50 }, (_, i) =>
+      send(publisher, exchange, 'bound', `c${i}`),
+    );
+    // Publishing to a missing exchange makes the broker close the channel (404).
+    const culprit = send(publisher, broker.name('missing'), 'k', 'culprit');
+    const results = [...(await Promise.all(pending)), await culprit];
+    assert.equal(publisher.isOpen, false);
+    const closed = results.filter((r) => r.kind === 'channel-closed');
+    assert.ok(closed.length >= 1, 'the culprit was not failed by the close');
+    for (const r of closed) assert.equal(r.kind === 'channel-closed' && r.replyCode, 404);
+    for (const r of results) assert.ok(r.kind === 'confirmed' || r.kind === 'channel-closed');
+    // Answers are timed only for what the broker answered, not for what the close failed.
+    assert.equal(answers.length, results.filter((r) => r.kind === 'confirmed').length);
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'after'), {
+      kind: 'not-sent',
+      reason: 'channel error: '.concat(publisher.closedReason!.slice('channel error: '.length)),
+      encodable: true,
+    });
+  });
+
+  it('a connection lost before the confirms: every publish channel-closed, none timed', async () => {
+    const { publisher, answers, connection } = await open();
+    const pending = Array.from({ length: 50 }, (_, i) =>
+      send(publisher, exchange, 'bound', `l${i}`),
+    );
+    // The publishes are written; no confirm can have been read yet: cut the socket now.
+    (connection.connection as unknown as { stream: { destroy(e: Error): void } }).stream.destroy(
+      new Error('cut by the test'),
+    );
+    for (const r of await Promise.all(pending)) {
+      assert.equal(r.kind, 'channel-closed');
+      assert.equal(r.kind === 'channel-closed' && r.replyCode, undefined);
+    }
+    assert.equal(answers.length, 0, 'a closed channel was timed as a broker answer');
+  });
+
+  it('no answer in time: a timeout, the publish still counted in flight', async () => {
+    const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
+    try {
+      const { publisher } = await open(proxy.url(AMQP_URL));
+      proxy.drop('toClient');
+      const result = await publisher.publish(exchange, 'bound', Buffer.from('t'), {}, 300);
+      assert.deepEqual(result, { kind: 'timeout', reason: 'no publisher confirm within 300 ms' });
+      assert.equal(publisher.inFlight, 1);
+    } finally {
+      proxy.heal();
+      await proxy.close();
+    }
+  });
+
+  it('publish() returning false: the message is buffered and still answered', async () => {
+    const { publisher } = await open();
+    // amqplib's write buffer holds 1024 frames: written in one go, these overflow it.
+    const total = 3000;
+    const body = Buffer.alloc(100, 1);
+    let refused = 0;
+    const results: Array<Promise<ConfirmResult>> = [];
+    for (let i = 0; i < total; i += 1) {
+      results.push(
+        new Promise((resolve) => {
+          if (!publisher.send(exchange, 'bound', body, { messageId: `b${i}` }, resolve)) {
+            refused += 1;
+          }
+        }),
+      );
+    }
+    assert.ok(refused > 0, 'the write buffer never filled: the case was not tested');
+    for (const r of await Promise.all(results)) assert.deepEqual(r, { kind: 'confirmed' });
+    assert.equal(await broker.waitForDepth(queue, total), total);
+  });
+
+  it('a message amqplib cannot encode is not sent, and later answers stay in step', async () => {
+    const { publisher } = await open();
+    const first = send(publisher, exchange, 'bound', 'before');
+    const bad = await send(publisher, exchange, 'bound', 'x'.repeat(300));
+    assert.equal(bad.kind, 'not-sent');
+    assert.equal(bad.kind === 'not-sent' && bad.encodable, false);
+    const returned = send(publisher, exchange, 'nowhere', 'returned');
+    const last = send(publisher, exchange, 'bound', 'after');
+    assert.deepEqual(await first, { kind: 'confirmed' });
+    assert.equal((await returned).kind, 'returned');
+    assert.deepEqual(await last, { kind: 'confirmed' });
+  });
+});

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { OutboxListener } from '../src/relay/outbox-listener.js';
+import { silentLogger } from '../src/util/logger.js';
+import { DATABASE_URL } from './support/env.js';
+import { uniqueName } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('OutboxListener', () => {
+  let admin: pg.Pool;
+  before(() => {
+    admin = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+    admin.on('error', () => {});
+  });
+  after(async () => {
+    await admin.end();
+  });
+
+  it('reconnects 20 times without piling listeners on its stop signal', async () => {
+    const applicationName = uniqueName('okt_listen');
+    const url = new URL(DATABASE_URL);
+    url.searchParams.set('application_name', applicationName);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+    pool.on('error', () => {});
+    const channel = uniqueName('okt_channel');
+    let wakes = 0;
+    const listener = new OutboxListener(
+      pool,
+      `LISTEN ${channel}`,
+      () => {
+        wakes += 1;
+      },
+      silentLogger,
+      { initialMs: 1, maxMs: 5 },
+    );
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => {
+      if (warning.name === 'MaxListenersExceededWarning') warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    // Every 'abort' listener added to and removed from any AbortSignal, to see how many stay.
+    const live = new Map<EventTarget, number>();
+    let most = 0;
+    const add = EventTarget.prototype.addEventListener;
+    const remove = EventTarget.prototype.removeEventListener;
+    EventTarget.prototype.addEventListener = function (this: EventTarget, type, ...rest) {
+      if (type === 'abort' && this instanceof AbortSignal) {
+        const n = (live.get(this) ?? 0) + 1;
+        live.set(this, n);
+        most = Math.max(most, n);
+      }
+      return add.call(this, type, ...rest);
+    } as typeof add;
+    EventTarget.prototype.removeEventListener = function (this: EventTarget, type, ...rest) {
+      if (type === 'abort' && this instanceof AbortSignal) {
+        live.set(this, Math.max(0, (live.get(this) ?? 0) - 1));
+      }
+      return remove.call(this, type, ...rest);
+    } as typeof remove;
+    listener.start();
+    try {
+      for (let i = 1; i <= 20; i += 1) {
+        await waitFor(`LISTEN connection ${i}`, async () => {
+          if (listener.connects < i) return false;
+          const { rows } = await admin.query(
+            `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query = $2`,
+            [applicationName, `LISTEN ${channel}`],
+          );
+          return rows.length > 0;
+        });
+        // Only this test's LISTEN session, found by its unique application name.
+        const { rows } = await admin.query<{ n: number }>(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+           WHERE application_name = $1`,
+          [applicationName],
+        );
+        assert.equal(rows[0]!.n, 1, `LISTEN session ${i} not found`);
+      }
+      await waitFor('the 21st LISTEN connection', () => listener.connects >= 21);
+      // One wake-up per connection: notifications sent while it was away are lost for good.
+      assert.ok(wakes >= 21, `${wakes} wake-ups`);
+    } finally {
+      await listener.stop();
+      EventTarget.prototype.addEventListener = add;
+      EventTarget.prototype.removeEventListener = remove;
+      process.off('warning', onWarning);
+      await pool.end();
+    }
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      warnings.map((w) => w.message),
+      [],
+    );
+    assert.ok(most <= 2, `${most} abort listeners on one signal at once`);
+  });
+});
