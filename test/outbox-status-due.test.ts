@@ -79,5 +79,8 @@ describe('outbox status: the lag counts only rows that are due', () => {
       `age ${deferred.oldestPendingAgeSeconds}`,
     );
     assert.equal(status.total.oldestPendingAgeSeconds, deferred.oldestPendingAgeSeconds);
+    // Shown as retrying, though no attempt was counted: the health check sees it waiting.
+    assert.equal(deferred.retrying, 1);
+    assert.equal(status.exchanges.find((e) => e.exchange === 'due')!.retrying, 0);
   });
 });

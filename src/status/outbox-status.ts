@@ -23,7 +23,7 @@ export interface OutboxCounts {
    * counts from its write, since it was due before its first try.
    */
   readonly oldestPendingAgeSeconds: number | null;
-  /** Pending rows that failed at least once and wait for another attempt. */
+  /** Pending rows that failed at least once, or were put off (their exchange missing), and wait to be tried again. */
   readonly retrying: number;
   /** Rows moved to the parked table: they will not be published without a replay. */
   readonly parked: number;
@@ -61,7 +61,7 @@ function statusQuery(schemaName: string | undefined): string {
   return `WITH pending AS (
       SELECT exchange,
              count(*) AS pending,
-             count(*) FILTER (WHERE attempts > 0) AS retrying,
+             count(*) FILTER (WHERE attempts > 0 OR last_error IS NOT NULL) AS retrying,
              -- Lag is about rows that could have gone: not those delayed until later. A row
              -- that was tried (last_error is set by every retry, counted as an attempt or not)
              -- was due before its first try; its available_at is the next try's time.
