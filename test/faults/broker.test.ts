@@ -7,7 +7,7 @@ import { waitFor } from '../support/wait-for.js';
 import { sleep } from './exec.js';
 import { reapLeftovers } from './fault-processes.js';
 import { printResults } from './fault-report.js';
-import { runScenario, withApplicationName } from './fault-scenario.js';
+import { runScenario, TWIN_ROUTING_KEY, withApplicationName } from './fault-scenario.js';
 import { PrivateRabbitMq } from './private-rabbitmq.js';
 
 // The broker is the fault here: a private node that is restarted, killed, frozen and alarmed.
@@ -435,6 +435,44 @@ describe('faults: the broker', () => {
               assert.equal(o.parked.size, 0, 'rows parked for want of a confirm');
               assert.ok(o.relays.retried > 0, 'nothing was retried');
               return `rows tried ${attempts} times (maxAttempts ${maxAttempts}) without a confirm, none parked; ${o.relays.retried} retries, per-key order kept`;
+            },
+          });
+        },
+      ),
+  );
+  it(
+    'one message id on a routable and an unroutable row of the same batch',
+    { timeout: 60_000 },
+    () =>
+      runScenario(
+        {
+          name: 'message ids shared by routable and unroutable rows',
+          databaseUrl,
+          amqpUrl: node.url,
+          // Unkeyed, so that both rows of an id go out in one batch.
+          ordered: false,
+        },
+        async (sc) => {
+          await sc.startConsumer();
+          await sc.startRelay({ batchSize: 200 });
+          const total = 1000;
+          await sc.traffic({
+            total,
+            perTransaction: 10,
+            message: (i) => (i % 2 === 0 ? { unroutableTwin: true } : {}),
+          }).done;
+          sc.healed();
+          await sc.finish({
+            evidence: async (o) => {
+              const { rows } = await sc.appPool.query<{ reason: string; n: number }>(
+                `SELECT split_part(reason, ':', 1) AS reason, count(*)::int AS n
+                 FROM ${sc.tables.parked} WHERE routing_key = $1 GROUP BY 1`,
+                [TWIN_ROUTING_KEY],
+              );
+              const twins = rows.find((r) => r.reason === 'unroutable')?.n ?? 0;
+              assert.deepEqual(rows, [{ reason: 'unroutable', n: total / 2 }]);
+              assert.equal(o.parked.size, 0, 'a routable row was parked');
+              return `${twins} unroutable rows sharing a message id with a routable one: every one parked, every routable one delivered`;
             },
           });
         },

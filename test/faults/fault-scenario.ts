@@ -53,7 +53,16 @@ export interface BusinessMessage {
   readonly contentType?: string;
   /** Pads the payload to about this many bytes (oversize input). */
   readonly padBytes?: number;
+  /**
+   * Also writes, in the same transaction, a copy with the same message id that nothing is bound
+   * to receive (`TWIN_ROUTING_KEY`): one message id twice in the outbox. The copy is expected
+   * parked; the ledger row keeps its own fate.
+   */
+  readonly unroutableTwin?: boolean;
 }
+
+/** The routing key of `unroutableTwin` copies: bound to no queue. */
+export const TWIN_ROUTING_KEY = 'nowhere.twin';
 
 export interface ConsumerTweaks {
   /** Sees every delivery that parses, before any transaction (copies and redeliveries too). */
@@ -452,6 +461,9 @@ export class FaultScenario {
           [id, m.key, version, m.fate ?? 'effect'],
         );
         outbox.push(this.outboxMessage(id, m, version));
+        if (m.unroutableTwin) {
+          outbox.push({ ...this.outboxMessage(id, m, version), routingKey: TWIN_ROUTING_KEY });
+        }
       }
       await this.#writer.addMany(client, outbox);
       if (rollback) {
@@ -823,8 +835,10 @@ export class FaultScenario {
        FROM ${this.table('ledger')} l LEFT JOIN ${this.table('effects')} e USING (msg_id)
        GROUP BY l.msg_id, l.fate`,
     );
+    // Unroutable twins share their original's message id; they are the scenario's to count.
     const parkedRows = await this.appPool.query<{ message_id: string; reason: string }>(
-      `SELECT message_id, reason FROM ${t.parked}`,
+      `SELECT message_id, reason FROM ${t.parked} WHERE routing_key <> $1`,
+      [TWIN_ROUTING_KEY],
     );
     const parked = new Map(parkedRows.rows.map((r) => [r.message_id, r.reason]));
     let lost = 0;
