@@ -59,7 +59,7 @@ describe('several RabbitMQ URLs', () => {
         })),
       );
       await waitFor('every message handled', () => host.stats(def.name).handled === 20);
-      assert.equal(relay.stats.published, 20);
+      assert.equal(relay.stats().published, 20);
       assert.equal((await f.effects()).length, 20);
     } finally {
       await relay.stop();

@@ -226,6 +226,16 @@ describe('outboxkit relay', () => {
       '5s',
       '--stop-timeout',
       '5s',
+      '--max-attempts',
+      '3',
+      '--retry-initial',
+      '100ms',
+      '--retry-max',
+      '2s',
+      '--max-message-bytes',
+      '65536',
+      '--connection-name',
+      'outboxkit-cli-test',
     ]);
     await broker.waitForDepth(queue, 50);
     // Rows written while it runs go out too: the relay woke on the commit.
@@ -283,6 +293,14 @@ describe('outboxkit command line errors', () => {
     {
       args: ['relay', '--heartbeat', '30', '--publish-timeout', '10s'],
       says: /--publish-timeout must be at least twice the heartbeat/,
+    },
+    {
+      args: ['relay', '--retry-initial', '2s', '--retry-max', '1s'],
+      says: /--retry-max must be at least --retry-initial/,
+    },
+    {
+      args: ['relay', '--max-message-bytes', '0'],
+      says: /--max-message-bytes must be a positive integer/,
     },
     {
       args: ['relay', '--log-level', 'loud'],

@@ -3,11 +3,8 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { closeConnection } from '../src/amqp/close-within.js';
-import {
-  ConfirmedPublisher,
-  type ConfirmResult,
-  PUBLISH_TAG_HEADER,
-} from '../src/amqp/confirmed-publisher.js';
+import { ConfirmedPublisher, type ConfirmResult } from '../src/amqp/confirmed-publisher.js';
+import { PUBLISH_TAG_HEADER } from '../src/protocol/message-headers.js';
 import { AMQP_URL } from './support/env.js';
 import { ScriptedConfirmChannel } from './support/scripted-confirm-channel.js';
 import { TcpProxy } from './support/tcp-proxy.js';

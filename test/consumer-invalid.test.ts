@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
-import { OUTBOXKIT_HEADERS } from '../src/consumer/dead-letter-headers.js';
+import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
-import { ORDERING_KEY_HEADER } from '../src/writer/outbox-message.js';
+import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
 

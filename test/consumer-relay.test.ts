@@ -84,7 +84,7 @@ describe('end to end: writer, relay, idempotent consumers', () => {
     ).catch((error: Error) => {
       // Say how far everything got, so a stall can be told from slowness.
       const progress = {
-        relay: relay?.stats,
+        relay: relay?.stats(),
         consumer: host.stats(consumer.name),
       };
       throw new Error(`${error.message}: ${JSON.stringify(progress)}`, { cause: error });
@@ -95,7 +95,7 @@ describe('end to end: writer, relay, idempotent consumers', () => {
     );
     assert.deepEqual(rows, [{ consumer: consumer.name, effects: total, keys: total }]);
     assert.equal(await f.t.count('outbox'), 0);
-    assert.equal(relay.stats.published, total);
+    assert.equal(relay.stats().published, total);
     assert.equal(await f.depth(consumer.name), 0);
     const stats = host.stats(consumer.name);
     assert.equal(stats.deadLettered + stats.failures, 0, 'no failures');

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { CHROMIUM_ARGS, chromiumExecutable } from './support/chromium.js';
 import {
   countsInDatabase,
   type DashboardServer,
@@ -13,24 +13,6 @@ import {
 } from './support/dashboard-server.js';
 import { writeMessages } from './support/relay-fixture.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
-
-/** Debian's package; CI installs it. Another build can be named with CHROMIUM_PATH. */
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-/**
- * Headless, and quiet on the network: without the background-networking flags Chromium keeps
- * trying to reach Google's services, which on a closed network makes every start slow.
- */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** What the page shows, read from its DOM. */
 async function shownCounts(page: Page) {
@@ -62,18 +44,15 @@ describe('dashboard: in a real headless Chromium', () => {
   const problems: string[] = [];
 
   before(async () => {
-    // CI installs Chromium: its absence is a broken setup, which must fail, not skip.
-    if (!existsSync(CHROMIUM_PATH)) {
-      assert.fail(
-        `Chromium not found at ${CHROMIUM_PATH}: install it (Debian: apt-get install chromium) or set CHROMIUM_PATH`,
-      );
-    }
+    // The browser comes with the dev dependencies: its absence is a broken setup, which must
+    // fail, not skip.
+    const executablePath = await chromiumExecutable();
     t = await testDatabase('dashweb');
     profile = await mkdtemp(join(tmpdir(), 'outboxkit-chromium-'));
     browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM_PATH,
+      executablePath,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS],
     });
   });
   after(async () => {
@@ -109,7 +88,7 @@ describe('dashboard: in a real headless Chromium', () => {
       { exchange: 'billing', routingKey: 'r', payload: 4, messageId: 'p-1' },
       { exchange: 'shipping', routingKey: 'r', payload: 5, messageId: hostile },
     ]);
-    server = await serveDashboard({ db: t.pool, schema: t.schema, readOnly: false });
+    server = await serveDashboard({ pool: t.pool, schema: t.schema, allowReplay: true });
 
     const page = await open(server.url);
     const before = await countsInDatabase(t);
@@ -144,7 +123,7 @@ describe('dashboard: in a real headless Chromium', () => {
   });
 
   it('read-only, it shows no buttons; the page follows the database as it refreshes', async () => {
-    const readOnly = await serveDashboard({ db: t.pool, schema: t.schema });
+    const readOnly = await serveDashboard({ pool: t.pool, schema: t.schema });
     try {
       const page = await open(readOnly.url);
       assert.equal(await page.locator('button').count(), 0);

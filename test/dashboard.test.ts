@@ -54,9 +54,9 @@ describe('dashboard: the HTTP API', () => {
         { routingKeys: ['order.placed'] },
       ),
     ]);
-    const common = { db: f.t.pool, schema: f.t.schema, amqpUrl: AMQP_URL, queues: [queue] };
+    const common = { pool: f.t.pool, schema: f.t.schema, amqpUrl: AMQP_URL, queues: [queue] };
     readOnly = await serveDashboard(common);
-    enabled = await serveDashboard({ ...common, readOnly: false, basePath: '/ops/outbox' });
+    enabled = await serveDashboard({ ...common, allowReplay: true, basePath: '/ops/outbox' });
   });
   after(async () => {
     await readOnly?.close();
@@ -83,7 +83,7 @@ describe('dashboard: the HTTP API', () => {
 
     const api = await getJson<DashboardStatus>(`${readOnly.url}api/status`);
     const db = await countsInDatabase(t);
-    assert.equal(api.readOnly, true);
+    assert.equal(api.allowReplay, false);
     assert.deepEqual(
       api.status.exchanges.map(({ exchange, pending, retrying, parked }) => ({
         exchange,
@@ -290,7 +290,7 @@ describe('dashboard: the HTTP API', () => {
 
   it('answers only to allowed host names when given some', async () => {
     const guarded = await serveDashboard({
-      db: f.t.pool,
+      pool: f.t.pool,
       schema: f.t.schema,
       allowedHosts: LOOPBACK_HOSTS,
     });
@@ -334,7 +334,7 @@ describe('dashboard: the outboxkit dashboard command', () => {
       const page = await waitFor('the URL', () => /http:\/\/127\.0\.0\.1:\d+\//.exec(stdout)?.[0]);
       assert.match(stdout, /read-only/);
       const status = await getJson<DashboardStatus>(`${page}api/status`);
-      assert.equal(status.readOnly, true);
+      assert.equal(status.allowReplay, false);
       assert.equal(status.status.schema, f.t.schema);
       assert.equal(await statusWithHost(`${page}api/status`, 'evil.example:80'), 403);
       child.kill('SIGINT');

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { OUTBOXKIT_HEADERS } from '../src/consumer/dead-letter-headers.js';
+import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { payloadOf, TestBroker } from './support/test-broker.js';

@@ -8,9 +8,9 @@ import {
   declareTopology,
   topologyOf,
 } from '../src/consumer/consumer-topology.js';
-import { OUTBOXKIT_HEADERS } from '../src/consumer/dead-letter-headers.js';
 import { QueueDeadLetters } from '../src/dashboard/queue-dead-letters.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
+import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { AMQP_URL } from './support/env.js';
 import { TestBroker } from './support/test-broker.js';
 

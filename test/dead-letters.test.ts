@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
-import { OUTBOXKIT_HEADERS } from '../src/consumer/dead-letter-headers.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import { DeadLetterNotFoundError } from '../src/dead-letters/dead-letter-not-found-error.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
-import { REPLAYED_AT_HEADER } from '../src/dead-letters/replay-headers.js';
-import { ORDERING_KEY_HEADER } from '../src/writer/outbox-message.js';
+import { OUTBOXKIT_HEADERS, REPLAYED_AT_HEADER } from '../src/protocol/dead-letter-headers.js';
+import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
 import { testRelay, writeMessages } from './support/relay-fixture.js';
@@ -34,7 +33,7 @@ describe('dead letters: parked outbox rows', () => {
         { exchange, routingKey: 'b', payload: { n: 2 }, messageId: 'p-2' },
       ]);
       await waitFor('two parked rows', async () => (await t.count('outbox_parked')) === 2);
-      const parked = new ParkedMessages({ db: t.pool, schema: t.schema });
+      const parked = new ParkedMessages({ pool: t.pool, schema: t.schema });
 
       const listed = await parked.list({ reason: 'UNROUTABLE', exchange });
       assert.deepEqual(
@@ -67,7 +66,7 @@ describe('dead letters: parked outbox rows', () => {
       assert.equal(purged.done, 1);
       assert.equal(await t.count('outbox_parked'), 0);
       await waitFor('the outbox to be empty', async () => (await t.count('outbox')) === 0);
-      assert.equal(relay.stats.published, 1);
+      assert.equal(relay.stats().published, 1);
     } finally {
       await relay.stop();
     }
@@ -96,7 +95,7 @@ describe('dead letters: parked outbox rows', () => {
          correlation_id, causation_id, created_at, attempts, last_error, 'gave up after 10 attempts: boom'
        FROM moved`,
     );
-    const parked = new ParkedMessages({ db: t.pool, schema: t.schema });
+    const parked = new ParkedMessages({ pool: t.pool, schema: t.schema });
     assert.equal(await parked.count({ reason: 'gave up' }), 25);
     const progress: number[] = [];
     const result = await parked.replay(

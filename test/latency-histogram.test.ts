@@ -45,7 +45,7 @@ describe('LatencyHistogram', () => {
     handlerA.observe(0.25);
     const handlerB = new LatencyHistogram([0.5]);
     const relay = {
-      stats: {
+      stats: () => ({
         published: 2,
         parked: 0,
         retried: 0,
@@ -55,7 +55,7 @@ describe('LatencyHistogram', () => {
         batches: 1,
         errors: 0,
         publishSeconds: publish,
-      },
+      }),
     };
     const consumers = {
       consumers: ['a', 'b'],

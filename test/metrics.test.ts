@@ -88,11 +88,11 @@ describe('metrics', () => {
       stats: () => ({ received: 3, handled: 2, duplicates: 1 }) as never,
     };
     const text = renderPrometheus(
-      await collectMetrics({ relay, consumers: host, db: t.pool, schema: t.schema }),
+      await collectMetrics({ relay, consumers: host, pool: t.pool, schema: t.schema }),
     );
     const m = parse(text);
-    assert.equal(m.get('outboxkit_relay_published_total'), relay.stats.published);
-    assert.equal(relay.stats.published, 7);
+    assert.equal(m.get('outboxkit_relay_published_total'), relay.stats().published);
+    assert.equal(relay.stats().published, 7);
     assert.equal(m.get('outboxkit_relay_parked_total'), 1);
     assert.equal(m.get(`outboxkit_outbox_parked{exchange="${orphan}"}`), 1);
     assert.equal(m.get(`outboxkit_outbox_pending{exchange="${routed}"}`), 1);
@@ -108,7 +108,7 @@ describe('metrics', () => {
   });
 
   it('the example serves them over HTTP on localhost', async () => {
-    const server = await serveMetrics({ relay, db: t.pool, schema: t.schema }, 0);
+    const server = await serveMetrics({ relay, pool: t.pool, schema: t.schema }, 0);
     try {
       assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
       const response = await fetch(server.url);

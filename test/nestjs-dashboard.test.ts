@@ -31,7 +31,7 @@ class InvoiceHandler {
   static broken = true;
   static handled: number[] = [];
 
-  @OutboxHandler(Invoice, { queue: 'dash.invoices', queueType: 'classic' })
+  @OutboxHandler(Invoice, { name: 'dash.invoices', queueType: 'classic' })
   async handle(payload: { n: number }): Promise<void> {
     if (InvoiceHandler.broken) throw new PermanentError('no customer');
     InvoiceHandler.handled.push(payload.n);
@@ -114,7 +114,7 @@ describe('nestjs: the dashboard controller', () => {
     );
 
     const status = (await (await fetch(`${base}api/status`)).json()) as DashboardStatus;
-    assert.equal(status.readOnly, false);
+    assert.equal(status.allowReplay, true);
     assert.equal(status.status.schema, f.t.schema);
     const { oldestPendingAgeSeconds: _, ...total } = status.status.total;
     assert.deepEqual(total, (await countsInDatabase(f.t)).total);
@@ -163,7 +163,7 @@ describe('nestjs: the dashboard controller', () => {
     const res = await fetch(`${base}api/status`, { headers: token });
     assert.equal(res.status, 200);
     const status = (await res.json()) as DashboardStatus;
-    assert.equal(status.readOnly, true);
+    assert.equal(status.allowReplay, false);
     const dead = (await (await fetch(`${base}api/dead-letters`, { headers: token })).json()) as {
       queues: unknown[];
     };

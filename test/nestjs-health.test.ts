@@ -21,7 +21,7 @@ const Doomed = defineMessage<{ n: number }>({ exchange: 'doomed', routingKey: 'd
 
 @Injectable()
 class DoomedHandler {
-  @OutboxHandler(Doomed, { queue: 'health.doomed', queueType: 'classic' })
+  @OutboxHandler(Doomed, { name: 'health.doomed', queueType: 'classic' })
   async handle(): Promise<void> {
     throw new PermanentError('cannot ever work');
   }

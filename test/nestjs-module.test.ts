@@ -24,7 +24,7 @@ import {
   OutboxService,
   outboxHandlerArguments,
 } from '../src/nestjs/index.js';
-import { CAUSATION_ID_HEADER } from '../src/writer/outbox-message.js';
+import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -61,7 +61,7 @@ class GreetingHandler {
     @Inject(EFFECTS) private readonly effects: string,
   ) {}
 
-  @OutboxHandler(Greeting, { ...quick, queue: 'module.greetings', businessKey: (g) => `${g.id}` })
+  @OutboxHandler(Greeting, { ...quick, name: 'module.greetings', businessKey: (g) => `${g.id}` })
   async greet(greeting: Greeting, ctx: ConsumeContext): Promise<void> {
     this.seen.push({ payload: greeting, ctx });
     await ctx.trx
@@ -77,7 +77,7 @@ class ReplyHandler {
   readonly seen: Seen<Reply>[] = [];
   constructor(@Inject(EFFECTS) private readonly effects: string) {}
 
-  @OutboxHandler(Reply, { ...quick, queue: 'module.replies' })
+  @OutboxHandler(Reply, { ...quick, name: 'module.replies' })
   async reply(reply: Reply, ctx: ConsumeContext): Promise<void> {
     this.seen.push({ payload: reply, ctx });
     await ctx.trx
@@ -97,7 +97,7 @@ const Ping = defineMessage<Ping>({ exchange: 'pings', routingKey: 'ping' });
 class PingHandler {
   readonly seen: number[] = [];
 
-  @OutboxHandler(Ping, { ...quick, queue: 'module.pings', businessKey: (p) => `${p.n}` })
+  @OutboxHandler(Ping, { ...quick, name: 'module.pings', businessKey: (p) => `${p.n}` })
   async ping(ping: Ping): Promise<void> {
     this.seen.push(ping.n);
   }
@@ -172,7 +172,7 @@ describe('nestjs: OutboxModule', () => {
     assert.equal(reply.headers[CAUSATION_ID_HEADER], ids[0]);
     assert.equal(reply.correlationId, ids[0]);
     assert.equal(outbox.consumerHost?.stats(f.name('module.greetings')).handled, 20);
-    assert.ok((outbox.relay?.stats.published ?? 0) >= 40);
+    assert.ok((outbox.relay?.stats().published ?? 0) >= 40);
     await f.closeApp(app);
     assert.equal(outbox.isRunning, false);
   });
@@ -283,7 +283,7 @@ describe('nestjs: OutboxModule', () => {
     @Injectable()
     class JobHandler {
       readonly done: number[] = [];
-      @OutboxHandler(Job, { queue: 'module.jobs', queueType: 'classic', retry: { maxAttempts: 1 } })
+      @OutboxHandler(Job, { name: 'module.jobs', queueType: 'classic', retry: { maxAttempts: 1 } })
       @UseGuards(EvenOnly)
       @UseInterceptors(RecordingInterceptor)
       async run(job: { n: number }): Promise<void> {
@@ -332,7 +332,7 @@ describe('nestjs: OutboxModule', () => {
     @Injectable()
     class SlowHandler {
       constructor(@Inject(EFFECTS) private readonly effects: string) {}
-      @OutboxHandler(Slow, { queue: 'module.slow', queueType: 'classic' })
+      @OutboxHandler(Slow, { name: 'module.slow', queueType: 'classic' })
       async run(_: { n: number }, ctx: ConsumeContext): Promise<void> {
         entered();
         await gate;
@@ -367,7 +367,7 @@ describe('nestjs: OutboxModule', () => {
     const Scoped = defineMessage<{ n: number }>({ exchange: 'scoped', routingKey: 'scoped' });
     @Injectable({ scope: Scope.REQUEST })
     class ScopedHandler {
-      @OutboxHandler(Scoped, { queue: 'module.scoped' })
+      @OutboxHandler(Scoped, { name: 'module.scoped' })
       async run(): Promise<void> {}
     }
     const moduleRef = await Test.createTestingModule({
@@ -393,22 +393,22 @@ describe('nestjs: OutboxModule', () => {
     const B = defineMessage<number>({ exchange: 'b', routingKey: 'b' });
     assert.throws(() => {
       class Mixed {
-        @OutboxHandler([A, B], { queue: 'q' })
+        @OutboxHandler([A, B], { name: 'q' })
         run(): void {}
       }
       return Mixed;
     }, /several exchanges \(a, b\)/);
     assert.throws(() => {
       class NoQueue {
-        @OutboxHandler(A, { queue: '' })
+        @OutboxHandler(A, { name: '' })
         run(): void {}
       }
       return NoQueue;
-    }, /needs `queue`/);
+    }, /needs `name`/);
     assert.throws(() => {
       class Twice {
-        @OutboxHandler(A, { queue: 'q1' })
-        @OutboxHandler(A, { queue: 'q2' })
+        @OutboxHandler(A, { name: 'q1' })
+        @OutboxHandler(A, { name: 'q2' })
         run(): void {}
       }
       return Twice;

@@ -52,7 +52,7 @@ class ItemHandler {
   ) {}
 
   @OutboxHandler(Item, {
-    queue: 'restart.items',
+    name: 'restart.items',
     queueType: 'classic',
     concurrency: 2,
     businessKey: (item) => `${item.n}`,

@@ -68,39 +68,39 @@ export function definitionChecks(): void {
 
 export function handlerChecks(): void {
   class Handlers {
-    @OutboxHandler(OrderPlaced, { queue: 'q1', businessKey: (order) => order.orderId })
+    @OutboxHandler(OrderPlaced, { name: 'q1', businessKey: (order) => order.orderId })
     exact(_order: OrderPlaced, _ctx: ConsumeContext<Database>): void {}
 
-    @OutboxHandler(OrderPlaced, { queue: 'q2' })
+    @OutboxHandler(OrderPlaced, { name: 'q2' })
     async fewerFields(_order: { orderId: string }): Promise<void> {}
 
-    @OutboxHandler(OrderPlaced, { queue: 'q3' })
+    @OutboxHandler(OrderPlaced, { name: 'q3' })
     anything(_payload: unknown): void {}
 
     @OutboxHandler([OrderPlaced, OrderCancelled], {
-      queue: 'q4',
+      name: 'q4',
       businessKey: (event, info) => `${info.routingKey}:${event.orderId}`,
     })
     union(_event: OrderPlaced | OrderCancelled, _ctx: ConsumeContext): void {}
 
     // @ts-expect-error the handler takes another message's payload
-    @OutboxHandler(OrderPlaced, { queue: 'q5' })
+    @OutboxHandler(OrderPlaced, { name: 'q5' })
     wrongMessage(_cancelled: OrderCancelled): void {}
 
     // @ts-expect-error a field of the wrong type
-    @OutboxHandler(OrderPlaced, { queue: 'q6' })
+    @OutboxHandler(OrderPlaced, { name: 'q6' })
     wrongField(_order: { orderId: number }): void {}
 
     // @ts-expect-error the handler expects a field the payload does not have
-    @OutboxHandler(OrderPlaced, { queue: 'q7' })
+    @OutboxHandler(OrderPlaced, { name: 'q7' })
     extraField(_order: OrderPlaced & { coupon: string }): void {}
 
     // @ts-expect-error a handler of two messages must take either payload
-    @OutboxHandler([OrderPlaced, OrderCancelled], { queue: 'q8' })
+    @OutboxHandler([OrderPlaced, OrderCancelled], { name: 'q8' })
     onlyOne(_order: OrderPlaced): void {}
 
     // @ts-expect-error the business key reads a field the payload does not have
-    @OutboxHandler(OrderPlaced, { queue: 'q9', businessKey: (order) => order.customerId })
+    @OutboxHandler(OrderPlaced, { name: 'q9', businessKey: (order) => order.customerId })
     badKey(_order: OrderPlaced): void {}
   }
   void Handlers;

@@ -35,7 +35,7 @@ describe('outbox status: the lag counts only rows that are due', () => {
     assert.equal(status.total.pending, 1);
     assert.equal(status.total.oldestPendingAgeSeconds, null, 'a delayed row counted as lag');
     assert.equal(status.exchanges[0]?.oldestPendingAgeSeconds, null);
-    const metrics = await collectMetrics({ db: t.pool, schema: t.schema });
+    const metrics = await collectMetrics({ pool: t.pool, schema: t.schema });
     const age = metrics.find((m) => m.name.endsWith('oldest_pending_age_seconds'));
     assert.equal(age?.value, 0);
   });

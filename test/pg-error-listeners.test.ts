@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { ADVISORY_LOCK_CLASS, migrate } from '../src/migrate/migrate.js';
+import { migrate } from '../src/migrate/migrate.js';
 import { OutboxListener } from '../src/relay/outbox-listener.js';
+import { ADVISORY_LOCK_CLASS } from '../src/sql/advisory-locks.js';
 import { silentLogger } from '../src/util/logger.js';
 import { CLI_MAIN, NodeChild } from './support/child-process.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';

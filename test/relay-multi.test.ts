@@ -57,10 +57,10 @@ describe('several relays, and a lost broker connection', () => {
     assert.equal(duplicates, 0);
     // Both relays did part of the work; otherwise this proved nothing about sharing.
     assert.ok(
-      relays.every((r) => r.stats.published > 0),
-      `split: ${relays.map((r) => r.stats.published)}`,
+      relays.every((r) => r.stats().published > 0),
+      `split: ${relays.map((r) => r.stats().published)}`,
     );
-    assert.equal(relays[0]!.stats.published + relays[1]!.stats.published, total);
+    assert.equal(relays[0]!.stats().published + relays[1]!.stats().published, total);
   });
 
   it('keeps per-key order with two relays and interleaved keys', async () => {
@@ -97,8 +97,8 @@ describe('several relays, and a lost broker connection', () => {
     }
     assert.equal(violations, 0);
     assert.ok(
-      relays.every((r) => r.stats.published > 0),
-      `split: ${relays.map((r) => r.stats.published)}`,
+      relays.every((r) => r.stats().published > 0),
+      `split: ${relays.map((r) => r.stats().published)}`,
     );
   });
 
@@ -121,7 +121,7 @@ describe('several relays, and a lost broker connection', () => {
       const relay = testRelay(t, { amqpUrl: proxy.url(AMQP_URL), batchSize: 200 });
       relays = [relay];
       await relay.start();
-      await waitFor('a first part to be published', () => relay.stats.published >= 500);
+      await waitFor('a first part to be published', () => relay.stats().published >= 500);
       proxy.resetAll();
       await waitFor('the outbox to drain', async () => (await t.count()) === 0, 60_000);
       const messages = await broker.drain(queue);
@@ -129,10 +129,10 @@ describe('several relays, and a lost broker connection', () => {
       assert.equal(distinct, total, 'a message was lost');
       // The fault happened: the relay reconnected; rows in flight at the cut were retried.
       assert.ok(relay.amqpConnects >= 2, `connects: ${relay.amqpConnects}`);
-      assert.ok(relay.stats.retried > 0, 'no row was in flight at the cut');
-      assert.equal(relay.stats.parked, 0);
+      assert.ok(relay.stats().retried > 0, 'no row was in flight at the cut');
+      assert.equal(relay.stats().parked, 0);
       console.log(
-        `# connection cut: ${duplicates} duplicates, ${relay.stats.retried} rows retried`,
+        `# connection cut: ${duplicates} duplicates, ${relay.stats().retried} rows retried`,
       );
     } finally {
       await proxy.close();
@@ -158,11 +158,11 @@ describe('several relays, and a lost broker connection', () => {
       const relay = testRelay(t, { amqpUrl: proxy.url(AMQP_URL), batchSize: 100, concurrency: 2 });
       relays = [relay];
       await relay.start();
-      await waitFor('a first part to be published', () => relay.stats.published >= 200);
+      await waitFor('a first part to be published', () => relay.stats().published >= 200);
       proxy.pause();
-      const publishedAtHang = relay.stats.published;
+      const publishedAtHang = relay.stats().published;
       // The heartbeat or the publish timeout gives up on the hung link; the rows stay.
-      await waitFor('the in-flight rows to be given back', () => relay.stats.retried > 0, 30_000);
+      await waitFor('the in-flight rows to be given back', () => relay.stats().retried > 0, 30_000);
       assert.ok((await t.count()) > 0);
       proxy.resume();
       await waitFor('the outbox to drain', async () => (await t.count()) === 0, 60_000);
@@ -172,7 +172,7 @@ describe('several relays, and a lost broker connection', () => {
         total,
         'a message was lost',
       );
-      assert.ok(relay.stats.published > publishedAtHang);
+      assert.ok(relay.stats().published > publishedAtHang);
     } finally {
       await proxy.close();
     }

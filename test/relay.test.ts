@@ -89,7 +89,7 @@ describe('OutboxRelay', () => {
       .transaction()
       .execute((trx) => writer.add(trx, { exchange, routingKey: 'k', payload: 'committed' }));
     const relay = await start();
-    await waitFor('the committed message', () => relay.stats.published === 1);
+    await waitFor('the committed message', () => relay.stats().published === 1);
     const messages = await broker.drain(queue);
     assert.deepEqual(messages.map(payloadOf), ['committed']);
   });
@@ -161,7 +161,7 @@ describe('OutboxRelay', () => {
       { exchange, routingKey: 'routed', payload: 'fine', messageId: 'r1' },
     ]);
     const relay = await start();
-    await waitFor('both rows settled', () => relay.stats.published + relay.stats.parked === 2);
+    await waitFor('both rows settled', () => relay.stats().published + relay.stats().parked === 2);
     const { rows } = await t.pool.query(
       `SELECT message_id, reason FROM "${t.schema}".outbox_parked`,
     );
@@ -180,8 +180,8 @@ describe('OutboxRelay', () => {
     const exchange = await broker.exchange('with-ae', 'direct', { alternateExchange: alternate });
     await writeMessages(t, [{ exchange, routingKey: 'unbound', payload: 'to the AE' }]);
     const relay = await start();
-    await waitFor('the row to be published', () => relay.stats.published === 1);
-    assert.equal(relay.stats.parked, 0);
+    await waitFor('the row to be published', () => relay.stats().published === 1);
+    assert.equal(relay.stats().parked, 0);
     assert.equal(await t.count(), 0);
     assert.deepEqual((await broker.drain(aeQueue)).map(payloadOf), ['to the AE']);
   });
@@ -196,15 +196,15 @@ describe('OutboxRelay', () => {
       payload: { i },
     }));
     await writeMessages(t, messages, 3);
-    const relay = await start({ batchSize: 5, maxAttempts: 2 });
+    const relay = await start({ batchSize: 5, retry: { maxAttempts: 2 } });
     await waitFor('the rows of the missing exchange put off twice', async () => {
       const { rows } = await t.pool.query(
         `SELECT count(*)::int AS n FROM "${t.schema}".outbox WHERE last_error = $1`,
         [`exchange not found: ${missing}`],
       );
-      return relay.stats.published === 10 && rows[0].n === 10 && relay.stats.deferred >= 20;
+      return relay.stats().published === 10 && rows[0].n === 10 && relay.stats().deferred >= 20;
     });
-    assert.equal(relay.stats.parked, 0);
+    assert.equal(relay.stats().parked, 0);
     const { rows: attempts } = await t.pool.query(
       `SELECT max(attempts)::int AS n FROM "${t.schema}".outbox`,
     );
@@ -212,7 +212,7 @@ describe('OutboxRelay', () => {
     await broker.exchange('declared-late');
     const late = await broker.queue('late', missing);
     await waitFor('every row published', async () => (await t.count()) === 0, 20_000);
-    assert.equal(relay.stats.parked, 0);
+    assert.equal(relay.stats().parked, 0);
     assert.equal((await broker.drain(queue)).length, 10);
     assert.equal((await broker.drain(late)).length, 10);
   });
@@ -233,7 +233,7 @@ describe('OutboxRelay', () => {
     const relay = await start({ batchSize: 200 });
     await waitFor(
       'all rows settled',
-      () => relay.stats.published + relay.stats.parked === pairs * 2,
+      () => relay.stats().published + relay.stats().parked === pairs * 2,
     );
     const { rows } = await t.pool.query(
       `SELECT routing_key, count(*)::int AS n FROM "${t.schema}".outbox_parked GROUP BY 1`,
@@ -252,7 +252,7 @@ describe('OutboxRelay', () => {
       { exchange, routingKey: 'k', payload: 'small' },
     ]);
     const relay = await start({ maxMessageBytes: 1000 });
-    await waitFor('both rows settled', () => relay.stats.published + relay.stats.parked === 2);
+    await waitFor('both rows settled', () => relay.stats().published + relay.stats().parked === 2);
     const { rows } = await t.pool.query(`SELECT reason FROM "${t.schema}".outbox_parked`);
     assert.match(rows[0].reason, /too large: 5002 bytes, limit 1000/);
     assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['small']);
@@ -269,14 +269,14 @@ describe('OutboxRelay', () => {
       t,
       Array.from({ length: total }, (_, i) => ({ exchange, routingKey: 'k', payload: { i } })),
     );
-    const relay = await start({ maxAttempts: 1000 });
+    const relay = await start({ retry: { maxAttempts: 1000 } });
     const received = new Set<number>();
     await waitFor('every message to get through a queue of 10', async () => {
       for (const m of await broker.drain(queue)) received.add((payloadOf(m) as { i: number }).i);
       return received.size === total && (await t.count()) === 0;
     });
-    assert.ok(relay.stats.retried > 0, 'no nack was forced');
-    assert.equal(relay.stats.parked, 0);
+    assert.ok(relay.stats().retried > 0, 'no nack was forced');
+    assert.equal(relay.stats().parked, 0);
     const { rows } = await t.pool.query(
       `SELECT count(*)::int AS n FROM "${t.schema}".outbox_parked`,
     );
@@ -292,15 +292,15 @@ describe('OutboxRelay', () => {
       { exchange, routingKey: 'k', payload: 'first', orderingKey: 'key' },
       { exchange, routingKey: 'k', payload: 'second', orderingKey: 'key' },
     ]);
-    const relay = await start({ maxAttempts: 2 });
+    const relay = await start({ retry: { maxAttempts: 2 } });
     await waitFor('the first row nacked well past maxAttempts', async () => {
       const { rows } = await t.pool.query(
         `SELECT attempts, last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
       );
       return rows[0].attempts >= 5 ? rows[0] : undefined;
     });
-    assert.equal(relay.stats.parked, 0);
-    assert.ok(relay.stats.infrastructureRetries >= 5);
+    assert.equal(relay.stats().parked, 0);
+    assert.ok(relay.stats().infrastructureRetries >= 5);
     const { rows } = await t.pool.query(
       `SELECT last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
     );
@@ -309,7 +309,7 @@ describe('OutboxRelay', () => {
     const queue = await broker.queue('exhaust', exchange, 'k');
     await broker.channel.deleteQueue(full);
     await waitFor('both rows published', async () => (await t.count()) === 0, 20_000);
-    assert.equal(relay.stats.parked, 0);
+    assert.equal(relay.stats().parked, 0);
     assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['first', 'second']);
   });
 
@@ -336,13 +336,13 @@ describe('OutboxRelay', () => {
     );
     const relay = testRelay(t, { batchSize: 200 });
     await relay.start();
-    await waitFor('some rows published', () => relay.stats.published > 0);
+    await waitFor('some rows published', () => relay.stats().published > 0);
     await relay.stop();
     const left = await t.count();
     const queued = await broker.depth(queue);
     // Everything is either still in the outbox or in the queue; nothing was published twice.
     assert.equal(left + queued, total);
-    assert.equal(relay.stats.published, queued);
+    assert.equal(relay.stats().published, queued);
     // No session of this test's pool was left inside a transaction holding claimed rows.
     const { rows } = await t.pool.query(
       `SELECT count(*)::int AS n FROM pg_stat_activity
@@ -353,6 +353,6 @@ describe('OutboxRelay', () => {
     const next = await start();
     await waitFor('the next relay to finish', async () => (await t.count()) === 0);
     assert.equal(await broker.depth(queue), total);
-    assert.equal(next.stats.published, left);
+    assert.equal(next.stats().published, left);
   });
 });

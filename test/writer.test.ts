@@ -17,7 +17,7 @@ describe('OutboxWriter', () => {
   let writer: OutboxWriter;
   before(async () => {
     t = await testDatabase('writer');
-    writer = new OutboxWriter({ schema: t.schema, maxPayloadBytes: 1000 });
+    writer = new OutboxWriter({ schema: t.schema, maxMessageBytes: 1000 });
     await t.pool.query(`CREATE TABLE "${t.schema}".orders (id int PRIMARY KEY)`);
   });
   after(() => t.close());

@@ -37,9 +37,9 @@ export async function timeRelayDrainAt(
     try {
       while (!relay.isConnected) await sleep(1);
       const start = performance.now();
-      while (relay.stats.published < expected) {
-        if (relay.stats.errors > 0 || relay.stats.parked > 0 || relay.stats.retried > 0) {
-          throw new Error(`relay failed: ${JSON.stringify(relay.stats)}`);
+      for (let s = relay.stats(); s.published < expected; s = relay.stats()) {
+        if (s.errors > 0 || s.parked > 0 || s.retried > 0) {
+          throw new Error(`relay failed: ${JSON.stringify(s)}`);
         }
         await sleep(1);
       }

@@ -11,7 +11,7 @@ const schema = process.env.OUTBOXKIT_SCHEMA ?? 'outboxkit';
 const pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
 const relay = new OutboxRelay({ pool, amqpUrl, schema });
 await relay.start();
-const server = await serveMetrics({ relay, db: pool, schema }, Number(process.env.PORT ?? 9464));
+const server = await serveMetrics({ relay, pool, schema }, Number(process.env.PORT ?? 9464));
 console.error(`metrics on ${server.url}`);
 
 process.once('SIGINT', async () => {

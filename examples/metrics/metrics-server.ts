@@ -5,12 +5,12 @@ import {
   collectMetrics,
   PROMETHEUS_CONTENT_TYPE,
   renderPrometheus,
-} from '../../src/index.js';
+} from '../../src/metrics/index.js';
 
 /**
  * Serves `GET /metrics` for Prometheus with node:http and nothing else. Binds to localhost:
  * metrics name exchanges and consumers, which the world need not see. (In an application,
- * import from 'outboxkit' instead of the source path.)
+ * import from 'outboxkit/metrics' instead of the source path.)
  */
 export async function serveMetrics(
   sources: CollectMetricsOptions,

@@ -90,7 +90,7 @@ export async function runExample(
     const state = (): ProgressState => ({
       placed: ledger.placed,
       total: options.orders,
-      relayed: outbox.relay?.stats.published ?? 0,
+      relayed: outbox.relay?.stats().published ?? 0,
       handled: stats(INVENTORY).handled + stats(CONFIRMATIONS).handled,
       retries: stats(INVENTORY).retried,
       deadLetters: stats(INVENTORY).deadLettered,
@@ -123,7 +123,7 @@ export async function runExample(
     const dlq = outbox.topologies.find((t) => t.queue.name === `${config.prefix}${INVENTORY}`)!
       .deadLetterQueue.name;
     const summary = await summarize(db, ledger, {
-      relayed: outbox.relay?.stats.published ?? 0,
+      relayed: outbox.relay?.stats().published ?? 0,
       inventory: stats(INVENTORY),
       confirmations: stats(CONFIRMATIONS),
       deadLettersInQueue: (await outbox.deadLetterDepths()).get(dlq) ?? 0,

@@ -30,6 +30,8 @@ export class AmqpConnection extends EventEmitter {
   #blocked = false;
   #loop: Promise<void> | undefined;
   #changed = new EventEmitter();
+  #firstAttempt: ((attempt: ConnectAttempt) => void) | undefined;
+  readonly #firstAttemptDone: Promise<ConnectAttempt>;
   /** Connections made so far; more than one means the link was lost and made again. */
   connects = 0;
 
@@ -38,6 +40,23 @@ export class AmqpConnection extends EventEmitter {
     this.#options = options;
     this.#urls = new UrlRotation(options.urls);
     this.#changed.setMaxListeners(0);
+    this.#firstAttemptDone = new Promise((resolve) => {
+      this.#firstAttempt = resolve;
+    });
+  }
+
+  /**
+   * How the first connect after `start()` went: with the error and URL when it failed. Start
+   * checks tell a refused login (which no retry mends) from a broker that is down by it.
+   * Resolves without an error too when the connection is closed before any attempt ended.
+   */
+  firstAttempt(): Promise<ConnectAttempt> {
+    return this.#firstAttemptDone;
+  }
+
+  #settleFirstAttempt(error?: unknown): void {
+    this.#firstAttempt?.({ url: this.#urls.current, ...(error !== undefined && { error }) });
+    this.#firstAttempt = undefined;
   }
 
   get isReady(): boolean {
@@ -88,6 +107,7 @@ export class AmqpConnection extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.#settleFirstAttempt();
     this.#closing.abort();
     this.#changed.emit('change');
     const model = this.#model;
@@ -104,6 +124,7 @@ export class AmqpConnection extends EventEmitter {
       try {
         model = await this.#connectUnlessClosed();
       } catch (error) {
+        this.#settleFirstAttempt(error);
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
         logger.warn('RabbitMQ connection failed; retrying', {
@@ -115,6 +136,7 @@ export class AmqpConnection extends EventEmitter {
         await abortableDelay(delay, this.#closing.signal);
         continue;
       }
+      this.#settleFirstAttempt();
       if (model === undefined) return;
       if (this.#closing.signal.aborted) {
         await closeConnection(model);
@@ -194,6 +216,12 @@ export class AmqpConnection extends EventEmitter {
     });
     return model;
   }
+}
+
+/** The outcome of one connect: `error` is set when it failed. */
+export interface ConnectAttempt {
+  readonly url: string;
+  readonly error?: unknown;
 }
 
 /** A channel without an 'error' listener would crash the process when the broker closes it. */

@@ -1,12 +1,6 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { PUBLISH_TAG_HEADER } from '../protocol/message-headers.js';
 import { closeChannel } from './close-within.js';
-
-/**
- * Header that tags each publish with a number unique on its channel. `basic.return` carries
- * no delivery tag, only the message, and message ids may repeat (the same event sent to two
- * exchanges): the tag is the one thing that ties a return to the publish it answers.
- */
-export const PUBLISH_TAG_HEADER = 'x-outboxkit-publish-tag';
 
 /** What the broker made of one publish. */
 export type ConfirmResult =

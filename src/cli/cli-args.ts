@@ -3,6 +3,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
+import { closestFlag } from './did-you-mean.js';
 import { UsageError } from './usage-error.js';
 
 /** The flags every command takes; spread into each command's `parseArgs` options. */
@@ -37,9 +38,17 @@ export function parseFlags<const O extends FlagOptions>(
   options: O,
   allowPositionals = false,
 ): ParsedFlags<O> {
-  return parseCommandLine(() =>
-    parseArgs({ args: [...argv], options, strict: true, allowPositionals }),
-  );
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals });
+  } catch (error) {
+    const unknown =
+      (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' &&
+      /Unknown option '([^']+)'/.exec(errorMessage(error));
+    const guess = unknown ? closestFlag(unknown[1]!, Object.keys(options)) : undefined;
+    throw new UsageError(
+      guess ? `${errorMessage(error)}; did you mean --${guess}?` : errorMessage(error),
+    );
+  }
 }
 
 /** Prints a command's help for `--help`; returns the exit status. */

@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { createPool } from '../sql/create-pool.js';
+import { migrateCommandFor } from '../start/check-schema.js';
 import { errorMessage, redactUrl, silentLogger } from '../util/logger.js';
 
 /** A Postgres error code: the table or view does not exist. */
@@ -8,7 +10,7 @@ const UNDEFINED_TABLE = '42P01';
 /**
  * Runs `work` with a small pool on `url` and always ends the pool, so a one-shot command exits
  * as soon as it is done. Errors come back with the (redacted) URL, and a missing table with
- * the advice to migrate first.
+ * the advice to migrate first; outboxkit's own errors come back as they are.
  */
 export async function withPool<T>(
   url: string,
@@ -25,17 +27,15 @@ export async function withPool<T>(
   } catch (error) {
     if ((error as { code?: unknown }).code === UNDEFINED_TABLE) {
       throw new Error(
-        `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`outboxkit migrate --schema ${shellWord(schema)}\` first`,
+        `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` first`,
         { cause: error },
       );
     }
+    // outboxkit's own errors (a dead letter not found, a refused replay) say what they are
+    // about; "Postgres at <url>" would make them read like a connection failure.
+    if (error instanceof OutboxkitError) throw error;
     throw new Error(`Postgres at ${redactUrl(url)}: ${errorMessage(error)}`, { cause: error });
   } finally {
     await pool.end().catch(() => {});
   }
-}
-
-/** Quotes a word for a POSIX shell when it needs it, so printed advice can be pasted. */
-function shellWord(word: string): string {
-  return /^[\w.-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }

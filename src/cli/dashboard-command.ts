@@ -85,9 +85,9 @@ export const dashboardCommand: CliCommand = {
       logger,
     );
     const dashboard = new OutboxDashboard({
-      db: pool,
+      pool,
       schema,
-      readOnly: values['allow-replay'] !== true,
+      allowReplay: values['allow-replay'] === true,
       queues,
       ...(amqpUrl !== undefined && { amqpUrl }),
       // A browser names in Host the host it was pointed at: a loopback name or an address of

@@ -2,8 +2,8 @@ import type { DeadLetterFilter } from '../dead-letters/dead-letter-filter.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import { type ParkedMessage, ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
-import type { ReplayTarget } from '../dead-letters/replay-headers.js';
 import type { DeadLetterWorkResult, ProgressListener } from '../dead-letters/replay-result.js';
+import type { ReplayTarget } from '../protocol/copy-headers.js';
 import {
   amqpUrlOf,
   COMMON_OPTIONS,
@@ -187,7 +187,7 @@ async function runOnParked(
 ): Promise<number> {
   const url = databaseUrlOf(urlFlag, env);
   return withPool(url, schema, async (pool) => {
-    const parked = new ParkedMessages({ db: pool, schema });
+    const parked = new ParkedMessages({ pool, schema });
     switch (r.action) {
       case 'list': {
         const rows = await parked.list(r.filter, { limit: r.limit });

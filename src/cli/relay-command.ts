@@ -1,7 +1,10 @@
+import type pg from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
-import type { RelayOptions } from '../relay/relay-options.js';
+import { DEFAULT_RELAY_BACKOFF, type RelayOptions } from '../relay/relay-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
+import { createPool } from '../sql/create-pool.js';
+import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger, redactUrl } from '../util/logger.js';
 import {
   amqpUrlOf,
@@ -15,6 +18,7 @@ import {
   usageErrorFor,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
+import { type RelayHttpServer, serveRelayHttp } from './relay-http-server.js';
 import { UsageError } from './usage-error.js';
 
 const HELP = `Usage: outboxkit relay [options]
@@ -33,16 +37,25 @@ Options:
   --no-listen              do not LISTEN for commits; rely on polling alone
   --publish-timeout <time> wait this long for a batch's confirms (default: 30s)
   --heartbeat <seconds>    AMQP heartbeat (default: 10)
-  --max-attempts <n>       attempts before a row is parked (default: 10)
+  --max-attempts <n>       times the broker may reject a row before it is parked (default: 10)
+  --retry-initial <time>   delay before a row is tried again, doubling (default: 1s)
+  --retry-max <time>       longest delay between tries of a row (default: 5m)
+  --max-message-bytes <n>  park messages larger than this (default: 134217728, RabbitMQ's)
+  --connection-name <name> name shown in RabbitMQ's management UI
   --stop-timeout <time>    on SIGTERM, wait this long for confirms in flight (default: 10s)
   --stats-interval <time>  log the counts this often when they changed; 0 for never (default: 1m)
   --log-level <level>      debug, info or warn (default: info)
+  --http-port <n>          serve /health, /live and /metrics on this port (default: none;
+                           0 for any free port, which the "relay http" log line names)
+  --http-host <address>    address of those endpoints (default: 127.0.0.1; 0.0.0.0 in a
+                           container, for probes and Prometheus)
   -h, --help               show this help
 
 A <time> is milliseconds (500, 500ms), seconds (2s) or minutes (1m).
 `;
 
-const OPTIONS = {
+/** The flags of `outboxkit relay`; docs/options.md lists them. */
+export const RELAY_COMMAND_OPTIONS = {
   ...COMMON_OPTIONS,
   'amqp-url': { type: 'string' },
   concurrency: { type: 'string' },
@@ -52,9 +65,15 @@ const OPTIONS = {
   'publish-timeout': { type: 'string' },
   heartbeat: { type: 'string' },
   'max-attempts': { type: 'string' },
+  'retry-initial': { type: 'string' },
+  'retry-max': { type: 'string' },
+  'max-message-bytes': { type: 'string' },
+  'connection-name': { type: 'string' },
   'stop-timeout': { type: 'string' },
   'stats-interval': { type: 'string' },
   'log-level': { type: 'string' },
+  'http-port': { type: 'string' },
+  'http-host': { type: 'string' },
 } as const;
 
 /** Which flag sets which relay option, to name the flag when the relay rejects a value. */
@@ -67,7 +86,11 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   pollIntervalMs: '--poll-interval',
   publishTimeoutMs: '--publish-timeout',
   heartbeatSeconds: '--heartbeat',
-  maxAttempts: '--max-attempts',
+  'retry.maxAttempts': '--max-attempts',
+  'retry.backoff.initialMs': '--retry-initial',
+  'retry.backoff.maxMs': '--retry-max',
+  maxMessageBytes: '--max-message-bytes',
+  connectionName: '--connection-name',
   stopTimeoutMs: '--stop-timeout',
 };
 
@@ -80,7 +103,7 @@ export const relayCommand: CliCommand = {
   summary: 'publish outbox rows to RabbitMQ until stopped',
   help: HELP,
   async run(argv, env) {
-    const { values } = parseFlags(argv, OPTIONS);
+    const { values } = parseFlags(argv, RELAY_COMMAND_OPTIONS);
     if (values.help) return printHelp(HELP);
     const level = values['log-level'] ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(level)) {
@@ -97,7 +120,12 @@ export const relayCommand: CliCommand = {
       listen: !values['no-listen'],
       publishTimeoutMs: durationOf('--publish-timeout', values['publish-timeout']),
       heartbeatSeconds: positiveIntegerOf('--heartbeat', values.heartbeat),
-      maxAttempts: positiveIntegerOf('--max-attempts', values['max-attempts']),
+      retry: {
+        maxAttempts: positiveIntegerOf('--max-attempts', values['max-attempts']),
+        backoff: backoffOf(values['retry-initial'], values['retry-max']),
+      },
+      maxMessageBytes: positiveIntegerOf('--max-message-bytes', values['max-message-bytes']),
+      connectionName: values['connection-name'],
       stopTimeoutMs: durationOf('--stop-timeout', values['stop-timeout']),
       logger,
     };
@@ -119,15 +147,77 @@ export const relayCommand: CliCommand = {
       amqp: amqpUrlList(relay.options.amqpUrl).map(redactUrl),
       pid: process.pid,
     });
+    const httpPort = portOf(values['http-port']);
     await relay.start();
-    const stopStats = logStatsEvery(statsIntervalMs, relay.stats, logger);
+    let http: RelayHttpServer | undefined;
+    let metricsPool: pg.Pool | undefined;
+    if (httpPort !== undefined) {
+      // One connection of its own for the outbox gauges, so a scrape never waits for a lane.
+      metricsPool = createPool(
+        {
+          connectionString: relay.options.databaseUrl,
+          max: 1,
+          application_name: 'outboxkit-relay-metrics',
+        },
+        logger,
+      );
+      try {
+        http = await serveRelayHttp({
+          relay,
+          port: httpPort,
+          host: values['http-host'] ?? '127.0.0.1',
+          pool: metricsPool,
+          schema: relay.options.schema,
+          logger,
+        });
+      } catch (error) {
+        await relay.stop();
+        await metricsPool.end().catch(() => {});
+        throw error;
+      }
+      logger.info('relay http', { url: http.url, paths: ['/health', '/live', '/metrics'] });
+    }
+    const stopStats = logStatsEvery(statsIntervalMs, () => relay.stats(), logger);
     const signal = await stopSignal;
     stopStats();
     logger.info('relay stopping', { signal, stopTimeoutMs: relay.options.stopTimeoutMs });
-    await relay.stop();
+    try {
+      await relay.stop();
+    } finally {
+      // After the relay: /health answers 503 while it stops, so a load balancer looks away.
+      await http?.close();
+      await metricsPool?.end().catch(() => {});
+    }
     return EXIT_OK;
   },
 };
+
+/**
+ * The relay's `retry.backoff` from `--retry-initial` and `--retry-max`; `undefined` when neither
+ * is given. One of them alone keeps the default of the other (1 s, 5 min).
+ */
+function backoffOf(
+  initial: string | undefined,
+  max: string | undefined,
+): BackoffPolicy | undefined {
+  if (initial === undefined && max === undefined) return undefined;
+  const initialMs = durationOf('--retry-initial', initial) ?? DEFAULT_RELAY_BACKOFF.initialMs;
+  const maxMs = durationOf('--retry-max', max) ?? Math.max(DEFAULT_RELAY_BACKOFF.maxMs, initialMs);
+  if (maxMs < initialMs) throw new UsageError('--retry-max must be at least --retry-initial');
+  return { initialMs, maxMs };
+}
+
+/** `--http-port`: a port number, 0 for any free one; undefined when not given. */
+function portOf(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > 65_535) {
+    throw new UsageError(
+      `--http-port must be a port number (0 to 65535), got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
 
 /**
  * Resolves with the first SIGTERM or SIGINT. A second one means the operator will not wait for
@@ -151,14 +241,19 @@ function nextStopSignal(logger: OutboxLogger): Promise<NodeJS.Signals> {
 }
 
 /** Logs the relay's counts every `intervalMs` when they changed; returns a function to stop. */
-function logStatsEvery(intervalMs: number, stats: RelayStats, logger: OutboxLogger): () => void {
+function logStatsEvery(
+  intervalMs: number,
+  stats: () => Readonly<RelayStats>,
+  logger: OutboxLogger,
+): () => void {
   if (intervalMs === 0) return () => {};
-  let last = JSON.stringify(stats);
+  let last = JSON.stringify(stats());
   const timer = setInterval(() => {
-    const now = JSON.stringify(stats);
+    const current = stats();
+    const now = JSON.stringify(current);
     if (now === last) return;
     last = now;
-    logger.info('relay stats', { ...stats });
+    logger.info('relay stats', { ...current });
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

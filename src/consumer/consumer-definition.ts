@@ -1,4 +1,5 @@
 import type { Transaction } from 'kysely';
+import { optionNames } from '../options/option-names.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 
 /** Queue types a consumer can declare. Quorum queues replicate; classic queues are lighter. */
@@ -150,3 +151,28 @@ export function defineConsumer<P, DB = any>(
 ): ConsumerDefinition<P, DB> {
   return definition;
 }
+
+/** Every field of `ConsumerDefinition`, for the options table in docs/options.md. */
+export const CONSUMER_DEFINITION_OPTION_NAMES = optionNames<ConsumerDefinition>()([
+  'name',
+  'exchange',
+  'exchangeType',
+  'routingKeys',
+  'queue',
+  'queueType',
+  'concurrency',
+  'prefetch',
+  'batchSize',
+  'ordered',
+  'retry',
+  'timeoutMs',
+  'isolationLevel',
+  'contentTypes',
+  'requiredHeaders',
+  'validate',
+  'businessKey',
+  'handler',
+]);
+
+/** Every option of `RetryPolicy`, for the options table in docs/options.md. */
+export const RETRY_POLICY_OPTION_NAMES = optionNames<RetryPolicy>()(['maxAttempts', 'backoff']);

@@ -5,10 +5,14 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
+import { optionNames } from '../options/option-names.js';
+import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import { outboxTables } from '../sql/outbox-tables.js';
+import { runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
@@ -51,9 +55,26 @@ export interface ConsumerHostOptions {
   readonly brokerConsumerTimeoutMs?: number;
   /** Cleanup of old processed keys of these consumers; `false` to run it elsewhere. */
   readonly retention?: RetentionOptions | false;
-  /** Shown in the broker's management UI. */
+  /** Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. */
   readonly connectionName?: string;
 }
+
+/** Every option of `ConsumerHostOptions`, for the options table in docs/options.md. */
+export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
+  'db',
+  'amqpUrl',
+  'consumers',
+  'schema',
+  'logger',
+  'heartbeatSeconds',
+  'reconnectBackoff',
+  'publishTimeoutMs',
+  'startTimeoutMs',
+  'stopTimeoutMs',
+  'brokerConsumerTimeoutMs',
+  'retention',
+  'connectionName',
+]);
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -83,6 +104,7 @@ export class ConsumerHost {
   #state: State = 'new';
   #loop: Promise<void> | undefined;
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
 
   constructor(options: ConsumerHostOptions) {
     if (options === null || typeof options !== 'object') {
@@ -92,8 +114,13 @@ export class ConsumerHost {
       throw new ConfigurationError('db', 'must be a Kysely instance');
     }
     const amqpUrls = amqpUrlList(options.amqpUrl);
-    outboxTables(options.schema);
-    const brokerConsumerTimeoutMs = positive(
+    const { schemaName } = outboxTables(options.schema);
+    this.#schemaCheck = {
+      db: kyselyQueryable(options.db),
+      schema: schemaName,
+      where: "the consumers' database",
+    };
+    const brokerConsumerTimeoutMs = positiveInteger(
       'brokerConsumerTimeoutMs',
       options.brokerConsumerTimeoutMs,
       30 * 60_000,
@@ -101,11 +128,11 @@ export class ConsumerHost {
     const consumers = resolveConsumers(options.consumers, { brokerConsumerTimeoutMs });
     this.#logger = options.logger ?? consoleLogger();
     this.#reconnectBackoff = options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 };
-    this.#startTimeoutMs = positive('startTimeoutMs', options.startTimeoutMs, 30_000);
-    this.#stopTimeoutMs = positive('stopTimeoutMs', options.stopTimeoutMs, 30_000);
-    const heartbeatSeconds = positive('heartbeatSeconds', options.heartbeatSeconds, 10);
+    this.#startTimeoutMs = positiveInteger('startTimeoutMs', options.startTimeoutMs, 30_000);
+    this.#stopTimeoutMs = positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 30_000);
+    const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);
     this.#publisher = new RetryPublisher(
-      positive('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+      positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000),
     );
 
     if (options.retention !== false) {
@@ -188,7 +215,7 @@ export class ConsumerHost {
     ]);
   }
 
-  /** Running totals of one consumer. */
+  /** Running totals of one consumer, live. A method, as on `OutboxRelay`. */
   stats(consumer: string): Readonly<ConsumerStats> {
     return this.#runner(consumer).stats;
   }
@@ -210,8 +237,8 @@ export class ConsumerHost {
   /**
    * Connects, declares the topology and starts consuming. Resolves once every consumer
    * consumes; rejects with a `TopologyConflictError` when the broker has conflicting queues or
-   * exchanges, or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then
-   * stopped).
+   * exchanges, with a `StartupError` for a schema not migrated or too old or a login refused,
+   * or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then stopped).
    */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`consumer host cannot start: it is ${this.#state}`);
@@ -220,6 +247,12 @@ export class ConsumerHost {
       this.#started = { resolve, reject };
     });
     this.#amqp.start();
+    try {
+      await runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp });
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
     this.#loop = this.#run().catch((error: unknown) => {
       this.#logger.error('consumer host loop failed', { error: errorMessage(error) });
       this.#started?.reject(error);
@@ -343,12 +376,4 @@ function whenClosed(
     stopping.addEventListener('abort', done, { once: true });
   });
   return { promise, dispose };
-}
-
-function positive(option: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!Number.isSafeInteger(v) || v <= 0) {
-    throw new ConfigurationError(option, `must be a positive integer, got ${String(v)}`);
-  }
-  return v;
 }

@@ -1,5 +1,6 @@
 import type { ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
+import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
 import { type ResolvedConsumer, resolveConsumer } from './resolve-consumer.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
@@ -129,11 +130,10 @@ export async function declareTopology(
   channel.on('error', () => {});
   try {
     const exchanges = new Map(topologies.map((t) => [t.exchange, t.exchangeType]));
-    for (const [name, type] of exchanges) {
-      await asTopologyConflict('exchange', name, () =>
-        channel.assertExchange(name, type, { durable: true }),
-      );
-    }
+    await assertExchanges(
+      channel,
+      [...exchanges].map(([name, type]) => ({ name, type: type as ExchangeDeclaration['type'] })),
+    );
     for (const t of topologies) {
       for (const q of [...t.delayQueues, t.queue]) {
         await asTopologyConflict('queue', q.name, () =>

@@ -18,7 +18,6 @@ export {
   topologyOf,
   topologyQueueNames,
 } from './consumer-topology.js';
-export { type DeadLetterReason, OUTBOXKIT_HEADERS } from './dead-letter-headers.js';
 export { HandlerTimeoutError } from './handler-timeout-error.js';
 export { isPermanentError, PermanentError } from './permanent-error.js';
 export {

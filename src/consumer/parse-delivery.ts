@@ -1,7 +1,7 @@
 import type { ConsumeMessage } from 'amqplib';
-import { ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
+import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
+import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import type { MessageInfo } from './consumer-definition.js';
-import { type DeadLetterReason, OUTBOXKIT_HEADERS } from './dead-letter-headers.js';
 import { mediaType, type ResolvedConsumer } from './resolve-consumer.js';
 
 /** A delivery that passed every check, ready for its handler. */

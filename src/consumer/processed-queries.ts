@@ -3,18 +3,21 @@ import { outboxTables } from '../sql/outbox-tables.js';
 /** The SQL the consumer runs against the processed-messages table of one schema. */
 export interface ProcessedQueries {
   /**
-   * $1 consumer, $2 business key, $3 message id. Returns the session's pid when the key was
-   * new, no row when it was processed (or is being processed) already.
+   * $1 consumer, $2 business key, $3 message id, $4 time limit in ms. Returns the session's pid
+   * when the key was new, no row when it was processed (or is being processed) already. See
+   * `TRANSACTION_LIMITS` for what $4 does.
    */
   readonly claimOne: string;
   /**
-   * $1 consumer, $2 keys (text[]), $3 message ids (text[]). Returns the keys that were new.
-   * Keys are inserted in sorted order, so two batches sharing keys lock them in the same order
-   * and do not deadlock.
+   * $1 consumer, $2 keys (text[]), $3 message ids (text[]), $4 time limit in ms. Returns the keys
+   * that were new. Keys are inserted in sorted order, so two batches sharing keys lock them in
+   * the same order and do not deadlock.
    */
   readonly claimMany: string;
   /** $1 pid: cancels the statement a timed-out handler's session is running, if any. */
   readonly cancelBackend: string;
+  /** $1 pid: ends a timed-out handler's session whose rollback does not come back. */
+  readonly terminateBackend: string;
   /**
    * $1 age in ms, $2 consumers (text[], null for all), $3 limit. Deletes one batch of old keys,
    * skipping rows a transaction holds.
@@ -22,15 +25,35 @@ export interface ProcessedQueries {
   readonly deleteOld: string;
 }
 
+/**
+ * Sets the transaction's `lock_timeout` and `statement_timeout` to the handler's time limit ($4 ms),
+ * unless the session has a shorter one, in the claim's own statement (no extra round trip),
+ * before its insert waits on a key another transaction holds. So the claim never waits for a
+ * stuck transaction longer than the limit, and after a time-out the rollback waits for no
+ * statement longer than that, even when the cancel could not be sent. No statement can usefully
+ * run longer than the handler's whole limit, so the handler loses nothing by it. A volatile CTE
+ * is neither inlined nor skipped, and the insert reads its row first.
+ */
+function transactionLimits(): string {
+  const least = (setting: string) =>
+    `set_config('${setting}', CASE WHEN current_setting('${setting}') <> '0'
+        AND current_setting('${setting}')::interval <= $4::int * interval '1 ms'
+      THEN current_setting('${setting}') ELSE $4::int::text END, true)`;
+  return `limits AS (SELECT ${least('lock_timeout')}, ${least('statement_timeout')})`;
+}
+
 export function processedQueries(schema?: string): ProcessedQueries {
   const { processed } = outboxTables(schema);
   return Object.freeze({
-    claimOne: `INSERT INTO ${processed} (consumer, business_key, message_id)
-      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING pg_backend_pid() AS pid`,
-    claimMany: `INSERT INTO ${processed} (consumer, business_key, message_id)
-      SELECT $1, k, m FROM unnest($2::text[], $3::text[]) AS u(k, m) ORDER BY k
+    claimOne: `WITH ${transactionLimits()}
+      INSERT INTO ${processed} (consumer, business_key, message_id)
+      SELECT $1, $2, $3 FROM limits ON CONFLICT DO NOTHING RETURNING pg_backend_pid() AS pid`,
+    claimMany: `WITH ${transactionLimits()}
+      INSERT INTO ${processed} (consumer, business_key, message_id)
+      SELECT $1, k, m FROM limits, unnest($2::text[], $3::text[]) AS u(k, m) ORDER BY k
       ON CONFLICT DO NOTHING RETURNING business_key, pg_backend_pid() AS pid`,
     cancelBackend: 'SELECT pg_cancel_backend($1)',
+    terminateBackend: 'SELECT pg_terminate_backend($1)',
     deleteOld: `DELETE FROM ${processed} WHERE (consumer, business_key) IN (
         SELECT consumer, business_key FROM ${processed}
         WHERE processed_at < now() - $1::bigint * interval '1 millisecond'

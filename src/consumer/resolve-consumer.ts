@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import type {
   ConsumerDefinition,
   ExchangeType,
@@ -73,13 +74,8 @@ export function resolveConsumer(
   const fail = (field: string, detail: string): never => {
     throw new ConfigurationError(option(field), detail);
   };
-  const integer = (field: string, value: unknown, fallback: number, min = 1): number => {
-    const v = value ?? fallback;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-      fail(field, `must be an integer of at least ${min}, got ${String(v)}`);
-    }
-    return v as number;
-  };
+  const integer = (field: string, value: unknown, fallback: number): number =>
+    positiveInteger(option(field), value, fallback);
 
   if (typeof definition.handler !== 'function') fail('handler', 'must be a function');
   for (const field of ['validate', 'businessKey'] as const) {

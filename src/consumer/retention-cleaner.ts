@@ -1,7 +1,8 @@
 import { CompiledQuery, type Kysely } from 'kysely';
-import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { processedQueries } from './processed-queries.js';
 
 /** How long processed keys are kept, and how they are cleaned up. */
@@ -52,12 +53,13 @@ export class RetentionCleaner {
 
   constructor(options: RetentionCleanerOptions) {
     this.#options = options;
-    this.retentionMs = positive(
+    this.retentionMs = positiveInteger(
       'retention.retentionMs',
-      options.retentionMs ?? DEFAULT_RETENTION_MS,
+      options.retentionMs,
+      DEFAULT_RETENTION_MS,
     );
-    this.intervalMs = positive('retention.intervalMs', options.intervalMs ?? 600_000);
-    this.batchSize = positive('retention.batchSize', options.batchSize ?? 1000);
+    this.intervalMs = positiveInteger('retention.intervalMs', options.intervalMs, 600_000);
+    this.batchSize = positiveInteger('retention.batchSize', options.batchSize, 1000);
     this.#deleteOld = processedQueries(options.schema).deleteOld;
   }
 
@@ -103,9 +105,9 @@ export class RetentionCleaner {
   }
 }
 
-function positive(option: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new ConfigurationError(option, `must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
+/** Every option of `RetentionOptions`, for the options table in docs/options.md. */
+export const RETENTION_OPTION_NAMES = optionNames<RetentionOptions>()([
+  'retentionMs',
+  'intervalMs',
+  'batchSize',
+]);

@@ -1,24 +1,27 @@
+import type { AmqpUrls } from '../amqp/amqp-urls.js';
+import { optionNames } from '../options/option-names.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import type { OutboxLogger } from '../util/logger.js';
 
 /** Options of `OutboxDashboard`. */
 export interface OutboxDashboardOptions {
   /** A pg pool (or client) on the outbox database. Not closed by the dashboard. */
-  readonly db: PgQueryable;
+  readonly pool: PgQueryable;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   /**
-   * Answer replay and purge requests with 403, and show no buttons for them. Default `true`:
-   * anyone who can reach the page can then only look.
+   * Offer replay and purge of parked rows and dead letters. Default `false`: replay and purge
+   * requests are answered with 403 and the page shows no buttons for them, so anyone who can
+   * reach the page can only look.
    */
-  readonly readOnly?: boolean;
+  readonly allowReplay?: boolean;
   /**
    * Consumers' queues whose dead-letter queues (`<queue>.dlq`) the page shows, replays and
    * purges. Needs `amqpUrl`. Default none: parked outbox rows only.
    */
   readonly queues?: readonly string[];
-  /** RabbitMQ URL, for `queues`. Never shown on the page. */
-  readonly amqpUrl?: string;
+  /** RabbitMQ URL, or several nodes' URLs tried in turn, for `queues`. Never shown on the page. */
+  readonly amqpUrl?: AmqpUrls;
   /**
    * Where the dashboard is mounted, such as `/outbox/`; `handle` answers 404 outside it.
    * Default `/`.
@@ -44,3 +47,18 @@ export interface OutboxDashboardOptions {
   /** Where failed requests are logged. Default nowhere. */
   readonly logger?: OutboxLogger;
 }
+
+/** Every option of `OutboxDashboardOptions`, for the options table in docs/options.md. */
+export const DASHBOARD_OPTION_NAMES = optionNames<OutboxDashboardOptions>()([
+  'pool',
+  'schema',
+  'allowReplay',
+  'queues',
+  'amqpUrl',
+  'basePath',
+  'allowedHosts',
+  'trustForwardedHost',
+  'listLimit',
+  'refreshIntervalMs',
+  'logger',
+]);

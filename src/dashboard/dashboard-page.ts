@@ -118,7 +118,7 @@ const SCRIPT = `
   }
 
   function render(status, dead) {
-    readOnly = status.readOnly;
+    readOnly = !status.allowReplay;
     const t = status.status.total;
     const r = status.rates;
     byId('meta').textContent = 'schema ' + status.status.schema + ' \\u00b7 ' +

@@ -1,3 +1,7 @@
+/**
+ * `outboxkit/dashboard`: the web dashboard as a plain `node:http` request handler, and the
+ * shapes of its JSON API.
+ */
 export type { OutboxDashboardOptions } from './dashboard-options.js';
 export type { ParkedRowView, QueuedDeadLetterView } from './dashboard-views.js';
 export type { OutboxActivity } from './outbox-activity.js';
@@ -8,4 +12,3 @@ export {
 } from './outbox-dashboard.js';
 export type { QueueDeadLettersView } from './queue-dead-letters.js';
 export type { OutboxRates } from './rate-tracker.js';
-export { DASHBOARD_REQUEST_HEADER, LOOPBACK_HOSTS } from './request-guard.js';

@@ -28,11 +28,11 @@ interface StatRow {
  * tables have none (not migrated, or statistics off).
  */
 export async function readOutboxActivity(
-  db: PgQueryable,
+  pool: PgQueryable,
   schema: string | undefined,
 ): Promise<OutboxActivity | null> {
   const { schemaName } = outboxTables(schema);
-  const { rows } = await db.query(
+  const { rows } = await pool.query(
     `SELECT relname, n_tup_ins::float8 AS ins, n_tup_del::float8 AS del
      FROM pg_stat_user_tables
      WHERE schemaname = $1 AND relname IN ('outbox', 'outbox_parked')`,

@@ -1,13 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { deadLetterQueueName } from '../consumer/consumer-topology.js';
 import { DeadLetterNotFoundError } from '../dead-letters/dead-letter-not-found-error.js';
 import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import type { OutboxDashboardOptions } from './dashboard-options.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js';
 import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
@@ -18,8 +21,8 @@ import { crossSiteRefusal, hostRefusal, LOOPBACK_HOSTS } from './request-guard.j
 
 /** What `GET api/status` answers. */
 export interface DashboardStatus {
-  /** Replay and purge are refused; the page shows no buttons for them. */
-  readonly readOnly: boolean;
+  /** Replay and purge are allowed; without, the page shows no buttons for them. */
+  readonly allowReplay: boolean;
   readonly refreshIntervalMs: number;
   readonly status: OutboxStatus;
   /**
@@ -66,22 +69,22 @@ const JSON_HEADERS = {
  * - `POST api/queues/<queue>/replay`, `.../purge`: every dead letter of a configured queue
  * - `POST api/queues/<queue>/messages/<message id>/replay`, `.../purge`: one dead letter
  *
- * Read-only unless `readOnly: false`. Changes must be POSTs from the page itself: they need the
+ * Read-only unless `allowReplay: true`. Changes must be POSTs from the page itself: they need the
  * `x-outboxkit-dashboard` header and are refused when the browser says they come from another
  * site, and it answers only requests addressed to `allowedHosts` (the loopback names by
  * default). It shows no connection URL, payload or header. It has no login of its own: listen
  * on the loopback interface, or put it behind the application's authentication.
  *
  * @example
- * const dashboard = new OutboxDashboard({ db: pool });
+ * const dashboard = new OutboxDashboard({ pool });
  * http.createServer(dashboard.handle).listen(8089, '127.0.0.1');
  * // on shutdown:
  * await dashboard.close();
  */
 export class OutboxDashboard {
-  /** Replay and purge are refused with 403, and the page offers no buttons for them. */
-  readonly readOnly: boolean;
-  readonly #db: PgQueryable;
+  /** Replay and purge are allowed; without, they are refused with 403 and the page offers no buttons. */
+  readonly allowReplay: boolean;
+  readonly #pool: PgQueryable;
   readonly #schema: string;
   readonly #parked: ParkedMessages;
   readonly #queues: ReadonlyMap<string, QueueDeadLetters>;
@@ -94,27 +97,27 @@ export class OutboxDashboard {
   readonly #rates = new RateTracker();
 
   constructor(options: OutboxDashboardOptions) {
-    if (typeof options?.db?.query !== 'function') {
-      throw new ConfigurationError('db', 'must be a pg Pool or client on the outbox database');
+    rejectRenamedOptions(options, RENAMED_OPTIONS.dashboard);
+    if (typeof options?.pool?.query !== 'function') {
+      throw new ConfigurationError('pool', 'must be a pg Pool or client on the outbox database');
     }
-    this.#db = options.db;
+    this.#pool = options.pool;
     this.#schema = outboxTables(options.schema).schemaName;
-    this.readOnly = options.readOnly ?? true;
-    this.#limit = positiveInteger('listLimit', options.listLimit ?? 100);
-    this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs ?? 2000);
+    this.allowReplay = options.allowReplay === true;
+    this.#limit = positiveInteger('listLimit', options.listLimit, 100);
+    this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs, 2000);
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
     this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
     this.#trustForwardedHost = options.trustForwardedHost === true;
     this.#logger = options.logger ?? silentLogger;
-    this.#parked = new ParkedMessages({ db: this.#db, schema: this.#schema });
+    this.#parked = new ParkedMessages({ pool: this.#pool, schema: this.#schema });
     const queues = options.queues ?? [];
-    if (queues.length > 0 && !options.amqpUrl) {
+    if (queues.length > 0 && options.amqpUrl === undefined) {
       throw new ConfigurationError('amqpUrl', 'is needed to show the dead letters of `queues`');
     }
-    this.#queues = new Map(
-      queues.map((q) => [q, new QueueDeadLetters(options.amqpUrl!, q, this.#limit)]),
-    );
+    const amqpUrl = queues.length > 0 ? amqpUrlList(options.amqpUrl) : [];
+    this.#queues = new Map(queues.map((q) => [q, new QueueDeadLetters(amqpUrl, q, this.#limit)]));
   }
 
   /**
@@ -153,11 +156,11 @@ export class OutboxDashboard {
   /** Pending, oldest age, retrying and parked per exchange, and the rates. */
   async status(): Promise<DashboardStatus> {
     const [status, activity] = await Promise.all([
-      outboxStatus(this.#db, { schema: this.#schema }),
-      readOutboxActivity(this.#db, this.#schema),
+      outboxStatus(this.#pool, { schema: this.#schema }),
+      readOutboxActivity(this.#pool, this.#schema),
     ]);
     return {
-      readOnly: this.readOnly,
+      allowReplay: this.allowReplay,
       refreshIntervalMs: this.#refreshMs,
       status,
       rates: this.#rates.observe(performance.now(), activity),
@@ -249,7 +252,7 @@ export class OutboxDashboard {
     }
     const crossSite = crossSiteRefusal(req, this.#trustForwardedHost);
     if (crossSite) return { status: 403, body: { error: crossSite } };
-    if (this.readOnly) {
+    if (!this.allowReplay) {
       return {
         status: 403,
         body: {
@@ -302,11 +305,4 @@ function basePathOf(path: string): string {
   }
   const trimmed = path.replace(/^\/+|\/+$/g, '');
   return trimmed === '' ? '/' : `/${trimmed}/`;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new ConfigurationError(name, `must be a positive integer, got ${value}`);
-  }
-  return value;
 }

@@ -1,3 +1,4 @@
+import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -36,7 +37,7 @@ export class QueueDeadLetters {
   #tail: Promise<unknown> = Promise.resolve();
   #cached: { depth: number; messages: QueuedDeadLetterView[] } | undefined;
 
-  constructor(amqpUrl: string, queue: string, limit: number, answerTimeoutMs = 10_000) {
+  constructor(amqpUrl: AmqpUrls, queue: string, limit: number, answerTimeoutMs = 10_000) {
     this.#dlq = new DeadLetterQueue({ amqpUrl, queue });
     this.#limit = limit;
     this.#answerTimeoutMs = answerTimeoutMs;

@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
+import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import {
@@ -9,7 +10,10 @@ import {
 } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { optionNames } from '../options/option-names.js';
+import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { checkFilter, type DeadLetterFilter, matchesFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
@@ -19,17 +23,26 @@ import {
   type QueuedDeadLetterDetail,
   replayProperties,
 } from './queued-dead-letter.js';
-import { type ReplayTarget, replayHeaders } from './replay-headers.js';
 import type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';
 
 export interface DeadLetterQueueOptions {
-  /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`. */
-  readonly amqpUrl: string;
+  /**
+   * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
+   * cluster nodes, tried in turn until one connects.
+   */
+  readonly amqpUrl: AmqpUrls;
   /** The consumer's queue (by default its name); its dead letters are in `<queue>.dlq`. */
   readonly queue: string;
   /** How long one replayed copy may wait for its publisher confirm. Default 30 s. */
   readonly publishTimeoutMs?: number;
 }
+
+/** Every option of `DeadLetterQueueOptions`, for the options table in docs/options.md. */
+export const DEAD_LETTER_QUEUE_OPTION_NAMES = optionNames<DeadLetterQueueOptions>()([
+  'amqpUrl',
+  'queue',
+  'publishTimeoutMs',
+]);
 
 /** Options of `list`. */
 export interface QueueListOptions {
@@ -75,27 +88,19 @@ export class DeadLetterQueue {
   readonly name: string;
   /** The consumer's own queue, where replays go by default. */
   readonly queue: string;
-  readonly #url: string;
+  readonly #urls: readonly string[];
   readonly #publishTimeoutMs: number;
   #model: Promise<ChannelModel> | undefined;
   /** The queue was found to be a classic queue: reading it has no effect on it. */
   #classic = false;
 
   constructor(options: DeadLetterQueueOptions) {
-    if (typeof options?.amqpUrl !== 'string' || options.amqpUrl.length === 0) {
-      throw new ConfigurationError('amqpUrl', 'must be an AMQP URL such as amqp://localhost');
-    }
+    const urls = amqpUrlList(options?.amqpUrl);
     if (typeof options.queue !== 'string' || options.queue.length === 0) {
       throw new ConfigurationError('queue', "must be the consumer's queue name");
     }
-    const timeout = options.publishTimeoutMs ?? 30_000;
-    if (!Number.isSafeInteger(timeout) || timeout <= 0) {
-      throw new ConfigurationError(
-        'publishTimeoutMs',
-        `must be a positive integer, got ${timeout}`,
-      );
-    }
-    this.#url = options.amqpUrl;
+    const timeout = positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000);
+    this.#urls = urls;
     this.queue = options.queue;
     this.name = deadLetterQueueName(options.queue);
     this.#publishTimeoutMs = timeout;
@@ -114,10 +119,7 @@ export class DeadLetterQueue {
     filter: DeadLetterFilter = {},
     options: QueueListOptions = {},
   ): Promise<QueuedDeadLetter[]> {
-    const limit = options.limit ?? 100;
-    if (!Number.isSafeInteger(limit) || limit <= 0) {
-      throw new ConfigurationError('limit', `must be a positive integer, got ${limit}`);
-    }
+    const limit = positiveInteger('limit', options.limit, 100);
     const found: QueuedDeadLetter[] = [];
     await this.#ensureReadable();
     await this.#scan(checkFilter(filter), async (dead) => {
@@ -327,7 +329,7 @@ export class DeadLetterQueue {
 
   #connect(): Promise<ChannelModel> {
     if (!this.#model) {
-      const connecting = amqp.connect(this.#url).then(
+      const connecting = connectFirst(this.#urls).then(
         (model) => {
           model.on('error', () => {});
           model.on('close', () => {
@@ -337,17 +339,30 @@ export class DeadLetterQueue {
         },
         (error: unknown) => {
           this.#model = undefined;
-          throw new OutboxkitError(
-            'amqp-connect-failed',
-            `RabbitMQ at ${redactUrl(this.#url)}: ${errorMessage(error)}`,
-            { cause: error },
-          );
+          throw error;
         },
       );
       this.#model = connecting;
     }
     return this.#model;
   }
+}
+
+/** Connects to the first of `urls` that answers, trying them in order. */
+async function connectFirst(urls: readonly string[]): Promise<ChannelModel> {
+  let last: unknown;
+  for (const url of urls) {
+    try {
+      return await amqp.connect(url);
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw new OutboxkitError(
+    'amqp-connect-failed',
+    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${errorMessage(last)}`,
+    { cause: last },
+  );
 }
 
 /** A replayed copy was not confirmed; the dead letter stays in its queue. */

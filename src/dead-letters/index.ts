@@ -1,7 +1,9 @@
-export {
-  type DeadLetterFilter,
-  matchesFilter,
-} from './dead-letter-filter.js';
+/**
+ * `outboxkit/dead-letters`: list, show, replay and purge parked outbox rows (`ParkedMessages`)
+ * and the messages consumers dead-lettered (`DeadLetterQueue`), as `outboxkit dead-letters` does.
+ */
+export type { ReplayTarget } from '../protocol/copy-headers.js';
+export type { DeadLetterFilter } from './dead-letter-filter.js';
 export { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 export {
   DeadLetterQueue,
@@ -20,5 +22,4 @@ export {
   type ParkedMessagesOptions,
 } from './parked-messages.js';
 export type { QueuedDeadLetter, QueuedDeadLetterDetail } from './queued-dead-letter.js';
-export { REPLAYED_AT_HEADER, type ReplayTarget, replayHeaders } from './replay-headers.js';
 export type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';

@@ -1,6 +1,9 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import type { HeaderValue } from '../writer/outbox-message.js';
 import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
@@ -8,11 +11,17 @@ import { filterSql, type ParkedQueries, parkedQueries } from './parked-queries.j
 import type { DeadLetterWorkResult, ProgressListener } from './replay-result.js';
 
 export interface ParkedMessagesOptions {
-  /** A pg `Pool` (or client) on the database of the outbox. */
-  readonly db: PgQueryable;
+  /** A pg `Pool` (or client) on the database of the outbox. Not closed by `ParkedMessages`. */
+  readonly pool: PgQueryable;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
 }
+
+/** Every option of `ParkedMessagesOptions`, for the options table in docs/options.md. */
+export const PARKED_MESSAGES_OPTION_NAMES = optionNames<ParkedMessagesOptions>()([
+  'pool',
+  'schema',
+]);
 
 /** An outbox row the relay parked: it will not be published unless replayed. */
 export interface ParkedMessage {
@@ -80,41 +89,45 @@ interface ParkedRow {
  * made, so the relay publishes it like a new row and consumers still dedupe it by message id.
  *
  * @example
- * const parked = new ParkedMessages({ db: pool, schema: 'outboxkit' });
+ * const parked = new ParkedMessages({ pool, schema: 'outboxkit' });
  * const unroutable = await parked.list({ reason: 'unroutable' });
  * await parked.replay({ reason: 'unroutable', exchange: 'orders' });
  */
 export class ParkedMessages {
   readonly schema: string;
-  readonly #db: PgQueryable;
+  readonly #pool: PgQueryable;
   readonly #queries: ParkedQueries;
 
   constructor(options: ParkedMessagesOptions) {
-    if (!options?.db || typeof options.db.query !== 'function') {
-      throw new ConfigurationError('db', 'must be a pg Pool or client');
+    rejectRenamedOptions(options, RENAMED_OPTIONS.parkedMessages);
+    if (!options?.pool || typeof options.pool.query !== 'function') {
+      throw new ConfigurationError('pool', 'must be a pg Pool or client');
     }
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     this.#queries = parkedQueries(this.schema);
-    this.#db = options.db;
+    this.#pool = options.pool;
   }
 
   /** Parked rows matching `filter`, oldest first. */
   async list(filter: DeadLetterFilter = {}, options: ListOptions = {}): Promise<ParkedMessage[]> {
-    const q = this.#queries.list(filterSql(checkFilter(filter)), limitOf(options.limit, 100));
-    const { rows } = await this.#db.query(q.text, q.params);
+    const q = this.#queries.list(
+      filterSql(checkFilter(filter)),
+      positiveInteger('limit', options.limit, 100),
+    );
+    const { rows } = await this.#pool.query(q.text, q.params);
     return (rows as ParkedRow[]).map(toMessage);
   }
 
   /** How many parked rows match `filter`. */
   async count(filter: DeadLetterFilter = {}): Promise<number> {
     const q = this.#queries.count(filterSql(checkFilter(filter)));
-    const { rows } = await this.#db.query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     return (rows[0] as { n: number }).n;
   }
 
   /** One parked row with its payload; throws `DeadLetterNotFoundError` when there is none. */
   async show(id: string): Promise<ParkedMessageDetail> {
-    const { rows } = await this.#db.query(this.#queries.show, [rowId(id)]);
+    const { rows } = await this.#pool.query(this.#queries.show, [rowId(id)]);
     const row = rows[0] as ParkedRow | undefined;
     if (!row) throw new DeadLetterNotFoundError(id, this.#where());
     return { ...toMessage(row), payload: row.payload! };
@@ -123,7 +136,7 @@ export class ParkedMessages {
   /** Moves one parked row back into the outbox; throws `DeadLetterNotFoundError` if it is gone. */
   async replayOne(id: string): Promise<void> {
     const q = this.#queries.replay(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#db.query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
   }
 
@@ -138,7 +151,7 @@ export class ParkedMessages {
   /** Deletes one parked row for good; throws `DeadLetterNotFoundError` if it is gone. */
   async purgeOne(id: string): Promise<void> {
     const q = this.#queries.purge(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#db.query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
   }
 
@@ -153,11 +166,11 @@ export class ParkedMessages {
     options: BulkOptions,
   ): Promise<DeadLetterWorkResult> {
     const f = filterSql(checkFilter(filter));
-    const chunk = limitOf(options.chunkSize, 500);
+    const chunk = positiveInteger('chunkSize', options.chunkSize, 500);
     let done = 0;
     for (;;) {
       const q = query(f, chunk);
-      const { rows } = await this.#db.query(q.text, q.params);
+      const { rows } = await this.#pool.query(q.text, q.params);
       done += rows.length;
       if (rows.length > 0) options.onProgress?.(done, 0);
       // Fewer than a chunk: nothing more matched, apart from rows another replay holds.
@@ -175,14 +188,6 @@ function rowId(id: string): string {
     throw new ConfigurationError('id', `a parked row id is a number, got ${JSON.stringify(id)}`);
   }
   return String(id);
-}
-
-function limitOf(value: number | undefined, fallback: number): number {
-  const n = value ?? fallback;
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new ConfigurationError('limit', `must be a positive integer, got ${String(n)}`);
-  }
-  return n;
 }
 
 function toMessage(r: ParkedRow): ParkedMessage {

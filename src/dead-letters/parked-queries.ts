@@ -62,7 +62,8 @@ export function parkedQueries(schemaName: string): ParkedQueries {
      FOR UPDATE SKIP LOCKED`;
   return {
     list: (f, limit) => ({
-      text: `SELECT ${SUMMARY_COLUMNS} FROM ${t.parked} WHERE ${f.where} ORDER BY id LIMIT ${limit}`,
+      // Qualified: a bare `id` would be the output column, `id::text`, and sort 10 before 2.
+      text: `SELECT ${SUMMARY_COLUMNS} FROM ${t.parked} WHERE ${f.where} ORDER BY ${t.parked}.id LIMIT ${limit}`,
       params: f.params,
     }),
     show: `SELECT ${SUMMARY_COLUMNS}, payload FROM ${t.parked} WHERE id = $1::bigint`,

@@ -1,7 +1,7 @@
 import type { Message, Options } from 'amqplib';
-import { copyProperties } from '../amqp/copy-properties.js';
-import { OUTBOXKIT_HEADERS } from '../consumer/dead-letter-headers.js';
-import { ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
+import { OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
+import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
+import { copyProperties } from '../protocol/message-properties.js';
 import type { FilterSubject } from './dead-letter-filter.js';
 
 /** A message in a consumer's dead-letter queue, as its headers describe it. */

@@ -1,4 +1,6 @@
 import type { ConsumerStats } from '../consumer/consumer-stats.js';
+import { optionNames } from '../options/option-names.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { outboxStatus } from '../status/outbox-status.js';
@@ -10,7 +12,7 @@ export type HistogramSource = Pick<LatencyHistogram, 'count' | 'sum' | 'buckets'
 
 /** What `collectMetrics` reads from a relay: an `OutboxRelay` fits. */
 export interface RelayMetricsSource {
-  readonly stats: Readonly<RelayStats>;
+  stats(): Readonly<RelayStats>;
 }
 
 /** What `collectMetrics` reads from a consumer host: a `ConsumerHost` fits. */
@@ -31,7 +33,7 @@ export interface CollectMetricsOptions {
    * A pg pool on the outbox database, for the outbox gauges (pending, oldest age, retrying,
    * parked per exchange): one statement per collection, the one `outboxkit status` runs.
    */
-  readonly db?: PgQueryable;
+  readonly pool?: PgQueryable;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
 }
@@ -128,19 +130,19 @@ function histogramSamples(
 
 /**
  * Reads the current metrics of this process: the relay's and consumers' running totals, and
- * (with `db`) the outbox gauges. Counters and histograms are per process, from its start; use
+ * (with `pool`) the outbox gauges. Counters and histograms are per process, from its start; use
  * a rate over them (`rate(outboxkit_relay_published_total[1m])` is messages published per
  * second; `histogram_quantile(0.99, rate(outboxkit_relay_publish_seconds_bucket[5m]))` is the
  * 99th percentile of publish latency).
  *
  * @example
- * const samples = await collectMetrics({ relay, consumers: host, db: pool });
+ * const samples = await collectMetrics({ relay, consumers: host, pool });
  * response.end(renderPrometheus(samples));
  */
 export async function collectMetrics(options: CollectMetricsOptions): Promise<MetricSample[]> {
   const samples: MetricSample[] = [];
   if (options.relay) {
-    const stats = options.relay.stats;
+    const stats = options.relay.stats();
     for (const [key, name, help] of RELAY_COUNTERS) {
       samples.push({ name, help, type: 'counter', labels: {}, value: stats[key] });
     }
@@ -183,8 +185,9 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       });
     }
   }
-  if (options.db) {
-    const status = await outboxStatus(options.db, {
+  rejectRenamedOptions(options, RENAMED_OPTIONS.metrics);
+  if (options.pool) {
+    const status = await outboxStatus(options.pool, {
       ...(options.schema !== undefined && { schema: options.schema }),
     });
     const gauge = (name: string, help: string, pick: (c: typeof status.total) => number) => {
@@ -219,3 +222,11 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
   }
   return samples;
 }
+
+/** Every option of `CollectMetricsOptions`, for the options table in docs/options.md. */
+export const METRICS_OPTION_NAMES = optionNames<CollectMetricsOptions>()([
+  'relay',
+  'consumers',
+  'pool',
+  'schema',
+]);

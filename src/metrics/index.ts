@@ -1,3 +1,7 @@
+/**
+ * `outboxkit/metrics`: the outbox's, the relay's and the consumers' metrics as samples, and
+ * their Prometheus text format.
+ */
 export {
   type CollectMetricsOptions,
   type ConsumerMetricsSource,

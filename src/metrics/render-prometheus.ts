@@ -12,7 +12,7 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
  * @example
  * http.createServer(async (_req, res) => {
  *   res.setHeader('content-type', PROMETHEUS_CONTENT_TYPE);
- *   res.end(renderPrometheus(await collectMetrics({ relay, db: pool })));
+ *   res.end(renderPrometheus(await collectMetrics({ relay, pool })));
  * });
  */
 export function renderPrometheus(samples: readonly MetricSample[]): string {

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
-import { loadMigrations } from './migration-files.js';
+import { outboxTables } from '../sql/outbox-tables.js';
+import { loadMigrations, versionTableSql } from './migration-files.js';
 
 /**
  * The shape of Kysely's `Migration` and `MigrationProvider`, declared here because Kysely moved
@@ -10,29 +11,59 @@ export interface KyselyMigration {
   up(db: Kysely<any>): Promise<void>;
 }
 
+/** What Kysely's `Migrator` takes as its `provider`. */
+export interface KyselyMigrationProvider {
+  getMigrations(): Promise<Record<string, KyselyMigration>>;
+}
+
+export interface OutboxMigrationProviderOptions {
+  /** Schema of the outboxkit tables. Default `outboxkit`. */
+  readonly schema?: string;
+  /**
+   * Put before each migration's name (`<prefix>0001_outbox`). Default `outboxkit_`, which sorts
+   * after names that start with a digit. In a Migrator shared with the application's own
+   * migrations, give a prefix that sorts before them, such as `0000_outboxkit_`: Kysely refuses
+   * a new migration whose name sorts before one already run. Never change it once migrations
+   * ran: Kysely would find them missing.
+   */
+  readonly prefix?: string;
+}
+
 /**
- * outboxkit's migrations for an application's own Kysely `Migrator`, named `outboxkit_0001_…`
- * so they sort apart from the application's. Kysely's migrator brings its own lock.
+ * outboxkit's migrations for an application's own Kysely `Migrator`. Each also records its
+ * version in outboxkit's version table, which the relay and consumers check at start. Kysely's
+ * migrator brings its own lock. To run them in one Migrator with the application's migrations,
+ * combine the providers (`combineMigrationProviders`) and give a `prefix` that sorts first; see
+ * "Migrating with Kysely" in docs/operations.md.
  *
  * @example
  * const migrator = new Migrator({ db, provider: new OutboxMigrationProvider({ schema: 'outboxkit' }) });
  * await migrator.migrateToLatest();
  */
-export class OutboxMigrationProvider {
+export class OutboxMigrationProvider implements KyselyMigrationProvider {
   readonly #schema: string | undefined;
+  readonly #prefix: string;
 
-  constructor(options: { schema?: string } = {}) {
+  constructor(options: OutboxMigrationProviderOptions = {}) {
     this.#schema = options.schema;
+    this.#prefix = options.prefix ?? 'outboxkit_';
+    outboxTables(options.schema);
   }
 
   async getMigrations(): Promise<Record<string, KyselyMigration>> {
     const migrations = await loadMigrations(this.#schema);
+    const versions = outboxTables(this.#schema).migrations;
+    const versionTable = versionTableSql(this.#schema);
     return Object.fromEntries(
       migrations.map((m) => [
-        `outboxkit_${String(m.version).padStart(4, '0')}_${m.name}`,
+        `${this.#prefix}${String(m.version).padStart(4, '0')}_${m.name}`,
         {
           async up(db: Kysely<unknown>) {
             await sql.raw(m.sql).execute(db);
+            await sql.raw(versionTable).execute(db);
+            await sql`INSERT INTO ${sql.raw(versions)} (version, name) VALUES (${m.version}, ${m.name}) ON CONFLICT DO NOTHING`.execute(
+              db,
+            );
           },
         },
       ]),

@@ -1,7 +1,8 @@
 import type { Pool } from 'pg';
+import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
-import { loadMigrations } from './migration-files.js';
+import { loadMigrations, versionTableSql } from './migration-files.js';
 
 export interface MigrateOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
@@ -12,9 +13,6 @@ export interface MigrateResult {
   /** Versions applied by this call; empty when the schema was already current. */
   readonly applied: number[];
 }
-
-/** Namespace of outboxkit's advisory locks (two-int form), apart from an application's own. */
-export const ADVISORY_LOCK_CLASS = 0x6f626b; // "obk"
 
 /**
  * Brings the schema to the newest version in one transaction. A transaction-scoped advisory lock
@@ -33,13 +31,7 @@ export async function migrate(pool: Pool, options: MigrateOptions = {}): Promise
       `migrate:${tables.schemaName}`,
     ]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${tables.migrations} (
-         version integer PRIMARY KEY,
-         name text NOT NULL,
-         applied_at timestamptz NOT NULL DEFAULT now()
-       )`,
-    );
+    await client.query(versionTableSql(tables.schemaName));
     const { rows } = await client.query<{ version: number }>(
       `SELECT version FROM ${tables.migrations}`,
     );

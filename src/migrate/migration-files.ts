@@ -12,6 +12,15 @@ export interface Migration {
 /** The folder of the SQL files that ship with the package, for tools that run raw SQL. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
 
+/** The table of applied versions: `migrate()` and the Kysely provider both record in it. */
+export function versionTableSql(schemaName?: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${outboxTables(schemaName).migrations} (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+  )`;
+}
+
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
 /** Reads the shipped migrations in order, with `{{schema}}` replaced by the quoted schema name. */

@@ -2,9 +2,10 @@ import type { Channel, ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { UrlRotation } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
+import { assertExchanges } from '../amqp/exchange-declaration.js';
 import type { ExchangeType } from '../consumer/index.js';
-import { TopologyConflictError } from '../consumer/index.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
@@ -48,6 +49,9 @@ export class BrokerAdmin {
       try {
         channel = await (await this.#connection()).createChannel();
       } catch (error) {
+        // A refused login or vhost is not mended by waiting: fail now, naming the fix.
+        const misconfigured = brokerMisconfiguration(error, this.#urls.current);
+        if (misconfigured) throw misconfigured;
         if (this.#closed || Date.now() >= deadline) {
           throw new OutboxkitError(
             'broker-unreachable',
@@ -66,16 +70,10 @@ export class BrokerAdmin {
       }
       channel.on('error', () => {});
       try {
-        for (const [name, type] of exchanges) {
-          try {
-            await channel.assertExchange(name, type, { durable: true });
-          } catch (error) {
-            if ((error as { code?: unknown }).code === 406) {
-              throw new TopologyConflictError('exchange', name, error);
-            }
-            throw error;
-          }
-        }
+        await assertExchanges(
+          channel,
+          [...exchanges].map(([name, type]) => ({ name, type })),
+        );
         return;
       } finally {
         await closeChannel(channel);

@@ -10,7 +10,10 @@ export const messages = {
   mixedExchangeTypes: (exchange: string) =>
     `handles messages that declare exchange "${exchange}" with different types; make the ` +
     'definitions agree',
-  noQueue: () => 'needs `queue`: the name of the queue this handler consumes from',
+  noName: () =>
+    "needs `name`: the handler's identity in the processed-messages table, and its queue " +
+    'unless `queue` is given (before 0.2, `queue` was the required option)',
+  badQueue: () => '`queue` must be a non-empty queue name when given; leave it out to use `name`',
   notAMethod: () => 'decorates a method; it was put on something else',
   twice: () =>
     'is applied twice to one method; one method is one handler: write a method per queue',

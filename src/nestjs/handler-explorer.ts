@@ -114,11 +114,11 @@ export class HandlerExplorer {
     const validate = o.validate ?? validatorOf(list);
     const businessKey = o.businessKey;
     return {
-      name: `${options.prefix}${o.name ?? o.queue}`,
+      name: `${options.prefix}${o.name}`,
       exchange: `${options.prefix}${first.exchange}`,
       exchangeType: first.exchangeType ?? 'topic',
       routingKeys: o.routingKeys ?? [...new Set(list.map((m) => m.routingKey))],
-      queue: `${options.prefix}${o.queue}`,
+      queue: `${options.prefix}${o.queue ?? o.name}`,
       queueType: o.queueType,
       ordered: o.ordered,
       retry: o.retry,

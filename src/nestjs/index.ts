@@ -15,7 +15,6 @@ export {
   type MessageDefinition,
   type PayloadOf,
 } from './message-definition.js';
-export { adaptNestLogger } from './nest-logger-adapter.js';
 export { OutboxModule } from './outbox.module.js';
 export {
   OUTBOX_MODULE_OPTIONS,
@@ -28,11 +27,7 @@ export {
   type OutboxWriteOptions,
 } from './outbox.service.js';
 export type { OutboxDashboardSettings } from './outbox-dashboard-settings.js';
-export {
-  isOutboxContext,
-  OUTBOX_CONTEXT_TYPE,
-  outboxHandlerArguments,
-} from './outbox-execution-context.js';
+export { isOutboxContext, outboxHandlerArguments } from './outbox-execution-context.js';
 export { OutboxHandler } from './outbox-handler.decorator.js';
 export type { OutboxHandlerOptions } from './outbox-handler.metadata.js';
 export type {

@@ -31,12 +31,11 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
     if (!this.#dashboard) {
       const { options, topologies } = this.#runtime;
       this.#dashboard = new OutboxDashboard({
-        db: this.#runtime.queryable,
+        pool: this.#runtime.queryable,
         schema: options.schema,
-        readOnly: this.#settings.allowReplay !== true,
+        allowReplay: this.#settings.allowReplay === true,
         queues: this.#settings.queues ?? topologies.map((t) => t.queue.name),
-        // A dead-letter queue is read through one node; the first is the one the others mirror.
-        amqpUrl: options.amqpUrl[0]!,
+        amqpUrl: options.amqpUrl,
         // A foreign domain pointed at the application (DNS rebinding) names itself in Host, so
         // only the loopback names and those the application gives are answered.
         allowedHosts: [...LOOPBACK_HOSTS, ...(this.#settings.allowedHosts ?? [])],

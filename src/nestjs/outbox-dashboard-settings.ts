@@ -1,4 +1,5 @@
 import type { CanActivate, Type } from '@nestjs/common';
+import { optionNames } from '../options/option-names.js';
 
 /**
  * The `dashboard` extra of `OutboxModule.forRoot` and `forRootAsync`: mounts outboxkit's web
@@ -46,3 +47,13 @@ export const OUTBOX_DASHBOARD_SETTINGS = Symbol('outboxkit:dashboard-settings');
 
 /** The route of the dashboard when `path` is not given. */
 export const DEFAULT_DASHBOARD_PATH = 'outbox/dashboard';
+
+/** Every option of `OutboxDashboardSettings`, for the options table in docs/options.md. */
+export const DASHBOARD_SETTINGS_OPTION_NAMES = optionNames<OutboxDashboardSettings>()([
+  'path',
+  'allowReplay',
+  'queues',
+  'guards',
+  'allowedHosts',
+  'trustForwardedHost',
+]);

@@ -33,7 +33,7 @@ type PayloadCheck<T, P> = [P] extends [AcceptedPayload<T>]
  * ```ts
  * @Injectable()
  * export class InventoryHandler {
- *   @OutboxHandler(OrderPlaced, { queue: 'inventory.order-placed', businessKey: (o) => o.orderId })
+ *   @OutboxHandler(OrderPlaced, { name: 'inventory.order-placed', businessKey: (o) => o.orderId })
  *   async reserve(order: OrderPlaced, { trx }: ConsumeContext) {
  *     await trx.insertInto('reservations').values({ orderId: order.orderId }).execute();
  *   }
@@ -65,7 +65,13 @@ export function OutboxHandler<const M extends MessageDefinition | readonly Messa
     if (new Set(list.map((m) => m.exchangeType ?? 'topic')).size > 1) {
       fail(messages.mixedExchangeTypes(exchanges[0]!));
     }
-    if (typeof options?.queue !== 'string' || options.queue.length === 0) fail(messages.noQueue());
+    if (typeof options?.name !== 'string' || options.name.length === 0) fail(messages.noName());
+    if (
+      options.queue !== undefined &&
+      (typeof options.queue !== 'string' || options.queue === '')
+    ) {
+      fail(messages.badQueue());
+    }
     if (Reflect.hasOwnMetadata(OutboxHandlerDiscoverable.KEY, descriptor.value as object)) {
       fail(messages.twice());
     }

@@ -6,6 +6,7 @@ import type {
   QueueType,
   RetryPolicy,
 } from '../consumer/index.js';
+import { optionNames } from '../options/option-names.js';
 import type { MessageDefinition } from './message-definition.js';
 
 /**
@@ -13,13 +14,14 @@ import type { MessageDefinition } from './message-definition.js';
  * `ConsumerDefinition`.
  */
 export interface OutboxHandlerOptions<P = unknown> {
-  /** Queue the handler consumes from; declared durable at bootstrap, with `<queue>.dlq`. */
-  readonly queue: string;
   /**
    * Identity of the handler in the processed-messages table, so two handlers of one message
-   * each handle it once. Default: `queue`. Keep it stable: a new name handles everything again.
+   * each handle it once; also the default queue name. Keep it stable: a new name handles
+   * everything again. As `name` in the core's `ConsumerDefinition`.
    */
-  readonly name?: string;
+  readonly name: string;
+  /** Queue the handler consumes from; declared durable at bootstrap, with `<queue>.dlq`. Default: `name`. */
+  readonly queue?: string;
   /** Binding keys. Default: the routing keys of the handled message definitions. */
   readonly routingKeys?: readonly string[];
   /**
@@ -68,3 +70,22 @@ export type OutboxHandlerMethod = (payload: never, context: ConsumeContext) => u
  * module, and `DiscoveryService.getMetadataByDecorator` reads it back.
  */
 export const OutboxHandlerDiscoverable = DiscoveryService.createDecorator<OutboxHandlerMetadata>();
+
+/** Every option of `OutboxHandlerOptions`, for the options table in docs/options.md. */
+export const HANDLER_OPTION_NAMES = optionNames<OutboxHandlerOptions>()([
+  'name',
+  'queue',
+  'routingKeys',
+  'businessKey',
+  'ordered',
+  'retry',
+  'prefetch',
+  'concurrency',
+  'batchSize',
+  'timeoutMs',
+  'queueType',
+  'isolationLevel',
+  'contentTypes',
+  'requiredHeaders',
+  'validate',
+]);

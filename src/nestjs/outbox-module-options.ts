@@ -2,6 +2,7 @@ import type { LoggerService } from '@nestjs/common';
 import type { Pool } from 'pg';
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import type { ConsumerHostOptions, ExchangeType } from '../consumer/index.js';
+import { optionNames } from '../options/option-names.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
@@ -88,8 +89,11 @@ export interface OutboxModuleOptions {
    * often assume a request. Pipes and exception filters are not applied: see the docs.
    */
   readonly enhancers?: boolean;
-  /** Largest serialized payload the writer accepts. Default 1 MiB. */
-  readonly maxPayloadBytes?: number;
+  /**
+   * Largest serialized payload the writer accepts. Default 1 MiB. (The relay's own limit, for
+   * rows written by other writers, is `relay.maxMessageBytes`.)
+   */
+  readonly maxMessageBytes?: number;
   /**
    * How often at most the writer wakes listening relays with a NOTIFY, in ms; `0` from every
    * transaction, `false` never. Default 20 ms (see `OutboxWriterOptions.notifyIntervalMs`).
@@ -101,3 +105,22 @@ export interface OutboxModuleOptions {
    */
   readonly logger?: LoggerService | OutboxLogger | false;
 }
+
+/** Every option of `OutboxModuleOptions`, for the options table in docs/options.md. */
+export const MODULE_OPTION_NAMES = optionNames<OutboxModuleOptions>()([
+  'db',
+  'databaseUrl',
+  'pool',
+  'poolSize',
+  'amqpUrl',
+  'schema',
+  'prefix',
+  'exchanges',
+  'relay',
+  'consumers',
+  'migrate',
+  'enhancers',
+  'maxMessageBytes',
+  'notifyIntervalMs',
+  'logger',
+]);

@@ -52,7 +52,7 @@ export class OutboxRuntime {
     this.options = options;
     this.writer = new OutboxWriter({
       schema: options.schema,
-      ...(options.maxPayloadBytes !== undefined && { maxPayloadBytes: options.maxPayloadBytes }),
+      ...(options.maxMessageBytes !== undefined && { maxMessageBytes: options.maxMessageBytes }),
       ...(options.notifyIntervalMs !== undefined && { notifyIntervalMs: options.notifyIntervalMs }),
     });
     if (!options.db && !options.pool && options.databaseUrl) {

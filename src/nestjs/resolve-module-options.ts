@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/index.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
@@ -27,7 +28,7 @@ export interface ResolvedModuleOptions {
   readonly consumers: OutboxConsumerSettings | false;
   readonly migrate: boolean;
   readonly enhancers: boolean;
-  readonly maxPayloadBytes: number | undefined;
+  readonly maxMessageBytes: number | undefined;
   readonly notifyIntervalMs: number | false | undefined;
   readonly logger: OutboxLogger;
 }
@@ -45,6 +46,7 @@ export function resolveModuleOptions(
   if (options === null || typeof options !== 'object') {
     throw new ConfigurationError('OutboxModule', 'options must be an object');
   }
+  rejectRenamedOptions(options, RENAMED_OPTIONS.module);
   const { db, databaseUrl, pool } = options;
   if (db !== undefined && (db === null || typeof db.transaction !== 'function')) {
     throw new ConfigurationError('db', 'must be a Kysely instance');
@@ -92,7 +94,7 @@ export function resolveModuleOptions(
     consumers,
     migrate: options.migrate === true,
     enhancers: options.enhancers === true,
-    maxPayloadBytes: options.maxPayloadBytes,
+    maxMessageBytes: options.maxMessageBytes,
     notifyIntervalMs: options.notifyIntervalMs,
     logger,
   });

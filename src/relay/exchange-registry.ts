@@ -1,6 +1,8 @@
 import type { Channel } from 'amqplib';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { closeChannel } from '../amqp/close-within.js';
+import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
+import { type OutboxLogger, silentLogger } from '../util/logger.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -27,11 +29,27 @@ export class ExchangeRegistry {
   readonly #seen = new Map<string, number>();
   /** When each exchange was first found missing, since it was last seen. */
   readonly #missingSince = new Map<string, number>();
+  readonly #declarations: readonly ExchangeDeclaration[];
+  readonly #logger: OutboxLogger;
+  /** The declarations are made again on each new connection, before the next check. */
+  #declarePending = true;
   #channel: Channel | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(connection: AmqpConnection) {
+  /**
+   * @param options.declarations exchanges to declare on each connection, before any check.
+   * @param options.logger told once per exchange when it goes missing, with the fix.
+   */
+  constructor(
+    connection: AmqpConnection,
+    options: { declarations?: readonly ExchangeDeclaration[]; logger?: OutboxLogger } = {},
+  ) {
     this.#connection = connection;
+    this.#declarations = options.declarations ?? [];
+    this.#logger = options.logger ?? silentLogger;
+    connection.on('connected', () => {
+      this.#declarePending = true;
+    });
   }
 
   /**
@@ -52,14 +70,28 @@ export class ExchangeRegistry {
 
   async #check(names: readonly string[], signal?: AbortSignal): Promise<Map<string, number>> {
     const missing = new Map<string, number>();
+    if (this.#declarePending && this.#declarations.length > 0) {
+      await this.#declare(signal);
+    }
     for (const name of names) {
       const seenAt = this.#seen.get(name);
       if (seenAt !== undefined && Date.now() - seenAt < TRUST_MS) continue;
       if (await this.#exists(name, signal)) {
         this.#seen.set(name, Date.now());
-        this.#missingSince.delete(name);
+        if (this.#missingSince.delete(name)) {
+          this.#logger.info('exchange declared; its put-off rows go now', { exchange: name });
+        }
       } else {
         const now = Date.now();
+        if (!this.#missingSince.has(name)) {
+          // Once per exchange until it appears: its rows come back every few seconds.
+          this.#logger.warn(
+            `exchange "${name}" does not exist: its outbox rows are put off (not parked) until ` +
+              "it is declared. Declare it with declareExchanges(amqpUrl, [{ name, type }]) or " +
+              "the relay's `exchanges` option, or start the consumer that declares it",
+            { exchange: name },
+          );
+        }
         const since = this.#missingSince.get(name) ?? now;
         this.#missingSince.set(name, since);
         missing.set(
@@ -71,7 +103,19 @@ export class ExchangeRegistry {
     return missing;
   }
 
-  async #exists(name: string, signal?: AbortSignal): Promise<boolean> {
+  async #declare(signal?: AbortSignal): Promise<void> {
+    const channel = await this.#open(signal);
+    try {
+      await assertExchanges(channel, this.#declarations);
+      this.#declarePending = false;
+    } catch (error) {
+      // A 406 closes the channel.
+      this.#channel = undefined;
+      throw error;
+    }
+  }
+
+  async #open(signal?: AbortSignal): Promise<Channel> {
     if (!this.#channel) {
       const channel = await this.#connection.channel(signal);
       if (!channel) throw new Error('not connected to RabbitMQ');
@@ -80,8 +124,13 @@ export class ExchangeRegistry {
       });
       this.#channel = channel;
     }
+    return this.#channel;
+  }
+
+  async #exists(name: string, signal?: AbortSignal): Promise<boolean> {
+    const channel = await this.#open(signal);
     try {
-      await this.#channel.checkExchange(name);
+      await channel.checkExchange(name);
       return true;
     } catch (error) {
       this.#channel = undefined;

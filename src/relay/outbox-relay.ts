@@ -3,6 +3,8 @@ import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { createPool } from '../sql/create-pool.js';
+import { runStartChecks } from '../start/start-checks.js';
+import { redactUrl } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
@@ -30,7 +32,7 @@ let relayCount = 0;
  */
 export class OutboxRelay {
   readonly options: ResolvedRelayOptions;
-  readonly stats: RelayStats = emptyRelayStats();
+  readonly #stats: RelayStats = emptyRelayStats();
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #amqp: AmqpConnection;
@@ -75,10 +77,13 @@ export class OutboxRelay {
       heartbeatSeconds: o.heartbeatSeconds,
       reconnectBackoff: o.reconnectBackoff,
       logger: o.logger,
-      connectionName: `outboxkit-relay-${process.pid}-${relayCount}`,
+      connectionName: o.connectionName ?? `outboxkit-relay-${process.pid}-${relayCount}`,
     });
     this.#amqp.on('connected', () => this.#wake.wake());
-    this.#exchanges = new ExchangeRegistry(this.#amqp);
+    this.#exchanges = new ExchangeRegistry(this.#amqp, {
+      declarations: o.exchanges,
+      logger: o.logger,
+    });
     const queries = relayQueries(o.schema);
     this.#listener = o.listen
       ? new OutboxListener(
@@ -111,14 +116,29 @@ export class OutboxRelay {
   }
 
   /**
-   * Starts the lanes and returns at once; connections are made (and remade) in the background,
-   * so a broker or database that is down at start only delays publishing.
+   * Checks the schema and the logins, starts the lanes and returns; connections are made (and
+   * remade) in the background, so a broker or database that is down at start only delays
+   * publishing. Rejects with a `StartupError` (the relay is then stopped) for what no retry
+   * mends: a schema not migrated or older than this version needs, credentials, a database or
+   * a virtual host refused. Waits at most 5 s for these answers; a service that has not
+   * answered by then is taken as down.
    */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`relay cannot start: it is ${this.#state}`);
     this.#state = 'running';
     const o = this.options;
     this.#amqp.start();
+    try {
+      await runStartChecks({
+        db: this.#pool,
+        schema: o.schema,
+        where: o.databaseUrl ? redactUrl(o.databaseUrl) : 'the given pool',
+        amqp: this.#amqp,
+      });
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
     this.#listener?.start();
     const ctx = {
       options: o,
@@ -127,7 +147,7 @@ export class OutboxRelay {
       exchanges: this.#exchanges,
       queries: relayQueries(o.schema),
       wake: this.#wake,
-      stats: this.stats,
+      stats: this.#stats,
       stopping: this.#stopping.signal,
       giveUp: this.#giveUp.signal,
     };
@@ -139,6 +159,14 @@ export class OutboxRelay {
       concurrency: o.concurrency,
       batchSize: o.batchSize,
     });
+  }
+
+  /**
+   * This relay's running totals, as of now: a copy, which later work leaves unchanged. A method,
+   * as on `ConsumerHost`.
+   */
+  stats(): Readonly<RelayStats> {
+    return Object.freeze({ ...this.#stats });
   }
 
   /** Wakes the relay now, as a notification would. */
@@ -166,7 +194,7 @@ export class OutboxRelay {
       await this.#amqp.close();
       if (this.#ownsPool) await this.#pool.end();
       this.#state = 'stopped';
-      this.options.logger.info('relay stopped', { ...this.stats });
+      this.options.logger.info('relay stopped', { ...this.#stats });
     }
   }
 }

@@ -1,10 +1,9 @@
-import type { Options } from 'amqplib';
 import {
   type ConfirmedPublisher,
   type ConfirmResult,
   describeConfirmResult,
 } from '../amqp/confirmed-publisher.js';
-import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../writer/outbox-message.js';
+import { publishProperties } from '../protocol/message-properties.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
 
@@ -56,12 +55,18 @@ export function publishBatch(
     requests.forEach((request, index) => {
       if (request.outcome !== undefined || finished) return;
       const { row } = request;
-      publisher.send(row.exchange, row.routing_key, row.payload, publishOptions(row), (result) => {
-        if (finished || outcomes[index] !== undefined) return;
-        outcomes[index] = rowOutcome(result, sent === 1);
-        pending -= 1;
-        if (pending === 0) finish(RELEASED);
-      });
+      publisher.send(
+        row.exchange,
+        row.routing_key,
+        row.payload,
+        publishProperties(row),
+        (result) => {
+          if (finished || outcomes[index] !== undefined) return;
+          outcomes[index] = rowOutcome(result, sent === 1);
+          pending -= 1;
+          if (pending === 0) finish(RELEASED);
+        },
+      );
     });
   });
 }
@@ -86,18 +91,4 @@ function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
     case 'timeout':
       return { kind: 'transient', reason };
   }
-}
-
-function publishOptions(row: OutboxRow): Options.Publish {
-  const headers: Record<string, unknown> = { ...(row.headers ?? {}) };
-  if (row.ordering_key !== null) headers[ORDERING_KEY_HEADER] = row.ordering_key;
-  if (row.causation_id !== null) headers[CAUSATION_ID_HEADER] = row.causation_id;
-  return {
-    persistent: true,
-    messageId: row.message_id,
-    timestamp: row.created_at_s,
-    contentType: row.content_type,
-    headers,
-    ...(row.correlation_id !== null && { correlationId: row.correlation_id }),
-  };
 }

@@ -7,7 +7,7 @@ export type PublishOutcome =
   /**
    * The broker refused the message while it was the only one in flight (it closed the channel
    * with a content or precondition error): most likely the message's fault, so it counts towards
-   * `maxAttempts`, after which the row is parked.
+   * `retry.maxAttempts`, after which the row is parked.
    */
   | { readonly kind: 'rejected'; readonly reason: string }
   /**

@@ -246,11 +246,11 @@ export class RelayLane {
           break;
         case 'rejected': {
           const attempt = row.attempts + 1;
-          if (attempt >= options.maxAttempts) {
+          if (attempt >= options.retry.maxAttempts) {
             parkIds.push(row.id);
             parkReasons.push(`rejected ${attempt} times: ${outcome.reason}`);
           } else {
-            retry(row, outcome.reason, backoffDelay(options.retryBackoff, attempt), true);
+            retry(row, outcome.reason, backoffDelay(options.retry.backoff, attempt), true);
           }
           break;
         }
@@ -258,7 +258,7 @@ export class RelayLane {
           // Not the message's fault: no number of these parks it, so a keyed row keeps its
           // successors waiting behind it rather than letting them overtake.
           infrastructureRetries += 1;
-          retry(row, outcome.reason, backoffDelay(options.retryBackoff, row.attempts + 1), true);
+          retry(row, outcome.reason, backoffDelay(options.retry.backoff, row.attempts + 1), true);
           break;
         case 'deferred':
           deferred += 1;
@@ -284,7 +284,8 @@ export class RelayLane {
       });
     }
     if (deferred > 0) {
-      options.logger.warn('outbox rows put off: their exchange does not exist; declare it', {
+      // The registry warned once per exchange, with the fix; this repeats every few seconds.
+      options.logger.debug('outbox rows put off: their exchange does not exist', {
         count: deferred,
         reason: retryErrors.find((_, i) => retryCounted[i] === 0),
       });

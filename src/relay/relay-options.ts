@@ -1,8 +1,28 @@
 import type { Pool } from 'pg';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
+import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
+
+/** How a row the broker rejects is retried before it is parked. */
+export interface RelayRetryPolicy {
+  /**
+   * Times the broker may reject a row published alone (it closed the channel with a content or
+   * precondition error while the row was the only message in flight) before the row is parked.
+   * Infrastructure failures (nacks, timeouts, closed channels, lost connections) never count:
+   * they are retried for as long as they last. Default 10.
+   */
+  readonly maxAttempts?: number;
+  /** Delay before a row is tried again, whatever failed. Default 1 s doubling to 5 min. */
+  readonly backoff?: BackoffPolicy;
+}
+
+/** Every option of `RelayRetryPolicy`, for the options table in docs/options.md. */
+export const RELAY_RETRY_OPTION_NAMES = optionNames<RelayRetryPolicy>()(['maxAttempts', 'backoff']);
 
 export interface RelayOptions {
   /** Postgres: a pool of your own, or a connection string from which the relay makes its own. */
@@ -27,42 +47,65 @@ export interface RelayOptions {
   readonly publishTimeoutMs?: number;
   /** AMQP heartbeat in seconds. Default 10. */
   readonly heartbeatSeconds?: number;
-  /** Attempts before a row is parked. Default 10. */
-  readonly maxAttempts?: number;
-  /** Delay between attempts of one row. Default 1 s doubling to 5 min. */
-  readonly retryBackoff?: BackoffPolicy;
+  /** Attempts and delays of a row the broker rejects. Default 10 attempts, 1 s doubling to 5 min. */
+  readonly retry?: RelayRetryPolicy;
   /** Delay between reconnects to Postgres or RabbitMQ. Default 100 ms doubling to 10 s. */
   readonly reconnectBackoff?: BackoffPolicy;
   /** Messages larger than this are parked rather than published. Default 128 MiB (RabbitMQ's). */
   readonly maxMessageBytes?: number;
   /** How long `stop()` waits for in-flight confirms before releasing the rows. Default 10 s. */
   readonly stopTimeoutMs?: number;
+  /** Shown in the broker's management UI. Default `outboxkit-relay-<pid>-<n>`. */
+  readonly connectionName?: string;
+  /**
+   * Exchanges the relay declares each time it connects, before it publishes: the topology this
+   * outbox publishes to, with types and alternate exchanges. Default none: rows of an exchange
+   * that nobody declared are put off until it exists.
+   */
+  readonly exchanges?: readonly ExchangeDeclaration[];
   readonly logger?: OutboxLogger;
 }
 
-export type ResolvedRelayOptions = Required<Omit<RelayOptions, 'pool' | 'databaseUrl'>> &
-  Pick<RelayOptions, 'pool' | 'databaseUrl'>;
+/** Delay before a row is tried again, when `retry.backoff` is not given. */
+export const DEFAULT_RELAY_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000 });
 
-function positiveInteger(
-  options: RelayOptions,
-  name: keyof RelayOptions,
-  fallback: number,
-): number {
-  const value = options[name] ?? fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new ConfigurationError(name, `must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
+/** Every option of `RelayOptions`, for the options table in docs/options.md. */
+export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
+  'pool',
+  'databaseUrl',
+  'amqpUrl',
+  'schema',
+  'batchSize',
+  'concurrency',
+  'pollIntervalMs',
+  'listen',
+  'publishTimeoutMs',
+  'heartbeatSeconds',
+  'retry',
+  'reconnectBackoff',
+  'maxMessageBytes',
+  'stopTimeoutMs',
+  'connectionName',
+  'exchanges',
+  'logger',
+]);
+
+export type ResolvedRelayOptions = Required<
+  Omit<RelayOptions, 'pool' | 'databaseUrl' | 'retry' | 'connectionName'>
+> &
+  Pick<RelayOptions, 'pool' | 'databaseUrl' | 'connectionName'> & {
+    readonly retry: Required<RelayRetryPolicy>;
+  };
 
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
+  rejectRenamedOptions(options, RENAMED_OPTIONS.relay);
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
-  const heartbeatSeconds = positiveInteger(options, 'heartbeatSeconds', 10);
-  const publishTimeoutMs = positiveInteger(options, 'publishTimeoutMs', 30_000);
+  const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);
+  const publishTimeoutMs = positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000);
   // A dead TCP link leaves confirms pending until the heartbeat notices: a shorter timeout would
   // retry messages the broker may still confirm, for no gain.
   if (publishTimeoutMs < 2 * heartbeatSeconds * 1000) {
@@ -75,17 +118,31 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     ...options,
     amqpUrl,
     schema: options.schema ?? 'outboxkit',
-    batchSize: positiveInteger(options, 'batchSize', 500),
-    concurrency: positiveInteger(options, 'concurrency', 4),
-    pollIntervalMs: positiveInteger(options, 'pollIntervalMs', 1000),
+    exchanges: exchangeDeclarations(options.exchanges ?? []),
+    batchSize: positiveInteger('batchSize', options.batchSize, 500),
+    concurrency: positiveInteger('concurrency', options.concurrency, 4),
+    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
     listen: options.listen ?? true,
     publishTimeoutMs,
     heartbeatSeconds,
-    maxAttempts: positiveInteger(options, 'maxAttempts', 10),
-    retryBackoff: options.retryBackoff ?? { initialMs: 1000, maxMs: 300_000 },
+    retry: Object.freeze({
+      maxAttempts: positiveInteger('retry.maxAttempts', options.retry?.maxAttempts, 10),
+      backoff: checkBackoff('retry.backoff', options.retry?.backoff ?? DEFAULT_RELAY_BACKOFF),
+    }),
     reconnectBackoff: options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 },
-    maxMessageBytes: positiveInteger(options, 'maxMessageBytes', 128 * 1024 * 1024),
-    stopTimeoutMs: positiveInteger(options, 'stopTimeoutMs', 10_000),
+    maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
+    stopTimeoutMs: positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: options.logger ?? consoleLogger(),
   });
+}
+
+function checkBackoff(option: string, backoff: BackoffPolicy): BackoffPolicy {
+  if (backoff === null || typeof backoff !== 'object') {
+    throw new ConfigurationError(option, 'must be { initialMs, maxMs }');
+  }
+  const initialMs = positiveInteger(`${option}.initialMs`, backoff.initialMs);
+  if (positiveInteger(`${option}.maxMs`, backoff.maxMs) < initialMs) {
+    throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
+  }
+  return backoff;
 }

@@ -1,3 +1,4 @@
+import { optionNames } from '../options/option-names.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
@@ -92,11 +93,11 @@ function statusQuery(schemaName: string | undefined): string {
  * if ((status.total.oldestPendingAgeSeconds ?? 0) > 60) alert('outbox relay is lagging');
  */
 export async function outboxStatus(
-  db: PgQueryable,
+  pool: PgQueryable,
   options: OutboxStatusOptions = {},
 ): Promise<OutboxStatus> {
   const tables = outboxTables(options.schema);
-  const { rows } = await db.query(statusQuery(options.schema));
+  const { rows } = await pool.query(statusQuery(options.schema));
   // Counts travel as text: count(*) is a bigint, which pg would otherwise hand over as a string.
   const exchanges = (rows as StatusRow[]).map((r) => ({
     exchange: r.exchange,
@@ -112,7 +113,7 @@ export async function outboxStatus(
     total: totalOf(exchanges),
   };
   if (!options.includeProcessed) return status;
-  const processed = await db.query(`SELECT count(*)::text AS n FROM ${tables.processed}`);
+  const processed = await pool.query(`SELECT count(*)::text AS n FROM ${tables.processed}`);
   return { ...status, processed: Number((processed.rows[0] as { n: string }).n) };
 }
 
@@ -131,3 +132,9 @@ function totalOf(exchanges: readonly ExchangeStatus[]): OutboxCounts {
   }
   return { pending, oldestPendingAgeSeconds: oldest, retrying, parked };
 }
+
+/** Every option of `OutboxStatusOptions`, for the options table in docs/options.md. */
+export const STATUS_OPTION_NAMES = optionNames<OutboxStatusOptions>()([
+  'schema',
+  'includeProcessed',
+]);

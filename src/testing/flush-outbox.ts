@@ -47,14 +47,14 @@ export class OutboxFlushError extends OutboxkitError {
  * // every message written above is now confirmed by RabbitMQ
  */
 export async function flushOutbox(
-  db: PgQueryable,
+  pool: PgQueryable,
   options: FlushOutboxOptions = {},
 ): Promise<void> {
   const t = outboxTables(options.schema);
   const timeoutMs = options.timeoutMs ?? 10_000;
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
-  const mark = await db.query(
+  const mark = await pool.query(
     `SELECT coalesce(array_agg(id::text), '{}') AS pending,
             greatest((SELECT max(id) FROM ${t.outbox}), (SELECT max(id) FROM ${t.parked}), 0)::text AS high
      FROM ${t.outbox}`,
@@ -66,14 +66,14 @@ export async function flushOutbox(
     'the outbox to be empty',
     timeoutMs,
     async () => {
-      const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${t.outbox}`);
+      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${t.outbox}`);
       pending = (rows[0] as { n: number }).n;
       return pending === 0 ? true : undefined;
     },
     () => `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
   );
   if (options.failOnParked === false) return;
-  const { rows } = await db.query(
+  const { rows } = await pool.query(
     `SELECT reason FROM ${t.parked} WHERE id = ANY($1::bigint[]) OR id > $2::bigint
      ORDER BY id LIMIT 10`,
     [pendingIds, high],

@@ -103,7 +103,7 @@ function encodeHeaders(headers: unknown, index: number): string | null {
 function encodePayload(
   message: OutboxMessage,
   index: number,
-  maxPayloadBytes: number,
+  maxMessageBytes: number,
 ): { payload: Buffer; contentType: string } {
   let payload: Buffer;
   let contentType: string;
@@ -146,10 +146,10 @@ function encodePayload(
       );
     }
   }
-  if (payload.length > maxPayloadBytes) {
+  if (payload.length > maxMessageBytes) {
     throw new InvalidMessageError(
       'payload-too-large',
-      `payload is ${payload.length} bytes, over the limit of ${maxPayloadBytes} (option maxPayloadBytes)`,
+      `payload is ${payload.length} bytes, over the limit of ${maxMessageBytes} (option maxMessageBytes)`,
       index,
     );
   }
@@ -164,7 +164,7 @@ function encodePayload(
 export function encodeMessage(
   message: OutboxMessage,
   index: number,
-  maxPayloadBytes: number,
+  maxMessageBytes: number,
 ): EncodedMessage {
   if (message === null || typeof message !== 'object') {
     throw new InvalidMessageError('missing-exchange', 'message must be an object', index);
@@ -191,7 +191,7 @@ export function encodeMessage(
       index,
     );
   }
-  const { payload, contentType } = encodePayload(message, index, maxPayloadBytes);
+  const { payload, contentType } = encodePayload(message, index, maxMessageBytes);
   return {
     messageId:
       optionalShortString(message.messageId, 'invalid-message-id', 'messageId', index) ?? uuidv7(),

@@ -29,8 +29,3 @@ export interface OutboxMessage<P = unknown> {
   readonly correlationId?: string;
   readonly causationId?: string;
 }
-
-/** AMQP header carrying the ordering key, so consumers can keep per-key order too. */
-export const ORDERING_KEY_HEADER = 'x-ordering-key';
-/** AMQP header carrying the causation id (the correlation id has a property of its own). */
-export const CAUSATION_ID_HEADER = 'x-causation-id';

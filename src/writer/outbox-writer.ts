@@ -1,15 +1,18 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
-import { ADVISORY_LOCK_CLASS } from '../migrate/migrate.js';
+import { optionNames } from '../options/option-names.js';
+import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
 import type { OutboxMessage } from './outbox-message.js';
 
 export interface OutboxWriterOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
-  /** Largest serialized payload accepted. Default 1 MiB. */
-  readonly maxPayloadBytes?: number;
+  /** Largest serialized payload accepted; `add` throws an `InvalidMessageError` above it. Default 1 MiB. */
+  readonly maxMessageBytes?: number;
   /**
    * Wake listening relays (`NOTIFY`) from a transaction that writes messages, at most once per
    * this many milliseconds per writer; `0` notifies from every such transaction, `false` never
@@ -27,7 +30,14 @@ export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
 
 const NOTIFY = "SELECT pg_notify($1, '')";
 
-export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** Every option of `OutboxWriterOptions`, for the options table in docs/options.md. */
+export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
+  'schema',
+  'maxMessageBytes',
+  'notifyIntervalMs',
+]);
+
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
 const COLUMNS =
   'message_id, exchange, routing_key, payload, content_type, headers, ordering_key, available_at, correlation_id, causation_id';
@@ -43,7 +53,7 @@ const COLUMNS =
  * });
  */
 export class OutboxWriter {
-  readonly #maxPayloadBytes: number;
+  readonly #maxMessageBytes: number;
   readonly #insertOne: string;
   readonly #insertMany: string;
   readonly #lockKeys: string;
@@ -53,6 +63,7 @@ export class OutboxWriter {
   #lastNotifyAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: OutboxWriterOptions = {}) {
+    rejectRenamedOptions(options, RENAMED_OPTIONS.writer);
     const { outbox, notifyChannelName } = outboxTables(options.schema);
     this.#notifyIntervalMs = options.notifyIntervalMs ?? DEFAULT_NOTIFY_INTERVAL_MS;
     if (
@@ -65,10 +76,11 @@ export class OutboxWriter {
       );
     }
     this.#notifyChannel = notifyChannelName;
-    this.#maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-    if (!Number.isSafeInteger(this.#maxPayloadBytes) || this.#maxPayloadBytes <= 0) {
-      throw new ConfigurationError('maxPayloadBytes', 'must be a positive integer');
-    }
+    this.#maxMessageBytes = positiveInteger(
+      'maxMessageBytes',
+      options.maxMessageBytes,
+      DEFAULT_MAX_MESSAGE_BYTES,
+    );
     const availableAt = (d: string) =>
       `CASE WHEN ${d} > 0 THEN now() + ${d} * interval '1 millisecond' ELSE now() END`;
     this.#insertOne = `INSERT INTO ${outbox} (${COLUMNS})
@@ -95,7 +107,7 @@ export class OutboxWriter {
    */
   async addMany(trx: TransactionLike, messages: readonly OutboxMessage[]): Promise<string[]> {
     const executor = transactionExecutor(trx);
-    const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxPayloadBytes));
+    const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxMessageBytes));
     if (encoded.length === 0) return [];
 
     const keys = encoded.flatMap((m) => (m.orderingKey === null ? [] : [m.orderingKey]));

@@ -292,7 +292,7 @@ describe('faults: the broker', () => {
             await channel.bindQueue(capped, sc.exchange, 'ledger.#');
           });
           try {
-            const relay = await sc.startRelay({ maxAttempts: 30 });
+            const relay = await sc.startRelay({ retry: { maxAttempts: 30 } });
             sc.traffic({ total: 500, pauseMs: 5 });
             await waitFor('nacked rows retried', () => relay.counts().retried >= 100, 20_000);
             await sc.admin.deleteQueues([capped]);
@@ -320,11 +320,11 @@ describe('faults: the broker', () => {
           name: 'oversize payloads (broker 406, relay limit)',
           databaseUrl,
           amqpUrl: node.url,
-          maxPayloadBytes: 2 * 1024 * 1024,
+          maxMessageBytes: 2 * 1024 * 1024,
         },
         async (sc) => {
           await sc.startConsumer();
-          await sc.startRelay({ maxMessageBytes: 512 * 1024, maxAttempts: 4 });
+          await sc.startRelay({ maxMessageBytes: 512 * 1024, retry: { maxAttempts: 4 } });
           await sc.traffic({
             total: 400,
             message: (i) => {
@@ -355,7 +355,7 @@ describe('faults: the broker', () => {
         // The consumer declared the exchange; take it away (its queue stays), as on a broker
         // where the relay is deployed before whoever declares the topology.
         await sc.admin.deleteExchange(sc.exchange);
-        const relay = await sc.startRelay({ maxAttempts: 2 });
+        const relay = await sc.startRelay({ retry: { maxAttempts: 2 } });
         sc.traffic({ total: 600, perTransaction: 10, pauseMs: 200, writers: 2 });
         await sleep(30_000);
         const putOff = await sc.appPool.query<{ n: number; attempts: number }>(
@@ -408,7 +408,7 @@ describe('faults: the broker', () => {
         async (sc) => {
           await sc.startConsumer();
           const maxAttempts = 2;
-          await sc.startRelay({ maxAttempts, retryBackoff: { initialMs: 100, maxMs: 300 } });
+          await sc.startRelay({ retry: { maxAttempts, backoff: { initialMs: 100, maxMs: 300 } } });
           sc.traffic({ total: 600, perTransaction: 10, pauseMs: 50, keys: 2 });
           await sc.waitForEffects(100);
           await node.suspendQueue(sc.queues.main);

@@ -12,8 +12,8 @@ import {
   topologyOf,
   topologyQueueNames,
 } from '../../src/consumer/consumer-topology.js';
-import { OUTBOXKIT_HEADERS } from '../../src/consumer/dead-letter-headers.js';
 import { migrate } from '../../src/migrate/migrate.js';
+import { OUTBOXKIT_HEADERS } from '../../src/protocol/dead-letter-headers.js';
 import type { RelayOptions } from '../../src/relay/relay-options.js';
 import { outboxTables } from '../../src/sql/outbox-tables.js';
 import type { OutboxMessage } from '../../src/writer/outbox-message.js';
@@ -59,6 +59,8 @@ export interface BusinessMessage {
    * parked; the ledger row keeps its own fate.
    */
   readonly unroutableTwin?: boolean;
+  /** Written without an ordering key, even in an ordered scenario (no order promised). */
+  readonly unkeyed?: boolean;
 }
 
 /** The routing key of `unroutableTwin` copies: bound to no queue. */
@@ -88,7 +90,7 @@ export interface ScenarioOptions {
   readonly drainBoundMs?: number;
   readonly consumer?: ConsumerTweaks;
   /** Largest payload the writer accepts. */
-  readonly maxPayloadBytes?: number;
+  readonly maxMessageBytes?: number;
   /**
    * Business and consumer sessions commit without waiting for the WAL flush. Only where
    * Postgres is never crashed: there it loses nothing and halves the cost of every transaction.
@@ -166,7 +168,7 @@ const ROLLBACK_MARK = new Error('business transaction rolled back on purpose');
 /** Longest a relay or consumer may take to stop: their own stop timeouts plus closes. */
 const STOP_BOUND_MS = 20_000;
 
-function isLedgerPayload(value: unknown): value is LedgerPayload {
+export function isLedgerPayload(value: unknown): value is LedgerPayload {
   const v = value as Partial<LedgerPayload> | null;
   return (
     typeof v === 'object' &&
@@ -175,6 +177,25 @@ function isLedgerPayload(value: unknown): value is LedgerPayload {
     typeof v.key === 'string' &&
     typeof v.version === 'number'
   );
+}
+
+/**
+ * The effect of a ledger message, written in the handler's transaction: a row of `effects`
+ * (no unique constraint, so a message applied twice shows as two rows). Consumers in child
+ * processes (the soak's) write the same row.
+ */
+export async function writeLedgerEffect(
+  schema: string,
+  payload: LedgerPayload,
+  context: ConsumeContext,
+): Promise<void> {
+  // Kysely quotes each part of `schema.table` itself. The version comes from the committed
+  // ledger row (the payload's copy serves when there is none: an effect of a rolled-back
+  // transaction must still show up).
+  await sql`INSERT INTO ${sql.table(`${schema}.effects`)} (msg_id, key, version, attempt, consumer)
+    VALUES (${payload.msgId}, ${payload.key},
+      coalesce((SELECT version FROM ${sql.table(`${schema}.ledger`)} WHERE msg_id = ${payload.msgId}), ${payload.version}),
+      ${context.attempt}, ${context.consumer})`.execute(context.trx);
 }
 
 /** A failure of a business transaction that the business would retry (connection lost, deadlock). */
@@ -234,7 +255,7 @@ export class FaultScenario {
     this.#consumerDb = new Kysely({ dialect: new PostgresDialect({ pool: this.#consumerPool }) });
     this.#writer = new OutboxWriter({
       schema: this.schema,
-      ...(options.maxPayloadBytes !== undefined && { maxPayloadBytes: options.maxPayloadBytes }),
+      ...(options.maxMessageBytes !== undefined && { maxMessageBytes: options.maxMessageBytes }),
     });
     this.admin = new BrokerAdmin(options.amqpUrl);
     this.definition = this.#consumerDefinition();
@@ -298,9 +319,6 @@ export class FaultScenario {
 
   #consumerDefinition(): ConsumerDefinition<LedgerPayload> {
     const tweaks = this.options.consumer ?? {};
-    // Kysely quotes each part of `schema.table` itself.
-    const effects = `${this.schema}.effects`;
-    const ledger = `${this.schema}.ledger`;
     return {
       name: `okf.${this.sid}`,
       exchange: this.exchange,
@@ -321,12 +339,7 @@ export class FaultScenario {
       },
       handler: async (payload, context) => {
         await tweaks.before?.(payload, context);
-        // The version comes from the committed ledger row (the payload's copy serves when
-        // there is none: an effect of a rolled-back transaction must still show up).
-        await sql`INSERT INTO ${sql.table(effects)} (msg_id, key, version, attempt, consumer)
-          VALUES (${payload.msgId}, ${payload.key},
-            coalesce((SELECT version FROM ${sql.table(ledger)} WHERE msg_id = ${payload.msgId}), ${payload.version}),
-            ${context.attempt}, ${context.consumer})`.execute(context.trx);
+        await writeLedgerEffect(this.schema, payload, context);
         await tweaks.after?.(payload, context);
       },
       ...tweaks.definition,
@@ -375,9 +388,9 @@ export class FaultScenario {
       heartbeatSeconds,
       publishTimeoutMs: Math.max(2000, 2 * heartbeatSeconds * 1000),
       stopTimeoutMs: 3000,
-      retryBackoff: { initialMs: 50, maxMs: 500 },
       reconnectBackoff: { initialMs: 50, maxMs: 500 },
       ...options,
+      retry: { backoff: { initialMs: 50, maxMs: 500 }, ...options.retry },
     });
     this.#relays.push(relay);
     this.#allRelays.push(relay);
@@ -496,7 +509,7 @@ export class FaultScenario {
       messageId: msgId,
       payload: m.payload ? m.payload(ledger) : ledger,
       ...(m.contentType !== undefined && { contentType: m.contentType }),
-      ...(this.ordered && { orderingKey: m.key }),
+      ...(this.ordered && !m.unkeyed && { orderingKey: m.key }),
     };
   }
 

@@ -97,7 +97,7 @@ export class InProcessRelay implements RelayHandle {
   }
 
   counts(): RelayCounts {
-    const s = this.relay.stats;
+    const s = this.relay.stats();
     return {
       published: s.published,
       retried: s.retried,

@@ -55,7 +55,7 @@ export class NestFixture {
         heartbeatSeconds: 2,
         publishTimeoutMs: 5000,
         stopTimeoutMs: 5000,
-        retryBackoff: { initialMs: 20, maxMs: 200 },
+        retry: { backoff: { initialMs: 20, maxMs: 200 } },
         reconnectBackoff: { initialMs: 20, maxMs: 200 },
       },
       consumers: {

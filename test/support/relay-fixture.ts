@@ -16,10 +16,10 @@ export function testRelay(t: TestDatabase, options: Partial<RelayOptions> = {}):
     heartbeatSeconds: 2,
     publishTimeoutMs: 5000,
     stopTimeoutMs: 5000,
-    retryBackoff: { initialMs: 20, maxMs: 200 },
     reconnectBackoff: { initialMs: 20, maxMs: 200 },
     logger: silentLogger,
     ...options,
+    retry: { backoff: { initialMs: 20, maxMs: 200 }, ...options.retry },
   });
 }
 

@@ -24,7 +24,7 @@ export class InventoryHandler {
   ) {}
 
   @OutboxHandler([OrderPlaced, OrderCancelled], {
-    queue: 'inventory.orders',
+    name: 'inventory.orders',
     ordered: true,
     concurrency: 8,
     // Deduplicated by order, not by message: a second `order.placed` for an order reserves nothing.

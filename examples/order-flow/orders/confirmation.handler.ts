@@ -7,7 +7,7 @@ import { StockReserved } from '../messages.js';
 @Injectable()
 export class ConfirmationHandler {
   @OutboxHandler(StockReserved, {
-    queue: 'orders.stock-reserved',
+    name: 'orders.stock-reserved',
     businessKey: (reserved) => reserved.orderId,
     // Each distinct retry delay is a delay queue: a short schedule keeps the topology small.
     retry: { maxAttempts: 3, backoff: { initialMs: 500, maxMs: 1000 } },

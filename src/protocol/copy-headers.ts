@@ -1,56 +1,19 @@
-/** Headers outboxkit sets on retried and dead-lettered messages. */
-export const OUTBOXKIT_HEADERS = Object.freeze({
-  /** Failed attempts so far; on retry copies only, so a replayed dead letter starts afresh. */
-  retries: 'x-outboxkit-retries',
-  /** Why the message was dead-lettered: a `DeadLetterReason`. */
-  reason: 'x-outboxkit-reason',
-  /** The last error's message. */
-  error: 'x-outboxkit-error',
-  /** The last error's class name. */
-  errorName: 'x-outboxkit-error-name',
-  /** Handler attempts made before dead-lettering (0 when the message was rejected unread). */
-  attempts: 'x-outboxkit-attempts',
-  /** ISO time of the first failure. */
-  firstFailedAt: 'x-outboxkit-first-failed-at',
-  /** ISO time of the last failure: when the message was dead-lettered. */
-  failedAt: 'x-outboxkit-failed-at',
-  /** The consumer that gave up on the message. */
-  consumer: 'x-outboxkit-consumer',
-  /** Where the message was first published, since retries travel through other queues. */
-  originalExchange: 'x-outboxkit-original-exchange',
-  originalRoutingKey: 'x-outboxkit-original-routing-key',
-});
+import {
+  BROKER_DEATH_HEADERS,
+  type DeadLetterReason,
+  OUTBOXKIT_HEADERS,
+  REPLAYED_AT_HEADER,
+} from './dead-letter-headers.js';
 
-/** Why a message went to the dead-letter queue. */
-export type DeadLetterReason =
-  /** The handler failed `retry.maxAttempts` times. */
-  | 'retries-exhausted'
-  /** The handler threw a `PermanentError`. */
-  | 'permanent-error'
-  | 'unsupported-content-type'
-  | 'unsupported-content-encoding'
-  | 'invalid-json'
-  | 'missing-header'
-  /** No message id, and no `businessKey` function to derive a key from the payload. */
-  | 'missing-message-id'
-  /** The definition's `validate` threw. */
-  | 'validation-failed'
-  /** `businessKey` threw or returned something other than a non-empty string. */
-  | 'invalid-business-key';
-
-/** Headers from the broker's own dead-lettering, which describe a hop that no longer matters. */
-const BROKER_DEATH_HEADERS = [
-  'x-death',
-  'x-first-death-exchange',
-  'x-first-death-queue',
-  'x-first-death-reason',
-  'x-last-death-exchange',
-  'x-last-death-queue',
-  'x-last-death-reason',
-];
+/*
+ * The headers of the three copies outboxkit publishes of a delivered message: a retry waiting
+ * in a delay queue, a dead letter, and a replayed dead letter. Each starts from the original's
+ * headers, so the publisher's own (ordering key, causation id, trace context) travel with it.
+ */
 
 const MAX_ERROR_CHARS = 2000;
 
+/** What the consumer knows of a failed attempt, for the copy's headers. */
 export interface FailureRecord {
   readonly error: unknown;
   readonly at: Date;
@@ -59,12 +22,6 @@ export interface FailureRecord {
   /** Where the message came from first. */
   readonly exchange: string;
   readonly routingKey: string;
-}
-
-function withoutHops(headers: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const out = { ...headers };
-  for (const name of BROKER_DEATH_HEADERS) delete out[name];
-  return out;
 }
 
 function describeError(error: unknown): { message: string; name: string } {
@@ -119,4 +76,43 @@ export function deadLetterHeaders(
   };
   delete headers[OUTBOXKIT_HEADERS.retries];
   return headers;
+}
+
+function withoutHops(headers: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out = { ...headers };
+  for (const name of BROKER_DEATH_HEADERS) delete out[name];
+  return out;
+}
+
+/** Where a replayed dead letter goes. */
+export type ReplayTarget =
+  /** Only the consumer that gave up on it, through the default exchange. */
+  | 'queue'
+  /** The exchange and routing key it was first published with: every bound queue gets it. */
+  | 'exchange';
+
+/**
+ * The headers of a replayed copy: the dead-letter record and any attempt counter are dropped so
+ * the consumer starts with attempt 1, as for a new message. The message id and every header of
+ * the publisher's own (ordering key, causation id...) stay, so the business key is the same and
+ * the replay still dedupes. Sent to the queue, the copy keeps the original exchange and routing
+ * key headers: the consumer reads them for `ctx.exchange` and `ctx.routingKey`, since the copy
+ * itself arrives through the default exchange.
+ */
+export function replayHeaders(
+  headers: Readonly<Record<string, unknown>>,
+  target: ReplayTarget,
+  now = new Date(),
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...headers };
+  for (const name of Object.values(OUTBOXKIT_HEADERS)) {
+    const keep =
+      target === 'queue' &&
+      (name === OUTBOXKIT_HEADERS.originalExchange ||
+        name === OUTBOXKIT_HEADERS.originalRoutingKey);
+    if (!keep) delete out[name];
+  }
+  for (const name of BROKER_DEATH_HEADERS) delete out[name];
+  out[REPLAYED_AT_HEADER] = now.toISOString();
+  return out;
 }

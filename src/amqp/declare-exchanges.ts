@@ -1,0 +1,69 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { brokerMisconfiguration } from '../start/misconfiguration.js';
+import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { AmqpConnection } from './amqp-connection.js';
+import { type AmqpUrls, amqpUrlList } from './amqp-urls.js';
+import { closeChannel } from './close-within.js';
+import {
+  assertExchanges,
+  type ExchangeDeclaration,
+  exchangeDeclarations,
+} from './exchange-declaration.js';
+
+export interface DeclareExchangesOptions {
+  /** How long to keep trying while RabbitMQ cannot be reached. Default 30 s. */
+  readonly timeoutMs?: number;
+  /** Reports the retries. Default: warnings on stderr. */
+  readonly logger?: OutboxLogger;
+}
+
+/**
+ * Declares the exchanges an application publishes to, with their type and alternate exchange,
+ * then closes its connection. Safe to run at every deploy: declaring what exists with the same
+ * settings changes nothing. Rejects with a `TopologyConflictError` for an exchange that exists
+ * with other settings, a `StartupError` when RabbitMQ refuses the login or virtual host, and an
+ * `OutboxkitError` (`broker-unreachable`) when RabbitMQ cannot be reached within `timeoutMs`.
+ *
+ * @example
+ * await declareExchanges(process.env.AMQP_URL!, [
+ *   { name: 'orders', type: 'topic', alternateExchange: 'orders.unrouted' },
+ *   { name: 'orders.unrouted', type: 'fanout' },
+ * ]);
+ */
+export async function declareExchanges(
+  amqpUrl: AmqpUrls,
+  exchanges: readonly ExchangeDeclaration[],
+  options: DeclareExchangesOptions = {},
+): Promise<void> {
+  const urls = amqpUrlList(amqpUrl);
+  const declarations = exchangeDeclarations(exchanges);
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const connection = new AmqpConnection({
+    urls,
+    heartbeatSeconds: 10,
+    reconnectBackoff: { initialMs: 100, maxMs: 2_000 },
+    logger: options.logger ?? consoleLogger(),
+    connectionName: `outboxkit-declare-${process.pid}`,
+  });
+  const deadline = AbortSignal.timeout(timeoutMs);
+  connection.start();
+  try {
+    const attempt = await connection.firstAttempt();
+    const misconfigured = attempt.error && brokerMisconfiguration(attempt.error, attempt.url);
+    if (misconfigured) throw misconfigured;
+    const channel = await connection.channel(deadline);
+    if (!channel) {
+      throw new OutboxkitError(
+        'broker-unreachable',
+        `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges`,
+      );
+    }
+    try {
+      await assertExchanges(channel, declarations);
+    } finally {
+      await closeChannel(channel);
+    }
+  } finally {
+    await connection.close();
+  }
+}

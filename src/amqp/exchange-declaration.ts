@@ -1,0 +1,61 @@
+import type { Channel } from 'amqplib';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
+
+/** An exchange that messages are published to, as outboxkit declares it. */
+export interface ExchangeDeclaration {
+  readonly name: string;
+  /** Default `topic`. */
+  readonly type?: 'topic' | 'direct' | 'fanout' | 'headers';
+  /** Survives a broker restart. Default true. */
+  readonly durable?: boolean;
+  /**
+   * Where RabbitMQ sends what no binding routes (the `alternate-exchange` argument). Without
+   * one, the relay gets unroutable messages back and parks them.
+   */
+  readonly alternateExchange?: string;
+}
+
+/** Checks declarations given by a user, naming `option` in the error. */
+export function exchangeDeclarations(
+  value: unknown,
+  option = 'exchanges',
+): readonly ExchangeDeclaration[] {
+  if (!Array.isArray(value)) throw new ConfigurationError(option, 'must be an array');
+  return Object.freeze(
+    value.map((d: ExchangeDeclaration, i) => {
+      if (d === null || typeof d !== 'object' || typeof d.name !== 'string' || d.name === '') {
+        throw new ConfigurationError(`${option}[${i}]`, 'must be { name, type?, alternateExchange? } with a non-empty name');
+      }
+      if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
+        throw new ConfigurationError(`${option}[${i}].type`, `must be topic, direct, fanout or headers, got ${String(d.type)}`);
+      }
+      return Object.freeze({ ...d });
+    }),
+  );
+}
+
+/**
+ * Declares exchanges on `channel`: the one implementation behind `declareExchanges`, the
+ * relay's `exchanges` option, the Nest module and the consumers. Declaring an exchange that
+ * exists with the same settings is a no-op; one with other settings (406) becomes a
+ * `TopologyConflictError`, and closes the channel.
+ */
+export async function assertExchanges(
+  channel: Channel,
+  declarations: Iterable<ExchangeDeclaration>,
+): Promise<void> {
+  for (const d of declarations) {
+    try {
+      await channel.assertExchange(d.name, d.type ?? 'topic', {
+        durable: d.durable ?? true,
+        ...(d.alternateExchange !== undefined && { alternateExchange: d.alternateExchange }),
+      });
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 406) {
+        throw new TopologyConflictError('exchange', d.name, error);
+      }
+      throw error;
+    }
+  }
+}

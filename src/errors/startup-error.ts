@@ -1,0 +1,41 @@
+import { OutboxkitError } from './outboxkit-error.js';
+
+/** What is wrong, as a stable `code`: each says a setting must change, not that a service is down. */
+export type StartupErrorCode =
+  | 'schema-not-migrated'
+  | 'schema-outdated'
+  | 'database-auth-refused'
+  | 'database-not-found'
+  | 'broker-auth-refused'
+  | 'broker-vhost-refused';
+
+/**
+ * A relay, consumer host or the Nest module refused to start because of a misconfiguration
+ * that retrying cannot mend: the schema is not migrated, or Postgres or RabbitMQ refused the
+ * credentials or the database or virtual host. A service that is merely down does not cause
+ * it: start goes on, and connects once the service is back. The message says what to do; URLs
+ * in it have their password hidden.
+ *
+ * @example
+ * try {
+ *   await relay.start();
+ * } catch (error) {
+ *   if (error instanceof StartupError) console.error(error.message); // names the fix
+ *   throw error;
+ * }
+ */
+export class StartupError extends OutboxkitError {
+  declare readonly code: StartupErrorCode;
+  /** Which side is misconfigured. */
+  readonly service: 'postgres' | 'rabbitmq';
+
+  constructor(
+    code: StartupErrorCode,
+    service: 'postgres' | 'rabbitmq',
+    message: string,
+    cause?: unknown,
+  ) {
+    super(code, message, { cause });
+    this.service = service;
+  }
+}

@@ -1,0 +1,33 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import type { KyselyMigration, KyselyMigrationProvider } from './kysely-migration-provider.js';
+
+/**
+ * One Kysely `MigrationProvider` from several, for a Migrator that runs outboxkit's migrations
+ * and the application's together. Kysely runs them in the order of their names; two
+ * migrations of one name are refused rather than one silently replacing the other.
+ *
+ * @example
+ * const provider = combineMigrationProviders(
+ *   new OutboxMigrationProvider({ schema: 'outboxkit', prefix: '0000_outboxkit_' }),
+ *   new FileMigrationProvider({ fs, path, migrationFolder }),
+ * );
+ * await new Migrator({ db, provider }).migrateToLatest();
+ */
+export function combineMigrationProviders(
+  ...providers: readonly KyselyMigrationProvider[]
+): KyselyMigrationProvider {
+  return {
+    async getMigrations() {
+      const all: Record<string, KyselyMigration> = {};
+      for (const provider of providers) {
+        for (const [name, migration] of Object.entries(await provider.getMigrations())) {
+          if (Object.hasOwn(all, name)) {
+            throw new ConfigurationError('providers', `two migrations are named "${name}"`);
+          }
+          all[name] = migration;
+        }
+      }
+      return all;
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { CLI_MAIN, NodeChild } from './support/child-process.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+const ENV: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL, AMQP_URL };
+const children = new Set<NodeChild>();
+
+function relayProcess(args: readonly string[], env: NodeJS.ProcessEnv = ENV): NodeChild {
+  const child = new NodeChild(CLI_MAIN, ['relay', '--http-port', '0', ...args], env);
+  children.add(child);
+  return child;
+}
+
+/** The endpoints' base URL, from the relay's "relay http" log line. */
+async function baseUrlOf(child: NodeChild): Promise<string> {
+  return waitFor('the relay http log line', () => {
+    assert.ok(child.running, `relay exited: ${child.stderr}`);
+    const line = child.stderr.split('\n').find((l) => l.includes('"relay http"'));
+    return line ? (JSON.parse(line) as { url: string }).url : undefined;
+  });
+}
+
+after(() => {
+  for (const child of children) child.kill();
+});
+
+describe('outboxkit relay --http-port', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  before(async () => {
+    t = await testDatabase('cli_http');
+    broker = await TestBroker.open();
+  });
+  after(async () => {
+    await broker.close();
+    await t.close();
+  });
+
+  it('answers /health 200 once connected, and /metrics counts what it published', async () => {
+    const exchange = await broker.exchange('orders');
+    const queue = await broker.queue('orders.q', exchange);
+    const relay = relayProcess(['--schema', t.schema, '--poll-interval', '100ms']);
+    const base = await baseUrlOf(relay);
+    const health = await waitFor('health 200', async () => {
+      const response = await fetch(`${base}/health`);
+      return response.status === 200 ? response : undefined;
+    });
+    assert.deepEqual(await health.json(), { status: 'ok', running: true, connected: true });
+
+    const writer = new OutboxWriter({ schema: t.schema });
+    await t.db
+      .transaction()
+      .execute((trx) => writer.add(trx, { exchange, routingKey: 'order.placed', payload: { n: 1 } }));
+    await broker.waitForDepth(queue, 1);
+    const metrics = await waitFor('the publish in /metrics', async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return /^outboxkit_relay_published_total 1$/m.test(text) ? text : undefined;
+    });
+    assert.match(metrics, /^# TYPE outboxkit_relay_published_total counter$/m);
+    // The outbox gauges come from the database.
+    assert.match(metrics, /^outboxkit_outbox_/m);
+    assert.equal((await fetch(`${base}/nope`)).status, 404);
+
+    assert.equal((await relay.stop()).code, 0);
+  });
+
+  it('answers /health 503 while RabbitMQ cannot be reached, /live 200', async () => {
+    const relay = relayProcess(['--schema', t.schema], {
+      ...ENV,
+      AMQP_URL: 'amqp://guest:guest@127.0.0.1:1',
+    });
+    const base = await baseUrlOf(relay);
+    const health = await fetch(`${base}/health`);
+    assert.equal(health.status, 503);
+    assert.deepEqual(await health.json(), {
+      status: 'unavailable',
+      running: true,
+      connected: false,
+    });
+    assert.equal((await fetch(`${base}/live`)).status, 200);
+    assert.equal((await relay.stop()).code, 0);
+  });
+
+  it('rejects a port that is not one', async () => {
+    const relay = new NodeChild(CLI_MAIN, ['relay', '--http-port', 'http'], ENV);
+    children.add(relay);
+    assert.equal((await relay.exited()).code, 2);
+    assert.match(relay.stderr, /--http-port must be a port number/);
+  });
+});

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { PoolClient } from 'pg';
+import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
+import { outboxTables } from '../src/sql/outbox-tables.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+/** A handler stuck for good: it ignores its signal and never settles. */
+const never = () => new Promise<void>(() => {});
+
+describe('idempotent consumer: a handler that never settles', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('ctimeout');
+  });
+  afterEach(async () => {
+    await f.stopHosts();
+    f.assertPoolIdle();
+  });
+  after(() => f.close());
+
+  /** Sessions of the fixture's pool left inside a transaction, other than `except`. */
+  const openTransactions = async (except?: number): Promise<number> => {
+    const { rows } = await f.t.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND pid <> pg_backend_pid()
+         AND xact_start IS NOT NULL AND pid IS DISTINCT FROM $1`,
+      [except ?? null],
+    );
+    return rows[0]!.n;
+  };
+
+  it('frees its slot, its key and its connection at the time-out; its retry succeeds', async () => {
+    const name = f.name('stuck');
+    let stuck = 0;
+    const def = f.definition(
+      'stuck',
+      async (payload: { id: string }, ctx: ConsumeContext) => {
+        await f.recordEffect(payload, ctx);
+        if (payload.id === 'a' && ctx.attempt === 1) {
+          stuck += 1;
+          await never();
+        }
+      },
+      { routingKeys: ['stuck'], timeoutMs: 300, concurrency: 1 },
+    );
+    const host = await f.host([def]);
+    const started = Date.now();
+    await f.publish('stuck', { id: 'a' }, { messageId: 'stuck-a' });
+    await f.publish('stuck', { id: 'b' }, { messageId: 'stuck-b' });
+    // One slot: b runs only once a's stuck attempt gave it back; a's retry only once its key is free.
+    await waitFor('both handled', () => host.stats(name).handled === 2, 5000);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 3000, `took ${elapsed} ms for a 300 ms time-out`);
+    assert.equal(stuck, 1, 'the first attempt never settles');
+    const stats = host.stats(name);
+    assert.equal(stats.timeouts, 1);
+    assert.equal(stats.retried, 1);
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.deepEqual(effects.map((e) => `${e.key}@${e.attempt}`).sort(), [
+      'stuck-a@2',
+      'stuck-b@1',
+    ]);
+    // The stuck handler still runs, but holds no connection and no transaction.
+    assert.equal(await openTransactions(), 0);
+    f.assertPoolIdle();
+  });
+
+  it('batched: the time-out counts as an attempt and the others do not wait for the stuck batch', async () => {
+    const name = f.name('stuck-batch');
+    const def = f.definition(
+      'stuck-batch',
+      async (payload: { id: string }, ctx: ConsumeContext) => {
+        await f.recordEffect(payload, ctx);
+        if (payload.id === 'b3' && ctx.attempt === 1) await never();
+      },
+      { routingKeys: ['stuck-batch'], timeoutMs: 300, concurrency: 1, batchSize: 5 },
+    );
+    const host = await f.host([def], {}, false);
+    // Queue everything before consuming, so the five arrive as one batch.
+    await host.start();
+    await host.stop();
+    const ids = ['b1', 'b2', 'b3', 'b4', 'b5'];
+    await f.publishMany(
+      ids.map((id) => ({ routingKey: 'stuck-batch', content: { id }, options: { messageId: id } })),
+    );
+    const again = await f.host([def]);
+    await waitFor('all handled', () => again.stats(name).handled === 5, 5000);
+    const stats = again.stats(name);
+    assert.equal(stats.batches >= 1, true);
+    assert.equal(stats.timeouts, 1, 'the batch time-out was not counted');
+    assert.equal(stats.retried, 1);
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.deepEqual(effects.map((e) => `${e.key}@${e.attempt}`).sort(), [
+      'b1@1',
+      'b2@1',
+      'b3@2',
+      'b4@1',
+      'b5@1',
+    ]);
+    assert.equal(await openTransactions(), 0);
+  });
+
+  it('the claim waits for a key held by another transaction no longer than timeoutMs', async () => {
+    const name = f.name('held');
+    const def = f.definition('held', f.recordEffect, {
+      routingKeys: ['held'],
+      timeoutMs: 300,
+      retry: { maxAttempts: 10, backoff: { initialMs: 20, maxMs: 50 } },
+    });
+    const host = await f.host([def]);
+    // Another transaction claimed the key and neither commits nor rolls back.
+    const holder: PoolClient = await f.t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        `INSERT INTO ${outboxTables(f.t.schema).processed} (consumer, business_key) VALUES ($1, $2)`,
+        [name, 'held-1'],
+      );
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+        .rows[0]!.pid;
+      await f.publish('held', { n: 1 }, { messageId: 'held-1' });
+      await waitFor('the claim to time out', () => host.stats(name).timeouts >= 1, 3000);
+      await holder.query('ROLLBACK');
+      await waitFor('the message to be handled', () => host.stats(name).handled === 1, 5000);
+      assert.equal(await openTransactions(holderPid), 0);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      holder.release();
+    }
+    assert.equal(host.stats(name).deadLettered, 0);
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.equal(effects.length, 1);
+  });
+});
