@@ -1,3 +1,5 @@
+export { type DeclareExchangesOptions, declareExchanges } from './amqp/declare-exchanges.js';
+export type { ExchangeDeclaration } from './amqp/exchange-declaration.js';
 /**
  * outboxkit's core: what a service needs to write, relay and consume messages. The tools have
  * entry points of their own (`outboxkit/dashboard`, `outboxkit/dead-letters`,
@@ -30,7 +32,12 @@ export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';
 export { OutboxkitError } from './errors/outboxkit-error.js';
-export { OutboxMigrationProvider } from './migrate/kysely-migration-provider.js';
+export { StartupError, type StartupErrorCode } from './errors/startup-error.js';
+export { combineMigrationProviders } from './migrate/combine-migration-providers.js';
+export {
+  OutboxMigrationProvider,
+  type OutboxMigrationProviderOptions,
+} from './migrate/kysely-migration-provider.js';
 export { type MigrateOptions, type MigrateResult, migrate } from './migrate/migrate.js';
 export {
   type DeadLetterReason,

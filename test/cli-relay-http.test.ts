@@ -55,7 +55,9 @@ describe('outboxkit relay --http-port', () => {
     const writer = new OutboxWriter({ schema: t.schema });
     await t.db
       .transaction()
-      .execute((trx) => writer.add(trx, { exchange, routingKey: 'order.placed', payload: { n: 1 } }));
+      .execute((trx) =>
+        writer.add(trx, { exchange, routingKey: 'order.placed', payload: { n: 1 } }),
+      );
     await broker.waitForDepth(queue, 1);
     const metrics = await waitFor('the publish in /metrics', async () => {
       const text = await (await fetch(`${base}/metrics`)).text();

@@ -6,12 +6,19 @@ import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
 
 const ENV: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL, AMQP_URL };
+const children = new Set<NodeChild>();
 
 async function cli(args: readonly string[], env = ENV) {
   const child = new NodeChild(CLI_MAIN, args, env);
+  children.add(child);
   const { code } = await child.exited(20_000);
   return { code, stdout: child.stdout, stderr: child.stderr };
 }
+
+after(() => {
+  // A relay that failed to refuse its start must not outlive the test.
+  for (const child of children) child.kill();
+});
 
 describe('the CLI at start and on wrong input', () => {
   let t: TestDatabase;
@@ -33,7 +40,13 @@ describe('the CLI at start and on wrong input', () => {
   it('relay with a wrong RabbitMQ password exits 1, the password hidden', async () => {
     const url = new URL(AMQP_URL);
     url.password = 'wrong-secret';
-    const { code, stderr } = await cli(['relay', '--schema', t.schema, '--amqp-url', url.toString()]);
+    const { code, stderr } = await cli([
+      'relay',
+      '--schema',
+      t.schema,
+      '--amqp-url',
+      url.toString(),
+    ]);
     assert.equal(code, 1, stderr);
     assert.match(stderr, /403/);
     assert.doesNotMatch(stderr, /wrong-secret/);
@@ -63,13 +76,24 @@ describe('the CLI at start and on wrong input', () => {
       payload: { n },
     });
     // Ids rise while exchange names fall, and ids cross a digit boundary.
-    const messages = Array.from({ length: 12 }, (_, i) => message(`x${String.fromCharCode(122 - i)}`, i));
+    const messages = Array.from({ length: 12 }, (_, i) =>
+      message(`x${String.fromCharCode(122 - i)}`, i),
+    );
     await parkMessages(t, messages);
-    const { code, stdout, stderr } = await cli(['dead-letters', 'list', '--json', '--schema', t.schema]);
+    const { code, stdout, stderr } = await cli([
+      'dead-letters',
+      'list',
+      '--json',
+      '--schema',
+      t.schema,
+    ]);
     assert.equal(code, 0, stderr);
     const ids = (JSON.parse(stdout) as { id: string }[]).map((r) => BigInt(r.id));
     assert.equal(ids.length, 12);
-    assert.deepEqual(ids, [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    assert.deepEqual(
+      ids,
+      [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
     const table = await cli(['dead-letters', 'list', '--schema', t.schema]);
     const tableIds = table.stdout
       .split('\n')

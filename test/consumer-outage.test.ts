@@ -43,7 +43,10 @@ describe('idempotent consumer: handler failures versus database outages', () => 
         await f.recordEffect(payload, ctx);
         throw refused();
       },
-      { routingKeys: ['refused'], retry: { maxAttempts: 3, backoff: { initialMs: 20, maxMs: 100 } } },
+      {
+        routingKeys: ['refused'],
+        retry: { maxAttempts: 3, backoff: { initialMs: 20, maxMs: 100 } },
+      },
     );
     const host = await f.host([def]);
     await f.publish('refused', { n: 1 }, { messageId: 'refused-1' });
@@ -69,7 +72,10 @@ describe('idempotent consumer: handler failures versus database outages', () => 
         await f.recordEffect(payload, ctx);
         if (ctx.attempt <= 2) throw refused();
       },
-      { routingKeys: ['flaky-dep'], retry: { maxAttempts: 5, backoff: { initialMs: 20, maxMs: 100 } } },
+      {
+        routingKeys: ['flaky-dep'],
+        retry: { maxAttempts: 5, backoff: { initialMs: 20, maxMs: 100 } },
+      },
     );
     const host = await f.host([def]);
     await f.publish('flaky-dep', { n: 1 }, { messageId: 'flaky-dep-1' });

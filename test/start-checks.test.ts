@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { defineConsumer } from '../src/consumer/consumer-definition.js';
+import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { silentLogger } from '../src/util/logger.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
@@ -150,7 +150,10 @@ describe('start checks of the consumer host', () => {
       logger: silentLogger,
       retention: false,
     });
-    await assert.rejects(host.start(), refusal('schema-not-migrated', /outboxkit migrate --schema/));
+    await assert.rejects(
+      host.start(),
+      refusal('schema-not-migrated', /outboxkit migrate --schema/),
+    );
   });
 
   it('refuses a RabbitMQ password at once rather than after startTimeoutMs', async () => {

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
-import * as amqp from 'amqplib';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import { UrlRotation } from './amqp-urls.js';
 import { closeConnection } from './close-within.js';
+import { connectAmqp } from './connect-amqp.js';
 
 export interface AmqpConnectionOptions {
   /** Tried in turn: the next one after a failed connect or a lost connection. */
@@ -191,18 +191,11 @@ export class AmqpConnection extends EventEmitter {
   }
 
   async #connect(): Promise<ChannelModel> {
-    const url = new URL(this.#urls.current);
-    if (!url.searchParams.has('heartbeat')) {
-      url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
-    }
-    const model = await amqp.connect(url.toString(), {
-      // Nagle's algorithm would hold small frames back for tens of milliseconds.
-      noDelay: true,
-      timeout: 10_000,
-      clientProperties: { connection_name: this.#options.connectionName },
-    });
-    model.on('error', (error: Error) => {
-      this.#options.logger.warn('RabbitMQ connection error', { error: errorMessage(error) });
+    const { connectionName, heartbeatSeconds, logger } = this.#options;
+    const model = await connectAmqp(this.#urls.current, {
+      connectionName,
+      heartbeatSeconds,
+      logger,
     });
     model.on('blocked', (reason: string) => {
       this.#blocked = true;

@@ -1,6 +1,6 @@
 import type { Channel } from 'amqplib';
-import { ConfigurationError } from '../errors/configuration-error.js';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 
 /** An exchange that messages are published to, as outboxkit declares it. */
 export interface ExchangeDeclaration {
@@ -25,10 +25,16 @@ export function exchangeDeclarations(
   return Object.freeze(
     value.map((d: ExchangeDeclaration, i) => {
       if (d === null || typeof d !== 'object' || typeof d.name !== 'string' || d.name === '') {
-        throw new ConfigurationError(`${option}[${i}]`, 'must be { name, type?, alternateExchange? } with a non-empty name');
+        throw new ConfigurationError(
+          `${option}[${i}]`,
+          'must be { name, type?, alternateExchange? } with a non-empty name',
+        );
       }
       if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
-        throw new ConfigurationError(`${option}[${i}].type`, `must be topic, direct, fanout or headers, got ${String(d.type)}`);
+        throw new ConfigurationError(
+          `${option}[${i}].type`,
+          `must be topic, direct, fanout or headers, got ${String(d.type)}`,
+        );
       }
       return Object.freeze({ ...d });
     }),

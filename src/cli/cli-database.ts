@@ -26,7 +26,8 @@ export async function withPool<T>(
     return await work(pool);
   } catch (error) {
     if ((error as { code?: unknown }).code === UNDEFINED_TABLE) {
-      throw new Error(
+      throw new OutboxkitError(
+        'schema-not-migrated',
         `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` first`,
         { cause: error },
       );
@@ -34,7 +35,13 @@ export async function withPool<T>(
     // outboxkit's own errors (a dead letter not found, a refused replay) say what they are
     // about; "Postgres at <url>" would make them read like a connection failure.
     if (error instanceof OutboxkitError) throw error;
-    throw new Error(`Postgres at ${redactUrl(url)}: ${errorMessage(error)}`, { cause: error });
+    throw new OutboxkitError(
+      'database-failed',
+      `Postgres at ${redactUrl(url)}: ${errorMessage(error)}`,
+      {
+        cause: error,
+      },
+    );
   } finally {
     await pool.end().catch(() => {});
   }

@@ -7,7 +7,8 @@ export function closestFlag(typed: string, known: readonly string[]): string | u
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of known) {
-    const distance = candidate.startsWith(name) && name.length >= 3 ? 1 : editDistance(name, candidate);
+    const distance =
+      candidate.startsWith(name) && name.length >= 3 ? 1 : editDistance(name, candidate);
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;

@@ -67,7 +67,9 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
       );
       return;
     }
-    response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health, /live or /metrics\n');
+    response
+      .writeHead(404, { 'content-type': 'text/plain' })
+      .end('not found: try /health, /live or /metrics\n');
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -42,6 +42,15 @@ export interface ConsumerHostOptions {
   readonly heartbeatSeconds?: number;
   /** Delay between reconnects to RabbitMQ, and between retries while Postgres is down. Default 100 ms doubling to 10 s. */
   readonly reconnectBackoff?: BackoffPolicy;
+  /**
+   * How long a delivery's transaction is retried in place, without counting an attempt, while
+   * Postgres is unavailable to it (BEGIN, the claim or COMMIT fail for the connection, or the
+   * connection dies under the handler). After that the delivery goes back to the broker,
+   * uncommitted and unacked, for this or another process to take again: nacked with requeue,
+   * or for an ordered consumer by closing its channel, which requeues in order. Default 5 min;
+   * must stay below `brokerConsumerTimeoutMs`.
+   */
+  readonly databaseRetryLimitMs?: number;
   /** How long a retry or dead-letter copy may wait for its publisher confirm. Default 30 s. */
   readonly publishTimeoutMs?: number;
   /** How long `start()` waits for RabbitMQ before it fails. Default 30 s. */
@@ -68,6 +77,7 @@ export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
   'logger',
   'heartbeatSeconds',
   'reconnectBackoff',
+  'databaseRetryLimitMs',
   'publishTimeoutMs',
   'startTimeoutMs',
   'stopTimeoutMs',
@@ -77,6 +87,13 @@ export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
 ]);
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/**
+ * Long enough to ride out a Postgres restart or failover without churn, short enough that a
+ * longer outage lets another process try, well before the broker's consumer timeout, and that
+ * the requeues stay few (a RabbitMQ 4 quorum queue dead-letters a message after 20 of them).
+ */
+export const DEFAULT_DATABASE_RETRY_LIMIT_MS = 5 * 60_000;
 
 let hostCount = 0;
 
@@ -126,6 +143,18 @@ export class ConsumerHost {
       30 * 60_000,
     );
     const consumers = resolveConsumers(options.consumers, { brokerConsumerTimeoutMs });
+    const databaseRetryLimitMs = positiveInteger(
+      'databaseRetryLimitMs',
+      options.databaseRetryLimitMs,
+      DEFAULT_DATABASE_RETRY_LIMIT_MS,
+    );
+    if (databaseRetryLimitMs >= brokerConsumerTimeoutMs) {
+      throw new ConfigurationError(
+        'databaseRetryLimitMs',
+        `must be below the broker's consumer timeout (${brokerConsumerTimeoutMs} ms, option ` +
+          'brokerConsumerTimeoutMs), or the broker closes the channel first',
+      );
+    }
     this.#logger = options.logger ?? consoleLogger();
     this.#reconnectBackoff = options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 };
     this.#startTimeoutMs = positiveInteger('startTimeoutMs', options.startTimeoutMs, 30_000);
@@ -174,6 +203,7 @@ export class ConsumerHost {
           publisher: this.#publisher,
           logger: this.#logger,
           reconnectBackoff: this.#reconnectBackoff,
+          databaseRetryLimitMs,
           stopping: this.#stopping.signal,
         }),
     );
@@ -226,6 +256,11 @@ export class ConsumerHost {
    */
   handlerSeconds(consumer: string): Readonly<LatencyHistogram> {
     return this.#runner(consumer).handlerSeconds;
+  }
+
+  /** Transactions of one consumer now retried in place because Postgres is unavailable to them. */
+  waitingForDatabase(consumer: string): number {
+    return this.#runner(consumer).waitingForDatabase;
   }
 
   #runner(consumer: string): ConsumerRunner {

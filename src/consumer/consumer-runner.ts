@@ -34,6 +34,11 @@ export interface RunnerContext {
   };
   readonly logger: OutboxLogger;
   readonly reconnectBackoff: BackoffPolicy;
+  /**
+   * How long one delivery's transaction is retried in place while Postgres is unavailable to it,
+   * before the delivery is handed back to the broker.
+   */
+  readonly databaseRetryLimitMs: number;
   /** Aborts when the host stops: no new deliveries, and waits for the database give up. */
   readonly stopping: AbortSignal;
 }
@@ -55,7 +60,12 @@ interface Work extends DispatchItem {
   firstFailedAt?: Date;
 }
 
-type Outcome = ClaimOutcome | { readonly kind: 'aborted' };
+type Outcome =
+  | ClaimOutcome
+  /** Stopping, or the channel closed: the broker gets the deliveries back. */
+  | { readonly kind: 'aborted' }
+  /** Postgres stayed unavailable for `databaseRetryLimitMs`. */
+  | { readonly kind: 'unavailable' };
 
 /**
  * Consumes one consumer's queue: a channel with manual acks and a prefetch window, a dispatcher
@@ -74,6 +84,7 @@ export class ConsumerRunner {
   #attaching: Promise<void> | undefined;
   #reopenFailures = 0;
   readonly #abandoned = new Set<Promise<unknown>>();
+  #waitingForDatabase = 0;
 
   constructor(ctx: RunnerContext) {
     this.#ctx = ctx;
@@ -103,6 +114,11 @@ export class ConsumerRunner {
   /** Runs in progress plus deliveries received and waiting to run (or to retry in place). */
   get inFlight(): number {
     return this.#dispatcher.active + this.#dispatcher.waiting;
+  }
+
+  /** Transactions (or batches) now retried in place because Postgres is unavailable to them. */
+  get waitingForDatabase(): number {
+    return this.#waitingForDatabase;
   }
 
   /** The broker objects this runner consumes from and retries through. */
@@ -144,7 +160,7 @@ export class ConsumerRunner {
     this.#requeue(this.#dispatcher.remove(() => true));
   }
 
-  /** Resolves once running transactions, and those abandoned after a time-out, are over. */
+  /** Resolves once running transactions, and rollbacks given up on after a time-out, are over. */
   async drained(): Promise<void> {
     await this.#dispatcher.idle();
     await Promise.all(this.#abandoned);
@@ -267,12 +283,43 @@ export class ConsumerRunner {
       case 'aborted':
         this.#requeue([work]);
         return undefined;
+      case 'unavailable':
+        this.#handBack(work);
+        return undefined;
       case 'timed-out':
         this.stats.timeouts += 1;
         return this.#failed(work, outcome.error);
       case 'failed':
         return this.#failed(work, outcome.error);
     }
+  }
+
+  /**
+   * Gives a delivery that waited out `databaseRetryLimitMs` back to the broker, uncommitted and
+   * unacked, without counting an attempt: the outage is not the message's fault. Another
+   * process, whose database may be reachable, can take it; this one gets it again otherwise.
+   * An ordered consumer closes its channel instead: the broker then requeues every unacked
+   * delivery of it in queue order, while a single requeue would let the later messages of the
+   * key, already sent ahead, pass this one. The channel is reopened as after any channel error.
+   */
+  #handBack(work: Work): void {
+    this.stats.databaseRequeues += 1;
+    this.#ctx.logger.warn('database unavailable for too long; handing the delivery back', {
+      consumer: this.name,
+      messageId: work.parsed?.info.messageId,
+      limitMs: this.#ctx.databaseRetryLimitMs,
+    });
+    const { handle } = work;
+    if (this.#ctx.consumer.ordered) {
+      if (!handle.open) return;
+      // From now on nothing of this channel runs, or a later message of the key could run
+      // while the close is under way: all of them come back from the broker, in order.
+      handle.open = false;
+      this.#dispatcher.remove((other) => other.handle === handle);
+      void closeChannel(handle.channel);
+      return;
+    }
+    this.#requeue([work]);
   }
 
   async #runBatch(works: Work[]): Promise<void> {
@@ -287,14 +334,28 @@ export class ConsumerRunner {
       this.#requeue(works);
       return;
     }
-    // Everything rolled back. Doing the messages one by one retries only the failing one.
+    if (outcome.kind === 'unavailable') {
+      // Batches are unordered: each delivery may go back on its own.
+      for (const work of works) this.#handBack(work);
+      return;
+    }
+    // Everything rolled back. Doing the messages one by one retries only the failing one; a
+    // time-out is charged to its message at once, which would only hold a slot that long again.
+    let rest = works;
+    if (outcome.kind === 'timed-out') {
+      this.stats.timeouts += 1;
+      const late = works[outcome.index]!;
+      rest = works.filter((work) => work !== late);
+      // Batches are unordered, so this never asks for an in-place retry.
+      await this.#failed(late, outcome.error);
+    }
     this.stats.batchFallbacks += 1;
     this.#ctx.logger.debug('batch rolled back; handling its messages one at a time', {
       consumer: this.name,
       size: works.length,
       error: errorMessage(outcome.error),
     });
-    for (const work of works) {
+    for (const work of rest) {
       if (work.handle.open) await this.#runOne(work);
     }
   }
@@ -307,44 +368,58 @@ export class ConsumerRunner {
       queries,
       consumer,
       logger,
-      onAbandoned: (transaction: Promise<unknown>) => {
-        this.#abandoned.add(transaction);
-        void transaction.finally(() => this.#abandoned.delete(transaction));
+      onAbandoned: (rollback: Promise<unknown>) => {
+        this.#abandoned.add(rollback);
+        void rollback.finally(() => this.#abandoned.delete(rollback));
       },
       handlerSeconds: this.handlerSeconds,
     };
     let conflicts = 0;
     let outages = 0;
-    for (;;) {
-      const tasks = works.map((work) => ({
-        delivery: work.parsed!,
-        attempt: this.#attemptOf(work),
-      }));
-      const outcome = await runClaimTransaction(deps, tasks);
-      if (outcome.kind !== 'failed') return outcome;
-      const { error } = outcome;
-      if (isSerializationFailure(error) && conflicts < MAX_SERIALIZATION_RETRIES) {
-        conflicts += 1;
-        this.stats.serializationRetries += 1;
-        // A little jitter so the two transactions that collided do not collide again.
-        await abortableDelay(Math.floor(Math.random() * 5 * conflicts));
-        continue;
+    let outageSince: number | undefined;
+    try {
+      for (;;) {
+        const tasks = works.map((work) => ({
+          delivery: work.parsed!,
+          attempt: this.#attemptOf(work),
+        }));
+        const outcome = await runClaimTransaction(deps, tasks);
+        if (outcome.kind !== 'failed') return outcome;
+        const { error } = outcome;
+        if (isSerializationFailure(error) && conflicts < MAX_SERIALIZATION_RETRIES) {
+          conflicts += 1;
+          this.stats.serializationRetries += 1;
+          // A little jitter so the two transactions that collided do not collide again.
+          await abortableDelay(Math.floor(Math.random() * 5 * conflicts));
+          continue;
+        }
+        // Only the transaction's own statements speak for the database: a handler's error with
+        // the same code (its HTTP or Redis client refused) is a failure of the handler.
+        if (outcome.source === 'transaction' && isDatabaseUnavailable(error)) {
+          const now = Date.now();
+          if (outageSince === undefined) {
+            outageSince = now;
+            this.#waitingForDatabase += 1;
+          }
+          const left = outageSince + this.#ctx.databaseRetryLimitMs - now;
+          if (left <= 0) return { kind: 'unavailable' };
+          outages += 1;
+          this.stats.databaseRetries += 1;
+          const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
+          logger.warn('database unavailable; retrying the transaction', {
+            consumer: consumer.name,
+            error: errorMessage(error),
+            retryInMs: delay,
+          });
+          await abortableDelay(delay, stopping);
+          if (stopping.aborted || works.every((work) => !work.handle.open))
+            return { kind: 'aborted' };
+          continue;
+        }
+        return outcome;
       }
-      if (isDatabaseUnavailable(error)) {
-        outages += 1;
-        this.stats.databaseRetries += 1;
-        const delay = backoffDelay(reconnectBackoff, outages);
-        logger.warn('database unavailable; retrying the transaction', {
-          consumer: consumer.name,
-          error: errorMessage(error),
-          retryInMs: delay,
-        });
-        await abortableDelay(delay, stopping);
-        if (stopping.aborted || works.every((work) => !work.handle.open))
-          return { kind: 'aborted' };
-        continue;
-      }
-      return outcome;
+    } finally {
+      if (outageSince !== undefined) this.#waitingForDatabase -= 1;
     }
   }
 

@@ -18,8 +18,17 @@ export interface ConsumerStats {
   requeued: number;
   /** Transactions run again after a serialization failure or deadlock. */
   serializationRetries: number;
-  /** Transactions run again after the database was unreachable. */
+  /**
+   * Transactions run again in place because a statement of the transaction itself (BEGIN, the
+   * claim, COMMIT, or the ROLLBACK after a handler's error) found Postgres unavailable. No
+   * attempt is counted.
+   */
   databaseRetries: number;
+  /**
+   * Deliveries handed back to the broker after `databaseRetryLimitMs` of such retries (also
+   * counted in `requeued`, unless an ordered consumer's channel close requeued them).
+   */
+  databaseRequeues: number;
   /** Transactions that held more than one delivery. */
   batches: number;
   /** Batches rolled back by a failing handler and redone one message at a time. */
@@ -39,6 +48,7 @@ export function emptyConsumerStats(): ConsumerStats {
     requeued: 0,
     serializationRetries: 0,
     databaseRetries: 0,
+    databaseRequeues: 0,
     batches: 0,
     batchFallbacks: 0,
   };

@@ -33,8 +33,10 @@ export function isSerializationFailure(error: unknown): boolean {
 }
 
 /**
- * The database could not be reached or went away: not the message's fault, so it is retried
- * in place without counting an attempt.
+ * The error says the database could not be reached or went away. The codes are Node's socket
+ * errors, which any client throws (an HTTP or Redis client's ECONNREFUSED looks the same), so
+ * the consumer asks only about errors of its transaction's own statements (BEGIN, the claim,
+ * COMMIT, ROLLBACK), never about what a handler threw: see `FailureSource`.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   const code = sqlState(error);

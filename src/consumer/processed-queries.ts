@@ -5,7 +5,7 @@ export interface ProcessedQueries {
   /**
    * $1 consumer, $2 business key, $3 message id, $4 time limit in ms. Returns the session's pid
    * when the key was new, no row when it was processed (or is being processed) already. See
-   * `TRANSACTION_LIMITS` for what $4 does.
+   * `transactionLimits` for what $4 does.
    */
   readonly claimOne: string;
   /**

@@ -1,6 +1,6 @@
 import type { ChannelModel, Options } from 'amqplib';
-import { closeChannel } from '../amqp/close-within.js';
-import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-publisher.js';
+import { describeConfirmResult } from '../amqp/confirmed-publisher.js';
+import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
 
 /**
  * Publishes retry and dead-letter copies to a consumer's own queues (through the default
@@ -10,7 +10,7 @@ import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-pub
 export class RetryPublisher {
   readonly #timeoutMs: number;
   #model: ChannelModel | undefined;
-  #channel: Promise<ConfirmedPublisher> | undefined;
+  readonly #publisher = new ConfirmedPublisherSlot();
 
   constructor(timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
@@ -20,18 +20,20 @@ export class RetryPublisher {
   attach(model: ChannelModel): void {
     if (this.#model === model) return;
     this.#model = model;
-    this.#channel = undefined;
+    this.#publisher.forget();
   }
 
   detach(model: ChannelModel): void {
     if (this.#model !== model) return;
     this.#model = undefined;
-    this.#channel = undefined;
+    this.#publisher.forget();
   }
 
   /** Puts a copy into `queue`; rejects when the broker did not take it within the timeout. */
   async publish(queue: string, content: Buffer, options: Options.Publish): Promise<void> {
-    const publisher = await this.#open();
+    const model = this.#model;
+    if (!model) throw new Error('not connected to RabbitMQ');
+    const publisher = await this.#publisher.open(model);
     const result = await publisher.publish(
       '',
       queue,
@@ -40,7 +42,7 @@ export class RetryPublisher {
       this.#timeoutMs,
     );
     if (result.kind === 'confirmed') return;
-    if (result.kind === 'timeout' || !publisher.isOpen) this.#drop(publisher);
+    if (result.kind === 'timeout' || !publisher.isOpen) this.#publisher.drop(publisher);
     const detail =
       result.kind === 'returned'
         ? `queue "${queue}" does not exist; the copy was returned`
@@ -49,36 +51,7 @@ export class RetryPublisher {
   }
 
   async close(): Promise<void> {
-    const channel = this.#channel;
-    this.#channel = undefined;
     this.#model = undefined;
-    await closeChannel(channel);
-  }
-
-  /** Forgets a channel that timed out or closed, so the next copy goes on a new one. */
-  #drop(publisher: ConfirmedPublisher): void {
-    const current = this.#channel;
-    void current?.then((p) => {
-      if (p === publisher && this.#channel === current) this.#channel = undefined;
-    });
-    void publisher.close();
-  }
-
-  #open(): Promise<ConfirmedPublisher> {
-    const model = this.#model;
-    if (!model) return Promise.reject(new Error('not connected to RabbitMQ'));
-    if (this.#channel) return this.#channel;
-    const opening = model.createConfirmChannel().then((channel) => {
-      channel.on('error', () => {});
-      channel.on('close', () => {
-        if (this.#channel === opening) this.#channel = undefined;
-      });
-      return new ConfirmedPublisher(channel);
-    });
-    opening.catch(() => {
-      if (this.#channel === opening) this.#channel = undefined;
-    });
-    this.#channel = opening;
-    return opening;
+    await this.#publisher.close();
   }
 }

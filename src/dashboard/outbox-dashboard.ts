@@ -12,7 +12,7 @@ import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type { OutboxDashboardOptions } from './dashboard-options.js';
-import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js';
+import { dashboardPage } from './dashboard-page.js';
 import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
 import { readOutboxActivity } from './outbox-activity.js';
 import { QueueDeadLetters, type QueueDeadLettersView } from './queue-dead-letters.js';
@@ -118,6 +118,8 @@ export class OutboxDashboard {
     }
     const amqpUrl = queues.length > 0 ? amqpUrlList(options.amqpUrl) : [];
     this.#queues = new Map(queues.map((q) => [q, new QueueDeadLetters(amqpUrl, q, this.#limit)]));
+    // Built now, so that an install without the page's script fails at start, not on a visit.
+    dashboardPage();
   }
 
   /**
@@ -138,15 +140,16 @@ export class OutboxDashboard {
     }
     if (res.headersSent) return;
     if (reply.page) {
+      const page = dashboardPage();
       res.writeHead(reply.status, {
         'content-type': 'text/html; charset=utf-8',
         'cache-control': 'no-store',
-        'content-security-policy': DASHBOARD_CSP,
+        'content-security-policy': page.csp,
         'x-frame-options': 'DENY',
         'x-content-type-options': 'nosniff',
         'referrer-policy': 'no-referrer',
       });
-      res.end(req.method === 'HEAD' ? undefined : DASHBOARD_HTML);
+      res.end(req.method === 'HEAD' ? undefined : page.html);
       return;
     }
     res.writeHead(reply.status, { ...JSON_HEADERS, ...reply.headers });

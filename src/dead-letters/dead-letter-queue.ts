@@ -1,8 +1,7 @@
 import type { Channel, ChannelModel, Message } from 'amqplib';
-import * as amqp from 'amqplib';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
-import { ConfirmedPublisher, describeConfirmResult } from '../amqp/confirmed-publisher.js';
+import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import {
   DEAD_LETTER_QUEUE_ARGUMENTS,
   deadLetterQueueName,
@@ -12,17 +11,19 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
-import { errorMessage, redactUrl } from '../util/logger.js';
+import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { checkFilter, type DeadLetterFilter, matchesFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
+import { DeadLetterReplayError } from './dead-letter-replay-error.js';
 import {
   describeDeadLetter,
   type QueuedDeadLetter,
   type QueuedDeadLetterDetail,
   replayProperties,
 } from './queued-dead-letter.js';
+import { ReplayPublisher } from './replay-publisher.js';
 import type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';
 
 export interface DeadLetterQueueOptions {
@@ -329,9 +330,10 @@ export class DeadLetterQueue {
 
   #connect(): Promise<ChannelModel> {
     if (!this.#model) {
-      const connecting = connectFirst(this.#urls).then(
+      const connecting = connectAmqpFirst(this.#urls, {
+        connectionName: `outboxkit-dead-letters-${process.pid}`,
+      }).then(
         (model) => {
-          model.on('error', () => {});
           model.on('close', () => {
             if (this.#model === connecting) this.#model = undefined;
           });
@@ -348,36 +350,6 @@ export class DeadLetterQueue {
   }
 }
 
-/** Connects to the first of `urls` that answers, trying them in order. */
-async function connectFirst(urls: readonly string[]): Promise<ChannelModel> {
-  let last: unknown;
-  for (const url of urls) {
-    try {
-      return await amqp.connect(url);
-    } catch (error) {
-      last = error;
-    }
-  }
-  throw new OutboxkitError(
-    'amqp-connect-failed',
-    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${errorMessage(last)}`,
-    { cause: last },
-  );
-}
-
-/** A replayed copy was not confirmed; the dead letter stays in its queue. */
-export class DeadLetterReplayError extends OutboxkitError {
-  readonly id: string;
-
-  constructor(id: string, queue: string, detail: string) {
-    super(
-      'dead-letter-replay-failed',
-      `Dead letter ${JSON.stringify(id)} in ${queue} was not replayed and stays there: ${detail}`,
-    );
-    this.id = id;
-  }
-}
-
 async function requeueAndClose(channel: Channel): Promise<void> {
   try {
     channel.nackAll(true);
@@ -385,79 +357,4 @@ async function requeueAndClose(channel: Channel): Promise<void> {
     // Closed already: the broker requeued the unacked messages itself.
   }
   await closeChannel(channel);
-}
-
-/**
- * Publishes one copy at a time and resolves once the broker confirmed it and did not return it.
- * An exchange is checked (on a channel of its own) before the first publish to it, since
- * publishing to a missing one would close the confirm channel.
- */
-class ReplayPublisher {
-  readonly #model: ChannelModel;
-  readonly #timeoutMs: number;
-  readonly #exchanges = new Set<string>();
-  #publisher: Promise<ConfirmedPublisher> | undefined;
-
-  constructor(model: ChannelModel, timeoutMs: number) {
-    this.#model = model;
-    this.#timeoutMs = timeoutMs;
-  }
-
-  async publish(
-    exchange: string,
-    routingKey: string,
-    content: Buffer,
-    options: ReturnType<typeof replayProperties>,
-  ): Promise<void> {
-    if (exchange !== '') await this.#checkExchange(exchange);
-    const publisher = await this.#open();
-    const result = await publisher.publish(exchange, routingKey, content, options, this.#timeoutMs);
-    if (result.kind === 'confirmed') return;
-    // A channel that timed out or closed is not used again: its late answers must not count.
-    if (result.kind === 'timeout' || !publisher.isOpen) await this.close();
-    throw new Error(
-      result.kind === 'returned'
-        ? 'unroutable: nothing is bound to receive it'
-        : describeConfirmResult(result),
-    );
-  }
-
-  async close(): Promise<void> {
-    const publisher = this.#publisher;
-    this.#publisher = undefined;
-    await closeChannel(publisher);
-  }
-
-  async #checkExchange(name: string): Promise<void> {
-    if (this.#exchanges.has(name)) return;
-    const channel = await this.#model.createChannel();
-    channel.on('error', () => {});
-    try {
-      await channel.checkExchange(name);
-      this.#exchanges.add(name);
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 404) {
-        throw new Error(`exchange ${JSON.stringify(name)} does not exist`);
-      }
-      throw error;
-    } finally {
-      await closeChannel(channel);
-    }
-  }
-
-  #open(): Promise<ConfirmedPublisher> {
-    if (this.#publisher) return this.#publisher;
-    const opening = this.#model.createConfirmChannel().then((channel) => {
-      channel.on('error', () => {});
-      channel.on('close', () => {
-        if (this.#publisher === opening) this.#publisher = undefined;
-      });
-      return new ConfirmedPublisher(channel);
-    });
-    opening.catch(() => {
-      if (this.#publisher === opening) this.#publisher = undefined;
-    });
-    this.#publisher = opening;
-    return opening;
-  }
 }

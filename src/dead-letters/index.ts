@@ -8,11 +8,11 @@ export { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 export {
   DeadLetterQueue,
   type DeadLetterQueueOptions,
-  DeadLetterReplayError,
   type QueueListOptions,
   type QueueReplayOptions,
 } from './dead-letter-queue.js';
 export { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
+export { DeadLetterReplayError } from './dead-letter-replay-error.js';
 export {
   type BulkOptions,
   type ListOptions,

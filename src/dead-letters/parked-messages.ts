@@ -135,9 +135,7 @@ export class ParkedMessages {
 
   /** Moves one parked row back into the outbox; throws `DeadLetterNotFoundError` if it is gone. */
   async replayOne(id: string): Promise<void> {
-    const q = this.#queries.replay(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#pool.query(q.text, q.params);
-    if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
+    await this.#one((f, n) => this.#queries.replay(f, n), id);
   }
 
   /**
@@ -150,14 +148,19 @@ export class ParkedMessages {
 
   /** Deletes one parked row for good; throws `DeadLetterNotFoundError` if it is gone. */
   async purgeOne(id: string): Promise<void> {
-    const q = this.#queries.purge(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#pool.query(q.text, q.params);
-    if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
+    await this.#one((f, n) => this.#queries.purge(f, n), id);
   }
 
   /** Deletes every parked row matching `filter` for good (all of them with `{}`). */
   async purge(filter: DeadLetterFilter, options: BulkOptions = {}): Promise<DeadLetterWorkResult> {
     return this.#chunked((f, n) => this.#queries.purge(f, n), filter, options);
+  }
+
+  /** Runs `query` on the one row `id`; throws `DeadLetterNotFoundError` when it is gone. */
+  async #one(query: ParkedQueries['purge'], id: string): Promise<void> {
+    const q = query(filterSql({}, [rowId(id)]), 1);
+    const { rows } = await this.#pool.query(q.text, q.params);
+    if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
   }
 
   async #chunked(

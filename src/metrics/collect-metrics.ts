@@ -22,6 +22,8 @@ export interface ConsumerMetricsSource {
   readonly inFlight?: number;
   /** Run times of the consumer's handler, for `outboxkit_consumer_handler_seconds`. */
   handlerSeconds?(consumer: string): HistogramSource;
+  /** Transactions retried in place while Postgres is unavailable, for `outboxkit_consumer_waiting_for_database`. */
+  waitingForDatabase?(consumer: string): number;
 }
 
 export interface CollectMetricsOptions {
@@ -101,6 +103,16 @@ const CONSUMER_COUNTERS: ReadonlyArray<[keyof ConsumerStats, string, string]> = 
     'outboxkit_consumer_requeued_total',
     'Deliveries handed back to the queue unhandled.',
   ],
+  [
+    'databaseRetries',
+    'outboxkit_consumer_database_retries_total',
+    'Transactions retried in place because Postgres was unavailable to them; no attempt counted.',
+  ],
+  [
+    'databaseRequeues',
+    'outboxkit_consumer_database_requeues_total',
+    'Deliveries handed back to the broker after databaseRetryLimitMs of database retries.',
+  ],
 ];
 
 /** A histogram's series: cumulative `_bucket`s by upper bound `le`, then `_sum` and `_count`. */
@@ -173,6 +185,17 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
             host.handlerSeconds(consumer),
           ),
         );
+      }
+    }
+    if (host.waitingForDatabase) {
+      for (const consumer of host.consumers) {
+        samples.push({
+          name: 'outboxkit_consumer_waiting_for_database',
+          help: 'Transactions now retried in place because Postgres is unavailable to them.',
+          type: 'gauge',
+          labels: { consumer },
+          value: host.waitingForDatabase(consumer),
+        });
       }
     }
     if (host.inFlight !== undefined) {

@@ -1,10 +1,11 @@
 import type { Channel, ChannelModel } from 'amqplib';
-import * as amqp from 'amqplib';
 import { UrlRotation } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
+import { connectAmqp } from '../amqp/connect-amqp.js';
 import { assertExchanges } from '../amqp/exchange-declaration.js';
 import type { ExchangeType } from '../consumer/index.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { StateError } from '../errors/state-error.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
@@ -120,27 +121,18 @@ export class BrokerAdmin {
   }
 
   #connection(): Promise<ChannelModel> {
-    if (this.#closed) return Promise.reject(new Error('the outbox module is shut down'));
+    if (this.#closed)
+      return Promise.reject(new StateError('the outbox module is shut down', 'stopped'));
     if (!this.#model) {
-      const url = new URL(this.#urls.current);
-      if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', '10');
-      const connecting = amqp
-        .connect(url.toString(), {
-          noDelay: true,
-          timeout: 10_000,
-          clientProperties: { connection_name: this.#options.connectionName },
-        })
-        .then((model) => {
-          model.on('error', (error: Error) =>
-            this.#options.logger.warn('RabbitMQ admin connection error', {
-              error: errorMessage(error),
-            }),
-          );
+      const { connectionName, logger } = this.#options;
+      const connecting = connectAmqp(this.#urls.current, { connectionName, logger }).then(
+        (model) => {
           model.once('close', () => {
             if (this.#model === connecting) this.#model = undefined;
           });
           return model;
-        });
+        },
+      );
       connecting.catch(() => {
         this.#urls.advance();
         if (this.#model === connecting) this.#model = undefined;

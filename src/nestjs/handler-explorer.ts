@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DiscoveryService, ExternalContextCreator, MetadataScanner } from '@nestjs/core';
 import type { ConsumeContext, ConsumerDefinition, MessageInfo } from '../consumer/index.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { messages } from './error-messages.js';
 import { HandlerMetadataAccessor } from './handler-metadata-accessor.js';
 import type { MessageDefinition } from './message-definition.js';
@@ -177,7 +178,8 @@ function validatorOf(
   return (payload, info) => {
     const match = list.find((m) => m.routingKey === info.routingKey);
     if (!match) {
-      throw new Error(
+      throw new OutboxkitError(
+        'unknown-routing-key',
         `no handled message definition has routing key "${info.routingKey}", so the payload cannot be validated`,
       );
     }

@@ -7,6 +7,7 @@ import {
   type ExchangeType,
   topologyOf,
 } from '../consumer/index.js';
+import { StateError } from '../errors/state-error.js';
 import { migrate } from '../migrate/migrate.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { createPool } from '../sql/create-pool.js';
@@ -106,7 +107,8 @@ export class OutboxRuntime {
    * what it started, closes the connections (a failed start is not retried) and rethrows.
    */
   async start(handlers: RuntimeHandlers): Promise<void> {
-    if (this.#state !== 'new') throw new Error(`the outbox cannot start: it is ${this.#state}`);
+    if (this.#state !== 'new')
+      throw new StateError(`the outbox cannot start: it is ${this.#state}`, this.#state);
     this.#state = 'starting';
     const o = this.options;
     const consumers = o.consumers === false ? [] : [...handlers.consumers];

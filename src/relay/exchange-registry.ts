@@ -2,6 +2,7 @@ import type { Channel } from 'amqplib';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { closeChannel } from '../amqp/close-within.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
+import { exchangeExists } from '../amqp/exchange-exists.js';
 import { type OutboxLogger, silentLogger } from '../util/logger.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
@@ -87,7 +88,7 @@ export class ExchangeRegistry {
           // Once per exchange until it appears: its rows come back every few seconds.
           this.#logger.warn(
             `exchange "${name}" does not exist: its outbox rows are put off (not parked) until ` +
-              "it is declared. Declare it with declareExchanges(amqpUrl, [{ name, type }]) or " +
+              'it is declared. Declare it with declareExchanges(amqpUrl, [{ name, type }]) or ' +
               "the relay's `exchanges` option, or start the consumer that declares it",
             { exchange: name },
           );
@@ -130,11 +131,12 @@ export class ExchangeRegistry {
   async #exists(name: string, signal?: AbortSignal): Promise<boolean> {
     const channel = await this.#open(signal);
     try {
-      await channel.checkExchange(name);
-      return true;
+      const exists = await exchangeExists(channel, name);
+      // A 404 closed the channel.
+      if (!exists) this.#channel = undefined;
+      return exists;
     } catch (error) {
       this.#channel = undefined;
-      if ((error as { code?: number }).code === 404) return false;
       throw error;
     }
   }

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
@@ -124,7 +125,8 @@ export class OutboxRelay {
    * answered by then is taken as down.
    */
   async start(): Promise<void> {
-    if (this.#state !== 'new') throw new Error(`relay cannot start: it is ${this.#state}`);
+    if (this.#state !== 'new')
+      throw new StateError(`relay cannot start: it is ${this.#state}`, this.#state);
     this.#state = 'running';
     const o = this.options;
     this.#amqp.start();

@@ -25,10 +25,10 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
   const needed = (await loadMigrations(schema)).map((m) => m.version);
   let applied: Set<number>;
   try {
-    const { rows } = await db.query('SELECT to_regclass($1) AS versions, to_regclass($2) AS outbox', [
-      tables.migrations,
-      tables.outbox,
-    ]);
+    const { rows } = await db.query(
+      'SELECT to_regclass($1) AS versions, to_regclass($2) AS outbox',
+      [tables.migrations, tables.outbox],
+    );
     const found = rows[0] as { versions: string | null; outbox: string | null };
     if (found.versions === null && found.outbox !== null) return;
     if (found.versions === null) {

@@ -30,7 +30,8 @@ export async function runStartChecks(checks: StartChecks): Promise<void> {
     db ? bounded(checkSchema(db, schema, where)) : undefined,
     amqp
       ? bounded(amqp.firstAttempt()).then((attempt) => {
-          const misconfigured = attempt?.error && brokerMisconfiguration(attempt.error, attempt.url);
+          const misconfigured =
+            attempt?.error && brokerMisconfiguration(attempt.error, attempt.url);
           if (misconfigured) throw misconfigured;
         })
       : undefined,

@@ -1,8 +1,8 @@
-import type { ChannelModel, ConsumeMessage } from 'amqplib';
-import * as amqp from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import { closeConnection } from '../amqp/close-within.js';
+import { connectAmqp } from '../amqp/connect-amqp.js';
+import { exchangeExists } from '../amqp/exchange-exists.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
-import { errorMessage, redactUrl } from '../util/logger.js';
 import { pollUntil } from './poll-until.js';
 
 /** One message as the broker routed it to the capture. */
@@ -49,28 +49,17 @@ export async function capturePublished(
   exchange: string,
   routingKey = '#',
 ): Promise<Capture> {
-  let model: ChannelModel;
-  try {
-    model = await amqp.connect(amqpUrl);
-  } catch (error) {
-    throw new OutboxkitError(
-      'amqp-connect-failed',
-      `RabbitMQ at ${redactUrl(amqpUrl)}: ${errorMessage(error)}`,
-      { cause: error },
-    );
-  }
-  model.on('error', () => {});
+  const model = await connectAmqp(amqpUrl, {
+    connectionName: `outboxkit-testing-capture-${process.pid}`,
+  });
   const messages: CapturedMessage[] = [];
   try {
     const channel = await model.createChannel();
     channel.on('error', () => {});
-    try {
-      await channel.checkExchange(exchange);
-    } catch (error) {
+    if (!(await exchangeExists(channel, exchange))) {
       throw new OutboxkitError(
         'capture-exchange-not-found',
         `Cannot capture from exchange ${JSON.stringify(exchange)}: it does not exist. Declare it first (a ConsumerHost declares its consumers' exchanges on start)`,
-        { cause: error },
       );
     }
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });

@@ -1,7 +1,5 @@
-import * as amqp from 'amqplib';
 import { closeConnection } from '../amqp/close-within.js';
-import { OutboxkitError } from '../errors/outboxkit-error.js';
-import { errorMessage, redactUrl } from '../util/logger.js';
+import { connectAmqp } from '../amqp/connect-amqp.js';
 import { pollUntil } from './poll-until.js';
 
 /** What `waitForIdle` needs of a `ConsumerHost`. */
@@ -38,17 +36,9 @@ export async function waitForIdle(
   options: WaitForIdleOptions,
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  let model: amqp.ChannelModel;
-  try {
-    model = await amqp.connect(options.amqpUrl);
-  } catch (error) {
-    throw new OutboxkitError(
-      'amqp-connect-failed',
-      `RabbitMQ at ${redactUrl(options.amqpUrl)}: ${errorMessage(error)}`,
-      { cause: error },
-    );
-  }
-  model.on('error', () => {});
+  const model = await connectAmqp(options.amqpUrl, {
+    connectionName: `outboxkit-testing-wait-for-idle-${process.pid}`,
+  });
   const received = () => host.consumers.reduce((n, c) => n + host.stats(c).received, 0);
   let state = '';
   /** Deliveries received as of the last quiet look. */

@@ -284,6 +284,112 @@ describe('faults: bad input and failing handlers', () => {
   );
 
   it(
+    'a handler whose own dependency refuses connections (ECONNREFUSED): attempts, retries, dead letters',
+    { timeout: 60_000 },
+    () => {
+      // What an HTTP or Redis client throws while its server is down: the code Postgres' own
+      // connection errors have too, but thrown by the handler's code, not by its transaction.
+      const refused = () =>
+        Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+      return runScenario(
+        {
+          ...base,
+          name: 'handler dependency down (ECONNREFUSED)',
+          ordered: false,
+          consumer: {
+            // After the effect is written, so a commit that should not happen would show.
+            after: async (_payload, context) => {
+              if (context.routingKey === 'ledger.flaky-dependency' && context.attempt <= 2)
+                throw refused();
+              if (context.routingKey === 'ledger.dependency-gone') throw refused();
+            },
+          },
+        },
+        async (sc) => {
+          await sc.startConsumer();
+          await sc.startRelay();
+          let flaky = 0;
+          let gone = 0;
+          await sc.traffic({
+            total: 300,
+            message: (i): Partial<BusinessMessage> => {
+              if (i % 10 === 3) {
+                flaky += 1;
+                return { routingKey: 'ledger.flaky-dependency' };
+              }
+              if (i % 30 === 7) {
+                gone += 1;
+                return { fate: 'dead-letter', routingKey: 'ledger.dependency-gone' };
+              }
+              return {};
+            },
+          }).done;
+          await sc.finish({
+            evidence: (o) => {
+              const reasons = byReason(o.deadLetters.values());
+              assert.equal(o.consumer.databaseRetries, 0, 'handler errors taken for an outage');
+              assert.equal(reasons.get('retries-exhausted'), gone);
+              // Two retries per flaky message, four (attempts 1-4 of 5) per message whose
+              // dependency never came back.
+              assert.equal(o.consumer.retried, 2 * flaky + 4 * gone);
+              return `${flaky} messages retried twice through the delay queues, ${gone} dead-lettered after 5 attempts; 0 taken for a database outage`;
+            },
+          });
+        },
+      );
+    },
+  );
+
+  it(
+    'a handler that never settles: its slot and its key are freed at the time-out',
+    { timeout: 60_000 },
+    () => {
+      const timeoutMs = 400;
+      // When each stuck message's first attempt began and when its retry began.
+      const stuckAt = new Map<string, number>();
+      const retriedAt = new Map<string, number>();
+      return runScenario(
+        {
+          ...base,
+          name: `handler that never settles (time-out ${timeoutMs} ms)`,
+          consumer: {
+            definition: { timeoutMs },
+            before: async (payload, context) => {
+              if (context.routingKey !== 'ledger.stuck') return;
+              if (context.attempt > 1) {
+                retriedAt.set(payload.msgId, Date.now());
+                return;
+              }
+              stuckAt.set(payload.msgId, Date.now());
+              // Ignores its signal and never settles, holding nothing but its own promise.
+              await new Promise<void>(() => {});
+            },
+          },
+        },
+        async (sc) => {
+          await sc.startConsumer();
+          await sc.startRelay();
+          await sc.traffic({
+            total: 300,
+            message: (i) => (i % 15 === 4 ? { routingKey: 'ledger.stuck' } : {}),
+          }).done;
+          await sc.finish({
+            evidence: (o) => {
+              assert.equal(o.consumer.timeouts, 20, 'not every stuck attempt timed out');
+              assert.equal(retriedAt.size, 20, 'a stuck message was never retried');
+              let longest = 0;
+              for (const [id, at] of stuckAt) longest = Math.max(longest, retriedAt.get(id)! - at);
+              // The retry waits for the time-out, the rollback and its retry delay (in place, 50 ms).
+              assert.ok(longest < timeoutMs + 1500, `a key stayed blocked for ${longest} ms`);
+              return `20 attempts never settled; each timed out, rolled back and its key retried within ${longest} ms (bound ${timeoutMs} ms + rollback)`;
+            },
+          });
+        },
+      );
+    },
+  );
+
+  it(
     'commit-order inversion on one key: the writer lock keeps id order = commit order',
     { timeout: 60_000 },
     () =>

@@ -14,6 +14,12 @@ const env = (name: string): string => {
   if (!value) throw new Error(`${name} is not set`);
   return value;
 };
+// The ledger's module logs unhandled rejections and carries on, as a test runner would; here one
+// must end the process, so that the soak sees it as the crash it would be in production.
+process.on('unhandledRejection', (reason) => {
+  console.error('unhandled rejection:', reason);
+  process.exit(70);
+});
 const schema = env('OKT_SCHEMA');
 const name = env('OKT_CONSUMER');
 const logger = consoleLogger('warn');

@@ -181,26 +181,38 @@ writeFileSync(
 
 // ---------------------------------------------------------------------------- the world
 
-await reapLeftovers();
+/** The private broker and cluster, the proxy, and the ledger's schema. */
+async function setUp() {
+  await reapLeftovers();
+  const [node, cluster] = await Promise.all([PrivateRabbitMq.start(), PrivatePostgres.start()]);
+  // Relays and consumers reach the broker through the proxy, so a pause hangs their links; the
+  // soak's own look at the broker (queue depths) goes direct.
+  const proxy = await TcpProxy.start('127.0.0.1', node.port);
+  const sc = await FaultScenario.open({
+    name: `soak seed ${SEED}`,
+    databaseUrl: (applicationName) => cluster.url(applicationName),
+    amqpUrl: node.url,
+    ordered: true,
+    // Postgres is crashed (`-m immediate`): a commit must mean the WAL is flushed.
+    asyncCommit: false,
+  });
+  // When each ledger row and effect was written, to name the fault that preceded an anomaly.
+  await sc.appPool.query(`
+    ALTER TABLE ${sc.table('ledger')} ADD COLUMN at timestamptz NOT NULL DEFAULT clock_timestamp();
+    ALTER TABLE ${sc.table('effects')} ADD COLUMN at timestamptz NOT NULL DEFAULT clock_timestamp();
+    CREATE INDEX ON ${sc.table('effects')} (consumer, msg_id);`);
+  return { node, cluster, proxy, sc };
+}
+
 const bootStarted = Date.now();
-const [node, cluster] = await Promise.all([PrivateRabbitMq.start(), PrivatePostgres.start()]);
-// Relays and consumers reach the broker through the proxy, so a pause hangs their links; the
-// soak's own look at the broker (queue depths) goes direct.
-const proxy = await TcpProxy.start('127.0.0.1', node.port);
-const amqpViaProxy = proxy.url(node.url);
-const sc = await FaultScenario.open({
-  name: `soak seed ${SEED}`,
-  databaseUrl: (applicationName) => cluster.url(applicationName),
-  amqpUrl: node.url,
-  ordered: true,
-  // Postgres is crashed (`-m immediate`): a commit must mean the WAL is flushed.
-  asyncCommit: false,
+const { node, cluster, proxy, sc } = await setUp().catch((error: unknown) => {
+  // The exit hooks of fault-processes stop whatever private service did start.
+  console.error(
+    `soak FAILED, seed ${SEED}: the private services did not come up: ${(error as Error).stack ?? error}`,
+  );
+  process.exit(1);
 });
-// When each ledger row and effect was written, to name the fault that preceded an anomaly.
-await sc.appPool.query(`
-  ALTER TABLE ${sc.table('ledger')} ADD COLUMN at timestamptz NOT NULL DEFAULT clock_timestamp();
-  ALTER TABLE ${sc.table('effects')} ADD COLUMN at timestamptz NOT NULL DEFAULT clock_timestamp();
-  CREATE INDEX ON ${sc.table('effects')} (consumer, msg_id);`);
+const amqpViaProxy = proxy.url(node.url);
 
 const CONSUMERS = {
   ordered: soakConsumerDefinition(`okf.${sc.sid}.ordered`, sc.exchange, true, sc.schema),
@@ -362,6 +374,7 @@ try {
       processes: current.map(({ generation: g }) => ({
         label: g.label,
         pid: g.pid,
+        age: (Date.now() - g.startedAt) / 1000,
         rssKb: rssKb(g.pid),
         fds: openFds(g.pid),
         backends: backends ? (backends.get(g.applicationName) ?? 0) : null,
@@ -739,11 +752,13 @@ try {
       `outboxkit soak: seed ${SEED}, ${SECONDS} s, ${faultsDone.length} faults, ${committed} messages`,
     ),
   );
-  const worst = (metric: string) =>
-    trends
-      .filter((tr) => tr.metric === metric)
-      .map((tr) => `${tr.who} ${tr.first}->${tr.last}`)
-      .join(', ');
+  /** Per metric: how many trends were checked, and the one closest to its limit. */
+  const worst = (metric: string) => {
+    const mine = trends.filter((tr) => tr.metric === metric);
+    if (mine.length === 0) return `${metric}: none long enough`;
+    const w = mine.reduce((a, b) => (b.last / b.limit > a.last / a.limit ? b : a));
+    return `${metric}: ${mine.length} checked, closest to its limit ${w.who} ${w.first} -> ${w.last} (limit ${w.limit.toFixed(0)})`;
+  };
   console.log(
     [
       '',
@@ -759,8 +774,8 @@ try {
       `  phantoms ${phantoms}, parked ${parkedCount}, dead letters ${Object.values(deadLetters).reduce((a, b) => a + b, 0)}, outbox left ${outboxLeft}, drain ${(drainMs / 1000).toFixed(1)} s`,
       `  duplicates absorbed: ordered ${totals.ordered.duplicates}, plain ${totals.plain.duplicates}; relays: ${JSON.stringify(totals.relays)}`,
       `  generations: ${members.generations.map((g) => g.label).join(' ')}`,
-      `  trends (median of the first third -> the last third): rss kB ${worst('rssKb')}`,
-      `    fds ${worst('fds')}; backends ${worst('backends')}; connections ${worst('connections')}; channels ${worst('channels')}`,
+      "  trends (median of the first third -> of the last third, past each process's first minute):",
+      ...['rssKb', 'fds', 'backends', 'connections', 'channels'].map((m) => `    ${worst(m)}`),
       `  written: ${path.join(OUT, 'samples.json')}, report.json, trends.svg`,
     ].join('\n'),
   );

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { errorMessage } from '../../util/logger.js';
+import { withTimeout } from '../../util/with-timeout.js';
 import { OutboxService } from '../outbox.service.js';
 
 /** When the indicator reports `down`, beyond a broker connection that is lost. */
@@ -101,16 +102,4 @@ export class OutboxHealthIndicator {
 
 function exceeds(value: number, limit: number | undefined): boolean {
   return limit !== undefined && value > limit;
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

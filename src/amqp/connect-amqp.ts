@@ -1,0 +1,89 @@
+import type { ChannelModel } from 'amqplib';
+import * as amqp from 'amqplib';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { errorMessage, type OutboxLogger, redactUrl, silentLogger } from '../util/logger.js';
+
+/** Heartbeat asked for unless the URL names one: a dead link is noticed within about twice it. */
+export const DEFAULT_HEARTBEAT_SECONDS = 10;
+/** How long the TCP connect and the AMQP handshake may take together. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface ConnectAmqpOptions {
+  /** Shown in the broker's management UI, so an operator can tell outboxkit's connections apart. */
+  readonly connectionName: string;
+  /** Used unless the URL has a `heartbeat` parameter. Default 10 s. */
+  readonly heartbeatSeconds?: number;
+  /** Told of errors on the connection once it is up. Default: they are swallowed. */
+  readonly logger?: OutboxLogger;
+}
+
+/**
+ * Opens one AMQP connection the way every outboxkit connection is opened: with a heartbeat (so
+ * a half-open link is noticed), a connect timeout (so a broker that accepts TCP and answers
+ * nothing cannot hold a connect forever), Nagle off (it would hold small frames back for tens of
+ * milliseconds), a connection name, and an 'error' listener (without one,
+ * a connection error would crash the process). A failure is an `OutboxkitError`
+ * (`amqp-connect-failed`) naming the URL without its password; its `cause` is amqplib's error.
+ */
+export async function connectAmqp(url: string, options: ConnectAmqpOptions): Promise<ChannelModel> {
+  let model: ChannelModel;
+  try {
+    model = await amqp.connect(withHeartbeat(url, options.heartbeatSeconds), {
+      noDelay: true,
+      timeout: CONNECT_TIMEOUT_MS,
+      clientProperties: { connection_name: options.connectionName },
+    });
+  } catch (error) {
+    throw new OutboxkitError(
+      'amqp-connect-failed',
+      `RabbitMQ at ${redactUrl(url)}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  const logger = options.logger ?? silentLogger;
+  model.on('error', (error: Error) => {
+    logger.warn('RabbitMQ connection error', {
+      connection: options.connectionName,
+      error: errorMessage(error),
+    });
+  });
+  return model;
+}
+
+/**
+ * Connects to the first of `urls` (the nodes of one cluster) that answers, trying them in order.
+ * Rejects with the last failure, its message naming every URL tried.
+ */
+export async function connectAmqpFirst(
+  urls: readonly string[],
+  options: ConnectAmqpOptions,
+): Promise<ChannelModel> {
+  let last: unknown;
+  for (const url of urls) {
+    try {
+      return await connectAmqp(url, options);
+    } catch (error) {
+      last = error;
+    }
+  }
+  const cause = (last as { cause?: unknown } | undefined)?.cause ?? last;
+  throw new OutboxkitError(
+    'amqp-connect-failed',
+    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${errorMessage(cause)}`,
+    { cause },
+  );
+}
+
+function withHeartbeat(url: string, heartbeatSeconds = DEFAULT_HEARTBEAT_SECONDS): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // amqplib reports a malformed URL better than a rewrite could.
+    return url;
+  }
+  if (!parsed.searchParams.has('heartbeat')) {
+    parsed.searchParams.set('heartbeat', String(heartbeatSeconds));
+  }
+  return parsed.toString();
+}

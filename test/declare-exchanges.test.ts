@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { declareExchanges } from '../src/amqp/declare-exchanges.js';
+import { OutboxRelay } from '../src/relay/outbox-relay.js';
+import type { OutboxLogger } from '../src/util/logger.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { AMQP_URL } from './support/env.js';
+import { TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+/** A logger that keeps every line, for checking what was said and how often. */
+function recordingLogger(): OutboxLogger & { lines: { level: string; text: string }[] } {
+  const lines: { level: string; text: string }[] = [];
+  const log = (level: string) => (message: string, context?: Record<string, unknown>) => {
+    lines.push({ level, text: `${message} ${JSON.stringify(context ?? {})}` });
+  };
+  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+describe('declaring the exchanges the outbox publishes to', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  const relays: OutboxRelay[] = [];
+  before(async () => {
+    t = await testDatabase('declare');
+    broker = await TestBroker.open();
+  });
+  after(async () => {
+    for (const relay of relays) await relay.stop();
+    for (const name of ['orders', 'relay-declared', 'missing']) {
+      await broker.channel.deleteExchange(broker.name(name)).catch(() => {});
+    }
+    await broker.close();
+    await t.close();
+  });
+
+  function relay(options: Partial<ConstructorParameters<typeof OutboxRelay>[0]> = {}) {
+    const r = new OutboxRelay({
+      pool: t.pool,
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      pollIntervalMs: 100,
+      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+      ...options,
+    });
+    relays.push(r);
+    return r;
+  }
+
+  async function write(exchange: string, n: number) {
+    const writer = new OutboxWriter({ schema: t.schema });
+    await t.db
+      .transaction()
+      .execute((trx) => writer.add(trx, { exchange, routingKey: 'k', payload: { n } }));
+  }
+
+  it('declareExchanges declares with the alternate exchange, and again as a no-op', async () => {
+    const unrouted = await broker.exchange('unrouted', 'fanout');
+    const kept = await broker.queue('kept', unrouted);
+    const orders = broker.name('orders');
+    const declarations = [{ name: orders, type: 'topic' as const, alternateExchange: unrouted }];
+    await declareExchanges(AMQP_URL, declarations);
+    await declareExchanges(AMQP_URL, declarations);
+    // Nothing is bound to orders: the message goes to its alternate exchange.
+    broker.channel.publish(orders, 'order.placed', Buffer.from('{}'));
+    await broker.waitForDepth(kept, 1);
+  });
+
+  it('declareExchanges fails with a TopologyConflictError for other settings', async () => {
+    await assert.rejects(
+      declareExchanges(AMQP_URL, [{ name: broker.name('orders'), type: 'fanout' }]),
+      { name: 'TopologyConflictError' },
+    );
+  });
+
+  it('the relay declares its `exchanges` when it connects, so the first message goes', async () => {
+    const unrouted = await broker.exchange('relay-unrouted', 'fanout');
+    const kept = await broker.queue('relay-kept', unrouted);
+    const exchange = broker.name('relay-declared');
+    await write(exchange, 1);
+    const r = relay({ exchanges: [{ name: exchange, alternateExchange: unrouted }] });
+    await r.start();
+    await broker.waitForDepth(kept, 1);
+    assert.equal(r.stats().deferred, 0);
+    await r.stop();
+  });
+
+  it('says once per missing exchange that its rows wait, and how to declare it', async () => {
+    const logger = recordingLogger();
+    const exchange = broker.name('missing');
+    const r = relay({ logger });
+    await r.start();
+    await write(exchange, 1);
+    await waitFor('the row put off three times', () => r.stats().deferred >= 3);
+    const warnings = logger.lines.filter((l) => l.level === 'warn' && l.text.includes(exchange));
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match(warnings[0]!.text, /declareExchanges/);
+    assert.match(warnings[0]!.text, /not parked/);
+    assert.equal(await t.count('outbox_parked'), 0);
+
+    await declareExchanges(AMQP_URL, [{ name: exchange }]);
+    await waitFor('the row published once declared', async () => (await t.count('outbox')) === 0);
+  });
+});
