@@ -33,6 +33,7 @@ export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';
 export { OutboxkitError } from './errors/outboxkit-error.js';
 export { StartupError, type StartupErrorCode } from './errors/startup-error.js';
+export { StateError } from './errors/state-error.js';
 export { combineMigrationProviders } from './migrate/combine-migration-providers.js';
 export {
   OutboxMigrationProvider,

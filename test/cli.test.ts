@@ -269,6 +269,61 @@ describe('outboxkit relay', () => {
   });
 });
 
+describe('outboxkit relay against the nodes of a cluster', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  before(async () => {
+    t = await testDatabase('cli_urls');
+    broker = await TestBroker.open();
+  });
+  after(async () => {
+    await broker.close();
+    await t.close();
+  });
+
+  // Port 1 refuses: a node that is down. The relay must go on to the next one.
+  const down = (() => {
+    const url = new URL(AMQP_URL);
+    url.port = '1';
+    return url.toString();
+  })();
+
+  const cases: { how: string; args: (schema: string) => string[]; env: () => NodeJS.ProcessEnv }[] =
+    [
+      {
+        how: 'AMQP_URL with comma-separated URLs',
+        args: (schema) => ['relay', '--schema', schema],
+        env: () => ({ ...ENV, AMQP_URL: `${down}, ${AMQP_URL}` }),
+      },
+      {
+        how: '--amqp-url given once per node',
+        args: (schema) => ['relay', '--schema', schema, '--amqp-url', down, '--amqp-url', AMQP_URL],
+        env: () => withoutEnv('AMQP_URL'),
+      },
+    ];
+  for (const { how, args, env } of cases) {
+    it(`fails over from a node that is down: ${how}`, async () => {
+      const exchange = await broker.exchange(`urls-${cases.findIndex((c) => c.how === how)}`);
+      const queue = await broker.queue(`urls-${cases.findIndex((c) => c.how === how)}`, exchange);
+      const writer = new OutboxWriter({ schema: t.schema });
+      await t.db
+        .transaction()
+        .execute((trx) => writer.add(trx, { exchange, routingKey: 'k', payload: { how } }));
+      const relay = startCli(args(t.schema), env());
+      await broker.waitForDepth(queue, 1);
+      relay.child.kill('SIGTERM');
+      const outcome = await relay.exited();
+      assert.equal(outcome.code, 0, outcome.stderr);
+      const starting = outcome.stderr
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { message: string; amqp?: string[] })
+        .find((l) => l.message === 'relay starting');
+      assert.equal(starting?.amqp?.length, 2, outcome.stderr);
+    });
+  }
+});
+
 describe('outboxkit command line errors', () => {
   const cases: { args: string[]; env?: NodeJS.ProcessEnv; says: RegExp }[] = [
     { args: ['launch'], says: /unknown command "launch"; the commands are migrate, relay, status/ },
@@ -307,6 +362,15 @@ describe('outboxkit command line errors', () => {
       says: /--log-level must be one of debug, info, warn/,
     },
     { args: ['migrate', '--schema', 'x'.repeat(60)], says: /--schema must be at most 53 bytes/ },
+    {
+      args: ['relay', '--schema', 'one', '--schema', 'two'],
+      says: /--schema was given twice; it takes one value/,
+    },
+    {
+      args: ['dead-letters', 'list', '--queue', 'q'],
+      env: { ...ENV, AMQP_URL: `${AMQP_URL},not a url` },
+      says: /--amqp-url \/ AMQP_URL is not a URL/,
+    },
   ];
   for (const { args, env, says } of cases) {
     it(`exits 2 for \`outboxkit ${args.join(' ')}\``, async () => {

@@ -32,14 +32,28 @@ export type ParsedFlags<O extends FlagOptions> = ReturnType<
   typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean }>
 >;
 
-/** A command's flags (and positionals, when it takes them), strictly parsed; see `parseCommandLine`. */
+/**
+ * A command's flags (and positionals, when it takes them), strictly parsed; see
+ * `parseCommandLine`. A flag that takes one value and is given twice is refused: `parseArgs`
+ * would keep the last one silently, and a second `--amqp-url` meant as a failover node would be
+ * the only one used.
+ */
 export function parseFlags<const O extends FlagOptions>(
   argv: readonly string[],
   options: O,
   allowPositionals = false,
 ): ParsedFlags<O> {
+  let parsed: ReturnType<
+    typeof parseArgs<{
+      args: string[];
+      options: O;
+      strict: true;
+      allowPositionals: boolean;
+      tokens: true;
+    }>
+  >;
   try {
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals });
+    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals, tokens: true });
   } catch (error) {
     const unknown =
       (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' &&
@@ -49,6 +63,16 @@ export function parseFlags<const O extends FlagOptions>(
       guess ? `${errorMessage(error)}; did you mean --${guess}?` : errorMessage(error),
     );
   }
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || options[token.name]?.multiple) continue;
+    if (seen.has(token.name)) {
+      throw new UsageError(`--${token.name} was given twice; it takes one value`);
+    }
+    seen.add(token.name);
+  }
+  const { tokens: _, ...flags } = parsed;
+  return flags as ParsedFlags<O>;
 }
 
 /** Prints a command's help for `--help`; returns the exit status. */
@@ -65,7 +89,30 @@ export function databaseUrlOf(flag: string | undefined, env: CliEnv): string {
   });
 }
 
-/** The RabbitMQ URL from `--amqp-url`, else `AMQP_URL`. */
+/** How a command declares `--amqp-url`: repeatable, one node of a cluster each. */
+export const AMQP_URL_OPTION = { 'amqp-url': { type: 'string', multiple: true } } as const;
+
+/**
+ * The RabbitMQ URLs from `--amqp-url` (repeated, or comma-separated), else `AMQP_URL`
+ * (comma-separated): the nodes of a cluster, tried in turn.
+ */
+export function amqpUrlsOf(flags: readonly string[] | undefined, env: CliEnv): string[] {
+  const fromFlags = flags !== undefined && flags.length > 0;
+  const values = fromFlags ? flags.flatMap(splitUrls) : splitUrls(env.AMQP_URL ?? '');
+  if (values.length === 0) {
+    return [amqpUrlOf(undefined, env)];
+  }
+  return values.map((value) => amqpUrlOf(value, {}));
+}
+
+function splitUrls(value: string): string[] {
+  return value
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url.length > 0);
+}
+
+/** One RabbitMQ URL from a flag value, else `AMQP_URL`. */
 export function amqpUrlOf(flag: string | undefined, env: CliEnv): string {
   return urlOf(flag ?? env.AMQP_URL, '--amqp-url', 'AMQP_URL', {
     protocols: ['amqp:', 'amqps:'],

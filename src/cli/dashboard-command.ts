@@ -6,7 +6,8 @@ import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { createPool } from '../sql/create-pool.js';
 import { consoleLogger } from '../util/logger.js';
 import {
-  amqpUrlOf,
+  AMQP_URL_OPTION,
+  amqpUrlsOf,
   COMMON_OPTIONS,
   databaseUrlOf,
   parseFlags,
@@ -39,14 +40,14 @@ Options:
   --queue <name>        also show the dead letters of this consumer's queue ("<name>.dlq");
                         repeat for several queues (needs the RabbitMQ URL)
   --database-url <url>  Postgres URL (default: $DATABASE_URL)
-  --amqp-url <url>      RabbitMQ URL, for --queue (default: $AMQP_URL)
+  --amqp-url <url>      RabbitMQ URL; repeat it or separate with commas for a cluster's nodes, for --queue (default: $AMQP_URL)
   --schema <name>       schema of the outboxkit tables (default: outboxkit)
   -h, --help            show this help
 `;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
-  'amqp-url': { type: 'string' },
+  ...AMQP_URL_OPTION,
   port: { type: 'string' },
   host: { type: 'string' },
   'allow-replay': { type: 'boolean' },
@@ -69,7 +70,7 @@ export const dashboardCommand: CliCommand = {
     const databaseUrl = databaseUrlOf(values['database-url'], env);
     const queues = values.queue ?? [];
     if (queues.some((q) => q.length === 0)) throw new UsageError('--queue must name a queue');
-    const amqpUrl = queues.length > 0 ? amqpUrlOf(values['amqp-url'], env) : undefined;
+    const amqpUrl = queues.length > 0 ? amqpUrlsOf(values['amqp-url'], env) : undefined;
     const port = portOf(values.port);
     const host = values.host ?? '127.0.0.1';
     if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');

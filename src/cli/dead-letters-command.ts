@@ -5,7 +5,8 @@ import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
 import type { DeadLetterWorkResult, ProgressListener } from '../dead-letters/replay-result.js';
 import type { ReplayTarget } from '../protocol/copy-headers.js';
 import {
-  amqpUrlOf,
+  AMQP_URL_OPTION,
+  amqpUrlsOf,
   COMMON_OPTIONS,
   databaseUrlOf,
   parseFlags,
@@ -50,7 +51,7 @@ Options:
   --limit <n>           list at most n (default: 100)
   --json                print JSON
   --database-url <url>  Postgres URL (default: $DATABASE_URL)
-  --amqp-url <url>      RabbitMQ URL (default: $AMQP_URL)
+  --amqp-url <url>      RabbitMQ URL; repeat it or separate with commas for a cluster's nodes (default: $AMQP_URL)
   --schema <name>       schema of the outboxkit tables (default: outboxkit)
   -h, --help            show this help
 
@@ -60,7 +61,7 @@ be replayed (it stays where it was).
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
-  'amqp-url': { type: 'string' },
+  ...AMQP_URL_OPTION,
   queue: { type: 'string' },
   to: { type: 'string' },
   all: { type: 'boolean' },
@@ -99,7 +100,7 @@ export const deadLettersCommand: CliCommand = {
     if (values.queue !== undefined) {
       if (values.queue.length === 0) throw new UsageError('--queue must name a queue');
       const dlq = new DeadLetterQueue({
-        amqpUrl: amqpUrlOf(values['amqp-url'], env),
+        amqpUrl: amqpUrlsOf(values['amqp-url'], env),
         queue: values.queue,
       });
       try {
@@ -114,7 +115,7 @@ export const deadLettersCommand: CliCommand = {
 };
 
 function requestOf(
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
   positionals: readonly string[],
 ): Request {
   const [action, id, ...extra] = positionals;

@@ -7,7 +7,8 @@ import { createPool } from '../sql/create-pool.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger, redactUrl } from '../util/logger.js';
 import {
-  amqpUrlOf,
+  AMQP_URL_OPTION,
+  amqpUrlsOf,
   COMMON_OPTIONS,
   databaseUrlOf,
   durationOf,
@@ -29,7 +30,7 @@ relays may run on one outbox. Logs JSON lines on stderr.
 
 Options:
   --database-url <url>     Postgres URL (default: $DATABASE_URL)
-  --amqp-url <url>         RabbitMQ URL (default: $AMQP_URL)
+  --amqp-url <url>         RabbitMQ URL; repeat it or separate with commas for a cluster's nodes (default: $AMQP_URL)
   --schema <name>          schema of the outboxkit tables (default: outboxkit)
   --concurrency <n>        batches in flight at once (default: 4)
   --batch-size <n>         rows claimed per batch (default: 500)
@@ -57,7 +58,7 @@ A <time> is milliseconds (500, 500ms), seconds (2s) or minutes (1m).
 /** The flags of `outboxkit relay`; docs/options.md lists them. */
 export const RELAY_COMMAND_OPTIONS = {
   ...COMMON_OPTIONS,
-  'amqp-url': { type: 'string' },
+  ...AMQP_URL_OPTION,
   concurrency: { type: 'string' },
   'batch-size': { type: 'string' },
   'poll-interval': { type: 'string' },
@@ -112,7 +113,7 @@ export const relayCommand: CliCommand = {
     const logger = consoleLogger(level as LogLevel);
     const options: RelayOptions = {
       databaseUrl: databaseUrlOf(values['database-url'], env),
-      amqpUrl: amqpUrlOf(values['amqp-url'], env),
+      amqpUrl: amqpUrlsOf(values['amqp-url'], env),
       schema: schemaOf(values.schema),
       concurrency: positiveIntegerOf('--concurrency', values.concurrency),
       batchSize: positiveIntegerOf('--batch-size', values['batch-size']),

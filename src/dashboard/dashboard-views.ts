@@ -1,37 +1,8 @@
 import type { ParkedMessage } from '../dead-letters/parked-messages.js';
 import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
+import type { ParkedRowView, QueuedDeadLetterView } from './page/dashboard-api.js';
 
-/**
- * A parked row as the dashboard's API returns it: what an operator needs to decide on a replay,
- * and nothing more. Payloads and headers stay out, since they may carry personal data or
- * tokens; `outboxkit dead-letters show` reads them when needed.
- */
-export interface ParkedRowView {
-  readonly id: string;
-  readonly messageId: string;
-  readonly exchange: string;
-  readonly routingKey: string;
-  readonly orderingKey: string | null;
-  readonly reason: string;
-  readonly lastError: string | null;
-  readonly attempts: number;
-  readonly createdAt: string;
-  readonly parkedAt: string;
-  readonly payloadBytes: number;
-}
-
-/** A message of a dead-letter queue as the dashboard's API returns it; see `ParkedRowView`. */
-export interface QueuedDeadLetterView {
-  readonly messageId: string | null;
-  readonly exchange: string | null;
-  readonly routingKey: string | null;
-  readonly reason: string | null;
-  readonly error: string | null;
-  readonly attempts: number | null;
-  readonly consumer: string | null;
-  readonly deadAt: string | null;
-  readonly payloadBytes: number;
-}
+export type { ParkedRowView, QueuedDeadLetterView };
 
 export function parkedRowView(m: ParkedMessage): ParkedRowView {
   return {

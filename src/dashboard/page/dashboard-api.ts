@@ -1,4 +1,4 @@
-// What the page reads of the dashboard's JSON API. Plain types with no import, so the browser
+// The dashboard's JSON API, as the page reads it and the server (dashboard-views.ts) writes it. Plain types with no import, so the browser
 // program can use them without the server's modules; test/dashboard-page-types.test.ts checks
 // that the server's answers (`DashboardStatus`, `DashboardDeadLetters`) fit them.
 
@@ -23,25 +23,36 @@ export interface PageStatus {
   };
 }
 
-export interface PageParkedRow {
+/**
+ * A parked row as the dashboard's API returns it: what an operator needs to decide on a replay,
+ * and nothing more. Payloads and headers stay out, since they may carry personal data or
+ * tokens; `outboxkit dead-letters show` reads them when needed.
+ */
+export interface ParkedRowView {
   readonly id: string;
   readonly messageId: string;
   readonly exchange: string;
   readonly routingKey: string;
+  readonly orderingKey: string | null;
   readonly reason: string;
   readonly lastError: string | null;
   readonly attempts: number;
+  readonly createdAt: string;
   readonly parkedAt: string;
+  readonly payloadBytes: number;
 }
 
-export interface PageDeadLetter {
+/** A message of a dead-letter queue as the dashboard's API returns it; see `ParkedRowView`. */
+export interface QueuedDeadLetterView {
   readonly messageId: string | null;
   readonly exchange: string | null;
   readonly routingKey: string | null;
   readonly reason: string | null;
   readonly error: string | null;
   readonly attempts: number | null;
+  readonly consumer: string | null;
   readonly deadAt: string | null;
+  readonly payloadBytes: number;
 }
 
 export interface PageQueue {
@@ -49,11 +60,11 @@ export interface PageQueue {
   readonly deadLetterQueue: string;
   readonly depth: number | null;
   readonly error?: string;
-  readonly messages?: readonly PageDeadLetter[];
+  readonly messages?: readonly QueuedDeadLetterView[];
 }
 
 export interface PageDeadLetters {
-  readonly parked: { readonly total: number; readonly rows: readonly PageParkedRow[] };
+  readonly parked: { readonly total: number; readonly rows: readonly ParkedRowView[] };
   readonly queues: readonly PageQueue[];
 }
 

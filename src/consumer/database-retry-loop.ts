@@ -1,0 +1,125 @@
+import { abortableDelay } from '../util/abortable-delay.js';
+import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { errorMessage } from '../util/logger.js';
+import {
+  type ClaimDeps,
+  type ClaimOutcome,
+  type ClaimTask,
+  runClaimTransaction,
+} from './claim-transaction.js';
+import type { ConsumerStats } from './consumer-stats.js';
+import { isDatabaseUnavailable, isSerializationFailure } from './database-errors.js';
+
+/** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
+const MAX_SERIALIZATION_RETRIES = 10;
+
+export type TransactionOutcome =
+  | ClaimOutcome
+  /** Stopping, or the channel closed: the broker gets the deliveries back. */
+  | { readonly kind: 'aborted' }
+  /** Postgres stayed unavailable for `databaseRetryLimitMs`. */
+  | { readonly kind: 'unavailable' };
+
+export interface DatabaseRetryOptions extends Omit<ClaimDeps, 'onAbandoned'> {
+  readonly stats: Pick<ConsumerStats, 'serializationRetries' | 'databaseRetries'>;
+  readonly reconnectBackoff: BackoffPolicy;
+  /**
+   * How long one delivery's transaction is retried in place while Postgres is unavailable to it,
+   * before the delivery is handed back to the broker.
+   */
+  readonly databaseRetryLimitMs: number;
+  /** Aborts when the host stops: waits for the database give up. */
+  readonly stopping: AbortSignal;
+}
+
+/**
+ * Runs a claim transaction, and runs it again, in place, when what failed was not the message:
+ * at once after a serialization failure or deadlock (a few times), and with backoff while
+ * Postgres is unavailable to the transaction's own statements (for `databaseRetryLimitMs`).
+ * None of these counts as an attempt of the message.
+ */
+export class DatabaseRetryLoop {
+  readonly #options: DatabaseRetryOptions;
+  readonly #claim: ClaimDeps;
+  /** Rollbacks of timed-out transactions given up on; the host waits for them when it stops. */
+  readonly #abandoned = new Set<Promise<unknown>>();
+  #waiting = 0;
+
+  constructor(options: DatabaseRetryOptions) {
+    this.#options = options;
+    const { db, queries, consumer, logger, handlerSeconds } = options;
+    this.#claim = {
+      db,
+      queries,
+      consumer,
+      logger,
+      handlerSeconds,
+      onAbandoned: (rollback) => {
+        this.#abandoned.add(rollback);
+        void rollback.finally(() => this.#abandoned.delete(rollback));
+      },
+    };
+  }
+
+  /** Transactions now retried in place because Postgres is unavailable to them. */
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /** Resolves once the rollbacks given up on after a time-out are over. */
+  async abandonedSettled(): Promise<void> {
+    await Promise.all(this.#abandoned);
+  }
+
+  /**
+   * Runs `tasks` in one transaction until it commits, fails for the message's own reasons, or
+   * Postgres stays away too long. `wanted` is asked after each wait for the database: false
+   * (the deliveries' channels closed) ends the loop, as stopping does.
+   */
+  async run(tasks: readonly ClaimTask[], wanted: () => boolean): Promise<TransactionOutcome> {
+    const { stats, logger, consumer, reconnectBackoff, databaseRetryLimitMs, stopping } =
+      this.#options;
+    let conflicts = 0;
+    let outages = 0;
+    let outageSince: number | undefined;
+    try {
+      for (;;) {
+        const outcome = await runClaimTransaction(this.#claim, tasks);
+        if (outcome.kind !== 'failed') return outcome;
+        const { error } = outcome;
+        if (isSerializationFailure(error) && conflicts < MAX_SERIALIZATION_RETRIES) {
+          conflicts += 1;
+          stats.serializationRetries += 1;
+          // A little jitter so the two transactions that collided do not collide again.
+          await abortableDelay(Math.floor(Math.random() * 5 * conflicts));
+          continue;
+        }
+        // Only the transaction's own statements speak for the database: a handler's error with
+        // the same code (its HTTP or Redis client refused) is a failure of the handler.
+        if (outcome.source === 'transaction' && isDatabaseUnavailable(error)) {
+          const now = Date.now();
+          if (outageSince === undefined) {
+            outageSince = now;
+            this.#waiting += 1;
+          }
+          const left = outageSince + databaseRetryLimitMs - now;
+          if (left <= 0) return { kind: 'unavailable' };
+          outages += 1;
+          stats.databaseRetries += 1;
+          const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
+          logger.warn('database unavailable; retrying the transaction', {
+            consumer: consumer.name,
+            error: errorMessage(error),
+            retryInMs: delay,
+          });
+          await abortableDelay(delay, stopping);
+          if (stopping.aborted || !wanted()) return { kind: 'aborted' };
+          continue;
+        }
+        return outcome;
+      }
+    } finally {
+      if (outageSince !== undefined) this.#waiting -= 1;
+    }
+  }
+}

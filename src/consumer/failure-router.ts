@@ -1,0 +1,146 @@
+import type { Options } from 'amqplib';
+import { deadLetterHeaders, retryHeaders } from '../protocol/copy-headers.js';
+import type { DeadLetterReason } from '../protocol/dead-letter-headers.js';
+import { copyProperties } from '../protocol/message-properties.js';
+import { abortableDelay } from '../util/abortable-delay.js';
+import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { errorMessage, type OutboxLogger } from '../util/logger.js';
+import type { ConsumerStats } from './consumer-stats.js';
+import { type ConsumerTopology, delayQueueName } from './consumer-topology.js';
+import type { RunResult } from './delivery-dispatcher.js';
+import { messageInfo } from './parse-delivery.js';
+import { isPermanentError } from './permanent-error.js';
+import { attemptOf, type ReceivedDelivery } from './received-delivery.js';
+import type { ResolvedConsumer } from './resolve-consumer.js';
+import { ack, requeue } from './settle-delivery.js';
+
+/** Puts a confirmed copy of a message into one of the consumer's own queues. */
+export interface CopyPublisher {
+  publish(queue: string, content: Buffer, options: Options.Publish): Promise<void>;
+}
+
+export interface FailureRouterOptions {
+  readonly consumer: ResolvedConsumer;
+  readonly topology: ConsumerTopology;
+  readonly publisher: CopyPublisher;
+  readonly logger: OutboxLogger;
+  readonly stats: Pick<ConsumerStats, 'failures' | 'retried' | 'deadLettered' | 'requeued'>;
+  /** Paces the requeue of a delivery whose copy the broker did not take. */
+  readonly reconnectBackoff: BackoffPolicy;
+  readonly stopping: AbortSignal;
+}
+
+/**
+ * Decides where a failed delivery goes: retried later (in place for an ordered consumer,
+ * through a delay queue otherwise), or to the dead-letter queue once it failed for good.
+ */
+export class FailureRouter {
+  readonly #options: FailureRouterOptions;
+
+  constructor(options: FailureRouterOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Routes a delivery whose handler attempt failed (its transaction rolled back). Returns a
+   * retry delay when an ordered consumer retries it in place, keeping it unacked.
+   */
+  async failed(delivery: ReceivedDelivery, error: unknown): Promise<RunResult> {
+    const { consumer, topology, logger, stats } = this.#options;
+    stats.failures += 1;
+    const attempts = attemptOf(delivery);
+    const at = new Date();
+    delivery.firstFailedAt ??= at;
+    const permanent = isPermanentError(error);
+    if (permanent || attempts >= consumer.maxAttempts) {
+      await this.deadLetter(
+        delivery,
+        permanent ? 'permanent-error' : 'retries-exhausted',
+        error,
+        attempts,
+      );
+      return undefined;
+    }
+    const delayMs = consumer.retryDelaysMs[attempts - 1]!;
+    logger.warn('handler failed; retrying later', {
+      consumer: consumer.name,
+      messageId: delivery.parsed?.info.messageId,
+      attempt: attempts,
+      retryInMs: delayMs,
+      error: errorMessage(error),
+    });
+    if (consumer.ordered) {
+      // Retried in place: the delivery stays unacked and its key holds back later messages.
+      delivery.inPlaceFailures += 1;
+      stats.retried += 1;
+      return { retryAfterMs: delayMs };
+    }
+    const info = delivery.parsed!.info;
+    const headers = retryHeaders(info.headers, attempts, {
+      error,
+      at,
+      exchange: info.exchange,
+      routingKey: info.routingKey,
+    });
+    if (await this.#forward(delivery, delayQueueName(topology.queue.name, delayMs), headers)) {
+      stats.retried += 1;
+    }
+    return undefined;
+  }
+
+  /** Moves a delivery to the dead-letter queue, with why and after how many attempts. */
+  async deadLetter(
+    delivery: ReceivedDelivery,
+    reason: DeadLetterReason,
+    error: unknown,
+    attempts: number,
+  ): Promise<void> {
+    const { consumer, topology, logger, stats } = this.#options;
+    const info = delivery.parsed?.info ?? messageInfo(delivery.message, 0);
+    const headers = deadLetterHeaders(info.headers, reason, consumer.name, attempts, {
+      error,
+      at: new Date(),
+      ...(delivery.firstFailedAt && { firstAt: delivery.firstFailedAt }),
+      exchange: info.exchange,
+      routingKey: info.routingKey,
+    });
+    logger.warn('message dead-lettered', {
+      consumer: consumer.name,
+      messageId: info.messageId,
+      reason,
+      attempts,
+      error: errorMessage(error),
+    });
+    if (await this.#forward(delivery, topology.deadLetterQueue.name, headers)) {
+      stats.deadLettered += 1;
+    }
+  }
+
+  /**
+   * Moves a delivery to another of the consumer's queues: the copy first, confirmed, then the
+   * ack. When the copy fails the delivery is requeued after a pause, so a broker refusing
+   * copies cannot cause a tight redelivery loop.
+   */
+  async #forward(
+    delivery: ReceivedDelivery,
+    queue: string,
+    headers: Record<string, unknown>,
+  ): Promise<boolean> {
+    const { publisher, logger, reconnectBackoff, stopping, consumer, stats } = this.#options;
+    const { message } = delivery;
+    try {
+      await publisher.publish(queue, message.content, copyProperties(message, headers));
+    } catch (error) {
+      logger.warn('could not move a message; requeueing it', {
+        consumer: consumer.name,
+        queue,
+        error: errorMessage(error),
+      });
+      await abortableDelay(backoffDelay(reconnectBackoff, 4), stopping);
+      requeue([delivery], stats);
+      return false;
+    }
+    ack(delivery);
+    return true;
+  }
+}

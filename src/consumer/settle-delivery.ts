@@ -1,0 +1,37 @@
+import type { ConsumerStats } from './consumer-stats.js';
+import type { ReceivedDelivery } from './received-delivery.js';
+
+/**
+ * Acks a delivery, strictly after its transaction committed (or its copy was confirmed). A
+ * closed channel cannot ack: the broker redelivers, and the dedupe row absorbs the copy.
+ */
+export function ack(delivery: ReceivedDelivery): void {
+  if (!delivery.handle.open) return;
+  try {
+    delivery.handle.channel.ack(delivery.message);
+  } catch {
+    // The channel closed meanwhile: the broker redelivers, and the dedupe row absorbs it.
+  }
+}
+
+/**
+ * Nacks with requeue, in delivery order, so requeued messages keep their places. Each counts
+ * as requeued, also on a closed channel, whose deliveries the broker requeues anyway.
+ */
+export function requeue(
+  deliveries: readonly ReceivedDelivery[],
+  stats: Pick<ConsumerStats, 'requeued'>,
+): void {
+  const sorted = [...deliveries].sort(
+    (a, b) => a.message.fields.deliveryTag - b.message.fields.deliveryTag,
+  );
+  for (const delivery of sorted) {
+    stats.requeued += 1;
+    if (!delivery.handle.open) continue;
+    try {
+      delivery.handle.channel.nack(delivery.message, false, true);
+    } catch {
+      // Closed meanwhile: requeued by the broker anyway.
+    }
+  }
+}
