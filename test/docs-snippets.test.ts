@@ -25,8 +25,9 @@ import { AMQP_URL, DATABASE_URL } from './support/env.js';
  *                                          several as prelude=app,quickstart
  *   <!-- snippet: skip reason="..." -->    not compiled; the reason is required
  *   <!-- snippet: module=src/app.ts:testing-app -->
- *                                          the block imports './src/app.js' (relative to it),
- *                                          which is test/docs-preludes/testing-app.ts
+ *                                          the doc's file src/app.ts (which its blocks import as
+ *                                          '../src/app.js' and the like) is the module
+ *                                          test/docs-preludes/testing-app.ts
  *   <!-- snippet: run=NAME names=a,b -->   run: the blocks of one doc with the same NAME run in
  *                                          order as one module, in a child process, against a
  *                                          database of their own; the broker names listed in
@@ -64,6 +65,8 @@ interface Block {
   readonly directive: Directive;
   /** The block's virtual file. */
   readonly file: string;
+  /** The virtual directory of the doc's blocks. */
+  readonly root: string;
 }
 
 const KEYS = new Set(['prelude', 'skip', 'reason', 'run', 'names', 'module']);
@@ -134,6 +137,7 @@ function extractBlocks(doc: string): Block[] {
         code,
         directive: pending?.directive ?? { prelude: [], names: [], modules: new Map() },
         file: join(VIRTUAL, base, name),
+        root: join(VIRTUAL, base),
       });
     } else if (pending) {
       assert.fail(`${doc}:${pending.line}: a snippet comment must come right before a ts block`);
@@ -298,7 +302,7 @@ describe('the TypeScript snippets of README.md and docs/*.md', () => {
       assert.ok(!sources.has(b.file), `${b.doc}:${b.line}: two blocks are ${b.file}`);
       sources.set(b.file, compose(b));
       for (const [path, prelude] of b.directive.modules) {
-        const file = resolve(dirname(b.file), path);
+        const file = resolve(b.root, path);
         const text = readFileSync(join(PRELUDES, `${prelude}.ts`), 'utf8');
         sources.set(file, { file, text, headLines: 0, block: undefined });
       }

@@ -4,7 +4,7 @@ import * as amqp from 'amqplib';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import pg from 'pg';
-import type { ConsumerStats } from '../../src/consumer/index.js';
+import type { ConsumerStats } from '../../src/consumer/consumer-stats.js';
 import { OutboxService } from '../../src/nestjs/index.js';
 import { AppModule } from './app.module.js';
 import { type ExampleDatabase, exampleSchemaSql, KYSELY } from './database.js';

@@ -1,4 +1,4 @@
-import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Kysely } from 'kysely';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { BackoffPolicy } from '../util/backoff.js';
@@ -9,7 +9,7 @@ import type { ConsumerTopology } from './consumer-topology.js';
 import { DatabaseRetryLoop } from './database-retry-loop.js';
 import { DeliveryDispatcher } from './delivery-dispatcher.js';
 import { DeliveryProcessor } from './delivery-processor.js';
-import { FailureRouter } from './failure-router.js';
+import { type CopyPublisher, FailureRouter } from './failure-router.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import { type ReceivedDelivery, receivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
@@ -21,9 +21,7 @@ export interface RunnerContext {
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
-  readonly publisher: {
-    publish(queue: string, content: Buffer, options: Options.Publish): Promise<void>;
-  };
+  readonly publisher: CopyPublisher;
   readonly logger: OutboxLogger;
   readonly reconnectBackoff: BackoffPolicy;
   /**
@@ -53,7 +51,8 @@ export class ConsumerRunner {
 
   constructor(ctx: RunnerContext) {
     this.#ctx = ctx;
-    const { consumer, logger, stats } = { ...ctx, stats: this.stats };
+    const { consumer, logger } = ctx;
+    const { stats } = this;
     this.#channel = new ConsumerChannel({
       ...ctx,
       onDelivery: (handle, message) => this.#onDelivery(handle, message),

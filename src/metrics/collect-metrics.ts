@@ -5,6 +5,12 @@ import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { outboxStatus } from '../status/outbox-status.js';
 import type { LatencyHistogram } from './latency-histogram.js';
+import {
+  CONSUMER_METRICS,
+  type MetricDefinition,
+  OUTBOX_METRICS,
+  RELAY_METRICS,
+} from './metric-catalogue.js';
 import type { MetricSample } from './metric-sample.js';
 
 /** What `collectMetrics` reads from a histogram: a `LatencyHistogram` fits. */
@@ -22,7 +28,7 @@ export interface ConsumerMetricsSource {
   readonly inFlight?: number;
   /** Run times of the consumer's handler, for `outboxkit_consumer_handler_seconds`. */
   handlerSeconds?(consumer: string): HistogramSource;
-  /** Transactions retried in place while Postgres is unavailable, for `outboxkit_consumer_waiting_for_database`. */
+  /** Transactions retried in place while Postgres is unavailable, for `outboxkit_consumer_transactions_waiting_for_database`. */
   waitingForDatabase?(consumer: string): number;
 }
 
@@ -43,82 +49,28 @@ export interface CollectMetricsOptions {
 /** The relay stats that are counts. */
 type RelayCounter = Exclude<keyof RelayStats, 'publishSeconds'>;
 
-const RELAY_COUNTERS: ReadonlyArray<[RelayCounter, string, string]> = [
-  [
-    'published',
-    'outboxkit_relay_published_total',
-    'Outbox rows confirmed by the broker and deleted.',
-  ],
-  [
-    'retried',
-    'outboxkit_relay_retries_total',
-    'Outbox rows scheduled for another publish attempt.',
-  ],
-  [
-    'infrastructureRetries',
-    'outboxkit_relay_infrastructure_retries_total',
-    'Of the retries, rows that failed for the broker or the network (nack, no confirm, closed channel); never parked.',
-  ],
-  [
-    'deferred',
-    'outboxkit_relay_deferred_total',
-    'Outbox rows put off because their exchange does not exist; no attempt counted.',
-  ],
-  ['parked', 'outboxkit_relay_parked_total', 'Outbox rows this relay moved to the parked table.'],
-  [
-    'released',
-    'outboxkit_relay_released_total',
-    'Outbox rows released untouched when the relay stopped.',
-  ],
-  ['batches', 'outboxkit_relay_batches_total', 'Claim-publish-settle cycles run.'],
-  [
-    'errors',
-    'outboxkit_relay_errors_total',
-    'Database or broker errors that made a lane back off.',
-  ],
-];
+const RELAY_COUNTERS: ReadonlyArray<[RelayCounter, MetricDefinition]> = (
+  ['published', 'retried', 'infrastructureRetries', 'deferred', 'parked', 'released', 'batches', 'errors'] as const
+).map((key) => [key, RELAY_METRICS[key]]);
 
-const CONSUMER_COUNTERS: ReadonlyArray<[keyof ConsumerStats, string, string]> = [
-  ['received', 'outboxkit_consumer_received_total', 'Deliveries received, redeliveries included.'],
-  ['handled', 'outboxkit_consumer_handled_total', 'Messages whose handler committed.'],
+const CONSUMER_COUNTERS: ReadonlyArray<[keyof ConsumerStats, MetricDefinition]> = (
   [
+    'received',
+    'handled',
     'duplicates',
-    'outboxkit_consumer_duplicates_total',
-    'Messages acked without running the handler: already processed.',
-  ],
-  [
     'failures',
-    'outboxkit_consumer_failures_total',
-    'Handler attempts that failed, time-outs included.',
-  ],
-  ['timeouts', 'outboxkit_consumer_timeouts_total', 'Handler attempts that timed out.'],
-  ['retried', 'outboxkit_consumer_retried_total', 'Failed messages scheduled for another attempt.'],
-  [
+    'timeouts',
+    'retried',
     'deadLettered',
-    'outboxkit_consumer_dead_lettered_total',
-    'Messages moved to the dead-letter queue.',
-  ],
-  [
     'requeued',
-    'outboxkit_consumer_requeued_total',
-    'Deliveries handed back to the queue unhandled.',
-  ],
-  [
     'databaseRetries',
-    'outboxkit_consumer_database_retries_total',
-    'Transactions retried in place because Postgres was unavailable to them; no attempt counted.',
-  ],
-  [
     'databaseRequeues',
-    'outboxkit_consumer_database_requeues_total',
-    'Deliveries handed back to the broker after databaseRetryLimitMs of database retries.',
-  ],
-];
+  ] as const
+).map((key) => [key, CONSUMER_METRICS[key]]);
 
 /** A histogram's series: cumulative `_bucket`s by upper bound `le`, then `_sum` and `_count`. */
 function histogramSamples(
-  family: string,
-  help: string,
+  { name: family, help }: MetricDefinition,
   labels: Readonly<Record<string, string>>,
   histogram: HistogramSource,
 ): MetricSample[] {
@@ -155,21 +107,14 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
   const samples: MetricSample[] = [];
   if (options.relay) {
     const stats = options.relay.stats();
-    for (const [key, name, help] of RELAY_COUNTERS) {
+    for (const [key, { name, help }] of RELAY_COUNTERS) {
       samples.push({ name, help, type: 'counter', labels: {}, value: stats[key] });
     }
-    samples.push(
-      ...histogramSamples(
-        'outboxkit_relay_publish_seconds',
-        'Time from publishing a message to the broker confirming (or returning) it.',
-        {},
-        stats.publishSeconds,
-      ),
-    );
+    samples.push(...histogramSamples(RELAY_METRICS.publishSeconds, {}, stats.publishSeconds));
   }
   if (options.consumers) {
     const host = options.consumers;
-    for (const [key, name, help] of CONSUMER_COUNTERS) {
+    for (const [key, { name, help }] of CONSUMER_COUNTERS) {
       for (const consumer of host.consumers) {
         const value = host.stats(consumer)[key];
         samples.push({ name, help, type: 'counter', labels: { consumer }, value });
@@ -178,20 +123,15 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     if (host.handlerSeconds) {
       for (const consumer of host.consumers) {
         samples.push(
-          ...histogramSamples(
-            'outboxkit_consumer_handler_seconds',
-            'Run time of handler attempts, failed and timed-out ones included.',
-            { consumer },
-            host.handlerSeconds(consumer),
-          ),
+          ...histogramSamples(CONSUMER_METRICS.handlerSeconds, { consumer }, host.handlerSeconds(consumer)),
         );
       }
     }
     if (host.waitingForDatabase) {
       for (const consumer of host.consumers) {
         samples.push({
-          name: 'outboxkit_consumer_waiting_for_database',
-          help: 'Transactions now retried in place because Postgres is unavailable to them.',
+          name: CONSUMER_METRICS.waitingForDatabase.name,
+          help: CONSUMER_METRICS.waitingForDatabase.help,
           type: 'gauge',
           labels: { consumer },
           value: host.waitingForDatabase(consumer),
@@ -200,8 +140,8 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     }
     if (host.inFlight !== undefined) {
       samples.push({
-        name: 'outboxkit_consumer_in_flight',
-        help: 'Deliveries received and not yet settled, over all consumers of the host.',
+        name: CONSUMER_METRICS.inFlight.name,
+        help: CONSUMER_METRICS.inFlight.help,
         type: 'gauge',
         labels: {},
         value: host.inFlight,
@@ -213,7 +153,7 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     const status = await outboxStatus(options.pool, {
       ...(options.schema !== undefined && { schema: options.schema }),
     });
-    const gauge = (name: string, help: string, pick: (c: typeof status.total) => number) => {
+    const gauge = ({ name, help }: MetricDefinition, pick: (c: typeof status.total) => number) => {
       for (const e of status.exchanges) {
         samples.push({
           name,
@@ -224,20 +164,12 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
         });
       }
     };
-    gauge('outboxkit_outbox_pending', 'Outbox rows not yet published.', (c) => c.pending);
-    gauge(
-      'outboxkit_outbox_retrying',
-      'Pending rows waiting for another attempt.',
-      (c) => c.retrying,
-    );
-    gauge(
-      'outboxkit_outbox_parked',
-      'Rows in the parked table: not published without a replay.',
-      (c) => c.parked,
-    );
+    gauge(OUTBOX_METRICS.pending, (c) => c.pending);
+    gauge(OUTBOX_METRICS.retrying, (c) => c.retrying);
+    gauge(OUTBOX_METRICS.parked, (c) => c.parked);
     samples.push({
-      name: 'outboxkit_outbox_oldest_pending_age_seconds',
-      help: 'Age of the oldest pending outbox row; 0 when nothing is pending.',
+      name: OUTBOX_METRICS.oldestPendingAge.name,
+      help: OUTBOX_METRICS.oldestPendingAge.help,
       type: 'gauge',
       labels: {},
       value: status.total.oldestPendingAgeSeconds ?? 0,

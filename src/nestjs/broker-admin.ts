@@ -3,7 +3,7 @@ import { UrlRotation } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
 import { assertExchanges } from '../amqp/exchange-declaration.js';
-import type { ExchangeType } from '../consumer/index.js';
+import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';

@@ -1,6 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DiscoveryService, ExternalContextCreator, MetadataScanner } from '@nestjs/core';
-import type { ConsumeContext, ConsumerDefinition, MessageInfo } from '../consumer/index.js';
+import type {
+  ConsumeContext,
+  ConsumerDefinition,
+  MessageInfo,
+} from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { messages } from './error-messages.js';

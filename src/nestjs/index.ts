@@ -3,12 +3,8 @@
  * layer over the core's writer, relay and consumer host; the health indicator for
  * `@nestjs/terminus` is in `outboxkit/nestjs/health`, so terminus stays optional.
  */
-export type {
-  ConsumeContext,
-  MessageInfo,
-  RetryPolicy,
-} from '../consumer/index.js';
-export { PermanentError } from '../consumer/index.js';
+export type { ConsumeContext, MessageInfo, RetryPolicy } from '../consumer/consumer-definition.js';
+export { PermanentError } from '../consumer/permanent-error.js';
 export type { KyselyInstance, KyselyQueryRunner } from './kysely-shape.js';
 export {
   defineMessage,

@@ -1,4 +1,4 @@
-import type { ExchangeType, MessageInfo } from '../consumer/index.js';
+import type { ExchangeType, MessageInfo } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 
 /** Carries the payload type of a definition; never set at run time. */

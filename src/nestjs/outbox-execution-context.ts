@@ -1,5 +1,5 @@
 import type { ExecutionContext } from '@nestjs/common';
-import type { ConsumeContext } from '../consumer/index.js';
+import type { ConsumeContext } from '../consumer/consumer-definition.js';
 
 /**
  * `ExecutionContext.getType()` of a handler call, when the module runs guards and interceptors

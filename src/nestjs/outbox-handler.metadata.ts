@@ -5,7 +5,7 @@ import type {
   MessageInfo,
   QueueType,
   RetryPolicy,
-} from '../consumer/index.js';
+} from '../consumer/consumer-definition.js';
 import { optionNames } from '../options/option-names.js';
 import type { MessageDefinition } from './message-definition.js';
 

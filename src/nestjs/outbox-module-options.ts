@@ -1,7 +1,8 @@
 import type { LoggerService } from '@nestjs/common';
 import type { Pool } from 'pg';
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
-import type { ConsumerHostOptions, ExchangeType } from '../consumer/index.js';
+import type { ExchangeType } from '../consumer/consumer-definition.js';
+import type { ConsumerHostOptions } from '../consumer/consumer-host.js';
 import { optionNames } from '../options/option-names.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';

@@ -1,12 +1,8 @@
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
-import {
-  type ConsumerDefinition,
-  ConsumerHost,
-  type ConsumerTopology,
-  type ExchangeType,
-  topologyOf,
-} from '../consumer/index.js';
+import type { ConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
+import { ConsumerHost } from '../consumer/consumer-host.js';
+import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
 import { StateError } from '../errors/state-error.js';
 import { migrate } from '../migrate/migrate.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';

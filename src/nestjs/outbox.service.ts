@@ -1,5 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { ConsumerHost, ConsumerTopology, MessageInfo } from '../consumer/index.js';
+import type { MessageInfo } from '../consumer/consumer-definition.js';
+import type { ConsumerHost } from '../consumer/consumer-host.js';
+import type { ConsumerTopology } from '../consumer/consumer-topology.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
 import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import type { ExchangeType } from '../consumer/index.js';
+import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';

@@ -1,0 +1,5 @@
+// The relay and the consumer host a service runs, for snippets that use them (`relay`, `host`).
+import * as __outboxkit from 'outboxkit';
+
+const relay = new __outboxkit.OutboxRelay({ pool, amqpUrl });
+const host = new __outboxkit.ConsumerHost({ db, amqpUrl, consumers: [] });
