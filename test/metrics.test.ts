@@ -94,9 +94,9 @@ describe('metrics', () => {
     assert.equal(m.get('outboxkit_relay_published_total'), relay.stats().published);
     assert.equal(relay.stats().published, 7);
     assert.equal(m.get('outboxkit_relay_parked_total'), 1);
-    assert.equal(m.get(`outboxkit_outbox_parked{exchange="${orphan}"}`), 1);
-    assert.equal(m.get(`outboxkit_outbox_pending{exchange="${routed}"}`), 1);
-    assert.equal(m.get(`outboxkit_outbox_pending{exchange="${orphan}"}`), 0);
+    assert.equal(m.get(`outboxkit_outbox_parked_messages{exchange="${orphan}"}`), 1);
+    assert.equal(m.get(`outboxkit_outbox_pending_messages{exchange="${routed}"}`), 1);
+    assert.equal(m.get(`outboxkit_outbox_pending_messages{exchange="${orphan}"}`), 0);
     assert.ok(m.get('outboxkit_outbox_oldest_pending_age_seconds')! >= 0);
     // Label values are escaped.
     assert.equal(m.get('outboxkit_consumer_duplicates_total{consumer="billing \\"eu\\""}'), 1);

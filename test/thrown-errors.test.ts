@@ -17,12 +17,12 @@ const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = 
   {
     file: 'src/consumer/retry-publisher.ts',
     line: "new Error('not connected to RabbitMQ')",
-    reason: 'the consumer runner catches it and hands the delivery back to the queue',
+    reason: 'the failure router catches it and hands the delivery back to the queue',
   },
   {
     file: 'src/consumer/retry-publisher.ts',
     line: 'new Error(`the copy for ',
-    reason: 'the consumer runner catches it and hands the delivery back to the queue',
+    reason: 'the failure router catches it and hands the delivery back to the queue',
   },
   {
     file: 'src/relay/exchange-registry.ts',
@@ -60,12 +60,6 @@ const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = 
     file: 'src/consumer/parse-delivery.ts',
     line: 'new Error(String(error))',
     reason: "wraps a non-Error thrown by a user's validate, for the dead letter's error header",
-  },
-  {
-    file: 'src/consumer/consumer-runner.ts',
-    line: 'reject(new Error(`timed out after ',
-    reason:
-      'a bounded channel cancel, caught at its only call; to go when consumer-runner.ts uses util/with-timeout.ts',
   },
   {
     file: 'src/consumer/consumer-host.ts',

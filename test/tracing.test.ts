@@ -145,25 +145,46 @@ describe('tracing with OpenTelemetry', () => {
         }
       });
 
-    const consumerSpan = (id: string) =>
-      waitFor(`the consumer span of ${id}`, () =>
+    const spanOf = (kind: SpanKind, id: string) =>
+      waitFor(`the ${SpanKind[kind]} span of ${id}`, () =>
         exporter
           .getFinishedSpans()
-          .find((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.message.id'] === id),
+          .find((s) => s.kind === kind && s.attributes['messaging.message.id'] === id),
       );
+    const consumerSpan = (id: string) => spanOf(SpanKind.CONSUMER, id);
+    const publishSpan = (id: string) => spanOf(SpanKind.PRODUCER, id);
 
     it('continues the trace from the request that wrote the message to the handler', async () => {
       const { result: id, request } = await inRequest(() => write({ key: 'traced' }));
       const { headers, active } = await handled(id);
-      assert.equal(headers.traceparent, `00-${request.traceId}-${request.spanId}-01`);
+
+      // request → the relay's publish (PRODUCER) → the handler's processing (CONSUMER).
+      const publish = await publishSpan(id);
+      assert.equal(publish.spanContext().traceId, request.traceId);
+      assert.equal(publish.parentSpanContext?.spanId, request.spanId);
+      assert.equal(publish.name, `publish ${f.name('events')}`);
+      assert.equal(publish.status.code, SpanStatusCode.UNSET);
+      assert.equal(publish.attributes['messaging.system'], 'rabbitmq');
+      assert.equal(publish.attributes['messaging.operation.type'], 'send');
+      assert.equal(publish.attributes['messaging.destination.name'], f.name('events'));
+      assert.equal(
+        publish.attributes['messaging.rabbitmq.destination.routing_key'],
+        'order.placed',
+      );
+      assert.equal(publish.attributes['outboxkit.confirm.result'], 'confirmed');
+      assert.ok((publish.attributes['outboxkit.outbox.wait.duration'] as number) >= 0);
+      assert.ok((publish.attributes['outboxkit.confirm.duration'] as number) > 0);
+      // The relay put its own span's context into the published headers.
+      assert.equal(headers.traceparent, `00-${request.traceId}-${publish.spanContext().spanId}-01`);
 
       const span = await consumerSpan(id);
       assert.equal(span.spanContext().traceId, request.traceId);
-      assert.equal(span.parentSpanContext?.spanId, request.spanId);
+      assert.equal(span.parentSpanContext?.spanId, publish.spanContext().spanId);
       assert.equal(span.parentSpanContext?.isRemote, true);
-      assert.equal(span.name, `${queue} process`);
+      assert.equal(span.name, `process ${queue}`);
       assert.equal(span.status.code, SpanStatusCode.UNSET);
       assert.equal(span.attributes['messaging.system'], 'rabbitmq');
+      assert.equal(span.attributes['messaging.operation.type'], 'process');
       assert.equal(span.attributes['messaging.operation'], 'process');
       assert.equal(span.attributes['messaging.destination.name'], f.name('events'));
       assert.equal(span.attributes['messaging.destination.subscription.name'], queue);
@@ -178,17 +199,22 @@ describe('tracing with OpenTelemetry', () => {
       const parentId = 'b7ad6b7169203331';
       const traceparent = `00-${traceId}-${parentId}-01`;
       const { result: id } = await inRequest(() => write({ key: 'explicit' }, { traceparent }));
-      assert.equal((await handled(id)).headers.traceparent, traceparent);
+      await handled(id);
+      const publish = await publishSpan(id);
+      assert.equal(publish.spanContext().traceId, traceId);
+      assert.equal(publish.parentSpanContext?.spanId, parentId);
       const span = await consumerSpan(id);
       assert.equal(span.spanContext().traceId, traceId);
-      assert.equal(span.parentSpanContext?.spanId, parentId);
+      assert.equal(span.parentSpanContext?.spanId, publish.spanContext().spanId);
     });
 
-    it('adds no traceparent outside a span; the consumer span then starts a trace', async () => {
+    it('adds no traceparent outside a span; the relay span then starts a trace', async () => {
       const id = await write({ key: 'no-span' });
-      assert.equal((await handled(id)).headers.traceparent, undefined);
+      await handled(id);
+      const publish = await publishSpan(id);
+      assert.equal(publish.parentSpanContext, undefined);
       const span = await consumerSpan(id);
-      assert.equal(span.parentSpanContext, undefined);
+      assert.equal(span.parentSpanContext?.spanId, publish.spanContext().spanId);
     });
 
     it('marks the span of a failing handler as an error, with the exception', async () => {
@@ -216,9 +242,11 @@ describe('tracing with OpenTelemetry', () => {
         ),
       );
       for (const id of ids) {
+        const publish = await publishSpan(id);
+        assert.equal(publish.parentSpanContext?.spanId, request.spanId);
         const span = await consumerSpan(id);
-        assert.equal(span.parentSpanContext?.spanId, request.spanId);
-        assert.equal(span.name, `${f.name('batched')} process`);
+        assert.equal(span.parentSpanContext?.spanId, publish.spanContext().spanId);
+        assert.equal(span.name, `process ${f.name('batched')}`);
         assert.equal((await handled(id)).active?.spanId, span.spanContext().spanId);
       }
     });

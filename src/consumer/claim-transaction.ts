@@ -239,25 +239,20 @@ async function endTimedOut(
   trx: AnyTransaction,
   pid: number | undefined,
 ): Promise<void> {
-  const { db, queries, consumer, logger } = deps;
+  const { queries, consumer, logger } = deps;
   const deadline = Date.now() + consumer.timeoutMs;
   const remaining = () => Math.max(0, deadline - Date.now());
   let rollingBack = false;
   // The cancel must land before the ROLLBACK is sent: later, it could cancel the ROLLBACK, or a
   // statement of the session's next user. So it is sent only if the rollback has not begun.
   if (pid !== undefined) {
-    const cancel = db
-      .connection()
-      .execute(async (connection) => {
-        if (rollingBack) return;
-        await connection.executeQuery(CompiledQuery.raw(queries.cancelBackend, [pid]));
-      })
-      .catch((error: unknown) =>
-        logger.warn('could not cancel the statement of a timed-out handler', {
-          consumer: consumer.name,
-          error: errorMessage(error),
-        }),
-      );
+    const cancel = signalBackend(
+      deps,
+      queries.cancelBackend,
+      pid,
+      () => rollingBack,
+      'could not cancel the statement of a timed-out handler',
+    );
     await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, remaining()));
   }
   rollingBack = true;
@@ -281,17 +276,36 @@ async function endTimedOut(
   if (pid === undefined) return;
   // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
   // that follows needs the listener the host's `db` option asks for.
-  void db
+  void signalBackend(
+    deps,
+    queries.terminateBackend,
+    pid,
+    () => rolledBack,
+    'could not terminate the session of a timed-out transaction',
+  );
+}
+
+/**
+ * Sends `query` (a cancel or a terminate of session `pid`) on a connection of its own, unless
+ * `tooLate()` says so once that connection is had: the wait for a free connection can outlast
+ * the need, and a signal sent after that could hit the session's next user. Never rejects.
+ */
+function signalBackend(
+  deps: ClaimDeps,
+  query: string,
+  pid: number,
+  tooLate: () => boolean,
+  failure: string,
+): Promise<void> {
+  const { db, consumer, logger } = deps;
+  return db
     .connection()
     .execute(async (connection) => {
-      if (rolledBack) return;
-      await connection.executeQuery(CompiledQuery.raw(queries.terminateBackend, [pid]));
+      if (tooLate()) return;
+      await connection.executeQuery(CompiledQuery.raw(query, [pid]));
     })
     .catch((error: unknown) =>
-      logger.warn('could not terminate the session of a timed-out transaction', {
-        consumer: consumer.name,
-        error: errorMessage(error),
-      }),
+      logger.warn(failure, { consumer: consumer.name, error: errorMessage(error) }),
     );
 }
 

@@ -67,10 +67,11 @@ export interface RetryPolicy {
 
 /**
  * A consumer: plain data naming where messages come from, plus the handler. The same shape is
- * what a framework adapter builds from decorators.
+ * what a framework adapter builds from decorators. `DB` is the database type of the handler's
+ * `trx`: name it (`defineConsumer<OrderPlaced, Database>`), or `trx` is a `Transaction<any>`.
  *
  * @example
- * const orderPlaced = defineConsumer<OrderPlaced>({
+ * const orderPlaced = defineConsumer<OrderPlaced, Database>({
  *   name: 'billing.order-placed',
  *   exchange: 'orders',
  *   routingKeys: ['order.placed'],

@@ -51,6 +51,11 @@ export const DEFAULT_MAX_ATTEMPTS = 10;
 export const DEFAULT_TIMEOUT_MS = 60_000;
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000, factor: 2 });
 
+/** A non-empty string of at most `maxBytes` UTF-8 bytes: AMQP names are short strings. */
+function isNameOfBytes(value: unknown, maxBytes: number): value is string {
+  return typeof value === 'string' && value.length > 0 && Buffer.byteLength(value) <= maxBytes;
+}
+
 /** Checks one definition and fills in defaults; errors name the option as `consumers[name].option`. */
 export function resolveConsumer(
   definition: ConsumerDefinition,
@@ -60,11 +65,7 @@ export function resolveConsumer(
     throw new ConfigurationError('consumers', 'every consumer must be a definition object');
   }
   const name = definition.name;
-  if (
-    typeof name !== 'string' ||
-    name.length === 0 ||
-    Buffer.byteLength(name) > SHORT_STRING_BYTES
-  ) {
+  if (!isNameOfBytes(name, SHORT_STRING_BYTES)) {
     throw new ConfigurationError(
       'consumers[].name',
       `must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, got ${JSON.stringify(name)}`,
@@ -85,11 +86,7 @@ export function resolveConsumer(
   }
 
   const exchange = definition.exchange;
-  if (
-    typeof exchange !== 'string' ||
-    exchange.length === 0 ||
-    Buffer.byteLength(exchange) > SHORT_STRING_BYTES
-  ) {
+  if (!isNameOfBytes(exchange, SHORT_STRING_BYTES)) {
     fail('exchange', 'must name an exchange (the default exchange cannot be bound to)');
   }
   const exchangeType = definition.exchangeType ?? 'topic';
@@ -106,11 +103,7 @@ export function resolveConsumer(
   }
 
   const queue = definition.queue ?? name;
-  if (
-    typeof queue !== 'string' ||
-    queue.length === 0 ||
-    Buffer.byteLength(queue) > MAX_QUEUE_BYTES
-  ) {
+  if (!isNameOfBytes(queue, MAX_QUEUE_BYTES)) {
     fail('queue', `must be a name of 1 to ${MAX_QUEUE_BYTES} bytes`);
   }
   if (queue.startsWith('amq.'))

@@ -50,7 +50,16 @@ export interface CollectMetricsOptions {
 type RelayCounter = Exclude<keyof RelayStats, 'publishSeconds'>;
 
 const RELAY_COUNTERS: ReadonlyArray<[RelayCounter, MetricDefinition]> = (
-  ['published', 'retried', 'infrastructureRetries', 'deferred', 'parked', 'released', 'batches', 'errors'] as const
+  [
+    'published',
+    'retried',
+    'infrastructureRetries',
+    'deferred',
+    'parked',
+    'released',
+    'batches',
+    'errors',
+  ] as const
 ).map((key) => [key, RELAY_METRICS[key]]);
 
 const CONSUMER_COUNTERS: ReadonlyArray<[keyof ConsumerStats, MetricDefinition]> = (
@@ -123,7 +132,11 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     if (host.handlerSeconds) {
       for (const consumer of host.consumers) {
         samples.push(
-          ...histogramSamples(CONSUMER_METRICS.handlerSeconds, { consumer }, host.handlerSeconds(consumer)),
+          ...histogramSamples(
+            CONSUMER_METRICS.handlerSeconds,
+            { consumer },
+            host.handlerSeconds(consumer),
+          ),
         );
       }
     }

@@ -14,5 +14,14 @@ export {
   type HistogramBucket,
   LatencyHistogram,
 } from './latency-histogram.js';
+export {
+  type MetricDefinition,
+  OUTBOXKIT_METRICS,
+} from './metric-catalogue.js';
 export type { MetricSample } from './metric-sample.js';
+export {
+  type OpenTelemetryMetricsOptions,
+  type OpenTelemetryRegistration,
+  registerOpenTelemetryMetrics,
+} from './register-opentelemetry-metrics.js';
 export { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './render-prometheus.js';

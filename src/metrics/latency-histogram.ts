@@ -31,6 +31,8 @@ export class LatencyHistogram {
   readonly #counts: number[];
   #sum = 0;
   #count = 0;
+  /** Who else records each observation (an OpenTelemetry histogram); undefined: nobody. */
+  #listeners: Array<(seconds: number) => void> | undefined;
 
   constructor(bounds: readonly number[] = DEFAULT_LATENCY_BUCKETS) {
     for (const [i, b] of bounds.entries()) {
@@ -50,6 +52,19 @@ export class LatencyHistogram {
     this.#counts[i]! += 1;
     this.#sum += seconds;
     this.#count += 1;
+    if (this.#listeners !== undefined) for (const listener of this.#listeners) listener(seconds);
+  }
+
+  /**
+   * Calls `listener` with every duration observed from now on, for a metric system that records
+   * histograms itself (OpenTelemetry has no observable histogram). Returns the unsubscribe.
+   */
+  subscribe(listener: (seconds: number) => void): () => void {
+    this.#listeners = [...(this.#listeners ?? []), listener];
+    return () => {
+      const rest = (this.#listeners ?? []).filter((l) => l !== listener);
+      this.#listeners = rest.length > 0 ? rest : undefined;
+    };
   }
 
   /** Observations so far. */

@@ -4,6 +4,7 @@ import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerHostOptions } from '../consumer/consumer-host.js';
 import { optionNames } from '../options/option-names.js';
+import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
@@ -105,6 +106,12 @@ export interface OutboxModuleOptions {
    * nothing. Default: Nest's `Logger` with the context `Outbox`.
    */
   readonly logger?: LoggerService | OutboxLogger | false;
+  /**
+   * The application's prom-client `Registry`: the module registers outboxkit's metrics in it
+   * once started (the relay's and the consumers' of this process, and the outbox gauges), and
+   * removes them at shutdown, so the application's one `/metrics` serves both. Default none.
+   */
+  readonly prometheusRegistry?: PrometheusRegistry;
 }
 
 /** Every option of `OutboxModuleOptions`, for the options table in docs/options.md. */
@@ -124,4 +131,5 @@ export const MODULE_OPTION_NAMES = optionNames<OutboxModuleOptions>()([
   'maxMessageBytes',
   'notifyIntervalMs',
   'logger',
+  'prometheusRegistry',
 ]);

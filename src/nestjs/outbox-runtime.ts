@@ -5,6 +5,10 @@ import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
 import { StateError } from '../errors/state-error.js';
 import { migrate } from '../migrate/migrate.js';
+import {
+  type PrometheusRegistration,
+  registerPrometheusMetrics,
+} from '../prometheus/register-prometheus-metrics.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { createPool } from '../sql/create-pool.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -41,6 +45,7 @@ export class OutboxRuntime {
   #relay: OutboxRelay | undefined;
   #host: ConsumerHost | undefined;
   #topologies: ConsumerTopology[] = [];
+  #prometheus: PrometheusRegistration | undefined;
   #state: State = 'new';
   #stopped: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -148,6 +153,15 @@ export class OutboxRuntime {
         });
         await this.#relay.start();
       }
+
+      if (o.prometheusRegistry) {
+        this.#prometheus = registerPrometheusMetrics(o.prometheusRegistry, {
+          ...(this.#relay && { relay: this.#relay }),
+          ...(this.#host && { consumers: this.#host }),
+          pool: this.#queryable(),
+          schema: o.schema,
+        });
+      }
     } catch (error) {
       await this.close().catch(() => {});
       throw error;
@@ -167,6 +181,7 @@ export class OutboxRuntime {
 
   async #stop(): Promise<void> {
     this.#state = 'stopping';
+    this.#prometheus?.unregister();
     try {
       await this.#host?.stop();
     } finally {

@@ -3,6 +3,7 @@ import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
@@ -31,6 +32,7 @@ export interface ResolvedModuleOptions {
   readonly maxMessageBytes: number | undefined;
   readonly notifyIntervalMs: number | false | undefined;
   readonly logger: OutboxLogger;
+  readonly prometheusRegistry: PrometheusRegistry | undefined;
 }
 
 const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
@@ -81,6 +83,15 @@ export function resolveModuleOptions(
   }
   const prefix = options.prefix ?? '';
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix', 'must be a string');
+  const registry = options.prometheusRegistry;
+  if (
+    registry !== undefined &&
+    (registry === null ||
+      typeof registry.registerMetric !== 'function' ||
+      typeof registry.removeSingleMetric !== 'function')
+  ) {
+    throw new ConfigurationError('prometheusRegistry', 'must be a prom-client Registry');
+  }
   return Object.freeze({
     db,
     databaseUrl,
@@ -97,6 +108,7 @@ export function resolveModuleOptions(
     maxMessageBytes: options.maxMessageBytes,
     notifyIntervalMs: options.notifyIntervalMs,
     logger,
+    prometheusRegistry: options.prometheusRegistry,
   });
 }
 

@@ -13,4 +13,9 @@ export interface OutboxRow {
   /** When the row was written, in whole seconds since the epoch. */
   readonly created_at_s: number;
   readonly attempts: number;
+  /**
+   * Seconds from the row's write to its claim, by the database's clock (so no clock skew): the
+   * time it waited in the outbox, for the relay's spans.
+   */
+  readonly waited_s?: number;
 }

@@ -4,6 +4,7 @@ import {
   describeConfirmResult,
 } from '../amqp/confirmed-publisher.js';
 import { publishProperties } from '../protocol/message-properties.js';
+import { publishTracer } from '../tracing/publish-span.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
 
@@ -52,21 +53,20 @@ export function publishBatch(
     }, timeoutMs);
     stop?.addEventListener('abort', onStop, { once: true });
 
+    // Undefined without `@opentelemetry/api`: then no per-message tracing work at all.
+    const tracer = publishTracer();
     requests.forEach((request, index) => {
       if (request.outcome !== undefined || finished) return;
       const { row } = request;
-      publisher.send(
-        row.exchange,
-        row.routing_key,
-        row.payload,
-        publishProperties(row),
-        (result) => {
-          if (finished || outcomes[index] !== undefined) return;
-          outcomes[index] = rowOutcome(result, sent === 1);
-          pending -= 1;
-          if (pending === 0) finish(RELEASED);
-        },
-      );
+      const properties = publishProperties(row);
+      const span = tracer?.start(row, properties);
+      publisher.send(row.exchange, row.routing_key, row.payload, properties, (result) => {
+        span?.end(result);
+        if (finished || outcomes[index] !== undefined) return;
+        outcomes[index] = rowOutcome(result, sent === 1);
+        pending -= 1;
+        if (pending === 0) finish(RELEASED);
+      });
     });
   });
 }

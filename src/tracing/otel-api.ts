@@ -12,6 +12,8 @@ export interface OtelSpan {
   setAttribute(key: string, value: string | number | boolean): unknown;
   setStatus(status: { code: number; message?: string }): unknown;
   recordException(exception: Error | string): void;
+  /** False for a span that was sampled out, or made without an SDK: nothing it gets is kept. */
+  isRecording(): boolean;
   end(): void;
 }
 
@@ -29,7 +31,7 @@ interface TextMapGetter<C> {
  */
 export interface OtelApi {
   readonly ROOT_CONTEXT: OtelContext;
-  readonly SpanKind: { readonly CONSUMER: number };
+  readonly SpanKind: { readonly CONSUMER: number; readonly PRODUCER: number };
   readonly SpanStatusCode: { readonly ERROR: number };
   readonly context: {
     active(): OtelContext;
@@ -52,6 +54,47 @@ export interface OtelApi {
     };
     setSpan(context: OtelContext, span: OtelSpan): OtelContext;
   };
+  readonly metrics: {
+    getMeter(name: string, version?: string): OtelMeter;
+  };
+}
+
+/** Attributes of a span or a measurement. */
+export type OtelAttributes = Record<string, string | number | boolean>;
+
+/** An observable instrument, only passed back to `ObservableResult.observe`. */
+export type OtelObservable = object;
+
+/** The part of an OpenTelemetry `Meter` outboxkit uses. */
+export interface OtelMeter {
+  createObservableCounter(
+    name: string,
+    options?: { description?: string; unit?: string },
+  ): OtelObservable;
+  createObservableGauge(
+    name: string,
+    options?: { description?: string; unit?: string },
+  ): OtelObservable;
+  createHistogram(
+    name: string,
+    options?: {
+      description?: string;
+      unit?: string;
+      advice?: { explicitBucketBoundaries?: number[] };
+    },
+  ): { record(value: number, attributes?: OtelAttributes): void };
+  addBatchObservableCallback(
+    callback: (result: {
+      observe(observable: OtelObservable, value: number, attributes?: OtelAttributes): void;
+    }) => void | Promise<void>,
+    observables: OtelObservable[],
+  ): void;
+  removeBatchObservableCallback(
+    callback: (result: {
+      observe(observable: OtelObservable, value: number, attributes?: OtelAttributes): void;
+    }) => void | Promise<void>,
+    observables: OtelObservable[],
+  ): void;
 }
 
 let cached: OtelApi | null | undefined;

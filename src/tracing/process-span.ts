@@ -49,8 +49,11 @@ export class ProcessSpan {
     const parent = api.propagation.extract(api.ROOT_CONTEXT, info.headers, HEADER_GETTER);
     const attributes: Record<string, string | number | boolean> = {
       'messaging.system': 'rabbitmq',
+      // `messaging.operation` is the name before semantic conventions 1.26, kept for backends
+      // that still read it.
       'messaging.operation': 'process',
       'messaging.operation.type': 'process',
+      'messaging.operation.name': 'process',
       'messaging.destination.name': info.exchange,
       'messaging.rabbitmq.destination.routing_key': info.routingKey,
       'messaging.destination.subscription.name': input.queue,
@@ -64,7 +67,7 @@ export class ProcessSpan {
     }
     const span = api.trace
       .getTracer(TRACER_NAME)
-      .startSpan(`${input.queue} process`, { kind: api.SpanKind.CONSUMER, attributes }, parent);
+      .startSpan(`process ${input.queue}`, { kind: api.SpanKind.CONSUMER, attributes }, parent);
     return new ProcessSpan(api, span, api.trace.setSpan(parent, span));
   }
 
@@ -119,8 +122,11 @@ export class ProcessSpan {
   }
 }
 
-/** Reads headers as amqplib decodes them: strings, or Buffers for binary values. */
-const HEADER_GETTER = {
+/**
+ * Reads headers as amqplib decodes them (strings, or Buffers for binary values), or as the
+ * outbox stores them (JSON).
+ */
+export const HEADER_GETTER = {
   keys: (headers: Readonly<Record<string, unknown>>) => Object.keys(headers),
   get(headers: Readonly<Record<string, unknown>>, key: string): string | undefined {
     const value = headers[key];

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/correctness/noUnusedVariables: a prelude declares what the snippets use
 // The application the docs' snippets assume and do not repeat: its Kysely `db` on a pg `pool`,
 // its tables, and the URLs of its database and broker. Prepended to a snippet by
 // `<!-- snippet: prelude=app -->` (see test/docs-snippets.test.ts).

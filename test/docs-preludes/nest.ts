@@ -1,3 +1,4 @@
+// biome-ignore-all lint/correctness/noUnusedVariables: a prelude declares what the snippets use
 // A Nest application's own pieces: the injection token of its Kysely instance and an admin guard.
 import type * as __nest from '@nestjs/common';
 

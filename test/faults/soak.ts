@@ -250,13 +250,13 @@ const members = new Members(
         databaseUrl: cluster.url(applicationName),
         amqpUrl: amqpViaProxy,
         schema: sc.schema,
+        // The base flags of RelayProcess (heartbeat 1 s, publish timeout 2 s, stats every
+        // 100 ms) stay; a flag given twice is refused.
         args: [
           '--batch-size',
           '100',
           '--concurrency',
           '4',
-          '--stats-interval',
-          '1s',
           '--retry-initial',
           '100ms',
           '--retry-max',
@@ -287,17 +287,29 @@ const members = new Members(
   (generation, how) => fail(`${generation.label} (pid ${generation.pid}) ended: ${how}`),
 );
 
-/** Heals whatever a fault may have left broken (an aborted fault, the end of the run). */
+/**
+ * Heals whatever a fault may have left broken (a fault whose tools failed, the end of the run),
+ * trying three times: rabbitmqctl itself times out on an overloaded machine.
+ */
 async function healAll(): Promise<void> {
-  proxy.heal();
-  if (node.pid === undefined) await node.boot();
-  await node.ctl('start_app');
-  await node.ctl('set_vm_memory_high_watermark', '0.4');
-  const answers = await sc.appPool.query('SELECT 1').then(
-    () => true,
-    () => false,
-  );
-  if (!answers) await cluster.boot();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      proxy.heal();
+      if (node.pid === undefined) await node.boot();
+      await node.ctl('start_app');
+      await node.ctl('set_vm_memory_high_watermark', '0.4');
+      const answers = await sc.appPool.query('SELECT 1').then(
+        () => true,
+        () => false,
+      );
+      if (!answers) await cluster.boot();
+      await node.electMissingLeaders(quorumQueues, 10_000);
+      return;
+    } catch (error) {
+      if (attempt === 3) throw error;
+      log(`healing failed (attempt ${attempt}), again: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
 }
 
 const samples: Sample[] = [];
@@ -512,7 +524,7 @@ try {
       } else {
         // rabbitmqctl or pg_ctl failing or timing out (an overloaded machine): the tools', not
         // outboxkit's. Counted and healed; what it did to the traffic the ledger still tells.
-        harnessErrors.push({ t: record.t, fault: describeFault(fault), error: record.error });
+        harnessErrors.push({ t: record.t, fault: describeFault(fault), error: record.error ?? '' });
         log(`the fault's own tools failed (not counted against outboxkit): ${record.error}`);
       }
       await healAll().catch((e: unknown) => fail(`healing failed: ${(e as Error).message}`));

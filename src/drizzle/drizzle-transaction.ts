@@ -1,0 +1,45 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { joinedTransaction } from '../orm/joined-transaction.js';
+import { splitPositional } from '../orm/positional-statement.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+
+/** The part of a Drizzle node-postgres transaction (`tx`) the writer uses. */
+export interface DrizzleTransactionLike {
+  execute(query: SQL): PromiseLike<{ rows: unknown[] }>;
+  /** Only a transaction has it: the database object `drizzle(pool)` commits on its own. */
+  rollback(): unknown;
+}
+
+const FIX =
+  'pass the `tx` that `db.transaction(tx => ...)` gives; the `db` of `drizzle(...)` commits ' +
+  'every statement on its own.';
+
+/**
+ * The caller's Drizzle transaction (node-postgres driver), for `writer.add`. Throws a
+ * `NotInTransactionError` for the database object itself.
+ *
+ * Drizzle does not tell when a transaction has ended: keep the `tx` inside its callback.
+ *
+ * @example
+ * await db.transaction(async (tx) => {
+ *   await tx.insert(orders).values(order);
+ *   await writer.add(drizzleTransaction(tx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
+ * });
+ */
+export function drizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
+  const inTransaction = typeof (tx as { rollback?: unknown }).rollback === 'function';
+  return joinedTransaction(
+    async (text, params) => {
+      const { texts, values } = splitPositional(text, params);
+      const statement = sql.join(
+        texts.flatMap((part, i) =>
+          i < values.length ? [sql.raw(part), sql.param(values[i])] : [sql.raw(part)],
+        ),
+      );
+      const result = await tx.execute(statement);
+      return { rows: result.rows };
+    },
+    () => inTransaction,
+    FIX,
+  );
+}

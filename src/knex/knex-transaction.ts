@@ -1,0 +1,38 @@
+import { joinedTransaction } from '../orm/joined-transaction.js';
+import { splitPositional } from '../orm/positional-statement.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+
+/** The part of a Knex transaction (`trx`) the writer uses. */
+export interface KnexTransactionLike {
+  /** `true` on a transaction; the `knex` instance itself has no such flag. */
+  readonly isTransaction?: boolean;
+  isCompleted(): boolean;
+  raw(sql: string, bindings: readonly unknown[]): PromiseLike<{ rows: unknown[] }>;
+}
+
+const FIX =
+  'pass the `trx` that `knex.transaction(trx => ...)` gives; the `knex` instance commits every ' +
+  'statement on its own.';
+
+/**
+ * The caller's Knex transaction (pg client), for `writer.add`. Throws a `NotInTransactionError`
+ * for the `knex` instance itself or a transaction that has completed.
+ *
+ * @example
+ * await knex.transaction(async (trx) => {
+ *   await trx('orders').insert(order);
+ *   await writer.add(knexTransaction(trx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
+ * });
+ */
+export function knexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
+  return joinedTransaction(
+    (text, params) => {
+      const { texts, values } = splitPositional(text, params);
+      // Knex binds `?`; a literal one (the jsonb operator) is written `\?`.
+      const raw = texts.map((part) => part.replaceAll('?', '\\?')).join('?');
+      return trx.raw(raw, values) as Promise<{ rows: unknown[] }>;
+    },
+    () => trx.isTransaction === true && !trx.isCompleted(),
+    fix,
+  );
+}

@@ -1,0 +1,53 @@
+import type { OutboxLogger } from '../util/logger.js';
+
+/**
+ * The part of a pino `Logger` outboxkit uses: pino's own, nestjs-pino's `PinoLogger`, and any
+ * logger with pino's `(fields, message)` signature fit. Declared here so outboxkit never imports
+ * pino (a test checks that the real one fits).
+ */
+export interface PinoLike {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** Options of `pinoOutboxLogger`. */
+export interface PinoOutboxLoggerOptions {
+  /**
+   * Fields put on every line, beside the application's own (its `base`, `mixin` and child
+   * bindings, and nestjs-pino's request fields). Default `{ component: 'outboxkit' }`; `{}` for
+   * none.
+   */
+  readonly bindings?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * An `OutboxLogger` that writes into the application's pino logger: outboxkit's context
+ * becomes fields of the line (`{ count: 3, reason: '...' }`), not text in the message, and the
+ * line carries whatever the application's logger adds. Give it to the `logger` option of the
+ * relay, the consumer host or the Nest module.
+ *
+ * nestjs-pino's `PinoLogger` has pino's signature and fits too; its `Logger` (a Nest
+ * `LoggerService`) goes to the Nest module's `logger` option as it is.
+ *
+ * @example
+ * import pino from 'pino';
+ * import { pinoOutboxLogger } from 'outboxkit/pino';
+ *
+ * const relay = new OutboxRelay({ pool, amqpUrl, logger: pinoOutboxLogger(pino()) });
+ */
+export function pinoOutboxLogger(
+  logger: PinoLike,
+  options: PinoOutboxLoggerOptions = {},
+): OutboxLogger {
+  const bindings = options.bindings ?? { component: 'outboxkit' };
+  const fields = (context?: Record<string, unknown>) =>
+    context ? { ...bindings, ...context } : bindings;
+  return {
+    debug: (message, context) => logger.debug(fields(context), message),
+    info: (message, context) => logger.info(fields(context), message),
+    warn: (message, context) => logger.warn(fields(context), message),
+    error: (message, context) => logger.error(fields(context), message),
+  };
+}

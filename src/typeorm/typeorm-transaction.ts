@@ -1,0 +1,44 @@
+import { joinedTransaction } from '../orm/joined-transaction.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+
+/** The part of a TypeORM `QueryRunner` the writer uses. */
+export interface TypeOrmQueryRunnerLike {
+  readonly isTransactionActive: boolean;
+  readonly isReleased: boolean;
+  query(
+    text: string,
+    params: unknown[],
+    useStructuredResult: true,
+  ): Promise<{ records: unknown[] }>;
+}
+
+/** The part of a TypeORM `EntityManager` the writer uses. */
+export interface TypeOrmEntityManagerLike {
+  readonly queryRunner?: TypeOrmQueryRunnerLike | undefined;
+}
+
+const FIX =
+  'pass the `EntityManager` that `dataSource.transaction(manager => ...)` gives, or a ' +
+  '`QueryRunner` after `startTransaction()`; `dataSource.manager` commits every statement on its own.';
+
+/**
+ * The caller's TypeORM transaction, for `writer.add`: the `EntityManager` of
+ * `dataSource.transaction(...)`, or a `QueryRunner` after `startTransaction()`. Throws a
+ * `NotInTransactionError` for anything outside a transaction, such as `dataSource.manager`.
+ *
+ * @example
+ * await dataSource.transaction(async (manager) => {
+ *   await manager.save(order);
+ *   await writer.add(typeormTransaction(manager), { exchange: 'orders', routingKey: 'order.placed', payload: order });
+ * });
+ */
+export function typeormTransaction(
+  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
+): PgQueryable {
+  const runner = 'isTransactionActive' in handle ? handle : handle.queryRunner;
+  return joinedTransaction(
+    async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
+    () => runner?.isTransactionActive === true && !runner.isReleased,
+    FIX,
+  );
+}

@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import knexFactory from 'knex';
+import { DataSource } from 'typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { drizzleTransaction } from '../src/drizzle/index.js';
+import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
+import { knexTransaction } from '../src/knex/index.js';
+import { mikroOrmTransaction } from '../src/mikro-orm/index.js';
+import { prismaTransaction } from '../src/prisma/index.js';
+import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import type { PgQueryable } from '../src/sql/sql-executor.js';
+import { typeormTransaction } from '../src/typeorm/index.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { PrismaClient } from './support/prisma/generated/client.js';
+import { DATABASE_URL } from './support/env.js';
+import { testRelay } from './support/relay-fixture.js';
+import { payloadOf, TestBroker } from './support/test-broker.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+
+/**
+ * The writer joins the transaction of each ORM: a commit publishes the message, a rollback
+ * leaves neither the business row nor the message, and a handle that would commit on its own is
+ * refused before anything is written.
+ */
+
+/** One ORM: opens a transaction, hands the work the outbox's view of it and a business insert. */
+interface Stack {
+  transaction<T>(
+    work: (outbox: () => PgQueryable, insertOrder: (id: number) => Promise<void>) => Promise<T>,
+  ): Promise<T>;
+  /** Joins what would commit on its own: the ORM's database object outside a transaction. */
+  outside(): PgQueryable;
+  close(): Promise<void>;
+}
+
+type StackFactory = (schema: string) => Promise<Stack>;
+
+const insert = (schema: string, id: number) =>
+  `INSERT INTO "${schema}".orders (id, total) VALUES (${id}, 1)`;
+
+const stacks: Record<string, StackFactory> = {
+  async typeorm(schema) {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    return {
+      transaction: (work) =>
+        dataSource.transaction((manager) =>
+          work(
+            () => typeormTransaction(manager),
+            async (id) => void (await manager.query(insert(schema, id))),
+          ),
+        ),
+      outside: () => typeormTransaction(dataSource.manager),
+      close: () => dataSource.destroy(),
+    };
+  },
+  async 'typeorm query runner'(schema) {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    return {
+      async transaction(work) {
+        const runner = dataSource.createQueryRunner();
+        await runner.startTransaction();
+        try {
+          const result = await work(
+            () => typeormTransaction(runner),
+            async (id) => void (await runner.query(insert(schema, id))),
+          );
+          await runner.commitTransaction();
+          return result;
+        } catch (error) {
+          await runner.rollbackTransaction();
+          throw error;
+        } finally {
+          await runner.release();
+        }
+      },
+      outside: () => typeormTransaction(dataSource.createQueryRunner()),
+      close: () => dataSource.destroy(),
+    };
+  },
+  async drizzle(schema) {
+    const db = drizzle(DATABASE_URL);
+    return {
+      transaction: (work) =>
+        db.transaction((tx) =>
+          work(
+            () => drizzleTransaction(tx),
+            async (id) => void (await tx.execute(insert(schema, id))),
+          ),
+        ),
+      // @ts-expect-error the database object has no `rollback`: TypeScript refuses it too.
+      outside: () => drizzleTransaction(db),
+      close: () => db.$client.end(),
+    };
+  },
+  async knex(schema) {
+    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
+    return {
+      transaction: (work) =>
+        knex.transaction((trx) =>
+          work(
+            () => knexTransaction(trx),
+            async (id) => void (await trx.raw(insert(schema, id))),
+          ),
+        ),
+      outside: () => knexTransaction(knex),
+      close: () => knex.destroy(),
+    };
+  },
+  async prisma(schema) {
+    const prisma = new PrismaClient({
+      adapter: new PrismaPg({ connectionString: DATABASE_URL }, { schema }),
+    });
+    return {
+      transaction: (work) =>
+        prisma.$transaction((tx) =>
+          work(
+            () => prismaTransaction(tx),
+            async (id) => void (await tx.order.create({ data: { id, total: 1 } })),
+          ),
+        ),
+      outside: () => prismaTransaction(prisma),
+      close: () => prisma.$disconnect(),
+    };
+  },
+  async 'mikro-orm'(schema) {
+    const orm = await MikroORM.init({
+      clientUrl: DATABASE_URL,
+      entities: [],
+      discovery: { warnWhenNoEntities: false },
+    });
+    return {
+      transaction: (work) =>
+        orm.em.fork().transactional((em) =>
+          work(
+            () => mikroOrmTransaction(em),
+            async (id) => void (await em.execute(insert(schema, id))),
+          ),
+        ),
+      outside: () => mikroOrmTransaction(orm.em.fork()),
+      close: () => orm.close(),
+    };
+  },
+};
+
+describe('the writer in the transaction of an ORM', () => {
+  let t: TestDatabase;
+  let broker: TestBroker;
+  let relay: OutboxRelay;
+  let exchange: string;
+  let writer: OutboxWriter;
+  let nextId = 0;
+  before(async () => {
+    t = await testDatabase('orm');
+    await t.pool.query(`CREATE TABLE "${t.schema}".orders (id int PRIMARY KEY, total int)`);
+    broker = await TestBroker.open();
+    exchange = await broker.exchange('orders');
+    writer = new OutboxWriter({ schema: t.schema });
+    relay = testRelay(t);
+    await relay.start();
+  });
+  after(async () => {
+    await relay.stop();
+    await broker.close();
+    await t.close();
+  });
+
+  const orderExists = async (id: number) =>
+    (await t.pool.query(`SELECT 1 FROM "${t.schema}".orders WHERE id = $1`, [id])).rowCount === 1;
+
+  for (const [name, factory] of Object.entries(stacks)) {
+    describe(name, () => {
+      let stack: Stack;
+      let queue: string;
+      const routingKey = name.replaceAll(' ', '-');
+      before(async () => {
+        stack = await factory(t.schema);
+        queue = await broker.queue(routingKey, exchange, routingKey);
+      });
+      after(() => stack.close());
+
+      it('publishes the message once the transaction commits', async () => {
+        const id = ++nextId;
+        await stack.transaction(async (outbox, insertOrder) => {
+          await insertOrder(id);
+          await writer.add(outbox(), { exchange, routingKey, payload: { id } });
+          // Several rows, an ordering key: the writer's other statements run in it too.
+          await writer.addMany(outbox(), [
+            { exchange, routingKey, payload: { id, n: 2 }, orderingKey: `o-${id}` },
+            { exchange, routingKey, payload: { id, n: 3 }, orderingKey: `o-${id}` },
+          ]);
+        });
+        assert.ok(await orderExists(id));
+        await broker.waitForDepth(queue, 3);
+        const messages = await broker.drain(queue);
+        assert.deepEqual(messages.map(payloadOf), [{ id }, { id, n: 2 }, { id, n: 3 }]);
+      });
+
+      it('writes neither the row nor the message when the transaction rolls back', async () => {
+        const id = ++nextId;
+        await assert.rejects(
+          stack.transaction(async (outbox, insertOrder) => {
+            await insertOrder(id);
+            await writer.add(outbox(), { exchange, routingKey, payload: { id } });
+            throw new Error('business failure');
+          }),
+          /business failure/,
+        );
+        assert.equal(await orderExists(id), false);
+        const { rows } = await t.pool.query(
+          `SELECT count(*)::int AS n FROM "${t.schema}".outbox WHERE routing_key = $1`,
+          [routingKey],
+        );
+        assert.equal(rows[0].n, 0);
+      });
+
+      it('refuses a handle that would commit on its own', async () => {
+        const before = await t.count();
+        await assert.rejects(
+          async () => writer.add(stack.outside(), { exchange, routingKey, payload: {} }),
+          (error: unknown) =>
+            error instanceof NotInTransactionError && error.code === 'not-in-transaction',
+        );
+        assert.equal(await t.count(), before);
+      });
+    });
+  }
+});
