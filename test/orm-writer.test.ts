@@ -1,23 +1,26 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MikroORM } from '@mikro-orm/postgresql';
+import { Test } from '@nestjs/testing';
+import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { TransactionHost } from '@nestjs-cls/transactional';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import knexFactory from 'knex';
+import { ClsModule, ClsService } from 'nestjs-cls';
 import { DataSource } from 'typeorm';
-import { ClsModule } from 'nestjs-cls';
 import { drizzleTransaction } from '../src/drizzle/index.js';
 import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
 import { knexTransaction } from '../src/knex/index.js';
 import { mikroOrmTransaction } from '../src/mikro-orm/index.js';
+import { clsTransaction } from '../src/nestjs-cls/index.js';
 import { prismaTransaction } from '../src/prisma/index.js';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import type { PgQueryable } from '../src/sql/sql-executor.js';
 import { typeormTransaction } from '../src/typeorm/index.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
-import { PrismaClient } from './support/prisma/generated/client.js';
 import { DATABASE_URL } from './support/env.js';
+import { PrismaClient } from './support/prisma/generated/client.js';
 import { testRelay } from './support/relay-fixture.js';
 import { payloadOf, TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
@@ -80,6 +83,47 @@ const stacks: Record<string, StackFactory> = {
       },
       outside: () => typeormTransaction(dataSource.createQueryRunner()),
       close: () => dataSource.destroy(),
+    };
+  },
+  async 'nestjs-cls with typeorm'(schema) {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    const database = {
+      module: class DatabaseModule {},
+      providers: [{ provide: DataSource, useValue: dataSource }],
+      exports: [DataSource],
+    };
+    const app = await Test.createTestingModule({
+      imports: [
+        ClsModule.forRoot({
+          global: true,
+          plugins: [
+            new ClsPluginTransactional({
+              imports: [database],
+              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+            }),
+          ],
+        }),
+      ],
+    }).compile();
+    await app.init();
+    const cls = app.get(ClsService);
+    const txHost: TransactionHost<TransactionalAdapterTypeOrm> = app.get(TransactionHost);
+    return {
+      // What `@Transactional()` does around a method.
+      transaction: (work) =>
+        cls.run(() =>
+          txHost.withTransaction(() =>
+            work(
+              () => clsTransaction(txHost, typeormTransaction),
+              async (id) => void (await txHost.tx.query(insert(schema, id))),
+            ),
+          ),
+        ),
+      outside: () => cls.run(() => clsTransaction(txHost, typeormTransaction)),
+      async close() {
+        await app.close();
+        await dataSource.destroy();
+      },
     };
   },
   async drizzle(schema) {

@@ -1,10 +1,10 @@
 import { CompiledQuery, type ControlledTransaction, type Kysely, type Transaction } from 'kysely';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { ProcessSpan } from '../tracing/process-span.js';
-import { errorMessage, type OutboxLogger } from '../util/logger.js';
-import { settleWithin } from '../util/with-timeout.js';
+import type { OutboxLogger } from '../util/logger.js';
 import { closableTransaction } from './closable-transaction.js';
 import type { ConsumeContext } from './consumer-definition.js';
+import { endTimedOut } from './end-timed-out.js';
 import { HandlerTimeoutError } from './handler-timeout-error.js';
 import type { ParsedDelivery } from './parse-delivery.js';
 import type { ProcessedQueries } from './processed-queries.js';
@@ -48,7 +48,7 @@ export interface ClaimDeps {
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
-type AnyTransaction = ControlledTransaction<any>;
+export type AnyTransaction = ControlledTransaction<any>;
 
 type HandlerResult =
   | { readonly kind: 'ok' }
@@ -57,8 +57,6 @@ type HandlerResult =
 
 /** SQLSTATE lock_not_available: the claim's `lock_timeout` ran out. */
 const LOCK_NOT_AVAILABLE = '55P03';
-/** The longest wait for a free connection to cancel a timed-out handler's statement. */
-const MAX_CANCEL_WAIT_MS = 5000;
 
 /**
  * Runs one transaction: claims the tasks' business keys in the processed-messages table, runs
@@ -227,86 +225,6 @@ async function runHandler(
   if (result.kind === 'timed-out') controller.abort(result.error);
   if (result.kind === 'threw') span?.fail(result.error);
   return result;
-}
-
-/**
- * Ends a timed-out transaction without waiting for its handler: cancels the statement it may
- * be stuck in, then rolls back. Returns within `timeoutMs`; a session that has not rolled back
- * by then is terminated, and its rollback handed to `onAbandoned`.
- */
-async function endTimedOut(
-  deps: ClaimDeps,
-  trx: AnyTransaction,
-  pid: number | undefined,
-): Promise<void> {
-  const { queries, consumer, logger } = deps;
-  const deadline = Date.now() + consumer.timeoutMs;
-  const remaining = () => Math.max(0, deadline - Date.now());
-  let rollingBack = false;
-  // The cancel must land before the ROLLBACK is sent: later, it could cancel the ROLLBACK, or a
-  // statement of the session's next user. So it is sent only if the rollback has not begun.
-  if (pid !== undefined) {
-    const cancel = signalBackend(
-      deps,
-      queries.cancelBackend,
-      pid,
-      () => rollingBack,
-      'could not cancel the statement of a timed-out handler',
-    );
-    await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, remaining()));
-  }
-  rollingBack = true;
-  let rolledBack = false;
-  // A failed rollback ends the transaction too: Kysely gives the connection back either way,
-  // and pg-pool drops a broken one.
-  const rollback = trx
-    .rollback()
-    .execute()
-    .catch(() => {})
-    .then(() => {
-      rolledBack = true;
-    });
-  await settleWithin(rollback, remaining());
-  if (rolledBack) return;
-  logger.warn('a timed-out transaction did not roll back in time; terminating its session', {
-    consumer: consumer.name,
-    pid,
-  });
-  deps.onAbandoned(rollback);
-  if (pid === undefined) return;
-  // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
-  // that follows needs the listener the host's `db` option asks for.
-  void signalBackend(
-    deps,
-    queries.terminateBackend,
-    pid,
-    () => rolledBack,
-    'could not terminate the session of a timed-out transaction',
-  );
-}
-
-/**
- * Sends `query` (a cancel or a terminate of session `pid`) on a connection of its own, unless
- * `tooLate()` says so once that connection is had: the wait for a free connection can outlast
- * the need, and a signal sent after that could hit the session's next user. Never rejects.
- */
-function signalBackend(
-  deps: ClaimDeps,
-  query: string,
-  pid: number,
-  tooLate: () => boolean,
-  failure: string,
-): Promise<void> {
-  const { db, consumer, logger } = deps;
-  return db
-    .connection()
-    .execute(async (connection) => {
-      if (tooLate()) return;
-      await connection.executeQuery(CompiledQuery.raw(query, [pid]));
-    })
-    .catch((error: unknown) =>
-      logger.warn(failure, { consumer: consumer.name, error: errorMessage(error) }),
-    );
 }
 
 interface Claimed {

@@ -6,7 +6,8 @@ import type { PgQueryable } from '../sql/sql-executor.js';
 export interface KnexTransactionLike {
   /** `true` on a transaction; the `knex` instance itself has no such flag. */
   readonly isTransaction?: boolean;
-  isCompleted(): boolean;
+  /** Only a transaction has it. */
+  isCompleted?(): boolean;
   raw(sql: string, bindings: readonly unknown[]): PromiseLike<{ rows: unknown[] }>;
 }
 
@@ -32,7 +33,7 @@ export function knexTransaction(trx: KnexTransactionLike, fix: string = FIX): Pg
       const raw = texts.map((part) => part.replaceAll('?', '\\?')).join('?');
       return trx.raw(raw, values) as Promise<{ rows: unknown[] }>;
     },
-    () => trx.isTransaction === true && !trx.isCompleted(),
+    () => trx.isTransaction === true && trx.isCompleted?.() === false,
     fix,
   );
 }

@@ -23,20 +23,11 @@ const FIX =
  * });
  */
 export function prismaTransaction(tx: PrismaTransactionLike): PgQueryable {
-  // Prisma leaves `$transaction` out of the client it gives an interactive transaction.
-  const inTransaction = typeof (tx as { $transaction?: unknown }).$transaction !== 'function';
+  // Prisma leaves `$connect` and `$disconnect` out of the client of an interactive transaction
+  // (and, before Prisma 7, `$transaction`).
+  const inTransaction = typeof (tx as { $disconnect?: unknown }).$disconnect !== 'function';
   return joinedTransaction(
-    async (text, params) => {
-      // The writer's statements return `void` columns, which Prisma cannot read back.
-      if (
-        !/\bRETURNING\b/i.test(text) &&
-        !/^\s*SELECT\b(?![\s\S]*\bpg_notify\b|[\s\S]*\bpg_advisory_xact_lock\b)/i.test(text)
-      ) {
-        await tx.$executeRawUnsafe(text, ...params);
-        return { rows: [] };
-      }
-      return { rows: await tx.$queryRawUnsafe<unknown[]>(text, ...params) };
-    },
+    async (text, params) => ({ rows: await tx.$queryRawUnsafe<unknown[]>(text, ...params) }),
     () => inTransaction,
     FIX,
   );

@@ -28,7 +28,8 @@ export interface OutboxWriterOptions {
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
 
-const NOTIFY = "SELECT pg_notify($1, '')";
+// The writer's statements return no `void` column (`::text`): Prisma cannot read one back.
+const NOTIFY = "SELECT pg_notify($1, '')::text";
 
 /** Every option of `OutboxWriterOptions`, for the options table in docs/options.md. */
 export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
@@ -91,7 +92,7 @@ export class OutboxWriter {
                   $7::text[], $8::bigint[], $9::text[], $10::text[])
         AS t(m, e, r, p, c, h, k, d, co, ca)`;
     // Locks are taken in hash order so two writers sharing keys cannot deadlock.
-    this.#lockKeys = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, h)
+    this.#lockKeys = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, h)::text
       FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys`;
   }
 

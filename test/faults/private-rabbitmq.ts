@@ -204,7 +204,7 @@ export class PrivateRabbitMq {
     const deadline = Date.now() + waitMs;
     let leaderless = [...queues];
     for (;;) {
-      const checks = await Promise.all(leaderless.map((q) => this.#hasLeader(q)));
+      const checks = await this.#haveLeaders(leaderless);
       leaderless = leaderless.filter((_, i) => !checks[i]);
       if (leaderless.length === 0 || Date.now() > deadline) break;
       await sleep(250);
@@ -216,6 +216,28 @@ export class PrivateRabbitMq {
       await waitFor(`a leader for ${queue}`, () => this.#hasLeader(queue), 15_000);
     }
     return leaderless;
+  }
+
+  /**
+   * Whether each queue has a leader, in one `rabbitmqctl eval`: each call boots an Erlang VM,
+   * and a call per queue, side by side, outlived the CLI's timeout on a loaded machine.
+   */
+  async #haveLeaders(queues: readonly string[]): Promise<boolean[]> {
+    if (queues.length === 0) return [];
+    const names = queues.map(raServerName).join(', ');
+    const answer = await this.ctl(
+      'eval',
+      `[ra_leaderboard:lookup_leader(Q) =/= undefined || Q <- [${names}]].`,
+    );
+    const values = answer
+      .trim()
+      .replace(/^\[|\]$/g, '')
+      .split(',')
+      .map((v) => v.trim());
+    if (values.length !== queues.length || values.some((v) => v !== 'true' && v !== 'false')) {
+      throw new Error(`unexpected answer to a leader lookup: ${answer}`);
+    }
+    return values.map((v) => v === 'true');
   }
 
   async #hasLeader(queue: string): Promise<boolean> {
