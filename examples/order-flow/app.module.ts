@@ -1,11 +1,12 @@
 import { type DynamicModule, type LoggerService, Module } from '@nestjs/common';
 import type { Kysely } from 'kysely';
+import type { Registry } from 'prom-client';
 import { OutboxModule } from '../../src/nestjs/index.js';
 import { DatabaseModule, type ExampleDatabase, KYSELY } from './database.js';
 import { EXAMPLE_CONFIG, type ExampleConfig } from './example-config.js';
 import { InventoryModule } from './inventory/inventory.module.js';
 import { OrdersModule } from './orders/orders.module.js';
-import { TelemetryModule } from './telemetry.module.js';
+import { METRICS_REGISTRY, TelemetryModule } from './telemetry.module.js';
 
 const EXAMPLE_LOGGER = Symbol('example logger');
 
@@ -37,8 +38,13 @@ export class AppModule {
         TelemetryModule,
         OutboxModule.forRootAsync({
           isGlobal: true,
-          inject: [KYSELY, EXAMPLE_CONFIG, EXAMPLE_LOGGER],
-          useFactory: (db: Kysely<ExampleDatabase>, c: ExampleConfig, log: LoggerService) => ({
+          inject: [KYSELY, EXAMPLE_CONFIG, EXAMPLE_LOGGER, METRICS_REGISTRY],
+          useFactory: (
+            db: Kysely<ExampleDatabase>,
+            c: ExampleConfig,
+            log: LoggerService,
+            registry: Registry,
+          ) => ({
             // Handlers run their transactions on the application's own Kysely instance...
             db,
             // ...while the relay makes a small pool of its own from the URL.
@@ -48,6 +54,8 @@ export class AppModule {
             prefix: c.prefix,
             migrate: true,
             logger: log,
+            // outboxkit's metrics join the application's registry, served on GET /metrics.
+            prometheusRegistry: registry,
           }),
         }),
         OrdersModule,

@@ -1,4 +1,5 @@
 import type { ExampleSummary } from './run-example.js';
+import type { TraceLine } from './tracing.js';
 
 /** The summary as the terminal shows it. */
 export function formatSummary(s: ExampleSummary): string {
@@ -33,6 +34,13 @@ export function formatSummary(s: ExampleSummary): string {
     'Summary',
     ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
     '',
+    `Metrics  (GET /metrics, scraped once: ${s.metrics.families.outboxkit} outboxkit families ` +
+      `beside the process's ${s.metrics.families.other}, in one prom-client registry)`,
+    ...s.metrics.shown.map((line) => `  ${line}`),
+    '',
+    `Trace of ${s.trace.orderId}  (in-memory OpenTelemetry exporter; start offset, duration)`,
+    ...formatTrace(s.trace.spans),
+    '',
     'Checks',
   ];
   for (const c of s.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
@@ -45,4 +53,22 @@ export function formatSummary(s: ExampleSummary): string {
     if (s.warnings.length > 3) lines.push(`  ... and ${s.warnings.length - 3} more`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** A trace as an indented tree, one span a line. */
+export function formatTrace(spans: readonly TraceLine[]): string[] {
+  if (spans.length === 0) return ['  (no trace recorded)'];
+  const labels = spans.map(
+    (span) => `${span.depth > 0 ? `${'   '.repeat(span.depth - 1)}└─ ` : ''}${span.name}`,
+  );
+  const width = Math.max(...labels.map((l) => l.length));
+  return spans.map((span, i) => {
+    const wait = span.attributes['outboxkit.outbox.wait.duration'];
+    const note =
+      typeof wait === 'number' ? `  (waited ${(wait * 1000).toFixed(1)} ms in the outbox)` : '';
+    return (
+      `  ${labels[i]!.padEnd(width)}  ${span.kind.padEnd(8)}  ` +
+      `${`+${span.startMs.toFixed(1)}`.padStart(8)} ms  ${span.durationMs.toFixed(1).padStart(6)} ms${note}`
+    );
+  });
 }

@@ -11,8 +11,9 @@ import { type ExampleDatabase, exampleSchemaSql, KYSELY } from './database.js';
 import type { ExampleConfig } from './example-config.js';
 import { ExampleLogger } from './example-logger.js';
 import { LatencyRecorder } from './latency-recorder.js';
-import { generateLoad, type Ledger, type LoadPlan } from './load-generator.js';
+import { generateLoad, type Ledger, type LoadPlan, orderScript } from './load-generator.js';
 import type { ProgressDisplay, ProgressState } from './progress-display.js';
+import { installTracing, type TraceLine, traceOf } from './tracing.js';
 
 /** How one run goes. */
 export interface RunOptions extends LoadPlan {
@@ -51,11 +52,44 @@ export interface ExampleSummary {
   readonly confirmations: number;
   readonly latencyMs: { readonly p50?: number; readonly p99?: number; readonly count: number };
   readonly drained: boolean;
+  /** One scrape of the app's own `GET /metrics` after the run. */
+  readonly metrics: MetricsScrape;
+  /** One order's trace, from its HTTP request to the handlers, depth first. */
+  readonly trace: { readonly orderId: string; readonly spans: readonly TraceLine[] };
   readonly warnings: readonly string[];
   readonly checks: readonly Check[];
 }
 
+/** What `GET /metrics` answered. */
+export interface MetricsScrape {
+  /** The exposition text, whole. */
+  readonly text: string;
+  /** Metric families: outboxkit's and the rest (the process's default metrics). */
+  readonly families: { readonly outboxkit: number; readonly other: number };
+  /** Sample lines of a few outboxkit metrics, as served. */
+  readonly shown: readonly string[];
+  /** `outboxkit_relay_published_total`, or undefined when absent. */
+  readonly published: number | undefined;
+}
+
+/** The metrics the summary shows. */
+const SHOWN_METRICS = [
+  'outboxkit_relay_published_total',
+  'outboxkit_relay_publish_seconds_count',
+  'outboxkit_consumer_handled_total',
+  'outboxkit_consumer_duplicates_total',
+  'outboxkit_consumer_retried_total',
+  'outboxkit_consumer_dead_lettered_total',
+  'outboxkit_outbox_pending_messages',
+  'outboxkit_outbox_oldest_pending_age_seconds',
+];
+
 const INVENTORY = 'inventory.orders';
+/**
+ * The first spans of an order's trace, each the parent of the next: the HTTP request, its
+ * transaction, the relay's publish, the inventory's process span and its handler's span.
+ */
+const TRACE_CHAIN = ['SERVER', 'INTERNAL', 'PRODUCER', 'CONSUMER', 'INTERNAL'] as const;
 const CONFIRMATIONS = 'orders.stock-reserved';
 
 /**
@@ -68,6 +102,8 @@ export async function runExample(
   options: RunOptions,
 ): Promise<ExampleSummary> {
   await createTables(config);
+  // Spans are kept in memory, to print one order's trace at the end.
+  const tracing = installTracing();
   const logger = new ExampleLogger();
   let app: INestApplication | undefined;
   let declared: { queues: string[]; exchanges: string[] } = { queues: [], exchanges: [] };
@@ -122,8 +158,17 @@ export async function runExample(
     const latency = app.get(LatencyRecorder);
     const dlq = outbox.topologies.find((t) => t.queue.name === `${config.prefix}${INVENTORY}`)!
       .deadLetterQueue.name;
+    const metrics = await scrapeMetrics(`${await app.getUrl()}/metrics`);
+    // An order that is only placed, reserved and confirmed, after the first few (which also
+    // pay for opening connections): the plainest trace.
+    const traced = Array.from({ length: ledger.placed }, (_, i) => orderScript(i)).find(
+      (o, i) => i >= 10 && o.sku.startsWith('widget') && !o.cancel && !o.announce,
+    );
+    const orderId = traced?.id ?? 'none';
     const summary = await summarize(db, ledger, {
       relayed: outbox.relay?.stats().published ?? 0,
+      metrics,
+      trace: { orderId, spans: traceOf(tracing.exporter.getFinishedSpans(), 'order.id', orderId) },
       inventory: stats(INVENTORY),
       confirmations: stats(CONFIRMATIONS),
       deadLettersInQueue: (await outbox.deadLetterDepths()).get(dlq) ?? 0,
@@ -134,9 +179,34 @@ export async function runExample(
     });
     return summary;
   } finally {
-    await app?.close();
-    if (!options.keep) await removeAll(config, declared);
+    try {
+      await app?.close();
+      if (!options.keep) await removeAll(config, declared);
+    } finally {
+      await tracing.stop();
+    }
   }
+}
+
+async function scrapeMetrics(url: string): Promise<MetricsScrape> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`);
+  const text = await response.text();
+  const families = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
+  const samples = text.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+  const published = /^outboxkit_relay_published_total (\S+)$/m.exec(text)?.[1];
+  return {
+    text,
+    families: {
+      outboxkit: families.filter((f) => f.startsWith('outboxkit_')).length,
+      other: families.filter((f) => !f.startsWith('outboxkit_')).length,
+    },
+    // A consumer's series at 0 (no dead letters of the confirmations) say little here.
+    shown: samples.filter(
+      (line) => SHOWN_METRICS.includes(/^[\w:]+/.exec(line)![0]) && !/\{.*\} 0$/.test(line),
+    ),
+    published: published === undefined ? undefined : Number(published),
+  };
 }
 
 async function createTables(config: ExampleConfig): Promise<void> {
@@ -178,6 +248,8 @@ async function summarize(
   ledger: Ledger,
   seen: {
     relayed: number;
+    metrics: MetricsScrape;
+    trace: ExampleSummary['trace'];
     inventory: ConsumerStats;
     confirmations: ConsumerStats;
     deadLettersInQueue: number;
@@ -252,6 +324,18 @@ async function summarize(
       seen.inventory.duplicates === ledger.announced,
       `${seen.inventory.duplicates} of ${ledger.announced}`,
     ),
+    check(
+      'metrics endpoint',
+      seen.metrics.published === seen.relayed,
+      `outboxkit_relay_published_total ${seen.metrics.published} in GET /metrics, ${seen.relayed} relayed`,
+    ),
+    check(
+      'one trace from request to handlers',
+      TRACE_CHAIN.every(
+        (kind, i) => seen.trace.spans[i]?.kind === kind && seen.trace.spans[i]?.depth === i,
+      ),
+      `${seen.trace.spans.length} spans in the trace of ${seen.trace.orderId}`,
+    ),
   ];
   return {
     ledger: { ...ledger },
@@ -276,6 +360,8 @@ async function summarize(
       count: seen.latency.count,
     },
     drained: seen.drained,
+    metrics: seen.metrics,
+    trace: seen.trace,
     warnings: seen.warnings,
     checks,
   };

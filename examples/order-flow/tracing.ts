@@ -119,7 +119,9 @@ export function traceOf(
   attribute: string,
   value: string,
 ): TraceLine[] {
-  const root = spans.find((s) => s.parentSpanContext === undefined && s.attributes[attribute] === value);
+  const root = spans.find(
+    (s) => s.parentSpanContext === undefined && s.attributes[attribute] === value,
+  );
   if (!root) return [];
   const traceId = root.spanContext().traceId;
   const children = new Map<string, ReadableSpan[]>();

@@ -736,7 +736,7 @@ try {
   const trends = trendsOf(samples);
   for (const trend of trends.filter((tr) => !tr.ok)) {
     fail(
-      `${trend.who}: ${trend.metric} grew from ${trend.first} to ${trend.last} between the first and the last third of its ${trend.samples} samples (limit ${trend.limit.toFixed(0)})`,
+      `${trend.who}: ${trend.metric} grew from ${trend.first} (highest of the first third) to ${trend.last} (median of the last third) of its ${trend.samples} samples past its first minute (limit ${trend.limit.toFixed(0)})`,
     );
   }
 
@@ -806,7 +806,7 @@ try {
       `  phantoms ${phantoms}, parked ${parkedCount}, dead letters ${Object.values(deadLetters).reduce((a, b) => a + b, 0)}, outbox left ${outboxLeft}, drain ${(drainMs / 1000).toFixed(1)} s`,
       `  duplicates absorbed: ordered ${totals.ordered.duplicates}, plain ${totals.plain.duplicates}; relays: ${JSON.stringify(totals.relays)}`,
       `  generations: ${members.generations.map((g) => g.label).join(' ')}`,
-      "  trends (median of the first third -> of the last third, past each process's first minute):",
+      "  trends (highest of the first third -> median of the last third, past each process's first minute):",
       ...['rssKb', 'fds', 'backends', 'connections', 'channels'].map((m) => `    ${worst(m)}`),
       `  written: ${path.join(OUT, 'samples.json')}, report.json, trends.svg`,
     ].join('\n'),

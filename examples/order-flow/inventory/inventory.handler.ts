@@ -8,6 +8,7 @@ import {
 import type { ExampleDatabase } from '../database.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { OrderCancelled, OrderPlaced, StockReserved } from '../messages.js';
+import { inSpan } from '../tracing.js';
 
 type Context = ConsumeContext<ExampleDatabase>;
 
@@ -32,8 +33,11 @@ export class InventoryHandler {
     retry: { maxAttempts: 3, backoff: { initialMs: 200, maxMs: 1000 } },
   })
   async onOrderEvent(event: OrderPlaced | OrderCancelled, ctx: Context): Promise<void> {
-    if (event.kind === 'placed') await this.#reserve(event, ctx);
-    else await this.#release(event, ctx);
+    // The handler's own span, a child of outboxkit's `process <queue>` span.
+    const attributes = { 'order.id': event.orderId };
+    if (event.kind === 'placed')
+      await inSpan('reserve stock', attributes, () => this.#reserve(event, ctx));
+    else await inSpan('release stock', attributes, () => this.#release(event, ctx));
   }
 
   async #reserve(order: OrderPlaced, ctx: Context): Promise<void> {

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { type ConsumeContext, OutboxHandler } from '../../../src/nestjs/index.js';
 import type { ExampleDatabase } from '../database.js';
 import { StockReserved } from '../messages.js';
+import { inSpan } from '../tracing.js';
 
 /** The order service's side of `stock.reserved`: it records the confirmation of the order. */
 @Injectable()
@@ -13,12 +14,14 @@ export class ConfirmationHandler {
     retry: { maxAttempts: 3, backoff: { initialMs: 500, maxMs: 1000 } },
   })
   async confirm(reserved: StockReserved, { trx }: ConsumeContext<ExampleDatabase>): Promise<void> {
-    await trx.insertInto('confirmations').values({ order_id: reserved.orderId }).execute();
-    await trx
-      .updateTable('orders')
-      .set({ status: 'confirmed' })
-      .where('id', '=', reserved.orderId)
-      .where('status', '=', 'placed')
-      .execute();
+    await inSpan('confirm order', { 'order.id': reserved.orderId }, async () => {
+      await trx.insertInto('confirmations').values({ order_id: reserved.orderId }).execute();
+      await trx
+        .updateTable('orders')
+        .set({ status: 'confirmed' })
+        .where('id', '=', reserved.orderId)
+        .where('status', '=', 'placed')
+        .execute();
+    });
   }
 }

@@ -9,11 +9,13 @@ import {
   Param,
   Post,
 } from '@nestjs/common';
+import { trace } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import { OutboxService } from '../../../src/nestjs/index.js';
 import { type ExampleDatabase, KYSELY } from '../database.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { OrderCancelled, OrderPlaced } from '../messages.js';
+import { inSpan } from '../tracing.js';
 
 interface PlaceOrderBody {
   readonly id?: unknown;
@@ -44,19 +46,24 @@ export class OrdersController {
     if (typeof id !== 'string' || typeof sku !== 'string' || !Number.isInteger(quantity)) {
       throw new BadRequestException('expected { id?: string, sku: string, quantity: integer }');
     }
+    trace.getActiveSpan()?.setAttribute('order.id', id);
     try {
-      await this.db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto('orders')
-          .values({ id, sku, quantity: quantity as number, status: 'placed' })
-          .execute();
-        await this.outbox.add(trx, OrderPlaced, {
-          kind: 'placed',
-          orderId: id,
-          sku,
-          quantity: quantity as number,
-        });
-      });
+      // The message's headers carry this span's context: the relay's publish span, and
+      // through it the inventory's, continue this trace.
+      await inSpan('write order + outbox message', { 'order.id': id }, () =>
+        this.db.transaction().execute(async (trx) => {
+          await trx
+            .insertInto('orders')
+            .values({ id, sku, quantity: quantity as number, status: 'placed' })
+            .execute();
+          await this.outbox.add(trx, OrderPlaced, {
+            kind: 'placed',
+            orderId: id,
+            sku,
+            quantity: quantity as number,
+          });
+        }),
+      );
     } catch (error) {
       if ((error as { code?: string }).code === '23505') {
         throw new ConflictException(`order ${id} exists`);
