@@ -20,13 +20,17 @@ describe('idempotent consumer: a handler that never settles', () => {
   });
   after(() => f.close());
 
-  /** Sessions of the fixture's pool left inside a transaction, other than `except`. */
+  /**
+   * Sessions left inside a transaction on this file's schema (their last statement names it:
+   * other test files run beside this one on the same database), other than `except`.
+   */
   const openTransactions = async (except?: number): Promise<number> => {
     const { rows } = await f.t.pool.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_stat_activity
        WHERE datname = current_database() AND pid <> pg_backend_pid()
-         AND xact_start IS NOT NULL AND pid IS DISTINCT FROM $1`,
-      [except ?? null],
+         AND xact_start IS NOT NULL AND pid IS DISTINCT FROM $1
+         AND query LIKE '%' || $2 || '%'`,
+      [except ?? null, f.t.schema],
     );
     return rows[0]!.n;
   };

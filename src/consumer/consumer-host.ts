@@ -4,6 +4,7 @@ import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { StateError } from '../errors/state-error.js';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { optionNames } from '../options/option-names.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
@@ -276,7 +277,9 @@ export class ConsumerHost {
    * or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then stopped).
    */
   async start(): Promise<void> {
-    if (this.#state !== 'new') throw new Error(`consumer host cannot start: it is ${this.#state}`);
+    if (this.#state !== 'new') {
+      throw new StateError(`consumer host cannot start: it is ${this.#state}`, this.#state);
+    }
     this.#state = 'starting';
     const started = new Promise<void>((resolve, reject) => {
       this.#started = { resolve, reject };
