@@ -408,7 +408,13 @@ export class FaultScenario {
       databaseUrl: this.options.databaseUrl(this.applicationName('relay', n)),
       amqpUrl: options.amqpUrl ?? this.options.amqpUrl,
       schema: this.schema,
-      args: ['--batch-size', '100', '--concurrency', '4', ...(options.args ?? [])],
+      // The suite's defaults, unless the scenario sets them: the CLI refuses a flag given twice.
+      args: [
+        ...(['--batch-size', '100', '--concurrency', '4'] as const).flatMap((value, i, all) =>
+          i % 2 === 0 && !options.args?.includes(value) ? [value, all[i + 1]!] : [],
+        ),
+        ...(options.args ?? []),
+      ],
     });
     this.#relays.push(relay);
     this.#allRelays.push(relay);
