@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as kysely from 'kysely';
 import { sql } from 'kysely';
 import { combineMigrationProviders } from '../src/migrate/combine-migration-providers.js';
 import {
@@ -11,27 +10,8 @@ import { loadMigrations } from '../src/migrate/migration-files.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { silentLogger } from '../src/util/logger.js';
 import { AMQP_URL } from './support/env.js';
+import { kyselyMigrator, migrateToLatest } from './support/kysely-migrator.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
-
-interface MigratorLike {
-  migrateToLatest(): Promise<{
-    error?: unknown;
-    results?: { status: string; migrationName: string }[];
-  }>;
-}
-type MigratorClass = new (options: {
-  db: unknown;
-  provider: { getMigrations(): Promise<Record<string, KyselyMigration>> };
-  migrationTableSchema?: string;
-}) => MigratorLike;
-
-/** Kysely 0.28 exports `Migrator` from `kysely`; 0.29 from `kysely/migration`. */
-async function kyselyMigrator(): Promise<MigratorClass> {
-  const root = kysely as unknown as { Migrator?: MigratorClass };
-  if (root.Migrator) return root.Migrator;
-  const path = 'kysely/migration';
-  return ((await import(path)) as { Migrator: MigratorClass }).Migrator;
-}
 
 describe("one Kysely Migrator for outboxkit's migrations and the application's", () => {
   let t: TestDatabase;
@@ -66,12 +46,7 @@ describe("one Kysely Migrator for outboxkit's migrations and the application's",
         { getMigrations: async () => appMigrations },
       ),
     });
-    let result = await migrator.migrateToLatest();
-    // Kysely 0.29's Migrator introspects every schema of the database; another test file that
-    // drops its schema at that moment makes the lookup fail (3F000). Nothing was applied: again.
-    if ((result.error as { code?: unknown } | undefined)?.code === '3F000') {
-      result = await migrator.migrateToLatest();
-    }
+    const result = await migrateToLatest(migrator);
     if (result.error) throw result.error;
     return (result.results ?? []).map((r) => r.migrationName);
   }

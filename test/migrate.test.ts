@@ -1,31 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as kysely from 'kysely';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
+import { kyselyMigrator, migrateToLatest } from './support/kysely-migrator.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
-
-interface MigratorLike {
-  migrateToLatest(): Promise<{
-    error?: unknown;
-    results?: { status: string; migrationName: string }[];
-  }>;
-}
-type MigratorClass = new (options: {
-  db: unknown;
-  provider: OutboxMigrationProvider;
-  migrationTableSchema?: string;
-}) => MigratorLike;
-
-/** Kysely 0.28 exports `Migrator` from `kysely`; 0.29 from `kysely/migration`. */
-async function kyselyMigrator(): Promise<MigratorClass> {
-  const root = kysely as unknown as { Migrator?: MigratorClass };
-  if (root.Migrator) return root.Migrator;
-  const path = 'kysely/migration';
-  return ((await import(path)) as { Migrator: MigratorClass }).Migrator;
-}
 
 describe('migrations', () => {
   let t: TestDatabase;
@@ -96,14 +76,7 @@ describe('migrations', () => {
         // Its own bookkeeping tables: other test files run Migrators on this database too.
         migrationTableSchema: schema,
       });
-      // Kysely 0.29's Migrator introspects every schema; another test file that drops its schema
-      // at that moment makes the lookup fail (3F000) with nothing applied: run it again then.
-      const migrateToLatest = async () => {
-        const result = await migrator.migrateToLatest();
-        const raced = (result.error as { code?: unknown } | undefined)?.code === '3F000';
-        return raced ? migrator.migrateToLatest() : result;
-      };
-      const first = await migrateToLatest();
+      const first = await migrateToLatest(migrator);
       assert.equal(first.error, undefined);
       assert.equal(first.results?.length, (await loadMigrations()).length);
       assert.ok(
@@ -111,7 +84,7 @@ describe('migrations', () => {
           (r) => r.status === 'Success' && r.migrationName.startsWith('outboxkit_'),
         ),
       );
-      const second = await migrateToLatest();
+      const second = await migrateToLatest(migrator);
       assert.equal(second.error, undefined);
       assert.deepEqual(second.results, []);
       await t.pool.query(`SELECT 1 FROM "${schema}".outbox`);
