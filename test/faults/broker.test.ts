@@ -29,24 +29,37 @@ describe('faults: the broker', () => {
   });
 
   it('control: no fault', { timeout: 60_000 }, () =>
-    runScenario({ name: 'control: no fault', databaseUrl, amqpUrl: node.url }, async (sc) => {
-      await sc.startConsumer();
-      await sc.startRelay();
-      await sc.traffic({ total: 600 }).done;
-      await sc.finish({
-        evidence: (o) => {
-          // Without a fault, every message is published and delivered once.
-          assert.equal(o.duplicatesDelivered, 0, 'duplicates without a fault');
-          assert.equal(o.retries, 0, 'retries without a fault');
-          return 'none, as it should be without a fault';
-        },
-      });
-    }),
+    runScenario(
+      {
+        name: 'control: no fault',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+      },
+      async (sc) => {
+        await sc.startConsumer();
+        await sc.startRelay();
+        await sc.traffic({ total: 600 }).done;
+        await sc.finish({
+          evidence: (o) => {
+            // Without a fault, every message is published and delivered once.
+            assert.equal(o.duplicatesDelivered, 0, 'duplicates without a fault');
+            assert.equal(o.retries, 0, 'retries without a fault');
+            return 'none, as it should be without a fault';
+          },
+        });
+      },
+    ),
   );
 
   it('broker restarted mid-stream', { timeout: 120_000 }, () =>
     runScenario(
-      { name: 'broker restarted mid-stream', databaseUrl, amqpUrl: node.url },
+      {
+        name: 'broker restarted mid-stream',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+      },
       async (sc) => {
         await sc.startConsumer();
         await sc.startRelay();
@@ -67,7 +80,18 @@ describe('faults: the broker', () => {
 
   it('broker killed (SIGKILL) and started again', { timeout: 120_000 }, () =>
     runScenario(
-      { name: 'broker killed (kill -9) and restarted', databaseUrl, amqpUrl: node.url },
+      {
+        name: 'broker killed (kill -9) and restarted',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+        // Classic queues: RabbitMQ 3.10 brings a single-node quorum queue back from a kill -9
+        // without a leader now and then (rabbitmq-server#10070), and after an election forced
+        // by hand, messages confirmed just before the kill were missing (docs/reliability.md).
+        // What this scenario proves is the clients' part: reconnecting, and the outbox holding
+        // what the dead broker could not take.
+        queueType: 'classic',
+      },
       async (sc) => {
         await sc.startConsumer();
         const relay = await sc.startRelay();
@@ -79,21 +103,12 @@ describe('faults: the broker', () => {
         await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 50, 10_000);
         assert.ok(relay.counts().published - publishedAtKill <= 400, 'published to a dead broker');
         await node.boot();
-        // A quorum queue that RabbitMQ brings back without a leader stays so (a broker defect
-        // that no client can mend): it is given one after 10 s, and the evidence says so.
-        // The dead-letter queue is a classic queue: no leader to elect.
-        const elected = await node.electMissingLeaders(
-          sc.queues.all.filter((q) => q !== sc.queues.deadLetter),
-          10_000,
-        );
         sc.healed();
         await sc.finish({
           evidence: (o) => {
             assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
             assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
-            const byHand =
-              elected.length > 0 ? `; leaders elected by hand: ${elected.join(', ')}` : '';
-            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections); outbox held the backlog${byHand}`;
+            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections); outbox held the backlog`;
           },
         });
       },
@@ -102,7 +117,12 @@ describe('faults: the broker', () => {
 
   it('broker hung (SIGSTOP for more than twice the heartbeat)', { timeout: 120_000 }, () =>
     runScenario(
-      { name: 'broker hung (SIGSTOP 4 s, heartbeat 1 s)', databaseUrl, amqpUrl: node.url },
+      {
+        name: 'broker hung (SIGSTOP 4 s, heartbeat 1 s)',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+      },
       async (sc) => {
         await sc.startConsumer();
         await sc.startRelay();
@@ -132,7 +152,12 @@ describe('faults: the broker', () => {
     { timeout: 120_000 },
     () =>
       runScenario(
-        { name: 'queue not answering (Raft server suspended)', databaseUrl, amqpUrl: node.url },
+        {
+          name: 'queue not answering (Raft server suspended)',
+          databaseUrl,
+          amqpUrl: node.url,
+          brokerState: (q) => node.queueState(q),
+        },
         async (sc) => {
           const host = await sc.startConsumer();
           const relay = await sc.startRelay();
@@ -189,7 +214,12 @@ describe('faults: the broker', () => {
     { timeout: 120_000 },
     () =>
       runScenario(
-        { name: 'relay SIGTERMed, consumer stopped, broker hung', databaseUrl, amqpUrl: node.url },
+        {
+          name: 'relay SIGTERMed, consumer stopped, broker hung',
+          databaseUrl,
+          amqpUrl: node.url,
+          brokerState: (q) => node.queueState(q),
+        },
         async (sc) => {
           const host = await sc.startConsumer();
           // The CLI: heartbeat 1 s, publish timeout 2 s, stop timeout 3 s.
@@ -239,7 +269,12 @@ describe('faults: the broker', () => {
 
   it('memory alarm blocks publishing, then clears', { timeout: 120_000 }, () =>
     runScenario(
-      { name: 'memory alarm (publishing blocked) and recovery', databaseUrl, amqpUrl: node.url },
+      {
+        name: 'memory alarm (publishing blocked) and recovery',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+      },
       async (sc) => {
         await sc.startConsumer();
         const relay = await sc.startRelay();
@@ -282,7 +317,12 @@ describe('faults: the broker', () => {
     { timeout: 120_000 },
     () =>
       runScenario(
-        { name: 'forced nacks (reject-publish queue)', databaseUrl, amqpUrl: node.url },
+        {
+          name: 'forced nacks (reject-publish queue)',
+          databaseUrl,
+          amqpUrl: node.url,
+          brokerState: (q) => node.queueState(q),
+        },
         async (sc) => {
           await sc.startConsumer();
           // A second queue on the exchange, capped and refusing overflow: once it is full the
@@ -353,7 +393,12 @@ describe('faults: the broker', () => {
   );
   it('a relay deployed before its exchange exists: declared 30 s later', { timeout: 120_000 }, () =>
     runScenario(
-      { name: 'exchange declared 30 s after the relay started', databaseUrl, amqpUrl: node.url },
+      {
+        name: 'exchange declared 30 s after the relay started',
+        databaseUrl,
+        amqpUrl: node.url,
+        brokerState: (q) => node.queueState(q),
+      },
       async (sc) => {
         await sc.startConsumer();
         // The consumer declared the exchange; take it away (its queue stays), as on a broker

@@ -101,6 +101,11 @@ export interface ScenarioOptions {
   readonly appPoolSize?: number;
   /** The consumers use the business's pool, as an application with one pool does. */
   readonly shareAppPool?: boolean;
+  /**
+   * The broker's own view of the scenario's queues (ready, unacked, consumers), added to a
+   * failed drain: messages counted unacked with no live consumer are the broker's, not ours.
+   */
+  readonly brokerState?: (queues: readonly string[]) => Promise<string>;
 }
 
 export interface TrafficOptions {
@@ -716,7 +721,11 @@ export class FaultScenario {
         250,
       );
     } catch (error) {
-      failures.push(`not drained within ${bound} ms after healing: ${JSON.stringify(last)}`);
+      const state = await this.options.brokerState?.(this.queues.all).catch(String);
+      failures.push(
+        `not drained within ${bound} ms after healing: ${JSON.stringify(last)}` +
+          (state === undefined ? '' : `; broker: ${state}`),
+      );
       void error;
     }
     const drainMs = Date.now() - healedAt;

@@ -173,6 +173,22 @@ export class PrivateRabbitMq {
     if (this.#pid !== undefined && isAlive(this.#pid)) process.kill(this.#pid, 'SIGCONT');
   }
 
+  /** Ready and unacked messages and consumers of `queues`, one line each. */
+  async queueState(queues: readonly string[]): Promise<string> {
+    const table = await this.ctl(
+      'list_queues',
+      '-q',
+      'name',
+      'messages_ready',
+      'messages_unacknowledged',
+      'consumers',
+    );
+    return table
+      .split('\n')
+      .filter((line) => queues.some((q) => line.startsWith(`${q}\t`)))
+      .join('; ');
+  }
+
   /** Runs `rabbitmqctl -n <node> ...args`. */
   ctl(...args: string[]): Promise<string> {
     return runAs(USER, `${RABBITMQ_BIN}/rabbitmqctl`, ['-n', this.nodeName, ...args], {

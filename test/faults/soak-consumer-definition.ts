@@ -10,12 +10,13 @@ export function soakConsumerDefinition(
   exchange: string,
   ordered: boolean,
   ledgerSchema: string,
+  queueType: 'classic' | 'quorum',
 ): ConsumerDefinition<LedgerPayload> {
   return {
     name: consumer,
     exchange,
     routingKeys: ['ledger.#'],
-    queueType: 'quorum',
+    queueType,
     ordered,
     concurrency: 4,
     // Faults come every few seconds for minutes: a message must not run out of attempts

@@ -37,6 +37,7 @@ const host = new ConsumerHost({
       env('OKT_EXCHANGE'),
       process.env.OKT_ORDERED === '1',
       schema,
+      process.env.OKT_QUEUE_TYPE === 'quorum' ? 'quorum' : 'classic',
     ) as ConsumerDefinition,
   ],
   heartbeatSeconds: 2,

@@ -49,6 +49,9 @@ const USAGE = `Usage: npm run soak -- [--seconds S] [--seed X] [options]
   --rate <n>          messages committed per second (default 30)
   --sample-every <n>  seconds between resource samples (default 5)
   --drain-bound <n>   seconds the drain may take after the last fault (default 60)
+  --queue-type <t>    classic or quorum: the consumers' queues (default classic; see
+                      docs/reliability.md for what RabbitMQ 3.10 does to a single-node
+                      quorum queue killed with kill -9)
   --out <dir>         where samples.json, report.json and trends.svg go
                       (default: $TMPDIR/outboxkit-soak-<seed>)
 `;
@@ -60,6 +63,7 @@ const { values: flags } = parseArgs({
     rate: { type: 'string' },
     'sample-every': { type: 'string' },
     'drain-bound': { type: 'string' },
+    'queue-type': { type: 'string' },
     out: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -92,6 +96,11 @@ const RATE = Math.max(1, numberFlag('rate', flags.rate, 30, 10_000));
 const SAMPLE_MS = Math.max(1, numberFlag('sample-every', flags['sample-every'], 5, 3600)) * 1000;
 const DRAIN_BOUND_MS =
   Math.max(1, numberFlag('drain-bound', flags['drain-bound'], 60, 3600)) * 1000;
+const QUEUE_TYPE = flags['queue-type'] ?? 'classic';
+if (QUEUE_TYPE !== 'classic' && QUEUE_TYPE !== 'quorum') {
+  process.stderr.write(`--queue-type must be classic or quorum, got ${QUEUE_TYPE}\n${USAGE}`);
+  process.exit(2);
+}
 const OUT = flags.out ?? path.join(os.tmpdir(), `outboxkit-soak-${SEED}`);
 
 /** Business writers side by side, and the keys their messages spread over. */
@@ -223,8 +232,14 @@ const { node, cluster, proxy, sc } = await setUp().catch((error: unknown) => {
 const amqpViaProxy = proxy.url(node.url);
 
 const CONSUMERS = {
-  ordered: soakConsumerDefinition(`okf.${sc.sid}.ordered`, sc.exchange, true, sc.schema),
-  plain: soakConsumerDefinition(`okf.${sc.sid}.plain`, sc.exchange, false, sc.schema),
+  ordered: soakConsumerDefinition(
+    `okf.${sc.sid}.ordered`,
+    sc.exchange,
+    true,
+    sc.schema,
+    QUEUE_TYPE,
+  ),
+  plain: soakConsumerDefinition(`okf.${sc.sid}.plain`, sc.exchange, false, sc.schema, QUEUE_TYPE),
 } as const;
 type ConsumerSlot = keyof typeof CONSUMERS;
 const topologies = Object.values(CONSUMERS).map((d) => topologyOf(d as ConsumerDefinition));
@@ -235,7 +250,7 @@ const waitingQueues = topologies.flatMap((t) => [
 ]);
 const deadLetterQueues = topologies.map((t) => t.deadLetterQueue.name);
 /** Quorum queues: those a `kill -9` may bring back without a leader. */
-const quorumQueues = waitingQueues;
+const quorumQueues = QUEUE_TYPE === 'quorum' ? waitingQueues : [];
 
 const applicationNameOf = (slot: string, gen: number) => `okf_${sc.sid}_${slot}_g${gen}`;
 
@@ -277,6 +292,7 @@ const members = new Members(
       OKT_CONSUMER: definition.name,
       OKT_EXCHANGE: sc.exchange,
       OKT_ORDERED: definition.ordered ? '1' : '0',
+      OKT_QUEUE_TYPE: QUEUE_TYPE,
     });
     return {
       kind: 'consumer',
@@ -417,6 +433,7 @@ try {
         {
           seed: SEED,
           seconds: SECONDS,
+          queueType: QUEUE_TYPE,
           faults: faultsDone,
           generations: members.generations,
           samples,
@@ -748,6 +765,7 @@ try {
   const report = {
     seed: SEED,
     seconds: SECONDS,
+    queueType: QUEUE_TYPE,
     rate: RATE,
     ok: failures.length === 0,
     faults: faultsDone.length,
