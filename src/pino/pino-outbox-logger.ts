@@ -28,8 +28,10 @@ export interface PinoOutboxLoggerOptions {
  * line carries whatever the application's logger adds. Give it to the `logger` option of the
  * relay, the consumer host or the Nest module.
  *
- * nestjs-pino's `PinoLogger` has pino's signature and fits too; its `Logger` (a Nest
- * `LoggerService`) goes to the Nest module's `logger` option as it is.
+ * nestjs-pino's `PinoLogger` has pino's signature and fits too: inject it into the Nest
+ * module's `forRootAsync` factory and give `pinoOutboxLogger(pinoLogger)` as `logger`. Wrap the
+ * `PinoLogger` itself, not its `.logger`: it finds the current request's logger on each call,
+ * so lines logged while serving a request carry its `req`.
  *
  * @example
  * import pino from 'pino';
