@@ -52,7 +52,7 @@ export function timeRelayDrain(
   schema: string,
   expected: number,
   config: RelayConfig,
-  extra: { pollIntervalMs?: number } = {},
+  extra: { pollIntervalMs?: number; onDrained?: () => void } = {},
 ): Promise<number> {
   return timeRelayDrainAt(DATABASE_URL, schema, expected, config, extra);
 }
@@ -106,8 +106,13 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
           await queue.reset();
           idle.push(await waitForQuiet());
           const cpu = cpuSnapshot();
-          const ms = await timeRelayDrain(schema.name, messages, configs[i]!);
-          relayCpu[i]!.push(cpuPerMessage(cpu, cpuSnapshot(), messages));
+          let drained: CpuSnapshot | undefined;
+          const ms = await timeRelayDrain(schema.name, messages, configs[i]!, {
+            onDrained: () => {
+              drained = cpuSnapshot();
+            },
+          });
+          relayCpu[i]!.push(cpuPerMessage(cpu, drained ?? cpuSnapshot(), messages));
           await queue.expectDepth(messages);
           const left = await count(pool, schema.outbox);
           if (left !== 0) throw new Error(`${left} rows left in the outbox`);

@@ -3,7 +3,8 @@
  * and with 10 outbox rows of 1 KiB written by OutboxWriter, from many clients at once, for a fixed
  * time each. Two business transactions: the smallest there is (BEGIN; INSERT an order; COMMIT),
  * and an order of three lines that also updates stock and reads back (four statements). The one-row case runs
- * with the writer's default NOTIFY throttle, with a NOTIFY from every transaction, and with none.
+ * with the writer's default NOTIFY throttle (with and without an ordering key), with a NOTIFY from
+ * every transaction, and with none.
  *
  *   node dist/bench/writer-overhead.js [--quick] [--json FILE] [--runs 3] [--clients 32]
  *     [--seconds 5]
@@ -124,6 +125,15 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
       },
     },
     {
+      // A key of its own per transaction: the key's lock costs its statement, never a wait.
+      name: 'one INSERT: with 1 outbox row with an ordering key (writer.add, default throttle)',
+      baseline: 0,
+      tx: async (c, i) => {
+        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
+        await writer.add(c, { ...message(i, 0), orderingKey: `order-${i}` });
+      },
+    },
+    {
       name: 'one INSERT: with 1 outbox row, NOTIFY from every transaction',
       baseline: 0,
       tx: async (c, i) => {
@@ -152,12 +162,12 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
     },
     {
       name: 'order of 3 lines + stock update: business transaction alone',
-      baseline: 5,
+      baseline: 6,
       tx: placeOrder,
     },
     {
       name: 'order of 3 lines + stock update: with 1 outbox row (writer.add)',
-      baseline: 5,
+      baseline: 6,
       tx: async (c, i) => {
         await placeOrder(c, i);
         await writer.add(c, message(i, 0));

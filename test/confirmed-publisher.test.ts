@@ -125,6 +125,24 @@ describe('ConfirmedPublisher on a real broker', () => {
     });
   });
 
+  it('a closed channel says whether the publish was the only one awaiting an answer', async () => {
+    // The relay keeps two batches on a lane's channel: a close may count against a message (and
+    // park it, in the end) only when nothing else was in flight with it.
+    const { publisher: lone } = await open();
+    const alone = await send(lone, broker.name('missing'), 'k', 'alone');
+    assert.equal(alone.kind, 'channel-closed');
+    assert.equal(alone.kind === 'channel-closed' && alone.alone, true);
+
+    const { publisher: shared } = await open();
+    const culprit = send(shared, broker.name('missing'), 'k', 'culprit');
+    // Written before the broker's close arrives; the broker drops it with the channel.
+    const follower = send(shared, exchange, 'bound', 'follower');
+    for (const r of await Promise.all([culprit, follower])) {
+      assert.equal(r.kind, 'channel-closed');
+      assert.equal(r.kind === 'channel-closed' && r.alone, false);
+    }
+  });
+
   it('a connection lost before the confirms: every publish channel-closed, none timed', async () => {
     const { publisher, answers, connection } = await open();
     const pending = Array.from({ length: 50 }, (_, i) =>

@@ -353,6 +353,9 @@ describe('OutboxRelay', () => {
     const next = await start();
     await waitFor('the next relay to finish', async () => (await t.count()) === 0);
     assert.equal(await broker.depth(queue), total);
+    // A batch counts itself once its COMMIT has returned, a moment after the rows are gone: with
+    // two batches per lane in flight, several may still be on their way here.
+    await waitFor('the next relay to count its batches', () => next.stats().published >= left);
     assert.equal(next.stats().published, left);
   });
 });

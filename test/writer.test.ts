@@ -210,6 +210,60 @@ describe('OutboxWriter', () => {
     );
   });
 
+  for (const [how, write] of [
+    [
+      'add',
+      (w: OutboxWriter, trx: TransactionLike, m: OutboxMessage): Promise<unknown> => w.add(trx, m),
+    ],
+    [
+      'addMany',
+      (w: OutboxWriter, trx: TransactionLike, m: OutboxMessage): Promise<unknown> =>
+        w.addMany(trx, [
+          m,
+          { ...m, orderingKey: `${String(m.orderingKey)}-other`, messageId: undefined },
+        ]),
+    ],
+  ] as const) {
+    it(`${how}: a keyed row takes its id only once it holds the key's lock`, async () => {
+      // The key's lock, the INSERT and the NOTIFY are one statement: the lock must still come
+      // before the row's id. A row written meanwhile without a key gets an id in between.
+      const key = `lock-before-id-${how}`;
+      const client = await t.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await writer.add(client, { ...base, orderingKey: key, messageId: `${how}-first` });
+        const every = new OutboxWriter({ schema: t.schema, notifyIntervalMs: 0 });
+        const second = t.db
+          .transaction()
+          .execute((trx) =>
+            write(every, trx, { ...base, orderingKey: key, messageId: `${how}-second` }),
+          );
+        const { waitFor } = await import('./support/wait-for.js');
+        await waitFor('second writer blocked on the key lock', async () => {
+          const { rows } = await t.pool.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+          );
+          return rows[0].n > 0;
+        });
+        await t.db
+          .transaction()
+          .execute((trx) => writer.add(trx, { ...base, messageId: `${how}-between` }));
+        await client.query('COMMIT');
+        await second;
+      } finally {
+        client.release();
+      }
+      const { rows } = await t.pool.query(
+        `SELECT message_id FROM "${t.schema}".outbox WHERE message_id LIKE $1 ORDER BY id`,
+        [`${how}-%`],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.message_id),
+        [`${how}-first`, `${how}-between`, `${how}-second`],
+      );
+    });
+  }
+
   describe('waking the relays', () => {
     /**
      * Counts the NOTIFYs on the outbox channel that `write` causes. A sentinel NOTIFY committed

@@ -13,16 +13,28 @@ export async function timeRelayDrainAt(
   schema: string,
   expected: number,
   config: { readonly batchSize: number; readonly concurrency: number },
-  extra: { readonly pollIntervalMs?: number } = {},
+  extra: {
+    readonly pollIntervalMs?: number;
+    /**
+     * Called once the rows are published, before the relay stops: a CPU snapshot taken later
+     * would miss the relay's Postgres backends, which exit with its pool.
+     */
+    readonly onDrained?: () => void;
+  } = {},
 ): Promise<number> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: config.concurrency + 3 });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: config.concurrency * 2 + 3 });
   pool.on('error', () => {});
   try {
     // Open the connections before the clock starts, as a running relay would have them.
-    const clients = await Promise.all(
-      Array.from({ length: config.concurrency + 1 }, () => pool.connect()),
+    // Each lane keeps two batches in flight, each on a connection of its own. Settled, not all:
+    // a client left checked out when another fails to connect (Postgres out of connection
+    // slots) would make `pool.end()` below wait forever.
+    const opened = await Promise.allSettled(
+      Array.from({ length: config.concurrency * 2 + 1 }, () => pool.connect()),
     );
-    for (const c of clients) c.release();
+    for (const o of opened) if (o.status === 'fulfilled') o.value.release();
+    const failed = opened.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
     const relay = new OutboxRelay({
       pool,
       amqpUrl: AMQP_URL,
@@ -43,7 +55,9 @@ export async function timeRelayDrainAt(
         }
         await sleep(1);
       }
-      return performance.now() - start;
+      const ms = performance.now() - start;
+      extra.onDrained?.();
+      return ms;
     } finally {
       await relay.stop();
     }

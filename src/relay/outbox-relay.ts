@@ -9,7 +9,7 @@ import { redactUrl } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
-import { RelayLane } from './relay-lane.js';
+import { BATCHES_PER_LANE, RelayLane } from './relay-lane.js';
 import {
   type RelayOptions,
   type ResolvedRelayOptions,
@@ -49,7 +49,7 @@ export class OutboxRelay {
     this.options = resolveRelayOptions(options);
     const o = this.options;
     // Every lane, and the retry lane, waits on these signals at once: not a listener leak.
-    const waiters = 4 * (o.concurrency + 2);
+    const waiters = 4 * (o.concurrency * BATCHES_PER_LANE + 2);
     setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal);
     this.#ownsPool = !o.pool;
     // The longest a relay transaction may stall, seen from either side.
@@ -59,7 +59,7 @@ export class OutboxRelay {
       createPool(
         {
           connectionString: o.databaseUrl,
-          max: o.concurrency + 3,
+          max: o.concurrency * BATCHES_PER_LANE + 3,
           // On a connection whose peer vanished without a FIN or RST (a failover, an expired NAT
           // or firewall entry), a statement never gets its answer and TCP takes minutes to give
           // up, or never does behind a proxy: the lane, and `stop()` with it, would hang that

@@ -22,6 +22,13 @@ export interface PublishRequest {
  */
 const MESSAGE_FAULT_CODES = new Set([406, 501, 502, 503, 505]);
 
+/** One outcome per request, and how many sent publishes were still unanswered at the end. */
+export interface BatchOutcomes {
+  readonly outcomes: PublishOutcome[];
+  /** Above 0 after a timeout or a stop: their answers may still come, on that channel. */
+  readonly unanswered: number;
+}
+
 /**
  * Publishes every request without a preset outcome and waits for all their answers, for at most
  * `timeoutMs`. Rows still unsettled then are transient failures; when `stop` aborts first, they
@@ -32,11 +39,12 @@ export function publishBatch(
   requests: readonly PublishRequest[],
   timeoutMs: number,
   stop?: AbortSignal,
-): Promise<PublishOutcome[]> {
+): Promise<BatchOutcomes> {
   const outcomes: Array<PublishOutcome | undefined> = requests.map((r) => r.outcome);
   const sent = outcomes.filter((o) => o === undefined).length;
   let pending = sent;
-  if (pending === 0) return Promise.resolve(outcomes as PublishOutcome[]);
+  if (pending === 0)
+    return Promise.resolve({ outcomes: outcomes as PublishOutcome[], unanswered: 0 });
 
   return new Promise((resolve) => {
     let finished = false;
@@ -45,7 +53,7 @@ export function publishBatch(
       finished = true;
       clearTimeout(timer);
       stop?.removeEventListener('abort', onStop);
-      resolve(outcomes.map((o) => o ?? fill));
+      resolve({ outcomes: outcomes.map((o) => o ?? fill), unanswered: pending });
     };
     const onStop = () => finish(RELEASED);
     const timer = setTimeout(() => {
@@ -55,19 +63,23 @@ export function publishBatch(
 
     // Undefined without `@opentelemetry/api`: then no per-message tracing work at all.
     const tracer = publishTracer();
-    requests.forEach((request, index) => {
-      if (request.outcome !== undefined || finished) return;
-      const { row } = request;
-      const properties = publishProperties(row);
-      const span = tracer?.start(row, properties);
-      publisher.send(row.exchange, row.routing_key, row.payload, properties, (result) => {
-        span?.end(result);
-        if (finished || outcomes[index] !== undefined) return;
-        outcomes[index] = rowOutcome(result, sent === 1);
-        pending -= 1;
-        if (pending === 0) finish(RELEASED);
-      });
-    });
+    publisher.corked(() =>
+      requests.forEach((request, index) => {
+        if (request.outcome !== undefined || finished) return;
+        const { row } = request;
+        const properties = publishProperties(row);
+        const span = tracer?.start(row, properties);
+        const settle = (result: ConfirmResult) => {
+          span?.end(result);
+          if (finished || outcomes[index] !== undefined) return;
+          outcomes[index] = rowOutcome(result, sent === 1);
+          pending -= 1;
+          if (pending === 0) finish(RELEASED);
+        };
+        // The properties were built for this publish alone: the publisher may add to them in place.
+        publisher.send(row.exchange, row.routing_key, row.payload, properties, settle, true);
+      }),
+    );
   });
 }
 
@@ -84,7 +96,11 @@ function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
     case 'channel-closed':
       // In a batch, any one message may have made the broker close the channel: the failed rows
       // are retried one at a time, where the culprit is alone when it happens again.
-      return alone && result.replyCode !== undefined && MESSAGE_FAULT_CODES.has(result.replyCode)
+      // Alone in its batch and on its channel: another batch of the lane may share the channel.
+      return alone &&
+        result.alone !== false &&
+        result.replyCode !== undefined &&
+        MESSAGE_FAULT_CODES.has(result.replyCode)
         ? { kind: 'rejected', reason }
         : { kind: 'transient', reason };
     case 'nacked':

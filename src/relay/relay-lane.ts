@@ -8,17 +8,25 @@ import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import type { OutboxRow } from './outbox-row.js';
-import { type PublishRequest, publishBatch } from './publish-batch.js';
+import { type BatchOutcomes, type PublishRequest, publishBatch } from './publish-batch.js';
 import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelayQueries } from './relay-queries.js';
 import type { RelayStats } from './relay-stats.js';
 
-interface CycleResult {
+interface Claim {
   readonly claimed: number;
+  readonly idleMs: number;
+  /** Payload bytes of the batch: what it holds in memory until settled. */
+  readonly bytes?: number;
+  /** Resolves once the batch's outcomes are committed; never rejects. */
+  readonly done?: Promise<BatchEnd>;
+}
+
+interface BatchEnd {
   /** Some rows had an ordering key: their successors may be claimable now. */
   readonly ordered: boolean;
-  readonly idleMs: number;
+  readonly error?: unknown;
 }
 
 /**
@@ -28,6 +36,19 @@ interface CycleResult {
  * outbox costs a handful of extra claims.
  */
 const RECHECK_AFTER_WORK_MS = 5;
+
+/**
+ * Batches a lane keeps in flight: it claims and publishes the next while the one before waits
+ * for its confirms, so the broker is not left idle during the lane's database round trips. Each
+ * has its own transaction (and pooled connection); they share the lane's channel.
+ */
+export const BATCHES_PER_LANE = 2;
+
+/**
+ * A lane claims its next batch early only while the batch in flight holds less than this many
+ * payload bytes: with large messages a lane keeps one batch in memory, as before the overlap.
+ */
+export const OVERLAP_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface RelayLaneContext {
   readonly options: ResolvedRelayOptions;
@@ -44,9 +65,10 @@ export interface RelayLaneContext {
 }
 
 /**
- * One claim-publish-settle loop with its own database transaction and confirm channel. The
- * claimed rows stay locked (`FOR UPDATE SKIP LOCKED`) until their outcomes are written, so no
- * other lane or relay takes them, and a crash anywhere before COMMIT leaves them in the outbox.
+ * One claim-publish-settle loop with its own confirm channel and up to `BATCHES_PER_LANE`
+ * batches in flight, each in its own database transaction. Claimed rows stay locked (`FOR UPDATE
+ * SKIP LOCKED`) until their outcomes are written, so no other batch, lane or relay takes them,
+ * and a crash anywhere before COMMIT leaves them in the outbox.
  */
 export class RelayLane {
   readonly #ctx: RelayLaneContext;
@@ -64,21 +86,45 @@ export class RelayLane {
 
   async run(): Promise<void> {
     const { stopping, options, stats } = this.#ctx;
+    // The retry lane publishes one row at a time: a second batch would share its channel.
+    const depth = this.#retryLane ? 1 : BATCHES_PER_LANE;
+    const inFlight: Promise<BatchEnd>[] = [];
+    const inFlightBytes: number[] = [];
     let failures = 0;
+    // Waits for the oldest batch in flight; throws its error.
+    const settleOldest = async () => {
+      inFlightBytes.shift();
+      const end = await inFlight.shift()!;
+      if (end.error !== undefined) throw end.error;
+      failures = 0;
+      // A settled ordered row may have released the next of its key, for any lane.
+      if (end.ordered) this.#ctx.wake.wake();
+    };
     // Empty claims since the last one that found rows; starts high so that a fresh relay on an
     // idle outbox goes straight to its poll interval.
     let emptyClaims = Number.POSITIVE_INFINITY;
     while (!stopping.aborted) {
       try {
-        const { claimed, ordered, idleMs } = await this.#cycle();
-        failures = 0;
-        if (claimed > 0) {
+        while (
+          inFlight.length >= depth ||
+          (inFlight.length > 0 && sum(inFlightBytes) >= OVERLAP_MAX_BYTES)
+        ) {
+          await settleOldest();
+        }
+        const { idleMs, done, bytes } = await this.#claimAndPublish();
+        if (done) {
+          inFlight.push(done);
+          inFlightBytes.push(bytes ?? 0);
           emptyClaims = 0;
-          // A settled ordered row may have released the next of its key, for any lane.
-          if (ordered) this.#ctx.wake.wake();
-          // Full or not, claim again at once: rows keep coming while messages are being written.
+          // Claim again at once: rows keep coming while messages are being written.
           continue;
         }
+        if (inFlight.length > 0) {
+          // Settling may release successors of ordered rows: claim again before sleeping.
+          while (inFlight.length > 0) await settleOldest();
+          continue;
+        }
+        failures = 0;
         const recheckMs = RECHECK_AFTER_WORK_MS * 2 ** Math.min(emptyClaims, 20);
         emptyClaims += 1;
         // A NOTIFY means messages are being written: re-check soon even if this lane's next
@@ -86,6 +132,9 @@ export class RelayLane {
         // rows written after them, without a NOTIFY of their own, commit a little later).
         if (await this.#ctx.wake.wait(Math.min(idleMs, recheckMs))) emptyClaims = 0;
       } catch (error) {
+        // The other batches settle first: the channel they share closes only after them.
+        inFlightBytes.length = 0;
+        await this.#drain(inFlight);
         failures += 1;
         stats.errors += 1;
         const delay = backoffDelay(options.reconnectBackoff, failures);
@@ -97,27 +146,38 @@ export class RelayLane {
         await abortableDelay(delay, stopping);
       }
     }
+    await this.#drain(inFlight);
     await this.#closePublisher();
   }
 
-  async #cycle(): Promise<CycleResult> {
-    const { amqp, pool, queries, options, stopping, stats } = this.#ctx;
-    const idle: CycleResult = {
-      claimed: 0,
-      ordered: false,
-      idleMs: options.pollIntervalMs,
-    };
+  /** Waits for every batch in flight; their failures are counted and logged. */
+  async #drain(inFlight: Promise<BatchEnd>[]): Promise<void> {
+    for (const end of await Promise.all(inFlight.splice(0))) {
+      if (end.error === undefined) continue;
+      this.#ctx.stats.errors += 1;
+      this.#ctx.options.logger.warn('relay batch failed', { error: errorMessage(end.error) });
+    }
+  }
+
+  /**
+   * Claims a batch and publishes it. Returns once the publishes are written, with `done`
+   * settling the batch (outcomes written, COMMIT) when the broker has answered.
+   */
+  async #claimAndPublish(): Promise<Claim> {
+    const { amqp, pool, queries, options, stopping } = this.#ctx;
+    const idle: Claim = { claimed: 0, idleMs: options.pollIntervalMs };
     if (!(await amqp.ready(stopping))) return idle;
     const publisher = await this.#ensurePublisher();
     if (!publisher) return idle;
 
     const limit = this.#retryLane ? 1 : options.batchSize;
-    let broken: Error | undefined;
+    const state: { broken?: Error } = {};
     // A backend that dies while the lane waits for confirms reports on the idle client; without
     // a listener that error would crash the process. The next query fails and rolls back.
     const client = await checkoutClient(pool, (error) => {
-      broken ??= error;
+      state.broken ??= error;
     });
+    let handedOver = false;
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<OutboxRow>(
@@ -133,16 +193,41 @@ export class RelayLane {
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
       const requests = await this.#prepare(rows);
-      const outcomes = await publishBatch(
-        publisher,
-        requests,
-        options.publishTimeoutMs,
-        this.#ctx.giveUp,
+      const answers = publishBatch(publisher, requests, options.publishTimeoutMs, this.#ctx.giveUp);
+      handedOver = true;
+      const ordered = rows.some((r) => r.ordering_key !== null);
+      const done = this.#settleBatch(client, state, publisher, rows, answers).then(
+        () => ({ ordered }),
+        (error: unknown) => ({ ordered, error }),
       );
+      let bytes = 0;
+      for (const row of rows) bytes += row.payload.length;
+      return { claimed: rows.length, idleMs: 0, done, bytes };
+    } catch (error) {
+      state.broken = error as Error;
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      // A client whose transaction failed may be in any state: drop it rather than reuse it.
+      if (!handedOver) client.release(state.broken);
+    }
+  }
+
+  /** Waits for the broker's answers, writes the outcomes and commits; releases the client. */
+  async #settleBatch(
+    client: PoolClient,
+    state: { broken?: Error },
+    publisher: ConfirmedPublisher,
+    rows: readonly OutboxRow[],
+    answers: Promise<BatchOutcomes>,
+  ): Promise<void> {
+    const { stats } = this.#ctx;
+    try {
+      const { outcomes, unanswered } = await answers;
       if (!publisher.isOpen) this.#ctx.exchanges.forget();
       // Publishes left unanswered (a timeout, a stop): their confirms may never come, and a late
       // one must not count for a row that is retried. A new channel starts clean.
-      if (publisher.inFlight > 0) await this.#closePublisher();
+      if (unanswered > 0) await this.#closePublisher(publisher);
       const settled = await this.#settle(client, rows, outcomes);
       await client.query('COMMIT');
       stats.published += settled.published;
@@ -152,18 +237,12 @@ export class RelayLane {
       stats.deferred += settled.deferred;
       stats.released += settled.released;
       stats.batches += 1;
-      return {
-        claimed: rows.length,
-        ordered: rows.some((r) => r.ordering_key !== null),
-        idleMs: 0,
-      };
     } catch (error) {
-      broken = error as Error;
+      state.broken = error as Error;
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     } finally {
-      // A client whose transaction failed may be in any state: drop it rather than reuse it.
-      client.release(broken);
+      client.release(state.broken);
     }
   }
 
@@ -177,9 +256,10 @@ export class RelayLane {
     return this.#publisher;
   }
 
-  async #closePublisher(): Promise<void> {
-    const publisher = this.#publisher;
-    this.#publisher = undefined;
+  /** Closes the lane's publisher, or `only` that one (which may have been replaced already). */
+  async #closePublisher(only?: ConfirmedPublisher): Promise<void> {
+    const publisher = only ?? this.#publisher;
+    if (this.#publisher === publisher) this.#publisher = undefined;
     await publisher?.close();
   }
 
@@ -305,3 +385,9 @@ type SettleCounts = Pick<
   RelayStats,
   'published' | 'parked' | 'retried' | 'infrastructureRetries' | 'deferred' | 'released'
 >;
+
+function sum(values: readonly number[]): number {
+  let total = 0;
+  for (const v of values) total += v;
+  return total;
+}

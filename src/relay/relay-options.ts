@@ -37,7 +37,11 @@ export interface RelayOptions {
   readonly schema?: string;
   /** Rows claimed per batch. Default 500. */
   readonly batchSize?: number;
-  /** Batches in flight at once, each on its own connection and channel. Default 4. */
+  /**
+   * Lanes, each with its own channel and up to two batches in flight: it claims and publishes the
+   * next while the one before waits for its confirms. Each batch is a transaction on a connection
+   * of its own; a `pool` of yours needs `2 * concurrency + 3` connections. Default 4.
+   */
   readonly concurrency?: number;
   /** Fallback poll when no notification arrives. Default 1000 ms. */
   readonly pollIntervalMs?: number;

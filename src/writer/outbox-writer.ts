@@ -28,9 +28,6 @@ export interface OutboxWriterOptions {
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
 
-// The writer's statements return no `void` column (`::text`): Prisma cannot read one back.
-const NOTIFY = "SELECT pg_notify($1, '')::text";
-
 /** Every option of `OutboxWriterOptions`, for the options table in docs/options.md. */
 export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
   'schema',
@@ -55,9 +52,9 @@ const COLUMNS =
  */
 export class OutboxWriter {
   readonly #maxMessageBytes: number;
-  readonly #insertOne: string;
-  readonly #insertMany: string;
-  readonly #lockKeys: string;
+  /** Indexed by `statementIndex`: one statement per (keyed, notifying) for one row and many. */
+  readonly #insertOne: readonly string[];
+  readonly #insertMany: readonly string[];
   readonly #notifyChannel: string;
   readonly #notifyIntervalMs: number | false;
   /** When this writer last sent a NOTIFY (performance.now()); -Infinity: never. */
@@ -84,16 +81,38 @@ export class OutboxWriter {
     );
     const availableAt = (d: string) =>
       `CASE WHEN ${d} > 0 THEN now() + ${d} * interval '1 millisecond' ELSE now() END`;
-    this.#insertOne = `INSERT INTO ${outbox} (${COLUMNS})
-      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, ${availableAt('$8::bigint')}, $9, $10)`;
-    this.#insertMany = `INSERT INTO ${outbox} (${COLUMNS})
+    // The key locks and the NOTIFY ride in the INSERT as one-time filters: uncorrelated scalar
+    // subqueries, which Postgres runs once before the first row is formed, so each key's lock is
+    // held before any row takes its id. One round trip per `add`.
+    const filters = (lockKeys: string | undefined, notifyParam: string | undefined) => {
+      const conditions: string[] = [];
+      // Locks are taken in hash order so two writers sharing keys cannot deadlock.
+      if (lockKeys) {
+        conditions.push(`(SELECT count(pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, h)::text)
+          FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(${lockKeys}) AS k ORDER BY h) AS keys) >= 0`);
+      }
+      if (notifyParam) conditions.push(`(SELECT pg_notify(${notifyParam}, '')::text) IS NOT NULL`);
+      return conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
+    };
+    const one = (keyed: boolean, notify: boolean) => `INSERT INTO ${outbox} (${COLUMNS})
+      SELECT $1::text, $2::text, $3::text, $4::bytea, $5::text, $6::jsonb, $7::text,
+        ${availableAt('$8::bigint')}, $9::text, $10::text
+      ${filters(keyed ? 'ARRAY[$7::text]' : undefined, notify ? '$11::text' : undefined)}`;
+    const many = (keyed: boolean, notify: boolean) => `INSERT INTO ${outbox} (${COLUMNS})
       SELECT m, e, r, p, c, h::jsonb, k, ${availableAt('d')}, co, ca
       FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                   $7::text[], $8::bigint[], $9::text[], $10::text[])
-        AS t(m, e, r, p, c, h, k, d, co, ca)`;
-    // Locks are taken in hash order so two writers sharing keys cannot deadlock.
-    this.#lockKeys = `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_CLASS}, h)::text
-      FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys`;
+        AS t(m, e, r, p, c, h, k, d, co, ca)
+      ${filters(keyed ? '$11::text[]' : undefined, notify ? (keyed ? '$12::text' : '$11::text') : undefined)}`;
+    const variants = (build: (keyed: boolean, notify: boolean) => string) =>
+      Object.freeze([
+        build(false, false),
+        build(true, false),
+        build(false, true),
+        build(true, true),
+      ]);
+    this.#insertOne = variants(one);
+    this.#insertMany = variants(many);
   }
 
   /** Adds one message to the caller's transaction. Returns its message id. */
@@ -114,16 +133,28 @@ export class OutboxWriter {
     const keys = encoded.flatMap((m) => (m.orderingKey === null ? [] : [m.orderingKey]));
     // Holding the key's lock until commit means a row of the key gets its id only after every
     // earlier writer of the key committed: id order is commit order, which the relay relies on.
-    if (keys.length > 0) await executor.query(this.#lockKeys, [keys]);
-
-    if (encoded.length === 1) {
-      await executor.query(this.#insertOne, rowParams(encoded[0]!));
-    } else {
-      await executor.query(this.#insertMany, columnParams(encoded));
-    }
+    const keyed = keys.length > 0;
     // Delayed messages notify too: a waking relay learns when the next row falls due. Rows
     // written later in the interval are found by the relay's quick re-checks after a wake.
-    if (this.#notifyDue()) await executor.query(NOTIFY, [this.#notifyChannel]);
+    const lastNotifyAt = this.#lastNotifyAt;
+    const notify = this.#notifyDue();
+    const variant = (keyed ? 1 : 0) + (notify ? 2 : 0);
+    try {
+      if (encoded.length === 1) {
+        const params = rowParams(encoded[0]!);
+        if (notify) params.push(this.#notifyChannel);
+        await executor.query(this.#insertOne[variant]!, params);
+      } else {
+        const params = columnParams(encoded);
+        if (keyed) params.push(keys);
+        if (notify) params.push(this.#notifyChannel);
+        await executor.query(this.#insertMany[variant]!, params);
+      }
+    } catch (error) {
+      // The statement failed, its NOTIFY with it: the next write in the interval sends one.
+      if (notify) this.#lastNotifyAt = lastNotifyAt;
+      throw error;
+    }
     return encoded.map((m) => m.messageId);
   }
 
