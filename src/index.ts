@@ -20,6 +20,12 @@ export {
 } from './consumer/consumer-definition.js';
 export { ConsumerHost, type ConsumerHostOptions } from './consumer/consumer-host.js';
 export type { ConsumerStats } from './consumer/consumer-stats.js';
+export type {
+  ConsumerTransaction,
+  ConsumerTransactionOptions,
+  ConsumerTransactions,
+  TxOf,
+} from './consumer/consumer-transactions.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';
 export {

@@ -4,7 +4,9 @@ import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { closableTransaction } from './closable-transaction.js';
 import type { ConsumeContext } from './consumer-definition.js';
-import { endTimedOut } from './end-timed-out.js';
+import type { ConsumerTransactions } from './consumer-transactions.js';
+import { sqlStateOf } from './database-errors.js';
+import { awaitRollback, cancelTimedOut, endTimedOut } from './end-timed-out.js';
 import { HandlerTimeoutError } from './handler-timeout-error.js';
 import type { ParsedDelivery } from './parse-delivery.js';
 import type { ProcessedQueries } from './processed-queries.js';
@@ -33,7 +35,16 @@ export type ClaimOutcome =
   /** Task `index` ran out of time (its handler, or the claim); the transaction was rolled back. */
   | { readonly kind: 'timed-out'; readonly index: number; readonly error: HandlerTimeoutError }
   /** Rolled back: a handler threw, or a statement of the transaction failed. */
-  | { readonly kind: 'failed'; readonly error: unknown; readonly source: FailureSource };
+  | {
+      readonly kind: 'failed';
+      readonly error: unknown;
+      readonly source: FailureSource;
+      /**
+       * The transaction's connection is known to be gone, whatever `error` says: an ORM's
+       * ROLLBACK failed after a handler's error (ORMs report that in errors of their own).
+       */
+      readonly connectionLost?: true;
+    };
 
 export interface ClaimDeps {
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
@@ -45,6 +56,11 @@ export interface ClaimDeps {
   readonly onAbandoned: (rollback: Promise<unknown>) => void;
   /** Receives the run time of every handler attempt, failed ones included. */
   readonly handlerSeconds?: LatencyHistogram;
+  /**
+   * Opens the transactions with an ORM instead of `db` (see the host's `transactions` option);
+   * `db` then only sends the cancel and terminate of a timed-out handler's session.
+   */
+  readonly transactions?: ConsumerTransactions<unknown> | undefined;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
@@ -91,7 +107,10 @@ export async function runClaimTransaction(
       bodySize: task.delivery.message.content.length,
     }),
   );
-  const execute = () => transact(deps, tasks, spans);
+  const execute = () =>
+    deps.transactions
+      ? transactWith(deps, deps.transactions, tasks, spans)
+      : transact(deps, tasks, spans);
   // A lone message's span is active for the whole transaction, so spans of instrumented
   // database drivers (BEGIN, the claim, COMMIT) join it; in a batch, only each handler is.
   const outcome = await (tasks.length === 1 && spans[0] ? spans[0].run(execute) : execute());
@@ -119,7 +138,7 @@ async function transact(
   }
   let claimed: Claimed;
   try {
-    claimed = await claim(trx, queries, consumer, tasks);
+    claimed = await claim(kyselyStatements(trx), queries, consumer, tasks);
   } catch (error) {
     await trx
       .rollback()
@@ -144,7 +163,7 @@ async function transact(
       spans[index]?.markDuplicate();
       continue;
     }
-    const result = await runHandler(deps, task, view, spans[index]);
+    const result = await runHandler(deps, task, { trx: view, tx: view }, spans[index]);
     if (result.kind === 'timed-out') {
       closed = result.error;
       await endTimedOut(deps, trx, claimed.pid);
@@ -175,24 +194,148 @@ async function transact(
   return { kind: 'committed', handled: claimed.handled };
 }
 
+/**
+ * `transact` with the transaction an ORM adapter opens: the same claim, handlers, time limits
+ * and outcomes. The adapter commits when `work` resolves and rolls back when it rejects; what
+ * failed is told by how far `work` got: BEGIN (never entered), the claim, a handler (the
+ * rejection is the handler's own error when the rollback worked), or COMMIT (after `work`).
+ */
+async function transactWith(
+  deps: ClaimDeps,
+  transactions: ConsumerTransactions<unknown>,
+  tasks: readonly ClaimTask[],
+  spans: ReadonlyArray<ProcessSpan | undefined>,
+): Promise<ClaimOutcome> {
+  const { queries, consumer } = deps;
+  let closed: Error | undefined;
+  let entered = false;
+  let claimError: { readonly error: unknown } | undefined;
+  let handlerError: { readonly error: unknown } | undefined;
+  let timedOut:
+    | { readonly index: number; readonly error: HandlerTimeoutError; readonly pid?: number }
+    | undefined;
+  let deadline = 0;
+  let handled: boolean[] | undefined;
+  let gaveUp!: () => void;
+  const givenUp = new Promise<undefined>((resolve) => {
+    gaveUp = () => resolve(undefined);
+  });
+  const run = (async () =>
+    transactions.run(
+      {
+        isolationLevel: consumer.isolationLevel,
+        timeoutMs: consumer.timeoutMs,
+        closed: () => closed,
+      },
+      async (transaction) => {
+        entered = true;
+        let claimed: Claimed;
+        try {
+          claimed = await claim(
+            (text, params) => transaction.query(text, params),
+            queries,
+            consumer,
+            tasks,
+          );
+        } catch (error) {
+          claimError = { error };
+          throw error;
+        }
+        for (const [index, task] of tasks.entries()) {
+          if (!claimed.handled[index]) {
+            spans[index]?.markDuplicate();
+            continue;
+          }
+          const handles = { trx: undefined, tx: transaction.tx };
+          const result = await runHandler(deps, task, handles, spans[index]);
+          if (result.kind === 'timed-out') {
+            closed = result.error;
+            timedOut = {
+              index,
+              error: result.error,
+              ...(claimed.pid !== undefined && { pid: claimed.pid }),
+            };
+            deadline = Date.now() + consumer.timeoutMs;
+            // The cancel lands before the adapter's ROLLBACK, which this rejection starts.
+            await cancelTimedOut(deps, claimed.pid, deadline);
+            gaveUp();
+            throw result.error;
+          }
+          if (result.kind === 'threw') {
+            closed = new TransactionClosedError(consumer.name);
+            handlerError = { error: result.error };
+            throw result.error;
+          }
+        }
+        // A statement the handlers left running unawaited must not slip in after the COMMIT.
+        closed = new TransactionClosedError(consumer.name);
+        handled = claimed.handled;
+      },
+    ))();
+  // Settled only once the adapter's transaction ended: rollback or commit included.
+  const ended = run.then(
+    () => ({ error: undefined, failed: false }),
+    (error: unknown) => ({ error, failed: true }),
+  );
+  // A timed-out handler's rollback is waited for only until its deadline.
+  const first = await Promise.race([ended, givenUp]);
+  if (timedOut !== undefined) {
+    const late: { index: number; error: HandlerTimeoutError; pid?: number } = timedOut;
+    await awaitRollback(deps, ended, late.pid, deadline);
+    return { kind: 'timed-out', index: late.index, error: late.error };
+  }
+  const { error, failed } = first ?? (await ended);
+  if (!failed) return { kind: 'committed', handled: handled ?? tasks.map(() => false) };
+  if (!entered) return { kind: 'failed', error, source: 'transaction' };
+  if (claimError !== undefined) {
+    if (sqlState(claimError.error) === LOCK_NOT_AVAILABLE) {
+      const key = tasks.map((t) => t.delivery.businessKey).join(', ');
+      const timeout = new HandlerTimeoutError(consumer.name, consumer.timeoutMs, key);
+      return tasks.length === 1
+        ? { kind: 'timed-out', index: 0, error: timeout }
+        : { kind: 'failed', error: timeout, source: 'transaction' };
+    }
+    return { kind: 'failed', error: claimError.error, source: 'transaction' };
+  }
+  if (handlerError !== undefined) {
+    // Rejected with anything but the handler's own error: the ROLLBACK failed, which on
+    // Postgres only a connection that is gone does (the ORM may say so in an error of its own,
+    // such as TypeORM's "Query runner already released").
+    return error === handlerError.error
+      ? { kind: 'failed', error, source: 'handler' }
+      : { kind: 'failed', error, source: 'transaction', connectionLost: true };
+  }
+  // `work` resolved and the transaction still failed: COMMIT did.
+  return { kind: 'failed', error, source: 'transaction' };
+}
+
+/** The transaction handles a handler's context carries. */
+interface Handles {
+  /** The Kysely transaction; not there when an ORM adapter opened the transaction. */
+  // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
+  readonly trx: Transaction<any> | undefined;
+  readonly tx: unknown;
+}
+
 /** Calls one handler and waits for it at most `timeoutMs`. */
 async function runHandler(
   deps: ClaimDeps,
   task: ClaimTask,
-  // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
-  trx: Transaction<any>,
+  handles: Handles,
   span: ProcessSpan | undefined,
 ): Promise<HandlerResult> {
   const { consumer, handlerSeconds } = deps;
   const controller = new AbortController();
-  const context: ConsumeContext = {
+  const context = {
     ...task.delivery.info,
     attempt: task.attempt,
-    trx,
+    // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
+    trx: handles.trx as Transaction<any>,
+    tx: handles.tx,
     consumer: consumer.name,
     businessKey: task.delivery.businessKey,
     signal: controller.signal,
-  };
+  } satisfies ConsumeContext<unknown, unknown>;
   const started = performance.now();
   const handle = async () => consumer.definition.handler(task.delivery.payload, context);
   const settled = (span ? span.run(handle) : handle()).then(
@@ -232,8 +375,17 @@ interface Claimed {
   readonly handled: boolean[];
 }
 
+/** Runs one statement with positional parameters in the claim's transaction. */
+type Statements = (text: string, params: unknown[]) => Promise<{ readonly rows: unknown[] }>;
+
+function kyselyStatements(trx: AnyTransaction): Statements {
+  return async (text, params) => ({
+    rows: [...(await trx.executeQuery(CompiledQuery.raw(text, params))).rows],
+  });
+}
+
 async function claim(
-  trx: AnyTransaction,
+  run: Statements,
   queries: ProcessedQueries,
   consumer: ResolvedConsumer,
   tasks: readonly ClaimTask[],
@@ -241,15 +393,13 @@ async function claim(
   const limitMs = consumer.timeoutMs;
   if (tasks.length === 1) {
     const { delivery } = tasks[0]!;
-    const { rows } = await trx.executeQuery<{ pid: number }>(
-      CompiledQuery.raw(queries.claimOne, [
-        consumer.name,
-        delivery.businessKey,
-        delivery.info.messageId ?? null,
-        limitMs,
-      ]),
-    );
-    return { pid: rows[0]?.pid, handled: [rows.length > 0] };
+    const { rows } = (await run(queries.claimOne, [
+      consumer.name,
+      delivery.businessKey,
+      delivery.info.messageId ?? null,
+      limitMs,
+    ])) as { rows: { pid: number }[] };
+    return { pid: pidOf(rows[0]?.pid), handled: [rows.length > 0] };
   }
   // The first task of a key in the batch gets the handler; later ones are duplicates of it.
   const first = new Map<string, number>();
@@ -261,12 +411,12 @@ async function claim(
     keys.push(delivery.businessKey);
     ids.push(delivery.info.messageId ?? null);
   }
-  const { rows } = await trx.executeQuery<{ business_key: string; pid: number }>(
-    CompiledQuery.raw(queries.claimMany, [consumer.name, keys, ids, limitMs]),
-  );
+  const { rows } = (await run(queries.claimMany, [consumer.name, keys, ids, limitMs])) as {
+    rows: { business_key: string; pid: number }[];
+  };
   const claimed = new Set(rows.map((r) => r.business_key));
   return {
-    pid: rows[0]?.pid,
+    pid: pidOf(rows[0]?.pid),
     handled: tasks.map(
       ({ delivery }, index) =>
         claimed.has(delivery.businessKey) && first.get(delivery.businessKey) === index,
@@ -274,7 +424,13 @@ async function claim(
   };
 }
 
+/** pg gives an int4 as a number; an ORM may give it as a string or a bigint. */
+function pidOf(pid: unknown): number | undefined {
+  if (pid === undefined || pid === null) return undefined;
+  const n = Number(pid);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 function sqlState(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+  return sqlStateOf(error);
 }

@@ -35,17 +35,24 @@ export interface MessageInfo {
 
 /**
  * What a handler gets beside the payload: the transaction its effects must use, and the
- * message's metadata.
+ * message's metadata. `Tx` is the type of `tx`: the Kysely transaction, or, when the host's
+ * `transactions` option is an ORM's adapter, that ORM's handle (a TypeORM `EntityManager`, a
+ * Prisma transaction client, ...).
  */
 // biome-ignore lint/suspicious/noExplicitAny: a handler may use a transaction of any database type
-export interface ConsumeContext<DB = any> extends MessageInfo {
+export interface ConsumeContext<DB = any, Tx = Transaction<DB>> extends MessageInfo {
   /**
-   * The transaction that also records the message as processed. Write every effect through it:
-   * the effects and the dedupe row commit together, and the message is acked only after that.
-   * Effects outside the database (HTTP calls, e-mail) are not covered: route them through the
-   * outbox.
+   * The Kysely transaction that also records the message as processed. Write every effect
+   * through it: the effects and the dedupe row commit together, and the message is acked only
+   * after that. Effects outside the database (HTTP calls, e-mail) are not covered: route them
+   * through the outbox. Not set (undefined) when an ORM adapter opens the transaction: use `tx`.
    */
   readonly trx: Transaction<DB>;
+  /**
+   * The same transaction as the handle of whoever opened it: `trx` itself by default, the
+   * ORM's handle with an ORM adapter (see docs/orm.md). Write every effect through it.
+   */
+  readonly tx: Tx;
   /** Name of the consumer handling the message. */
   readonly consumer: string;
   /** The key the message is deduplicated by. */
@@ -69,6 +76,8 @@ export interface RetryPolicy {
  * A consumer: plain data naming where messages come from, plus the handler. The same shape is
  * what a framework adapter builds from decorators. `DB` is the database type of the handler's
  * `trx`: name it (`defineConsumer<OrderPlaced, Database>`), or `trx` is a `Transaction<any>`.
+ * `Tx` is the type of `context.tx`; with an ORM adapter, name the ORM's handle
+ * (`defineConsumer<OrderPlaced, unknown, EntityManager>`).
  *
  * @example
  * const orderPlaced = defineConsumer<OrderPlaced, Database>({
@@ -82,7 +91,7 @@ export interface RetryPolicy {
  * });
  */
 // biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
-export interface ConsumerDefinition<P = unknown, DB = any> {
+export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>> {
   /**
    * Identifies the consumer in the processed-messages table, so two consumers of one message
    * each handle it once. Also the default queue name. Keep it stable.
@@ -140,16 +149,16 @@ export interface ConsumerDefinition<P = unknown, DB = any> {
    * Applies the message's effects through `context.trx`. Throwing rolls back and retries after
    * a delay; throwing a `PermanentError` dead-letters the message at once.
    */
-  handler(payload: P, context: ConsumeContext<DB>): Promise<void>;
+  handler(payload: P, context: ConsumeContext<DB, Tx>): Promise<void>;
 }
 
 /**
  * Returns the definition unchanged; it only helps TypeScript infer the payload type.
  */
 // biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
-export function defineConsumer<P, DB = any>(
-  definition: ConsumerDefinition<P, DB>,
-): ConsumerDefinition<P, DB> {
+export function defineConsumer<P, DB = any, Tx = Transaction<DB>>(
+  definition: ConsumerDefinition<P, DB, Tx>,
+): ConsumerDefinition<P, DB, Tx> {
   return definition;
 }
 
@@ -177,3 +186,7 @@ export const CONSUMER_DEFINITION_OPTION_NAMES = optionNames<ConsumerDefinition>(
 
 /** Every option of `RetryPolicy`, for the options table in docs/options.md. */
 export const RETRY_POLICY_OPTION_NAMES = optionNames<RetryPolicy>()(['maxAttempts', 'backoff']);
+
+/** A consumer definition of any payload, database and transaction handle, as hosts take them. */
+// biome-ignore lint/suspicious/noExplicitAny: a host runs consumers of every payload and handle
+export type AnyConsumerDefinition = ConsumerDefinition<any, any, any>;

@@ -14,10 +14,11 @@ import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
-import type { ConsumerDefinition } from './consumer-definition.js';
+import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { consumerTopology } from './consumer-topology.js';
+import type { ConsumerTransactions } from './consumer-transactions.js';
 import { processedQueries } from './processed-queries.js';
 import { resolveConsumers } from './resolve-consumer.js';
 import { RetentionCleaner, type RetentionOptions } from './retention-cleaner.js';
@@ -35,7 +36,16 @@ export interface ConsumerHostOptions {
   readonly db: Kysely<any>;
   /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or several nodes' URLs. */
   readonly amqpUrl: AmqpUrls;
-  readonly consumers: readonly ConsumerDefinition[];
+  readonly consumers: readonly AnyConsumerDefinition[];
+  /**
+   * Opens the handlers' transactions with an ORM instead of `db`, so handlers write with the
+   * ORM in the transaction that holds their dedupe row, as `context.tx`: the adapter of the
+   * ORM's entry point, such as `typeormConsumerTransactions(dataSource)` of `outboxkit/typeorm`
+   * (see docs/orm.md). `db` still runs the start checks and the retention cleanup, and cancels
+   * a timed-out handler's statement; it must reach the same database as the ORM, as a role
+   * that may signal the ORM's sessions. Default: Kysely transactions on `db`.
+   */
+  readonly transactions?: ConsumerTransactions<unknown>;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   readonly logger?: OutboxLogger;
@@ -74,6 +84,7 @@ export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
   'db',
   'amqpUrl',
   'consumers',
+  'transactions',
   'schema',
   'logger',
   'heartbeatSeconds',
@@ -130,6 +141,15 @@ export class ConsumerHost {
     }
     if (!options.db || typeof options.db.transaction !== 'function') {
       throw new ConfigurationError('db', 'must be a Kysely instance');
+    }
+    if (
+      options.transactions !== undefined &&
+      (options.transactions === null || typeof options.transactions.run !== 'function')
+    ) {
+      throw new ConfigurationError(
+        'transactions',
+        'must be the consumer transactions of an ORM adapter, such as typeormConsumerTransactions(dataSource)',
+      );
     }
     const amqpUrls = amqpUrlList(options.amqpUrl);
     const { schemaName } = outboxTables(options.schema);
@@ -200,6 +220,7 @@ export class ConsumerHost {
           consumer,
           topology: consumerTopology(consumer),
           db: options.db,
+          transactions: options.transactions,
           queries,
           publisher: this.#publisher,
           logger: this.#logger,

@@ -6,6 +6,7 @@ import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import { ConsumerChannel, type ConsumerChannelHandle } from './consumer-channel.js';
 import { emptyConsumerStats } from './consumer-stats.js';
 import type { ConsumerTopology } from './consumer-topology.js';
+import type { ConsumerTransactions } from './consumer-transactions.js';
 import { DatabaseRetryLoop } from './database-retry-loop.js';
 import { DeliveryDispatcher } from './delivery-dispatcher.js';
 import { DeliveryProcessor } from './delivery-processor.js';
@@ -21,6 +22,8 @@ export interface RunnerContext {
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
+  /** Opens the handlers' transactions with an ORM instead of `db` (the host's option). */
+  readonly transactions?: ConsumerTransactions<unknown> | undefined;
   readonly publisher: CopyPublisher;
   readonly logger: OutboxLogger;
   readonly reconnectBackoff: BackoffPolicy;

@@ -1,7 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
-import type { ConsumerDefinition } from './consumer-definition.js';
+import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { type ResolvedConsumer, resolveConsumer } from './resolve-consumer.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
 
@@ -98,7 +98,7 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
  * The broker objects a definition leads to, for tools and tests (moving dead letters, cleaning
  * up). Throws a `ConfigurationError` for a definition the host would reject.
  */
-export function topologyOf(definition: ConsumerDefinition): ConsumerTopology {
+export function topologyOf(definition: AnyConsumerDefinition): ConsumerTopology {
   return consumerTopology(
     resolveConsumer(definition, { brokerConsumerTimeoutMs: Number.MAX_SAFE_INTEGER }),
   );

@@ -19,11 +19,12 @@ const CONNECTION_MESSAGES = [
   'not queryable',
   'timeout exceeded when trying to connect',
   'Connection ended',
+  // Prisma's driver adapter, for a connection lost in a transaction (its error has no code).
+  'Server has closed the connection',
 ];
 
 function sqlState(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+  return sqlStateOf(error);
 }
 
 /** A serialization failure or deadlock: run the whole transaction again. */
@@ -54,5 +55,41 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     }
   }
   const message = error instanceof Error ? error.message : '';
-  return CONNECTION_MESSAGES.some((m) => message.includes(m));
+  if (CONNECTION_MESSAGES.some((m) => message.includes(m))) return true;
+  // Drizzle wraps the driver's error, code and message, in a `DrizzleQueryError`.
+  const wrapped = error as { constructor?: { name?: unknown }; cause?: unknown } | null;
+  return wrapped?.constructor?.name === 'DrizzleQueryError' && isDatabaseUnavailable(wrapped.cause);
+}
+
+/** Prisma's codes for a database it cannot reach or a connection it lost or could not get. */
+const PRISMA_UNAVAILABLE: Readonly<Record<string, string>> = {
+  P1001: '08001', // can't reach the database server
+  P1002: '08001', // the server was reached but timed out
+  P1017: '08006', // the server closed the connection
+  P2024: '08001', // timed out fetching a connection from the pool
+};
+
+/**
+ * The SQLSTATE of a database error: pg's `code` (which Kysely, Knex and TypeORM pass on), the
+ * code of the pg error a Drizzle `DrizzleQueryError` wraps, or, for a Prisma error, the code of
+ * the driver's error in its `meta` (a connection Prisma could not make or lost reads as a
+ * connection exception, class 08).
+ */
+export function sqlStateOf(error: unknown): string | undefined {
+  const e = error as {
+    code?: unknown;
+    cause?: unknown;
+    meta?: { driverAdapterError?: { cause?: { originalCode?: unknown; code?: unknown } } };
+  } | null;
+  const code = e?.code;
+  if (typeof code === 'string' && /^P\d{4}$/.test(code) && e?.meta !== undefined) {
+    const cause = e.meta?.driverAdapterError?.cause;
+    const original = cause?.originalCode ?? cause?.code;
+    if (typeof original === 'string') return original;
+    return PRISMA_UNAVAILABLE[code] ?? code;
+  }
+  if (typeof code === 'string') return code;
+  // Drizzle leaves `name` at 'Error'.
+  if (e?.constructor?.name === 'DrizzleQueryError') return sqlStateOf(e.cause);
+  return undefined;
 }

@@ -47,13 +47,14 @@ export class DatabaseRetryLoop {
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
-    const { db, queries, consumer, logger, handlerSeconds } = options;
+    const { db, queries, consumer, logger, handlerSeconds, transactions } = options;
     this.#claim = {
       db,
       queries,
       consumer,
       logger,
       handlerSeconds,
+      transactions,
       onAbandoned: (rollback) => {
         this.#abandoned.add(rollback);
         void rollback.finally(() => this.#abandoned.delete(rollback));
@@ -96,7 +97,10 @@ export class DatabaseRetryLoop {
         }
         // Only the transaction's own statements speak for the database: a handler's error with
         // the same code (its HTTP or Redis client refused) is a failure of the handler.
-        if (outcome.source === 'transaction' && isDatabaseUnavailable(error)) {
+        if (
+          outcome.source === 'transaction' &&
+          (outcome.connectionLost === true || isDatabaseUnavailable(error))
+        ) {
           const now = Date.now();
           if (outageSince === undefined) {
             outageSince = now;

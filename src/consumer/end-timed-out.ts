@@ -16,40 +16,61 @@ export async function endTimedOut(
   trx: AnyTransaction,
   pid: number | undefined,
 ): Promise<void> {
-  const { queries, consumer, logger } = deps;
-  const deadline = Date.now() + consumer.timeoutMs;
-  const remaining = () => Math.max(0, deadline - Date.now());
-  let rollingBack = false;
-  // The cancel must land before the ROLLBACK is sent: later, it could cancel the ROLLBACK, or a
-  // statement of the session's next user. So it is sent only if the rollback has not begun.
-  if (pid !== undefined) {
-    const cancel = signalBackend(
-      deps,
-      queries.cancelBackend,
-      pid,
-      () => rollingBack,
-      'could not cancel the statement of a timed-out handler',
-    );
-    await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, remaining()));
-  }
-  rollingBack = true;
-  let rolledBack = false;
+  const deadline = Date.now() + deps.consumer.timeoutMs;
+  await cancelTimedOut(deps, pid, deadline);
   // A failed rollback ends the transaction too: Kysely gives the connection back either way,
   // and pg-pool drops a broken one.
-  const rollback = trx
-    .rollback()
-    .execute()
+  await awaitRollback(deps, trx.rollback().execute(), pid, deadline);
+}
+
+/**
+ * Cancels the statement a timed-out handler's session `pid` may be stuck in, waiting for a free
+ * connection at most until `deadline` (and 5 s). Call it before the ROLLBACK is sent: the cancel
+ * is not sent once this resolves, since later it could cancel the ROLLBACK, or a statement of
+ * the session's next user.
+ */
+export async function cancelTimedOut(
+  deps: ClaimDeps,
+  pid: number | undefined,
+  deadline: number,
+): Promise<void> {
+  if (pid === undefined) return;
+  let rollingBack = false;
+  const cancel = signalBackend(
+    deps,
+    deps.queries.cancelBackend,
+    pid,
+    () => rollingBack,
+    'could not cancel the statement of a timed-out handler',
+  );
+  await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, Math.max(0, deadline - Date.now())));
+  rollingBack = true;
+}
+
+/**
+ * Waits for the rollback of a timed-out transaction until `deadline`; a session that has not
+ * rolled back by then is terminated, and its rollback handed to `onAbandoned`.
+ */
+export async function awaitRollback(
+  deps: ClaimDeps,
+  rollback: Promise<unknown>,
+  pid: number | undefined,
+  deadline: number,
+): Promise<void> {
+  const { queries, consumer, logger } = deps;
+  let rolledBack = false;
+  const settled = rollback
     .catch(() => {})
     .then(() => {
       rolledBack = true;
     });
-  await settleWithin(rollback, remaining());
+  await settleWithin(settled, Math.max(0, deadline - Date.now()));
   if (rolledBack) return;
   logger.warn('a timed-out transaction did not roll back in time; terminating its session', {
     consumer: consumer.name,
     pid,
   });
-  deps.onAbandoned(rollback);
+  deps.onAbandoned(settled);
   if (pid === undefined) return;
   // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
   // that follows needs the listener the host's `db` option asks for.

@@ -1,7 +1,7 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type {
-  ConsumerDefinition,
+  AnyConsumerDefinition,
   ExchangeType,
   IsolationLevel,
   QueueType,
@@ -9,7 +9,7 @@ import type {
 
 /** A consumer definition checked and completed with defaults. */
 export interface ResolvedConsumer {
-  readonly definition: ConsumerDefinition;
+  readonly definition: AnyConsumerDefinition;
   readonly name: string;
   readonly exchange: string;
   readonly exchangeType: ExchangeType;
@@ -58,7 +58,7 @@ function isNameOfBytes(value: unknown, maxBytes: number): value is string {
 
 /** Checks one definition and fills in defaults; errors name the option as `consumers[name].option`. */
 export function resolveConsumer(
-  definition: ConsumerDefinition,
+  definition: AnyConsumerDefinition,
   limits: ResolveLimits,
 ): ResolvedConsumer {
   if (definition === null || typeof definition !== 'object') {
@@ -212,7 +212,7 @@ export function resolveConsumer(
 
 /** Resolves every definition and rejects clashes between them. */
 export function resolveConsumers(
-  definitions: readonly ConsumerDefinition[],
+  definitions: readonly AnyConsumerDefinition[],
   limits: ResolveLimits,
 ): ResolvedConsumer[] {
   if (!Array.isArray(definitions)) {

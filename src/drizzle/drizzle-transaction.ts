@@ -28,18 +28,21 @@ const FIX =
  */
 export function drizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
   const inTransaction = typeof (tx as { rollback?: unknown }).rollback === 'function';
-  return joinedTransaction(
-    async (text, params) => {
-      const { texts, values } = splitPositional(text, params);
-      const statement = sql.join(
-        texts.flatMap((part, i) =>
-          i < values.length ? [sql.raw(part), sql.param(values[i])] : [sql.raw(part)],
-        ),
-      );
-      const result = await tx.execute(statement);
-      return { rows: result.rows };
-    },
-    () => inTransaction,
-    FIX,
-  );
+  return joinedTransaction(drizzleStatements(tx), () => inTransaction, FIX);
+}
+
+/** Runs a statement with positional (`$1`) parameters through Drizzle's `execute`. */
+export function drizzleStatements(
+  tx: Pick<DrizzleTransactionLike, 'execute'>,
+): (text: string, params: unknown[]) => Promise<{ rows: unknown[] }> {
+  return async (text, params) => {
+    const { texts, values } = splitPositional(text, params);
+    const statement = sql.join(
+      texts.flatMap((part, i) =>
+        i < values.length ? [sql.raw(part), sql.param(values[i])] : [sql.raw(part)],
+      ),
+    );
+    const result = await tx.execute(statement);
+    return { rows: result.rows };
+  };
 }

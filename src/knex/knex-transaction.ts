@@ -27,13 +27,21 @@ const FIX =
  */
 export function knexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
   return joinedTransaction(
-    (text, params) => {
-      const { texts, values } = splitPositional(text, params);
-      // Knex binds `?`; a literal one (the jsonb operator) is written `\?`.
-      const raw = texts.map((part) => part.replaceAll('?', '\\?')).join('?');
-      return trx.raw(raw, values) as Promise<{ rows: unknown[] }>;
-    },
+    knexStatements(trx),
     () => trx.isTransaction === true && trx.isCompleted?.() === false,
     fix,
   );
+}
+
+/** Runs a statement with positional (`$1`) parameters through Knex's `raw`. */
+export function knexStatements(
+  trx: Pick<KnexTransactionLike, 'raw'>,
+): (text: string, params: unknown[]) => Promise<{ rows: unknown[] }> {
+  return async (text, params) => {
+    const { texts, values } = splitPositional(text, params);
+    // Knex binds `?`; a literal one (the jsonb operator) is written `\?`.
+    const raw = texts.map((part) => part.replaceAll('?', '\\?')).join('?');
+    const result = await trx.raw(raw, values);
+    return { rows: result.rows };
+  };
 }

@@ -27,6 +27,7 @@ export { isOutboxContext, outboxHandlerArguments } from './outbox-execution-cont
 export { OutboxHandler } from './outbox-handler.decorator.js';
 export type { OutboxHandlerOptions } from './outbox-handler.metadata.js';
 export type {
+  AmbientTransaction,
   ExchangeDeclaration,
   OutboxConsumerSettings,
   OutboxModuleOptions,

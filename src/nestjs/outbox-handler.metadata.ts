@@ -63,7 +63,8 @@ export interface OutboxHandlerMetadata {
 }
 
 /** A method that can handle payloads: it takes the payload and the consume context. */
-export type OutboxHandlerMethod = (payload: never, context: ConsumeContext) => unknown;
+// biome-ignore lint/suspicious/noExplicitAny: the context's `tx` is the handle of whichever ORM opens the transaction
+export type OutboxHandlerMethod = (payload: never, context: ConsumeContext<any, any>) => unknown;
 
 /**
  * The discoverable decorator behind `@OutboxHandler`: its metadata key is private to this

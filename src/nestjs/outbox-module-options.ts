@@ -3,12 +3,14 @@ import type { Pool } from 'pg';
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerHostOptions } from '../consumer/consumer-host.js';
+import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { optionNames } from '../options/option-names.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
 import type { MessageDefinition } from './message-definition.js';
+import type { OutboxTransaction } from './outbox.service.js';
 
 /** Relay settings the module does not set itself. */
 export type OutboxRelaySettings = Omit<
@@ -19,8 +21,11 @@ export type OutboxRelaySettings = Omit<
 /** Consumer host settings the module does not set itself. */
 export type OutboxConsumerSettings = Omit<
   ConsumerHostOptions,
-  'db' | 'amqpUrl' | 'schema' | 'logger' | 'consumers'
+  'db' | 'amqpUrl' | 'schema' | 'logger' | 'consumers' | 'transactions'
 >;
+
+/** What `OutboxService.add` joins when it is given no transaction: see `ambientTransaction`. */
+export type AmbientTransaction = () => OutboxTransaction;
 
 /** An exchange the application publishes to, declared (durable) at bootstrap. */
 export type ExchangeDeclaration =
@@ -49,6 +54,22 @@ export interface OutboxModuleOptions {
    * at shutdown.
    */
   readonly databaseUrl?: string;
+  /**
+   * Opens the handlers' transactions with the application's ORM instead of Kysely: the adapter
+   * of the ORM's entry point, such as `typeormConsumerTransactions(dataSource)` of
+   * `outboxkit/typeorm`, or `clsOutbox(txHost, ...)` of `outboxkit/nestjs-cls` spread into the
+   * options. A handler's context then carries the ORM's handle as `tx`. `db` (or the pool the
+   * module makes) still serves the start checks, the retention cleanup and the cancel of a
+   * timed-out handler. Default: Kysely transactions on `db`. See docs/orm.md.
+   */
+  readonly transactions?: ConsumerTransactions<unknown>;
+  /**
+   * What `OutboxService.add` and `addMany` join when called without a transaction: the
+   * ambient transaction of `@nestjs-cls/transactional`, as `clsOutbox(txHost, ...)` of
+   * `outboxkit/nestjs-cls` gives it. Called at each `add`; throwing (a `NotInTransactionError`
+   * outside a transaction) fails the `add`. Default none: `add` then needs a transaction.
+   */
+  readonly ambientTransaction?: AmbientTransaction;
   /** A pg pool of the application's, used where `databaseUrl` is not given. Not closed by the module. */
   readonly pool?: Pool;
   /** Connections of the pool the module makes from `databaseUrl` for handlers. Default 10. */
@@ -119,6 +140,8 @@ export const MODULE_OPTION_NAMES = optionNames<OutboxModuleOptions>()([
   'db',
   'databaseUrl',
   'pool',
+  'transactions',
+  'ambientTransaction',
   'poolSize',
   'amqpUrl',
   'schema',

@@ -1,6 +1,6 @@
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
-import type { ConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
+import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
 import { StateError } from '../errors/state-error.js';
@@ -19,7 +19,7 @@ import { addExchange, type ResolvedModuleOptions } from './resolve-module-option
 
 /** What the handler explorer found, ready for the runtime to start. */
 export interface RuntimeHandlers {
-  readonly consumers: readonly ConsumerDefinition[];
+  readonly consumers: readonly AnyConsumerDefinition[];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -135,6 +135,7 @@ export class OutboxRuntime {
         this.#host = new ConsumerHost({
           ...o.consumers,
           db: this.db,
+          ...(o.transactions && { transactions: o.transactions }),
           amqpUrl: o.amqpUrl,
           schema: o.schema,
           logger: o.logger,

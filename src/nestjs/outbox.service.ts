@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import type { ConsumerHost } from '../consumer/consumer-host.js';
 import type { ConsumerTopology } from '../consumer/consumer-topology.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
 import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';
@@ -53,33 +54,78 @@ export class OutboxService {
   }
 
   /**
-   * Adds one message to the caller's transaction (a Kysely transaction, or a pg client after
-   * `BEGIN`); it is published once that transaction commits, and never if it rolls back.
-   * Returns the message id.
+   * Adds one message to the caller's transaction (a Kysely transaction, a pg client after
+   * `BEGIN`, or an ORM's transaction through its adapter, such as `typeormTransaction(manager)`);
+   * it is published once that transaction commits, and never if it rolls back. Without a
+   * transaction, it joins the module's `ambientTransaction` (the one of nestjs-cls's
+   * `@Transactional()`, with `clsOutbox`). Returns the message id.
    */
   async add<M extends MessageDefinition>(
     trx: OutboxTransaction,
     message: M,
     payload: PayloadOf<M>,
-    options: OutboxWriteOptions = {},
-  ): Promise<string> {
+    options?: OutboxWriteOptions,
+  ): Promise<string>;
+  async add<M extends MessageDefinition>(
+    message: M,
+    payload: PayloadOf<M>,
+    options?: OutboxWriteOptions,
+  ): Promise<string>;
+  async add(...args: unknown[]): Promise<string> {
+    const [trx, message, payload, options = {}] = this.#transactionOf(args);
     return this.#runtime.writer.add(
-      trx as TransactionLike,
-      this.#message(message, payload, options),
+      trx,
+      this.#message(message as MessageDefinition, payload, options as OutboxWriteOptions),
     );
   }
 
-  /** Adds several messages of one definition in one statement, in order. Returns their ids. */
+  /**
+   * Adds several messages of one definition in one statement, in order, to the caller's
+   * transaction or, without one, the module's `ambientTransaction`. Returns their ids.
+   */
   async addMany<M extends MessageDefinition>(
     trx: OutboxTransaction,
     message: M,
     payloads: readonly PayloadOf<M>[],
-    options: Omit<OutboxWriteOptions, 'messageId'> = {},
-  ): Promise<string[]> {
+    options?: Omit<OutboxWriteOptions, 'messageId'>,
+  ): Promise<string[]>;
+  async addMany<M extends MessageDefinition>(
+    message: M,
+    payloads: readonly PayloadOf<M>[],
+    options?: Omit<OutboxWriteOptions, 'messageId'>,
+  ): Promise<string[]>;
+  async addMany(...args: unknown[]): Promise<string[]> {
+    const [trx, message, payloads, options = {}] = this.#transactionOf(args);
     return this.#runtime.writer.addMany(
-      trx as TransactionLike,
-      payloads.map((payload) => this.#message(message, payload, options)),
+      trx,
+      (payloads as readonly unknown[]).map((payload) =>
+        this.#message(message as MessageDefinition, payload, options as OutboxWriteOptions),
+      ),
     );
+  }
+
+  /**
+   * The arguments of `add` or `addMany` with the transaction first: the one given, or, when the
+   * first argument is a message definition rather than a transaction, the ambient one.
+   */
+  #transactionOf(args: unknown[]): [TransactionLike, ...unknown[]] {
+    const [first] = args;
+    const isTransaction =
+      first !== null &&
+      typeof first === 'object' &&
+      (typeof (first as { query?: unknown }).query === 'function' ||
+        typeof (first as { executeQuery?: unknown }).executeQuery === 'function');
+    if (isTransaction) return args as [TransactionLike, ...unknown[]];
+    const ambient = this.#runtime.options.ambientTransaction;
+    if (!ambient) {
+      throw new ConfigurationError(
+        'ambientTransaction',
+        'OutboxService.add was called without a transaction, and the module has no ' +
+          '`ambientTransaction` to join: pass the transaction first, or set the option ' +
+          '(`clsOutbox(txHost, ...)` of outboxkit/nestjs-cls)',
+      );
+    }
+    return [ambient() as TransactionLike, ...args];
   }
 
   /** The core writer, for messages without a definition. It does not apply `prefix`. */

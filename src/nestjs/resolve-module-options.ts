@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
+import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
@@ -8,6 +9,7 @@ import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
 import type {
+  AmbientTransaction,
   ExchangeDeclaration,
   OutboxConsumerSettings,
   OutboxModuleOptions,
@@ -27,6 +29,8 @@ export interface ResolvedModuleOptions {
   readonly exchanges: ReadonlyMap<string, ExchangeType>;
   readonly relay: OutboxRelaySettings | false;
   readonly consumers: OutboxConsumerSettings | false;
+  readonly transactions: ConsumerTransactions<unknown> | undefined;
+  readonly ambientTransaction: AmbientTransaction | undefined;
   readonly migrate: boolean;
   readonly enhancers: boolean;
   readonly maxMessageBytes: number | undefined;
@@ -63,6 +67,22 @@ export function resolveModuleOptions(
     throw new ConfigurationError(
       'db',
       'give the Kysely instance (`db`), or `databaseUrl` or `pool` to connect with',
+    );
+  }
+  const { transactions, ambientTransaction } = options;
+  if (
+    transactions !== undefined &&
+    (transactions === null || typeof transactions.run !== 'function')
+  ) {
+    throw new ConfigurationError(
+      'transactions',
+      'must be the consumer transactions of an ORM adapter, such as typeormConsumerTransactions(dataSource)',
+    );
+  }
+  if (ambientTransaction !== undefined && typeof ambientTransaction !== 'function') {
+    throw new ConfigurationError(
+      'ambientTransaction',
+      'must be a function that returns the transaction to join',
     );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
@@ -103,6 +123,8 @@ export function resolveModuleOptions(
     exchanges: exchangeMap(options.exchanges ?? [], prefix),
     relay,
     consumers,
+    transactions,
+    ambientTransaction,
     migrate: options.migrate === true,
     enhancers: options.enhancers === true,
     maxMessageBytes: options.maxMessageBytes,

@@ -1,0 +1,55 @@
+import type { IsolationLevel } from './consumer-definition.js';
+
+/** What a consumer host asks of the transaction an ORM adapter opens for it. */
+export interface ConsumerTransactionOptions {
+  /** The consumer's `isolationLevel`. */
+  readonly isolationLevel: IsolationLevel;
+  /**
+   * The consumer's `timeoutMs`. The claim and each handler are bounded by it; an ORM that ends
+   * its transactions after a time of its own (Prisma's `timeout`) must give it longer than the
+   * claim, the handlers and a cancel take together.
+   */
+  readonly timeoutMs: number;
+  /**
+   * The error the handler's statements must fail with from now on, once the host gives the
+   * transaction up (a handler timed out or threw, or the transaction is about to commit), else
+   * `undefined`. An adapter that can refuse the handler's statements asks it before each; the
+   * host's own statements (`query`, COMMIT, ROLLBACK) are not refused.
+   */
+  readonly closed: () => Error | undefined;
+}
+
+/** One open transaction of an ORM, as a consumer host uses it. */
+export interface ConsumerTransaction<Tx> {
+  /** What the handler gets as `context.tx`: the ORM's own handle on this transaction. */
+  readonly tx: Tx;
+  /** Runs one statement with positional (`$1`) parameters in the transaction: the claim. */
+  query(text: string, params: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * Opens the transactions of a consumer's handlers with an ORM instead of Kysely, so a handler
+ * writes with the ORM in the transaction that holds its dedupe row. Each ORM's entry point has
+ * one (`typeormConsumerTransactions(dataSource)` in `outboxkit/typeorm`, ...); pass it as the
+ * consumer host's `transactions` option.
+ *
+ * `run` opens a transaction at `options.isolationLevel` and calls `work` in it (inside the
+ * ORM's own context, so an ambient transaction such as nestjs-cls's is the handler's too). When
+ * `work` resolves, it commits; when `work` rejects, it rolls back and rejects with `work`'s
+ * error, or with the rollback's own error when the rollback failed. BEGIN or COMMIT failing
+ * rejects with their error. The host tells these apart by what it saw of `work`.
+ */
+export interface ConsumerTransactions<Tx = unknown> {
+  run(
+    options: ConsumerTransactionOptions,
+    work: (transaction: ConsumerTransaction<Tx>) => Promise<void>,
+  ): Promise<void>;
+}
+
+/** The ORM handle of a `ConsumerTransactions`: `TxOf<typeof transactions>`. */
+export type TxOf<T> = T extends ConsumerTransactions<infer Tx> ? Tx : never;
+
+/** `COMMIT`, `ROLLBACK` and their savepoint forms: statements an adapter's gate lets through. */
+export function isTransactionEnd(sql: unknown): boolean {
+  return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql);
+}

@@ -1,0 +1,65 @@
+import type { ConsumerTransactionOptions } from '../consumer/consumer-transactions.js';
+import { type ConsumerTransactions, isTransactionEnd } from '../consumer/consumer-transactions.js';
+import { knexStatements } from './knex-transaction.js';
+
+/** The part of a Knex transaction (`trx`) a consumer's transaction uses. */
+export interface KnexConsumerTransactionLike {
+  raw(sql: string, bindings: readonly unknown[]): PromiseLike<{ rows: unknown[] }>;
+  /** Knex's client of this transaction alone, through which every statement of it goes. */
+  readonly client: object;
+}
+
+/** The part of a `knex` instance a consumer host uses. */
+export interface KnexLike<T extends KnexConsumerTransactionLike> {
+  transaction<R>(
+    work: (trx: T) => Promise<R>,
+    config: { isolationLevel: ConsumerTransactionOptions['isolationLevel'] },
+  ): PromiseLike<R>;
+}
+
+/**
+ * Makes the handler's statements on `trx` fail with `closed()`'s error once it returns one,
+ * COMMIT and ROLLBACK excepted. Knex refuses them itself only from its COMMIT or ROLLBACK on;
+ * this closes the transaction to the handler from the moment the host gives it up.
+ */
+export function gateKnexTransaction(
+  trx: KnexConsumerTransactionLike,
+  closed: () => Error | undefined,
+): void {
+  const client = trx.client as { query(connection: unknown, query: unknown): Promise<unknown> };
+  const query = client.query;
+  client.query = function gated(connection, statement) {
+    const error = closed();
+    const sql =
+      typeof statement === 'string' ? statement : (statement as { sql?: unknown } | null)?.sql;
+    if (error && !isTransactionEnd(sql)) return Promise.reject(error);
+    return query.call(this, connection, statement);
+  };
+}
+
+/**
+ * Opens each consumer transaction as a Knex transaction (pg client): the handler gets its
+ * `trx` as `context.tx`, and its writes commit with the dedupe row. Pass it as the consumer
+ * host's `transactions` option (or the Nest module's).
+ *
+ * @example
+ * const host = new ConsumerHost({ db, amqpUrl, transactions: knexConsumerTransactions(knex), consumers: [
+ *   defineConsumer<OrderPlaced, unknown, Knex.Transaction>({ ..., async handler(order, { tx }) { await tx('invoices').insert({ orderId: order.id }); } }),
+ * ] });
+ */
+export function knexConsumerTransactions<T extends KnexConsumerTransactionLike>(
+  knex: KnexLike<T>,
+): ConsumerTransactions<T> {
+  return {
+    async run({ isolationLevel, closed }, work) {
+      await knex.transaction(
+        async (trx) => {
+          gateKnexTransaction(trx, closed);
+          const query = knexStatements(trx);
+          await work({ tx: trx, query });
+        },
+        { isolationLevel },
+      );
+    },
+  };
+}
