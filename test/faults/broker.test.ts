@@ -27,64 +27,52 @@ describe('faults: the broker', () => {
     await node?.destroy();
     printResults('Fault suite: the broker');
   });
+  /** A scenario on the private node; a failed drain reports the node's view of its queues. */
+  const onNode = (name: string) => ({
+    name,
+    databaseUrl,
+    amqpUrl: node.url,
+    brokerState: (queues: readonly string[]) => node.queueState(queues),
+  });
 
   it('control: no fault', { timeout: 60_000 }, () =>
-    runScenario(
-      {
-        name: 'control: no fault',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
-      },
-      async (sc) => {
-        await sc.startConsumer();
-        await sc.startRelay();
-        await sc.traffic({ total: 600 }).done;
-        await sc.finish({
-          evidence: (o) => {
-            // Without a fault, every message is published and delivered once.
-            assert.equal(o.duplicatesDelivered, 0, 'duplicates without a fault');
-            assert.equal(o.retries, 0, 'retries without a fault');
-            return 'none, as it should be without a fault';
-          },
-        });
-      },
-    ),
+    runScenario(onNode('control: no fault'), async (sc) => {
+      await sc.startConsumer();
+      await sc.startRelay();
+      await sc.traffic({ total: 600 }).done;
+      await sc.finish({
+        evidence: (o) => {
+          // Without a fault, every message is published and delivered once.
+          assert.equal(o.duplicatesDelivered, 0, 'duplicates without a fault');
+          assert.equal(o.retries, 0, 'retries without a fault');
+          return 'none, as it should be without a fault';
+        },
+      });
+    }),
   );
 
   it('broker restarted mid-stream', { timeout: 120_000 }, () =>
-    runScenario(
-      {
-        name: 'broker restarted mid-stream',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
-      },
-      async (sc) => {
-        await sc.startConsumer();
-        await sc.startRelay();
-        sc.traffic({ total: 1200, pauseMs: 10, perTransaction: 10 });
-        await sc.waitForEffects(300);
-        await node.restart();
-        sc.healed();
-        await sc.finish({
-          evidence: (o) => {
-            assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
-            assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
-            return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections)`;
-          },
-        });
-      },
-    ),
+    runScenario(onNode('broker restarted mid-stream'), async (sc) => {
+      await sc.startConsumer();
+      await sc.startRelay();
+      sc.traffic({ total: 1200, pauseMs: 10, perTransaction: 10 });
+      await sc.waitForEffects(300);
+      await node.restart();
+      sc.healed();
+      await sc.finish({
+        evidence: (o) => {
+          assert.ok(o.relays.amqpConnects >= 2, 'the relay did not reconnect');
+          assert.ok(o.consumerConnects >= 2, 'the consumer did not reconnect');
+          return `relay and consumer reconnected (${o.relays.amqpConnects}, ${o.consumerConnects} connections)`;
+        },
+      });
+    }),
   );
 
   it('broker killed (SIGKILL) and started again', { timeout: 120_000 }, () =>
     runScenario(
       {
-        name: 'broker killed (kill -9) and restarted',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
+        ...onNode('broker killed (kill -9) and restarted'),
         // Classic queues: RabbitMQ 3.10 brings a single-node quorum queue back from a kill -9
         // without a leader now and then (rabbitmq-server#10070), and after an election forced
         // by hand, messages confirmed just before the kill were missing (docs/reliability.md).
@@ -116,243 +104,192 @@ describe('faults: the broker', () => {
   );
 
   it('broker hung (SIGSTOP for more than twice the heartbeat)', { timeout: 120_000 }, () =>
-    runScenario(
-      {
-        name: 'broker hung (SIGSTOP 4 s, heartbeat 1 s)',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
-      },
-      async (sc) => {
-        await sc.startConsumer();
-        await sc.startRelay();
-        sc.traffic({ total: 1000, pauseMs: 10, perTransaction: 10 });
-        await sc.waitForEffects(200);
-        node.suspend();
-        try {
-          await sleep(4000);
-        } finally {
-          node.resume();
-        }
-        sc.healed();
-        await sc.finish({
-          evidence: (o) => {
-            const relaySaw = o.relays.amqpConnects >= 2 || o.relays.retried > 0;
-            assert.ok(relaySaw, 'the relay noticed nothing');
-            assert.ok(o.consumerConnects >= 2, 'the consumer did not notice the dead heartbeat');
-            return `heartbeat timeouts: relay ${o.relays.amqpConnects} connections, ${o.relays.retried} rows retried; consumer ${o.consumerConnects} connections`;
-          },
-        });
-      },
-    ),
+    runScenario(onNode('broker hung (SIGSTOP 4 s, heartbeat 1 s)'), async (sc) => {
+      await sc.startConsumer();
+      await sc.startRelay();
+      sc.traffic({ total: 1000, pauseMs: 10, perTransaction: 10 });
+      await sc.waitForEffects(200);
+      node.suspend();
+      try {
+        await sleep(4000);
+      } finally {
+        node.resume();
+      }
+      sc.healed();
+      await sc.finish({
+        evidence: (o) => {
+          const relaySaw = o.relays.amqpConnects >= 2 || o.relays.retried > 0;
+          assert.ok(relaySaw, 'the relay noticed nothing');
+          assert.ok(o.consumerConnects >= 2, 'the consumer did not notice the dead heartbeat');
+          return `heartbeat timeouts: relay ${o.relays.amqpConnects} connections, ${o.relays.retried} rows retried; consumer ${o.consumerConnects} connections`;
+        },
+      });
+    }),
   );
 
   it(
     'a quorum queue stops answering, and the consumer is stopped meanwhile',
     { timeout: 120_000 },
     () =>
-      runScenario(
-        {
-          name: 'queue not answering (Raft server suspended)',
-          databaseUrl,
-          amqpUrl: node.url,
-          brokerState: (q) => node.queueState(q),
-        },
-        async (sc) => {
-          const host = await sc.startConsumer();
-          const relay = await sc.startRelay();
-          // Long enough to go on while the queue hangs (rabbitmqctl takes a second or two).
-          sc.traffic({ total: 3000, pauseMs: 20, perTransaction: 10 });
-          await sc.waitForEffects(200);
-          const queue = sc.queues.main;
-          await node.suspendQueue(queue);
-          let stopMs = 0;
-          let deletedUnconfirmed = 0;
-          try {
-            const atSuspend = relay.counts().published;
-            // The relay's publishes go unconfirmed (publish timeout 2 s): rows are retried.
-            await waitFor('unconfirmed rows retried', () => relay.counts().retried > 0, 20_000);
-            // A confirm already on its way may still land; after that, nothing is confirmed.
-            await sleep(500);
-            const settledQuiet = relay.counts().published;
-            await waitFor(
-              'outbox rows piling up',
-              async () => (await sc.outboxCount()) > 50,
-              20_000,
-            );
-            deletedUnconfirmed = relay.counts().published - settledQuiet;
-            assert.ok(settledQuiet - atSuspend <= 400, 'confirmed by a queue that does not answer');
-            // Cancelling the consumer and closing its channel wait for the queue: stop() must not.
-            const started = Date.now();
-            await Promise.race([
-              host.stop(),
-              sleep(30_000).then(() => {
-                throw new Error('the consumer did not stop within 30 s while its queue hung');
-              }),
-            ]);
-            stopMs = Date.now() - started;
-          } finally {
-            await node.resumeQueue(queue);
-          }
-          await sc.startConsumer();
-          sc.healed();
-          await sc.finish({
-            evidence: (o) => {
-              assert.equal(deletedUnconfirmed, 0, 'rows published while the queue hung');
-              assert.ok(o.relays.retried > 0, 'nothing was retried');
-              // Cancel (5 s), then the channels' closes and the connection's (2 s each).
-              assert.ok(stopMs < 5000 + 2 * 2000 + 2000, `the consumer took ${stopMs} ms to stop`);
-              return `${o.relays.retried} rows retried for want of a confirm, none published while the queue hung; consumer stopped in ${(stopMs / 1000).toFixed(1)} s`;
-            },
-          });
-        },
-      ),
+      runScenario(onNode('queue not answering (Raft server suspended)'), async (sc) => {
+        const host = await sc.startConsumer();
+        const relay = await sc.startRelay();
+        // Long enough to go on while the queue hangs (rabbitmqctl takes a second or two).
+        sc.traffic({ total: 3000, pauseMs: 20, perTransaction: 10 });
+        await sc.waitForEffects(200);
+        const queue = sc.queues.main;
+        await node.suspendQueue(queue);
+        let stopMs = 0;
+        let deletedUnconfirmed = 0;
+        try {
+          const atSuspend = relay.counts().published;
+          // The relay's publishes go unconfirmed (publish timeout 2 s): rows are retried.
+          await waitFor('unconfirmed rows retried', () => relay.counts().retried > 0, 20_000);
+          // A confirm already on its way may still land; after that, nothing is confirmed.
+          await sleep(500);
+          const settledQuiet = relay.counts().published;
+          await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 50, 20_000);
+          deletedUnconfirmed = relay.counts().published - settledQuiet;
+          assert.ok(settledQuiet - atSuspend <= 400, 'confirmed by a queue that does not answer');
+          // Cancelling the consumer and closing its channel wait for the queue: stop() must not.
+          const started = Date.now();
+          await Promise.race([
+            host.stop(),
+            sleep(30_000).then(() => {
+              throw new Error('the consumer did not stop within 30 s while its queue hung');
+            }),
+          ]);
+          stopMs = Date.now() - started;
+        } finally {
+          await node.resumeQueue(queue);
+        }
+        await sc.startConsumer();
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            assert.equal(deletedUnconfirmed, 0, 'rows published while the queue hung');
+            assert.ok(o.relays.retried > 0, 'nothing was retried');
+            // Cancel (5 s), then the channels' closes and the connection's (2 s each).
+            assert.ok(stopMs < 5000 + 2 * 2000 + 2000, `the consumer took ${stopMs} ms to stop`);
+            return `${o.relays.retried} rows retried for want of a confirm, none published while the queue hung; consumer stopped in ${(stopMs / 1000).toFixed(1)} s`;
+          },
+        });
+      }),
   );
 
   it(
     'stopped while the broker hangs: relay and consumer exit in bounded time',
     { timeout: 120_000 },
     () =>
-      runScenario(
-        {
-          name: 'relay SIGTERMed, consumer stopped, broker hung',
-          databaseUrl,
-          amqpUrl: node.url,
-          brokerState: (q) => node.queueState(q),
-        },
-        async (sc) => {
-          const host = await sc.startConsumer();
-          // The CLI: heartbeat 1 s, publish timeout 2 s, stop timeout 3 s.
-          const relay = await sc.spawnRelay();
-          sc.traffic({ total: 800, pauseMs: 10, perTransaction: 10 });
-          await sc.waitForEffects(200);
-          node.suspend();
-          let relayStopMs = 0;
-          let consumerStopMs = 0;
-          try {
-            await sleep(500);
-            const started = Date.now();
-            await Promise.all([
-              // Rejects unless the process exits with status 0.
-              relay
-                .stop()
-                .then(() => {
-                  relayStopMs = Date.now() - started;
-                }),
-              host.stop().then(() => {
-                consumerStopMs = Date.now() - started;
+      runScenario(onNode('relay SIGTERMed, consumer stopped, broker hung'), async (sc) => {
+        const host = await sc.startConsumer();
+        // The CLI: heartbeat 1 s, publish timeout 2 s, stop timeout 3 s.
+        const relay = await sc.spawnRelay();
+        sc.traffic({ total: 800, pauseMs: 10, perTransaction: 10 });
+        await sc.waitForEffects(200);
+        node.suspend();
+        let relayStopMs = 0;
+        let consumerStopMs = 0;
+        try {
+          await sleep(500);
+          const started = Date.now();
+          await Promise.all([
+            // Rejects unless the process exits with status 0.
+            relay
+              .stop()
+              .then(() => {
+                relayStopMs = Date.now() - started;
               }),
-            ]);
-          } finally {
-            node.resume();
-          }
-          await sc.startConsumer();
-          await sc.spawnRelay();
-          sc.healed();
-          await sc.finish({
-            evidence: () => {
-              // Stop timeout, then closes that give up on a broker that does not answer (2 s).
-              assert.ok(
-                relayStopMs < 3000 + 2000 + 2000,
-                `the relay took ${relayStopMs} ms to stop`,
-              );
-              assert.ok(
-                consumerStopMs < 10_000 + 2000,
-                `the consumer took ${consumerStopMs} ms to stop`,
-              );
-              return `relay exited 0 after ${(relayStopMs / 1000).toFixed(1)} s, consumer stopped after ${(consumerStopMs / 1000).toFixed(1)} s; their messages came again`;
-            },
-          });
-        },
-      ),
+            host.stop().then(() => {
+              consumerStopMs = Date.now() - started;
+            }),
+          ]);
+        } finally {
+          node.resume();
+        }
+        await sc.startConsumer();
+        await sc.spawnRelay();
+        sc.healed();
+        await sc.finish({
+          evidence: () => {
+            // Stop timeout, then closes that give up on a broker that does not answer (2 s).
+            assert.ok(relayStopMs < 3000 + 2000 + 2000, `the relay took ${relayStopMs} ms to stop`);
+            assert.ok(
+              consumerStopMs < 10_000 + 2000,
+              `the consumer took ${consumerStopMs} ms to stop`,
+            );
+            return `relay exited 0 after ${(relayStopMs / 1000).toFixed(1)} s, consumer stopped after ${(consumerStopMs / 1000).toFixed(1)} s; their messages came again`;
+          },
+        });
+      }),
   );
 
   it('memory alarm blocks publishing, then clears', { timeout: 120_000 }, () =>
-    runScenario(
-      {
-        name: 'memory alarm (publishing blocked) and recovery',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
-      },
-      async (sc) => {
-        await sc.startConsumer();
-        const relay = await sc.startRelay();
-        // Traffic must still be flowing when the alarm is set (rabbitmqctl can take seconds on
-        // a loaded machine): the broker tells a connection it is blocked when it next publishes.
-        sc.traffic({ total: 2000, pauseMs: 30, perTransaction: 10 });
-        await sc.waitForEffects(200);
-        await node.ctl('set_vm_memory_high_watermark', '0');
-        let publishedWhileBlocked = 0;
-        try {
-          await waitFor('the relay told of the block', () => relay.counts().blocked > 0, 15_000);
-          const atBlock = relay.counts().published;
-          await waitFor(
-            'outbox rows piling up',
-            async () => (await sc.outboxCount()) > 100,
-            15_000,
+    runScenario(onNode('memory alarm (publishing blocked) and recovery'), async (sc) => {
+      await sc.startConsumer();
+      const relay = await sc.startRelay();
+      // Traffic must still be flowing when the alarm is set (rabbitmqctl can take seconds on
+      // a loaded machine): the broker tells a connection it is blocked when it next publishes.
+      sc.traffic({ total: 2000, pauseMs: 30, perTransaction: 10 });
+      await sc.waitForEffects(200);
+      await node.ctl('set_vm_memory_high_watermark', '0');
+      let publishedWhileBlocked = 0;
+      try {
+        await waitFor('the relay told of the block', () => relay.counts().blocked > 0, 15_000);
+        const atBlock = relay.counts().published;
+        await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 100, 15_000);
+        publishedWhileBlocked = relay.counts().published - atBlock;
+      } finally {
+        await node.ctl('set_vm_memory_high_watermark', '0.4');
+      }
+      sc.healed();
+      await sc.finish({
+        evidence: (o) => {
+          assert.ok(o.relays.blocked > 0, 'the relay was never blocked');
+          // The batches in flight when the alarm went off may still be confirmed; no more.
+          assert.ok(
+            publishedWhileBlocked <= 400,
+            `${publishedWhileBlocked} published while blocked`,
           );
-          publishedWhileBlocked = relay.counts().published - atBlock;
-        } finally {
-          await node.ctl('set_vm_memory_high_watermark', '0.4');
-        }
-        sc.healed();
-        await sc.finish({
-          evidence: (o) => {
-            assert.ok(o.relays.blocked > 0, 'the relay was never blocked');
-            // The batches in flight when the alarm went off may still be confirmed; no more.
-            assert.ok(
-              publishedWhileBlocked <= 400,
-              `${publishedWhileBlocked} published while blocked`,
-            );
-            return `relay blocked ${o.relays.blocked}x, claimed nothing while blocked (${publishedWhileBlocked} confirmed from batches in flight)`;
-          },
-        });
-      },
-    ),
+          return `relay blocked ${o.relays.blocked}x, claimed nothing while blocked (${publishedWhileBlocked} confirmed from batches in flight)`;
+        },
+      });
+    }),
   );
 
   it(
     'forced nacks: a full queue rejects publishes the other queue took',
     { timeout: 120_000 },
     () =>
-      runScenario(
-        {
-          name: 'forced nacks (reject-publish queue)',
-          databaseUrl,
-          amqpUrl: node.url,
-          brokerState: (q) => node.queueState(q),
-        },
-        async (sc) => {
-          await sc.startConsumer();
-          // A second queue on the exchange, capped and refusing overflow: once it is full the
-          // broker nacks every publish, although the consumer's queue took the message.
-          const capped = `okf.${sc.sid}.capped`;
-          await sc.admin.withChannel(async (channel) => {
-            await channel.assertQueue(capped, {
-              durable: true,
-              arguments: { 'x-max-length': 20, 'x-overflow': 'reject-publish' },
-            });
-            await channel.bindQueue(capped, sc.exchange, 'ledger.#');
+      runScenario(onNode('forced nacks (reject-publish queue)'), async (sc) => {
+        await sc.startConsumer();
+        // A second queue on the exchange, capped and refusing overflow: once it is full the
+        // broker nacks every publish, although the consumer's queue took the message.
+        const capped = `okf.${sc.sid}.capped`;
+        await sc.admin.withChannel(async (channel) => {
+          await channel.assertQueue(capped, {
+            durable: true,
+            arguments: { 'x-max-length': 20, 'x-overflow': 'reject-publish' },
           });
-          try {
-            const relay = await sc.startRelay({ retry: { maxAttempts: 30 } });
-            sc.traffic({ total: 500, pauseMs: 5 });
-            await waitFor('nacked rows retried', () => relay.counts().retried >= 100, 20_000);
-            await sc.admin.deleteQueues([capped]);
-            sc.healed();
-            await sc.finish({
-              evidence: (o) => {
-                assert.ok(o.relays.retried >= 100, 'no nacks');
-                assert.ok(o.duplicatesDelivered > 0, 'nacked messages did not reach the consumer');
-                return `${o.relays.retried} nacks retried; the nacked copies had been routed: ${o.duplicatesDelivered} duplicates`;
-              },
-            });
-          } finally {
-            await sc.admin.deleteQueues([capped]);
-          }
-        },
-      ),
+          await channel.bindQueue(capped, sc.exchange, 'ledger.#');
+        });
+        try {
+          const relay = await sc.startRelay({ retry: { maxAttempts: 30 } });
+          sc.traffic({ total: 500, pauseMs: 5 });
+          await waitFor('nacked rows retried', () => relay.counts().retried >= 100, 20_000);
+          await sc.admin.deleteQueues([capped]);
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              assert.ok(o.relays.retried >= 100, 'no nacks');
+              assert.ok(o.duplicatesDelivered > 0, 'nacked messages did not reach the consumer');
+              return `${o.relays.retried} nacks retried; the nacked copies had been routed: ${o.duplicatesDelivered} duplicates`;
+            },
+          });
+        } finally {
+          await sc.admin.deleteQueues([capped]);
+        }
+      }),
   );
 
   it(
@@ -392,56 +329,48 @@ describe('faults: the broker', () => {
       ),
   );
   it('a relay deployed before its exchange exists: declared 30 s later', { timeout: 120_000 }, () =>
-    runScenario(
-      {
-        name: 'exchange declared 30 s after the relay started',
-        databaseUrl,
-        amqpUrl: node.url,
-        brokerState: (q) => node.queueState(q),
-      },
-      async (sc) => {
-        await sc.startConsumer();
-        // The consumer declared the exchange; take it away (its queue stays), as on a broker
-        // where the relay is deployed before whoever declares the topology.
-        await sc.admin.deleteExchange(sc.exchange);
-        const relay = await sc.startRelay({ retry: { maxAttempts: 2 } });
-        sc.traffic({ total: 600, perTransaction: 10, pauseMs: 200, writers: 2 });
-        await sleep(30_000);
-        const putOff = await sc.appPool.query<{ n: number; attempts: number }>(
-          `SELECT count(*)::int AS n, coalesce(max(attempts), 0)::int AS attempts
+    runScenario(onNode('exchange declared 30 s after the relay started'), async (sc) => {
+      await sc.startConsumer();
+      // The consumer declared the exchange; take it away (its queue stays), as on a broker
+      // where the relay is deployed before whoever declares the topology.
+      await sc.admin.deleteExchange(sc.exchange);
+      const relay = await sc.startRelay({ retry: { maxAttempts: 2 } });
+      sc.traffic({ total: 600, perTransaction: 10, pauseMs: 200, writers: 2 });
+      await sleep(30_000);
+      const putOff = await sc.appPool.query<{ n: number; attempts: number }>(
+        `SELECT count(*)::int AS n, coalesce(max(attempts), 0)::int AS attempts
              FROM ${sc.tables.outbox} WHERE last_error LIKE 'exchange not found%'`,
-        );
-        const publishedWhileMissing = relay.counts().published;
-        const parkedWhileMissing = relay.counts().parked;
-        // Declared with an alternate exchange already bound to the consumer's queue, so that
-        // it routes from its first moment: a binding made after it would leave a gap in which
-        // a publish is unroutable, which is another scenario.
-        const admin = await amqp.connect(node.url);
-        admin.on('error', () => {});
-        const alternate = `${sc.exchange}.ae`;
-        try {
-          const channel = await admin.createChannel();
-          await channel.assertExchange(alternate, 'fanout', { durable: true });
-          await channel.bindQueue(sc.queues.main, alternate, '');
-          await channel.assertExchange(sc.exchange, 'topic', {
-            durable: true,
-            alternateExchange: alternate,
-          });
-          sc.healed();
-          await sc.finish({
-            evidence: (o) => {
-              assert.equal(publishedWhileMissing, 0, 'published to an exchange that did not exist');
-              assert.equal(parkedWhileMissing + o.parked.size, 0, 'rows parked');
-              assert.ok(putOff.rows[0]!.n > 0, 'no row was put off');
-              assert.equal(putOff.rows[0]!.attempts, 0, 'a missing exchange counted as attempts');
-              return `${putOff.rows[0]!.n} rows put off while the exchange was missing (no attempt counted), none parked; all published once it was declared`;
-            },
-          });
-        } finally {
-          await closeConnection(admin);
-        }
-      },
-    ),
+      );
+      const publishedWhileMissing = relay.counts().published;
+      const parkedWhileMissing = relay.counts().parked;
+      // Declared with an alternate exchange already bound to the consumer's queue, so that
+      // it routes from its first moment: a binding made after it would leave a gap in which
+      // a publish is unroutable, which is another scenario.
+      const admin = await amqp.connect(node.url);
+      admin.on('error', () => {});
+      const alternate = `${sc.exchange}.ae`;
+      try {
+        const channel = await admin.createChannel();
+        await channel.assertExchange(alternate, 'fanout', { durable: true });
+        await channel.bindQueue(sc.queues.main, alternate, '');
+        await channel.assertExchange(sc.exchange, 'topic', {
+          durable: true,
+          alternateExchange: alternate,
+        });
+        sc.healed();
+        await sc.finish({
+          evidence: (o) => {
+            assert.equal(publishedWhileMissing, 0, 'published to an exchange that did not exist');
+            assert.equal(parkedWhileMissing + o.parked.size, 0, 'rows parked');
+            assert.ok(putOff.rows[0]!.n > 0, 'no row was put off');
+            assert.equal(putOff.rows[0]!.attempts, 0, 'a missing exchange counted as attempts');
+            return `${putOff.rows[0]!.n} rows put off while the exchange was missing (no attempt counted), none parked; all published once it was declared`;
+          },
+        });
+      } finally {
+        await closeConnection(admin);
+      }
+    }),
   );
 
   it(
