@@ -1,6 +1,7 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
 import { type AmqpUrls, amqpUrlList } from './amqp-urls.js';
 import { closeChannel } from './close-within.js';
@@ -42,7 +43,7 @@ export async function declareExchanges(
     urls,
     heartbeatSeconds: 10,
     reconnectBackoff: { initialMs: 100, maxMs: 2_000 },
-    logger: options.logger ?? consoleLogger(),
+    logger: resolveLogger(options.logger, consoleLogger),
     connectionName: `outboxkit-declare-${process.pid}`,
   });
   const deadline = AbortSignal.timeout(timeoutMs);

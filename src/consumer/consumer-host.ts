@@ -14,6 +14,7 @@ import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
@@ -176,7 +177,7 @@ export class ConsumerHost {
           'brokerConsumerTimeoutMs), or the broker closes the channel first',
       );
     }
-    this.#logger = options.logger ?? consoleLogger();
+    this.#logger = resolveLogger(options.logger, consoleLogger);
     this.#reconnectBackoff = options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 };
     this.#startTimeoutMs = positiveInteger('startTimeoutMs', options.startTimeoutMs, 30_000);
     this.#stopTimeoutMs = positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 30_000);

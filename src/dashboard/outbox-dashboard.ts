@@ -11,6 +11,7 @@ import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import type { OutboxDashboardOptions } from './dashboard-options.js';
 import { dashboardPage } from './dashboard-page.js';
 import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
@@ -110,7 +111,7 @@ export class OutboxDashboard {
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
     this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
     this.#trustForwardedHost = options.trustForwardedHost === true;
-    this.#logger = options.logger ?? silentLogger;
+    this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.#parked = new ParkedMessages({ pool: this.#pool, schema: this.#schema });
     const queues = options.queues ?? [];
     if (queues.length > 0 && options.amqpUrl === undefined) {

@@ -1,19 +1,21 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import { type OutboxLogger, silentLogger } from '../util/logger.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 
 /** The context Nest prints beside outboxkit's log lines. */
 export const OUTBOX_LOG_CONTEXT = 'Outbox';
 
 /**
  * Makes an `OutboxLogger` from the module's `logger` option: Nest's `Logger` by default, a
- * Nest `LoggerService` adapted, an `OutboxLogger` as it is, or nothing for `false`.
+ * Nest `LoggerService` adapted, an `OutboxLogger` as it is (a pino-shaped one wrapped, see
+ * `resolveLogger`), or nothing for `false`.
  */
 export function outboxLoggerFrom(
   option: LoggerService | OutboxLogger | false | undefined,
 ): OutboxLogger {
   if (option === false) return silentLogger;
   if (option === undefined) return adaptNestLogger(new Logger(OUTBOX_LOG_CONTEXT));
-  if (isOutboxLogger(option)) return option;
+  if (isOutboxLogger(option)) return resolveLogger(option, () => option);
   return adaptNestLogger(option);
 }
 

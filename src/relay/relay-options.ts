@@ -7,6 +7,7 @@ import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-option
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 
 /** How a row the broker rejects is retried before it is parked. */
 export interface RelayRetryPolicy {
@@ -136,7 +137,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     reconnectBackoff: options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 },
     maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
     stopTimeoutMs: positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 10_000),
-    logger: options.logger ?? consoleLogger(),
+    logger: resolveLogger(options.logger, consoleLogger),
   });
 }
 
