@@ -27,7 +27,8 @@ import { AMQP_URL, DATABASE_URL } from './support/env.js';
  *   <!-- snippet: module=src/app.ts:testing-app -->
  *                                          the doc's file src/app.ts (which its blocks import as
  *                                          '../src/app.js' and the like) is the module
- *                                          test/docs-preludes/testing-app.ts
+ *                                          test/docs-preludes/testing-app.ts (in a run too:
+ *                                          written next to the run's module)
  *   <!-- snippet: run=NAME names=a,b -->   run: the blocks of one doc with the same NAME run in
  *                                          order as one module, in a child process, against a
  *                                          database of their own; the broker names listed in
@@ -356,6 +357,18 @@ describe('the TypeScript snippets of README.md and docs/*.md', () => {
         }
         const file = join(workDir, `${key.replace(/[^\w]+/g, '-')}-${suffix}.js`);
         await writeFile(file, js);
+        // The doc's own modules (module=PATH:PRELUDE), next to the run's module.
+        for (const [path, prelude] of new Map(group.flatMap((b) => [...b.directive.modules]))) {
+          const module = join(workDir, path.replace(/\.ts$/, '.js'));
+          await mkdir(dirname(module), { recursive: true });
+          const text = readFileSync(join(PRELUDES, `${prelude}.ts`), 'utf8');
+          await writeFile(
+            module,
+            ts.transpileModule(text, {
+              compilerOptions: { ...COMPILER_OPTIONS, module: ts.ModuleKind.ESNext, noEmit: false },
+            }).outputText,
+          );
+        }
         await admin.query(`CREATE DATABASE ${database}`);
         const url = new URL(DATABASE_URL);
         url.pathname = `/${database}`;
