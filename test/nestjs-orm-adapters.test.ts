@@ -21,6 +21,7 @@ import type { OutboxTransaction } from '../src/nestjs/outbox.service.js';
 import { prismaConsumerTransactions, prismaTransaction } from '../src/prisma/index.js';
 import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { orderQueries } from './support/order-queries.js';
 import { PrismaClient } from './support/prisma/generated/client.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -129,20 +130,7 @@ describe('nestjs: OutboxModule with the Prisma, Drizzle, Knex and MikroORM adapt
   });
   after(() => f.close());
 
-  const count = async (table: string, where: string, params: unknown[]) =>
-    (
-      await f.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM "${f.t.schema}".${table} WHERE ${where}`,
-        params,
-      )
-    )[0]!.n;
-  const attempts = async (orderId: number) =>
-    (
-      await f.query<{ attempt: number }>(
-        `SELECT attempt FROM "${f.t.schema}".invoices WHERE order_id = $1 ORDER BY attempt`,
-        [orderId],
-      )
-    ).map((r) => r.attempt);
+  const { count, attempts } = orderQueries(() => f);
 
   for (const [name, open] of Object.entries(stacks)) {
     describe(name, () => {

@@ -19,6 +19,7 @@ import { clsOutbox } from '../src/nestjs-cls/index.js';
 import { typeormConsumerTransactions, typeormTransaction } from '../src/typeorm/index.js';
 import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { orderQueries } from './support/order-queries.js';
 import { waitFor } from './support/wait-for.js';
 
 /**
@@ -167,20 +168,7 @@ describe('nestjs: OutboxModule with an ORM', () => {
     await dataSource.destroy();
   });
 
-  const count = async (table: string, where: string, params: unknown[]) =>
-    (
-      await f.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM "${f.t.schema}".${table} WHERE ${where}`,
-        params,
-      )
-    )[0]!.n;
-  const attempts = async (orderId: number) =>
-    (
-      await f.query<{ attempt: number }>(
-        `SELECT attempt FROM "${f.t.schema}".invoices WHERE order_id = $1 ORDER BY attempt`,
-        [orderId],
-      )
-    ).map((r) => r.attempt);
+  const { count, attempts } = orderQueries(() => f);
   const outboxRows = (messageId: string) => count('outbox', 'message_id = $1', [messageId]);
 
   describe('TypeORM (transactions: typeormConsumerTransactions)', () => {

@@ -2,13 +2,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { Test } from '@nestjs/testing';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
-import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import knexFactory from 'knex';
-import { ClsModule } from 'nestjs-cls';
 import { DataSource } from 'typeorm';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
@@ -20,6 +16,7 @@ import { mikroOrmConsumerTransactions } from '../src/mikro-orm/index.js';
 import { clsConsumerTransactions } from '../src/nestjs-cls/index.js';
 import { prismaConsumerTransactions } from '../src/prisma/index.js';
 import { typeormConsumerTransactions, typeormTransaction } from '../src/typeorm/index.js';
+import { openClsTypeOrm } from './support/cls-typeorm.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { PrismaClient } from './support/prisma/generated/client.js';
@@ -128,27 +125,7 @@ const stacks: Record<string, StackFactory> = {
     };
   },
   async 'nestjs-cls with typeorm'(schema) {
-    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
-    const database = {
-      module: class DatabaseModule {},
-      providers: [{ provide: DataSource, useValue: dataSource }],
-      exports: [DataSource],
-    };
-    const app = await Test.createTestingModule({
-      imports: [
-        ClsModule.forRoot({
-          global: true,
-          plugins: [
-            new ClsPluginTransactional({
-              imports: [database],
-              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
-            }),
-          ],
-        }),
-      ],
-    }).compile();
-    await app.init();
-    const txHost: TransactionHost<TransactionalAdapterTypeOrm> = app.get(TransactionHost);
+    const { txHost, close } = await openClsTypeOrm();
     const transactions = clsConsumerTransactions(txHost, typeormTransaction, (level) => ({
       isolationLevel: level.toUpperCase() as 'READ COMMITTED',
     }));
@@ -163,10 +140,7 @@ const stacks: Record<string, StackFactory> = {
         );
       },
       execute: async (_tx, statement) => void (await txHost.tx.query(statement)),
-      async close() {
-        await app.close();
-        await dataSource.destroy();
-      },
+      close,
     };
   },
 };

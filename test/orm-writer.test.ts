@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { Test } from '@nestjs/testing';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
-import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import knexFactory from 'knex';
-import { ClsModule, ClsService } from 'nestjs-cls';
 import { DataSource } from 'typeorm';
 import { drizzleTransaction } from '../src/drizzle/index.js';
 import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
@@ -19,6 +15,7 @@ import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import type { PgQueryable } from '../src/sql/sql-executor.js';
 import { typeormTransaction } from '../src/typeorm/index.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { openClsTypeOrm } from './support/cls-typeorm.js';
 import { DATABASE_URL } from './support/env.js';
 import { PrismaClient } from './support/prisma/generated/client.js';
 import { testRelay } from './support/relay-fixture.js';
@@ -86,28 +83,7 @@ const stacks: Record<string, StackFactory> = {
     };
   },
   async 'nestjs-cls with typeorm'(schema) {
-    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
-    const database = {
-      module: class DatabaseModule {},
-      providers: [{ provide: DataSource, useValue: dataSource }],
-      exports: [DataSource],
-    };
-    const app = await Test.createTestingModule({
-      imports: [
-        ClsModule.forRoot({
-          global: true,
-          plugins: [
-            new ClsPluginTransactional({
-              imports: [database],
-              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
-            }),
-          ],
-        }),
-      ],
-    }).compile();
-    await app.init();
-    const cls = app.get(ClsService);
-    const txHost: TransactionHost<TransactionalAdapterTypeOrm> = app.get(TransactionHost);
+    const { cls, txHost, close } = await openClsTypeOrm();
     return {
       // What `@Transactional()` does around a method.
       transaction: (work) =>
@@ -120,10 +96,7 @@ const stacks: Record<string, StackFactory> = {
           ),
         ),
       outside: () => cls.run(() => clsTransaction(txHost, typeormTransaction)),
-      async close() {
-        await app.close();
-        await dataSource.destroy();
-      },
+      close,
     };
   },
   async drizzle(schema) {

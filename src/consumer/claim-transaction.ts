@@ -1,5 +1,6 @@
 import { CompiledQuery, type ControlledTransaction, type Kysely, type Transaction } from 'kysely';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
+import type { RunStatement } from '../orm/joined-transaction.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { closableTransaction } from './closable-transaction.js';
@@ -144,16 +145,7 @@ async function transact(
       .rollback()
       .execute()
       .catch(() => {});
-    if (sqlState(error) === LOCK_NOT_AVAILABLE) {
-      // A lone message's attempt ran out of time; a batch cannot tell whose key was held, and
-      // its messages are tried one by one, each under its own limit.
-      const key = tasks.map((t) => t.delivery.businessKey).join(', ');
-      const timeout = new HandlerTimeoutError(consumer.name, consumer.timeoutMs, key);
-      return tasks.length === 1
-        ? { kind: 'timed-out', index: 0, error: timeout }
-        : { kind: 'failed', error: timeout, source: 'transaction' };
-    }
-    return { kind: 'failed', error, source: 'transaction' };
+    return claimFailed(consumer, tasks, error);
   }
 
   let closed: Error | undefined;
@@ -287,16 +279,7 @@ async function transactWith(
   const { error, failed } = first ?? (await ended);
   if (!failed) return { kind: 'committed', handled: handled ?? tasks.map(() => false) };
   if (!entered) return { kind: 'failed', error, source: 'transaction' };
-  if (claimError !== undefined) {
-    if (sqlState(claimError.error) === LOCK_NOT_AVAILABLE) {
-      const key = tasks.map((t) => t.delivery.businessKey).join(', ');
-      const timeout = new HandlerTimeoutError(consumer.name, consumer.timeoutMs, key);
-      return tasks.length === 1
-        ? { kind: 'timed-out', index: 0, error: timeout }
-        : { kind: 'failed', error: timeout, source: 'transaction' };
-    }
-    return { kind: 'failed', error: claimError.error, source: 'transaction' };
-  }
+  if (claimError !== undefined) return claimFailed(consumer, tasks, claimError.error);
   if (handlerError !== undefined) {
     // Rejected with anything but the handler's own error: the ROLLBACK failed, which on
     // Postgres only a connection that is gone does (the ORM may say so in an error of its own,
@@ -375,17 +358,14 @@ interface Claimed {
   readonly handled: boolean[];
 }
 
-/** Runs one statement with positional parameters in the claim's transaction. */
-type Statements = (text: string, params: unknown[]) => Promise<{ readonly rows: unknown[] }>;
-
-function kyselyStatements(trx: AnyTransaction): Statements {
+function kyselyStatements(trx: AnyTransaction): RunStatement {
   return async (text, params) => ({
     rows: [...(await trx.executeQuery(CompiledQuery.raw(text, params))).rows],
   });
 }
 
 async function claim(
-  run: Statements,
+  run: RunStatement,
   queries: ProcessedQueries,
   consumer: ResolvedConsumer,
   tasks: readonly ClaimTask[],
@@ -431,6 +411,20 @@ function pidOf(pid: unknown): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-function sqlState(error: unknown): string | undefined {
-  return sqlStateOf(error);
+/** The outcome of a claim that failed (its transaction rolled back). */
+function claimFailed(
+  consumer: ResolvedConsumer,
+  tasks: readonly ClaimTask[],
+  error: unknown,
+): ClaimOutcome {
+  if (sqlStateOf(error) !== LOCK_NOT_AVAILABLE) {
+    return { kind: 'failed', error, source: 'transaction' };
+  }
+  // A lone message's attempt ran out of time; a batch cannot tell whose key was held, and
+  // its messages are tried one by one, each under its own limit.
+  const key = tasks.map((t) => t.delivery.businessKey).join(', ');
+  const timeout = new HandlerTimeoutError(consumer.name, consumer.timeoutMs, key);
+  return tasks.length === 1
+    ? { kind: 'timed-out', index: 0, error: timeout }
+    : { kind: 'failed', error: timeout, source: 'transaction' };
 }

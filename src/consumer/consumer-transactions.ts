@@ -49,7 +49,13 @@ export interface ConsumerTransactions<Tx = unknown> {
 /** The ORM handle of a `ConsumerTransactions`: `TxOf<typeof transactions>`. */
 export type TxOf<T> = T extends ConsumerTransactions<infer Tx> ? Tx : never;
 
-/** `COMMIT`, `ROLLBACK` and their savepoint forms: statements an adapter's gate lets through. */
-export function isTransactionEnd(sql: unknown): boolean {
-  return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql);
+/**
+ * What an adapter's gate answers a statement of the handler's transaction: the host's error once
+ * it gave the transaction up, else `undefined` (run it). `COMMIT` and `ROLLBACK` (and their
+ * savepoint forms) always run: they are the adapter's own ending of the transaction.
+ */
+export function refusal(closed: () => Error | undefined, sql: unknown): Error | undefined {
+  const error = closed();
+  if (error === undefined) return undefined;
+  return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql) ? undefined : error;
 }

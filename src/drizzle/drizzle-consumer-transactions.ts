@@ -1,5 +1,5 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
-import { type ConsumerTransactions, isTransactionEnd } from '../consumer/consumer-transactions.js';
+import { type ConsumerTransactions, refusal } from '../consumer/consumer-transactions.js';
 import { type DrizzleTransactionLike, drizzleStatements } from './drizzle-transaction.js';
 
 /** The part of a Drizzle node-postgres database (`drizzle(pool)`) a consumer host uses. */
@@ -35,11 +35,11 @@ function gateDrizzleTransaction(db: object, tx: object, closed: () => Error | un
     get(target, property) {
       if (property === 'query') {
         return (...args: unknown[]) => {
-          const error = closed();
           const [statement] = args;
           const text =
             typeof statement === 'string' ? statement : (statement as { text?: unknown })?.text;
-          if (error && !isTransactionEnd(text)) return Promise.reject(error);
+          const error = refusal(closed, text);
+          if (error) return Promise.reject(error);
           return target.query(...args);
         };
       }

@@ -1,5 +1,8 @@
-import type { ConsumerTransactionOptions } from '../consumer/consumer-transactions.js';
-import { type ConsumerTransactions, isTransactionEnd } from '../consumer/consumer-transactions.js';
+import {
+  type ConsumerTransactionOptions,
+  type ConsumerTransactions,
+  refusal,
+} from '../consumer/consumer-transactions.js';
 import { knexStatements } from './knex-transaction.js';
 
 /** The part of a Knex transaction (`trx`) a consumer's transaction uses. */
@@ -29,10 +32,10 @@ export function gateKnexTransaction(
   const client = trx.client as { query(connection: unknown, query: unknown): Promise<unknown> };
   const query = client.query;
   client.query = function gated(connection, statement) {
-    const error = closed();
     const sql =
       typeof statement === 'string' ? statement : (statement as { sql?: unknown } | null)?.sql;
-    if (error && !isTransactionEnd(sql)) return Promise.reject(error);
+    const error = refusal(closed, sql);
+    if (error) return Promise.reject(error);
     return query.call(this, connection, statement);
   };
 }

@@ -1,5 +1,5 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
-import { type ConsumerTransactions, isTransactionEnd } from '../consumer/consumer-transactions.js';
+import { type ConsumerTransactions, refusal } from '../consumer/consumer-transactions.js';
 
 type TypeOrmIsolationLevel = 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 
@@ -51,8 +51,8 @@ export function typeormConsumerTransactions<M>(
         // Every statement of the manager goes through the runner's `query`, COMMIT and
         // ROLLBACK included; only those two pass once the host has given the transaction up.
         runner.query = (text, params, structured) => {
-          const error = closed();
-          if (error && !isTransactionEnd(text)) return Promise.reject(error);
+          const error = refusal(closed, text);
+          if (error) return Promise.reject(error);
           return query(text, params, structured);
         };
         try {
