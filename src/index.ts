@@ -46,6 +46,7 @@ export {
   type OutboxMigrationProviderOptions,
 } from './migrate/kysely-migration-provider.js';
 export { type MigrateOptions, type MigrateResult, migrate } from './migrate/migrate.js';
+export type { Pem, TlsOptions } from './options/tls-options.js';
 export {
   type DeadLetterReason,
   OUTBOXKIT_HEADERS,

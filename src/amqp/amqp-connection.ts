@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { ConnectionOptions } from 'node:tls';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
@@ -15,6 +16,8 @@ export interface AmqpConnectionOptions {
   readonly logger: OutboxLogger;
   /** Shown in the broker's management UI. */
   readonly connectionName: string;
+  /** TLS settings for every URL, all `amqps://` (see `amqpTlsFor`). */
+  readonly tls?: ConnectionOptions | undefined;
 }
 
 /**
@@ -191,11 +194,12 @@ export class AmqpConnection extends EventEmitter {
   }
 
   async #connect(): Promise<ChannelModel> {
-    const { connectionName, heartbeatSeconds, logger } = this.#options;
+    const { connectionName, heartbeatSeconds, logger, tls } = this.#options;
     const model = await connectAmqp(this.#urls.current, {
       connectionName,
       heartbeatSeconds,
       logger,
+      tls,
     });
     model.on('blocked', (reason: string) => {
       this.#blocked = true;

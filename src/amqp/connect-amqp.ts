@@ -1,6 +1,8 @@
+import type { ConnectionOptions } from 'node:tls';
 import type { ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { tlsFailure } from '../errors/tls-failure.js';
 import { errorMessage, type OutboxLogger, redactUrl, silentLogger } from '../util/logger.js';
 
 /** Heartbeat asked for unless the URL names one: a dead link is noticed within about twice it. */
@@ -15,6 +17,8 @@ export interface ConnectAmqpOptions {
   readonly heartbeatSeconds?: number;
   /** Told of errors on the connection once it is up. Default: they are swallowed. */
   readonly logger?: OutboxLogger;
+  /** For `amqps://` URLs: checked `amqpTls` (see `amqpTlsFor`). Default Node's TLS defaults. */
+  readonly tls?: ConnectionOptions | undefined;
 }
 
 /**
@@ -23,7 +27,8 @@ export interface ConnectAmqpOptions {
  * nothing cannot hold a connect forever), Nagle off (it would hold small frames back for tens of
  * milliseconds), a connection name, and an 'error' listener (without one,
  * a connection error would crash the process). A failure is an `OutboxkitError`
- * (`amqp-connect-failed`) naming the URL without its password; its `cause` is amqplib's error.
+ * (`amqp-connect-failed`) naming the URL without its password and, for a TLS failure, saying
+ * so with OpenSSL's code; its `cause` is amqplib's error.
  */
 export async function connectAmqp(url: string, options: ConnectAmqpOptions): Promise<ChannelModel> {
   let model: ChannelModel;
@@ -32,11 +37,12 @@ export async function connectAmqp(url: string, options: ConnectAmqpOptions): Pro
       noDelay: true,
       timeout: CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: options.connectionName },
+      ...options.tls,
     });
   } catch (error) {
     throw new OutboxkitError(
       'amqp-connect-failed',
-      `RabbitMQ at ${redactUrl(url)}: ${errorMessage(error)}`,
+      `RabbitMQ at ${redactUrl(url)}: ${failureOf(error)}`,
       { cause: error },
     );
   }
@@ -69,7 +75,7 @@ export async function connectAmqpFirst(
   const cause = (last as { cause?: unknown } | undefined)?.cause ?? last;
   throw new OutboxkitError(
     'amqp-connect-failed',
-    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${errorMessage(cause)}`,
+    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${failureOf(cause)}`,
     { cause },
   );
 }
@@ -86,4 +92,10 @@ function withHeartbeat(url: string, heartbeatSeconds = DEFAULT_HEARTBEAT_SECONDS
     parsed.searchParams.set('heartbeat', String(heartbeatSeconds));
   }
   return parsed.toString();
+}
+
+/** A connect failure in words; a TLS one says so, with its code, since its message may not. */
+function failureOf(error: unknown): string {
+  const tls = tlsFailure(error);
+  return tls ? `TLS failed: ${tls.reason} (${tls.code})` : errorMessage(error);
 }

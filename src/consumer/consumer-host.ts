@@ -1,12 +1,14 @@
 import type { ChannelModel } from 'amqplib';
 import type { Kysely } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { optionNames } from '../options/option-names.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { runStartChecks, type StartChecks } from '../start/start-checks.js';
@@ -37,6 +39,8 @@ export interface ConsumerHostOptions {
   readonly db: Kysely<any>;
   /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or several nodes' URLs. */
   readonly amqpUrl: AmqpUrls;
+  /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
+  readonly amqpTls?: TlsOptions;
   readonly consumers: readonly AnyConsumerDefinition[];
   /**
    * Opens the handlers' transactions with an ORM instead of `db`, so handlers write with the
@@ -84,6 +88,7 @@ export interface ConsumerHostOptions {
 export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
   'db',
   'amqpUrl',
+  'amqpTls',
   'consumers',
   'transactions',
   'schema',
@@ -153,6 +158,7 @@ export class ConsumerHost {
       );
     }
     const amqpUrls = amqpUrlList(options.amqpUrl);
+    const amqpTls = amqpTlsFor(amqpUrls, options.amqpTls);
     const { schemaName } = outboxTables(options.schema);
     this.#schemaCheck = {
       db: kyselyQueryable(options.db),
@@ -213,6 +219,7 @@ export class ConsumerHost {
       reconnectBackoff: this.#reconnectBackoff,
       logger: this.#logger,
       connectionName: options.connectionName ?? `outboxkit-consumer-${process.pid}-${hostCount}`,
+      tls: amqpTls,
     });
     const queries = processedQueries(options.schema);
     this.#runners = consumers.map(

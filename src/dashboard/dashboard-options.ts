@@ -1,5 +1,6 @@
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import { optionNames } from '../options/option-names.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import type { OutboxLogger } from '../util/logger.js';
 
@@ -22,6 +23,8 @@ export interface OutboxDashboardOptions {
   readonly queues?: readonly string[];
   /** RabbitMQ URL, or several nodes' URLs tried in turn, for `queues`. Never shown on the page. */
   readonly amqpUrl?: AmqpUrls;
+  /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
+  readonly amqpTls?: TlsOptions;
   /**
    * Where the dashboard is mounted, such as `/outbox/`; `handle` answers 404 outside it.
    * Default `/`.
@@ -55,6 +58,7 @@ export const DASHBOARD_OPTION_NAMES = optionNames<OutboxDashboardOptions>()([
   'allowReplay',
   'queues',
   'amqpUrl',
+  'amqpTls',
   'basePath',
   'allowedHosts',
   'trustForwardedHost',

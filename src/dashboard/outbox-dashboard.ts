@@ -118,7 +118,12 @@ export class OutboxDashboard {
       throw new ConfigurationError('amqpUrl', 'is needed to show the dead letters of `queues`');
     }
     const amqpUrl = queues.length > 0 ? amqpUrlList(options.amqpUrl) : [];
-    this.#queues = new Map(queues.map((q) => [q, new QueueDeadLetters(amqpUrl, q, this.#limit)]));
+    this.#queues = new Map(
+      queues.map((q) => [
+        q,
+        new QueueDeadLetters(amqpUrl, q, this.#limit, undefined, options.amqpTls),
+      ]),
+    );
     // Built now, so that an install without the page's script fails at start, not on a visit.
     dashboardPage();
   }

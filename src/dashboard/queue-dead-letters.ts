@@ -2,6 +2,7 @@ import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { settleWithin } from '../util/with-timeout.js';
 import { type QueuedDeadLetterView, queuedDeadLetterView } from './dashboard-views.js';
 
@@ -37,8 +38,14 @@ export class QueueDeadLetters {
   #tail: Promise<unknown> = Promise.resolve();
   #cached: { depth: number; messages: QueuedDeadLetterView[] } | undefined;
 
-  constructor(amqpUrl: AmqpUrls, queue: string, limit: number, answerTimeoutMs = 10_000) {
-    this.#dlq = new DeadLetterQueue({ amqpUrl, queue });
+  constructor(
+    amqpUrl: AmqpUrls,
+    queue: string,
+    limit: number,
+    answerTimeoutMs = 10_000,
+    amqpTls?: TlsOptions,
+  ) {
+    this.#dlq = new DeadLetterQueue({ amqpUrl, queue, ...(amqpTls && { amqpTls }) });
     this.#limit = limit;
     this.#answerTimeoutMs = answerTimeoutMs;
   }

@@ -1,4 +1,6 @@
+import type { ConnectionOptions } from 'node:tls';
 import type { Channel, ChannelModel, Message } from 'amqplib';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqpFirst } from '../amqp/connect-amqp.js';
@@ -10,6 +12,7 @@ import {
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -32,6 +35,8 @@ export interface DeadLetterQueueOptions {
    * cluster nodes, tried in turn until one connects.
    */
   readonly amqpUrl: AmqpUrls;
+  /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
+  readonly amqpTls?: TlsOptions;
   /** The consumer's queue (by default its name); its dead letters are in `<queue>.dlq`. */
   readonly queue: string;
   /** How long one replayed copy may wait for its publisher confirm. Default 30 s. */
@@ -41,6 +46,7 @@ export interface DeadLetterQueueOptions {
 /** Every option of `DeadLetterQueueOptions`, for the options table in docs/options.md. */
 export const DEAD_LETTER_QUEUE_OPTION_NAMES = optionNames<DeadLetterQueueOptions>()([
   'amqpUrl',
+  'amqpTls',
   'queue',
   'publishTimeoutMs',
 ]);
@@ -90,6 +96,7 @@ export class DeadLetterQueue {
   /** The consumer's own queue, where replays go by default. */
   readonly queue: string;
   readonly #urls: readonly string[];
+  readonly #tls: ConnectionOptions | undefined;
   readonly #publishTimeoutMs: number;
   #model: Promise<ChannelModel> | undefined;
   /** The queue was found to be a classic queue: reading it has no effect on it. */
@@ -97,6 +104,7 @@ export class DeadLetterQueue {
 
   constructor(options: DeadLetterQueueOptions) {
     const urls = amqpUrlList(options?.amqpUrl);
+    this.#tls = amqpTlsFor(urls, options.amqpTls);
     if (typeof options.queue !== 'string' || options.queue.length === 0) {
       throw new ConfigurationError('queue', "must be the consumer's queue name");
     }
@@ -332,6 +340,7 @@ export class DeadLetterQueue {
     if (!this.#model) {
       const connecting = connectAmqpFirst(this.#urls, {
         connectionName: `outboxkit-dead-letters-${process.pid}`,
+        tls: this.#tls,
       }).then(
         (model) => {
           model.on('close', () => {

@@ -7,12 +7,15 @@ export type StartupErrorCode =
   | 'database-auth-refused'
   | 'database-not-found'
   | 'broker-auth-refused'
-  | 'broker-vhost-refused';
+  | 'broker-vhost-refused'
+  | 'database-tls-refused'
+  | 'broker-tls-refused';
 
 /**
  * A relay, consumer host or the Nest module refused to start because of a misconfiguration
  * that retrying cannot mend: the schema is not migrated, or Postgres or RabbitMQ refused the
- * credentials or the database or virtual host. A service that is merely down does not cause
+ * credentials or the database or virtual host, or TLS failed (a server certificate that does
+ * not chain to the given CA, a client certificate the server refuses). A service that is merely down does not cause
  * it: start goes on, and connects once the service is back. The message says what to do; URLs
  * in it have their password hidden.
  *

@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import type { Channel, ChannelModel } from 'amqplib';
 import { UrlRotation } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
@@ -16,6 +17,8 @@ export interface BrokerAdminOptions {
   readonly urls: readonly string[];
   readonly logger: OutboxLogger;
   readonly connectionName: string;
+  /** For `amqps://` URLs: the checked `amqpTls`. */
+  readonly tls?: ConnectionOptions | undefined;
 }
 
 /**
@@ -124,8 +127,8 @@ export class BrokerAdmin {
     if (this.#closed)
       return Promise.reject(new StateError('the outbox module is shut down', 'stopped'));
     if (!this.#model) {
-      const { connectionName, logger } = this.#options;
-      const connecting = connectAmqp(this.#urls.current, { connectionName, logger }).then(
+      const { connectionName, logger, tls } = this.#options;
+      const connecting = connectAmqp(this.#urls.current, { connectionName, logger, tls }).then(
         (model) => {
           model.once('close', () => {
             if (this.#model === connecting) this.#model = undefined;

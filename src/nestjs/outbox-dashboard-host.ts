@@ -36,6 +36,7 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
         allowReplay: this.#settings.allowReplay === true,
         queues: this.#settings.queues ?? topologies.map((t) => t.queue.name),
         amqpUrl: options.amqpUrl,
+        ...(options.amqpTls && { amqpTls: options.amqpTls }),
         // A foreign domain pointed at the application (DNS rebinding) names itself in Host, so
         // only the loopback names and those the application gives are answered.
         allowedHosts: [...LOOPBACK_HOSTS, ...(this.#settings.allowedHosts ?? [])],

@@ -5,6 +5,7 @@ import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { optionNames } from '../options/option-names.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import type { RelayOptions } from '../relay/relay-options.js';
 import type { OutboxLogger } from '../util/logger.js';
@@ -15,13 +16,13 @@ import type { OutboxTransaction } from './outbox.service.js';
 /** Relay settings the module does not set itself. */
 export type OutboxRelaySettings = Omit<
   RelayOptions,
-  'pool' | 'databaseUrl' | 'amqpUrl' | 'schema' | 'logger'
+  'pool' | 'databaseUrl' | 'databaseTls' | 'amqpUrl' | 'amqpTls' | 'schema' | 'logger'
 >;
 
 /** Consumer host settings the module does not set itself. */
 export type OutboxConsumerSettings = Omit<
   ConsumerHostOptions,
-  'db' | 'amqpUrl' | 'schema' | 'logger' | 'consumers' | 'transactions'
+  'db' | 'amqpUrl' | 'amqpTls' | 'schema' | 'logger' | 'consumers' | 'transactions'
 >;
 
 /** What `OutboxService.add` joins when it is given no transaction: see `ambientTransaction`. */
@@ -55,6 +56,11 @@ export interface OutboxModuleOptions {
    */
   readonly databaseUrl?: string;
   /**
+   * TLS settings (CA, client certificate and key) of the pools the module makes from
+   * `databaseUrl`, the relay's included. Not for `db` or `pool`: those are the application's.
+   */
+  readonly databaseTls?: TlsOptions;
+  /**
    * Opens the handlers' transactions with the application's ORM instead of Kysely: the adapter
    * of the ORM's entry point, such as `typeormConsumerTransactions(dataSource)` of
    * `outboxkit/typeorm`, or `clsOutbox(txHost, ...)` of `outboxkit/nestjs-cls` spread into the
@@ -79,6 +85,11 @@ export interface OutboxModuleOptions {
    * cluster nodes, tried in turn.
    */
   readonly amqpUrl: AmqpUrls;
+  /**
+   * TLS settings (CA, client certificate and key) of every connection the module opens to
+   * `amqps://` URLs: the relay's, the consumers', its own for exchanges and the dashboard.
+   */
+  readonly amqpTls?: TlsOptions;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   /**
@@ -139,11 +150,13 @@ export interface OutboxModuleOptions {
 export const MODULE_OPTION_NAMES = optionNames<OutboxModuleOptions>()([
   'db',
   'databaseUrl',
+  'databaseTls',
   'pool',
   'transactions',
   'ambientTransaction',
   'poolSize',
   'amqpUrl',
+  'amqpTls',
   'schema',
   'prefix',
   'exchanges',

@@ -1,5 +1,6 @@
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
@@ -11,6 +12,7 @@ import {
 } from '../prometheus/register-prometheus-metrics.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { createPool } from '../sql/create-pool.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { OutboxWriter } from '../writer/outbox-writer.js';
@@ -65,6 +67,7 @@ export class OutboxRuntime {
           connectionString: options.databaseUrl,
           max: options.poolSize,
           application_name: 'outboxkit-nestjs',
+          ...databaseTlsConfig(options.databaseUrl, options.databaseTls),
         },
         options.logger,
       );
@@ -77,6 +80,7 @@ export class OutboxRuntime {
       new Kysely({ dialect: new PostgresDialect({ pool: pool! }) });
     this.#admin = new BrokerAdmin({
       urls: options.amqpUrl,
+      tls: amqpTlsFor(options.amqpUrl, options.amqpTls),
       logger: options.logger,
       connectionName: `outboxkit-nestjs-admin-${process.pid}`,
     });
@@ -137,6 +141,7 @@ export class OutboxRuntime {
           db: this.db,
           ...(o.transactions && { transactions: o.transactions }),
           amqpUrl: o.amqpUrl,
+          ...(o.amqpTls && { amqpTls: o.amqpTls }),
           schema: o.schema,
           logger: o.logger,
           consumers,
@@ -147,8 +152,11 @@ export class OutboxRuntime {
       if (o.relay !== false) {
         this.#relay = new OutboxRelay({
           ...o.relay,
-          ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : { pool: o.pool! }),
+          ...(o.databaseUrl
+            ? { databaseUrl: o.databaseUrl, ...(o.databaseTls && { databaseTls: o.databaseTls }) }
+            : { pool: o.pool! }),
           amqpUrl: o.amqpUrl,
+          ...(o.amqpTls && { amqpTls: o.amqpTls }),
           schema: o.schema,
           logger: o.logger,
         });
@@ -232,7 +240,14 @@ export class OutboxRuntime {
     const once =
       pool || this.#ownPool
         ? undefined
-        : createPool({ connectionString: databaseUrl, max: 1 }, this.options.logger);
+        : createPool(
+            {
+              connectionString: databaseUrl,
+              max: 1,
+              ...databaseTlsConfig(databaseUrl, this.options.databaseTls),
+            },
+            this.options.logger,
+          );
     try {
       const { applied } = await migrate((pool ?? this.#ownPool ?? once)!, { schema });
       if (applied.length > 0) logger.info('outboxkit migrations applied', { schema, applied });

@@ -1,10 +1,13 @@
 import type { Pool } from 'pg';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
@@ -20,9 +23,13 @@ import type {
 export interface ResolvedModuleOptions {
   readonly db: KyselyInstance | undefined;
   readonly databaseUrl: string | undefined;
+  /** Checked: valid, and only with `databaseUrl`. */
+  readonly databaseTls: TlsOptions | undefined;
   readonly pool: Pool | undefined;
   readonly poolSize: number;
   readonly amqpUrl: readonly string[];
+  /** Checked: valid, and every URL `amqps://`. */
+  readonly amqpTls: TlsOptions | undefined;
   readonly schema: string;
   readonly prefix: string;
   /** Declared exchanges by prefixed name. */
@@ -86,6 +93,14 @@ export function resolveModuleOptions(
     );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
+  amqpTlsFor(amqpUrl, options.amqpTls);
+  if (options.databaseTls !== undefined && !databaseUrl) {
+    throw new ConfigurationError(
+      'databaseTls',
+      'applies to the pools made from `databaseUrl`: set `ssl` on your own `pool` or `db` instead',
+    );
+  }
+  databaseTlsConfig(databaseUrl, options.databaseTls);
   const relay = settings(options.relay, 'relay');
   const consumers = settings(options.consumers, 'consumers');
   if (relay && !databaseUrl && !pool) {
@@ -115,9 +130,11 @@ export function resolveModuleOptions(
   return Object.freeze({
     db,
     databaseUrl,
+    databaseTls: options.databaseTls,
     pool,
     poolSize,
     amqpUrl,
+    amqpTls: options.amqpTls,
     schema: outboxTables(options.schema).schemaName,
     prefix,
     exchanges: exchangeMap(options.exchanges ?? [], prefix),

@@ -1,9 +1,11 @@
 import { setMaxListeners } from 'node:events';
 import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
@@ -69,12 +71,15 @@ export class OutboxRelay {
           // A relay that stalls while holding claimed rows must not keep them locked forever.
           options: `-c idle_in_transaction_session_timeout=${stallMs}`,
           application_name: 'outboxkit-relay',
+          ...databaseTlsConfig(o.databaseUrl, o.databaseTls),
         },
         o.logger,
       );
     relayCount += 1;
+    const amqpUrls = amqpUrlList(o.amqpUrl);
     this.#amqp = new AmqpConnection({
-      urls: amqpUrlList(o.amqpUrl),
+      urls: amqpUrls,
+      tls: amqpTlsFor(amqpUrls, o.amqpTls),
       heartbeatSeconds: o.heartbeatSeconds,
       reconnectBackoff: o.reconnectBackoff,
       logger: o.logger,

@@ -4,6 +4,7 @@ import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -29,11 +30,15 @@ export interface RelayOptions {
   /** Postgres: a pool of your own, or a connection string from which the relay makes its own. */
   readonly pool?: Pool;
   readonly databaseUrl?: string;
+  /** TLS settings of the pool made from `databaseUrl` (not of a `pool` of yours). */
+  readonly databaseTls?: TlsOptions;
   /**
    * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
    * cluster nodes, tried in turn.
    */
   readonly amqpUrl: AmqpUrls;
+  /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
+  readonly amqpTls?: TlsOptions;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   /** Rows claimed per batch. Default 500. */
@@ -78,7 +83,9 @@ export const DEFAULT_RELAY_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300
 export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
   'pool',
   'databaseUrl',
+  'databaseTls',
   'amqpUrl',
+  'amqpTls',
   'schema',
   'batchSize',
   'concurrency',
@@ -96,9 +103,12 @@ export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
 ]);
 
 export type ResolvedRelayOptions = Required<
-  Omit<RelayOptions, 'pool' | 'databaseUrl' | 'retry' | 'connectionName'>
+  Omit<
+    RelayOptions,
+    'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'retry' | 'connectionName'
+  >
 > &
-  Pick<RelayOptions, 'pool' | 'databaseUrl' | 'connectionName'> & {
+  Pick<RelayOptions, 'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'connectionName'> & {
     readonly retry: Required<RelayRetryPolicy>;
   };
 
@@ -107,6 +117,12 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   rejectRenamedOptions(options, RENAMED_OPTIONS.relay);
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
+  }
+  if (options.databaseTls !== undefined && !options.databaseUrl) {
+    throw new ConfigurationError(
+      'databaseTls',
+      'applies to the pool made from `databaseUrl`: set `ssl` on your own `pool` instead',
+    );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
   const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);

@@ -1,4 +1,5 @@
 import { StartupError } from '../errors/startup-error.js';
+import { type TlsFailure, tlsAdvice, tlsFailure } from '../errors/tls-failure.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 
 /** SQLSTATEs that no retry mends: wrong password or no such role, and no such database. */
@@ -16,7 +17,21 @@ export function databaseMisconfiguration(error: unknown, where: string): Startup
     return new StartupError(
       'database-auth-refused',
       'postgres',
-      `Postgres at ${where} refused the login (${errorMessage(error)}): check the user and password of the database URL`,
+      `Postgres at ${where} refused the login (${errorMessage(error)}): ${
+        // pg_hba.conf allows this login over TLS only ("hostssl"): the fix is TLS, not a password.
+        /no encryption/.test(errorMessage(error))
+          ? 'the server accepts this login over TLS only: give `databaseTls` (or sslmode=verify-full in the URL)'
+          : 'check the user and password of the database URL'
+      }`,
+      error,
+    );
+  }
+  const tls = databaseTlsFailure(error);
+  if (tls) {
+    return new StartupError(
+      'database-tls-refused',
+      'postgres',
+      `Postgres at ${where}: TLS failed: ${tls.reason} (${tls.code}): ${tlsAdvice(tls, 'databaseTls')}`,
       error,
     );
   }
@@ -38,6 +53,15 @@ export function databaseMisconfiguration(error: unknown, where: string): Startup
  */
 export function brokerMisconfiguration(error: unknown, url: string): StartupError | undefined {
   const message = error instanceof Error ? error.message : String(error);
+  const tls = tlsFailure(error);
+  if (tls) {
+    return new StartupError(
+      'broker-tls-refused',
+      'rabbitmq',
+      `RabbitMQ at ${redactUrl(url)}: TLS failed: ${tls.reason} (${tls.code}): ${tlsAdvice(tls, 'amqpTls')}`,
+      error,
+    );
+  }
   if (/\b403\b.*ACCESS[-_]REFUSED/.test(message)) {
     return new StartupError(
       'broker-auth-refused',
@@ -55,6 +79,18 @@ export function brokerMisconfiguration(error: unknown, url: string): StartupErro
     );
   }
   return undefined;
+}
+
+/**
+ * A TLS failure of a Postgres connection: Node's (see `tlsFailure`), or pg's own when the
+ * server does not offer TLS at all (`ssl = off`) though the client asks for it.
+ */
+function databaseTlsFailure(error: unknown): TlsFailure | undefined {
+  const message = error instanceof Error ? error.message : '';
+  if (message === 'The server does not support SSL connections') {
+    return { code: 'SSL_NOT_SUPPORTED', reason: message, refusedBy: 'server' };
+  }
+  return tlsFailure(error);
 }
 
 function vhostOf(url: string): string {
