@@ -3,12 +3,14 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
+import { AMQP_TLS_OPTIONS, DATABASE_TLS_OPTIONS } from './cli-tls.js';
 import { closestFlag } from './did-you-mean.js';
 import { UsageError } from './usage-error.js';
 
 /** The flags every command takes; spread into each command's `parseArgs` options. */
 export const COMMON_OPTIONS = {
   'database-url': { type: 'string' },
+  ...DATABASE_TLS_OPTIONS,
   schema: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -89,8 +91,14 @@ export function databaseUrlOf(flag: string | undefined, env: CliEnv): string {
   });
 }
 
-/** How a command declares `--amqp-url`: repeatable, one node of a cluster each. */
-export const AMQP_URL_OPTION = { 'amqp-url': { type: 'string', multiple: true } } as const;
+/**
+ * How a command declares `--amqp-url` (repeatable, one node of a cluster each) and the TLS
+ * files of its connections.
+ */
+export const AMQP_URL_OPTION = {
+  'amqp-url': { type: 'string', multiple: true },
+  ...AMQP_TLS_OPTIONS,
+} as const;
 
 /**
  * The RabbitMQ URLs from `--amqp-url` (repeated, or comma-separated), else `AMQP_URL`

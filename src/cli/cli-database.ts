@@ -1,6 +1,9 @@
 import type pg from 'pg';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { tlsAdvice, tlsFailure } from '../errors/tls-failure.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { createPool } from '../sql/create-pool.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import { migrateCommandFor } from '../start/check-schema.js';
 import { errorMessage, redactUrl, silentLogger } from '../util/logger.js';
 
@@ -16,10 +19,16 @@ export async function withPool<T>(
   url: string,
   schema: string,
   work: (pool: pg.Pool) => Promise<T>,
+  tls?: TlsOptions,
 ): Promise<T> {
   // A one-shot command reports what fails through the statement that fails: nothing to log.
   const pool = createPool(
-    { connectionString: url, max: 2, application_name: 'outboxkit-cli' },
+    {
+      connectionString: url,
+      max: 2,
+      application_name: 'outboxkit-cli',
+      ...databaseTlsConfig(url, tls),
+    },
     silentLogger,
   );
   try {
@@ -35,9 +44,10 @@ export async function withPool<T>(
     // outboxkit's own errors (a dead letter not found, a refused replay) say what they are
     // about; "Postgres at <url>" would make them read like a connection failure.
     if (error instanceof OutboxkitError) throw error;
+    const tls = tlsFailure(error);
     throw new OutboxkitError(
       'database-failed',
-      `Postgres at ${redactUrl(url)}: ${errorMessage(error)}`,
+      `Postgres at ${redactUrl(url)}: ${tls ? `TLS failed: ${tls.reason} (${tls.code}): ${tlsAdvice(tls, 'databaseTls')}` : errorMessage(error)}`,
       {
         cause: error,
       },

@@ -4,6 +4,7 @@ import { networkInterfaces } from 'node:os';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { createPool } from '../sql/create-pool.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import { consoleLogger } from '../util/logger.js';
 import {
   AMQP_URL_OPTION,
@@ -15,6 +16,7 @@ import {
   schemaOf,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
+import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 import { UsageError } from './usage-error.js';
 
 const HELP = `Usage: outboxkit dashboard [options]
@@ -43,7 +45,7 @@ Options:
   --amqp-url <url>      RabbitMQ URL; repeat it or separate with commas for a cluster's nodes, for --queue (default: $AMQP_URL)
   --schema <name>       schema of the outboxkit tables (default: outboxkit)
   -h, --help            show this help
-`;
+${DATABASE_TLS_HELP}${AMQP_TLS_HELP}`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -71,6 +73,8 @@ export const dashboardCommand: CliCommand = {
     const queues = values.queue ?? [];
     if (queues.some((q) => q.length === 0)) throw new UsageError('--queue must name a queue');
     const amqpUrl = queues.length > 0 ? amqpUrlsOf(values['amqp-url'], env) : undefined;
+    const databaseTls = tlsFilesOf('database', values, env);
+    const amqpTls = tlsFilesOf('amqp', values, env);
     const port = portOf(values.port);
     const host = values.host ?? '127.0.0.1';
     if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');
@@ -82,7 +86,12 @@ export const dashboardCommand: CliCommand = {
     const logger = consoleLogger('warn');
     // Bounded: an unreachable database fails a page load instead of leaving it hanging.
     const pool = createPool(
-      { connectionString: databaseUrl, max: 4, application_name: 'outboxkit-dashboard' },
+      {
+        connectionString: databaseUrl,
+        max: 4,
+        application_name: 'outboxkit-dashboard',
+        ...databaseTlsConfig(databaseUrl, databaseTls),
+      },
       logger,
     );
     const dashboard = new OutboxDashboard({
@@ -91,6 +100,7 @@ export const dashboardCommand: CliCommand = {
       allowReplay: values['allow-replay'] === true,
       queues,
       ...(amqpUrl !== undefined && { amqpUrl }),
+      ...(amqpTls !== undefined && { amqpTls }),
       // A browser names in Host the host it was pointed at: a loopback name or an address of
       // this machine. Any other name is a foreign domain pointed here (DNS rebinding).
       allowedHosts: allowedHosts ?? defaultAllowedHosts(host),

@@ -3,6 +3,7 @@ import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import { type ParkedMessage, ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
 import type { DeadLetterWorkResult, ProgressListener } from '../dead-letters/replay-result.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import type { ReplayTarget } from '../protocol/copy-headers.js';
 import {
   AMQP_URL_OPTION,
@@ -16,6 +17,7 @@ import {
 } from './cli-args.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
+import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 import { formatAge } from './status-command.js';
 import { UsageError } from './usage-error.js';
 
@@ -57,7 +59,7 @@ Options:
 
 Long replays and purges report progress on stderr. Exit status 1 when a dead letter could not
 be replayed (it stays where it was).
-`;
+${DATABASE_TLS_HELP}${AMQP_TLS_HELP}`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -99,8 +101,10 @@ export const deadLettersCommand: CliCommand = {
     const request = requestOf(values, positionals);
     if (values.queue !== undefined) {
       if (values.queue.length === 0) throw new UsageError('--queue must name a queue');
+      const amqpTls = tlsFilesOf('amqp', values, env);
       const dlq = new DeadLetterQueue({
         amqpUrl: amqpUrlsOf(values['amqp-url'], env),
+        ...(amqpTls && { amqpTls }),
         queue: values.queue,
       });
       try {
@@ -110,7 +114,8 @@ export const deadLettersCommand: CliCommand = {
       }
     }
     if (values.to !== undefined) throw new UsageError('--to applies to --queue dead letters only');
-    return runOnParked(values['database-url'], schemaOf(values.schema), env, request);
+    const tls = tlsFilesOf('database', values, env);
+    return runOnParked(values['database-url'], schemaOf(values.schema), env, request, tls);
   },
 };
 
@@ -185,43 +190,49 @@ async function runOnParked(
   schema: string,
   env: CliEnv,
   r: Request,
+  tls: TlsOptions | undefined,
 ): Promise<number> {
   const url = databaseUrlOf(urlFlag, env);
-  return withPool(url, schema, async (pool) => {
-    const parked = new ParkedMessages({ pool, schema });
-    switch (r.action) {
-      case 'list': {
-        const rows = await parked.list(r.filter, { limit: r.limit });
-        write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter)));
-        return EXIT_OK;
-      }
-      case 'show': {
-        const row = await parked.show(r.id!);
-        const { payload, ...rest } = row;
-        write(
-          r.json
-            ? json({ ...rest, payload: payloadText(payload, row.contentType) })
-            : details(rest, payload, row.contentType),
-        );
-        return EXIT_OK;
-      }
-      case 'replay':
-      case 'purge': {
-        const verb = r.action === 'replay' ? 'replayed' : 'purged';
-        if (r.id !== undefined) {
-          await (r.action === 'replay' ? parked.replayOne(r.id) : parked.purgeOne(r.id));
-          return report(r, verb, 'parked row', { done: 1, failed: [] });
+  return withPool(
+    url,
+    schema,
+    async (pool) => {
+      const parked = new ParkedMessages({ pool, schema });
+      switch (r.action) {
+        case 'list': {
+          const rows = await parked.list(r.filter, { limit: r.limit });
+          write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter)));
+          return EXIT_OK;
         }
-        const progress = progressLine(verb);
-        const options = { onProgress: progress.update };
-        const result = await (r.action === 'replay'
-          ? parked.replay(r.filter, options)
-          : parked.purge(r.filter, options));
-        progress.end();
-        return report(r, verb, 'parked row', result);
+        case 'show': {
+          const row = await parked.show(r.id!);
+          const { payload, ...rest } = row;
+          write(
+            r.json
+              ? json({ ...rest, payload: payloadText(payload, row.contentType) })
+              : details(rest, payload, row.contentType),
+          );
+          return EXIT_OK;
+        }
+        case 'replay':
+        case 'purge': {
+          const verb = r.action === 'replay' ? 'replayed' : 'purged';
+          if (r.id !== undefined) {
+            await (r.action === 'replay' ? parked.replayOne(r.id) : parked.purgeOne(r.id));
+            return report(r, verb, 'parked row', { done: 1, failed: [] });
+          }
+          const progress = progressLine(verb);
+          const options = { onProgress: progress.update };
+          const result = await (r.action === 'replay'
+            ? parked.replay(r.filter, options)
+            : parked.purge(r.filter, options));
+          progress.end();
+          return report(r, verb, 'parked row', result);
+        }
       }
-    }
-  });
+    },
+    tls,
+  );
 }
 
 async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {

@@ -2,6 +2,7 @@ import { migrate } from '../migrate/migrate.js';
 import { COMMON_OPTIONS, databaseUrlOf, parseFlags, printHelp, schemaOf } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
+import { DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 
 const HELP = `Usage: outboxkit migrate [options]
 
@@ -12,7 +13,7 @@ Options:
   --database-url <url>  Postgres URL (default: $DATABASE_URL)
   --schema <name>       schema of the outboxkit tables (default: outboxkit)
   -h, --help            show this help
-`;
+${DATABASE_TLS_HELP}`;
 
 /** `outboxkit migrate`: applies the shipped migrations. */
 export const migrateCommand: CliCommand = {
@@ -24,7 +25,8 @@ export const migrateCommand: CliCommand = {
     if (values.help) return printHelp(HELP);
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
-    const { applied } = await withPool(url, schema, (pool) => migrate(pool, { schema }));
+    const tls = tlsFilesOf('database', values, env);
+    const { applied } = await withPool(url, schema, (pool) => migrate(pool, { schema }), tls);
     process.stdout.write(
       applied.length === 0
         ? `Schema "${schema}" is up to date; nothing applied.\n`

@@ -4,6 +4,7 @@ import { OutboxRelay } from '../relay/outbox-relay.js';
 import { DEFAULT_RELAY_BACKOFF, type RelayOptions } from '../relay/relay-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import { createPool } from '../sql/create-pool.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger, redactUrl } from '../util/logger.js';
 import {
@@ -19,6 +20,7 @@ import {
   usageErrorFor,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
+import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 import { type RelayHttpServer, serveRelayHttp } from './relay-http-server.js';
 import { UsageError } from './usage-error.js';
 
@@ -53,7 +55,7 @@ Options:
   -h, --help               show this help
 
 A <time> is milliseconds (500, 500ms), seconds (2s) or minutes (1m).
-`;
+${DATABASE_TLS_HELP}${AMQP_TLS_HELP}`;
 
 /** The flags of `outboxkit relay`; docs/options.md lists them. */
 export const RELAY_COMMAND_OPTIONS = {
@@ -80,7 +82,9 @@ export const RELAY_COMMAND_OPTIONS = {
 /** Which flag sets which relay option, to name the flag when the relay rejects a value. */
 const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   databaseUrl: '--database-url',
+  databaseTls: '--database-ca/--database-cert/--database-key',
   amqpUrl: '--amqp-url',
+  amqpTls: '--amqp-ca/--amqp-cert/--amqp-key',
   schema: '--schema',
   concurrency: '--concurrency',
   batchSize: '--batch-size',
@@ -111,9 +115,13 @@ export const relayCommand: CliCommand = {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${level}`);
     }
     const logger = consoleLogger(level as LogLevel);
+    const databaseTls = tlsFilesOf('database', values, env);
+    const amqpTls = tlsFilesOf('amqp', values, env);
     const options: RelayOptions = {
       databaseUrl: databaseUrlOf(values['database-url'], env),
+      ...(databaseTls && { databaseTls }),
       amqpUrl: amqpUrlsOf(values['amqp-url'], env),
+      ...(amqpTls && { amqpTls }),
       schema: schemaOf(values.schema),
       concurrency: positiveIntegerOf('--concurrency', values.concurrency),
       batchSize: positiveIntegerOf('--batch-size', values['batch-size']),
@@ -159,6 +167,7 @@ export const relayCommand: CliCommand = {
           connectionString: relay.options.databaseUrl,
           max: 1,
           application_name: 'outboxkit-relay-metrics',
+          ...databaseTlsConfig(relay.options.databaseUrl, relay.options.databaseTls),
         },
         logger,
       );

@@ -2,6 +2,7 @@ import { type OutboxCounts, type OutboxStatus, outboxStatus } from '../status/ou
 import { COMMON_OPTIONS, databaseUrlOf, parseFlags, printHelp, schemaOf } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
+import { DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 
 const HELP = `Usage: outboxkit status [options]
 
@@ -14,7 +15,7 @@ Options:
   --json                print JSON instead of a table
   --processed           also count the processed-messages table (a full count: slow when large)
   -h, --help            show this help
-`;
+${DATABASE_TLS_HELP}`;
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -32,8 +33,12 @@ export const statusCommand: CliCommand = {
     if (values.help) return printHelp(HELP);
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
-    const status = await withPool(url, schema, (pool) =>
-      outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
+    const tls = tlsFilesOf('database', values, env);
+    const status = await withPool(
+      url,
+      schema,
+      (pool) => outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
+      tls,
     );
     process.stdout.write(
       values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatusTable(status),
