@@ -39,8 +39,15 @@ export interface TlsFailure {
  */
 export function tlsFailure(error: unknown): TlsFailure | undefined {
   for (let e = error, depth = 0; e !== null && typeof e === 'object' && depth < 5; depth += 1) {
-    const code = (e as { code?: unknown }).code;
-    const reason = e instanceof Error ? e.message : String(e);
+    const { code, reason: opensslReason } = e as { code?: unknown; reason?: unknown };
+    // OpenSSL's errors carry a short `reason` ("tlsv13 alert certificate required") beside a
+    // message of file names and line numbers.
+    const reason =
+      typeof opensslReason === 'string'
+        ? opensslReason
+        : e instanceof Error
+          ? e.message
+          : String(e);
     if (typeof code === 'string') {
       if (CERTIFICATE_REFUSED.has(code)) return { code, reason, refusedBy: 'client' };
       if (code.startsWith('ERR_SSL_')) return { code, reason, refusedBy: 'server' };
