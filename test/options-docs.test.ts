@@ -24,6 +24,7 @@ import { HANDLER_OPTION_NAMES } from '../src/nestjs/outbox-handler.metadata.js';
 import { MODULE_OPTION_NAMES } from '../src/nestjs/outbox-module-options.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
 import { RENAMED_OPTIONS } from '../src/options/renamed-options.js';
+import { TLS_OPTION_NAMES } from '../src/options/tls-options.js';
 import {
   RELAY_OPTION_NAMES,
   RELAY_RETRY_OPTION_NAMES,
@@ -54,6 +55,7 @@ const CODE: Readonly<Record<string, readonly string[]>> = {
   OutboxModuleOptions: MODULE_OPTION_NAMES,
   OutboxDashboardSettings: DASHBOARD_SETTINGS_OPTION_NAMES,
   OutboxHandlerOptions: HANDLER_OPTION_NAMES,
+  TlsOptions: TLS_OPTION_NAMES,
 };
 
 /**
