@@ -247,7 +247,7 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
     assert.doesNotMatch(relay.stderr, /TLS failed/);
   });
 
-  it('outboxkit relay: a certificate file it cannot read is a usage error naming the flag and the path', async () => {
+  it('outboxkit relay: a certificate file it cannot read, or TLS files with an amqp:// URL, is a usage error naming the flag', async () => {
     const relay = new NodeChild(
       CLI_MAIN,
       ['relay', '--amqp-ca', `${s.certificates.dir}/missing.pem`],
@@ -267,6 +267,19 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
     children.add(notPem);
     assert.equal((await notPem.exited()).code, 2);
     assert.match(notPem.stderr, /DATABASE_CA \S+\/server\.ext: not a PEM file/);
+
+    // TLS settings with a plain amqp:// URL: refused, not ignored.
+    const plain = new NodeChild(CLI_MAIN, ['relay', '--amqp-ca', s.certificates.files.ca], {
+      ...process.env,
+      DATABASE_URL: s.databaseUrl(),
+      AMQP_URL: s.amqpUrl,
+    });
+    children.add(plain);
+    assert.equal((await plain.exited()).code, 2);
+    assert.match(
+      plain.stderr,
+      /--amqp-ca\/--amqp-cert\/--amqp-key applies to amqps:\/\/ URLs, and amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ is not one/,
+    );
   });
 
   it('outboxkit relay with the wrong CA exits with status 1 and the TLS failure, instead of retrying for ever', async () => {

@@ -16,7 +16,7 @@ export function amqpTlsFor(urls: readonly string[], value: unknown): ConnectionO
   if (plain !== undefined) {
     throw new ConfigurationError(
       'amqpTls',
-      `applies to amqps:// URLs, and ${redactUrl(plain)} is not one: write amqps:// (RabbitMQ's TLS listener, port 5671 by default), or leave amqpTls out`,
+      `applies to amqps:// URLs, and ${redactUrl(plain)} is not one: write amqps:// (RabbitMQ's TLS listener, port 5671 by default), or give no TLS settings`,
     );
   }
   return tls;

@@ -3,9 +3,22 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
-import { AMQP_TLS_OPTIONS, DATABASE_TLS_OPTIONS } from './cli-tls.js';
 import { closestFlag } from './did-you-mean.js';
 import { UsageError } from './usage-error.js';
+
+/** How every command that talks to Postgres declares its TLS flags: file paths. */
+export const DATABASE_TLS_OPTIONS = {
+  'database-ca': { type: 'string' },
+  'database-cert': { type: 'string' },
+  'database-key': { type: 'string' },
+} as const;
+
+/** How every command that talks to RabbitMQ declares its TLS flags: file paths. */
+export const AMQP_TLS_OPTIONS = {
+  'amqp-ca': { type: 'string' },
+  'amqp-cert': { type: 'string' },
+  'amqp-key': { type: 'string' },
+} as const;
 
 /** The flags every command takes; spread into each command's `parseArgs` options. */
 export const COMMON_OPTIONS = {

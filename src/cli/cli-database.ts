@@ -3,9 +3,9 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { tlsAdvice, tlsFailure } from '../errors/tls-failure.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { createPool } from '../sql/create-pool.js';
-import { databaseTlsConfig } from '../sql/database-tls.js';
 import { migrateCommandFor } from '../start/check-schema.js';
 import { errorMessage, redactUrl, silentLogger } from '../util/logger.js';
+import { cliDatabaseTlsConfig } from './cli-tls.js';
 
 /** A Postgres error code: the table or view does not exist. */
 const UNDEFINED_TABLE = '42P01';
@@ -27,7 +27,7 @@ export async function withPool<T>(
       connectionString: url,
       max: 2,
       application_name: 'outboxkit-cli',
-      ...databaseTlsConfig(url, tls),
+      ...cliDatabaseTlsConfig(url, tls),
     },
     silentLogger,
   );

@@ -1,22 +1,12 @@
 import { readFileSync } from 'node:fs';
+import type pg from 'pg';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import type { TlsOptions } from '../options/tls-options.js';
+import { databaseTlsConfig } from '../sql/database-tls.js';
 import { errorMessage } from '../util/logger.js';
+import { usageErrorFor } from './cli-args.js';
 import type { CliEnv } from './cli-command.js';
 import { UsageError } from './usage-error.js';
-
-/** How every command that talks to Postgres declares its TLS flags: file paths. */
-export const DATABASE_TLS_OPTIONS = {
-  'database-ca': { type: 'string' },
-  'database-cert': { type: 'string' },
-  'database-key': { type: 'string' },
-} as const;
-
-/** How every command that talks to RabbitMQ declares its TLS flags: file paths. */
-export const AMQP_TLS_OPTIONS = {
-  'amqp-ca': { type: 'string' },
-  'amqp-cert': { type: 'string' },
-  'amqp-key': { type: 'string' },
-} as const;
 
 /**
  * `databaseTls` or `amqpTls` from the file flags of `side`, each else its variable
@@ -78,3 +68,30 @@ RabbitMQ over TLS: amqps:// URLs, with --amqp-ca <file>, --amqp-cert <file> and 
 as for Postgres (default: $AMQP_CA, $AMQP_CERT, $AMQP_KEY, $AMQP_KEY_PASSPHRASE); they apply to
 every --amqp-url, and are refused with an amqp:// one.
 `;
+
+/** The flags that make `databaseTls` and `amqpTls`, for messages about those options. */
+export const TLS_FLAGS_OF_OPTION: Readonly<Record<string, string>> = {
+  databaseTls: '--database-ca/--database-cert/--database-key',
+  amqpTls: '--amqp-ca/--amqp-cert/--amqp-key',
+};
+
+/** `databaseTlsConfig` for a command's pool, its refusals as usage errors naming the flags. */
+export function cliDatabaseTlsConfig(
+  url: string,
+  tls: TlsOptions | undefined,
+): Pick<pg.PoolConfig, 'ssl'> {
+  try {
+    return databaseTlsConfig(url, tls);
+  } catch (error) {
+    throw usageErrorFor(error, TLS_FLAGS_OF_OPTION);
+  }
+}
+
+/** Refuses `amqpTls` with an `amqp://` URL before anything connects, naming the flags. */
+export function checkCliAmqpTls(urls: readonly string[], tls: TlsOptions | undefined): void {
+  try {
+    amqpTlsFor(urls, tls);
+  } catch (error) {
+    throw usageErrorFor(error, TLS_FLAGS_OF_OPTION);
+  }
+}

@@ -4,7 +4,6 @@ import { networkInterfaces } from 'node:os';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { createPool } from '../sql/create-pool.js';
-import { databaseTlsConfig } from '../sql/database-tls.js';
 import { consoleLogger } from '../util/logger.js';
 import {
   AMQP_URL_OPTION,
@@ -16,7 +15,13 @@ import {
   schemaOf,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
-import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
+import {
+  AMQP_TLS_HELP,
+  checkCliAmqpTls,
+  cliDatabaseTlsConfig,
+  DATABASE_TLS_HELP,
+  tlsFilesOf,
+} from './cli-tls.js';
 import { UsageError } from './usage-error.js';
 
 const HELP = `Usage: outboxkit dashboard [options]
@@ -75,6 +80,7 @@ export const dashboardCommand: CliCommand = {
     const amqpUrl = queues.length > 0 ? amqpUrlsOf(values['amqp-url'], env) : undefined;
     const databaseTls = tlsFilesOf('database', values, env);
     const amqpTls = tlsFilesOf('amqp', values, env);
+    if (amqpUrl !== undefined) checkCliAmqpTls(amqpUrl, amqpTls);
     const port = portOf(values.port);
     const host = values.host ?? '127.0.0.1';
     if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');
@@ -90,7 +96,7 @@ export const dashboardCommand: CliCommand = {
         connectionString: databaseUrl,
         max: 4,
         application_name: 'outboxkit-dashboard',
-        ...databaseTlsConfig(databaseUrl, databaseTls),
+        ...cliDatabaseTlsConfig(databaseUrl, databaseTls),
       },
       logger,
     );

@@ -17,7 +17,7 @@ import {
 } from './cli-args.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
-import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
+import { AMQP_TLS_HELP, checkCliAmqpTls, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 import { formatAge } from './status-command.js';
 import { UsageError } from './usage-error.js';
 
@@ -101,9 +101,11 @@ export const deadLettersCommand: CliCommand = {
     const request = requestOf(values, positionals);
     if (values.queue !== undefined) {
       if (values.queue.length === 0) throw new UsageError('--queue must name a queue');
+      const amqpUrl = amqpUrlsOf(values['amqp-url'], env);
       const amqpTls = tlsFilesOf('amqp', values, env);
+      checkCliAmqpTls(amqpUrl, amqpTls);
       const dlq = new DeadLetterQueue({
-        amqpUrl: amqpUrlsOf(values['amqp-url'], env),
+        amqpUrl,
         ...(amqpTls && { amqpTls }),
         queue: values.queue,
       });

@@ -20,7 +20,7 @@ import {
   usageErrorFor,
 } from './cli-args.js';
 import { type CliCommand, EXIT_OK } from './cli-command.js';
-import { AMQP_TLS_HELP, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
+import { AMQP_TLS_HELP, DATABASE_TLS_HELP, TLS_FLAGS_OF_OPTION, tlsFilesOf } from './cli-tls.js';
 import { type RelayHttpServer, serveRelayHttp } from './relay-http-server.js';
 import { UsageError } from './usage-error.js';
 
@@ -81,10 +81,9 @@ export const RELAY_COMMAND_OPTIONS = {
 
 /** Which flag sets which relay option, to name the flag when the relay rejects a value. */
 const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
+  ...TLS_FLAGS_OF_OPTION,
   databaseUrl: '--database-url',
-  databaseTls: '--database-ca/--database-cert/--database-key',
   amqpUrl: '--amqp-url',
-  amqpTls: '--amqp-ca/--amqp-cert/--amqp-key',
   schema: '--schema',
   concurrency: '--concurrency',
   batchSize: '--batch-size',
