@@ -144,7 +144,7 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
     try {
       await waitFor('the outbox drained', async () => (await outboxRows()) === 0);
       await waitFor(`${ROWS} messages queued`, async () => (await depth(queue)) === ROWS);
-      assert.equal(relay.stats().published, ROWS);
+      await waitFor('all counted published', () => relay.stats().published === ROWS);
       // Every session of the relay is a TLS one, with the client certificate.
       const sessions = await tlsSessions('outboxkit-relay');
       assert.ok(sessions.all > 0);
@@ -202,7 +202,8 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
         );
         return rows[0].n === ROWS;
       });
-      assert.equal(host.stats(consumer.name).handled, ROWS);
+      // Counted once acked, a moment after the commit.
+      await waitFor('all handled', () => host.stats(consumer.name).handled === ROWS);
       assert.equal(host.stats(consumer.name).duplicates, 0);
     } finally {
       await relay.stop();
@@ -344,6 +345,37 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
       assert.equal(sessions.tls, sessions.all);
     } finally {
       await app.close();
+    }
+  });
+
+  it('the Nest module with a wrong CA fails bootstrap with a StartupError', async () => {
+    const Job = defineMessage<{ n: number }>({ exchange: 'jobs', routingKey: 'job' });
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRoot({
+          databaseUrl: s.databaseUrl(),
+          databaseTls: tls(),
+          amqpUrl: s.amqpsUrl,
+          amqpTls: { ...tls(), ca: s.certificates.otherCa },
+          schema: SCHEMA,
+          prefix: `${uniqueName('nest')}.`,
+          exchanges: [Job],
+          logger: false,
+        }),
+      ],
+    }).compile();
+    try {
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof StartupError, String(error));
+        assert.equal(error.code, 'broker-tls-refused');
+        assert.match(
+          error.message,
+          /TLS failed: .+ \([A-Z_]+\): the server's certificate was refused/,
+        );
+        return true;
+      });
+    } finally {
+      await moduleRef.close();
     }
   });
 
