@@ -11,16 +11,16 @@ import { cliDatabaseTlsConfig } from './cli-tls.js';
 const UNDEFINED_TABLE = '42P01';
 
 /**
- * Runs `work` with a small pool on `url` and always ends the pool, so a one-shot command exits
+ * Runs `work` with a small pool on `database` (its URL and TLS settings) and always ends the pool, so a one-shot command exits
  * as soon as it is done. Errors come back with the (redacted) URL, and a missing table with
  * the advice to migrate first; outboxkit's own errors come back as they are.
  */
 export async function withPool<T>(
-  url: string,
+  database: { readonly url: string; readonly tls?: TlsOptions | undefined },
   schema: string,
   work: (pool: pg.Pool) => Promise<T>,
-  tls?: TlsOptions,
 ): Promise<T> {
+  const { url, tls } = database;
   // A one-shot command reports what fails through the statement that fails: nothing to log.
   const pool = createPool(
     {

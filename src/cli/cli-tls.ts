@@ -42,7 +42,7 @@ export function tlsFilesOf(
   const key = read('key');
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError(
-      `--${side}-cert and --${side}-key go together: a client certificate needs its private key`,
+      `--${side}-cert and --${side}-key (or ${variable}_CERT and ${variable}_KEY) go together: a client certificate needs its private key`,
     );
   }
   const passphrase = env[`${variable}_KEY_PASSPHRASE`];

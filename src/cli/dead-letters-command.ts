@@ -195,46 +195,41 @@ async function runOnParked(
   tls: TlsOptions | undefined,
 ): Promise<number> {
   const url = databaseUrlOf(urlFlag, env);
-  return withPool(
-    url,
-    schema,
-    async (pool) => {
-      const parked = new ParkedMessages({ pool, schema });
-      switch (r.action) {
-        case 'list': {
-          const rows = await parked.list(r.filter, { limit: r.limit });
-          write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter)));
-          return EXIT_OK;
-        }
-        case 'show': {
-          const row = await parked.show(r.id!);
-          const { payload, ...rest } = row;
-          write(
-            r.json
-              ? json({ ...rest, payload: payloadText(payload, row.contentType) })
-              : details(rest, payload, row.contentType),
-          );
-          return EXIT_OK;
-        }
-        case 'replay':
-        case 'purge': {
-          const verb = r.action === 'replay' ? 'replayed' : 'purged';
-          if (r.id !== undefined) {
-            await (r.action === 'replay' ? parked.replayOne(r.id) : parked.purgeOne(r.id));
-            return report(r, verb, 'parked row', { done: 1, failed: [] });
-          }
-          const progress = progressLine(verb);
-          const options = { onProgress: progress.update };
-          const result = await (r.action === 'replay'
-            ? parked.replay(r.filter, options)
-            : parked.purge(r.filter, options));
-          progress.end();
-          return report(r, verb, 'parked row', result);
-        }
+  return withPool({ url, tls }, schema, async (pool) => {
+    const parked = new ParkedMessages({ pool, schema });
+    switch (r.action) {
+      case 'list': {
+        const rows = await parked.list(r.filter, { limit: r.limit });
+        write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter)));
+        return EXIT_OK;
       }
-    },
-    tls,
-  );
+      case 'show': {
+        const row = await parked.show(r.id!);
+        const { payload, ...rest } = row;
+        write(
+          r.json
+            ? json({ ...rest, payload: payloadText(payload, row.contentType) })
+            : details(rest, payload, row.contentType),
+        );
+        return EXIT_OK;
+      }
+      case 'replay':
+      case 'purge': {
+        const verb = r.action === 'replay' ? 'replayed' : 'purged';
+        if (r.id !== undefined) {
+          await (r.action === 'replay' ? parked.replayOne(r.id) : parked.purgeOne(r.id));
+          return report(r, verb, 'parked row', { done: 1, failed: [] });
+        }
+        const progress = progressLine(verb);
+        const options = { onProgress: progress.update };
+        const result = await (r.action === 'replay'
+          ? parked.replay(r.filter, options)
+          : parked.purge(r.filter, options));
+        progress.end();
+        return report(r, verb, 'parked row', result);
+      }
+    }
+  });
 }
 
 async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {

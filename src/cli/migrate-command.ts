@@ -26,7 +26,7 @@ export const migrateCommand: CliCommand = {
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
     const tls = tlsFilesOf('database', values, env);
-    const { applied } = await withPool(url, schema, (pool) => migrate(pool, { schema }), tls);
+    const { applied } = await withPool({ url, tls }, schema, (pool) => migrate(pool, { schema }));
     process.stdout.write(
       applied.length === 0
         ? `Schema "${schema}" is up to date; nothing applied.\n`

@@ -34,11 +34,8 @@ export const statusCommand: CliCommand = {
     const schema = schemaOf(values.schema);
     const url = databaseUrlOf(values['database-url'], env);
     const tls = tlsFilesOf('database', values, env);
-    const status = await withPool(
-      url,
-      schema,
-      (pool) => outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
-      tls,
+    const status = await withPool({ url, tls }, schema, (pool) =>
+      outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
     );
     process.stdout.write(
       values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatusTable(status),
