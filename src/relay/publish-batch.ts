@@ -69,7 +69,8 @@ export function publishBatch(
       finished = true;
       clearTimeout(timer);
       stop?.removeEventListener('abort', onStop);
-      const final = outcomes.map((o, i) => o ?? (fill === RELEASED || inFlight[i] ? fill : HELD));
+      // Rows never sent wait behind a row of their key that has no answer: held, untouched.
+      const final = outcomes.map((o, i) => o ?? (inFlight[i] ? fill : HELD));
       resolve({ outcomes: holdAfterFailure(keys, final), unanswered });
     };
     const onStop = () => finish(RELEASED);
