@@ -89,6 +89,7 @@ describe('faults: a hot key', () => {
           await sc.finish({
             evidence: (o) => {
               assert.ok(link.accepted >= 3, `${link.accepted} relay connections: no reset`);
+              assert.ok(o.relays.amqpConnects >= 3, 'the relay did not reconnect twice');
               const perBatch = rowsPerBatch(relay);
               assert.ok(perBatch > 3, `${perBatch.toFixed(1)} rows per batch: no runs`);
               return `two resets; relay reconnected (${link.accepted} connections); ${perBatch.toFixed(1)} rows of the key per batch`;
