@@ -224,7 +224,7 @@ export async function hotKey(args: BenchArgs): Promise<BenchReport> {
     },
     sections,
     notes: [
-      'A key run is published one message at a time, each after the previous confirm: the rate of one key is bounded by the broker confirm round trip, not by the relay database cycle.',
+      'A key run is published one message at a time, each after the previous confirm: the ceiling row is the most any path that keeps one message of a key in flight can do. Below it, the cost left is the claim, which reads past the key waiting rows.',
     ],
   };
 }
