@@ -35,7 +35,7 @@ export interface BatchOutcomes {
  * ordering key go one after another, each once the one before it was confirmed
  * (`KeyRunSchedule`); everything else goes at once. Publishes unanswered `timeoutMs` after the
  * last one was sent are transient failures, and rows of a key still waiting behind them are held;
- * when `stop` aborts first, all unsettled rows are released untouched.
+ * when `stop` aborts first, publishes in flight are released and unsent rows held, all untouched.
  */
 export function publishBatch(
   publisher: ConfirmedPublisher,
