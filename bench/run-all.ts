@@ -10,6 +10,7 @@ import { claimStrategy } from './claim-strategy.js';
 import { confirmModes } from './confirm-modes.js';
 import { consumer } from './consumer.js';
 import { endToEnd } from './end-to-end.js';
+import { hotKey } from './hot-key.js';
 import { naiveRelay } from './naive-relay.js';
 import { pgTransactionalOutbox } from './pg-transactional-outbox.js';
 import { relayDrain } from './relay-drain.js';
@@ -37,6 +38,7 @@ const benchmarks: Record<string, (args: BenchArgs) => Promise<BenchReport>> = {
   backlog,
   consumer,
   'end-to-end': endToEnd,
+  'hot-key': hotKey,
 };
 
 const args = parseBenchArgs();

@@ -5,6 +5,7 @@ import {
 } from '../amqp/confirmed-publisher.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { publishTracer } from '../tracing/publish-span.js';
+import { HELD, holdAfterFailure, KeyRunSchedule } from './key-runs.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
 
@@ -30,9 +31,11 @@ export interface BatchOutcomes {
 }
 
 /**
- * Publishes every request without a preset outcome and waits for all their answers, for at most
- * `timeoutMs`. Rows still unsettled then are transient failures; when `stop` aborts first, they
- * are released untouched.
+ * Publishes every request without a preset outcome and waits for all their answers. Rows of one
+ * ordering key go one after another, each once the one before it was confirmed
+ * (`KeyRunSchedule`); everything else goes at once. Publishes unanswered `timeoutMs` after the
+ * last one was sent are transient failures, and rows of a key still waiting behind them are held;
+ * when `stop` aborts first, publishes in flight are released and unsent rows held, all untouched.
  */
 export function publishBatch(
   publisher: ConfirmedPublisher,
@@ -40,46 +43,93 @@ export function publishBatch(
   timeoutMs: number,
   stop?: AbortSignal,
 ): Promise<BatchOutcomes> {
-  const outcomes: Array<PublishOutcome | undefined> = requests.map((r) => r.outcome);
-  const sent = outcomes.filter((o) => o === undefined).length;
-  let pending = sent;
-  if (pending === 0)
-    return Promise.resolve({ outcomes: outcomes as PublishOutcome[], unanswered: 0 });
+  const keys = requests.map((r) => r.row.ordering_key);
+  const schedule = new KeyRunSchedule(keys);
+  const outcomes: Array<PublishOutcome | undefined> = requests.map(() => undefined);
+  const sent = requests.filter((r) => r.outcome === undefined).length;
+  if (sent === 0) {
+    return Promise.resolve({
+      outcomes: holdAfterFailure(
+        keys,
+        requests.map((r) => r.outcome!),
+      ),
+      unanswered: 0,
+    });
+  }
+  // Rows without an outcome yet, and publishes sent and not answered.
+  let open = requests.length;
+  let unanswered = 0;
+  const inFlight = requests.map(() => false);
 
   return new Promise((resolve) => {
     let finished = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (fill: PublishOutcome) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       stop?.removeEventListener('abort', onStop);
-      resolve({ outcomes: outcomes.map((o) => o ?? fill), unanswered: pending });
+      // Rows never sent wait behind a row of their key that has no answer: held, untouched.
+      const final = outcomes.map((o, i) => o ?? (inFlight[i] ? fill : HELD));
+      resolve({ outcomes: holdAfterFailure(keys, final), unanswered });
     };
     const onStop = () => finish(RELEASED);
-    const timer = setTimeout(() => {
-      finish({ kind: 'transient', reason: `no confirm within ${timeoutMs} ms` });
-    }, timeoutMs);
+    // From the last publish sent: a run's later rows are sent as late as its earlier ones answer.
+    const armTimer = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        finish({ kind: 'transient', reason: `no confirm within ${timeoutMs} ms` });
+      }, timeoutMs);
+    };
     stop?.addEventListener('abort', onStop, { once: true });
 
     // Undefined without `@opentelemetry/api`: then no per-message tracing work at all.
     const tracer = publishTracer();
-    publisher.corked(() =>
-      requests.forEach((request, index) => {
-        if (request.outcome !== undefined || finished) return;
-        const { row } = request;
-        const properties = publishProperties(row);
-        const span = tracer?.start(row, properties);
-        const settle = (result: ConfirmResult) => {
-          span?.end(result);
-          if (finished || outcomes[index] !== undefined) return;
-          outcomes[index] = rowOutcome(result, sent === 1);
-          pending -= 1;
-          if (pending === 0) finish(RELEASED);
-        };
-        // The properties were built for this publish alone: the publisher may add to them in place.
-        publisher.send(row.exchange, row.routing_key, row.payload, properties, settle, true);
-      }),
-    );
+    const settle = (index: number, outcome: PublishOutcome) => {
+      outcomes[index] = outcome;
+      open -= 1;
+      if (outcome.kind === 'acked') {
+        const next = schedule.nextAfter(index);
+        if (next !== undefined && !finished) {
+          armTimer();
+          start(next);
+        }
+      } else {
+        for (const held of schedule.restAfter(index)) {
+          outcomes[held] = HELD;
+          open -= 1;
+        }
+      }
+      if (open === 0) finish(RELEASED);
+    };
+    const start = (index: number) => {
+      const request = requests[index]!;
+      if (request.outcome !== undefined) {
+        settle(index, request.outcome);
+        return;
+      }
+      const { row } = request;
+      const properties = publishProperties(row);
+      const span = tracer?.start(row, properties);
+      inFlight[index] = true;
+      unanswered += 1;
+      const answer = (result: ConfirmResult) => {
+        span?.end(result);
+        if (finished || outcomes[index] !== undefined) return;
+        unanswered -= 1;
+        settle(index, rowOutcome(result, sent === 1));
+      };
+      // The properties were built for this publish alone: the publisher may add to them in place.
+      publisher.send(row.exchange, row.routing_key, row.payload, properties, answer, true);
+    };
+
+    armTimer();
+    publisher.corked(() => {
+      for (const index of schedule.first) {
+        if (finished) return;
+        start(index);
+      }
+    });
   });
 }
 

@@ -18,7 +18,12 @@ export type PublishOutcome =
   /** Not published, for a reason outside the message (its exchange is missing): try again later. */
   | { readonly kind: 'deferred'; readonly reason: string; readonly delayMs: number }
   /** Not sent or not settled when the relay stopped: leave the row as it was. */
-  | { readonly kind: 'released' };
+  | { readonly kind: 'released' }
+  /**
+   * Not sent: an earlier row of its ordering key in the batch was not confirmed. Leave the row
+   * as it was, behind that one (see `KeyRunSchedule`).
+   */
+  | { readonly kind: 'held' };
 
 export const ACKED: PublishOutcome = Object.freeze({ kind: 'acked' });
 export const RELEASED: PublishOutcome = Object.freeze({ kind: 'released' });

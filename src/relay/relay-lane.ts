@@ -7,6 +7,7 @@ import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
+import { type RunRow, unbrokenRuns } from './key-runs.js';
 import type { OutboxRow } from './outbox-row.js';
 import { type BatchOutcomes, type PublishRequest, publishBatch } from './publish-batch.js';
 import type { PublishOutcome } from './publish-outcome.js';
@@ -180,11 +181,11 @@ export class RelayLane {
     let handedOver = false;
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<OutboxRow>(
+      const { rows: heads } = await client.query<OutboxRow>(
         this.#retryLane ? queries.claimRetry : queries.claimFresh,
         [limit],
       );
-      if (rows.length === 0) {
+      if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);
         await client.query('COMMIT');
@@ -192,6 +193,7 @@ export class RelayLane {
         const untilNext = at ? Math.max(0, at.getTime() - Date.now()) : Number.POSITIVE_INFINITY;
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
+      const rows = this.#retryLane ? heads : [...heads, ...(await this.#claimRuns(client, heads))];
       const requests = await this.#prepare(rows);
       const answers = publishBatch(publisher, requests, options.publishTimeoutMs, this.#ctx.giveUp);
       handedOver = true;
@@ -211,6 +213,25 @@ export class RelayLane {
       // A client whose transaction failed may be in any state: drop it rather than reuse it.
       if (!handedOver) client.release(state.broken);
     }
+  }
+
+  /**
+   * The rows that follow each keyed head of the batch, up to `keyRunSize` per key: `publishBatch`
+   * sends each only once the one before it is confirmed. The batch may exceed `batchSize` by up
+   * to `keyRunSize - 1` rows, so that a full batch of heads still moves its keys' runs.
+   */
+  async #claimRuns(client: PoolClient, heads: readonly OutboxRow[]): Promise<OutboxRow[]> {
+    const { keyRunSize, batchSize } = this.#ctx.options;
+    const keyed = heads.filter((r) => r.ordering_key !== null);
+    if (keyRunSize === 1 || keyed.length === 0) return [];
+    const room = Math.max(batchSize - heads.length, keyRunSize - 1);
+    const { rows } = await client.query<OutboxRow & RunRow>(this.#ctx.queries.claimRuns, [
+      keyed.map((r) => r.ordering_key),
+      keyed.map((r) => r.id),
+      keyRunSize - 1,
+      room,
+    ]);
+    return unbrokenRuns(rows);
   }
 
   /** Waits for the broker's answers, writes the outcomes and commits; releases the client. */
@@ -346,6 +367,9 @@ export class RelayLane {
           break;
         case 'released':
           released += 1;
+          break;
+        case 'held':
+          // Behind a row of its key that failed in this batch: untouched, it waits for that one.
           break;
       }
     });

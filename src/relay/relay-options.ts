@@ -49,6 +49,12 @@ export interface RelayOptions {
    * of its own; a `pool` of yours needs `2 * concurrency + 3` connections. Default 4.
    */
   readonly concurrency?: number;
+  /**
+   * Rows of one ordering key a batch may carry: its oldest waiting row and the ones after it,
+   * published one after another, each once the one before it is confirmed (so one message per
+   * key is in flight, as ever). 1 claims one row per key per batch. Default 100.
+   */
+  readonly keyRunSize?: number;
   /** Fallback poll when no notification arrives. Default 1000 ms. */
   readonly pollIntervalMs?: number;
   /** Wake on LISTEN/NOTIFY when outbox rows commit. Default true. */
@@ -76,6 +82,9 @@ export interface RelayOptions {
   readonly logger?: OutboxLogger;
 }
 
+/** Rows of one ordering key per batch, when `keyRunSize` is not given. */
+export const DEFAULT_KEY_RUN_SIZE = 100;
+
 /** Delay before a row is tried again, when `retry.backoff` is not given. */
 export const DEFAULT_RELAY_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000 });
 
@@ -89,6 +98,7 @@ export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
   'schema',
   'batchSize',
   'concurrency',
+  'keyRunSize',
   'pollIntervalMs',
   'listen',
   'publishTimeoutMs',
@@ -142,6 +152,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     exchanges: exchangeDeclarations(options.exchanges ?? []),
     batchSize: positiveInteger('batchSize', options.batchSize, 500),
     concurrency: positiveInteger('concurrency', options.concurrency, 4),
+    keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
     pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
     listen: options.listen ?? true,
     publishTimeoutMs,

@@ -12,6 +12,13 @@ export interface RelayQueries {
   readonly claimFresh: string;
   /** $1: limit. Rows that failed before; published one at a time to isolate a poison row. */
   readonly claimRetry: string;
+  /**
+   * $1: ordering keys, $2: the id of each key's head (claimed and locked by this transaction),
+   * $3: rows per key at most, $4: rows in all at most. The rows that follow each head in id
+   * order, fresh and due, up to the first that is not, each with its `run_pos` (1 follows the
+   * head). Locked, skipping rows locked elsewhere: `unbrokenRuns` cuts a run at such a gap.
+   */
+  readonly claimRuns: string;
   /** $1: ids. */
   readonly deleteIds: string;
   /** $1: ids, $2: reasons. */
@@ -35,9 +42,35 @@ export function relayQueries(schemaName: string): RelayQueries {
     ORDER BY o.available_at, o.id
     LIMIT $1
     FOR UPDATE SKIP LOCKED`;
+  // A key's later rows cannot be anyone else's: its head is still in the outbox, locked by the
+  // claiming transaction, so no claim elsewhere finds them heads.
+  const claimRuns = `WITH heads AS (
+      SELECT * FROM unnest($1::text[], $2::bigint[]) AS h(ordering_key, id)
+    ), candidates AS (
+      SELECT c.id, c.ready, h.ordering_key,
+        row_number() OVER (PARTITION BY h.ordering_key ORDER BY c.id) AS run_pos
+      FROM heads h CROSS JOIN LATERAL (
+        SELECT p.id, (p.available_at <= now() AND p.attempts = 0) AS ready
+        FROM ${t.outbox} p
+        WHERE p.ordering_key = h.ordering_key AND p.id > h.id
+        ORDER BY p.id
+        LIMIT $3
+      ) c
+    ), runs AS (
+      SELECT c.id AS run_id, c.run_pos FROM candidates c
+      WHERE NOT EXISTS (SELECT 1 FROM candidates b
+        WHERE b.ordering_key = c.ordering_key AND b.run_pos <= c.run_pos AND NOT b.ready)
+      ORDER BY c.run_pos, c.id
+      LIMIT $4
+    )
+    SELECT ${ROW_COLUMNS}, run_pos::int AS run_pos
+    FROM ${t.outbox} o JOIN runs r ON r.run_id = o.id
+    WHERE o.available_at <= now() AND o.attempts = 0
+    FOR UPDATE OF o SKIP LOCKED`;
   return Object.freeze({
     claimFresh: claim('o.attempts = 0'),
     claimRetry: claim('o.attempts > 0'),
+    claimRuns,
     deleteIds: `DELETE FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,
     park: `WITH reasons AS (
         SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
