@@ -199,10 +199,12 @@ describe('faults: a three-node RabbitMQ cluster', () => {
         const retried = () => relays.reduce((n, r) => n + r.counts().retried, 0);
         await waitFor('unconfirmed rows retried', () => retried() > 0, 20_000);
         const atNoMajority = published();
-        let held = 0;
-        await waitFor(
+        const held = await waitFor(
           'outbox rows piling up',
-          async () => (held = await sc.outboxCount()) > 200,
+          async () => {
+            const n = await sc.outboxCount();
+            return n > 200 ? n : undefined;
+          },
           30_000,
         );
         const publishedWithoutMajority = published() - atNoMajority;
