@@ -169,6 +169,25 @@ export class PrivateRabbitMqCluster {
     return states;
   }
 
+  /**
+   * The nodes of the channels consuming from `queue`, one entry per consumer. The queue keeps a
+   * consumer whose node went down (as suspected down) until that node comes back, so the nodes
+   * tell a consumer that came back elsewhere from that one.
+   */
+  async consumerNodes(queue: string): Promise<string[]> {
+    const table = await this.ctl(
+      'list_consumers',
+      '-q',
+      '--no-table-headers',
+      'queue_name',
+      'channel_pid',
+    );
+    return table
+      .split('\n')
+      .filter((line) => line.startsWith(`${queue}\t`))
+      .map((line) => /<([^<>]+@[^.<>]+)\./.exec(line)?.[1] ?? 'unknown');
+  }
+
   /** The quorum queue's leader; throws when the queue is not found or has none. */
   async leaderOf(queue: string): Promise<PrivateRabbitMq> {
     const [state] = await this.quorumState([queue]);
