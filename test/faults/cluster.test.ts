@@ -73,7 +73,7 @@ describe('faults: a three-node RabbitMQ cluster', () => {
           ? cluster.node(state.leader)
           : undefined;
       },
-      30_000,
+      60_000,
       100,
     );
     return { leader, afterMs: Date.now() - since };
@@ -216,7 +216,8 @@ describe('faults: a three-node RabbitMQ cluster', () => {
         const elected = await waitFor(
           `a leader for ${sc.queues.main} with 2 of 3 nodes`,
           async () => (await cluster.quorumState([sc.queues.main]))[0]?.leader,
-          30_000,
+          // Each look is a rabbitmqctl call, seconds each on a loaded machine.
+          60_000,
           100,
         );
         const electedMs = Date.now() - backAt;

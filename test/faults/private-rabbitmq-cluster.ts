@@ -9,8 +9,6 @@ export interface QuorumQueueState {
   readonly members: readonly string[];
   /** Members whose Raft server runs now. */
   readonly online: readonly string[];
-  /** Consumers registered on the queue (with single active consumer, the waiting ones too). */
-  readonly consumers: number;
 }
 
 /**
@@ -152,18 +150,16 @@ export class PrivateRabbitMqCluster {
       'leader',
       'members',
       'online',
-      'consumers',
     );
     const states: QuorumQueueState[] = [];
     for (const line of table.split('\n')) {
-      const [name, type, leader, members, online, consumers] = line.split('\t');
+      const [name, type, leader, members, online] = line.split('\t');
       if (name === undefined || !queues.includes(name) || type !== 'quorum') continue;
       states.push({
         name,
         leader: leader && /@/.test(leader) ? leader.trim() : undefined,
         members: nodeList(members),
         online: nodeList(online),
-        consumers: Number(consumers),
       });
     }
     return states;
