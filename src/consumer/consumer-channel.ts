@@ -106,7 +106,14 @@ export class ConsumerChannel {
     if (this.#model !== model) return;
     if (this.#handle?.open && this.#handle.model === model) return;
     const { consumer, topology, logger, stopping } = this.#options;
-    await declareTopology(model, [topology]);
+    await declareTopology(model, [topology], {
+      onDeadLetterQueueDown: (queue, error) =>
+        logger.warn('dead-letter queue unavailable (its node is down); consuming without it', {
+          consumer: consumer.name,
+          queue,
+          error: errorMessage(error),
+        }),
+    });
     const channel = await model.createChannel();
     const handle: ConsumerChannelHandle = { channel, model, open: true };
     this.#handle = handle;

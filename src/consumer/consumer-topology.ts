@@ -118,14 +118,18 @@ export function topologyQueueNames(topology: ConsumerTopology): string[] {
  * no-op; a conflict (406 PRECONDITION_FAILED) becomes a `TopologyConflictError`, except for a
  * dead-letter queue that an older outboxkit declared as a quorum queue: it is kept, so that an
  * upgrade does not stop consumers, and a process warning (`OUTBOXKIT_QUORUM_DEAD_LETTER_QUEUE`)
- * names it and the upgrade step, since reading it wears its messages out.
+ * names it and the upgrade step, since reading it wears its messages out. A dead-letter queue
+ * whose cluster node is down is passed over and reported to `onDeadLetterQueueDown`.
  */
 export async function declareTopology(
   model: ChannelModel,
   topologies: readonly ConsumerTopology[],
+  options: { onDeadLetterQueueDown?: (queue: string, error: unknown) => void } = {},
 ): Promise<void> {
-  // The dead-letter queues go first, each on a channel of its own: a 406 closes its channel.
-  for (const t of topologies) await declareDeadLetterQueue(model, t.deadLetterQueue);
+  // The dead-letter queues go first, each on a channel of its own: a 406 or 404 closes its channel.
+  for (const t of topologies) {
+    await declareDeadLetterQueue(model, t.deadLetterQueue, options.onDeadLetterQueueDown);
+  }
   const channel = await model.createChannel();
   channel.on('error', () => {});
   try {
@@ -147,6 +151,15 @@ export async function declareTopology(
   }
 }
 
+/**
+ * Whether a 404 says the queue exists but its node is down: a classic queue lives on one node
+ * of a cluster, and while that node is down RabbitMQ refuses to declare it from any other.
+ */
+export function isQueueNodeDown(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return (error as { code?: unknown }).code === 404 && /home node .* is down/.test(message);
+}
+
 /** Whether a 406 says the queue exists with another queue type (quorum, stream). */
 export function isOtherQueueType(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
@@ -155,12 +168,26 @@ export function isOtherQueueType(error: unknown): boolean {
 
 const warnedQueues = new Set<string>();
 
-async function declareDeadLetterQueue(model: ChannelModel, q: QueueDeclaration): Promise<void> {
+/**
+ * Declares a dead-letter queue. One whose node is down (a cluster's node holding this classic
+ * queue) is passed over with `onNodeDown`, so that the consumer still consumes its replicated
+ * queue through the other nodes: a dead letter meanwhile is returned unroutable by the broker
+ * (mandatory publish), and the consumer leaves the message in its own queue and retries it.
+ */
+async function declareDeadLetterQueue(
+  model: ChannelModel,
+  q: QueueDeclaration,
+  onNodeDown: ((queue: string, error: unknown) => void) | undefined,
+): Promise<void> {
   const channel = await model.createChannel();
   channel.on('error', () => {});
   try {
     await channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } });
   } catch (error) {
+    if (isQueueNodeDown(error)) {
+      onNodeDown?.(q.name, error);
+      return;
+    }
     if (!isOtherQueueType(error)) {
       if ((error as { code?: unknown }).code === 406) {
         throw new TopologyConflictError('queue', q.name, error);

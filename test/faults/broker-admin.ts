@@ -6,27 +6,39 @@ const CALL_TIMEOUT_MS = 3000;
 
 /**
  * The suite's own view of a broker: queue depths, draining, deleting. It reconnects on demand,
- * since the faults it watches restart and kill the broker under it, and bounds every call.
+ * since the faults it watches restart and kill the broker under it, and bounds every call. Given
+ * the nodes of a cluster, it moves to the next node when a connect fails or a connection is lost.
  */
 export class BrokerAdmin {
-  readonly #url: string;
+  readonly #urls: readonly string[];
+  #next = 0;
   #model: Promise<ChannelModel> | undefined;
 
-  constructor(url: string) {
-    this.#url = url;
+  constructor(url: string | readonly string[]) {
+    this.#urls = typeof url === 'string' ? [url] : [...url];
   }
 
   #connection(): Promise<ChannelModel> {
     if (!this.#model) {
-      const opening = amqp.connect(this.#url, { timeout: CALL_TIMEOUT_MS }).then((model) => {
+      const url = this.#urls[this.#next % this.#urls.length]!;
+      const moveOn = () => {
+        this.#next += 1;
+      };
+      const opening = amqp.connect(url, { timeout: CALL_TIMEOUT_MS }).then((model) => {
         model.on('error', () => {});
         model.on('close', () => {
-          if (this.#model === opening) this.#model = undefined;
+          if (this.#model === opening) {
+            this.#model = undefined;
+            moveOn();
+          }
         });
         return model;
       });
       opening.catch(() => {
-        if (this.#model === opening) this.#model = undefined;
+        if (this.#model === opening) {
+          this.#model = undefined;
+          moveOn();
+        }
       });
       this.#model = opening;
     }

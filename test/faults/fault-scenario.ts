@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import type { AmqpUrls } from '../../src/amqp/amqp-urls.js';
 import type {
   ConsumeContext,
   ConsumerDefinition,
@@ -80,7 +81,8 @@ export interface ScenarioOptions {
   readonly name: string;
   /** A Postgres URL for one application name: the machine's cluster or a private one. */
   readonly databaseUrl: (applicationName: string) => string;
-  readonly amqpUrl: string;
+  /** One node's URL, or the nodes of a cluster (relays and consumers fail over between them). */
+  readonly amqpUrl: AmqpUrls;
   /** Keyed messages and an ordered consumer, and per-key order checked. Default true. */
   readonly ordered?: boolean;
   readonly queueType?: 'classic' | 'quorum';
@@ -126,6 +128,8 @@ export interface TrafficOptions {
 export interface Traffic {
   readonly done: Promise<void>;
   committed(): number;
+  /** Ends the stream early: each writer finishes its transaction in progress and stops. */
+  stop(): void;
   /** The longest business transaction so far, waiting for a connection included. */
   slowestMs(): number;
 }
@@ -352,7 +356,7 @@ export class FaultScenario {
   }
 
   /** Starts a consumer host in this process (consumers declare the exchange: start them first). */
-  async startConsumer(options: { amqpUrl?: string } = {}): Promise<ConsumerHost> {
+  async startConsumer(options: { amqpUrl?: AmqpUrls } = {}): Promise<ConsumerHost> {
     const logger = new CountingLogger(`consumer${this.#hosts.length + 1}`);
     const host = new ConsumerHost({
       db: this.#consumerDb,
@@ -405,13 +409,14 @@ export class FaultScenario {
 
   /** `outboxkit relay` as a child process, for faults where it must die. */
   async spawnRelay(
-    options: { amqpUrl?: string; args?: readonly string[] } = {},
+    options: { amqpUrl?: AmqpUrls; args?: readonly string[] } = {},
   ): Promise<RelayProcess> {
     const n = this.#allRelays.length + 1;
     const relay = await RelayProcess.spawn(`relay${n}`, {
       applicationName: this.applicationName('relay', n),
       databaseUrl: this.options.databaseUrl(this.applicationName('relay', n)),
-      amqpUrl: options.amqpUrl ?? this.options.amqpUrl,
+      // The CLI takes a cluster's nodes as one comma-separated list.
+      amqpUrl: [options.amqpUrl ?? this.options.amqpUrl].flat().join(','),
       schema: this.schema,
       // The suite's defaults, unless the scenario sets them: the CLI refuses a flag given twice.
       args: [
@@ -537,9 +542,10 @@ export class FaultScenario {
     let next = 0;
     let committed = 0;
     let slowest = 0;
+    let stopped = false;
     const loop = async () => {
       let transactions = 0;
-      while (next < total && !this.#stopping) {
+      while (next < total && !this.#stopping && !stopped) {
         const first = next;
         const n = Math.min(perTransaction, total - first);
         next += n;
@@ -561,7 +567,14 @@ export class FaultScenario {
     const done = Promise.all(Array.from({ length: writers }, loop)).then(() => {});
     this.#traffic.push(done);
     done.catch(() => {});
-    return { done, committed: () => committed, slowestMs: () => slowest };
+    return {
+      done,
+      committed: () => committed,
+      slowestMs: () => slowest,
+      stop: () => {
+        stopped = true;
+      },
+    };
   }
 
   /**
