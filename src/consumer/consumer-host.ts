@@ -5,7 +5,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
-import type { LatencyHistogram } from '../metrics/latency-histogram.js';
+import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { optionNames } from '../options/option-names.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -18,8 +18,10 @@ import { resolveLogger } from '../util/resolve-logger.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
-import { consumerTopology } from './consumer-topology.js';
+import { emptyConsumerStats } from './consumer-stats.js';
+import { consumerTopologies } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
+import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { resolveConsumers } from './resolve-consumer.js';
 import { RetentionCleaner, type RetentionOptions } from './retention-cleaner.js';
@@ -215,26 +217,32 @@ export class ConsumerHost {
       connectionName: options.connectionName ?? `outboxkit-consumer-${process.pid}-${hostCount}`,
     });
     const queries = processedQueries(options.schema);
-    this.#runners = consumers.map(
-      (consumer) =>
-        new ConsumerRunner({
-          consumer,
-          topology: consumerTopology(consumer),
-          db: options.db,
-          transactions: options.transactions,
-          queries,
-          publisher: this.#publisher,
-          logger: this.#logger,
-          reconnectBackoff: this.#reconnectBackoff,
-          databaseRetryLimitMs,
-          stopping: this.#stopping.signal,
-        }),
-    );
+    // One runner per queue: a partitioned consumer has one per partition, each with its own
+    // channel and `concurrency`, sharing the consumer's totals.
+    this.#runners = consumers.flatMap((consumer) => {
+      const totals = { stats: emptyConsumerStats(), handlerSeconds: new LatencyHistogram() };
+      return consumerTopologies(consumer).map(
+        (topology) =>
+          new ConsumerRunner({
+            consumer,
+            topology,
+            totals,
+            db: options.db,
+            transactions: options.transactions,
+            queries,
+            publisher: this.#publisher,
+            logger: this.#logger,
+            reconnectBackoff: this.#reconnectBackoff,
+            databaseRetryLimitMs,
+            stopping: this.#stopping.signal,
+          }),
+      );
+    });
   }
 
   /** Names of the consumers this host runs. */
   get consumers(): string[] {
-    return this.#runners.map((r) => r.name);
+    return [...new Set(this.#runners.map((r) => r.name))];
   }
 
   get isRunning(): boolean {
@@ -283,9 +291,13 @@ export class ConsumerHost {
 
   /** Transactions of one consumer now retried in place because Postgres is unavailable to them. */
   waitingForDatabase(consumer: string): number {
-    return this.#runner(consumer).waitingForDatabase;
+    this.#runner(consumer);
+    return this.#runners
+      .filter((r) => r.name === consumer)
+      .reduce((n, r) => n + r.waitingForDatabase, 0);
   }
 
+  /** The consumer's first runner; the runners of its partitions share its totals. */
   #runner(consumer: string): ConsumerRunner {
     const runner = this.#runners.find((r) => r.name === consumer);
     if (!runner) throw new ConfigurationError('consumer', `no consumer is named "${consumer}"`);
@@ -295,7 +307,8 @@ export class ConsumerHost {
   /**
    * Connects, declares the topology and starts consuming. Resolves once every consumer
    * consumes; rejects with a `TopologyConflictError` when the broker has conflicting queues or
-   * exchanges, with a `StartupError` for a schema not migrated or too old or a login refused,
+   * exchanges, with a `PartitionsPluginMissingError` when a consumer has `partitions` and the
+   * broker lacks the consistent-hash exchange plugin, with a `StartupError` for a schema not migrated or too old or a login refused,
    * or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then stopped).
    */
   async start(): Promise<void> {
@@ -393,14 +406,16 @@ export class ConsumerHost {
         failures = 0;
         this.#started?.resolve();
       } catch (error) {
-        if (error instanceof TopologyConflictError && this.#state === 'starting') {
+        const misconfigured =
+          error instanceof TopologyConflictError || error instanceof PartitionsPluginMissingError;
+        if (misconfigured && this.#state === 'starting') {
           this.#started?.reject(error);
           return;
         }
         closed.dispose();
         failures += 1;
         const delay = backoffDelay(this.#reconnectBackoff, failures);
-        const log = error instanceof TopologyConflictError ? this.#logger.error : this.#logger.warn;
+        const log = misconfigured ? this.#logger.error : this.#logger.warn;
         log.call(this.#logger, 'could not start consuming; retrying', {
           error: errorMessage(error),
           retryInMs: delay,

@@ -4,7 +4,7 @@ import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import { ConsumerChannel, type ConsumerChannelHandle } from './consumer-channel.js';
-import { emptyConsumerStats } from './consumer-stats.js';
+import { type ConsumerStats, emptyConsumerStats } from './consumer-stats.js';
 import type { ConsumerTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { DatabaseRetryLoop } from './database-retry-loop.js';
@@ -18,7 +18,13 @@ import { requeue } from './settle-delivery.js';
 
 export interface RunnerContext {
   readonly consumer: ResolvedConsumer;
+  /** The queue this runner consumes: the consumer's own, or one of its partitions. */
   readonly topology: ConsumerTopology;
+  /**
+   * The consumer's totals and handler run times, shared by the runners of one consumer's
+   * partitions. Default: the runner's own.
+   */
+  readonly totals?: { readonly stats: ConsumerStats; readonly handlerSeconds: LatencyHistogram };
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
@@ -44,9 +50,9 @@ export interface RunnerContext {
  * acks them, or routes failures to a retry or the dead-letter queue (`FailureRouter`).
  */
 export class ConsumerRunner {
-  readonly stats = emptyConsumerStats();
+  readonly stats: ConsumerStats;
   /** Run times of handler attempts. Kept beside `stats`, which holds only counts. */
-  readonly handlerSeconds = new LatencyHistogram();
+  readonly handlerSeconds: LatencyHistogram;
   readonly #ctx: RunnerContext;
   readonly #channel: ConsumerChannel;
   readonly #dispatcher: DeliveryDispatcher<ReceivedDelivery>;
@@ -54,6 +60,8 @@ export class ConsumerRunner {
 
   constructor(ctx: RunnerContext) {
     this.#ctx = ctx;
+    this.stats = ctx.totals?.stats ?? emptyConsumerStats();
+    this.handlerSeconds = ctx.totals?.handlerSeconds ?? new LatencyHistogram();
     const { consumer, logger } = ctx;
     const { stats } = this;
     this.#channel = new ConsumerChannel({
