@@ -21,6 +21,7 @@ import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
 import { consumerTopologies } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
+import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { resolveConsumers } from './resolve-consumer.js';
@@ -80,6 +81,12 @@ export interface ConsumerHostOptions {
   readonly retention?: RetentionOptions | false;
   /** Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. */
   readonly connectionName?: string;
+  /**
+   * How often a partitioned consumer compares the partitions this process is active on (those
+   * with traffic) with its share (partitions / processes, rounded up) and hands the excess to
+   * other processes. Default 5 s.
+   */
+  readonly rebalanceIntervalMs?: number;
 }
 
 /** Every option of `ConsumerHostOptions`, for the options table in docs/options.md. */
@@ -99,6 +106,7 @@ export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
   'brokerConsumerTimeoutMs',
   'retention',
   'connectionName',
+  'rebalanceIntervalMs',
 ]);
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -129,6 +137,7 @@ export class ConsumerHost {
   readonly #runners: ConsumerRunner[];
   readonly #publisher: RetryPublisher;
   readonly #cleaner: RetentionCleaner | undefined;
+  readonly #balancers: PartitionBalancer[] = [];
   readonly #stopping = new AbortController();
   readonly #reconnectBackoff: BackoffPolicy;
   readonly #startTimeoutMs: number;
@@ -217,11 +226,16 @@ export class ConsumerHost {
       connectionName: options.connectionName ?? `outboxkit-consumer-${process.pid}-${hostCount}`,
     });
     const queries = processedQueries(options.schema);
+    const rebalanceIntervalMs = positiveInteger(
+      'rebalanceIntervalMs',
+      options.rebalanceIntervalMs,
+      5000,
+    );
     // One runner per queue: a partitioned consumer has one per partition, each with its own
     // channel and `concurrency`, sharing the consumer's totals.
     this.#runners = consumers.flatMap((consumer) => {
       const totals = { stats: emptyConsumerStats(), handlerSeconds: new LatencyHistogram() };
-      return consumerTopologies(consumer).map(
+      const runners = consumerTopologies(consumer).map(
         (topology) =>
           new ConsumerRunner({
             consumer,
@@ -237,7 +251,24 @@ export class ConsumerHost {
             stopping: this.#stopping.signal,
           }),
       );
+      if (consumer.partitions !== undefined && consumer.partitions > 1) {
+        this.#balancers.push(
+          new PartitionBalancer({
+            consumer: consumer.name,
+            partitions: runners,
+            countedQueue: runners[0]!.topology.queue.name,
+            intervalMs: rebalanceIntervalMs,
+            logger: this.#logger,
+          }),
+        );
+      }
+      return runners;
     });
+  }
+
+  /** Partitions this host handed over to other processes to even out the load. */
+  get partitionHandOvers(): number {
+    return this.#balancers.reduce((n, b) => n + b.handOvers, 0);
   }
 
   /** Names of the consumers this host runs. */
@@ -364,6 +395,7 @@ export class ConsumerHost {
     }
     this.#state = 'stopping';
     this.#stopping.abort();
+    for (const b of this.#balancers) b.stop();
     try {
       await Promise.all(this.#runners.map((r) => r.stopConsuming()));
       const drained = Promise.all(this.#runners.map((r) => r.drained())).then(() => true);
@@ -403,6 +435,7 @@ export class ConsumerHost {
       try {
         this.#publisher.attach(model);
         await Promise.all(this.#runners.map((r) => r.attach(model)));
+        for (const b of this.#balancers) b.attach(model);
         failures = 0;
         this.#started?.resolve();
       } catch (error) {
@@ -428,6 +461,7 @@ export class ConsumerHost {
       if (stopping.aborted) return;
       this.#publisher.detach(model);
       for (const r of this.#runners) r.detach(model);
+      for (const b of this.#balancers) b.detach(model);
     }
   }
 }

@@ -57,6 +57,8 @@ export class ConsumerRunner {
   readonly #channel: ConsumerChannel;
   readonly #dispatcher: DeliveryDispatcher<ReceivedDelivery>;
   readonly #transactions: DatabaseRetryLoop;
+  /** Deliveries since `takeActivity` last asked. */
+  #recentDeliveries = 0;
 
   constructor(ctx: RunnerContext) {
     this.#ctx = ctx;
@@ -119,6 +121,19 @@ export class ConsumerRunner {
     return this.#ctx.topology;
   }
 
+  /** Whether deliveries arrived since the last call: this runner is its queue's active consumer. */
+  takeActivity(): boolean {
+    const active = this.#recentDeliveries > 0;
+    this.#recentDeliveries = 0;
+    return active;
+  }
+
+  /** Hands the queue to another process's consumer; see `ConsumerChannel.handOver`. */
+  handOver(): boolean {
+    this.#recentDeliveries = 0;
+    return this.#channel.handOver();
+  }
+
   /** Declares the topology and starts consuming on `model`, unless already doing so. */
   attach(model: ChannelModel): Promise<void> {
     return this.#channel.attach(model);
@@ -150,6 +165,7 @@ export class ConsumerRunner {
 
   #onDelivery(handle: ConsumerChannelHandle, message: ConsumeMessage): void {
     this.stats.received += 1;
+    this.#recentDeliveries += 1;
     if (message.fields.redelivered) this.stats.redelivered += 1;
     const delivery = receivedDelivery(message, handle, this.#ctx.consumer.ordered);
     if (this.#ctx.stopping.aborted) {

@@ -1,7 +1,7 @@
 // A process running one partitioned ordered consumer, for the partition tests: each handled
 // message writes (key, seq, pid) in its transaction, so the test sees per-key order, duplicates
 // and which process handled what. Prints `started` once consuming; on SIGTERM stops, prints
-// `stats <json>` (the consumer's totals) and exits 0.
+// `stats <json>` (the consumer's totals and its partition hand-overs) and exits 0.
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { ConsumerHost } from '../../src/consumer/consumer-host.js';
 import { createPool } from '../../src/sql/create-pool.js';
@@ -18,6 +18,7 @@ const env = (name: string): string => {
   return value;
 };
 const schema = env('OKT_SCHEMA');
+const table = env('OKT_TABLE');
 const partitions = Number(env('OKT_PARTITIONS'));
 const concurrency = 2;
 const handlerMs = Number(process.env.OKT_HANDLER_MS ?? '0');
@@ -45,7 +46,7 @@ const host = new ConsumerHost({
       retry: { maxAttempts: 5, backoff: { initialMs: 20, maxMs: 100 } },
       timeoutMs: 10_000,
       handler: async (payload: Payload, context) => {
-        await sql`INSERT INTO ${sql.table(`${schema}.effects`)} (key, seq, pid)
+        await sql`INSERT INTO ${sql.table(`${schema}.${table}`)} (key, seq, pid)
           VALUES (${payload.key}, ${payload.seq}, ${process.pid})`.execute(context.trx);
         if (handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, handlerMs));
       },
@@ -55,6 +56,7 @@ const host = new ConsumerHost({
   reconnectBackoff: { initialMs: 50, maxMs: 500 },
   stopTimeoutMs: 5000,
   retention: false,
+  rebalanceIntervalMs: Number(process.env.OKT_REBALANCE_MS ?? '5000'),
   logger,
 });
 
@@ -64,7 +66,8 @@ process.on('SIGTERM', () => {
   stopping = true;
   void (async () => {
     await host.stop();
-    process.stdout.write(`stats ${JSON.stringify(host.stats(env('OKT_CONSUMER')))}\n`);
+    const stats = { ...host.stats(env('OKT_CONSUMER')), handOvers: host.partitionHandOvers };
+    process.stdout.write(`stats ${JSON.stringify(stats)}\n`);
     await db.destroy();
     process.exit(0);
   })();
