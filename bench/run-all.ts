@@ -11,6 +11,7 @@ import { confirmModes } from './confirm-modes.js';
 import { consumer } from './consumer.js';
 import { endToEnd } from './end-to-end.js';
 import { naiveRelay } from './naive-relay.js';
+import { partitions } from './partitions.js';
 import { pgTransactionalOutbox } from './pg-transactional-outbox.js';
 import { relayDrain } from './relay-drain.js';
 import { steadyState } from './steady-state.js';
@@ -36,6 +37,7 @@ const benchmarks: Record<string, (args: BenchArgs) => Promise<BenchReport>> = {
   'steady-state': steadyState,
   backlog,
   consumer,
+  partitions,
   'end-to-end': endToEnd,
 };
 

@@ -30,6 +30,11 @@ export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
 export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';
 export {
+  type ResizePartitionsOptions,
+  type ResizePartitionsResult,
+  resizePartitions,
+} from './consumer/resize-partitions.js';
+export {
   RetentionCleaner,
   type RetentionCleanerOptions,
   type RetentionOptions,

@@ -19,7 +19,7 @@ import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
-import { consumerTopologies } from './consumer-topology.js';
+import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
@@ -138,6 +138,8 @@ export class ConsumerHost {
   readonly #publisher: RetryPublisher;
   readonly #cleaner: RetentionCleaner | undefined;
   readonly #balancers: PartitionBalancer[] = [];
+  /** One topology of each partitioned consumer: each declares the consumer's whole set. */
+  readonly #partitionSets: ConsumerTopology[] = [];
   readonly #stopping = new AbortController();
   readonly #reconnectBackoff: BackoffPolicy;
   readonly #startTimeoutMs: number;
@@ -251,6 +253,7 @@ export class ConsumerHost {
             stopping: this.#stopping.signal,
           }),
       );
+      if (consumer.partitions !== undefined) this.#partitionSets.push(runners[0]!.topology);
       if (consumer.partitions !== undefined && consumer.partitions > 1) {
         this.#balancers.push(
           new PartitionBalancer({
@@ -434,6 +437,9 @@ export class ConsumerHost {
       const closed = whenClosed(model, stopping);
       try {
         this.#publisher.attach(model);
+        // Partition sets first, one after another: a missing plugin closes the connection, and
+        // only the declare that caused it can tell why.
+        if (this.#partitionSets.length > 0) await declareTopology(model, this.#partitionSets);
         await Promise.all(this.#runners.map((r) => r.attach(model)));
         for (const b of this.#balancers) b.attach(model);
         failures = 0;
