@@ -74,7 +74,9 @@ export async function partitions(args: BenchArgs): Promise<BenchReport> {
   try {
     for (let run = 1; run <= args.runs; run += 1) {
       const runRates: number[] = [];
-      for (const n of counts) {
+      // Every other run in reverse, so that a drift of the machine's load favours no count.
+      const order = run % 2 === 1 ? counts : [...counts].reverse();
+      for (const n of order) {
         const routingKey = `p${n}r${run}`;
         let firstHandlerAt: number | undefined;
         const definition: ConsumerDefinition<{ key: string; seq: number }> = {
@@ -141,8 +143,9 @@ export async function partitions(args: BenchArgs): Promise<BenchReport> {
         // From the first handler call: connecting and declaring are not consuming.
         const ms = performance.now() - firstHandlerAt!;
         await host.stop();
-        runRates.push((count / ms) * 1000);
-        progress(`run ${run}: ${n} partition(s): ${Math.round(runRates.at(-1)!)} msgs/s`);
+        const rate = (count / ms) * 1000;
+        runRates[counts.indexOf(n)] = rate;
+        progress(`run ${run}: ${n} partition(s): ${Math.round(rate)} msgs/s`);
         await assertKeyOrder(pool, effects, definition.name, count);
       }
       runRates.forEach((r, i) => {

@@ -112,6 +112,11 @@ describe('partitions: per-key order across processes', () => {
   };
 
   const count = (consumer: string) => t.count(consumer);
+  /** What the processes logged (warnings and errors), for a failure's message. */
+  const logs = () =>
+    children
+      .map((c, i) => `--- process ${i} (pid ${c.child.pid}):\n${c.stderr.slice(-2000)}`)
+      .join('\n');
   const effects = async (consumer: string) =>
     (
       await t.pool.query<EffectRow>(
@@ -124,8 +129,10 @@ describe('partitions: per-key order across processes', () => {
     await waitFor(
       'every message handled',
       async () => (await count(consumer)) >= keys * perKey,
-      60_000,
-    );
+      90_000,
+    ).catch(async (error: Error) => {
+      throw new Error(`${error.message}: ${await count(consumer)} handled\n${logs()}`);
+    });
     // Nothing more trickles in: a duplicate would show as an extra row.
     await waitFor('no more effects', async () => {
       const n = await count(consumer);
@@ -146,8 +153,10 @@ describe('partitions: per-key order across processes', () => {
   const stopAll = async (processes: NodeChild[]) => {
     const totals: ChildStats = { redelivered: 0, handled: 0, handOvers: 0 };
     for (const p of processes.filter((c) => c.running)) {
-      assert.deepEqual(await p.stop(), { code: 0, signal: null });
-      const stats = JSON.parse(/^stats (.*)$/m.exec(p.stdout)![1]!) as ChildStats;
+      assert.deepEqual(await p.stop(), { code: 0, signal: null }, p.stderr);
+      const line = /^stats (.*)$/m.exec(p.stdout);
+      assert.ok(line, `a process printed no stats:\n${p.stdout}\n${p.stderr}`);
+      const stats = JSON.parse(line[1]!) as ChildStats;
       totals.redelivered += stats.redelivered;
       totals.handled += stats.handled;
       totals.handOvers += stats.handOvers;
@@ -205,12 +214,12 @@ describe('partitions: per-key order across processes', () => {
 
     const rows = await assertOnceInOrder(consumer, keys, perKey);
     const pids = new Set(rows.map((r) => r.pid));
-    assert.ok(pids.size >= 2, `the work was shared by ${pids.size} processes`);
+    assert.ok(pids.size >= 2, `the work was shared by ${pids.size} processes\n${logs()}`);
     assert.ok(
       rows.some((r) => r.pid === first.child.pid),
       'the first process kept a share',
     );
     const totals = await stopAll([first, ...others]);
-    assert.ok(totals.handOvers > 0, 'partitions were handed over');
+    assert.ok(totals.handOvers > 0, `partitions were handed over\n${logs()}`);
   });
 });
