@@ -325,7 +325,7 @@ export class ConsumerHost {
 
   /** Transactions of one consumer now retried in place because Postgres is unavailable to them. */
   waitingForDatabase(consumer: string): number {
-    this.#runner(consumer);
+    this.#runner(consumer); // throws for a name no consumer has
     return this.#runners
       .filter((r) => r.name === consumer)
       .reduce((n, r) => n + r.waitingForDatabase, 0);
