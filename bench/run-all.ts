@@ -12,6 +12,7 @@ import { consumer } from './consumer.js';
 import { endToEnd } from './end-to-end.js';
 import { hotKey } from './hot-key.js';
 import { naiveRelay } from './naive-relay.js';
+import { partitions } from './partitions.js';
 import { pgTransactionalOutbox } from './pg-transactional-outbox.js';
 import { relayDrain } from './relay-drain.js';
 import { steadyState } from './steady-state.js';
@@ -37,6 +38,7 @@ const benchmarks: Record<string, (args: BenchArgs) => Promise<BenchReport>> = {
   'steady-state': steadyState,
   backlog,
   consumer,
+  partitions,
   'end-to-end': endToEnd,
   'hot-key': hotKey,
 };

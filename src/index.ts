@@ -27,7 +27,13 @@ export type {
   TxOf,
 } from './consumer/consumer-transactions.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
+export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';
+export {
+  type ResizePartitionsOptions,
+  type ResizePartitionsResult,
+  resizePartitions,
+} from './consumer/resize-partitions.js';
 export {
   RetentionCleaner,
   type RetentionCleanerOptions,

@@ -90,6 +90,18 @@ export class ConsumerChannel {
     void closeChannel(handle.channel);
   }
 
+  /**
+   * Gives up being this queue's active consumer (single active consumer): retires the channel,
+   * so the broker requeues its unacked deliveries in order and activates the next process's
+   * consumer; the channel then reopens here, last in line. Returns whether a channel was open.
+   */
+  handOver(): boolean {
+    const handle = this.#handle;
+    if (!handle?.open) return false;
+    this.retire(handle);
+    return true;
+  }
+
   async close(): Promise<void> {
     const handle = this.#handle;
     this.#handle = undefined;

@@ -125,6 +125,16 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
    * it at a time, and retries happen in place, holding back the key's later messages.
    */
   readonly ordered?: boolean;
+  /**
+   * Splits an ordered consumer into this many queues, each with a single active consumer, and
+   * routes every message of one ordering key to the same one (RabbitMQ's consistent-hash
+   * exchange on the `x-ordering-key` header). Processes running the consumer share the
+   * partitions, one active per partition, and a partition moves to a survivor when its process
+   * dies. `concurrency` and `prefetch` apply per partition. Needs the
+   * `rabbitmq_consistent_hash_exchange` plugin; only with `ordered`. Default: one queue, no
+   * partitions. See "Partitions" in docs/consumer.md, also for changing the count.
+   */
+  readonly partitions?: number;
   readonly retry?: RetryPolicy;
   /** Time limit of one handler call. Default 60 s; keep it well below the broker's consumer timeout. */
   readonly timeoutMs?: number;
@@ -174,6 +184,7 @@ export const CONSUMER_DEFINITION_OPTION_NAMES = optionNames<ConsumerDefinition>(
   'prefetch',
   'batchSize',
   'ordered',
+  'partitions',
   'retry',
   'timeoutMs',
   'isolationLevel',

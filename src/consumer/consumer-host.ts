@@ -6,7 +6,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
-import type { LatencyHistogram } from '../metrics/latency-histogram.js';
+import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
@@ -20,8 +20,11 @@ import { resolveLogger } from '../util/resolve-logger.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
-import { consumerTopology } from './consumer-topology.js';
+import { emptyConsumerStats } from './consumer-stats.js';
+import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
+import { PartitionBalancer } from './partition-balancer.js';
+import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { resolveConsumers } from './resolve-consumer.js';
 import { RetentionCleaner, type RetentionOptions } from './retention-cleaner.js';
@@ -82,6 +85,12 @@ export interface ConsumerHostOptions {
   readonly retention?: RetentionOptions | false;
   /** Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. */
   readonly connectionName?: string;
+  /**
+   * How often a partitioned consumer compares the partitions this process is active on (those
+   * with traffic) with its share (partitions / processes, rounded up) and hands the excess to
+   * other processes. Default 5 s.
+   */
+  readonly rebalanceIntervalMs?: number;
 }
 
 /** Every option of `ConsumerHostOptions`, for the options table in docs/options.md. */
@@ -102,6 +111,7 @@ export const CONSUMER_HOST_OPTION_NAMES = optionNames<ConsumerHostOptions>()([
   'brokerConsumerTimeoutMs',
   'retention',
   'connectionName',
+  'rebalanceIntervalMs',
 ]);
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -132,6 +142,9 @@ export class ConsumerHost {
   readonly #runners: ConsumerRunner[];
   readonly #publisher: RetryPublisher;
   readonly #cleaner: RetentionCleaner | undefined;
+  readonly #balancers: PartitionBalancer[] = [];
+  /** One topology of each partitioned consumer: each declares the consumer's whole set. */
+  readonly #partitionSets: ConsumerTopology[] = [];
   readonly #stopping = new AbortController();
   readonly #reconnectBackoff: BackoffPolicy;
   readonly #startTimeoutMs: number;
@@ -222,26 +235,55 @@ export class ConsumerHost {
       tls: amqpTls,
     });
     const queries = processedQueries(options.schema);
-    this.#runners = consumers.map(
-      (consumer) =>
-        new ConsumerRunner({
-          consumer,
-          topology: consumerTopology(consumer),
-          db: options.db,
-          transactions: options.transactions,
-          queries,
-          publisher: this.#publisher,
-          logger: this.#logger,
-          reconnectBackoff: this.#reconnectBackoff,
-          databaseRetryLimitMs,
-          stopping: this.#stopping.signal,
-        }),
+    const rebalanceIntervalMs = positiveInteger(
+      'rebalanceIntervalMs',
+      options.rebalanceIntervalMs,
+      5000,
     );
+    // One runner per queue: a partitioned consumer has one per partition, each with its own
+    // channel and `concurrency`, sharing the consumer's totals.
+    this.#runners = consumers.flatMap((consumer) => {
+      const totals = { stats: emptyConsumerStats(), handlerSeconds: new LatencyHistogram() };
+      const runners = consumerTopologies(consumer).map(
+        (topology) =>
+          new ConsumerRunner({
+            consumer,
+            topology,
+            totals,
+            db: options.db,
+            transactions: options.transactions,
+            queries,
+            publisher: this.#publisher,
+            logger: this.#logger,
+            reconnectBackoff: this.#reconnectBackoff,
+            databaseRetryLimitMs,
+            stopping: this.#stopping.signal,
+          }),
+      );
+      if (consumer.partitions !== undefined) this.#partitionSets.push(runners[0]!.topology);
+      if (consumer.partitions !== undefined && consumer.partitions > 1) {
+        this.#balancers.push(
+          new PartitionBalancer({
+            consumer: consumer.name,
+            partitions: runners,
+            countedQueue: runners[0]!.topology.queue.name,
+            intervalMs: rebalanceIntervalMs,
+            logger: this.#logger,
+          }),
+        );
+      }
+      return runners;
+    });
+  }
+
+  /** Partitions this host handed over to other processes to even out the load. */
+  get partitionHandOvers(): number {
+    return this.#balancers.reduce((n, b) => n + b.handOvers, 0);
   }
 
   /** Names of the consumers this host runs. */
   get consumers(): string[] {
-    return this.#runners.map((r) => r.name);
+    return [...new Set(this.#runners.map((r) => r.name))];
   }
 
   get isRunning(): boolean {
@@ -290,9 +332,13 @@ export class ConsumerHost {
 
   /** Transactions of one consumer now retried in place because Postgres is unavailable to them. */
   waitingForDatabase(consumer: string): number {
-    return this.#runner(consumer).waitingForDatabase;
+    this.#runner(consumer); // throws for a name no consumer has
+    return this.#runners
+      .filter((r) => r.name === consumer)
+      .reduce((n, r) => n + r.waitingForDatabase, 0);
   }
 
+  /** The consumer's first runner; the runners of its partitions share its totals. */
   #runner(consumer: string): ConsumerRunner {
     const runner = this.#runners.find((r) => r.name === consumer);
     if (!runner) throw new ConfigurationError('consumer', `no consumer is named "${consumer}"`);
@@ -302,7 +348,8 @@ export class ConsumerHost {
   /**
    * Connects, declares the topology and starts consuming. Resolves once every consumer
    * consumes; rejects with a `TopologyConflictError` when the broker has conflicting queues or
-   * exchanges, with a `StartupError` for a schema not migrated or too old or a login refused,
+   * exchanges, with a `PartitionsPluginMissingError` when a consumer has `partitions` and the
+   * broker lacks the consistent-hash exchange plugin, with a `StartupError` for a schema not migrated or too old or a login refused,
    * or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then stopped).
    */
   async start(): Promise<void> {
@@ -358,6 +405,7 @@ export class ConsumerHost {
     }
     this.#state = 'stopping';
     this.#stopping.abort();
+    for (const b of this.#balancers) b.stop();
     try {
       await Promise.all(this.#runners.map((r) => r.stopConsuming()));
       const drained = Promise.all(this.#runners.map((r) => r.drained())).then(() => true);
@@ -396,18 +444,24 @@ export class ConsumerHost {
       const closed = whenClosed(model, stopping);
       try {
         this.#publisher.attach(model);
+        // Partition sets first, one after another: a missing plugin closes the connection, and
+        // only the declare that caused it can tell why.
+        if (this.#partitionSets.length > 0) await declareTopology(model, this.#partitionSets);
         await Promise.all(this.#runners.map((r) => r.attach(model)));
+        for (const b of this.#balancers) b.attach(model);
         failures = 0;
         this.#started?.resolve();
       } catch (error) {
-        if (error instanceof TopologyConflictError && this.#state === 'starting') {
+        const misconfigured =
+          error instanceof TopologyConflictError || error instanceof PartitionsPluginMissingError;
+        if (misconfigured && this.#state === 'starting') {
           this.#started?.reject(error);
           return;
         }
         closed.dispose();
         failures += 1;
         const delay = backoffDelay(this.#reconnectBackoff, failures);
-        const log = error instanceof TopologyConflictError ? this.#logger.error : this.#logger.warn;
+        const log = misconfigured ? this.#logger.error : this.#logger.warn;
         log.call(this.#logger, 'could not start consuming; retrying', {
           error: errorMessage(error),
           retryInMs: delay,
@@ -420,6 +474,7 @@ export class ConsumerHost {
       if (stopping.aborted) return;
       this.#publisher.detach(model);
       for (const r of this.#runners) r.detach(model);
+      for (const b of this.#balancers) b.detach(model);
     }
   }
 }

@@ -4,7 +4,7 @@ import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import { ConsumerChannel, type ConsumerChannelHandle } from './consumer-channel.js';
-import { emptyConsumerStats } from './consumer-stats.js';
+import { type ConsumerStats, emptyConsumerStats } from './consumer-stats.js';
 import type { ConsumerTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { DatabaseRetryLoop } from './database-retry-loop.js';
@@ -18,7 +18,13 @@ import { requeue } from './settle-delivery.js';
 
 export interface RunnerContext {
   readonly consumer: ResolvedConsumer;
+  /** The queue this runner consumes: the consumer's own, or one of its partitions. */
   readonly topology: ConsumerTopology;
+  /**
+   * The consumer's totals and handler run times, shared by the runners of one consumer's
+   * partitions. Default: the runner's own.
+   */
+  readonly totals?: { readonly stats: ConsumerStats; readonly handlerSeconds: LatencyHistogram };
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
@@ -44,16 +50,20 @@ export interface RunnerContext {
  * acks them, or routes failures to a retry or the dead-letter queue (`FailureRouter`).
  */
 export class ConsumerRunner {
-  readonly stats = emptyConsumerStats();
+  readonly stats: ConsumerStats;
   /** Run times of handler attempts. Kept beside `stats`, which holds only counts. */
-  readonly handlerSeconds = new LatencyHistogram();
+  readonly handlerSeconds: LatencyHistogram;
   readonly #ctx: RunnerContext;
   readonly #channel: ConsumerChannel;
   readonly #dispatcher: DeliveryDispatcher<ReceivedDelivery>;
   readonly #transactions: DatabaseRetryLoop;
+  /** Deliveries since `takeActivity` last asked. */
+  #recentDeliveries = 0;
 
   constructor(ctx: RunnerContext) {
     this.#ctx = ctx;
+    this.stats = ctx.totals?.stats ?? emptyConsumerStats();
+    this.handlerSeconds = ctx.totals?.handlerSeconds ?? new LatencyHistogram();
     const { consumer, logger } = ctx;
     const { stats } = this;
     this.#channel = new ConsumerChannel({
@@ -111,6 +121,19 @@ export class ConsumerRunner {
     return this.#ctx.topology;
   }
 
+  /** Whether deliveries arrived since the last call: this runner is its queue's active consumer. */
+  takeActivity(): boolean {
+    const active = this.#recentDeliveries > 0;
+    this.#recentDeliveries = 0;
+    return active;
+  }
+
+  /** Hands the queue to another process's consumer; see `ConsumerChannel.handOver`. */
+  handOver(): boolean {
+    this.#recentDeliveries = 0;
+    return this.#channel.handOver();
+  }
+
   /** Declares the topology and starts consuming on `model`, unless already doing so. */
   attach(model: ChannelModel): Promise<void> {
     return this.#channel.attach(model);
@@ -142,6 +165,7 @@ export class ConsumerRunner {
 
   #onDelivery(handle: ConsumerChannelHandle, message: ConsumeMessage): void {
     this.stats.received += 1;
+    this.#recentDeliveries += 1;
     if (message.fields.redelivered) this.stats.redelivered += 1;
     const delivery = receivedDelivery(message, handle, this.#ctx.consumer.ordered);
     if (this.#ctx.stopping.aborted) {

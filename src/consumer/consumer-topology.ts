@@ -1,7 +1,17 @@
-import type { ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
+import {
+  CONSISTENT_HASH_EXCHANGE_TYPE,
+  PARTITION_BINDING_WEIGHT,
+  type PartitionSet,
+  partitionSet,
+} from './partition-set.js';
+import {
+  isUnknownConsistentHashType,
+  PartitionsPluginMissingError,
+} from './partitions-plugin-missing-error.js';
 import { type ResolvedConsumer, resolveConsumer } from './resolve-consumer.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
 
@@ -20,6 +30,11 @@ export interface ConsumerTopology {
   readonly deadLetterQueue: QueueDeclaration;
   /** One queue per distinct retry delay; messages wait out its TTL, then dead-letter back. */
   readonly delayQueues: readonly (QueueDeclaration & { readonly delayMs: number })[];
+  /**
+   * A partitioned consumer's whole partition set, declared with any one partition (`queue` is
+   * then that partition): `bindings` bind the set's exchange to `exchange`, not `queue`.
+   */
+  readonly partitions?: PartitionSet;
 }
 
 /** Where a consumer's failed messages end up: `<queue>.dlq`. */
@@ -95,21 +110,41 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
 }
 
 /**
+ * The topology of each queue a consumer consumes: one, or one per partition. A partition queue
+ * is an ordered consumer's queue (single active consumer, retries in place, dead letters to the
+ * consumer's one `<queue>.dlq`); each carries the whole set, so that whichever partition attaches
+ * first declares and binds all of them in order.
+ */
+export function consumerTopologies(consumer: ResolvedConsumer): ConsumerTopology[] {
+  const topology = consumerTopology(consumer);
+  if (consumer.partitions === undefined) return [topology];
+  const partitions = partitionSet(consumer.queue, consumer.partitions);
+  return partitions.queues.map((name) => ({
+    ...topology,
+    queue: { name, arguments: topology.queue.arguments },
+    partitions,
+  }));
+}
+
+/**
  * The broker objects a definition leads to, for tools and tests (moving dead letters, cleaning
  * up). Throws a `ConfigurationError` for a definition the host would reject.
  */
 export function topologyOf(definition: AnyConsumerDefinition): ConsumerTopology {
-  return consumerTopology(
+  return consumerTopologies(
     resolveConsumer(definition, { brokerConsumerTimeoutMs: Number.MAX_SAFE_INTEGER }),
-  );
+  )[0]!;
 }
 
-/** Every queue a consumer declares, for tools and tests that clean up. */
+/** Every queue a consumer declares (all its partitions too), for tools and tests that clean up. */
 export function topologyQueueNames(topology: ConsumerTopology): string[] {
   return [
-    topology.queue.name,
-    topology.deadLetterQueue.name,
-    ...topology.delayQueues.map((q) => q.name),
+    ...new Set([
+      topology.queue.name,
+      ...(topology.partitions?.queues ?? []),
+      topology.deadLetterQueue.name,
+      ...topology.delayQueues.map((q) => q.name),
+    ]),
   ];
 }
 
@@ -139,6 +174,10 @@ export async function declareTopology(
       [...exchanges].map(([name, type]) => ({ name, type: type as ExchangeDeclaration['type'] })),
     );
     for (const t of topologies) {
+      if (t.partitions) {
+        await declarePartitions(model, channel, t, t.partitions);
+        continue;
+      }
       for (const q of [...t.delayQueues, t.queue]) {
         await asTopologyConflict('queue', q.name, () =>
           channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }),
@@ -158,6 +197,50 @@ export async function declareTopology(
 export function isQueueNodeDown(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
   return (error as { code?: unknown }).code === 404 && /home node .* is down/.test(message);
+}
+
+/**
+ * Declares a partition set: the hash exchange, every partition queue bound to it in index order
+ * (the order the plugin numbers its buckets in, also after a broker restart), and only then the
+ * hash exchange bound to the consumer's exchange, so that no message is hashed over a partial set.
+ * Declaring a set that exists is a no-op: bindings that exist are not added again.
+ */
+async function declarePartitions(
+  model: ChannelModel,
+  channel: Channel,
+  t: ConsumerTopology,
+  set: PartitionSet,
+): Promise<void> {
+  // An unknown exchange type is a connection error (503): the connection reports why, the
+  // declare only that the channel ended.
+  let connectionError: unknown;
+  const onError = (error: unknown) => {
+    connectionError = error;
+  };
+  model.on('error', onError);
+  try {
+    await asTopologyConflict('exchange', set.exchange, () =>
+      channel.assertExchange(set.exchange, CONSISTENT_HASH_EXCHANGE_TYPE, {
+        durable: true,
+        arguments: { ...set.exchangeArguments },
+      }),
+    );
+  } catch (error) {
+    const cause = connectionError ?? error;
+    if (isUnknownConsistentHashType(cause)) {
+      throw new PartitionsPluginMissingError(set.exchange, cause);
+    }
+    throw error;
+  } finally {
+    model.off('error', onError);
+  }
+  for (const queue of set.queues) {
+    await asTopologyConflict('queue', queue, () =>
+      channel.assertQueue(queue, { durable: true, arguments: { ...t.queue.arguments } }),
+    );
+    await channel.bindQueue(queue, set.exchange, PARTITION_BINDING_WEIGHT);
+  }
+  for (const key of t.bindings) await channel.bindExchange(set.exchange, t.exchange, key);
 }
 
 /** Whether a 406 says the queue exists with another queue type (quorum, stream). */

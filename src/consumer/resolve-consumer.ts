@@ -6,6 +6,7 @@ import type {
   IsolationLevel,
   QueueType,
 } from './consumer-definition.js';
+import { MAX_PARTITIONS } from './partition-set.js';
 
 /** A consumer definition checked and completed with defaults. */
 export interface ResolvedConsumer {
@@ -20,6 +21,8 @@ export interface ResolvedConsumer {
   readonly prefetch: number;
   readonly batchSize: number;
   readonly ordered: boolean;
+  /** Partition queues of an ordered consumer; undefined for a consumer of one queue. */
+  readonly partitions: number | undefined;
   readonly maxAttempts: number;
   /** `retryDelaysMs[n - 1]` is the delay after failed attempt n; one entry per retry. */
   readonly retryDelaysMs: readonly number[];
@@ -118,6 +121,19 @@ export function resolveConsumer(
   if (ordered && batchSize > 1) {
     fail('batchSize', 'batches are not available for ordered consumers; leave batchSize at 1');
   }
+  const partitions =
+    definition.partitions === undefined
+      ? undefined
+      : positiveInteger(option('partitions'), definition.partitions);
+  if (partitions !== undefined && !ordered) {
+    fail(
+      'partitions',
+      'partitions keep the order of each ordering key across queues; they need `ordered: true`',
+    );
+  }
+  if (partitions !== undefined && partitions > MAX_PARTITIONS) {
+    fail('partitions', `must be at most ${MAX_PARTITIONS}, got ${partitions}`);
+  }
   const prefetch = integer(
     'prefetch',
     definition.prefetch,
@@ -201,6 +217,7 @@ export function resolveConsumer(
     prefetch,
     batchSize,
     ordered,
+    partitions,
     maxAttempts,
     retryDelaysMs: Object.freeze(retryDelaysMs),
     timeoutMs,

@@ -14,6 +14,11 @@ export const messages = {
     "needs `name`: the handler's identity in the processed-messages table, and its queue " +
     'unless `queue` is given (before 0.2, `queue` was the required option)',
   badQueue: () => '`queue` must be a non-empty queue name when given; leave it out to use `name`',
+  badPartitions: (value: unknown) =>
+    `\`partitions\` must be a positive integer, got ${String(value)}; leave it out for one queue`,
+  partitionsWithoutOrder: () =>
+    '`partitions` keep the order of each ordering key across queues and need `ordered: true`; ' +
+    'an unordered handler scales with `concurrency` and more instances on its one queue',
   notAMethod: () => 'decorates a method; it was put on something else',
   twice: () =>
     'is applied twice to one method; one method is one handler: write a method per queue',

@@ -126,6 +126,7 @@ export class HandlerExplorer {
       queue: `${options.prefix}${o.queue ?? o.name}`,
       queueType: o.queueType,
       ordered: o.ordered,
+      partitions: o.partitions,
       retry: o.retry,
       prefetch: o.prefetch,
       concurrency: o.concurrency,

@@ -72,6 +72,13 @@ export function OutboxHandler<const M extends MessageDefinition | readonly Messa
     ) {
       fail(messages.badQueue());
     }
+    if (options.partitions !== undefined) {
+      const { partitions } = options;
+      if (typeof partitions !== 'number' || !Number.isSafeInteger(partitions) || partitions <= 0) {
+        fail(messages.badPartitions(partitions));
+      }
+      if (options.ordered !== true) fail(messages.partitionsWithoutOrder());
+    }
     if (Reflect.hasOwnMetadata(OutboxHandlerDiscoverable.KEY, descriptor.value as object)) {
       fail(messages.twice());
     }

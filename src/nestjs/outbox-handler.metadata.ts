@@ -34,6 +34,13 @@ export interface OutboxHandlerOptions<P = unknown> {
    * message definition). The queue gets a single active consumer; retries happen in place.
    */
   readonly ordered?: boolean;
+  /**
+   * Split the ordered handler into this many queues, each with a single active consumer; every
+   * message of one ordering key goes to the same one, so several instances of the application
+   * share the work while each key keeps its order. Only with `ordered`; needs RabbitMQ's
+   * `rabbitmq_consistent_hash_exchange` plugin. As `partitions` in the core's `ConsumerDefinition`.
+   */
+  readonly partitions?: number;
   /** Attempts and delays before a failing message is dead-lettered. Default 10, 1 s doubling. */
   readonly retry?: RetryPolicy;
   /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
@@ -79,6 +86,7 @@ export const HANDLER_OPTION_NAMES = optionNames<OutboxHandlerOptions>()([
   'routingKeys',
   'businessKey',
   'ordered',
+  'partitions',
   'retry',
   'prefetch',
   'concurrency',

@@ -1,0 +1,193 @@
+import type { ChannelModel } from 'amqplib';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { closeChannel, closeConnection } from '../amqp/close-within.js';
+import { connectAmqpFirst } from '../amqp/connect-amqp.js';
+import { exchangeExistsOn } from '../amqp/exchange-exists.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { StateError } from '../errors/state-error.js';
+import { positiveInteger } from '../util/positive-integer.js';
+import type { AnyConsumerDefinition } from './consumer-definition.js';
+import { ConsumerHost, type ConsumerHostOptions } from './consumer-host.js';
+import { declareTopology, topologyOf } from './consumer-topology.js';
+import { type PartitionSet, partitionSet } from './partition-set.js';
+import { resolveConsumer } from './resolve-consumer.js';
+
+/** What `resizePartitions` takes: the host's options, for the one consumer being resized. */
+export interface ResizePartitionsOptions
+  extends Omit<ConsumerHostOptions, 'consumers' | 'retention'> {
+  /** The consumer with its new `partitions`. */
+  readonly consumer: AnyConsumerDefinition;
+  /** The partition count its processes ran with until now. */
+  readonly from: number;
+  /** How often the drain's progress is checked. Default 200 ms. */
+  readonly pollIntervalMs?: number;
+}
+
+/** What a resize did. */
+export interface ResizePartitionsResult {
+  /** Messages of the old set handled during the resize. */
+  readonly drained: number;
+  /** Whether the old set existed (false: the new set was only declared). */
+  readonly oldSetFound: boolean;
+}
+
+/**
+ * Changes a partitioned consumer's partition count while messages keep being published, and
+ * keeps each key's order. Run it while no process of the consumer runs (stop them, or scale them
+ * to zero), then start them with the new count once it returns. It:
+ *
+ * 1. declares the new set and binds it to the consumer's exchange: from here on every message
+ *    reaches the new set, and still the old;
+ * 2. unbinds the old set: from here on only the new set receives;
+ * 3. handles what the old set holds, with the consumer's own handler, each partition in order
+ *    (a consumer host of the old count, whose set is bound to a private exchange, not the
+ *    consumer's, so starting it cannot bind the old set again);
+ * 4. deletes the old set once it is empty.
+ *
+ * Every key's older messages are thus handled before its newer ones; the messages published
+ * between steps 1 and 2 sit in both sets, and the processes of the new count find them in the
+ * processed-messages table and skip them. Publishing never stops; this consumer's handling pauses
+ * from stopping the old processes until the new ones start. Rejects with a `StateError` when a
+ * process still consumes the old set or already consumes the new one.
+ */
+export async function resizePartitions(
+  options: ResizePartitionsOptions,
+): Promise<ResizePartitionsResult> {
+  const { consumer, from } = options;
+  const limits = { brokerConsumerTimeoutMs: Number.MAX_SAFE_INTEGER };
+  const target = resolveConsumer(consumer, limits);
+  if (target.partitions === undefined) {
+    throw new ConfigurationError('consumer.partitions', 'must give the new partition count');
+  }
+  positiveInteger('from', from);
+  if (from === target.partitions) {
+    throw new ConfigurationError('from', `is the new count (${from}) already: nothing to resize`);
+  }
+  const pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs, 200);
+  const oldSet = partitionSet(target.queue, from);
+  const newSet = partitionSet(target.queue, target.partitions);
+  const model = await connectAmqpFirst(amqpUrlList(options.amqpUrl), {
+    connectionName: `outboxkit-resize-${process.pid}`,
+  });
+  try {
+    const oldSetFound = await exchangeExistsOn(model, oldSet.exchange);
+    await refuseIfConsumed(
+      model,
+      newSet,
+      'already consumes the new set: stop it until the resize returns',
+    );
+    if (oldSetFound) {
+      await refuseIfConsumed(
+        model,
+        oldSet,
+        'still consumes the old set: stop every process of the consumer first',
+      );
+    }
+    await declareTopology(model, [topologyOf(consumer)]);
+    if (!oldSetFound) return { drained: 0, oldSetFound };
+
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      for (const key of target.routingKeys) {
+        await channel.unbindExchange(oldSet.exchange, target.exchange, key);
+      }
+    } finally {
+      await closeChannel(channel);
+    }
+    const drainExchange = `${oldSet.exchange}.drain`;
+    const drained = await drain(model, options, oldSet, drainExchange, pollIntervalMs);
+    await deleteSet(model, oldSet, drainExchange);
+    return { drained, oldSetFound };
+  } finally {
+    await closeConnection(model);
+  }
+}
+
+/** Handles the old set's messages with a host of the old count until the set is empty. */
+async function drain(
+  model: ChannelModel,
+  options: ResizePartitionsOptions,
+  set: PartitionSet,
+  drainExchange: string,
+  pollIntervalMs: number,
+): Promise<number> {
+  const { consumer, from, ...rest } = options;
+  const { pollIntervalMs: _, ...hostOptions } = rest;
+  const old: AnyConsumerDefinition = {
+    ...consumer,
+    partitions: from,
+    exchange: drainExchange,
+    exchangeType: 'fanout',
+    routingKeys: [''],
+  };
+  let drained = 0;
+  while ((await readyIn(model, set)) > 0) {
+    const host = new ConsumerHost({ ...hostOptions, consumers: [old], retention: false });
+    await host.start();
+    try {
+      // Empty and idle: nothing ready, nothing running here (no other process consumes it).
+      while ((await readyIn(model, set)) > 0 || host.inFlight > 0) {
+        await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
+      }
+    } finally {
+      await host.stop();
+      drained += host.stats(consumer.name).handled + host.stats(consumer.name).duplicates;
+    }
+  }
+  return drained;
+}
+
+async function readyIn(model: ChannelModel, set: PartitionSet): Promise<number> {
+  const channel = await model.createChannel();
+  channel.on('error', () => {});
+  try {
+    let ready = 0;
+    for (const queue of set.queues) ready += (await channel.checkQueue(queue)).messageCount;
+    return ready;
+  } finally {
+    await closeChannel(channel);
+  }
+}
+
+async function refuseIfConsumed(
+  model: ChannelModel,
+  set: PartitionSet,
+  what: string,
+): Promise<void> {
+  for (const queue of set.queues) {
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      const { consumerCount } = await channel.checkQueue(queue);
+      if (consumerCount > 0) {
+        throw new StateError(
+          `cannot resize partitions: a process (${consumerCount} consumer(s) on ${queue}) ${what}`,
+          'consumed',
+        );
+      }
+    } catch (error) {
+      if (error instanceof StateError) throw error;
+      // 404: the queue does not exist, so nothing consumes it.
+    } finally {
+      await closeChannel(channel);
+    }
+  }
+}
+
+/** Deletes the empty old set; `ifEmpty` keeps a queue that something still put a message in. */
+async function deleteSet(
+  model: ChannelModel,
+  set: PartitionSet,
+  drainExchange: string,
+): Promise<void> {
+  const channel = await model.createChannel();
+  channel.on('error', () => {});
+  try {
+    for (const queue of set.queues) await channel.deleteQueue(queue, { ifEmpty: true });
+    await channel.deleteExchange(set.exchange);
+    await channel.deleteExchange(drainExchange);
+  } finally {
+    await closeChannel(channel);
+  }
+}

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
+import { partitionSet } from '../src/consumer/partition-set.js';
+import { resizePartitions } from '../src/consumer/resize-partitions.js';
+import { StateError } from '../src/errors/state-error.js';
+import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
+import { silentLogger } from '../src/util/logger.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { AMQP_URL } from './support/env.js';
+import { waitFor } from './support/wait-for.js';
+
+describe('partitions: changing the count on a live system', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('prsz');
+  });
+  after(async () => {
+    await f.stopHosts();
+    for (const n of [2, 3]) {
+      const set = partitionSet(f.name('resize'), n);
+      for (const q of set.queues) await f.channel.deleteQueue(q).catch(() => {});
+      await f.channel.deleteExchange(set.exchange).catch(() => {});
+      await f.channel.deleteExchange(`${set.exchange}.drain`).catch(() => {});
+    }
+    await f.close();
+  });
+
+  const keys = 8;
+  /** Publishes seq `from` to `to - 1` of every key, interleaved. */
+  const publishRange = (from: number, to: number) => {
+    const messages = [];
+    for (let seq = from; seq < to; seq += 1) {
+      for (let k = 0; k < keys; k += 1) {
+        messages.push({
+          routingKey: 'order.changed',
+          content: { key: `k${k}`, seq },
+          options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
+        });
+      }
+    }
+    return f.publishMany(messages);
+  };
+
+  it('keeps each key in order through a resize from 2 to 3 partitions while publishing goes on', async () => {
+    const handler = async (payload: unknown, ctx: ConsumeContext) => {
+      await f.recordEffect(payload, ctx);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    };
+    const at = (partitions: number): ConsumerDefinition =>
+      f.definition('resize', handler, { ordered: true, partitions, concurrency: 1 });
+    const hostOptions = { logger: silentLogger };
+
+    // Before: 2 partitions, a backlog left behind when the processes stop.
+    const before = await f.host([at(2)], hostOptions);
+    await publishRange(0, 40);
+    await waitFor('some handled', () => before.stats(f.name('resize')).handled >= 60);
+    // A process still consuming the old set is refused.
+    await assert.rejects(
+      resizePartitions({
+        db: f.t.db,
+        amqpUrl: AMQP_URL,
+        schema: f.t.schema,
+        consumer: at(3),
+        from: 2,
+      }),
+      (error: unknown) =>
+        error instanceof StateError && /still consumes the old set/.test(error.message),
+    );
+    await before.stop();
+    const backlog = await Promise.all(
+      partitionSet(f.name('resize'), 2).queues.map((q) => f.depth(q)),
+    );
+    assert.ok(backlog.reduce((a, b) => a + b, 0) > 0, 'the old set holds a backlog');
+
+    // During: publishing goes on while the resize runs.
+    let publishing = true;
+    let publishedDuring = 0;
+    const publisher = (async () => {
+      for (let seq = 40; publishing && seq < 100; seq += 2) {
+        await publishRange(seq, seq + 2);
+        publishedDuring = seq + 2;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const result = await resizePartitions({
+      db: f.t.db,
+      amqpUrl: AMQP_URL,
+      schema: f.t.schema,
+      consumer: at(3),
+      from: 2,
+      logger: silentLogger,
+      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+    });
+    publishing = false;
+    await publisher;
+    assert.equal(result.oldSetFound, true);
+    assert.ok(result.drained > 0, 'the resize handled the old backlog');
+    assert.ok(publishedDuring > 40, 'messages were published during the resize');
+    // The old set is gone; the new one exists.
+    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
+    assert.ok(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[2]!));
+
+    // After: 3 partitions, and more messages.
+    const afterwards = await f.host([at(3)], hostOptions);
+    await publishRange(publishedDuring, publishedDuring + 20);
+    const total = keys * (publishedDuring + 20);
+    await waitFor('all handled', async () => (await f.effectCount()) >= total, 30_000);
+    await waitFor('idle', () => afterwards.inFlight === 0);
+
+    const effects = await f.effects();
+    assert.equal(effects.length, total, 'every message applied exactly once');
+    const order = new Map<string, number[]>();
+    for (const e of effects) {
+      const [key, seq] = e.key.split('-') as [string, string];
+      order.set(key, [...(order.get(key) ?? []), Number(seq)]);
+    }
+    const expected = Array.from({ length: publishedDuring + 20 }, (_, i) => i);
+    for (const [key, seqs] of order) assert.deepEqual(seqs, expected, `order of ${key}`);
+  });
+});
