@@ -6,6 +6,7 @@
  */
 import { loadavg } from 'node:os';
 import { backlog } from './backlog.js';
+import { claimHeadCheck } from './claim-head-check.js';
 import { claimStrategy } from './claim-strategy.js';
 import { confirmModes } from './confirm-modes.js';
 import { consumer } from './consumer.js';
@@ -39,6 +40,7 @@ const benchmarks: Record<string, (args: BenchArgs) => Promise<BenchReport>> = {
   consumer,
   'end-to-end': endToEnd,
   'hot-key': hotKey,
+  'claim-head-check': claimHeadCheck,
 };
 
 const args = parseBenchArgs();
