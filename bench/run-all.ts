@@ -6,6 +6,7 @@
  */
 import { loadavg } from 'node:os';
 import { backlog } from './backlog.js';
+import { claimHeadCheck } from './claim-head-check.js';
 import { claimStrategy } from './claim-strategy.js';
 import { confirmModes } from './confirm-modes.js';
 import { consumer } from './consumer.js';
@@ -41,6 +42,7 @@ const benchmarks: Record<string, (args: BenchArgs) => Promise<BenchReport>> = {
   partitions,
   'end-to-end': endToEnd,
   'hot-key': hotKey,
+  'claim-head-check': claimHeadCheck,
 };
 
 const args = parseBenchArgs();
