@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { PartitionsPluginMissingError } from '../src/consumer/partitions-plugin-missing-error.js';
-import { PrivateRabbitMq } from './faults/private-rabbitmq.js';
-import { ConsumerFixture } from './support/consumer-fixture.js';
+import { PartitionsPluginMissingError } from '../../src/consumer/partitions-plugin-missing-error.js';
+import { ConsumerFixture } from '../support/consumer-fixture.js';
+import { PrivateRabbitMq } from './private-rabbitmq.js';
 
 // A private node, because the machine's broker has the plugin enabled: a node of the suite's
 // own starts with no plugins at all.

@@ -6,20 +6,25 @@ import type { Channel, ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { defineConsumer } from '../src/consumer/consumer-definition.js';
-import { ConsumerHost, type ConsumerHostOptions } from '../src/consumer/consumer-host.js';
-import { StartupError } from '../src/errors/startup-error.js';
-import { migrate } from '../src/migrate/migrate.js';
-import { defineMessage, OutboxHandler, OutboxModule, OutboxService } from '../src/nestjs/index.js';
-import type { TlsOptions } from '../src/options/tls-options.js';
-import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import type { RelayOptions } from '../src/relay/relay-options.js';
-import { silentLogger } from '../src/util/logger.js';
-import { OutboxWriter } from '../src/writer/outbox-writer.js';
-import { CLI_MAIN, NodeChild } from './support/child-process.js';
-import { uniqueName } from './support/test-database.js';
-import { TlsServices } from './support/tls-services.js';
-import { waitFor } from './support/wait-for.js';
+import { defineConsumer } from '../../src/consumer/consumer-definition.js';
+import { ConsumerHost, type ConsumerHostOptions } from '../../src/consumer/consumer-host.js';
+import { StartupError } from '../../src/errors/startup-error.js';
+import { migrate } from '../../src/migrate/migrate.js';
+import {
+  defineMessage,
+  OutboxHandler,
+  OutboxModule,
+  OutboxService,
+} from '../../src/nestjs/index.js';
+import type { TlsOptions } from '../../src/options/tls-options.js';
+import { OutboxRelay } from '../../src/relay/outbox-relay.js';
+import type { RelayOptions } from '../../src/relay/relay-options.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { OutboxWriter } from '../../src/writer/outbox-writer.js';
+import { CLI_MAIN, NodeChild } from '../support/child-process.js';
+import { uniqueName } from '../support/test-database.js';
+import { TlsServices } from '../support/tls-services.js';
+import { waitFor } from '../support/wait-for.js';
 
 const SCHEMA = 'outboxkit_tls';
 /** Rows of each test: enough to span several batches of the quick settings below. */
