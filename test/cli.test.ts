@@ -218,6 +218,8 @@ describe('outboxkit relay', () => {
       t.schema,
       '--batch-size',
       '20',
+      '--key-run-size',
+      '5',
       '--concurrency',
       '2',
       '--heartbeat',
@@ -344,6 +346,7 @@ describe('outboxkit command line errors', () => {
       says: /must start with postgres:\/\/ or postgresql:\/\/, got mysql:\/\/me:\*\*\*@localhost\/db/,
     },
     { args: ['relay', '--batch-size', 'many'], says: /--batch-size must be a positive integer/ },
+    { args: ['relay', '--key-run-size', '0'], says: /--key-run-size must be a positive integer/ },
     { args: ['relay', '--poll-interval', 'soon'], says: /--poll-interval must be a duration/ },
     {
       args: ['relay', '--heartbeat', '30', '--publish-timeout', '10s'],

@@ -36,6 +36,7 @@ Options:
   --schema <name>          schema of the outboxkit tables (default: outboxkit)
   --concurrency <n>        batches in flight at once (default: 4)
   --batch-size <n>         rows claimed per batch (default: 500)
+  --key-run-size <n>       rows of one ordering key per batch, sent one after another (default: 100)
   --poll-interval <time>   poll this often when no notification arrives (default: 1s)
   --no-listen              do not LISTEN for commits; rely on polling alone
   --publish-timeout <time> wait this long for a batch's confirms (default: 30s)
@@ -63,6 +64,7 @@ export const RELAY_COMMAND_OPTIONS = {
   ...AMQP_URL_OPTION,
   concurrency: { type: 'string' },
   'batch-size': { type: 'string' },
+  'key-run-size': { type: 'string' },
   'poll-interval': { type: 'string' },
   'no-listen': { type: 'boolean' },
   'publish-timeout': { type: 'string' },
@@ -87,6 +89,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   schema: '--schema',
   concurrency: '--concurrency',
   batchSize: '--batch-size',
+  keyRunSize: '--key-run-size',
   pollIntervalMs: '--poll-interval',
   publishTimeoutMs: '--publish-timeout',
   heartbeatSeconds: '--heartbeat',
@@ -124,6 +127,7 @@ export const relayCommand: CliCommand = {
       schema: schemaOf(values.schema),
       concurrency: positiveIntegerOf('--concurrency', values.concurrency),
       batchSize: positiveIntegerOf('--batch-size', values['batch-size']),
+      keyRunSize: positiveIntegerOf('--key-run-size', values['key-run-size']),
       pollIntervalMs: durationOf('--poll-interval', values['poll-interval']),
       listen: !values['no-listen'],
       publishTimeoutMs: durationOf('--publish-timeout', values['publish-timeout']),
