@@ -93,13 +93,16 @@ describe('ConfirmedPublisher on a real broker', () => {
     assert.equal(await broker.waitForDepth(queue, pairs), pairs);
   });
 
-  it('a nack', async () => {
+  it('a nack, counted until the next ack', async () => {
     const full = await broker.queue('full', exchange, 'full', {
       arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
     });
     const { publisher } = await open();
     assert.deepEqual(await send(publisher, exchange, 'full', 'n1'), { kind: 'nacked' });
-    assert.deepEqual(await send(publisher, exchange, 'bound', 'n2'), { kind: 'confirmed' });
+    assert.deepEqual(await send(publisher, exchange, 'full', 'n2'), { kind: 'nacked' });
+    assert.equal(publisher.nackedInARow, 2);
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'n3'), { kind: 'confirmed' });
+    assert.equal(publisher.nackedInARow, 0, 'an ack did not end the run of nacks');
     await broker.channel.deleteQueue(full);
   });
 

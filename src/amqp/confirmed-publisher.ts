@@ -39,6 +39,15 @@ interface CorkableSocket {
 
 const CORKED_HIGH_WATER_MARK = 4 * 1024 * 1024;
 
+/**
+ * Nacks in a row, without an ack between them, after which a publisher's channel should be
+ * replaced. A channel keeps its own view of a quorum queue: after the queue lost its majority and
+ * elected a new leader, RabbitMQ 3.10 was seen to nack every publish on a channel opened before
+ * (still 39 s after the election), while a new channel was confirmed at once. A full queue's
+ * reject-publish nacks every channel alike: one new channel per this many nacks then costs little.
+ */
+export const NACKS_BEFORE_NEW_CHANNEL = 10;
+
 interface Pending {
   readonly settle: ConfirmListener;
   returned?: { replyCode: number; replyText: string };
@@ -59,6 +68,7 @@ export class ConfirmedPublisher {
   #closedCode: number | undefined;
   /** Publishes awaiting an answer when the channel closed. */
   #pendingAtClose: number | undefined;
+  #nackedInARow = 0;
 
   /** `onAnswer` receives, per message, the seconds from publish to the broker's own answer. */
   constructor(channel: ConfirmChannel, onAnswer?: (seconds: number) => void) {
@@ -92,6 +102,14 @@ export class ConfirmedPublisher {
   /** Why the channel closed, once it has. */
   get closedReason(): string | undefined {
     return this.#closedReason;
+  }
+
+  /**
+   * Nacks since the last ack (a return counts as acked). At `NACKS_BEFORE_NEW_CHANNEL` or more,
+   * publish on a new channel: this one may be stuck on a view of the broker that is gone.
+   */
+  get nackedInARow(): number {
+    return this.#nackedInARow;
   }
 
   /** Publishes awaiting their answer. */
@@ -148,10 +166,13 @@ export class ConfirmedPublisher {
             alone: (this.#pendingAtClose ?? 1) === 1,
           });
         } else if (error) {
+          this.#nackedInARow += 1;
           settle({ kind: 'nacked' });
         } else if (pending.returned) {
+          this.#nackedInARow = 0;
           settle({ kind: 'returned', ...pending.returned });
         } else {
+          this.#nackedInARow = 0;
           settle({ kind: 'confirmed' });
         }
       });
