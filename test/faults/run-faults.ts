@@ -13,7 +13,7 @@ import { formatTable, type ScenarioResult } from './fault-report.js';
  * deadline, after which the files' own exit hooks stop what they started.
  */
 
-const DEADLINE_MS = 16 * 60_000;
+const DEADLINE_MS = 22 * 60_000;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
 const files = readdirSync(here)
