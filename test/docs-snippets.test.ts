@@ -48,7 +48,8 @@ const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const PRELUDES = join(ROOT, 'test', 'docs-preludes');
 /** Where the blocks live, virtually: inside the package, so `outboxkit` resolves to itself. */
 const VIRTUAL = join(ROOT, '.docs-snippets');
-const RUN_TIMEOUT_MS = 10_000;
+// The ORM snippets load four ORMs into one process: 11 s was seen on two loaded cores.
+const RUN_TIMEOUT_MS = 40_000;
 
 interface Directive {
   readonly prelude: readonly string[];
