@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import * as amqp from 'amqplib';
-import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { AMQP_URL } from './support/env.js';
-import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { writeMessages } from './support/relay-fixture.js';
+import { relayTestBed } from './support/relay-test-bed.js';
 import { TcpProxy } from './support/tcp-proxy.js';
-import { payloadOf, TestBroker } from './support/test-broker.js';
-import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
 
 /** Rows of one ordering key, `{ seq }` 0..n-1, in that order. */
@@ -48,53 +47,32 @@ function checkKeyOrder(seqs: readonly number[]): { distinct: number; copies: num
 const seqOf = (message: amqp.Message) => (payloadOf(message) as { seq: number }).seq;
 
 describe('relay: a hot key keeps its order when a message of its run fails', () => {
-  let t: TestDatabase;
-  let broker: TestBroker;
-  let relays: OutboxRelay[] = [];
-  before(async () => {
-    t = await testDatabase('hot_key');
-    broker = await TestBroker.open();
-  });
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await t.pool.query(`TRUNCATE "${t.schema}".outbox, "${t.schema}".outbox_parked`);
-  });
-  after(async () => {
-    await broker.close();
-    await t.close();
-  });
-
-  const start = async (options: Parameters<typeof testRelay>[1] = {}) => {
-    const relay = testRelay(t, options);
-    relays.push(relay);
-    await relay.start();
-    return relay;
-  };
+  const bed = relayTestBed('hot_key');
+  const { start } = bed;
 
   it('moves a run of one key per batch, one message in flight at a time, in order', async () => {
-    const exchange = await broker.exchange('runs');
-    const queue = await broker.queue('runs', exchange);
-    await writeMessages(t, hotKeyRows(exchange, 600));
+    const exchange = await bed.broker.exchange('runs');
+    const queue = await bed.broker.queue('runs', exchange);
+    await writeMessages(bed.t, hotKeyRows(exchange, 600));
     const relay = await start({ batchSize: 100, keyRunSize: 100 });
-    await waitFor('the outbox to drain', async () => (await t.count()) === 0);
-    const seqs = (await broker.drain(queue)).map(seqOf);
+    await waitFor('the outbox to drain', async () => (await bed.t.count()) === 0);
+    const seqs = (await bed.broker.drain(queue)).map(seqOf);
     assert.deepEqual(checkKeyOrder(seqs), { distinct: 600, copies: 0 });
     // One row per key per batch would take 600 batches.
     assert.ok(relay.stats().batches <= 12, `${relay.stats().batches} batches for 6 runs`);
   });
 
   it('an unroutable message in the run is parked, and its successors follow in order', async () => {
-    const exchange = await broker.exchange('returned', 'direct');
-    const queue = await broker.queue('returned', exchange, 'k');
+    const exchange = await bed.broker.exchange('returned', 'direct');
+    const queue = await bed.broker.queue('returned', exchange, 'k');
     await writeMessages(
-      t,
+      bed.t,
       hotKeyRows(exchange, 200, (seq) => (seq === 50 ? 'nowhere' : 'k')),
     );
     const relay = await start({ batchSize: 100, keyRunSize: 100 });
-    await waitFor('the outbox to drain', async () => (await t.count()) === 0);
-    const seqs = (await broker.drain(queue)).map(seqOf);
-    assert.equal(await t.count('outbox_parked'), 1);
+    await waitFor('the outbox to drain', async () => (await bed.t.count()) === 0);
+    const seqs = (await bed.broker.drain(queue)).map(seqOf);
+    assert.equal(await bed.t.count('outbox_parked'), 1);
     assert.equal(relay.stats().parked, 1);
     assert.ok(!seqs.includes(50));
     // The parked message leaves its key (docs/design.md): the rest came in order, once each.
@@ -105,14 +83,14 @@ describe('relay: a hot key keeps its order when a message of its run fails', () 
   });
 
   it('a nack (a full queue with reject-publish) stops the run; nothing overtakes the nacked message', async () => {
-    const exchange = await broker.exchange('nacked');
-    const queue = await broker.queue('nacked', exchange, '#', {
+    const exchange = await bed.broker.exchange('nacked');
+    const queue = await bed.broker.queue('nacked', exchange, '#', {
       arguments: { 'x-max-length': 5, 'x-overflow': 'reject-publish' },
     });
     const total = 300;
     // Large messages: a window of them takes long enough to cross the socket for the consumer's
     // acks to make room in the middle of it.
-    await writeMessages(t, hotKeyRows(exchange, total, undefined, 32 * 1024), 50);
+    await writeMessages(bed.t, hotKeyRows(exchange, total, undefined, 32 * 1024), 50);
     const relay = await start({ batchSize: 100, keyRunSize: 100 });
     // The queue fills up and the broker nacks the 6th message: the fault under test.
     await waitFor('a nack', () => relay.stats().infrastructureRetries >= 1);
@@ -134,14 +112,14 @@ describe('relay: a hot key keeps its order when a message of its run fails', () 
       await connection.close();
     }
     assert.ok(relay.stats().infrastructureRetries >= 1);
-    assert.equal(await t.count(), 0);
+    assert.equal(await bed.t.count(), 0);
   });
 
   it('a connection lost mid-run: the rest of the run waits, and arrives in order', async () => {
-    const exchange = await broker.exchange('closed');
-    const queue = await broker.queue('closed', exchange);
+    const exchange = await bed.broker.exchange('closed');
+    const queue = await bed.broker.queue('closed', exchange);
     const total = 400;
-    await writeMessages(t, hotKeyRows(exchange, total));
+    await writeMessages(bed.t, hotKeyRows(exchange, total));
     const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
     const connection = await amqp.connect(AMQP_URL);
     try {
@@ -163,7 +141,7 @@ describe('relay: a hot key keeps its order when a message of its run fails', () 
         keyRunSize: 100,
       });
       await waitFor(`${total} messages`, () => new Set(seqs).size >= total, 60_000);
-      await waitFor('the outbox to drain', async () => (await t.count()) === 0);
+      await waitFor('the outbox to drain', async () => (await bed.t.count()) === 0);
       const { distinct } = checkKeyOrder(seqs);
       assert.equal(distinct, total);
       assert.ok(proxy.accepted >= 2, 'the relay did not reconnect: no fault happened');

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { NACKS_BEFORE_NEW_CHANNEL } from '../src/amqp/confirmed-publisher.js';
-import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import type { OutboxLogger } from '../src/util/logger.js';
-import { testRelay, writeMessages } from './support/relay-fixture.js';
-import { payloadOf, TestBroker } from './support/test-broker.js';
-import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { writeMessages } from './support/relay-fixture.js';
+import { relayTestBed } from './support/relay-test-bed.js';
+import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
 
 const NEW_CHANNEL = 'confirm channel nacks every publish; opening a new one';
@@ -29,49 +28,32 @@ class CountingLogger implements OutboxLogger {
 // a cluster, test/faults/cluster.test.ts): the relay replaces it. A full queue's reject-publish
 // forces the nacks here; the relay cannot tell them apart, and needs not.
 describe('OutboxRelay: a channel that keeps nacking', () => {
-  let t: TestDatabase;
-  let broker: TestBroker;
-  let relays: OutboxRelay[] = [];
-  before(async () => {
-    t = await testDatabase('relay_nacked');
-    broker = await TestBroker.open();
-  });
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await t.pool.query(`TRUNCATE "${t.schema}".outbox, "${t.schema}".outbox_parked`);
-  });
-  after(async () => {
-    await broker.close();
-    await t.close();
-  });
+  const bed = relayTestBed('relay_nacked');
 
   /** A relay with `retryMs` between a row's attempts; one row nacked until `heal` runs. */
   async function nackedRow(name: string, retryMs: number) {
-    const exchange = await broker.exchange(name, 'direct');
-    const full = await broker.queue(`${name}-full`, exchange, 'k', {
+    const exchange = await bed.broker.exchange(name, 'direct');
+    const full = await bed.broker.queue(`${name}-full`, exchange, 'k', {
       arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
     });
-    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'only' }]);
+    await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'only' }]);
     const logger = new CountingLogger();
-    const relay = testRelay(t, {
+    const relay = await bed.start({
       logger,
       concurrency: 1,
       retry: { backoff: { initialMs: retryMs, maxMs: retryMs, jitter: 0 } },
     });
-    relays.push(relay);
-    await relay.start();
     const attempts = async () => {
-      const { rows } = await t.pool.query<{ attempts: number }>(
-        `SELECT attempts FROM "${t.schema}".outbox`,
+      const { rows } = await bed.t.pool.query<{ attempts: number }>(
+        `SELECT attempts FROM "${bed.t.schema}".outbox`,
       );
       return rows[0]?.attempts ?? 0;
     };
     const heal = async () => {
-      const queue = await broker.queue(name, exchange, 'k');
-      await broker.channel.deleteQueue(full);
-      await waitFor('the row published', async () => (await t.count()) === 0, 20_000);
-      assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['only']);
+      const queue = await bed.broker.queue(name, exchange, 'k');
+      await bed.broker.channel.deleteQueue(full);
+      await waitFor('the row published', async () => (await bed.t.count()) === 0, 20_000);
+      assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['only']);
     };
     return { relay, logger, attempts, heal };
   }

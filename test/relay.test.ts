@@ -1,44 +1,22 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
-import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { describe, it } from 'node:test';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { testRelay, writeMessages } from './support/relay-fixture.js';
-import { payloadOf, TestBroker } from './support/test-broker.js';
-import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { relayTestBed } from './support/relay-test-bed.js';
+import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
 
 describe('OutboxRelay', () => {
-  let t: TestDatabase;
-  let broker: TestBroker;
-  let relays: OutboxRelay[] = [];
-  before(async () => {
-    t = await testDatabase('relay');
-    broker = await TestBroker.open();
-  });
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await t.pool.query(`TRUNCATE "${t.schema}".outbox, "${t.schema}".outbox_parked`);
-  });
-  after(async () => {
-    await broker.close();
-    await t.close();
-  });
-
-  const start = async (options: Parameters<typeof testRelay>[1] = {}) => {
-    const relay = testRelay(t, options);
-    relays.push(relay);
-    await relay.start();
-    return relay;
-  };
+  const bed = relayTestBed('relay');
+  const { start } = bed;
 
   it('publishes committed messages, and a row disappears only once its message is in the queue', async () => {
-    const exchange = await broker.exchange('basic');
-    const queue = await broker.queue('basic', exchange);
+    const exchange = await bed.broker.exchange('basic');
+    const queue = await bed.broker.queue('basic', exchange);
     const total = 3000;
     const writtenFrom = Math.floor(Date.now() / 1000);
     await writeMessages(
-      t,
+      bed.t,
       Array.from({ length: total }, (_, i) => ({
         exchange,
         routingKey: 'k',
@@ -52,14 +30,14 @@ describe('OutboxRelay', () => {
     // so its message must already be counted in the queue.
     let samples = 0;
     await waitFor('the outbox to drain', async () => {
-      const rows = await t.count();
-      const depth = await broker.depth(queue);
+      const rows = await bed.t.count();
+      const depth = await bed.broker.depth(queue);
       samples += 1;
       assert.ok(rows + depth >= total, `lost: ${rows} rows + ${depth} queued < ${total}`);
       return rows === 0;
     });
     assert.ok(samples > 1);
-    const messages = await broker.drain(queue);
+    const messages = await bed.broker.drain(queue);
     assert.equal(messages.length, total);
     assert.equal(new Set(messages.map((m) => m.properties.messageId)).size, total);
     const first = messages.find((m) => m.properties.messageId === 'm0')!;
@@ -75,29 +53,29 @@ describe('OutboxRelay', () => {
   });
 
   it('publishes nothing for a rolled-back transaction', async () => {
-    const exchange = await broker.exchange('rollback');
-    const queue = await broker.queue('rollback', exchange);
-    const writer = new OutboxWriter({ schema: t.schema });
-    await t.db
+    const exchange = await bed.broker.exchange('rollback');
+    const queue = await bed.broker.queue('rollback', exchange);
+    const writer = new OutboxWriter({ schema: bed.t.schema });
+    await bed.t.db
       .transaction()
       .execute(async (trx) => {
         await writer.add(trx, { exchange, routingKey: 'k', payload: 'rolled back' });
         throw new Error('abort');
       })
       .catch(() => {});
-    await t.db
+    await bed.t.db
       .transaction()
       .execute((trx) => writer.add(trx, { exchange, routingKey: 'k', payload: 'committed' }));
     const relay = await start();
     await waitFor('the committed message', () => relay.stats().published === 1);
-    const messages = await broker.drain(queue);
+    const messages = await bed.broker.drain(queue);
     assert.deepEqual(messages.map(payloadOf), ['committed']);
   });
 
   it('carries headers, correlation id, causation id and ordering key', async () => {
-    const exchange = await broker.exchange('props');
-    const queue = await broker.queue('props', exchange);
-    await writeMessages(t, [
+    const exchange = await bed.broker.exchange('props');
+    const queue = await bed.broker.queue('props', exchange);
+    await writeMessages(bed.t, [
       {
         exchange,
         routingKey: 'k',
@@ -110,8 +88,8 @@ describe('OutboxRelay', () => {
       },
     ]);
     await start();
-    await broker.waitForDepth(queue, 1);
-    const [m] = await broker.drain(queue);
+    await bed.broker.waitForDepth(queue, 1);
+    const [m] = await bed.broker.drain(queue);
     assert.equal(m!.content.toString(), 'raw');
     assert.equal(m!.properties.contentType, 'text/plain');
     assert.equal(m!.properties.correlationId, 'corr');
@@ -123,106 +101,108 @@ describe('OutboxRelay', () => {
   });
 
   it('publishes a committed message long before the poll interval', async () => {
-    const exchange = await broker.exchange('latency');
-    const queue = await broker.queue('latency', exchange);
+    const exchange = await bed.broker.exchange('latency');
+    const queue = await bed.broker.queue('latency', exchange);
     const relay = await start({ pollIntervalMs: 30_000 });
     // The relay wakes on LISTEN once connected; wait for the idle lanes to be parked on it.
     await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
     const started = Date.now();
-    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'now' }]);
-    await broker.waitForDepth(queue, 1, 5000);
+    await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'now' }]);
+    await bed.broker.waitForDepth(queue, 1, 5000);
     const latency = Date.now() - started;
     assert.ok(latency < 3000, `took ${latency} ms with a 30 s poll interval`);
   });
 
   it('finds a message written without a NOTIFY soon after one it published', async () => {
-    const exchange = await broker.exchange('recheck');
-    const queue = await broker.queue('recheck', exchange);
+    const exchange = await bed.broker.exchange('recheck');
+    const queue = await bed.broker.queue('recheck', exchange);
     const relay = await start({ pollIntervalMs: 30_000 });
     await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
-    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'first' }]);
-    await broker.waitForDepth(queue, 1, 5000);
+    await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'first' }]);
+    await bed.broker.waitForDepth(queue, 1, 5000);
     // A writer that never notifies stands for one inside its notify interval.
-    const silent = new OutboxWriter({ schema: t.schema, notifyIntervalMs: false });
+    const silent = new OutboxWriter({ schema: bed.t.schema, notifyIntervalMs: false });
     const started = Date.now();
-    await t.db
+    await bed.t.db
       .transaction()
       .execute((trx) => silent.add(trx, { exchange, routingKey: 'k', payload: 'second' }));
-    await broker.waitForDepth(queue, 2, 10_000);
+    await bed.broker.waitForDepth(queue, 2, 10_000);
     const latency = Date.now() - started;
     assert.ok(latency < 5000, `took ${latency} ms with a 30 s poll interval`);
   });
 
   it('parks an unroutable message instead of deleting it, and publishes the rest', async () => {
-    const exchange = await broker.exchange('unroutable');
-    const queue = await broker.queue('unroutable', exchange, 'routed');
-    await writeMessages(t, [
+    const exchange = await bed.broker.exchange('unroutable');
+    const queue = await bed.broker.queue('unroutable', exchange, 'routed');
+    await writeMessages(bed.t, [
       { exchange, routingKey: 'nowhere', payload: 'lost?', messageId: 'u1' },
       { exchange, routingKey: 'routed', payload: 'fine', messageId: 'r1' },
     ]);
     const relay = await start();
     await waitFor('both rows settled', () => relay.stats().published + relay.stats().parked === 2);
-    const { rows } = await t.pool.query(
-      `SELECT message_id, reason FROM "${t.schema}".outbox_parked`,
+    const { rows } = await bed.t.pool.query(
+      `SELECT message_id, reason FROM "${bed.t.schema}".outbox_parked`,
     );
     assert.deepEqual(
       rows.map((r) => r.message_id),
       ['u1'],
     );
     assert.match(rows[0].reason, /unroutable: 312 NO_ROUTE/);
-    assert.equal(await t.count(), 0);
-    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['fine']);
+    assert.equal(await bed.t.count(), 0);
+    assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['fine']);
   });
 
   it('delivers through an alternate exchange and deletes the row', async () => {
-    const alternate = await broker.exchange('ae', 'fanout');
-    const aeQueue = await broker.queue('ae', alternate, '');
-    const exchange = await broker.exchange('with-ae', 'direct', { alternateExchange: alternate });
-    await writeMessages(t, [{ exchange, routingKey: 'unbound', payload: 'to the AE' }]);
+    const alternate = await bed.broker.exchange('ae', 'fanout');
+    const aeQueue = await bed.broker.queue('ae', alternate, '');
+    const exchange = await bed.broker.exchange('with-ae', 'direct', {
+      alternateExchange: alternate,
+    });
+    await writeMessages(bed.t, [{ exchange, routingKey: 'unbound', payload: 'to the AE' }]);
     const relay = await start();
     await waitFor('the row to be published', () => relay.stats().published === 1);
     assert.equal(relay.stats().parked, 0);
-    assert.equal(await t.count(), 0);
-    assert.deepEqual((await broker.drain(aeQueue)).map(payloadOf), ['to the AE']);
+    assert.equal(await bed.t.count(), 0);
+    assert.deepEqual((await bed.broker.drain(aeQueue)).map(payloadOf), ['to the AE']);
   });
 
   it('puts off rows for a missing exchange without stalling other destinations, and publishes them once it exists', async () => {
-    const exchange = await broker.exchange('exists');
-    const queue = await broker.queue('exists', exchange);
-    const missing = broker.name('declared-late');
+    const exchange = await bed.broker.exchange('exists');
+    const queue = await bed.broker.queue('exists', exchange);
+    const missing = bed.broker.name('declared-late');
     const messages = Array.from({ length: 20 }, (_, i) => ({
       exchange: i % 2 === 0 ? exchange : missing,
       routingKey: 'k',
       payload: { i },
     }));
-    await writeMessages(t, messages, 3);
+    await writeMessages(bed.t, messages, 3);
     const relay = await start({ batchSize: 5, retry: { maxAttempts: 2 } });
     await waitFor('the rows of the missing exchange put off twice', async () => {
-      const { rows } = await t.pool.query(
-        `SELECT count(*)::int AS n FROM "${t.schema}".outbox WHERE last_error = $1`,
+      const { rows } = await bed.t.pool.query(
+        `SELECT count(*)::int AS n FROM "${bed.t.schema}".outbox WHERE last_error = $1`,
         [`exchange not found: ${missing}`],
       );
       return relay.stats().published === 10 && rows[0].n === 10 && relay.stats().deferred >= 20;
     });
     assert.equal(relay.stats().parked, 0);
-    const { rows: attempts } = await t.pool.query(
-      `SELECT max(attempts)::int AS n FROM "${t.schema}".outbox`,
+    const { rows: attempts } = await bed.t.pool.query(
+      `SELECT max(attempts)::int AS n FROM "${bed.t.schema}".outbox`,
     );
     assert.equal(attempts[0].n, 0, 'a missing exchange was charged to the messages');
-    await broker.exchange('declared-late');
-    const late = await broker.queue('late', missing);
-    await waitFor('every row published', async () => (await t.count()) === 0, 20_000);
+    await bed.broker.exchange('declared-late');
+    const late = await bed.broker.queue('late', missing);
+    await waitFor('every row published', async () => (await bed.t.count()) === 0, 20_000);
     assert.equal(relay.stats().parked, 0);
-    assert.equal((await broker.drain(queue)).length, 10);
-    assert.equal((await broker.drain(late)).length, 10);
+    assert.equal((await bed.broker.drain(queue)).length, 10);
+    assert.equal((await bed.broker.drain(late)).length, 10);
   });
 
   it('routes each of two rows with one message id by its own return, not by the id', async () => {
-    const exchange = await broker.exchange('same-id', 'direct');
-    const queue = await broker.queue('same-id', exchange, 'bound');
+    const exchange = await bed.broker.exchange('same-id', 'direct');
+    const queue = await bed.broker.queue('same-id', exchange, 'bound');
     const pairs = 300;
     await writeMessages(
-      t,
+      bed.t,
       Array.from({ length: pairs * 2 }, (_, i) => ({
         exchange,
         routingKey: i % 2 === 0 ? 'bound' : 'nowhere',
@@ -235,124 +215,125 @@ describe('OutboxRelay', () => {
       'all rows settled',
       () => relay.stats().published + relay.stats().parked === pairs * 2,
     );
-    const { rows } = await t.pool.query(
-      `SELECT routing_key, count(*)::int AS n FROM "${t.schema}".outbox_parked GROUP BY 1`,
+    const { rows } = await bed.t.pool.query(
+      `SELECT routing_key, count(*)::int AS n FROM "${bed.t.schema}".outbox_parked GROUP BY 1`,
     );
     assert.deepEqual(rows, [{ routing_key: 'nowhere', n: pairs }]);
-    const delivered = (await broker.drain(queue)).map((m) => (payloadOf(m) as { i: number }).i);
+    const delivered = (await bed.broker.drain(queue)).map((m) => (payloadOf(m) as { i: number }).i);
     assert.equal(delivered.length, pairs);
     assert.ok(delivered.every((i) => i % 2 === 0));
   });
 
   it('parks a message larger than the broker accepts', async () => {
-    const exchange = await broker.exchange('large');
-    const queue = await broker.queue('large', exchange);
-    await writeMessages(t, [
+    const exchange = await bed.broker.exchange('large');
+    const queue = await bed.broker.queue('large', exchange);
+    await writeMessages(bed.t, [
       { exchange, routingKey: 'k', payload: 'x'.repeat(5000) },
       { exchange, routingKey: 'k', payload: 'small' },
     ]);
     const relay = await start({ maxMessageBytes: 1000 });
     await waitFor('both rows settled', () => relay.stats().published + relay.stats().parked === 2);
-    const { rows } = await t.pool.query(`SELECT reason FROM "${t.schema}".outbox_parked`);
+    const { rows } = await bed.t.pool.query(`SELECT reason FROM "${bed.t.schema}".outbox_parked`);
     assert.match(rows[0].reason, /too large: 5002 bytes, limit 1000/);
-    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['small']);
+    assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['small']);
   });
 
   it('retries nacked messages until there is room, losing none', async () => {
-    const exchange = await broker.exchange('nack');
+    const exchange = await bed.broker.exchange('nack');
     // A full queue that rejects publishes makes the broker nack: forced nacks.
-    const queue = await broker.queue('nack', exchange, '#', {
+    const queue = await bed.broker.queue('nack', exchange, '#', {
       arguments: { 'x-max-length': 10, 'x-overflow': 'reject-publish' },
     });
     const total = 40;
     await writeMessages(
-      t,
+      bed.t,
       Array.from({ length: total }, (_, i) => ({ exchange, routingKey: 'k', payload: { i } })),
     );
     const relay = await start({ retry: { maxAttempts: 1000 } });
     const received = new Set<number>();
     await waitFor('every message to get through a queue of 10', async () => {
-      for (const m of await broker.drain(queue)) received.add((payloadOf(m) as { i: number }).i);
-      return received.size === total && (await t.count()) === 0;
+      for (const m of await bed.broker.drain(queue))
+        received.add((payloadOf(m) as { i: number }).i);
+      return received.size === total && (await bed.t.count()) === 0;
     });
     assert.ok(relay.stats().retried > 0, 'no nack was forced');
     assert.equal(relay.stats().parked, 0);
-    const { rows } = await t.pool.query(
-      `SELECT count(*)::int AS n FROM "${t.schema}".outbox_parked`,
+    const { rows } = await bed.t.pool.query(
+      `SELECT count(*)::int AS n FROM "${bed.t.schema}".outbox_parked`,
     );
     assert.equal(rows[0].n, 0);
   });
 
   it('never parks a row for nacks, however many, and keeps its key waiting behind it', async () => {
-    const exchange = await broker.exchange('exhaust', 'direct');
-    const full = await broker.queue('exhaust-full', exchange, 'k', {
+    const exchange = await bed.broker.exchange('exhaust', 'direct');
+    const full = await bed.broker.queue('exhaust-full', exchange, 'k', {
       arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
     });
-    await writeMessages(t, [
+    await writeMessages(bed.t, [
       { exchange, routingKey: 'k', payload: 'first', orderingKey: 'key' },
       { exchange, routingKey: 'k', payload: 'second', orderingKey: 'key' },
     ]);
     const relay = await start({ retry: { maxAttempts: 2 } });
     await waitFor('the first row nacked well past maxAttempts', async () => {
-      const { rows } = await t.pool.query(
-        `SELECT attempts, last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
+      const { rows } = await bed.t.pool.query(
+        `SELECT attempts, last_error FROM "${bed.t.schema}".outbox ORDER BY id LIMIT 1`,
       );
       return rows[0].attempts >= 5 ? rows[0] : undefined;
     });
     assert.equal(relay.stats().parked, 0);
     assert.ok(relay.stats().infrastructureRetries >= 5);
-    const { rows } = await t.pool.query(
-      `SELECT last_error FROM "${t.schema}".outbox ORDER BY id LIMIT 1`,
+    const { rows } = await bed.t.pool.query(
+      `SELECT last_error FROM "${bed.t.schema}".outbox ORDER BY id LIMIT 1`,
     );
     assert.match(rows[0].last_error, /nacked/);
     // Room again: a queue that takes messages, and the rejecting one gone.
-    const queue = await broker.queue('exhaust', exchange, 'k');
-    await broker.channel.deleteQueue(full);
-    await waitFor('both rows published', async () => (await t.count()) === 0, 20_000);
+    const queue = await bed.broker.queue('exhaust', exchange, 'k');
+    await bed.broker.channel.deleteQueue(full);
+    await waitFor('both rows published', async () => (await bed.t.count()) === 0, 20_000);
     assert.equal(relay.stats().parked, 0);
-    assert.deepEqual((await broker.drain(queue)).map(payloadOf), ['first', 'second']);
+    assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['first', 'second']);
   });
 
   it('publishes a delayed message only once its delay has passed', async () => {
-    const exchange = await broker.exchange('delay');
-    const queue = await broker.queue('delay', exchange);
+    const exchange = await bed.broker.exchange('delay');
+    const queue = await bed.broker.queue('delay', exchange);
     const relay = await start({ pollIntervalMs: 5000 });
     await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
     const written = Date.now();
-    await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'later', delayMs: 700 }]);
-    await broker.waitForDepth(queue, 1, 10_000);
+    await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'later', delayMs: 700 }]);
+    await bed.broker.waitForDepth(queue, 1, 10_000);
     const elapsed = Date.now() - written;
     assert.ok(elapsed >= 650, `published after ${elapsed} ms, before its delay`);
     assert.ok(elapsed < 4000, `published after ${elapsed} ms, long after its delay`);
   });
 
   it('stops gracefully: in-flight rows are settled and later rows stay for the next relay', async () => {
-    const exchange = await broker.exchange('stop');
-    const queue = await broker.queue('stop', exchange);
+    const exchange = await bed.broker.exchange('stop');
+    const queue = await bed.broker.queue('stop', exchange);
     const total = 5000;
     await writeMessages(
-      t,
+      bed.t,
       Array.from({ length: total }, (_, i) => ({ exchange, routingKey: 'k', payload: { i } })),
     );
-    const relay = testRelay(t, { batchSize: 200 });
+    const relay = testRelay(bed.t, { batchSize: 200 });
     await relay.start();
     await waitFor('some rows published', () => relay.stats().published > 0);
     await relay.stop();
-    const left = await t.count();
-    const queued = await broker.depth(queue);
+    const left = await bed.t.count();
+    const queued = await bed.broker.depth(queue);
     // Everything is either still in the outbox or in the queue; nothing was published twice.
     assert.equal(left + queued, total);
     assert.equal(relay.stats().published, queued);
     // No session of this test's pool was left inside a transaction holding claimed rows.
-    const { rows } = await t.pool.query(
+    const { rows } = await bed.t.pool.query(
       `SELECT count(*)::int AS n FROM pg_stat_activity
        WHERE state LIKE 'idle in transaction%' AND query LIKE '%' || $1 || '%'`,
-      [t.schema],
+      [bed.t.schema],
     );
     assert.equal(rows[0].n, 0);
     const next = await start();
-    await waitFor('the next relay to finish', async () => (await t.count()) === 0);
-    assert.equal(await broker.depth(queue), total);
+    await waitFor('the next relay to finish', async () => (await bed.t.count()) === 0);
+    assert.equal(await bed.broker.depth(queue), total);
     // A batch counts itself once its COMMIT has returned, a moment after the rows are gone: with
     // two batches per lane in flight, several may still be on their way here.
     await waitFor('the next relay to count its batches', () => next.stats().published >= left);
