@@ -7,13 +7,10 @@ import type { ConsumerDefinition } from '../../src/consumer/consumer-definition.
 import { ConsumerHost } from '../../src/consumer/consumer-host.js';
 import { createPool } from '../../src/sql/create-pool.js';
 import { consoleLogger } from '../../src/util/logger.js';
+import { requiredEnv } from '../support/env.js';
 import { soakConsumerDefinition } from './soak-consumer-definition.js';
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+const env = requiredEnv;
 // The ledger's module logs unhandled rejections and carries on, as a test runner would; here one
 // must end the process, so that the soak sees it as the crash it would be in production.
 process.on('unhandledRejection', (reason) => {

@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { ConsumerHost } from '../../src/consumer/consumer-host.js';
 import { createPool } from '../../src/sql/create-pool.js';
 import { consoleLogger } from '../../src/util/logger.js';
+import { requiredEnv } from './env.js';
 
 interface Payload {
   readonly id: string;
@@ -12,11 +13,7 @@ interface Payload {
   readonly slowMs?: number;
 }
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+const env = requiredEnv;
 const schema = env('OKT_SCHEMA');
 const logger = consoleLogger('info');
 const pool = createPool({ connectionString: env('DATABASE_URL'), max: 6 }, logger);

@@ -6,17 +6,14 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { ConsumerHost } from '../../src/consumer/consumer-host.js';
 import { createPool } from '../../src/sql/create-pool.js';
 import { consoleLogger } from '../../src/util/logger.js';
+import { requiredEnv } from './env.js';
 
 interface Payload {
   readonly key: string;
   readonly seq: number;
 }
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
+const env = requiredEnv;
 const schema = env('OKT_SCHEMA');
 const table = env('OKT_TABLE');
 const partitions = Number(env('OKT_PARTITIONS'));
