@@ -35,7 +35,8 @@ Options:
   --amqp-url <url>         RabbitMQ URL; repeat it or separate with commas for a cluster's nodes (default: $AMQP_URL)
   --schema <name>          schema of the outboxkit tables (default: outboxkit)
   --concurrency <n>        batches in flight at once (default: 4)
-  --batch-size <n>         rows claimed per batch (default: 500)
+  --batch-size <n>         rows claimed per batch at most (default: 2000)
+  --max-batch-bytes <n>    payload bytes per batch at most (default: 4194304, 4 MiB)
   --key-run-size <n>       rows of one ordering key per batch, sent one after another (default: 100)
   --poll-interval <time>   poll this often when no notification arrives (default: 1s)
   --no-listen              do not LISTEN for commits; rely on polling alone
@@ -64,6 +65,7 @@ export const RELAY_COMMAND_OPTIONS = {
   ...AMQP_URL_OPTION,
   concurrency: { type: 'string' },
   'batch-size': { type: 'string' },
+  'max-batch-bytes': { type: 'string' },
   'key-run-size': { type: 'string' },
   'poll-interval': { type: 'string' },
   'no-listen': { type: 'boolean' },
@@ -89,6 +91,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   schema: '--schema',
   concurrency: '--concurrency',
   batchSize: '--batch-size',
+  maxBatchBytes: '--max-batch-bytes',
   keyRunSize: '--key-run-size',
   pollIntervalMs: '--poll-interval',
   publishTimeoutMs: '--publish-timeout',
@@ -127,6 +130,7 @@ export const relayCommand: CliCommand = {
       schema: schemaOf(values.schema),
       concurrency: positiveIntegerOf('--concurrency', values.concurrency),
       batchSize: positiveIntegerOf('--batch-size', values['batch-size']),
+      maxBatchBytes: positiveIntegerOf('--max-batch-bytes', values['max-batch-bytes']),
       keyRunSize: positiveIntegerOf('--key-run-size', values['key-run-size']),
       pollIntervalMs: durationOf('--poll-interval', values['poll-interval']),
       listen: !values['no-listen'],

@@ -9,6 +9,7 @@ import { databaseTlsConfig } from '../sql/database-tls.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
+import { ClaimCursor } from './claim-cursor.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
 import { BATCHES_PER_LANE, RelayLane } from './relay-lane.js';
@@ -153,6 +154,7 @@ export class OutboxRelay {
       amqp: this.#amqp,
       exchanges: this.#exchanges,
       queries: relayQueries(o.schema),
+      cursor: new ClaimCursor(),
       wake: this.#wake,
       stats: this.#stats,
       stopping: this.#stopping.signal,

@@ -18,4 +18,6 @@ export interface OutboxRow {
    * time it waited in the outbox, for the relay's spans.
    */
   readonly waited_s?: number;
+  /** `available_at` as text, for the relay's `ClaimCursor`. */
+  readonly available_at_text?: string;
 }

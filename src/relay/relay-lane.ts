@@ -6,6 +6,8 @@ import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
+import type { ClaimCursor } from './claim-cursor.js';
+import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
 import type { OutboxRow } from './outbox-row.js';
@@ -57,6 +59,8 @@ export interface RelayLaneContext {
   readonly amqp: AmqpConnection;
   readonly exchanges: ExchangeRegistry;
   readonly queries: RelayQueries;
+  /** Where the lanes' fresh claims start, shared by them. */
+  readonly cursor: ClaimCursor;
   readonly wake: WakeSignal;
   readonly stats: RelayStats;
   /** Aborts when the relay stops claiming. */
@@ -75,6 +79,8 @@ export class RelayLane {
   readonly #ctx: RelayLaneContext;
   readonly #retryLane: boolean;
   #publisher: ConfirmedPublisher | undefined;
+  /** Rows the next claim asks for (`nextClaimLimit`). */
+  #claimLimit: number;
 
   /**
    * @param retryLane claims rows that failed before, one at a time, so that a message that
@@ -83,6 +89,7 @@ export class RelayLane {
   constructor(ctx: RelayLaneContext, retryLane: boolean) {
     this.#ctx = ctx;
     this.#retryLane = retryLane;
+    this.#claimLimit = retryLane ? 1 : Math.min(ctx.options.batchSize, FIRST_CLAIM_LIMIT);
   }
 
   async run(): Promise<void> {
@@ -171,7 +178,6 @@ export class RelayLane {
     const publisher = await this.#ensurePublisher();
     if (!publisher) return idle;
 
-    const limit = this.#retryLane ? 1 : options.batchSize;
     const state: { broken?: Error } = {};
     // A backend that dies while the lane waits for confirms reports on the idle client; without
     // a listener that error would crash the process. The next query fails and rolls back.
@@ -181,10 +187,7 @@ export class RelayLane {
     let handedOver = false;
     try {
       await client.query('BEGIN');
-      const { rows: heads } = await client.query<OutboxRow>(
-        this.#retryLane ? queries.claimRetry : queries.claimFresh,
-        [limit],
-      );
+      const heads = await this.#claimHeads(client);
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);
@@ -204,6 +207,13 @@ export class RelayLane {
       );
       let bytes = 0;
       for (const row of rows) bytes += row.payload.length;
+      if (!this.#retryLane) {
+        this.#claimLimit = nextClaimLimit(
+          heads.map((r) => r.payload.length),
+          options.batchSize,
+          options.maxBatchBytes,
+        );
+      }
       return { claimed: rows.length, idleMs: 0, done, bytes };
     } catch (error) {
       state.broken = error as Error;
@@ -215,16 +225,37 @@ export class RelayLane {
     }
   }
 
+  /** The claim's heads: each key's oldest waiting row, and rows without a key. */
+  async #claimHeads(client: PoolClient): Promise<OutboxRow[]> {
+    const { queries, cursor } = this.#ctx;
+    const limit = this.#claimLimit;
+    if (this.#retryLane) return (await client.query<OutboxRow>(queries.claimRetry, [limit])).rows;
+    const at = cursor.position;
+    const { rows } = at
+      ? await client.query<OutboxRow>(queries.claimFreshAfter, [limit, at.availableAt, at.id])
+      : await client.query<OutboxRow>(queries.claimFresh, [limit]);
+    const last = rows.at(-1);
+    cursor.claimed(
+      last?.available_at_text === undefined
+        ? undefined
+        : { availableAt: last.available_at_text, id: last.id },
+      rows.length === limit,
+    );
+    return rows;
+  }
+
   /**
    * The rows that follow each keyed head of the batch, up to `keyRunSize` per key: `publishBatch`
    * sends each only once the one before it is confirmed. The batch may exceed `batchSize` by up
    * to `keyRunSize - 1` rows, so that a full batch of heads still moves its keys' runs.
    */
   async #claimRuns(client: PoolClient, heads: readonly OutboxRow[]): Promise<OutboxRow[]> {
-    const { keyRunSize, batchSize } = this.#ctx.options;
+    const { keyRunSize } = this.#ctx.options;
     const keyed = heads.filter((r) => r.ordering_key !== null);
     if (keyRunSize === 1 || keyed.length === 0) return [];
-    const room = Math.max(batchSize - heads.length, keyRunSize - 1);
+    // Never more rows than this claim's limit, which is small when messages are large.
+    const limit = this.#claimLimit;
+    const room = Math.min(limit, Math.max(limit - heads.length, keyRunSize - 1));
     const { rows } = await client.query<OutboxRow & RunRow>(this.#ctx.queries.claimRuns, [
       keyed.map((r) => r.ordering_key),
       keyed.map((r) => r.id),

@@ -41,8 +41,14 @@ export interface RelayOptions {
   readonly amqpTls?: TlsOptions;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
-  /** Rows claimed per batch. Default 500. */
+  /** Rows claimed per batch at most. Default 2000. */
   readonly batchSize?: number;
+  /**
+   * Payload bytes a batch holds at most (its first row always goes, however large): with large
+   * messages a batch carries fewer rows than `batchSize`, so a lane's memory stays bounded.
+   * Default 4 MiB.
+   */
+  readonly maxBatchBytes?: number;
   /**
    * Lanes, each with its own channel and up to two batches in flight: it claims and publishes the
    * next while the one before waits for its confirms. Each batch is a transaction on a connection
@@ -97,6 +103,7 @@ export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
   'amqpTls',
   'schema',
   'batchSize',
+  'maxBatchBytes',
   'concurrency',
   'keyRunSize',
   'pollIntervalMs',
@@ -150,7 +157,8 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     amqpUrl,
     schema: options.schema ?? 'outboxkit',
     exchanges: exchangeDeclarations(options.exchanges ?? []),
-    batchSize: positiveInteger('batchSize', options.batchSize, 500),
+    batchSize: positiveInteger('batchSize', options.batchSize, 2000),
+    maxBatchBytes: positiveInteger('maxBatchBytes', options.maxBatchBytes, 4 * 1024 * 1024),
     concurrency: positiveInteger('concurrency', options.concurrency, 4),
     keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
     pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),

@@ -4,12 +4,17 @@ import { outboxTables } from '../sql/outbox-tables.js';
 // into a Date costs the relay more per row than the number does.
 const ROW_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
   correlation_id, causation_id, floor(extract(epoch FROM created_at))::float8 AS created_at_s, attempts,
-  extract(epoch FROM now() - created_at)::float8 AS waited_s`;
+  extract(epoch FROM now() - created_at)::float8 AS waited_s, available_at::text AS available_at_text`;
 
 /** The relay's SQL for one schema, built once. */
 export interface RelayQueries {
   /** $1: limit. Fresh rows (no failed attempt yet), heads of their ordering key only. */
   readonly claimFresh: string;
+  /**
+   * $1: limit, $2: `available_at`, $3: id of a `ClaimCursor` position. As `claimFresh`, rows
+   * after the position first, then, if they run short, the rows up to it.
+   */
+  readonly claimFreshAfter: string;
   /** $1: limit. Rows that failed before; published one at a time to isolate a poison row. */
   readonly claimRetry: string;
   /**
@@ -50,6 +55,16 @@ export function relayQueries(schemaName: string): RelayQueries {
     ORDER BY o.available_at, o.id
     LIMIT $1
     FOR UPDATE SKIP LOCKED`;
+  // Rows after the cursor, and only if they run short the rows up to it: the second scan, and
+  // its locks, run only when the first returns fewer than the LIMIT.
+  const claimAfter = (attempts: string) => `SELECT * FROM (
+      ${claim(`${attempts} AND (o.available_at, o.id) > ($2::timestamptz, $3::bigint)`)}
+    ) after_cursor
+    UNION ALL
+    SELECT * FROM (
+      ${claim(`${attempts} AND (o.available_at, o.id) <= ($2::timestamptz, $3::bigint)`)}
+    ) up_to_cursor
+    LIMIT $1`;
   // A key's later rows cannot be anyone else's: its head is still in the outbox, locked by the
   // claiming transaction, so no claim elsewhere finds them heads.
   const claimRuns = `WITH heads AS (
@@ -77,6 +92,7 @@ export function relayQueries(schemaName: string): RelayQueries {
     FOR UPDATE OF o SKIP LOCKED`;
   return Object.freeze({
     claimFresh: claim('o.attempts = 0'),
+    claimFreshAfter: claimAfter('o.attempts = 0'),
     claimRetry: claim('o.attempts > 0'),
     claimRuns,
     deleteIds: `DELETE FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,

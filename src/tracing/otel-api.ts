@@ -53,6 +53,8 @@ export interface OtelApi {
       ): OtelSpan;
     };
     setSpan(context: OtelContext, span: OtelSpan): OtelContext;
+    /** The global provider: the API's proxy, with or without an SDK behind it. */
+    getTracerProvider?(): unknown;
   };
   readonly metrics: {
     getMeter(name: string, version?: string): OtelMeter;

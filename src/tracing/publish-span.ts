@@ -8,12 +8,29 @@ type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
 
 /**
  * Starts the relay's `PRODUCER` spans of one batch. `undefined` when `@opentelemetry/api` is
- * not installed: the relay then checks one variable per batch, and does nothing per message.
+ * not installed, or no SDK is registered (every span would be a no-op): the relay then checks
+ * once per batch, and does nothing per message.
  */
 export function publishTracer(): PublishTracer | undefined {
   const api = otelApi();
   if (!api) return undefined;
-  return traceSafely(() => new PublishTracer(api, api.trace.getTracer(TRACER_NAME)), undefined);
+  return traceSafely(
+    () =>
+      sdkRegistered(api) ? new PublishTracer(api, api.trace.getTracer(TRACER_NAME)) : undefined,
+    undefined,
+  );
+}
+
+/**
+ * False only when the global provider is the API's proxy with nothing behind it. A provider of
+ * another kind counts as registered.
+ */
+function sdkRegistered(api: OtelApi): boolean {
+  const provider = api.trace.getTracerProvider?.() as
+    | { getDelegateTracer?: (name: string) => unknown }
+    | undefined;
+  if (typeof provider?.getDelegateTracer !== 'function') return true;
+  return provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }
 
 /** Makes one `PRODUCER` span per published outbox row. */

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it, mock } from 'node:test';
+import { ClaimCursor, CURSOR_TTL_MS } from '../src/relay/claim-cursor.js';
+import type { OutboxRow } from '../src/relay/outbox-row.js';
+import { relayQueries } from '../src/relay/relay-queries.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+
+describe('ClaimCursor', () => {
+  const at = { availableAt: '2026-01-01 00:00:00+00', id: '5' };
+
+  it('starts from the head, moves to the end of each full claim, and back after a short one', () => {
+    const cursor = new ClaimCursor();
+    const position = () => cursor.position;
+    assert.equal(position(), undefined);
+    cursor.claimed(at, true);
+    assert.deepEqual(position(), at);
+    cursor.claimed({ ...at, id: '9' }, true);
+    assert.equal(position()?.id, '9');
+    cursor.claimed({ ...at, id: '12' }, false);
+    assert.equal(position(), undefined);
+  });
+
+  it('starts from the head again once its first position is older than the TTL', () => {
+    const now = mock.method(performance, 'now', () => 1_000);
+    try {
+      const cursor = new ClaimCursor();
+      cursor.claimed(at, true);
+      now.mock.mockImplementation(() => 1_000 + CURSOR_TTL_MS / 2);
+      cursor.claimed({ ...at, id: '9' }, true);
+      assert.equal(cursor.position?.id, '9', 'a later full claim keeps the cursor');
+      now.mock.mockImplementation(() => 1_001 + CURSOR_TTL_MS);
+      assert.equal(cursor.position, undefined, 'the TTL counts from the first position');
+    } finally {
+      now.mock.restore();
+    }
+  });
+});
+
+describe('claimFreshAfter', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await testDatabase('claim_cursor');
+  });
+  after(async () => {
+    await t?.close();
+  });
+  beforeEach(async () => {
+    await t.pool.query(`TRUNCATE "${t.schema}".outbox`);
+    await t.pool.query(
+      `INSERT INTO "${t.schema}".outbox (message_id, exchange, routing_key, payload, content_type, available_at)
+       SELECT g::text, 'x', 'k', '\\x00', 'application/json', now() - interval '1 hour' + g * interval '1 second'
+       FROM generate_series(1, 10) g`,
+    );
+  });
+
+  /** The message ids claimed after the 5th row, with `limit`, while `lockedElsewhere` are locked. */
+  async function claimAfterFifth(limit: number, lockedElsewhere: string[] = []): Promise<string[]> {
+    const queries = relayQueries(t.schema);
+    const other = await t.pool.connect();
+    const client = await t.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(
+        `SELECT id FROM "${t.schema}".outbox WHERE message_id = ANY($1) FOR UPDATE`,
+        [lockedElsewhere],
+      );
+      await client.query('BEGIN');
+      const { rows: all } = await client.query<OutboxRow>(
+        `SELECT id, available_at::text AS available_at_text FROM "${t.schema}".outbox ORDER BY available_at, id`,
+      );
+      const fifth = all[4]!;
+      const { rows } = await client.query<OutboxRow>(queries.claimFreshAfter, [
+        limit,
+        fifth.available_at_text,
+        fifth.id,
+      ]);
+      return rows.map((r) => r.message_id);
+    } finally {
+      await client.query('ROLLBACK');
+      await other.query('ROLLBACK');
+      client.release();
+      other.release();
+    }
+  }
+
+  it('claims the rows after the position first', async () => {
+    assert.deepEqual(await claimAfterFifth(3), ['6', '7', '8']);
+  });
+
+  it('claims the rows up to the position when those after it run short', async () => {
+    assert.deepEqual(await claimAfterFifth(8), ['6', '7', '8', '9', '10', '1', '2', '3']);
+  });
+
+  it('skips rows locked by another transaction on both sides', async () => {
+    assert.deepEqual(await claimAfterFifth(5, ['7', '2']), ['6', '8', '9', '10', '1']);
+  });
+
+  it('returns each row once when it claims everything', async () => {
+    assert.deepEqual(
+      (await claimAfterFifth(50)).sort((a, b) => Number(a) - Number(b)),
+      ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10'],
+    );
+  });
+});
