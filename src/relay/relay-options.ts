@@ -41,7 +41,7 @@ export interface RelayOptions {
   readonly amqpTls?: TlsOptions;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
-  /** Rows claimed per batch at most. Default 2000. */
+  /** Rows claimed per batch at most. Default 1000. */
   readonly batchSize?: number;
   /**
    * Payload bytes a batch holds at most (its first row always goes, however large): with large
@@ -157,7 +157,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     amqpUrl,
     schema: options.schema ?? 'outboxkit',
     exchanges: exchangeDeclarations(options.exchanges ?? []),
-    batchSize: positiveInteger('batchSize', options.batchSize, 2000),
+    batchSize: positiveInteger('batchSize', options.batchSize, 1000),
     maxBatchBytes: positiveInteger('maxBatchBytes', options.maxBatchBytes, 4 * 1024 * 1024),
     concurrency: positiveInteger('concurrency', options.concurrency, 4),
     keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
