@@ -13,6 +13,7 @@
  *   node dist/bench/end-to-end.js [--quick] [--json FILE] [--runs 3] [--messages 20000]
  *     [--producers 16]
  */
+import type pg from 'pg';
 import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
 import {
   type BenchArgs,
@@ -35,13 +36,14 @@ import {
   uniqueName,
 } from './support/bench-services.js';
 import { e2eConsumerDefinition } from './support/e2e-consumer.js';
-import { Stage, type StageSettings } from './support/e2e-protocol.js';
+import { E2E_APPLICATION_NAME, Stage, type StageSettings } from './support/e2e-protocol.js';
 import {
   busyShare,
   CLOCK_TICKS,
   cpuSnapshot,
   machineCpu,
   processCpuUs,
+  procStat,
 } from './support/process-cpu.js';
 
 /** CPU time of every process of the pipeline, microseconds. */
@@ -58,18 +60,60 @@ const PROCESS_NAMES: Record<(typeof PROCESSES)[number], string> = {
   producer: 'producer Node',
   relay: 'relay Node',
   consumer: 'consumer Node',
-  postgres: 'Postgres (all its processes)',
+  postgres: "Postgres (the stages' backends, background processes)",
   rabbitmq: 'RabbitMQ',
 };
 
-function pipelineCpu(producer: Stage, relay: Stage, consumer: Stage): PipelineCpu {
-  const servers = cpuSnapshot();
+/**
+ * The Postgres processes that work for the pipeline: the stages' backends (by their
+ * application_name), the server's background processes (WAL writer, checkpointer, autovacuum,
+ * ...) and the postmaster; not the backends of other clients sharing the server.
+ */
+async function pipelineBackends(pool: pg.Pool): Promise<number[]> {
+  const { rows } = await pool.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 OR backend_type <> 'client backend'",
+    [E2E_APPLICATION_NAME],
+  );
+  const pids = rows.map((r) => r.pid);
+  const postmaster = pids.length > 0 ? Number(procStat(pids[0]!)?.[1]) : Number.NaN;
+  return Number.isSafeInteger(postmaster) ? [...pids, postmaster] : pids;
+}
+
+/** CPU time so far of each of the pipeline's processes, microseconds. */
+interface PipelineReading {
+  readonly stages: Record<'producer' | 'relay' | 'consumer', number>;
+  readonly backends: ReadonlyMap<number, number>;
+  readonly rabbitmq: number;
+}
+
+async function readPipeline(
+  pool: pg.Pool,
+  stages: Record<'producer' | 'relay' | 'consumer', Stage>,
+  knownBackends: Iterable<number> = [],
+): Promise<PipelineReading> {
+  const pids = new Set([...knownBackends, ...(await pipelineBackends(pool))]);
   return {
-    producer: processCpuUs(producer.pid),
-    relay: processCpuUs(relay.pid),
-    consumer: processCpuUs(consumer.pid),
-    postgres: servers.postgres,
-    rabbitmq: servers.rabbitmq,
+    stages: {
+      producer: processCpuUs(stages.producer.pid),
+      relay: processCpuUs(stages.relay.pid),
+      consumer: processCpuUs(stages.consumer.pid),
+    },
+    backends: new Map([...pids].map((pid) => [pid, processCpuUs(pid)])),
+    rabbitmq: cpuSnapshot().rabbitmq,
+  };
+}
+
+/** CPU microseconds each process spent between two readings. */
+function pipelineCpu(from: PipelineReading, to: PipelineReading): PipelineCpu {
+  let postgres = 0;
+  // A backend started in between counts from 0; one that ended in between took its ticks along.
+  for (const [pid, us] of to.backends) postgres += Math.max(0, us - (from.backends.get(pid) ?? 0));
+  return {
+    producer: to.stages.producer - from.stages.producer,
+    relay: to.stages.relay - from.stages.relay,
+    consumer: to.stages.consumer - from.stages.consumer,
+    postgres,
+    rabbitmq: Math.max(0, to.rabbitmq - from.rabbitmq),
   };
 }
 
@@ -127,13 +171,18 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
       const relay = await start('relay', './e2e-relay.js', base);
       const producer = await start('producer', './e2e-producer.js', base);
       await waitForQuiet();
-      const cpuFrom = pipelineCpu(producer, relay, consumer);
+      const cpuFrom = await readPipeline(pool, { producer, relay, consumer });
       const machineFrom = machineCpu();
       consumer.send({ type: 'expect', base, count });
       producer.send({ type: 'go' });
       await producer.next('done');
       await consumer.next('done');
-      const cpuTo = pipelineCpu(producer, relay, consumer);
+      const cpuTo = await readPipeline(
+        pool,
+        { producer, relay, consumer },
+        cpuFrom.backends.keys(),
+      );
+      const cpu = pipelineCpu(cpuFrom, cpuTo);
       const machineTo = machineCpu();
       producer.send({ type: 'send-times' });
       consumer.send({ type: 'send-times' });
@@ -155,8 +204,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
       machine.push(((machineTo.busy - machineFrom.busy) * 1_000_000) / CLOCK_TICKS / count);
       let total = 0;
       for (const p of PROCESSES) {
-        // A Postgres backend that exits in the window takes its ticks along: never below 0.
-        const us = Math.max(0, cpuTo[p] - cpuFrom[p]) / count;
+        const us = cpu[p] / count;
         perProcess.get(p)!.push(us);
         total += us;
       }
@@ -201,7 +249,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     settings: {
       messages: count,
       producers,
-      relay: 'defaults, own process and pool of 8',
+      relay: 'defaults (its own pool too), own process',
       consumer: 'batch 50, concurrency 4, own process',
       ...versions,
     },
@@ -215,6 +263,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     notes: [
       'the handler time is taken inside its transaction, just before the commit that precedes the ack',
       'producer, relay and consumer each run in a process of their own; CPU is read from /proc/PID/stat (all threads) from the first commit to the last handled message',
+      "Postgres counts the stages' backends (by application_name), its background processes and the postmaster, not other clients' backends; RabbitMQ counts the whole broker",
     ],
   };
 }

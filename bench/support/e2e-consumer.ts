@@ -11,6 +11,7 @@ import { silentLogger } from '../../src/util/logger.js';
 import { isMain } from './bench-cli.js';
 import { AMQP_URL, newPool } from './bench-services.js';
 import {
+  E2E_APPLICATION_NAME,
   failStage,
   type ParentMessage,
   sendToParent,
@@ -40,7 +41,9 @@ export function e2eConsumerDefinition(
 
 async function main(): Promise<void> {
   const { schema, exchange } = stageSettings();
-  const db = new Kysely({ dialect: new PostgresDialect({ pool: newPool(8) }) });
+  const db = new Kysely({
+    dialect: new PostgresDialect({ pool: newPool(8, E2E_APPLICATION_NAME) }),
+  });
   let base = 0;
   let handled = new Float64Array(0);
   let seen = 0;

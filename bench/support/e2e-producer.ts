@@ -6,6 +6,7 @@
 import { OutboxWriter } from '../../src/writer/outbox-writer.js';
 import { newPool } from './bench-services.js';
 import {
+  E2E_APPLICATION_NAME,
   failStage,
   type ParentMessage,
   sendToParent,
@@ -14,7 +15,7 @@ import {
 } from './e2e-protocol.js';
 
 const { schema, exchange, count, producers, base } = stageSettings();
-const pool = newPool(producers);
+const pool = newPool(producers, E2E_APPLICATION_NAME);
 const writer = new OutboxWriter({ schema });
 const committed = new Float64Array(count);
 const pad = 'x'.repeat(1000);

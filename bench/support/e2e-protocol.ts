@@ -18,6 +18,12 @@ export type ParentMessage =
   | { readonly type: 'send-times' }
   | { readonly type: 'stop' };
 
+/**
+ * The stages' connections carry this application_name, so the parent can tell their Postgres
+ * backends from those of whatever else shares the server.
+ */
+export const E2E_APPLICATION_NAME = 'outboxkit-bench-e2e';
+
 /** What every stage needs to find the bench's schema and exchange. */
 export interface StageSettings {
   readonly schema: string;
