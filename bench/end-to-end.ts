@@ -64,55 +64,82 @@ const PROCESS_NAMES: Record<(typeof PROCESSES)[number], string> = {
   rabbitmq: 'RabbitMQ',
 };
 
+type StageName = 'producer' | 'relay' | 'consumer';
+/** Whom a Postgres process works for: a stage's backends, or the server's own processes. */
+type BackendGroup = StageName | 'background';
+const BACKEND_GROUPS: readonly BackendGroup[] = ['producer', 'relay', 'consumer', 'background'];
+
 /**
  * The Postgres processes that work for the pipeline: the stages' backends (by their
  * application_name), the server's background processes (WAL writer, checkpointer, autovacuum,
  * ...) and the postmaster; not the backends of other clients sharing the server.
  */
-async function pipelineBackends(pool: pg.Pool): Promise<number[]> {
-  const { rows } = await pool.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 OR backend_type <> 'client backend'",
-    [E2E_APPLICATION_NAME],
+async function pipelineBackends(pool: pg.Pool): Promise<Map<number, BackendGroup>> {
+  const { rows } = await pool.query<{
+    pid: number;
+    application_name: string;
+    backend_type: string;
+  }>(
+    "SELECT pid, application_name, backend_type FROM pg_stat_activity WHERE application_name LIKE $1 OR backend_type <> 'client backend'",
+    [`${E2E_APPLICATION_NAME}-%`],
   );
-  const pids = rows.map((r) => r.pid);
-  const postmaster = pids.length > 0 ? Number(procStat(pids[0]!)?.[1]) : Number.NaN;
-  return Number.isSafeInteger(postmaster) ? [...pids, postmaster] : pids;
+  const groups = new Map<number, BackendGroup>();
+  for (const r of rows) {
+    const stage = r.application_name.slice(E2E_APPLICATION_NAME.length + 1);
+    groups.set(r.pid, r.backend_type === 'client backend' ? (stage as StageName) : 'background');
+  }
+  const postmaster = rows.length > 0 ? Number(procStat(rows[0]!.pid)?.[1]) : Number.NaN;
+  if (Number.isSafeInteger(postmaster)) groups.set(postmaster, 'background');
+  return groups;
 }
 
 /** CPU time so far of each of the pipeline's processes, microseconds. */
 interface PipelineReading {
-  readonly stages: Record<'producer' | 'relay' | 'consumer', number>;
-  readonly backends: ReadonlyMap<number, number>;
+  readonly stages: Record<StageName, number>;
+  readonly backends: ReadonlyMap<number, { readonly group: BackendGroup; readonly us: number }>;
   readonly rabbitmq: number;
 }
 
 async function readPipeline(
   pool: pg.Pool,
-  stages: Record<'producer' | 'relay' | 'consumer', Stage>,
-  knownBackends: Iterable<number> = [],
+  stages: Record<StageName, Stage>,
+  known: PipelineReading | undefined = undefined,
 ): Promise<PipelineReading> {
-  const pids = new Set([...knownBackends, ...(await pipelineBackends(pool))]);
+  const groups = await pipelineBackends(pool);
+  for (const [pid, { group }] of known?.backends ?? [])
+    if (!groups.has(pid)) groups.set(pid, group);
   return {
     stages: {
       producer: processCpuUs(stages.producer.pid),
       relay: processCpuUs(stages.relay.pid),
       consumer: processCpuUs(stages.consumer.pid),
     },
-    backends: new Map([...pids].map((pid) => [pid, processCpuUs(pid)])),
+    backends: new Map([...groups].map(([pid, group]) => [pid, { group, us: processCpuUs(pid) }])),
     rabbitmq: cpuSnapshot().rabbitmq,
   };
 }
 
-/** CPU microseconds each process spent between two readings. */
-function pipelineCpu(from: PipelineReading, to: PipelineReading): PipelineCpu {
-  let postgres = 0;
+/** CPU microseconds each process spent between two readings, Postgres's also by group. */
+function pipelineCpu(
+  from: PipelineReading,
+  to: PipelineReading,
+): PipelineCpu & { readonly postgresBy: Record<BackendGroup, number> } {
+  const postgresBy: Record<BackendGroup, number> = {
+    producer: 0,
+    relay: 0,
+    consumer: 0,
+    background: 0,
+  };
   // A backend started in between counts from 0; one that ended in between took its ticks along.
-  for (const [pid, us] of to.backends) postgres += Math.max(0, us - (from.backends.get(pid) ?? 0));
+  for (const [pid, { group, us }] of to.backends) {
+    postgresBy[group] += Math.max(0, us - (from.backends.get(pid)?.us ?? 0));
+  }
   return {
     producer: to.stages.producer - from.stages.producer,
     relay: to.stages.relay - from.stages.relay,
     consumer: to.stages.consumer - from.stages.consumer,
-    postgres,
+    postgres: BACKEND_GROUPS.reduce((sum, g) => sum + postgresBy[g], 0),
+    postgresBy,
     rabbitmq: Math.max(0, to.rabbitmq - from.rabbitmq),
   };
 }
@@ -161,6 +188,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
   const busy: number[] = [];
   const iowait: number[] = [];
   const machine: number[] = [];
+  const postgresBy = new Map<BackendGroup, number[]>(BACKEND_GROUPS.map((g) => [g, []]));
   const perProcess = new Map<(typeof PROCESSES)[number] | 'total', number[]>(
     [...PROCESSES, 'total' as const].map((p) => [p, []]),
   );
@@ -177,11 +205,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
       producer.send({ type: 'go' });
       await producer.next('done');
       await consumer.next('done');
-      const cpuTo = await readPipeline(
-        pool,
-        { producer, relay, consumer },
-        cpuFrom.backends.keys(),
-      );
+      const cpuTo = await readPipeline(pool, { producer, relay, consumer }, cpuFrom);
       const cpu = pipelineCpu(cpuFrom, cpuTo);
       const machineTo = machineCpu();
       producer.send({ type: 'send-times' });
@@ -209,9 +233,10 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
         total += us;
       }
       perProcess.get('total')!.push(total);
+      for (const g of BACKEND_GROUPS) postgresBy.get(g)!.push(cpu.postgresBy[g] / count);
       progress(
         `run ${run}: ${Math.round(throughput.at(-1)!)} msgs/s, commit to handler p50 ${p50.at(-1)!.toFixed(1)} ms, p99 ${p99.at(-1)!.toFixed(1)} ms, ` +
-          `CPU ${Math.round(total)} µs/msg (${PROCESSES.map((p) => `${p} ${Math.round(perProcess.get(p)!.at(-1)!)}`).join(', ')}), machine ${Math.round(busy.at(-1)!)}% busy`,
+          `CPU ${Math.round(total)} µs/msg (${PROCESSES.map((p) => `${p} ${Math.round(perProcess.get(p)!.at(-1)!)}`).join(', ')}; postgres ${BACKEND_GROUPS.map((g) => `${g} ${Math.round(postgresBy.get(g)!.at(-1)!)}`).join(', ')}), machine ${Math.round(busy.at(-1)!)}% busy`,
       );
     }
     await stop(consumer);
@@ -239,6 +264,13 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
   const cpuRows: Measurement[] = [
     ...PROCESSES.map((p) => measurement(PROCESS_NAMES[p], 'µs/msg', perProcess.get(p)!)),
     measurement('total of the pipeline', 'µs/msg', perProcess.get('total')!),
+    ...BACKEND_GROUPS.map((g) =>
+      measurement(
+        g === 'background' ? 'Postgres: background processes' : `Postgres: the ${g}'s backends`,
+        'µs/msg',
+        postgresBy.get(g)!,
+      ),
+    ),
     measurement('machine, every process', 'µs/msg', machine, {
       note: 'busy time of all cores; above the total by what else ran',
     }),

@@ -42,7 +42,7 @@ export function e2eConsumerDefinition(
 async function main(): Promise<void> {
   const { schema, exchange } = stageSettings();
   const db = new Kysely({
-    dialect: new PostgresDialect({ pool: newPool(8, E2E_APPLICATION_NAME) }),
+    dialect: new PostgresDialect({ pool: newPool(8, `${E2E_APPLICATION_NAME}-consumer`) }),
   });
   let base = 0;
   let handled = new Float64Array(0);

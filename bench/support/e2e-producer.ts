@@ -15,7 +15,7 @@ import {
 } from './e2e-protocol.js';
 
 const { schema, exchange, count, producers, base } = stageSettings();
-const pool = newPool(producers, E2E_APPLICATION_NAME);
+const pool = newPool(producers, `${E2E_APPLICATION_NAME}-producer`);
 const writer = new OutboxWriter({ schema });
 const committed = new Float64Array(count);
 const pad = 'x'.repeat(1000);

@@ -19,7 +19,7 @@ export type ParentMessage =
   | { readonly type: 'stop' };
 
 /**
- * The stages' connections carry this application_name, so the parent can tell their Postgres
+ * The stages' connections carry this application_name, followed by `-` and the stage's name, so the parent can tell their Postgres
  * backends from those of whatever else shares the server.
  */
 export const E2E_APPLICATION_NAME = 'outboxkit-bench-e2e';

@@ -16,7 +16,7 @@ import {
 const { schema } = stageSettings();
 const databaseUrl = new URL(DATABASE_URL);
 // The URL's parameters win over the relay's own application_name.
-databaseUrl.searchParams.set('application_name', E2E_APPLICATION_NAME);
+databaseUrl.searchParams.set('application_name', `${E2E_APPLICATION_NAME}-relay`);
 const relay = new OutboxRelay({
   databaseUrl: databaseUrl.href,
   amqpUrl: AMQP_URL,
