@@ -11,7 +11,10 @@
  * message bounds its throughput; the machine's busy share says whether it waited instead.
  *
  *   node dist/bench/end-to-end.js [--quick] [--json FILE] [--runs 3] [--messages 20000]
- *     [--producers 16]
+ *     [--producers 16] [--vacuum]
+ *
+ * --vacuum runs VACUUM ANALYZE on the outbox before each run, to tell the cost of the previous
+ * runs' dead rows apart.
  */
 import type pg from 'pg';
 import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
@@ -196,6 +199,8 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     const consumer = await start('consumer', './e2e-consumer.js', 0);
     for (let run = 1; run <= args.runs; run += 1) {
       const base = run * 10_000_000;
+      // Diagnosis: start each run from an outbox without the previous runs' dead rows.
+      if (args.extra.get('vacuum') === 'true') await pool.query(`VACUUM ANALYZE ${schema.outbox}`);
       const relay = await start('relay', './e2e-relay.js', base);
       const producer = await start('producer', './e2e-producer.js', base);
       await waitForQuiet();
