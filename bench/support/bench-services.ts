@@ -15,8 +15,13 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString('hex')}`;
 }
 
-export function newPool(max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max });
+/** A pool of at most `max` connections, named `applicationName` in pg_stat_activity if given. */
+export function newPool(max = 10, applicationName?: string): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: DATABASE_URL,
+    max,
+    ...(applicationName !== undefined && { application_name: applicationName }),
+  });
   pool.on('error', () => {});
   return pool;
 }

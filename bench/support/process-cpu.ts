@@ -70,3 +70,46 @@ export function cpuPerMessage(from: CpuSnapshot, to: CpuSnapshot, messages: numb
     rabbitmq: Math.max(0, to.rabbitmq - from.rabbitmq) / messages,
   };
 }
+
+/** CPU time used so far by process `pid` (all its threads), in microseconds; 0 once it is gone. */
+export function processCpuUs(pid: number): number {
+  const stat = procStat(pid);
+  return stat ? ((Number(stat[11]) + Number(stat[12])) * 1_000_000) / CLOCK_TICKS : 0;
+}
+
+/** The machine's CPU time so far, from /proc/stat, in ticks summed over every core. */
+export interface MachineCpu {
+  /** Running anything: user, nice, system, irq, softirq, steal. */
+  readonly busy: number;
+  /** Idle, waiting on I/O included. */
+  readonly idle: number;
+  /** The part of `idle` spent waiting on I/O with a request outstanding. */
+  readonly iowait: number;
+}
+
+/** Zeros where there is no /proc/stat (not Linux). */
+export function machineCpu(): MachineCpu {
+  let line: string | undefined;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+  } catch {
+    return { busy: 0, idle: 0, iowait: 0 };
+  }
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice; guest is inside user.
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line!
+    .trim()
+    .split(/\s+/)
+    .slice(1, 9)
+    .map(Number) as [number, number, number, number, number, number, number, number];
+  return {
+    busy: user + nice + system + irq + softirq + (steal ?? 0),
+    idle: idle + iowait,
+    iowait,
+  };
+}
+
+/** Share of the machine's CPU time between two readings that ran something (0 to 1). */
+export function busyShare(from: MachineCpu, to: MachineCpu): number {
+  const busy = to.busy - from.busy;
+  return busy / Math.max(1, busy + to.idle - from.idle);
+}
