@@ -12,7 +12,7 @@ import { HandlerTimeoutError } from './handler-timeout-error.js';
 import type { ParsedDelivery } from './parse-delivery.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { TransactionClosedError } from './transaction-closed-error.js';
+import { TransactionGate } from './transaction-gate.js';
 
 /** One delivery to handle in a claim transaction. */
 export interface ClaimTask {
@@ -148,8 +148,8 @@ async function transact(
     return claimFailed(consumer, tasks, error);
   }
 
-  let closed: Error | undefined;
-  const view = closableTransaction(trx, () => closed);
+  const gate = new TransactionGate(consumer.name);
+  const view = closableTransaction(trx, () => gate.error);
   for (const [index, task] of tasks.entries()) {
     if (!claimed.handled[index]) {
       spans[index]?.markDuplicate();
@@ -157,12 +157,12 @@ async function transact(
     }
     const result = await runHandler(deps, task, { trx: view, tx: view }, spans[index]);
     if (result.kind === 'timed-out') {
-      closed = result.error;
+      gate.closeWith(result.error);
       await endTimedOut(deps, trx, claimed.pid);
       return { kind: 'timed-out', index, error: result.error };
     }
     if (result.kind === 'threw') {
-      closed = new TransactionClosedError(consumer.name);
+      gate.close();
       try {
         await trx.rollback().execute();
       } catch (rollbackError) {
@@ -172,7 +172,7 @@ async function transact(
     }
   }
   // A statement the handlers left running unawaited must not slip in after the COMMIT.
-  closed = new TransactionClosedError(consumer.name);
+  gate.close();
   try {
     await trx.commit().execute();
   } catch (error) {
@@ -199,7 +199,7 @@ async function transactWith(
   spans: ReadonlyArray<ProcessSpan | undefined>,
 ): Promise<ClaimOutcome> {
   const { queries, consumer } = deps;
-  let closed: Error | undefined;
+  const gate = new TransactionGate(consumer.name);
   let entered = false;
   let claimError: { readonly error: unknown } | undefined;
   let handlerError: { readonly error: unknown } | undefined;
@@ -217,7 +217,7 @@ async function transactWith(
       {
         isolationLevel: consumer.isolationLevel,
         timeoutMs: consumer.timeoutMs,
-        closed: () => closed,
+        closed: () => gate.error,
       },
       async (transaction) => {
         entered = true;
@@ -241,7 +241,7 @@ async function transactWith(
           const handles = { trx: undefined, tx: transaction.tx };
           const result = await runHandler(deps, task, handles, spans[index]);
           if (result.kind === 'timed-out') {
-            closed = result.error;
+            gate.closeWith(result.error);
             timedOut = {
               index,
               error: result.error,
@@ -254,13 +254,13 @@ async function transactWith(
             throw result.error;
           }
           if (result.kind === 'threw') {
-            closed = new TransactionClosedError(consumer.name);
+            gate.close();
             handlerError = { error: result.error };
             throw result.error;
           }
         }
         // A statement the handlers left running unawaited must not slip in after the COMMIT.
-        closed = new TransactionClosedError(consumer.name);
+        gate.close();
         handled = claimed.handled;
       },
     ))();
