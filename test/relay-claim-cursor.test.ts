@@ -8,28 +8,30 @@ import { type TestDatabase, testDatabase } from './support/test-database.js';
 describe('ClaimCursor', () => {
   const at = { availableAt: '2026-01-01 00:00:00+00', id: '5' };
 
-  it('starts from the head, moves to the end of each full claim, and back after a short one', () => {
+  it('starts from the head, then after the last row of each claim', () => {
     const cursor = new ClaimCursor();
     const position = () => cursor.position;
     assert.equal(position(), undefined);
-    cursor.claimed(at, true);
+    cursor.claimed(at);
     assert.deepEqual(position(), at);
-    cursor.claimed({ ...at, id: '9' }, true);
+    cursor.claimed({ ...at, id: '9' });
     assert.equal(position()?.id, '9');
-    cursor.claimed({ ...at, id: '12' }, false);
-    assert.equal(position(), undefined);
   });
 
   it('starts from the head again once its first position is older than the TTL', () => {
     const now = mock.method(performance, 'now', () => 1_000);
     try {
       const cursor = new ClaimCursor();
-      cursor.claimed(at, true);
+      const position = () => cursor.position;
+      cursor.claimed(at);
       now.mock.mockImplementation(() => 1_000 + CURSOR_TTL_MS / 2);
-      cursor.claimed({ ...at, id: '9' }, true);
-      assert.equal(cursor.position?.id, '9', 'a later full claim keeps the cursor');
+      cursor.claimed({ ...at, id: '9' });
+      assert.equal(position()?.id, '9', 'a later claim keeps the cursor');
       now.mock.mockImplementation(() => 1_001 + CURSOR_TTL_MS);
-      assert.equal(cursor.position, undefined, 'the TTL counts from the first position');
+      assert.equal(position(), undefined, 'the TTL counts from the first position');
+      cursor.claimed({ ...at, id: '12' });
+      now.mock.mockImplementation(() => 1_002 + CURSOR_TTL_MS);
+      assert.equal(position()?.id, '12', 'a claim from the head starts a new TTL');
     } finally {
       now.mock.restore();
     }
@@ -53,8 +55,14 @@ describe('claimFreshAfter', () => {
     );
   });
 
-  /** The message ids claimed after the 5th row, with `limit`, while `lockedElsewhere` are locked. */
-  async function claimAfterFifth(limit: number, lockedElsewhere: string[] = []): Promise<string[]> {
+  /**
+   * The message ids claimed after the 5th row (rows are a second apart), with `limit` and
+   * `lookbackMs`, while `lockedElsewhere` are locked.
+   */
+  async function claimAfterFifth(
+    limit: number,
+    { lockedElsewhere = [] as string[], lookbackMs = 3_600_000 } = {},
+  ): Promise<string[]> {
     const queries = relayQueries(t.schema);
     const other = await t.pool.connect();
     const client = await t.pool.connect();
@@ -73,6 +81,7 @@ describe('claimFreshAfter', () => {
         limit,
         fifth.available_at_text,
         fifth.id,
+        lookbackMs,
       ]);
       return rows.map((r) => r.message_id);
     } finally {
@@ -91,8 +100,26 @@ describe('claimFreshAfter', () => {
     assert.deepEqual(await claimAfterFifth(8), ['6', '7', '8', '9', '10', '1', '2', '3']);
   });
 
+  it('looks back no further than the lookback behind the position', async () => {
+    assert.deepEqual(await claimAfterFifth(8, { lookbackMs: 1_500 }), [
+      '6',
+      '7',
+      '8',
+      '9',
+      '10',
+      '4',
+      '5',
+    ]);
+  });
+
   it('skips rows locked by another transaction on both sides', async () => {
-    assert.deepEqual(await claimAfterFifth(5, ['7', '2']), ['6', '8', '9', '10', '1']);
+    assert.deepEqual(await claimAfterFifth(5, { lockedElsewhere: ['7', '2'] }), [
+      '6',
+      '8',
+      '9',
+      '10',
+      '1',
+    ]);
   });
 
   it('returns each row once when it claims everything', async () => {

@@ -1,4 +1,4 @@
-/** Where the relay's last full claim ended, in the claim's order: `(available_at, id)`. */
+/** Where the relay's last claim ended, in the claim's order: `(available_at, id)`. */
 export interface ClaimPosition {
   /** `available_at` as Postgres prints it, so that it goes back exactly. */
   readonly availableAt: string;
@@ -6,18 +6,22 @@ export interface ClaimPosition {
 }
 
 /**
- * How long claims start after the last full one before one starts from the outbox's head again:
- * the most a row committed behind the cursor (a late commit, a released row) waits while a
- * backlog drains.
+ * How long claims start at the cursor before one starts from the outbox's head again, and how
+ * far behind the cursor they look: a row that became claimable behind it by more than this (a
+ * writer's transaction that committed seconds after it began, a delayed row come due, a row
+ * released at a stop) waits at most about this long.
  */
 export const CURSOR_TTL_MS = 1000;
 
 /**
- * Where a relay's lanes start their claims. A claim that scans from the outbox's head steps over
- * every row the other batches in flight hold locked, checking each lock: with four lanes of two
- * batches that was most of the relay's Postgres CPU (measured in docs/benchmarks.md). Starting
- * after the last full claim skips them; rows behind it are still claimed when the rows after it
- * run short, and every claim after `CURSOR_TTL_MS` starts from the head again.
+ * Where a relay's lanes start their claims. A claim that scans `(available_at, id)` from the
+ * outbox's head steps over every row the relay's other batches hold locked, checking each lock,
+ * and over the index entries of every row deleted since the last vacuum: at four lanes of two
+ * batches the first was most of the relay's Postgres CPU in a drain, and the second grew with
+ * every message in a steady stream (docs/benchmarks.md, issue 13). Claims start after the last
+ * claim's last row instead, look back `CURSOR_TTL_MS` behind it when the rows after it run
+ * short, and once the cursor is `CURSOR_TTL_MS` old one claim starts from the head again, so no
+ * claimable row is left behind.
  */
 export class ClaimCursor {
   #position: ClaimPosition | undefined;
@@ -31,17 +35,10 @@ export class ClaimCursor {
     return this.#position;
   }
 
-  /**
-   * After a claim: a full one moves the cursor to its last row; a short one found the end of
-   * what is claimable, so the next starts from the head.
-   */
-  claimed(last: ClaimPosition | undefined, full: boolean): void {
-    if (!full || !last) {
-      this.#position = undefined;
-      return;
-    }
-    // The TTL counts from the first position after a start from the head, so that a long
-    // backlog cannot keep postponing it.
+  /** After a claim that found rows: the next starts after the last of them. */
+  claimed(last: ClaimPosition): void {
+    // The TTL counts from the first position after a claim from the head, so that a steady
+    // stream of claims cannot keep postponing the next one.
     if (!this.#position) this.#setAt = performance.now();
     this.#position = last;
   }

@@ -6,7 +6,7 @@ import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import type { WakeSignal } from '../util/wake-signal.js';
-import type { ClaimCursor } from './claim-cursor.js';
+import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
@@ -232,15 +232,17 @@ export class RelayLane {
     if (this.#retryLane) return (await client.query<OutboxRow>(queries.claimRetry, [limit])).rows;
     const at = cursor.position;
     const { rows } = at
-      ? await client.query<OutboxRow>(queries.claimFreshAfter, [limit, at.availableAt, at.id])
+      ? await client.query<OutboxRow>(queries.claimFreshAfter, [
+          limit,
+          at.availableAt,
+          at.id,
+          CURSOR_TTL_MS,
+        ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
     const last = rows.at(-1);
-    cursor.claimed(
-      last?.available_at_text === undefined
-        ? undefined
-        : { availableAt: last.available_at_text, id: last.id },
-      rows.length === limit,
-    );
+    if (last?.available_at_text !== undefined) {
+      cursor.claimed({ availableAt: last.available_at_text, id: last.id });
+    }
     return rows;
   }
 

@@ -11,8 +11,9 @@ export interface RelayQueries {
   /** $1: limit. Fresh rows (no failed attempt yet), heads of their ordering key only. */
   readonly claimFresh: string;
   /**
-   * $1: limit, $2: `available_at`, $3: id of a `ClaimCursor` position. As `claimFresh`, rows
-   * after the position first, then, if they run short, the rows up to it.
+   * $1: limit, $2: `available_at`, $3: id of a `ClaimCursor` position, $4: lookback in ms. As
+   * `claimFresh`, rows after the position first, then, if they run short, the rows up to it
+   * whose `available_at` is at most the lookback before it.
    */
   readonly claimFreshAfter: string;
   /** $1: limit. Rows that failed before; published one at a time to isolate a poison row. */
@@ -55,14 +56,17 @@ export function relayQueries(schemaName: string): RelayQueries {
     ORDER BY o.available_at, o.id
     LIMIT $1
     FOR UPDATE SKIP LOCKED`;
-  // Rows after the cursor, and only if they run short the rows up to it: the second scan, and
-  // its locks, run only when the first returns fewer than the LIMIT.
+  // Rows after the cursor, and only if they run short the rows up to it, as far back as $4
+  // milliseconds before it: the second scan, and its locks, run only when the first returns
+  // fewer than the LIMIT. Neither reads the index entries of rows deleted longer ago, which a
+  // scan from the head steps over one by one until a vacuum removes them.
   const claimAfter = (attempts: string) => `SELECT * FROM (
       ${claim(`${attempts} AND (o.available_at, o.id) > ($2::timestamptz, $3::bigint)`)}
     ) after_cursor
     UNION ALL
     SELECT * FROM (
-      ${claim(`${attempts} AND (o.available_at, o.id) <= ($2::timestamptz, $3::bigint)`)}
+      ${claim(`${attempts} AND (o.available_at, o.id) <= ($2::timestamptz, $3::bigint)
+        AND o.available_at >= $2::timestamptz - $4 * interval '1 millisecond'`)}
     ) up_to_cursor
     LIMIT $1`;
   // A key's later rows cannot be anyone else's: its head is still in the outbox, locked by the

@@ -139,3 +139,16 @@ export function traceSafely<T>(call: () => T, fallback: T): T {
     return fallback;
   }
 }
+
+/**
+ * False only when the global tracer provider is the API's proxy with no SDK behind it: every
+ * span would then be a no-op, and no propagator is registered to carry a context either, so the
+ * per-message span work can be skipped. A provider of another kind counts as registered.
+ */
+export function sdkRegistered(api: OtelApi, tracerName: string): boolean {
+  const provider = api.trace.getTracerProvider?.() as
+    | { getDelegateTracer?: (name: string) => unknown }
+    | undefined;
+  if (typeof provider?.getDelegateTracer !== 'function') return true;
+  return provider.getDelegateTracer(tracerName) !== undefined;
+}

@@ -1,6 +1,13 @@
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import { errorMessage } from '../util/logger.js';
-import { type OtelApi, type OtelContext, type OtelSpan, otelApi, traceSafely } from './otel-api.js';
+import {
+  type OtelApi,
+  type OtelContext,
+  type OtelSpan,
+  otelApi,
+  sdkRegistered,
+  traceSafely,
+} from './otel-api.js';
 
 /** The tracer name outboxkit's spans are reported under. */
 export const TRACER_NAME = 'outboxkit';
@@ -39,7 +46,10 @@ export class ProcessSpan {
   static start(input: ProcessSpanInput): ProcessSpan | undefined {
     const api = otelApi();
     if (!api) return undefined;
-    return traceSafely(() => ProcessSpan.#start(api, input), undefined);
+    return traceSafely(
+      () => (sdkRegistered(api, TRACER_NAME) ? ProcessSpan.#start(api, input) : undefined),
+      undefined,
+    );
   }
 
   static #start(api: OtelApi, input: ProcessSpanInput): ProcessSpan {

@@ -1,7 +1,7 @@
 import type { Options } from 'amqplib';
 import { type ConfirmResult, describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import type { OutboxRow } from '../relay/outbox-row.js';
-import { type OtelApi, type OtelSpan, otelApi, traceSafely } from './otel-api.js';
+import { type OtelApi, type OtelSpan, otelApi, sdkRegistered, traceSafely } from './otel-api.js';
 import { HEADER_GETTER, TRACER_NAME } from './process-span.js';
 
 type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
@@ -16,21 +16,11 @@ export function publishTracer(): PublishTracer | undefined {
   if (!api) return undefined;
   return traceSafely(
     () =>
-      sdkRegistered(api) ? new PublishTracer(api, api.trace.getTracer(TRACER_NAME)) : undefined,
+      sdkRegistered(api, TRACER_NAME)
+        ? new PublishTracer(api, api.trace.getTracer(TRACER_NAME))
+        : undefined,
     undefined,
   );
-}
-
-/**
- * False only when the global provider is the API's proxy with nothing behind it. A provider of
- * another kind counts as registered.
- */
-function sdkRegistered(api: OtelApi): boolean {
-  const provider = api.trace.getTracerProvider?.() as
-    | { getDelegateTracer?: (name: string) => unknown }
-    | undefined;
-  if (typeof provider?.getDelegateTracer !== 'function') return true;
-  return provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }
 
 /** Makes one `PRODUCER` span per published outbox row. */
