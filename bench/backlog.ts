@@ -35,6 +35,7 @@ import {
   serverVersions,
   sleep,
 } from './support/bench-services.js';
+import { RELAY_DEFAULTS } from './support/relay-drain-timer.js';
 
 interface CycleCost {
   /** Per-message microseconds of the claim, the delete and the commit. */
@@ -234,7 +235,7 @@ export async function backlog(args: BenchArgs): Promise<BenchReport> {
         await queue.reset();
         await waitForQuiet();
         const n = Math.min(slice, size);
-        const ms = await timeRelayDrain(schema.name, n, { batchSize: 500, concurrency: 4 });
+        const ms = await timeRelayDrain(schema.name, n, RELAY_DEFAULTS);
         drain[s]!.push((n / ms) * 1000);
         await prefillOutbox(pool, schema.outbox, n, queue.exchange, queue.routingKey);
         progress(

@@ -34,6 +34,7 @@ import {
   type QueueType,
   serverVersions,
 } from './support/bench-services.js';
+import { RELAY_DEFAULTS } from './support/relay-drain-timer.js';
 
 // amqplib has no transaction API; its protocol definitions give the tx.select and tx.commit
 // methods, sent with the channel's own RPC. The package's exports hide lib/, so go by path.
@@ -150,7 +151,7 @@ export async function confirmModes(args: BenchArgs): Promise<BenchReport> {
       opened.push(queue);
       const names = [
         ...modes.map((m) => m.name),
-        'outboxkit relay (batch 500, 4 lanes), from the outbox',
+        `outboxkit relay (batch ${RELAY_DEFAULTS.batchSize}, ${RELAY_DEFAULTS.concurrency} lanes: its defaults), from the outbox`,
       ];
       const rates = names.map(() => [] as number[]);
       const ratios = names.map(() => [] as number[]);
@@ -174,7 +175,7 @@ export async function confirmModes(args: BenchArgs): Promise<BenchReport> {
         }
         await queue.reset();
         await waitForQuiet();
-        const ms = await timeRelayDrain(schema.name, count, { batchSize: 500, concurrency: 4 });
+        const ms = await timeRelayDrain(schema.name, count, RELAY_DEFAULTS);
         await queue.expectDepth(count);
         runRates.push((count / ms) * 1000);
         progress(`${type} run ${run}: relay: ${Math.round(runRates.at(-1)!)} msgs/s`);

@@ -27,6 +27,7 @@ import {
   prefillOutbox,
   serverVersions,
 } from './support/bench-services.js';
+import { RELAY_DEFAULTS } from './support/relay-drain-timer.js';
 
 /** Publishes every row of the outbox one by one; returns milliseconds. */
 export async function naiveDrain(
@@ -103,9 +104,7 @@ export async function naiveRelay(args: BenchArgs): Promise<BenchReport> {
       await queue.reset();
       await waitForQuiet();
       const relayRate =
-        (messages /
-          (await timeRelayDrain(schema.name, messages, { batchSize: 500, concurrency: 4 }))) *
-        1000;
+        (messages / (await timeRelayDrain(schema.name, messages, RELAY_DEFAULTS))) * 1000;
       await queue.expectDepth(messages);
       naive.push(naiveRate);
       relay.push(relayRate);
@@ -129,7 +128,12 @@ export async function naiveRelay(args: BenchArgs): Promise<BenchReport> {
           measurement('naive relay, one row per transaction (baseline)', 'msgs/s', naive, {
             ratios: naive.map(() => 1),
           }),
-          measurement('outboxkit relay, batch 500, 4 lanes', 'msgs/s', relay, { ratios }),
+          measurement(
+            `outboxkit relay, batch ${RELAY_DEFAULTS.batchSize}, ${RELAY_DEFAULTS.concurrency} lanes (defaults)`,
+            'msgs/s',
+            relay,
+            { ratios },
+          ),
         ],
       },
     ],

@@ -66,7 +66,7 @@ import {
   publishConfirmed,
   type ReplicationSettings,
 } from './support/ptx-replication-harness.js';
-import { timeRelayDrainAt } from './support/relay-drain-timer.js';
+import { RELAY_DEFAULTS, timeRelayDrainAt } from './support/relay-drain-timer.js';
 
 interface PollingSettings {
   readonly name: string;
@@ -257,9 +257,7 @@ async function measurePolling(
       await queue.reset();
       await waitForQuiet();
       const relayRate =
-        (relayMessages /
-          (await timeRelayDrain(schema.name, relayMessages, { batchSize: 500, concurrency: 4 }))) *
-        1000;
+        (relayMessages / (await timeRelayDrain(schema.name, relayMessages, RELAY_DEFAULTS))) * 1000;
       await queue.expectDepth(relayMessages);
       relay.push(relayRate);
       progress(`polling, run ${run}: outboxkit relay ${Math.round(relayRate)} msgs/s`);
@@ -382,10 +380,7 @@ async function measureReplication(
         await waitForQuiet();
         if (!warmUp) loads.push(loadavg()[0]!);
         const cpu = cpuMeter(cluster);
-        const ms = await timeRelayDrainAt(cluster.url, schema.name, relayMessages, {
-          batchSize: 500,
-          concurrency: 4,
-        });
+        const ms = await timeRelayDrainAt(cluster.url, schema.name, relayMessages, RELAY_DEFAULTS);
         if (!warmUp) relayCpu.push(cpu(relayMessages));
         await queue.expectDepth(relayMessages);
         const { rows } = await pool.query<{ n: number }>(

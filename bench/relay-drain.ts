@@ -4,7 +4,7 @@
  * confirms on one channel: the broker's limit, and the baseline of the headline ratio.
  *
  *   node dist/bench/relay-drain.js [--quick] [--json FILE] [--runs 3] [--messages 100000]
- *     [--queues classic,quorum] [--configs 500x4,1000x4] [--window 5000]
+ *     [--queues classic,quorum] [--configs 1000x4,500x4] [--window 5000] (default: the relay's)
  */
 import type pg from 'pg';
 import {
@@ -32,7 +32,7 @@ import {
   serverVersions,
 } from './support/bench-services.js';
 import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
-import { timeRelayDrainAt } from './support/relay-drain-timer.js';
+import { RELAY_DEFAULTS, timeRelayDrainAt } from './support/relay-drain-timer.js';
 
 export interface RelayConfig {
   readonly batchSize: number;
@@ -66,7 +66,9 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
   const messages = intFlag(args, 'messages', 500, 100_000);
   const window = intFlag(args, 'window', 1000, 5000);
   const queueTypes = listFlag(args, 'queues', ['classic', 'quorum']) as QueueType[];
-  const configs = parseConfigs(listFlag(args, 'configs', ['500x4']));
+  const configs = parseConfigs(
+    listFlag(args, 'configs', [`${RELAY_DEFAULTS.batchSize}x${RELAY_DEFAULTS.concurrency}`]),
+  );
   const pool = newPool(4);
   const connection = await amqpConnect();
   const versions = await serverVersions(pool, connection);

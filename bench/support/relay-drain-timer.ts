@@ -1,7 +1,14 @@
 import pg from 'pg';
 import { OutboxRelay } from '../../src/relay/outbox-relay.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../src/relay/relay-options.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { AMQP_URL, sleep } from './bench-services.js';
+
+/** The relay's own defaults, as the benchmarks that say "at its defaults" run it. */
+export const RELAY_DEFAULTS = Object.freeze({
+  batchSize: DEFAULT_BATCH_SIZE,
+  concurrency: DEFAULT_CONCURRENCY,
+});
 
 /**
  * `timeRelayDrain` of `bench/relay-drain.ts` against any database: starts a relay on a

@@ -92,6 +92,10 @@ export interface RelayOptions {
 export const DEFAULT_KEY_RUN_SIZE = 100;
 
 /** Delay before a row is tried again, when `retry.backoff` is not given. */
+/** Rows per batch and lanes when not given: what the benchmarks call the defaults. */
+export const DEFAULT_BATCH_SIZE = 1000;
+export const DEFAULT_CONCURRENCY = 4;
+
 export const DEFAULT_RELAY_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000 });
 
 /** Every option of `RelayOptions`, for the options table in docs/options.md. */
@@ -157,9 +161,9 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     amqpUrl,
     schema: options.schema ?? 'outboxkit',
     exchanges: exchangeDeclarations(options.exchanges ?? []),
-    batchSize: positiveInteger('batchSize', options.batchSize, 1000),
+    batchSize: positiveInteger('batchSize', options.batchSize, DEFAULT_BATCH_SIZE),
     maxBatchBytes: positiveInteger('maxBatchBytes', options.maxBatchBytes, 4 * 1024 * 1024),
-    concurrency: positiveInteger('concurrency', options.concurrency, 4),
+    concurrency: positiveInteger('concurrency', options.concurrency, DEFAULT_CONCURRENCY),
     keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
     pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
     listen: options.listen ?? true,
