@@ -184,23 +184,23 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
             },
           }));
           let ms: number;
-          if (variant.kind === 'hand-loop') {
+          // A plain queue of the run's messages, for the two sides that consume it themselves.
+          const preloadedQueue = async () => {
             const queue = `${exchange}.${routingKey}`;
             queues.add(queue);
             await setup.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': type } });
             await setup.bindQueue(queue, exchange, routingKey);
             await publishAsyncConfirms(setup, messages, 5000);
             await waitForQuiet();
+            return queue;
+          };
+          if (variant.kind === 'hand-loop') {
+            const queue = await preloadedQueue();
             const start = performance.now();
             await handLoop(connection, loopPool, queue, { processed, effects }, count);
             ms = performance.now() - start;
           } else if (variant.kind === 'raw') {
-            const queue = `${exchange}.${routingKey}`;
-            queues.add(queue);
-            await setup.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': type } });
-            await setup.bindQueue(queue, exchange, routingKey);
-            await publishAsyncConfirms(setup, messages, 5000);
-            await waitForQuiet();
+            const queue = await preloadedQueue();
             const channel = await connection.createChannel();
             await channel.prefetch(1000);
             const start = performance.now();

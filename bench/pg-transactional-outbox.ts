@@ -291,7 +291,11 @@ async function measurePolling(
     await schema.drop();
   }
   const rows: Measurement[] = [
-    measurement(`outboxkit relay, batch 500, 4 lanes (${relayMessages} messages)`, 'msgs/s', relay),
+    measurement(
+      `outboxkit relay, batch ${RELAY_DEFAULTS.batchSize}, ${RELAY_DEFAULTS.concurrency} lanes (${relayMessages} messages)`,
+      'msgs/s',
+      relay,
+    ),
     ...SETTINGS.map((s, i) =>
       measurement(
         `pg-transactional-outbox polling listener, ${s.name} (${slow(s) ? defaultMessages : messages} messages${incomplete.has(s.name) ? ', not all processed within the time limit' : ''}${duplicates[i] ? `, ${duplicates[i]} published more than once` : ''})`,
@@ -439,7 +443,11 @@ async function measureReplication(
     await cluster.close();
   }
   const rows: Measurement[] = [
-    measurement(`outboxkit relay, batch 500, 4 lanes (${relayMessages} messages)`, 'msgs/s', relay),
+    measurement(
+      `outboxkit relay, batch ${RELAY_DEFAULTS.batchSize}, ${RELAY_DEFAULTS.concurrency} lanes (${relayMessages} messages)`,
+      'msgs/s',
+      relay,
+    ),
     ...replicationSettings.map((s, i) =>
       measurement(
         `pg-transactional-outbox replication listener, ${s.name} (${[`${countFor(s)} messages`, ...flags[i]!].join(', ')})`,
@@ -463,7 +471,10 @@ async function measureReplication(
         'logical replication part: CPU per message (µs, median of runs): the benchmark process (relay or listener, amqplib, pg) and the cluster',
       header: ['what', 'Node process', 'Postgres processes'],
       rows: [
-        cpuRow('outboxkit relay, batch 500, 4 lanes', relayCpu),
+        cpuRow(
+          `outboxkit relay, batch ${RELAY_DEFAULTS.batchSize}, ${RELAY_DEFAULTS.concurrency} lanes`,
+          relayCpu,
+        ),
         ...replicationSettings.map((s, i) => cpuRow(`replication listener, ${s.name}`, cpus[i]!)),
       ],
     },
