@@ -53,7 +53,12 @@ describe('OutboxRelay: a channel that keeps nacking', () => {
       const queue = await bed.broker.queue(name, exchange, 'k');
       await bed.broker.channel.deleteQueue(full);
       await waitFor('the row published', async () => (await bed.t.count()) === 0, 20_000);
-      assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['only']);
+      // A publish that reached both queues before the full one was deleted is nacked (one queue
+      // rejected it) though the new queue kept a copy: the retry then delivers a second one.
+      // At least once, as RabbitMQ confirms promise; only the content is the test's to check.
+      const payloads = (await bed.broker.drain(queue)).map(payloadOf);
+      assert.ok(payloads.length >= 1, 'nothing delivered');
+      assert.deepEqual([...new Set(payloads)], ['only']);
     };
     return { relay, logger, attempts, heal };
   }
