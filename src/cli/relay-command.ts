@@ -36,7 +36,7 @@ Options:
   --schema <name>          schema of the outboxkit tables (default: outboxkit)
   --concurrency <n>        batches in flight at once (default: 4)
   --batch-size <n>         rows claimed per batch at most (default: 1000)
-  --max-batch-bytes <n>    payload bytes per batch at most (default: 4194304, 4 MiB)
+  --max-batch-bytes <n>    payload bytes a claim aims at (default: 4194304, 4 MiB)
   --key-run-size <n>       rows of one ordering key per batch, sent one after another (default: 100)
   --poll-interval <time>   poll this often when no notification arrives (default: 1s)
   --no-listen              do not LISTEN for commits; rely on polling alone

@@ -44,9 +44,10 @@ export interface RelayOptions {
   /** Rows claimed per batch at most. Default 1000. */
   readonly batchSize?: number;
   /**
-   * Payload bytes a batch holds at most (its first row always goes, however large): with large
-   * messages a batch carries fewer rows than `batchSize`, so a lane's memory stays bounded.
-   * Default 4 MiB.
+   * Payload bytes a claim aims at: each lane sizes its next claim so that it holds about this
+   * much if its messages are no larger than the largest of its last claim (at least one row; a
+   * lane's first claim takes at most 64). Large messages make small batches, so a lane's memory
+   * stays bounded. Default 4 MiB.
    */
   readonly maxBatchBytes?: number;
   /**
