@@ -10,10 +10,8 @@
  *   node dist/bench/hot-key.js [--quick] [--json FILE] [--runs 3] [--messages 20000]
  *     [--baseline 200] [--keys 2000] [--run-sizes 100,500]
  */
-import pg from 'pg';
-import { OutboxRelay } from '../src/relay/outbox-relay.js';
+import type pg from 'pg';
 import { DEFAULT_KEY_RUN_SIZE } from '../src/relay/relay-options.js';
-import { silentLogger } from '../src/util/logger.js';
 import {
   type BenchArgs,
   type BenchReport,
@@ -27,7 +25,6 @@ import {
   waitForQuiet,
 } from './support/bench-cli.js';
 import {
-  AMQP_URL,
   amqpConnect,
   BenchQueue,
   benchSchema,
@@ -37,8 +34,8 @@ import {
   newPool,
   publishAsyncConfirms,
   serverVersions,
-  sleep,
 } from './support/bench-services.js';
+import { RELAY_DEFAULTS, timeRelayDrainAt } from './support/relay-drain-timer.js';
 
 /** How the outbox's rows are keyed: one key, none, or `keys` keys round robin. */
 type Keying = { readonly kind: 'hot' } | { readonly kind: 'none' } | { keys: number; kind: 'many' };
@@ -60,42 +57,10 @@ async function fill(
   await pool.query(`VACUUM ANALYZE ${outbox}`);
 }
 
-/**
- * Starts a relay at its defaults (but `keyRunSize`) on a filled outbox and times it from the
- * moment it is connected until it has published `expected` messages. Returns messages/s.
- */
+/** The relay at its defaults but `keyRunSize`, on a filled outbox: messages/s. */
 async function relayRate(schema: string, expected: number, keyRunSize: number): Promise<number> {
-  // The default pool size the relay would make (2 * concurrency + 3), opened before the clock.
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 11 });
-  pool.on('error', () => {});
-  try {
-    const opened = await Promise.all(Array.from({ length: 9 }, () => pool.connect()));
-    for (const client of opened) client.release();
-    const relay = new OutboxRelay({
-      pool,
-      amqpUrl: AMQP_URL,
-      schema,
-      keyRunSize,
-      listen: false,
-      logger: silentLogger,
-    });
-    await relay.start();
-    try {
-      while (!relay.isConnected) await sleep(1);
-      const start = performance.now();
-      for (let s = relay.stats(); s.published < expected; s = relay.stats()) {
-        if (s.errors > 0 || s.parked > 0 || s.retried > 0) {
-          throw new Error(`relay failed: ${JSON.stringify(s)}`);
-        }
-        await sleep(1);
-      }
-      return (expected / (performance.now() - start)) * 1000;
-    } finally {
-      await relay.stop();
-    }
-  } finally {
-    await pool.end();
-  }
+  const ms = await timeRelayDrainAt(DATABASE_URL, schema, expected, RELAY_DEFAULTS, { keyRunSize });
+  return (expected / ms) * 1000;
 }
 
 export async function hotKey(args: BenchArgs): Promise<BenchReport> {

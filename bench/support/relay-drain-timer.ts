@@ -22,6 +22,8 @@ export async function timeRelayDrainAt(
   config: { readonly batchSize: number; readonly concurrency: number },
   extra: {
     readonly pollIntervalMs?: number;
+    /** Rows of one ordering key per batch; the relay's default when not given. */
+    readonly keyRunSize?: number;
     /**
      * Called once the rows are published, before the relay stops: a CPU snapshot taken later
      * would miss the relay's Postgres backends, which exit with its pool.
@@ -50,6 +52,7 @@ export async function timeRelayDrainAt(
       concurrency: config.concurrency,
       listen: false,
       pollIntervalMs: extra.pollIntervalMs ?? 1000,
+      ...(extra.keyRunSize !== undefined && { keyRunSize: extra.keyRunSize }),
       logger: silentLogger,
     });
     await relay.start();

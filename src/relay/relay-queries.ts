@@ -4,7 +4,7 @@ import { outboxTables } from '../sql/outbox-tables.js';
 // into a Date costs the relay more per row than the number does.
 const ROW_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
   correlation_id, causation_id, floor(extract(epoch FROM created_at))::float8 AS created_at_s, attempts,
-  extract(epoch FROM now() - created_at)::float8 AS waited_s, available_at::text AS available_at_text`;
+  extract(epoch FROM now() - created_at)::float8 AS waited_s`;
 
 /** The relay's SQL for one schema, built once. */
 export interface RelayQueries {
@@ -50,7 +50,9 @@ export function relayQueries(schemaName: string): RelayQueries {
       WHERE p.ordering_key >= o.ordering_key AND (p.ordering_key, p.id) < (o.ordering_key, o.id)
       ORDER BY p.ordering_key DESC, p.id DESC
       LIMIT 1) IS NULL)`;
-  const claim = (attempts: string) => `SELECT ${ROW_COLUMNS}
+  // The last row's `available_at_text` is where the relay's ClaimCursor moves; key runs need none.
+  const cursorColumn = 'available_at::text AS available_at_text';
+  const claim = (attempts: string) => `SELECT ${ROW_COLUMNS}, ${cursorColumn}
     FROM ${t.outbox} o
     WHERE o.available_at <= now() AND ${attempts} AND ${headOfKey}
     ORDER BY o.available_at, o.id

@@ -140,15 +140,19 @@ export function traceSafely<T>(call: () => T, fallback: T): T {
   }
 }
 
+/** A tracer of the API: what `trace.getTracer` returns. */
+export type OtelTracer = ReturnType<OtelApi['trace']['getTracer']>;
+
 /**
- * False only when the global tracer provider is the API's proxy with no SDK behind it: every
- * span would then be a no-op, and no propagator is registered to carry a context either, so the
- * per-message span work can be skipped. A provider of another kind counts as registered.
+ * The tracer named `name`, or `undefined` when the global provider is the API's proxy with no
+ * SDK behind it: every span would then be a no-op, and no propagator is registered to carry a
+ * context either, so the per-message span work can be skipped. A provider of another kind is
+ * asked for the tracer as it is.
  */
-export function sdkRegistered(api: OtelApi, tracerName: string): boolean {
+export function activeTracer(api: OtelApi, name: string): OtelTracer | undefined {
   const provider = api.trace.getTracerProvider?.() as
-    | { getDelegateTracer?: (name: string) => unknown }
+    | { getDelegateTracer?: (name: string) => OtelTracer | undefined }
     | undefined;
-  if (typeof provider?.getDelegateTracer !== 'function') return true;
-  return provider.getDelegateTracer(tracerName) !== undefined;
+  if (typeof provider?.getDelegateTracer !== 'function') return api.trace.getTracer(name);
+  return provider.getDelegateTracer(name);
 }

@@ -1,11 +1,12 @@
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import { errorMessage } from '../util/logger.js';
 import {
+  activeTracer,
   type OtelApi,
   type OtelContext,
   type OtelSpan,
+  type OtelTracer,
   otelApi,
-  sdkRegistered,
   traceSafely,
 } from './otel-api.js';
 
@@ -46,13 +47,13 @@ export class ProcessSpan {
   static start(input: ProcessSpanInput): ProcessSpan | undefined {
     const api = otelApi();
     if (!api) return undefined;
-    return traceSafely(
-      () => (sdkRegistered(api, TRACER_NAME) ? ProcessSpan.#start(api, input) : undefined),
-      undefined,
-    );
+    return traceSafely(() => {
+      const tracer = activeTracer(api, TRACER_NAME);
+      return tracer ? ProcessSpan.#start(api, tracer, input) : undefined;
+    }, undefined);
   }
 
-  static #start(api: OtelApi, input: ProcessSpanInput): ProcessSpan {
+  static #start(api: OtelApi, tracer: OtelTracer, input: ProcessSpanInput): ProcessSpan {
     const { info } = input;
     // From the root, not the active context: the message's trace is the one to continue,
     // whatever was active when the delivery arrived.
@@ -75,9 +76,11 @@ export class ProcessSpan {
     if (info.correlationId !== undefined) {
       attributes['messaging.message.conversation_id'] = info.correlationId;
     }
-    const span = api.trace
-      .getTracer(TRACER_NAME)
-      .startSpan(`process ${input.queue}`, { kind: api.SpanKind.CONSUMER, attributes }, parent);
+    const span = tracer.startSpan(
+      `process ${input.queue}`,
+      { kind: api.SpanKind.CONSUMER, attributes },
+      parent,
+    );
     return new ProcessSpan(api, span, api.trace.setSpan(parent, span));
   }
 

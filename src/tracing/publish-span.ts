@@ -1,10 +1,15 @@
 import type { Options } from 'amqplib';
 import { type ConfirmResult, describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import type { OutboxRow } from '../relay/outbox-row.js';
-import { type OtelApi, type OtelSpan, otelApi, sdkRegistered, traceSafely } from './otel-api.js';
+import {
+  activeTracer,
+  type OtelApi,
+  type OtelSpan,
+  type OtelTracer,
+  otelApi,
+  traceSafely,
+} from './otel-api.js';
 import { HEADER_GETTER, TRACER_NAME } from './process-span.js';
-
-type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
 
 /**
  * Starts the relay's `PRODUCER` spans of one batch. `undefined` when `@opentelemetry/api` is
@@ -14,21 +19,18 @@ type Tracer = ReturnType<OtelApi['trace']['getTracer']>;
 export function publishTracer(): PublishTracer | undefined {
   const api = otelApi();
   if (!api) return undefined;
-  return traceSafely(
-    () =>
-      sdkRegistered(api, TRACER_NAME)
-        ? new PublishTracer(api, api.trace.getTracer(TRACER_NAME))
-        : undefined,
-    undefined,
-  );
+  return traceSafely(() => {
+    const tracer = activeTracer(api, TRACER_NAME);
+    return tracer ? new PublishTracer(api, tracer) : undefined;
+  }, undefined);
 }
 
 /** Makes one `PRODUCER` span per published outbox row. */
 export class PublishTracer {
   readonly #api: OtelApi;
-  readonly #tracer: Tracer;
+  readonly #tracer: OtelTracer;
 
-  constructor(api: OtelApi, tracer: Tracer) {
+  constructor(api: OtelApi, tracer: OtelTracer) {
     this.#api = api;
     this.#tracer = tracer;
   }
