@@ -218,6 +218,8 @@ describe('outboxkit relay', () => {
       t.schema,
       '--batch-size',
       '20',
+      '--max-batch-bytes',
+      '65536',
       '--key-run-size',
       '5',
       '--concurrency',
@@ -347,6 +349,10 @@ describe('outboxkit command line errors', () => {
     },
     { args: ['relay', '--batch-size', 'many'], says: /--batch-size must be a positive integer/ },
     { args: ['relay', '--key-run-size', '0'], says: /--key-run-size must be a positive integer/ },
+    {
+      args: ['relay', '--max-batch-bytes', '4mb'],
+      says: /--max-batch-bytes must be a positive integer/,
+    },
     { args: ['relay', '--poll-interval', 'soon'], says: /--poll-interval must be a duration/ },
     {
       args: ['relay', '--heartbeat', '30', '--publish-timeout', '10s'],

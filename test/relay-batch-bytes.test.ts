@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from '../src/relay/claim-limit.js';
+import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
 import { waitFor } from './support/wait-for.js';
@@ -25,6 +27,31 @@ describe('nextClaimLimit', () => {
   it('grows back at once when the messages are small again', () => {
     assert.equal(nextClaimLimit([200], 2000, 4 * MIB), 2000);
     assert.equal(nextClaimLimit([], 500, 4 * MIB), 500);
+  });
+});
+
+describe('maxBatchBytes: bad values', () => {
+  for (const value of [0, -1, 1.5, '4mb']) {
+    it(`refuses ${JSON.stringify(value)} with a ConfigurationError naming the option`, () => {
+      assert.throws(
+        () =>
+          resolveRelayOptions({
+            databaseUrl: 'postgres://localhost/db',
+            amqpUrl: 'amqp://localhost',
+            maxBatchBytes: value as number,
+          }),
+        (error: unknown) =>
+          error instanceof ConfigurationError && /`maxBatchBytes`/.test(error.message),
+      );
+    });
+  }
+  it('defaults to 4 MiB, with 1000 rows a batch', () => {
+    const options = resolveRelayOptions({
+      databaseUrl: 'postgres://localhost/db',
+      amqpUrl: 'amqp://localhost',
+    });
+    assert.equal(options.maxBatchBytes, 4 * MIB);
+    assert.equal(options.batchSize, 1000);
   });
 });
 
