@@ -117,7 +117,11 @@ describe('ConfirmedPublisher on a real broker', () => {
     assert.equal(publisher.isOpen, false);
     const closed = results.filter((r) => r.kind === 'channel-closed');
     assert.ok(closed.length >= 1, 'the culprit was not failed by the close');
-    for (const r of closed) assert.equal(r.kind === 'channel-closed' && r.replyCode, 404);
+    for (const r of closed) {
+      assert.equal(r.kind === 'channel-closed' && r.replyCode, 404);
+      // The broker closed the channel on a live connection: not a lost link.
+      assert.equal(r.kind === 'channel-closed' && r.connectionLost, undefined);
+    }
     for (const r of results) assert.ok(r.kind === 'confirmed' || r.kind === 'channel-closed');
     // Answers are timed only for what the broker answered, not for what the close failed.
     assert.equal(answers.length, results.filter((r) => r.kind === 'confirmed').length);
@@ -125,6 +129,7 @@ describe('ConfirmedPublisher on a real broker', () => {
       kind: 'not-sent',
       reason: 'channel error: '.concat(publisher.closedReason!.slice('channel error: '.length)),
       encodable: true,
+      channelClosed: true,
     });
   });
 
@@ -158,8 +163,46 @@ describe('ConfirmedPublisher on a real broker', () => {
     for (const r of await Promise.all(pending)) {
       assert.equal(r.kind, 'channel-closed');
       assert.equal(r.kind === 'channel-closed' && r.replyCode, undefined);
+      assert.equal(r.kind === 'channel-closed' && r.connectionLost, true);
+      // Nothing was confirmed on the channel: nothing shows it was making progress.
+      assert.equal(r.kind === 'channel-closed' && r.afterConfirms, undefined);
     }
     assert.equal(answers.length, 0, 'a closed channel was timed as a broker answer');
+  });
+
+  it('a connection lost after confirms: the publishes in flight say so', async () => {
+    const { publisher, connection } = await open();
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'first'), { kind: 'confirmed' });
+    const pending = Array.from({ length: 50 }, (_, i) =>
+      send(publisher, exchange, 'bound', `a${i}`),
+    );
+    (connection.connection as unknown as { stream: { destroy(e: Error): void } }).stream.destroy(
+      new Error('cut by the test'),
+    );
+    for (const r of await Promise.all(pending)) {
+      assert.deepEqual(r, {
+        kind: 'channel-closed',
+        reason: 'channel closed',
+        alone: false,
+        connectionLost: true,
+        afterConfirms: true,
+      });
+    }
+  });
+
+  it('a channel closed by outboxkit is not a lost connection', async () => {
+    const { publisher } = await open();
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'first'), { kind: 'confirmed' });
+    const pending = Array.from({ length: 20 }, (_, i) =>
+      send(publisher, exchange, 'bound', `o${i}`),
+    );
+    await publisher.close();
+    const closed = (await Promise.all(pending)).filter((r) => r.kind === 'channel-closed');
+    assert.ok(closed.length > 0, 'the close failed no publish');
+    for (const r of closed) {
+      assert.equal(r.reason, 'closed by outboxkit');
+      assert.equal(r.connectionLost, undefined);
+    }
   });
 
   it('no answer in time: a timeout, the publish still counted in flight', async () => {

@@ -145,7 +145,10 @@ describe('relay: a hot key keeps its order when a message of its run fails', () 
       const { distinct } = checkKeyOrder(seqs);
       assert.equal(distinct, total);
       assert.ok(proxy.accepted >= 2, 'the relay did not reconnect: no fault happened');
-      assert.ok(relay.stats().errors + relay.stats().infrastructureRetries >= 1);
+      // The cut reached the relay: a failed batch, or the run's row in flight went back (released
+      // untouched after a lost connection, or retried).
+      const { errors, infrastructureRetries, released } = relay.stats();
+      assert.ok(errors + infrastructureRetries + released >= 1);
     } finally {
       await connection.close();
       await proxy.close();

@@ -13,18 +13,29 @@ export type ConfirmResult =
   /**
    * The channel closed before the broker answered; `replyCode` when the broker closed it.
    * `alone`: this was the only publish awaiting an answer then, so the close can be its doing.
+   * `connectionLost`: the channel went down with its connection (a broken socket, a missed
+   * heartbeat, the broker shutting down), not closed by the broker or by outboxkit on its own.
+   * `afterConfirms`: the broker had confirmed a publish on this channel before it closed.
    */
   | {
       readonly kind: 'channel-closed';
       readonly reason: string;
       readonly replyCode?: number;
       readonly alone?: boolean;
+      readonly connectionLost?: true;
+      readonly afterConfirms?: true;
     }
   /**
-   * Never sent: the channel was closed already, or (`encodable: false`) amqplib could not encode
-   * the message, which no retry changes. Either way no confirm was owed for it.
+   * Never sent: (`channelClosed`) the channel was closed or closing already, or (`encodable:
+   * false`) amqplib could not encode the message, which no retry changes. Either way no confirm
+   * was owed for it.
    */
-  | { readonly kind: 'not-sent'; readonly reason: string; readonly encodable: boolean }
+  | {
+      readonly kind: 'not-sent';
+      readonly reason: string;
+      readonly encodable: boolean;
+      readonly channelClosed?: true;
+    }
   /** No answer within the caller's time limit (`publish` only). */
   | { readonly kind: 'timeout'; readonly reason: string };
 
@@ -69,6 +80,10 @@ export class ConfirmedPublisher {
   /** Publishes awaiting an answer when the channel closed. */
   #pendingAtClose: number | undefined;
   #nackedInARow = 0;
+  /** The broker has answered a publish on this channel with an ack. */
+  #confirmedAny = false;
+  /** Closed by the broker (an 'error' with the close frame) or by `close()`, not with its connection. */
+  #closedOnItsOwn = false;
 
   /** `onAnswer` receives, per message, the seconds from publish to the broker's own answer. */
   constructor(channel: ConfirmChannel, onAnswer?: (seconds: number) => void) {
@@ -84,6 +99,9 @@ export class ConfirmedPublisher {
       }
     });
     channel.on('error', (error: Error & { code?: unknown }) => {
+      // amqplib emits 'error' on a channel only for the broker's channel.close; a channel that
+      // goes down with its connection just closes.
+      if (this.#closedReason === undefined) this.#closedOnItsOwn = true;
       this.#closedReason ??= `channel error: ${error.message}`;
       if (typeof error.code === 'number') this.#closedCode ??= error.code;
     });
@@ -134,7 +152,12 @@ export class ConfirmedPublisher {
     owned = false,
   ): boolean {
     if (this.#closedReason !== undefined) {
-      settle({ kind: 'not-sent', reason: this.#closedReason, encodable: true });
+      settle({
+        kind: 'not-sent',
+        reason: this.#closedReason,
+        encodable: true,
+        channelClosed: true,
+      });
       return true;
     }
     const tag = this.#nextTag;
@@ -164,15 +187,19 @@ export class ConfirmedPublisher {
             ...(this.#closedCode !== undefined && { replyCode: this.#closedCode }),
             // Unknown (no 'close' seen first): the caller's own count decides, as it did before.
             alone: (this.#pendingAtClose ?? 1) === 1,
+            ...(!this.#closedOnItsOwn && { connectionLost: true }),
+            ...(this.#confirmedAny && { afterConfirms: true }),
           });
         } else if (error) {
           this.#nackedInARow += 1;
           settle({ kind: 'nacked' });
         } else if (pending.returned) {
           this.#nackedInARow = 0;
+          this.#confirmedAny = true;
           settle({ kind: 'returned', ...pending.returned });
         } else {
           this.#nackedInARow = 0;
+          this.#confirmedAny = true;
           settle({ kind: 'confirmed' });
         }
       });
@@ -183,7 +210,9 @@ export class ConfirmedPublisher {
       this.#pending.delete(tag);
       const reason = error instanceof Error ? error.message : String(error);
       const encodable = !(error instanceof TypeError || error instanceof RangeError);
-      settle({ kind: 'not-sent', reason, encodable });
+      // amqplib's words for a channel it no longer writes to (its 'close' may not be out yet).
+      const channelClosed = encodable && /^Channel clos(ed|ing)/.test(reason);
+      settle({ kind: 'not-sent', reason, encodable, ...(channelClosed && { channelClosed }) });
       return true;
     }
   }
@@ -238,6 +267,7 @@ export class ConfirmedPublisher {
   /** Closes the channel; publishes still pending settle as `channel-closed`. */
   async close(): Promise<void> {
     if (this.#closedReason !== undefined) return;
+    this.#closedOnItsOwn = true;
     this.#closedReason = 'closed by outboxkit';
     await closeChannel(this.#channel);
   }

@@ -93,7 +93,7 @@ export const RELAY_METRICS = Object.freeze({
     'outboxkit_relay_released_total',
     MESSAGE,
     [],
-    'Outbox rows released untouched when the relay stopped.',
+    'Outbox rows released untouched, no attempt counted: the relay stopped, or its broker connection went down under them.',
   ),
   batches: metric(
     'relay',

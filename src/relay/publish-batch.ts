@@ -142,8 +142,16 @@ function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
     case 'returned':
       return { kind: 'permanent', reason };
     case 'not-sent':
-      return result.encodable ? { kind: 'transient', reason } : { kind: 'permanent', reason };
+      if (!result.encodable) return { kind: 'permanent', reason };
+      // Never written, for want of an open channel: the lane opens a new one before its next claim.
+      return result.channelClosed ? { kind: 'released', reason } : { kind: 'transient', reason };
     case 'channel-closed':
+      // Gone with its connection after the broker had confirmed others on the channel: the
+      // broker or the network failed, not this message, and the confirmed ones show that the
+      // channel made progress, so a message that kills connections cannot keep a batch coming
+      // back forever. Such rows go back untouched, to be claimed again at full speed once the
+      // relay has reconnected; anything else counts, and goes to the retry lane.
+      if (result.connectionLost && result.afterConfirms) return { kind: 'released', reason };
       // In a batch, any one message may have made the broker close the channel: the failed rows
       // are retried one at a time, where the culprit is alone when it happens again.
       // Alone in its batch and on its channel: another batch of the lane may share the channel.

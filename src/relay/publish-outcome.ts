@@ -17,8 +17,13 @@ export type PublishOutcome =
   | { readonly kind: 'transient'; readonly reason: string }
   /** Not published, for a reason outside the message (its exchange is missing): try again later. */
   | { readonly kind: 'deferred'; readonly reason: string; readonly delayMs: number }
-  /** Not sent or not settled when the relay stopped: leave the row as it was. */
-  | { readonly kind: 'released' }
+  /**
+   * Leave the row as it was, claimable again at once, without counting an attempt: not sent or
+   * not settled when the relay stopped; or (with a `reason`) not sent because its channel had
+   * closed already, or in flight when the connection to the broker went down after the channel
+   * had confirmed other publishes.
+   */
+  | { readonly kind: 'released'; readonly reason?: string }
   /**
    * Not sent: an earlier row of its ordering key in the batch was not confirmed. Leave the row
    * as it was, behind that one (see `KeyRunSchedule`).

@@ -361,6 +361,9 @@ export class RelayLane {
   ): Promise<SettleCounts> {
     const { options, queries } = this.#ctx;
     let released = 0;
+    /** Released for a closed channel or a lost connection, not for a stop. */
+    let lostLink = 0;
+    let lostLinkReason: string | undefined;
     let infrastructureRetries = 0;
     let deferred = 0;
     const acked: string[] = [];
@@ -408,6 +411,10 @@ export class RelayLane {
           break;
         case 'released':
           released += 1;
+          if (outcome.reason !== undefined) {
+            lostLink += 1;
+            lostLinkReason ??= outcome.reason;
+          }
           break;
         case 'held':
           // Behind a row of its key that failed in this batch: untouched, it waits for that one.
@@ -426,6 +433,12 @@ export class RelayLane {
       options.logger.warn('outbox rows will be retried', {
         count: retryIds.length - deferred,
         reason: retryErrors.find((_, i) => retryCounted[i] === 1),
+      });
+    }
+    if (lostLink > 0) {
+      options.logger.warn('broker connection lost; unconfirmed rows go back untouched', {
+        count: lostLink,
+        reason: lostLinkReason,
       });
     }
     if (deferred > 0) {

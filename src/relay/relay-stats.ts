@@ -16,7 +16,11 @@ export interface RelayStats {
   infrastructureRetries: number;
   /** Rows put off, no attempt counted, because their exchange does not exist (yet). */
   deferred: number;
-  /** Rows released untouched because the relay stopped before their confirm. */
+  /**
+   * Rows released untouched, claimable again at once and no attempt counted: the relay stopped
+   * before their confirm, or the connection to the broker went down under them (after the
+   * channel had confirmed others; see docs/reliability.md).
+   */
   released: number;
   batches: number;
   /** Errors that made a lane back off (database or broker trouble). */

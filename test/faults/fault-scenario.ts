@@ -26,6 +26,7 @@ import { sleep } from './exec.js';
 import { recordResult, type ScenarioResult } from './fault-report.js';
 import {
   CountingLogger,
+  emptyRelayCounts,
   InProcessRelay,
   type RelayCounts,
   type RelayHandle,
@@ -662,15 +663,7 @@ export class FaultScenario {
 
   #relayCounts(): { total: RelayCounts; each: RelayCounts[] } {
     const each = this.#allRelays.map((r) => r.counts());
-    const total: RelayCounts = {
-      published: 0,
-      retried: 0,
-      parked: 0,
-      errors: 0,
-      amqpConnects: 0,
-      listenConnects: 0,
-      blocked: 0,
-    };
+    const total = emptyRelayCounts();
     for (const c of each) {
       for (const k of Object.keys(total) as Array<keyof RelayCounts>) total[k] += c[k];
     }

@@ -10,12 +10,28 @@ import { faultRunDir, registerProcess, unregisterProcess } from './fault-process
 export interface RelayCounts {
   published: number;
   retried: number;
+  /** Rows given back untouched: at a stop, or in flight when the broker connection went down. */
+  released: number;
   parked: number;
   errors: number;
   amqpConnects: number;
   listenConnects: number;
   /** Times the broker blocked publishing (memory or disk alarm). */
   blocked: number;
+}
+
+/** Counts of nothing, to sum others into. */
+export function emptyRelayCounts(): RelayCounts {
+  return {
+    published: 0,
+    retried: 0,
+    released: 0,
+    parked: 0,
+    errors: 0,
+    amqpConnects: 0,
+    listenConnects: 0,
+    blocked: 0,
+  };
 }
 
 export interface RelayHandle {
@@ -101,6 +117,7 @@ export class InProcessRelay implements RelayHandle {
     return {
       published: s.published,
       retried: s.retried,
+      released: s.released,
       parked: s.parked,
       errors: s.errors,
       amqpConnects: this.relay.amqpConnects,
@@ -139,8 +156,9 @@ export class RelayProcess implements RelayHandle {
   readonly child: ChildProcess;
   readonly #lines: string[] = [];
   readonly #exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  #stats = { published: 0, retried: 0, parked: 0, errors: 0 };
+  #stats = { published: 0, retried: 0, released: 0, parked: 0, errors: 0 };
   #retriedLogged = 0;
+  #releasedLogged = 0;
   #amqpConnects = 0;
   #listenLost = 0;
   #blocked = 0;
@@ -236,12 +254,16 @@ export class RelayProcess implements RelayHandle {
         this.#stats = {
           published: Number(entry.published ?? 0),
           retried: Number(entry.retried ?? 0),
+          released: Number(entry.released ?? 0),
           parked: Number(entry.parked ?? 0),
           errors: Number(entry.errors ?? 0),
         };
         break;
       case 'outbox rows will be retried':
         this.#retriedLogged += Number(entry.count ?? 0);
+        break;
+      case 'broker connection lost; unconfirmed rows go back untouched':
+        this.#releasedLogged += Number(entry.count ?? 0);
         break;
       case 'RabbitMQ connected':
         this.#amqpConnects += 1;
@@ -260,6 +282,7 @@ export class RelayProcess implements RelayHandle {
       ...this.#stats,
       // The retry log line is written as the rows are scheduled, so it is exact up to a SIGKILL.
       retried: Math.max(this.#stats.retried, this.#retriedLogged),
+      released: Math.max(this.#stats.released, this.#releasedLogged),
       amqpConnects: this.#amqpConnects,
       listenConnects: this.#listenLost + (this.#started ? 1 : 0),
       blocked: this.#blocked,

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { type ConsumerStats, emptyConsumerStats } from '../../src/consumer/consumer-stats.js';
 import { within } from '../support/wait-for.js';
 import { faultRunDir, registerProcess, unregisterProcess } from './fault-processes.js';
-import type { RelayCounts, RelayProcess } from './relay-handles.js';
+import { emptyRelayCounts, type RelayCounts, type RelayProcess } from './relay-handles.js';
 
 const CONSUMER_SCRIPT = fileURLToPath(new URL('./soak-consumer.js', import.meta.url));
 const START_TIMEOUT_MS = 60_000;
@@ -302,15 +302,7 @@ export class Members {
       ...this.#relaysGone,
       ...this.current().flatMap((m) => (m.kind === 'relay' ? [m.process.counts()] : [])),
     ];
-    const total: RelayCounts = {
-      published: 0,
-      retried: 0,
-      parked: 0,
-      errors: 0,
-      amqpConnects: 0,
-      listenConnects: 0,
-      blocked: 0,
-    };
+    const total = emptyRelayCounts();
     for (const c of all) {
       for (const k of Object.keys(total) as Array<keyof RelayCounts>) total[k] += c[k];
     }
