@@ -3,7 +3,12 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { closeConnection } from '../src/amqp/close-within.js';
-import { ConfirmedPublisher, type ConfirmResult } from '../src/amqp/confirmed-publisher.js';
+import {
+  ConfirmedPublisher,
+  type ConfirmResult,
+  NACKS_BEFORE_NEW_CHANNEL,
+} from '../src/amqp/confirmed-publisher.js';
+import { ConfirmedPublisherSlot } from '../src/amqp/confirmed-publisher-slot.js';
 import { PUBLISH_TAG_HEADER } from '../src/protocol/message-headers.js';
 import { AMQP_URL } from './support/env.js';
 import { ScriptedConfirmChannel } from './support/scripted-confirm-channel.js';
@@ -91,6 +96,30 @@ describe('ConfirmedPublisher on a real broker', () => {
     assert.deepEqual(results[1], { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
     assert.equal(answers.length, pairs * 2);
     assert.equal(await broker.waitForDepth(queue, pairs), pairs);
+  });
+
+  it(`a slot replaces a channel after ${NACKS_BEFORE_NEW_CHANNEL} nacks in a row`, async () => {
+    // The consumer's retry copies and the dead-letter replay publish through a slot: a channel
+    // stuck on a quorum queue's old leader nacks every publish, a new one does not.
+    const full = await broker.queue('slot-full', exchange, 'slot-full', {
+      arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+    });
+    const { connection } = await open();
+    const slot = new ConfirmedPublisherSlot();
+    const first = await slot.open(connection);
+    for (let i = 1; i < NACKS_BEFORE_NEW_CHANNEL; i += 1) {
+      const publisher = await slot.open(connection);
+      assert.equal(publisher, first, `replaced after ${i - 1} nacks`);
+      assert.deepEqual(await send(publisher, exchange, 'slot-full', `s${i}`), { kind: 'nacked' });
+    }
+    assert.equal(await slot.open(connection), first, 'replaced before enough nacks');
+    assert.deepEqual(await send(first, exchange, 'slot-full', 'last'), { kind: 'nacked' });
+    const second = await slot.open(connection);
+    assert.notEqual(second, first, 'the worn-out channel was kept');
+    assert.equal(first.isOpen, false, 'the worn-out channel was left open');
+    assert.deepEqual(await send(second, exchange, 'bound', 'after'), { kind: 'confirmed' });
+    await slot.close();
+    await broker.channel.deleteQueue(full);
   });
 
   it('a nack, counted until the next ack', async () => {

@@ -5,20 +5,27 @@ import { ConfirmedPublisher } from './confirmed-publisher.js';
 /**
  * Holds at most one `ConfirmedPublisher`, opened on first use and forgotten once its channel
  * closes (a publish to a missing queue or exchange, a lost connection) or fails to open, so the
- * next publish gets a new one.
+ * next publish gets a new one. A channel the broker only nacks any more (`wornOut`: a quorum
+ * queue's old leader, see `NACKS_BEFORE_NEW_CHANNEL`) is closed and replaced the same way.
  */
 export class ConfirmedPublisherSlot {
   #current: Promise<ConfirmedPublisher> | undefined;
+  /** What `#current` resolved to, once it has. */
+  #held: ConfirmedPublisher | undefined;
 
-  /** The publisher, opened on `model` when there is none. */
+  /** The publisher, opened on `model` when there is none or the one held is worn out. */
   open(model: ChannelModel): Promise<ConfirmedPublisher> {
+    const held = this.#held;
+    if (held?.wornOut && this.#current) this.drop(held);
     if (this.#current) return this.#current;
     const opening = model.createConfirmChannel().then((channel) => {
       channel.on('error', () => {});
       channel.on('close', () => {
         if (this.#current === opening) this.#current = undefined;
       });
-      return new ConfirmedPublisher(channel);
+      const publisher = new ConfirmedPublisher(channel);
+      if (this.#current === opening) this.#held = publisher;
+      return publisher;
     });
     opening.catch(() => {
       if (this.#current === opening) this.#current = undefined;
@@ -30,6 +37,7 @@ export class ConfirmedPublisherSlot {
   /** Forgets the publisher without closing it: its connection is gone or no longer used. */
   forget(): void {
     this.#current = undefined;
+    this.#held = undefined;
   }
 
   /**
@@ -37,16 +45,17 @@ export class ConfirmedPublisherSlot {
    * used again, so that late answers cannot count for the next publishes.
    */
   drop(publisher: ConfirmedPublisher): void {
-    const current = this.#current;
-    void current?.then((held) => {
-      if (held === publisher && this.#current === current) this.#current = undefined;
-    });
+    if (this.#held === publisher) {
+      this.#current = undefined;
+      this.#held = undefined;
+    }
     void publisher.close();
   }
 
   async close(): Promise<void> {
     const current = this.#current;
     this.#current = undefined;
+    this.#held = undefined;
     await closeChannel(current);
   }
 }

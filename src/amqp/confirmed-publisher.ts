@@ -130,6 +130,14 @@ export class ConfirmedPublisher {
     return this.#nackedInARow;
   }
 
+  /**
+   * The broker has nacked `NACKS_BEFORE_NEW_CHANNEL` publishes in a row on this channel: publish
+   * on a new one, once what is in flight on this one has its answers.
+   */
+  get wornOut(): boolean {
+    return this.#nackedInARow >= NACKS_BEFORE_NEW_CHANNEL;
+  }
+
   /** Publishes awaiting their answer. */
   get inFlight(): number {
     return this.#pending.size;

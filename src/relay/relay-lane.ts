@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
-import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
+import { ConfirmedPublisher } from '../amqp/confirmed-publisher.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
@@ -283,7 +283,7 @@ export class RelayLane {
       // one must not count for a row that is retried. A new channel starts clean.
       if (unanswered > 0) {
         await this.#closePublisher(publisher);
-      } else if (publisher.nackedInARow >= NACKS_BEFORE_NEW_CHANNEL && publisher.isOpen) {
+      } else if (publisher.wornOut && publisher.isOpen) {
         // Nothing but nacks for a while: the channel may be stuck on a quorum queue's old leader.
         this.#ctx.options.logger.warn('confirm channel nacks every publish; opening a new one', {
           nacks: publisher.nackedInARow,
