@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { PoolClient } from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
+import { HandlerTimeoutError } from '../src/consumer/handler-timeout-error.js';
 import { outboxTables } from '../src/sql/outbox-tables.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
@@ -69,6 +71,46 @@ describe('idempotent consumer: a handler that never settles', () => {
     // The stuck handler still runs, but holds no connection and no transaction.
     assert.equal(await openTransactions(), 0);
     f.assertPoolIdle();
+  });
+
+  it('aborts the signal at the time-out, also for a handler that reads it only afterwards', async () => {
+    const name = f.name('signal');
+    let timedOut!: () => void;
+    const pastTimeOut = new Promise<void>((resolve) => {
+      timedOut = resolve;
+    });
+    const seen: Array<{
+      readonly id: string;
+      readonly aborted: boolean;
+      readonly reason: unknown;
+    }> = [];
+    const def = f.definition(
+      'signal',
+      async (payload: { id: string }, ctx: ConsumeContext) => {
+        if (ctx.attempt > 1) return f.recordEffect(payload, ctx);
+        if (payload.id === 'early') {
+          const { signal } = ctx;
+          await once(signal, 'abort');
+          seen.push({ id: payload.id, aborted: signal.aborted, reason: signal.reason });
+          return;
+        }
+        // Reads its signal for the first time once its attempt timed out.
+        await pastTimeOut;
+        seen.push({ id: payload.id, aborted: ctx.signal.aborted, reason: ctx.signal.reason });
+      },
+      { routingKeys: ['signal'], timeoutMs: 300, concurrency: 2 },
+    );
+    const host = await f.host([def]);
+    await f.publish('signal', { id: 'early' }, { messageId: 'signal-early' });
+    await f.publish('signal', { id: 'late' }, { messageId: 'signal-late' });
+    await waitFor('both attempts to time out', () => host.stats(name).timeouts === 2, 5000);
+    timedOut();
+    await waitFor('both handlers to read their signal', () => seen.length === 2, 5000);
+    for (const { id, aborted, reason } of seen) {
+      assert.equal(aborted, true, id);
+      assert.ok(reason instanceof HandlerTimeoutError, id);
+    }
+    await waitFor('both retries to be handled', () => host.stats(name).handled === 2, 10_000);
   });
 
   it('batched: the time-out counts as an attempt and the others do not wait for the stuck batch', async () => {

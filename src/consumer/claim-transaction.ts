@@ -300,6 +300,8 @@ interface Handles {
   readonly tx: unknown;
 }
 
+const HANDLER_OK: HandlerResult = Object.freeze({ kind: 'ok' });
+
 /** Calls one handler and waits for it at most `timeoutMs`. */
 async function runHandler(
   deps: ClaimDeps,
@@ -308,25 +310,52 @@ async function runHandler(
   span: ProcessSpan | undefined,
 ): Promise<HandlerResult> {
   const { consumer, handlerSeconds } = deps;
-  const controller = new AbortController();
+  const { delivery } = task;
+  const { info } = delivery;
+  // Made when the handler first reads its signal: most never do, and an AbortController costs
+  // more than the rest of the context.
+  let controller: AbortController | undefined;
+  let abortedWith: HandlerTimeoutError | undefined;
+  // Field by field rather than spread from `info`: a spread copy is several times slower.
   const context = {
-    ...task.delivery.info,
+    messageId: info.messageId,
+    headers: info.headers,
+    redelivered: info.redelivered,
     attempt: task.attempt,
+    exchange: info.exchange,
+    routingKey: info.routingKey,
+    contentType: info.contentType,
+    correlationId: info.correlationId,
+    timestamp: info.timestamp,
+    orderingKey: info.orderingKey,
     // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
     trx: handles.trx as Transaction<any>,
     tx: handles.tx,
     consumer: consumer.name,
-    businessKey: task.delivery.businessKey,
-    signal: controller.signal,
+    businessKey: delivery.businessKey,
+    get signal(): AbortSignal {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (abortedWith !== undefined) controller.abort(abortedWith);
+      }
+      return controller.signal;
+    },
   } satisfies ConsumeContext<unknown, unknown>;
   const started = performance.now();
-  const handle = async () => consumer.definition.handler(task.delivery.payload, context);
-  const settled = (span ? span.run(handle) : handle()).then(
-    (): HandlerResult => ({ kind: 'ok' }),
-    (error: unknown): HandlerResult => ({ kind: 'threw', error }),
-  );
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<HandlerResult>((resolve) => {
+  const handle = async () => consumer.definition.handler(delivery.payload, context);
+  // One promise settled by whichever comes first, the handler or its timer.
+  let result = await new Promise<HandlerResult>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    (span ? span.run(handle) : handle()).then(
+      () => {
+        clearTimeout(timer);
+        resolve(HANDLER_OK);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        resolve({ kind: 'threw', error });
+      },
+    );
     timer = setTimeout(
       () =>
         resolve({
@@ -336,8 +365,6 @@ async function runHandler(
       consumer.timeoutMs,
     );
   });
-  let result = await Promise.race([settled, limit]);
-  clearTimeout(timer);
   const seconds = (performance.now() - started) / 1000;
   handlerSeconds?.observe(seconds);
   // The transaction's lock_timeout and statement_timeout (see the claim) may beat a late timer
@@ -348,7 +375,10 @@ async function runHandler(
       error: new HandlerTimeoutError(consumer.name, consumer.timeoutMs),
     };
   }
-  if (result.kind === 'timed-out') controller.abort(result.error);
+  if (result.kind === 'timed-out') {
+    abortedWith = result.error;
+    controller?.abort(result.error);
+  }
   if (result.kind === 'threw') span?.fail(result.error);
   return result;
 }
