@@ -18,6 +18,36 @@ describe('ClaimCursor', () => {
     assert.equal(position()?.id, '9');
   });
 
+  it('runs claims one at a time, each after those started before it, a failed one included', async () => {
+    const cursor = new ClaimCursor();
+    const log: string[] = [];
+    let releaseFirst = () => {};
+    const first = cursor.inTurn(async () => {
+      log.push('first starts');
+      await new Promise<void>((resolve) => {
+        releaseFirst = resolve;
+      });
+      log.push('first ends');
+      throw new Error('claim failed');
+    });
+    const second = cursor.inTurn(async () => {
+      log.push('second starts');
+      cursor.claimed(at);
+      return 'second';
+    });
+    const third = cursor.inTurn(async () => {
+      log.push(`third starts after ${cursor.position?.id}`);
+      return 'third';
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(log, ['first starts'], 'the others wait for the claim in progress');
+    releaseFirst();
+    await assert.rejects(first, /claim failed/);
+    assert.equal(await second, 'second');
+    assert.equal(await third, 'third');
+    assert.deepEqual(log, ['first starts', 'first ends', 'second starts', 'third starts after 5']);
+  });
+
   it('starts from the head again once its first position is older than the TTL', () => {
     const now = mock.method(performance, 'now', () => 1_000);
     try {
