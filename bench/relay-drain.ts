@@ -1,7 +1,9 @@
 /**
  * Benchmark 1, relay drain: N pre-filled 1 KiB messages leave the outbox for a durable queue.
  * Next to it, in the same run, raw amqplib publishes the very same messages with asynchronous
- * confirms on one channel: the broker's limit, and the baseline of the headline ratio.
+ * confirms on one channel: the broker's limit, and the baseline of the headline ratio. A second
+ * baseline drains the same outbox with the hand-written batched relay of issue 13
+ * (`bench/support/hand-relay.ts`): what the outbox's guarantee costs at its simplest.
  *
  *   node dist/bench/relay-drain.js [--quick] [--json FILE] [--runs 3] [--messages 100000]
  *     [--queues classic,quorum] [--configs 1000x4,500x4] [--window 5000] (default: the relay's)
@@ -15,6 +17,7 @@ import {
   listFlag,
   type Measurement,
   measurement,
+  median,
   progress,
   runStandalone,
   waitForQuiet,
@@ -31,6 +34,7 @@ import {
   type QueueType,
   serverVersions,
 } from './support/bench-services.js';
+import { HAND_RELAY_BATCH, HAND_RELAY_BATCHES, handRelayDrain } from './support/hand-relay.js';
 import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
 import { RELAY_DEFAULTS, timeRelayDrainAt } from './support/relay-drain-timer.js';
 
@@ -70,6 +74,7 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
     listFlag(args, 'configs', [`${RELAY_DEFAULTS.batchSize}x${RELAY_DEFAULTS.concurrency}`]),
   );
   const pool = newPool(4);
+  const handPool = newPool(HAND_RELAY_BATCHES);
   const connection = await amqpConnect();
   const versions = await serverVersions(pool, connection);
   const schema = await benchSchema(pool, 'bench_drain');
@@ -82,9 +87,13 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
       opened.push(queue);
       const baseline: number[] = [];
       const baselineCpu: CpuSnapshot[] = [];
+      const hand: number[] = [];
+      const handCpu: CpuSnapshot[] = [];
+      const handRatios: number[] = [];
       const relayCpu: CpuSnapshot[][] = configs.map(() => []);
       const relay: number[][] = configs.map(() => []);
       const ratios: number[][] = configs.map(() => []);
+      const toHand: number[][] = configs.map(() => []);
       for (let run = 1; run <= args.runs; run += 1) {
         progress(`${type}: run ${run}/${args.runs}: filling the outbox with ${messages} rows`);
         await prefillOutbox(pool, schema.outbox, messages, queue.exchange, queue.routingKey);
@@ -101,10 +110,23 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
           await queue.expectDepth(messages);
           return (messages / ms) * 1000;
         };
-        const measureRelay = async (i: number) => {
+        const refill = async () => {
           if ((await count(pool, schema.outbox)) === 0) {
             await prefillOutbox(pool, schema.outbox, messages, queue.exchange, queue.routingKey);
           }
+        };
+        const measureHand = async () => {
+          await refill();
+          await queue.reset();
+          idle.push(await waitForQuiet());
+          const cpu = cpuSnapshot();
+          const ms = await handRelayDrain(handPool, connection, schema.outbox, messages);
+          handCpu.push(cpuPerMessage(cpu, cpuSnapshot(), messages));
+          await queue.expectDepth(messages);
+          return (messages / ms) * 1000;
+        };
+        const measureRelay = async (i: number) => {
+          await refill();
           await queue.reset();
           idle.push(await waitForQuiet());
           const cpu = cpuSnapshot();
@@ -122,17 +144,27 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
         };
         // Alternate the order, so that drift (a neighbour's load, a growing WAL) hits both sides.
         let base = 0;
+        let handRate = 0;
         const rates: number[] = [];
-        if (run % 2 === 1) base = await measureBaseline();
+        if (run % 2 === 1) {
+          base = await measureBaseline();
+          handRate = await measureHand();
+        }
         for (let i = 0; i < configs.length; i += 1) rates.push(await measureRelay(i));
-        if (run % 2 === 0) base = await measureBaseline();
+        if (run % 2 === 0) {
+          handRate = await measureHand();
+          base = await measureBaseline();
+        }
         baseline.push(base);
+        hand.push(handRate);
+        handRatios.push(handRate / base);
         rates.forEach((rate, i) => {
           relay[i]!.push(rate);
           ratios[i]!.push(rate / base);
+          toHand[i]!.push(rate / handRate);
         });
         progress(
-          `${type}: run ${run}: baseline ${Math.round(base)}/s, relay ${rates
+          `${type}: run ${run}: baseline ${Math.round(base)}/s, hand ${Math.round(handRate)}/s, relay ${rates
             .map((r, i) => `${configs[i]!.batchSize}x${configs[i]!.concurrency} ${Math.round(r)}/s`)
             .join(', ')}`,
         );
@@ -146,12 +178,21 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
             ratios: baseline.map(() => 1),
           },
         ),
+        measurement(
+          `hand-written relay (issue 13): ${HAND_RELAY_BATCHES} batches of ${HAND_RELAY_BATCH} in flight`,
+          'msgs/s',
+          hand,
+          { ratios: handRatios },
+        ),
         ...configs.map((c, i) =>
           measurement(
             `outboxkit relay, batch ${c.batchSize}, ${c.concurrency} lanes`,
             'msgs/s',
             relay[i]!,
-            { ratios: ratios[i]! },
+            {
+              ratios: ratios[i]!,
+              note: `relay/hand ${median(toHand[i]!).toFixed(2)}, runs ${toHand[i]!.map((r) => r.toFixed(2)).join(' ')}`,
+            },
           ),
         ),
       ];
@@ -170,6 +211,7 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
         title: `${type}: CPU time per message, by process`,
         rows: [
           ...cpuRows('baseline', baselineCpu),
+          ...cpuRows('hand-written relay', handCpu),
           ...configs.flatMap((c, i) =>
             cpuRows(`relay ${c.batchSize}x${c.concurrency}`, relayCpu[i]!),
           ),
@@ -181,6 +223,7 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
     await schema.drop();
     await connection.close().catch(() => {});
     await pool.end();
+    await handPool.end();
   }
   return {
     benchmark: 'relay-drain',
@@ -189,6 +232,7 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
     sections,
     notes: [
       'ratio: median over runs of relay rate / baseline rate measured in the same run',
+      'relay/hand: median over runs of relay rate / hand-written relay rate in the same run',
       'baseline publishes the same rows (loaded before the clock starts) with the same properties',
       `machine idle before the timed runs: ${idle.map((i) => `${Math.round(i * 100)}%`).join(' ')}`,
     ],

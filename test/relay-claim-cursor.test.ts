@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it, mock } from 'node:test';
-import { ClaimCursor, CURSOR_TTL_MS } from '../src/relay/claim-cursor.js';
+import { ClaimCursor, CURSOR_TTL_MS, TURN_WAIT_MS } from '../src/relay/claim-cursor.js';
 import type { OutboxRow } from '../src/relay/outbox-row.js';
 import { relayQueries } from '../src/relay/relay-queries.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
@@ -16,6 +16,54 @@ describe('ClaimCursor', () => {
     assert.deepEqual(position(), at);
     cursor.claimed({ ...at, id: '9' });
     assert.equal(position()?.id, '9');
+  });
+
+  it('runs claims one at a time, each after those started before it, a failed one included', async () => {
+    const cursor = new ClaimCursor();
+    const log: string[] = [];
+    let releaseFirst = () => {};
+    const first = cursor.inTurn(async () => {
+      log.push('first starts');
+      await new Promise<void>((resolve) => {
+        releaseFirst = resolve;
+      });
+      log.push('first ends');
+      throw new Error('claim failed');
+    });
+    const second = cursor.inTurn(async () => {
+      log.push('second starts');
+      cursor.claimed(at);
+      return 'second';
+    });
+    const third = cursor.inTurn(async () => {
+      log.push(`third starts after ${cursor.position?.id}`);
+      return 'third';
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(log, ['first starts'], 'the others wait for the claim in progress');
+    releaseFirst();
+    await assert.rejects(first, /claim failed/);
+    assert.equal(await second, 'second');
+    assert.equal(await third, 'third');
+    assert.deepEqual(log, ['first starts', 'first ends', 'second starts', 'third starts after 5']);
+  });
+
+  it(`a claim that hangs holds the next one at most ${TURN_WAIT_MS} ms`, async () => {
+    const cursor = new ClaimCursor();
+    let releaseHung = () => {};
+    const hung = cursor.inTurn(
+      () =>
+        new Promise<string>((resolve) => {
+          releaseHung = () => resolve('hung');
+        }),
+    );
+    const started = performance.now();
+    assert.equal(await cursor.inTurn(async () => 'next'), 'next');
+    const waited = performance.now() - started;
+    assert.ok(waited >= TURN_WAIT_MS - 20, `the next claim went after ${waited} ms`);
+    assert.ok(waited < TURN_WAIT_MS + 1000, `the next claim waited ${waited} ms`);
+    releaseHung();
+    assert.equal(await hung, 'hung');
   });
 
   it('starts from the head again once its first position is older than the TTL', () => {

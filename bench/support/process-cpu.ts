@@ -5,6 +5,15 @@ export interface CpuSnapshot {
   readonly node: number;
   readonly postgres: number;
   readonly rabbitmq: number;
+  /**
+   * Each server process's own total, so that a difference counts only processes alive at its
+   * end: a backend that exits in between (a pool's idle client closed after its timeout) would
+   * otherwise take its whole lifetime's CPU off the sum.
+   */
+  readonly servers?: ReadonlyMap<
+    number,
+    { readonly side: 'postgres' | 'rabbitmq'; readonly us: number }
+  >;
 }
 
 /** Linux's USER_HZ, the unit of /proc/PID/stat's times, on every architecture Node runs on. */
@@ -43,6 +52,7 @@ export function procStat(pid: number): string[] | undefined {
 export function cpuSnapshot(): CpuSnapshot {
   let postgres = 0;
   let rabbitmq = 0;
+  const servers = new Map<number, { side: 'postgres' | 'rabbitmq'; us: number }>();
   for (const pid of processIds()) {
     let comm: string;
     try {
@@ -54,15 +64,32 @@ export function cpuSnapshot(): CpuSnapshot {
     const stat = procStat(pid);
     if (!stat) continue;
     const us = ((Number(stat[11]) + Number(stat[12])) * 1_000_000) / CLOCK_TICKS;
-    if (comm.startsWith('postgres')) postgres += us;
+    const side = comm.startsWith('postgres') ? 'postgres' : 'rabbitmq';
+    if (side === 'postgres') postgres += us;
     else rabbitmq += us;
+    servers.set(pid, { side, us });
   }
   const own = process.cpuUsage();
-  return { node: own.user + own.system, postgres, rabbitmq };
+  return { node: own.user + own.system, postgres, rabbitmq, servers };
 }
 
 /** CPU microseconds per message of each side between two snapshots. */
 export function cpuPerMessage(from: CpuSnapshot, to: CpuSnapshot, messages: number): CpuSnapshot {
+  if (from.servers && to.servers) {
+    // Processes alive at the end, each from its first reading (0 when it started in between).
+    const used = { postgres: 0, rabbitmq: 0 };
+    for (const [pid, { side, us }] of to.servers) {
+      const before = from.servers.get(pid);
+      // A lower total than before is another process under a reused pid.
+      const start = before && before.side === side && before.us <= us ? before.us : 0;
+      used[side] += us - start;
+    }
+    return {
+      node: (to.node - from.node) / messages,
+      postgres: used.postgres / messages,
+      rabbitmq: used.rabbitmq / messages,
+    };
+  }
   return {
     node: (to.node - from.node) / messages,
     // A backend that exits between snapshots takes its ticks along: never report less than 0.

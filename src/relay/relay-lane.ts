@@ -187,7 +187,9 @@ export class RelayLane {
     let handedOver = false;
     try {
       await client.query('BEGIN');
-      const heads = await this.#claimHeads(client);
+      const { heads, rows } = this.#retryLane
+        ? await this.#claim(client)
+        : await this.#ctx.cursor.inTurn(() => this.#claim(client));
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);
@@ -196,7 +198,6 @@ export class RelayLane {
         const untilNext = at ? Math.max(0, at.getTime() - Date.now()) : Number.POSITIVE_INFINITY;
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
-      const rows = this.#retryLane ? heads : [...heads, ...(await this.#claimRuns(client, heads))];
       const requests = await this.#prepare(rows);
       const answers = publishBatch(publisher, requests, options.publishTimeoutMs, this.#ctx.giveUp);
       handedOver = true;
@@ -223,6 +224,13 @@ export class RelayLane {
       // A client whose transaction failed may be in any state: drop it rather than reuse it.
       if (!handedOver) client.release(state.broken);
     }
+  }
+
+  /** The claim's heads, and the heads with the runs of their keys: the rows to publish. */
+  async #claim(client: PoolClient): Promise<{ heads: OutboxRow[]; rows: OutboxRow[] }> {
+    const heads = await this.#claimHeads(client);
+    if (this.#retryLane || heads.length === 0) return { heads, rows: heads };
+    return { heads, rows: [...heads, ...(await this.#claimRuns(client, heads))] };
   }
 
   /** The claim's heads: each key's oldest waiting row, and rows without a key. */
