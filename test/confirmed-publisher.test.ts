@@ -38,6 +38,46 @@ describe('ConfirmedPublisher: the answers the broker sends too rarely to test by
     assert.deepEqual(await unroutable, { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
   });
 
+  it('a return found by its message id when the publish went without the tag', async () => {
+    const channel = new ScriptedConfirmChannel();
+    const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
+    const routable = send(publisher, 'x', 'bound', 'id-a');
+    const unroutable = send(publisher, 'x', 'nowhere', 'id-b');
+    // Unique message ids in flight: no tag header for the broker to carry.
+    for (const s of channel.sent) assert.equal(s.options.headers?.[PUBLISH_TAG_HEADER], undefined);
+    channel.returnMessage(1);
+    channel.ackMultiple(1);
+    assert.deepEqual(await routable, { kind: 'confirmed' });
+    assert.deepEqual(await unroutable, { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
+  });
+
+  it('the tag header only where a message id is in flight already, or a tag came with the message', async () => {
+    const channel = new ScriptedConfirmChannel();
+    const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
+    const tagOf = (i: number) => channel.sent[i]!.options.headers?.[PUBLISH_TAG_HEADER];
+    const first = send(publisher, 'x', 'bound', 'same');
+    void send(publisher, 'x', 'bound', 'same');
+    assert.equal(tagOf(0), undefined);
+    assert.equal(typeof tagOf(1), 'number', 'a second publish of an id in flight went untagged');
+    channel.ackMultiple(0);
+    await first;
+    // The untagged one was answered: the id may go untagged again.
+    void send(publisher, 'x', 'bound', 'same');
+    assert.equal(tagOf(2), undefined);
+    // A replayed copy may carry the tag of its first publish: it gets one of its own.
+    publisher.send(
+      'x',
+      'k',
+      Buffer.alloc(0),
+      { messageId: 'r', headers: { [PUBLISH_TAG_HEADER]: 1 } },
+      () => {},
+    );
+    assert.equal(tagOf(3), 4);
+    // Without a message id, a return can only be told by the tag.
+    publisher.send('x', 'k', Buffer.alloc(0), {}, () => {});
+    assert.equal(tagOf(4), 5);
+  });
+
   it('each publish carries a tag of its own, next to the caller headers', () => {
     const channel = new ScriptedConfirmChannel();
     const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
@@ -96,6 +136,22 @@ describe('ConfirmedPublisher on a real broker', () => {
     assert.deepEqual(results[1], { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' });
     assert.equal(answers.length, pairs * 2);
     assert.equal(await broker.waitForDepth(queue, pairs), pairs);
+  });
+
+  it('routed and returned publishes with unique message ids, sent without the tag, each get their own answer', async () => {
+    const { publisher } = await open();
+    const results = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) =>
+        send(publisher, exchange, i % 2 === 0 ? 'bound' : 'nowhere', `unique-${i}`),
+      ),
+    );
+    const wrong = results.filter((r, i) =>
+      i % 2 === 0 ? r.kind !== 'confirmed' : r.kind !== 'returned',
+    );
+    assert.equal(wrong.length, 0, `${wrong.length} of 2000 got another publish's answer`);
+    const delivered = await broker.drain(queue);
+    assert.equal(delivered.length, 1000);
+    for (const m of delivered) assert.equal(m.properties.headers?.[PUBLISH_TAG_HEADER], undefined);
   });
 
   it(`a slot replaces a channel after ${NACKS_BEFORE_NEW_CHANNEL} nacks in a row`, async () => {
