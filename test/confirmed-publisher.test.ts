@@ -76,6 +76,8 @@ describe('ConfirmedPublisher: the answers the broker sends too rarely to test by
     // Without a message id, a return can only be told by the tag.
     publisher.send('x', 'k', Buffer.alloc(0), {}, () => {});
     assert.equal(tagOf(4), 5);
+    publisher.send('x', 'k', Buffer.alloc(0), { messageId: '' }, () => {});
+    assert.equal(tagOf(5), 6);
   });
 
   it('each publish carries a tag of its own, next to the caller headers', () => {

@@ -191,6 +191,7 @@ export class ConfirmedPublisher {
     const { messageId } = options;
     const untaggedId =
       typeof messageId === 'string' &&
+      messageId !== '' &&
       !this.#untagged.has(messageId) &&
       options.headers?.[PUBLISH_TAG_HEADER] === undefined
         ? messageId
