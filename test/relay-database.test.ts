@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { relayQueries } from '../src/relay/relay-queries.js';
 import { DATABASE_URL } from './support/env.js';
-import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -54,16 +54,7 @@ describe('the relay and its database', () => {
     const exchange = await broker.exchange('terminate');
     const queue = await broker.queue('terminate', exchange);
     const total = 4000;
-    await writeMessages(
-      t,
-      Array.from({ length: total }, (_, i) => ({
-        exchange,
-        routingKey: 'k',
-        payload: { i },
-        messageId: `p${i}`,
-      })),
-      1000,
-    );
+    await writeMessages(t, numberedMessages(exchange, total, 'p'), 1000);
     // The relay gets a pool of its own, named, so that only its backends are killed.
     const applicationName = `relay_${t.schema}`;
     const pool = new pg.Pool({ connectionString: DATABASE_URL, application_name: applicationName });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
-import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
 import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
@@ -15,15 +15,7 @@ describe('OutboxRelay', () => {
     const queue = await bed.broker.queue('basic', exchange);
     const total = 3000;
     const writtenFrom = Math.floor(Date.now() / 1000);
-    await writeMessages(
-      bed.t,
-      Array.from({ length: total }, (_, i) => ({
-        exchange,
-        routingKey: 'k',
-        payload: { i },
-        messageId: `m${i}`,
-      })),
-    );
+    await writeMessages(bed.t, numberedMessages(exchange, total, 'm'));
     const writtenTo = Math.ceil(Date.now() / 1000);
     await start({ batchSize: 100 });
     // Rows are read before the queue: a row missing from the outbox was deleted after its ack,

@@ -2,6 +2,12 @@ import type { ChannelModel } from 'amqplib';
 import { closeChannel } from './close-within.js';
 import { ConfirmedPublisher } from './confirmed-publisher.js';
 
+/** The publisher being opened or open, and the publisher itself once the opening resolved. */
+interface Held {
+  readonly opening: Promise<ConfirmedPublisher>;
+  publisher?: ConfirmedPublisher;
+}
+
 /**
  * Holds at most one `ConfirmedPublisher`, opened on first use and forgotten once its channel
  * closes (a publish to a missing queue or exchange, a lost connection) or fails to open, so the
@@ -9,35 +15,33 @@ import { ConfirmedPublisher } from './confirmed-publisher.js';
  * queue's old leader, see `NACKS_BEFORE_NEW_CHANNEL`) is closed and replaced the same way.
  */
 export class ConfirmedPublisherSlot {
-  #current: Promise<ConfirmedPublisher> | undefined;
-  /** What `#current` resolved to, once it has. */
-  #held: ConfirmedPublisher | undefined;
+  #current: Held | undefined;
 
   /** The publisher, opened on `model` when there is none or the one held is worn out. */
   open(model: ChannelModel): Promise<ConfirmedPublisher> {
-    const held = this.#held;
-    if (held?.wornOut && this.#current) this.drop(held);
-    if (this.#current) return this.#current;
-    const opening = model.createConfirmChannel().then((channel) => {
-      channel.on('error', () => {});
-      channel.on('close', () => {
-        if (this.#current === opening) this.#current = undefined;
-      });
-      const publisher = new ConfirmedPublisher(channel);
-      if (this.#current === opening) this.#held = publisher;
-      return publisher;
+    const current = this.#current;
+    if (current?.publisher?.wornOut) this.drop(current.publisher);
+    else if (current) return current.opening;
+    const held: Held = {
+      opening: model.createConfirmChannel().then((channel) => {
+        channel.on('error', () => {});
+        channel.on('close', () => {
+          if (this.#current === held) this.#current = undefined;
+        });
+        held.publisher = new ConfirmedPublisher(channel);
+        return held.publisher;
+      }),
+    };
+    held.opening.catch(() => {
+      if (this.#current === held) this.#current = undefined;
     });
-    opening.catch(() => {
-      if (this.#current === opening) this.#current = undefined;
-    });
-    this.#current = opening;
-    return opening;
+    this.#current = held;
+    return held.opening;
   }
 
   /** Forgets the publisher without closing it: its connection is gone or no longer used. */
   forget(): void {
     this.#current = undefined;
-    this.#held = undefined;
   }
 
   /**
@@ -45,17 +49,13 @@ export class ConfirmedPublisherSlot {
    * used again, so that late answers cannot count for the next publishes.
    */
   drop(publisher: ConfirmedPublisher): void {
-    if (this.#held === publisher) {
-      this.#current = undefined;
-      this.#held = undefined;
-    }
+    if (this.#current?.publisher === publisher) this.#current = undefined;
     void publisher.close();
   }
 
   async close(): Promise<void> {
     const current = this.#current;
     this.#current = undefined;
-    this.#held = undefined;
-    await closeChannel(current);
+    await closeChannel(current?.opening);
   }
 }

@@ -61,8 +61,6 @@ export const NACKS_BEFORE_NEW_CHANNEL = 10;
 
 interface Pending {
   readonly settle: ConfirmListener;
-  /** Sent without the tag header: its return is found by this message id. */
-  readonly untaggedId?: string;
   returned?: { replyCode: number; replyText: string };
 }
 
@@ -86,8 +84,8 @@ export class ConfirmedPublisher {
   #nackedInARow = 0;
   /** The broker has answered a publish on this channel with an ack. */
   #confirmedAny = false;
-  /** Closed by the broker (an 'error' with the close frame) or by `close()`, not with its connection. */
-  #closedOnItsOwn = false;
+  /** The channel went down with its connection: closed with no close frame nor `close()` first. */
+  #connectionLost = false;
 
   /** `onAnswer` receives, per message, the seconds from publish to the broker's own answer. */
   constructor(channel: ConfirmChannel, onAnswer?: (seconds: number) => void) {
@@ -95,17 +93,7 @@ export class ConfirmedPublisher {
     this.#onAnswer = onAnswer;
     channel.on('return', (message: Message) => {
       // basic.return comes before the ack of the same publish: mark it, the ack settles it.
-      const { headers, messageId } = message.properties as {
-        headers?: Record<string, unknown>;
-        messageId?: unknown;
-      };
-      const header = headers?.[PUBLISH_TAG_HEADER];
-      const tag =
-        header !== undefined
-          ? Number(header)
-          : typeof messageId === 'string'
-            ? this.#untagged.get(messageId)
-            : undefined;
+      const tag = this.#tagOf(message);
       const pending = tag === undefined ? undefined : this.#pending.get(tag);
       if (pending) {
         const fields = message.fields as unknown as { replyCode?: number; replyText?: string };
@@ -113,18 +101,32 @@ export class ConfirmedPublisher {
       }
     });
     channel.on('error', (error: Error & { code?: unknown }) => {
-      // amqplib emits 'error' on a channel only for the broker's channel.close; a channel that
-      // goes down with its connection just closes.
-      if (this.#closedReason === undefined) this.#closedOnItsOwn = true;
       this.#closedReason ??= `channel error: ${error.message}`;
       if (typeof error.code === 'number') this.#closedCode ??= error.code;
     });
     // Ahead of amqplib's own 'close' listener, which fails the pending confirms: their callbacks
     // must already see the channel closed (no broker answer to time, and the reason to record).
     channel.prependListener('close', () => {
-      this.#closedReason ??= 'channel closed';
+      // amqplib emits 'error' on a channel only for the broker's channel.close, and `close()`
+      // sets the reason first: a channel that closes with nothing before it went with its
+      // connection.
+      if (this.#closedReason === undefined) {
+        this.#closedReason = 'channel closed';
+        this.#connectionLost = true;
+      }
       this.#pendingAtClose ??= this.#pending.size;
     });
+  }
+
+  /** The pending publish a return belongs to: by its tag header, or else by its message id. */
+  #tagOf(message: Message): number | undefined {
+    const { headers, messageId } = message.properties as {
+      headers?: Record<string, unknown>;
+      messageId?: unknown;
+    };
+    const header = headers?.[PUBLISH_TAG_HEADER];
+    if (header !== undefined) return Number(header);
+    return typeof messageId === 'string' ? this.#untagged.get(messageId) : undefined;
   }
 
   get isOpen(): boolean {
@@ -196,23 +198,15 @@ export class ConfirmedPublisher {
       options.headers?.[PUBLISH_TAG_HEADER] === undefined
         ? messageId
         : undefined;
-    const pending: Pending = untaggedId === undefined ? { settle } : { settle, untaggedId };
-    let publishOptions: Options.Publish;
+    const pending: Pending = { settle };
+    const publishOptions: Options.Publish = owned ? options : { ...options };
+    publishOptions.mandatory = true;
     if (untaggedId !== undefined) {
       this.#untagged.set(untaggedId, tag);
-      if (owned) {
-        options.mandatory = true;
-        publishOptions = options;
-      } else {
-        publishOptions = { ...options, mandatory: true };
-      }
     } else if (owned && options.headers) {
       options.headers[PUBLISH_TAG_HEADER] = tag;
-      options.mandatory = true;
-      publishOptions = options;
     } else {
-      const headers = { ...options.headers, [PUBLISH_TAG_HEADER]: tag };
-      publishOptions = { ...options, mandatory: true, headers };
+      publishOptions.headers = { ...options.headers, [PUBLISH_TAG_HEADER]: tag };
     }
     const started = performance.now();
     this.#pending.set(tag, pending);
@@ -230,7 +224,7 @@ export class ConfirmedPublisher {
             ...(this.#closedCode !== undefined && { replyCode: this.#closedCode }),
             // Unknown (no 'close' seen first): the caller's own count decides, as it did before.
             alone: (this.#pendingAtClose ?? 1) === 1,
-            ...(!this.#closedOnItsOwn && { connectionLost: true }),
+            ...(this.#connectionLost && { connectionLost: true }),
             ...(this.#confirmedAny && { afterConfirms: true }),
           });
         } else if (error) {
@@ -311,7 +305,6 @@ export class ConfirmedPublisher {
   /** Closes the channel; publishes still pending settle as `channel-closed`. */
   async close(): Promise<void> {
     if (this.#closedReason !== undefined) return;
-    this.#closedOnItsOwn = true;
     this.#closedReason = 'closed by outboxkit';
     await closeChannel(this.#channel);
   }

@@ -23,6 +23,20 @@ export function testRelay(t: TestDatabase, options: Partial<RelayOptions> = {}):
   });
 }
 
+/** `total` messages to `exchange` with routing key `k`, payload `{ i }` and id `${idPrefix}${i}`. */
+export function numberedMessages(
+  exchange: string,
+  total: number,
+  idPrefix: string,
+): OutboxMessage[] {
+  return Array.from({ length: total }, (_, i) => ({
+    exchange,
+    routingKey: 'k',
+    payload: { i },
+    messageId: `${idPrefix}${i}`,
+  }));
+}
+
 /** Writes messages in transactions of `perTransaction` rows each. */
 export async function writeMessages(
   t: TestDatabase,
