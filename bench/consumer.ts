@@ -26,6 +26,7 @@ import {
   listFlag,
   type Measurement,
   measurement,
+  median,
   progress,
   runStandalone,
   waitForQuiet,
@@ -43,6 +44,7 @@ import {
   sleep,
   uniqueName,
 } from './support/bench-services.js';
+import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
 
 interface Variant {
   readonly name: string;
@@ -140,6 +142,20 @@ async function handLoop(
   await channel.close();
 }
 
+/** CPU microseconds per message by process, for a progress line or a note. */
+function cpuText(cpu: CpuSnapshot): string {
+  return `Node ${cpu.node.toFixed(1)} / Postgres ${cpu.postgres.toFixed(1)} / RabbitMQ ${cpu.rabbitmq.toFixed(1)} µs`;
+}
+
+/** Each side's median over the runs. */
+function medianCpu(runs: readonly CpuSnapshot[]): CpuSnapshot {
+  return {
+    node: median(runs.map((c) => c.node)),
+    postgres: median(runs.map((c) => c.postgres)),
+    rabbitmq: median(runs.map((c) => c.rabbitmq)),
+  };
+}
+
 export async function consumer(args: BenchArgs): Promise<BenchReport> {
   const count = intFlag(args, 'messages', 500, 20_000);
   const queueTypes = listFlag(args, 'queues', ['classic']) as QueueType[];
@@ -166,6 +182,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
     for (const type of queueTypes) {
       const rates = VARIANTS.map(() => [] as number[]);
       const ratios = VARIANTS.map(() => [] as number[]);
+      const cpu = VARIANTS.map(() => [] as CpuSnapshot[]);
       for (let run = 1; run <= args.runs; run += 1) {
         const runRates: number[] = [];
         const order = [...VARIANTS.keys()];
@@ -184,6 +201,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
             },
           }));
           let ms: number;
+          let used: CpuSnapshot;
           // A plain queue of the run's messages, for the two sides that consume it themselves.
           const preloadedQueue = async () => {
             const queue = `${exchange}.${routingKey}`;
@@ -196,13 +214,16 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
           };
           if (variant.kind === 'hand-loop') {
             const queue = await preloadedQueue();
+            const before = cpuSnapshot();
             const start = performance.now();
             await handLoop(connection, loopPool, queue, { processed, effects }, count);
             ms = performance.now() - start;
+            used = cpuPerMessage(before, cpuSnapshot(), count);
           } else if (variant.kind === 'raw') {
             const queue = await preloadedQueue();
             const channel = await connection.createChannel();
             await channel.prefetch(1000);
+            const before = cpuSnapshot();
             const start = performance.now();
             let done = 0;
             await new Promise<void>((resolve) => {
@@ -214,6 +235,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
               });
             });
             ms = performance.now() - start;
+            used = cpuPerMessage(before, cpuSnapshot(), count);
             await channel.close();
           } else {
             const definition: ConsumerDefinition<{ id: number }> = {
@@ -247,14 +269,19 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
             await publishAsyncConfirms(setup, messages, 5000);
             await waitForQuiet();
             const host = new ConsumerHost(hostOptions);
+            const before = cpuSnapshot();
             const start = performance.now();
             await host.start();
             while (host.stats(definition.name).handled < count) await sleep(2);
             ms = performance.now() - start;
+            used = cpuPerMessage(before, cpuSnapshot(), count);
             await host.stop();
           }
           runRates[v] = (count / ms) * 1000;
-          progress(`${type} run ${run}: ${variant.name}: ${Math.round(runRates[v]!)} msgs/s`);
+          cpu[v]!.push(used);
+          progress(
+            `${type} run ${run}: ${variant.name}: ${Math.round(runRates[v]!)} msgs/s; ${cpuText(used)}`,
+          );
         }
         runRates.forEach((r, i) => {
           rates[i]!.push(r);
@@ -268,7 +295,10 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
       sections.push({
         title: `${type} queue, ${count} persistent 1 KiB JSON messages; each handler inserts one row`,
         rows: VARIANTS.map((v, i) =>
-          measurement(v.name, 'msgs/s', rates[i]!, { ratios: ratios[i]! }),
+          measurement(v.name, 'msgs/s', rates[i]!, {
+            ratios: ratios[i]!,
+            note: `CPU per message, median of runs: ${cpuText(medianCpu(cpu[i]!))}`,
+          }),
         ),
       });
     }
