@@ -140,6 +140,29 @@ describe('ConfirmedPublisher on a real broker', () => {
     assert.equal(await broker.waitForDepth(queue, pairs), pairs);
   });
 
+  it('an untagged publish returned, the tagged one with its id routed, and the id reused', async () => {
+    // The reverse of the pairs above: the return that needs the id match is the first one's,
+    // and each id is free again (its first publish answered) while later ones are in flight.
+    const { publisher } = await open();
+    const rounds = 200;
+    const results: Array<Promise<ConfirmResult>> = [];
+    for (let r = 0; r < rounds; r += 1) {
+      const id = `reuse-${r % 3}`;
+      results.push(send(publisher, exchange, 'nowhere', id));
+      results.push(send(publisher, exchange, 'bound', id));
+      // Every other round, let the first answers come before the id is used again.
+      if (r % 2 === 1) await results.at(-2);
+    }
+    const answers = await Promise.all(results);
+    const wrong = answers.filter((a, i) => a.kind !== (i % 2 === 0 ? 'returned' : 'confirmed'));
+    assert.equal(
+      wrong.length,
+      0,
+      `${wrong.length} of ${answers.length} got another publish's answer`,
+    );
+    assert.equal(await broker.waitForDepth(queue, rounds), rounds);
+  });
+
   it('routed and returned publishes with unique message ids, sent without the tag, each get their own answer', async () => {
     const { publisher } = await open();
     const results = await Promise.all(

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NACKS_BEFORE_NEW_CHANNEL } from '../src/amqp/confirmed-publisher.js';
 import type { OutboxLogger } from '../src/util/logger.js';
+import { AMQP_URL } from './support/env.js';
 import { writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -69,6 +71,62 @@ describe('OutboxRelay: a channel that keeps nacking', () => {
     assert.ok((await attempts()) >= 2 * NACKS_BEFORE_NEW_CHANNEL, 'replaced before enough nacks');
     await heal();
     assert.equal(relay.stats().parked, 0);
+  });
+
+  it('replaces a worn-out channel without failing the batch still in flight on it', async () => {
+    // A lane keeps two batches on its channel. The first, all nacked, wears the channel out while
+    // the second (routable) waits for its acks: closing the channel then would fail those rows
+    // (retried later, counted) though the broker was about to confirm them.
+    const exchange = await bed.broker.exchange('worn-shared', 'direct');
+    const full = await bed.broker.queue('worn-shared-full', exchange, 'full', {
+      arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+    });
+    const ok = await bed.broker.queue('worn-shared-ok', exchange, 'ok');
+    await writeMessages(bed.t, [
+      ...Array.from({ length: NACKS_BEFORE_NEW_CHANNEL }, (_, i) => ({
+        exchange,
+        routingKey: 'full',
+        payload: { full: i },
+      })),
+      ...Array.from({ length: NACKS_BEFORE_NEW_CHANNEL }, (_, i) => ({
+        exchange,
+        routingKey: 'ok',
+        payload: { ok: i },
+      })),
+    ]);
+    // Answers come late, so the second batch is written before the first one's nacks are read.
+    const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
+    try {
+      proxy.latency(150, 'toClient');
+      const logger = new CountingLogger();
+      await bed.start({
+        logger,
+        amqpUrl: proxy.url(AMQP_URL),
+        concurrency: 1,
+        batchSize: NACKS_BEFORE_NEW_CHANNEL,
+        retry: { backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 } },
+      });
+      const okRows = async (where: string) => {
+        const { rows } = await bed.t.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "${bed.t.schema}".outbox WHERE routing_key = 'ok' ${where}`,
+        );
+        return rows[0]!.n;
+      };
+      await waitFor(
+        'the routable rows answered',
+        async () => (await okRows('AND attempts = 0')) === 0,
+        20_000,
+      );
+      assert.equal(logger.count(NEW_CHANNEL), 1, 'the channel did not wear out: nothing tested');
+      assert.equal(await okRows(''), 0, 'routable rows failed by the close of a worn-out channel');
+      assert.equal(
+        await bed.broker.waitForDepth(ok, NACKS_BEFORE_NEW_CHANNEL),
+        NACKS_BEFORE_NEW_CHANNEL,
+      );
+    } finally {
+      await proxy.close();
+      await bed.broker.channel.deleteQueue(full);
+    }
   });
 
   it('keeps its channel through fewer nacks in a row', async () => {
