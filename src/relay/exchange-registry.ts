@@ -107,7 +107,11 @@ export class ExchangeRegistry {
   async #declare(signal?: AbortSignal): Promise<void> {
     const channel = await this.#open(signal);
     try {
-      await assertExchanges(channel, this.#declarations);
+      await assertExchanges(channel, this.#declarations, () => {
+        // The 406 that asks for a new channel closed this one.
+        this.#channel = undefined;
+        return this.#open(signal);
+      });
       this.#declarePending = false;
     } catch (error) {
       // A 406 closes the channel.
