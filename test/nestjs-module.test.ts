@@ -382,6 +382,27 @@ describe('nestjs: OutboxModule', () => {
     await moduleRef.close();
   });
 
+  it('names a wrong relay or consumers setting as the module option, not the core one', async () => {
+    // `stopTimeoutMs` is a setting of both: the bare core name would not say which one is wrong.
+    for (const [options, option] of [
+      [{ relay: { concurrency: -1 } }, 'relay.concurrency'],
+      [{ relay: { stopTimeoutMs: -5 } }, 'relay.stopTimeoutMs'],
+      [{ consumers: { stopTimeoutMs: -5 } }, 'consumers.stopTimeoutMs'],
+    ] as const) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [OutboxModule.forRoot({ ...f.options(), ...options })],
+        providers: [GreetingHandler, { provide: EFFECTS, useValue: effectsTable() }],
+      }).compile();
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, option);
+        assert.match(error.message, new RegExp(`\`${option.replace('.', '\\.')}\`: must be`));
+        return true;
+      });
+      await moduleRef.close();
+    }
+  });
+
   it('rejects wrong options and misused decorators with messages naming the fix', async () => {
     await assert.rejects(
       Test.createTestingModule({
