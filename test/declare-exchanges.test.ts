@@ -118,6 +118,7 @@ describe('declaring the exchanges the outbox publishes to', () => {
       // Other settings are still refused: another type, or another alternate exchange.
       await assert.rejects(declareExchanges(AMQP_URL, [{ name: orders, type: 'fanout' }]), {
         name: 'TopologyConflictError',
+        message: /Make the declaration \(.*declareExchanges/,
       });
       await assert.rejects(
         declareExchanges(AMQP_URL, [{ name: orders, alternateExchange: broker.name('other') }]),
