@@ -123,7 +123,11 @@ export class ExchangeRegistry {
   async #open(signal?: AbortSignal): Promise<Channel> {
     if (!this.#channel) {
       const channel = await this.#connection.channel(signal);
-      if (!channel) throw new Error('not connected to RabbitMQ');
+      if (!channel) {
+        // Stopping: the signal's reason tells the caller its batch was given up, not failed.
+        signal?.throwIfAborted();
+        throw new Error('not connected to RabbitMQ');
+      }
       channel.once('close', () => {
         if (this.#channel === channel) this.#channel = undefined;
       });
