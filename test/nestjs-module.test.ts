@@ -403,6 +403,41 @@ describe('nestjs: OutboxModule', () => {
     }
   });
 
+  it('refuses an unknown option from the async factory, which the compiler lets through', async () => {
+    // A factory's result is not checked for excess properties: a misspelt `prefix` would run
+    // every handler without it.
+    const cases = [
+      [{ prefx: 'a.' }, 'prefx', /did you mean `prefix`/],
+      [{ isGlobal: true }, 'isGlobal', /next to `useFactory`/],
+    ] as const;
+    for (const [extra, option, message] of cases) {
+      await assert.rejects(
+        Test.createTestingModule({
+          imports: [
+            OutboxModule.forRootAsync({
+              useFactory: () => ({ ...f.options(), ...extra }) as OutboxModuleOptions,
+            }),
+          ],
+        }).compile(),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.equal(error.option, option);
+          assert.match(error.message, message);
+          return true;
+        },
+      );
+    }
+    // An unknown name without a value loses no setting: accepted.
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRootAsync({
+          useFactory: () => ({ ...f.options(), extra: undefined }) as OutboxModuleOptions,
+        }),
+      ],
+    }).compile();
+    await moduleRef.close();
+  });
+
   it('rejects wrong options and misused decorators with messages naming the fix', async () => {
     await assert.rejects(
       Test.createTestingModule({
