@@ -43,6 +43,28 @@ describe('several RabbitMQ URLs', () => {
     }
   });
 
+  it('refuses a URL that is not amqp:// or amqps://, rather than retrying it for ever', () => {
+    for (const bad of [
+      'http://guest:secret@localhost:5672',
+      'not a url',
+      'amqp://guest:secret@127.0.0.1:5672x',
+    ]) {
+      for (const make of [
+        () => amqpUrlList(bad),
+        () => amqpUrlList(['amqp://a', bad]),
+        () => new OutboxRelay({ databaseUrl: 'postgres://x', amqpUrl: bad }),
+      ]) {
+        assert.throws(make, (e: unknown) => {
+          assert.ok(e instanceof ConfigurationError);
+          assert.equal(e.option, 'amqpUrl');
+          assert.match(e.message, /amqp:\/\/ or amqps:\/\//);
+          assert.doesNotMatch(e.message, /secret/);
+          return true;
+        });
+      }
+    }
+  });
+
   it('the relay and the consumers fail over from a node that is down to the next URL', async () => {
     const urls = [await deadUrl(), AMQP_URL];
     const def = f.definition('failover', f.recordEffect, { routingKeys: ['failover'] });

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { declareExchanges } from '../src/amqp/declare-exchanges.js';
+import { defineConsumer } from '../src/consumer/consumer-definition.js';
+import { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import type { OutboxLogger } from '../src/util/logger.js';
+import { type OutboxLogger, silentLogger } from '../src/util/logger.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL } from './support/env.js';
 import { TestBroker } from './support/test-broker.js';
@@ -28,7 +31,7 @@ describe('declaring the exchanges the outbox publishes to', () => {
   });
   after(async () => {
     for (const relay of relays) await relay.stop();
-    for (const name of ['orders', 'relay-declared', 'missing']) {
+    for (const name of ['orders', 'relay-declared', 'missing', 'ae-orders']) {
       await broker.channel.deleteExchange(broker.name(name)).catch(() => {});
     }
     await broker.close();
@@ -72,6 +75,61 @@ describe('declaring the exchanges the outbox publishes to', () => {
       declareExchanges(AMQP_URL, [{ name: broker.name('orders'), type: 'fanout' }]),
       { name: 'TopologyConflictError' },
     );
+  });
+
+  it('a consumer starts on an exchange declared with an alternate exchange, which keeps it', async () => {
+    // The README declares `orders` with an alternate exchange; consumers (and the Nest module)
+    // declare the exchanges they bind to without one, which RabbitMQ answers with a 406.
+    const unrouted = await broker.exchange('ae-unrouted', 'fanout');
+    const kept = await broker.queue('ae-kept', unrouted);
+    const orders = broker.name('ae-orders');
+    await declareExchanges(AMQP_URL, [
+      { name: orders, type: 'topic', alternateExchange: unrouted },
+    ]);
+    const received: unknown[] = [];
+    const consumer = defineConsumer<{ n: number }>({
+      name: broker.name('ae-consumer'),
+      exchange: orders,
+      routingKeys: ['order.placed'],
+      queueType: 'classic',
+      async handler(payload) {
+        received.push(payload);
+      },
+    });
+    const host = new ConsumerHost({
+      db: t.db,
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      consumers: [consumer],
+      logger: silentLogger,
+      retention: false,
+    });
+    try {
+      await host.start();
+      // Declared again without one (as the relay's `exchanges` may be): accepted, nothing changes.
+      await declareExchanges(AMQP_URL, [{ name: orders }]);
+      const options = { contentType: 'application/json', messageId: 'ae-1' };
+      broker.channel.publish(orders, 'order.placed', Buffer.from('{"n":1}'), options);
+      broker.channel.publish(orders, 'order.shipped', Buffer.from('{"n":2}'), options);
+      await waitFor('the routed message handled', () => received.length === 1);
+      assert.deepEqual(received, [{ n: 1 }]);
+      // The exchange kept its alternate exchange: the unrouted message reached it.
+      await broker.waitForDepth(kept, 1);
+      // Other settings are still refused: another type, or another alternate exchange.
+      await assert.rejects(declareExchanges(AMQP_URL, [{ name: orders, type: 'fanout' }]), {
+        name: 'TopologyConflictError',
+        message: /Make the declaration \(.*declareExchanges/,
+      });
+      await assert.rejects(
+        declareExchanges(AMQP_URL, [{ name: orders, alternateExchange: broker.name('other') }]),
+        { name: 'TopologyConflictError' },
+      );
+    } finally {
+      await host.stop();
+      for (const q of topologyQueueNames(topologyOf(consumer))) {
+        await broker.channel.deleteQueue(q).catch(() => {});
+      }
+    }
   });
 
   it('the relay declares its `exchanges` when it connects, so the first message goes', async () => {

@@ -382,6 +382,62 @@ describe('nestjs: OutboxModule', () => {
     await moduleRef.close();
   });
 
+  it('names a wrong relay or consumers setting as the module option, not the core one', async () => {
+    // `stopTimeoutMs` is a setting of both: the bare core name would not say which one is wrong.
+    for (const [options, option] of [
+      [{ relay: { concurrency: -1 } }, 'relay.concurrency'],
+      [{ relay: { stopTimeoutMs: -5 } }, 'relay.stopTimeoutMs'],
+      [{ consumers: { stopTimeoutMs: -5 } }, 'consumers.stopTimeoutMs'],
+    ] as const) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [OutboxModule.forRoot({ ...f.options(), ...options })],
+        providers: [GreetingHandler, { provide: EFFECTS, useValue: effectsTable() }],
+      }).compile();
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, option);
+        assert.match(error.message, new RegExp(`\`${option.replace('.', '\\.')}\`: must be`));
+        return true;
+      });
+      await moduleRef.close();
+    }
+  });
+
+  it('refuses an unknown option from the async factory, which the compiler lets through', async () => {
+    // A factory's result is not checked for excess properties: a misspelt `prefix` would run
+    // every handler without it.
+    const cases = [
+      [{ prefx: 'a.' }, 'prefx', /did you mean `prefix`/],
+      [{ isGlobal: true }, 'isGlobal', /next to `useFactory`/],
+    ] as const;
+    for (const [extra, option, message] of cases) {
+      await assert.rejects(
+        Test.createTestingModule({
+          imports: [
+            OutboxModule.forRootAsync({
+              useFactory: () => ({ ...f.options(), ...extra }) as OutboxModuleOptions,
+            }),
+          ],
+        }).compile(),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.equal(error.option, option);
+          assert.match(error.message, message);
+          return true;
+        },
+      );
+    }
+    // An unknown name without a value loses no setting: accepted.
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRootAsync({
+          useFactory: () => ({ ...f.options(), extra: undefined }) as OutboxModuleOptions,
+        }),
+      ],
+    }).compile();
+    await moduleRef.close();
+  });
+
   it('rejects wrong options and misused decorators with messages naming the fix', async () => {
     await assert.rejects(
       Test.createTestingModule({

@@ -331,4 +331,21 @@ describe('OutboxRelay', () => {
     await waitFor('the next relay to count its batches', () => next.stats().published >= left);
     assert.equal(next.stats().published, left);
   });
+  it('a stop right after the start, with a backlog, is no batch failure', async () => {
+    // Lanes claim at once; stop() then refuses them a channel. That is the stop, not a failure:
+    // no warning (and no error counted, which alerts may watch), and every row stays.
+    const exchange = await bed.broker.exchange('stop-at-once');
+    await bed.broker.queue('stop-at-once', exchange);
+    await writeMessages(bed.t, numberedMessages(exchange, 200, 'stop-'));
+    const warnings: string[] = [];
+    const log = (message: string, context?: Record<string, unknown>) => {
+      warnings.push(`${message} ${JSON.stringify(context ?? {})}`);
+    };
+    const noop = () => {};
+    const relay = await start({ logger: { debug: noop, info: noop, warn: log, error: log } });
+    await relay.stop();
+    assert.deepEqual(warnings, []);
+    assert.equal(relay.stats().errors, 0);
+    assert.equal((await bed.t.count()) + relay.stats().published, 200);
+  });
 });

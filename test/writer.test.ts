@@ -116,6 +116,17 @@ describe('OutboxWriter', () => {
     }
   });
 
+  it('refuses a pg pool, whose statements would each commit on their own', async () => {
+    // A pg Pool type-checks as a transaction (it has `query`), so only the writer can refuse it.
+    const before = await t.count('outbox');
+    await assert.rejects(writer.add(t.pool, base), (error: unknown) => {
+      assert.ok(error instanceof NotInTransactionError);
+      assert.match(error.message, /pool\.connect\(\)/);
+      return true;
+    });
+    assert.equal(await t.count('outbox'), before);
+  });
+
   it('refuses a Kysely instance that is not a transaction', async () => {
     await assert.rejects(
       writer.add(t.db as unknown as TransactionLike, base),

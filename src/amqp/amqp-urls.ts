@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { redactUrl } from '../util/logger.js';
 
 /** One RabbitMQ URL, or several nodes of a cluster to fail over between. */
 export type AmqpUrls = string | readonly string[];
@@ -15,6 +16,17 @@ export function amqpUrlList(value: unknown, option = 'amqpUrl'): readonly string
       option,
       'must be an AMQP URL such as amqp://localhost, or a non-empty list of them',
     );
+  }
+  for (const url of list as string[]) {
+    // amqplib would refuse it at every connect, and the relay and consumers retry connects for
+    // ever: a URL no wait can mend is refused here, as the CLI does.
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
+    if (parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') {
+      throw new ConfigurationError(
+        option,
+        `must start with amqp:// or amqps://, got ${parsed ? redactUrl(url) : 'something that is not a URL'}`,
+      );
+    }
   }
   return Object.freeze([...list]);
 }

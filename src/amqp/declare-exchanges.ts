@@ -52,15 +52,19 @@ export async function declareExchanges(
     const attempt = await connection.firstAttempt();
     const misconfigured = attempt.error && brokerMisconfiguration(attempt.error, attempt.url);
     if (misconfigured) throw misconfigured;
-    const channel = await connection.channel(deadline);
-    if (!channel) {
-      throw new OutboxkitError(
-        'broker-unreachable',
-        `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges`,
-      );
-    }
+    const open = async () => {
+      const opened = await connection.channel(deadline);
+      if (!opened) {
+        throw new OutboxkitError(
+          'broker-unreachable',
+          `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges`,
+        );
+      }
+      return opened;
+    };
+    let channel = await open();
     try {
-      await assertExchanges(channel, declarations);
+      channel = await assertExchanges(channel, declarations, open);
     } finally {
       await closeChannel(channel);
     }

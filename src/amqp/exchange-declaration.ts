@@ -46,22 +46,42 @@ export function exchangeDeclarations(
  * relay's `exchanges` option, the Nest module and the consumers. Declaring an exchange that
  * exists with the same settings is a no-op; one with other settings (406) becomes a
  * `TopologyConflictError`, and closes the channel.
+ *
+ * A declaration without `alternateExchange` accepts an exchange that has one: consumers and the
+ * Nest module bind to exchanges that `declareExchanges` may have given one, as the README does.
+ * RabbitMQ compares the type and durability before the alternate exchange, so a 406 about the
+ * alternate exchange alone means the exchange is otherwise as declared. That 406 closes the
+ * channel too: `reopen` gives the channel to go on with, and the channel to use afterwards is
+ * returned.
  */
 export async function assertExchanges(
   channel: Channel,
   declarations: Iterable<ExchangeDeclaration>,
-): Promise<void> {
+  reopen: () => Promise<Channel>,
+): Promise<Channel> {
+  let current = channel;
   for (const d of declarations) {
     try {
-      await channel.assertExchange(d.name, d.type ?? 'topic', {
+      await current.assertExchange(d.name, d.type ?? 'topic', {
         durable: d.durable ?? true,
         ...(d.alternateExchange !== undefined && { alternateExchange: d.alternateExchange }),
       });
     } catch (error) {
       if ((error as { code?: unknown }).code === 406) {
+        if (d.alternateExchange === undefined && isOtherAlternateExchange(error)) {
+          current = await reopen();
+          continue;
+        }
         throw new TopologyConflictError('exchange', d.name, error);
       }
       throw error;
     }
   }
+  return current;
+}
+
+/** Whether a 406 on an exchange declaration is about its alternate exchange only. */
+function isOtherAlternateExchange(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.includes("inequivalent arg 'alternate-exchange'");
 }

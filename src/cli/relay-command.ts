@@ -34,7 +34,7 @@ Options:
   --database-url <url>     Postgres URL (default: $DATABASE_URL)
   --amqp-url <url>         RabbitMQ URL; repeat it or separate with commas for a cluster's nodes (default: $AMQP_URL)
   --schema <name>          schema of the outboxkit tables (default: outboxkit)
-  --concurrency <n>        batches in flight at once (default: 4)
+  --concurrency <n>        lanes, each with its own channel and up to two batches in flight (default: 4)
   --batch-size <n>         rows claimed per batch at most (default: 1000)
   --max-batch-bytes <n>    payload bytes a claim aims at (default: 4194304, 4 MiB)
   --key-run-size <n>       rows of one ordering key per batch, sent one after another (default: 100)

@@ -165,13 +165,18 @@ export async function declareTopology(
   for (const t of topologies) {
     await declareDeadLetterQueue(model, t.deadLetterQueue, options.onDeadLetterQueueDown);
   }
-  const channel = await model.createChannel();
-  channel.on('error', () => {});
+  const open = async () => {
+    const opened = await model.createChannel();
+    opened.on('error', () => {});
+    return opened;
+  };
+  let channel = await open();
   try {
     const exchanges = new Map(topologies.map((t) => [t.exchange, t.exchangeType]));
-    await assertExchanges(
+    channel = await assertExchanges(
       channel,
       [...exchanges].map(([name, type]) => ({ name, type: type as ExchangeDeclaration['type'] })),
+      open,
     );
     for (const t of topologies) {
       if (t.partitions) {

@@ -11,10 +11,16 @@ export class TopologyConflictError extends OutboxkitError {
 
   constructor(kind: 'queue' | 'exchange', entity: string, cause: unknown) {
     const reply = cause instanceof Error ? cause.message : String(cause);
+    // Exchanges are declared by declareExchanges, the relay and the Nest module too.
+    const declaredBy =
+      kind === 'queue'
+        ? 'the consumer definition'
+        : "the declaration (a consumer's exchange type, or the exchanges given to " +
+          'declareExchanges, the relay or the Nest module)';
     super(
       'topology-conflict',
       `RabbitMQ refused to declare ${kind} "${entity}": it exists with other settings (${reply}). ` +
-        `Make the consumer definition match the existing ${kind}, or delete the ${kind} (after ` +
+        `Make ${declaredBy} match the existing ${kind}, or delete the ${kind} (after ` +
         'moving its messages) so outboxkit can declare it again.',
       { cause },
     );

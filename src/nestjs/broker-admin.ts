@@ -74,9 +74,14 @@ export class BrokerAdmin {
       }
       channel.on('error', () => {});
       try {
-        await assertExchanges(
+        channel = await assertExchanges(
           channel,
           [...exchanges].map(([name, type]) => ({ name, type })),
+          async () => {
+            const opened = await (await this.#connection()).createChannel();
+            opened.on('error', () => {});
+            return opened;
+          },
         );
         return;
       } finally {

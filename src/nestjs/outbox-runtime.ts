@@ -4,6 +4,7 @@ import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { migrate } from '../migrate/migrate.js';
 import {
@@ -136,30 +137,45 @@ export class OutboxRuntime {
           });
         }
       } else if (consumers.length > 0) {
-        this.#host = new ConsumerHost({
-          ...o.consumers,
-          db: this.db,
-          ...(o.transactions && { transactions: o.transactions }),
-          amqpUrl: o.amqpUrl,
-          ...(o.amqpTls && { amqpTls: o.amqpTls }),
-          schema: o.schema,
-          logger: o.logger,
-          consumers,
-        });
+        const settings = o.consumers;
+        this.#host = asModuleOption(
+          'consumers',
+          settings,
+          () =>
+            new ConsumerHost({
+              ...settings,
+              db: this.db,
+              ...(o.transactions && { transactions: o.transactions }),
+              amqpUrl: o.amqpUrl,
+              ...(o.amqpTls && { amqpTls: o.amqpTls }),
+              schema: o.schema,
+              logger: o.logger,
+              consumers,
+            }),
+        );
         await this.#host.start();
       }
 
       if (o.relay !== false) {
-        this.#relay = new OutboxRelay({
-          ...o.relay,
-          ...(o.databaseUrl
-            ? { databaseUrl: o.databaseUrl, ...(o.databaseTls && { databaseTls: o.databaseTls }) }
-            : { pool: o.pool! }),
-          amqpUrl: o.amqpUrl,
-          ...(o.amqpTls && { amqpTls: o.amqpTls }),
-          schema: o.schema,
-          logger: o.logger,
-        });
+        const settings = o.relay;
+        this.#relay = asModuleOption(
+          'relay',
+          settings,
+          () =>
+            new OutboxRelay({
+              ...settings,
+              ...(o.databaseUrl
+                ? {
+                    databaseUrl: o.databaseUrl,
+                    ...(o.databaseTls && { databaseTls: o.databaseTls }),
+                  }
+                : { pool: o.pool! }),
+              amqpUrl: o.amqpUrl,
+              ...(o.amqpTls && { amqpTls: o.amqpTls }),
+              schema: o.schema,
+              logger: o.logger,
+            }),
+        );
         await this.#relay.start();
       }
 
@@ -266,5 +282,24 @@ export class OutboxRuntime {
         return { rows: [...result.rows] };
       },
     };
+  }
+}
+
+/**
+ * Builds a core object from the settings the module took under `key`. A `ConfigurationError`
+ * about one of them names the module's option (`relay.stopTimeoutMs`): the core's bare name
+ * would not say whether the relay's or the consumers' setting is wrong.
+ */
+function asModuleOption<T>(key: 'relay' | 'consumers', settings: object, make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    const given = error instanceof ConfigurationError && error.option.split(/[.[]/)[0];
+    if (!given || !Object.hasOwn(settings, given)) throw error;
+    const lead = `Invalid option \`${error.option}\`: `;
+    const detail = error.message.startsWith(lead)
+      ? error.message.slice(lead.length)
+      : error.message;
+    throw new ConfigurationError(`${key}.${error.option}`, detail);
   }
 }

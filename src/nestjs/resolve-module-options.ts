@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { closestFlag } from '../cli/did-you-mean.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
@@ -11,12 +12,13 @@ import { databaseTlsConfig } from '../sql/database-tls.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
-import type {
-  AmbientTransaction,
-  ExchangeDeclaration,
-  OutboxConsumerSettings,
-  OutboxModuleOptions,
-  OutboxRelaySettings,
+import {
+  type AmbientTransaction,
+  type ExchangeDeclaration,
+  MODULE_OPTION_NAMES,
+  type OutboxConsumerSettings,
+  type OutboxModuleOptions,
+  type OutboxRelaySettings,
 } from './outbox-module-options.js';
 
 /** The module's options checked, with defaults filled in and the logger adapted. */
@@ -60,6 +62,7 @@ export function resolveModuleOptions(
     throw new ConfigurationError('OutboxModule', 'options must be an object');
   }
   rejectRenamedOptions(options, RENAMED_OPTIONS.module);
+  rejectUnknownOptions(options);
   const { db, databaseUrl, pool } = options;
   if (db !== undefined && (db === null || typeof db.transaction !== 'function')) {
     throw new ConfigurationError('db', 'must be a Kysely instance');
@@ -201,4 +204,31 @@ export function addExchange(
     );
   }
   map.set(name, type);
+}
+
+/**
+ * Refuses a name that is no module option. `forRoot` is checked by the compiler, but what a
+ * `forRootAsync` factory returns is not (no excess-property check on a returned object), and a
+ * misspelt `prefix` would run every handler without one. A name without a value is let through:
+ * it loses no setting.
+ */
+function rejectUnknownOptions(options: object): void {
+  const known: readonly string[] = MODULE_OPTION_NAMES;
+  for (const [name, value] of Object.entries(options)) {
+    // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
+    // `isGlobal`), so it cannot be told from one a factory returned.
+    if (value === undefined || known.includes(name) || name === 'dashboard') continue;
+    if (name === 'isGlobal') {
+      throw new ConfigurationError(
+        name,
+        'goes next to `useFactory` in forRootAsync, not into the options it returns: Nest ' +
+          "fixes the module's scope before any factory runs",
+      );
+    }
+    const guess = closestFlag(name, known);
+    throw new ConfigurationError(
+      name,
+      `is not an option of OutboxModule${guess ? `; did you mean \`${guess}\`?` : ''} (see docs/options.md)`,
+    );
+  }
 }

@@ -107,7 +107,11 @@ export class ExchangeRegistry {
   async #declare(signal?: AbortSignal): Promise<void> {
     const channel = await this.#open(signal);
     try {
-      await assertExchanges(channel, this.#declarations);
+      await assertExchanges(channel, this.#declarations, () => {
+        // The 406 that asks for a new channel closed this one.
+        this.#channel = undefined;
+        return this.#open(signal);
+      });
       this.#declarePending = false;
     } catch (error) {
       // A 406 closes the channel.
@@ -119,7 +123,11 @@ export class ExchangeRegistry {
   async #open(signal?: AbortSignal): Promise<Channel> {
     if (!this.#channel) {
       const channel = await this.#connection.channel(signal);
-      if (!channel) throw new Error('not connected to RabbitMQ');
+      if (!channel) {
+        // Stopping: the signal's reason tells the caller its batch was given up, not failed.
+        signal?.throwIfAborted();
+        throw new Error('not connected to RabbitMQ');
+      }
       channel.once('close', () => {
         if (this.#channel === channel) this.#channel = undefined;
       });

@@ -140,6 +140,8 @@ export class RelayLane {
         // rows written after them, without a NOTIFY of their own, commit a little later).
         if (await this.#ctx.wake.wait(Math.min(idleMs, recheckMs))) emptyClaims = 0;
       } catch (error) {
+        // A claim that stop() cut short was rolled back: its rows stay, and nothing failed.
+        if (error === stopping.reason) break;
         // The other batches settle first: the channel they share closes only after them.
         inFlightBytes.length = 0;
         await this.#drain(inFlight);

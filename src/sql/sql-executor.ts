@@ -26,7 +26,8 @@ function isKysely(value: TransactionLike): value is Transaction<any> {
 
 /**
  * Adapts the caller's transaction to a `SqlExecutor`, refusing anything that would commit on
- * its own: a Kysely instance that is not a transaction, or a pg client outside `BEGIN`.
+ * its own: a Kysely instance that is not a transaction, a pg client outside `BEGIN`, or a pg
+ * Pool.
  */
 export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (isKysely(trx)) {
@@ -42,9 +43,16 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (client === null || typeof client !== 'object' || typeof client.query !== 'function') {
     throw new NotInTransactionError();
   }
-  // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
-  if (typeof client.getTransactionStatus === 'function' && client.getTransactionStatus() === 'I') {
-    throw new NotInTransactionError();
+  if (typeof client.getTransactionStatus === 'function') {
+    // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
+    if (client.getTransactionStatus() === 'I') throw new NotInTransactionError();
+  } else if (typeof (client as { connect?: unknown }).connect === 'function') {
+    // A pg Pool: it type-checks as a client, but runs each statement on whichever connection
+    // is free, outside any transaction, so the row would commit on its own.
+    throw new NotInTransactionError(
+      'a pg Pool runs each statement in a transaction of its own: check out a client with ' +
+        '`pool.connect()`, run `BEGIN` on it and pass the client, or pass the Kysely `trx`.',
+    );
   }
   return {
     async query<R>(text: string, params: readonly unknown[] = []) {
