@@ -216,6 +216,22 @@ describe('ConfirmedPublisher on a real broker', () => {
     await broker.channel.deleteQueue(full);
   });
 
+  it('stays worn out after enough nacks in a row, whatever comes after', async () => {
+    // A lane reads it when a batch settles; acks of its next batch may have come in by then.
+    const full = await broker.queue('worn', exchange, 'worn', {
+      arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+    });
+    const { publisher } = await open();
+    for (let i = 0; i < NACKS_BEFORE_NEW_CHANNEL; i += 1) {
+      assert.equal(publisher.wornOut, false, `worn out after ${i} nacks`);
+      assert.deepEqual(await send(publisher, exchange, 'worn', `w${i}`), { kind: 'nacked' });
+    }
+    assert.deepEqual(await send(publisher, exchange, 'bound', 'acked'), { kind: 'confirmed' });
+    assert.equal(publisher.nackedInARow, 0);
+    assert.equal(publisher.wornOut, true, 'an ack after the nacks hid the worn-out channel');
+    await broker.channel.deleteQueue(full);
+  });
+
   it('a channel the broker closes mid-batch fails every pending publish with its code', async () => {
     const { publisher, answers } = await open();
     const pending = Array.from({ length: 50 }, (_, i) =>

@@ -82,6 +82,7 @@ export class ConfirmedPublisher {
   /** Publishes awaiting an answer when the channel closed. */
   #pendingAtClose: number | undefined;
   #nackedInARow = 0;
+  #wornOut = false;
   /** The broker has answered a publish on this channel with an ack. */
   #confirmedAny = false;
   /** The channel went down with its connection: closed with no close frame nor `close()` first. */
@@ -148,10 +149,11 @@ export class ConfirmedPublisher {
 
   /**
    * The broker has nacked `NACKS_BEFORE_NEW_CHANNEL` publishes in a row on this channel: publish
-   * on a new one, once what is in flight on this one has its answers.
+   * on a new one, once what is in flight on this one has its answers. It stays set: acks of
+   * publishes sent meanwhile can arrive before the caller reads it, and must not hide it.
    */
   get wornOut(): boolean {
-    return this.#nackedInARow >= NACKS_BEFORE_NEW_CHANNEL;
+    return this.#wornOut;
   }
 
   /** Publishes awaiting their answer. */
@@ -229,6 +231,7 @@ export class ConfirmedPublisher {
           });
         } else if (error) {
           this.#nackedInARow += 1;
+          if (this.#nackedInARow >= NACKS_BEFORE_NEW_CHANNEL) this.#wornOut = true;
           settle({ kind: 'nacked' });
         } else if (pending.returned) {
           this.#nackedInARow = 0;

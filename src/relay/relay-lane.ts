@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
-import { ConfirmedPublisher } from '../amqp/confirmed-publisher.js';
+import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
@@ -298,7 +298,7 @@ export class RelayLane {
           // Nothing but nacks for a while: the channel may be stuck on a quorum queue's old
           // leader. The next claims go on a new channel.
           this.#ctx.options.logger.warn('confirm channel nacks every publish; opening a new one', {
-            nacks: publisher.nackedInARow,
+            nacks: NACKS_BEFORE_NEW_CHANNEL,
           });
           this.#publisher = undefined;
         }
