@@ -6,6 +6,7 @@ import {
   type InvalidMessageReason,
 } from '../src/errors/invalid-message-error.js';
 import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { outboxTables } from '../src/sql/outbox-tables.js';
 import type { TransactionLike } from '../src/sql/sql-executor.js';
 import type { OutboxMessage } from '../src/writer/outbox-message.js';
@@ -23,6 +24,24 @@ describe('OutboxWriter', () => {
   after(() => t.close());
 
   const base = { exchange: 'orders', routingKey: 'order.placed', payload: { id: 1 } };
+
+  it('names the migration to run when the schema has no outbox table', async () => {
+    const unmigrated = new OutboxWriter({ schema: `${t.schema}_never_migrated` });
+    const error = await t.db
+      .transaction()
+      .execute((trx) => unmigrated.add(trx, base))
+      .then(
+        () => assert.fail('the write succeeded'),
+        (e: unknown) => e,
+      );
+    assert.ok(error instanceof OutboxkitError, `not an OutboxkitError: ${String(error)}`);
+    assert.equal(error.code, 'schema-not-migrated');
+    assert.match(
+      error.message,
+      new RegExp(`outboxkit migrate --schema ${t.schema}_never_migrated`),
+    );
+    assert.equal((error.cause as { code?: string }).code, '42P01');
+  });
 
   it('commits the message with the business row', async () => {
     const id = await t.db.transaction().execute(async (trx) => {

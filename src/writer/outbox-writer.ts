@@ -1,9 +1,12 @@
+import { sqlStateOf } from '../consumer/database-errors.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
-import { outboxTables } from '../sql/outbox-tables.js';
+import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
+import { migrateCommandFor } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
 import type { OutboxMessage } from './outbox-message.js';
@@ -37,6 +40,9 @@ export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
+/** SQLSTATE undefined_table. */
+const UNDEFINED_TABLE = '42P01';
+
 const COLUMNS =
   'message_id, exchange, routing_key, payload, content_type, headers, ordering_key, available_at, correlation_id, causation_id';
 
@@ -56,6 +62,7 @@ export class OutboxWriter {
   readonly #insertOne: readonly string[];
   readonly #insertMany: readonly string[];
   readonly #notifyChannel: string;
+  readonly #schema: string;
   readonly #notifyIntervalMs: number | false;
   /** When this writer last sent a NOTIFY (performance.now()); -Infinity: never. */
   #lastNotifyAt = Number.NEGATIVE_INFINITY;
@@ -63,6 +70,7 @@ export class OutboxWriter {
   constructor(options: OutboxWriterOptions = {}) {
     rejectRenamedOptions(options, RENAMED_OPTIONS.writer);
     const { outbox, notifyChannelName } = outboxTables(options.schema);
+    this.#schema = options.schema ?? DEFAULT_SCHEMA;
     this.#notifyIntervalMs = options.notifyIntervalMs ?? DEFAULT_NOTIFY_INTERVAL_MS;
     if (
       this.#notifyIntervalMs !== false &&
@@ -153,6 +161,14 @@ export class OutboxWriter {
     } catch (error) {
       // The statement failed, its NOTIFY with it: the next write in the interval sends one.
       if (notify) this.#lastNotifyAt = lastNotifyAt;
+      // The only table the statement names is the outbox: say what to run, not pg's 42P01.
+      if (sqlStateOf(error) === UNDEFINED_TABLE) {
+        throw new OutboxkitError(
+          'schema-not-migrated',
+          `schema "${this.#schema}" has no outbox table: run \`${migrateCommandFor(this.#schema)}\` (or \`migrate(pool, { schema })\`, or your Migrator with OutboxMigrationProvider) before writing`,
+          { cause: error },
+        );
+      }
       throw error;
     }
     return encoded.map((m) => m.messageId);
