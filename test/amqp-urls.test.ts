@@ -81,6 +81,8 @@ describe('several RabbitMQ URLs', () => {
         })),
       );
       await waitFor('every message handled', () => host.stats(def.name).handled === 20);
+      // The relay counts a batch once its DELETE commits, which can be after the handlers ran.
+      await waitFor('the relay to count 20 published', () => relay.stats().published >= 20);
       assert.equal(relay.stats().published, 20);
       assert.equal((await f.effects()).length, 20);
     } finally {

@@ -63,11 +63,14 @@ describe('nestjs: OutboxModule with prometheusRegistry', () => {
     }
     const consumer = f.name('prom.pings');
     const handled = `outboxkit_consumer_handled_total{consumer="${consumer}"}`;
+    // The relay counts a batch once its DELETE commits, which can be after the handlers ran.
     const text = await waitFor(
-      'the scrape counts 3 handled',
+      'the scrape counts 3 handled and 3 published',
       async () => {
         const t = await registry.metrics();
-        return value(t, handled) === 3 ? t : undefined;
+        return value(t, handled) === 3 && value(t, 'outboxkit_relay_published_total') === 3
+          ? t
+          : undefined;
       },
       30_000,
     );
