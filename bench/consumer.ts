@@ -26,7 +26,6 @@ import {
   listFlag,
   type Measurement,
   measurement,
-  median,
   progress,
   runStandalone,
   waitForQuiet,
@@ -44,7 +43,12 @@ import {
   sleep,
   uniqueName,
 } from './support/bench-services.js';
-import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
+import {
+  type CpuSnapshot,
+  cpuMeasurements,
+  cpuPerMessage,
+  cpuSnapshot,
+} from './support/process-cpu.js';
 
 interface Variant {
   readonly name: string;
@@ -145,15 +149,6 @@ async function handLoop(
 /** CPU microseconds per message by process, for a progress line or a note. */
 function cpuText(cpu: CpuSnapshot): string {
   return `Node ${cpu.node.toFixed(1)} / Postgres ${cpu.postgres.toFixed(1)} / RabbitMQ ${cpu.rabbitmq.toFixed(1)} µs`;
-}
-
-/** Each side's median over the runs. */
-function medianCpu(runs: readonly CpuSnapshot[]): CpuSnapshot {
-  return {
-    node: median(runs.map((c) => c.node)),
-    postgres: median(runs.map((c) => c.postgres)),
-    rabbitmq: median(runs.map((c) => c.rabbitmq)),
-  };
 }
 
 export async function consumer(args: BenchArgs): Promise<BenchReport> {
@@ -295,11 +290,12 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
       sections.push({
         title: `${type} queue, ${count} persistent 1 KiB JSON messages; each handler inserts one row`,
         rows: VARIANTS.map((v, i) =>
-          measurement(v.name, 'msgs/s', rates[i]!, {
-            ratios: ratios[i]!,
-            note: `CPU per message, median of runs: ${cpuText(medianCpu(cpu[i]!))}`,
-          }),
+          measurement(v.name, 'msgs/s', rates[i]!, { ratios: ratios[i]! }),
         ),
+      });
+      sections.push({
+        title: `${type} queue: CPU time per message, by process`,
+        rows: VARIANTS.flatMap((v, i) => cpuMeasurements(v.name, cpu[i]!)),
       });
     }
     const { rows } = await pool.query<{ n: number; k: number }>(

@@ -35,7 +35,12 @@ import {
   serverVersions,
 } from './support/bench-services.js';
 import { HAND_RELAY_BATCH, HAND_RELAY_BATCHES, handRelayDrain } from './support/hand-relay.js';
-import { type CpuSnapshot, cpuPerMessage, cpuSnapshot } from './support/process-cpu.js';
+import {
+  type CpuSnapshot,
+  cpuMeasurements,
+  cpuPerMessage,
+  cpuSnapshot,
+} from './support/process-cpu.js';
 import { RELAY_DEFAULTS, timeRelayDrainAt } from './support/relay-drain-timer.js';
 
 export interface RelayConfig {
@@ -199,21 +204,13 @@ export async function relayDrain(args: BenchArgs): Promise<BenchReport> {
       sections.push({ title: `${type} durable queue, ${messages} messages of 1 KiB`, rows });
       // Where the two cores went: on a machine shared by all three, the relay's own CPU (claim,
       // row parsing, delete) is taken from the broker, which is the limit of both sides.
-      const cpuRows = (label: string, samples: readonly CpuSnapshot[]): Measurement[] =>
-        (['node', 'postgres', 'rabbitmq'] as const).map((side) =>
-          measurement(
-            `${label}: ${side === 'node' ? 'Node (this process)' : side}`,
-            'CPU µs/msg',
-            samples.map((c) => c[side]),
-          ),
-        );
       sections.push({
         title: `${type}: CPU time per message, by process`,
         rows: [
-          ...cpuRows('baseline', baselineCpu),
-          ...cpuRows('hand-written relay', handCpu),
+          ...cpuMeasurements('baseline', baselineCpu),
+          ...cpuMeasurements('hand-written relay', handCpu),
           ...configs.flatMap((c, i) =>
-            cpuRows(`relay ${c.batchSize}x${c.concurrency}`, relayCpu[i]!),
+            cpuMeasurements(`relay ${c.batchSize}x${c.concurrency}`, relayCpu[i]!),
           ),
         ],
       });

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { Options } from 'amqplib';
 import { ConfirmedPublisher, type ConfirmResult } from '../src/amqp/confirmed-publisher.js';
 import { PUBLISH_TAG_HEADER } from '../src/protocol/message-headers.js';
+import { mulberry32 } from './faults/soak-schedule.js';
 import { FrameChannel } from './support/amqplib-frame-channel.js';
 
 const RETURNED: ConfirmResult = { kind: 'returned', replyCode: 312, replyText: 'NO_ROUTE' };
@@ -20,18 +21,6 @@ function recorder(publisher: ConfirmedPublisher) {
       });
       return index;
     },
-  };
-}
-
-/** mulberry32: the same sequence for a seed, so that a failing run can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -104,7 +93,8 @@ describe('ConfirmedPublisher: answer orders, through amqplib frame handling', ()
   // end by the broker or with the connection. Every publish must get exactly its own answer.
   for (let seed = 1; seed <= 300; seed += 1) {
     it(`random answer order, seed ${seed}`, () => {
-      const rnd = random(seed);
+      // The same sequence for a seed, so that a failing run can be replayed.
+      const rnd = mulberry32(seed);
       const pick = <T>(items: readonly T[]): T => items[Math.floor(rnd() * items.length)]!;
       const channel = new FrameChannel();
       const publisher = new ConfirmedPublisher(channel.confirmChannel);

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { type Measurement, measurement } from './bench-cli.js';
 
 /** CPU time used so far, in microseconds, by this process and by the two servers. */
 export interface CpuSnapshot {
@@ -139,4 +140,15 @@ export function machineCpu(): MachineCpu {
 export function busyShare(from: MachineCpu, to: MachineCpu): number {
   const busy = to.busy - from.busy;
   return busy / Math.max(1, busy + to.idle - from.idle);
+}
+
+/** One table row per process (median, min, max over the runs) of a side's CPU per message. */
+export function cpuMeasurements(label: string, samples: readonly CpuSnapshot[]): Measurement[] {
+  return (['node', 'postgres', 'rabbitmq'] as const).map((side) =>
+    measurement(
+      `${label}: ${side === 'node' ? 'Node (this process)' : side}`,
+      'CPU µs/msg',
+      samples.map((c) => c[side]),
+    ),
+  );
 }

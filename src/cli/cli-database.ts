@@ -3,12 +3,9 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { tlsAdvice, tlsFailure } from '../errors/tls-failure.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { createPool } from '../sql/create-pool.js';
-import { migrateCommandFor } from '../start/check-schema.js';
+import { notMigratedError } from '../start/check-schema.js';
 import { errorMessage, redactUrl, silentLogger } from '../util/logger.js';
 import { cliDatabaseTlsConfig } from './cli-tls.js';
-
-/** A Postgres error code: the table or view does not exist. */
-const UNDEFINED_TABLE = '42P01';
 
 /**
  * Runs `work` with a small pool on `database` (its URL and TLS settings) and always ends the pool, so a one-shot command exits
@@ -34,13 +31,8 @@ export async function withPool<T>(
   try {
     return await work(pool);
   } catch (error) {
-    if ((error as { code?: unknown }).code === UNDEFINED_TABLE) {
-      throw new OutboxkitError(
-        'schema-not-migrated',
-        `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` first`,
-        { cause: error },
-      );
-    }
+    const notMigrated = notMigratedError(error, schema, 'first');
+    if (notMigrated) throw notMigrated;
     // outboxkit's own errors (a dead letter not found, a refused replay) say what they are
     // about; "Postgres at <url>" would make them read like a connection failure.
     if (error instanceof OutboxkitError) throw error;

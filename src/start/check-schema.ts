@@ -1,3 +1,5 @@
+import { sqlStateOf } from '../consumer/database-errors.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StartupError } from '../errors/startup-error.js';
 import { loadMigrations } from '../migrate/migration-files.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -8,6 +10,27 @@ import { databaseMisconfiguration } from './misconfiguration.js';
 export function migrateCommandFor(schema: string): string {
   const word = /^[\w.-]+$/.test(schema) ? schema : `'${schema.replaceAll("'", "'\\''")}'`;
   return `outboxkit migrate --schema ${word}`;
+}
+
+/** SQLSTATE undefined_table. */
+const UNDEFINED_TABLE = '42P01';
+
+/**
+ * The error to throw in place of `error` when it is Postgres' "relation does not exist" from a
+ * statement that names only outboxkit's tables: the schema was never migrated, and the message
+ * says what to run (`then`: when, such as "first"). Undefined for any other error.
+ */
+export function notMigratedError(
+  error: unknown,
+  schema: string,
+  then: string,
+): OutboxkitError | undefined {
+  if (sqlStateOf(error) !== UNDEFINED_TABLE) return undefined;
+  return new OutboxkitError(
+    'schema-not-migrated',
+    `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` ${then}`,
+    { cause: error },
+  );
 }
 
 /**

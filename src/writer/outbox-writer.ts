@@ -1,12 +1,10 @@
-import { sqlStateOf } from '../consumer/database-errors.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
-import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
-import { migrateCommandFor } from '../start/check-schema.js';
+import { notMigratedError } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
 import type { OutboxMessage } from './outbox-message.js';
@@ -39,9 +37,6 @@ export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
 ]);
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
-
-/** SQLSTATE undefined_table. */
-const UNDEFINED_TABLE = '42P01';
 
 const COLUMNS =
   'message_id, exchange, routing_key, payload, content_type, headers, ordering_key, available_at, correlation_id, causation_id';
@@ -162,14 +157,7 @@ export class OutboxWriter {
       // The statement failed, its NOTIFY with it: the next write in the interval sends one.
       if (notify) this.#lastNotifyAt = lastNotifyAt;
       // The only table the statement names is the outbox: say what to run, not pg's 42P01.
-      if (sqlStateOf(error) === UNDEFINED_TABLE) {
-        throw new OutboxkitError(
-          'schema-not-migrated',
-          `schema "${this.#schema}" has no outbox table: run \`${migrateCommandFor(this.#schema)}\` (or \`migrate(pool, { schema })\`, or your Migrator with OutboxMigrationProvider) before writing`,
-          { cause: error },
-        );
-      }
-      throw error;
+      throw notMigratedError(error, this.#schema, 'before writing') ?? error;
     }
     return encoded.map((m) => m.messageId);
   }
