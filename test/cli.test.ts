@@ -349,6 +349,13 @@ describe('outboxkit command line errors', () => {
     },
     { args: ['relay', '--batch-size', 'many'], says: /--batch-size must be a positive integer/ },
     { args: ['relay', '--key-run-size', '0'], says: /--key-run-size must be a positive integer/ },
+    // A negative value is the value's fault, not an ambiguous flag.
+    {
+      args: ['relay', '--concurrency', '-1'],
+      says: /--concurrency must be a positive integer, got "-1"/,
+    },
+    // Without a command, the usage goes to stderr with the status of a wrong command line.
+    { args: [], says: /^Usage: outboxkit <command>/ },
     {
       args: ['relay', '--max-batch-bytes', '4mb'],
       says: /--max-batch-bytes must be a positive integer/,

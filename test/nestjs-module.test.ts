@@ -103,6 +103,13 @@ class PingHandler {
   }
 }
 
+/** A handler whose queue must never be declared: its module's start fails on a bad option. */
+@Injectable()
+class NeverStartedHandler {
+  @OutboxHandler(Ping, { ...quick, name: 'module.never-started' })
+  async ping(): Promise<void> {}
+}
+
 describe('nestjs: OutboxModule', () => {
   let f: NestFixture;
   before(async () => {
@@ -395,7 +402,7 @@ describe('nestjs: OutboxModule', () => {
     ] as const) {
       const moduleRef = await Test.createTestingModule({
         imports: [OutboxModule.forRoot({ ...f.options(), ...options })],
-        providers: [GreetingHandler, { provide: EFFECTS, useValue: effectsTable() }],
+        providers: [NeverStartedHandler],
       }).compile();
       await assert.rejects(moduleRef.init(), (error: unknown) => {
         assert.ok(error instanceof ConfigurationError, String(error));
@@ -404,6 +411,8 @@ describe('nestjs: OutboxModule', () => {
         return true;
       });
       await moduleRef.close();
+      // Refused before anything started: no consumer declared its queue or took a message.
+      assert.equal(await f.depth(f.name('module.never-started')), undefined, option);
     }
   });
 

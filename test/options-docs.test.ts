@@ -163,6 +163,69 @@ describe('renamed options', () => {
   });
 });
 
+describe('unknown options', () => {
+  const amqpUrl = 'amqp://localhost';
+  const pool = { query: async () => ({ rows: [] }) };
+  const db = { transaction() {} } as never;
+  const handler = async () => {};
+  // What a spread config, a JSON file or JavaScript hands over: the compiler sees no literal.
+  const loose = <T>(options: object): T => options as T;
+  const unknown = (option: string, guess?: string) => (error: unknown) =>
+    error instanceof ConfigurationError &&
+    error.option === option &&
+    error.message.includes('is not an option of') &&
+    (guess === undefined || error.message.includes(`did you mean \`${guess}\``));
+
+  it('fail naming the option and the closest known one instead of being ignored', async () => {
+    assert.throws(
+      () => resolveRelayOptions(loose({ pool, amqpUrl, concurency: 8 })),
+      unknown('concurency', 'concurrency'),
+    );
+    assert.throws(
+      () => resolveRelayOptions(loose({ pool, amqpUrl, retry: { maxAtempts: 3 } })),
+      unknown('retry.maxAtempts', 'retry.maxAttempts'),
+    );
+    assert.throws(
+      () => new ConsumerHost(loose({ db, amqpUrl, consumers: [], stopTimeout: 5 })),
+      unknown('stopTimeout', 'stopTimeoutMs'),
+    );
+    assert.throws(
+      () =>
+        new ConsumerHost(loose({ db, amqpUrl, consumers: [], retention: { retentionDays: 3 } })),
+      unknown('retention.retentionDays'),
+    );
+    const consumer = { name: 'orders', exchange: 'shop', handler };
+    assert.throws(
+      () => new ConsumerHost({ db, amqpUrl, consumers: [loose({ ...consumer, concurency: 8 })] }),
+      unknown('consumers[orders].concurency', 'consumers[orders].concurrency'),
+    );
+    assert.throws(
+      () =>
+        new ConsumerHost({
+          db,
+          amqpUrl,
+          consumers: [loose({ ...consumer, retry: { maxAttempt: 3 } })],
+        }),
+      unknown('consumers[orders].retry.maxAttempt', 'consumers[orders].retry.maxAttempts'),
+    );
+    assert.throws(() => new OutboxWriter(loose({ shema: 'x' })), unknown('shema', 'schema'));
+    assert.throws(
+      () => new OutboxDashboard(loose({ pool, allowReplays: true })),
+      unknown('allowReplays', 'allowReplay'),
+    );
+    assert.throws(
+      () => new ParkedMessages(loose({ pool, schemaName: 'x' })),
+      unknown('schemaName'),
+    );
+    await assert.rejects(collectMetrics(loose({ pool, shema: 'x' })), unknown('shema', 'schema'));
+  });
+
+  it('pass when their value is undefined: such a name sets nothing', () => {
+    assert.doesNotThrow(() => new OutboxWriter(loose({ shema: undefined })));
+    assert.doesNotThrow(() => resolveRelayOptions(loose({ pool, amqpUrl, concurency: undefined })));
+  });
+});
+
 describe('positiveInteger', () => {
   it('returns the value or the fallback, and rejects anything but a positive safe integer', () => {
     assert.equal(positiveInteger('n', undefined, 5), 5);

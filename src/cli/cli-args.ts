@@ -1,9 +1,9 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
+import { closestName } from '../util/closest-name.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
-import { closestFlag } from './did-you-mean.js';
 import { UsageError } from './usage-error.js';
 
 /** How every command that talks to Postgres declares its TLS flags: file paths. */
@@ -68,12 +68,18 @@ export function parseFlags<const O extends FlagOptions>(
     }>
   >;
   try {
-    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals, tokens: true });
+    parsed = parseArgs({
+      args: withNegativeValues(argv, options),
+      options,
+      strict: true,
+      allowPositionals,
+      tokens: true,
+    });
   } catch (error) {
     const unknown =
       (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' &&
       /Unknown option '([^']+)'/.exec(errorMessage(error));
-    const guess = unknown ? closestFlag(unknown[1]!, Object.keys(options)) : undefined;
+    const guess = unknown ? closestName(unknown[1]!, Object.keys(options)) : undefined;
     throw new UsageError(
       guess ? `${errorMessage(error)}; did you mean --${guess}?` : errorMessage(error),
     );
@@ -88,6 +94,27 @@ export function parseFlags<const O extends FlagOptions>(
   }
   const { tokens: _, ...flags } = parsed;
   return flags as ParsedFlags<O>;
+}
+
+/**
+ * `--flag -1` as `--flag=-1`: `parseArgs` takes the `-1` for a flag and refuses the pair as
+ * ambiguous, and the user would not learn that the value itself is wrong (which the command's
+ * own check then says).
+ */
+function withNegativeValues(argv: readonly string[], options: FlagOptions): string[] {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    const takesValue = arg.startsWith('--') && options[arg.slice(2)]?.type === 'string';
+    if (takesValue && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i += 1;
+    } else {
+      args.push(arg);
+    }
+  }
+  return args;
 }
 
 /** Prints a command's help for `--help`; returns the exit status. */

@@ -42,8 +42,13 @@ function version(): string {
 export async function runCli(argv: readonly string[], env: CliEnv): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    // Without a command the line is wrong: the usage goes where errors go.
+    if (name === undefined) {
+      process.stderr.write(mainHelp());
+      return EXIT_USAGE;
+    }
     process.stdout.write(mainHelp());
-    return name === undefined ? EXIT_USAGE : EXIT_OK;
+    return EXIT_OK;
   }
   if (name === '--version' || name === '-v') {
     process.stdout.write(`${version()}\n`);

@@ -9,6 +9,7 @@ import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { runStartChecks, type StartChecks } from '../start/start-checks.js';
@@ -27,7 +28,11 @@ import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { resolveConsumers } from './resolve-consumer.js';
-import { RetentionCleaner, type RetentionOptions } from './retention-cleaner.js';
+import {
+  RETENTION_OPTION_NAMES,
+  RetentionCleaner,
+  type RetentionOptions,
+} from './retention-cleaner.js';
 import { RetryPublisher } from './retry-publisher.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
 
@@ -158,6 +163,7 @@ export class ConsumerHost {
     if (options === null || typeof options !== 'object') {
       throw new ConfigurationError('options', 'must be an object');
     }
+    rejectUnknownOptions(options, CONSUMER_HOST_OPTION_NAMES, { owner: 'ConsumerHost' });
     if (!options.db || typeof options.db.transaction !== 'function') {
       throw new ConfigurationError('db', 'must be a Kysely instance');
     }
@@ -206,6 +212,10 @@ export class ConsumerHost {
     );
 
     if (options.retention !== false) {
+      rejectUnknownOptions(options.retention, RETENTION_OPTION_NAMES, {
+        owner: "ConsumerHost's retention",
+        prefix: 'retention.',
+      });
       this.#cleaner = new RetentionCleaner({
         ...options.retention,
         db: options.db,

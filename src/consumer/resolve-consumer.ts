@@ -1,10 +1,13 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { positiveInteger } from '../util/positive-integer.js';
-import type {
-  AnyConsumerDefinition,
-  ExchangeType,
-  IsolationLevel,
-  QueueType,
+import {
+  type AnyConsumerDefinition,
+  CONSUMER_DEFINITION_OPTION_NAMES,
+  type ExchangeType,
+  type IsolationLevel,
+  type QueueType,
+  RETRY_POLICY_OPTION_NAMES,
 } from './consumer-definition.js';
 import { MAX_PARTITIONS } from './partition-set.js';
 
@@ -80,6 +83,15 @@ export function resolveConsumer(
   };
   const integer = (field: string, value: unknown, fallback: number): number =>
     positiveInteger(option(field), value, fallback);
+  const owner = `the consumer "${name}"`;
+  rejectUnknownOptions(definition, CONSUMER_DEFINITION_OPTION_NAMES, {
+    owner,
+    prefix: option(''),
+  });
+  rejectUnknownOptions(definition.retry, RETRY_POLICY_OPTION_NAMES, {
+    owner: `the retry policy of ${owner}`,
+    prefix: option('retry.'),
+  });
 
   if (typeof definition.handler !== 'function') fail('handler', 'must be a function');
   for (const field of ['validate', 'businessKey'] as const) {

@@ -6,13 +6,14 @@ import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
-import type { OutboxDashboardOptions } from './dashboard-options.js';
+import { DASHBOARD_OPTION_NAMES, type OutboxDashboardOptions } from './dashboard-options.js';
 import { dashboardPage } from './dashboard-page.js';
 import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
 import { readOutboxActivity } from './outbox-activity.js';
@@ -99,6 +100,7 @@ export class OutboxDashboard {
 
   constructor(options: OutboxDashboardOptions) {
     rejectRenamedOptions(options, RENAMED_OPTIONS.dashboard);
+    rejectUnknownOptions(options, DASHBOARD_OPTION_NAMES, { owner: 'OutboxDashboard' });
     if (typeof options?.pool?.query !== 'function') {
       throw new ConfigurationError('pool', 'must be a pg Pool or client on the outbox database');
     }

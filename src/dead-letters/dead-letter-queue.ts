@@ -13,6 +13,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -103,6 +104,7 @@ export class DeadLetterQueue {
   #classic = false;
 
   constructor(options: DeadLetterQueueOptions) {
+    rejectUnknownOptions(options, DEAD_LETTER_QUEUE_OPTION_NAMES, { owner: 'DeadLetterQueue' });
     const urls = amqpUrlList(options?.amqpUrl);
     this.#tls = amqpTlsFor(urls, options.amqpTls);
     if (typeof options.queue !== 'string' || options.queue.length === 0) {

@@ -1,6 +1,7 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -100,6 +101,7 @@ export class ParkedMessages {
 
   constructor(options: ParkedMessagesOptions) {
     rejectRenamedOptions(options, RENAMED_OPTIONS.parkedMessages);
+    rejectUnknownOptions(options, PARKED_MESSAGES_OPTION_NAMES, { owner: 'ParkedMessages' });
     if (!options?.pool || typeof options.pool.query !== 'function') {
       throw new ConfigurationError('pool', 'must be a pg Pool or client');
     }

@@ -87,12 +87,12 @@ export class OutboxRuntime {
     });
   }
 
-  /** The relay, once started in this process. */
+  /** The relay of this process: made when the module starts, running once the start resolved. */
   get relay(): OutboxRelay | undefined {
     return this.#relay;
   }
 
-  /** The consumer host, once started in this process with at least one handler. */
+  /** The consumer host, when this process runs handlers: made when the module starts. */
   get consumerHost(): ConsumerHost | undefined {
     return this.#host;
   }
@@ -120,23 +120,9 @@ export class OutboxRuntime {
     const consumers = o.consumers === false ? [] : [...handlers.consumers];
     this.#topologies = consumers.map((c) => topologyOf(c));
     try {
-      if (o.migrate) await this.#migrate();
-
-      const exchanges = new Map<string, ExchangeType>(o.exchanges);
-      for (const c of handlers.consumers) {
-        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
-      }
-      const startTimeoutMs =
-        (o.consumers !== false && o.consumers.startTimeoutMs) || DEFAULT_START_TIMEOUT_MS;
-      await this.#admin.declareExchanges(exchanges, startTimeoutMs);
-
-      if (o.consumers === false) {
-        if (handlers.consumers.length > 0) {
-          o.logger.info('consumers are off in this process; handlers not started', {
-            handlers: handlers.consumers.map((c) => c.name),
-          });
-        }
-      } else if (consumers.length > 0) {
+      // Both are built, and their options checked, before anything starts: a bad relay option
+      // must not fail the start after the consumers took messages.
+      if (o.consumers !== false && consumers.length > 0) {
         const settings = o.consumers;
         this.#host = asModuleOption(
           'consumers',
@@ -153,9 +139,7 @@ export class OutboxRuntime {
               consumers,
             }),
         );
-        await this.#host.start();
       }
-
       if (o.relay !== false) {
         const settings = o.relay;
         this.#relay = asModuleOption(
@@ -176,8 +160,26 @@ export class OutboxRuntime {
               logger: o.logger,
             }),
         );
-        await this.#relay.start();
       }
+
+      if (o.migrate) await this.#migrate();
+
+      const exchanges = new Map<string, ExchangeType>(o.exchanges);
+      for (const c of handlers.consumers) {
+        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
+      }
+      const startTimeoutMs =
+        (o.consumers !== false && o.consumers.startTimeoutMs) || DEFAULT_START_TIMEOUT_MS;
+      await this.#admin.declareExchanges(exchanges, startTimeoutMs);
+
+      if (o.consumers === false && handlers.consumers.length > 0) {
+        o.logger.info('consumers are off in this process; handlers not started', {
+          handlers: handlers.consumers.map((c) => c.name),
+        });
+      }
+      // Consumers first: they declare their queues, so the relay's first messages find them bound.
+      await this.#host?.start();
+      await this.#relay?.start();
 
       if (o.prometheusRegistry) {
         this.#prometheus = registerPrometheusMetrics(o.prometheusRegistry, {

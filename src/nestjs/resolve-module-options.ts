@@ -1,12 +1,12 @@
 import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import { closestFlag } from '../cli/did-you-mean.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -62,7 +62,7 @@ export function resolveModuleOptions(
     throw new ConfigurationError('OutboxModule', 'options must be an object');
   }
   rejectRenamedOptions(options, RENAMED_OPTIONS.module);
-  rejectUnknownOptions(options);
+  rejectUnknownModuleOptions(options);
   const { db, databaseUrl, pool } = options;
   if (db !== undefined && (db === null || typeof db.transaction !== 'function')) {
     throw new ConfigurationError('db', 'must be a Kysely instance');
@@ -212,23 +212,18 @@ export function addExchange(
  * misspelt `prefix` would run every handler without one. A name without a value is let through:
  * it loses no setting.
  */
-function rejectUnknownOptions(options: object): void {
-  const known: readonly string[] = MODULE_OPTION_NAMES;
-  for (const [name, value] of Object.entries(options)) {
-    // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
-    // `isGlobal`), so it cannot be told from one a factory returned.
-    if (value === undefined || known.includes(name) || name === 'dashboard') continue;
-    if (name === 'isGlobal') {
-      throw new ConfigurationError(
-        name,
-        'goes next to `useFactory` in forRootAsync, not into the options it returns: Nest ' +
-          "fixes the module's scope before any factory runs",
-      );
-    }
-    const guess = closestFlag(name, known);
+function rejectUnknownModuleOptions(options: object): void {
+  if (
+    Object.hasOwn(options, 'isGlobal') &&
+    (options as { isGlobal?: unknown }).isGlobal !== undefined
+  ) {
     throw new ConfigurationError(
-      name,
-      `is not an option of OutboxModule${guess ? `; did you mean \`${guess}\`?` : ''} (see docs/options.md)`,
+      'isGlobal',
+      'goes next to `useFactory` in forRootAsync, not into the options it returns: Nest ' +
+        "fixes the module's scope before any factory runs",
     );
   }
+  // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
+  // `isGlobal`), so it cannot be told from one a factory returned.
+  rejectUnknownOptions(options, [...MODULE_OPTION_NAMES, 'dashboard'], { owner: 'OutboxModule' });
 }

@@ -5,6 +5,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -137,6 +138,11 @@ export type ResolvedRelayOptions = Required<
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
   rejectRenamedOptions(options, RENAMED_OPTIONS.relay);
+  rejectUnknownOptions(options, RELAY_OPTION_NAMES, { owner: 'OutboxRelay' });
+  rejectUnknownOptions(options.retry, RELAY_RETRY_OPTION_NAMES, {
+    owner: "OutboxRelay's retry",
+    prefix: 'retry.',
+  });
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }

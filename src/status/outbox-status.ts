@@ -1,4 +1,5 @@
 import { optionNames } from '../options/option-names.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
@@ -96,6 +97,7 @@ export async function outboxStatus(
   pool: PgQueryable,
   options: OutboxStatusOptions = {},
 ): Promise<OutboxStatus> {
+  rejectUnknownOptions(options, STATUS_OPTION_NAMES, { owner: 'outboxStatus' });
   const tables = outboxTables(options.schema);
   const { rows } = await pool.query(statusQuery(options.schema));
   // Counts travel as text: count(*) is a bigint, which pg would otherwise hand over as a string.

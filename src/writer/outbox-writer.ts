@@ -1,6 +1,7 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
@@ -64,6 +65,7 @@ export class OutboxWriter {
 
   constructor(options: OutboxWriterOptions = {}) {
     rejectRenamedOptions(options, RENAMED_OPTIONS.writer);
+    rejectUnknownOptions(options, WRITER_OPTION_NAMES, { owner: 'OutboxWriter' });
     const { outbox, notifyChannelName } = outboxTables(options.schema);
     this.#schema = options.schema ?? DEFAULT_SCHEMA;
     this.#notifyIntervalMs = options.notifyIntervalMs ?? DEFAULT_NOTIFY_INTERVAL_MS;

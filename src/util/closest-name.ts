@@ -1,8 +1,8 @@
 /**
- * The known flag closest to an unknown one, for "did you mean": within two edits, or one that
- * the typed flag is the start of. Undefined when nothing is close enough to be a fair guess.
+ * The known name (a flag, an option) closest to an unknown one, for "did you mean": within two edits, or one that
+ * the typed name is the start of. Undefined when nothing is close enough to be a fair guess.
  */
-export function closestFlag(typed: string, known: readonly string[]): string | undefined {
+export function closestName(typed: string, known: readonly string[]): string | undefined {
   const name = typed.replace(/^-+/, '').split('=')[0]!;
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;

@@ -1,0 +1,31 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { closestName } from '../util/closest-name.js';
+
+/** Who takes the options, for the error: `OutboxRelay`, `the consumer "orders"`. */
+export interface OptionsOwner {
+  readonly owner: string;
+  /** Put before the name in the error's `option`: `retry.`, `consumers[orders].`. */
+  readonly prefix?: string;
+}
+
+/**
+ * Refuses a name that is none of `known`. The compiler checks the names of an object literal,
+ * but not those of a spread config, a JSON file, a factory's return or JavaScript: a misspelt
+ * `concurrency` would run with the default without a word. A name whose value is `undefined`
+ * sets nothing and passes.
+ */
+export function rejectUnknownOptions(
+  options: unknown,
+  known: readonly string[],
+  { owner, prefix = '' }: OptionsOwner,
+): void {
+  if (options === null || typeof options !== 'object') return;
+  for (const [name, value] of Object.entries(options)) {
+    if (value === undefined || known.includes(name)) continue;
+    const guess = closestName(name, known);
+    throw new ConfigurationError(
+      `${prefix}${name}`,
+      `is not an option of ${owner}${guess ? `; did you mean \`${prefix}${guess}\`?` : ''} (see docs/options.md)`,
+    );
+  }
+}
