@@ -208,6 +208,17 @@ describe('unknown options', () => {
         }),
       unknown('consumers[orders].retry.maxAttempt', 'consumers[orders].retry.maxAttempts'),
     );
+    assert.throws(
+      () =>
+        resolveRelayOptions(
+          loose({
+            pool,
+            amqpUrl,
+            exchanges: [{ name: 'shop', alternateExchnage: 'shop.unrouted' }],
+          }),
+        ),
+      unknown('exchanges[0].alternateExchnage', 'exchanges[0].alternateExchange'),
+    );
     assert.throws(() => new OutboxWriter(loose({ shema: 'x' })), unknown('shema', 'schema'));
     assert.throws(
       () => new OutboxDashboard(loose({ pool, allowReplays: true })),

@@ -1,6 +1,8 @@
 import type { Channel } from 'amqplib';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 
 /** An exchange that messages are published to, as outboxkit declares it. */
 export interface ExchangeDeclaration {
@@ -16,6 +18,13 @@ export interface ExchangeDeclaration {
   readonly alternateExchange?: string;
 }
 
+const EXCHANGE_DECLARATION_NAMES = optionNames<ExchangeDeclaration>()([
+  'name',
+  'type',
+  'durable',
+  'alternateExchange',
+]);
+
 /** Checks declarations given by a user, naming `option` in the error. */
 export function exchangeDeclarations(
   value: unknown,
@@ -30,6 +39,10 @@ export function exchangeDeclarations(
           'must be { name, type?, alternateExchange? } with a non-empty name',
         );
       }
+      rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
+        owner: 'an exchange declaration',
+        prefix: `${option}[${i}].`,
+      });
       if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
         throw new ConfigurationError(
           `${option}[${i}].type`,
