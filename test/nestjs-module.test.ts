@@ -239,6 +239,13 @@ describe('nestjs: OutboxModule', () => {
     await waitFor('both handled', () => b.get(PingHandler).seen.length === 2);
 
     await f.closeApp(a);
+    // Written after its module closed: the row is the caller's, and the running relay (b's, on
+    // the same outbox) publishes it to a's queue, which nobody consumes now.
+    await write(outboxA, 4);
+    await waitFor(
+      "the row written after a closed, in a's queue",
+      async () => (await f.depth(f.name('a.module.pings'))) === 1,
+    );
     await write(outboxB, 13);
     await waitFor('b goes on alone', () => b.get(PingHandler).seen.length === 3);
     assert.deepEqual([...a.get(PingHandler).seen].sort(), [1, 2, 3]);
