@@ -59,3 +59,29 @@ export function refusal(closed: () => Error | undefined, sql: unknown): Error | 
   if (error === undefined) return undefined;
   return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql) ? undefined : error;
 }
+
+/** Puts the host's gate (`closed`) in front of the statements of an ORM's transaction handle. */
+export type HandleGate<Tx> = (tx: Tx, closed: () => Error | undefined) => void;
+
+/**
+ * The key under which an ORM's writer function (`typeormTransaction`, `knexTransaction`) carries
+ * the `HandleGate` of its handles. An adapter that gets its transaction from another library's
+ * callback (nestjs-cls's `withTransaction`) cannot wrap the ORM's statements itself; through the
+ * writer function it was given, it gates them as the ORM's own adapter does.
+ */
+export const HANDLE_GATE: unique symbol = Symbol('outboxkit.handleGate');
+
+/** `writer` with its handles' gate attached under `HANDLE_GATE`. */
+export function withHandleGate<W extends object, Tx>(
+  writer: W,
+  gate: HandleGate<Tx>,
+): W & { readonly [HANDLE_GATE]: HandleGate<Tx> } {
+  return Object.defineProperty(writer, HANDLE_GATE, { value: gate }) as W & {
+    readonly [HANDLE_GATE]: HandleGate<Tx>;
+  };
+}
+
+/** The gate `writer` carries for its handles, if any. */
+export function handleGateOf<Tx>(writer: object): HandleGate<Tx> | undefined {
+  return (writer as { readonly [HANDLE_GATE]?: HandleGate<Tx> })[HANDLE_GATE];
+}

@@ -1,8 +1,8 @@
-import {
-  type ConsumerTransactionOptions,
-  type ConsumerTransactions,
-  refusal,
+import type {
+  ConsumerTransactionOptions,
+  ConsumerTransactions,
 } from '../consumer/consumer-transactions.js';
+import { gateKnexTransaction } from './gate-knex-transaction.js';
 import { knexStatements } from './knex-transaction.js';
 
 /** The part of a Knex transaction (`trx`) a consumer's transaction uses. */
@@ -18,26 +18,6 @@ export interface KnexLike<T extends KnexConsumerTransactionLike> {
     work: (trx: T) => Promise<R>,
     config: { isolationLevel: ConsumerTransactionOptions['isolationLevel'] },
   ): PromiseLike<R>;
-}
-
-/**
- * Makes the handler's statements on `trx` fail with `closed()`'s error once it returns one,
- * COMMIT and ROLLBACK excepted. Knex refuses them itself only from its COMMIT or ROLLBACK on;
- * this closes the transaction to the handler from the moment the host gives it up.
- */
-export function gateKnexTransaction(
-  trx: KnexConsumerTransactionLike,
-  closed: () => Error | undefined,
-): void {
-  const client = trx.client as { query(connection: unknown, query: unknown): Promise<unknown> };
-  const query = client.query;
-  client.query = function gated(connection, statement) {
-    const sql =
-      typeof statement === 'string' ? statement : (statement as { sql?: unknown } | null)?.sql;
-    const error = refusal(closed, sql);
-    if (error) return Promise.reject(error);
-    return query.call(this, connection, statement);
-  };
 }
 
 /**

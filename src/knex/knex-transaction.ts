@@ -1,6 +1,8 @@
+import { withHandleGate } from '../consumer/consumer-transactions.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { splitPositional } from '../orm/positional-statement.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { gateKnexTransaction } from './gate-knex-transaction.js';
 
 /** The part of a Knex transaction (`trx`) the writer uses. */
 export interface KnexTransactionLike {
@@ -15,9 +17,21 @@ const FIX =
   'pass the `trx` that `knex.transaction(trx => ...)` gives; the `knex` instance commits every ' +
   'statement on its own.';
 
+/** `knexTransaction` without its gate. */
+function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
+  return joinedTransaction(
+    knexStatements(trx),
+    () => trx.isTransaction === true && trx.isCompleted?.() === false,
+    fix,
+  );
+}
+
 /**
  * The caller's Knex transaction (pg client), for `writer.add`. Throws a `NotInTransactionError`
  * for the `knex` instance itself or a transaction that has completed.
+ *
+ * It carries the gate of its handles, so that `clsConsumerTransactions(txHost, knexTransaction)`
+ * refuses a timed-out handler's late statements on `txHost.tx`.
  *
  * @example
  * await knex.transaction(async (trx) => {
@@ -25,13 +39,10 @@ const FIX =
  *   await writer.add(knexTransaction(trx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export function knexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
-  return joinedTransaction(
-    knexStatements(trx),
-    () => trx.isTransaction === true && trx.isCompleted?.() === false,
-    fix,
-  );
-}
+export const knexTransaction: typeof joinKnexTransaction = withHandleGate(
+  joinKnexTransaction,
+  gateKnexTransaction,
+);
 
 /** Runs a statement with positional (`$1`) parameters through Knex's `raw`. */
 export function knexStatements(

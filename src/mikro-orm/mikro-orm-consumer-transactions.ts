@@ -1,8 +1,6 @@
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
-import {
-  gateKnexTransaction,
-  type KnexConsumerTransactionLike,
-} from '../knex/knex-consumer-transactions.js';
+import { gateKnexTransaction } from '../knex/gate-knex-transaction.js';
+import type { KnexConsumerTransactionLike } from '../knex/knex-consumer-transactions.js';
 import { knexStatements } from '../knex/knex-transaction.js';
 
 /** The part of a MikroORM `EntityManager` (of `@mikro-orm/postgresql` 6) a consumer uses. */

@@ -1,5 +1,5 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
-import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { type ConsumerTransactions, handleGateOf } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { clsTransaction, type TransactionHostLike } from './cls-transaction.js';
@@ -39,7 +39,7 @@ export function clsConsumerTransactions<Tx, O = undefined>(
   isolation?: (level: IsolationLevel) => O,
 ): ConsumerTransactions<Tx> {
   return {
-    async run({ isolationLevel }, work) {
+    async run({ isolationLevel, closed }, work) {
       if (!isolation && isolationLevel !== 'read committed') {
         throw new ConfigurationError(
           'isolationLevel',
@@ -50,6 +50,9 @@ export function clsConsumerTransactions<Tx, O = undefined>(
       // A new transaction, whatever context the delivery arrived in.
       await host.withTransaction(REQUIRES_NEW, options, async () => {
         const tx = host.tx;
+        // The ORM's own gate, where its writer function carries one: a timed-out handler's
+        // statement on `txHost.tx` fails instead of running after the ROLLBACK, on its own.
+        handleGateOf<Tx>(join)?.(tx, closed);
         const joined = join(tx);
         await work({
           tx,

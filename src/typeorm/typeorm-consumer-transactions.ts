@@ -1,5 +1,6 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
-import { type ConsumerTransactions, refusal } from '../consumer/consumer-transactions.js';
+import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { gateQueryRunner } from './gate-query-runner.js';
 
 type TypeOrmIsolationLevel = 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 
@@ -45,16 +46,11 @@ export function typeormConsumerTransactions<M>(
   return {
     async run({ isolationLevel, closed }, work) {
       const runner = dataSource.createQueryRunner('master');
-      const query = runner.query.bind(runner);
       try {
         await runner.startTransaction(ISOLATION[isolationLevel]);
         // Every statement of the manager goes through the runner's `query`, COMMIT and
         // ROLLBACK included; only those two pass once the host has given the transaction up.
-        runner.query = (text, params, structured) => {
-          const error = refusal(closed, text);
-          if (error) return Promise.reject(error);
-          return query(text, params, structured);
-        };
+        const query = gateQueryRunner(runner, closed);
         try {
           await work({
             tx: runner.manager,

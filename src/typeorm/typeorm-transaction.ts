@@ -1,5 +1,7 @@
+import { withHandleGate } from '../consumer/consumer-transactions.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { gateQueryRunner } from './gate-query-runner.js';
 
 /** The part of a TypeORM `QueryRunner` the writer uses. */
 export interface TypeOrmQueryRunnerLike {
@@ -21,10 +23,31 @@ const FIX =
   'pass the `EntityManager` that `dataSource.transaction(manager => ...)` gives, or a ' +
   '`QueryRunner` after `startTransaction()`; `dataSource.manager` commits every statement on its own.';
 
+function runnerOf(
+  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
+): TypeOrmQueryRunnerLike | undefined {
+  return 'isTransactionActive' in handle ? handle : handle.queryRunner;
+}
+
+/** `typeormTransaction` without its gate. */
+function joinTypeormTransaction(
+  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
+): PgQueryable {
+  const runner = runnerOf(handle);
+  return joinedTransaction(
+    async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
+    () => runner?.isTransactionActive === true && !runner.isReleased,
+    FIX,
+  );
+}
+
 /**
  * The caller's TypeORM transaction, for `writer.add`: the `EntityManager` of
  * `dataSource.transaction(...)`, or a `QueryRunner` after `startTransaction()`. Throws a
  * `NotInTransactionError` for anything outside a transaction, such as `dataSource.manager`.
+ *
+ * It carries the gate of its handles, so that `clsConsumerTransactions(txHost,
+ * typeormTransaction)` refuses a timed-out handler's late statements on `txHost.tx`.
  *
  * @example
  * await dataSource.transaction(async (manager) => {
@@ -32,13 +55,10 @@ const FIX =
  *   await writer.add(typeormTransaction(manager), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export function typeormTransaction(
-  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
-): PgQueryable {
-  const runner = 'isTransactionActive' in handle ? handle : handle.queryRunner;
-  return joinedTransaction(
-    async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
-    () => runner?.isTransactionActive === true && !runner.isReleased,
-    FIX,
-  );
-}
+export const typeormTransaction: typeof joinTypeormTransaction = withHandleGate(
+  joinTypeormTransaction,
+  (handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike, closed: () => Error | undefined) => {
+    const runner = runnerOf(handle);
+    if (runner) gateQueryRunner(runner, closed);
+  },
+);

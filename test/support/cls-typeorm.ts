@@ -12,8 +12,8 @@ export interface ClsTypeOrm {
   close(): Promise<void>;
 }
 
-export async function openClsTypeOrm(): Promise<ClsTypeOrm> {
-  const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+export async function openClsTypeOrm(url: string = DATABASE_URL): Promise<ClsTypeOrm> {
+  const dataSource = await new DataSource({ type: 'postgres', url }).initialize();
   const database = {
     module: class DatabaseModule {},
     providers: [{ provide: DataSource, useValue: dataSource }],
