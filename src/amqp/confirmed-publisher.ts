@@ -26,9 +26,9 @@ export type ConfirmResult =
       readonly afterConfirms?: true;
     }
   /**
-   * Never sent: (`channelClosed`) the channel was closed or closing already, or (`encodable:
-   * false`) amqplib could not encode the message, which no retry changes. Either way no confirm
-   * was owed for it.
+   * Never sent: (`channelClosed`) the channel or its connection was closed or closing already,
+   * or (`encodable: false`) amqplib could not encode the message, which no retry changes. Either
+   * way no confirm was owed for it.
    */
   | {
       readonly kind: 'not-sent';
@@ -251,8 +251,9 @@ export class ConfirmedPublisher {
       if (untaggedId !== undefined) this.#untagged.delete(untaggedId);
       const reason = error instanceof Error ? error.message : String(error);
       const encodable = !(error instanceof TypeError || error instanceof RangeError);
-      // amqplib's words for a channel it no longer writes to (its 'close' may not be out yet).
-      const channelClosed = encodable && /^Channel clos(ed|ing)/.test(reason);
+      // amqplib's words for a channel it no longer writes to (its 'close' may not be out yet),
+      // or for a connection being closed (a relay's own stop) whose channels are still open.
+      const channelClosed = encodable && /^(Channel|Connection) clos(ed|ing)/.test(reason);
       settle({ kind: 'not-sent', reason, encodable, ...(channelClosed && { channelClosed }) });
       return true;
     }
