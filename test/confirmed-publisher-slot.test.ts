@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { NACKS_BEFORE_NEW_CHANNEL } from '../src/amqp/confirmed-publisher.js';
 import { RetryPublisher } from '../src/consumer/retry-publisher.js';
+import { ReplayPublisher } from '../src/dead-letters/replay-publisher.js';
 import { FrameChannel } from './support/amqplib-frame-channel.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -73,5 +74,28 @@ describe('ConfirmedPublisherSlot: replacing a channel with publishes in flight o
     model.channels[1]!.ack(0);
     await next;
     await retry.close();
+  });
+
+  it('a replay that timed out closes the channel it used, not the one that replaced it', async () => {
+    const model = new FrameModel();
+    const replay = new ReplayPublisher(model.asModel(), 1000);
+    const copy = (n: string) => replay.publish('', 'q', Buffer.from(n), { persistent: true });
+    const unanswered = copy('unanswered');
+    const nacked = Array.from({ length: NACKS_BEFORE_NEW_CHANNEL }, (_, i) => copy(`n${i}`));
+    await written(model, 0, NACKS_BEFORE_NEW_CHANNEL + 1);
+    const worn = model.channels[0]!;
+    for (let i = 1; i <= NACKS_BEFORE_NEW_CHANNEL; i += 1) worn.nack(i);
+    for (const c of nacked) await assert.rejects(c, /nacked by the broker/);
+    // On a new channel, while the first one's last publish still awaits its answer.
+    const next = copy('next');
+    await written(model, 1, 1);
+    await assert.rejects(unanswered, /no publisher confirm within 1000 ms/);
+    const fresh = model.channels[1]!;
+    assert.equal(worn.closeRequested, true, 'the channel that timed out was left open');
+    assert.equal(fresh.closeRequested, false, 'the cleanup closed the channel that replaced it');
+    fresh.ack(0);
+    await next;
+    await replay.close();
+    assert.equal(fresh.closeRequested, true);
   });
 });

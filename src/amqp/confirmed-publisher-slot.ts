@@ -53,9 +53,9 @@ export class ConfirmedPublisherSlot {
    * Forgets `publisher` if it is the one held, and closes it: after a timeout its channel is not
    * used again, so that late answers cannot count for the next publishes.
    */
-  drop(publisher: ConfirmedPublisher): void {
+  drop(publisher: ConfirmedPublisher): Promise<void> {
     if (this.#current?.publisher === publisher) this.#current = undefined;
-    void publisher.close();
+    return publisher.close();
   }
 
   async close(): Promise<void> {
