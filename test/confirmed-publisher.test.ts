@@ -10,6 +10,8 @@ import {
 } from '../src/amqp/confirmed-publisher.js';
 import { ConfirmedPublisherSlot } from '../src/amqp/confirmed-publisher-slot.js';
 import { PUBLISH_TAG_HEADER } from '../src/protocol/message-headers.js';
+import type { OutboxRow } from '../src/relay/outbox-row.js';
+import { publishBatch } from '../src/relay/publish-batch.js';
 import { AMQP_URL } from './support/env.js';
 import { ScriptedConfirmChannel } from './support/scripted-confirm-channel.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -25,6 +27,22 @@ const send = (
   new Promise((resolve) =>
     publisher.send(exchange, routingKey, content, { messageId, persistent: true }, resolve),
   );
+
+/** An outbox row as the relay claims it, for the exchange and routing key of `exchange`. */
+const outboxRow = (id: string, exchange = 'amq.direct'): OutboxRow => ({
+  id,
+  message_id: id,
+  exchange,
+  routing_key: 'bound',
+  payload: Buffer.from(id),
+  content_type: 'text/plain',
+  headers: null,
+  ordering_key: null,
+  correlation_id: null,
+  causation_id: null,
+  created_at_s: 0,
+  attempts: 0,
+});
 
 describe('ConfirmedPublisher: the answers the broker sends too rarely to test by chance', () => {
   it('a return, then one combined ack for it and an earlier publish with the same message id', async () => {
@@ -329,6 +347,26 @@ describe('ConfirmedPublisher on a real broker', () => {
       assert.equal(r.reason, 'closed by outboxkit');
       assert.equal(r.connectionLost, undefined);
     }
+  });
+
+  it('a publish while its connection closes is not sent, for want of a channel', async () => {
+    // The relay's stop closes the connection: a row published then goes back untouched
+    // (released), not counted as a failed attempt and delayed (transient).
+    const { connection, publisher } = await open();
+    const closing = connection.close();
+    const result = await send(publisher, exchange, 'bound', 'late');
+    const outcomes = await publishBatch(publisher, [{ row: outboxRow('late-row') }], 5000);
+    await closing;
+    assert.deepEqual(result, {
+      kind: 'not-sent',
+      reason: 'Connection closing',
+      encodable: true,
+      channelClosed: true,
+    });
+    assert.deepEqual(outcomes, {
+      outcomes: [{ kind: 'released', reason: 'not sent: Connection closing' }],
+      unanswered: 0,
+    });
   });
 
   it('no answer in time: a timeout, the publish still counted in flight', async () => {

@@ -12,7 +12,8 @@ interface Held {
  * Holds at most one `ConfirmedPublisher`, opened on first use and forgotten once its channel
  * closes (a publish to a missing queue or exchange, a lost connection) or fails to open, so the
  * next publish gets a new one. A channel the broker only nacks any more (`wornOut`: a quorum
- * queue's old leader, see `NACKS_BEFORE_NEW_CHANNEL`) is closed and replaced the same way.
+ * queue's old leader, see `NACKS_BEFORE_NEW_CHANNEL`) is replaced the same way, and retired: the
+ * publishes still in flight on it get their answers, and the last one closes it.
  */
 export class ConfirmedPublisherSlot {
   #current: Held | undefined;
@@ -20,8 +21,12 @@ export class ConfirmedPublisherSlot {
   /** The publisher, opened on `model` when there is none or the one held is worn out. */
   open(model: ChannelModel): Promise<ConfirmedPublisher> {
     const current = this.#current;
-    if (current?.publisher?.wornOut) this.drop(current.publisher);
-    else if (current) return current.opening;
+    if (current?.publisher?.wornOut) {
+      this.#current = undefined;
+      current.publisher.retire();
+    } else if (current) {
+      return current.opening;
+    }
     const held: Held = {
       opening: model.createConfirmChannel().then((channel) => {
         channel.on('error', () => {});
@@ -48,9 +53,9 @@ export class ConfirmedPublisherSlot {
    * Forgets `publisher` if it is the one held, and closes it: after a timeout its channel is not
    * used again, so that late answers cannot count for the next publishes.
    */
-  drop(publisher: ConfirmedPublisher): void {
+  drop(publisher: ConfirmedPublisher): Promise<void> {
     if (this.#current?.publisher === publisher) this.#current = undefined;
-    void publisher.close();
+    return publisher.close();
   }
 
   async close(): Promise<void> {

@@ -26,9 +26,9 @@ export type ConfirmResult =
       readonly afterConfirms?: true;
     }
   /**
-   * Never sent: (`channelClosed`) the channel was closed or closing already, or (`encodable:
-   * false`) amqplib could not encode the message, which no retry changes. Either way no confirm
-   * was owed for it.
+   * Never sent: (`channelClosed`) the channel or its connection was closed or closing already,
+   * or (`encodable: false`) amqplib could not encode the message, which no retry changes. Either
+   * way no confirm was owed for it.
    */
   | {
       readonly kind: 'not-sent';
@@ -83,6 +83,8 @@ export class ConfirmedPublisher {
   #pendingAtClose: number | undefined;
   #nackedInARow = 0;
   #wornOut = false;
+  /** Takes no new publishes from its owner: closes once the last one in flight is answered. */
+  #retired = false;
   /** The broker has answered a publish on this channel with an ack. */
   #confirmedAny = false;
   /** The channel went down with its connection: closed with no close frame nor `close()` first. */
@@ -159,6 +161,20 @@ export class ConfirmedPublisher {
   /** Publishes awaiting their answer. */
   get inFlight(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * Its owner gives it no new publishes (it is worn out, and replaced): the channel closes once
+   * every publish in flight on it has its answer, at once if none awaits one. Closing it earlier
+   * would fail publishes the broker is about to confirm. A timeout still calls for `close()`.
+   */
+  retire(): void {
+    this.#retired = true;
+    this.#closeIfRetired();
+  }
+
+  #closeIfRetired(): void {
+    if (this.#retired && this.#pending.size === 0) void this.close();
   }
 
   /**
@@ -242,6 +258,7 @@ export class ConfirmedPublisher {
           this.#confirmedAny = true;
           settle({ kind: 'confirmed' });
         }
+        this.#closeIfRetired();
       });
     } catch (error) {
       // amqplib throws before writing anything, and before it counts a confirm: once the channel
@@ -251,9 +268,11 @@ export class ConfirmedPublisher {
       if (untaggedId !== undefined) this.#untagged.delete(untaggedId);
       const reason = error instanceof Error ? error.message : String(error);
       const encodable = !(error instanceof TypeError || error instanceof RangeError);
-      // amqplib's words for a channel it no longer writes to (its 'close' may not be out yet).
-      const channelClosed = encodable && /^Channel clos(ed|ing)/.test(reason);
+      // amqplib's words for a channel it no longer writes to (its 'close' may not be out yet),
+      // or for a connection being closed (a relay's own stop) whose channels are still open.
+      const channelClosed = encodable && /^(Channel|Connection) clos(ed|ing)/.test(reason);
       settle({ kind: 'not-sent', reason, encodable, ...(channelClosed && { channelClosed }) });
+      this.#closeIfRetired();
       return true;
     }
   }

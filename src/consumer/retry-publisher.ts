@@ -42,7 +42,7 @@ export class RetryPublisher {
       this.#timeoutMs,
     );
     if (result.kind === 'confirmed') return;
-    if (result.kind === 'timeout' || !publisher.isOpen) this.#publisher.drop(publisher);
+    if (result.kind === 'timeout' || !publisher.isOpen) void this.#publisher.drop(publisher);
     const detail =
       result.kind === 'returned'
         ? `queue "${queue}" does not exist; the copy was returned`

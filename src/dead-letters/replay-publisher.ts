@@ -37,7 +37,8 @@ export class ReplayPublisher {
     const result = await publisher.publish(exchange, routingKey, content, options, this.#timeoutMs);
     if (result.kind === 'confirmed') return;
     // A channel that timed out or closed is not used again: its late answers must not count.
-    if (result.kind === 'timeout' || !publisher.isOpen) await this.close();
+    // Only this one: the slot may hold a newer channel by now, with publishes of its own.
+    if (result.kind === 'timeout' || !publisher.isOpen) await this.#publisher.drop(publisher);
     throw new Error(
       result.kind === 'returned'
         ? 'unroutable: nothing is bound to receive it'

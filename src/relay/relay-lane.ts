@@ -293,18 +293,16 @@ export class RelayLane {
       // one must not count for a row that is retried. A new channel starts clean.
       if (unanswered > 0) {
         await this.#closePublisher(publisher);
-      } else if (publisher.isOpen) {
-        if (publisher.wornOut && this.#publisher === publisher) {
-          // Nothing but nacks for a while: the channel may be stuck on a quorum queue's old
-          // leader. The next claims go on a new channel.
-          this.#ctx.options.logger.warn('confirm channel nacks every publish; opening a new one', {
-            nacks: NACKS_BEFORE_NEW_CHANNEL,
-          });
-          this.#publisher = undefined;
-        }
-        // The lane's other batch may still await its answers on a replaced channel: closing it
-        // now would fail rows the broker is about to confirm. The last batch on it closes it.
-        if (this.#publisher !== publisher && publisher.inFlight === 0) await publisher.close();
+      } else if (publisher.isOpen && publisher.wornOut && this.#publisher === publisher) {
+        // Nothing but nacks for a while: the channel may be stuck on a quorum queue's old
+        // leader. The next claims go on a new channel.
+        this.#ctx.options.logger.warn('confirm channel nacks every publish; opening a new one', {
+          nacks: NACKS_BEFORE_NEW_CHANNEL,
+        });
+        this.#publisher = undefined;
+        // The lane's other batch may still await its answers on it: closing it now would fail
+        // rows the broker is about to confirm. The last answer on it closes it.
+        publisher.retire();
       }
       const settled = await this.#settle(client, rows, outcomes);
       await client.query('COMMIT');

@@ -18,6 +18,7 @@ const defs = require(join(lib, 'defs.js')) as {
   BasicAck: number;
   BasicNack: number;
   ChannelClose: number;
+  ChannelCloseOk: number;
 };
 
 interface Frame {
@@ -62,7 +63,10 @@ class RecordingConnection {
     });
     return true;
   }
-  sendMethod(): boolean {
+  /** Called with each method amqplib sends (a channel.close, for one). */
+  onMethod: (method: number) => void = () => {};
+  sendMethod(_channel: number, method: number): boolean {
+    this.onMethod(method);
     return true;
   }
   releaseChannel(): void {}
@@ -77,9 +81,22 @@ export class FrameChannel {
   readonly #connection = new RecordingConnection();
   readonly #channel: AmqplibChannel;
 
+  #closeRequested = false;
+
   constructor() {
     this.#channel = new AmqplibConfirmChannel(this.#connection);
     this.#channel.on('error', () => {});
+    // The client closes the channel: the broker answers on its next turn, as over a socket.
+    this.#connection.onMethod = (method) => {
+      if (method !== defs.ChannelClose) return;
+      this.#closeRequested = true;
+      setImmediate(() => this.#channel.accept({ id: defs.ChannelCloseOk, fields: {} }));
+    };
+  }
+
+  /** The client has sent channel.close. */
+  get closeRequested(): boolean {
+    return this.#closeRequested;
   }
 
   get confirmChannel(): ConfirmChannel {
