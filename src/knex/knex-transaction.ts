@@ -30,6 +30,7 @@ export function knexTransaction(trx: KnexTransactionLike, fix: string = FIX): Pg
     knexStatements(trx),
     () => trx.isTransaction === true && trx.isCompleted?.() === false,
     fix,
+    () => trx.isTransaction === true && trx.isCompleted?.() === true,
   );
 }
 

@@ -13,8 +13,8 @@ const FIX =
   'commits every statement on its own, and the array form of `$transaction` has no handle.';
 
 const ENDED =
-  'the Prisma transaction of this `tx` has ended (committed, rolled back, or past its ' +
-  '`timeout`); write inside the `prisma.$transaction(async tx => ...)` callback, before it returns.';
+  "this `tx`'s transaction has ended (committed, rolled back, or past its `timeout`): write " +
+  'inside the `prisma.$transaction(async tx => ...)` callback, before it returns.';
 
 /** Prisma's code for a statement on a transaction it has closed ("Transaction API error"). */
 const TRANSACTION_API_ERROR = 'P2028';
