@@ -8,8 +8,15 @@ const KYSELY_OR_PG =
  * commit the outbox row on its own, apart from the business rows it belongs to.
  */
 export class NotInTransactionError extends OutboxkitError {
-  /** @param fix what to pass instead; an ORM adapter names its own transaction handle. */
-  constructor(fix: string = KYSELY_OR_PG) {
-    super('not-in-transaction', `The outbox writer needs the caller's transaction: ${fix}`);
+  /**
+   * @param fix what to pass instead; an ORM adapter names its own transaction handle.
+   * @param options.cause the ORM's own error, when the ORM is what said the transaction ended.
+   */
+  constructor(fix: string = KYSELY_OR_PG, options?: { cause?: unknown }) {
+    super(
+      'not-in-transaction',
+      `The outbox writer needs the caller's transaction: ${fix}`,
+      options,
+    );
   }
 }

@@ -23,6 +23,7 @@ function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQue
     knexStatements(trx),
     () => trx.isTransaction === true && trx.isCompleted?.() === false,
     fix,
+    () => trx.isTransaction === true && trx.isCompleted?.() === true,
   );
 }
 

@@ -1,6 +1,11 @@
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
+/** For a handle the caller kept: the fix for a handle that never had a transaction would mislead. */
+const ENDED =
+  "this handle's transaction has ended (committed or rolled back): write through it only " +
+  'inside its transaction, before it commits.';
+
 /** How an ORM adapter runs a statement with positional (`$1`) parameters in its transaction. */
 export type RunStatement = (text: string, params: unknown[]) => Promise<{ rows: unknown[] }>;
 
@@ -11,16 +16,19 @@ export type RunStatement = (text: string, params: unknown[]) => Promise<{ rows: 
  *
  * @param inTransaction whether the handle is inside an open transaction now.
  * @param fix the sentence of the `NotInTransactionError` that says what to pass instead.
+ * @param ended whether the handle had a transaction that has ended, where the ORM tells.
  */
 export function joinedTransaction(
   run: RunStatement,
   inTransaction: () => boolean,
   fix: string,
+  ended: () => boolean = () => false,
 ): PgQueryable {
-  if (!inTransaction()) throw new NotInTransactionError(fix);
+  const refusal = () => new NotInTransactionError(ended() ? ENDED : fix);
+  if (!inTransaction()) throw refusal();
   return {
     query: (text, params = []) => {
-      if (!inTransaction()) return Promise.reject(new NotInTransactionError(fix));
+      if (!inTransaction()) return Promise.reject(refusal());
       return run(text, params);
     },
     // 'T': in a transaction; 'I': idle, which the writer refuses (see transactionExecutor).

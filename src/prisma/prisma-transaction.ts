@@ -1,3 +1,4 @@
+import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
@@ -11,10 +12,18 @@ const FIX =
   'pass the `tx` that `prisma.$transaction(async tx => ...)` gives; the `PrismaClient` itself ' +
   'commits every statement on its own, and the array form of `$transaction` has no handle.';
 
+const ENDED =
+  "this `tx`'s transaction has ended (committed, rolled back, or past its `timeout`): write " +
+  'inside the `prisma.$transaction(async tx => ...)` callback, before it returns.';
+
+/** Prisma's code for a statement on a transaction it has closed ("Transaction API error"). */
+const TRANSACTION_API_ERROR = 'P2028';
+
 /**
  * The caller's Prisma interactive transaction, for `writer.add`. Throws a
- * `NotInTransactionError` for the `PrismaClient` itself. Prisma ends a transaction's client when
- * the transaction ends: a statement on it after that fails.
+ * `NotInTransactionError` for the `PrismaClient` itself, and for a `tx` whose transaction has
+ * ended: Prisma says so only when a statement runs on it, so the writer's first statement fails
+ * with that error (Prisma's as its cause).
  *
  * @example
  * await prisma.$transaction(async (tx) => {
@@ -27,7 +36,16 @@ export function prismaTransaction(tx: PrismaTransactionLike): PgQueryable {
   // (and, before Prisma 7, `$transaction`).
   const inTransaction = typeof (tx as { $disconnect?: unknown }).$disconnect !== 'function';
   return joinedTransaction(
-    async (text, params) => ({ rows: await tx.$queryRawUnsafe<unknown[]>(text, ...params) }),
+    async (text, params) => {
+      try {
+        return { rows: await tx.$queryRawUnsafe<unknown[]>(text, ...params) };
+      } catch (error) {
+        if ((error as { code?: unknown } | null)?.code === TRANSACTION_API_ERROR) {
+          throw new NotInTransactionError(ENDED, { cause: error });
+        }
+        throw error;
+      }
+    },
     () => inTransaction,
     FIX,
   );

@@ -38,6 +38,8 @@ function joinTypeormTransaction(
     async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
     () => runner?.isTransactionActive === true && !runner.isReleased,
     FIX,
+    // `dataSource.transaction` releases its runner once it commits or rolls back.
+    () => runner?.isReleased === true,
   );
 }
 
