@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { CamelCasePlugin } from 'kysely';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -146,6 +147,31 @@ describe('idempotent consumer: duplicates', () => {
     );
     const effects = (await f.effects()).filter((e) => e.key === 'shared-id');
     assert.deepEqual(effects.map((e) => e.consumer).sort(), [a.name, b.name].sort());
+  });
+
+  it('batched, on a db with plugins that rewrite results (CamelCasePlugin): each handler runs', async () => {
+    const name = f.name('camel');
+    const def = f.definition('camel', f.recordEffect, {
+      routingKeys: ['camel'],
+      concurrency: 1,
+      batchSize: 10,
+    });
+    // The claim's own statements must not go through the application's plugins: renamed
+    // columns would make every key of a batch look claimed before.
+    const host = await f.host([def], { db: f.t.db.withPlugin(new CamelCasePlugin()) });
+    const ids = Array.from({ length: 20 }, (_, i) => `camel${i}`);
+    await f.publishMany(
+      ids.map((id) => ({ routingKey: 'camel', content: { id }, options: { messageId: id } })),
+    );
+    await waitFor('20 settled', () => {
+      const s = host.stats(name);
+      return s.handled + s.duplicates === 20;
+    });
+    const stats = host.stats(name);
+    assert.equal(stats.duplicates, 0);
+    assert.equal(stats.handled, 20);
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.equal(effects.length, 20);
   });
 
   it('batched: duplicates inside and across batches have one effect each', async () => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { CamelCasePlugin } from 'kysely';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
+import { kyselyQueryable } from '../src/sql/kysely-queryable.js';
 import { outboxStatus } from '../src/status/outbox-status.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
@@ -82,5 +84,18 @@ describe('outbox status: the lag counts only rows that are due', () => {
     // Shown as retrying, though no attempt was counted: the health check sees it waiting.
     assert.equal(deferred.retrying, 1);
     assert.equal(status.exchanges.find((e) => e.exchange === 'due')!.retrying, 0);
+  });
+
+  it('reads the same through a Kysely whose plugins rename result columns (CamelCasePlugin)', async () => {
+    // What the Nest module and the consumer host read through when they have no pool.
+    const camel = kyselyQueryable(t.db.withPlugin(new CamelCasePlugin()));
+    // The ages move with the clock between the two reads: whole seconds compare.
+    const read = async (via: Parameters<typeof outboxStatus>[0]) =>
+      JSON.stringify(await outboxStatus(via, { schema: t.schema }), (key, value) =>
+        key.endsWith('Seconds') && typeof value === 'number' ? Math.floor(value) : value,
+      );
+    const expected = await read(t.pool);
+    assert.match(expected, /"pending":[1-9]/);
+    assert.equal(await read(camel), expected);
   });
 });

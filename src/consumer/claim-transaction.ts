@@ -388,9 +388,15 @@ interface Claimed {
   readonly handled: boolean[];
 }
 
+/**
+ * The host's own statements, without the application's plugins: a plugin that rewrites result
+ * rows (`CamelCasePlugin`) would rename the claim's `business_key`, and every key of a batch
+ * would look claimed before.
+ */
 function kyselyStatements(trx: AnyTransaction): RunStatement {
+  const bare = trx.withoutPlugins();
   return async (text, params) => ({
-    rows: [...(await trx.executeQuery(CompiledQuery.raw(text, params))).rows],
+    rows: [...(await bare.executeQuery(CompiledQuery.raw(text, params))).rows],
   });
 }
 

@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
@@ -14,6 +14,7 @@ import {
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
+import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { OutboxWriter } from '../writer/outbox-writer.js';
@@ -276,14 +277,7 @@ export class OutboxRuntime {
 
   #queryable(): PgQueryable {
     const pool = this.options.pool ?? this.#ownPool;
-    if (pool) return pool;
-    const db = this.db;
-    return {
-      async query(text: string, params: unknown[] = []) {
-        const result = await db.executeQuery(CompiledQuery.raw(text, params));
-        return { rows: [...result.rows] };
-      },
-    };
+    return pool ?? kyselyQueryable(this.db);
   }
 }
 

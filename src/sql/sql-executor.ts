@@ -32,9 +32,11 @@ function isKysely(value: TransactionLike): value is Transaction<any> {
 export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (isKysely(trx)) {
     if (!trx.isTransaction) throw new NotInTransactionError();
+    // The application's plugins are for its own queries (see kyselyQueryable).
+    const bare = typeof trx.withoutPlugins === 'function' ? trx.withoutPlugins() : trx;
     return {
       async query<R>(text: string, params: readonly unknown[] = []) {
-        const result = await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]));
+        const result = await bare.executeQuery<R>(CompiledQuery.raw(text, [...params]));
         return { rows: [...result.rows] };
       },
     };
