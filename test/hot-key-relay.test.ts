@@ -73,6 +73,8 @@ describe('relay: a hot key keeps its order when a message of its run fails', () 
     await waitFor('the outbox to drain', async () => (await bed.t.count()) === 0);
     const seqs = (await bed.broker.drain(queue)).map(seqOf);
     assert.equal(await bed.t.count('outbox_parked'), 1);
+    // Counted once the batch's COMMIT came back, a moment after other sessions see it.
+    await waitFor('the park counted', () => relay.stats().parked >= 1);
     assert.equal(relay.stats().parked, 1);
     assert.ok(!seqs.includes(50));
     // The parked message leaves its key (docs/design.md): the rest came in order, once each.
