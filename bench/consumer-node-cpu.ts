@@ -28,16 +28,13 @@ import { processedQueries } from '../src/consumer/processed-queries.js';
 import { type ReceivedDelivery, receivedDelivery } from '../src/consumer/received-delivery.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { silentLogger } from '../src/util/logger.js';
+import { intFlag, median, parseBenchArgs } from './support/bench-cli.js';
 import { payload } from './support/bench-services.js';
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-}
-
-const messages = flag('messages', 50_000);
-const rounds = flag('rounds', 5);
-const inFlight = flag('in-flight', 16);
+const args = parseBenchArgs();
+const messages = intFlag(args, 'messages', 1000, 50_000);
+const rounds = intFlag(args, 'rounds', 1, 5);
+const inFlight = intFlag(args, 'in-flight', 16, 16);
 
 const CLAIMED: QueryResult<unknown> = { rows: [{ pid: 4242 }] };
 const NOTHING: QueryResult<unknown> = { rows: [], numAffectedRows: 1n };
@@ -180,7 +177,6 @@ async function round(offset: number): Promise<number> {
 
 const results: number[] = [];
 for (let r = 0; r < rounds; r += 1) results.push(await round(r * messages));
-const sorted = [...results].sort((a, b) => a - b);
 console.log(
-  `Node CPU µs/msg: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} (${results.map((x) => x.toFixed(1)).join(', ')}); handled ${stats.handled}`,
+  `Node CPU µs/msg: median ${median(results).toFixed(1)} (${results.map((x) => x.toFixed(1)).join(', ')}); handled ${stats.handled}`,
 );

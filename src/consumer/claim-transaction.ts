@@ -1,6 +1,7 @@
-import { CompiledQuery, type ControlledTransaction, type Kysely, type Transaction } from 'kysely';
+import type { ControlledTransaction, Kysely, Transaction } from 'kysely';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { RunStatement } from '../orm/joined-transaction.js';
+import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { closableTransaction } from './closable-transaction.js';
@@ -139,7 +140,15 @@ async function transact(
   }
   let claimed: Claimed;
   try {
-    claimed = await claim(kyselyStatements(trx), queries, consumer, tasks);
+    // Without the application's plugins: a renamed `business_key` would make every key of a
+    // batch look claimed before.
+    const statements = kyselyQueryable(trx);
+    claimed = await claim(
+      (text, params) => statements.query(text, params),
+      queries,
+      consumer,
+      tasks,
+    );
   } catch (error) {
     await trx
       .rollback()
@@ -386,18 +395,6 @@ async function runHandler(
 interface Claimed {
   readonly pid: number | undefined;
   readonly handled: boolean[];
-}
-
-/**
- * The host's own statements, without the application's plugins: a plugin that rewrites result
- * rows (`CamelCasePlugin`) would rename the claim's `business_key`, and every key of a batch
- * would look claimed before.
- */
-function kyselyStatements(trx: AnyTransaction): RunStatement {
-  const bare = trx.withoutPlugins();
-  return async (text, params) => ({
-    rows: [...(await bare.executeQuery(CompiledQuery.raw(text, params))).rows],
-  });
 }
 
 async function claim(

@@ -5,7 +5,7 @@ import { DeadLetterNotFoundError } from '../dead-letters/dead-letter-not-found-e
 import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
-import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -99,8 +99,10 @@ export class OutboxDashboard {
   readonly #rates = new RateTracker();
 
   constructor(options: OutboxDashboardOptions) {
-    rejectRenamedOptions(options, RENAMED_OPTIONS.dashboard);
-    rejectUnknownOptions(options, DASHBOARD_OPTION_NAMES, { owner: 'OutboxDashboard' });
+    rejectUnknownOptions(options, DASHBOARD_OPTION_NAMES, {
+      owner: 'OutboxDashboard',
+      renames: RENAMED_OPTIONS.dashboard,
+    });
     if (typeof options?.pool?.query !== 'function') {
       throw new ConfigurationError('pool', 'must be a pg Pool or client on the outbox database');
     }

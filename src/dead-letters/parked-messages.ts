@@ -1,6 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
-import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -100,8 +100,10 @@ export class ParkedMessages {
   readonly #queries: ParkedQueries;
 
   constructor(options: ParkedMessagesOptions) {
-    rejectRenamedOptions(options, RENAMED_OPTIONS.parkedMessages);
-    rejectUnknownOptions(options, PARKED_MESSAGES_OPTION_NAMES, { owner: 'ParkedMessages' });
+    rejectUnknownOptions(options, PARKED_MESSAGES_OPTION_NAMES, {
+      owner: 'ParkedMessages',
+      renames: RENAMED_OPTIONS.parkedMessages,
+    });
     if (!options?.pool || typeof options.pool.query !== 'function') {
       throw new ConfigurationError('pool', 'must be a pg Pool or client');
     }

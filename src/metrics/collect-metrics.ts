@@ -1,6 +1,6 @@
 import type { ConsumerStats } from '../consumer/consumer-stats.js';
 import { optionNames } from '../options/option-names.js';
-import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -162,8 +162,10 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       });
     }
   }
-  rejectRenamedOptions(options, RENAMED_OPTIONS.metrics);
-  rejectUnknownOptions(options, METRICS_OPTION_NAMES, { owner: 'collectMetrics' });
+  rejectUnknownOptions(options, METRICS_OPTION_NAMES, {
+    owner: 'collectMetrics',
+    renames: RENAMED_OPTIONS.metrics,
+  });
   if (options.pool) {
     const status = await outboxStatus(options.pool, {
       ...(options.schema !== undefined && { schema: options.schema }),

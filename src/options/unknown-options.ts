@@ -1,11 +1,14 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { closestName } from '../util/closest-name.js';
+import { type Renames, rejectRenamedOptions } from './renamed-options.js';
 
 /** Who takes the options, for the error: `OutboxRelay`, `the consumer "orders"`. */
 export interface OptionsOwner {
   readonly owner: string;
   /** Put before the name in the error's `option`: `retry.`, `consumers[orders].`. */
   readonly prefix?: string;
+  /** Old names of these options, refused naming the new one (`RENAMED_OPTIONS`). */
+  readonly renames?: Renames;
 }
 
 /**
@@ -17,9 +20,10 @@ export interface OptionsOwner {
 export function rejectUnknownOptions(
   options: unknown,
   known: readonly string[],
-  { owner, prefix = '' }: OptionsOwner,
+  { owner, prefix = '', renames }: OptionsOwner,
 ): void {
   if (options === null || typeof options !== 'object') return;
+  if (renames) rejectRenamedOptions(options, renames);
   for (const [name, value] of Object.entries(options)) {
     if (value === undefined || known.includes(name)) continue;
     const guess = closestName(name, known);

@@ -3,7 +3,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
-import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
@@ -137,8 +137,10 @@ export type ResolvedRelayOptions = Required<
 
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
-  rejectRenamedOptions(options, RENAMED_OPTIONS.relay);
-  rejectUnknownOptions(options, RELAY_OPTION_NAMES, { owner: 'OutboxRelay' });
+  rejectUnknownOptions(options, RELAY_OPTION_NAMES, {
+    owner: 'OutboxRelay',
+    renames: RENAMED_OPTIONS.relay,
+  });
   rejectUnknownOptions(options.retry, RELAY_RETRY_OPTION_NAMES, {
     owner: "OutboxRelay's retry",
     prefix: 'retry.',

@@ -2,13 +2,13 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import type { PgQueryable } from './sql-executor.js';
 
 /**
- * Runs statements on a Kysely instance, for outboxkit's reads outside a transaction. Without the
+ * Runs outboxkit's own statements on a Kysely instance or transaction, without the
  * application's plugins: one that rewrites result rows (`CamelCasePlugin`) would rename the
  * columns outboxkit reads.
  */
 // biome-ignore lint/suspicious/noExplicitAny: any database type will do for raw statements
 export function kyselyQueryable(db: Kysely<any>): PgQueryable {
-  // A stand-in taken by its shape may lack it.
+  // One taken by its shape (the Nest module's `KyselyQueryRunner`) need not have it.
   const bare = typeof db.withoutPlugins === 'function' ? db.withoutPlugins() : db;
   return {
     async query(text: string, params: unknown[] = []) {

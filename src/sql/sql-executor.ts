@@ -1,5 +1,6 @@
-import { CompiledQuery, type Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { kyselyQueryable } from './kysely-queryable.js';
 
 /** The one thing outboxkit needs from a connection: run a statement with positional parameters. */
 export interface SqlExecutor {
@@ -32,12 +33,11 @@ function isKysely(value: TransactionLike): value is Transaction<any> {
 export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (isKysely(trx)) {
     if (!trx.isTransaction) throw new NotInTransactionError();
-    // The application's plugins are for its own queries (see kyselyQueryable).
-    const bare = typeof trx.withoutPlugins === 'function' ? trx.withoutPlugins() : trx;
+    // Without the application's plugins: they are for its own queries.
+    const statements = kyselyQueryable(trx);
     return {
       async query<R>(text: string, params: readonly unknown[] = []) {
-        const result = await bare.executeQuery<R>(CompiledQuery.raw(text, [...params]));
-        return { rows: [...result.rows] };
+        return (await statements.query(text, [...params])) as { rows: R[] };
       },
     };
   }

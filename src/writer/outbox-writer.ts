@@ -1,9 +1,9 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
-import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
+import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
-import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
+import { outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
 import { notMigratedError } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -64,10 +64,12 @@ export class OutboxWriter {
   #lastNotifyAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: OutboxWriterOptions = {}) {
-    rejectRenamedOptions(options, RENAMED_OPTIONS.writer);
-    rejectUnknownOptions(options, WRITER_OPTION_NAMES, { owner: 'OutboxWriter' });
-    const { outbox, notifyChannelName } = outboxTables(options.schema);
-    this.#schema = options.schema ?? DEFAULT_SCHEMA;
+    rejectUnknownOptions(options, WRITER_OPTION_NAMES, {
+      owner: 'OutboxWriter',
+      renames: RENAMED_OPTIONS.writer,
+    });
+    const { outbox, notifyChannelName, schemaName } = outboxTables(options.schema);
+    this.#schema = schemaName;
     this.#notifyIntervalMs = options.notifyIntervalMs ?? DEFAULT_NOTIFY_INTERVAL_MS;
     if (
       this.#notifyIntervalMs !== false &&
