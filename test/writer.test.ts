@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Transaction } from 'kysely';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import {
   InvalidMessageError,
@@ -151,6 +152,29 @@ describe('OutboxWriter', () => {
       writer.add(t.db as unknown as TransactionLike, base),
       NotInTransactionError,
     );
+  });
+
+  it('refuses a Kysely transaction kept past its end, saying it ended, and writes nothing', async () => {
+    // biome-ignore lint/suspicious/noExplicitAny: a transaction of any database type
+    let kept: Transaction<any> | undefined;
+    await t.db.transaction().execute(async (trx) => {
+      kept = trx;
+    });
+    const controlled = await t.db.startTransaction().execute();
+    await controlled.rollback().execute();
+    const before = await t.count('outbox');
+    for (const [what, trx] of [
+      ['committed', kept!],
+      ['rolled back', controlled],
+    ] as const) {
+      await assert.rejects(writer.add(trx, base), (error: unknown) => {
+        assert.ok(error instanceof NotInTransactionError, `${what}: ${String(error)}`);
+        assert.match(error.message, /transaction has ended/);
+        assert.match(String((error.cause as Error | undefined)?.message), /already/);
+        return true;
+      });
+    }
+    assert.equal(await t.count('outbox'), before);
   });
 
   const circular: Record<string, unknown> = {};

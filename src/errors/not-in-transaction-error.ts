@@ -1,5 +1,10 @@
 import { OutboxkitError } from './outboxkit-error.js';
 
+/** The fix for a handle the caller kept: the one for a handle that never had a transaction would mislead. */
+export const TRANSACTION_ENDED =
+  "this handle's transaction has ended (committed or rolled back): write through it only " +
+  'inside its transaction, before it commits.';
+
 const KYSELY_OR_PG =
   'pass the Kysely `trx` from `db.transaction().execute(trx => ...)`, or a pg client after `BEGIN`.';
 

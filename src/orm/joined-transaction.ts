@@ -1,10 +1,5 @@
-import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-
-/** For a handle the caller kept: the fix for a handle that never had a transaction would mislead. */
-const ENDED =
-  "this handle's transaction has ended (committed or rolled back): write through it only " +
-  'inside its transaction, before it commits.';
 
 /** How an ORM adapter runs a statement with positional (`$1`) parameters in its transaction. */
 export type RunStatement = (text: string, params: unknown[]) => Promise<{ rows: unknown[] }>;
@@ -24,7 +19,7 @@ export function joinedTransaction(
   fix: string,
   ended: () => boolean = () => false,
 ): PgQueryable {
-  const refusal = () => new NotInTransactionError(ended() ? ENDED : fix);
+  const refusal = () => new NotInTransactionError(ended() ? TRANSACTION_ENDED : fix);
   if (!inTransaction()) throw refusal();
   return {
     query: (text, params = []) => {

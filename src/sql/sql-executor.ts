@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
 import { kyselyQueryable } from './kysely-queryable.js';
 
 /** The one thing outboxkit needs from a connection: run a statement with positional parameters. */
@@ -20,6 +20,9 @@ export interface PgQueryable {
 // biome-ignore lint/suspicious/noExplicitAny: the writer accepts a transaction of any database type
 export type TransactionLike = Transaction<any> | PgQueryable;
 
+/** Kysely's words for a statement on a transaction that has committed or rolled back. */
+const KYSELY_ENDED = /^Transaction is already (committed|rolled back)/;
+
 // biome-ignore lint/suspicious/noExplicitAny: see TransactionLike
 function isKysely(value: TransactionLike): value is Transaction<any> {
   return typeof (value as { executeQuery?: unknown }).executeQuery === 'function';
@@ -37,7 +40,15 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
     const statements = kyselyQueryable(trx);
     return {
       async query<R>(text: string, params: readonly unknown[] = []) {
-        return (await statements.query(text, [...params])) as { rows: R[] };
+        try {
+          return (await statements.query(text, [...params])) as { rows: R[] };
+        } catch (error) {
+          // Kysely refuses a statement on a transaction it has ended before sending anything.
+          if (error instanceof Error && KYSELY_ENDED.test(error.message)) {
+            throw new NotInTransactionError(TRANSACTION_ENDED, { cause: error });
+          }
+          throw error;
+        }
       },
     };
   }

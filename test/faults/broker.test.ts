@@ -87,7 +87,9 @@ describe('faults: the broker', () => {
         await sc.waitForEffects(300);
         await node.kill();
         const publishedAtKill = relay.counts().published;
-        // Rows keep being committed while the broker is down; the outbox holds them.
+        // Rows keep being committed while the broker is down; the outbox holds them. More are
+        // written now: on a busy machine the first traffic can be relayed whole before the kill.
+        sc.traffic({ total: 200, pauseMs: 10, perTransaction: 10 });
         await waitFor('outbox rows piling up', async () => (await sc.outboxCount()) > 50, 10_000);
         assert.ok(relay.counts().published - publishedAtKill <= 400, 'published to a dead broker');
         await node.boot();
@@ -390,6 +392,9 @@ describe('faults: the broker', () => {
           sc.traffic({ total: 600, perTransaction: 10, pauseMs: 50, keys: 2 });
           await sc.waitForEffects(100);
           await node.suspendQueue(sc.queues.main);
+          // Rows written now are certainly tried against the suspended queue: on a busy machine
+          // the consumer can lag so far that the relay had published all of the first traffic.
+          sc.traffic({ total: 20, perTransaction: 10, keys: 2 });
           let attempts = 0;
           try {
             // Each try waits for its publish timeout (2 s): the heads of the two keys go past
