@@ -4,11 +4,16 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RELAY_COMMAND_OPTIONS } from '../src/cli/relay-command.js';
+import type { AnyConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import {
   CONSUMER_DEFINITION_OPTION_NAMES,
   RETRY_POLICY_OPTION_NAMES,
 } from '../src/consumer/consumer-definition.js';
-import { CONSUMER_HOST_OPTION_NAMES, ConsumerHost } from '../src/consumer/consumer-host.js';
+import {
+  CONSUMER_HOST_OPTION_NAMES,
+  ConsumerHost,
+  type ConsumerHostOptions,
+} from '../src/consumer/consumer-host.js';
 import { RETENTION_OPTION_NAMES } from '../src/consumer/retention-cleaner.js';
 import { DASHBOARD_OPTION_NAMES } from '../src/dashboard/dashboard-options.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
@@ -186,17 +191,32 @@ describe('unknown options', () => {
       unknown('retry.maxAtempts', 'retry.maxAttempts'),
     );
     assert.throws(
-      () => new ConsumerHost(loose({ db, amqpUrl, consumers: [], stopTimeout: 5 })),
+      () =>
+        new ConsumerHost(
+          loose<ConsumerHostOptions>({ db, amqpUrl, consumers: [], stopTimeout: 5 }),
+        ),
       unknown('stopTimeout', 'stopTimeoutMs'),
     );
     assert.throws(
       () =>
-        new ConsumerHost(loose({ db, amqpUrl, consumers: [], retention: { retentionDays: 3 } })),
+        new ConsumerHost(
+          loose<ConsumerHostOptions>({
+            db,
+            amqpUrl,
+            consumers: [],
+            retention: { retentionDays: 3 },
+          }),
+        ),
       unknown('retention.retentionDays'),
     );
     const consumer = { name: 'orders', exchange: 'shop', handler };
     assert.throws(
-      () => new ConsumerHost({ db, amqpUrl, consumers: [loose({ ...consumer, concurency: 8 })] }),
+      () =>
+        new ConsumerHost({
+          db,
+          amqpUrl,
+          consumers: [loose<AnyConsumerDefinition>({ ...consumer, concurency: 8 })],
+        }),
       unknown('consumers[orders].concurency', 'consumers[orders].concurrency'),
     );
     assert.throws(
@@ -204,7 +224,7 @@ describe('unknown options', () => {
         new ConsumerHost({
           db,
           amqpUrl,
-          consumers: [loose({ ...consumer, retry: { maxAttempt: 3 } })],
+          consumers: [loose<AnyConsumerDefinition>({ ...consumer, retry: { maxAttempt: 3 } })],
         }),
       unknown('consumers[orders].retry.maxAttempt', 'consumers[orders].retry.maxAttempts'),
     );

@@ -1,5 +1,5 @@
 import type { ChannelModel } from 'amqplib';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
@@ -16,9 +16,10 @@ import { runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
+import type { NotInferred } from '../util/not-inferred.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
-import type { AnyConsumerDefinition } from './consumer-definition.js';
+import type { ConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
@@ -36,7 +37,13 @@ import {
 import { RetryPublisher } from './retry-publisher.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
 
-export interface ConsumerHostOptions {
+/**
+ * @typeParam Tx the handle the handlers get as `tx`: Kysely's `Transaction` by default, the ORM's
+ *   handle with `transactions` (taken from it). A consumer typed for another handle is a compile
+ *   error: its handler would get an object it cannot use.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
+export interface ConsumerHostOptions<Tx = Transaction<any>> {
   /**
    * The application's Kysely instance on PostgreSQL. Its pool should hold more connections
    * than the consumers' concurrency added up, plus one, and must listen for errors on every
@@ -49,7 +56,8 @@ export interface ConsumerHostOptions {
   readonly amqpUrl: AmqpUrls;
   /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
   readonly amqpTls?: TlsOptions;
-  readonly consumers: readonly AnyConsumerDefinition[];
+  // biome-ignore lint/suspicious/noExplicitAny: payloads and database types vary by consumer
+  readonly consumers: readonly ConsumerDefinition<any, any, NotInferred<Tx>>[];
   /**
    * Opens the handlers' transactions with an ORM instead of `db`, so handlers write with the
    * ORM in the transaction that holds their dedupe row, as `context.tx`: the adapter of the
@@ -58,7 +66,7 @@ export interface ConsumerHostOptions {
    * a timed-out handler's statement; it must reach the same database as the ORM, as a role
    * that may signal the ORM's sessions. Default: Kysely transactions on `db`.
    */
-  readonly transactions?: ConsumerTransactions<unknown>;
+  readonly transactions?: ConsumerTransactions<Tx>;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
   readonly logger?: OutboxLogger;
@@ -141,7 +149,8 @@ let hostCount = 0;
  * // ...
  * await host.stop();
  */
-export class ConsumerHost {
+// biome-ignore lint/suspicious/noExplicitAny: see ConsumerHostOptions
+export class ConsumerHost<Tx = Transaction<any>> {
   readonly #logger: OutboxLogger;
   readonly #amqp: AmqpConnection;
   readonly #runners: ConsumerRunner[];
@@ -159,7 +168,7 @@ export class ConsumerHost {
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
   readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
 
-  constructor(options: ConsumerHostOptions) {
+  constructor(options: ConsumerHostOptions<Tx>) {
     if (options === null || typeof options !== 'object') {
       throw new ConfigurationError('options', 'must be an object');
     }

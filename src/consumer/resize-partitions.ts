@@ -14,7 +14,7 @@ import { resolveConsumer } from './resolve-consumer.js';
 
 /** What `resizePartitions` takes: the host's options, for the one consumer being resized. */
 export interface ResizePartitionsOptions
-  extends Omit<ConsumerHostOptions, 'consumers' | 'retention'> {
+  extends Omit<ConsumerHostOptions<unknown>, 'consumers' | 'retention'> {
   /** The consumer with its new `partitions`. */
   readonly consumer: AnyConsumerDefinition;
   /** The partition count its processes ran with until now. */

@@ -94,7 +94,7 @@ export class ConsumerFixture {
 
   async host(
     consumers: ConsumerDefinition[],
-    options: Partial<ConsumerHostOptions> = {},
+    options: Partial<ConsumerHostOptions<unknown>> = {},
     start = true,
   ): Promise<ConsumerHost> {
     const host = new ConsumerHost({

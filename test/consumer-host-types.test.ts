@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Knex } from 'knex';
+import type { Kysely, Transaction } from 'kysely';
+import type { EntityManager } from 'typeorm';
+import { type AnyConsumerDefinition, defineConsumer } from '../src/consumer/consumer-definition.js';
+import { ConsumerHost } from '../src/consumer/consumer-host.js';
+import type { ConsumerTransactions } from '../src/consumer/consumer-transactions.js';
+
+// Compile-time tests: `tsc` fails the build when a line marked `@ts-expect-error` compiles, so
+// each marked line proves that a consumer written for another transaction handle than the
+// host's is a compile error. The function is never called; only the runtime test runs.
+
+interface Order {
+  orderId: number;
+}
+const base = { exchange: 'orders', routingKeys: ['order.placed'] };
+const kyselyC = defineConsumer<Order>({ ...base, name: 'k', async handler() {} });
+const typedC = defineConsumer<Order, { orders: { id: number } }>({
+  ...base,
+  name: 't',
+  async handler(order, { tx }) {
+    await tx.insertInto('orders').values({ id: order.orderId }).execute();
+  },
+});
+const knexC = defineConsumer<Order, unknown, Knex.Transaction>({
+  ...base,
+  name: 'x',
+  async handler() {},
+});
+const ormC = defineConsumer<Order, unknown, EntityManager>({
+  ...base,
+  name: 'o',
+  async handler() {},
+});
+
+// biome-ignore lint/suspicious/noExplicitAny: the application's own database type
+export function hostChecks(db: Kysely<any>, knexTx: ConsumerTransactions<Knex.Transaction>): void {
+  const amqpUrl = 'amqp://localhost';
+  new ConsumerHost({ db, amqpUrl, consumers: [kyselyC, typedC] });
+  new ConsumerHost({ db, amqpUrl, transactions: knexTx, consumers: [knexC] });
+  const loose: AnyConsumerDefinition[] = [ormC];
+  new ConsumerHost({ db, amqpUrl, transactions: knexTx, consumers: loose });
+  // @ts-expect-error a TypeORM consumer on a host whose transactions are Knex's
+  new ConsumerHost({ db, amqpUrl, transactions: knexTx, consumers: [ormC] });
+  // @ts-expect-error a Kysely consumer on a host whose transactions are Knex's
+  new ConsumerHost({ db, amqpUrl, transactions: knexTx, consumers: [kyselyC] });
+  // @ts-expect-error a Knex consumer on a host with Kysely transactions (no `transactions`)
+  new ConsumerHost({ db, amqpUrl, consumers: [knexC] });
+  // @ts-expect-error one consumer of the wrong kind among right ones
+  new ConsumerHost({ db, amqpUrl, transactions: knexTx, consumers: [knexC, ormC] });
+}
+
+describe('ConsumerHost types', () => {
+  it('a consumer typed for one transaction handle fits a host of that handle', () => {
+    // The checks above are the test; this one keeps the file a runnable test file.
+    const tx: Transaction<{ orders: { id: number } }> | undefined = undefined;
+    assert.equal(tx, undefined);
+    assert.equal(typeof hostChecks, 'function');
+  });
+});
