@@ -60,8 +60,12 @@ export function refusal(closed: () => Error | undefined, sql: unknown): Error | 
   return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql) ? undefined : error;
 }
 
-/** Puts the host's gate (`closed`) in front of the statements of an ORM's transaction handle. */
-export type HandleGate<Tx> = (tx: Tx, closed: () => Error | undefined) => void;
+/**
+ * Puts the host's gate (`closed`) in front of the statements of an ORM's transaction handle.
+ * Returns what to call once the transaction has ended, where a gate may have to come off (one
+ * on a connection the transaction shares with its database), else `undefined`.
+ */
+export type HandleGate<Tx> = (tx: Tx, closed: () => Error | undefined) => (() => void) | undefined;
 
 /**
  * The key under which an ORM's writer function (`typeormTransaction`, `knexTransaction`) carries

@@ -1,6 +1,7 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
-import { type ConsumerTransactions, refusal } from '../consumer/consumer-transactions.js';
+import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { type DrizzleTransactionLike, drizzleStatements } from './drizzle-transaction.js';
+import { gateDrizzleSession } from './gate-drizzle-session.js';
 
 /** The part of a Drizzle node-postgres database (`drizzle(pool)`) a consumer host uses. */
 export interface DrizzleDatabaseLike<T extends DrizzleTransactionLike> {
@@ -8,45 +9,6 @@ export interface DrizzleDatabaseLike<T extends DrizzleTransactionLike> {
     work: (tx: T) => Promise<R>,
     config: { isolationLevel: IsolationLevel },
   ): Promise<R>;
-}
-
-interface PgClientLike {
-  query(...args: unknown[]): unknown;
-}
-
-/** Drizzle's session of one transaction, which holds the pg client it checked out. */
-interface SessionLike {
-  client?: PgClientLike;
-}
-
-/**
- * Makes the statements on `tx` fail with `closed()`'s error once it returns one, COMMIT and
- * ROLLBACK excepted, by putting a gate in front of the pg client of the transaction's session.
- * Drizzle itself does not refuse a `tx` whose transaction has ended: its statements would run
- * on a client back in the pool. Done only where the transaction has a session and client of its
- * own (a database on a pool), so the database's own client is never touched.
- */
-function gateDrizzleTransaction(db: object, tx: object, closed: () => Error | undefined): void {
-  const session = (tx as { session?: SessionLike }).session;
-  const client = session?.client;
-  if (!session || session === (db as { session?: unknown }).session) return;
-  if (!client || typeof client.query !== 'function') return;
-  session.client = new Proxy(client, {
-    get(target, property) {
-      if (property === 'query') {
-        return (...args: unknown[]) => {
-          const [statement] = args;
-          const text =
-            typeof statement === 'string' ? statement : (statement as { text?: unknown })?.text;
-          const error = refusal(closed, text);
-          if (error) return Promise.reject(error);
-          return target.query(...args);
-        };
-      }
-      const value = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
 }
 
 /**
@@ -67,13 +29,18 @@ export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
 ): ConsumerTransactions<T> {
   return {
     async run({ isolationLevel, closed }, work) {
-      await db.transaction(
-        (tx) => {
-          gateDrizzleTransaction(db, tx, closed);
-          return work({ tx, query: drizzleStatements(tx) });
-        },
-        { isolationLevel },
-      );
+      let removeGate: (() => void) | undefined;
+      try {
+        await db.transaction(
+          (tx) => {
+            removeGate = gateDrizzleSession(tx, closed);
+            return work({ tx, query: drizzleStatements(tx) });
+          },
+          { isolationLevel },
+        );
+      } finally {
+        removeGate?.();
+      }
     },
   };
 }

@@ -1,7 +1,9 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { withHandleGate } from '../consumer/consumer-transactions.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { splitPositional } from '../orm/positional-statement.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { gateDrizzleSession } from './gate-drizzle-session.js';
 
 /** The part of a Drizzle node-postgres transaction (`tx`) the writer uses. */
 export interface DrizzleTransactionLike {
@@ -14,11 +16,19 @@ const FIX =
   'pass the `tx` that `db.transaction(tx => ...)` gives; the `db` of `drizzle(...)` commits ' +
   'every statement on its own.';
 
+function joinDrizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
+  const inTransaction = typeof (tx as { rollback?: unknown }).rollback === 'function';
+  return joinedTransaction(drizzleStatements(tx), () => inTransaction, FIX);
+}
+
 /**
  * The caller's Drizzle transaction (node-postgres driver), for `writer.add`. Throws a
  * `NotInTransactionError` for the database object itself.
  *
  * Drizzle does not tell when a transaction has ended: keep the `tx` inside its callback.
+ *
+ * It carries the gate of its handles, so that `clsConsumerTransactions(txHost,
+ * drizzleTransaction)` refuses a timed-out handler's late statements on `txHost.tx`.
  *
  * @example
  * await db.transaction(async (tx) => {
@@ -26,10 +36,10 @@ const FIX =
  *   await writer.add(drizzleTransaction(tx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export function drizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
-  const inTransaction = typeof (tx as { rollback?: unknown }).rollback === 'function';
-  return joinedTransaction(drizzleStatements(tx), () => inTransaction, FIX);
-}
+export const drizzleTransaction: typeof joinDrizzleTransaction = withHandleGate(
+  joinDrizzleTransaction,
+  gateDrizzleSession,
+);
 
 /** Runs a statement with positional (`$1`) parameters through Drizzle's `execute`. */
 export function drizzleStatements(

@@ -2,7 +2,7 @@ import { withHandleGate } from '../consumer/consumer-transactions.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { splitPositional } from '../orm/positional-statement.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { gateKnexTransaction } from './gate-knex-transaction.js';
+import { gateKnexTransaction, type KnexGatedTransactionLike } from './gate-knex-transaction.js';
 
 /** The part of a Knex transaction (`trx`) the writer uses. */
 export interface KnexTransactionLike {
@@ -42,7 +42,10 @@ function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQue
  */
 export const knexTransaction: typeof joinKnexTransaction = withHandleGate(
   joinKnexTransaction,
-  gateKnexTransaction,
+  (trx: KnexGatedTransactionLike, closed: () => Error | undefined) => {
+    gateKnexTransaction(trx, closed);
+    return undefined;
+  },
 );
 
 /** Runs a statement with positional (`$1`) parameters through Knex's `raw`. */

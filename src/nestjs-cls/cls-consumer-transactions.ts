@@ -47,18 +47,23 @@ export function clsConsumerTransactions<Tx, O = undefined>(
         );
       }
       const options = isolation?.(isolationLevel) as O;
-      // A new transaction, whatever context the delivery arrived in.
-      await host.withTransaction(REQUIRES_NEW, options, async () => {
-        const tx = host.tx;
-        // The ORM's own gate, where its writer function carries one: a timed-out handler's
-        // statement on `txHost.tx` fails instead of running after the ROLLBACK, on its own.
-        handleGateOf<Tx>(join)?.(tx, closed);
-        const joined = join(tx);
-        await work({
-          tx,
-          query: async (text, params) => ({ rows: (await joined.query(text, params)).rows }),
+      let removeGate: (() => void) | undefined;
+      try {
+        // A new transaction, whatever context the delivery arrived in.
+        await host.withTransaction(REQUIRES_NEW, options, async () => {
+          const tx = host.tx;
+          // The ORM's own gate, where its writer function carries one: a timed-out handler's
+          // statement on `txHost.tx` fails instead of running after the ROLLBACK, on its own.
+          removeGate = handleGateOf<Tx>(join)?.(tx, closed);
+          const joined = join(tx);
+          await work({
+            tx,
+            query: async (text, params) => ({ rows: (await joined.query(text, params)).rows }),
+          });
         });
-      });
+      } finally {
+        removeGate?.();
+      }
     },
   };
 }

@@ -62,5 +62,6 @@ export const typeormTransaction: typeof joinTypeormTransaction = withHandleGate(
   (handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike, closed: () => Error | undefined) => {
     const runner = runnerOf(handle);
     if (runner) gateQueryRunner(runner, closed);
+    return undefined;
   },
 );

@@ -1,0 +1,58 @@
+import { refusal } from '../consumer/consumer-transactions.js';
+
+interface PgClientLike {
+  query(...args: unknown[]): unknown;
+  release?: (...args: unknown[]) => unknown;
+}
+
+/** Drizzle's session of a transaction, which holds the pg client its statements go through. */
+interface SessionLike {
+  client?: PgClientLike;
+}
+
+/**
+ * Makes the statements of the Drizzle transaction `tx` fail with `closed()`'s error once it
+ * returns one, COMMIT and ROLLBACK excepted, by a gate in front of the pg client of its session.
+ * Drizzle does not refuse a `tx` whose transaction has ended: a statement sent while the ROLLBACK
+ * is on its way back runs after it, on its own, and a later one on a client back in the pool.
+ *
+ * On a pool, the transaction's session and client are its own: the gate stays, and Drizzle
+ * releases the client through it. On a single client, the session is the database's: the
+ * returned function, called once the transaction has ended, takes the gate off again unless
+ * the client was released through it.
+ */
+export function gateDrizzleSession(
+  tx: object,
+  closed: () => Error | undefined,
+): (() => void) | undefined {
+  const session = (tx as { session?: SessionLike }).session;
+  const client = session?.client;
+  if (!session || !client || typeof client.query !== 'function') return undefined;
+  let released = false;
+  const gated = new Proxy(client, {
+    get(target, property) {
+      if (property === 'query') {
+        return (...args: unknown[]) => {
+          const [statement] = args;
+          const text =
+            typeof statement === 'string' ? statement : (statement as { text?: unknown })?.text;
+          const error = refusal(closed, text);
+          if (error) return Promise.reject(error);
+          return target.query(...args);
+        };
+      }
+      if (property === 'release' && typeof target.release === 'function') {
+        return (...args: unknown[]) => {
+          released = true;
+          return target.release!(...args);
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  session.client = gated;
+  return () => {
+    if (!released && session.client === gated) session.client = client;
+  };
+}
