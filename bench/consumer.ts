@@ -3,7 +3,9 @@
  * (manual acks, nothing else), with a hand-written idempotent loop (raw amqplib and pg: BEGIN,
  * dedupe row, business row, COMMIT, ack, 16 in flight on a pool of 16), and with outboxkit's
  * idempotent consumer, one transaction per message (16 in flight on a pool of 16) and batched
- * transactions, in one run. Each handler writes one business row. Every other run goes in
+ * transactions, in one run. Each handler writes one business row, with Kysely's query builder;
+ * a last variant, one transaction per message, sends the loop's own INSERT text as a Kysely
+ * `CompiledQuery`, so that it differs from the loop only by outboxkit. Every other run goes in
  * reverse order, so that a drift of the machine's load favours no variant.
  * Adapted from the consumer engineer's bench/consumer-throughput.ts, with runs, medians and JSON.
  *
@@ -11,7 +13,7 @@
  *     [--queues classic]
  */
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
-import { Kysely, PostgresDialect } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
@@ -55,6 +57,12 @@ interface Variant {
   readonly kind: 'raw' | 'hand-loop' | 'host';
   readonly concurrency?: number;
   readonly batchSize?: number;
+  /**
+   * How the handler writes its row: Kysely's query builder (`insertInto`, compiled at each
+   * call), or the hand-written loop's own INSERT text as a `CompiledQuery`, so that both sides
+   * run the same statement the same way and the ratio is outboxkit's alone.
+   */
+  readonly handler?: 'builder' | 'compiled';
   /** The variant whose rate, same run, this one's ratio is to. */
   readonly ratioTo?: number;
 }
@@ -66,6 +74,8 @@ const LOOP_PREFETCH = 2 * IN_FLIGHT;
 
 const HAND_LOOP = 1;
 const PER_MESSAGE = 2;
+const BATCHED = 3;
+const COMPILED = 4;
 const VARIANTS: Variant[] = [
   { name: 'raw amqplib consume, manual acks, prefetch 1000', kind: 'raw', ratioTo: PER_MESSAGE },
   {
@@ -77,6 +87,7 @@ const VARIANTS: Variant[] = [
     kind: 'host',
     concurrency: IN_FLIGHT,
     batchSize: 1,
+    handler: 'builder',
     ratioTo: HAND_LOOP,
   },
   {
@@ -84,9 +95,23 @@ const VARIANTS: Variant[] = [
     kind: 'host',
     concurrency: 4,
     batchSize: 50,
+    handler: 'builder',
     ratioTo: PER_MESSAGE,
   },
+  {
+    name: `idempotent, one transaction per message, concurrency ${IN_FLIGHT}, the loop's INSERT as a CompiledQuery (ratio: to the hand-written loop)`,
+    kind: 'host',
+    concurrency: IN_FLIGHT,
+    batchSize: 1,
+    handler: 'compiled',
+    ratioTo: HAND_LOOP,
+  },
 ];
+
+/** The business row's INSERT, as the hand-written loop sends it. */
+function insertEffectSql(effects: string): string {
+  return `INSERT INTO ${effects} (key, amount) VALUES ($1, $2)`;
+}
 
 /**
  * What an application would write by hand for the same guarantees: per message, on its own
@@ -103,7 +128,7 @@ async function handLoop(
   const channel: Channel = await connection.createChannel();
   await channel.prefetch(LOOP_PREFETCH);
   const insertProcessed = `INSERT INTO ${tables.processed} (consumer, business_key, message_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`;
-  const insertEffect = `INSERT INTO ${tables.effects} (key, amount) VALUES ($1, $2)`;
+  const insertEffect = insertEffectSql(tables.effects);
   const handle = async (message: ConsumeMessage) => {
     const body = JSON.parse(message.content.toString('utf8')) as { id: number };
     const key = message.properties.messageId as string;
@@ -164,6 +189,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
   const schema = await benchSchema(pool, 'bench_consumer');
   const effects = `"${schema.name}".effects`;
   const { processed } = outboxTables(schema.name);
+  const insertEffect = insertEffectSql(effects);
   await pool.query(
     `CREATE TABLE ${effects} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, key text NOT NULL, amount integer NOT NULL)`,
   );
@@ -241,12 +267,19 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
               queueType: type,
               concurrency: variant.concurrency,
               batchSize: variant.batchSize,
-              async handler(body, ctx: ConsumeContext) {
-                await ctx.trx
-                  .insertInto(`${schema.name}.effects`)
-                  .values({ key: ctx.businessKey, amount: body.id % 100 })
-                  .execute();
-              },
+              handler:
+                variant.handler === 'compiled'
+                  ? async (body, ctx: ConsumeContext) => {
+                      await ctx.trx.executeQuery(
+                        CompiledQuery.raw(insertEffect, [ctx.businessKey, body.id % 100]),
+                      );
+                    }
+                  : async (body, ctx: ConsumeContext) => {
+                      await ctx.trx
+                        .insertInto(`${schema.name}.effects`)
+                        .values({ key: ctx.businessKey, amount: body.id % 100 })
+                        .execute();
+                    },
             };
             for (const q of topologyQueueNames(topologyOf(definition))) queues.add(q);
             const hostOptions = {
@@ -284,7 +317,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
           if (to !== undefined) ratios[i]!.push(r / runRates[to]!);
         });
         progress(
-          `${type} run ${run}: per message / hand loop ${(runRates[PER_MESSAGE]! / runRates[HAND_LOOP]!).toFixed(2)}, batched / per message ${(runRates[PER_MESSAGE + 1]! / runRates[PER_MESSAGE]!).toFixed(2)}`,
+          `${type} run ${run}: per message / hand loop ${(runRates[PER_MESSAGE]! / runRates[HAND_LOOP]!).toFixed(2)} (compiled INSERT ${(runRates[COMPILED]! / runRates[HAND_LOOP]!).toFixed(2)}), batched / per message ${(runRates[BATCHED]! / runRates[PER_MESSAGE]!).toFixed(2)}`,
         );
       }
       sections.push({
@@ -320,7 +353,7 @@ export async function consumer(args: BenchArgs): Promise<BenchReport> {
     settings: { messages: count, queueTypes, ...versions },
     sections,
     notes: [
-      'ratio: same run; raw and batched to the idempotent consumer with one transaction per message, which is to the hand-written loop',
+      'ratio: same run; raw and batched to the idempotent consumer with one transaction per message, which is to the hand-written loop, as is the variant with the compiled INSERT',
       'targets: one per message at least 0.95 of the hand-written loop; batched at least 3 times one per message',
     ],
   };

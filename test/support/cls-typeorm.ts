@@ -1,8 +1,8 @@
-import { Test } from '@nestjs/testing';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { ClsModule, ClsService } from 'nestjs-cls';
+import type { ClsService } from 'nestjs-cls';
 import { DataSource } from 'typeorm';
+import { clsTestingModule } from './cls-testing-module.js';
 import { DATABASE_URL } from './env.js';
 
 /** `@nestjs-cls/transactional` with its TypeORM adapter, in a Nest testing module of its own. */
@@ -14,28 +14,13 @@ export interface ClsTypeOrm {
 
 export async function openClsTypeOrm(url: string = DATABASE_URL): Promise<ClsTypeOrm> {
   const dataSource = await new DataSource({ type: 'postgres', url }).initialize();
-  const database = {
-    module: class DatabaseModule {},
-    providers: [{ provide: DataSource, useValue: dataSource }],
-    exports: [DataSource],
-  };
-  const app = await Test.createTestingModule({
-    imports: [
-      ClsModule.forRoot({
-        global: true,
-        plugins: [
-          new ClsPluginTransactional({
-            imports: [database],
-            adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
-          }),
-        ],
-      }),
-    ],
-  }).compile();
-  await app.init();
+  const { app, cls, txHost } = await clsTestingModule<TransactionalAdapterTypeOrm>(
+    { token: DataSource, instance: dataSource },
+    new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+  );
   return {
-    cls: app.get(ClsService),
-    txHost: app.get(TransactionHost),
+    cls,
+    txHost,
     async close() {
       await app.close();
       await dataSource.destroy();
