@@ -221,6 +221,14 @@ describe('the Drizzle gate', () => {
         }
       });
       assert.equal((await orm.execute(select)).rows.length, 1);
+      // Two transactions' gates on the one client, taken off in the wrong order: both pass.
+      await orm.transaction(async (tx) => {
+        const first = gate(tx, () => refused);
+        const second = gate(tx, () => refused);
+        first?.();
+        second?.();
+      });
+      assert.equal((await orm.execute(select)).rows.length, 1);
       await drizzleConsumerTransactions(orm).run(
         { isolationLevel: 'read committed', timeoutMs: 5000, closed: () => refused },
         async () => {},

@@ -33,7 +33,9 @@ export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
       try {
         await db.transaction(
           (tx) => {
-            removeGate = gateDrizzleSession(tx, closed);
+            // On a single client the session is the database's own: the application's other
+            // statements go through it too, and concurrent transactions interleave on it.
+            if (sessionOf(tx) !== sessionOf(db)) removeGate = gateDrizzleSession(tx, closed);
             return work({ tx, query: drizzleStatements(tx) });
           },
           { isolationLevel },
@@ -43,4 +45,8 @@ export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
       }
     },
   };
+}
+
+function sessionOf(handle: object): unknown {
+  return (handle as { session?: unknown }).session;
 }

@@ -19,7 +19,8 @@ interface SessionLike {
  * On a pool, the transaction's session and client are its own: the gate stays, and Drizzle
  * releases the client through it. On a single client, the session is the database's: the
  * returned function, called once the transaction has ended, takes the gate off again unless
- * the client was released through it.
+ * the client was released through it (and turns it off, should another transaction's gate have
+ * been put over it on the same client meanwhile).
  */
 export function gateDrizzleSession(
   tx: object,
@@ -29,6 +30,8 @@ export function gateDrizzleSession(
   const client = session?.client;
   if (!session || !client || typeof client.query !== 'function') return undefined;
   let released = false;
+  // Off once taken off: a gate left in place under another transaction's passes everything.
+  let active = true;
   const gated = new Proxy(client, {
     get(target, property) {
       if (property === 'query') {
@@ -36,7 +39,7 @@ export function gateDrizzleSession(
           const [statement] = args;
           const text =
             typeof statement === 'string' ? statement : (statement as { text?: unknown })?.text;
-          const error = refusal(closed, text);
+          const error = active ? refusal(closed, text) : undefined;
           if (error) return Promise.reject(error);
           return target.query(...args);
         };
@@ -53,6 +56,8 @@ export function gateDrizzleSession(
   });
   session.client = gated;
   return () => {
-    if (!released && session.client === gated) session.client = client;
+    if (released) return;
+    active = false;
+    if (session.client === gated) session.client = client;
   };
 }
