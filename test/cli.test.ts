@@ -271,6 +271,42 @@ describe('outboxkit relay', () => {
     const password = new URL(AMQP_URL).password;
     if (password) assert.ok(!outcome.stderr.includes(`:${password}@`), 'no password in the logs');
   });
+
+  it('--retry-unroutable retries a row nothing is bound for, and publishes it once bound', async () => {
+    const exchange = await broker.exchange('late', 'direct');
+    const writer = new OutboxWriter({ schema: t.schema });
+    await t.db
+      .transaction()
+      .execute((trx) => writer.add(trx, { exchange, routingKey: 'later', payload: { n: 1 } }));
+    const relay = startCli([
+      'relay',
+      '--schema',
+      t.schema,
+      '--retry-unroutable',
+      '--max-attempts',
+      '1000',
+      '--retry-initial',
+      '20ms',
+      '--retry-max',
+      '100ms',
+    ]);
+    try {
+      await waitFor('the row returned twice', async () => {
+        const { rows } = await t.pool.query<{ n: number }>(
+          `SELECT coalesce(max(attempts), 0)::int AS n FROM "${t.schema}".outbox`,
+        );
+        return rows[0]!.n >= 2;
+      });
+      assert.equal(await t.count('outbox_parked'), 0, 'parked at once');
+      const queue = await broker.queue('later', exchange, 'later');
+      await broker.waitForDepth(queue, 1);
+      await waitFor('the outbox to be empty', async () => (await t.count()) === 0);
+      assert.equal(await t.count('outbox_parked'), 0);
+    } finally {
+      relay.child.kill('SIGTERM');
+      assert.equal((await relay.exited()).code, 0);
+    }
+  });
 });
 
 describe('outboxkit relay against the nodes of a cluster', () => {

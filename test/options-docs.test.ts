@@ -293,5 +293,14 @@ describe('positiveInteger', () => {
         }),
       /Invalid option `retry.maxAttempts`: must be a positive integer, got 0/,
     );
+    assert.throws(
+      () =>
+        resolveRelayOptions({
+          databaseUrl: 'postgres://x',
+          amqpUrl: 'amqp://x',
+          retry: { unroutable: 'yes' as unknown as boolean },
+        }),
+      /Invalid option `retry.unroutable`: must be true or false, got "yes"/,
+    );
   });
 });

@@ -144,6 +144,54 @@ describe('OutboxRelay', () => {
     assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['fine']);
   });
 
+  it("with retry.unroutable, retries an unroutable row, in its key's order, until its queue is bound", async () => {
+    const exchange = await bed.broker.exchange('late-binding');
+    await writeMessages(bed.t, [
+      { exchange, routingKey: 'late', payload: 'first', orderingKey: 'key', messageId: 'l1' },
+      { exchange, routingKey: 'late', payload: 'second', orderingKey: 'key', messageId: 'l2' },
+    ]);
+    const relay = await start({
+      retry: { unroutable: true, maxAttempts: 50, backoff: { initialMs: 20, maxMs: 100 } },
+    });
+    const attemptsOf = async (messageId: string) => {
+      const { rows } = await bed.t.pool.query<{ attempts: number }>(
+        `SELECT attempts FROM "${bed.t.schema}".outbox WHERE message_id = $1`,
+        [messageId],
+      );
+      return rows[0]?.attempts;
+    };
+    // Returned twice: still in the outbox, tried again, and its successor still waits.
+    await waitFor('the first row returned twice', async () => ((await attemptsOf('l1')) ?? 0) >= 2);
+    assert.equal(await attemptsOf('l2'), 0, 'the second row was tried before the first');
+    assert.equal(relay.stats().parked, 0);
+    // The consumer's queue appears: both go, in order, and nothing is parked.
+    const queue = await bed.broker.queue('late-binding', exchange, 'late');
+    await bed.broker.waitForDepth(queue, 2, 15_000);
+    assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['first', 'second']);
+    assert.equal(relay.stats().parked, 0);
+    await waitFor('the outbox emptied', async () => (await bed.t.count()) === 0);
+  });
+
+  it('with retry.unroutable, parks a row still unroutable after maxAttempts', async () => {
+    const exchange = await bed.broker.exchange('never-bound');
+    await writeMessages(bed.t, [
+      { exchange, routingKey: 'nowhere', payload: 'x', messageId: 'n1' },
+    ]);
+    const relay = await start({
+      retry: { unroutable: true, maxAttempts: 3, backoff: { initialMs: 20, maxMs: 50 } },
+    });
+    await waitFor('the row parked', () => relay.stats().parked === 1);
+    const { rows } = await bed.t.pool.query(
+      `SELECT message_id, reason, attempts FROM "${bed.t.schema}".outbox_parked`,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].message_id, 'n1');
+    // The reason keeps its prefix: `outboxkit dead-letters replay --reason unroutable` finds it.
+    assert.match(rows[0].reason, /^unroutable: 312 NO_ROUTE \(returned 3 times\)$/);
+    assert.equal(rows[0].attempts, 2);
+    assert.equal(relay.stats().retried, 2);
+  });
+
   it('delivers through an alternate exchange and deletes the row', async () => {
     const alternate = await bed.broker.exchange('ae', 'fanout');
     const aeQueue = await bed.broker.queue('ae', alternate, '');

@@ -45,6 +45,8 @@ Options:
   --max-attempts <n>       times the broker may reject a row before it is parked (default: 10)
   --retry-initial <time>   delay before a row is tried again, doubling (default: 1s)
   --retry-max <time>       longest delay between tries of a row (default: 5m)
+  --retry-unroutable       retry a row returned as unroutable, counting towards --max-attempts,
+                           instead of parking it at once
   --max-message-bytes <n>  park messages larger than this (default: 134217728, RabbitMQ's)
   --connection-name <name> name shown in RabbitMQ's management UI
   --stop-timeout <time>    on SIGTERM, wait this long for confirms in flight (default: 10s)
@@ -74,6 +76,7 @@ export const RELAY_COMMAND_OPTIONS = {
   'max-attempts': { type: 'string' },
   'retry-initial': { type: 'string' },
   'retry-max': { type: 'string' },
+  'retry-unroutable': { type: 'boolean' },
   'max-message-bytes': { type: 'string' },
   'connection-name': { type: 'string' },
   'stop-timeout': { type: 'string' },
@@ -139,6 +142,7 @@ export const relayCommand: CliCommand = {
       retry: {
         maxAttempts: positiveIntegerOf('--max-attempts', values['max-attempts']),
         backoff: backoffOf(values['retry-initial'], values['retry-max']),
+        ...(values['retry-unroutable'] && { unroutable: true }),
       },
       maxMessageBytes: positiveIntegerOf('--max-message-bytes', values['max-message-bytes']),
       connectionName: values['connection-name'],

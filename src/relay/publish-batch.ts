@@ -140,7 +140,7 @@ function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
     case 'confirmed':
       return ACKED;
     case 'returned':
-      return { kind: 'permanent', reason };
+      return { kind: 'unroutable', reason };
     case 'not-sent':
       if (!result.encodable) return { kind: 'permanent', reason };
       // Never written, for want of an open channel: the lane opens a new one before its next claim.

@@ -5,6 +5,11 @@ export type PublishOutcome =
   /** The message itself can never be published as it is: move the row to the parked table. */
   | { readonly kind: 'permanent'; readonly reason: string }
   /**
+   * Returned as unroutable (`mandatory`): no queue took it. Parked at once, or with
+   * `retry.unroutable` counted towards `retry.maxAttempts` like a rejection, and parked after.
+   */
+  | { readonly kind: 'unroutable'; readonly reason: string }
+  /**
    * The broker refused the message while it was the only one in flight (it closed the channel
    * with a content or precondition error): most likely the message's fault, so it counts towards
    * `retry.maxAttempts`, after which the row is parked.

@@ -403,6 +403,20 @@ export class RelayLane {
           parkIds.push(row.id);
           parkReasons.push(outcome.reason);
           break;
+        case 'unroutable': {
+          const attempt = row.attempts + 1;
+          if (!options.retry.unroutable) {
+            parkIds.push(row.id);
+            parkReasons.push(outcome.reason);
+          } else if (attempt >= options.retry.maxAttempts) {
+            // The reason keeps its prefix, which `replay --reason unroutable` selects by.
+            parkIds.push(row.id);
+            parkReasons.push(`${outcome.reason} (returned ${attempt} times)`);
+          } else {
+            retry(row, outcome.reason, backoffDelay(options.retry.backoff, attempt), true);
+          }
+          break;
+        }
         case 'rejected': {
           const attempt = row.attempts + 1;
           if (attempt >= options.retry.maxAttempts) {

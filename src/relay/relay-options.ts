@@ -22,10 +22,24 @@ export interface RelayRetryPolicy {
   readonly maxAttempts?: number;
   /** Delay before a row is tried again, whatever failed. Default 1 s doubling to 5 min. */
   readonly backoff?: BackoffPolicy;
+  /**
+   * Retry a row the broker returns as unroutable (no queue is bound for it, or the only queue
+   * for it is down: a classic queue whose cluster node is down is returned so too), counting
+   * towards `maxAttempts`, instead of parking it at once. A keyed row's successors wait behind
+   * it, so its key keeps its order, and rows published while a consumer's queue is missing
+   * (it is declared later, or its node restarts) go once it is back. The cost: a row that is
+   * truly unroutable is parked only after `maxAttempts` tries (about 8 minutes at the default
+   * backoff), holding its key meanwhile. Default false.
+   */
+  readonly unroutable?: boolean;
 }
 
 /** Every option of `RelayRetryPolicy`, for the options table in docs/options.md. */
-export const RELAY_RETRY_OPTION_NAMES = optionNames<RelayRetryPolicy>()(['maxAttempts', 'backoff']);
+export const RELAY_RETRY_OPTION_NAMES = optionNames<RelayRetryPolicy>()([
+  'maxAttempts',
+  'backoff',
+  'unroutable',
+]);
 
 export interface RelayOptions {
   /** Postgres: a pool of your own, or a connection string from which the relay makes its own. */
@@ -181,12 +195,21 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     retry: Object.freeze({
       maxAttempts: positiveInteger('retry.maxAttempts', options.retry?.maxAttempts, 10),
       backoff: checkBackoff('retry.backoff', options.retry?.backoff ?? DEFAULT_RELAY_BACKOFF),
+      unroutable: checkBoolean('retry.unroutable', options.retry?.unroutable, false),
     }),
     reconnectBackoff: options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 },
     maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
     stopTimeoutMs: positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: resolveLogger(options.logger, consoleLogger),
   });
+}
+
+function checkBoolean(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new ConfigurationError(option, `must be true or false, got ${JSON.stringify(value)}`);
+  }
+  return value;
 }
 
 function checkBackoff(option: string, backoff: BackoffPolicy): BackoffPolicy {

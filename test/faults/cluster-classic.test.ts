@@ -54,6 +54,62 @@ describe('faults: a classic queue whose node is down (two-node cluster)', () => 
     { name: 'kill -9', down: (node) => node.kill(), up: (node) => node.boot() },
   ];
 
+  it(
+    "with retry.unroutable, the classic queue's node down (stop_app): nothing parked, order kept",
+    { timeout: 150_000 },
+    () =>
+      runScenario(
+        {
+          name: "cluster: classic queue's node down (stop_app), retry.unroutable",
+          databaseUrl,
+          amqpUrl: cluster.urls,
+          queueType: 'classic',
+          brokerState: (queues) => cluster.queueState(queues),
+        },
+        async (sc) => {
+          const consumer = await sc.startConsumer({ amqpUrl: cluster.urlsFrom(1) });
+          const relay = await sc.startRelay({
+            amqpUrl: cluster.urlsFrom(0),
+            retry: {
+              unroutable: true,
+              maxAttempts: 1000,
+              backoff: { initialMs: 200, maxMs: 2000 },
+            },
+          });
+          assert.equal(await homeOf(sc.queues.main), 'node2', 'the consumer queue is not on node2');
+          const traffic = sc.traffic({ total: 100_000, pauseMs: 20, perTransaction: 5 });
+          await sc.waitForEffects(300);
+          const before = relay.counts();
+          const downAt = Date.now();
+          await cluster.stopApp(cluster.nodes[1]!);
+          sc.mark('node2 stop_app');
+          // Returned rows are retried, not parked: wait until some have been.
+          await waitFor(
+            'returned rows retried while node2 is down',
+            () => relay.counts().retried - before.retried >= 20,
+            30_000,
+          );
+          await sleep(Math.max(0, 3000 - (Date.now() - downAt)));
+          await cluster.startApp(cluster.nodes[1]!);
+          await cluster.waitUntilFormed();
+          sc.mark('node2 back');
+          const downMs = Date.now() - downAt;
+          await sc.waitForEffects((await sc.effected()) + 300, 60_000);
+          traffic.stop();
+          await traffic.done;
+          sc.healed();
+          await sc.finish({
+            evidence: (o) => {
+              const retried = relay.counts().retried - before.retried;
+              assert.equal(relay.counts().parked, 0, 'rows parked');
+              assert.equal(o.parked.size, 0, 'rows parked');
+              return `node2 (stop_app, ${(downMs / 1000).toFixed(1)} s down) held the classic queue: returned rows retried ${retried} times, none parked, every row delivered once and in its key's order, no replay (consumer ${consumer.amqpConnects} connections, ${o.duplicatesAbsorbed} duplicates absorbed)`;
+            },
+          });
+        },
+      ),
+  );
+
   for (const fault of faults) {
     it(
       `the node of the consumer's classic queue is down (${fault.name}) while the relay publishes through another`,
