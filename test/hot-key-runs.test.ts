@@ -113,7 +113,7 @@ describe('publishBatch: a run of one key on one channel', () => {
     assert.deepEqual(outcomes, [ACKED, RETRY, HELD, ACKED]);
   });
 
-  it('a return parks its row and holds the rest of the run', async () => {
+  it('a return makes its row unroutable (parked, or retried) and holds the rest of the run', async () => {
     const channel = new ScriptedConfirmChannel();
     const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
     const answers = publishBatch(publisher, batch([row(1, 'k'), row(2, 'k')]), 5000);
@@ -121,7 +121,7 @@ describe('publishBatch: a run of one key on one channel', () => {
     channel.ackMultiple(0);
     const { outcomes } = await answers;
     assert.equal(channel.sent.length, 1);
-    assert.equal(outcomes[0]!.kind, 'permanent');
+    assert.equal(outcomes[0]!.kind, 'unroutable');
     assert.deepEqual(outcomes[1], HELD);
   });
 
