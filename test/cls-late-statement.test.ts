@@ -24,13 +24,6 @@ import { DATABASE_URL } from './support/env.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
 
-/**
- * nestjs-cls opens the consumer's transaction through its own callback, and the handler writes
- * through the ambient `txHost.tx`, which outboxkit never wraps. A timed-out handler's statement
- * sent while the ROLLBACK is on its way back queues behind it on the same connection: unless it
- * is refused, it runs after the ROLLBACK, on its own, and commits a write of an attempt that
- * was rolled back (the retry then writes it again).
- */
 /** A CLS stack: its transaction host, how the handler runs SQL on `txHost.tx`, its `join`. */
 interface ClsStack {
   readonly name: string;
@@ -71,6 +64,13 @@ const stacks: ClsStack[] = [
   },
 ];
 
+/**
+ * nestjs-cls opens the consumer's transaction through its own callback, and the handler writes
+ * through the ambient `txHost.tx`, which outboxkit never wraps. A timed-out handler's statement
+ * sent while the ROLLBACK is on its way back queues behind it on the same connection: unless it
+ * is refused, it runs after the ROLLBACK, on its own, and commits a write of an attempt that
+ * was rolled back (the retry then writes it again).
+ */
 for (const stack of stacks) {
   describe(`nestjs-cls with ${stack.name}: a timed-out handler`, () => {
     let f: ConsumerFixture;

@@ -29,20 +29,16 @@ export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
 ): ConsumerTransactions<T> {
   return {
     async run({ isolationLevel, closed }, work) {
-      let removeGate: (() => void) | undefined;
-      try {
-        await db.transaction(
-          (tx) => {
-            // On a single client the session is the database's own: the application's other
-            // statements go through it too, and concurrent transactions interleave on it.
-            if (sessionOf(tx) !== sessionOf(db)) removeGate = gateDrizzleSession(tx, closed);
-            return work({ tx, query: drizzleStatements(tx) });
-          },
-          { isolationLevel },
-        );
-      } finally {
-        removeGate?.();
-      }
+      await db.transaction(
+        (tx) => {
+          // Only a session of the transaction's own (a database on a pool), whose gate stays: on
+          // a single client the session is the database's, which the application's other
+          // statements and concurrent transactions go through too.
+          if (sessionOf(tx) !== sessionOf(db)) gateDrizzleSession(tx, closed);
+          return work({ tx, query: drizzleStatements(tx) });
+        },
+        { isolationLevel },
+      );
     },
   };
 }

@@ -393,6 +393,20 @@ export class RelayLane {
       retryDelays.push(delayMs);
       retryCounted.push(counted ? 1 : 0);
     };
+    const park = (row: OutboxRow, reason: string) => {
+      parkIds.push(row.id);
+      parkReasons.push(reason);
+    };
+    // A failure that counts: tried again until `retry.maxAttempts`, then parked as `parkedAs` says.
+    const countAttempt = (
+      row: OutboxRow,
+      reason: string,
+      parkedAs: (attempt: number) => string,
+    ) => {
+      const attempt = row.attempts + 1;
+      if (attempt >= options.retry.maxAttempts) park(row, parkedAs(attempt));
+      else retry(row, reason, backoffDelay(options.retry.backoff, attempt), true);
+    };
     rows.forEach((row, i) => {
       const outcome = outcomes[i]!;
       switch (outcome.kind) {
@@ -400,33 +414,16 @@ export class RelayLane {
           acked.push(row.id);
           break;
         case 'permanent':
-          parkIds.push(row.id);
-          parkReasons.push(outcome.reason);
+          park(row, outcome.reason);
           break;
-        case 'unroutable': {
-          const attempt = row.attempts + 1;
-          if (!options.retry.unroutable) {
-            parkIds.push(row.id);
-            parkReasons.push(outcome.reason);
-          } else if (attempt >= options.retry.maxAttempts) {
-            // The reason keeps its prefix, which `replay --reason unroutable` selects by.
-            parkIds.push(row.id);
-            parkReasons.push(`${outcome.reason} (returned ${attempt} times)`);
-          } else {
-            retry(row, outcome.reason, backoffDelay(options.retry.backoff, attempt), true);
-          }
+        case 'unroutable':
+          // The parked reason keeps its prefix, which `replay --reason unroutable` selects by.
+          if (!options.retry.unroutable) park(row, outcome.reason);
+          else countAttempt(row, outcome.reason, (n) => `${outcome.reason} (returned ${n} times)`);
           break;
-        }
-        case 'rejected': {
-          const attempt = row.attempts + 1;
-          if (attempt >= options.retry.maxAttempts) {
-            parkIds.push(row.id);
-            parkReasons.push(`rejected ${attempt} times: ${outcome.reason}`);
-          } else {
-            retry(row, outcome.reason, backoffDelay(options.retry.backoff, attempt), true);
-          }
+        case 'rejected':
+          countAttempt(row, outcome.reason, (n) => `rejected ${n} times: ${outcome.reason}`);
           break;
-        }
         case 'transient':
           // Not the message's fault: no number of these parks it, so a keyed row keeps its
           // successors waiting behind it rather than letting them overtake.
