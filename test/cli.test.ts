@@ -367,6 +367,7 @@ describe('outboxkit relay against the nodes of a cluster', () => {
 describe('outboxkit command line errors', () => {
   const cases: { args: string[]; env?: NodeJS.ProcessEnv; says: RegExp }[] = [
     { args: ['launch'], says: /unknown command "launch"; the commands are migrate, relay, status/ },
+    { args: ['stauts'], says: /unknown command "stauts"; did you mean status\?; the commands are/ },
     { args: ['status', '--verbose'], says: /Unknown option '--verbose'/ },
     { args: ['migrate', 'now'], says: /Unexpected argument 'now'/ },
     {

@@ -49,6 +49,22 @@ describe('consumer host: topology and lifecycle', () => {
     assert.equal(host.isRunning, false);
   });
 
+  it("names the consumer's queue and its queueType when the type changed", async () => {
+    const name = f.name('retyped');
+    // Declared as quorum with its delay queues, as a deployed consumer would have left them.
+    const first = await f.host([f.definition('retyped', f.recordEffect, { queueType: 'quorum' })]);
+    await first.stop();
+    const def = f.definition('retyped', f.recordEffect, { queueType: 'classic' });
+    const host = await f.host([def], {}, false);
+    await assert.rejects(host.start(), (error: unknown) => {
+      assert.ok(error instanceof TopologyConflictError);
+      assert.equal(error.entity, name);
+      assert.match(error.message, /x-queue-type/);
+      assert.match(error.message, /Make the consumer definition \(its `queueType`\) match/);
+      return true;
+    });
+  });
+
   it('works on quorum queues, retries and dead letters included', async () => {
     const name = f.name('quorum');
     const calls: number[] = [];

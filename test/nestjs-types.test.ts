@@ -6,6 +6,7 @@ import {
   defineMessage,
   OutboxHandler,
   type OutboxService,
+  type OutboxTransaction,
   type PayloadOf,
 } from '../src/nestjs/index.js';
 
@@ -49,6 +50,17 @@ export function writerChecks(outbox: OutboxService, trx: Transaction<Database>):
   // @ts-expect-error one element of the wrong shape
   void outbox.addMany(trx, OrderPlaced, [{ orderId: 'o-1', quantity: 2 }, { orderId: 3 }]);
 }
+
+// A compiler that reports only the last overload's error (TypeScript 7) must name the payload's
+// wrong field, not the transaction: the transaction-first form is the last one. Inference from
+// an overloaded function takes its last signature.
+type FirstParameterOfLast<F> = F extends (first: infer P, ...rest: infer _) => unknown ? P : never;
+export const lastAddTakesTheTransaction: FirstParameterOfLast<OutboxService['add']> =
+  {} as OutboxTransaction;
+export const lastAddManyTakesTheTransaction: FirstParameterOfLast<OutboxService['addMany']> =
+  {} as OutboxTransaction;
+// @ts-expect-error a message definition is not what the last overload takes first
+export const notTheMessageFirst: FirstParameterOfLast<OutboxService['add']> = OrderPlaced;
 
 export function definitionChecks(): void {
   defineMessage<OrderPlaced>({

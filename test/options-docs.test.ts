@@ -240,6 +240,15 @@ describe('unknown options', () => {
       unknown('exchanges[0].alternateExchnage', 'exchanges[0].alternateExchange'),
     );
     assert.throws(() => new OutboxWriter(loose({ shema: 'x' })), unknown('shema', 'schema'));
+    // The same stem, beyond two edits.
+    assert.throws(
+      () =>
+        resolveModuleOptions(
+          loose({ databaseUrl: 'postgres://x', amqpUrl, migrations: true }),
+          silentLogger,
+        ),
+      unknown('migrations', 'migrate'),
+    );
     assert.throws(
       () => new OutboxDashboard(loose({ pool, allowReplays: true })),
       unknown('allowReplays', 'allowReplay'),

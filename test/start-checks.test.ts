@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { defineConsumer } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import { silentLogger } from '../src/util/logger.js';
+import { type OutboxLogger, silentLogger } from '../src/util/logger.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
 
@@ -19,13 +19,18 @@ function refusal(code: string, fix: RegExp) {
   };
 }
 
-function relayOn(options: { schema: string; databaseUrl?: string; amqpUrl?: string }) {
+function relayOn(options: {
+  schema: string;
+  databaseUrl?: string;
+  amqpUrl?: string;
+  logger?: OutboxLogger;
+}) {
   return new OutboxRelay({
     databaseUrl: options.databaseUrl ?? DATABASE_URL,
     amqpUrl: options.amqpUrl ?? AMQP_URL,
     schema: options.schema,
     reconnectBackoff: { initialMs: 20, maxMs: 200 },
-    logger: silentLogger,
+    logger: options.logger ?? silentLogger,
   });
 }
 
@@ -86,8 +91,15 @@ describe('start checks of the relay', () => {
   });
 
   it('refuses a RabbitMQ password the broker rejects, with the password hidden', async () => {
-    const relay = relayOn({ schema: t.schema, amqpUrl: withPassword(AMQP_URL, 'wrong-secret') });
+    const warnings: string[] = [];
+    const relay = relayOn({
+      schema: t.schema,
+      amqpUrl: withPassword(AMQP_URL, 'wrong-secret'),
+      logger: { ...silentLogger, warn: (message) => warnings.push(message) },
+    });
     await assert.rejects(relay.start(), refusal('broker-auth-refused', /403.*password/s));
+    // Not "retrying" first: the start fails, for good.
+    assert.deepEqual(warnings, []);
   });
 
   it('refuses a virtual host that does not exist', async () => {

@@ -110,6 +110,23 @@ describe('outboxkit/testing', () => {
     await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox_parked`);
   });
 
+  it('times out naming the last error when the exchange was never declared', async () => {
+    const missing = f.name('never-declared');
+    await f.t.db
+      .transaction()
+      .execute((trx) => outbox.add(trx, { exchange: missing, routingKey: 'x', payload: {} }));
+    await assert.rejects(
+      flushOutbox(f.t.pool, { schema: f.t.schema, relay, timeoutMs: 1500 }),
+      (error: unknown) => {
+        assert.ok(error instanceof TestingTimeoutError);
+        assert.match(error.message, /1 row\(s\) still pending, last error: exchange not found: /);
+        assert.ok(error.message.includes(missing), error.message);
+        return true;
+      },
+    );
+    await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);
+  });
+
   it('times out with what is still pending when no relay runs', async () => {
     const writer = new OutboxWriter({ schema: f.t.schema });
     await relay.stop();

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { ConnectionOptions } from 'node:tls';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
@@ -127,14 +128,22 @@ export class AmqpConnection extends EventEmitter {
       try {
         model = await this.#connectUnlessClosed();
       } catch (error) {
+        // A first connect refused for good (login, vhost, TLS) fails its owner's start, which
+        // says why: a "retrying" line before that error would say the opposite.
+        const failsStart =
+          failures === 0 &&
+          this.#firstAttempt !== undefined &&
+          brokerMisconfiguration(error, this.#urls.current) !== undefined;
         this.#settleFirstAttempt(error);
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
-        logger.warn('RabbitMQ connection failed; retrying', {
-          url: redactUrl(this.#urls.current),
-          error: errorMessage(error),
-          retryInMs: delay,
-        });
+        if (!failsStart) {
+          logger.warn('RabbitMQ connection failed; retrying', {
+            url: redactUrl(this.#urls.current),
+            error: errorMessage(error),
+            retryInMs: delay,
+          });
+        }
         this.#urls.advance();
         await abortableDelay(delay, this.#closing.signal);
         continue;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { closestName } from '../util/closest-name.js';
 import { errorMessage } from '../util/logger.js';
 import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './cli-command.js';
 import { dashboardCommand } from './dashboard-command.js';
@@ -56,8 +57,10 @@ export async function runCli(argv: readonly string[], env: CliEnv): Promise<numb
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
+    const names = COMMANDS.map((c) => c.name);
+    const guess = closestName(name, names);
     process.stderr.write(
-      `outboxkit: unknown command ${JSON.stringify(name)}; the commands are ${COMMANDS.map((c) => c.name).join(', ')}. See \`outboxkit --help\`.\n`,
+      `outboxkit: unknown command ${JSON.stringify(name)}${guess ? `; did you mean ${guess}?` : ''}; the commands are ${names.join(', ')}. See \`outboxkit --help\`.\n`,
     );
     return EXIT_USAGE;
   }

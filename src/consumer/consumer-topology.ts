@@ -183,7 +183,9 @@ export async function declareTopology(
         await declarePartitions(model, channel, t, t.partitions);
         continue;
       }
-      for (const q of [...t.delayQueues, t.queue]) {
+      // The consumer's own queue first: a changed setting (its queueType) is then reported
+      // on the queue the definition names, not on a delay queue derived from it.
+      for (const q of [t.queue, ...t.delayQueues]) {
         await asTopologyConflict('queue', q.name, () =>
           channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }),
         );

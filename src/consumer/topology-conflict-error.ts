@@ -17,10 +17,12 @@ export class TopologyConflictError extends OutboxkitError {
         ? 'the consumer definition'
         : "the declaration (a consumer's exchange type, or the exchanges given to " +
           'declareExchanges, the relay or the Nest module)';
+    // The one queue argument a definition sets by name.
+    const which = kind === 'queue' && /x-queue-type/.test(reply) ? ' (its `queueType`)' : '';
     super(
       'topology-conflict',
       `RabbitMQ refused to declare ${kind} "${entity}": it exists with other settings (${reply}). ` +
-        `Make ${declaredBy} match the existing ${kind}, or delete the ${kind} (after ` +
+        `Make ${declaredBy}${which} match the existing ${kind}, or delete the ${kind} (after ` +
         'moving its messages) so outboxkit can declare it again.',
       { cause },
     );

@@ -100,8 +100,8 @@ export interface OutboxModuleOptions {
   readonly prefix?: string;
   /**
    * Exchanges the application publishes to but does not consume from. They are declared at
-   * bootstrap, as are the exchanges of every handler, since the relay parks messages whose
-   * exchange does not exist.
+   * bootstrap, as are the exchanges of every handler, and by the relay each time it connects,
+   * since the relay puts off messages whose exchange does not exist.
    */
   readonly exchanges?: readonly ExchangeDeclaration[];
   /** Run the relay in this process (`true`, the default, or its settings), or not (`false`). */

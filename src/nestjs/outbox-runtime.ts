@@ -1,10 +1,12 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
+import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { migrate } from '../migrate/migrate.js';
 import {
@@ -17,6 +19,7 @@ import { databaseTlsConfig } from '../sql/database-tls.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import { errorMessage } from '../util/logger.js';
 import { OutboxWriter } from '../writer/outbox-writer.js';
 import { BrokerAdmin } from './broker-admin.js';
 import { addExchange, type ResolvedModuleOptions } from './resolve-module-options.js';
@@ -120,7 +123,11 @@ export class OutboxRuntime {
     const o = this.options;
     const consumers = o.consumers === false ? [] : [...handlers.consumers];
     this.#topologies = consumers.map((c) => topologyOf(c));
+    const exchanges = new Map<string, ExchangeType>(o.exchanges);
     try {
+      for (const c of handlers.consumers) {
+        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
+      }
       // Both are built, and their options checked, before anything starts: a bad relay option
       // must not fail the start after the consumers took messages.
       if (o.consumers !== false && consumers.length > 0) {
@@ -149,6 +156,9 @@ export class OutboxRuntime {
           () =>
             new OutboxRelay({
               ...settings,
+              // Declared again each time the relay connects: so also when RabbitMQ was down
+              // at bootstrap (see #declareExchanges).
+              exchanges: withModuleExchanges(settings.exchanges, exchanges),
               ...(o.databaseUrl
                 ? {
                     databaseUrl: o.databaseUrl,
@@ -165,13 +175,7 @@ export class OutboxRuntime {
 
       if (o.migrate) await this.#migrate();
 
-      const exchanges = new Map<string, ExchangeType>(o.exchanges);
-      for (const c of handlers.consumers) {
-        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
-      }
-      const startTimeoutMs =
-        (o.consumers !== false && o.consumers.startTimeoutMs) || DEFAULT_START_TIMEOUT_MS;
-      await this.#admin.declareExchanges(exchanges, startTimeoutMs);
+      await this.#declareExchanges(exchanges);
 
       if (o.consumers === false && handlers.consumers.length > 0) {
         o.logger.info('consumers are off in this process; handlers not started', {
@@ -253,6 +257,35 @@ export class OutboxRuntime {
     return this.#queryable();
   }
 
+  /**
+   * Declares the exchanges before the handlers and the relay start. Handlers need RabbitMQ to
+   * start at all, so with handlers this waits for it (up to `consumers.startTimeoutMs`). Without
+   * them the application must not wait for a broker it only writes for through the outbox:
+   * when RabbitMQ cannot be reached at once, the start goes on, and the relay, which has the
+   * module's exchanges among its own, declares them once it connects.
+   */
+  async #declareExchanges(exchanges: ReadonlyMap<string, ExchangeType>): Promise<void> {
+    const o = this.options;
+    if (this.#host) {
+      const startTimeoutMs =
+        (o.consumers !== false && o.consumers.startTimeoutMs) || DEFAULT_START_TIMEOUT_MS;
+      await this.#admin.declareExchanges(exchanges, startTimeoutMs);
+      return;
+    }
+    try {
+      // A deadline already passed: one attempt, no retries.
+      await this.#admin.declareExchanges(exchanges, 0);
+    } catch (error) {
+      if (!(error instanceof OutboxkitError && error.code === 'broker-unreachable')) throw error;
+      o.logger.warn(
+        this.#relay
+          ? 'RabbitMQ not reachable at bootstrap: starting without it; the relay declares the exchanges when it connects'
+          : 'RabbitMQ not reachable at bootstrap: the exchanges are not declared; the relay that publishes them must declare them (its `exchanges` option)',
+        { exchanges: [...exchanges.keys()], error: errorMessage(error) },
+      );
+    }
+  }
+
   async #migrate(): Promise<void> {
     const { pool, databaseUrl, schema, logger } = this.options;
     // With only `db` and `databaseUrl`, a one-connection pool serves the migration and goes.
@@ -279,6 +312,20 @@ export class OutboxRuntime {
     const pool = this.options.pool ?? this.#ownPool;
     return pool ?? kyselyQueryable(this.db);
   }
+}
+
+/** The relay's own exchange declarations, and the module's that it does not declare itself. */
+function withModuleExchanges(
+  own: readonly ExchangeDeclaration[] | undefined,
+  module: ReadonlyMap<string, ExchangeType>,
+): readonly ExchangeDeclaration[] {
+  // Not a list: the relay's own check names the option.
+  if (own !== undefined && !Array.isArray(own)) return own;
+  const declared = new Set((own ?? []).map((d) => d?.name));
+  const added = [...module]
+    .filter(([name]) => !declared.has(name))
+    .map(([name, type]) => ({ name, type }));
+  return [...(own ?? []), ...added];
 }
 
 /**

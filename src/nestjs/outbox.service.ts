@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import type { ConsumerHost } from '../consumer/consumer-host.js';
 import type { ConsumerTopology } from '../consumer/consumer-topology.js';
-import { ConfigurationError } from '../errors/configuration-error.js';
+import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
 import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';
@@ -60,13 +60,15 @@ export class OutboxService {
    * transaction, it joins the module's `ambientTransaction` (the one of nestjs-cls's
    * `@Transactional()`, with `clsOutbox`). Returns the message id.
    */
+  // The transaction-first form last: a compiler that reports only the last overload's error
+  // (TypeScript 7) then names a wrong payload's field rather than the missing transaction.
   async add<M extends MessageDefinition>(
-    trx: OutboxTransaction,
     message: M,
     payload: PayloadOf<M>,
     options?: OutboxWriteOptions,
   ): Promise<string>;
   async add<M extends MessageDefinition>(
+    trx: OutboxTransaction,
     message: M,
     payload: PayloadOf<M>,
     options?: OutboxWriteOptions,
@@ -84,12 +86,12 @@ export class OutboxService {
    * transaction or, without one, the module's `ambientTransaction`. Returns their ids.
    */
   async addMany<M extends MessageDefinition>(
-    trx: OutboxTransaction,
     message: M,
     payloads: readonly PayloadOf<M>[],
     options?: Omit<OutboxWriteOptions, 'messageId'>,
   ): Promise<string[]>;
   async addMany<M extends MessageDefinition>(
+    trx: OutboxTransaction,
     message: M,
     payloads: readonly PayloadOf<M>[],
     options?: Omit<OutboxWriteOptions, 'messageId'>,
@@ -118,11 +120,12 @@ export class OutboxService {
     if (isTransaction) return args as [TransactionLike, ...unknown[]];
     const ambient = this.#runtime.options.ambientTransaction;
     if (!ambient) {
-      throw new ConfigurationError(
-        'ambientTransaction',
-        'OutboxService.add was called without a transaction, and the module has no ' +
-          '`ambientTransaction` to join: pass the transaction first, or set the option ' +
-          '(`clsOutbox(txHost, ...)` of outboxkit/nestjs-cls)',
+      // Writing outside a transaction, as the writer itself reports it: the option is one fix.
+      throw new NotInTransactionError(
+        'OutboxService.add was called without one, and the module has no `ambientTransaction` ' +
+          'to join. Pass the transaction first (the Kysely `trx`, a pg client after `BEGIN`, or ' +
+          "an ORM's through its adapter), or join nestjs-cls's `@Transactional()` by spreading " +
+          '`clsOutbox(txHost, ...)` of outboxkit/nestjs-cls into the module options.',
       );
     }
     return [ambient() as TransactionLike, ...args];

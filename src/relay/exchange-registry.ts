@@ -89,7 +89,8 @@ export class ExchangeRegistry {
           this.#logger.warn(
             `exchange "${name}" does not exist: its outbox rows are put off (not parked) until ` +
               'it is declared. Declare it with declareExchanges(amqpUrl, [{ name, type }]) or ' +
-              "the relay's `exchanges` option, or start the consumer that declares it",
+              "the relay's `exchanges` option (OutboxModule's `exchanges` in Nest), or start the " +
+              'consumer that declares it',
             { exchange: name },
           );
         }

@@ -61,16 +61,28 @@ export async function flushOutbox(
   );
   const { pending: pendingIds, high } = mark.rows[0] as { pending: string[]; high: string };
   let pending = -1;
+  let lastErrors: readonly string[] = [];
   options.relay?.wake();
   await pollUntil(
     'the outbox to be empty',
     timeoutMs,
     async () => {
-      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${t.outbox}`);
-      pending = (rows[0] as { n: number }).n;
+      // The rows' last errors tell a relay that tries and fails (an exchange not declared: put
+      // off, never parked) from no relay at all.
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS n, array(SELECT DISTINCT last_error FROM ${t.outbox}
+           WHERE last_error IS NOT NULL ORDER BY last_error LIMIT 3) AS errors
+         FROM ${t.outbox}`,
+      );
+      const row = rows[0] as { n: number; errors: string[] };
+      pending = row.n;
+      lastErrors = row.errors;
       return pending === 0 ? true : undefined;
     },
-    () => `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
+    () =>
+      lastErrors.length > 0
+        ? `${pending} row(s) still pending, last error: ${lastErrors.join('; ')}`
+        : `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
   );
   if (options.failOnParked === false) return;
   const { rows } = await pool.query(

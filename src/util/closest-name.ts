@@ -1,6 +1,7 @@
 /**
- * The known name (a flag, an option) closest to an unknown one, for "did you mean": within two edits, or one that
- * the typed name is the start of. Undefined when nothing is close enough to be a fair guess.
+ * The known name (a flag, an option, a command) closest to an unknown one, for "did you mean":
+ * within two edits, one that the typed name is the start of, or one of the same stem (`migrations`
+ * for `migrate`). Undefined when nothing is close enough to be a fair guess.
  */
 export function closestName(typed: string, known: readonly string[]): string | undefined {
   const name = typed.replace(/^-+/, '').split('=')[0]!;
@@ -8,7 +9,11 @@ export function closestName(typed: string, known: readonly string[]): string | u
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of known) {
     const distance =
-      candidate.startsWith(name) && name.length >= 3 ? 1 : editDistance(name, candidate);
+      candidate.startsWith(name) && name.length >= 3
+        ? 1
+        : sameStem(name, candidate)
+          ? 2
+          : editDistance(name, candidate);
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;
@@ -16,6 +21,13 @@ export function closestName(typed: string, known: readonly string[]): string | u
   }
   const limit = name.length <= 4 ? 1 : 2;
   return bestDistance <= limit ? best : undefined;
+}
+
+/** Both start with the same five letters or more, and differ only after the shorter's last but one. */
+function sameStem(a: string, b: string): boolean {
+  let shared = 0;
+  while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared += 1;
+  return shared >= 5 && shared >= Math.min(a.length, b.length) - 1;
 }
 
 /** Levenshtein distance, with a swap of two neighbours counted as one edit. */

@@ -110,6 +110,19 @@ export class NestFixture {
     }
   }
 
+  async exchangeExists(exchange: string): Promise<boolean> {
+    const channel = await this.#connection.createChannel();
+    channel.on('error', () => {});
+    try {
+      await channel.checkExchange(exchange);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
   async query<R>(text: string, params: unknown[] = []): Promise<R[]> {
     return (await this.t.pool.query(text, params)).rows as R[];
   }

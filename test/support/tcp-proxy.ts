@@ -162,10 +162,20 @@ export class TcpProxy {
     this.#server = net.createServer((client) => this.#accept(client));
   }
 
-  static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  /** @param listenPort a port of its own by default; a given one brings a service up there. */
+  static async start(targetHost: string, targetPort: number, listenPort = 0): Promise<TcpProxy> {
     const proxy = new TcpProxy({ host: targetHost, port: targetPort });
-    await new Promise<void>((resolve) => proxy.#server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => proxy.#server.listen(listenPort, '127.0.0.1', resolve));
     return proxy;
+  }
+
+  /** A loopback port nothing listens on now: a service that is down, until a proxy starts there. */
+  static async freePort(): Promise<number> {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
   }
 
   get port(): number {
