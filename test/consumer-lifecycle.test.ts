@@ -128,13 +128,19 @@ describe('consumer host: topology and lifecycle', () => {
     const stopping = host.stop().then(() => {
       stopped = true;
     });
+    // A second caller (a signal handler beside a framework hook) waits as long.
+    let stoppedAgain = false;
+    const stoppingAgain = host.stop().then(() => {
+      stoppedAgain = true;
+    });
     await waitFor(
       'the consumer to be cancelled',
       async () => (await f.channel.checkQueue(name)).consumerCount === 0,
     );
     assert.equal(stopped, false, 'stop() waits for running handlers');
+    assert.equal(stoppedAgain, false, 'a second stop() waits for running handlers too');
     release();
-    await stopping;
+    await Promise.all([stopping, stoppingAgain]);
     assert.equal(started, 2, 'nothing new started while stopping');
     assert.equal(host.stats(name).handled, 2);
     const effects = (await f.effects()).filter((e) => e.consumer === name);

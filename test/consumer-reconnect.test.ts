@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -119,6 +119,62 @@ describe('idempotent consumer: lost connections', () => {
       assert.equal(stats.deadLettered, 0);
       await f.stopHosts();
     } finally {
+      await db.destroy();
+    }
+  });
+
+  it("a timed-out transaction's link frozen while Postgres refuses connections: its session is terminated once Postgres answers, and the retry applies the effect once", async () => {
+    const name = f.name('frozen');
+    const postgres = await proxy(DATABASE_URL);
+    const url = new URL(DATABASE_URL);
+    url.hostname = '127.0.0.1';
+    url.port = String(postgres.port);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
+    const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    let outage: NodeJS.Timeout | undefined;
+    try {
+      let froze = false;
+      const def = f.definition(
+        'frozen',
+        async (payload, ctx) => {
+          await f.recordEffect(payload, ctx);
+          if (!froze) {
+            froze = true;
+            // The link of this transaction goes silent for good (its session stays idle in
+            // transaction, holding the key), and Postgres refuses new connections for a while:
+            // the cancel and the first terminates cannot be sent.
+            postgres.blackholeOpen();
+            postgres.refuse(true);
+            outage = setTimeout(() => postgres.refuse(false), 2_000);
+          }
+          await sql`SELECT 1`.execute(ctx.trx);
+        },
+        {
+          routingKeys: ['frozen'],
+          timeoutMs: 400,
+          concurrency: 1,
+          retry: { maxAttempts: 6, backoff: { initialMs: 100, maxMs: 400 } },
+        },
+      );
+      const host = await f.host([def], { db });
+      await f.publish('frozen', { id: 'x' }, { messageId: 'frozen-x' });
+      await waitFor(
+        'the message settled',
+        () => host.stats(name).handled + host.stats(name).deadLettered > 0,
+        30_000,
+      );
+      const stats = host.stats(name);
+      assert.equal(stats.deadLettered, 0, 'dead-lettered: its key stayed held');
+      assert.equal(stats.handled, 1);
+      await assertEveryEffectOnce(name, 1);
+    } finally {
+      clearTimeout(outage);
+      // The frozen attempt's rollback never answers: ending its link lets the host stop and
+      // the pool end.
+      postgres.resetAll();
+      await f.stopHosts();
       await db.destroy();
     }
   });

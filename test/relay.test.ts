@@ -381,6 +381,42 @@ describe('OutboxRelay', () => {
     await waitFor('the next relay to count its batches', () => next.stats().published >= left);
     assert.equal(next.stats().published, left);
   });
+  it('a second stop() resolves only once the relay has stopped', async () => {
+    const exchange = await bed.broker.exchange('stop-twice');
+    await bed.broker.queue('stop-twice', exchange);
+    await writeMessages(bed.t, numberedMessages(exchange, 500, 'twice-'));
+    const relay = await start();
+    await waitFor('some rows published', () => relay.stats().published > 0);
+    let firstDone = false;
+    const first = relay.stop().then(() => {
+      firstDone = true;
+    });
+    await relay.stop();
+    assert.equal(firstDone, true, 'the second stop() returned before the first finished');
+    assert.equal(relay.isConnected, false);
+    await first;
+  });
+
+  it('a stop() while start() checks the services: start starts nothing after it', async () => {
+    const infos: string[] = [];
+    const noop = () => {};
+    const relay = testRelay(bed.t, {
+      logger: {
+        debug: noop,
+        info: (message: string) => infos.push(message),
+        warn: noop,
+        error: noop,
+      },
+    });
+    const starting = relay.start();
+    await relay.stop();
+    await starting;
+    assert.deepEqual(
+      infos.filter((m) => m === 'relay started'),
+      [],
+    );
+  });
+
   it('a stop right after the start, with a backlog, is no batch failure', async () => {
     // Lanes claim at once; stop() then refuses them a channel. That is the stop, not a failure:
     // no warning (and no error counted, which alerts may watch), and every row stays.

@@ -164,6 +164,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #startTimeoutMs: number;
   readonly #stopTimeoutMs: number;
   #state: State = 'new';
+  #stopped: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
   readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
@@ -416,8 +417,14 @@ export class ConsumerHost<Tx = Transaction<any>> {
    * handlers to commit and be acked, then closes the connection. Nothing is acked that did not
    * commit; whatever is still running at the deadline is redelivered later and deduplicated.
    */
-  async stop(): Promise<void> {
-    if (this.#state === 'stopping' || this.#state === 'stopped') return;
+  stop(): Promise<void> {
+    // One stop for every caller: a second call (a signal handler and a framework hook) resolves
+    // when the handlers are done, not at once.
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
     if (this.#state === 'new') {
       this.#state = 'stopped';
       return;

@@ -1,4 +1,5 @@
 import { CompiledQuery } from 'kysely';
+import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import { settleWithin } from '../util/with-timeout.js';
 import type { AnyTransaction, ClaimDeps } from './claim-transaction.js';
@@ -36,12 +37,14 @@ export async function cancelTimedOut(
 ): Promise<void> {
   if (pid === undefined) return;
   let rollingBack = false;
-  const cancel = signalBackend(
-    deps,
-    deps.queries.cancelBackend,
-    pid,
-    () => rollingBack,
-    'could not cancel the statement of a timed-out handler',
+  const cancel = signalBackend(deps, deps.queries.cancelBackend, pid, () => rollingBack).then(
+    (failed) => {
+      if (failed === undefined) return;
+      deps.logger.warn('could not cancel the statement of a timed-out handler', {
+        consumer: deps.consumer.name,
+        error: errorMessage(failed),
+      });
+    },
   );
   await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, Math.max(0, deadline - Date.now())));
   rollingBack = true;
@@ -74,35 +77,77 @@ export async function awaitRollback(
   if (pid === undefined) return;
   // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
   // that follows needs the listener the host's `db` option asks for.
-  void signalBackend(
-    deps,
-    queries.terminateBackend,
-    pid,
-    () => rolledBack,
-    'could not terminate the session of a timed-out transaction',
-  );
+  void terminateSession(deps, queries.terminateBackend, pid, () => rolledBack);
+}
+
+/**
+ * How long a timed-out session's terminate is retried while no connection can be had. Its
+ * session holds the message's key until it ends, and Postgres may not notice a dead link for
+ * hours (TCP keepalive): every retry of the message would wait for the key and time out, and
+ * be dead-lettered with its effect never applied.
+ */
+const TERMINATE_RETRY_MS = 10 * 60_000;
+const TERMINATE_BACKOFF = { initialMs: 100, maxMs: 5_000 } as const;
+
+/**
+ * Terminates session `pid`, again and again while Postgres cannot be reached (an outage that
+ * froze the session's link often refuses new connections too), until it is sent, the rollback
+ * came back, or `TERMINATE_RETRY_MS` passed. Warns on the first failure and when giving up.
+ */
+async function terminateSession(
+  deps: ClaimDeps,
+  query: string,
+  pid: number,
+  rolledBack: () => boolean,
+): Promise<void> {
+  const { consumer, logger } = deps;
+  const giveUpAt = Date.now() + TERMINATE_RETRY_MS;
+  for (let failures = 1; ; failures += 1) {
+    const failed = await signalBackend(deps, query, pid, rolledBack);
+    if (failed === undefined) return;
+    if (failures === 1) {
+      logger.warn('could not terminate the session of a timed-out transaction; retrying', {
+        consumer: consumer.name,
+        pid,
+        error: errorMessage(failed),
+      });
+    }
+    if (Date.now() >= giveUpAt) {
+      logger.error('gave up terminating the session of a timed-out transaction', {
+        consumer: consumer.name,
+        pid,
+        error: errorMessage(failed),
+      });
+      return;
+    }
+    // Unref'd: a process that is done otherwise (its host stopped) need not wait for this.
+    await new Promise((resolve) =>
+      setTimeout(resolve, backoffDelay(TERMINATE_BACKOFF, failures)).unref(),
+    );
+  }
 }
 
 /**
  * Sends `query` (a cancel or a terminate of session `pid`) on a connection of its own, unless
- * `tooLate()` says so once that connection is had: the wait for a free connection can outlast
- * the need, and a signal sent after that could hit the session's next user. Never rejects.
+ * `tooLate()` says so, before or once that connection is had: the wait for a free connection
+ * can outlast the need, and a signal sent after that could hit the session's next user.
+ * Resolves with the error when it could not be sent; never rejects.
  */
-function signalBackend(
+async function signalBackend(
   deps: ClaimDeps,
   query: string,
   pid: number,
   tooLate: () => boolean,
-  failure: string,
-): Promise<void> {
-  const { db, consumer, logger } = deps;
-  return db
-    .connection()
-    .execute(async (connection) => {
+): Promise<unknown> {
+  if (tooLate()) return undefined;
+  try {
+    await deps.db.connection().execute(async (connection) => {
       if (tooLate()) return;
       await connection.executeQuery(CompiledQuery.raw(query, [pid]));
-    })
-    .catch((error: unknown) =>
-      logger.warn(failure, { consumer: consumer.name, error: errorMessage(error) }),
-    );
+    });
+    return undefined;
+  } catch (error) {
+    // Never undefined, which means sent (or no longer needed).
+    return error ?? new Error('unknown error');
+  }
 }

@@ -47,6 +47,7 @@ export class OutboxRelay {
   readonly #giveUp = new AbortController();
   #lanes: Promise<void>[] = [];
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  #stopped: Promise<void> | undefined;
 
   constructor(options: RelayOptions) {
     this.options = resolveRelayOptions(options);
@@ -147,6 +148,8 @@ export class OutboxRelay {
       await this.stop();
       throw error;
     }
+    // Stopped while the checks ran: the stop closed the connections; start nothing after it.
+    if (this.#stopping.signal.aborted) return;
     this.#listener?.start();
     const ctx = {
       options: o,
@@ -187,8 +190,14 @@ export class OutboxRelay {
    * Stops claiming, waits up to `stopTimeoutMs` for in-flight confirms, deletes what was acked,
    * releases the rest untouched, then closes channels and connections.
    */
-  async stop(): Promise<void> {
-    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+  stop(): Promise<void> {
+    // One stop for every caller: a second call (a signal handler and a framework hook) resolves
+    // when the stop is done, not at once.
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
     this.#stopping.abort();

@@ -149,6 +149,7 @@ export class TcpProxy {
     toClient: { drop: false, latencyMs: 0, bytesPerSecond: undefined },
   };
   #paused = false;
+  #refusing = false;
   /** Connections accepted so far. */
   accepted = 0;
   /** Bytes forwarded, dropped and delayed, per direction. */
@@ -195,6 +196,11 @@ export class TcpProxy {
   }
 
   #accept(client: net.Socket): void {
+    if (this.#refusing) {
+      // Accepted by the kernel, then dropped: the client sees its connection closed at once.
+      client.destroy();
+      return;
+    }
     this.accepted += 1;
     const upstream = net.connect(this.#target.port, this.#target.host);
     client.setNoDelay(true);
@@ -241,6 +247,11 @@ export class TcpProxy {
       client.resetAndDestroy();
       upstream.destroy();
     }
+  }
+
+  /** While on, new connections are closed as soon as they come: a server that is down. */
+  refuse(on: boolean): void {
+    this.#refusing = on;
   }
 
   /** Stops forwarding in both directions without closing anything: a hung link. */
