@@ -53,6 +53,7 @@ export {
 } from './migrate/kysely-migration-provider.js';
 export { type MigrateOptions, type MigrateResult, migrate } from './migrate/migrate.js';
 export type { Pem, TlsOptions } from './options/tls-options.js';
+export { MAX_BUSINESS_KEY_BYTES } from './protocol/business-key.js';
 export {
   type DeadLetterReason,
   OUTBOXKIT_HEADERS,

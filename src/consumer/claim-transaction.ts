@@ -397,6 +397,16 @@ interface Claimed {
   readonly handled: boolean[];
 }
 
+/**
+ * The message id as the dedupe row records it, for information only. A message id with NUL,
+ * which Postgres text cannot hold, would fail the claim on every attempt when the key is a
+ * `businessKey`'s (as the key itself it is refused before, see `businessKeyProblem`); its NULs
+ * are recorded as U+FFFD.
+ */
+function storedMessageId(messageId: string | undefined): string | null {
+  return messageId === undefined ? null : messageId.replaceAll('\u0000', '\uFFFD');
+}
+
 async function claim(
   run: RunStatement,
   queries: ProcessedQueries,
@@ -409,7 +419,7 @@ async function claim(
     const { rows } = (await run(queries.claimOne, [
       consumer.name,
       delivery.businessKey,
-      delivery.info.messageId ?? null,
+      storedMessageId(delivery.info.messageId),
       limitMs,
     ])) as { rows: { pid: number }[] };
     return { pid: pidOf(rows[0]?.pid), handled: [rows.length > 0] };
@@ -422,7 +432,7 @@ async function claim(
     if (first.has(delivery.businessKey)) continue;
     first.set(delivery.businessKey, index);
     keys.push(delivery.businessKey);
-    ids.push(delivery.info.messageId ?? null);
+    ids.push(storedMessageId(delivery.info.messageId));
   }
   const { rows } = (await run(queries.claimMany, [consumer.name, keys, ids, limitMs])) as {
     rows: { business_key: string; pid: number }[];

@@ -153,7 +153,11 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
    * with the error in its headers.
    */
   validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
-  /** Derives the key messages are deduplicated by. Default: the message id. */
+  /**
+   * Derives the key messages are deduplicated by. Default: the message id. A key that is empty,
+   * contains NUL, is not well-formed Unicode or is longer than `MAX_BUSINESS_KEY_BYTES` (1024
+   * UTF-8 bytes) dead-letters the message at once as `invalid-business-key`.
+   */
   businessKey?(payload: P, message: MessageInfo): string;
   /**
    * Applies the message's effects through `context.trx`. Throwing rolls back and retries after

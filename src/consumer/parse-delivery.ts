@@ -1,4 +1,5 @@
 import type { ConsumeMessage } from 'amqplib';
+import { businessKeyProblem, quoteKey } from '../protocol/business-key.js';
 import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
 import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import type { MessageInfo } from './consumer-definition.js';
@@ -63,8 +64,8 @@ function isJson(type: string): boolean {
 
 /**
  * Checks a delivery before any transaction opens: content type and encoding, required headers,
- * JSON, the definition's validator, the business key. A message failing here can never
- * succeed, so it is dead-lettered, not retried.
+ * JSON, the definition's validator, the business key (see `businessKeyProblem`). A message
+ * failing here can never succeed, so it is dead-lettered, not retried.
  */
 export async function parseDelivery(
   consumer: ResolvedConsumer,
@@ -145,6 +146,12 @@ export async function parseDelivery(
         'the message has no message id to deduplicate by; publish with messageId, or give the consumer a businessKey function',
       );
     }
+  }
+  // A key Postgres cannot store as given would fail every attempt, or merge with another key.
+  const problem = businessKeyProblem(key as string);
+  if (problem !== undefined) {
+    const what = businessKey ? 'the business key' : 'the message id (the business key)';
+    return reject('invalid-business-key', `${what} ${quoteKey(key as string)} ${problem}`);
   }
 
   return {

@@ -52,5 +52,9 @@ export type DeadLetterReason =
   | 'missing-message-id'
   /** The definition's `validate` threw. */
   | 'validation-failed'
-  /** `businessKey` threw or returned something other than a non-empty string. */
+  /**
+   * `businessKey` threw or returned something other than a non-empty string, or the key (the
+   * message id by default) contains NUL, is not well-formed Unicode, or is longer than
+   * `MAX_BUSINESS_KEY_BYTES`.
+   */
   | 'invalid-business-key';

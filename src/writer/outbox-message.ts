@@ -20,7 +20,10 @@ export interface OutboxMessage<P = unknown> {
   /** Required with a Buffer payload; `application/json` otherwise. */
   readonly contentType?: string;
   readonly headers?: Readonly<Record<string, HeaderValue>>;
-  /** Defaults to a new UUIDv7. Consumers dedupe by it unless they derive a business key. */
+  /**
+   * Defaults to a new UUIDv7. Consumers dedupe by it unless they derive a business key, so it
+   * follows the key's rule: no NUL, no lone surrogate (see docs/consumer.md, "Business keys").
+   */
   readonly messageId?: string;
   /** Messages of one key are published in the order they were written, one at a time. */
   readonly orderingKey?: string;
