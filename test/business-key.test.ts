@@ -179,19 +179,14 @@ describe('business keys Postgres cannot store as given', () => {
     const writer = new OutboxWriter({ schema: f.t.schema });
     const base = { exchange: 'orders', routingKey: 'order.placed', payload: { id: 1 } };
     const before = await f.t.count('outbox');
-    for (const [messageId, detail] of [
-      ['x\uD800', LONE_SURROGATE],
-      ['x\uDFFFy', LONE_SURROGATE],
-      ['a\u0000b', /contains NUL/],
-    ] as const) {
+    for (const messageId of ['x\uD800', 'x\uDFFFy', 'a\u0000b']) {
       await assert.rejects(
         f.t.db.transaction().execute((trx) => writer.addMany(trx, [base, { ...base, messageId }])),
         (error: unknown) => {
           assert.ok(error instanceof InvalidMessageError, String(error));
           assert.equal(error.reason, 'invalid-message-id');
           assert.equal(error.index, 1);
-          assert.match(error.message, /`messageId` ".*", the consumers' default business key/);
-          assert.match(error.message, detail);
+          assert.match(error.message, /`messageId` must be .*, without NUL or lone surrogates/);
           return true;
         },
       );

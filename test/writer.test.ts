@@ -147,6 +147,31 @@ describe('OutboxWriter', () => {
     assert.equal(await t.count('outbox'), before);
   });
 
+  it('refuses no transaction at all (undefined, null) with a NotInTransactionError', async () => {
+    for (const nothing of [undefined, null]) {
+      await assert.rejects(
+        writer.add(nothing as unknown as TransactionLike, base),
+        NotInTransactionError,
+      );
+    }
+  });
+
+  it("leaves the caller's transaction usable after refusing a message", async () => {
+    const committed = await t.db.transaction().execute(async (trx) => {
+      await assert.rejects(
+        writer.add(trx, { ...base, headers: { note: 'a\u0000b' } }),
+        InvalidMessageError,
+      );
+      return writer.add(trx, base);
+    });
+    const { rows } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM "${t.schema}".outbox WHERE message_id = $1`,
+      [committed],
+    );
+    assert.equal(rows[0].n, 1);
+    await t.pool.query(`DELETE FROM "${t.schema}".outbox WHERE message_id = $1`, [committed]);
+  });
+
   it('refuses a Kysely instance that is not a transaction', async () => {
     await assert.rejects(
       writer.add(t.db as unknown as TransactionLike, base),
@@ -200,6 +225,17 @@ describe('OutboxWriter', () => {
     ['negative delay', { delayMs: -1 }, 'invalid-delay'],
     ['empty message id', { messageId: '' }, 'invalid-message-id'],
     ['overlong ordering key', { orderingKey: 'k'.repeat(300) }, 'invalid-ordering-key'],
+    // Text Postgres cannot store: caught before the INSERT, which would abort the transaction.
+    ['NUL in the exchange', { exchange: 'ord\u0000ers' }, 'missing-exchange'],
+    ['NUL in the routing key', { routingKey: 'a\u0000' }, 'invalid-routing-key'],
+    ['a lone surrogate in the routing key', { routingKey: 'a\uD800' }, 'invalid-routing-key'],
+    ['NUL in the message id', { messageId: 'm\u0000' }, 'invalid-message-id'],
+    ['NUL in the ordering key', { orderingKey: 'k\u0000' }, 'invalid-ordering-key'],
+    ['NUL in the correlation id', { correlationId: 'c\u0000' }, 'invalid-correlation-id'],
+    ['NUL in a header value', { headers: { a: 'x\u0000' } }, 'invalid-header'],
+    ['a lone surrogate in a header value', { headers: { a: ['x\uDC00'] } }, 'invalid-header'],
+    ['NUL in a header name', { headers: { 'a\u0000': 1 } }, 'invalid-header'],
+    ["outboxkit's own header", { headers: { 'x-outboxkit-retries': 9 } }, 'invalid-header'],
   ];
   for (const [what, patch, reason] of bad) {
     it(`rejects ${what} with a typed error and writes nothing`, async () => {

@@ -25,7 +25,11 @@ const KYSELY_ENDED = /^Transaction is already (committed|rolled back)/;
 
 // biome-ignore lint/suspicious/noExplicitAny: see TransactionLike
 function isKysely(value: TransactionLike): value is Transaction<any> {
-  return typeof (value as { executeQuery?: unknown }).executeQuery === 'function';
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as { executeQuery?: unknown }).executeQuery === 'function'
+  );
 }
 
 /**

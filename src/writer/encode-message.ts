@@ -22,11 +22,31 @@ export interface EncodedMessage {
 const SHORT_STRING_BYTES = 255;
 const MAX_HEADER_DEPTH = 4;
 
+/** Header names outboxkit writes itself; a producer's own would be taken for outboxkit's. */
+const RESERVED_HEADER_PREFIX = 'x-outboxkit-';
+
+/** Said of every string the row stores as text or jsonb. */
+const TEXT_RULE = 'without NUL or lone surrogates';
+
+/**
+ * Postgres stores no U+0000 in text or jsonb (the INSERT fails and aborts the caller's
+ * transaction), and turns a lone surrogate into U+FFFD or refuses it: checked before sending.
+ */
+function storableText(value: string): boolean {
+  return !value.includes('\u0000') && (value as unknown as WellFormedCheck).isWellFormed();
+}
+
+/** `String.prototype.isWellFormed` (Node 20+), not in the ES2023 lib the build targets. */
+interface WellFormedCheck {
+  isWellFormed(): boolean;
+}
+
 function shortString(value: unknown, allowEmpty: boolean): value is string {
   return (
     typeof value === 'string' &&
     (allowEmpty || value.length > 0) &&
-    Buffer.byteLength(value) <= SHORT_STRING_BYTES
+    Buffer.byteLength(value) <= SHORT_STRING_BYTES &&
+    storableText(value)
   );
 }
 
@@ -44,7 +64,7 @@ function optionalShortString(
   if (!shortString(value, false)) {
     throw new InvalidMessageError(
       reason,
-      `\`${field}\` must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes`,
+      `\`${field}\` must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
       index,
     );
   }
@@ -53,7 +73,7 @@ function optionalShortString(
 
 function checkHeaderValue(value: unknown, path: string, index: number, depth: number): void {
   const ok =
-    typeof value === 'string' ||
+    (typeof value === 'string' && storableText(value)) ||
     typeof value === 'boolean' ||
     value === null ||
     (typeof value === 'number' && Number.isFinite(value));
@@ -64,13 +84,14 @@ function checkHeaderValue(value: unknown, path: string, index: number, depth: nu
   }
   throw new InvalidMessageError(
     'invalid-header',
-    `header ${path} must be a string, finite number, boolean, null or an array of those; got ${describe(value)}`,
+    `header ${path} must be a string (${TEXT_RULE}), finite number, boolean, null or an array of those; got ${describe(value)}`,
     index,
   );
 }
 
 function describe(value: unknown): string {
   if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
   if (Array.isArray(value)) return 'a nested array';
   return value === null ? 'null' : typeof value;
 }
@@ -85,7 +106,16 @@ function encodeHeaders(headers: unknown, index: number): string | null {
       if (!shortString(name, false)) {
         throw new InvalidMessageError(
           'invalid-header',
-          `header name ${JSON.stringify(name)} must be 1 to ${SHORT_STRING_BYTES} bytes`,
+          `header name ${JSON.stringify(name)} must be 1 to ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
+          index,
+        );
+      }
+      if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) {
+        // Forwarded from a consumed message, `x-outboxkit-retries` would make the new
+        // message's consumer start at that attempt and dead-letter it early.
+        throw new InvalidMessageError(
+          'invalid-header',
+          `header name ${JSON.stringify(name)} is reserved: outboxkit sets the ${RESERVED_HEADER_PREFIX}* headers itself (drop them when forwarding a consumed message's headers)`,
           index,
         );
       }
@@ -172,14 +202,14 @@ export function encodeMessage(
   if (!shortString(message.exchange, false)) {
     throw new InvalidMessageError(
       'missing-exchange',
-      `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes), got ${JSON.stringify(message.exchange)}`,
+      `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}), got ${JSON.stringify(message.exchange)}`,
       index,
     );
   }
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
       'invalid-routing-key',
-      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes`,
+      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
       index,
     );
   }

@@ -8,7 +8,6 @@ import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.j
 import { notMigratedError } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
-import { checkMessageIdAsKey } from './message-id-key.js';
 import type { OutboxMessage } from './outbox-message.js';
 
 export interface OutboxWriterOptions {
@@ -135,9 +134,7 @@ export class OutboxWriter {
    */
   async addMany(trx: TransactionLike, messages: readonly OutboxMessage[]): Promise<string[]> {
     const executor = transactionExecutor(trx);
-    const encoded = messages.map((m, i) =>
-      checkMessageIdAsKey(encodeMessage(m, i, this.#maxMessageBytes), i),
-    );
+    const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxMessageBytes));
     if (encoded.length === 0) return [];
 
     const keys = encoded.flatMap((m) => (m.orderingKey === null ? [] : [m.orderingKey]));
