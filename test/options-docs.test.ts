@@ -33,9 +33,11 @@ import { TLS_OPTION_NAMES } from '../src/options/tls-options.js';
 import {
   RELAY_OPTION_NAMES,
   RELAY_RETRY_OPTION_NAMES,
+  type RelayOptions,
   resolveRelayOptions,
 } from '../src/relay/relay-options.js';
 import { STATUS_OPTION_NAMES } from '../src/status/outbox-status.js';
+import type { BackoffPolicy } from '../src/util/backoff.js';
 import { silentLogger } from '../src/util/logger.js';
 import { positiveInteger } from '../src/util/positive-integer.js';
 import { OutboxWriter, WRITER_OPTION_NAMES } from '../src/writer/outbox-writer.js';
@@ -311,5 +313,39 @@ describe('positiveInteger', () => {
         }),
       /Invalid option `retry.unroutable`: must be true or false, got "yes"/,
     );
+  });
+
+  it("refuses a backoff's factor or jitter out of range (NaN made every delay 0: a storm)", () => {
+    const relay = (options: Partial<RelayOptions>) => () =>
+      resolveRelayOptions({ databaseUrl: 'postgres://x', amqpUrl: 'amqp://x', ...options });
+    const host = (reconnectBackoff: BackoffPolicy) => () =>
+      new ConsumerHost({
+        db: { transaction() {} } as never,
+        amqpUrl: 'amqp://x',
+        consumers: [],
+        reconnectBackoff,
+      });
+    const base = { initialMs: 10, maxMs: 100 };
+    for (const [make, option] of [
+      [(b: BackoffPolicy) => relay({ retry: { backoff: b } }), 'retry.backoff'],
+      [(b: BackoffPolicy) => relay({ reconnectBackoff: b }), 'reconnectBackoff'],
+      [host, 'reconnectBackoff'],
+    ] as const) {
+      assert.throws(make({ ...base, jitter: Number.NaN }), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError);
+        assert.equal(error.option, `${option}.jitter`);
+        assert.match(error.message, /must be a number from 0 to 1, got NaN/);
+        return true;
+      });
+      assert.throws(make({ ...base, factor: Number.NaN }), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError);
+        assert.equal(error.option, `${option}.factor`);
+        return true;
+      });
+      assert.throws(make({ ...base, factor: 0.5 }), ConfigurationError);
+      assert.throws(make({ ...base, jitter: 2 }), ConfigurationError);
+      assert.throws(make({ initialMs: 10, maxMs: Number.NaN }), ConfigurationError);
+      assert.doesNotThrow(make({ ...base, factor: 1.5, jitter: 0 }));
+    }
   });
 });

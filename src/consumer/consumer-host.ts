@@ -7,6 +7,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
+import { backoffOption } from '../options/backoff-option.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -213,7 +214,10 @@ export class ConsumerHost<Tx = Transaction<any>> {
       );
     }
     this.#logger = resolveLogger(options.logger, consoleLogger);
-    this.#reconnectBackoff = options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 };
+    this.#reconnectBackoff = backoffOption('reconnectBackoff', options.reconnectBackoff, {
+      initialMs: 100,
+      maxMs: 10_000,
+    });
     this.#startTimeoutMs = positiveInteger('startTimeoutMs', options.startTimeoutMs, 30_000);
     this.#stopTimeoutMs = positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 30_000);
     const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);

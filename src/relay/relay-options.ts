@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { backoffOption } from '../options/backoff-option.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -194,10 +195,13 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     heartbeatSeconds,
     retry: Object.freeze({
       maxAttempts: positiveInteger('retry.maxAttempts', options.retry?.maxAttempts, 10),
-      backoff: checkBackoff('retry.backoff', options.retry?.backoff ?? DEFAULT_RELAY_BACKOFF),
+      backoff: backoffOption('retry.backoff', options.retry?.backoff, DEFAULT_RELAY_BACKOFF),
       unroutable: checkBoolean('retry.unroutable', options.retry?.unroutable, false),
     }),
-    reconnectBackoff: options.reconnectBackoff ?? { initialMs: 100, maxMs: 10_000 },
+    reconnectBackoff: backoffOption('reconnectBackoff', options.reconnectBackoff, {
+      initialMs: 100,
+      maxMs: 10_000,
+    }),
     maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
     stopTimeoutMs: positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: resolveLogger(options.logger, consoleLogger),
@@ -210,15 +214,4 @@ function checkBoolean(option: string, value: unknown, fallback: boolean): boolea
     throw new ConfigurationError(option, `must be true or false, got ${JSON.stringify(value)}`);
   }
   return value;
-}
-
-function checkBackoff(option: string, backoff: BackoffPolicy): BackoffPolicy {
-  if (backoff === null || typeof backoff !== 'object') {
-    throw new ConfigurationError(option, 'must be { initialMs, maxMs }');
-  }
-  const initialMs = positiveInteger(`${option}.initialMs`, backoff.initialMs);
-  if (positiveInteger(`${option}.maxMs`, backoff.maxMs) < initialMs) {
-    throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
-  }
-  return backoff;
 }
