@@ -71,6 +71,37 @@ describe('outboxkit relay --http-port', () => {
     assert.equal((await relay.stop()).code, 0);
   });
 
+  it('answers /metrics within seconds while the database stalls, without the outbox gauges', async () => {
+    const relay = relayProcess(['--schema', t.schema]);
+    const base = await baseUrlOf(relay);
+    await waitFor('health 200', async () => (await fetch(`${base}/health`)).status === 200);
+    const scrape = async () => {
+      const began = Date.now();
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return { text, ms: Date.now() - began };
+    };
+    assert.match((await scrape()).text, /^outboxkit_outbox_oldest_pending_age_seconds /m);
+    // The gauges' statement waits behind this lock, as behind a stalled database.
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${t.schema}".outbox_parked IN ACCESS EXCLUSIVE MODE`);
+      for (const which of ['first', 'second']) {
+        const { text, ms } = await scrape();
+        assert.ok(ms < 6_000, `${which} scrape took ${ms} ms`);
+        assert.match(text, /^outboxkit_relay_published_total /m, which);
+        assert.doesNotMatch(text, /^outboxkit_outbox_/m, which);
+      }
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await waitFor('the gauges back', async () =>
+      /^outboxkit_outbox_oldest_pending_age_seconds /m.test((await scrape()).text),
+    );
+    assert.equal((await relay.stop()).code, 0);
+  });
+
   it('answers /health 503 while RabbitMQ cannot be reached, /live 200', async () => {
     const relay = relayProcess(['--schema', t.schema], {
       ...ENV,

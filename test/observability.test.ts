@@ -214,6 +214,35 @@ describe('observability with real services', () => {
     assert.ok(rest.has('process_cpu_user_seconds_total'));
   });
 
+  it('serves a prom-client scrape without the outbox gauges while the database stalls', async () => {
+    const registry = new Registry();
+    const registration = registerPrometheusMetrics(registry, {
+      relay,
+      pool: f.t.pool,
+      schema: f.t.schema,
+    });
+    const locker = await f.t.pool.connect();
+    try {
+      // The gauges' statement waits behind this lock, as behind a stalled database.
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${f.t.schema}".outbox_parked IN ACCESS EXCLUSIVE MODE`);
+      const began = Date.now();
+      const { families, values } = scrape(await registry.metrics());
+      const ms = Date.now() - began;
+      assert.ok(ms < 6_000, `the scrape took ${ms} ms`);
+      assert.equal(values.get('outboxkit_relay_published_total'), 6);
+      assert.equal(values.has('outboxkit_outbox_oldest_pending_age_seconds'), false);
+      assert.ok(families.has('outboxkit_relay_published_total'));
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await waitFor('the gauges back', async () =>
+      scrape(await registry.metrics()).values.has('outboxkit_outbox_oldest_pending_age_seconds'),
+    );
+    registration.unregister();
+  });
+
   it('reports the same figures through an OpenTelemetry meter', async () => {
     await reader.forceFlush();
     const metrics = new Map<string, MetricData>();

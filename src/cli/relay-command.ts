@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { OUTBOX_GAUGES_TIMEOUT_MS } from '../metrics/outbox-gauge-reader.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { DEFAULT_RELAY_BACKOFF, type RelayOptions } from '../relay/relay-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
@@ -178,6 +179,9 @@ export const relayCommand: CliCommand = {
           connectionString: relay.options.databaseUrl,
           max: 1,
           application_name: 'outboxkit-relay-metrics',
+          // A gauge read stuck behind a lock ends on the server, freeing the one connection.
+          statement_timeout: OUTBOX_GAUGES_TIMEOUT_MS,
+          connectionTimeoutMillis: OUTBOX_GAUGES_TIMEOUT_MS,
           ...databaseTlsConfig(relay.options.databaseUrl, relay.options.databaseTls),
         },
         logger,

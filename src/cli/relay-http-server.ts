@@ -1,6 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectMetrics, type RelayMetricsSource } from '../metrics/collect-metrics.js';
+import {
+  collectMetrics,
+  outboxGaugeSamples,
+  type RelayMetricsSource,
+} from '../metrics/collect-metrics.js';
+import { OutboxGaugeReader } from '../metrics/outbox-gauge-reader.js';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../metrics/render-prometheus.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -34,10 +39,11 @@ export interface RelayHttpServer {
  * - `GET /live`: 200 while the relay runs, even while RabbitMQ is away (it reconnects by
  *   itself: restarting the process would not help), 503 once it stops. For liveness probes.
  * - `GET /metrics`: the Prometheus text of the relay's counters and, when the database
- *   answers, the outbox gauges.
+ *   answers within 3 s, the outbox gauges.
  */
 export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<RelayHttpServer> {
   const { relay, pool, schema, logger } = options;
+  const gauges = pool && new OutboxGaugeReader(pool, { schema, logger });
   const server: Server = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://relay').pathname;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -58,7 +64,7 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
       return;
     }
     if (path === '/metrics') {
-      metricsText(relay, pool, schema, logger).then(
+      metricsText(relay, gauges).then(
         (text) => response.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(text),
         (error: unknown) => {
           logger.warn('metrics could not be collected', { error: errorMessage(error) });
@@ -90,21 +96,12 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
   };
 }
 
-/** The relay's counters always; the outbox gauges too when the database answers. */
+/** The relay's counters always; the outbox gauges too when the database answers in time. */
 async function metricsText(
   relay: RelayMetricsSource,
-  pool: PgQueryable | undefined,
-  schema: string,
-  logger: OutboxLogger,
+  gauges: OutboxGaugeReader | undefined,
 ): Promise<string> {
-  if (pool) {
-    try {
-      return renderPrometheus(await collectMetrics({ relay, pool, schema }));
-    } catch (error) {
-      logger.warn('outbox gauges left out of /metrics: the database did not answer', {
-        error: errorMessage(error),
-      });
-    }
-  }
-  return renderPrometheus(await collectMetrics({ relay }));
+  const samples = await collectMetrics({ relay });
+  const status = await gauges?.read();
+  return renderPrometheus(status ? [...samples, ...outboxGaugeSamples(status)] : samples);
 }

@@ -4,7 +4,7 @@ import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { outboxStatus } from '../status/outbox-status.js';
+import { type OutboxCounts, type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import type { LatencyHistogram } from './latency-histogram.js';
 import {
   CONSUMER_METRICS,
@@ -170,28 +170,29 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     const status = await outboxStatus(options.pool, {
       ...(options.schema !== undefined && { schema: options.schema }),
     });
-    const gauge = ({ name, help }: MetricDefinition, pick: (c: typeof status.total) => number) => {
-      for (const e of status.exchanges) {
-        samples.push({
-          name,
-          help,
-          type: 'gauge',
-          labels: { exchange: e.exchange },
-          value: pick(e),
-        });
-      }
-    };
-    gauge(OUTBOX_METRICS.pending, (c) => c.pending);
-    gauge(OUTBOX_METRICS.retrying, (c) => c.retrying);
-    gauge(OUTBOX_METRICS.parked, (c) => c.parked);
-    samples.push({
-      name: OUTBOX_METRICS.oldestPendingAge.name,
-      help: OUTBOX_METRICS.oldestPendingAge.help,
-      type: 'gauge',
-      labels: {},
-      value: status.total.oldestPendingAgeSeconds ?? 0,
-    });
+    samples.push(...outboxGaugeSamples(status));
   }
+  return samples;
+}
+
+/** The outbox gauges of one status read: pending, retrying and parked by exchange, the oldest age. */
+export function outboxGaugeSamples(status: OutboxStatus): MetricSample[] {
+  const samples: MetricSample[] = [];
+  const gauge = ({ name, help }: MetricDefinition, pick: (c: OutboxCounts) => number) => {
+    for (const e of status.exchanges) {
+      samples.push({ name, help, type: 'gauge', labels: { exchange: e.exchange }, value: pick(e) });
+    }
+  };
+  gauge(OUTBOX_METRICS.pending, (c) => c.pending);
+  gauge(OUTBOX_METRICS.retrying, (c) => c.retrying);
+  gauge(OUTBOX_METRICS.parked, (c) => c.parked);
+  samples.push({
+    name: OUTBOX_METRICS.oldestPendingAge.name,
+    help: OUTBOX_METRICS.oldestPendingAge.help,
+    type: 'gauge',
+    labels: {},
+    value: status.total.oldestPendingAgeSeconds ?? 0,
+  });
   return samples;
 }
 

@@ -1,6 +1,12 @@
-import { type CollectMetricsOptions, collectMetrics } from '../metrics/collect-metrics.js';
+import {
+  type CollectMetricsOptions,
+  collectMetrics,
+  outboxGaugeSamples,
+} from '../metrics/collect-metrics.js';
 import { type MetricDefinition, OUTBOXKIT_METRICS } from '../metrics/metric-catalogue.js';
 import type { MetricSample } from '../metrics/metric-sample.js';
+import { OutboxGaugeReader } from '../metrics/outbox-gauge-reader.js';
+import { consoleLogger } from '../util/logger.js';
 
 /**
  * The part of a prom-client `Registry` this uses, declared here so that outboxkit neither
@@ -41,7 +47,8 @@ interface CollectedMetric {
  * Registers outboxkit's metrics in the application's own prom-client registry, so that one
  * `/metrics` endpoint serves both. Each scrape reads the sources once (with `pool`, one
  * statement), whatever the number of metrics: the registry asks every metric at once, and they
- * share the reading.
+ * share the reading. The outbox gauges are left out of a scrape (with a warning on stderr) when
+ * the database does not answer within 3 s, so a stalled database does not fail the scrape.
  *
  * Only the metrics of the given sources are registered: `relay` for the relay's,
  * `consumers` for the consumers', `pool` for the outbox gauges.
@@ -66,9 +73,17 @@ export function registerPrometheusMetrics(
   if (options.pool) sources.add('outbox');
   const definitions = OUTBOXKIT_METRICS.filter((d) => sources.has(d.source));
 
+  // The gauges' read is bounded: a stalled database leaves them out rather than fail the scrape.
+  const { pool, schema, ...processSources } = options;
+  const gauges = pool && new OutboxGaugeReader(pool, { schema, logger: consoleLogger() });
+  const collect = async () => {
+    const samples = await collectMetrics(processSources);
+    const status = await gauges?.read();
+    return status ? [...samples, ...outboxGaugeSamples(status)] : samples;
+  };
   let reading: Promise<Map<string, MetricSample[]>> | undefined;
   const read = () => {
-    reading ??= collectMetrics(options)
+    reading ??= collect()
       .then(byFamily)
       .finally(() => {
         reading = undefined;
