@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import type { Channel, ChannelModel, Message } from 'amqplib';
+import type { ChannelModel, Message } from 'amqplib';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
@@ -21,6 +21,7 @@ import { checkFilter, type DeadLetterFilter, matchesFilter } from './dead-letter
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 import { DeadLetterReplayError } from './dead-letter-replay-error.js';
+import { ExclusiveQueueReader } from './exclusive-queue-reader.js';
 import {
   describeDeadLetter,
   type QueuedDeadLetter,
@@ -29,6 +30,7 @@ import {
 } from './queued-dead-letter.js';
 import { ReplayPublisher } from './replay-publisher.js';
 import type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';
+import { scanTurnKey, takeScanTurn } from './scan-turns.js';
 
 export interface DeadLetterQueueOptions {
   /**
@@ -42,6 +44,12 @@ export interface DeadLetterQueueOptions {
   readonly queue: string;
   /** How long one replayed copy may wait for its publisher confirm. Default 30 s. */
   readonly publishTimeoutMs?: number;
+  /**
+   * How long an operation waits while another reader (a dashboard, a CLI, a replay, in this
+   * process or another) has the dead-letter queue, before it throws a
+   * `DeadLetterQueueBusyError`. Default 5 s.
+   */
+  readonly busyTimeoutMs?: number;
 }
 
 /** Every option of `DeadLetterQueueOptions`, for the options table in docs/options.md. */
@@ -50,6 +58,7 @@ export const DEAD_LETTER_QUEUE_OPTION_NAMES = optionNames<DeadLetterQueueOptions
   'amqpTls',
   'queue',
   'publishTimeoutMs',
+  'busyTimeoutMs',
 ]);
 
 /** Options of `list`. */
@@ -71,16 +80,22 @@ type Verdict = 'keep' | 'remove' | 'stop' | 'stop-remove';
 
 /**
  * Reads, replays and purges the dead letters of one consumer. Reading never loses a message:
- * messages are taken unacked, and what is kept is handed back (nacked with requeue, in order)
- * at the end, or by the broker if the process dies. Reading leaves no trace either, since the
- * dead-letter queue is a classic queue, which counts no deliveries; one that is not (declared by
- * an earlier outboxkit) is not read: `list` and `show` throw a `DeadLetterQueueWearsOutError`.
+ * messages are taken unacked, and what is kept is handed back in place at the end, or by the
+ * broker if the process dies. Reading leaves no trace either, since the dead-letter queue is a
+ * classic queue, which counts no deliveries; one that is not (declared by an earlier outboxkit)
+ * is not read: `list` and `show` throw a `DeadLetterQueueWearsOutError`.
+ *
+ * A message taken is hidden from every other reader meanwhile, so operations on one dead-letter
+ * queue take turns, within a process and across processes (see `ExclusiveQueueReader`): each
+ * sees the whole queue, never the part another left visible. One that waits past
+ * `busyTimeoutMs` for its turn throws a `DeadLetterQueueBusyError` and has done nothing.
+ *
  * A replay publishes a copy with a publisher confirm and acks the dead letter only after that,
  * so a crash in between leaves a duplicate (which the consumer dedupes by message id), never a
  * loss.
  *
- * Each operation looks at the messages that were in the queue when it began, at most: a replay
- * that fails again and comes back to the queue is not replayed twice by the same call.
+ * Each operation looks at the messages that were in the queue when its turn began, at most: a
+ * replay that fails again and comes back to the queue is not replayed twice by the same call.
  *
  * @example
  * const dlq = new DeadLetterQueue({ amqpUrl, queue: 'billing.order-placed' });
@@ -99,6 +114,8 @@ export class DeadLetterQueue {
   readonly #urls: readonly string[];
   readonly #tls: ConnectionOptions | undefined;
   readonly #publishTimeoutMs: number;
+  readonly #busyTimeoutMs: number;
+  readonly #turnKey: string;
   #model: Promise<ChannelModel> | undefined;
   /** The queue was found to be a classic queue: reading it has no effect on it. */
   #classic = false;
@@ -115,6 +132,8 @@ export class DeadLetterQueue {
     this.queue = options.queue;
     this.name = deadLetterQueueName(options.queue);
     this.#publishTimeoutMs = timeout;
+    this.#busyTimeoutMs = positiveInteger('busyTimeoutMs', options.busyTimeoutMs, 5_000);
+    this.#turnKey = scanTurnKey(urls, this.name);
   }
 
   /** Messages in the dead-letter queue now: a count from the broker, nothing is read. */
@@ -261,32 +280,40 @@ export class DeadLetterQueue {
   }
 
   /**
-   * Takes the messages that are in the queue now, one by one and unacked, and lets `visit`
-   * decide for each matching one; the rest are handed back in order at the end.
+   * Takes the messages that are in the queue now, in order, one by one and unacked, and lets
+   * `visit` decide for each matching one; the rest are handed back in place at the end. The scan
+   * waits for its turn first (see `ExclusiveQueueReader`), so no other reader holds any of them.
    */
   async #scan(
     filter: DeadLetterFilter,
     visit: (dead: QueuedDeadLetterDetail, message: Message) => Promise<Verdict>,
   ): Promise<void> {
-    const total = (await this.#check()).messageCount;
-    if (total === 0) return;
-    const model = await this.#connect();
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    const now = Date.now();
+    const startedAt = Date.now();
+    const deadline = startedAt + this.#busyTimeoutMs;
+    const endTurn = await takeScanTurn(this.#turnKey, this.name, startedAt, deadline);
     try {
-      for (let seen = 0; seen < total; seen += 1) {
-        const message = await channel.get(this.name, { noAck: false });
-        if (message === false) return;
-        const dead = describeDeadLetter(this.name, message);
-        if (!matchesFilter(filter, dead, now)) continue;
-        const verdict = await visit(dead, message);
-        if (verdict === 'remove' || verdict === 'stop-remove') channel.ack(message);
-        if (verdict === 'stop' || verdict === 'stop-remove') return;
+      const { messageCount, consumerCount } = await this.#check();
+      // Nothing waiting and no reader holding anything: empty, with no lock to take. A count
+      // of 0 alone could be another reader holding every message.
+      if (messageCount === 0 && consumerCount === 0) return;
+      const model = await this.#connect();
+      const reader = await ExclusiveQueueReader.open(model, this.name, startedAt, deadline);
+      const now = Date.now();
+      try {
+        for (;;) {
+          const message = await reader.next();
+          if (message === false) return;
+          const dead = describeDeadLetter(this.name, message);
+          if (!matchesFilter(filter, dead, now)) continue;
+          const verdict = await visit(dead, message);
+          if (verdict === 'remove' || verdict === 'stop-remove') reader.ack(message);
+          if (verdict === 'stop' || verdict === 'stop-remove') return;
+        }
+      } finally {
+        await reader.close();
       }
     } finally {
-      // Everything not acked goes back, in delivery order, to where it was.
-      await requeueAndClose(channel);
+      endTurn();
     }
   }
 
@@ -359,13 +386,4 @@ export class DeadLetterQueue {
     }
     return this.#model;
   }
-}
-
-async function requeueAndClose(channel: Channel): Promise<void> {
-  try {
-    channel.nackAll(true);
-  } catch {
-    // Closed already: the broker requeued the unacked messages itself.
-  }
-  await closeChannel(channel);
 }

@@ -11,6 +11,7 @@ export {
   type QueueListOptions,
   type QueueReplayOptions,
 } from './dead-letter-queue.js';
+export { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 export { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 export { DeadLetterReplayError } from './dead-letter-replay-error.js';
 export {
