@@ -38,11 +38,11 @@ export async function cancelTimedOut(
   if (pid === undefined) return;
   let rollingBack = false;
   const cancel = signalBackend(deps, deps.queries.cancelBackend, pid, () => rollingBack).then(
-    (failed) => {
-      if (failed === undefined) return;
+    (outcome) => {
+      if (outcome === undefined) return;
       deps.logger.warn('could not cancel the statement of a timed-out handler', {
         consumer: deps.consumer.name,
-        error: errorMessage(failed),
+        error: errorMessage(outcome.error),
       });
     },
   );
@@ -103,8 +103,9 @@ async function terminateSession(
   const { consumer, logger } = deps;
   const giveUpAt = Date.now() + TERMINATE_RETRY_MS;
   for (let failures = 1; ; failures += 1) {
-    const failed = await signalBackend(deps, query, pid, rolledBack);
-    if (failed === undefined) return;
+    const outcome = await signalBackend(deps, query, pid, rolledBack);
+    if (outcome === undefined) return;
+    const failed = outcome.error;
     if (failures === 1) {
       logger.warn('could not terminate the session of a timed-out transaction; retrying', {
         consumer: consumer.name,
@@ -131,14 +132,14 @@ async function terminateSession(
  * Sends `query` (a cancel or a terminate of session `pid`) on a connection of its own, unless
  * `tooLate()` says so, before or once that connection is had: the wait for a free connection
  * can outlast the need, and a signal sent after that could hit the session's next user.
- * Resolves with the error when it could not be sent; never rejects.
+ * Resolves with the error when it could not be sent, else undefined; never rejects.
  */
 async function signalBackend(
   deps: ClaimDeps,
   query: string,
   pid: number,
   tooLate: () => boolean,
-): Promise<unknown> {
+): Promise<{ readonly error: unknown } | undefined> {
   if (tooLate()) return undefined;
   try {
     await deps.db.connection().execute(async (connection) => {
@@ -147,7 +148,6 @@ async function signalBackend(
     });
     return undefined;
   } catch (error) {
-    // Never undefined, which means sent (or no longer needed).
-    return error ?? new Error('unknown error');
+    return { error };
   }
 }
