@@ -399,6 +399,10 @@ describe('outboxkit command line errors', () => {
     },
     { args: ['relay', '--poll-interval', 'soon'], says: /--poll-interval must be a duration/ },
     {
+      args: ['relay', '--poll-interval', '1.5'],
+      says: /--poll-interval without a unit is in milliseconds, and "1.5" is not a whole number of them: give a unit \(1\.5s\)/,
+    },
+    {
       args: ['relay', '--heartbeat', '30', '--publish-timeout', '10s'],
       says: /--publish-timeout must be at least twice the heartbeat/,
     },

@@ -4,6 +4,7 @@ import { declareExchanges } from '../src/amqp/declare-exchanges.js';
 import { defineConsumer } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { type OutboxLogger, silentLogger } from '../src/util/logger.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
@@ -75,6 +76,23 @@ describe('declaring the exchanges the outbox publishes to', () => {
       declareExchanges(AMQP_URL, [{ name: broker.name('orders'), type: 'fanout' }]),
       { name: 'TopologyConflictError' },
     );
+  });
+
+  it('declareExchanges refuses a name RabbitMQ would refuse, naming it, before connecting', async () => {
+    for (const [name, says] of [
+      ['p'.repeat(300), /must be at most 255 bytes/],
+      ['amq.orders', /"amq.orders" is reserved/],
+    ] as const) {
+      await assert.rejects(
+        declareExchanges('amqp://guest:guest@127.0.0.1:1', [{ name, type: 'topic' }]),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.equal(error.option, 'exchanges[0].name');
+          assert.match(error.message, says);
+          return true;
+        },
+      );
+    }
   });
 
   it('a consumer starts on an exchange declared with an alternate exchange, which keeps it', async () => {

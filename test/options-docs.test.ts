@@ -315,6 +315,18 @@ describe('positiveInteger', () => {
     );
   });
 
+  it('refuses a relay given both a pool and a database URL, one of which it would ignore', () => {
+    assert.throws(
+      () =>
+        resolveRelayOptions({
+          databaseUrl: 'postgres://x',
+          pool: {} as never,
+          amqpUrl: 'amqp://x',
+        }),
+      /Invalid option `databaseUrl`: give either `pool` or `databaseUrl`, not both/,
+    );
+  });
+
   it("refuses a backoff's factor or jitter out of range (NaN made every delay 0: a storm)", () => {
     const relay = (options: Partial<RelayOptions>) => () =>
       resolveRelayOptions({ databaseUrl: 'postgres://x', amqpUrl: 'amqp://x', ...options });

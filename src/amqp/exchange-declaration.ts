@@ -39,6 +39,20 @@ export function exchangeDeclarations(
           'must be { name, type?, alternateExchange? } with a non-empty name',
         );
       }
+      if (Buffer.byteLength(d.name) > 255) {
+        throw new ConfigurationError(
+          `${option}[${i}].name`,
+          `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
+        );
+      }
+      if (d.name.startsWith('amq.')) {
+        // RabbitMQ refuses to declare any amq.* name (403): its own exist already.
+        throw new ConfigurationError(
+          `${option}[${i}].name`,
+          `"${d.name}" is reserved: RabbitMQ declares the amq.* exchanges itself and refuses ` +
+            'to let clients declare them; leave it out of the declarations',
+        );
+      }
       rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
         owner: 'an exchange declaration',
         prefix: `${option}[${i}].`,

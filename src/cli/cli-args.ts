@@ -225,6 +225,12 @@ export function durationOf(
 ): number | undefined {
   if (value === undefined) return undefined;
   const match = DURATION.exec(value.trim());
+  if (match && match[2] === undefined && !Number.isInteger(Number(match[1]))) {
+    // Without a unit a number is milliseconds: "1.5" is more likely meant as seconds.
+    throw new UsageError(
+      `${flag} without a unit is in milliseconds, and ${JSON.stringify(value)} is not a whole number of them: give a unit (${value.trim()}s) or whole milliseconds`,
+    );
+  }
   const ms = match
     ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? 'ms') as keyof typeof UNIT_MS])
     : Number.NaN;

@@ -163,6 +163,13 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }
+  if (options.pool && options.databaseUrl) {
+    // Otherwise one would be ignored without a word, and which one is a guess.
+    throw new ConfigurationError(
+      'databaseUrl',
+      'give either `pool` or `databaseUrl`, not both: the relay uses your `pool` as it is, or makes its own from the URL',
+    );
+  }
   if (options.databaseTls !== undefined && !options.databaseUrl) {
     throw new ConfigurationError(
       'databaseTls',
