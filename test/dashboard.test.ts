@@ -21,6 +21,7 @@ import {
   type DashboardServer,
   pagePost,
   parkMessages,
+  replyWithHost,
   serveDashboard,
   statusWithHost,
 } from './support/dashboard-server.js';
@@ -140,6 +141,37 @@ describe('dashboard: the HTTP API', () => {
       `${enabled.url}api/queues/${encodeURIComponent('x.other')}/replay`,
     );
     assert.equal(other.status, 404);
+  });
+
+  it('answers 404, not 500, for a configured queue whose dead-letter queue does not exist', async () => {
+    const missing = f.name('never-declared');
+    const dlq = deadLetterQueueName(missing);
+    const server = await serveDashboard({
+      pool: f.t.pool,
+      schema: f.t.schema,
+      amqpUrl: AMQP_URL,
+      queues: [missing],
+      allowReplay: true,
+    });
+    try {
+      const q = encodeURIComponent(missing);
+      for (const path of [
+        `api/queues/${q}/replay`,
+        `api/queues/${q}/purge`,
+        `api/queues/${q}/messages/m-1/replay`,
+        `api/queues/${q}/messages/m-1/purge`,
+      ]) {
+        const res = await pagePost(`${server.url}${path}`);
+        const { error } = (await res.json()) as { error: string };
+        assert.equal(res.status, 404, `${path}: ${error}`);
+        assert.match(error, new RegExp(`Queue "${dlq.replace(/\./g, '\\.')}" does not exist`));
+      }
+      // The list shows the queue as unavailable, with the same reason.
+      const dead = await getJson<DashboardDeadLetters>(`${server.url}api/dead-letters`);
+      assert.match((dead.queues[0] as { error?: string }).error ?? '', /does not exist/);
+    } finally {
+      await server.close();
+    }
   });
 
   it('refuses replay and purge when read-only', async () => {
@@ -347,7 +379,7 @@ describe('dashboard: the outboxkit dashboard command', () => {
     }
   });
 
-  it('--allowed-host replaces the loopback names; a blank one is a usage error', async () => {
+  it('--allowed-host adds to the loopback names; a refusal names the flag; a blank one is a usage error', async () => {
     const f = await ConsumerFixture.open('dashhost');
     try {
       const args = [MAIN, 'dashboard', '--port', '0', '--schema', f.t.schema];
@@ -365,7 +397,14 @@ describe('dashboard: the outboxkit dashboard command', () => {
       const exited = once(child, 'close');
       const page = await waitFor('the URL', () => /http:\/\/127\.0\.0\.1:\d+\//.exec(stdout)?.[0]);
       assert.equal(await statusWithHost(`${page}api/status`, 'ops.example.com'), 200);
-      assert.equal(await statusWithHost(`${page}api/status`, 'localhost'), 403);
+      assert.equal(await statusWithHost(`${page}api/status`, 'localhost'), 200);
+      assert.equal(await statusWithHost(`${page}api/status`, '127.0.0.1'), 200);
+      const refused = await replyWithHost(`${page}api/status`, 'evil.example:80');
+      assert.equal(refused.status, 403);
+      const { error } = JSON.parse(refused.body) as { error: string };
+      // The CLI's own option, not the code's `allowedHosts`.
+      assert.match(error, /--allowed-host evil\.example/);
+      assert.doesNotMatch(error, /allowedHosts/);
       child.kill('SIGINT');
       assert.equal((await exited)[0], 0);
       child = undefined;
@@ -423,6 +462,12 @@ describe('dashboard: pure logic', () => {
     assert.equal(hostRefusal(request({ host: 'evil.example' }), undefined), undefined);
   });
 
+  it('names allowedHosts, and no CLI flag, when refusing a host in code', () => {
+    const refused = hostRefusal(request({ host: 'evil.example:8089' }), LOOPBACK_HOSTS)!;
+    assert.match(refused, /allowedHosts/);
+    assert.doesNotMatch(refused, /--allowed-host/);
+  });
+
   it('computes rates over a sliding window and starts again after a statistics reset', () => {
     const rates = new RateTracker(10_000);
     const at = (written: number, published: number) => ({ written, published, parked: 0 });
@@ -442,5 +487,30 @@ describe('dashboard: pure logic', () => {
     assert.equal(rates.observe(15_000, at(5, 5)).publishedPerSecond, null);
     assert.equal(rates.observe(16_000, at(15, 10)).publishedPerSecond, 5);
     assert.equal(rates.observe(17_000, null).publishedPerSecond, null);
+  });
+
+  it('gives no rate from a baseline older than twice the window, as after nobody polled', () => {
+    const rates = new RateTracker(10_000);
+    const at = (published: number) => ({ written: published, published, parked: 0 });
+    rates.observe(0, at(0));
+    assert.equal(rates.observe(2000, at(20)).windowSeconds, 2);
+    // The page was closed for half a minute: an average over the gap is not a recent rate.
+    assert.deepEqual(rates.observe(37_500, at(1000)), {
+      publishedPerSecond: null,
+      writtenPerSecond: null,
+      parkedPerSecond: null,
+      windowSeconds: null,
+    });
+    const next = rates.observe(39_500, at(1100));
+    assert.equal(next.windowSeconds, 2);
+    assert.equal(next.publishedPerSecond, 50);
+    // A baseline of 12.5 s is kept; one of 22.5 s (with nothing younger a window old) is not.
+    rates.observe(52_000, at(1200));
+    assert.equal(rates.observe(64_500, at(1300)).windowSeconds, 12.5);
+    assert.equal(rates.observe(87_000, at(1400)).windowSeconds, null);
+    // A longer limit, for a page that polls less often than the window.
+    const slow = new RateTracker(10_000, 60_000);
+    slow.observe(0, at(0));
+    assert.equal(slow.observe(30_000, at(300)).publishedPerSecond, 10);
   });
 });

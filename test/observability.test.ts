@@ -15,6 +15,7 @@ import {
 import pino from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { OUTBOXKIT_METRICS } from '../src/metrics/metric-catalogue.js';
 import {
   type OpenTelemetryRegistration,
@@ -206,7 +207,20 @@ describe('observability with real services', () => {
     assert.equal(values.get(parked), 1);
 
     // Registering twice fails and leaves the registry as it was; unregister removes them all.
-    assert.throws(() => registerPrometheusMetrics(registry, { relay }), /already been registered/);
+    assert.throws(
+      () => registerPrometheusMetrics(registry, { relay }),
+      (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'metrics-already-registered');
+        assert.match(error.message, /outboxkit_relay_published_total/);
+        assert.match(error.message, /unregister\(\)/);
+        assert.match(
+          String((error.cause as Error | undefined)?.message),
+          /already been registered/,
+        );
+        return true;
+      },
+    );
     assert.ok(scrape(await registry.metrics()).families.has('outboxkit_relay_published_total'));
     registration.unregister();
     const rest = scrape(await registry.metrics()).families;

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
-import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
+import { hostRefusal, LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { createPool } from '../sql/create-pool.js';
 import { consoleLogger } from '../util/logger.js';
 import {
@@ -31,15 +31,15 @@ rows and, with --queue, consumers' dead letters, refreshed every 2 seconds, unti
 SIGINT. It is read-only unless --allow-replay is given. It has no login: by default it listens
 on 127.0.0.1 only, and answers only requests addressed to localhost. Whatever --host, it
 answers only requests addressed to a loopback name, the --host address (with 0.0.0.0 or ::,
-this machine's addresses) or an --allowed-host, so a foreign domain pointed at this machine
-(DNS rebinding) is refused.
+this machine's addresses) or an --allowed-host name, so a foreign domain pointed at this
+machine (DNS rebinding) is refused.
 
 Options:
   --port <n>            port to listen on (default: 8089; 0 for any free port)
   --host <address>      address to listen on (default: 127.0.0.1)
   --allow-replay        offer replay and purge of parked rows and dead letters
-  --allowed-host <name> answer only requests addressed to this host name; repeat for several
-                        (default: the loopback names and the --host address, or this
+  --allowed-host <name> also answer requests addressed to this host name; repeat for several
+                        (always answered: the loopback names and the --host address, or this
                         machine's addresses when --host is 0.0.0.0 or ::)
   --trust-forwarded-host
                         behind a reverse proxy that rewrites Host: take X-Forwarded-Host as
@@ -84,10 +84,16 @@ export const dashboardCommand: CliCommand = {
     const port = portOf(values.port);
     const host = values.host ?? '127.0.0.1';
     if (host.length === 0) throw new UsageError('--host must be an address such as 127.0.0.1');
-    const allowedHosts = values['allowed-host'];
-    if (allowedHosts?.some((h) => h.length === 0 || (/[\s/:]/.test(h) && !h.startsWith('[')))) {
+    const extraHosts = values['allowed-host'] ?? [];
+    if (extraHosts.some((h) => h.length === 0 || (/[\s/:]/.test(h) && !h.startsWith('[')))) {
       throw new UsageError('--allowed-host must be a host name such as outbox.example.com');
     }
+    // A browser names in Host the host it was pointed at: a loopback name or an address of this
+    // machine, which are always answered, or a name given. Any other name is a foreign domain
+    // pointed here (DNS rebinding).
+    const allowedHosts = [
+      ...new Set([...defaultAllowedHosts(host), ...extraHosts.map((h) => h.toLowerCase())]),
+    ];
 
     const logger = consoleLogger('warn');
     // Bounded: an unreachable database fails a page load instead of leaving it hanging.
@@ -107,13 +113,21 @@ export const dashboardCommand: CliCommand = {
       queues,
       ...(amqpUrl !== undefined && { amqpUrl }),
       ...(amqpTls !== undefined && { amqpTls }),
-      // A browser names in Host the host it was pointed at: a loopback name or an address of
-      // this machine. Any other name is a foreign domain pointed here (DNS rebinding).
-      allowedHosts: allowedHosts ?? defaultAllowedHosts(host),
+      allowedHosts,
       trustForwardedHost: values['trust-forwarded-host'] === true,
       logger,
     });
-    const server = createServer(dashboard.handle);
+    // The host check comes first here, so that a refusal names the flag instead of the option.
+    const server = createServer((req, res) => {
+      const refused = hostRefusal(req, allowedHosts, cliHowToAllow);
+      if (refused === undefined) return void dashboard.handle(req, res);
+      res.writeHead(403, {
+        'content-type': 'application/json; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+      });
+      res.end(req.method === 'HEAD' ? undefined : JSON.stringify({ error: refused }));
+    });
     // Listen for signals before listening for requests, so an early Ctrl-C still stops cleanly.
     const stopSignal = nextStopSignal();
     try {
@@ -167,6 +181,11 @@ function defaultAllowedHosts(host: string): string[] {
     }
   }
   return [...names];
+}
+
+/** How to allow a host name, in the terms of this command. */
+function cliHowToAllow(name: string): string {
+  return `start the dashboard with --allowed-host ${name} (repeat the flag for several names)`;
 }
 
 /** An address as it appears in a URL and a `Host` header: IPv6 in brackets. */

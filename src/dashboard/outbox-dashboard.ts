@@ -5,6 +5,7 @@ import { DeadLetterNotFoundError } from '../dead-letters/dead-letter-not-found-e
 import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -29,7 +30,9 @@ export interface DashboardStatus {
   readonly status: OutboxStatus;
   /**
    * Rates over the last ten seconds or so, from Postgres' table statistics sampled at each
-   * status request: they cover every relay on the database, not only this process's.
+   * status request: they cover every relay on the database, not only this process's. `null`
+   * (no rate) on the first request, and on the first after more than 20 s without one (two
+   * refresh intervals, when they are longer): an average over that gap would not be recent.
    */
   readonly rates: OutboxRates;
 }
@@ -52,6 +55,9 @@ interface Reply {
 }
 
 type Mutation = () => Promise<DeadLetterWorkResult>;
+
+/** The rates' sliding window. */
+const RATE_WINDOW_MS = 10_000;
 
 const JSON_HEADERS = {
   'content-type': 'application/json; charset=utf-8',
@@ -96,7 +102,7 @@ export class OutboxDashboard {
   readonly #limit: number;
   readonly #refreshMs: number;
   readonly #logger: OutboxLogger;
-  readonly #rates = new RateTracker();
+  readonly #rates: RateTracker;
 
   constructor(options: OutboxDashboardOptions) {
     rejectUnknownOptions(options, DASHBOARD_OPTION_NAMES, {
@@ -111,6 +117,11 @@ export class OutboxDashboard {
     this.allowReplay = options.allowReplay === true;
     this.#limit = positiveInteger('listLimit', options.listLimit, 100);
     this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs, 2000);
+    // A baseline at most two windows old, or two refreshes when the page polls less often.
+    this.#rates = new RateTracker(
+      RATE_WINDOW_MS,
+      Math.max(2 * RATE_WINDOW_MS, 2 * this.#refreshMs),
+    );
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
     this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
@@ -277,7 +288,11 @@ export class OutboxDashboard {
   }
 
   #failure(error: unknown): Reply {
-    if (error instanceof DeadLetterNotFoundError) {
+    // No such parked row or dead letter, or the configured queue has no dead-letter queue.
+    if (
+      error instanceof DeadLetterNotFoundError ||
+      (error instanceof OutboxkitError && error.code === 'dead-letter-queue-not-found')
+    ) {
       return { status: 404, body: { error: error.message } };
     }
     if (error instanceof ConfigurationError) return { status: 400, body: { error: error.message } };

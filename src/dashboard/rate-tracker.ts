@@ -17,14 +17,19 @@ interface Sample {
 /**
  * Turns successive samples of running totals into rates over a sliding window: the newest
  * sample against the newest one at least `windowMs` older (or the oldest kept, early on). A
- * total that went down means Postgres' statistics were reset: the samples before are dropped.
+ * sample older than `maxAgeMs` is never a baseline: after a gap in the samples (nobody had the
+ * page open), the rate would be an average over the gap, so there is none until the next
+ * sample. A total that went down means Postgres' statistics were reset: the samples before are
+ * dropped.
  */
 export class RateTracker {
   readonly #windowMs: number;
+  readonly #maxAgeMs: number;
   #samples: Sample[] = [];
 
-  constructor(windowMs = 10_000) {
+  constructor(windowMs = 10_000, maxAgeMs = 2 * windowMs) {
     this.#windowMs = windowMs;
+    this.#maxAgeMs = Math.max(maxAgeMs, windowMs);
   }
 
   /** Records a sample taken at `atMs` (a monotonic clock) and returns the rates it gives. */
@@ -37,6 +42,9 @@ export class RateTracker {
     if (last && wentDown(last.activity, activity)) this.#samples = [];
     if (last && atMs <= last.atMs) return this.#rates();
     this.#samples.push({ atMs, activity });
+    // Too old to be a baseline: a rate over a gap in the samples is not a recent rate.
+    const recent = this.#samples.findIndex((s) => atMs - s.atMs <= this.#maxAgeMs);
+    if (recent > 0) this.#samples = this.#samples.slice(recent);
     // Keep the newest sample that is a full window old, as the baseline, and all after it.
     let firstKept = 0;
     for (let i = 0; i < this.#samples.length - 1; i += 1) {

@@ -25,16 +25,21 @@ export function hostNameOf(host: string | undefined): string | undefined {
 /**
  * Why a request must not be served because of the host it was sent to, or `undefined`. With a
  * list of allowed host names, a page of another site whose domain was pointed at this machine
- * (DNS rebinding) is refused: its requests carry that site's name in `Host`.
+ * (DNS rebinding) is refused: its requests carry that site's name in `Host`. `howToAllow` says,
+ * in the terms of the surface in use, how to allow a host name; by default the `allowedHosts`
+ * option of `OutboxDashboard` and of the Nest module's `dashboard`.
  */
 export function hostRefusal(
   req: IncomingMessage,
   allowedHosts: readonly string[] | undefined,
+  howToAllow: (name: string) => string = (name) =>
+    `add ${JSON.stringify(name)} to the dashboard's allowedHosts`,
 ): string | undefined {
   if (allowedHosts === undefined) return undefined;
   const name = hostNameOf(req.headers.host);
   if (name !== undefined && allowedHosts.includes(name)) return undefined;
-  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to (add it to allowedHosts, or --allowed-host)`;
+  const hint = name === undefined ? '' : ` (to serve it, ${howToAllow(name)})`;
+  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to${hint}`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import {
   type CollectMetricsOptions,
   collectMetrics,
@@ -6,7 +7,7 @@ import {
 import { type MetricDefinition, OUTBOXKIT_METRICS } from '../metrics/metric-catalogue.js';
 import type { MetricSample } from '../metrics/metric-sample.js';
 import { OutboxGaugeReader } from '../metrics/outbox-gauge-reader.js';
-import { consoleLogger } from '../util/logger.js';
+import { consoleLogger, errorMessage } from '../util/logger.js';
 
 /**
  * The part of a prom-client `Registry` this uses, declared here so that outboxkit neither
@@ -92,8 +93,10 @@ export function registerPrometheusMetrics(
   };
 
   const registered: string[] = [];
+  let registering: string | undefined;
   try {
     for (const d of definitions) {
+      registering = d.name;
       const collected: CollectedMetric = {
         name: d.name,
         help: d.help,
@@ -121,7 +124,12 @@ export function registerPrometheusMetrics(
   } catch (error) {
     // A name taken already (registered twice): leave the registry as it was.
     for (const name of registered) registry.removeSingleMetric(name);
-    throw error;
+    if (!/already been registered/i.test(errorMessage(error))) throw error;
+    throw new OutboxkitError(
+      'metrics-already-registered',
+      `Cannot register outboxkit's metrics: ${registering} is in this registry already (registerPrometheusMetrics called twice on it?). Call unregister() of the earlier registration first, or register in another Registry; nothing was registered`,
+      { cause: error },
+    );
   }
 
   let done = false;

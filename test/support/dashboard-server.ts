@@ -58,6 +58,25 @@ export function statusWithHost(
   });
 }
 
+/** The status code and body of a GET with this `Host` header (see `statusWithHost`). */
+export function replyWithHost(
+  url: string,
+  host: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Writes messages and moves them to the parked table, as the relay does when it gives up. */
 export async function parkMessages(
   t: TestDatabase,
