@@ -6,9 +6,11 @@ import { deadLetterQueueName, delayQueueName } from '../src/consumer/consumer-to
 import { TopologyConflictError } from '../src/consumer/topology-conflict-error.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
+import { StateError } from '../src/errors/state-error.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { silentLogger } from '../src/util/logger.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
 
 describe('consumer host: topology and lifecycle', () => {
@@ -177,6 +179,26 @@ describe('consumer host: topology and lifecycle', () => {
       assert.equal(error.code, 'consumer-start-timeout');
       return true;
     });
+  });
+
+  it('a stop() while start() waits for RabbitMQ ends the start at once, saying so', async () => {
+    const port = await TcpProxy.freePort();
+    const host = await f.host(
+      [f.definition('stopped-starting', f.recordEffect)],
+      { amqpUrl: `amqp://guest:guest@127.0.0.1:${port}`, startTimeoutMs: 60_000 },
+      false,
+    );
+    const starting = host.start();
+    const began = Date.now();
+    await host.stop();
+    await assert.rejects(starting, (error: unknown) => {
+      assert.ok(error instanceof StateError, String(error));
+      assert.match(error.message, /stopped while it was starting/);
+      return true;
+    });
+    // Not after startTimeoutMs, with "RabbitMQ could not be reached".
+    assert.ok(Date.now() - began < 10_000, `took ${Date.now() - began} ms`);
+    assert.equal(host.isRunning, false);
   });
 
   it('rejects definitions it cannot run, naming the option', () => {

@@ -27,6 +27,16 @@ describe('idempotent consumer: lost connections', () => {
     return p;
   };
 
+  /** A Kysely instance on a pool of `max` connections to Postgres through `postgres`. */
+  const dbThrough = (postgres: TcpProxy, max: number) => {
+    const pool = new pg.Pool({ connectionString: postgres.url(DATABASE_URL), max });
+    pool.on('error', () => {});
+    // A checked-out client whose server goes away emits 'error'; without a listener the process
+    // dies. Applications need this too (see the consumer docs).
+    pool.on('connect', (client) => client.on('error', () => {}));
+    return new Kysely({ dialect: new PostgresDialect({ pool }) });
+  };
+
   const publishN = (routingKey: string, n: number) =>
     f.publishMany(
       Array.from({ length: n }, (_, i) => ({
@@ -82,15 +92,7 @@ describe('idempotent consumer: lost connections', () => {
   it('database connections reset mid-transaction: retried in place, every effect exactly once', async () => {
     const name = f.name('dbreset');
     const postgres = await proxy(DATABASE_URL);
-    const url = new URL(DATABASE_URL);
-    url.hostname = '127.0.0.1';
-    url.port = String(postgres.port);
-    const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
-    pool.on('error', () => {});
-    // A checked-out client whose server goes away emits 'error'; without a listener the process
-    // dies. Applications need this too (see the consumer docs).
-    pool.on('connect', (client) => client.on('error', () => {}));
-    const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    const db = dbThrough(postgres, 10);
     try {
       const def = f.definition('dbreset', f.recordEffect, {
         routingKeys: ['dbreset'],
@@ -126,13 +128,7 @@ describe('idempotent consumer: lost connections', () => {
   it("a timed-out transaction's link frozen while Postgres refuses connections: its session is terminated once Postgres answers, and the retry applies the effect once", async () => {
     const name = f.name('frozen');
     const postgres = await proxy(DATABASE_URL);
-    const url = new URL(DATABASE_URL);
-    url.hostname = '127.0.0.1';
-    url.port = String(postgres.port);
-    const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
-    pool.on('error', () => {});
-    pool.on('connect', (client) => client.on('error', () => {}));
-    const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    const db = dbThrough(postgres, 4);
     let outage: NodeJS.Timeout | undefined;
     try {
       let froze = false;

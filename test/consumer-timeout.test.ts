@@ -4,6 +4,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import type { PoolClient } from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { HandlerTimeoutError } from '../src/consumer/handler-timeout-error.js';
+import { processedQueries } from '../src/consumer/processed-queries.js';
 import { outboxTables } from '../src/sql/outbox-tables.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
@@ -146,6 +147,27 @@ describe('idempotent consumer: a handler that never settles', () => {
       'b5@1',
     ]);
     assert.equal(await openTransactions(), 0);
+  });
+
+  it("terminates a timed-out session only if its transaction is as old as the handler's", async () => {
+    // Retried for minutes while Postgres is away, the terminate must not hit a session that got
+    // the pid after a restart: its transaction began later.
+    const { terminateBackend } = processedQueries(f.t.schema);
+    const victim = await f.t.pool.connect();
+    victim.on('error', () => {});
+    try {
+      await victim.query('BEGIN');
+      const { rows } = await victim.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      const pid = rows[0]!.pid;
+      const tooYoung = await f.t.pool.query(terminateBackend, [pid, 60_000]);
+      assert.equal(tooYoung.rows.length, 0, 'a transaction younger than 60 s is not ours');
+      assert.deepEqual((await victim.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
+      const ours = await f.t.pool.query(terminateBackend, [pid, 0]);
+      assert.deepEqual(ours.rows, [{ pg_terminate_backend: true }]);
+      await assert.rejects(victim.query('SELECT 1'));
+    } finally {
+      victim.release(true);
+    }
   });
 
   it('the claim waits for a key held by another transaction no longer than timeoutMs', async () => {

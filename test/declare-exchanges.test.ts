@@ -162,6 +162,30 @@ describe('declaring the exchanges the outbox publishes to', () => {
     await r.stop();
   });
 
+  it("an exchange the broker has with other settings holds up none of the relay's other declarations", async () => {
+    const logger = recordingLogger();
+    const other = await broker.exchange('relay-other-type', 'fanout');
+    const unrouted = await broker.exchange('relay-beside-unrouted', 'fanout');
+    const kept = await broker.queue('relay-beside-kept', unrouted);
+    const declared = broker.name('relay-declared-beside');
+    await write(declared, 1);
+    const r = relay({
+      logger,
+      exchanges: [
+        { name: other, type: 'topic' },
+        { name: declared, type: 'topic', alternateExchange: unrouted },
+      ],
+    });
+    await r.start();
+    // Declared after the refused one, and published to: it reaches the alternate's queue.
+    await broker.waitForDepth(kept, 1);
+    const conflicts = logger.lines.filter(
+      (l) => l.level === 'error' && l.text.includes(other) && /other settings/.test(l.text),
+    );
+    assert.equal(conflicts.length, 1, JSON.stringify(logger.lines));
+    await r.stop();
+  });
+
   it('says once per missing exchange that its rows wait, and how to declare it', async () => {
     const logger = recordingLogger();
     const exchange = broker.name('missing');

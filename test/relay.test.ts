@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { StateError } from '../src/errors/state-error.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
@@ -397,7 +398,7 @@ describe('OutboxRelay', () => {
     await first;
   });
 
-  it('a stop() while start() checks the services: start starts nothing after it', async () => {
+  it('a stop() while start() checks the services: start rejects and starts nothing after it', async () => {
     const infos: string[] = [];
     const noop = () => {};
     const relay = testRelay(bed.t, {
@@ -410,7 +411,11 @@ describe('OutboxRelay', () => {
     });
     const starting = relay.start();
     await relay.stop();
-    await starting;
+    await assert.rejects(starting, (error: unknown) => {
+      assert.ok(error instanceof StateError, String(error));
+      assert.match(error.message, /stopped while it was starting/);
+      return true;
+    });
     assert.deepEqual(
       infos.filter((m) => m === 'relay started'),
       [],

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { ConnectionOptions } from 'node:tls';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
+import { START_CHECK_TIMEOUT_MS } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
@@ -33,6 +34,7 @@ export class AmqpConnection extends EventEmitter {
   #model: ChannelModel | undefined;
   #blocked = false;
   #loop: Promise<void> | undefined;
+  #startedAt = 0;
   #changed = new EventEmitter();
   #firstAttempt: ((attempt: ConnectAttempt) => void) | undefined;
   readonly #firstAttemptDone: Promise<ConnectAttempt>;
@@ -73,6 +75,7 @@ export class AmqpConnection extends EventEmitter {
 
   /** Starts connecting in the background; `ready()` tells when it is up. */
   start(): void {
+    this.#startedAt ||= Date.now();
     this.#loop ??= this.#run();
   }
 
@@ -130,9 +133,11 @@ export class AmqpConnection extends EventEmitter {
       } catch (error) {
         // A first connect refused for good (login, vhost, TLS) fails its owner's start, which
         // says why: a "retrying" line before that error would say the opposite.
+        // Only while the start checks still wait for it: past their bound, nobody reports it.
         const failsStart =
           failures === 0 &&
           this.#firstAttempt !== undefined &&
+          Date.now() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
           brokerMisconfiguration(error, this.#urls.current) !== undefined;
         this.#settleFirstAttempt(error);
         failures += 1;

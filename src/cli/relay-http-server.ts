@@ -1,11 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  collectMetrics,
-  outboxGaugeSamples,
-  type RelayMetricsSource,
-} from '../metrics/collect-metrics.js';
-import { OutboxGaugeReader } from '../metrics/outbox-gauge-reader.js';
+import { collectMetrics, type RelayMetricsSource } from '../metrics/collect-metrics.js';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../metrics/render-prometheus.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -43,7 +38,6 @@ export interface RelayHttpServer {
  */
 export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<RelayHttpServer> {
   const { relay, pool, schema, logger } = options;
-  const gauges = pool && new OutboxGaugeReader(pool, { schema, logger });
   const server: Server = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://relay').pathname;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -64,7 +58,7 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
       return;
     }
     if (path === '/metrics') {
-      metricsText(relay, gauges).then(
+      metricsText(relay, pool, schema, logger).then(
         (text) => response.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(text),
         (error: unknown) => {
           logger.warn('metrics could not be collected', { error: errorMessage(error) });
@@ -97,11 +91,11 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
 }
 
 /** The relay's counters always; the outbox gauges too when the database answers in time. */
-async function metricsText(
+function metricsText(
   relay: RelayMetricsSource,
-  gauges: OutboxGaugeReader | undefined,
+  pool: PgQueryable | undefined,
+  schema: string,
+  logger: OutboxLogger,
 ): Promise<string> {
-  const samples = await collectMetrics({ relay });
-  const status = await gauges?.read();
-  return renderPrometheus(status ? [...samples, ...outboxGaugeSamples(status)] : samples);
+  return collectMetrics({ relay, ...(pool && { pool, schema, logger }) }).then(renderPrometheus);
 }

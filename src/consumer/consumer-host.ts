@@ -384,6 +384,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
     const started = new Promise<void>((resolve, reject) => {
       this.#started = { resolve, reject };
     });
+    // Rejected by a stop also when nothing waits for it any more (the start checks failed).
+    started.catch(() => {});
     this.#amqp.start();
     try {
       await runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp });
@@ -411,6 +413,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
     } finally {
       clearTimeout(timer);
     }
+    // Stopped just as the consumers came up: the stop wins.
+    if (this.#stopping.signal.aborted) throw stoppedWhileStarting();
     this.#state = 'running';
     this.#cleaner?.start();
     this.#logger.info('consumers started', { consumers: this.consumers });
@@ -435,6 +439,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
     }
     this.#state = 'stopping';
     this.#stopping.abort();
+    // A start still waiting for the consumers ends now, saying why, not at startTimeoutMs.
+    this.#started?.reject(stoppedWhileStarting());
     for (const b of this.#balancers) b.stop();
     try {
       await Promise.all(this.#runners.map((r) => r.stopConsuming()));
@@ -528,4 +534,8 @@ function whenClosed(
     stopping.addEventListener('abort', done, { once: true });
   });
   return { promise, dispose };
+}
+
+function stoppedWhileStarting(): StateError {
+  return new StateError('the consumer host was stopped while it was starting', 'stopped');
 }

@@ -37,7 +37,7 @@ export async function cancelTimedOut(
 ): Promise<void> {
   if (pid === undefined) return;
   let rollingBack = false;
-  const cancel = signalBackend(deps, deps.queries.cancelBackend, pid, () => rollingBack).then(
+  const cancel = signalBackend(deps, deps.queries.cancelBackend, [pid], () => rollingBack).then(
     (outcome) => {
       if (outcome === undefined) return;
       deps.logger.warn('could not cancel the statement of a timed-out handler', {
@@ -76,8 +76,10 @@ export async function awaitRollback(
   deps.onAbandoned(settled);
   if (pid === undefined) return;
   // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
-  // that follows needs the listener the host's `db` option asks for.
-  void terminateSession(deps, queries.terminateBackend, pid, () => rolledBack);
+  // that follows needs the listener the host's `db` option asks for. Its transaction began
+  // before the handler, whose time ran out `timeoutMs` before `deadline`.
+  const began = deadline - 2 * consumer.timeoutMs;
+  void terminateSession(deps, queries.terminateBackend, pid, began, () => rolledBack);
 }
 
 /**
@@ -98,12 +100,19 @@ async function terminateSession(
   deps: ClaimDeps,
   query: string,
   pid: number,
+  began: number,
   rolledBack: () => boolean,
 ): Promise<void> {
   const { consumer, logger } = deps;
   const giveUpAt = Date.now() + TERMINATE_RETRY_MS;
   for (let failures = 1; ; failures += 1) {
-    const outcome = await signalBackend(deps, query, pid, rolledBack);
+    // Only a session whose transaction is at least this old is ours (see terminateBackend).
+    const outcome = await signalBackend(
+      deps,
+      query,
+      [pid, Math.max(0, Date.now() - began)],
+      rolledBack,
+    );
     if (outcome === undefined) return;
     const failed = outcome.error;
     if (failures === 1) {
@@ -129,7 +138,7 @@ async function terminateSession(
 }
 
 /**
- * Sends `query` (a cancel or a terminate of session `pid`) on a connection of its own, unless
+ * Sends `query` (a cancel or a terminate of a session) on a connection of its own, unless
  * `tooLate()` says so, before or once that connection is had: the wait for a free connection
  * can outlast the need, and a signal sent after that could hit the session's next user.
  * Resolves with the error when it could not be sent, else undefined; never rejects.
@@ -137,14 +146,14 @@ async function terminateSession(
 async function signalBackend(
   deps: ClaimDeps,
   query: string,
-  pid: number,
+  params: readonly unknown[],
   tooLate: () => boolean,
 ): Promise<{ readonly error: unknown } | undefined> {
   if (tooLate()) return undefined;
   try {
     await deps.db.connection().execute(async (connection) => {
       if (tooLate()) return;
-      await connection.executeQuery(CompiledQuery.raw(query, [pid]));
+      await connection.executeQuery(CompiledQuery.raw(query, [...params]));
     });
     return undefined;
   } catch (error) {

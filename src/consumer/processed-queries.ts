@@ -16,7 +16,12 @@ export interface ProcessedQueries {
   readonly claimMany: string;
   /** $1 pid: cancels the statement a timed-out handler's session is running, if any. */
   readonly cancelBackend: string;
-  /** $1 pid: ends a timed-out handler's session whose rollback does not come back. */
+  /**
+   * $1 pid, $2 ms: ends a timed-out handler's session whose rollback does not come back, only if
+   * its transaction began at least $2 ms ago. The terminate may be retried for minutes while
+   * Postgres is away; after a restart its pid can belong to another session, whose transaction
+   * began later. Measured as an age on the server's clock, so no clock skew enters.
+   */
   readonly terminateBackend: string;
   /**
    * $1 age in ms, $2 consumers (text[], null for all), $3 limit. Deletes one batch of old keys,
@@ -70,7 +75,8 @@ export function processedQueries(schema?: string): ProcessedQueries {
       SELECT $1, k, m FROM limits, unnest($2::text[], $3::text[]) AS u(k, m) ORDER BY k
       ON CONFLICT DO NOTHING RETURNING business_key, pg_backend_pid() AS pid`,
     cancelBackend: 'SELECT pg_cancel_backend($1)',
-    terminateBackend: 'SELECT pg_terminate_backend($1)',
+    terminateBackend: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE pid = $1 AND xact_start <= now() - $2::bigint * interval '1 millisecond'`,
     deleteOld: `DELETE FROM ${processed} WHERE (consumer, business_key) IN (
         SELECT consumer, business_key FROM ${processed}
         WHERE processed_at < now() - $1::bigint * interval '1 millisecond'

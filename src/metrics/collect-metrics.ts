@@ -4,7 +4,9 @@ import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { type OutboxCounts, type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import type { OutboxCounts, OutboxStatus } from '../status/outbox-status.js';
+import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import type { LatencyHistogram } from './latency-histogram.js';
 import {
   CONSUMER_METRICS,
@@ -13,6 +15,7 @@ import {
   RELAY_METRICS,
 } from './metric-catalogue.js';
 import type { MetricSample } from './metric-sample.js';
+import { OutboxGaugeReader } from './outbox-gauge-reader.js';
 
 /** What `collectMetrics` reads from a histogram: a `LatencyHistogram` fits. */
 export type HistogramSource = Pick<LatencyHistogram, 'count' | 'sum' | 'buckets'>;
@@ -45,6 +48,8 @@ export interface CollectMetricsOptions {
   readonly pool?: PgQueryable;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
   readonly schema?: string;
+  /** Where a warning goes when the outbox gauges are left out of a collection. Default stderr. */
+  readonly logger?: OutboxLogger;
 }
 
 /** The relay stats that are counts. */
@@ -104,7 +109,8 @@ function histogramSamples(
 
 /**
  * Reads the current metrics of this process: the relay's and consumers' running totals, and
- * (with `pool`) the outbox gauges. Counters and histograms are per process, from its start; use
+ * (with `pool`) the outbox gauges, which are left out (with a warning) when the database does
+ * not answer within 3 s, so a stalled database never holds up a scrape. Counters and histograms are per process, from its start; use
  * a rate over them (`rate(outboxkit_relay_published_total[1m])` is messages published per
  * second; `histogram_quantile(0.99, rate(outboxkit_relay_publish_seconds_bucket[5m]))` is the
  * 99th percentile of publish latency).
@@ -167,16 +173,41 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     renames: RENAMED_OPTIONS.metrics,
   });
   if (options.pool) {
-    const status = await outboxStatus(options.pool, {
-      ...(options.schema !== undefined && { schema: options.schema }),
-    });
-    samples.push(...outboxGaugeSamples(status));
+    const logger = resolveLogger(options.logger, consoleLogger);
+    const status = await outboxGaugeReader(options.pool, options.schema, logger).read();
+    if (status) samples.push(...outboxGaugeSamples(status));
   }
   return samples;
 }
 
+/**
+ * One reader per pool and schema, kept as long as the pool lives: a read that outlives its
+ * collection is still running at the next one, which then goes without the gauges rather than
+ * stack another stalled statement on the pool. The first caller's logger is the reader's.
+ */
+const gaugeReaders = new WeakMap<PgQueryable, Map<string, OutboxGaugeReader>>();
+
+function outboxGaugeReader(
+  pool: PgQueryable,
+  schema: string | undefined,
+  logger: OutboxLogger,
+): OutboxGaugeReader {
+  let bySchema = gaugeReaders.get(pool);
+  if (!bySchema) {
+    bySchema = new Map();
+    gaugeReaders.set(pool, bySchema);
+  }
+  const key = schema ?? '';
+  let reader = bySchema.get(key);
+  if (!reader) {
+    reader = new OutboxGaugeReader(pool, { schema, logger });
+    bySchema.set(key, reader);
+  }
+  return reader;
+}
+
 /** The outbox gauges of one status read: pending, retrying and parked by exchange, the oldest age. */
-export function outboxGaugeSamples(status: OutboxStatus): MetricSample[] {
+function outboxGaugeSamples(status: OutboxStatus): MetricSample[] {
   const samples: MetricSample[] = [];
   const gauge = ({ name, help }: MetricDefinition, pick: (c: OutboxCounts) => number) => {
     for (const e of status.exchanges) {
@@ -202,4 +233,5 @@ export const METRICS_OPTION_NAMES = optionNames<CollectMetricsOptions>()([
   'consumers',
   'pool',
   'schema',
+  'logger',
 ]);

@@ -281,7 +281,7 @@ export class OutboxRuntime {
         this.#relay
           ? 'RabbitMQ not reachable at bootstrap: starting without it; the relay declares the exchanges when it connects'
           : 'RabbitMQ not reachable at bootstrap: the exchanges are not declared; the relay that publishes them must declare them (its `exchanges` option)',
-        { exchanges: [...exchanges.keys()], error: errorMessage(error) },
+        { exchanges: [...exchanges.keys()], error: errorMessage(error.cause ?? error) },
       );
     }
   }

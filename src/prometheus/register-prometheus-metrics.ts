@@ -1,13 +1,8 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
-import {
-  type CollectMetricsOptions,
-  collectMetrics,
-  outboxGaugeSamples,
-} from '../metrics/collect-metrics.js';
+import { type CollectMetricsOptions, collectMetrics } from '../metrics/collect-metrics.js';
 import { type MetricDefinition, OUTBOXKIT_METRICS } from '../metrics/metric-catalogue.js';
 import type { MetricSample } from '../metrics/metric-sample.js';
-import { OutboxGaugeReader } from '../metrics/outbox-gauge-reader.js';
-import { consoleLogger, errorMessage } from '../util/logger.js';
+import { errorMessage } from '../util/logger.js';
 
 /**
  * The part of a prom-client `Registry` this uses, declared here so that outboxkit neither
@@ -74,17 +69,9 @@ export function registerPrometheusMetrics(
   if (options.pool) sources.add('outbox');
   const definitions = OUTBOXKIT_METRICS.filter((d) => sources.has(d.source));
 
-  // The gauges' read is bounded: a stalled database leaves them out rather than fail the scrape.
-  const { pool, schema, ...processSources } = options;
-  const gauges = pool && new OutboxGaugeReader(pool, { schema, logger: consoleLogger() });
-  const collect = async () => {
-    const samples = await collectMetrics(processSources);
-    const status = await gauges?.read();
-    return status ? [...samples, ...outboxGaugeSamples(status)] : samples;
-  };
   let reading: Promise<Map<string, MetricSample[]>> | undefined;
   const read = () => {
-    reading ??= collect()
+    reading ??= collectMetrics(options)
       .then(byFamily)
       .finally(() => {
         reading = undefined;

@@ -1,3 +1,5 @@
+import { unstorableText } from '../util/storable-text.js';
+
 /**
  * The most UTF-8 bytes a business key may have. The key is stored in `processed_messages`,
  * whose primary key `(consumer, business_key)` is a btree: an index row cannot exceed about
@@ -9,31 +11,20 @@ export const MAX_BUSINESS_KEY_BYTES = 1024;
 
 /**
  * What makes `key` unusable as a business key, as a phrase ("contains NUL ..."), or undefined
- * when it is fine. Postgres text cannot hold U+0000 (the claim would fail on every attempt), and
- * stores a lone surrogate as U+FFFD, so that `'x\uD800'` and `'x\uD801'` would be one key and
- * the second message would be acked as a duplicate without its effects. Checked on the
- * consumer, before any transaction, and on the writer for the message id, the default key.
+ * when it is fine: text Postgres cannot store as given (a lone surrogate would be stored as
+ * U+FFFD, so that `'x\uD800'` and `'x\uD801'` would be one key and the second message acked as
+ * a duplicate without its effects), or longer than `MAX_BUSINESS_KEY_BYTES`. Checked on the
+ * consumer, before any transaction; the writer refuses such text in a message id, the default
+ * key, by the same rule.
  */
 export function businessKeyProblem(key: string): string | undefined {
-  if (key.includes('\u0000')) {
-    return 'contains NUL (U+0000), which Postgres text cannot store';
-  }
-  if (!(key as unknown as WellFormedCheck).isWellFormed()) {
-    return (
-      'is not well-formed Unicode (a lone surrogate), which Postgres would store as U+FFFD, ' +
-      'the same as other such keys'
-    );
-  }
+  const text = unstorableText(key);
+  if (text !== undefined) return text;
   const bytes = Buffer.byteLength(key);
   if (bytes > MAX_BUSINESS_KEY_BYTES) {
     return `is ${bytes} bytes, longer than the limit ${MAX_BUSINESS_KEY_BYTES} (UTF-8 bytes)`;
   }
   return undefined;
-}
-
-/** `String.prototype.isWellFormed` (Node 20+), not in the ES2023 lib the build targets. */
-interface WellFormedCheck {
-  isWellFormed(): boolean;
 }
 
 /** The start of a key, quoted and escaped (NUL and lone surrogates show as \u escapes). */

@@ -3,7 +3,8 @@ import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { closeChannel } from '../amqp/close-within.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
-import { type OutboxLogger, silentLogger } from '../util/logger.js';
+import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
+import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -36,6 +37,8 @@ export class ExchangeRegistry {
   #declarePending = true;
   #channel: Channel | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Declarations the broker refused for other settings, reported once each. */
+  readonly #conflicting = new Set<string>();
 
   /**
    * @param options.declarations exchanges to declare on each connection, before any check.
@@ -106,19 +109,27 @@ export class ExchangeRegistry {
   }
 
   async #declare(signal?: AbortSignal): Promise<void> {
-    const channel = await this.#open(signal);
-    try {
-      await assertExchanges(channel, this.#declarations, () => {
-        // The 406 that asks for a new channel closed this one.
-        this.#channel = undefined;
-        return this.#open(signal);
-      });
-      this.#declarePending = false;
-    } catch (error) {
-      // A 406 closes the channel.
+    const reopen = () => {
+      // The 406 that asks for a new channel closed this one.
       this.#channel = undefined;
-      throw error;
+      return this.#open(signal);
+    };
+    // One at a time: an exchange that exists with other settings must not hold up the rest.
+    for (const declaration of this.#declarations) {
+      try {
+        await assertExchanges(await this.#open(signal), [declaration], reopen);
+      } catch (error) {
+        // A 406 closes the channel.
+        this.#channel = undefined;
+        if (!(error instanceof TopologyConflictError)) throw error;
+        // The exchange exists, so its rows are published to it as it is; say so once.
+        if (!this.#conflicting.has(declaration.name)) {
+          this.#conflicting.add(declaration.name);
+          this.#logger.error(errorMessage(error), { exchange: declaration.name });
+        }
+      }
     }
+    this.#declarePending = false;
   }
 
   async #open(signal?: AbortSignal): Promise<Channel> {

@@ -149,7 +149,9 @@ export class OutboxRelay {
       throw error;
     }
     // Stopped while the checks ran: the stop closed the connections; start nothing after it.
-    if (this.#stopping.signal.aborted) return;
+    if (this.#stopping.signal.aborted) {
+      throw new StateError('the relay was stopped while it was starting', 'stopped');
+    }
     this.#listener?.start();
     const ctx = {
       options: o,

@@ -23,11 +23,19 @@ export function closestName(typed: string, known: readonly string[]): string | u
   return bestDistance <= limit ? best : undefined;
 }
 
-/** Both start with the same five letters or more, and differ only after the shorter's last but one. */
+/**
+ * Both start with the same five letters or more, and differ only in their last few: the
+ * shorter's last one, and at most four beyond the shared start (`migrations` for `migrate`,
+ * not `migrations-table`).
+ */
 function sameStem(a: string, b: string): boolean {
   let shared = 0;
   while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared += 1;
-  return shared >= 5 && shared >= Math.min(a.length, b.length) - 1;
+  return (
+    shared >= 5 &&
+    shared >= Math.min(a.length, b.length) - 1 &&
+    Math.max(a.length, b.length) - shared <= 4
+  );
 }
 
 /** Levenshtein distance, with a swap of two neighbours counted as one edit. */

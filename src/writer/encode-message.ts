@@ -1,5 +1,6 @@
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
+import { unstorableText } from '../util/storable-text.js';
 import { uuidv7 } from '../util/uuidv7.js';
 import type { HeaderValue, OutboxMessage } from './outbox-message.js';
 
@@ -28,17 +29,9 @@ const RESERVED_HEADER_PREFIX = 'x-outboxkit-';
 /** Said of every string the row stores as text or jsonb. */
 const TEXT_RULE = 'without NUL or lone surrogates';
 
-/**
- * Postgres stores no U+0000 in text or jsonb (the INSERT fails and aborts the caller's
- * transaction), and turns a lone surrogate into U+FFFD or refuses it: checked before sending.
- */
+/** Checked before sending: a failing INSERT would abort the caller's transaction. */
 function storableText(value: string): boolean {
-  return !value.includes('\u0000') && (value as unknown as WellFormedCheck).isWellFormed();
-}
-
-/** `String.prototype.isWellFormed` (Node 20+), not in the ES2023 lib the build targets. */
-interface WellFormedCheck {
-  isWellFormed(): boolean;
+  return unstorableText(value) === undefined;
 }
 
 function shortString(value: unknown, allowEmpty: boolean): value is string {
