@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { connect } from 'amqplib';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import type { DashboardDeadLetters, DashboardStatus } from '../src/dashboard/outbox-dashboard.js';
@@ -170,6 +171,31 @@ describe('dashboard: the HTTP API', () => {
       const dead = await getJson<DashboardDeadLetters>(`${server.url}api/dead-letters`);
       assert.match((dead.queues[0] as { error?: string }).error ?? '', /does not exist/);
     } finally {
+      await server.close();
+    }
+  });
+
+  it('answers 503 with Retry-After, not 500, while another reader has the dead-letter queue', async () => {
+    const server = await serveDashboard({
+      pool: f.t.pool,
+      schema: f.t.schema,
+      amqpUrl: AMQP_URL,
+      queues: [queue],
+      allowReplay: true,
+    });
+    // Another reader's turn, as a dashboard or CLI in another process holds it.
+    const other = await connect(AMQP_URL);
+    try {
+      const holder = await other.createChannel();
+      await holder.prefetch(1);
+      await holder.consume(deadLetterQueueName(queue), () => {}, { exclusive: true });
+      const res = await pagePost(`${server.url}api/queues/${encodeURIComponent(queue)}/replay`);
+      const { error } = (await res.json()) as { error: string };
+      assert.equal(res.status, 503, error);
+      assert.equal(res.headers.get('retry-after'), '1');
+      assert.match(error, /was being read by another reader/);
+    } finally {
+      await other.close();
       await server.close();
     }
   });

@@ -296,6 +296,10 @@ export class OutboxDashboard {
       return { status: 404, body: { error: error.message } };
     }
     if (error instanceof ConfigurationError) return { status: 400, body: { error: error.message } };
+    // Another reader has the dead-letter queue: a moment later it will not.
+    if (error instanceof OutboxkitError && error.code === 'dead-letter-queue-busy') {
+      return { status: 503, body: { error: error.message }, headers: { 'retry-after': '1' } };
+    }
     const message = errorMessage(error);
     this.#logger.warn('dashboard request failed', { error: message });
     return { status: 500, body: { error: message } };
