@@ -1,3 +1,4 @@
+import { settleWithin } from '../util/with-timeout.js';
 import { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 
 /** The last scan in line for each queue of this process, by `scanTurnKey`. */
@@ -30,17 +31,13 @@ export async function takeScanTurn(
   void line.then(() => {
     if (lines.get(key) === line) lines.delete(key);
   });
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), Math.max(0, deadline - Date.now()));
-  });
-  try {
-    if ((await Promise.race([before.then(() => 'turn' as const), late])) === 'late') {
-      void before.then(end);
-      throw new DeadLetterQueueBusyError(queue, Date.now() - startedAt);
-    }
-  } finally {
-    clearTimeout(timer);
+  const turn = await settleWithin(
+    before.then(() => 'turn' as const),
+    Math.max(0, deadline - Date.now()),
+  );
+  if (turn === undefined) {
+    void before.then(end);
+    throw new DeadLetterQueueBusyError(queue, Date.now() - startedAt);
   }
   return end;
 }

@@ -1,12 +1,13 @@
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
+import { withTimeout } from '../util/with-timeout.js';
 
 /** Well under Prometheus' default scrape timeout (10 s), so the rest of a scrape still lands. */
 export const OUTBOX_GAUGES_TIMEOUT_MS = 3_000;
 
 /**
- * Reads the outbox status for the gauges of a scrape, waiting at most `timeoutMs`: a database
+ * Reads the outbox status for the gauges of a scrape, waiting at most `OUTBOX_GAUGES_TIMEOUT_MS`: a database
  * that stalls (a lock, a failover) must not take the process's other metrics down with the
  * scrape. One read at a time: while a read outlives its scrape, later scrapes go without the
  * gauges instead of stacking more stalled statements on the pool.
@@ -15,17 +16,12 @@ export class OutboxGaugeReader {
   readonly #pool: PgQueryable;
   readonly #schema: string | undefined;
   readonly #logger: OutboxLogger;
-  readonly #timeoutMs: number;
   #running: Promise<OutboxStatus> | undefined;
 
-  constructor(
-    pool: PgQueryable,
-    options: { schema?: string | undefined; logger: OutboxLogger; timeoutMs?: number },
-  ) {
+  constructor(pool: PgQueryable, options: { schema?: string | undefined; logger: OutboxLogger }) {
     this.#pool = pool;
     this.#schema = options.schema;
     this.#logger = options.logger;
-    this.#timeoutMs = options.timeoutMs ?? OUTBOX_GAUGES_TIMEOUT_MS;
   }
 
   /** The status, or undefined (and a warning) when the database did not answer in time. */
@@ -42,24 +38,14 @@ export class OutboxGaugeReader {
       () => this.#forget(running),
       () => this.#forget(running),
     );
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), this.#timeoutMs);
-    });
     try {
-      const status = await Promise.race([running, late]);
-      if (status !== 'late') return status;
-      this.#logger.warn('outbox gauges left out of /metrics: the database did not answer', {
-        waitedMs: this.#timeoutMs,
-      });
+      return await withTimeout(running, OUTBOX_GAUGES_TIMEOUT_MS, "the outbox gauges' read");
     } catch (error) {
       this.#logger.warn('outbox gauges left out of /metrics: the database did not answer', {
         error: errorMessage(error),
       });
-    } finally {
-      clearTimeout(timer);
+      return undefined;
     }
-    return undefined;
   }
 
   #forget(read: Promise<OutboxStatus>): void {
