@@ -6,21 +6,13 @@ import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import { type OutboxLogger, silentLogger } from '../src/util/logger.js';
+import { silentLogger } from '../src/util/logger.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
-
-/** A logger that keeps every line, for checking what was said and how often. */
-function recordingLogger(): OutboxLogger & { lines: { level: string; text: string }[] } {
-  const lines: { level: string; text: string }[] = [];
-  const log = (level: string) => (message: string, context?: Record<string, unknown>) => {
-    lines.push({ level, text: `${message} ${JSON.stringify(context ?? {})}` });
-  };
-  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
 
 describe('declaring the exchanges the outbox publishes to', () => {
   let t: TestDatabase;
