@@ -214,6 +214,7 @@ export class AmqpConnection extends EventEmitter {
       heartbeatSeconds,
       logger,
       tls,
+      signal: this.#closing.signal,
     });
     model.on('blocked', (reason: string) => {
       this.#blocked = true;

@@ -31,6 +31,8 @@ export class BrokerAdmin {
   readonly #urls: UrlRotation;
   #model: Promise<ChannelModel> | undefined;
   #closed = false;
+  /** Aborts a connect under way when the module shuts down, so its socket does not linger. */
+  readonly #closing = new AbortController();
 
   constructor(options: BrokerAdminOptions) {
     this.#options = options;
@@ -123,6 +125,7 @@ export class BrokerAdmin {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort();
     const model = this.#model;
     this.#model = undefined;
     await closeConnection(model);
@@ -133,14 +136,17 @@ export class BrokerAdmin {
       return Promise.reject(new StateError('the outbox module is shut down', 'stopped'));
     if (!this.#model) {
       const { connectionName, logger, tls } = this.#options;
-      const connecting = connectAmqp(this.#urls.current, { connectionName, logger, tls }).then(
-        (model) => {
-          model.once('close', () => {
-            if (this.#model === connecting) this.#model = undefined;
-          });
-          return model;
-        },
-      );
+      const connecting = connectAmqp(this.#urls.current, {
+        connectionName,
+        logger,
+        tls,
+        signal: this.#closing.signal,
+      }).then((model) => {
+        model.once('close', () => {
+          if (this.#model === connecting) this.#model = undefined;
+        });
+        return model;
+      });
       connecting.catch(() => {
         this.#urls.advance();
         if (this.#model === connecting) this.#model = undefined;

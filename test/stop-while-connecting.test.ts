@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { NodeChild } from './support/child-process.js';
+import { DATABASE_URL } from './support/env.js';
+import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
+
+const CHILD = fileURLToPath(new URL('./support/stop-while-connecting-child.js', import.meta.url));
+
+/**
+ * From `stop()`'s return to the process's end. Before the connect could be aborted, its socket
+ * held the process until amqplib's connect timeout (10 s from the attempt).
+ */
+const EXIT_BOUND_MS = 3000;
+
+describe('a process stopped while RabbitMQ takes the connection and answers nothing', () => {
+  let t: TestDatabase;
+  // Accepts TCP and never answers: the AMQP handshake never completes.
+  let silent: net.Server;
+  const sockets = new Set<net.Socket>();
+  before(async () => {
+    t = await testDatabase('hungconn');
+    silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+    await t.close();
+  });
+
+  for (const kind of ['relay', 'consumer host']) {
+    it(`ends soon after its ${kind} stops`, async () => {
+      const { port } = silent.address() as net.AddressInfo;
+      const child = new NodeChild(CHILD, [kind === 'relay' ? 'relay' : 'host'], {
+        ...process.env,
+        OKT_SCHEMA: t.schema,
+        AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
+        DATABASE_URL,
+      });
+      await waitFor(
+        'the stop to return',
+        () => child.stdout.includes('stopped') || !child.running,
+        20_000,
+      );
+      const stopped = performance.now();
+      const outcome = await child.exited(20_000);
+      const lingered = performance.now() - stopped;
+      assert.equal(outcome.code, 0, child.stderr);
+      assert.ok(
+        lingered < EXIT_BOUND_MS,
+        `the process lived ${Math.round(lingered)} ms after the stop`,
+      );
+    });
+  }
+});
