@@ -193,4 +193,18 @@ describe('dead letters: concurrent readers of one dead-letter queue', () => {
       ids(20),
     );
   });
+
+  it('a dead-letter queue deleted while a scan reads it: a typed dead-letter-queue-not-found', async () => {
+    const queue = await queueWithDeadLetters('deleted-mid-read');
+    const dlq = deadLetterQueueName(queue);
+    const listing = reader(queue).list({}, { limit: 100_000 });
+    listing.catch(() => {});
+    await someoneReading(dlq);
+    await broker.channel.deleteQueue(dlq);
+    await assert.rejects(listing, (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'dead-letter-queue-not-found', String(error));
+      assert.match(error.message, new RegExp(dlq.replace(/\./g, '\\.')));
+      return true;
+    });
+  });
 });

@@ -297,7 +297,9 @@ export class DeadLetterQueue {
       // of 0 alone could be another reader holding every message.
       if (messageCount === 0 && consumerCount === 0) return;
       const model = await this.#connect();
-      const reader = await ExclusiveQueueReader.open(model, this.name, startedAt, deadline);
+      const reader = await ExclusiveQueueReader.open(model, this.name, startedAt, deadline).catch(
+        (error: unknown) => this.#gone(error),
+      );
       const now = Date.now();
       try {
         for (;;) {
@@ -309,6 +311,8 @@ export class DeadLetterQueue {
           if (verdict === 'remove' || verdict === 'stop-remove') reader.ack(message);
           if (verdict === 'stop' || verdict === 'stop-remove') return;
         }
+      } catch (error) {
+        return await this.#gone(error);
       } finally {
         await reader.close();
       }
@@ -352,17 +356,35 @@ export class DeadLetterQueue {
     try {
       return await channel.checkQueue(this.name);
     } catch (error) {
-      if ((error as { code?: unknown }).code === 404) {
-        throw new OutboxkitError(
-          'dead-letter-queue-not-found',
-          `Queue ${JSON.stringify(this.name)} does not exist: check the consumer's queue name (its dead letters are in "<queue>.dlq")`,
-          { cause: error },
-        );
-      }
+      if ((error as { code?: unknown }).code === 404) throw this.#notFound(error);
       throw error;
     } finally {
       await closeChannel(channel);
     }
+  }
+
+  #notFound(cause: unknown): OutboxkitError {
+    return new OutboxkitError(
+      'dead-letter-queue-not-found',
+      `Queue ${JSON.stringify(this.name)} does not exist: check the consumer's queue name (its dead letters are in "<queue>.dlq")`,
+      { cause },
+    );
+  }
+
+  /**
+   * A read that failed because the queue was deleted under it (a 404 closes the channel, so what
+   * follows fails as "Channel closed") is told as the queue not found; anything else as it came.
+   */
+  async #gone(error: unknown): Promise<never> {
+    if ((error as { code?: unknown }).code === 404) throw this.#notFound(error);
+    const stillThere = await this.#check().then(
+      () => true,
+      (checkError: unknown) =>
+        !(
+          checkError instanceof OutboxkitError && checkError.code === 'dead-letter-queue-not-found'
+        ),
+    );
+    throw stillThere ? error : this.#notFound(error);
   }
 
   #connect(): Promise<ChannelModel> {
