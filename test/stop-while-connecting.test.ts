@@ -2,8 +2,12 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Kysely, PostgresDialect } from 'kysely';
+import { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { NodeChild } from './support/child-process.js';
-import { DATABASE_URL } from './support/env.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -58,4 +62,25 @@ describe('a process stopped while RabbitMQ takes the connection and answers noth
       );
     });
   }
+
+  it('a connection that was made is closed politely at a stop: no connection error logged', async () => {
+    const logger = recordingLogger();
+    const relay = new OutboxRelay({ pool: t.pool, amqpUrl: AMQP_URL, schema: t.schema, logger });
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: t.pool }) });
+    const host = new ConsumerHost({
+      db,
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      consumers: [{ name: 'polite', exchange: `${t.schema}.polite`, handler: async () => {} }],
+      retention: false,
+      logger,
+    });
+    await relay.start();
+    await host.start();
+    await waitFor('the relay to connect', () => relay.isConnected);
+    await host.stop();
+    await relay.stop();
+    const warnings = logger.lines.filter((l) => l.level === 'warn' || l.level === 'error');
+    assert.deepEqual(warnings, []);
+  });
 });

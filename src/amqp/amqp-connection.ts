@@ -187,9 +187,13 @@ export class AmqpConnection extends EventEmitter {
    */
   #connectUnlessClosed(): Promise<ChannelModel | undefined> {
     const signal = this.#closing.signal;
-    const connecting = this.#connect();
+    // Its own signal, aborted only while this connect is under way: the socket keeps the signal
+    // it was made with, and a close must end a made connection politely, not destroy it.
+    const attempt = new AbortController();
+    const connecting = this.#connect(attempt.signal);
     return new Promise((resolve, reject) => {
       const onClose = () => {
+        attempt.abort();
         resolve(undefined);
         connecting.then(closeConnection, () => {});
       };
@@ -207,14 +211,14 @@ export class AmqpConnection extends EventEmitter {
     });
   }
 
-  async #connect(): Promise<ChannelModel> {
+  async #connect(signal: AbortSignal): Promise<ChannelModel> {
     const { connectionName, heartbeatSeconds, logger, tls } = this.#options;
     const model = await connectAmqp(this.#urls.current, {
       connectionName,
       heartbeatSeconds,
       logger,
       tls,
-      signal: this.#closing.signal,
+      signal,
     });
     model.on('blocked', (reason: string) => {
       this.#blocked = true;
