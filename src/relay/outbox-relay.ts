@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
 import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
@@ -22,6 +23,13 @@ import { relayQueries } from './relay-queries.js';
 import { emptyRelayStats, type RelayStats } from './relay-stats.js';
 
 let relayCount = 0;
+
+/**
+ * How long past `stopTimeoutMs` a stop waits for the lanes' last statements (writing what was
+ * confirmed, COMMIT) before it drops their connections: time enough for a database that
+ * answers, short enough that one that hangs cannot hold the stop for its `query_timeout`.
+ */
+const ABANDON_AFTER_MS = CLOSE_TIMEOUT_MS;
 
 /**
  * Moves committed outbox rows to RabbitMQ and deletes each row only once the broker confirmed
@@ -45,6 +53,7 @@ export class OutboxRelay {
   readonly #listener: OutboxListener | undefined;
   readonly #stopping = new AbortController();
   readonly #giveUp = new AbortController();
+  readonly #abandon = new AbortController();
   #lanes: Promise<void>[] = [];
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #stopped: Promise<void> | undefined;
@@ -54,7 +63,7 @@ export class OutboxRelay {
     const o = this.options;
     // Every lane, and the retry lane, waits on these signals at once: not a listener leak.
     const waiters = 4 * (o.concurrency * BATCHES_PER_LANE + 2);
-    setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal);
+    setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal, this.#abandon.signal);
     this.#ownsPool = !o.pool;
     // The longest a relay transaction may stall, seen from either side.
     const stallMs = o.publishTimeoutMs * 2 + 10_000;
@@ -164,6 +173,7 @@ export class OutboxRelay {
       stats: this.#stats,
       stopping: this.#stopping.signal,
       giveUp: this.#giveUp.signal,
+      abandon: this.#abandon.signal,
     };
     const lanes = [new RelayLane(ctx, true)];
     for (let i = 0; i < o.concurrency; i += 1) lanes.push(new RelayLane(ctx, false));
@@ -204,14 +214,21 @@ export class OutboxRelay {
     this.#state = 'stopping';
     this.#stopping.abort();
     this.#wake.wake();
-    const patience = setTimeout(() => this.#giveUp.abort(), this.options.stopTimeoutMs);
+    const { stopTimeoutMs, logger } = this.options;
+    const patience = setTimeout(() => this.#giveUp.abort(), stopTimeoutMs);
+    const lastResort = setTimeout(() => {
+      logger.warn("relay stop: Postgres does not answer; dropping the lanes' connections", {
+        afterMs: stopTimeoutMs + ABANDON_AFTER_MS,
+      });
+      this.#abandon.abort(new Error('the relay stopped while Postgres did not answer'));
+    }, stopTimeoutMs + ABANDON_AFTER_MS);
     try {
       if (wasRunning) await Promise.all(this.#lanes);
     } finally {
       clearTimeout(patience);
-      await this.#listener?.stop();
-      await this.#exchanges.close();
-      await this.#amqp.close();
+      clearTimeout(lastResort);
+      // Side by side: each is bounded, and on a hung link one after another would add up.
+      await Promise.all([this.#listener?.stop(), this.#exchanges.close(), this.#amqp.close()]);
       if (this.#ownsPool) await this.#pool.end();
       this.#state = 'stopped';
       this.options.logger.info('relay stopped', { ...this.#stats });

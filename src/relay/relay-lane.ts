@@ -67,6 +67,11 @@ export interface RelayLaneContext {
   readonly stopping: AbortSignal;
   /** Aborts when `stop()` runs out of patience: unconfirmed rows are then released. */
   readonly giveUp: AbortSignal;
+  /**
+   * Aborts when the lanes still wait on Postgres a while after `giveUp`: their clients' sockets
+   * are destroyed, so a hung database cannot hold `stop()` for the pool's `query_timeout`.
+   */
+  readonly abandon: AbortSignal;
 }
 
 /**
@@ -142,6 +147,8 @@ export class RelayLane {
       } catch (error) {
         // A claim that stop() cut short was rolled back: its rows stay, and nothing failed.
         if (error === stopping.reason) break;
+        // The stop dropped the lane's connection: nothing committed, and nothing to retry.
+        if (this.#ctx.abandon.aborted) break;
         // The other batches settle first: the channel they share closes only after them.
         inFlightBytes.length = 0;
         await this.#drain(inFlight);
@@ -157,13 +164,15 @@ export class RelayLane {
       }
     }
     await this.#drain(inFlight);
-    await this.#closePublisher();
+    // Not awaited: the relay closes the connection next, which ends the channel too, and a
+    // broker that hangs would hold each close for its whole bound.
+    void this.#closePublisher();
   }
 
   /** Waits for every batch in flight; their failures are counted and logged. */
   async #drain(inFlight: Promise<BatchEnd>[]): Promise<void> {
     for (const end of await Promise.all(inFlight.splice(0))) {
-      if (end.error === undefined) continue;
+      if (end.error === undefined || this.#ctx.abandon.aborted) continue;
       this.#ctx.stats.errors += 1;
       this.#ctx.options.logger.warn('relay batch failed', { error: errorMessage(end.error) });
     }
@@ -183,9 +192,13 @@ export class RelayLane {
     const state: { broken?: Error } = {};
     // A backend that dies while the lane waits for confirms reports on the idle client; without
     // a listener that error would crash the process. The next query fails and rolls back.
-    const client = await checkoutClient(pool, (error) => {
-      state.broken ??= error;
-    });
+    const client = await checkoutClient(
+      pool,
+      (error) => {
+        state.broken ??= error;
+      },
+      this.#ctx.abandon,
+    );
     let handedOver = false;
     try {
       await client.query('BEGIN');
@@ -200,6 +213,9 @@ export class RelayLane {
         const untilNext = at ? Math.max(0, at.getTime() - Date.now()) : Number.POSITIVE_INFINITY;
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
+      // Claimed as the stop began: rolled back untouched rather than published now, when the
+      // stop's patience may be spent and no confirm would be waited for.
+      if (stopping.aborted) throw stopping.reason;
       const requests = await this.#prepare(rows);
       const answers = publishBatch(publisher, requests, options.publishTimeoutMs, this.#ctx.giveUp);
       handedOver = true;
@@ -292,7 +308,9 @@ export class RelayLane {
       // Publishes left unanswered (a timeout, a stop): their confirms may never come, and a late
       // one must not count for a row that is retried. A new channel starts clean.
       if (unanswered > 0) {
-        await this.#closePublisher(publisher);
+        // Not awaited: on a broker that hangs, the close waits out its bound, and nothing here
+        // needs it done; a late answer on the old channel finds the batch finished.
+        void this.#closePublisher(publisher);
       } else if (publisher.isOpen && publisher.wornOut && this.#publisher === publisher) {
         // Nothing but nacks for a while: the channel may be stuck on a quorum queue's old
         // leader. The next claims go on a new channel.

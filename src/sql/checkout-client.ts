@@ -7,8 +7,17 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
  * callback form of `connect` matters: pg-pool calls it inside the hand-over, before the socket's
  * next message is parsed, whereas an awaited promise resumes only after a FATAL that arrived
  * with the ready message has been emitted to nobody.
+ *
+ * When `abandon` aborts while the client is out, its socket is destroyed: a statement waiting
+ * on a link that hangs then fails at once instead of at the pool's `query_timeout`. Nothing
+ * commits that way; Postgres rolls the session back when it sees the link gone, or at its
+ * `idle_in_transaction_session_timeout`.
  */
-export function checkoutClient(pool: Pool, onError: (error: Error) => void): Promise<PoolClient> {
+export function checkoutClient(
+  pool: Pool,
+  onError: (error: Error) => void,
+  abandon?: AbortSignal,
+): Promise<PoolClient> {
   return new Promise((resolve, reject) => {
     pool.connect((error, client, release) => {
       if (error || !client) {
@@ -16,13 +25,24 @@ export function checkoutClient(pool: Pool, onError: (error: Error) => void): Pro
         return;
       }
       client.on('error', onError);
-      // pg-pool sets `release` anew at every checkout; ours removes the listener first, and
+      const onAbandon = () => destroySocket(client, abandon?.reason);
+      abandon?.addEventListener('abort', onAbandon, { once: true });
+      // pg-pool sets `release` anew at every checkout; ours removes the listeners first, and
       // pg-pool adds its own for the idle client in the same turn.
       client.release = (err?: Error | boolean) => {
         client.off('error', onError);
+        abandon?.removeEventListener('abort', onAbandon);
         release(err);
       };
+      if (abandon?.aborted) onAbandon();
       resolve(client);
     });
   });
+}
+
+/** pg has no public way to drop a connection whose peer does not answer: `end()` waits for it. */
+function destroySocket(client: PoolClient, reason: unknown): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } })
+    .connection?.stream;
+  stream?.destroy(reason instanceof Error ? reason : new Error(String(reason)));
 }
