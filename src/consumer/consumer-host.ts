@@ -8,6 +8,7 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -226,12 +227,15 @@ export class ConsumerHost<Tx = Transaction<any>> {
     );
 
     if (options.retention !== false) {
-      rejectUnknownOptions(options.retention, RETENTION_OPTION_NAMES, {
-        owner: "ConsumerHost's retention",
-        prefix: 'retention.',
-      });
+      const retention = nestedOptions(
+        'retention',
+        options.retention,
+        RETENTION_OPTION_NAMES,
+        "ConsumerHost's retention",
+        '`false` (or left out)',
+      );
       this.#cleaner = new RetentionCleaner({
-        ...options.retention,
+        ...retention,
         db: options.db,
         ...(options.schema !== undefined && { schema: options.schema }),
         consumers: consumers.map((c) => c.name),

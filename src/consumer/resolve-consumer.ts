@@ -1,4 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { backoffOption } from '../options/backoff-option.js';
+import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
@@ -88,10 +90,12 @@ export function resolveConsumer(
     owner,
     prefix: option(''),
   });
-  rejectUnknownOptions(definition.retry, RETRY_POLICY_OPTION_NAMES, {
-    owner: `the retry policy of ${owner}`,
-    prefix: option('retry.'),
-  });
+  const retry = nestedOptions(
+    option('retry'),
+    definition.retry,
+    RETRY_POLICY_OPTION_NAMES,
+    `the retry policy of ${owner}`,
+  );
 
   if (typeof definition.handler !== 'function') fail('handler', 'must be a function');
   for (const field of ['validate', 'businessKey'] as const) {
@@ -159,20 +163,17 @@ export function resolveConsumer(
     );
   }
 
-  const maxAttempts = integer(
-    'retry.maxAttempts',
-    definition.retry?.maxAttempts,
-    DEFAULT_MAX_ATTEMPTS,
-  );
-  const backoff = { ...DEFAULT_BACKOFF, ...definition.retry?.backoff };
-  integer('retry.backoff.initialMs', backoff.initialMs, 1);
-  integer('retry.backoff.maxMs', backoff.maxMs, 1);
-  if (backoff.maxMs < backoff.initialMs) fail('retry.backoff.maxMs', 'must be at least initialMs');
-  if (typeof backoff.factor !== 'number' || !(backoff.factor >= 1)) {
-    fail('retry.backoff.factor', 'must be a number of at least 1');
-  }
+  const maxAttempts = integer('retry.maxAttempts', retry?.maxAttempts, DEFAULT_MAX_ATTEMPTS);
+  // The relay's rule, with the fields left out taken from the defaults.
+  const backoff = backoffOption(option('retry.backoff'), retry?.backoff, DEFAULT_BACKOFF, {
+    fillFromFallback: true,
+    noJitter:
+      'is not taken: consumer retry delays are exact (each delay is a delay queue, whose ' +
+      'messages all wait the same), so there is no jitter',
+  });
+  const factor = backoff.factor ?? DEFAULT_BACKOFF.factor;
   const retryDelaysMs = Array.from({ length: maxAttempts - 1 }, (_, i) =>
-    Math.round(Math.min(backoff.maxMs, backoff.initialMs * backoff.factor ** i)),
+    Math.round(Math.min(backoff.maxMs, backoff.initialMs * factor ** i)),
   );
 
   const timeoutMs = integer('timeoutMs', definition.timeoutMs, DEFAULT_TIMEOUT_MS);

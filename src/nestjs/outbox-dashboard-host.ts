@@ -2,7 +2,9 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { nestedOptions } from '../options/nested-options.js';
 import {
+  DASHBOARD_SETTINGS_OPTION_NAMES,
   OUTBOX_DASHBOARD_SETTINGS,
   type OutboxDashboardSettings,
 } from './outbox-dashboard-settings.js';
@@ -58,7 +60,15 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
  * Refuses settings that leave replay and purge open to anyone who reaches the application's
  * port: the dashboard has no login of its own.
  */
-function checkSettings(settings: OutboxDashboardSettings): OutboxDashboardSettings {
+function checkSettings(given: OutboxDashboardSettings): OutboxDashboardSettings {
+  const settings =
+    nestedOptions(
+      'dashboard',
+      given,
+      DASHBOARD_SETTINGS_OPTION_NAMES,
+      "OutboxModule's dashboard",
+      '`true`',
+    ) ?? {};
   if (settings.allowReplay === true && (settings.guards ?? []).length === 0) {
     throw new ConfigurationError(
       'dashboard.allowReplay',

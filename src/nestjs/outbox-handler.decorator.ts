@@ -1,7 +1,9 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { messages } from './error-messages.js';
 import type { MessageDefinition, PayloadOf } from './message-definition.js';
 import {
+  HANDLER_OPTION_NAMES,
   OutboxHandlerDiscoverable,
   type OutboxHandlerMethod,
   type OutboxHandlerOptions,
@@ -66,6 +68,8 @@ export function OutboxHandler<const M extends MessageDefinition | readonly Messa
       fail(messages.mixedExchangeTypes(exchanges[0]!));
     }
     if (typeof options?.name !== 'string' || options.name.length === 0) fail(messages.noName());
+    // The handler's consumer takes only the names it knows: a misspelt one would be dropped.
+    rejectUnknownOptions(options, HANDLER_OPTION_NAMES, { owner: where });
     if (
       options.queue !== undefined &&
       (typeof options.queue !== 'string' || options.queue === '')

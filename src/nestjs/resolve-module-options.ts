@@ -2,12 +2,14 @@ import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
+import { CONSUMER_HOST_OPTION_NAMES, type ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
+import { RELAY_OPTION_NAMES, type RelayOptions } from '../relay/relay-options.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
@@ -154,12 +156,44 @@ export function resolveModuleOptions(
   });
 }
 
-function settings<T extends object>(value: boolean | T | undefined, option: string): T | false {
+/** Options of the relay and the consumer host that the module sets from its own. */
+const SET_BY_MODULE = {
+  relay: ['pool', 'databaseUrl', 'databaseTls', 'amqpUrl', 'amqpTls', 'schema', 'logger'],
+  consumers: ['db', 'amqpUrl', 'amqpTls', 'schema', 'logger', 'consumers', 'transactions'],
+} as const satisfies {
+  relay: readonly Exclude<keyof RelayOptions, keyof OutboxRelaySettings>[];
+  consumers: readonly Exclude<keyof ConsumerHostOptions, keyof OutboxConsumerSettings>[];
+};
+
+/**
+ * `relay` or `consumers`: `{}` for `true`, or the settings after refusing a name the module
+ * sets itself (the module's value would silently win) and any unknown name, before anything
+ * connects.
+ */
+function settings<T extends object>(
+  value: boolean | T | undefined,
+  option: 'relay' | 'consumers',
+): T | false {
   if (value === undefined || value === true) return {} as T;
   if (value === false) return false;
-  if (value === null || typeof value !== 'object') {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigurationError(option, 'must be true, false or an object of settings');
   }
+  const own: readonly string[] = SET_BY_MODULE[option];
+  for (const name of own) {
+    if ((value as Record<string, unknown>)[name] !== undefined) {
+      throw new ConfigurationError(
+        `${option}.${name}`,
+        "is set by OutboxModule itself, from its own options (or its handlers): set the module's instead",
+      );
+    }
+  }
+  const names = option === 'relay' ? RELAY_OPTION_NAMES : CONSUMER_HOST_OPTION_NAMES;
+  rejectUnknownOptions(
+    value,
+    names.filter((n) => !own.includes(n)),
+    { owner: `OutboxModule's ${option}`, prefix: `${option}.` },
+  );
   return value;
 }
 

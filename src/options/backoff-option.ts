@@ -1,21 +1,54 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { nestedOptions } from './nested-options.js';
+import { optionNames } from './option-names.js';
+
+/** Every field of a backoff, for its unknown-key check. */
+export const BACKOFF_OPTION_NAMES = optionNames<BackoffPolicy>()([
+  'initialMs',
+  'maxMs',
+  'factor',
+  'jitter',
+]);
+
+/** How one component reads its backoff. */
+export interface BackoffRules {
+  /**
+   * Fill the fields left out from `fallback` (a consumer's `retry.backoff`), instead of taking
+   * `fallback` only when the whole backoff is left out.
+   */
+  readonly fillFromFallback?: boolean;
+  /** Why `jitter` is refused, for a backoff that has none; undefined when it has. */
+  readonly noJitter?: string;
+}
 
 /**
  * Returns a backoff option (`retry.backoff`, `reconnectBackoff`), or `fallback` when it is
  * undefined, after checking every field: a `factor` or `jitter` that is not a number in range
  * (NaN above all) makes every delay NaN, that is no delay at all: a retry or reconnect storm.
+ * The relay, the consumer host and the consumers all read theirs here, so one rule holds.
  */
 export function backoffOption(
   option: string,
   value: BackoffPolicy | undefined,
   fallback: BackoffPolicy,
+  { fillFromFallback = false, noJitter }: BackoffRules = {},
 ): BackoffPolicy {
-  const backoff = value ?? fallback;
-  if (backoff === null || typeof backoff !== 'object') {
-    throw new ConfigurationError(option, 'must be { initialMs, maxMs, factor?, jitter? }');
+  // Checked before the unknown names, so the message says why rather than "not an option".
+  if (noJitter !== undefined && (value as { jitter?: unknown } | undefined)?.jitter !== undefined) {
+    throw new ConfigurationError(`${option}.jitter`, noJitter);
   }
+  const given = nestedOptions(
+    option,
+    value,
+    noJitter === undefined
+      ? BACKOFF_OPTION_NAMES
+      : BACKOFF_OPTION_NAMES.filter((n) => n !== 'jitter'),
+    'a backoff',
+  );
+  const backoff =
+    given === undefined ? fallback : fillFromFallback ? { ...fallback, ...defined(given) } : given;
   const initialMs = positiveInteger(`${option}.initialMs`, backoff.initialMs);
   if (positiveInteger(`${option}.maxMs`, backoff.maxMs) < initialMs) {
     throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
@@ -34,4 +67,9 @@ export function backoffOption(
     );
   }
   return backoff;
+}
+
+/** The fields whose value is not undefined: an undefined one sets nothing, so keeps the default. */
+function defined(backoff: BackoffPolicy): Partial<BackoffPolicy> {
+  return Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined));
 }

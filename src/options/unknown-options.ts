@@ -15,7 +15,8 @@ export interface OptionsOwner {
  * Refuses a name that is none of `known`. The compiler checks the names of an object literal,
  * but not those of a spread config, a JSON file, a factory's return or JavaScript: a misspelt
  * `concurrency` would run with the default without a word. A name whose value is `undefined`
- * sets nothing and passes.
+ * sets nothing and passes; one whose value is `null` is refused too (no option takes
+ * `null`, and reading it as "the default" would hide a missing value from JSON or a merge).
  */
 export function rejectUnknownOptions(
   options: unknown,
@@ -25,7 +26,14 @@ export function rejectUnknownOptions(
   if (options === null || typeof options !== 'object') return;
   if (renames) rejectRenamedOptions(options, renames);
   for (const [name, value] of Object.entries(options)) {
-    if (value === undefined || known.includes(name)) continue;
+    if (value === undefined) continue;
+    if (known.includes(name)) {
+      if (value !== null) continue;
+      throw new ConfigurationError(
+        `${prefix}${name}`,
+        'is null, which no option takes: leave it out (or undefined) for its default',
+      );
+    }
     const guess = closestName(name, known);
     throw new ConfigurationError(
       `${prefix}${name}`,

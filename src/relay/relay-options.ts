@@ -3,6 +3,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -156,10 +157,12 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     owner: 'OutboxRelay',
     renames: RENAMED_OPTIONS.relay,
   });
-  rejectUnknownOptions(options.retry, RELAY_RETRY_OPTION_NAMES, {
-    owner: "OutboxRelay's retry",
-    prefix: 'retry.',
-  });
+  const retry = nestedOptions(
+    'retry',
+    options.retry,
+    RELAY_RETRY_OPTION_NAMES,
+    "OutboxRelay's retry",
+  );
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }
@@ -201,9 +204,9 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     publishTimeoutMs,
     heartbeatSeconds,
     retry: Object.freeze({
-      maxAttempts: positiveInteger('retry.maxAttempts', options.retry?.maxAttempts, 10),
-      backoff: backoffOption('retry.backoff', options.retry?.backoff, DEFAULT_RELAY_BACKOFF),
-      unroutable: checkBoolean('retry.unroutable', options.retry?.unroutable, false),
+      maxAttempts: positiveInteger('retry.maxAttempts', retry?.maxAttempts, 10),
+      backoff: backoffOption('retry.backoff', retry?.backoff, DEFAULT_RELAY_BACKOFF),
+      unroutable: checkBoolean('retry.unroutable', retry?.unroutable, false),
     }),
     reconnectBackoff: backoffOption('reconnectBackoff', options.reconnectBackoff, {
       initialMs: 100,
