@@ -295,6 +295,10 @@ describe('dashboard: the HTTP API', () => {
     );
     const missing = await pagePost(`${enabled.url}api/queues/${q}/messages/nope/replay`);
     assert.equal(missing.status, 404);
+    // An empty message id is a bad request, refused before the queue is read.
+    const empty = await pagePost(`${enabled.url}api/queues/${q}/messages//purge`);
+    assert.equal(empty.status, 400, await empty.clone().text());
+    assert.equal(await f.depth(dlq), 1);
     const purged = await pagePost(`${enabled.url}api/queues/${q}/purge`);
     assert.deepEqual(await purged.json(), { done: 1, failed: [] });
     assert.equal(await f.depth(dlq), 0);

@@ -121,6 +121,49 @@ describe('outboxkit dead-letters', () => {
     assert.match(age.stderr, /--older-than must be an age with a unit/);
   });
 
+  it('refuses an empty filter flag, which would match every dead letter', async () => {
+    const empty = await cli('dead-letters', 'purge', '--reason', '', '--schema', t.schema);
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /--reason must not be empty/);
+    const id = await cli('dead-letters', 'replay', '--message-id', '', '--queue', 'q');
+    assert.equal(id.code, 2);
+    assert.match(id.stderr, /--message-id must not be empty/);
+  });
+
+  it('says more may be listed only when --limit was reached, not when the queue holds others', async () => {
+    const queue = await broker.queue('footer');
+    const dlq = await broker.queue('footer.dlq');
+    const reasons = [
+      'permanent-error',
+      'retries-exhausted',
+      'permanent-error',
+      'retries-exhausted',
+    ];
+    reasons.forEach((reason, i) => {
+      broker.channel.sendToQueue(dlq, Buffer.from('{}'), {
+        messageId: `f-${i}`,
+        headers: { [OUTBOXKIT_HEADERS.reason]: reason },
+      });
+    });
+    await broker.waitForDepth(dlq, 4);
+
+    const matching = await cli('dead-letters', 'list', '--queue', queue, '--reason', 'permanent');
+    assert.equal(matching.code, 0, matching.stderr);
+    assert.equal(matching.stdout.match(/^f-\d/gm)?.length, 2);
+    assert.doesNotMatch(matching.stdout, /shown|--limit/);
+
+    const limited = await cli('dead-letters', 'list', '--queue', queue, '--limit', '1');
+    assert.equal(limited.code, 0, limited.stderr);
+    assert.match(
+      limited.stdout,
+      /\(1 shown, the --limit; 4 in the queue; raise --limit to see more\)/,
+    );
+
+    const all = await cli('dead-letters', 'list', '--queue', queue, '--limit', '4');
+    assert.doesNotMatch(all.stdout, /shown|--limit/);
+    await broker.drain(dlq);
+  });
+
   it("replays a queued dead letter back to its consumer's queue, confirmed", async () => {
     const queue = await broker.queue('consumer');
     const dlq = await broker.queue('consumer.dlq');

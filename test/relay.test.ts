@@ -189,7 +189,8 @@ describe('OutboxRelay', () => {
     assert.equal(rows[0].message_id, 'n1');
     // The reason keeps its prefix: `outboxkit dead-letters replay --reason unroutable` finds it.
     assert.match(rows[0].reason, /^unroutable: 312 NO_ROUTE \(returned 3 times\)$/);
-    assert.equal(rows[0].attempts, 2);
+    // Tried 3 times, as the reason says: the attempt that parked it counts too.
+    assert.equal(rows[0].attempts, 3);
     assert.equal(relay.stats().retried, 2);
   });
 

@@ -133,6 +133,10 @@ function requestOf(
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   const text = (name: string) => values[name] as string | undefined;
+  for (const name of ['exchange', 'reason', 'message-id']) {
+    // An empty text filter would match every dead letter: `purge --reason ""` would purge all.
+    if (text(name) === '') throw new UsageError(`--${name} must not be empty`);
+  }
   const filter: DeadLetterFilter = {
     ...(text('exchange') !== undefined && { exchange: text('exchange') }),
     ...(text('reason') !== undefined && { reason: text('reason') }),
@@ -236,7 +240,7 @@ async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {
   switch (r.action) {
     case 'list': {
       const rows = await dlq.list(r.filter, { limit: r.limit });
-      write(r.json ? json(rows) : queueTable(dlq.name, rows, await dlq.depth()));
+      write(r.json ? json(rows) : queueTable(dlq.name, rows, r.limit, await dlq.depth()));
       return EXIT_OK;
     }
     case 'show': {
@@ -387,7 +391,12 @@ function parkedTable(rows: readonly ParkedMessage[], total: number): string {
   return `${table([head, ...body])}\n${footer(rows.length, total)}`;
 }
 
-function queueTable(queue: string, rows: readonly QueuedDeadLetter[], depth: number): string {
+function queueTable(
+  queue: string,
+  rows: readonly QueuedDeadLetter[],
+  limit: number,
+  depth: number,
+): string {
   if (rows.length === 0) return `No dead letters in ${queue} match.\n`;
   const body = rows.map((m) => [
     m.messageId ?? '-',
@@ -398,11 +407,17 @@ function queueTable(queue: string, rows: readonly QueuedDeadLetter[], depth: num
     clip(m.error ?? ''),
   ]);
   const head = ['MESSAGE ID', 'DEAD', 'EXCHANGE', 'ROUTING KEY', 'REASON', 'ERROR'];
-  return `${queue}\n${table([head, ...body])}\n${footer(rows.length, depth, 'in the queue')}`;
+  // How many match is not known without reading the whole queue: more may match only when the
+  // list stopped at the limit, and the queue holds more than were shown.
+  const more = rows.length >= limit && rows.length < depth;
+  const tail = more
+    ? `(${rows.length} shown, the --limit; ${depth} in the queue; raise --limit to see more)\n`
+    : '';
+  return `${queue}\n${table([head, ...body])}\n${tail}`;
 }
 
-function footer(shown: number, total: number, what = 'match'): string {
-  return shown < total ? `(${shown} shown of ${total} ${what}; raise --limit to see more)\n` : '';
+function footer(shown: number, total: number): string {
+  return shown < total ? `(${shown} shown of ${total} match; raise --limit to see more)\n` : '';
 }
 
 function details(fields: object, payload: Buffer, contentType: string | undefined): string {

@@ -1,8 +1,10 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { closestName } from '../util/closest-name.js';
 
 /**
  * Which dead letters an operation applies to. Every given field must match; an empty filter
- * matches everything.
+ * matches everything. A field not listed here, an empty or mistyped value is refused
+ * (`checkFilter`), never taken for "no filter".
  */
 export interface DeadLetterFilter {
   /** The exchange the message was first published to. */
@@ -26,15 +28,93 @@ export interface FilterSubject {
   readonly deadAt: Date | undefined;
 }
 
-/** Rejects a filter with values that cannot mean anything, naming the field. */
+/** Every field of `DeadLetterFilter`: a name that is none of these is refused. */
+export const DEAD_LETTER_FILTER_NAMES = [
+  'exchange',
+  'reason',
+  'olderThanMs',
+  'newerThanMs',
+  'messageId',
+] as const satisfies readonly (keyof DeadLetterFilter)[];
+
+const TEXT_FIELDS = ['exchange', 'reason', 'messageId'] as const;
+const AGE_FIELDS = ['olderThanMs', 'newerThanMs'] as const;
+
+/**
+ * Rejects a filter that cannot mean what its caller meant, naming the field. A filter that is
+ * not checked fails open: a misspelt `reasn`, an empty `reason` or a `messageId: null` would
+ * otherwise match every dead letter, and a bulk purge would delete them all. A field whose
+ * value is `undefined` sets nothing, as with options. The filter itself is required: `{}` says
+ * "every dead letter" on purpose, a missing argument may not.
+ */
 export function checkFilter(filter: DeadLetterFilter): DeadLetterFilter {
-  for (const name of ['olderThanMs', 'newerThanMs'] as const) {
-    const value = filter[name];
-    if (value !== undefined && (!Number.isFinite(value) || value < 0)) {
-      throw new ConfigurationError(name, `must be a duration of 0 ms or more, got ${value}`);
+  if (filter === undefined) {
+    throw new ConfigurationError(
+      'filter',
+      'is required: pass {} to act on every dead letter, or the fields to select by',
+    );
+  }
+  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+    throw new ConfigurationError(
+      'filter',
+      `must be an object of ${DEAD_LETTER_FILTER_NAMES.join(', ')}, got ${shown(filter)}`,
+    );
+  }
+  for (const [name, value] of Object.entries(filter)) {
+    if (value === undefined || (DEAD_LETTER_FILTER_NAMES as readonly string[]).includes(name)) {
+      continue;
+    }
+    const guess = closestName(name, DEAD_LETTER_FILTER_NAMES);
+    throw new ConfigurationError(
+      name,
+      `is not a dead-letter filter${guess ? `; did you mean \`${guess}\`?` : ''} (the filters are ${DEAD_LETTER_FILTER_NAMES.join(', ')})`,
+    );
+  }
+  for (const name of TEXT_FIELDS) {
+    const value: unknown = filter[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') {
+      throw new ConfigurationError(name, `must be a string, got ${shown(value)}`);
+    }
+    if (value.length === 0) {
+      throw new ConfigurationError(
+        name,
+        name === 'reason'
+          ? 'must not be empty: an empty reason would match every dead letter; leave it out to match any'
+          : 'must not be empty; leave it out to match any',
+      );
+    }
+  }
+  for (const name of AGE_FIELDS) {
+    const value: unknown = filter[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new ConfigurationError(name, `must be a duration of 0 ms or more, got ${shown(value)}`);
     }
   }
   return filter;
+}
+
+/** A value as an error shows it: strings quoted, so `"5"` is not taken for 5. */
+function shown(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  return value !== null && typeof value === 'object' ? 'an object' : String(value);
+}
+
+/**
+ * Rejects a message id that is not one, naming `messageId`: as a filter, a missing one would
+ * match the first dead letter, whatever it is.
+ */
+export function checkMessageId(messageId: string): string {
+  if (typeof messageId !== 'string' || messageId.length === 0) {
+    throw new ConfigurationError(
+      'messageId',
+      `must be the message id of a dead letter, got ${typeof messageId === 'string' ? 'an empty string' : shown(messageId)}`,
+    );
+  }
+  return messageId;
 }
 
 /** Whether a dead letter read from a queue passes the filter; `now` is the reference for ages. */

@@ -17,7 +17,12 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
-import { checkFilter, type DeadLetterFilter, matchesFilter } from './dead-letter-filter.js';
+import {
+  checkFilter,
+  checkMessageId,
+  type DeadLetterFilter,
+  matchesFilter,
+} from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 import { DeadLetterReplayError } from './dead-letter-replay-error.js';
@@ -166,6 +171,7 @@ export class DeadLetterQueue {
    * `DeadLetterQueueWearsOutError` for a dead-letter queue that is not a classic queue.
    */
   async show(messageId: string): Promise<QueuedDeadLetterDetail> {
+    checkMessageId(messageId);
     let found: QueuedDeadLetterDetail | undefined;
     await this.#ensureReadable();
     await this.#scan({ messageId }, async (dead) => {
@@ -182,7 +188,7 @@ export class DeadLetterQueue {
    * letter then stays).
    */
   async replayOne(messageId: string, options: Omit<QueueReplayOptions, 'onProgress'> = {}) {
-    const result = await this.#replay({ messageId }, { ...options }, 1);
+    const result = await this.#replay({ messageId: checkMessageId(messageId) }, { ...options }, 1);
     if (result.failed.length > 0) {
       throw new DeadLetterReplayError(messageId, this.name, result.failed[0]!.error);
     }
@@ -203,7 +209,7 @@ export class DeadLetterQueue {
 
   /** Removes the first dead letter with this message id; throws when there is none. */
   async purgeOne(messageId: string): Promise<void> {
-    const { done } = await this.#purge({ messageId }, undefined, 1);
+    const { done } = await this.#purge({ messageId: checkMessageId(messageId) }, undefined, 1);
     if (done === 0) throw new DeadLetterNotFoundError(messageId, `queue ${this.name}`);
   }
 

@@ -37,7 +37,10 @@ export interface ParkedMessage {
   readonly correlationId: string | null;
   readonly causationId: string | null;
   readonly createdAt: Date;
-  /** Failed publish attempts before it was parked. */
+  /**
+   * Failed publish attempts counted against `retry.maxAttempts`, the one that parked it
+   * included: a row parked as `returned 6 times` shows 6.
+   */
   readonly attempts: number;
   readonly lastError: string | null;
   /** Why it was parked, e.g. `unroutable: 312 NO_ROUTE`. */

@@ -401,6 +401,7 @@ export class RelayLane {
     const acked: string[] = [];
     const parkIds: string[] = [];
     const parkReasons: string[] = [];
+    const parkCounted: number[] = [];
     const retryIds: string[] = [];
     const retryErrors: string[] = [];
     const retryDelays: number[] = [];
@@ -411,9 +412,12 @@ export class RelayLane {
       retryDelays.push(delayMs);
       retryCounted.push(counted ? 1 : 0);
     };
-    const park = (row: OutboxRow, reason: string) => {
+    // `counted`: the failure that parks it is one of its attempts, as a retry's would be, so the
+    // parked row's attempts agree with the count in its reason ("returned 6 times").
+    const park = (row: OutboxRow, reason: string, counted = false) => {
       parkIds.push(row.id);
       parkReasons.push(reason);
+      parkCounted.push(counted ? 1 : 0);
     };
     // A failure that counts: tried again until `retry.maxAttempts`, then parked as `parkedAs` says.
     const countAttempt = (
@@ -422,7 +426,7 @@ export class RelayLane {
       parkedAs: (attempt: number) => string,
     ) => {
       const attempt = row.attempts + 1;
-      if (attempt >= options.retry.maxAttempts) park(row, parkedAs(attempt));
+      if (attempt >= options.retry.maxAttempts) park(row, parkedAs(attempt), true);
       else retry(row, reason, backoffDelay(options.retry.backoff, attempt), true);
     };
     rows.forEach((row, i) => {
@@ -465,7 +469,7 @@ export class RelayLane {
       }
     });
     if (acked.length > 0) await client.query(queries.deleteIds, [acked]);
-    if (parkIds.length > 0) await client.query(queries.park, [parkIds, parkReasons]);
+    if (parkIds.length > 0) await client.query(queries.park, [parkIds, parkReasons, parkCounted]);
     if (retryIds.length > 0) {
       await client.query(queries.scheduleRetry, [retryIds, retryErrors, retryDelays, retryCounted]);
     }

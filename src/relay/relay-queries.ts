@@ -104,15 +104,15 @@ export function relayQueries(schemaName: string): RelayQueries {
     claimRuns,
     deleteIds: `DELETE FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,
     park: `WITH reasons AS (
-        SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(id, reason, counted)
       ), moved AS (
         DELETE FROM ${t.outbox} o USING reasons r WHERE o.id = r.id
-        RETURNING o.*, r.reason
+        RETURNING o.*, r.reason, o.attempts + r.counted AS tried
       )
       INSERT INTO ${t.parked} (id, message_id, exchange, routing_key, payload, content_type, headers,
         ordering_key, correlation_id, causation_id, created_at, attempts, last_error, reason)
       SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
-        correlation_id, causation_id, created_at, attempts, last_error, reason
+        correlation_id, causation_id, created_at, tried, last_error, reason
       FROM moved`,
     scheduleRetry: `UPDATE ${t.outbox} o
       SET attempts = o.attempts + r.counted, last_error = r.error,
