@@ -48,7 +48,8 @@ Filters:
 Options:
   --queue <name>        a consumer's queue: work on "<name>.dlq" instead of parked rows
   --to <queue|exchange> where replayed queue dead letters go: back to the consumer's queue
-                        only (default), or to the original exchange and routing key
+                        only (default), or to the original exchange and routing key (the
+                        default for a partitioned consumer, which has no queue by its name)
   --all                 every dead letter (replay and purge need it, an id, or a filter)
   --limit <n>           list at most n (default: 100)
   --json                print JSON
@@ -87,7 +88,8 @@ interface Request {
   readonly filter: DeadLetterFilter;
   readonly limit: number;
   readonly json: boolean;
-  readonly to: ReplayTarget;
+  /** Unset: the queue, or the exchange for a partitioned consumer. */
+  readonly to: ReplayTarget | undefined;
 }
 
 /** `outboxkit dead-letters`: list, show, replay and purge parked rows and queued dead letters. */
@@ -162,8 +164,8 @@ function requestOf(
     throw new UsageError(`${action} needs an id, filters, or --all to ${action} every dead letter`);
   }
   if (all && hasFilter) throw new UsageError('--all and filters exclude each other');
-  const to = text('to') ?? 'queue';
-  if (to !== 'queue' && to !== 'exchange') {
+  const to = text('to');
+  if (to !== undefined && to !== 'queue' && to !== 'exchange') {
     throw new UsageError(`--to must be queue or exchange, got ${JSON.stringify(to)}`);
   }
   return {
@@ -254,12 +256,12 @@ async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {
     }
     case 'replay': {
       if (r.id !== undefined) {
-        await dlq.replayOne(r.id, { to: r.to });
+        await dlq.replayOne(r.id, r.to === undefined ? {} : { to: r.to });
         return report(r, 'replayed', 'dead letter', { done: 1, failed: [] });
       }
       const progress = progressLine('replayed');
       const result = await dlq.replay(r.all ? {} : r.filter, {
-        to: r.to,
+        ...(r.to !== undefined && { to: r.to }),
         onProgress: progress.update,
       });
       progress.end();

@@ -74,7 +74,11 @@ export interface QueueListOptions {
 
 /** Options of `replay`. */
 export interface QueueReplayOptions {
-  /** Back to the consumer's queue (default), or to the original exchange and routing key. */
+  /**
+   * Back to the consumer's queue, or to the original exchange and routing key. Default the
+   * queue, or for a partitioned consumer (no queue by its name) the exchange, whose binding
+   * routes each copy to its key's partition.
+   */
   readonly to?: ReplayTarget;
   /** Called after each dead letter handled, with the counts so far. */
   readonly onProgress?: ProgressListener;
@@ -246,10 +250,13 @@ export class DeadLetterQueue {
     options: QueueReplayOptions,
     max: number,
   ): Promise<DeadLetterWorkResult> {
-    const to = options.to ?? 'queue';
-    if (to !== 'queue' && to !== 'exchange') {
-      throw new ConfigurationError('to', `must be "queue" or "exchange", got ${String(to)}`);
+    if (options.to !== undefined && options.to !== 'queue' && options.to !== 'exchange') {
+      throw new ConfigurationError(
+        'to',
+        `must be "queue" or "exchange", got ${String(options.to)}`,
+      );
     }
+    const to = await this.#replayTarget(options.to);
     const model = await this.#connect();
     const publisher = new ReplayPublisher(model, this.#publishTimeoutMs);
     let done = 0;
@@ -363,6 +370,38 @@ export class DeadLetterQueue {
       return await channel.checkQueue(this.name);
     } catch (error) {
       if ((error as { code?: unknown }).code === 404) throw this.#notFound(error);
+      throw error;
+    } finally {
+      await closeChannel(channel);
+    }
+  }
+
+  /**
+   * Where a replay goes. A partitioned consumer has a queue per partition and none by its own
+   * name: its copies go to their original exchange, whose binding hashes each to its key's
+   * partition. Asked for by name, a queue that does not exist is refused before anything is
+   * read; published to, each copy would come back unroutable.
+   */
+  async #replayTarget(asked: ReplayTarget | undefined): Promise<ReplayTarget> {
+    if (asked === 'exchange') return 'exchange';
+    if (await this.#queueExists(this.queue)) return 'queue';
+    if (asked === undefined) return 'exchange';
+    throw new ConfigurationError(
+      'to',
+      `queue ${JSON.stringify(this.queue)} does not exist (a partitioned consumer has a queue per partition and none by its name): replay to "exchange" (CLI: --to exchange), or leave "to" out`,
+    );
+  }
+
+  async #queueExists(queue: string): Promise<boolean> {
+    const model = await this.#connect();
+    // A 404 closes the channel it happens on: a channel of its own.
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      await channel.checkQueue(queue);
+      return true;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 404) return false;
       throw error;
     } finally {
       await closeChannel(channel);

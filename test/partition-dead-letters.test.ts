@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { topologyOf } from '../src/consumer/consumer-topology.js';
+import { PermanentError } from '../src/consumer/permanent-error.js';
+import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
+import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { AMQP_URL } from './support/env.js';
+import { waitFor } from './support/wait-for.js';
+
+/**
+ * A partitioned consumer has a queue per partition and none by its own name: a replay "to the
+ * queue", the default, was unroutable for every message (and the dashboard, which has no `to`,
+ * could never replay them).
+ */
+describe('partitions: replaying dead letters', () => {
+  let f: ConsumerFixture;
+  const readers: DeadLetterQueue[] = [];
+  before(async () => {
+    f = await ConsumerFixture.open('prdl');
+  });
+  after(async () => {
+    for (const r of readers) await r.close();
+    await f.channel.deleteExchange(topologyOf(definition()).partitions!.exchange).catch(() => {});
+    await f.close();
+  });
+
+  /** Fails each message permanently the first time it is handled, then records its effect. */
+  const failedOnce = new Set<string>();
+  const definition = () =>
+    f.definition(
+      'partdl',
+      async (payload, ctx) => {
+        if (!failedOnce.has(ctx.businessKey)) {
+          failedOnce.add(ctx.businessKey);
+          throw new PermanentError('not yet');
+        }
+        await f.recordEffect(payload, ctx);
+      },
+      { ordered: true, partitions: 3 },
+    );
+
+  it('a replay with the default target reaches the key partitions, each message once', async () => {
+    const consumer = definition();
+    await f.host([consumer]);
+    const messages = Array.from({ length: 6 }, (_, i) => ({
+      routingKey: 'order.changed',
+      content: { i },
+      options: { messageId: `m-${i}`, headers: { [ORDERING_KEY_HEADER]: `key-${i}` } },
+    }));
+    await f.publishMany(messages);
+    const dlq = topologyOf(consumer).deadLetterQueue.name;
+    await f.waitForDepth(dlq, messages.length);
+
+    const reader = new DeadLetterQueue({ amqpUrl: AMQP_URL, queue: consumer.name });
+    readers.push(reader);
+    const result = await reader.replay({});
+    assert.deepEqual(result.failed, []);
+    assert.equal(result.done, messages.length);
+    await waitFor('every replayed message handled', async () => (await f.effectCount()) === 6);
+    const keys = (await f.effects()).map((e) => e.key).sort();
+    assert.deepEqual(keys, messages.map((m) => m.options.messageId).sort());
+  });
+
+  it('asked to replay to a queue the partitioned consumer does not have: a ConfigurationError first', async () => {
+    const reader = new DeadLetterQueue({ amqpUrl: AMQP_URL, queue: definition().name });
+    readers.push(reader);
+    await assert.rejects(reader.replay({}, { to: 'queue' }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'invalid-configuration');
+      assert.match(error.message, /partition/);
+      assert.match(error.message, /exchange/);
+      return true;
+    });
+  });
+});
