@@ -26,6 +26,7 @@ export type {
   ConsumerTransactions,
   TxOf,
 } from './consumer/consumer-transactions.js';
+export { HandlerStoppedError } from './consumer/handler-stopped-error.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
 export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';

@@ -160,6 +160,53 @@ describe('consumer host: topology and lifecycle', () => {
     assert.equal(next.stats(name).duplicates, 0, 'what was acked had committed, and only that');
   });
 
+  it('at the stop deadline, handlers still running are rolled back and their messages go back uncounted', async () => {
+    const name = f.name('deadline');
+    let started = 0;
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finished = resolve;
+    });
+    let lateWrite: unknown;
+    const def = f.definition(
+      'deadline',
+      async (payload, ctx) => {
+        started += 1;
+        // Ignores its signal, as a handler stuck in an HTTP call without one would.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        try {
+          await f.recordEffect(payload, ctx);
+        } catch (error) {
+          lateWrite = error;
+        } finally {
+          finished();
+        }
+      },
+      { routingKeys: ['deadline'], retry: { maxAttempts: 1 } },
+    );
+    const host = await f.host([def], { stopTimeoutMs: 300 });
+    await f.publish('deadline', { n: 1 }, { messageId: 'deadline-1' });
+    await waitFor('the handler running', () => started === 1);
+    const stopping = performance.now();
+    await host.stop();
+    const took = performance.now() - stopping;
+    assert.ok(took < 1400, `stop() took ${Math.round(took)} ms, past the handler's end`);
+    await done;
+    // Nothing of the handler committed, and its late statement was refused.
+    assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 0);
+    assert.equal((lateWrite as { code?: string } | undefined)?.code, 'handler-stopped');
+    // Back in the queue, not dead-lettered (one attempt allowed): the stop counts no attempt.
+    await waitFor('the message back in the queue', async () => (await f.depth(name)) === 1);
+    assert.equal(await f.depth(deadLetterQueueName(name)), 0);
+    assert.equal(host.stats(name).deadLettered, 0);
+
+    const next = await f.host([
+      f.definition('deadline', f.recordEffect, { routingKeys: ['deadline'] }),
+    ]);
+    await waitFor('handled after the restart', () => next.stats(name).handled === 1);
+    assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 1);
+  });
+
   it('fails start after startTimeoutMs when RabbitMQ cannot be reached', async () => {
     // A port nobody listens on: bind one, note it, close it.
     const server = net.createServer();

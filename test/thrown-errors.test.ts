@@ -15,6 +15,17 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** `file` (relative to the repo) and a piece of the line, with why it never reaches a user. */
 const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = [
   {
+    file: 'src/relay/outbox-relay.ts',
+    line: "new Error('the relay stopped while Postgres did not answer')",
+    reason:
+      "a stopping relay's lanes see it on the connections it drops, and end without logging it",
+  },
+  {
+    file: 'src/sql/checkout-client.ts',
+    line: 'new Error(String(reason))',
+    reason: 'the reason a dropped client gives its pending statements; its owner is stopping',
+  },
+  {
     file: 'src/consumer/retry-publisher.ts',
     line: "new Error('not connected to RabbitMQ')",
     reason: 'the failure router catches it and hands the delivery back to the queue',

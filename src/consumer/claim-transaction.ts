@@ -9,6 +9,7 @@ import type { ConsumeContext } from './consumer-definition.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { sqlStateOf } from './database-errors.js';
 import { awaitRollback, cancelTimedOut, endTimedOut } from './end-timed-out.js';
+import { HandlerStoppedError } from './handler-stopped-error.js';
 import { HandlerTimeoutError } from './handler-timeout-error.js';
 import type { ParsedDelivery } from './parse-delivery.js';
 import type { ProcessedQueries } from './processed-queries.js';
@@ -36,6 +37,11 @@ export type ClaimOutcome =
   | { readonly kind: 'committed'; readonly handled: readonly boolean[] }
   /** Task `index` ran out of time (its handler, or the claim); the transaction was rolled back. */
   | { readonly kind: 'timed-out'; readonly index: number; readonly error: HandlerTimeoutError }
+  /**
+   * The host's stop deadline passed while a handler ran; rolled back. Not the message's doing:
+   * every delivery goes back to the broker, and no attempt counts.
+   */
+  | { readonly kind: 'stopped'; readonly error: HandlerStoppedError }
   /** Rolled back: a handler threw, or a statement of the transaction failed. */
   | {
       readonly kind: 'failed';
@@ -63,6 +69,17 @@ export interface ClaimDeps {
    * `db` then only sends the cancel and terminate of a timed-out handler's session.
    */
   readonly transactions?: ConsumerTransactions<unknown> | undefined;
+  /** When the host's stop gives up on running handlers. */
+  readonly stopDeadline?: StopDeadline | undefined;
+}
+
+/**
+ * Aborts when the host has been stopping for `stopTimeoutMs`: a handler still running is then
+ * given up as at its time-out, with a `HandlerStoppedError`.
+ */
+export interface StopDeadline {
+  readonly signal: AbortSignal;
+  readonly stopTimeoutMs: number;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db
@@ -71,7 +88,8 @@ export type AnyTransaction = ControlledTransaction<any>;
 type HandlerResult =
   | { readonly kind: 'ok' }
   | { readonly kind: 'threw'; readonly error: unknown }
-  | { readonly kind: 'timed-out'; readonly error: HandlerTimeoutError };
+  | { readonly kind: 'timed-out'; readonly error: HandlerTimeoutError }
+  | { readonly kind: 'stopped'; readonly error: HandlerStoppedError };
 
 /** SQLSTATE lock_not_available: the claim's `lock_timeout` ran out. */
 const LOCK_NOT_AVAILABLE = '55P03';
@@ -165,10 +183,12 @@ async function transact(
       continue;
     }
     const result = await runHandler(deps, task, { trx: view, tx: view }, spans[index]);
-    if (result.kind === 'timed-out') {
+    if (result.kind === 'timed-out' || result.kind === 'stopped') {
       gate.closeWith(result.error);
       await endTimedOut(deps, trx, claimed.pid);
-      return { kind: 'timed-out', index, error: result.error };
+      return result.kind === 'stopped'
+        ? { kind: 'stopped', error: result.error }
+        : { kind: 'timed-out', index, error: result.error };
     }
     if (result.kind === 'threw') {
       gate.close();
@@ -213,7 +233,11 @@ async function transactWith(
   let claimError: { readonly error: unknown } | undefined;
   let handlerError: { readonly error: unknown } | undefined;
   let timedOut:
-    | { readonly index: number; readonly error: HandlerTimeoutError; readonly pid?: number }
+    | {
+        readonly index: number;
+        readonly error: HandlerTimeoutError | HandlerStoppedError;
+        readonly pid?: number;
+      }
     | undefined;
   let deadline = 0;
   let handled: boolean[] | undefined;
@@ -249,7 +273,7 @@ async function transactWith(
           }
           const handles = { trx: undefined, tx: transaction.tx };
           const result = await runHandler(deps, task, handles, spans[index]);
-          if (result.kind === 'timed-out') {
+          if (result.kind === 'timed-out' || result.kind === 'stopped') {
             gate.closeWith(result.error);
             timedOut = {
               index,
@@ -281,9 +305,12 @@ async function transactWith(
   // A timed-out handler's rollback is waited for only until its deadline.
   const first = await Promise.race([ended, givenUp]);
   if (timedOut !== undefined) {
-    const late: { index: number; error: HandlerTimeoutError; pid?: number } = timedOut;
+    const late: { index: number; error: HandlerTimeoutError | HandlerStoppedError; pid?: number } =
+      timedOut;
     await awaitRollback(deps, ended, late.pid, deadline);
-    return { kind: 'timed-out', index: late.index, error: late.error };
+    return late.error instanceof HandlerStoppedError
+      ? { kind: 'stopped', error: late.error }
+      : { kind: 'timed-out', index: late.index, error: late.error };
   }
   const { error, failed } = first ?? (await ended);
   if (!failed) return { kind: 'committed', handled: handled ?? tasks.map(() => false) };
@@ -324,7 +351,7 @@ async function runHandler(
   // Made when the handler first reads its signal: most never do, and an AbortController costs
   // more than the rest of the context.
   let controller: AbortController | undefined;
-  let abortedWith: HandlerTimeoutError | undefined;
+  let abortedWith: HandlerTimeoutError | HandlerStoppedError | undefined;
   // Field by field rather than spread from `info`: a spread copy is several times slower.
   const context = {
     messageId: info.messageId,
@@ -353,18 +380,30 @@ async function runHandler(
   const started = performance.now();
   const handle = async () => consumer.definition.handler(delivery.payload, context);
   // One promise settled by whichever comes first, the handler or its timer.
+  const { stopDeadline } = deps;
   let result = await new Promise<HandlerResult>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
+    const onStopDeadline = () =>
+      resolve({
+        kind: 'stopped',
+        error: new HandlerStoppedError(consumer.name, stopDeadline!.stopTimeoutMs),
+      });
+    const settled = () => {
+      clearTimeout(timer);
+      stopDeadline?.signal.removeEventListener('abort', onStopDeadline);
+    };
     (span ? span.run(handle) : handle()).then(
       () => {
-        clearTimeout(timer);
+        settled();
         resolve(HANDLER_OK);
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        settled();
         resolve({ kind: 'threw', error });
       },
     );
+    if (stopDeadline?.signal.aborted) onStopDeadline();
+    stopDeadline?.signal.addEventListener('abort', onStopDeadline, { once: true });
     timer = setTimeout(
       () =>
         resolve({
@@ -384,7 +423,7 @@ async function runHandler(
       error: new HandlerTimeoutError(consumer.name, consumer.timeoutMs),
     };
   }
-  if (result.kind === 'timed-out') {
+  if (result.kind === 'timed-out' || result.kind === 'stopped') {
     abortedWith = result.error;
     controller?.abort(result.error);
   }

@@ -3,6 +3,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
+import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
@@ -21,6 +22,7 @@ import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.j
 import type { NotInferred } from '../util/not-inferred.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
+import { settleWithin } from '../util/with-timeout.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
@@ -162,6 +164,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
   /** One topology of each partitioned consumer: each declares the consumer's whole set. */
   readonly #partitionSets: ConsumerTopology[] = [];
   readonly #stopping = new AbortController();
+  /** Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. */
+  readonly #stopDeadline = new AbortController();
   readonly #reconnectBackoff: BackoffPolicy;
   readonly #startTimeoutMs: number;
   readonly #stopTimeoutMs: number;
@@ -286,6 +290,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
             reconnectBackoff: this.#reconnectBackoff,
             databaseRetryLimitMs,
             stopping: this.#stopping.signal,
+            stopDeadline: { signal: this.#stopDeadline.signal, stopTimeoutMs: this.#stopTimeoutMs },
           }),
       );
       if (consumer.partitions !== undefined) this.#partitionSets.push(runners[0]!.topology);
@@ -457,11 +462,16 @@ export class ConsumerHost<Tx = Transaction<any>> {
       clearTimeout(timer);
       if (!finished) {
         this.#logger.warn(
-          'handlers still running at the stop deadline; their messages will be redelivered',
+          'handlers still running at the stop deadline; rolling them back, their messages go back to the queue',
           {
             active: this.#runners.reduce((n, r) => n + r.active, 0),
           },
         );
+        // Given up as at a time-out: their transactions are rolled back (a session that does
+        // not answer is terminated), so no handler commits after the stop, and its connection
+        // goes back to the pool. Their messages are handed back while the channels are open.
+        this.#stopDeadline.abort();
+        await settleWithin(drained, CLOSE_TIMEOUT_MS);
       }
       await this.#cleaner?.stop();
       // Each close gives up on a broker that does not answer; side by side, they give up together.

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
+import type { StopDeadline } from './claim-transaction.js';
 import { ConsumerChannel, type ConsumerChannelHandle } from './consumer-channel.js';
 import { type ConsumerStats, emptyConsumerStats } from './consumer-stats.js';
 import type { ConsumerTopology } from './consumer-topology.js';
@@ -40,6 +41,8 @@ export interface RunnerContext {
   readonly databaseRetryLimitMs: number;
   /** Aborts when the host stops: no new deliveries, and waits for the database give up. */
   readonly stopping: AbortSignal;
+  /** Aborts when the host's stop gives up on running handlers. */
+  readonly stopDeadline?: StopDeadline;
 }
 
 /**

@@ -47,7 +47,7 @@ export class DatabaseRetryLoop {
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
-    const { db, queries, consumer, logger, handlerSeconds, transactions } = options;
+    const { db, queries, consumer, logger, handlerSeconds, transactions, stopDeadline } = options;
     this.#claim = {
       db,
       queries,
@@ -55,6 +55,7 @@ export class DatabaseRetryLoop {
       logger,
       handlerSeconds,
       transactions,
+      stopDeadline,
       onAbandoned: (rollback) => {
         this.#abandoned.add(rollback);
         void rollback.finally(() => this.#abandoned.delete(rollback));

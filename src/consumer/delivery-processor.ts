@@ -65,6 +65,7 @@ export class DeliveryProcessor {
         ack(delivery);
         return undefined;
       case 'aborted':
+      case 'stopped':
         requeue([delivery], stats);
         return undefined;
       case 'unavailable':
@@ -87,7 +88,7 @@ export class DeliveryProcessor {
       for (const delivery of deliveries) ack(delivery);
       return;
     }
-    if (outcome.kind === 'aborted') {
+    if (outcome.kind === 'aborted' || outcome.kind === 'stopped') {
       requeue(deliveries, stats);
       return;
     }
