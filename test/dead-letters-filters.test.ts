@@ -77,6 +77,11 @@ describe('dead-letter filters: a bad filter is refused, not taken for "everythin
     assert.equal((await parked.list(undefined)).length, 3);
     assert.equal(await parked.count(undefined), 3);
     assert.equal(await parked.count({ reason: undefined }), 3);
+    // A replay or purge by a field whose value happens to be undefined would act on everything.
+    const unset = refused('messageId', /is undefined: a replay or purge would then act on every/);
+    await assert.rejects(parked.purge({ messageId: undefined }), unset);
+    await assert.rejects(parked.replay({ messageId: undefined }), unset);
+    assert.equal(await t.count('outbox_parked'), 3);
   });
 
   it('DeadLetterQueue: replay and purge refuse it and take nothing', async () => {
@@ -102,6 +107,10 @@ describe('dead-letter filters: a bad filter is refused, not taken for "everythin
       assert.equal(await broker.depth(dlqName), 3);
       assert.equal(await broker.depth(queue), 0);
       assert.equal((await dlq.list(undefined)).length, 3);
+      const unset = refused('messageId', /is undefined: a replay or purge would then act on every/);
+      await assert.rejects(dlq.purge({ messageId: undefined }), unset);
+      await assert.rejects(dlq.replay({ messageId: undefined }), unset);
+      assert.equal(await broker.depth(dlqName), 3);
     } finally {
       await dlq.close();
     }

@@ -44,10 +44,12 @@ const AGE_FIELDS = ['olderThanMs', 'newerThanMs'] as const;
  * Rejects a filter that cannot mean what its caller meant, naming the field. A filter that is
  * not checked fails open: a misspelt `reasn`, an empty `reason` or a `messageId: null` would
  * otherwise match every dead letter, and a bulk purge would delete them all. A field whose
- * value is `undefined` sets nothing, as with options. The filter itself is required: `{}` says
- * "every dead letter" on purpose, a missing argument may not.
+ * value is `undefined` sets nothing, as with options, except for `bulk` (a replay or a purge):
+ * there `{ messageId: id }` with an `id` that happens to be undefined would act on every dead
+ * letter. The filter itself is required: `{}` says "every dead letter" on purpose, a missing
+ * argument may not.
  */
-export function checkFilter(filter: DeadLetterFilter): DeadLetterFilter {
+export function checkFilter(filter: DeadLetterFilter, bulk = false): DeadLetterFilter {
   if (filter === undefined) {
     throw new ConfigurationError(
       'filter',
@@ -61,6 +63,12 @@ export function checkFilter(filter: DeadLetterFilter): DeadLetterFilter {
     );
   }
   for (const [name, value] of Object.entries(filter)) {
+    if (bulk && value === undefined) {
+      throw new ConfigurationError(
+        name,
+        'is undefined: a replay or purge would then act on every dead letter; leave it out to match any',
+      );
+    }
     if (value === undefined || (DEAD_LETTER_FILTER_NAMES as readonly string[]).includes(name)) {
       continue;
     }

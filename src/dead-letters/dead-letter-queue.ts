@@ -208,7 +208,7 @@ export class DeadLetterQueue {
     filter: DeadLetterFilter,
     options: QueueReplayOptions = {},
   ): Promise<DeadLetterWorkResult> {
-    return this.#replay(checkFilter(filter), options, Number.POSITIVE_INFINITY);
+    return this.#replay(checkFilter(filter, true), options, Number.POSITIVE_INFINITY);
   }
 
   /** Removes the first dead letter with this message id; throws when there is none. */
@@ -222,7 +222,7 @@ export class DeadLetterQueue {
     filter: DeadLetterFilter,
     options: { onProgress?: ProgressListener } = {},
   ): Promise<DeadLetterWorkResult> {
-    return this.#purge(checkFilter(filter), options.onProgress, Number.POSITIVE_INFINITY);
+    return this.#purge(checkFilter(filter, true), options.onProgress, Number.POSITIVE_INFINITY);
   }
 
   async close(): Promise<void> {

@@ -175,7 +175,7 @@ export class ParkedMessages {
     filter: DeadLetterFilter,
     options: BulkOptions,
   ): Promise<DeadLetterWorkResult> {
-    const f = filterSql(checkFilter(filter));
+    const f = filterSql(checkFilter(filter, true));
     const chunk = positiveInteger('chunkSize', options.chunkSize, 500);
     let done = 0;
     for (;;) {
