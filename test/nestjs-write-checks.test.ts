@@ -45,7 +45,9 @@ describe('Nest writer paths check what they are given', () => {
     refused({ ...ok, exchange: 'e'.repeat(300) }, /\.exchange$/, /255 bytes/);
     refused({ ...ok, routingKey: 'k'.repeat(300) }, /\.routingKey$/, /255 bytes/);
     refused({ ...ok, exchange: 'amq.orders' }, /\.exchange$/, /reserved/);
-    defineMessage({ ...ok, exchange: 'amq.topic', exchangeType: 'direct' });
+    // Even RabbitMQ's own: the module would declare it, which RabbitMQ refuses for amq.*.
+    refused({ ...ok, exchange: 'amq.topic' }, /\.exchange$/, /module declares/);
+    defineMessage({ ...ok, exchangeType: 'direct' });
   });
 
   it('OutboxService.add refuses an unknown per-message option, with a did-you-mean', async () => {

@@ -1,4 +1,3 @@
-import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import type { ExchangeType, MessageInfo } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -89,8 +88,14 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       `must name an exchange (1 to ${SHORT_STRING_BYTES} bytes)`,
     );
   }
-  const reserved = reservedExchangeProblem(exchange);
-  if (reserved !== undefined) throw new ConfigurationError(`${where}.exchange`, reserved);
+  // Even RabbitMQ's own amq.topic: the module declares each definition's exchange, and RabbitMQ
+  // refuses to declare any amq.* name (the core writer may publish to the predefined ones).
+  if (exchange.startsWith('amq.')) {
+    throw new ConfigurationError(
+      `${where}.exchange`,
+      `"${exchange}" is reserved: the module declares a definition's exchange, and RabbitMQ refuses to declare amq.* names`,
+    );
+  }
   if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${where}.routingKey`,
