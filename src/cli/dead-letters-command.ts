@@ -5,6 +5,8 @@ import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
 import type { DeadLetterWorkResult, ProgressListener } from '../dead-letters/replay-result.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import type { ReplayTarget } from '../protocol/copy-headers.js';
+import { isJsonMediaType } from '../protocol/json-media-type.js';
+import { mediaType } from '../protocol/media-type.js';
 import {
   AMQP_URL_OPTION,
   amqpUrlsOf,
@@ -438,7 +440,7 @@ function details(fields: object, payload: Buffer, contentType: string | undefine
 
 /** The payload as text when it is text, else base64 (prefixed so it is not taken for text). */
 function payloadText(payload: Buffer, contentType: string | undefined): string {
-  const type = (contentType ?? 'application/json').split(';')[0]!.trim().toLowerCase();
-  const isText = type.startsWith('text/') || type === 'application/json' || type.endsWith('+json');
+  const type = mediaType(contentType ?? 'application/json');
+  const isText = type.startsWith('text/') || isJsonMediaType(type);
   return isText ? payload.toString('utf8') : `base64:${payload.toString('base64')}`;
 }

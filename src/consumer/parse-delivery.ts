@@ -1,9 +1,11 @@
 import type { ConsumeMessage } from 'amqplib';
 import { businessKeyProblem, quoteKey } from '../protocol/business-key.js';
 import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
+import { isJsonMediaType } from '../protocol/json-media-type.js';
+import { mediaType } from '../protocol/media-type.js';
 import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import type { MessageInfo } from './consumer-definition.js';
-import { mediaType, type ResolvedConsumer } from './resolve-consumer.js';
+import type { ResolvedConsumer } from './resolve-consumer.js';
 
 /** A delivery that passed every check, ready for its handler. */
 export interface ParsedDelivery {
@@ -58,10 +60,6 @@ function failedAttemptsOf(message: ConsumeMessage): number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
-function isJson(type: string): boolean {
-  return type === 'application/json' || type.endsWith('+json');
-}
-
 /**
  * Checks a delivery before any transaction opens: content type and encoding, required headers,
  * JSON, the definition's validator, the business key (see `businessKeyProblem`). A message
@@ -108,7 +106,7 @@ export async function parseDelivery(
   }
 
   let payload: unknown = message.content;
-  if (isJson(type)) {
+  if (isJsonMediaType(type)) {
     try {
       payload = JSON.parse(message.content.toString('utf8'));
     } catch (error) {

@@ -2,6 +2,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { mediaType } from '../protocol/media-type.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
   type AnyConsumerDefinition,
@@ -280,9 +281,4 @@ function defaultRoutingKeys(type: ExchangeType): readonly string[] | undefined {
   if (type === 'topic') return ['#'];
   if (type === 'fanout') return [''];
   return undefined;
-}
-
-/** `Application/JSON; charset=utf-8` -> `application/json`. */
-export function mediaType(contentType: string): string {
-  return contentType.split(';', 1)[0]!.trim().toLowerCase();
 }

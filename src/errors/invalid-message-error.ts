@@ -2,6 +2,7 @@ import { OutboxkitError } from './outboxkit-error.js';
 
 export type InvalidMessageReason =
   | 'missing-exchange'
+  | 'reserved-exchange'
   | 'invalid-routing-key'
   | 'invalid-message-id'
   | 'invalid-ordering-key'
@@ -11,7 +12,9 @@ export type InvalidMessageReason =
   | 'payload-not-serializable'
   | 'payload-too-large'
   | 'missing-content-type'
-  | 'invalid-header';
+  | 'invalid-header'
+  | 'unknown-field'
+  | 'duplicate-message-id';
 
 /**
  * A message handed to the writer cannot be stored. Thrown before anything is written, so the

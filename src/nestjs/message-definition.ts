@@ -1,5 +1,6 @@
 import type { ExchangeType, MessageInfo } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 
 /** Carries the payload type of a definition; never set at run time. */
 declare const payloadType: unique symbol;
@@ -33,6 +34,14 @@ export interface MessageDefinition<P = unknown> {
   readonly [payloadType]?: P;
 }
 
+/** Every field of a definition (the payload type is a symbol, for the compiler only). */
+const DEFINITION_FIELDS = ['exchange', 'routingKey', 'exchangeType', 'orderingKey', 'validate'];
+
+const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
+
+/** AMQP short strings (exchange names, routing keys) hold at most 255 bytes. */
+const SHORT_STRING_BYTES = 255;
+
 /** The payload type of a definition, or the union of the payload types of a list of them. */
 export type PayloadOf<M> =
   M extends MessageDefinition<infer P>
@@ -63,11 +72,41 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       'takes an object with `exchange` and `routingKey`',
     );
   }
-  if (typeof definition.exchange !== 'string' || definition.exchange.length === 0) {
-    throw new ConfigurationError(`${where}.exchange`, 'must name an exchange');
+  // A misspelt `orderKey` would leave every message unordered without a word.
+  rejectUnknownOptions(definition, DEFINITION_FIELDS, {
+    owner: 'a message definition',
+    prefix: `${where}.`,
+  });
+  const { exchange, routingKey, exchangeType } = definition;
+  if (
+    typeof exchange !== 'string' ||
+    exchange.length === 0 ||
+    Buffer.byteLength(exchange) > SHORT_STRING_BYTES
+  ) {
+    throw new ConfigurationError(
+      `${where}.exchange`,
+      `must name an exchange (1 to ${SHORT_STRING_BYTES} bytes)`,
+    );
   }
-  if (typeof definition.routingKey !== 'string') {
-    throw new ConfigurationError(`${where}.routingKey`, 'must be a string');
+  // Even RabbitMQ's own amq.topic: the module declares each definition's exchange, and RabbitMQ
+  // refuses to declare any amq.* name (the core writer may publish to the predefined ones).
+  if (exchange.startsWith('amq.')) {
+    throw new ConfigurationError(
+      `${where}.exchange`,
+      `"${exchange}" is reserved: the module declares a definition's exchange, and RabbitMQ refuses to declare amq.* names`,
+    );
+  }
+  if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
+    throw new ConfigurationError(
+      `${where}.routingKey`,
+      `must be a string of at most ${SHORT_STRING_BYTES} bytes`,
+    );
+  }
+  if (exchangeType !== undefined && !EXCHANGE_TYPES.includes(exchangeType)) {
+    throw new ConfigurationError(
+      `${where}.exchangeType`,
+      `must be ${EXCHANGE_TYPES.join(', ')} when given, got ${JSON.stringify(exchangeType)}`,
+    );
   }
   for (const field of ['orderingKey', 'validate'] as const) {
     if (definition[field] !== undefined && typeof definition[field] !== 'function') {

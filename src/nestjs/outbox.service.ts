@@ -2,10 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import type { ConsumerHost } from '../consumer/consumer-host.js';
 import type { ConsumerTopology } from '../consumer/consumer-topology.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { optionNames } from '../options/option-names.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
 import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';
+import { describeValue } from '../util/describe-value.js';
+import { rejectUnknownFields } from '../writer/message-fields.js';
 import type { HeaderValue, OutboxMessage } from '../writer/outbox-message.js';
 import type { OutboxWriter } from '../writer/outbox-writer.js';
 import type { KyselyQueryRunner } from './kysely-shape.js';
@@ -29,6 +33,18 @@ export interface OutboxWriteOptions {
    */
   readonly causedBy?: Pick<MessageInfo, 'messageId' | 'correlationId'>;
 }
+
+/** Every field of `OutboxWriteOptions`. */
+const WRITE_OPTION_NAMES = optionNames<OutboxWriteOptions>()([
+  'messageId',
+  'orderingKey',
+  'headers',
+  'delayMs',
+  'correlationId',
+  'causationId',
+  'causedBy',
+]);
+const MANY_WRITE_OPTION_NAMES = WRITE_OPTION_NAMES.filter((name) => name !== 'messageId');
 
 /** The caller's transaction: a Kysely transaction, or a pg client after `BEGIN`. */
 export type OutboxTransaction = KyselyQueryRunner | PgQueryable;
@@ -74,10 +90,11 @@ export class OutboxService {
     options?: OutboxWriteOptions,
   ): Promise<string>;
   async add(...args: unknown[]): Promise<string> {
-    const [trx, message, payload, options = {}] = this.#transactionOf(args);
+    const [trx, message, payload, options] = this.#transactionOf(args);
+    const checked = writeOptions(options, WRITE_OPTION_NAMES, 'OutboxService.add');
     return this.#runtime.writer.add(
       trx,
-      this.#message(message as MessageDefinition, payload, options as OutboxWriteOptions),
+      this.#message(message as MessageDefinition, payload, checked),
     );
   }
 
@@ -97,12 +114,18 @@ export class OutboxService {
     options?: Omit<OutboxWriteOptions, 'messageId'>,
   ): Promise<string[]>;
   async addMany(...args: unknown[]): Promise<string[]> {
-    const [trx, message, payloads, options = {}] = this.#transactionOf(args);
+    const [trx, message, payloads, options] = this.#transactionOf(args);
+    if (!Array.isArray(payloads)) {
+      throw new ConfigurationError(
+        'payloads',
+        `OutboxService.addMany takes an array of payloads, got ${describeValue(payloads)}; use add for one`,
+      );
+    }
+    // One `messageId` for all of them would make every message after the first a duplicate.
+    const checked = writeOptions(options, MANY_WRITE_OPTION_NAMES, 'OutboxService.addMany');
     return this.#runtime.writer.addMany(
       trx,
-      (payloads as readonly unknown[]).map((payload) =>
-        this.#message(message as MessageDefinition, payload, options as OutboxWriteOptions),
-      ),
+      payloads.map((payload) => this.#message(message as MessageDefinition, payload, checked)),
     );
   }
 
@@ -186,4 +209,24 @@ export class OutboxService {
       ...(causationId !== undefined && { causationId }),
     };
   }
+}
+
+/**
+ * The per-message options of `add` or `addMany`, refused when not an object or with a name that
+ * is none of `known`: `{ dealyMs: 5 }` would publish at once.
+ */
+function writeOptions(
+  options: unknown,
+  known: readonly string[],
+  method: string,
+): OutboxWriteOptions {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigurationError(
+      'options',
+      `${method} takes per-message options as an object { ${known.join(', ')} }, got ${describeValue(options)}`,
+    );
+  }
+  rejectUnknownFields(options, known, 0, `the options of ${method}`);
+  return options as OutboxWriteOptions;
 }

@@ -3,6 +3,8 @@ import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { isJsonMediaType } from '../protocol/json-media-type.js';
+import { mediaType } from '../protocol/media-type.js';
 import { pollUntil } from './poll-until.js';
 
 /** One message as the broker routed it to the capture. */
@@ -94,9 +96,9 @@ export async function capturePublished(
 
 function captured(message: ConsumeMessage): CapturedMessage {
   const type = message.properties.contentType as string | undefined;
-  const mediaType = (type ?? 'application/json').split(';')[0]!.trim().toLowerCase();
   let payload: unknown = message.content;
-  if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
+  // As the consumer does (parse-delivery): JSON types parsed, any other type's bytes as they are.
+  if (isJsonMediaType(mediaType(type ?? 'application/json'))) {
     try {
       payload = JSON.parse(message.content.toString('utf8'));
     } catch {

@@ -1,8 +1,11 @@
+import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
-import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
 import { unstorableText } from '../util/storable-text.js';
 import { uuidv7 } from '../util/uuidv7.js';
-import type { HeaderValue, OutboxMessage } from './outbox-message.js';
+import { encodeHeaders } from './encode-headers.js';
+import { encodePayload } from './encode-payload.js';
+import { MESSAGE_FIELDS, rejectUnknownFields } from './message-fields.js';
+import type { OutboxMessage } from './outbox-message.js';
 
 /** A message checked and serialized, ready to be inserted as an outbox row. */
 export interface EncodedMessage {
@@ -21,10 +24,13 @@ export interface EncodedMessage {
 
 /** AMQP short strings (exchange, routing key, property values) hold at most 255 bytes. */
 const SHORT_STRING_BYTES = 255;
-const MAX_HEADER_DEPTH = 4;
 
-/** Header names outboxkit writes itself; a producer's own would be taken for outboxkit's. */
-const RESERVED_HEADER_PREFIX = 'x-outboxkit-';
+/**
+ * Longest delay accepted: 366 days. A delay is a wait after commit (a retry later, a reminder),
+ * not a calendar: an epoch timestamp passed by mistake (1.7e12 ms, 54 years) would otherwise
+ * leave a row pending for good, counted in the backlog and never published.
+ */
+export const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000;
 
 /** Said of every string the row stores as text or jsonb. */
 const TEXT_RULE = 'without NUL or lone surrogates';
@@ -54,150 +60,45 @@ function optionalShortString(
   index: number,
 ): string | null {
   if (value === undefined || value === null) return null;
-  if (!shortString(value, false)) {
+  // A blank id is a value left empty upstream; as the dedupe key it would merge unrelated messages.
+  const blank = reason === 'invalid-message-id' && typeof value === 'string' && value.trim() === '';
+  if (!shortString(value, false) || blank) {
     throw new InvalidMessageError(
       reason,
-      `\`${field}\` must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
+      `\`${field}\` must be a non-empty${reason === 'invalid-message-id' ? ', not blank,' : ''} string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
       index,
     );
   }
   return value;
 }
 
-function checkHeaderValue(value: unknown, path: string, index: number, depth: number): void {
-  const ok =
-    (typeof value === 'string' && storableText(value)) ||
-    typeof value === 'boolean' ||
-    value === null ||
-    (typeof value === 'number' && Number.isFinite(value));
-  if (ok) return;
-  if (Array.isArray(value) && depth < MAX_HEADER_DEPTH) {
-    for (const [i, v] of value.entries()) checkHeaderValue(v, `${path}[${i}]`, index, depth + 1);
-    return;
-  }
-  throw new InvalidMessageError(
-    'invalid-header',
-    `header ${path} must be a string (${TEXT_RULE}), finite number, boolean, null or an array of those; got ${describe(value)}`,
-    index,
-  );
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'number') return String(value);
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  if (Array.isArray(value)) return 'a nested array';
-  return value === null ? 'null' : typeof value;
-}
-
-function encodeHeaders(headers: unknown, index: number): string | null {
-  let own: Record<string, HeaderValue> = {};
-  if (headers !== undefined && headers !== null) {
-    if (typeof headers !== 'object' || Array.isArray(headers)) {
-      throw new InvalidMessageError('invalid-header', '`headers` must be a plain object', index);
-    }
-    for (const [name, value] of Object.entries(headers)) {
-      if (!shortString(name, false)) {
-        throw new InvalidMessageError(
-          'invalid-header',
-          `header name ${JSON.stringify(name)} must be 1 to ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
-          index,
-        );
-      }
-      if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) {
-        // Forwarded from a consumed message, `x-outboxkit-retries` would make the new
-        // message's consumer start at that attempt and dead-letter it early.
-        throw new InvalidMessageError(
-          'invalid-header',
-          `header name ${JSON.stringify(name)} is reserved: outboxkit sets the ${RESERVED_HEADER_PREFIX}* headers itself (drop them when forwarding a consumed message's headers)`,
-          index,
-        );
-      }
-      checkHeaderValue(value, JSON.stringify(name), index, 0);
-    }
-    own = headers as Record<string, HeaderValue>;
-  }
-  // A traceparent set by the caller wins, and nothing is added beside it: a tracestate of
-  // the active trace would not belong to the caller's.
-  const trace = Object.hasOwn(own, TRACEPARENT_HEADER) ? undefined : traceHeaders();
-  const all = trace === undefined ? own : { ...trace, ...own };
-  return Object.keys(all).length === 0 ? null : JSON.stringify(all);
-}
-
-function encodePayload(
-  message: OutboxMessage,
-  index: number,
-  maxMessageBytes: number,
-): { payload: Buffer; contentType: string } {
-  let payload: Buffer;
-  let contentType: string;
-  if (Buffer.isBuffer(message.payload)) {
-    if (!shortString(message.contentType, false)) {
-      throw new InvalidMessageError(
-        'missing-content-type',
-        'a Buffer payload needs `contentType` (for example "application/octet-stream")',
-        index,
-      );
-    }
-    payload = message.payload;
-    contentType = message.contentType;
-  } else {
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(message.payload);
-    } catch (error) {
-      throw new InvalidMessageError(
-        'payload-not-serializable',
-        `payload cannot be serialized to JSON: ${(error as Error).message}`,
-        index,
-        error,
-      );
-    }
-    if (json === undefined) {
-      throw new InvalidMessageError(
-        'payload-not-serializable',
-        `payload of type ${typeof message.payload} has no JSON form`,
-        index,
-      );
-    }
-    payload = Buffer.from(json);
-    contentType = message.contentType ?? 'application/json';
-    if (!shortString(contentType, false)) {
-      throw new InvalidMessageError(
-        'missing-content-type',
-        '`contentType` must be a non-empty string',
-        index,
-      );
-    }
-  }
-  if (payload.length > maxMessageBytes) {
-    throw new InvalidMessageError(
-      'payload-too-large',
-      `payload is ${payload.length} bytes, over the limit of ${maxMessageBytes} (option maxMessageBytes)`,
-      index,
-    );
-  }
-  return { payload, contentType };
-}
-
 /**
  * Checks a message and serializes it; throws `InvalidMessageError` naming the first problem.
- * With OpenTelemetry in use, the headers also get the active trace context (`traceparent`),
- * so the consumer's span continues the trace the message was written in.
+ * With OpenTelemetry in use, the headers also get the active trace context (see encodeHeaders).
  */
 export function encodeMessage(
   message: OutboxMessage,
   index: number,
   maxMessageBytes: number,
 ): EncodedMessage {
-  if (message === null || typeof message !== 'object') {
-    throw new InvalidMessageError('missing-exchange', 'message must be an object', index);
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+    throw new InvalidMessageError(
+      'missing-exchange',
+      `message must be an object { exchange, routingKey, payload, ... }, got ${message === null ? 'null' : Array.isArray(message) ? 'an array' : typeof message}`,
+      index,
+    );
   }
+  rejectUnknownFields(message, MESSAGE_FIELDS, index);
   if (!shortString(message.exchange, false)) {
     throw new InvalidMessageError(
       'missing-exchange',
       `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}), got ${JSON.stringify(message.exchange)}`,
       index,
     );
+  }
+  const reserved = reservedExchangeProblem(message.exchange);
+  if (reserved !== undefined) {
+    throw new InvalidMessageError('reserved-exchange', `\`exchange\` ${reserved}`, index);
   }
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
@@ -207,14 +108,19 @@ export function encodeMessage(
     );
   }
   const delayMs = message.delayMs ?? 0;
-  if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
+  if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
     throw new InvalidMessageError(
       'invalid-delay',
-      '`delayMs` must be a non-negative integer',
+      `\`delayMs\` must be a whole number of milliseconds from 0 to ${MAX_DELAY_MS} (366 days), got ${String(delayMs)}${typeof delayMs === 'number' && delayMs > 1e12 ? ': a delay, not an epoch timestamp' : ''}`,
       index,
     );
   }
-  const { payload, contentType } = encodePayload(message, index, maxMessageBytes);
+  const { payload, contentType } = encodePayload(
+    message.payload,
+    message.contentType,
+    index,
+    maxMessageBytes,
+  );
   return {
     messageId:
       optionalShortString(message.messageId, 'invalid-message-id', 'messageId', index) ?? uuidv7(),

@@ -10,24 +10,41 @@ export type JsonValue =
 /** A header value the relay can carry in an AMQP table. */
 export type HeaderValue = string | number | boolean | null | HeaderValue[];
 
-/** A message to publish once the caller's transaction commits. */
+/**
+ * A message to publish once the caller's transaction commits. A field not listed here is
+ * refused (`unknown-field`). The rules are in the README's table of a message's fields.
+ */
 export interface OutboxMessage<P = unknown> {
-  /** Exchange to publish to. The default exchange ('') is not accepted: name one. */
+  /**
+   * Exchange to publish to. The default exchange ('') is not accepted: name one. Of the `amq.*`
+   * names, only RabbitMQ's own (`amq.direct`, `amq.fanout`, `amq.topic`, `amq.headers`,
+   * `amq.match`) are accepted: no other can ever exist.
+   */
   readonly exchange: string;
   readonly routingKey: string;
-  /** A JSON value, or a Buffer with `contentType`. */
+  /**
+   * A JSON value, sent as JSON; bytes (Buffer, Uint8Array, DataView, ArrayBuffer), sent as they
+   * are, with `contentType`; or a string under a non-JSON `contentType`, sent as its UTF-8 text.
+   * A value JSON would silently empty (Map, Set, typed array...) is refused.
+   */
   readonly payload: P;
-  /** Required with a Buffer payload; `application/json` otherwise. */
+  /** Required with bytes; `application/json` otherwise. Not blank. */
   readonly contentType?: string;
+  /**
+   * A plain object, at most 56 KiB once AMQP-encoded. `x-outboxkit-*`, `x-ordering-key` and
+   * `x-causation-id` are reserved (give `orderingKey`, `causationId`).
+   */
   readonly headers?: Readonly<Record<string, HeaderValue>>;
   /**
    * Defaults to a new UUIDv7. Consumers dedupe by it unless they derive a business key, so it
-   * follows the key's rule: no NUL, no lone surrogate (see docs/consumer.md, "Business keys").
+   * follows the key's rule: not blank, no NUL, no lone surrogate (see docs/consumer.md,
+   * "Business keys"). A message written later with an id already handled is dropped as a
+   * duplicate, by design; `addMany` refuses one id twice for one exchange.
    */
   readonly messageId?: string;
   /** Messages of one key are published in the order they were written, one at a time. */
   readonly orderingKey?: string;
-  /** Milliseconds to wait after commit before publishing. */
+  /** Milliseconds to wait after commit before publishing; at most 366 days. */
   readonly delayMs?: number;
   readonly correlationId?: string;
   readonly causationId?: string;

@@ -6,7 +6,9 @@ import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
 import { notMigratedError } from '../start/check-schema.js';
+import { describeValue } from '../util/describe-value.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { rejectDuplicateIds } from './duplicate-ids.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
 import type { OutboxMessage } from './outbox-message.js';
 
@@ -64,6 +66,13 @@ export class OutboxWriter {
   #lastNotifyAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: OutboxWriterOptions = {}) {
+    // `new OutboxWriter('billing')` would write to the default schema without a word.
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new ConfigurationError(
+        'options',
+        `OutboxWriter takes an options object ({ schema: 'billing' }), got ${describeValue(options)}`,
+      );
+    }
     rejectUnknownOptions(options, WRITER_OPTION_NAMES, {
       owner: 'OutboxWriter',
       renames: RENAMED_OPTIONS.writer,
@@ -134,7 +143,14 @@ export class OutboxWriter {
    */
   async addMany(trx: TransactionLike, messages: readonly OutboxMessage[]): Promise<string[]> {
     const executor = transactionExecutor(trx);
+    if (!Array.isArray(messages)) {
+      throw new ConfigurationError(
+        'messages',
+        `addMany takes an array of messages, got ${describeValue(messages)}; use add for one message`,
+      );
+    }
     const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxMessageBytes));
+    rejectDuplicateIds(encoded);
     if (encoded.length === 0) return [];
 
     const keys = encoded.flatMap((m) => (m.orderingKey === null ? [] : [m.orderingKey]));

@@ -1,0 +1,158 @@
+import { InvalidMessageError } from '../errors/invalid-message-error.js';
+import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
+import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
+import { isPlainObject } from '../util/plain-object.js';
+import { unstorableText } from '../util/storable-text.js';
+import type { HeaderValue } from './outbox-message.js';
+
+/** AMQP short strings (header names) hold at most 255 bytes. */
+const NAME_BYTES = 255;
+const MAX_HEADER_DEPTH = 4;
+
+/**
+ * Largest AMQP encoding of a message's headers the writer accepts. amqplib encodes a message's
+ * headers in a 64 KiB buffer and fails the publish above it (the relay would park the row); the
+ * rest is left for what outboxkit adds on the way: the ordering key, causation id, publish tag
+ * and trace context, and a retry's or dead letter's `x-outboxkit-*` headers (about 3 KiB).
+ */
+export const MAX_HEADERS_BYTES = 56 * 1024;
+
+/** Header names outboxkit writes itself; a producer's own would be taken for outboxkit's. */
+const RESERVED_HEADER_PREFIX = 'x-outboxkit-';
+
+/**
+ * Headers the relay sets from the row's columns, and only when the column is set: a producer's
+ * `x-ordering-key` on a row without `orderingKey` would reach consumers as if the relay had
+ * ordered it (ordered handlers and partitions go by it).
+ */
+const COLUMN_HEADERS: Readonly<Record<string, string>> = {
+  [ORDERING_KEY_HEADER]: 'orderingKey',
+  [CAUSATION_ID_HEADER]: 'causationId',
+};
+
+/** Said of every string the row stores as text or jsonb. */
+const TEXT_RULE = 'without NUL or lone surrogates';
+
+function describe(value: unknown): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (Array.isArray(value)) return 'a nested array';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `a ${Object.prototype.toString.call(value).slice(8, -1)}`;
+  return typeof value;
+}
+
+/**
+ * Whether amqplib can encode `n` in a table. It sends a number of 2^50 or more in magnitude
+ * (below 2^63) as a 64-bit integer, so one with a fraction there, or below -2^63, fails the
+ * publish ("value out of range"). Doubles at 2^63 and over, and fractions below 2^50, are fine.
+ */
+function amqpEncodableNumber(n: number): boolean {
+  if (!Number.isFinite(n)) return false;
+  if (Math.abs(n) < 2 ** 50 || n >= 2 ** 63) return true;
+  return Number.isInteger(n) && n >= -(2 ** 63);
+}
+
+/** Bytes of `value` in an AMQP field table; numbers counted at their largest, 8. */
+function fieldBytes(value: HeaderValue): number {
+  if (typeof value === 'string') return 1 + 4 + Buffer.byteLength(value);
+  if (typeof value === 'number') return 1 + 8;
+  if (typeof value === 'boolean') return 1 + 1;
+  if (value === null) return 1;
+  let bytes = 1 + 4;
+  for (const v of value) bytes += fieldBytes(v);
+  return bytes;
+}
+
+function checkHeaderValue(value: unknown, path: string, index: number, depth: number): void {
+  if (typeof value === 'number' && Number.isFinite(value) && !amqpEncodableNumber(value)) {
+    throw new InvalidMessageError(
+      'invalid-header',
+      `header ${path} is ${value}, which amqplib would send as a 64-bit integer and cannot (below -2^63, or a fraction at 2^50 or more in magnitude): send it as a string`,
+      index,
+    );
+  }
+  const ok =
+    (typeof value === 'string' && unstorableText(value) === undefined) ||
+    typeof value === 'boolean' ||
+    value === null ||
+    (typeof value === 'number' && Number.isFinite(value));
+  if (ok) return;
+  if (Array.isArray(value) && depth < MAX_HEADER_DEPTH) {
+    for (const [i, v] of value.entries()) checkHeaderValue(v, `${path}[${i}]`, index, depth + 1);
+    return;
+  }
+  throw new InvalidMessageError(
+    'invalid-header',
+    `header ${path} must be a string (${TEXT_RULE}), finite number, boolean, null or an array of those; got ${describe(value)}`,
+    index,
+  );
+}
+
+function checkHeaderName(name: string, index: number): void {
+  if (name.length === 0 || Buffer.byteLength(name) > NAME_BYTES || unstorableText(name)) {
+    throw new InvalidMessageError(
+      'invalid-header',
+      `header name ${JSON.stringify(name)} must be 1 to ${NAME_BYTES} bytes, ${TEXT_RULE}`,
+      index,
+    );
+  }
+  const lower = name.toLowerCase();
+  if (lower.startsWith(RESERVED_HEADER_PREFIX)) {
+    // Forwarded from a consumed message, `x-outboxkit-retries` would make the new
+    // message's consumer start at that attempt and dead-letter it early.
+    throw new InvalidMessageError(
+      'invalid-header',
+      `header name ${JSON.stringify(name)} is reserved: outboxkit sets the ${RESERVED_HEADER_PREFIX}* headers itself (drop them when forwarding a consumed message's headers)`,
+      index,
+    );
+  }
+  const field = COLUMN_HEADERS[lower];
+  if (field !== undefined) {
+    throw new InvalidMessageError(
+      'invalid-header',
+      `header name ${JSON.stringify(name)} is reserved: the relay sets it from the message's \`${field}\`; give \`${field}\` instead (and drop it when forwarding a consumed message's headers)`,
+      index,
+    );
+  }
+}
+
+/**
+ * Checks the headers and returns them as JSON text for the row, or null. With OpenTelemetry in
+ * use they also get the active trace context (`traceparent`), so the consumer's span continues
+ * the trace the message was written in.
+ */
+export function encodeHeaders(headers: unknown, index: number): string | null {
+  let own: Record<string, HeaderValue> = {};
+  if (headers !== undefined && headers !== null) {
+    // A Map would be stored as `{}`, its entries dropped without a word.
+    if (!isPlainObject(headers)) {
+      throw new InvalidMessageError(
+        'invalid-header',
+        `\`headers\` must be a plain object of names to values, got ${describe(headers)}${headers instanceof Map ? ' (use Object.fromEntries(map))' : ''}`,
+        index,
+      );
+    }
+    for (const [name, value] of Object.entries(headers)) {
+      checkHeaderName(name, index);
+      checkHeaderValue(value, JSON.stringify(name), index, 0);
+    }
+    own = headers as Record<string, HeaderValue>;
+  }
+  // A traceparent set by the caller wins, and nothing is added beside it: a tracestate of
+  // the active trace would not belong to the caller's.
+  const trace = Object.hasOwn(own, TRACEPARENT_HEADER) ? undefined : traceHeaders();
+  const all = trace === undefined ? own : { ...trace, ...own };
+  const names = Object.keys(all);
+  if (names.length === 0) return null;
+  let bytes = 4;
+  for (const name of names) bytes += 1 + Buffer.byteLength(name) + fieldBytes(all[name]!);
+  if (bytes > MAX_HEADERS_BYTES) {
+    throw new InvalidMessageError(
+      'invalid-header',
+      `headers take ${bytes} bytes encoded, over the limit of ${MAX_HEADERS_BYTES} (amqplib sends at most 64 KiB of headers, and outboxkit adds its own): put large values in the payload`,
+      index,
+    );
+  }
+  return JSON.stringify(all);
+}
