@@ -192,6 +192,8 @@ export class OutboxRuntime {
           ...(this.#host && { consumers: this.#host }),
           pool: this.#queryable(),
           schema: o.schema,
+          // Its warning (the gauges left out of a scrape) goes where the module logs, not stderr.
+          logger: o.logger,
         });
       }
     } catch (error) {
