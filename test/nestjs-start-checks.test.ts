@@ -142,6 +142,29 @@ describe('the Nest module at start', () => {
     assert.ok(took >= 4_500 && took < 9_000, `took ${took} ms`);
   });
 
+  it('with migrate: true and Postgres hanging, fails typed within the start bound', async () => {
+    const target = new URL(DATABASE_URL);
+    const proxy = await TcpProxy.start(target.hostname, Number(target.port || 5432));
+    try {
+      proxy.pause();
+      const began = Date.now();
+      // No `db`: the module's own pool serves the migration, and must not hold the failed start.
+      await assert.rejects(
+        initWith({ db: undefined, databaseUrl: proxy.url(DATABASE_URL), migrate: true }),
+        (error: unknown) => {
+          const e = error as { name?: string; code?: string; message: string };
+          assert.equal(e.name, 'StartupError', String(error));
+          assert.equal(e.code, 'database-unreachable');
+          return true;
+        },
+      );
+      const took = Date.now() - began;
+      assert.ok(took >= 4_500 && took < 9_000, `took ${took} ms`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('fails on an unmigrated schema, naming the migrate command', async () => {
     const schema = uniqueName('unmigrated');
     await assert.rejects(initWith({ schema }), (error: unknown) => {
