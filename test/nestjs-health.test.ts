@@ -142,4 +142,55 @@ describe('nestjs: the terminus health indicator', () => {
       await proxy.close().catch(() => {});
     }
   });
+  // Kubernetes gives a probe 1 s by default; an indicator that waits 5 s for a hung service
+  // fails every probe by timeout instead of answering "down" with the reason.
+  it('answers within its default 2 s while RabbitMQ or Postgres hangs', async () => {
+    const broker = new URL(AMQP_URL);
+    const proxy = await TcpProxy.start(broker.hostname, Number(broker.port || 5672));
+    const locker = await f.t.pool.connect();
+    try {
+      const app = await boot(f.options({ amqpUrl: proxy.url(AMQP_URL) }));
+      const indicator = app.get(OutboxHealthIndicator);
+      await waitFor('connected', async () => (await indicator.isHealthy()).outbox.status === 'up');
+      // What a check needs on a healthy machine: a few ms, far below the default.
+      let began = Date.now();
+      await indicator.isHealthy();
+      const healthyMs = Date.now() - began;
+      assert.ok(healthyMs < 500, `a healthy check took ${healthyMs} ms`);
+
+      proxy.pause();
+      began = Date.now();
+      const hung = (await indicator.isHealthy()).outbox;
+      const brokerMs = Date.now() - began;
+      assert.equal(hung.status, 'down');
+      assert.ok(
+        hung.problems.some((p: string) =>
+          /dead-letter queues unavailable: .* took over 2000 ms/.test(p),
+        ),
+        JSON.stringify(hung.problems),
+      );
+      assert.ok(brokerMs >= 1_900 && brokerMs < 3_000, `took ${brokerMs} ms with RabbitMQ hung`);
+
+      // The status statement waits behind this lock, as behind a stalled database.
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${f.t.schema}".outbox_parked IN ACCESS EXCLUSIVE MODE`);
+      began = Date.now();
+      const stalled = (await indicator.isHealthy()).outbox;
+      const bothMs = Date.now() - began;
+      assert.ok(
+        stalled.problems.some((p: string) =>
+          /outbox status unavailable: .* took over 2000 ms/.test(p),
+        ),
+        JSON.stringify(stalled.problems),
+      );
+      assert.ok(bothMs < 3_000, `took ${bothMs} ms with both hung`);
+      await locker.query('ROLLBACK');
+      proxy.heal();
+      await f.closeApp(app);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      locker.release();
+      await proxy.close().catch(() => {});
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Injectable } from '@nestjs/common';
+import { Injectable, type LoggerService } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { Counter, Registry } from 'prom-client';
 import {
@@ -106,5 +106,51 @@ describe('nestjs: OutboxModule with prometheusRegistry', () => {
     assert.equal(value(await registry.metrics(), 'outboxkit_relay_published_total'), 0);
     await f.closeApp(again);
     assert.doesNotMatch(await registry.metrics(), /outboxkit_/);
+  });
+  it("warns through the module's Nest logger when the outbox gauges are left out of a scrape", async () => {
+    const warnings: string[] = [];
+    const logger: LoggerService = {
+      log() {},
+      error() {},
+      warn: (message: unknown) => void warnings.push(String(message)),
+    };
+    const registry = new Registry();
+    const app = f.init(
+      await Test.createTestingModule({
+        imports: [
+          OutboxModule.forRoot(
+            f.options({ prometheusRegistry: registry, consumers: false, logger }),
+          ),
+        ],
+      }).compile(),
+    );
+    const started = await app;
+    const stderr: string[] = [];
+    const write = process.stderr.write;
+    const locker = await f.t.pool.connect();
+    try {
+      // The gauges' statement waits behind this lock, as behind a stalled database.
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${f.t.schema}".outbox_parked IN ACCESS EXCLUSIVE MODE`);
+      process.stderr.write = ((chunk: string | Uint8Array) => {
+        stderr.push(String(chunk));
+        return true;
+      }) as typeof process.stderr.write;
+      const text = await registry.metrics();
+      assert.equal(value(text, 'outboxkit_outbox_oldest_pending_age_seconds'), undefined);
+    } finally {
+      process.stderr.write = write;
+      await locker.query('ROLLBACK');
+      locker.release();
+      await f.closeApp(started);
+    }
+    assert.ok(
+      warnings.some((w) => /outbox gauges left out of \/metrics/.test(w)),
+      `warnings: ${JSON.stringify(warnings)}`,
+    );
+    assert.deepEqual(
+      stderr.filter((line) => /gauges/.test(line)),
+      [],
+    );
   });
 });

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Test } from '@nestjs/testing';
 import { OutboxModule } from '../src/nestjs/outbox.module.js';
 import { OutboxService } from '../src/nestjs/outbox.service.js';
-import { AMQP_URL } from './support/env.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { uniqueName } from './support/test-database.js';
@@ -83,6 +83,85 @@ describe('the Nest module at start', () => {
     } finally {
       await moduleRef.close();
       await proxy?.close();
+    }
+  });
+
+  /** The error `init` fails with, with `migrate` on or off. */
+  async function startupFailure(migrate: boolean, databaseUrl: string) {
+    try {
+      await initWith({ databaseUrl, migrate });
+    } catch (error) {
+      return error as { name?: string; code?: string; message: string; service?: string };
+    }
+    assert.fail(`init succeeded with migrate: ${migrate}`);
+  }
+
+  // With `migrate: true` the migration is the first thing to touch Postgres: it must fail the
+  // way the start checks do without it, not with pg's raw error.
+  for (const [name, change, code] of [
+    [
+      'a role Postgres does not know',
+      (u: URL) => {
+        u.username = 'no_such_role';
+      },
+      'database-auth-refused',
+    ],
+    [
+      'a database that does not exist',
+      (u: URL) => {
+        u.pathname = '/no_such_database';
+      },
+      'database-not-found',
+    ],
+  ] as const) {
+    it(`with migrate: true, fails on ${name} as without it (${code})`, async () => {
+      const url = new URL(DATABASE_URL);
+      change(url);
+      const without = await startupFailure(false, url.toString());
+      const withMigrate = await startupFailure(true, url.toString());
+      assert.equal(withMigrate.name, 'StartupError', String(withMigrate));
+      assert.equal(withMigrate.code, code);
+      assert.equal(withMigrate.service, 'postgres');
+      assert.equal(withMigrate.message, without.message);
+    });
+  }
+
+  it('with migrate: true and Postgres down, fails typed within the start bound, naming the URL without password', async () => {
+    const url = new URL(DATABASE_URL);
+    url.port = String(await TcpProxy.freePort());
+    url.password = 'hidden-secret';
+    const began = Date.now();
+    const error = await startupFailure(true, url.toString());
+    const took = Date.now() - began;
+    assert.equal(error.name, 'StartupError', String(error));
+    assert.equal(error.code, 'database-unreachable');
+    assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${url.port}`));
+    assert.match(error.message, /migrat/);
+    assert.doesNotMatch(error.message, /hidden-secret/);
+    // Retried for the start checks' 5 s, then given up: not at once, not forever.
+    assert.ok(took >= 4_500 && took < 9_000, `took ${took} ms`);
+  });
+
+  it('with migrate: true and Postgres hanging, fails typed within the start bound', async () => {
+    const target = new URL(DATABASE_URL);
+    const proxy = await TcpProxy.start(target.hostname, Number(target.port || 5432));
+    try {
+      proxy.pause();
+      const began = Date.now();
+      // No `db`: the module's own pool serves the migration, and must not hold the failed start.
+      await assert.rejects(
+        initWith({ db: undefined, databaseUrl: proxy.url(DATABASE_URL), migrate: true }),
+        (error: unknown) => {
+          const e = error as { name?: string; code?: string; message: string };
+          assert.equal(e.name, 'StartupError', String(error));
+          assert.equal(e.code, 'database-unreachable');
+          return true;
+        },
+      );
+      const took = Date.now() - began;
+      assert.ok(took >= 4_500 && took < 9_000, `took ${took} ms`);
+    } finally {
+      await proxy.close();
     }
   });
 

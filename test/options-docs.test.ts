@@ -24,6 +24,7 @@ import {
 } from '../src/dead-letters/parked-messages.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { collectMetrics, METRICS_OPTION_NAMES } from '../src/metrics/collect-metrics.js';
+import { HEALTH_OPTION_NAMES } from '../src/nestjs/health/outbox-health.indicator.js';
 import { DASHBOARD_SETTINGS_OPTION_NAMES } from '../src/nestjs/outbox-dashboard-settings.js';
 import { HANDLER_OPTION_NAMES } from '../src/nestjs/outbox-handler.metadata.js';
 import { MODULE_OPTION_NAMES } from '../src/nestjs/outbox-module-options.js';
@@ -62,6 +63,7 @@ const CODE: Readonly<Record<string, readonly string[]>> = {
   OutboxModuleOptions: MODULE_OPTION_NAMES,
   OutboxDashboardSettings: DASHBOARD_SETTINGS_OPTION_NAMES,
   OutboxHandlerOptions: HANDLER_OPTION_NAMES,
+  OutboxHealthOptions: HEALTH_OPTION_NAMES,
   TlsOptions: TLS_OPTION_NAMES,
 };
 

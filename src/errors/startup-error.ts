@@ -6,6 +6,8 @@ export type StartupErrorCode =
   | 'schema-outdated'
   | 'database-auth-refused'
   | 'database-not-found'
+  /** Only where the start cannot go on without Postgres: the Nest module's `migrate: true`. */
+  | 'database-unreachable'
   | 'broker-auth-refused'
   | 'broker-vhost-refused'
   | 'database-tls-refused'
@@ -16,7 +18,8 @@ export type StartupErrorCode =
  * that retrying cannot mend: the schema is not migrated, or Postgres or RabbitMQ refused the
  * credentials or the database or virtual host, or TLS failed (a server certificate that does
  * not chain to the given CA, a client certificate the server refuses). A service that is merely down does not cause
- * it: start goes on, and connects once the service is back. The message says what to do; URLs
+ * it: start goes on, and connects once the service is back. The one exception is the Nest
+ * module's `migrate: true`, which needs Postgres to migrate: `database-unreachable` after 5 s. The message says what to do; URLs
  * in it have their password hidden.
  *
  * @example

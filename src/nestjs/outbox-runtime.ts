@@ -8,7 +8,6 @@ import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
-import { migrate } from '../migrate/migrate.js';
 import {
   type PrometheusRegistration,
   registerPrometheusMetrics,
@@ -19,8 +18,9 @@ import { databaseTlsConfig } from '../sql/database-tls.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
-import { errorMessage } from '../util/logger.js';
+import { errorMessage, redactUrl } from '../util/logger.js';
 import { OutboxWriter } from '../writer/outbox-writer.js';
+import { migrateAtBootstrap } from './bootstrap-migration.js';
 import { BrokerAdmin } from './broker-admin.js';
 import { addExchange, type ResolvedModuleOptions } from './resolve-module-options.js';
 
@@ -192,6 +192,8 @@ export class OutboxRuntime {
           ...(this.#host && { consumers: this.#host }),
           pool: this.#queryable(),
           schema: o.schema,
+          // Its warning (the gauges left out of a scrape) goes where the module logs, not stderr.
+          logger: o.logger,
         });
       }
     } catch (error) {
@@ -300,11 +302,14 @@ export class OutboxRuntime {
             },
             this.options.logger,
           );
+    // Named as the relay's start checks name it, so the errors read the same either way.
+    const where = pool || !databaseUrl ? 'the given pool' : redactUrl(databaseUrl);
     try {
-      const { applied } = await migrate((pool ?? this.#ownPool ?? once)!, { schema });
+      const applied = await migrateAtBootstrap((pool ?? this.#ownPool ?? once)!, schema, where);
       if (applied.length > 0) logger.info('outboxkit migrations applied', { schema, applied });
     } finally {
-      await once?.end();
+      // Not awaited: a connect that hangs would hold the failed start until its timeout.
+      once?.end().catch(() => {});
     }
   }
 

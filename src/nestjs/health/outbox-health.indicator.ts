@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { optionNames } from '../../options/option-names.js';
 import { errorMessage } from '../../util/logger.js';
 import { withTimeout } from '../../util/with-timeout.js';
 import { OutboxService } from '../outbox.service.js';
@@ -15,9 +16,27 @@ export interface OutboxHealthOptions {
   readonly maxParked?: number;
   /** Down when the handlers' dead-letter queues hold more than this. Default: not checked. */
   readonly maxDeadLettered?: number;
-  /** Down when the database and the broker do not answer within this. Default 5000 ms. */
+  /**
+   * Down when the database or the broker does not answer within this. Default 2000 ms: each
+   * check takes a few ms on a healthy machine, and a probe's `timeoutSeconds` must exceed it.
+   */
   readonly timeoutMs?: number;
 }
+
+/**
+ * Below the usual probe timeouts (Kubernetes' `timeoutSeconds: 3` recommended in
+ * docs/operations.md), so a hung service gives a "down" with its reason rather than a probe
+ * that times out; far above what the status query and the queue checks take when well.
+ */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 2000;
+
+/** Every option of `OutboxHealthOptions`, for the options table in docs/options.md. */
+export const HEALTH_OPTION_NAMES = optionNames<OutboxHealthOptions>()([
+  'maxLagSeconds',
+  'maxParked',
+  'maxDeadLettered',
+  'timeoutMs',
+]);
 
 /**
  * A `@nestjs/terminus` health indicator for the outbox of this application: whether the relay
@@ -68,7 +87,7 @@ export class OutboxHealthIndicator {
     }
     if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
-    const timeoutMs = options.timeoutMs ?? 5000;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     const [status, deadLetters] = await Promise.allSettled([
       withTimeout(this.#outbox.outboxStatus(), timeoutMs, 'the outbox status query'),
       withTimeout(this.#outbox.deadLetterDepths(), timeoutMs, 'the dead-letter queue check'),
