@@ -9,6 +9,7 @@ import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { RetentionCleaner } from '../src/consumer/retention-cleaner.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
+import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
@@ -189,5 +190,16 @@ describe('the CLI refuses a bad argument as a usage error (exit 2), before it lo
     const r = await cli('relay', '--http-port', 'abc');
     assert.equal(r.code, 2, r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, /relay starting/);
+  });
+});
+
+describe('DeadLetterQueue.list', () => {
+  it('refuses a wrong filter before it looks at the queue', async () => {
+    const dlq = new DeadLetterQueue({ amqpUrl: AMQP_URL, queue: 'api-args-no-such-queue' });
+    try {
+      await assert.rejects(dlq.list(js({ reason: 5 })), refused('reason'));
+    } finally {
+      await dlq.close();
+    }
   });
 });
