@@ -72,9 +72,6 @@ export async function flushOutbox(
   if (relay !== undefined && (typeof relay !== 'object' || typeof relay.wake !== 'function')) {
     throw new ConfigurationError('relay', 'must be a running OutboxRelay (an object with wake())');
   }
-  if (options.failOnParked !== undefined && typeof options.failOnParked !== 'boolean') {
-    throw new ConfigurationError('failOnParked', 'must be true or false');
-  }
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
   const mark = await pool.query(
