@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { DEFAULT_LATENCY_BUCKETS, LatencyHistogram } from '../src/metrics/latency-histogram.js';
 import { renderPrometheus } from '../src/metrics/render-prometheus.js';
@@ -33,8 +34,8 @@ describe('LatencyHistogram', () => {
   it('uses the default latency bounds and rejects unordered ones', () => {
     assert.deepEqual(new LatencyHistogram().bounds, DEFAULT_LATENCY_BUCKETS);
     assert.equal(new LatencyHistogram().buckets().length, DEFAULT_LATENCY_BUCKETS.length + 1);
-    assert.throws(() => new LatencyHistogram([0.1, 0.1]), RangeError);
-    assert.throws(() => new LatencyHistogram([1, Number.POSITIVE_INFINITY]), RangeError);
+    assert.throws(() => new LatencyHistogram([0.1, 0.1]), ConfigurationError);
+    assert.throws(() => new LatencyHistogram([1, Number.POSITIVE_INFINITY]), ConfigurationError);
   });
 
   it('renders as a Prometheus histogram: one TYPE, buckets with le, then sum and count', async () => {

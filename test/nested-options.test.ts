@@ -14,7 +14,7 @@ import { silentLogger } from '../src/util/logger.js';
 // What a spread config, a JSON file or JavaScript hands over: the compiler sees no literal.
 const loose = <T>(options: object): T => options as T;
 const amqpUrl = 'amqp://localhost';
-const pool = { query: async () => ({ rows: [] }) };
+const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
 const db = { transaction() {} } as never;
 const handler = async () => {};
 const limits = { brokerConsumerTimeoutMs: 30 * 60_000 };

@@ -125,7 +125,7 @@ describe('docs/options.md', () => {
 
 describe('renamed options', () => {
   const amqpUrl = 'amqp://localhost';
-  const pool = { query: async () => ({ rows: [] }) };
+  const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
   const renamed = (option: string, now: RegExp) => (error: unknown) =>
     error instanceof ConfigurationError && error.option === option && now.test(error.message);
 
@@ -174,7 +174,7 @@ describe('renamed options', () => {
 
 describe('unknown options', () => {
   const amqpUrl = 'amqp://localhost';
-  const pool = { query: async () => ({ rows: [] }) };
+  const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
   const db = { transaction() {} } as never;
   const handler = async () => {};
   // What a spread config, a JSON file or JavaScript hands over: the compiler sees no literal.

@@ -1,6 +1,9 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
 import { type AmqpUrls, amqpUrlList } from './amqp-urls.js';
@@ -18,6 +21,12 @@ export interface DeclareExchangesOptions {
   readonly logger?: OutboxLogger;
 }
 
+/** Every option of `DeclareExchangesOptions`. */
+export const DECLARE_EXCHANGES_OPTION_NAMES = optionNames<DeclareExchangesOptions>()([
+  'timeoutMs',
+  'logger',
+]);
+
 /**
  * Declares the exchanges an application publishes to, with their type and alternate exchange,
  * then closes its connection. Safe to run at every deploy: declaring what exists with the same
@@ -34,11 +43,18 @@ export interface DeclareExchangesOptions {
 export async function declareExchanges(
   amqpUrl: AmqpUrls,
   exchanges: readonly ExchangeDeclaration[],
-  options: DeclareExchangesOptions = {},
+  declareOptions?: DeclareExchangesOptions,
 ): Promise<void> {
   const urls = amqpUrlList(amqpUrl);
   const declarations = exchangeDeclarations(exchanges);
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const options = optionsObject(
+    'options',
+    declareOptions,
+    DECLARE_EXCHANGES_OPTION_NAMES,
+    'declareExchanges',
+  );
+  // A string would reach AbortSignal.timeout() and fail there, as a raw TypeError.
+  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 30_000);
   const connection = new AmqpConnection({
     urls,
     heartbeatSeconds: 10,

@@ -25,47 +25,88 @@ const EXCHANGE_DECLARATION_NAMES = optionNames<ExchangeDeclaration>()([
   'alternateExchange',
 ]);
 
+/**
+ * RabbitMQ's predefined exchanges: declaring one with its own type finds it and changes nothing
+ * (the amq.* check applies only to exchanges that do not exist), so a consumer may bind to one.
+ */
+export const PREDEFINED_EXCHANGES: ReadonlyMap<string, string> = new Map([
+  ['amq.direct', 'direct'],
+  ['amq.fanout', 'fanout'],
+  ['amq.topic', 'topic'],
+  ['amq.headers', 'headers'],
+  ['amq.match', 'headers'],
+]);
+
+/**
+ * Refuses an amq.* exchange name, which RabbitMQ refuses to let clients declare (403); the
+ * predefined ones too unless `predefined` (a consumer, which only binds to them). Otherwise the
+ * 403 comes at start, and the retries around it report an unreachable broker.
+ */
+export function refuseReservedExchange(option: string, name: string, predefined = false): void {
+  if (!name.startsWith('amq.')) return;
+  if (predefined && PREDEFINED_EXCHANGES.has(name)) return;
+  throw new ConfigurationError(
+    option,
+    `"${name}" is reserved: RabbitMQ declares the amq.* exchanges itself and refuses to let ` +
+      (predefined
+        ? `clients declare others; use one of ${[...PREDEFINED_EXCHANGES.keys()].join(', ')} or a name of your own`
+        : 'clients declare them; leave it out of the declarations'),
+  );
+}
+
 /** Checks declarations given by a user, naming `option` in the error. */
 export function exchangeDeclarations(
   value: unknown,
   option = 'exchanges',
 ): readonly ExchangeDeclaration[] {
   if (!Array.isArray(value)) throw new ConfigurationError(option, 'must be an array');
-  return Object.freeze(
-    value.map((d: ExchangeDeclaration, i) => {
-      if (d === null || typeof d !== 'object' || typeof d.name !== 'string' || d.name === '') {
-        throw new ConfigurationError(
-          `${option}[${i}]`,
-          'must be { name, type?, alternateExchange? } with a non-empty name',
-        );
-      }
-      if (Buffer.byteLength(d.name) > 255) {
-        throw new ConfigurationError(
-          `${option}[${i}].name`,
-          `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
-        );
-      }
-      if (d.name.startsWith('amq.')) {
-        // RabbitMQ refuses to declare any amq.* name (403): its own exist already.
-        throw new ConfigurationError(
-          `${option}[${i}].name`,
-          `"${d.name}" is reserved: RabbitMQ declares the amq.* exchanges itself and refuses ` +
-            'to let clients declare them; leave it out of the declarations',
-        );
-      }
-      rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
-        owner: 'an exchange declaration',
-        prefix: `${option}[${i}].`,
-      });
-      if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
-        throw new ConfigurationError(
-          `${option}[${i}].type`,
-          `must be topic, direct, fanout or headers, got ${String(d.type)}`,
-        );
-      }
-      return Object.freeze({ ...d });
-    }),
-  );
+  return Object.freeze(value.map((d, i) => exchangeDeclaration(d, `${option}[${i}]`)));
+}
+
+/** Checks one declaration, naming `option` (`exchanges[2]`) in the error. */
+export function exchangeDeclaration(d: ExchangeDeclaration, option: string): ExchangeDeclaration {
+  if (d === null || typeof d !== 'object' || typeof d.name !== 'string' || d.name === '') {
+    throw new ConfigurationError(
+      `${option}`,
+      'must be { name, type?, alternateExchange? } with a non-empty name',
+    );
+  }
+  if (Buffer.byteLength(d.name) > 255) {
+    throw new ConfigurationError(
+      `${option}.name`,
+      `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
+    );
+  }
+  refuseReservedExchange(`${option}.name`, d.name);
+  rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
+    owner: 'an exchange declaration',
+    prefix: `${option}.`,
+  });
+  if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
+    throw new ConfigurationError(
+      `${option}.type`,
+      `must be topic, direct, fanout or headers, got ${String(d.type)}`,
+    );
+  }
+  // Otherwise the broker gets `durable: 'no'` as true, or an argument it compares with the
+  // existing exchange's, and the mistake reads as "exists with other settings".
+  if (d.durable !== undefined && typeof d.durable !== 'boolean') {
+    throw new ConfigurationError(
+      `${option}.durable`,
+      `must be true or false, got ${JSON.stringify(d.durable)}`,
+    );
+  }
+  const alternate: unknown = d.alternateExchange;
+  if (
+    alternate !== undefined &&
+    (typeof alternate !== 'string' || alternate === '' || Buffer.byteLength(alternate) > 255)
+  ) {
+    throw new ConfigurationError(
+      `${option}.alternateExchange`,
+      `must be the name of an exchange (1 to 255 bytes), got ${JSON.stringify(alternate)}`,
+    );
+  }
+  return Object.freeze({ ...d });
 }
 
 /**

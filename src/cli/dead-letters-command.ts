@@ -120,6 +120,12 @@ export const deadLettersCommand: CliCommand = {
       }
     }
     if (values.to !== undefined) throw new UsageError('--to applies to --queue dead letters only');
+    // What ParkedMessages would refuse after connecting, as a failure (exit 1): a usage error.
+    if (request.id !== undefined && !/^\d{1,19}$/.test(request.id)) {
+      throw new UsageError(
+        `a parked row id is a number (the id column of list), got ${JSON.stringify(request.id)}; a dead letter of a queue needs --queue`,
+      );
+    }
     const tls = tlsFilesOf('database', values, env);
     return runOnParked(values['database-url'], schemaOf(values.schema), env, request, tls);
   },

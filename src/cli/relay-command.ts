@@ -150,6 +150,8 @@ export const relayCommand: CliCommand = {
       stopTimeoutMs: durationOf('--stop-timeout', values['stop-timeout']),
       logger,
     };
+    // Every flag is checked before anything is logged: a bad one is a usage error, not a start.
+    const httpPort = portOf(values['http-port']);
     const statsIntervalMs =
       durationOf('--stats-interval', values['stats-interval'], { allowZero: true }) ?? 60_000;
 
@@ -168,7 +170,6 @@ export const relayCommand: CliCommand = {
       amqp: amqpUrlList(relay.options.amqpUrl).map(redactUrl),
       pid: process.pid,
     });
-    const httpPort = portOf(values['http-port']);
     await relay.start();
     let http: RelayHttpServer | undefined;
     let metricsPool: pg.Pool | undefined;

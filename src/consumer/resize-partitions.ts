@@ -53,7 +53,19 @@ export interface ResizePartitionsResult {
 export async function resizePartitions(
   options: ResizePartitionsOptions,
 ): Promise<ResizePartitionsResult> {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigurationError(
+      'options',
+      'resizePartitions takes an object { consumer, from, amqpUrl, db, ... }',
+    );
+  }
   const { consumer, from } = options;
+  if (consumer === null || typeof consumer !== 'object') {
+    throw new ConfigurationError(
+      'consumer',
+      'must be the consumer definition with its new partitions',
+    );
+  }
   const limits = { brokerConsumerTimeoutMs: Number.MAX_SAFE_INTEGER };
   const target = resolveConsumer(consumer, limits);
   if (target.partitions === undefined) {

@@ -1,3 +1,4 @@
+import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { nestedOptions } from '../options/nested-options.js';
@@ -109,6 +110,7 @@ export function resolveConsumer(
   if (!isNameOfBytes(exchange, SHORT_STRING_BYTES)) {
     fail('exchange', 'must name an exchange (the default exchange cannot be bound to)');
   }
+  refuseReservedExchange(option('exchange'), exchange, true);
   const exchangeType = definition.exchangeType ?? 'topic';
   if (!EXCHANGE_TYPES.includes(exchangeType)) {
     fail('exchangeType', `must be one of ${EXCHANGE_TYPES.join(', ')}`);

@@ -1,5 +1,8 @@
 import { CompiledQuery, type Kysely } from 'kysely';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
+import { stringList } from '../options/string-list.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -28,6 +31,17 @@ export interface RetentionCleanerOptions extends RetentionOptions {
   readonly logger?: OutboxLogger;
 }
 
+/** Every option of `RetentionCleanerOptions`. */
+export const RETENTION_CLEANER_OPTION_NAMES = optionNames<RetentionCleanerOptions>()([
+  'db',
+  'schema',
+  'consumers',
+  'logger',
+  'retentionMs',
+  'intervalMs',
+  'batchSize',
+]);
+
 export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
@@ -51,7 +65,18 @@ export class RetentionCleaner {
   /** Keys deleted so far. */
   deleted = 0;
 
-  constructor(options: RetentionCleanerOptions) {
+  constructor(cleanerOptions: RetentionCleanerOptions) {
+    const options = optionsObject(
+      'options',
+      cleanerOptions,
+      RETENTION_CLEANER_OPTION_NAMES,
+      'RetentionCleaner',
+    );
+    // Anything else would fail at the first clean-up, in the background, minutes later.
+    if (options.db === null || typeof options.db !== 'object') {
+      throw new ConfigurationError('db', 'must be a Kysely instance on the outbox database');
+    }
+    if (options.consumers !== undefined) stringList('consumers', options.consumers, []);
     this.#options = options;
     this.retentionMs = positiveInteger(
       'retention.retentionMs',

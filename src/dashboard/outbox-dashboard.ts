@@ -7,6 +7,7 @@ import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
+import { stringList } from '../options/string-list.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -105,6 +106,12 @@ export class OutboxDashboard {
   readonly #rates: RateTracker;
 
   constructor(options: OutboxDashboardOptions) {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new ConfigurationError(
+        'options',
+        'OutboxDashboard takes an options object: { pool, ... }',
+      );
+    }
     rejectUnknownOptions(options, DASHBOARD_OPTION_NAMES, {
       owner: 'OutboxDashboard',
       renames: RENAMED_OPTIONS.dashboard,
@@ -124,11 +131,13 @@ export class OutboxDashboard {
     );
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
-    this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
+    this.#allowedHosts = stringList('allowedHosts', options.allowedHosts, LOOPBACK_HOSTS).map((h) =>
+      h.toLowerCase(),
+    );
     this.#trustForwardedHost = options.trustForwardedHost === true;
     this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.#parked = new ParkedMessages({ pool: this.#pool, schema: this.#schema });
-    const queues = options.queues ?? [];
+    const queues = stringList('queues', options.queues, []);
     if (queues.length > 0 && options.amqpUrl === undefined) {
       throw new ConfigurationError('amqpUrl', 'is needed to show the dead letters of `queues`');
     }

@@ -159,9 +159,11 @@ export class DeadLetterQueue {
     options: QueueListOptions = {},
   ): Promise<QueuedDeadLetter[]> {
     const limit = positiveInteger('limit', options.limit, 100);
+    // Checked before the queue is: a wrong filter is refused whether or not the queue exists.
+    const checked = checkFilter(filter);
     const found: QueuedDeadLetter[] = [];
     await this.#ensureReadable();
-    await this.#scan(checkFilter(filter), async (dead) => {
+    await this.#scan(checked, async (dead) => {
       const { payload: _, ...summary } = dead;
       found.push(summary);
       return found.length >= limit ? 'stop' : 'keep';

@@ -1,4 +1,6 @@
 import type { ConsumerStats } from '../consumer/consumer-stats.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { pgQueryable } from '../options/database-handle.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -120,6 +122,7 @@ function histogramSamples(
  * response.end(renderPrometheus(samples));
  */
 export async function collectMetrics(options: CollectMetricsOptions): Promise<MetricSample[]> {
+  checkMetricsOptions(options);
   const samples: MetricSample[] = [];
   if (options.relay) {
     const stats = options.relay.stats();
@@ -168,10 +171,6 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       });
     }
   }
-  rejectUnknownOptions(options, METRICS_OPTION_NAMES, {
-    owner: 'collectMetrics',
-    renames: RENAMED_OPTIONS.metrics,
-  });
   if (options.pool) {
     const logger = resolveLogger(options.logger, consoleLogger);
     const status = await outboxGaugeReader(options.pool, options.schema, logger).read();
@@ -235,3 +234,35 @@ export const METRICS_OPTION_NAMES = optionNames<CollectMetricsOptions>()([
   'schema',
   'logger',
 ]);
+
+/**
+ * Refuses what `collectMetrics` could not read, naming it, before any is read: `{}` for the
+ * relay would fail with a TypeError deep inside, a URL for the pool at every scrape.
+ */
+function checkMetricsOptions(options: CollectMetricsOptions): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigurationError(
+      'options',
+      `collectMetrics takes an object { ${METRICS_OPTION_NAMES.join(', ')} }`,
+    );
+  }
+  rejectUnknownOptions(options, METRICS_OPTION_NAMES, {
+    owner: 'collectMetrics',
+    renames: RENAMED_OPTIONS.metrics,
+  });
+  const relay = options.relay as { stats?: unknown } | undefined;
+  if (relay !== undefined && (typeof relay !== 'object' || typeof relay.stats !== 'function')) {
+    throw new ConfigurationError('relay', 'must be an OutboxRelay (an object with stats())');
+  }
+  const host = options.consumers as { consumers?: unknown; stats?: unknown } | undefined;
+  if (
+    host !== undefined &&
+    (typeof host !== 'object' || !Array.isArray(host.consumers) || typeof host.stats !== 'function')
+  ) {
+    throw new ConfigurationError(
+      'consumers',
+      'must be a ConsumerHost (an object with consumers and stats())',
+    );
+  }
+  if (options.pool !== undefined) pgQueryable('pool', options.pool);
+}

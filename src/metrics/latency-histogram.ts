@@ -1,3 +1,5 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+
 /**
  * Upper bounds, in seconds, of the buckets latencies fall into: 1 ms to 1 min, roughly three
  * per decade, the spread of broker confirms (milliseconds) and of handlers (up to their
@@ -35,9 +37,15 @@ export class LatencyHistogram {
   #listeners: Array<(seconds: number) => void> | undefined;
 
   constructor(bounds: readonly number[] = DEFAULT_LATENCY_BUCKETS) {
+    if (!Array.isArray(bounds)) {
+      throw new ConfigurationError('bounds', 'must be an array of upper bounds in seconds');
+    }
     for (const [i, b] of bounds.entries()) {
-      if (!Number.isFinite(b) || (i > 0 && b <= bounds[i - 1]!)) {
-        throw new RangeError('histogram bounds must be finite and strictly ascending');
+      if (typeof b !== 'number' || !Number.isFinite(b) || (i > 0 && b <= bounds[i - 1]!)) {
+        throw new ConfigurationError(
+          'bounds',
+          `must be finite numbers in strictly ascending order; bounds[${i}] is ${String(b)}`,
+        );
       }
     }
     this.bounds = Object.freeze([...bounds]);

@@ -1,3 +1,4 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
 import type { MetricSample } from './metric-sample.js';
 
 /** The content type of the Prometheus text exposition format this renders. */
@@ -16,6 +17,7 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
  * });
  */
 export function renderPrometheus(samples: readonly MetricSample[]): string {
+  checkSamples(samples);
   const byName = new Map<string, MetricSample[]>();
   for (const s of samples) {
     const family = s.family ?? s.name;
@@ -52,4 +54,37 @@ function valueText(value: number): string {
   if (value === Number.POSITIVE_INFINITY) return '+Inf';
   if (value === Number.NEGATIVE_INFINITY) return '-Inf';
   return String(value);
+}
+
+/** The types Prometheus' text format knows, of those `MetricSample` takes. */
+const SAMPLE_TYPES = ['counter', 'gauge', 'histogram'];
+
+/**
+ * Refuses anything but an array of samples, naming the first bad one: a string would be
+ * rendered as "samples" named by each character, an `{}` as `# HELP undefined`.
+ */
+function checkSamples(samples: unknown): void {
+  if (!Array.isArray(samples)) {
+    throw new ConfigurationError(
+      'samples',
+      'must be an array of metric samples, such as the result of collectMetrics()',
+    );
+  }
+  samples.forEach((sample: Partial<Record<keyof MetricSample, unknown>> | null, i) => {
+    const valid =
+      sample !== null &&
+      typeof sample === 'object' &&
+      typeof sample.name === 'string' &&
+      /^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(sample.name) &&
+      typeof sample.help === 'string' &&
+      SAMPLE_TYPES.includes(sample.type as string) &&
+      sample.labels !== null &&
+      typeof sample.labels === 'object';
+    if (!valid) {
+      throw new ConfigurationError(
+        `samples[${i}]`,
+        'must be a metric sample { name, help, type (counter, gauge or histogram), labels, value }',
+      );
+    }
+  });
 }

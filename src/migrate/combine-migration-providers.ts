@@ -16,6 +16,16 @@ import type { KyselyMigration, KyselyMigrationProvider } from './kysely-migratio
 export function combineMigrationProviders(
   ...providers: readonly KyselyMigrationProvider[]
 ): KyselyMigrationProvider {
+  // Checked here, not at getMigrations(): a Migrator would report it as a failed migration.
+  providers.forEach((provider, i) => {
+    const p = provider as { getMigrations?: unknown } | null;
+    if (p === null || typeof p !== 'object' || typeof p.getMigrations !== 'function') {
+      throw new ConfigurationError(
+        `providers[${i}]`,
+        'must be a Kysely MigrationProvider (an object with getMigrations()), such as new OutboxMigrationProvider()',
+      );
+    }
+  });
   return {
     async getMigrations() {
       const all: Record<string, KyselyMigration> = {};

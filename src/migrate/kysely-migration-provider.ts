@@ -1,4 +1,7 @@
 import { type Kysely, sql } from 'kysely';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { loadMigrations, versionTableSql } from './migration-files.js';
 
@@ -29,6 +32,12 @@ export interface OutboxMigrationProviderOptions {
   readonly prefix?: string;
 }
 
+/** Every option of `OutboxMigrationProviderOptions`. */
+export const MIGRATION_PROVIDER_OPTION_NAMES = optionNames<OutboxMigrationProviderOptions>()([
+  'schema',
+  'prefix',
+]);
+
 /**
  * outboxkit's migrations for an application's own Kysely `Migrator`. Each also records its
  * version in outboxkit's version table, which the relay and consumers check at start. Kysely's
@@ -44,10 +53,19 @@ export class OutboxMigrationProvider implements KyselyMigrationProvider {
   readonly #schema: string | undefined;
   readonly #prefix: string;
 
-  constructor(options: OutboxMigrationProviderOptions = {}) {
-    this.#schema = options.schema;
-    this.#prefix = options.prefix ?? 'outboxkit_';
-    outboxTables(options.schema);
+  constructor(options?: OutboxMigrationProviderOptions) {
+    const { schema, prefix } = optionsObject(
+      'options',
+      options,
+      MIGRATION_PROVIDER_OPTION_NAMES,
+      'OutboxMigrationProvider',
+    );
+    if (prefix !== undefined && typeof prefix !== 'string') {
+      throw new ConfigurationError('prefix', `must be a string, got ${String(prefix)}`);
+    }
+    this.#schema = schema;
+    this.#prefix = prefix ?? 'outboxkit_';
+    outboxTables(schema);
   }
 
   async getMigrations(): Promise<Record<string, KyselyMigration>> {

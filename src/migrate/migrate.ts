@@ -1,4 +1,7 @@
 import type { Pool } from 'pg';
+import { pgPool } from '../options/database-handle.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -9,6 +12,9 @@ export interface MigrateOptions {
   readonly schema?: string;
 }
 
+/** Every option of `MigrateOptions`. */
+export const MIGRATE_OPTION_NAMES = optionNames<MigrateOptions>()(['schema']);
+
 export interface MigrateResult {
   /** Versions applied by this call; empty when the schema was already current. */
   readonly applied: number[];
@@ -18,8 +24,11 @@ export interface MigrateResult {
  * Brings the schema to the newest version in one transaction. A transaction-scoped advisory lock
  * serialises concurrent migrators: the second waits, then finds nothing left to do.
  */
-export async function migrate(pool: Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
-  const tables = outboxTables(options.schema);
+export async function migrate(pool: Pool, options?: MigrateOptions): Promise<MigrateResult> {
+  // It checks a client out for its transaction: a URL or a Kysely instance cannot do.
+  pgPool('pool', pool);
+  const { schema } = optionsObject('options', options, MIGRATE_OPTION_NAMES, 'migrate');
+  const tables = outboxTables(schema);
   const migrations = await loadMigrations(tables.schemaName);
   // The pool may be the application's: a session that dies mid-migration emits 'error' while
   // the ROLLBACK below waits, and unheard that ends the process. The failed statement reports it.

@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
-import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
+import { type ExchangeDeclaration, PREDEFINED_EXCHANGES } from '../amqp/exchange-declaration.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
@@ -328,7 +328,8 @@ function withModuleExchanges(
   if (own !== undefined && !Array.isArray(own)) return own;
   const declared = new Set((own ?? []).map((d) => d?.name));
   const added = [...module]
-    .filter(([name]) => !declared.has(name))
+    // RabbitMQ's own (amq.topic, ...), which a handler may bind to, exist: the relay refuses them.
+    .filter(([name]) => !declared.has(name) && !PREDEFINED_EXCHANGES.has(name))
     .map(([name, type]) => ({ name, type }));
   return [...(own ?? []), ...added];
 }

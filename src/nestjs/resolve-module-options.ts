@@ -1,10 +1,12 @@
 import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { exchangeDeclaration, refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { CONSUMER_HOST_OPTION_NAMES, type ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { pgPool, postgresUrl } from '../options/database-handle.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -69,12 +71,9 @@ export function resolveModuleOptions(
   if (db !== undefined && (db === null || typeof db.transaction !== 'function')) {
     throw new ConfigurationError('db', 'must be a Kysely instance');
   }
-  if (databaseUrl !== undefined && (typeof databaseUrl !== 'string' || databaseUrl === '')) {
-    throw new ConfigurationError('databaseUrl', 'must be a Postgres connection string');
-  }
-  if (pool !== undefined && (pool === null || typeof pool.connect !== 'function')) {
-    throw new ConfigurationError('pool', 'must be a pg Pool');
-  }
+  // The relay's rules: a handle that cannot connect fails here, not in the background.
+  if (databaseUrl !== undefined) postgresUrl('databaseUrl', databaseUrl);
+  if (pool !== undefined) pgPool('pool', pool);
   if (!db && !databaseUrl && !pool) {
     throw new ConfigurationError(
       'db',
@@ -205,7 +204,15 @@ function exchangeMap(
     throw new ConfigurationError('exchanges', 'must be an array');
   }
   const map = new Map<string, ExchangeType>();
-  for (const d of declarations) {
+  for (const [i, d] of declarations.entries()) {
+    if (d === null || (typeof d !== 'string' && typeof d !== 'object')) {
+      throw new ConfigurationError(
+        `exchanges[${i}]`,
+        `must be an exchange name, a declaration { name, type?, durable?, alternateExchange? } or a message definition; got ${String(d)}`,
+      );
+    }
+    // A declaration is checked as the relay checks its own (fields, amq.* names).
+    if (typeof d === 'object' && !('routingKey' in d)) exchangeDeclaration(d, `exchanges[${i}]`);
     const [name, type] =
       typeof d === 'string'
         ? [d, 'topic' as const]
@@ -218,6 +225,7 @@ function exchangeMap(
         `each entry must name an exchange of type ${EXCHANGE_TYPES.join(', ')}; got ${JSON.stringify(d)}`,
       );
     }
+    refuseReservedExchange(`exchanges[${i}]`, `${prefix}${name}`);
     addExchange(map, `${prefix}${name}`, type, 'exchanges');
   }
   return map;

@@ -3,6 +3,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { pgPool, postgresUrl } from '../options/database-handle.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
@@ -153,6 +154,13 @@ export type ResolvedRelayOptions = Required<
 
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    // `new OutboxRelay()` would otherwise fail with a TypeError reading `retry` of undefined.
+    throw new ConfigurationError(
+      'options',
+      'OutboxRelay takes an options object: { pool or databaseUrl, amqpUrl, ... }',
+    );
+  }
   rejectUnknownOptions(options, RELAY_OPTION_NAMES, {
     owner: 'OutboxRelay',
     renames: RENAMED_OPTIONS.relay,
@@ -163,6 +171,14 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     RELAY_RETRY_OPTION_NAMES,
     "OutboxRelay's retry",
   );
+  if (options.connectionName !== undefined) {
+    if (typeof options.connectionName !== 'string' || options.connectionName === '') {
+      throw new ConfigurationError(
+        'connectionName',
+        `must be a non-empty string, got ${JSON.stringify(options.connectionName)}`,
+      );
+    }
+  }
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }
@@ -173,6 +189,9 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
       'give either `pool` or `databaseUrl`, not both: the relay uses your `pool` as it is, or makes its own from the URL',
     );
   }
+  // A handle the relay can never use would let start() resolve and the relay warn forever.
+  if (options.pool !== undefined) pgPool('pool', options.pool);
+  if (options.databaseUrl !== undefined) postgresUrl('databaseUrl', options.databaseUrl);
   if (options.databaseTls !== undefined && !options.databaseUrl) {
     throw new ConfigurationError(
       'databaseTls',

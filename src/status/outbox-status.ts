@@ -1,7 +1,9 @@
+import { pgQueryable } from '../options/database-handle.js';
 import { optionNames } from '../options/option-names.js';
-import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { notMigratedError } from '../start/check-schema.js';
 
 export interface OutboxStatusOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
@@ -95,11 +97,23 @@ function statusQuery(schemaName: string | undefined): string {
  */
 export async function outboxStatus(
   pool: PgQueryable,
-  options: OutboxStatusOptions = {},
+  options?: OutboxStatusOptions,
 ): Promise<OutboxStatus> {
-  rejectUnknownOptions(options, STATUS_OPTION_NAMES, { owner: 'outboxStatus' });
-  const tables = outboxTables(options.schema);
-  const { rows } = await pool.query(statusQuery(options.schema));
+  pgQueryable('pool', pool);
+  const { schema, includeProcessed } = optionsObject(
+    'options',
+    options,
+    STATUS_OPTION_NAMES,
+    'outboxStatus',
+  );
+  const tables = outboxTables(schema);
+  let rows: unknown[];
+  try {
+    ({ rows } = await pool.query(statusQuery(schema)));
+  } catch (error) {
+    // What `outboxkit status` says for the same case, rather than pg's bare 42P01.
+    throw notMigratedError(error, tables.schemaName, 'first') ?? error;
+  }
   // Counts travel as text: count(*) is a bigint, which pg would otherwise hand over as a string.
   const exchanges = (rows as StatusRow[]).map((r) => ({
     exchange: r.exchange,
@@ -114,7 +128,7 @@ export async function outboxStatus(
     exchanges,
     total: totalOf(exchanges),
   };
-  if (!options.includeProcessed) return status;
+  if (!includeProcessed) return status;
   const processed = await pool.query(`SELECT count(*)::text AS n FROM ${tables.processed}`);
   return { ...status, processed: Number((processed.rows[0] as { n: string }).n) };
 }

@@ -1,10 +1,14 @@
 import type { ConsumeMessage } from 'amqplib';
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { optionsObject } from '../options/options-object.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { pollUntil } from './poll-until.js';
 
 /** One message as the broker routed it to the capture. */
@@ -51,6 +55,20 @@ export async function capturePublished(
   exchange: string,
   routingKey = '#',
 ): Promise<Capture> {
+  // amqplib would say "Missing value for mandatory field" of a frame, naming none of these.
+  if (typeof amqpUrl !== 'string') {
+    throw new ConfigurationError('amqpUrl', 'must be one AMQP URL such as amqp://localhost');
+  }
+  amqpUrlList(amqpUrl);
+  if (typeof exchange !== 'string' || exchange === '') {
+    throw new ConfigurationError('exchange', 'must be the name of an exchange');
+  }
+  if (typeof routingKey !== 'string') {
+    throw new ConfigurationError(
+      'routingKey',
+      'must be a string: a binding pattern such as order.*',
+    );
+  }
   const model = await connectAmqp(amqpUrl, {
     connectionName: `outboxkit-testing-capture-${process.pid}`,
   });
@@ -79,8 +97,12 @@ export async function capturePublished(
   }
   return {
     messages,
-    async waitFor(count, options = {}) {
-      const timeoutMs = options.timeoutMs ?? 10_000;
+    async waitFor(count, waitOptions) {
+      if (!Number.isSafeInteger(count) || count < 0) {
+        throw new ConfigurationError('count', `must be a whole number of messages, got ${count}`);
+      }
+      const options = optionsObject('options', waitOptions, ['timeoutMs'], 'capture.waitFor');
+      const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
       return pollUntil(
         `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`,
         timeoutMs,

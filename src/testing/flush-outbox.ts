@@ -1,6 +1,11 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { pgQueryable } from '../options/database-handle.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { pollUntil } from './poll-until.js';
 
 export interface FlushOutboxOptions {
@@ -20,6 +25,14 @@ export interface FlushOutboxOptions {
    */
   readonly failOnParked?: boolean;
 }
+
+/** Every option of `FlushOutboxOptions`. */
+export const FLUSH_OUTBOX_OPTION_NAMES = optionNames<FlushOutboxOptions>()([
+  'schema',
+  'timeoutMs',
+  'relay',
+  'failOnParked',
+]);
 
 /** Rows were parked while `flushOutbox` waited: they will not be published. */
 export class OutboxFlushError extends OutboxkitError {
@@ -48,10 +61,17 @@ export class OutboxFlushError extends OutboxkitError {
  */
 export async function flushOutbox(
   pool: PgQueryable,
-  options: FlushOutboxOptions = {},
+  flushOptions?: FlushOutboxOptions,
 ): Promise<void> {
+  pgQueryable('pool', pool);
+  const options = optionsObject('options', flushOptions, FLUSH_OUTBOX_OPTION_NAMES, 'flushOutbox');
   const t = outboxTables(options.schema);
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
+  // `{}` would be taken for a relay and fail at wake() after the first statement ran.
+  const relay = options.relay as { wake?: unknown } | undefined;
+  if (relay !== undefined && (typeof relay !== 'object' || typeof relay.wake !== 'function')) {
+    throw new ConfigurationError('relay', 'must be a running OutboxRelay (an object with wake())');
+  }
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
   const mark = await pool.query(

@@ -1,5 +1,10 @@
+import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { pollUntil } from './poll-until.js';
 
 /** What `waitForIdle` needs of a `ConsumerHost`. */
@@ -17,6 +22,12 @@ export interface WaitForIdleOptions {
   readonly timeoutMs?: number;
 }
 
+/** Every option of `WaitForIdleOptions`. */
+export const WAIT_FOR_IDLE_OPTION_NAMES = optionNames<WaitForIdleOptions>()([
+  'amqpUrl',
+  'timeoutMs',
+]);
+
 /**
  * Waits until a consumer host has handled everything: its queues and retry delay queues are
  * empty, no delivery is running or waiting in the host, and that state held for two looks in a
@@ -33,9 +44,19 @@ export interface WaitForIdleOptions {
  */
 export async function waitForIdle(
   host: IdleObservable,
-  options: WaitForIdleOptions,
+  idleOptions: WaitForIdleOptions,
 ): Promise<void> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  // Anything else would fail inside the poll, to be reported only when the timeout is up.
+  checkHost(host);
+  const options = optionsObject('options', idleOptions, WAIT_FOR_IDLE_OPTION_NAMES, 'waitForIdle');
+  if (options.amqpUrl === undefined) {
+    throw new ConfigurationError('amqpUrl', "is required: the RabbitMQ URL of the host's queues");
+  }
+  if (typeof options.amqpUrl !== 'string') {
+    throw new ConfigurationError('amqpUrl', 'must be one AMQP URL such as amqp://localhost');
+  }
+  amqpUrlList(options.amqpUrl);
+  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
   const model = await connectAmqp(options.amqpUrl, {
     connectionName: `outboxkit-testing-wait-for-idle-${process.pid}`,
   });
@@ -71,5 +92,23 @@ export async function waitForIdle(
     );
   } finally {
     await closeConnection(model);
+  }
+}
+
+/** A `ConsumerHost`, or anything with what `waitForIdle` reads of one. */
+function checkHost(host: unknown): void {
+  const h = host as Partial<Record<keyof IdleObservable, unknown>> | null;
+  if (
+    h === null ||
+    typeof h !== 'object' ||
+    !Array.isArray(h.consumers) ||
+    !Array.isArray(h.queues) ||
+    typeof h.inFlight !== 'number' ||
+    typeof h.stats !== 'function'
+  ) {
+    throw new ConfigurationError(
+      'host',
+      'must be a ConsumerHost (consumers, queues, inFlight and stats())',
+    );
   }
 }

@@ -1,0 +1,72 @@
+import type { Pool } from 'pg';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+
+/** The protocols pg reads as a connection URL; anything else it takes for a path on `base`. */
+const POSTGRES_PROTOCOLS = ['postgres:', 'postgresql:'];
+
+/**
+ * `value` if it looks like a pg `Pool` (`connect` and `query` functions), else a
+ * `ConfigurationError` naming `option`. A URL string or `{}` would otherwise be accepted and
+ * fail at every statement, in the background, for as long as the process runs.
+ */
+export function pgPool(option: string, value: unknown): Pool {
+  const pool = value as { connect?: unknown; query?: unknown } | null;
+  if (
+    pool === null ||
+    typeof pool !== 'object' ||
+    typeof pool.connect !== 'function' ||
+    typeof pool.query !== 'function'
+  ) {
+    throw new ConfigurationError(
+      option,
+      `must be a pg Pool, got ${describe(value)}${typeof value === 'string' ? ' (a connection string goes in `databaseUrl`)' : ''}`,
+    );
+  }
+  return value as Pool;
+}
+
+/** `value` if it can run a statement (a pg Pool or client: a `query` function), else refused. */
+export function pgQueryable(option: string, value: unknown): PgQueryable {
+  const db = value as { query?: unknown } | null;
+  if (db === null || typeof db !== 'object' || typeof db.query !== 'function') {
+    throw new ConfigurationError(option, `must be a pg Pool or client, got ${describe(value)}`);
+  }
+  return value as PgQueryable;
+}
+
+/**
+ * `value` if it is a postgres:// or postgresql:// URL (what the CLI's `--database-url` takes),
+ * else refused. pg reads any other text as a path relative to `postgres://base`: a keyword
+ * string (`host=db dbname=app`) or a typo would connect to a host named "base", forever.
+ */
+export function postgresUrl(option: string, value: unknown): string {
+  const example = 'such as postgres://user:password@host:5432/database';
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigurationError(
+      option,
+      `must be a Postgres connection URL (${example}), got ${describe(value)}`,
+    );
+  }
+  let protocol: string;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    throw new ConfigurationError(option, `is not a URL; expected one ${example}`);
+  }
+  if (!POSTGRES_PROTOCOLS.includes(protocol)) {
+    throw new ConfigurationError(
+      option,
+      `must start with postgres:// or postgresql:// (${example}), not ${protocol}//`,
+    );
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return 'a string';
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object without connect() and query()';
+  return String(value);
+}
