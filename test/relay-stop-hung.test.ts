@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { silentLogger } from '../src/util/logger.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { numberedMessages, writeMessages } from './support/relay-fixture.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -78,4 +79,51 @@ describe('a relay stopped while RabbitMQ or Postgres hangs returns within its bo
       }
     });
   }
+});
+
+describe('a consumer host stopped while RabbitMQ hangs returns within its bound', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('hoststophung');
+  });
+  after(() => f.close());
+
+  it('stop() within stopTimeoutMs + 4 s; what was not acked comes back', async () => {
+    const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
+    try {
+      const name = f.name('hung');
+      const host = await f.host(
+        [f.definition('hung', f.recordEffect, { routingKeys: ['hung'], concurrency: 4 })],
+        { amqpUrl: proxy.url(AMQP_URL), stopTimeoutMs: STOP_TIMEOUT_MS },
+      );
+      const total = 2000;
+      await f.publishMany(
+        Array.from({ length: total }, (_, i) => ({
+          routingKey: 'hung',
+          content: { i },
+          options: { messageId: `h${i}` },
+        })),
+      );
+      await waitFor('some handled', () => host.stats(name).handled >= 100);
+      proxy.pause();
+      const started = performance.now();
+      await host.stop();
+      const took = performance.now() - started;
+      // Before: 9 s with stopTimeoutMs 2000 (a 5 s cancel, then each close in turn).
+      assert.ok(took < BOUND_MS, `stop() took ${Math.round(took)} ms`);
+      proxy.resume();
+      const next = await f.host([
+        f.definition('hung', f.recordEffect, { routingKeys: ['hung'], concurrency: 4 }),
+      ]);
+      await waitFor(
+        'every message handled once',
+        async () => new Set((await f.effects()).map((e) => e.key)).size === total,
+        60_000,
+      );
+      assert.equal((await f.effects()).filter((e) => e.consumer === name).length, total);
+      await next.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
 });

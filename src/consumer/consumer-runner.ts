@@ -147,13 +147,15 @@ export class ConsumerRunner {
     this.#channel.detach(model);
   }
 
-  /** Cancels the consumer and hands every delivery not yet started back to the queue. */
+  /**
+   * Cancels the consumer and hands every delivery not yet started back to the queue. They are
+   * taken from the dispatcher at once, so none starts while a broker that hangs holds the
+   * cancel, and handed back after it, so the broker does not send them straight back here.
+   */
   async stopConsuming(): Promise<void> {
+    const waiting = this.#dispatcher.remove(() => true);
     await this.#channel.cancel();
-    requeue(
-      this.#dispatcher.remove(() => true),
-      this.stats,
-    );
+    requeue(waiting, this.stats);
   }
 
   /** Resolves once running transactions, and rollbacks given up on after a time-out, are over. */
