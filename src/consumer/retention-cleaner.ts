@@ -3,6 +3,7 @@ import { optionNames } from '../options/option-names.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import { processedQueries } from './processed-queries.js';
 
 /** How long processed keys are kept, and how they are cleaned up. */
@@ -45,6 +46,7 @@ export class RetentionCleaner {
   readonly intervalMs: number;
   readonly batchSize: number;
   readonly #options: RetentionCleanerOptions;
+  readonly #logger: OutboxLogger;
   readonly #deleteOld: string;
   readonly #stopping = new AbortController();
   #loop: Promise<void> | undefined;
@@ -53,6 +55,7 @@ export class RetentionCleaner {
 
   constructor(options: RetentionCleanerOptions) {
     this.#options = options;
+    this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.retentionMs = positiveInteger(
       'retention.retentionMs',
       options.retentionMs,
@@ -92,7 +95,7 @@ export class RetentionCleaner {
   }
 
   async #run(): Promise<void> {
-    const logger = this.#options.logger ?? silentLogger;
+    const logger = this.#logger;
     while (!this.#stopping.signal.aborted) {
       try {
         const count = await this.runOnce(this.#stopping.signal);

@@ -172,8 +172,9 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     owner: 'collectMetrics',
     renames: RENAMED_OPTIONS.metrics,
   });
+  // Checked even without a pool, so a bad logger is refused on the first call, not later.
+  const logger = resolveLogger(options.logger, consoleLogger);
   if (options.pool) {
-    const logger = resolveLogger(options.logger, consoleLogger);
     const status = await outboxGaugeReader(options.pool, options.schema, logger).read();
     if (status) samples.push(...outboxGaugeSamples(status));
   }
