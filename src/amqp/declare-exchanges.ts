@@ -1,5 +1,6 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
+import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
@@ -38,7 +39,7 @@ export async function declareExchanges(
 ): Promise<void> {
   const urls = amqpUrlList(amqpUrl);
   const declarations = exchangeDeclarations(exchanges);
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 30_000);
   const connection = new AmqpConnection({
     urls,
     heartbeatSeconds: 10,

@@ -2,6 +2,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
   type AnyConsumerDefinition,
@@ -176,7 +177,7 @@ export function resolveConsumer(
     Math.round(Math.min(backoff.maxMs, backoff.initialMs * factor ** i)),
   );
 
-  const timeoutMs = integer('timeoutMs', definition.timeoutMs, DEFAULT_TIMEOUT_MS);
+  const timeoutMs = durationMs(option('timeoutMs'), definition.timeoutMs, DEFAULT_TIMEOUT_MS);
   const { brokerConsumerTimeoutMs } = limits;
   if (timeoutMs >= brokerConsumerTimeoutMs) {
     fail(

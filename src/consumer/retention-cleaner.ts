@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import { optionNames } from '../options/option-names.js';
 import { abortableDelay } from '../util/abortable-delay.js';
+import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
@@ -61,7 +62,7 @@ export class RetentionCleaner {
       options.retentionMs,
       DEFAULT_RETENTION_MS,
     );
-    this.intervalMs = positiveInteger('retention.intervalMs', options.intervalMs, 600_000);
+    this.intervalMs = durationMs('retention.intervalMs', options.intervalMs, 600_000);
     this.batchSize = positiveInteger('retention.batchSize', options.batchSize, 1000);
     this.#deleteOld = processedQueries(options.schema).deleteOld;
   }

@@ -11,6 +11,7 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
@@ -116,7 +117,7 @@ export class OutboxDashboard {
     this.#schema = outboxTables(options.schema).schemaName;
     this.allowReplay = options.allowReplay === true;
     this.#limit = positiveInteger('listLimit', options.listLimit, 100);
-    this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs, 2000);
+    this.#refreshMs = durationMs('refreshIntervalMs', options.refreshIntervalMs, 2000);
     // A baseline at most two windows old, or two refreshes when the page polls less often.
     this.#rates = new RateTracker(
       RATE_WINDOW_MS,

@@ -3,6 +3,7 @@ import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 /** One message as the broker routed it to the capture. */
@@ -78,7 +79,7 @@ export async function capturePublished(
   return {
     messages,
     async waitFor(count, options = {}) {
-      const timeoutMs = options.timeoutMs ?? 10_000;
+      const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
       return pollUntil(
         `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`,
         timeoutMs,

@@ -1,6 +1,7 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 export interface FlushOutboxOptions {
@@ -51,7 +52,7 @@ export async function flushOutbox(
   options: FlushOutboxOptions = {},
 ): Promise<void> {
   const t = outboxTables(options.schema);
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
   const mark = await pool.query(

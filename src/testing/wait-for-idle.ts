@@ -1,5 +1,6 @@
 import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 /** What `waitForIdle` needs of a `ConsumerHost`. */
@@ -35,7 +36,7 @@ export async function waitForIdle(
   host: IdleObservable,
   options: WaitForIdleOptions,
 ): Promise<void> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   const model = await connectAmqp(options.amqpUrl, {
     connectionName: `outboxkit-testing-wait-for-idle-${process.pid}`,
   });

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { durationMs } from '../../util/duration-option.js';
 import { errorMessage } from '../../util/logger.js';
 import { withTimeout } from '../../util/with-timeout.js';
 import { OutboxService } from '../outbox.service.js';
@@ -68,7 +69,7 @@ export class OutboxHealthIndicator {
     }
     if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
-    const timeoutMs = options.timeoutMs ?? 5000;
+    const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 5000);
     const [status, deadLetters] = await Promise.allSettled([
       withTimeout(this.#outbox.outboxStatus(), timeoutMs, 'the outbox status query'),
       withTimeout(this.#outbox.deadLetterDepths(), timeoutMs, 'the dead-letter queue check'),
