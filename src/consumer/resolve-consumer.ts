@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { durationMs } from '../util/duration-option.js';
@@ -164,7 +165,11 @@ export function resolveConsumer(
     );
   }
 
-  const maxAttempts = integer('retry.maxAttempts', retry?.maxAttempts, DEFAULT_MAX_ATTEMPTS);
+  const maxAttempts = maxAttemptsOption(
+    option('retry.maxAttempts'),
+    retry?.maxAttempts,
+    DEFAULT_MAX_ATTEMPTS,
+  );
   // The relay's rule, with the fields left out taken from the defaults.
   const backoff = backoffOption(option('retry.backoff'), retry?.backoff, DEFAULT_BACKOFF, {
     fillFromFallback: true,

@@ -4,6 +4,7 @@ import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { heartbeatOption } from '../options/heartbeat-option.js';
+import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
@@ -210,7 +211,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     publishTimeoutMs,
     heartbeatSeconds,
     retry: Object.freeze({
-      maxAttempts: positiveInteger('retry.maxAttempts', retry?.maxAttempts, 10),
+      maxAttempts: maxAttemptsOption('retry.maxAttempts', retry?.maxAttempts, 10),
       backoff: backoffOption('retry.backoff', retry?.backoff, DEFAULT_RELAY_BACKOFF),
       unroutable: checkBoolean('retry.unroutable', retry?.unroutable, false),
     }),
