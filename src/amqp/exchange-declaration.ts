@@ -1,6 +1,7 @@
 import type { Channel } from 'amqplib';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 
@@ -57,6 +58,7 @@ export function exchangeDeclarations(
         owner: 'an exchange declaration',
         prefix: `${option}[${i}].`,
       });
+      booleanOption(`${option}[${i}].durable`, d.durable, true);
       if (d.type !== undefined && !['topic', 'direct', 'fanout', 'headers'].includes(d.type)) {
         throw new ConfigurationError(
           `${option}[${i}].type`,

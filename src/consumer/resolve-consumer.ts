@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -133,7 +134,7 @@ export function resolveConsumer(
   if (!QUEUE_TYPES.includes(queueType))
     fail('queueType', `must be one of ${QUEUE_TYPES.join(', ')}`);
 
-  const ordered = definition.ordered ?? false;
+  const ordered = booleanOption(option('ordered'), definition.ordered, false);
   const concurrency = integer('concurrency', definition.concurrency, DEFAULT_CONCURRENCY);
   const batchSize = integer('batchSize', definition.batchSize, 1);
   if (ordered && batchSize > 1) {

@@ -6,6 +6,7 @@ import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -115,7 +116,7 @@ export class OutboxDashboard {
     }
     this.#pool = options.pool;
     this.#schema = outboxTables(options.schema).schemaName;
-    this.allowReplay = options.allowReplay === true;
+    this.allowReplay = booleanOption('allowReplay', options.allowReplay, false);
     this.#limit = positiveInteger('listLimit', options.listLimit, 100);
     this.#refreshMs = durationMs('refreshIntervalMs', options.refreshIntervalMs, 2000);
     // A baseline at most two windows old, or two refreshes when the page polls less often.
@@ -126,7 +127,11 @@ export class OutboxDashboard {
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
     this.#allowedHosts = (options.allowedHosts ?? LOOPBACK_HOSTS).map((h) => h.toLowerCase());
-    this.#trustForwardedHost = options.trustForwardedHost === true;
+    this.#trustForwardedHost = booleanOption(
+      'trustForwardedHost',
+      options.trustForwardedHost,
+      false,
+    );
     this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.#parked = new ParkedMessages({ pool: this.#pool, schema: this.#schema });
     const queues = options.queues ?? [];

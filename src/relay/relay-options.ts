@@ -3,6 +3,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { heartbeatOption } from '../options/heartbeat-option.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
@@ -207,13 +208,13 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     concurrency: positiveInteger('concurrency', options.concurrency, DEFAULT_CONCURRENCY),
     keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
     pollIntervalMs: durationMs('pollIntervalMs', options.pollIntervalMs, 1000),
-    listen: options.listen ?? true,
+    listen: booleanOption('listen', options.listen, true),
     publishTimeoutMs,
     heartbeatSeconds,
     retry: Object.freeze({
       maxAttempts: maxAttemptsOption('retry.maxAttempts', retry?.maxAttempts, 10),
       backoff: backoffOption('retry.backoff', retry?.backoff, DEFAULT_RELAY_BACKOFF),
-      unroutable: checkBoolean('retry.unroutable', retry?.unroutable, false),
+      unroutable: booleanOption('retry.unroutable', retry?.unroutable, false),
     }),
     reconnectBackoff: backoffOption('reconnectBackoff', options.reconnectBackoff, {
       initialMs: 100,
@@ -223,12 +224,4 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     stopTimeoutMs: durationMs('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: resolveLogger(options.logger, consoleLogger),
   });
-}
-
-function checkBoolean(option: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') {
-    throw new ConfigurationError(option, `must be true or false, got ${JSON.stringify(value)}`);
-  }
-  return value;
 }

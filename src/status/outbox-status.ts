@@ -1,3 +1,4 @@
+import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
@@ -99,6 +100,7 @@ export async function outboxStatus(
 ): Promise<OutboxStatus> {
   rejectUnknownOptions(options, STATUS_OPTION_NAMES, { owner: 'outboxStatus' });
   const tables = outboxTables(options.schema);
+  const includeProcessed = booleanOption('includeProcessed', options.includeProcessed, false);
   const { rows } = await pool.query(statusQuery(options.schema));
   // Counts travel as text: count(*) is a bigint, which pg would otherwise hand over as a string.
   const exchanges = (rows as StatusRow[]).map((r) => ({
@@ -114,7 +116,7 @@ export async function outboxStatus(
     exchanges,
     total: totalOf(exchanges),
   };
-  if (!options.includeProcessed) return status;
+  if (!includeProcessed) return status;
   const processed = await pool.query(`SELECT count(*)::text AS n FROM ${tables.processed}`);
   return { ...status, processed: Number((processed.rows[0] as { n: string }).n) };
 }

@@ -1,4 +1,5 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { durationMs } from '../util/duration-option.js';
@@ -53,6 +54,7 @@ export async function flushOutbox(
 ): Promise<void> {
   const t = outboxTables(options.schema);
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
+  const failOnParked = booleanOption('failOnParked', options.failOnParked, true);
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
   const mark = await pool.query(
@@ -85,7 +87,7 @@ export async function flushOutbox(
         ? `${pending} row(s) still pending, last error: ${lastErrors.join('; ')}`
         : `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
   );
-  if (options.failOnParked === false) return;
+  if (!failOnParked) return;
   const { rows } = await pool.query(
     `SELECT reason FROM ${t.parked} WHERE id = ANY($1::bigint[]) OR id > $2::bigint
      ORDER BY id LIMIT 10`,
