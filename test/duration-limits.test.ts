@@ -6,6 +6,7 @@ import { ConsumerHost, type ConsumerHostOptions } from '../src/consumer/consumer
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { RetentionCleaner } from '../src/consumer/retention-cleaner.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { prismaConsumerTransactions } from '../src/prisma/prisma-consumer-transactions.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { MAX_PUBLISH_TIMEOUT_MS, stallTimeoutMs } from '../src/relay/stall-timeout.js';
 import { MAX_TIMER_MS } from '../src/util/duration-option.js';
@@ -65,6 +66,10 @@ describe('a duration longer than a Node timer takes', () => {
     await assert.rejects(
       declareExchanges(amqpUrl, [], { timeoutMs: 2 ** 40 }),
       tooLong('timeoutMs'),
+    );
+    assert.throws(
+      () => prismaConsumerTransactions(loose<never>({}), { maxWaitMs: 2 ** 31 }),
+      tooLong('maxWaitMs'),
     );
     // The limit itself is taken.
     assert.equal(relay({ stopTimeoutMs: MAX_TIMER_MS })().stopTimeoutMs, MAX_TIMER_MS);
