@@ -420,6 +420,18 @@ describe('outboxkit command line errors', () => {
     },
     { args: ['migrate', '--schema', 'x'.repeat(60)], says: /--schema must be at most 53 bytes/ },
     {
+      args: ['relay', '--stop-timeout', '99999999999m'],
+      says: /--stop-timeout must be at most 2147483647 ms \(about 24\.8 days\)/,
+    },
+    {
+      args: ['relay', '--stats-interval', '30000000s'],
+      says: /--stats-interval must be at most 2147483647 ms/,
+    },
+    {
+      args: ['relay', '--publish-timeout', '1073737s'],
+      says: /--publish-timeout must be at most 1073736823 ms: .*idle_in_transaction_session_timeout/,
+    },
+    {
       args: ['relay', '--schema', 'one', '--schema', 'two'],
       says: /--schema was given twice; it takes one value/,
     },

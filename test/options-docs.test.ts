@@ -313,7 +313,7 @@ describe('positiveInteger', () => {
           amqpUrl: 'amqp://x',
           retry: { unroutable: 'yes' as unknown as boolean },
         }),
-      /Invalid option `retry.unroutable`: must be true or false, got "yes"/,
+      /Invalid option `retry.unroutable`: must be true or false, got 'yes' \(a string\)/,
     );
   });
 

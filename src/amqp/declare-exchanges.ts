@@ -2,8 +2,8 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
+import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
-import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
 import { type AmqpUrls, amqpUrlList } from './amqp-urls.js';
@@ -54,7 +54,7 @@ export async function declareExchanges(
     'declareExchanges',
   );
   // A string would reach AbortSignal.timeout() and fail there, as a raw TypeError.
-  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 30_000);
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 30_000);
   const connection = new AmqpConnection({
     urls,
     heartbeatSeconds: 10,

@@ -2,6 +2,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { closestName } from '../util/closest-name.js';
+import { MAX_TIMER_MS, MAX_TIMER_TEXT } from '../util/duration-option.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
 import { UsageError } from './usage-error.js';
@@ -238,6 +239,10 @@ export function durationOf(
     throw new UsageError(
       `${flag} must be a duration such as 500ms, 2s or 1m, got ${JSON.stringify(value)}`,
     );
+  }
+  if (ms > MAX_TIMER_MS) {
+    // Node fires a longer timer after 1 ms: a stop would give up, stats would log in a loop.
+    throw new UsageError(`${flag} must be at most ${MAX_TIMER_TEXT}, got ${JSON.stringify(value)}`);
   }
   return ms;
 }

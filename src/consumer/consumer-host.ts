@@ -9,6 +9,7 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { heartbeatOption } from '../options/heartbeat-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -18,9 +19,9 @@ import { outboxTables } from '../sql/outbox-tables.js';
 import { runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
+import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
 import type { NotInferred } from '../util/not-inferred.js';
-import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { settleWithin } from '../util/with-timeout.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
@@ -200,13 +201,13 @@ export class ConsumerHost<Tx = Transaction<any>> {
       schema: schemaName,
       where: "the consumers' database",
     };
-    const brokerConsumerTimeoutMs = positiveInteger(
+    const brokerConsumerTimeoutMs = durationMs(
       'brokerConsumerTimeoutMs',
       options.brokerConsumerTimeoutMs,
       30 * 60_000,
     );
     const consumers = resolveConsumers(options.consumers, { brokerConsumerTimeoutMs });
-    const databaseRetryLimitMs = positiveInteger(
+    const databaseRetryLimitMs = durationMs(
       'databaseRetryLimitMs',
       options.databaseRetryLimitMs,
       DEFAULT_DATABASE_RETRY_LIMIT_MS,
@@ -223,11 +224,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
       initialMs: 100,
       maxMs: 10_000,
     });
-    this.#startTimeoutMs = positiveInteger('startTimeoutMs', options.startTimeoutMs, 30_000);
-    this.#stopTimeoutMs = positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 30_000);
-    const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);
+    this.#startTimeoutMs = durationMs('startTimeoutMs', options.startTimeoutMs, 30_000);
+    this.#stopTimeoutMs = durationMs('stopTimeoutMs', options.stopTimeoutMs, 30_000);
+    const heartbeatSeconds = heartbeatOption(options.heartbeatSeconds);
     this.#publisher = new RetryPublisher(
-      positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+      durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
     );
 
     if (options.retention !== false) {
@@ -267,7 +268,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       tls: amqpTls,
     });
     const queries = processedQueries(options.schema);
-    const rebalanceIntervalMs = positiveInteger(
+    const rebalanceIntervalMs = durationMs(
       'rebalanceIntervalMs',
       options.rebalanceIntervalMs,
       5000,

@@ -5,6 +5,7 @@ import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { exchangeExistsOn } from '../amqp/exchange-exists.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
+import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import { ConsumerHost, type ConsumerHostOptions } from './consumer-host.js';
@@ -75,7 +76,7 @@ export async function resizePartitions(
   if (from === target.partitions) {
     throw new ConfigurationError('from', `is the new count (${from}) already: nothing to resize`);
   }
-  const pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs, 200);
+  const pollIntervalMs = durationMs('pollIntervalMs', options.pollIntervalMs, 200);
   const oldSet = partitionSet(target.queue, from);
   const newSet = partitionSet(target.queue, target.partitions);
   const model = await connectAmqpFirst(amqpUrlList(options.amqpUrl), {

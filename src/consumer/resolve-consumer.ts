@@ -1,9 +1,12 @@
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { booleanOption } from '../options/boolean-option.js';
+import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { mediaType } from '../protocol/media-type.js';
+import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
   type AnyConsumerDefinition,
@@ -134,7 +137,7 @@ export function resolveConsumer(
   if (!QUEUE_TYPES.includes(queueType))
     fail('queueType', `must be one of ${QUEUE_TYPES.join(', ')}`);
 
-  const ordered = definition.ordered ?? false;
+  const ordered = booleanOption(option('ordered'), definition.ordered, false);
   const concurrency = integer('concurrency', definition.concurrency, DEFAULT_CONCURRENCY);
   const batchSize = integer('batchSize', definition.batchSize, 1);
   if (ordered && batchSize > 1) {
@@ -166,7 +169,11 @@ export function resolveConsumer(
     );
   }
 
-  const maxAttempts = integer('retry.maxAttempts', retry?.maxAttempts, DEFAULT_MAX_ATTEMPTS);
+  const maxAttempts = maxAttemptsOption(
+    option('retry.maxAttempts'),
+    retry?.maxAttempts,
+    DEFAULT_MAX_ATTEMPTS,
+  );
   // The relay's rule, with the fields left out taken from the defaults.
   const backoff = backoffOption(option('retry.backoff'), retry?.backoff, DEFAULT_BACKOFF, {
     fillFromFallback: true,
@@ -179,7 +186,7 @@ export function resolveConsumer(
     Math.round(Math.min(backoff.maxMs, backoff.initialMs * factor ** i)),
   );
 
-  const timeoutMs = integer('timeoutMs', definition.timeoutMs, DEFAULT_TIMEOUT_MS);
+  const timeoutMs = durationMs(option('timeoutMs'), definition.timeoutMs, DEFAULT_TIMEOUT_MS);
   const { brokerConsumerTimeoutMs } = limits;
   if (timeoutMs >= brokerConsumerTimeoutMs) {
     fail(

@@ -4,8 +4,10 @@ import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { stringList } from '../options/string-list.js';
 import { abortableDelay } from '../util/abortable-delay.js';
+import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { resolveLogger } from '../util/resolve-logger.js';
 import { processedQueries } from './processed-queries.js';
 
 /** How long processed keys are kept, and how they are cleaned up. */
@@ -59,6 +61,7 @@ export class RetentionCleaner {
   readonly intervalMs: number;
   readonly batchSize: number;
   readonly #options: RetentionCleanerOptions;
+  readonly #logger: OutboxLogger;
   readonly #deleteOld: string;
   readonly #stopping = new AbortController();
   #loop: Promise<void> | undefined;
@@ -78,12 +81,13 @@ export class RetentionCleaner {
     }
     if (options.consumers !== undefined) stringList('consumers', options.consumers, []);
     this.#options = options;
+    this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.retentionMs = positiveInteger(
       'retention.retentionMs',
       options.retentionMs,
       DEFAULT_RETENTION_MS,
     );
-    this.intervalMs = positiveInteger('retention.intervalMs', options.intervalMs, 600_000);
+    this.intervalMs = durationMs('retention.intervalMs', options.intervalMs, 600_000);
     this.batchSize = positiveInteger('retention.batchSize', options.batchSize, 1000);
     this.#deleteOld = processedQueries(options.schema).deleteOld;
   }
@@ -117,7 +121,7 @@ export class RetentionCleaner {
   }
 
   async #run(): Promise<void> {
-    const logger = this.#options.logger ?? silentLogger;
+    const logger = this.#logger;
     while (!this.#stopping.signal.aborted) {
       try {
         const count = await this.runOnce(this.#stopping.signal);

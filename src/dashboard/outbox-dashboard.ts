@@ -6,12 +6,14 @@ import { ParkedMessages } from '../dead-letters/parked-messages.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { stringList } from '../options/string-list.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
+import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
@@ -121,9 +123,9 @@ export class OutboxDashboard {
     }
     this.#pool = options.pool;
     this.#schema = outboxTables(options.schema).schemaName;
-    this.allowReplay = options.allowReplay === true;
+    this.allowReplay = booleanOption('allowReplay', options.allowReplay, false);
     this.#limit = positiveInteger('listLimit', options.listLimit, 100);
-    this.#refreshMs = positiveInteger('refreshIntervalMs', options.refreshIntervalMs, 2000);
+    this.#refreshMs = durationMs('refreshIntervalMs', options.refreshIntervalMs, 2000);
     // A baseline at most two windows old, or two refreshes when the page polls less often.
     this.#rates = new RateTracker(
       RATE_WINDOW_MS,
@@ -134,7 +136,11 @@ export class OutboxDashboard {
     this.#allowedHosts = stringList('allowedHosts', options.allowedHosts, LOOPBACK_HOSTS).map((h) =>
       h.toLowerCase(),
     );
-    this.#trustForwardedHost = options.trustForwardedHost === true;
+    this.#trustForwardedHost = booleanOption(
+      'trustForwardedHost',
+      options.trustForwardedHost,
+      false,
+    );
     this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.#parked = new ParkedMessages({ pool: this.#pool, schema: this.#schema });
     const queues = stringList('queues', options.queues, []);

@@ -15,6 +15,7 @@ import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
+import { durationMs } from '../util/duration-option.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
@@ -136,12 +137,12 @@ export class DeadLetterQueue {
     if (typeof options.queue !== 'string' || options.queue.length === 0) {
       throw new ConfigurationError('queue', "must be the consumer's queue name");
     }
-    const timeout = positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000);
+    const timeout = durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000);
     this.#urls = urls;
     this.queue = options.queue;
     this.name = deadLetterQueueName(options.queue);
     this.#publishTimeoutMs = timeout;
-    this.#busyTimeoutMs = positiveInteger('busyTimeoutMs', options.busyTimeoutMs, 5_000);
+    this.#busyTimeoutMs = durationMs('busyTimeoutMs', options.busyTimeoutMs, 5_000);
     this.#turnKey = scanTurnKey(urls, this.name);
   }
 

@@ -171,8 +171,9 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       });
     }
   }
+  // Checked even without a pool, so a bad logger is refused on the first call, not later.
+  const logger = resolveLogger(options.logger, consoleLogger);
   if (options.pool) {
-    const logger = resolveLogger(options.logger, consoleLogger);
     const status = await outboxGaugeReader(options.pool, options.schema, logger).read();
     if (status) samples.push(...outboxGaugeSamples(status));
   }

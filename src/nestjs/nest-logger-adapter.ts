@@ -1,6 +1,13 @@
 import { Logger, type LoggerService } from '@nestjs/common';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { type OutboxLogger, silentLogger } from '../util/logger.js';
-import { resolveLogger } from '../util/resolve-logger.js';
+import {
+  describeLogger,
+  LOGGER_METHODS,
+  missingMethods,
+  missingText,
+  resolveLogger,
+} from '../util/resolve-logger.js';
 
 /** The context Nest prints beside outboxkit's log lines. */
 export const OUTBOX_LOG_CONTEXT = 'Outbox';
@@ -15,13 +22,23 @@ export function outboxLoggerFrom(
 ): OutboxLogger {
   if (option === false) return silentLogger;
   if (option === undefined) return adaptNestLogger(new Logger(OUTBOX_LOG_CONTEXT));
-  if (isOutboxLogger(option)) return resolveLogger(option, () => option);
-  return adaptNestLogger(option);
+  if (missingMethods(option, LOGGER_METHODS).length === 0) {
+    return resolveLogger(option as OutboxLogger, () => silentLogger);
+  }
+  // Checked here, at boot: a logger without `log` would throw from a background loop, and
+  // Nest would end the process long after the module seemed to start.
+  const missing = missingMethods(option, NEST_LOGGER_METHODS);
+  if (missing.length > 0) {
+    throw new ConfigurationError(
+      'logger',
+      `must be a Nest LoggerService (with ${NEST_LOGGER_METHODS.join(', ')} functions), a logger with ${LOGGER_METHODS.join(', ')} functions, or false; got ${describeLogger(option)}${missingText(option, missing)}`,
+    );
+  }
+  return adaptNestLogger(option as LoggerService);
 }
 
-function isOutboxLogger(value: LoggerService | OutboxLogger): value is OutboxLogger {
-  return typeof (value as Partial<OutboxLogger>).info === 'function';
-}
+/** The methods a Nest `LoggerService` must have; `debug` and the rest are optional. */
+const NEST_LOGGER_METHODS = ['log', 'warn', 'error'] as const;
 
 /**
  * Adapts a Nest logger. outboxkit's structured context goes into the message as JSON: Nest's

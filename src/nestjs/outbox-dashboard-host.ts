@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import {
   DASHBOARD_SETTINGS_OPTION_NAMES,
@@ -69,6 +70,8 @@ function checkSettings(given: OutboxDashboardSettings): OutboxDashboardSettings 
       "OutboxModule's dashboard",
       '`true`',
     ) ?? {};
+  booleanOption('dashboard.allowReplay', settings.allowReplay, false);
+  booleanOption('dashboard.trustForwardedHost', settings.trustForwardedHost, false);
   if (settings.allowReplay === true && (settings.guards ?? []).length === 0) {
     throw new ConfigurationError(
       'dashboard.allowReplay',

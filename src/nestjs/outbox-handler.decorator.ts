@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { messages } from './error-messages.js';
 import type { MessageDefinition, PayloadOf } from './message-definition.js';
@@ -76,6 +77,8 @@ export function OutboxHandler<const M extends MessageDefinition | readonly Messa
     ) {
       fail(messages.badQueue());
     }
+    // At decoration, like the rest: `ordered: 'yes'` read as true would pass the check below.
+    booleanOption(`${where}: ordered`, options.ordered, false);
     if (options.partitions !== undefined) {
       const { partitions } = options;
       if (typeof partitions !== 'number' || !Number.isSafeInteger(partitions) || partitions <= 0) {

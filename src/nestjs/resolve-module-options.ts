@@ -6,6 +6,7 @@ import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { CONSUMER_HOST_OPTION_NAMES, type ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { pgPool, postgresUrl } from '../options/database-handle.js';
 import { RENAMED_OPTIONS, rejectRenamedOptions } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -146,8 +147,8 @@ export function resolveModuleOptions(
     consumers,
     transactions,
     ambientTransaction,
-    migrate: options.migrate === true,
-    enhancers: options.enhancers === true,
+    migrate: booleanOption('migrate', options.migrate, false),
+    enhancers: booleanOption('enhancers', options.enhancers, false),
     maxMessageBytes: options.maxMessageBytes,
     notifyIntervalMs: options.notifyIntervalMs,
     logger,

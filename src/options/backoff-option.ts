@@ -1,6 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import type { BackoffPolicy } from '../util/backoff.js';
-import { positiveInteger } from '../util/positive-integer.js';
+import { durationMs } from '../util/duration-option.js';
 import { nestedOptions } from './nested-options.js';
 import { optionNames } from './option-names.js';
 
@@ -49,8 +49,8 @@ export function backoffOption(
   );
   const backoff =
     given === undefined ? fallback : fillFromFallback ? { ...fallback, ...defined(given) } : given;
-  const initialMs = positiveInteger(`${option}.initialMs`, backoff.initialMs);
-  if (positiveInteger(`${option}.maxMs`, backoff.maxMs) < initialMs) {
+  const initialMs = durationMs(`${option}.initialMs`, backoff.initialMs);
+  if (durationMs(`${option}.maxMs`, backoff.maxMs) < initialMs) {
     throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
   }
   const { factor, jitter } = backoff;

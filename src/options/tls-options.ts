@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from './boolean-option.js';
 import { optionNames } from './option-names.js';
 
 /** PEM text: the contents of a certificate or key file, not its path. */
@@ -76,15 +77,16 @@ export function tlsConnectionOptions(
       throw new ConfigurationError(`${option}.${name}`, 'must be a non-empty string');
     }
   }
-  if (given.rejectUnauthorized !== undefined && typeof given.rejectUnauthorized !== 'boolean') {
-    throw new ConfigurationError(`${option}.rejectUnauthorized`, 'must be true or false');
-  }
   return {
     ...(ca !== undefined && { ca }),
     ...(cert !== undefined && { cert, key }),
     ...(given.passphrase !== undefined && { passphrase: given.passphrase as string }),
     ...(given.servername !== undefined && { servername: given.servername as string }),
-    rejectUnauthorized: given.rejectUnauthorized !== false,
+    rejectUnauthorized: booleanOption(
+      `${option}.rejectUnauthorized`,
+      given.rejectUnauthorized,
+      true,
+    ),
   };
 }
 

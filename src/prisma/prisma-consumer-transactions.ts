@@ -1,5 +1,6 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { durationMs, MAX_TIMER_MS } from '../util/duration-option.js';
 import type { PrismaTransactionLike } from './prisma-transaction.js';
 
 type PrismaIsolationLevel = 'ReadCommitted' | 'RepeatableRead' | 'Serializable';
@@ -47,6 +48,8 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
   prisma: PrismaClientLike<T>,
   settings: PrismaConsumerTransactionOptions = {},
 ): ConsumerTransactions<T> {
+  const maxWaitMs =
+    settings.maxWaitMs === undefined ? undefined : durationMs('maxWaitMs', settings.maxWaitMs);
   return {
     async run({ isolationLevel, timeoutMs }, work) {
       await prisma.$transaction(
@@ -59,8 +62,9 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
           }),
         {
           isolationLevel: ISOLATION[isolationLevel],
-          maxWait: settings.maxWaitMs ?? timeoutMs,
-          timeout: 2 * timeoutMs + SLACK_MS,
+          maxWait: maxWaitMs ?? timeoutMs,
+          // Prisma times the transaction with a Node timer: past its limit it would fire at once.
+          timeout: Math.min(2 * timeoutMs + SLACK_MS, MAX_TIMER_MS),
         },
       );
     },

@@ -21,6 +21,7 @@ import {
 } from './relay-options.js';
 import { relayQueries } from './relay-queries.js';
 import { emptyRelayStats, type RelayStats } from './relay-stats.js';
+import { stallTimeoutMs } from './stall-timeout.js';
 
 let relayCount = 0;
 
@@ -66,7 +67,7 @@ export class OutboxRelay {
     setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal, this.#abandon.signal);
     this.#ownsPool = !o.pool;
     // The longest a relay transaction may stall, seen from either side.
-    const stallMs = o.publishTimeoutMs * 2 + 10_000;
+    const stallMs = stallTimeoutMs(o.publishTimeoutMs);
     this.#pool =
       o.pool ??
       createPool(

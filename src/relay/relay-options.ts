@@ -3,16 +3,21 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { pgPool, postgresUrl } from '../options/database-handle.js';
+import { heartbeatOption } from '../options/heartbeat-option.js';
+import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
+import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
+import { MAX_PUBLISH_TIMEOUT_MS } from './stall-timeout.js';
 
 /** How a row the broker rejects is retried before it is parked. */
 export interface RelayRetryPolicy {
@@ -199,8 +204,11 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
-  const heartbeatSeconds = positiveInteger('heartbeatSeconds', options.heartbeatSeconds, 10);
-  const publishTimeoutMs = positiveInteger('publishTimeoutMs', options.publishTimeoutMs, 30_000);
+  const heartbeatSeconds = heartbeatOption(options.heartbeatSeconds);
+  const publishTimeoutMs = durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000, {
+    ms: MAX_PUBLISH_TIMEOUT_MS,
+    why: "the relay's pool sets Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
+  });
   // A dead TCP link leaves confirms pending until the heartbeat notices: a shorter timeout would
   // retry messages the broker may still confirm, for no gain.
   if (publishTimeoutMs < 2 * heartbeatSeconds * 1000) {
@@ -218,29 +226,21 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     maxBatchBytes: positiveInteger('maxBatchBytes', options.maxBatchBytes, 4 * 1024 * 1024),
     concurrency: positiveInteger('concurrency', options.concurrency, DEFAULT_CONCURRENCY),
     keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
-    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
-    listen: options.listen ?? true,
+    pollIntervalMs: durationMs('pollIntervalMs', options.pollIntervalMs, 1000),
+    listen: booleanOption('listen', options.listen, true),
     publishTimeoutMs,
     heartbeatSeconds,
     retry: Object.freeze({
-      maxAttempts: positiveInteger('retry.maxAttempts', retry?.maxAttempts, 10),
+      maxAttempts: maxAttemptsOption('retry.maxAttempts', retry?.maxAttempts, 10),
       backoff: backoffOption('retry.backoff', retry?.backoff, DEFAULT_RELAY_BACKOFF),
-      unroutable: checkBoolean('retry.unroutable', retry?.unroutable, false),
+      unroutable: booleanOption('retry.unroutable', retry?.unroutable, false),
     }),
     reconnectBackoff: backoffOption('reconnectBackoff', options.reconnectBackoff, {
       initialMs: 100,
       maxMs: 10_000,
     }),
     maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
-    stopTimeoutMs: positiveInteger('stopTimeoutMs', options.stopTimeoutMs, 10_000),
+    stopTimeoutMs: durationMs('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: resolveLogger(options.logger, consoleLogger),
   });
-}
-
-function checkBoolean(option: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') {
-    throw new ConfigurationError(option, `must be true or false, got ${JSON.stringify(value)}`);
-  }
-  return value;
 }

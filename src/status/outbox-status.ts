@@ -1,3 +1,4 @@
+import { booleanOption } from '../options/boolean-option.js';
 import { pgQueryable } from '../options/database-handle.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
@@ -100,12 +101,13 @@ export async function outboxStatus(
   options?: OutboxStatusOptions,
 ): Promise<OutboxStatus> {
   pgQueryable('pool', pool);
-  const { schema, includeProcessed } = optionsObject(
+  const { schema, includeProcessed: includeProcessedOption } = optionsObject(
     'options',
     options,
     STATUS_OPTION_NAMES,
     'outboxStatus',
   );
+  const includeProcessed = booleanOption('includeProcessed', includeProcessedOption, false);
   const tables = outboxTables(schema);
   let rows: unknown[];
   try {

@@ -8,7 +8,7 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionsObject } from '../options/options-object.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
-import { positiveInteger } from '../util/positive-integer.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 /** One message as the broker routed it to the capture. */
@@ -102,7 +102,7 @@ export async function capturePublished(
         throw new ConfigurationError('count', `must be a whole number of messages, got ${count}`);
       }
       const options = optionsObject('options', waitOptions, ['timeoutMs'], 'capture.waitFor');
-      const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
+      const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
       return pollUntil(
         `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`,
         timeoutMs,

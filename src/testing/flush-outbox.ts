@@ -1,11 +1,12 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { pgQueryable } from '../options/database-handle.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { positiveInteger } from '../util/positive-integer.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 export interface FlushOutboxOptions {
@@ -66,12 +67,13 @@ export async function flushOutbox(
   pgQueryable('pool', pool);
   const options = optionsObject('options', flushOptions, FLUSH_OUTBOX_OPTION_NAMES, 'flushOutbox');
   const t = outboxTables(options.schema);
-  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   // `{}` would be taken for a relay and fail at wake() after the first statement ran.
   const relay = options.relay as { wake?: unknown } | undefined;
   if (relay !== undefined && (typeof relay !== 'object' || typeof relay.wake !== 'function')) {
     throw new ConfigurationError('relay', 'must be a running OutboxRelay (an object with wake())');
   }
+  const failOnParked = booleanOption('failOnParked', options.failOnParked, true);
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
   const mark = await pool.query(
@@ -104,7 +106,7 @@ export async function flushOutbox(
         ? `${pending} row(s) still pending, last error: ${lastErrors.join('; ')}`
         : `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
   );
-  if (options.failOnParked === false) return;
+  if (!failOnParked) return;
   const { rows } = await pool.query(
     `SELECT reason FROM ${t.parked} WHERE id = ANY($1::bigint[]) OR id > $2::bigint
      ORDER BY id LIMIT 10`,

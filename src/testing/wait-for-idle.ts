@@ -4,7 +4,7 @@ import { connectAmqp } from '../amqp/connect-amqp.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
-import { positiveInteger } from '../util/positive-integer.js';
+import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
 /** What `waitForIdle` needs of a `ConsumerHost`. */
@@ -56,7 +56,7 @@ export async function waitForIdle(
     throw new ConfigurationError('amqpUrl', 'must be one AMQP URL such as amqp://localhost');
   }
   amqpUrlList(options.amqpUrl);
-  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 10_000);
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   const model = await connectAmqp(options.amqpUrl, {
     connectionName: `outboxkit-testing-wait-for-idle-${process.pid}`,
   });

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { optionNames } from '../../options/option-names.js';
+import { durationMs } from '../../util/duration-option.js';
 import { errorMessage } from '../../util/logger.js';
 import { withTimeout } from '../../util/with-timeout.js';
 import { OutboxService } from '../outbox.service.js';
@@ -87,7 +88,7 @@ export class OutboxHealthIndicator {
     }
     if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
-    const timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+    const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
     const [status, deadLetters] = await Promise.allSettled([
       withTimeout(this.#outbox.outboxStatus(), timeoutMs, 'the outbox status query'),
       withTimeout(this.#outbox.deadLetterDepths(), timeoutMs, 'the dead-letter queue check'),
