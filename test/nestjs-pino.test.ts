@@ -108,7 +108,8 @@ describe('nestjs-pino: outboxkit logs in the application’s pino logger', () =>
     const failed = lineWith('dashboard request failed');
     assert.ok(failed, `no "dashboard request failed" line in ${JSON.stringify(lines)}`);
     assert.equal(failed.level, 40);
-    assert.match(String(failed.error), /outbox_parked/);
+    // The status read names the fix, as `outboxkit status` does: the table is missing.
+    assert.match(String(failed.error), /outboxkit migrate/);
     assert.equal(failed.service, 'orders');
     assert.equal(failed.context, 'Outbox');
     const req = failed.req as { id?: unknown; method?: string; url?: string } | undefined;

@@ -15,6 +15,11 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** `file` (relative to the repo) and a piece of the line, with why it never reaches a user. */
 const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = [
   {
+    file: 'src/nestjs/bootstrap-migration.ts',
+    line: 'new Error(`no answer within ',
+    reason: 'the cause of the StartupError (database-unreachable) that the bootstrap throws',
+  },
+  {
     file: 'src/relay/outbox-relay.ts',
     line: "new Error('the relay stopped while Postgres did not answer')",
     reason:

@@ -1,6 +1,7 @@
 import type { Channel } from 'amqplib';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 
@@ -88,14 +89,9 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
       `must be topic, direct, fanout or headers, got ${String(d.type)}`,
     );
   }
-  // Otherwise the broker gets `durable: 'no'` as true, or an argument it compares with the
-  // existing exchange's, and the mistake reads as "exists with other settings".
-  if (d.durable !== undefined && typeof d.durable !== 'boolean') {
-    throw new ConfigurationError(
-      `${option}.durable`,
-      `must be true or false, got ${JSON.stringify(d.durable)}`,
-    );
-  }
+  // Otherwise the broker gets `durable: 'no'` as true, and the mistake reads as "exists with
+  // other settings".
+  booleanOption(`${option}.durable`, d.durable, true);
   const alternate: unknown = d.alternateExchange;
   if (
     alternate !== undefined &&
