@@ -60,7 +60,7 @@ const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = 
     file: 'src/dead-letters/dead-letter-queue.ts',
     line: 'throw new Error(',
     reason:
-      "no recorded exchange to replay to: the replay records it in the dead letter's ReplayFailure",
+      "no recorded exchange, or no queue or partition set, to replay to: the replay records it in the dead letter's ReplayFailure",
   },
   {
     file: 'src/amqp/close-within.ts',

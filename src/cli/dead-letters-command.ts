@@ -49,9 +49,9 @@ Filters:
 
 Options:
   --queue <name>        a consumer's queue: work on "<name>.dlq" instead of parked rows
-  --to <queue|exchange> where replayed queue dead letters go: back to the consumer's queue
-                        only (default), or to the original exchange and routing key (the
-                        default for a partitioned consumer, which has no queue by its name)
+  --to <queue|exchange> where replayed queue dead letters go: back to the consumer only
+                        (default: its queue, or a partitioned consumer's partition set), or
+                        to the original exchange and routing key
   --all                 every dead letter (replay and purge need it, an id, or a filter)
   --limit <n>           list at most n (default: 100)
   --json                print JSON

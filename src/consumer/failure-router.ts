@@ -103,6 +103,7 @@ export class FailureRouter {
       ...(delivery.firstFailedAt && { firstAt: delivery.firstFailedAt }),
       exchange: info.exchange,
       routingKey: info.routingKey,
+      queue: topology.queue.name,
     });
     logger.warn('message dead-lettered', {
       consumer: consumer.name,

@@ -37,6 +37,17 @@ export function partitionQueueName(queue: string, index: number, count: number):
   return `${queue}.partition-${String(index).padStart(width, '0')}-of-${count}`;
 }
 
+/**
+ * The partition count of `partitionQueue` when it is one of `queue`'s partitions
+ * (`<queue>.partition-<i>-of-<count>`), else undefined.
+ */
+export function partitionCountOf(queue: string, partitionQueue: string): number | undefined {
+  const prefix = `${queue}.partition-`;
+  if (!partitionQueue.startsWith(prefix)) return undefined;
+  const match = /^\d+-of-(\d+)$/.exec(partitionQueue.slice(prefix.length));
+  return match ? Number(match[1]) : undefined;
+}
+
 export function partitionSet(queue: string, count: number): PartitionSet {
   return Object.freeze({
     exchange: partitionExchangeName(queue, count),

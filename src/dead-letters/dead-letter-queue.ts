@@ -9,6 +9,7 @@ import {
   deadLetterQueueName,
   isOtherQueueType,
 } from '../consumer/consumer-topology.js';
+import { partitionCountOf, partitionExchangeName } from '../consumer/partition-set.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
@@ -76,9 +77,9 @@ export interface QueueListOptions {
 /** Options of `replay`. */
 export interface QueueReplayOptions {
   /**
-   * Back to the consumer's queue, or to the original exchange and routing key. Default the
-   * queue, or for a partitioned consumer (no queue by its name) the exchange, whose binding
-   * routes each copy to its key's partition.
+   * Back to the consumer only (default): its queue, or for a partitioned consumer its partition
+   * set, which routes each copy to its key's partition. Or `exchange`: to the original exchange
+   * and routing key, where every bound queue gets a copy.
    */
   readonly to?: ReplayTarget;
   /** Called after each dead letter handled, with the counts so far. */
@@ -253,13 +254,13 @@ export class DeadLetterQueue {
     options: QueueReplayOptions,
     max: number,
   ): Promise<DeadLetterWorkResult> {
-    if (options.to !== undefined && options.to !== 'queue' && options.to !== 'exchange') {
-      throw new ConfigurationError(
-        'to',
-        `must be "queue" or "exchange", got ${String(options.to)}`,
-      );
+    const to = options.to ?? 'queue';
+    if (to !== 'queue' && to !== 'exchange') {
+      throw new ConfigurationError('to', `must be "queue" or "exchange", got ${String(to)}`);
     }
-    const to = await this.#replayTarget(options.to);
+    // A partitioned consumer has no queue by its name: "back to the consumer" is then its
+    // partition set, which hashes each copy to its key's partition.
+    const queueExists = to === 'queue' && (await this.#queueExists(this.queue));
     const model = await this.#connect();
     const publisher = new ReplayPublisher(model, this.#publishTimeoutMs);
     let done = 0;
@@ -270,8 +271,24 @@ export class DeadLetterQueue {
         try {
           const headers = replayHeaders(dead.headers, to);
           const props = replayProperties(message, headers);
-          if (to === 'queue') {
+          if (to === 'queue' && queueExists) {
             await publisher.publish('', this.queue, message.content, props);
+          } else if (to === 'queue') {
+            const count =
+              dead.consumedFrom === undefined
+                ? undefined
+                : partitionCountOf(this.queue, dead.consumedFrom);
+            if (count === undefined) {
+              throw new Error(
+                `queue ${JSON.stringify(this.queue)} does not exist and the dead letter does not name a partition of it; replay it with to: "exchange" (CLI: --to exchange)`,
+              );
+            }
+            await publisher.publish(
+              partitionExchangeName(this.queue, count),
+              dead.routingKey ?? '',
+              message.content,
+              props,
+            );
           } else {
             if (dead.exchange === undefined || dead.routingKey === undefined) {
               throw new Error(
@@ -377,22 +394,6 @@ export class DeadLetterQueue {
     } finally {
       await closeChannel(channel);
     }
-  }
-
-  /**
-   * Where a replay goes. A partitioned consumer has a queue per partition and none by its own
-   * name: its copies go to their original exchange, whose binding hashes each to its key's
-   * partition. Asked for by name, a queue that does not exist is refused before anything is
-   * read; published to, each copy would come back unroutable.
-   */
-  async #replayTarget(asked: ReplayTarget | undefined): Promise<ReplayTarget> {
-    if (asked === 'exchange') return 'exchange';
-    if (await this.#queueExists(this.queue)) return 'queue';
-    if (asked === undefined) return 'exchange';
-    throw new ConfigurationError(
-      'to',
-      `queue ${JSON.stringify(this.queue)} does not exist (a partitioned consumer has a queue per partition and none by its name): replay to "exchange" (CLI: --to exchange), or leave "to" out`,
-    );
   }
 
   async #queueExists(queue: string): Promise<boolean> {

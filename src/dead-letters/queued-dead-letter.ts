@@ -20,6 +20,8 @@ export interface QueuedDeadLetter extends FilterSubject {
   readonly attempts: number | undefined;
   /** The consumer that gave up on it. */
   readonly consumer: string | undefined;
+  /** The queue it was consumed from (the consumer's, or one of its partitions), when known. */
+  readonly consumedFrom: string | undefined;
   readonly firstFailedAt: Date | undefined;
   /** When it was dead-lettered. */
   readonly deadAt: Date | undefined;
@@ -74,6 +76,7 @@ export function describeDeadLetter(queue: string, message: Message): QueuedDeadL
     errorName: text(headers[h.errorName]),
     attempts: typeof attempts === 'number' ? attempts : undefined,
     consumer: text(headers[h.consumer]),
+    consumedFrom: text(headers[h.queue]) ?? text(death?.['queue']),
     firstFailedAt: date(headers[h.firstFailedAt]),
     // AMQP timestamps are whole seconds; the broker's x-death time is one.
     deadAt:

@@ -22,6 +22,8 @@ export interface FailureRecord {
   /** Where the message came from first. */
   readonly exchange: string;
   readonly routingKey: string;
+  /** The queue it was consumed from (dead letters only). */
+  readonly queue?: string;
 }
 
 function describeError(error: unknown): { message: string; name: string } {
@@ -73,6 +75,7 @@ export function deadLetterHeaders(
     [OUTBOXKIT_HEADERS.consumer]: consumer,
     [OUTBOXKIT_HEADERS.originalExchange]: failure.exchange,
     [OUTBOXKIT_HEADERS.originalRoutingKey]: failure.routingKey,
+    ...(failure.queue !== undefined && { [OUTBOXKIT_HEADERS.queue]: failure.queue }),
   };
   delete headers[OUTBOXKIT_HEADERS.retries];
   return headers;

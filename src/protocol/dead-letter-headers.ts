@@ -19,6 +19,11 @@ export const OUTBOXKIT_HEADERS = Object.freeze({
   /** Where the message was first published, since retries travel through other queues. */
   originalExchange: 'x-outboxkit-original-exchange',
   originalRoutingKey: 'x-outboxkit-original-routing-key',
+  /**
+   * The queue the consumer took it from: its own, or one of its partitions, which tells a replay
+   * "back to the consumer" where that is (a partitioned consumer has no queue by its name).
+   */
+  queue: 'x-outboxkit-queue',
 });
 
 /** Set on a replayed dead letter: when it was replayed, for whoever looks at it later. */

@@ -51,8 +51,10 @@ export class OutboxListener {
       let client: PoolClient;
       try {
         // The pool may be the application's: this client must be heard from the hand-over on.
-        client = await checkoutClient(this.#pool, onLost);
+        // Given up at a stop: a checkout or a LISTEN that hangs on a dead link must not hold it.
+        client = await checkoutClient(this.#pool, onLost, this.#stopping.signal);
       } catch (error) {
+        if (this.#stopping.signal.aborted) return;
         failures += 1;
         this.#logger.warn('LISTEN connection failed; retrying', { error: errorMessage(error) });
         await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);
@@ -75,6 +77,7 @@ export class OutboxListener {
       } catch (error) {
         client.removeListener('notification', this.#onNotify);
         client.release(true);
+        if (this.#stopping.signal.aborted) return;
         failures += 1;
         this.#logger.warn('LISTEN connection lost; reconnecting', { error: errorMessage(error) });
         await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);

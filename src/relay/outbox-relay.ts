@@ -10,6 +10,7 @@ import { databaseTlsConfig } from '../sql/database-tls.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
 import { WakeSignal } from '../util/wake-signal.js';
+import { settleWithin } from '../util/with-timeout.js';
 import { ClaimCursor } from './claim-cursor.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
@@ -229,8 +230,13 @@ export class OutboxRelay {
       clearTimeout(patience);
       clearTimeout(lastResort);
       // Side by side: each is bounded, and on a hung link one after another would add up.
-      await Promise.all([this.#listener?.stop(), this.#exchanges.close(), this.#amqp.close()]);
-      if (this.#ownsPool) await this.#pool.end();
+      const closeDatabase = async () => {
+        await this.#listener?.stop();
+        // A connection still being made to a database that hangs holds pg's end() until its
+        // connect timeout (10 s): past the close bound, that ends in the background.
+        if (this.#ownsPool) await settleWithin(this.#pool.end(), CLOSE_TIMEOUT_MS);
+      };
+      await Promise.all([closeDatabase(), this.#exchanges.close(), this.#amqp.close()]);
       this.#state = 'stopped';
       this.options.logger.info('relay stopped', { ...this.#stats });
     }

@@ -19,7 +19,21 @@ export function checkoutClient(
   abandon?: AbortSignal,
 ): Promise<PoolClient> {
   return new Promise((resolve, reject) => {
+    // A checkout still waiting (a new connection whose server does not answer, and pg has no
+    // connect timeout by default) is given up too; its client, should it come, is dropped.
+    let givenUp = false;
+    const onGiveUp = () => {
+      givenUp = true;
+      reject(abandon?.reason);
+    };
+    abandon?.addEventListener('abort', onGiveUp, { once: true });
+    if (abandon?.aborted) onGiveUp();
     pool.connect((error, client, release) => {
+      abandon?.removeEventListener('abort', onGiveUp);
+      if (givenUp) {
+        if (client) release(true);
+        return;
+      }
       if (error || !client) {
         reject(error ?? new OutboxkitError('pool-no-client', 'the pg pool handed over no client'));
         return;
