@@ -78,7 +78,7 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
       `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
     );
   }
-  refuseReservedExchange(`${option}.name`, d.name);
+  refuseReservedExchange(`${option}.name`, d.name, true);
   rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
     owner: 'an exchange declaration',
     prefix: `${option}.`,

@@ -392,6 +392,12 @@ async function runHandler(
       clearTimeout(timer);
       stopDeadline?.signal.removeEventListener('abort', onStopDeadline);
     };
+    // Past the stop deadline (a later task of a batch): not started at all, so none of its
+    // effects outside the transaction happen either.
+    if (stopDeadline?.signal.aborted) {
+      onStopDeadline();
+      return;
+    }
     (span ? span.run(handle) : handle()).then(
       () => {
         settled();
@@ -402,7 +408,6 @@ async function runHandler(
         resolve({ kind: 'threw', error });
       },
     );
-    if (stopDeadline?.signal.aborted) onStopDeadline();
     stopDeadline?.signal.addEventListener('abort', onStopDeadline, { once: true });
     timer = setTimeout(
       () =>

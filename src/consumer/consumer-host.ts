@@ -22,6 +22,7 @@ import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
 import type { NotInferred } from '../util/not-inferred.js';
+import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { settleWithin } from '../util/with-timeout.js';
 import type { ConsumerDefinition } from './consumer-definition.js';
@@ -201,7 +202,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
       schema: schemaName,
       where: "the consumers' database",
     };
-    const brokerConsumerTimeoutMs = durationMs(
+    // Compared with the handlers' time limits, never a timer: any size (a broker whose
+    // consumer_timeout is off may be given a large one).
+    const brokerConsumerTimeoutMs = positiveInteger(
       'brokerConsumerTimeoutMs',
       options.brokerConsumerTimeoutMs,
       30 * 60_000,

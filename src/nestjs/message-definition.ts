@@ -1,3 +1,4 @@
+import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import type { ExchangeType, MessageInfo } from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -88,14 +89,9 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       `must name an exchange (1 to ${SHORT_STRING_BYTES} bytes)`,
     );
   }
-  // Even RabbitMQ's own amq.topic: the module declares each definition's exchange, and RabbitMQ
-  // refuses to declare any amq.* name (the core writer may publish to the predefined ones).
-  if (exchange.startsWith('amq.')) {
-    throw new ConfigurationError(
-      `${where}.exchange`,
-      `"${exchange}" is reserved: the module declares a definition's exchange, and RabbitMQ refuses to declare amq.* names`,
-    );
-  }
+  // RabbitMQ refuses to declare amq.* names; its predefined ones exist, and the module does not
+  // declare them.
+  refuseReservedExchange(`${where}.exchange`, exchange, true);
   if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${where}.routingKey`,

@@ -48,16 +48,19 @@ export function postgresUrl(option: string, value: unknown): string {
       `must be a Postgres connection URL (${example}), got ${describe(value)}`,
     );
   }
-  let protocol: string;
-  try {
-    protocol = new URL(value).protocol;
-  } catch {
-    throw new ConfigurationError(option, `is not a URL; expected one ${example}`);
-  }
-  if (!POSTGRES_PROTOCOLS.includes(protocol)) {
+  // By its scheme only: pg also reads forms a WHATWG URL refuses, such as a Unix socket as the
+  // host parameter (`postgresql://user:pw@/db?host=/cloudsql/project:region:instance`) and
+  // `socket:/var/run/postgresql?db=app`.
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value)?.[1]?.toLowerCase();
+  if (scheme === 'socket') return value;
+  if (
+    scheme === undefined ||
+    !POSTGRES_PROTOCOLS.includes(`${scheme}:`) ||
+    !/^[a-z]+:\/\//i.test(value)
+  ) {
     throw new ConfigurationError(
       option,
-      `must start with postgres:// or postgresql:// (${example}), not ${protocol}//`,
+      `must be a postgres:// or postgresql:// URL (${example})${scheme ? `, not ${scheme}:` : ''}`,
     );
   }
   return value;
