@@ -231,14 +231,14 @@ describe('writer: fields and arguments', () => {
     await written({ ...base, payload: 1, orderingKey: undefined });
   });
 
-  it('refuses a repeated message id to one exchange within addMany, naming both indexes', async () => {
+  it('refuses a repeated message id to one exchange and routing key within addMany, naming both indexes', async () => {
     const { trx } = recordingTransaction();
     const writer = new OutboxWriter({ notifyIntervalMs: false });
     await assert.rejects(
       writer.addMany(trx, [
         { ...base, payload: 1, messageId: 'm-1' },
         { ...base, payload: 2, messageId: 'm-2' },
-        { ...base, routingKey: 'other', payload: 3, messageId: 'm-1' },
+        { ...base, payload: 3, messageId: 'm-1' },
       ]),
       (error: unknown) =>
         error instanceof InvalidMessageError &&
@@ -246,10 +246,12 @@ describe('writer: fields and arguments', () => {
         error.index === 2 &&
         /#2: `messageId` "m-1" is also the id of message #0/.test(error.message),
     );
-    // One event to two exchanges keeps its id: each exchange's consumers see it once.
+    // One event to two exchanges, or under two routing keys, keeps its id: each queue bound to
+    // one of them sees it once (a queue bound to both dedupes it, by design).
     await writer.addMany(trx, [
       { ...base, payload: 1, messageId: 'm-1' },
       { ...base, exchange: 'audit', payload: 1, messageId: 'm-1' },
+      { ...base, routingKey: 'other', payload: 1, messageId: 'm-1' },
     ]);
   });
 
