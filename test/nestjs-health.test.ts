@@ -184,6 +184,15 @@ describe('nestjs: the terminus health indicator', () => {
         JSON.stringify(stalled.problems),
       );
       assert.ok(bothMs < 3_000, `took ${bothMs} ms with both hung`);
+      // Probes that come while the first read still hangs wait for it rather than stack their
+      // own statements on the application's pool.
+      for (let i = 0; i < 3; i += 1) await indicator.isHealthy('outbox', { timeoutMs: 200 });
+      const { rows } = await f.t.pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND query LIKE '%outbox_parked%' AND pid <> $1`,
+        [(locker as unknown as { processID: number }).processID],
+      );
+      assert.equal(rows[0].n, 1, 'status statements waiting behind the lock');
       await locker.query('ROLLBACK');
       proxy.heal();
       await f.closeApp(app);

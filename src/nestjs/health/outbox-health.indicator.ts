@@ -58,6 +58,14 @@ export const HEALTH_OPTION_NAMES = optionNames<OutboxHealthOptions>()([
 export class OutboxHealthIndicator {
   readonly #health: HealthIndicatorService;
   readonly #outbox: OutboxService;
+  /**
+   * The reads still under way, which a probe that comes meanwhile waits for instead of starting
+   * its own: while a service hangs, one probe every few seconds would otherwise pile up stalled
+   * statements on the application's pool (and channel operations on the broker) until the pool
+   * has nothing left for the application.
+   */
+  #statusRead: ReturnType<OutboxService['outboxStatus']> | undefined;
+  #depthsRead: ReturnType<OutboxService['deadLetterDepths']> | undefined;
 
   constructor(
     @Inject(HealthIndicatorService) health: HealthIndicatorService,
@@ -89,9 +97,15 @@ export class OutboxHealthIndicator {
     if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
     const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
+    this.#statusRead ??= this.#outbox.outboxStatus().finally(() => {
+      this.#statusRead = undefined;
+    });
+    this.#depthsRead ??= this.#outbox.deadLetterDepths().finally(() => {
+      this.#depthsRead = undefined;
+    });
     const [status, deadLetters] = await Promise.allSettled([
-      withTimeout(this.#outbox.outboxStatus(), timeoutMs, 'the outbox status query'),
-      withTimeout(this.#outbox.deadLetterDepths(), timeoutMs, 'the dead-letter queue check'),
+      withTimeout(this.#statusRead, timeoutMs, 'the outbox status query'),
+      withTimeout(this.#depthsRead, timeoutMs, 'the dead-letter queue check'),
     ]);
     if (status.status === 'fulfilled') {
       const total = status.value.total;
