@@ -175,6 +175,54 @@ describe('idempotent consumer: lost connections', () => {
     }
   });
 
+  it('a handler given up at the stop deadline on a frozen link: its session is terminated, and the next host applies the effect once', async () => {
+    const name = f.name('stopfrozen');
+    const postgres = await proxy(DATABASE_URL);
+    const db = dbThrough(postgres, 4);
+    let entered!: () => void;
+    const running = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    try {
+      const def = f.definition(
+        'stopfrozen',
+        async (payload, ctx) => {
+          await f.recordEffect(payload, ctx);
+          // The transaction's link goes silent: its session stays idle in transaction, holding
+          // the key, and the rollback at the stop deadline never arrives.
+          postgres.blackholeOpen();
+          entered();
+          await new Promise((resolve) => setTimeout(resolve, 5_000));
+        },
+        { routingKeys: ['stopfrozen'], timeoutMs: 2_000, concurrency: 1 },
+      );
+      const host = await f.host([def], { db, stopTimeoutMs: 200 });
+      await f.publish('stopfrozen', { id: 'y' }, { messageId: 'stopfrozen-y' });
+      await running;
+      // Given up 200 ms into the stop, after running far less than its timeoutMs: the
+      // terminate must still recognise the session as the handler's.
+      await host.stop();
+      const next = await f.host([
+        f.definition('stopfrozen', f.recordEffect, {
+          routingKeys: ['stopfrozen'],
+          timeoutMs: 2_000,
+          retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 200 } },
+        }),
+      ]);
+      await waitFor(
+        'the message settled',
+        () => next.stats(name).handled + next.stats(name).deadLettered > 0,
+        30_000,
+      );
+      assert.equal(next.stats(name).deadLettered, 0, 'dead-lettered: its key stayed held');
+      await assertEveryEffectOnce(name, 1);
+    } finally {
+      postgres.resetAll();
+      await f.stopHosts();
+      await db.destroy();
+    }
+  });
+
   it('re-declares and resumes when its queue is deleted under it', async () => {
     const name = f.name('deleted');
     const def = f.definition('deleted', f.recordEffect, { routingKeys: ['deleted'] });

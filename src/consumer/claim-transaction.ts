@@ -174,6 +174,7 @@ async function transact(
       .catch(() => {});
     return claimFailed(consumer, tasks, error);
   }
+  const claimedAt = Date.now();
 
   const gate = new TransactionGate(consumer.name);
   const view = closableTransaction(trx, () => gate.error);
@@ -185,7 +186,7 @@ async function transact(
     const result = await runHandler(deps, task, { trx: view, tx: view }, spans[index]);
     if (result.kind === 'timed-out' || result.kind === 'stopped') {
       gate.closeWith(result.error);
-      await endTimedOut(deps, trx, claimed.pid);
+      await endTimedOut(deps, trx, claimed.pid, claimedAt);
       return result.kind === 'stopped'
         ? { kind: 'stopped', error: result.error }
         : { kind: 'timed-out', index, error: result.error };
@@ -237,6 +238,7 @@ async function transactWith(
         readonly index: number;
         readonly error: HandlerTimeoutError | HandlerStoppedError;
         readonly pid?: number;
+        readonly claimedAt: number;
       }
     | undefined;
   let deadline = 0;
@@ -266,6 +268,7 @@ async function transactWith(
           claimError = { error };
           throw error;
         }
+        const claimedAt = Date.now();
         for (const [index, task] of tasks.entries()) {
           if (!claimed.handled[index]) {
             spans[index]?.markDuplicate();
@@ -279,6 +282,7 @@ async function transactWith(
               index,
               error: result.error,
               ...(claimed.pid !== undefined && { pid: claimed.pid }),
+              claimedAt,
             };
             deadline = Date.now() + consumer.timeoutMs;
             // The cancel lands before the adapter's ROLLBACK, which this rejection starts.
@@ -305,9 +309,8 @@ async function transactWith(
   // A timed-out handler's rollback is waited for only until its deadline.
   const first = await Promise.race([ended, givenUp]);
   if (timedOut !== undefined) {
-    const late: { index: number; error: HandlerTimeoutError | HandlerStoppedError; pid?: number } =
-      timedOut;
-    await awaitRollback(deps, ended, late.pid, deadline);
+    const late: NonNullable<typeof timedOut> = timedOut;
+    await awaitRollback(deps, ended, late.pid, deadline, late.claimedAt);
     return late.error instanceof HandlerStoppedError
       ? { kind: 'stopped', error: late.error }
       : { kind: 'timed-out', index: late.index, error: late.error };

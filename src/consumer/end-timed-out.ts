@@ -8,20 +8,22 @@ import type { AnyTransaction, ClaimDeps } from './claim-transaction.js';
 const MAX_CANCEL_WAIT_MS = 5000;
 
 /**
- * Ends a timed-out transaction without waiting for its handler: cancels the statement it may
- * be stuck in, then rolls back. Returns within `timeoutMs`; a session that has not rolled back
- * by then is terminated, and its rollback handed to `onAbandoned`.
+ * Ends a timed-out (or stopped) transaction without waiting for its handler: cancels the
+ * statement it may be stuck in, then rolls back. Returns within `timeoutMs`; a session that has
+ * not rolled back by then is terminated, and its rollback handed to `onAbandoned`. `claimedAt`:
+ * when its claim had returned, a time its transaction had begun by.
  */
 export async function endTimedOut(
   deps: ClaimDeps,
   trx: AnyTransaction,
   pid: number | undefined,
+  claimedAt: number,
 ): Promise<void> {
   const deadline = Date.now() + deps.consumer.timeoutMs;
   await cancelTimedOut(deps, pid, deadline);
   // A failed rollback ends the transaction too: Kysely gives the connection back either way,
   // and pg-pool drops a broken one.
-  await awaitRollback(deps, trx.rollback().execute(), pid, deadline);
+  await awaitRollback(deps, trx.rollback().execute(), pid, deadline, claimedAt);
 }
 
 /**
@@ -59,6 +61,7 @@ export async function awaitRollback(
   rollback: Promise<unknown>,
   pid: number | undefined,
   deadline: number,
+  claimedAt: number,
 ): Promise<void> {
   const { queries, consumer, logger } = deps;
   let rolledBack = false;
@@ -77,9 +80,9 @@ export async function awaitRollback(
   if (pid === undefined) return;
   // Its session still holds the dedupe rows: ending it frees them. The client's 'error' event
   // that follows needs the listener the host's `db` option asks for. Its transaction began
-  // before the handler, whose time ran out `timeoutMs` before `deadline`.
-  const began = deadline - 2 * consumer.timeoutMs;
-  void terminateSession(deps, queries.terminateBackend, pid, began, () => rolledBack);
+  // before its claim returned: a later session on the same pid is spared. (Not worked back from
+  // `deadline`: a handler given up at a stop ran for less than `timeoutMs`.)
+  void terminateSession(deps, queries.terminateBackend, pid, claimedAt, () => rolledBack);
 }
 
 /**
