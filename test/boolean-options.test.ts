@@ -14,8 +14,8 @@ import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { outboxStatus } from '../src/status/outbox-status.js';
 import { flushOutbox } from '../src/testing/flush-outbox.js';
 import { silentLogger } from '../src/util/logger.js';
+import { untyped } from './support/untyped.js';
 
-const loose = <T>(options: unknown): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const notBoolean = (option: string, got: RegExp) => (error: unknown) => {
   assert.ok(error instanceof ConfigurationError, String(error));
@@ -25,7 +25,7 @@ const notBoolean = (option: string, got: RegExp) => (error: unknown) => {
   return true;
 };
 /** A pool that must not be queried: the option is refused first. */
-const unusedPool = loose<pg.Pool>({
+const unusedPool = untyped<pg.Pool>({
   query() {
     throw new Error('queried before the options were checked');
   },
@@ -36,7 +36,7 @@ describe('a boolean option given anything but true or false', () => {
     assert.throws(
       () =>
         resolveConsumer(
-          loose<AnyConsumerDefinition>({
+          untyped<AnyConsumerDefinition>({
             name: 'orders',
             exchange: 'shop',
             handler: async () => {},
@@ -47,7 +47,7 @@ describe('a boolean option given anything but true or false', () => {
       notBoolean('consumers[orders].ordered', /'false' \(a string\)/),
     );
     const relay = (options: object) => () =>
-      resolveRelayOptions(loose({ databaseUrl: 'postgres://x', amqpUrl, ...options }));
+      resolveRelayOptions(untyped({ databaseUrl: 'postgres://x', amqpUrl, ...options }));
     assert.throws(relay({ listen: 'false' }), notBoolean('listen', /'false' \(a string\)/));
     assert.throws(
       relay({ retry: { unroutable: 1 } }),
@@ -58,7 +58,7 @@ describe('a boolean option given anything but true or false', () => {
       notBoolean('exchanges[0].durable', /'no'/),
     );
     assert.throws(
-      () => exchangeDeclarations([loose({ name: 'shop', durable: 0 })]),
+      () => exchangeDeclarations([untyped({ name: 'shop', durable: 0 })]),
       /durable`: must be true or false, got 0 \(a number\)/,
     );
     assert.throws(
@@ -67,25 +67,25 @@ describe('a boolean option given anything but true or false', () => {
     );
     const module = (options: object) => () =>
       resolveModuleOptions(
-        loose({ databaseUrl: 'postgres://x', amqpUrl, ...options }),
+        untyped({ databaseUrl: 'postgres://x', amqpUrl, ...options }),
         silentLogger,
       );
     assert.throws(module({ migrate: 'yes' }), notBoolean('migrate', /'yes' \(a string\)/));
     assert.throws(module({ enhancers: 'true' }), notBoolean('enhancers', /'true'/));
     assert.throws(
-      () => new OutboxDashboard(loose({ pool: unusedPool, allowReplay: 'false' })),
+      () => new OutboxDashboard(untyped({ pool: unusedPool, allowReplay: 'false' })),
       notBoolean('allowReplay', /'false'/),
     );
     assert.throws(
-      () => new OutboxDashboard(loose({ pool: unusedPool, trustForwardedHost: 'yes' })),
+      () => new OutboxDashboard(untyped({ pool: unusedPool, trustForwardedHost: 'yes' })),
       notBoolean('trustForwardedHost', /'yes'/),
     );
     await assert.rejects(
-      outboxStatus(unusedPool, loose({ includeProcessed: 'yes' })),
+      outboxStatus(unusedPool, untyped({ includeProcessed: 'yes' })),
       notBoolean('includeProcessed', /'yes'/),
     );
     await assert.rejects(
-      flushOutbox(unusedPool, loose({ failOnParked: 'false' })),
+      flushOutbox(unusedPool, untyped({ failOnParked: 'false' })),
       notBoolean('failOnParked', /'false'/),
     );
   });
@@ -98,7 +98,7 @@ describe('a boolean option given anything but true or false', () => {
     const descriptor = Object.getOwnPropertyDescriptor(Handlers.prototype, 'onPlaced')!;
     assert.throws(
       () =>
-        OutboxHandler(placed, loose({ name: 'orders', ordered: 'yes' }))(
+        OutboxHandler(placed, untyped({ name: 'orders', ordered: 'yes' }))(
           Handlers.prototype,
           'onPlaced',
           descriptor as never,

@@ -1,33 +1,24 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { CLOSE_TIMEOUT_MS, closeChannel, closeConnection } from '../src/amqp/close-within.js';
 import { AMQP_URL } from './support/env.js';
+import { SilentServer } from './support/silent-server.js';
 
 /** Within the close bound, with room for a loaded machine. */
 const BOUND_MS = CLOSE_TIMEOUT_MS + 1000;
 
 describe('closeChannel and closeConnection give up on what does not answer', () => {
-  // Accepts TCP and never answers: an AMQP handshake with it never completes.
-  let silent: net.Server;
-  const sockets = new Set<net.Socket>();
+  let silent: SilentServer;
   before(async () => {
-    silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    silent = await SilentServer.start();
   });
-  after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((resolve) => silent.close(() => resolve()));
-  });
+  after(() => silent.close());
 
   it('a connection still being made to a silent broker: returns within the bound', async () => {
-    const { port } = silent.address() as net.AddressInfo;
+    const { port } = silent;
     const connecting = amqp.connect(`amqp://guest:guest@127.0.0.1:${port}`);
     connecting.catch(() => {});
     const started = Date.now();

@@ -10,8 +10,8 @@ import { prismaConsumerTransactions } from '../src/prisma/prisma-consumer-transa
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { MAX_PUBLISH_TIMEOUT_MS, stallTimeoutMs } from '../src/relay/stall-timeout.js';
 import { MAX_TIMER_MS } from '../src/util/duration-option.js';
+import { untyped } from './support/untyped.js';
 
-const loose = <T>(options: unknown): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const DAYS_30 = 30 * 24 * 3600_000;
 const tooLong =
@@ -23,16 +23,16 @@ const tooLong =
     return true;
   };
 const relay = (options: object) => () =>
-  resolveRelayOptions(loose({ databaseUrl: 'postgres://x', amqpUrl, ...options }));
+  resolveRelayOptions(untyped({ databaseUrl: 'postgres://x', amqpUrl, ...options }));
 const host = (options: object) => () =>
   new ConsumerHost(
-    loose<ConsumerHostOptions>({ db: { transaction() {} }, amqpUrl, consumers: [], ...options }),
+    untyped<ConsumerHostOptions>({ db: { transaction() {} }, amqpUrl, consumers: [], ...options }),
   );
 
 describe('a duration longer than a Node timer takes', () => {
   it('is refused, naming the option and the limit, rather than firing after 1 ms', async () => {
     assert.throws(
-      () => new RetentionCleaner(loose({ db: {}, intervalMs: DAYS_30 })),
+      () => new RetentionCleaner(untyped({ db: {}, intervalMs: DAYS_30 })),
       tooLong('retention.intervalMs'),
     );
     assert.throws(host({ retention: { intervalMs: DAYS_30 } }), tooLong('retention.intervalMs'));
@@ -53,7 +53,7 @@ describe('a duration longer than a Node timer takes', () => {
     assert.throws(
       () =>
         resolveConsumer(
-          loose<AnyConsumerDefinition>({
+          untyped<AnyConsumerDefinition>({
             name: 'orders',
             exchange: 'shop',
             handler: async () => {},
@@ -68,7 +68,7 @@ describe('a duration longer than a Node timer takes', () => {
       tooLong('timeoutMs'),
     );
     assert.throws(
-      () => prismaConsumerTransactions(loose<never>({}), { maxWaitMs: 2 ** 31 }),
+      () => prismaConsumerTransactions(untyped<never>({}), { maxWaitMs: 2 ** 31 }),
       tooLong('maxWaitMs'),
     );
     // The limit itself is taken.

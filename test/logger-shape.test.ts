@@ -12,8 +12,8 @@ import { outboxLoggerFrom } from '../src/nestjs/nest-logger-adapter.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import type { RelayOptions } from '../src/relay/relay-options.js';
 import { resolveLogger } from '../src/util/resolve-logger.js';
+import { untyped } from './support/untyped.js';
 
-const loose = <T>(options: unknown): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const noop = () => {};
 /** Each shape the tester gave, and the words the message must hold. */
@@ -34,16 +34,16 @@ const refused = (pattern: RegExp) => (error: unknown) => {
 describe('a logger that is not one', () => {
   it('is refused at construction by every component, naming what is missing', async () => {
     for (const [logger, pattern] of BAD) {
-      assert.throws(() => resolveLogger(loose(logger), noop as never), refused(pattern));
+      assert.throws(() => resolveLogger(untyped(logger), noop as never), refused(pattern));
       assert.throws(
         () =>
-          new OutboxRelay(loose<RelayOptions>({ databaseUrl: 'postgres://x', amqpUrl, logger })),
+          new OutboxRelay(untyped<RelayOptions>({ databaseUrl: 'postgres://x', amqpUrl, logger })),
         refused(pattern),
       );
       assert.throws(
         () =>
           new ConsumerHost(
-            loose<ConsumerHostOptions>({
+            untyped<ConsumerHostOptions>({
               db: { transaction() {} },
               amqpUrl,
               consumers: [],
@@ -52,17 +52,17 @@ describe('a logger that is not one', () => {
           ),
         refused(pattern),
       );
-      assert.throws(() => new RetentionCleaner(loose({ db: {}, logger })), refused(pattern));
-      await assert.rejects(declareExchanges(amqpUrl, [], loose({ logger })), refused(pattern));
-      await assert.rejects(collectMetrics(loose({ logger })), refused(pattern));
+      assert.throws(() => new RetentionCleaner(untyped({ db: {}, logger })), refused(pattern));
+      await assert.rejects(declareExchanges(amqpUrl, [], untyped({ logger })), refused(pattern));
+      await assert.rejects(collectMetrics(untyped({ logger })), refused(pattern));
     }
   });
 
   it('is refused by the Nest module, which also takes a LoggerService', () => {
     for (const bad of [{}, 'debug', null, 5, { log: noop, error: noop }]) {
-      assert.throws(() => outboxLoggerFrom(loose(bad)), refused(/LoggerService/));
+      assert.throws(() => outboxLoggerFrom(untyped(bad)), refused(/LoggerService/));
     }
-    assert.throws(() => outboxLoggerFrom(loose({ log: noop })), refused(/without warn, error/));
+    assert.throws(() => outboxLoggerFrom(untyped({ log: noop })), refused(/without warn, error/));
     // Every shape accepted before still is.
     outboxLoggerFrom(new Logger('x'));
     outboxLoggerFrom({ log: noop, warn: noop, error: noop });
@@ -70,6 +70,6 @@ describe('a logger that is not one', () => {
     outboxLoggerFrom(new PinoLogger({ pinoHttp: { logger: pino({ enabled: false }) } }));
     outboxLoggerFrom(false);
     outboxLoggerFrom(undefined);
-    resolveLogger(loose(pino({ enabled: false })), noop as never);
+    resolveLogger(untyped(pino({ enabled: false })), noop as never);
   });
 });

@@ -5,17 +5,17 @@ import { ConsumerHost, type ConsumerHostOptions } from '../src/consumer/consumer
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { MAX_ATTEMPTS } from '../src/options/max-attempts-option.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
+import { untyped } from './support/untyped.js';
 
-const loose = <T>(options: unknown): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const host = (maxAttempts: number) => () =>
   new ConsumerHost(
-    loose<ConsumerHostOptions>({
+    untyped<ConsumerHostOptions>({
       db: { transaction() {} },
       amqpUrl,
       retention: false,
       consumers: [
-        loose<AnyConsumerDefinition>({
+        untyped<AnyConsumerDefinition>({
           name: 'orders',
           exchange: 'shop',
           handler: async () => {},
@@ -39,7 +39,7 @@ describe('retry.maxAttempts', () => {
       assert.throws(
         () =>
           resolveRelayOptions(
-            loose({ databaseUrl: 'postgres://x', amqpUrl, retry: { maxAttempts: n } }),
+            untyped({ databaseUrl: 'postgres://x', amqpUrl, retry: { maxAttempts: n } }),
           ),
         tooMany('retry.maxAttempts'),
       );

@@ -10,27 +10,28 @@ import { OutboxHandler } from '../src/nestjs/outbox-handler.decorator.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { silentLogger } from '../src/util/logger.js';
+import { untyped } from './support/untyped.js';
 
 // What a spread config, a JSON file or JavaScript hands over: the compiler sees no literal.
-const loose = <T>(options: object): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
 const db = { transaction() {} } as never;
 const handler = async () => {};
 const limits = { brokerConsumerTimeoutMs: 30 * 60_000 };
 
-const relay = (options: object) => () => resolveRelayOptions(loose({ pool, amqpUrl, ...options }));
+const relay = (options: object) => () =>
+  resolveRelayOptions(untyped({ pool, amqpUrl, ...options }));
 const host = (options: object) => () =>
-  new ConsumerHost(loose<ConsumerHostOptions>({ db, amqpUrl, consumers: [], ...options }));
+  new ConsumerHost(untyped<ConsumerHostOptions>({ db, amqpUrl, consumers: [], ...options }));
 const consumer = (options: object) => () =>
   resolveConsumer(
-    loose<AnyConsumerDefinition>({ name: 'orders', exchange: 'shop', handler, ...options }),
+    untyped<AnyConsumerDefinition>({ name: 'orders', exchange: 'shop', handler, ...options }),
     limits,
   );
 const dashboardSettings = (settings: unknown) => () =>
   new OutboxDashboardHost({} as never, settings as never);
 const moduleOptions = (options: object) => () =>
-  resolveModuleOptions(loose({ databaseUrl: 'postgres://x', amqpUrl, ...options }), silentLogger);
+  resolveModuleOptions(untyped({ databaseUrl: 'postgres://x', amqpUrl, ...options }), silentLogger);
 
 /** A ConfigurationError naming `option`, whose message matches `detail`. */
 const refused = (option: string, detail?: RegExp) => (error: unknown) => {
@@ -81,7 +82,7 @@ describe('nested options', () => {
         async onPlaced(_order: { id: string }) {}
       }
       const descriptor = Object.getOwnPropertyDescriptor(Handlers.prototype, 'onPlaced')!;
-      OutboxHandler(placed, loose({ name: 'orders', ...options }))(
+      OutboxHandler(placed, untyped({ name: 'orders', ...options }))(
         Handlers.prototype,
         'onPlaced',
         descriptor as never,

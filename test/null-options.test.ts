@@ -6,8 +6,8 @@ import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { positiveInteger } from '../src/util/positive-integer.js';
+import { untyped } from './support/untyped.js';
 
-const loose = <T>(options: object): T => options as T;
 const amqpUrl = 'amqp://localhost';
 const refusedNull = (option: string) => (error: unknown) => {
   assert.ok(error instanceof ConfigurationError, String(error));
@@ -21,7 +21,7 @@ describe('null options', () => {
     assert.throws(() => positiveInteger('some.option', null, 5), refusedNull('some.option'));
     const consumer = (options: object) => () =>
       resolveConsumer(
-        loose<AnyConsumerDefinition>({
+        untyped<AnyConsumerDefinition>({
           name: 'orders',
           exchange: 'shop',
           handler: async () => {},
@@ -39,13 +39,14 @@ describe('null options', () => {
       refusedNull('consumers[orders].retry.backoff.initialMs'),
     );
     assert.throws(
-      () => resolveRelayOptions(loose({ databaseUrl: 'postgres://x', amqpUrl, concurrency: null })),
+      () =>
+        resolveRelayOptions(untyped({ databaseUrl: 'postgres://x', amqpUrl, concurrency: null })),
       refusedNull('concurrency'),
     );
     assert.throws(
       () =>
         new ConsumerHost(
-          loose<ConsumerHostOptions>({
+          untyped<ConsumerHostOptions>({
             db: { transaction() {} },
             amqpUrl,
             consumers: [],

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect } from 'kysely';
@@ -8,6 +7,7 @@ import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { NodeChild } from './support/child-process.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { recordingLogger } from './support/recording-logger.js';
+import { SilentServer } from './support/silent-server.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -21,26 +21,19 @@ const EXIT_BOUND_MS = 3000;
 
 describe('a process stopped while RabbitMQ takes the connection and answers nothing', () => {
   let t: TestDatabase;
-  // Accepts TCP and never answers: the AMQP handshake never completes.
-  let silent: net.Server;
-  const sockets = new Set<net.Socket>();
+  let silent: SilentServer;
   before(async () => {
     t = await testDatabase('hungconn');
-    silent = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    silent = await SilentServer.start();
   });
   after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((resolve) => silent.close(() => resolve()));
+    await silent.close();
     await t.close();
   });
 
   for (const kind of ['relay', 'consumer host']) {
     it(`ends soon after its ${kind} stops`, async () => {
-      const { port } = silent.address() as net.AddressInfo;
+      const { port } = silent;
       const child = new NodeChild(CHILD, [kind === 'relay' ? 'relay' : 'host'], {
         ...process.env,
         OKT_SCHEMA: t.schema,

@@ -4,6 +4,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { reservedExchangeProblem } from './predefined-exchanges.js';
 
 /** An exchange that messages are published to, as outboxkit declares it. */
 export interface ExchangeDeclaration {
@@ -27,32 +28,14 @@ const EXCHANGE_DECLARATION_NAMES = optionNames<ExchangeDeclaration>()([
 ]);
 
 /**
- * RabbitMQ's predefined exchanges: declaring one with its own type finds it and changes nothing
- * (the amq.* check applies only to exchanges that do not exist), so a consumer may bind to one.
+ * Refuses an amq.* exchange name other than RabbitMQ's predefined ones (`PREDEFINED_EXCHANGES`),
+ * which RabbitMQ refuses to let clients declare (403); declaring a predefined one with its own
+ * type finds it and changes nothing. Otherwise the 403 comes at start, and the retries around
+ * it report an unreachable broker.
  */
-export const PREDEFINED_EXCHANGES: ReadonlyMap<string, string> = new Map([
-  ['amq.direct', 'direct'],
-  ['amq.fanout', 'fanout'],
-  ['amq.topic', 'topic'],
-  ['amq.headers', 'headers'],
-  ['amq.match', 'headers'],
-]);
-
-/**
- * Refuses an amq.* exchange name, which RabbitMQ refuses to let clients declare (403); the
- * predefined ones too unless `predefined` (a consumer, which only binds to them). Otherwise the
- * 403 comes at start, and the retries around it report an unreachable broker.
- */
-export function refuseReservedExchange(option: string, name: string, predefined = false): void {
-  if (!name.startsWith('amq.')) return;
-  if (predefined && PREDEFINED_EXCHANGES.has(name)) return;
-  throw new ConfigurationError(
-    option,
-    `"${name}" is reserved: RabbitMQ declares the amq.* exchanges itself and refuses to let ` +
-      (predefined
-        ? `clients declare others; use one of ${[...PREDEFINED_EXCHANGES.keys()].join(', ')} or a name of your own`
-        : 'clients declare them; leave it out of the declarations'),
-  );
+export function refuseReservedExchange(option: string, name: string): void {
+  const problem = reservedExchangeProblem(name);
+  if (problem !== undefined) throw new ConfigurationError(option, problem);
 }
 
 /** Checks declarations given by a user, naming `option` in the error. */
@@ -78,7 +61,7 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
       `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
     );
   }
-  refuseReservedExchange(`${option}.name`, d.name, true);
+  refuseReservedExchange(`${option}.name`, d.name);
   rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
     owner: 'an exchange declaration',
     prefix: `${option}.`,

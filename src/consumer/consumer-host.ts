@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { ChannelModel } from 'amqplib';
 import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
@@ -166,8 +167,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
   /** One topology of each partitioned consumer: each declares the consumer's whole set. */
   readonly #partitionSets: ConsumerTopology[] = [];
   readonly #stopping = new AbortController();
-  /** Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. */
-  readonly #stopDeadline = new AbortController();
+  /**
+   * Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. Each
+   * running handler listens to it, as many as all consumers' concurrency: no listener limit.
+   */
+  readonly #stopDeadline = unlimitedController();
   readonly #reconnectBackoff: BackoffPolicy;
   readonly #startTimeoutMs: number;
   readonly #stopTimeoutMs: number;
@@ -558,4 +562,10 @@ function whenClosed(
 
 function stoppedWhileStarting(): StateError {
   return new StateError('the consumer host was stopped while it was starting', 'stopped');
+}
+
+function unlimitedController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }

@@ -113,7 +113,7 @@ export function resolveConsumer(
   if (!isNameOfBytes(exchange, SHORT_STRING_BYTES)) {
     fail('exchange', 'must name an exchange (the default exchange cannot be bound to)');
   }
-  refuseReservedExchange(option('exchange'), exchange, true);
+  refuseReservedExchange(option('exchange'), exchange);
   const exchangeType = definition.exchangeType ?? 'topic';
   if (!EXCHANGE_TYPES.includes(exchangeType)) {
     fail('exchangeType', `must be one of ${EXCHANGE_TYPES.join(', ')}`);

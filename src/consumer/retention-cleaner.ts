@@ -79,7 +79,7 @@ export class RetentionCleaner {
     if (options.db === null || typeof options.db !== 'object') {
       throw new ConfigurationError('db', 'must be a Kysely instance on the outbox database');
     }
-    if (options.consumers !== undefined) stringList('consumers', options.consumers, []);
+    stringList('consumers', options.consumers, []);
     this.#options = options;
     this.#logger = resolveLogger(options.logger, () => silentLogger);
     this.retentionMs = positiveInteger(

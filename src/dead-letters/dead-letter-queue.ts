@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import type { ChannelModel, Message } from 'amqplib';
+import type { ChannelModel, Message, Replies } from 'amqplib';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
@@ -26,6 +26,7 @@ import {
   matchesFilter,
 } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
+import { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 import { DeadLetterReplayError } from './dead-letter-replay-error.js';
 import { ExclusiveQueueReader } from './exclusive-queue-reader.js';
@@ -260,7 +261,7 @@ export class DeadLetterQueue {
     }
     // A partitioned consumer has no queue by its name: "back to the consumer" is then its
     // partition set, which hashes each copy to its key's partition.
-    const queueExists = to === 'queue' && (await this.#queueExists(this.queue));
+    const queueExists = to === 'queue' && (await this.#checkQueue(this.queue)) !== undefined;
     const model = await this.#connect();
     const publisher = new ReplayPublisher(model, this.#publishTimeoutMs);
     let done = 0;
@@ -382,41 +383,32 @@ export class DeadLetterQueue {
   }
 
   async #check() {
+    const found = await this.#checkQueue(this.name);
+    if (found === undefined) throw this.#notFound();
+    return found;
+  }
+
+  /** The queue's counts, or undefined when it does not exist. */
+  async #checkQueue(queue: string): Promise<Replies.AssertQueue | undefined> {
     const model = await this.#connect();
     // A 404 closes the channel it happens on, so the check gets one of its own.
     const channel = await model.createChannel();
     channel.on('error', () => {});
     try {
-      return await channel.checkQueue(this.name);
+      return await channel.checkQueue(queue);
     } catch (error) {
-      if ((error as { code?: unknown }).code === 404) throw this.#notFound(error);
+      if ((error as { code?: unknown }).code === 404) return undefined;
       throw error;
     } finally {
       await closeChannel(channel);
     }
   }
 
-  async #queueExists(queue: string): Promise<boolean> {
-    const model = await this.#connect();
-    // A 404 closes the channel it happens on: a channel of its own.
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      await channel.checkQueue(queue);
-      return true;
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 404) return false;
-      throw error;
-    } finally {
-      await closeChannel(channel);
-    }
-  }
-
-  #notFound(cause: unknown): OutboxkitError {
+  #notFound(cause?: unknown): OutboxkitError {
     return new OutboxkitError(
       'dead-letter-queue-not-found',
       `Queue ${JSON.stringify(this.name)} does not exist: check the consumer's queue name (its dead letters are in "<queue>.dlq")`,
-      { cause },
+      cause === undefined ? undefined : { cause },
     );
   }
 
@@ -426,14 +418,13 @@ export class DeadLetterQueue {
    */
   async #gone(error: unknown): Promise<never> {
     if ((error as { code?: unknown }).code === 404) throw this.#notFound(error);
-    const stillThere = await this.#check().then(
-      () => true,
-      (checkError: unknown) =>
-        !(
-          checkError instanceof OutboxkitError && checkError.code === 'dead-letter-queue-not-found'
-        ),
+    // Waiting for another reader is not the queue's absence: no round trip to ask.
+    if (error instanceof DeadLetterQueueBusyError) throw error;
+    const gone = await this.#checkQueue(this.name).then(
+      (found) => found === undefined,
+      () => false,
     );
-    throw stillThere ? error : this.#notFound(error);
+    throw gone ? this.#notFound(error) : error;
   }
 
   #connect(): Promise<ChannelModel> {

@@ -91,7 +91,7 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
   }
   // RabbitMQ refuses to declare amq.* names; its predefined ones exist, and the module does not
   // declare them.
-  refuseReservedExchange(`${where}.exchange`, exchange, true);
+  refuseReservedExchange(`${where}.exchange`, exchange);
   if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${where}.routingKey`,

@@ -1,7 +1,8 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
-import { type ExchangeDeclaration, PREDEFINED_EXCHANGES } from '../amqp/exchange-declaration.js';
+import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
+import { PREDEFINED_EXCHANGES } from '../amqp/predefined-exchanges.js';
 import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';

@@ -226,7 +226,7 @@ function exchangeMap(
         `each entry must name an exchange of type ${EXCHANGE_TYPES.join(', ')}; got ${JSON.stringify(d)}`,
       );
     }
-    refuseReservedExchange(`exchanges[${i}]`, `${prefix}${name}`, true);
+    refuseReservedExchange(`exchanges[${i}]`, `${prefix}${name}`);
     addExchange(map, `${prefix}${name}`, type, 'exchanges');
   }
   return map;

@@ -42,9 +42,8 @@ export function backoffOption(
   const given = nestedOptions(
     option,
     value,
-    noJitter === undefined
-      ? BACKOFF_OPTION_NAMES
-      : BACKOFF_OPTION_NAMES.filter((n) => n !== 'jitter'),
+    // A jitter where none is allowed was refused just above.
+    BACKOFF_OPTION_NAMES,
     'a backoff',
   );
   const backoff =

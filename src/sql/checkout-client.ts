@@ -18,6 +18,7 @@ export function checkoutClient(
   onError: (error: Error) => void,
   abandon?: AbortSignal,
 ): Promise<PoolClient> {
+  if (abandon?.aborted) return Promise.reject(abandon.reason);
   return new Promise((resolve, reject) => {
     // A checkout still waiting (a new connection whose server does not answer, and pg has no
     // connect timeout by default) is given up too; its client, should it come, is dropped.
@@ -27,7 +28,6 @@ export function checkoutClient(
       reject(abandon?.reason);
     };
     abandon?.addEventListener('abort', onGiveUp, { once: true });
-    if (abandon?.aborted) onGiveUp();
     pool.connect((error, client, release) => {
       abandon?.removeEventListener('abort', onGiveUp);
       if (givenUp) {
@@ -48,7 +48,6 @@ export function checkoutClient(
         abandon?.removeEventListener('abort', onAbandon);
         release(err);
       };
-      if (abandon?.aborted) onAbandon();
       resolve(client);
     });
   });
