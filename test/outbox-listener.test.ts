@@ -71,7 +71,8 @@ describe('OutboxListener', () => {
         });
         // Only this test's LISTEN session, found by its unique application name.
         const { rows } = await admin.query<{ n: number }>(
-          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))::int AS n
+           FROM pg_stat_activity
            WHERE application_name = $1`,
           [applicationName],
         );

@@ -90,7 +90,8 @@ describe('the relay and its database', () => {
     await relay.start();
     await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
     const { rows } = await t.pool.query(
-      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))::int AS n
+           FROM pg_stat_activity
        WHERE query = $1`,
       [relayQueries(t.schema).listen],
     );
