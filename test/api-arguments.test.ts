@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { declareExchanges } from '../src/amqp/declare-exchanges.js';
+import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { RetentionCleaner } from '../src/consumer/retention-cleaner.js';
@@ -66,6 +67,15 @@ describe('public functions refuse a wrong argument at the call, naming it', () =
     assert.throws(() => new OutboxRelay(js(null)), refused('options'));
     assert.throws(relay({ pool, connectionName: {} }), refused('connectionName'));
     assert.throws(relay({ pool, connectionName: '' }), refused('connectionName'));
+  });
+
+  it('the consumer host refuses a connectionName that is not a non-empty string', () => {
+    const host = (connectionName: unknown) => () =>
+      new ConsumerHost(js({ db: { transaction() {} }, amqpUrl, consumers: [], connectionName }));
+    assert.throws(host(5), refused('connectionName', /non-empty string, got number 5/));
+    assert.throws(host(''), refused('connectionName'));
+    assert.throws(host(null), refused('connectionName'));
+    assert.doesNotThrow(host('billing-consumers'));
   });
 
   it('the Nest module applies the same rules, and the relay exchange rules to `exchanges`', () => {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { parkOutboxRows } from './support/park-outbox-rows.js';
 import { payloadOf, TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
@@ -47,16 +48,9 @@ describe('outboxkit dead-letters', () => {
       ]),
     );
     // Parked as the relay parks: moved with a reason, the exchange's name in it.
-    await t.pool.query(
-      `WITH moved AS (DELETE FROM "${t.schema}".outbox RETURNING *)
-       INSERT INTO "${t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
-         content_type, headers, ordering_key, correlation_id, causation_id, created_at, attempts,
-         last_error, reason)
-       SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
-         correlation_id, causation_id, created_at, attempts, last_error,
-         CASE exchange WHEN 'alpha' THEN 'exchange not found' ELSE 'too large' END
-       FROM moved`,
-    );
+    await parkOutboxRows(t, {
+      sql: `CASE exchange WHEN 'alpha' THEN 'exchange not found' ELSE 'too large' END`,
+    });
   });
   after(async () => {
     await broker.close();

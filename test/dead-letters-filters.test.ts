@@ -6,6 +6,7 @@ import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL } from './support/env.js';
+import { parkOutboxRows } from './support/park-outbox-rows.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
@@ -45,15 +46,7 @@ describe('dead-letter filters: a bad filter is refused, not taken for "everythin
         [1, 2, 3].map((n) => ({ exchange: 'e', routingKey: 'r', payload: { n } })),
       ),
     );
-    await t.pool.query(
-      `WITH moved AS (DELETE FROM "${t.schema}".outbox RETURNING *)
-       INSERT INTO "${t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
-         content_type, headers, ordering_key, correlation_id, causation_id, created_at, attempts,
-         last_error, reason)
-       SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
-         correlation_id, causation_id, created_at, attempts, last_error, 'exchange not found'
-       FROM moved`,
-    );
+    await parkOutboxRows(t, 'exchange not found');
   });
   after(async () => {
     await broker.close();

@@ -10,6 +10,7 @@ import { OUTBOXKIT_HEADERS, REPLAYED_AT_HEADER } from '../src/protocol/dead-lett
 import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
+import { parkOutboxRows } from './support/park-outbox-rows.js';
 import { testRelay, writeMessages } from './support/relay-fixture.js';
 import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
@@ -88,15 +89,7 @@ describe('dead letters: parked outbox rows', () => {
       })),
     );
     await t.pool.query(`UPDATE "${t.schema}".outbox SET attempts = 10, last_error = 'boom'`);
-    await t.pool.query(
-      `WITH moved AS (DELETE FROM "${t.schema}".outbox RETURNING *)
-       INSERT INTO "${t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
-         content_type, headers, ordering_key, correlation_id, causation_id, created_at, attempts,
-         last_error, reason)
-       SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
-         correlation_id, causation_id, created_at, attempts, last_error, 'gave up after 10 attempts: boom'
-       FROM moved`,
-    );
+    await parkOutboxRows(t, 'gave up after 10 attempts: boom');
     const parked = new ParkedMessages({ pool: t.pool, schema: t.schema });
     assert.equal(await parked.count({ reason: 'gave up' }), 25);
     const progress: number[] = [];

@@ -187,13 +187,9 @@ export class AmqpConnection extends EventEmitter {
    */
   #connectUnlessClosed(): Promise<ChannelModel | undefined> {
     const signal = this.#closing.signal;
-    // Its own signal, aborted only while this connect is under way: the socket keeps the signal
-    // it was made with, and a close must end a made connection politely, not destroy it.
-    const attempt = new AbortController();
-    const connecting = this.#connect(attempt.signal);
+    const connecting = this.#connect(signal);
     return new Promise((resolve, reject) => {
       const onClose = () => {
-        attempt.abort();
         resolve(undefined);
         connecting.then(closeConnection, () => {});
       };

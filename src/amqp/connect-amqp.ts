@@ -22,7 +22,8 @@ export interface ConnectAmqpOptions {
   /**
    * Aborts a connect still under way by destroying its socket: without it, a broker that took
    * the TCP connection and answers nothing holds the socket, and the process, until the connect
-   * timeout (10 s) after its owner has stopped.
+   * timeout (10 s) after its owner has stopped. Once connected it has no effect: a made
+   * connection is closed politely by its owner, not destroyed.
    */
   readonly signal?: AbortSignal | undefined;
 }
@@ -37,6 +38,13 @@ export interface ConnectAmqpOptions {
  * so with OpenSSL's code; its `cause` is amqplib's error.
  */
 export async function connectAmqp(url: string, options: ConnectAmqpOptions): Promise<ChannelModel> {
+  const { signal } = options;
+  // The socket keeps the signal it is made with for its life: it gets one of its own, aborted
+  // by the caller's only while the connect is under way.
+  const attempt = signal && new AbortController();
+  const abort = () => attempt?.abort(signal?.reason);
+  if (signal?.aborted) abort();
+  signal?.addEventListener('abort', abort, { once: true });
   let model: ChannelModel;
   try {
     model = await amqp.connect(withHeartbeat(url, options.heartbeatSeconds), {
@@ -45,7 +53,7 @@ export async function connectAmqp(url: string, options: ConnectAmqpOptions): Pro
       clientProperties: { connection_name: options.connectionName },
       ...options.tls,
       // amqplib hands its socket options to net.connect or tls.connect, which take a signal.
-      ...(options.signal && { signal: options.signal }),
+      ...(attempt && { signal: attempt.signal }),
     });
   } catch (error) {
     throw new OutboxkitError(
@@ -53,6 +61,8 @@ export async function connectAmqp(url: string, options: ConnectAmqpOptions): Pro
       `RabbitMQ at ${redactUrl(url)}: ${failureOf(error)}`,
       { cause: error },
     );
+  } finally {
+    signal?.removeEventListener('abort', abort);
   }
   const logger = options.logger ?? silentLogger;
   model.on('error', (error: Error) => {

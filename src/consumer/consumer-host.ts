@@ -10,6 +10,7 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { backoffOption } from '../options/backoff-option.js';
+import { connectionNameOption } from '../options/connection-name-option.js';
 import { heartbeatOption } from '../options/heartbeat-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
@@ -271,7 +272,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
       heartbeatSeconds,
       reconnectBackoff: this.#reconnectBackoff,
       logger: this.#logger,
-      connectionName: options.connectionName ?? `outboxkit-consumer-${process.pid}-${hostCount}`,
+      connectionName:
+        connectionNameOption(options.connectionName) ??
+        `outboxkit-consumer-${process.pid}-${hostCount}`,
       tls: amqpTls,
     });
     const queries = processedQueries(options.schema);

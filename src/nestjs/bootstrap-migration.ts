@@ -36,33 +36,19 @@ async function reachable(pool: pg.Pool, where: string): Promise<void> {
   const deadline = Date.now() + START_CHECK_TIMEOUT_MS;
   let last: unknown;
   while (Date.now() < deadline) {
-    const checkout = checkoutClient(pool, () => {});
-    const late = Symbol('late');
-    let timer: NodeJS.Timeout | undefined;
+    // A connect that hangs is given up at the deadline; its client is dropped whenever it comes.
+    const bound = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
     try {
-      const client = await Promise.race([
-        checkout,
-        new Promise<typeof late>((resolve) => {
-          timer = setTimeout(() => resolve(late), Math.max(0, deadline - Date.now()));
-        }),
-      ]);
-      if (client !== late) {
-        client.release();
-        return;
-      }
-      // A connect that hangs: hand its client back whenever it comes.
-      checkout.then(
-        (c) => c.release(),
-        () => {},
-      );
-      last ??= new Error(`no answer within ${START_CHECK_TIMEOUT_MS} ms`);
-      break;
+      (await checkoutClient(pool, () => {}, bound)).release();
+      return;
     } catch (error) {
+      if (error === bound.reason) {
+        last ??= new Error(`no answer within ${START_CHECK_TIMEOUT_MS} ms`);
+        break;
+      }
       const misconfigured = databaseMisconfiguration(error, where);
       if (misconfigured) throw misconfigured;
       last = error;
-    } finally {
-      clearTimeout(timer);
     }
     await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
   }

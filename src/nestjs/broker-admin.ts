@@ -31,11 +31,8 @@ export class BrokerAdmin {
   readonly #urls: UrlRotation;
   #model: Promise<ChannelModel> | undefined;
   #closed = false;
-  /**
-   * Aborts the connect under way when the module shuts down, so its socket does not linger; a
-   * connection already made is closed politely instead (its socket keeps this signal).
-   */
-  #connecting: AbortController | undefined;
+  /** Aborts a connect under way when the module shuts down, so its socket does not linger. */
+  readonly #closing = new AbortController();
 
   constructor(options: BrokerAdminOptions) {
     this.#options = options;
@@ -128,7 +125,7 @@ export class BrokerAdmin {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#connecting?.abort();
+    this.#closing.abort();
     const model = this.#model;
     this.#model = undefined;
     await closeConnection(model);
@@ -139,15 +136,12 @@ export class BrokerAdmin {
       return Promise.reject(new StateError('the outbox module is shut down', 'stopped'));
     if (!this.#model) {
       const { connectionName, logger, tls } = this.#options;
-      const attempt = new AbortController();
-      this.#connecting = attempt;
       const connecting = connectAmqp(this.#urls.current, {
         connectionName,
         logger,
         tls,
-        signal: attempt.signal,
+        signal: this.#closing.signal,
       }).then((model) => {
-        if (this.#connecting === attempt) this.#connecting = undefined;
         model.once('close', () => {
           if (this.#model === connecting) this.#model = undefined;
         });

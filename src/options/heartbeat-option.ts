@@ -1,4 +1,3 @@
-import { ConfigurationError } from '../errors/configuration-error.js';
 import { positiveInteger } from '../util/positive-integer.js';
 
 /**
@@ -8,12 +7,9 @@ import { positiveInteger } from '../util/positive-integer.js';
 export const MAX_HEARTBEAT_SECONDS = 65_535;
 
 export function heartbeatOption(value: unknown): number {
-  const seconds = positiveInteger('heartbeatSeconds', value, 10);
-  if (seconds > MAX_HEARTBEAT_SECONDS) {
-    throw new ConfigurationError(
-      'heartbeatSeconds',
-      `must be at most ${MAX_HEARTBEAT_SECONDS} s (AMQP's heartbeat is a 16-bit field); got ${seconds}`,
-    );
-  }
-  return seconds;
+  return positiveInteger('heartbeatSeconds', value, 10, {
+    max: MAX_HEARTBEAT_SECONDS,
+    text: `${MAX_HEARTBEAT_SECONDS} s`,
+    why: "AMQP's heartbeat is a 16-bit field",
+  });
 }

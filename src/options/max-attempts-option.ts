@@ -1,4 +1,3 @@
-import { ConfigurationError } from '../errors/configuration-error.js';
 import { positiveInteger } from '../util/positive-integer.js';
 
 /**
@@ -11,12 +10,8 @@ export const MAX_ATTEMPTS = 10_000;
 
 /** Returns `retry.maxAttempts` (relay or consumer), or `fallback` when it is undefined. */
 export function maxAttemptsOption(option: string, value: unknown, fallback: number): number {
-  const attempts = positiveInteger(option, value, fallback);
-  if (attempts > MAX_ATTEMPTS) {
-    throw new ConfigurationError(
-      option,
-      `must be at most ${MAX_ATTEMPTS} (park the message and replay it instead), got ${attempts}`,
-    );
-  }
-  return attempts;
+  return positiveInteger(option, value, fallback, {
+    max: MAX_ATTEMPTS,
+    why: 'past that, park the message and replay it instead',
+  });
 }

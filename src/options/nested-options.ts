@@ -1,5 +1,4 @@
-import { ConfigurationError } from '../errors/configuration-error.js';
-import { rejectUnknownOptions } from './unknown-options.js';
+import { checkedOptions } from './options-object.js';
 
 /**
  * Returns the nested option object `option` (`retry`, `retry.backoff`, `retention`, ...), or
@@ -17,17 +16,5 @@ export function nestedOptions<T extends object>(
   orElse = 'left out',
 ): T | undefined {
   if (value === undefined) return undefined;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new ConfigurationError(
-      option,
-      `must be an object { ${known.join(', ')} }, or ${orElse}; got ${describe(value)}`,
-    );
-  }
-  rejectUnknownOptions(value, known, { owner, prefix: `${option}.` });
-  return value;
-}
-
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return checkedOptions(option, value, known, { owner, prefix: `${option}.`, orElse });
 }

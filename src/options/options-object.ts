@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { describeValue } from '../util/describe-value.js';
 import { rejectUnknownOptions } from './unknown-options.js';
 
 /**
@@ -16,17 +17,25 @@ export function optionsObject<T extends object>(
   owner: string,
 ): T {
   if (value === undefined) return {} as T;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new ConfigurationError(
-      argument,
-      `must be an object { ${known.join(', ')} }, or left out; got ${describe(value)}`,
-    );
-  }
-  rejectUnknownOptions(value, known, { owner });
-  return value;
+  return checkedOptions(argument, value, known, { owner });
 }
 
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+/**
+ * `value` after refusing anything but a plain object (naming what else `name` takes, `orElse`)
+ * and any key that is none of `known` (named with `prefix`, `retry.backoff.maxMS`).
+ */
+export function checkedOptions<T extends object>(
+  name: string,
+  value: T,
+  known: readonly string[],
+  how: { readonly owner: string; readonly prefix?: string; readonly orElse?: string },
+): T {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigurationError(
+      name,
+      `must be an object { ${known.join(', ')} }, or ${how.orElse ?? 'left out'}; got ${describeValue(value)}`,
+    );
+  }
+  rejectUnknownOptions(value, known, { owner: how.owner, prefix: how.prefix });
+  return value;
 }

@@ -4,6 +4,7 @@ import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { booleanOption } from '../options/boolean-option.js';
+import { connectionNameOption } from '../options/connection-name-option.js';
 import { pgPool, postgresUrl } from '../options/database-handle.js';
 import { heartbeatOption } from '../options/heartbeat-option.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
@@ -176,14 +177,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     RELAY_RETRY_OPTION_NAMES,
     "OutboxRelay's retry",
   );
-  if (options.connectionName !== undefined) {
-    if (typeof options.connectionName !== 'string' || options.connectionName === '') {
-      throw new ConfigurationError(
-        'connectionName',
-        `must be a non-empty string, got ${JSON.stringify(options.connectionName)}`,
-      );
-    }
-  }
+  connectionNameOption(options.connectionName);
   if (!options.pool && !options.databaseUrl) {
     throw new ConfigurationError('databaseUrl', 'give either `pool` or `databaseUrl`');
   }

@@ -1,4 +1,3 @@
-import { ConfigurationError } from '../errors/configuration-error.js';
 import { positiveInteger } from './positive-integer.js';
 
 /**
@@ -25,10 +24,9 @@ export function durationMs(
     why: "Node's timers fire at once above it",
   },
 ): number {
-  const ms = positiveInteger(option, value, fallback);
-  if (ms > max.ms) {
-    const limit = max.ms === MAX_TIMER_MS ? MAX_TIMER_TEXT : `${max.ms} ms`;
-    throw new ConfigurationError(option, `must be at most ${limit}: ${max.why}; got ${ms}`);
-  }
-  return ms;
+  return positiveInteger(option, value, fallback, {
+    max: max.ms,
+    text: max.ms === MAX_TIMER_MS ? MAX_TIMER_TEXT : `${max.ms} ms`,
+    why: max.why,
+  });
 }

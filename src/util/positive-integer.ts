@@ -9,10 +9,29 @@ import { ConfigurationError } from '../errors/configuration-error.js';
  * @example
  * const batchSize = positiveInteger('batchSize', options.batchSize, 500);
  */
-export function positiveInteger(option: string, value: unknown, fallback?: number): number {
+export function positiveInteger(
+  option: string,
+  value: unknown,
+  fallback?: number,
+  limit?: IntegerLimit,
+): number {
   const v = value === undefined ? fallback : value;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
     throw new ConfigurationError(option, `must be a positive integer, got ${String(v)}`);
   }
+  if (limit && v > limit.max) {
+    throw new ConfigurationError(
+      option,
+      `must be at most ${limit.text ?? limit.max}: ${limit.why}; got ${v}`,
+    );
+  }
   return v;
+}
+
+/** The most an integer option takes, and why, for the message. */
+export interface IntegerLimit {
+  readonly max: number;
+  /** How the limit reads: `65535 s`; the bare number by default. */
+  readonly text?: string;
+  readonly why: string;
 }

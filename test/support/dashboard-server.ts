@@ -4,6 +4,7 @@ import type { OutboxDashboardOptions } from '../../src/dashboard/dashboard-optio
 import { OutboxDashboard } from '../../src/dashboard/outbox-dashboard.js';
 import { DASHBOARD_REQUEST_HEADER } from '../../src/dashboard/request-guard.js';
 import type { OutboxMessage } from '../../src/writer/outbox-message.js';
+import { parkOutboxRows } from './park-outbox-rows.js';
 import { writeMessages } from './relay-fixture.js';
 import type { TestDatabase } from './test-database.js';
 
@@ -83,18 +84,12 @@ export async function parkMessages(
   messages: readonly OutboxMessage[],
   reason = 'gave up after 10 attempts: boom',
 ): Promise<void> {
-  const ids = messages.map((m) => m.messageId);
   await writeMessages(t, messages);
-  await t.pool.query(
-    `WITH moved AS (DELETE FROM "${t.schema}".outbox WHERE message_id = ANY($1) RETURNING *)
-     INSERT INTO "${t.schema}".outbox_parked (id, message_id, exchange, routing_key, payload,
-       content_type, headers, ordering_key, correlation_id, causation_id, created_at, attempts,
-       last_error, reason)
-     SELECT id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
-       correlation_id, causation_id, created_at, 10, 'boom', $2
-     FROM moved`,
-    [ids, reason],
-  );
+  await parkOutboxRows(t, reason, {
+    messageIds: messages.map((m) => m.messageId),
+    attempts: 10,
+    lastError: 'boom',
+  });
 }
 
 /** The outbox's counts per exchange, straight from the tables, as `outboxStatus` should see them. */
