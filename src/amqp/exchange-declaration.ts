@@ -5,6 +5,7 @@ import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { reservedExchangeProblem } from './predefined-exchanges.js';
+import { SHORT_STRING_BYTES } from './short-string.js';
 
 /** An exchange that messages are published to, as outboxkit declares it. */
 export interface ExchangeDeclaration {
@@ -55,10 +56,10 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
       'must be { name, type?, alternateExchange? } with a non-empty name',
     );
   }
-  if (Buffer.byteLength(d.name) > 255) {
+  if (Buffer.byteLength(d.name) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${option}.name`,
-      `must be at most 255 bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
+      `must be at most ${SHORT_STRING_BYTES} bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
     );
   }
   refuseReservedExchange(`${option}.name`, d.name);
@@ -78,11 +79,13 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
   const alternate: unknown = d.alternateExchange;
   if (
     alternate !== undefined &&
-    (typeof alternate !== 'string' || alternate === '' || Buffer.byteLength(alternate) > 255)
+    (typeof alternate !== 'string' ||
+      alternate === '' ||
+      Buffer.byteLength(alternate) > SHORT_STRING_BYTES)
   ) {
     throw new ConfigurationError(
       `${option}.alternateExchange`,
-      `must be the name of an exchange (1 to 255 bytes), got ${JSON.stringify(alternate)}`,
+      `must be the name of an exchange (1 to ${SHORT_STRING_BYTES} bytes), got ${JSON.stringify(alternate)}`,
     );
   }
   return Object.freeze({ ...d });

@@ -8,6 +8,9 @@ export type QueueType = 'classic' | 'quorum';
 /** Exchange types a consumer can bind its queue to. */
 export type ExchangeType = 'topic' | 'direct' | 'fanout';
 
+/** Every `ExchangeType`, for the checks of plain-JavaScript input. */
+export const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
+
 /** Isolation level of the handler's transaction. */
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 

@@ -1,4 +1,5 @@
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
+import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { booleanOption } from '../options/boolean-option.js';
@@ -11,6 +12,7 @@ import { positiveInteger } from '../util/positive-integer.js';
 import {
   type AnyConsumerDefinition,
   CONSUMER_DEFINITION_OPTION_NAMES,
+  EXCHANGE_TYPES,
   type ExchangeType,
   type IsolationLevel,
   type QueueType,
@@ -48,7 +50,6 @@ export interface ResolveLimits {
   readonly brokerConsumerTimeoutMs: number;
 }
 
-const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
 const QUEUE_TYPES: readonly QueueType[] = ['classic', 'quorum'];
 const ISOLATION_LEVELS: readonly IsolationLevel[] = [
   'read committed',
@@ -57,7 +58,6 @@ const ISOLATION_LEVELS: readonly IsolationLevel[] = [
 ];
 /** Room kept in the 255-byte queue name for the suffixes of the retry and dead-letter queues. */
 const MAX_QUEUE_BYTES = 200;
-const SHORT_STRING_BYTES = 255;
 
 export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_MAX_ATTEMPTS = 10;

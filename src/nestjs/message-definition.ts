@@ -1,5 +1,10 @@
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
-import type { ExchangeType, MessageInfo } from '../consumer/consumer-definition.js';
+import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
+import {
+  EXCHANGE_TYPES,
+  type ExchangeType,
+  type MessageInfo,
+} from '../consumer/consumer-definition.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 
@@ -37,11 +42,6 @@ export interface MessageDefinition<P = unknown> {
 
 /** Every field of a definition (the payload type is a symbol, for the compiler only). */
 const DEFINITION_FIELDS = ['exchange', 'routingKey', 'exchangeType', 'orderingKey', 'validate'];
-
-const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
-
-/** AMQP short strings (exchange names, routing keys) hold at most 255 bytes. */
-const SHORT_STRING_BYTES = 255;
 
 /** The payload type of a definition, or the union of the payload types of a list of them. */
 export type PayloadOf<M> =

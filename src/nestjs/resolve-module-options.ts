@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { exchangeDeclaration, refuseReservedExchange } from '../amqp/exchange-declaration.js';
-import type { ExchangeType } from '../consumer/consumer-definition.js';
+import { EXCHANGE_TYPES, type ExchangeType } from '../consumer/consumer-definition.js';
 import { CONSUMER_HOST_OPTION_NAMES, type ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
@@ -52,8 +52,6 @@ export interface ResolvedModuleOptions {
   readonly logger: OutboxLogger;
   readonly prometheusRegistry: PrometheusRegistry | undefined;
 }
-
-const EXCHANGE_TYPES: readonly ExchangeType[] = ['topic', 'direct', 'fanout'];
 
 /**
  * Checks the module's options before anything connects, so a mistake fails the application's

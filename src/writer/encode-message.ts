@@ -1,4 +1,5 @@
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
+import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { unstorableText } from '../util/storable-text.js';
 import { uuidv7 } from '../util/uuidv7.js';
@@ -21,9 +22,6 @@ export interface EncodedMessage {
   readonly correlationId: string | null;
   readonly causationId: string | null;
 }
-
-/** AMQP short strings (exchange, routing key, property values) hold at most 255 bytes. */
-const SHORT_STRING_BYTES = 255;
 
 /**
  * Longest delay accepted: 366 days. A delay is a wait after commit (a retry later, a reminder),
