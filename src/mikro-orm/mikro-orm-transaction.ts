@@ -1,8 +1,15 @@
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { type KnexTransactionLike, knexTransaction } from '../knex/knex-transaction.js';
+import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import {
+  isKnexContext,
+  isKyselyContext,
+  kyselyContextEnded,
+  kyselyContextStatements,
+} from './mikro-orm-context.js';
 
-/** The part of a MikroORM `EntityManager` the writer uses. */
+/** The part of a MikroORM `EntityManager` (6 or 7) the writer uses. */
 export interface MikroOrmEntityManagerLike {
   isInTransaction(): boolean;
   getTransactionContext<T>(): T | undefined;
@@ -13,9 +20,10 @@ const FIX =
   '`em.begin()`; outside a transaction every statement commits on its own.';
 
 /**
- * The caller's MikroORM transaction (`@mikro-orm/postgresql` 6, whose transactions are Knex
- * transactions), for `writer.add`. Throws a `NotInTransactionError` for an `EntityManager`
- * outside a transaction.
+ * The caller's MikroORM transaction, for `writer.add`: `@mikro-orm/postgresql` 6, whose
+ * transactions are Knex transactions, or 7, whose are Kysely ones. Throws a
+ * `NotInTransactionError` for an `EntityManager` outside a transaction, or one whose transaction
+ * has ended.
  *
  * The outbox row is written at once, while the entities are written at `flush()`, which
  * `transactional()` does before it commits: both commit or roll back together.
@@ -27,7 +35,17 @@ const FIX =
  * });
  */
 export function mikroOrmTransaction(em: MikroOrmEntityManagerLike): PgQueryable {
-  const trx = em.isInTransaction() ? em.getTransactionContext<KnexTransactionLike>() : undefined;
-  if (trx === undefined || typeof trx.raw !== 'function') throw new NotInTransactionError(FIX);
-  return knexTransaction(trx, FIX);
+  const context = em.isInTransaction() ? em.getTransactionContext<unknown>() : undefined;
+  if (isKyselyContext(context)) {
+    // Kysely refuses a statement on its ended transaction too, but only from the one object
+    // that ended: this says so before anything is sent, in outboxkit's words.
+    return joinedTransaction(
+      kyselyContextStatements(context),
+      () => !kyselyContextEnded(context),
+      FIX,
+      () => kyselyContextEnded(context),
+    );
+  }
+  if (isKnexContext(context)) return knexTransaction(context as KnexTransactionLike, FIX);
+  throw new NotInTransactionError(FIX);
 }
