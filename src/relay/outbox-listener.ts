@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { checkoutClient } from '../sql/checkout-client.js';
+import { checkoutClient, destroySocket } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
@@ -15,6 +15,13 @@ export class OutboxListener {
   readonly #logger: OutboxLogger;
   readonly #backoff: BackoffPolicy;
   readonly #stopping = new AbortController();
+  /**
+   * Aborted by a stop that finds the loop connecting or sending its LISTEN, which a link that
+   * hangs would hold: the socket is then destroyed. A stop that finds it waiting with its LISTEN
+   * made ends the connection politely instead (a destroyed one logged a pool error each stop).
+   */
+  readonly #abandon = new AbortController();
+  #waiting = false;
   #loop: Promise<void> | undefined;
   /** LISTEN connections made so far. */
   connects = 0;
@@ -52,7 +59,7 @@ export class OutboxListener {
       try {
         // The pool may be the application's: this client must be heard from the hand-over on.
         // Given up at a stop: a checkout or a LISTEN that hangs on a dead link must not hold it.
-        client = await checkoutClient(this.#pool, onLost, this.#stopping.signal);
+        client = await checkoutClient(this.#pool, onLost, this.#abandon.signal);
       } catch (error) {
         if (this.#stopping.signal.aborted) return;
         failures += 1;
@@ -67,10 +74,17 @@ export class OutboxListener {
         this.connects += 1;
         client.on('notification', this.#onNotify);
         this.#onNotify();
-        const error = await Promise.race([lost, stopped]);
+        this.#waiting = true;
+        const error = await Promise.race([lost, stopped]).finally(() => {
+          this.#waiting = false;
+        });
         if (this.#stopping.signal.aborted) {
           client.removeListener('notification', this.#onNotify);
           client.release(true);
+          // Ended politely; a link that hangs would keep its socket, and the process, open.
+          const hung = setTimeout(() => destroySocket(client, new Error('stopped')), 2000);
+          client.once('end', () => clearTimeout(hung));
+          hung.unref();
           return;
         }
         throw error;
@@ -87,6 +101,7 @@ export class OutboxListener {
 
   async stop(): Promise<void> {
     this.#stopping.abort();
+    if (!this.#waiting) this.#abandon.abort();
     await this.#loop;
   }
 }

@@ -54,7 +54,7 @@ export function checkoutClient(
 }
 
 /** pg has no public way to drop a connection whose peer does not answer: `end()` waits for it. */
-function destroySocket(client: PoolClient, reason: unknown): void {
+export function destroySocket(client: PoolClient, reason: unknown): void {
   const stream = (client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } })
     .connection?.stream;
   stream?.destroy(reason instanceof Error ? reason : new Error(String(reason)));
