@@ -82,7 +82,7 @@ export class OutboxListener {
           client.removeListener('notification', this.#onNotify);
           client.release(true);
           // Ended politely; a link that hangs would keep its socket, and the process, open.
-          const hung = setTimeout(() => destroySocket(client, new Error('stopped')), 2000);
+          const hung = setTimeout(() => destroySocket(client, this.#stopping.signal.reason), 2000);
           client.once('end', () => clearTimeout(hung));
           hung.unref();
           return;
