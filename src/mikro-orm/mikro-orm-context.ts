@@ -1,7 +1,8 @@
-import { CompiledQuery, type Transaction } from 'kysely';
+import type { CompiledQuery, Transaction } from 'kysely';
 import { closableTransaction } from '../consumer/closable-transaction.js';
 import type { KnexConsumerTransactionLike } from '../knex/knex-consumer-transactions.js';
 import type { RunStatement } from '../orm/joined-transaction.js';
+import { rawStatements } from '../sql/kysely-queryable.js';
 
 /**
  * MikroORM 7's transaction context: a Kysely `ControlledTransaction` of the kysely MikroORM
@@ -53,10 +54,7 @@ export function kyselyContextEnded(context: MikroOrmKyselyContextLike): boolean 
  * would go round the gate, and in Kysely 0.29.6 a view never sees its transaction end.
  */
 export function kyselyContextStatements(context: MikroOrmKyselyContextLike): RunStatement {
-  return async (text, params) => {
-    const result = await context.executeQuery(CompiledQuery.raw(text, params));
-    return { rows: [...result.rows] };
-  };
+  return rawStatements(context);
 }
 
 /**

@@ -10,10 +10,20 @@ import type { PgQueryable } from './sql-executor.js';
 export function kyselyQueryable(db: Kysely<any>): PgQueryable {
   // One taken by its shape (the Nest module's `KyselyQueryRunner`) need not have it.
   const bare = typeof db.withoutPlugins === 'function' ? db.withoutPlugins() : db;
-  return {
-    async query(text: string, params: unknown[] = []) {
-      const result = await bare.executeQuery(CompiledQuery.raw(text, params));
-      return { rows: [...result.rows] };
-    },
+  return { query: rawStatements(bare) };
+}
+
+/** What runs a compiled query: a Kysely instance or transaction, or a view of one. */
+export interface CompiledQueryExecutor {
+  executeQuery(query: CompiledQuery): Promise<{ readonly rows: readonly unknown[] }>;
+}
+
+/** Runs statements with positional (`$1`) parameters on `executor`, as it is given. */
+export function rawStatements(
+  executor: CompiledQueryExecutor,
+): (text: string, params?: unknown[]) => Promise<{ rows: unknown[] }> {
+  return async (text, params = []) => {
+    const result = await executor.executeQuery(CompiledQuery.raw(text, params));
+    return { rows: [...result.rows] };
   };
 }
