@@ -41,6 +41,7 @@ export {
   type RetentionOptions,
 } from './consumer/retention-cleaner.js';
 export { TopologyConflictError } from './consumer/topology-conflict-error.js';
+export { TransactionClosedError } from './consumer/transaction-closed-error.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';
@@ -62,7 +63,7 @@ export {
 } from './protocol/dead-letter-headers.js';
 export { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from './protocol/message-headers.js';
 export { OutboxRelay } from './relay/outbox-relay.js';
-export type { RelayOptions } from './relay/relay-options.js';
+export type { RelayOptions, RelayRetryPolicy } from './relay/relay-options.js';
 export type { RelayStats } from './relay/relay-stats.js';
 export type { PgQueryable, TransactionLike } from './sql/sql-executor.js';
 export type { BackoffPolicy } from './util/backoff.js';

@@ -94,6 +94,68 @@ describe('public functions refuse a wrong argument at the call, naming it', () =
       module({ exchanges: [{ name: 'a', alternateExchange: 5 }] }),
       refused('exchanges[0].alternateExchange'),
     );
+    assert.throws(
+      module({
+        exchanges: [
+          { name: 'a', alternateExchange: 'x' },
+          { name: 'a', alternateExchange: 'y' },
+        ],
+      }),
+      refused('exchanges', /alternateExchange x elsewhere and y here/),
+    );
+    assert.throws(
+      module({ exchanges: ['a', { name: 'a', type: 'fanout' }] }),
+      refused('exchanges', /type topic elsewhere and fanout here/),
+    );
+    assert.doesNotThrow(module({ exchanges: ['a', { name: 'a', alternateExchange: 'x' }] }));
+  });
+
+  it('a consumer refuses a name Postgres cannot store, or too long for its queue, saying what to set', () => {
+    const limits = { brokerConsumerTimeoutMs: 30 * 60_000 };
+    const consumer = (fields: object) => () =>
+      resolveConsumer(js({ exchange: 'orders', handler: async () => {}, ...fields }), limits);
+    assert.throws(consumer({ name: 'nul\u0000name' }), refused('consumers[].name', /NUL/));
+    const long = 'n'.repeat(220);
+    assert.throws(
+      consumer({ name: long }),
+      refused(
+        `consumers[${long}].queue`,
+        /consumer's name when left out.*got 220\b.*shorter queue/,
+      ),
+    );
+    assert.doesNotThrow(consumer({ name: long, queue: 'short' }));
+  });
+
+  it("a host refuses a consumer whose queue is another's partition, retry or dead-letter queue", () => {
+    const host =
+      (...consumers: object[]) =>
+      () =>
+        new ConsumerHost(
+          js({
+            db: { transaction() {} },
+            amqpUrl,
+            consumers: consumers.map((c) => ({
+              exchange: 'orders',
+              handler: async () => {},
+              ...c,
+            })),
+          }),
+        );
+    const partitioned = { name: 'f1', ordered: true, partitions: 2 };
+    assert.throws(
+      host(partitioned, { name: 'f1.partition-0-of-2' }),
+      refused('consumers[f1.partition-0-of-2].queue', /"f1"/),
+    );
+    assert.throws(
+      host({ name: 'billing' }, { name: 'billing.dlq' }),
+      refused('consumers[billing.dlq].queue'),
+    );
+    assert.throws(
+      host({ name: 'billing' }, { name: 'other', queue: 'billing.retry.1000ms' }),
+      refused('consumers[other].queue', /also a queue of consumer "billing"/),
+    );
+    assert.throws(host({ name: 'a' }, { name: 'b', queue: 'a' }), refused('consumers[b].queue'));
+    assert.doesNotThrow(host(partitioned, { name: 'billing' }, { name: 'billing-2' }));
   });
 
   it('a consumer refuses an amq.* exchange it cannot declare, but binds to the predefined ones', () => {

@@ -36,6 +36,32 @@ const ormC = defineConsumer<Order, unknown, EntityManager>({
   async handler() {},
 });
 
+// A backoff's fields left out take the defaults (1 s doubling to 5 min), so each may be left out.
+defineConsumer<Order>({
+  ...base,
+  name: 'b',
+  retry: { backoff: { initialMs: 300 } },
+  async handler() {},
+});
+
+// `context.trx` is the Kysely transaction when `tx` is one, and is not set with an ORM's handle.
+defineConsumer<Order, { orders: { id: number } }>({
+  ...base,
+  name: 'trx',
+  async handler(order, { trx }) {
+    await trx.insertInto('orders').values({ id: order.orderId }).execute();
+  },
+});
+defineConsumer<Order, unknown, EntityManager>({
+  ...base,
+  name: 'orm-trx',
+  async handler(order, { trx, tx }) {
+    // @ts-expect-error trx is undefined when the transaction is TypeORM's: write through tx
+    await trx.insertInto('orders').values({ id: order.orderId }).execute();
+    await tx.insert('orders', { id: order.orderId });
+  },
+});
+
 // biome-ignore lint/suspicious/noExplicitAny: the application's own database type
 export function hostChecks(db: Kysely<any>, knexTx: ConsumerTransactions<Knex.Transaction>): void {
   const amqpUrl = 'amqp://localhost';

@@ -86,6 +86,51 @@ describe('the Nest module at start', () => {
     }
   });
 
+  it("declares an exchange's alternate exchange, prefixed as the exchange: what no queue takes goes there, not parked", async () => {
+    const exchange = f.name('ae-orders');
+    const unrouted = f.name('ae-orders.unrouted');
+    f.trackExchange(exchange);
+    f.trackExchange(unrouted);
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        OutboxModule.forRoot(
+          f.options({
+            consumers: false,
+            exchanges: [
+              { name: 'ae-orders', alternateExchange: 'ae-orders.unrouted' },
+              { name: 'ae-orders.unrouted', type: 'fanout' },
+            ],
+          }),
+        ),
+      ],
+    }).compile();
+    await moduleRef.init();
+    try {
+      await f.bindQueue(unrouted, unrouted);
+      await f.t.db.transaction().execute((trx) =>
+        moduleRef.get(OutboxService).writer.add(trx, {
+          exchange,
+          routingKey: 'order.placed',
+          payload: { id: 1 },
+        }),
+      );
+      await waitFor('the message in the alternate exchange queue', async () =>
+        (await f.depth(unrouted)) === 1 ? true : undefined,
+      );
+      const parked = await f.query(
+        `SELECT 1 FROM "${f.t.schema}".outbox_parked WHERE exchange = $1`,
+        [exchange],
+      );
+      assert.equal(parked.length, 0);
+      const left = await f.query(`SELECT 1 FROM "${f.t.schema}".outbox WHERE exchange = $1`, [
+        exchange,
+      ]);
+      assert.equal(left.length, 0);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
   /** The error `init` fails with, with `migrate` on or off. */
   async function startupFailure(migrate: boolean, databaseUrl: string) {
     try {

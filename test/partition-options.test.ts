@@ -25,7 +25,7 @@ describe('partitions: options and topology', () => {
       );
     rejects(0, true, /positive integer, got 0/);
     rejects(2.5, true, /positive integer, got 2.5/);
-    rejects('4', true, /positive integer, got 4/);
+    rejects('4', true, /positive integer, got "4"/);
     rejects(MAX_PARTITIONS + 1, true, /at most 256/);
     rejects(4, false, /need `ordered: true`/);
   });

@@ -221,6 +221,30 @@ describe('writer: fields and arguments', () => {
     await written({ ...base, payload: 1, delayMs: 366 * 24 * 3600 * 1000 });
   });
 
+  it('refuses null for an optional field rather than taking it for none', async () => {
+    await refused(
+      { ...base, payload: 1, orderingKey: null },
+      'invalid-ordering-key',
+      /left out \(undefined\): got null, which would send the message without its order/,
+    );
+    await refused({ ...base, payload: 1, messageId: null }, 'invalid-message-id', /got null/);
+    await refused({ ...base, payload: 1, correlationId: null }, 'invalid-correlation-id', /null/);
+    await refused({ ...base, payload: 1, causationId: null }, 'invalid-causation-id', /null/);
+    await refused({ ...base, payload: 1, delayMs: null }, 'invalid-delay', /got null/);
+    await refused({ ...base, payload: 1, headers: null }, 'invalid-header', /got null/);
+    await refused({ ...base, payload: 1, contentType: null }, 'missing-content-type', /got null/);
+    await refused(
+      { ...base, payload: Buffer.from('x'), contentType: null },
+      'missing-content-type',
+      /got null/,
+    );
+    // null as a header's value, or as the payload, is a value: JSON has it.
+    assert.equal(
+      (await written({ ...base, payload: null, headers: { a: null } })).headers,
+      '{"a":null}',
+    );
+  });
+
   it('refuses a field that is not one of a message, with a did-you-mean', async () => {
     await refused(
       { ...base, payload: 1, orderingkey: 'o-1' },

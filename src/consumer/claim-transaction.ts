@@ -331,6 +331,9 @@ async function transactWith(
   return { kind: 'failed', error, source: 'transaction' };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the context of any handler, whatever its database and handle
+type AnyConsumeContext = ConsumeContext<any, any>;
+
 /** The transaction handles a handler's context carries. */
 interface Handles {
   /** The Kysely transaction; not there when an ORM adapter opened the transaction. */
@@ -379,7 +382,7 @@ async function runHandler(
       }
       return controller.signal;
     },
-  } satisfies ConsumeContext<unknown, unknown>;
+  } satisfies AnyConsumeContext;
   const started = performance.now();
   const handle = async () => consumer.definition.handler(delivery.payload, context);
   // One promise settled by whichever comes first, the handler or its timer.

@@ -37,6 +37,16 @@ export interface MessageInfo {
 }
 
 /**
+ * `context.trx`'s type: the Kysely transaction when `tx` is one (the default), `undefined` when
+ * `tx` is an ORM's handle, so that `ctx.trx.insertInto(...)` in such a handler fails to compile
+ * instead of at the first delivery. Wrapped in tuples so that a union `Tx` is not distributed.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any Kysely transaction, whatever its database type
+export type KyselyTransactionOf<DB, Tx> = [Tx] extends [Transaction<any>]
+  ? Transaction<DB>
+  : undefined;
+
+/**
  * What a handler gets beside the payload: the transaction its effects must use, and the
  * message's metadata. `Tx` is the type of `tx`: the Kysely transaction, or, when the host's
  * `transactions` option is an ORM's adapter, that ORM's handle (a TypeORM `EntityManager`, a
@@ -48,9 +58,10 @@ export interface ConsumeContext<DB = any, Tx = Transaction<DB>> extends MessageI
    * The Kysely transaction that also records the message as processed. Write every effect
    * through it: the effects and the dedupe row commit together, and the message is acked only
    * after that. Effects outside the database (HTTP calls, e-mail) are not covered: route them
-   * through the outbox. Not set (undefined) when an ORM adapter opens the transaction: use `tx`.
+   * through the outbox. Not set when an ORM adapter opens the transaction, and so typed
+   * `undefined` when `Tx` names an ORM's handle: use `tx`.
    */
-  readonly trx: Transaction<DB>;
+  readonly trx: KyselyTransactionOf<DB, Tx>;
   /**
    * The same transaction as the handle of whoever opened it: `trx` itself by default, the
    * ORM's handle with an ORM adapter (see docs/orm.md). Write every effect through it.
@@ -70,9 +81,10 @@ export interface RetryPolicy {
   readonly maxAttempts?: number;
   /**
    * Delay before each retry: `initialMs * factor^(n-1)` capped at `maxMs`. Jitter is not
-   * applied: each distinct delay is a delay queue of its own. Default 1 s doubling to 5 min.
+   * applied: each distinct delay is a delay queue of its own. Default 1 s doubling to 5 min;
+   * fields left out take these defaults.
    */
-  readonly backoff?: Omit<BackoffPolicy, 'jitter'>;
+  readonly backoff?: Partial<Omit<BackoffPolicy, 'jitter'>>;
 }
 
 /**

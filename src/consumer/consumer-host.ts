@@ -36,6 +36,7 @@ import type { ConsumerTransactions } from './consumer-transactions.js';
 import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
+import { refuseSharedQueues } from './refuse-shared-queues.js';
 import { resolveConsumers } from './resolve-consumer.js';
 import {
   RETENTION_OPTION_NAMES,
@@ -215,6 +216,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       30 * 60_000,
     );
     const consumers = resolveConsumers(options.consumers, { brokerConsumerTimeoutMs });
+    refuseSharedQueues(consumers);
     const databaseRetryLimitMs = durationMs(
       'databaseRetryLimitMs',
       options.databaseRetryLimitMs,

@@ -84,6 +84,12 @@ export function resolveConsumer(
       `must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, got ${JSON.stringify(name)}`,
     );
   }
+  if (name.includes('\u0000')) {
+    throw new ConfigurationError(
+      'consumers[].name',
+      `must not contain NUL (\\u0000): the name is stored with each processed key, and Postgres text cannot hold it; got ${JSON.stringify(name)}`,
+    );
+  }
   const option = (field: string) => `consumers[${name}].${field}`;
   const fail = (field: string, detail: string): never => {
     throw new ConfigurationError(option(field), detail);
@@ -129,7 +135,13 @@ export function resolveConsumer(
 
   const queue = definition.queue ?? name;
   if (!isNameOfBytes(queue, MAX_QUEUE_BYTES)) {
-    fail('queue', `must be a name of 1 to ${MAX_QUEUE_BYTES} bytes`);
+    const bytes = typeof queue === 'string' ? `, got ${Buffer.byteLength(queue)}` : '';
+    fail(
+      'queue',
+      definition.queue === undefined
+        ? `is the consumer's name when left out, and must be a name of 1 to ${MAX_QUEUE_BYTES} bytes (its retry and dead-letter queues add suffixes to it${bytes}): set a shorter queue, or a shorter name`
+        : `must be a name of 1 to ${MAX_QUEUE_BYTES} bytes (its retry and dead-letter queues add suffixes to it${bytes})`,
+    );
   }
   if (queue.startsWith('amq.'))
     fail('queue', 'names starting with "amq." are reserved by RabbitMQ');
@@ -260,20 +272,12 @@ export function resolveConsumers(
   }
   const resolved = definitions.map((d) => resolveConsumer(d, limits));
   const names = new Set<string>();
-  const queues = new Set<string>();
   const exchangeTypes = new Map<string, ExchangeType>();
   for (const c of resolved) {
     if (names.has(c.name)) {
       throw new ConfigurationError('consumers', `two consumers are named "${c.name}"`);
     }
     names.add(c.name);
-    if (queues.has(c.queue)) {
-      throw new ConfigurationError(
-        `consumers[${c.name}].queue`,
-        `queue "${c.queue}" is used by another consumer; each consumer needs a queue of its own`,
-      );
-    }
-    queues.add(c.queue);
     const type = exchangeTypes.get(c.exchange);
     if (type !== undefined && type !== c.exchangeType) {
       throw new ConfigurationError(

@@ -36,7 +36,7 @@ function joinDrizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
  *   await writer.add(drizzleTransaction(tx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export const drizzleTransaction: typeof joinDrizzleTransaction = withHandleGate(
+export const drizzleTransaction: (tx: DrizzleTransactionLike) => PgQueryable = withHandleGate(
   joinDrizzleTransaction,
   gateDrizzleSession,
 );

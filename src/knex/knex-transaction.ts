@@ -17,8 +17,8 @@ const FIX =
   'pass the `trx` that `knex.transaction(trx => ...)` gives; the `knex` instance commits every ' +
   'statement on its own.';
 
-/** `knexTransaction` without its gate. */
-function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
+/** `knexTransaction` without its gate; `fix` is what its refusal tells to do instead. */
+export function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
   return joinedTransaction(
     knexStatements(trx),
     () => trx.isTransaction === true && trx.isCompleted?.() === false,
@@ -40,7 +40,7 @@ function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQue
  *   await writer.add(knexTransaction(trx), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export const knexTransaction: typeof joinKnexTransaction = withHandleGate(
+export const knexTransaction: (trx: KnexTransactionLike) => PgQueryable = withHandleGate(
   joinKnexTransaction,
   (trx: KnexGatedTransactionLike, closed: () => Error | undefined) => {
     gateKnexTransaction(trx, closed);

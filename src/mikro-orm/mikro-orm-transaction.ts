@@ -1,5 +1,5 @@
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
-import { type KnexTransactionLike, knexTransaction } from '../knex/knex-transaction.js';
+import { joinKnexTransaction, type KnexTransactionLike } from '../knex/knex-transaction.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import {
@@ -46,6 +46,6 @@ export function mikroOrmTransaction(em: MikroOrmEntityManagerLike): PgQueryable 
       () => kyselyContextEnded(context),
     );
   }
-  if (isKnexContext(context)) return knexTransaction(context as KnexTransactionLike, FIX);
+  if (isKnexContext(context)) return joinKnexTransaction(context as KnexTransactionLike, FIX);
   throw new NotInTransactionError(FIX);
 }

@@ -3,8 +3,8 @@ import type { Channel, ChannelModel } from 'amqplib';
 import { UrlRotation } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
+import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import { assertExchanges } from '../amqp/exchange-declaration.js';
-import type { ExchangeType } from '../consumer/consumer-definition.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
@@ -45,7 +45,7 @@ export class BrokerAdmin {
    * another type.
    */
   async declareExchanges(
-    exchanges: ReadonlyMap<string, ExchangeType>,
+    exchanges: ReadonlyMap<string, ExchangeDeclaration>,
     timeoutMs: number,
   ): Promise<void> {
     if (exchanges.size === 0) return;
@@ -76,15 +76,11 @@ export class BrokerAdmin {
       }
       channel.on('error', () => {});
       try {
-        channel = await assertExchanges(
-          channel,
-          [...exchanges].map(([name, type]) => ({ name, type })),
-          async () => {
-            const opened = await (await this.#connection()).createChannel();
-            opened.on('error', () => {});
-            return opened;
-          },
-        );
+        channel = await assertExchanges(channel, exchanges.values(), async () => {
+          const opened = await (await this.#connection()).createChannel();
+          opened.on('error', () => {});
+          return opened;
+        });
         return;
       } finally {
         await closeChannel(channel);

@@ -28,8 +28,14 @@ export { OutboxHandler } from './outbox-handler.decorator.js';
 export type { OutboxHandlerOptions } from './outbox-handler.metadata.js';
 export type {
   AmbientTransaction,
-  ExchangeDeclaration,
   OutboxConsumerSettings,
+  OutboxModuleExchange,
   OutboxModuleOptions,
   OutboxRelaySettings,
 } from './outbox-module-options.js';
+
+/**
+ * @deprecated the former name of `OutboxModuleExchange`; the core's `ExchangeDeclaration`
+ * (`outboxkit`) is the declaration alone.
+ */
+export type ExchangeDeclaration = import('./outbox-module-options.js').OutboxModuleExchange;

@@ -1,6 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type { Pool } from 'pg';
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
+import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import type { ExchangeType } from '../consumer/consumer-definition.js';
 import type { ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
@@ -28,11 +29,16 @@ export type OutboxConsumerSettings = Omit<
 /** What `OutboxService.add` joins when it is given no transaction: see `ambientTransaction`. */
 export type AmbientTransaction = () => OutboxTransaction;
 
-/** An exchange the application publishes to, declared (durable) at bootstrap. */
-export type ExchangeDeclaration =
+/**
+ * An exchange the application publishes to, declared at bootstrap: its name (a topic
+ * exchange), the message definition that names it, or a declaration as `declareExchanges`
+ * takes it, of a type consumers can bind to. The module's `prefix` applies to the name and to
+ * the alternate exchange.
+ */
+export type OutboxModuleExchange =
   | string
   | MessageDefinition<unknown>
-  | { readonly name: string; readonly type?: ExchangeType };
+  | (Omit<ExchangeDeclaration, 'type'> & { readonly type?: ExchangeType });
 
 /**
  * Options of `OutboxModule.forRoot` (or what the `forRootAsync` factory returns).
@@ -103,7 +109,7 @@ export interface OutboxModuleOptions {
    * bootstrap, as are the exchanges of every handler, and by the relay each time it connects,
    * since the relay puts off messages whose exchange does not exist.
    */
-  readonly exchanges?: readonly ExchangeDeclaration[];
+  readonly exchanges?: readonly OutboxModuleExchange[];
   /** Run the relay in this process (`true`, the default, or its settings), or not (`false`). */
   readonly relay?: boolean | OutboxRelaySettings;
   /**

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import type { ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import { PREDEFINED_EXCHANGES } from '../amqp/predefined-exchanges.js';
-import type { AnyConsumerDefinition, ExchangeType } from '../consumer/consumer-definition.js';
+import type { AnyConsumerDefinition } from '../consumer/consumer-definition.js';
 import { ConsumerHost } from '../consumer/consumer-host.js';
 import { type ConsumerTopology, topologyOf } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
@@ -124,10 +124,14 @@ export class OutboxRuntime {
     const o = this.options;
     const consumers = o.consumers === false ? [] : [...handlers.consumers];
     this.#topologies = consumers.map((c) => topologyOf(c));
-    const exchanges = new Map<string, ExchangeType>(o.exchanges);
+    const exchanges = new Map<string, ExchangeDeclaration>(o.exchanges);
     try {
       for (const c of handlers.consumers) {
-        addExchange(exchanges, c.exchange, c.exchangeType ?? 'topic', `consumers[${c.name}]`);
+        addExchange(
+          exchanges,
+          { name: c.exchange, type: c.exchangeType ?? 'topic' },
+          `consumers[${c.name}]`,
+        );
       }
       // Both are built, and their options checked, before anything starts: a bad relay option
       // must not fail the start after the consumers took messages.
@@ -267,7 +271,7 @@ export class OutboxRuntime {
    * when RabbitMQ cannot be reached at once, the start goes on, and the relay, which has the
    * module's exchanges among its own, declares them once it connects.
    */
-  async #declareExchanges(exchanges: ReadonlyMap<string, ExchangeType>): Promise<void> {
+  async #declareExchanges(exchanges: ReadonlyMap<string, ExchangeDeclaration>): Promise<void> {
     const o = this.options;
     if (this.#host) {
       const startTimeoutMs =
@@ -323,7 +327,7 @@ export class OutboxRuntime {
 /** The relay's own exchange declarations, and the module's that it does not declare itself. */
 function withModuleExchanges(
   own: readonly ExchangeDeclaration[] | undefined,
-  module: ReadonlyMap<string, ExchangeType>,
+  module: ReadonlyMap<string, ExchangeDeclaration>,
 ): readonly ExchangeDeclaration[] {
   // Not a list: the relay's own check names the option.
   if (own !== undefined && !Array.isArray(own)) return own;
@@ -331,7 +335,7 @@ function withModuleExchanges(
   const added = [...module]
     // RabbitMQ's own (amq.topic, ...), which a handler may bind to, exist: the relay refuses them.
     .filter(([name]) => !declared.has(name) && !PREDEFINED_EXCHANGES.has(name))
-    .map(([name, type]) => ({ name, type }));
+    .map(([, declaration]) => declaration);
   return [...(own ?? []), ...added];
 }
 

@@ -1,7 +1,11 @@
 import type { Pool } from 'pg';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import { exchangeDeclaration, refuseReservedExchange } from '../amqp/exchange-declaration.js';
+import {
+  type ExchangeDeclaration,
+  exchangeDeclaration,
+  refuseReservedExchange,
+} from '../amqp/exchange-declaration.js';
 import { EXCHANGE_TYPES, type ExchangeType } from '../consumer/consumer-definition.js';
 import { CONSUMER_HOST_OPTION_NAMES, type ConsumerHostOptions } from '../consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
@@ -19,9 +23,9 @@ import type { OutboxLogger } from '../util/logger.js';
 import type { KyselyInstance } from './kysely-shape.js';
 import {
   type AmbientTransaction,
-  type ExchangeDeclaration,
   MODULE_OPTION_NAMES,
   type OutboxConsumerSettings,
+  type OutboxModuleExchange,
   type OutboxModuleOptions,
   type OutboxRelaySettings,
 } from './outbox-module-options.js';
@@ -39,8 +43,8 @@ export interface ResolvedModuleOptions {
   readonly amqpTls: TlsOptions | undefined;
   readonly schema: string;
   readonly prefix: string;
-  /** Declared exchanges by prefixed name. */
-  readonly exchanges: ReadonlyMap<string, ExchangeType>;
+  /** Declared exchanges by prefixed name, their alternate exchanges prefixed too. */
+  readonly exchanges: ReadonlyMap<string, ExchangeDeclaration>;
   readonly relay: OutboxRelaySettings | false;
   readonly consumers: OutboxConsumerSettings | false;
   readonly transactions: ConsumerTransactions<unknown> | undefined;
@@ -196,13 +200,13 @@ function settings<T extends object>(
 }
 
 function exchangeMap(
-  declarations: readonly ExchangeDeclaration[],
+  declarations: readonly OutboxModuleExchange[],
   prefix: string,
-): Map<string, ExchangeType> {
+): Map<string, ExchangeDeclaration> {
   if (!Array.isArray(declarations)) {
     throw new ConfigurationError('exchanges', 'must be an array');
   }
-  const map = new Map<string, ExchangeType>();
+  const map = new Map<string, ExchangeDeclaration>();
   for (const [i, d] of declarations.entries()) {
     if (d === null || (typeof d !== 'string' && typeof d !== 'object')) {
       throw new ConfigurationError(
@@ -211,40 +215,73 @@ function exchangeMap(
       );
     }
     // A declaration is checked as the relay checks its own (fields, amq.* names).
-    if (typeof d === 'object' && !('routingKey' in d)) exchangeDeclaration(d, `exchanges[${i}]`);
-    const [name, type] =
+    const declared: ExchangeDeclaration =
       typeof d === 'string'
-        ? [d, 'topic' as const]
+        ? { name: d }
         : 'routingKey' in d
-          ? [d.exchange, d.exchangeType ?? 'topic']
-          : [d.name, d.type ?? 'topic'];
-    if (typeof name !== 'string' || name.length === 0 || !EXCHANGE_TYPES.includes(type)) {
+          ? { name: d.exchange, ...(d.exchangeType && { type: d.exchangeType }) }
+          : exchangeDeclaration(d, `exchanges[${i}]`);
+    const { name, alternateExchange } = declared;
+    const type = declared.type ?? 'topic';
+    if (typeof name !== 'string' || name.length === 0 || !isExchangeType(type)) {
       throw new ConfigurationError(
         'exchanges',
         `each entry must name an exchange of type ${EXCHANGE_TYPES.join(', ')}; got ${JSON.stringify(d)}`,
       );
     }
     refuseReservedExchange(`exchanges[${i}]`, `${prefix}${name}`);
-    addExchange(map, `${prefix}${name}`, type, 'exchanges');
+    addExchange(
+      map,
+      {
+        ...declared,
+        name: `${prefix}${name}`,
+        type,
+        ...(alternateExchange !== undefined && {
+          alternateExchange: `${prefix}${alternateExchange}`,
+        }),
+      },
+      'exchanges',
+    );
   }
   return map;
 }
 
-/** Records an exchange to declare, refusing one named twice with different types. */
+function isExchangeType(type: string): type is ExchangeType {
+  return (EXCHANGE_TYPES as readonly string[]).includes(type);
+}
+
+/**
+ * Records an exchange to declare. The same exchange named twice must agree on its type, and on
+ * its durability and alternate exchange where both name them; what only one names is kept.
+ */
 export function addExchange(
-  map: Map<string, ExchangeType>,
-  name: string,
-  type: ExchangeType,
+  map: Map<string, ExchangeDeclaration>,
+  declaration: ExchangeDeclaration,
   option: string,
 ): void {
+  const { name } = declaration;
   const known = map.get(name);
-  if (known !== undefined && known !== type) {
-    throw new ConfigurationError(
-      option,
-      `exchange "${name}" is declared as ${known} elsewhere and as ${type} here`,
-    );
+  if (known === undefined) {
+    map.set(name, declaration);
+    return;
   }
-  map.set(name, type);
+  for (const field of ['type', 'durable', 'alternateExchange'] as const) {
+    const before = known[field] ?? (field === 'type' ? 'topic' : undefined);
+    const now = declaration[field] ?? (field === 'type' ? 'topic' : undefined);
+    if (before !== undefined && now !== undefined && before !== now) {
+      throw new ConfigurationError(
+        option,
+        `exchange "${name}" is declared with ${field} ${String(before)} elsewhere and ${String(now)} here`,
+      );
+    }
+  }
+  map.set(name, {
+    ...known,
+    ...(declaration.durable !== undefined && { durable: declaration.durable }),
+    ...(declaration.alternateExchange !== undefined && {
+      alternateExchange: declaration.alternateExchange,
+    }),
+  });
 }
 
 /**

@@ -31,7 +31,7 @@ export interface BackoffRules {
  */
 export function backoffOption(
   option: string,
-  value: BackoffPolicy | undefined,
+  value: Partial<BackoffPolicy> | undefined,
   fallback: BackoffPolicy,
   { fillFromFallback = false, noJitter }: BackoffRules = {},
 ): BackoffPolicy {
@@ -46,8 +46,13 @@ export function backoffOption(
     BACKOFF_OPTION_NAMES,
     'a backoff',
   );
-  const backoff =
-    given === undefined ? fallback : fillFromFallback ? { ...fallback, ...defined(given) } : given;
+  // Without fillFromFallback a field left out is refused by its check below.
+  const backoff: BackoffPolicy =
+    given === undefined
+      ? fallback
+      : fillFromFallback
+        ? { ...fallback, ...defined(given) }
+        : (given as BackoffPolicy);
   const initialMs = durationMs(`${option}.initialMs`, backoff.initialMs);
   if (durationMs(`${option}.maxMs`, backoff.maxMs) < initialMs) {
     throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
@@ -69,6 +74,6 @@ export function backoffOption(
 }
 
 /** The fields whose value is not undefined: an undefined one sets nothing, so keeps the default. */
-function defined(backoff: BackoffPolicy): Partial<BackoffPolicy> {
+function defined(backoff: Partial<BackoffPolicy>): Partial<BackoffPolicy> {
   return Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined));
 }

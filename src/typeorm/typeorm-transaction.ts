@@ -57,7 +57,9 @@ function joinTypeormTransaction(
  *   await writer.add(typeormTransaction(manager), { exchange: 'orders', routingKey: 'order.placed', payload: order });
  * });
  */
-export const typeormTransaction: typeof joinTypeormTransaction = withHandleGate(
+export const typeormTransaction: (
+  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
+) => PgQueryable = withHandleGate(
   joinTypeormTransaction,
   (handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike, closed: () => Error | undefined) => {
     const runner = runnerOf(handle);

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { describeValue } from './describe-value.js';
 
 /**
  * Returns `value`, or `fallback` when it is `undefined` (not `null`: a `null`, from JSON or a
@@ -17,7 +18,9 @@ export function positiveInteger(
 ): number {
   const v = value === undefined ? fallback : value;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ConfigurationError(option, `must be a positive integer, got ${String(v)}`);
+    // A number as it is; anything else with its kind, so that '4' does not read as 4.
+    const got = typeof v === 'number' ? String(v) : describeValue(v);
+    throw new ConfigurationError(option, `must be a positive integer, got ${got}`);
   }
   if (limit && v > limit.max) {
     throw new ConfigurationError(

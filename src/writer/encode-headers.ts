@@ -124,7 +124,7 @@ function checkHeaderName(name: string, index: number): void {
  */
 export function encodeHeaders(headers: unknown, index: number): string | null {
   let own: Record<string, HeaderValue> = {};
-  if (headers !== undefined && headers !== null) {
+  if (headers !== undefined) {
     // A Map would be stored as `{}`, its entries dropped without a word.
     if (!isPlainObject(headers)) {
       throw new InvalidMessageError(

@@ -57,13 +57,13 @@ function optionalShortString(
   field: string,
   index: number,
 ): string | null {
-  if (value === undefined || value === null) return null;
+  if (value === undefined) return null;
   // A blank id is a value left empty upstream; as the dedupe key it would merge unrelated messages.
   const blank = reason === 'invalid-message-id' && typeof value === 'string' && value.trim() === '';
   if (!shortString(value, false) || blank) {
     throw new InvalidMessageError(
       reason,
-      `\`${field}\` must be a non-empty${reason === 'invalid-message-id' ? ', not blank,' : ''} string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
+      `\`${field}\` must be a non-empty${reason === 'invalid-message-id' ? ', not blank,' : ''} string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}${value === null ? `, or left out (undefined): got null${reason === 'invalid-ordering-key' ? ', which would send the message without its order' : ''}` : ''}`,
       index,
     );
   }
@@ -105,7 +105,8 @@ export function encodeMessage(
       index,
     );
   }
-  const delayMs = message.delayMs ?? 0;
+  // null is refused, not taken for none: as for options, it is a value left empty upstream.
+  const delayMs = message.delayMs === undefined ? 0 : message.delayMs;
   if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
     throw new InvalidMessageError(
       'invalid-delay',

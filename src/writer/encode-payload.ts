@@ -132,7 +132,7 @@ export function encodePayload(
   let bytes = bytesOf(payload);
   let contentType: string;
   if (bytes !== undefined) {
-    if (givenContentType === undefined || givenContentType === null) {
+    if (givenContentType === undefined) {
       throw new InvalidMessageError(
         'missing-content-type',
         'a binary payload (Buffer, Uint8Array, DataView, ArrayBuffer) needs `contentType` (for example "application/octet-stream")',
@@ -142,7 +142,7 @@ export function encodePayload(
     contentType = checkContentType(givenContentType, index);
   } else {
     contentType =
-      givenContentType === undefined || givenContentType === null
+      givenContentType === undefined
         ? DEFAULT_CONTENT_TYPE
         : checkContentType(givenContentType, index);
     if (typeof payload === 'string' && !isJsonMediaType(mediaType(contentType))) {

@@ -135,6 +135,13 @@ export class NestFixture {
     await this.t.close();
   }
 
+  /** Declares a classic queue bound to `exchange` with `#`, for `close()` to delete. */
+  async bindQueue(queue: string, exchange: string): Promise<void> {
+    this.#queues.add(queue);
+    await this.#channel.assertQueue(queue, { durable: false });
+    await this.#channel.bindQueue(queue, exchange, '#');
+  }
+
   /** Exchanges declared by name (without handlers), for `close()` to delete. */
   trackExchange(name: string): void {
     this.#exchanges.add(name);
