@@ -15,11 +15,13 @@ import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { LatencyHistogram } from '../src/metrics/latency-histogram.js';
+import { registerOpenTelemetryMetrics } from '../src/metrics/register-opentelemetry-metrics.js';
 import { renderPrometheus } from '../src/metrics/render-prometheus.js';
 import { combineMigrationProviders } from '../src/migrate/combine-migration-providers.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
+import { registerPrometheusMetrics } from '../src/prometheus/register-prometheus-metrics.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { outboxStatus } from '../src/status/outbox-status.js';
@@ -239,6 +241,31 @@ describe('public functions refuse a wrong argument at the call, naming it', () =
     assert.throws(() => new RetentionCleaner(js('x')), refused('options'));
     assert.throws(() => new RetentionCleaner(js({ db: 'postgres://x' })), refused('db'));
   });
+
+  it('the metric registrations refuse a misspelt source when registering, not at every scrape', () => {
+    const registered: string[] = [];
+    const registry = {
+      registerMetric: (metric: { name: string }) => registered.push(metric.name),
+      removeSingleMetric() {},
+    };
+    const relay = { stats() {} };
+    assert.throws(
+      () => registerPrometheusMetrics(registry, js({ relay, consumer: relay })),
+      refused('consumer', /not an option of registerPrometheusMetrics; did you mean `consumers`/),
+    );
+    assert.throws(
+      () => registerPrometheusMetrics(js(undefined), { relay: js(relay) }),
+      refused('registry'),
+    );
+    assert.throws(() => registerPrometheusMetrics(registry, js(undefined)), refused('options'));
+    assert.deepEqual(registered, []);
+    const meter = {};
+    assert.throws(
+      () => registerOpenTelemetryMetrics(js({ meter, relay, pol: pool })),
+      refused('pol', /registerOpenTelemetryMetrics; did you mean `pool`/),
+    );
+    assert.throws(() => registerOpenTelemetryMetrics(js(undefined)), refused('options'));
+  });
 });
 
 describe('the CLI refuses a bad argument as a usage error (exit 2), before it logs anything', () => {
@@ -259,6 +286,12 @@ describe('the CLI refuses a bad argument as a usage error (exit 2), before it lo
     const r = await cli('dead-letters', 'show', 'abc');
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /parked row id is a number/);
+  });
+
+  it('dead-letters lst, with a did-you-mean', async () => {
+    const r = await cli('dead-letters', 'lst');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /\(got "lst"; did you mean list\?\)/);
   });
 
   it('relay --http-port abc', async () => {

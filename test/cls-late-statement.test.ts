@@ -10,6 +10,7 @@ import { handleGateOf } from '../src/consumer/consumer-transactions.js';
 import { HandlerTimeoutError } from '../src/consumer/handler-timeout-error.js';
 import { drizzleConsumerTransactions } from '../src/drizzle/drizzle-consumer-transactions.js';
 import { drizzleStatements, drizzleTransaction } from '../src/drizzle/drizzle-transaction.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { knexTransaction } from '../src/knex/index.js';
 import {
   type ConsumerTransactionHostLike,
@@ -229,9 +230,13 @@ describe('the Drizzle gate', () => {
         second?.();
       });
       assert.equal((await orm.execute(select)).rows.length, 1);
-      await drizzleConsumerTransactions(orm).run(
-        { isolationLevel: 'read committed', timeoutMs: 5000, closed: () => refused },
-        async () => {},
+      // The consumer's own transactions refuse a single client: concurrent ones would share it.
+      assert.throws(
+        () => drizzleConsumerTransactions(orm),
+        (error: unknown) =>
+          error instanceof ConfigurationError &&
+          error.option === 'transactions' &&
+          /needs Drizzle on a pg Pool/.test(error.message),
       );
       assert.equal((await orm.execute(select)).rows.length, 1);
     } finally {

@@ -109,6 +109,39 @@ describe('dead-letter filters: a bad filter is refused, not taken for "everythin
     }
   });
 
+  it('DeadLetterQueue: a refused login or virtual host is said as the relay says it, naming the fix', async () => {
+    const failure = async (change: (url: URL) => void) => {
+      const url = new URL(AMQP_URL);
+      change(url);
+      const dlq = new DeadLetterQueue({ amqpUrl: url.toString(), queue: 'nowhere' });
+      try {
+        return await dlq.depth().then(
+          () => assert.fail('connected'),
+          (error: unknown) => error as { code?: string; message: string },
+        );
+      } finally {
+        await dlq.close();
+      }
+    };
+    const vhost = await failure((url) => {
+      url.pathname = '/no-such-vhost';
+    });
+    assert.equal(vhost.code, 'amqp-connect-failed');
+    assert.match(
+      vhost.message,
+      /refused the virtual host "no-such-vhost".*check the path of the AMQP URL/,
+    );
+    const login = await failure((url) => {
+      url.password = 'wrong-secret';
+    });
+    assert.equal(login.code, 'amqp-connect-failed');
+    assert.match(
+      login.message,
+      /refused the login \(403 ACCESS_REFUSED\): check the user and password/,
+    );
+    assert.doesNotMatch(login.message, /wrong-secret/);
+  });
+
   it('DeadLetterQueue: show, replayOne and purgeOne refuse a missing message id before connecting', async () => {
     // Nothing listens on port 1: a check made after connecting would fail to connect instead.
     const dlq = new DeadLetterQueue({ amqpUrl: 'amqp://127.0.0.1:1', queue: 'nowhere' });

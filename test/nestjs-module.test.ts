@@ -25,6 +25,7 @@ import {
   outboxHandlerArguments,
 } from '../src/nestjs/index.js';
 import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
+import { silentLogger } from '../src/util/logger.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -253,6 +254,34 @@ describe('nestjs: OutboxModule', () => {
     assert.equal(outboxA.isRunning, false);
     assert.equal(outboxB.isRunning, true);
     await f.closeApp(b);
+  });
+
+  it('warns at start when handlers run with `ambientTransaction` and no `transactions`', async () => {
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (message: string) => void warnings.push(message) };
+    const ambient = () => f.t.pool;
+    const prefix = `${f.prefix}ambient.`;
+    const app = await boot(
+      f.options({ prefix, relay: false, logger, ambientTransaction: ambient }),
+      [PingHandler],
+    );
+    assert.equal(
+      warnings.filter((w) => /`ambientTransaction` is set without `transactions`/.test(w)).length,
+      1,
+      JSON.stringify(warnings),
+    );
+    await f.closeApp(app);
+    // Without handlers (an API-only instance) there is nothing to warn of.
+    warnings.length = 0;
+    const api = await boot(
+      f.options({ prefix, consumers: false, logger, ambientTransaction: ambient }),
+      [PingHandler],
+    );
+    assert.deepEqual(
+      warnings.filter((w) => /ambientTransaction/.test(w)),
+      [],
+    );
+    await f.closeApp(api);
   });
 
   it('an API-only instance (consumers: false) writes and relays; a worker (relay: false) handles', async () => {

@@ -104,7 +104,7 @@ describe('the packed package, installed from its tarball into an empty project',
     }
   });
 
-  it('ships the build, the migrations, the docs and the licence, and no source maps or sources', () => {
+  it('ships the build, the migrations, the docs, the Grafana dashboard and the licence, and no source maps or sources', () => {
     for (const expected of [
       'package.json',
       'LICENSE',
@@ -115,6 +115,8 @@ describe('the packed package, installed from its tarball into an empty project',
       'dist/src/index.d.ts',
       'dist/src/cli/main.js',
       'migrations/0001_outbox.sql',
+      'ops/grafana/outboxkit.json',
+      'ops/prometheus/outboxkit-rules.yml',
     ]) {
       assert.ok(files.includes(expected), `${expected} is in the package`);
     }

@@ -3,6 +3,7 @@ import type { ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { tlsFailure } from '../errors/tls-failure.js';
+import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { errorMessage, type OutboxLogger, redactUrl, silentLogger } from '../util/logger.js';
 
 /** Heartbeat asked for unless the URL names one: a dead link is noticed within about twice it. */
@@ -83,17 +84,23 @@ export async function connectAmqpFirst(
   options: ConnectAmqpOptions,
 ): Promise<ChannelModel> {
   let last: unknown;
+  let lastUrl = '';
   for (const url of urls) {
     try {
       return await connectAmqp(url, options);
     } catch (error) {
       last = error;
+      lastUrl = url;
     }
   }
   const cause = (last as { cause?: unknown } | undefined)?.cause ?? last;
+  // A refused login, vhost or certificate in the words the relay and consumers use, naming the fix.
+  const refused = brokerMisconfiguration(cause, lastUrl);
   throw new OutboxkitError(
     'amqp-connect-failed',
-    `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${failureOf(cause)}`,
+    refused && urls.length === 1
+      ? refused.message
+      : `RabbitMQ at ${urls.map(redactUrl).join(', ')}: ${refused ? refused.message : failureOf(cause)}`,
     { cause },
   );
 }

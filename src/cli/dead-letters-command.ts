@@ -7,6 +7,7 @@ import type { TlsOptions } from '../options/tls-options.js';
 import type { ReplayTarget } from '../protocol/copy-headers.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
+import { closestName } from '../util/closest-name.js';
 import {
   AMQP_URL_OPTION,
   amqpUrlsOf,
@@ -137,8 +138,9 @@ function requestOf(
 ): Request {
   const [action, id, ...extra] = positionals;
   if (action === undefined || !(ACTIONS as readonly string[]).includes(action)) {
+    const guess = action === undefined ? undefined : closestName(action, ACTIONS);
     throw new UsageError(
-      `name an action: ${ACTIONS.join(', ')}${action === undefined ? '' : ` (got ${JSON.stringify(action)})`}`,
+      `name an action: ${ACTIONS.join(', ')}${action === undefined ? '' : ` (got ${JSON.stringify(action)}${guess ? `; did you mean ${guess}?` : ''})`}`,
     );
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
@@ -432,12 +434,15 @@ function footer(shown: number, total: number): string {
 
 function details(fields: object, payload: Buffer, contentType: string | undefined): string {
   const lines = Object.entries(fields).map(([k, v]) => {
+    // Absent reads `-`, as in the tables, whether the row has null or the headers nothing.
     const text =
-      v instanceof Date
-        ? v.toISOString()
-        : typeof v === 'object' && v !== null
-          ? JSON.stringify(v)
-          : String(v);
+      v === undefined || v === null
+        ? '-'
+        : v instanceof Date
+          ? v.toISOString()
+          : typeof v === 'object'
+            ? JSON.stringify(v)
+            : String(v);
     // Further lines of a value (an error with a stack) indented under its name.
     return `${k}: ${terminalText(text).replace(/\n/g, '\n  ')}`;
   });

@@ -1,5 +1,6 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { type DrizzleTransactionLike, drizzleStatements } from './drizzle-transaction.js';
 import { gateDrizzleSession } from './gate-drizzle-session.js';
 
@@ -27,6 +28,14 @@ export interface DrizzleDatabaseLike<T extends DrizzleTransactionLike> {
 export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
   db: DrizzleDatabaseLike<T>,
 ): ConsumerTransactions<T> {
+  if (isSingleClient((db as { $client?: unknown }).$client)) {
+    throw new ConfigurationError(
+      'transactions',
+      'drizzleConsumerTransactions needs Drizzle on a pg Pool (drizzle(pool)): on one pg.Client, ' +
+        "the consumer's concurrent transactions, and the application's own statements, would " +
+        "share one session, so a failed handler's writes could commit with another's",
+    );
+  }
   return {
     async run({ isolationLevel, closed }, work) {
       await db.transaction(
@@ -41,6 +50,17 @@ export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
       );
     },
   };
+}
+
+/** A node-postgres `Client` (a `Pool` counts its clients; other drivers are not checked). */
+function isSingleClient(client: unknown): boolean {
+  if (client === null || typeof client !== 'object') return false;
+  const c = client as { query?: unknown; connect?: unknown; totalCount?: unknown };
+  return (
+    typeof c.query === 'function' &&
+    typeof c.connect === 'function' &&
+    typeof c.totalCount !== 'number'
+  );
 }
 
 function sessionOf(handle: object): unknown {

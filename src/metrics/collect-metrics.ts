@@ -240,15 +240,22 @@ export const METRICS_OPTION_NAMES = optionNames<CollectMetricsOptions>()([
  * Refuses what `collectMetrics` could not read, naming it, before any is read: `{}` for the
  * relay would fail with a TypeError deep inside, a URL for the pool at every scrape.
  */
-function checkMetricsOptions(options: CollectMetricsOptions): void {
+/**
+ * Checks the sources, naming `owner` (the function the caller called): the registrations check
+ * them when registering, so that a misspelt source fails there rather than at every scrape.
+ */
+export function checkMetricsOptions(
+  options: CollectMetricsOptions,
+  owner = 'collectMetrics',
+): void {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new ConfigurationError(
       'options',
-      `collectMetrics takes an object { ${METRICS_OPTION_NAMES.join(', ')} }`,
+      `${owner} takes an object { ${METRICS_OPTION_NAMES.join(', ')} }`,
     );
   }
   rejectUnknownOptions(options, METRICS_OPTION_NAMES, {
-    owner: 'collectMetrics',
+    owner,
     renames: RENAMED_OPTIONS.metrics,
   });
   const relay = options.relay as { stats?: unknown } | undefined;

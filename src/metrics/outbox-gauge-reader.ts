@@ -24,7 +24,7 @@ export class OutboxGaugeReader {
     this.#logger = options.logger;
   }
 
-  /** The status, or undefined (and a warning) when the database did not answer in time. */
+  /** The status, or undefined (and a warning) when the outbox could not be read in time. */
   async read(): Promise<OutboxStatus | undefined> {
     if (this.#running) {
       this.#logger.warn('outbox gauges left out of /metrics: the last read has not answered yet');
@@ -41,7 +41,8 @@ export class OutboxGaugeReader {
     try {
       return await withTimeout(running, OUTBOX_GAUGES_TIMEOUT_MS, "the outbox gauges' read");
     } catch (error) {
-      this.#logger.warn('outbox gauges left out of /metrics: the database did not answer', {
+      // The error says which: a missing schema or a refused login as much as a stall.
+      this.#logger.warn('outbox gauges left out of /metrics: the outbox could not be read', {
         error: errorMessage(error),
       });
       return undefined;

@@ -2,7 +2,11 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import type { OtelAttributes, OtelMeter, OtelObservable } from '../tracing/otel-api.js';
 import { otelApi } from '../tracing/otel-api.js';
 import { TRACER_NAME } from '../tracing/process-span.js';
-import { type CollectMetricsOptions, collectMetrics } from './collect-metrics.js';
+import {
+  type CollectMetricsOptions,
+  checkMetricsOptions,
+  collectMetrics,
+} from './collect-metrics.js';
 import { DEFAULT_LATENCY_BUCKETS, type LatencyHistogram } from './latency-histogram.js';
 import { type MetricDefinition, OUTBOXKIT_METRICS } from './metric-catalogue.js';
 
@@ -44,6 +48,15 @@ type Subscribable = Pick<LatencyHistogram, 'subscribe'>;
 export function registerOpenTelemetryMetrics(
   options: OpenTelemetryMetricsOptions,
 ): OpenTelemetryRegistration {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigurationError(
+      'options',
+      'registerOpenTelemetryMetrics takes an object { meter?, relay?, consumers?, pool?, schema?, logger? }',
+    );
+  }
+  const sources = withoutMeter(options);
+  // A misspelt source fails here, not at every collection.
+  checkMetricsOptions(sources, 'registerOpenTelemetryMetrics');
   const meter = options.meter ?? otelApi()?.metrics.getMeter(TRACER_NAME);
   if (!meter) {
     throw new ConfigurationError(
@@ -51,7 +64,6 @@ export function registerOpenTelemetryMetrics(
       'is needed when @opentelemetry/api is not installed: install it, or pass a meter',
     );
   }
-  const { meter: _meter, ...sources } = options;
   const present = new Set<MetricDefinition['source']>();
   if (options.relay) present.add('relay');
   if (options.consumers) present.add('consumers');
@@ -118,4 +130,9 @@ function histogramSources(
     }
   }
   return found;
+}
+
+function withoutMeter(options: OpenTelemetryMetricsOptions): CollectMetricsOptions {
+  const { meter: _meter, ...sources } = options;
+  return sources;
 }

@@ -124,6 +124,13 @@ export class OutboxRuntime {
     const o = this.options;
     const consumers = o.consumers === false ? [] : [...handlers.consumers];
     this.#topologies = consumers.map((c) => topologyOf(c));
+    if (o.ambientTransaction && !o.transactions && consumers.length > 0) {
+      // Allowed (handlers may write through ctx.trx alone), but mostly a `transactions` left out.
+      o.logger.warn(
+        "`ambientTransaction` is set without `transactions`: handlers run in Kysely transactions that `@Transactional()` methods and `OutboxService.add(message, payload)` do not join, so what those write commits apart from the message's dedupe row and a retried message writes it again; set `transactions` too (`clsOutbox` gives both), or write only through ctx.trx",
+        { handlers: consumers.map((c) => c.name) },
+      );
+    }
     const exchanges = new Map<string, ExchangeDeclaration>(o.exchanges);
     try {
       for (const c of handlers.consumers) {

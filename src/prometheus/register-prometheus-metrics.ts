@@ -1,5 +1,10 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
-import { type CollectMetricsOptions, collectMetrics } from '../metrics/collect-metrics.js';
+import {
+  type CollectMetricsOptions,
+  checkMetricsOptions,
+  collectMetrics,
+} from '../metrics/collect-metrics.js';
 import { type MetricDefinition, OUTBOXKIT_METRICS } from '../metrics/metric-catalogue.js';
 import type { MetricSample } from '../metrics/metric-sample.js';
 import { errorMessage } from '../util/logger.js';
@@ -63,6 +68,17 @@ export function registerPrometheusMetrics(
   registry: PrometheusRegistry,
   options: CollectMetricsOptions,
 ): PrometheusRegistration {
+  const given = registry as Partial<PrometheusRegistry> | null | undefined;
+  if (
+    typeof given?.registerMetric !== 'function' ||
+    typeof given.removeSingleMetric !== 'function'
+  ) {
+    throw new ConfigurationError(
+      'registry',
+      "must be a prom-client Registry (prom-client's `register`, or `new Registry()`)",
+    );
+  }
+  checkMetricsOptions(options, 'registerPrometheusMetrics');
   const sources = new Set<MetricDefinition['source']>();
   if (options.relay) sources.add('relay');
   if (options.consumers) sources.add('consumers');

@@ -116,7 +116,10 @@ export class OutboxHealthIndicator {
         parked: total.parked,
       });
       if (exceeds(total.oldestPendingAgeSeconds ?? 0, options.maxLagSeconds)) {
-        problems.push(`the relay lags ${total.oldestPendingAgeSeconds} s behind`);
+        // The relay is the likeliest cause but not the only one: say where else to look.
+        problems.push(
+          `the relay lags ${total.oldestPendingAgeSeconds} s behind: the oldest due row waits for a backlog, RabbitMQ, or an exchange that does not exist (the relay's log names it)`,
+        );
       }
       if (exceeds(total.parked, options.maxParked)) problems.push(`${total.parked} rows parked`);
     } else {
