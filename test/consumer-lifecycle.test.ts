@@ -67,6 +67,22 @@ describe('consumer host: topology and lifecycle', () => {
     });
   });
 
+  it("names `ordered` when an unordered consumer's queue is made ordered", async () => {
+    const name = f.name('reordered');
+    const first = await f.host([
+      f.definition('reordered', f.recordEffect, { queueType: 'classic' }),
+    ]);
+    await first.stop();
+    const def = f.definition('reordered', f.recordEffect, { queueType: 'classic', ordered: true });
+    const host = await f.host([def], {}, false);
+    await assert.rejects(host.start(), (error: unknown) => {
+      assert.ok(error instanceof TopologyConflictError);
+      assert.equal(error.entity, name);
+      assert.match(error.message, /Make the consumer definition \(its `ordered`, which makes/);
+      return true;
+    });
+  });
+
   it('works on quorum queues, retries and dead letters included', async () => {
     const name = f.name('quorum');
     const calls: number[] = [];

@@ -215,6 +215,10 @@ describe('dashboard: the HTTP API', () => {
       assert.equal(res.status, 403, path);
       assert.match(((await res.json()) as { error: string }).error, /read-only/);
     }
+    // Not from the page either: read-only is still the reason given, the one that applies.
+    const bare = await fetch(`${readOnly.url}api/parked/replay`, { method: 'POST' });
+    assert.equal(bare.status, 403);
+    assert.match(((await bare.json()) as { error: string }).error, /read-only/);
     assert.equal(await f.t.count('outbox_parked'), 3);
     assert.equal(await f.depth(deadLetterQueueName(queue)), 2);
   });

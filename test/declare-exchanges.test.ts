@@ -68,6 +68,19 @@ describe('declaring the exchanges the outbox publishes to', () => {
       declareExchanges(AMQP_URL, [{ name: broker.name('orders'), type: 'fanout' }]),
       { name: 'TopologyConflictError' },
     );
+    // An alternate exchange for one that exists without: the error gives the policy way out.
+    const bare = await broker.exchange('bare', 'topic', { durable: true });
+    await assert.rejects(
+      declareExchanges(AMQP_URL, [{ name: bare, alternateExchange: broker.name('unrouted') }]),
+      (error: unknown) => {
+        assert.equal((error as Error).name, 'TopologyConflictError', String(error));
+        assert.match(
+          (error as Error).message,
+          /can get one by policy instead.*rabbitmqctl set_policy \S+ '\^.*\$' '\{"alternate-exchange":"<name>"\}' --apply-to exchanges/,
+        );
+        return true;
+      },
+    );
   });
 
   it('declareExchanges refuses a name RabbitMQ would refuse, naming it, before connecting', async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { capturePublished } from '../src/testing/capture-published.js';
 import { flushOutbox, OutboxFlushError } from '../src/testing/flush-outbox.js';
@@ -83,6 +84,35 @@ describe('outboxkit/testing', () => {
     }
   });
 
+  it("flushOutbox watches the relay's schema when none is given, and refuses another", async () => {
+    await f.t.db.transaction().execute((trx) =>
+      outbox.add(trx, {
+        exchange: f.name('events'),
+        routingKey: 'order.placed',
+        payload: { orderId: 'later' },
+        delayMs: 300,
+      }),
+    );
+    await assert.rejects(
+      flushOutbox(f.t.pool, { schema: 'outboxkit', relay }),
+      (error: unknown) =>
+        error instanceof ConfigurationError &&
+        error.option === 'schema' &&
+        error.message.includes(`the relay publishes the outbox of schema "${f.t.schema}"`),
+    );
+    // Without `schema`, the relay's: it returns once the delayed row is published, not at once.
+    await flushOutbox(f.t.pool, { relay });
+    assert.equal(await f.t.count('outbox'), 0);
+    await waitForIdle(host, { amqpUrl: AMQP_URL });
+    // The host names its consumers when asked for one it does not have.
+    assert.throws(
+      () => host.stats('invoice'),
+      (error: unknown) =>
+        error instanceof ConfigurationError &&
+        error.message.includes(`its consumers are "${f.name('invoice')}"`),
+    );
+  });
+
   it('a dead-lettered message counts as handled for waitForIdle', async () => {
     const before = host.stats(f.name('invoice')).deadLettered;
     await f.t.db.transaction().execute((trx) =>
@@ -141,6 +171,20 @@ describe('outboxkit/testing', () => {
         error instanceof TestingTimeoutError && /1 row\(s\) still pending/.test(error.message),
     );
     await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);
+  });
+
+  it('waitForIdle times out naming the queues that still hold messages', async () => {
+    const held = await f.broker.queue('held.retry.16000ms');
+    f.broker.channel.sendToQueue(held, Buffer.from('{}'));
+    await f.broker.waitForDepth(held, 1);
+    // What waitForIdle reads of a host, on a real queue: one message waits in it.
+    const waiting = { consumers: [], queues: [held], inFlight: 0, stats: () => ({ received: 0 }) };
+    await assert.rejects(
+      waitForIdle(waiting, { amqpUrl: AMQP_URL, timeoutMs: 300 }),
+      (error: unknown) =>
+        error instanceof TestingTimeoutError &&
+        error.message.includes(`1 message(s) in queues (1 in ${held}), 0 in the host`),
+    );
   });
 
   it('capturePublished names a missing exchange', async () => {

@@ -387,7 +387,13 @@ export class ConsumerHost<Tx = Transaction<any>> {
   /** The consumer's first runner; the runners of its partitions share its totals. */
   #runner(consumer: string): ConsumerRunner {
     const runner = this.#runners.find((r) => r.name === consumer);
-    if (!runner) throw new ConfigurationError('consumer', `no consumer is named "${consumer}"`);
+    if (!runner) {
+      // The names as the host has them: a Nest module's `prefix` is part of them.
+      throw new ConfigurationError(
+        'consumer',
+        `no consumer of this host is named ${JSON.stringify(consumer)}; its consumers are ${this.consumers.map((c) => JSON.stringify(c)).join(', ') || 'none'}`,
+      );
+    }
     return runner;
   }
 

@@ -17,16 +17,38 @@ export class TopologyConflictError extends OutboxkitError {
         ? 'the consumer definition'
         : "the declaration (a consumer's exchange type, or the exchanges given to " +
           'declareExchanges, the relay or the Nest module)';
-    // The one queue argument a definition sets by name.
-    const which = kind === 'queue' && /x-queue-type/.test(reply) ? ' (its `queueType`)' : '';
+    // The queue arguments a definition sets through an option of its own.
+    const which =
+      kind !== 'queue'
+        ? ''
+        : /x-queue-type/.test(reply)
+          ? ' (its `queueType`)'
+          : /x-single-active-consumer/.test(reply)
+            ? ' (its `ordered`, which makes the queue single-active-consumer)'
+            : '';
+    // The one conflict with a way out that keeps the exchange: a policy applies to what exists.
+    const alternate =
+      kind === 'exchange' && /alternate-exchange/.test(reply)
+        ? ' An exchange that exists without an alternate exchange can get one by policy instead, ' +
+          `leaving \`alternateExchange\` out of the declaration: rabbitmqctl set_policy ${policyName(entity)} ` +
+          `'^${escapeRegExp(entity)}$' '{"alternate-exchange":"<name>"}' --apply-to exchanges.`
+        : '';
     super(
       'topology-conflict',
       `RabbitMQ refused to declare ${kind} "${entity}": it exists with other settings (${reply}). ` +
         `Make ${declaredBy}${which} match the existing ${kind}, or delete the ${kind} (after ` +
-        'moving its messages) so outboxkit can declare it again.',
+        `moving its messages) so outboxkit can declare it again.${alternate}`,
       { cause },
     );
     this.kind = kind;
     this.entity = entity;
   }
+}
+
+function policyName(exchange: string): string {
+  return `${exchange.replace(/[^\w.-]/g, '_')}-ae`;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -289,8 +289,7 @@ export class OutboxDashboard {
     if (req.method !== 'POST') {
       return { status: 405, body: { error: 'use POST' }, headers: { allow: 'POST' } };
     }
-    const crossSite = crossSiteRefusal(req, this.#trustForwardedHost);
-    if (crossSite) return { status: 403, body: { error: crossSite } };
+    // Read-only first: a setting, the same for every caller, so it says the real reason.
     if (!this.allowReplay) {
       return {
         status: 403,
@@ -299,6 +298,8 @@ export class OutboxDashboard {
         },
       };
     }
+    const crossSite = crossSiteRefusal(req, this.#trustForwardedHost);
+    if (crossSite) return { status: 403, body: { error: crossSite } };
     return { status: 200, body: await mutation() };
   }
 

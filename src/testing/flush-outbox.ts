@@ -16,15 +16,22 @@ export interface FlushOutboxOptions {
   readonly timeoutMs?: number;
   /**
    * A relay to wake, so the flush does not wait for its poll (when LISTEN is off). It must be
-   * running: `flushOutbox` does not publish anything itself.
+   * running: `flushOutbox` does not publish anything itself. Its schema is the flush's when
+   * `schema` is left out.
    */
-  readonly relay?: { wake(): void };
+  readonly relay?: FlushableRelay;
   /**
    * Throw an `OutboxFlushError` when rows were parked while flushing, instead of counting a
    * parked row as flushed. Default true: a test asserting on what was published would
    * otherwise fail later and less clearly.
    */
   readonly failOnParked?: boolean;
+}
+
+/** What `flushOutbox` uses of an `OutboxRelay`. */
+export interface FlushableRelay {
+  wake(): void;
+  readonly options?: { readonly schema?: string };
 }
 
 /** Every option of `FlushOutboxOptions`. */
@@ -66,13 +73,13 @@ export async function flushOutbox(
 ): Promise<void> {
   pgQueryable('pool', pool);
   const options = optionsObject('options', flushOptions, FLUSH_OUTBOX_OPTION_NAMES, 'flushOutbox');
-  const t = outboxTables(options.schema);
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   // `{}` would be taken for a relay and fail at wake() after the first statement ran.
   const relay = options.relay as { wake?: unknown } | undefined;
   if (relay !== undefined && (typeof relay !== 'object' || typeof relay.wake !== 'function')) {
     throw new ConfigurationError('relay', 'must be a running OutboxRelay (an object with wake())');
   }
+  const t = outboxTables(flushSchema(options));
   const failOnParked = booleanOption('failOnParked', options.failOnParked, true);
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
@@ -114,4 +121,20 @@ export async function flushOutbox(
   );
   if (rows.length > 0)
     throw new OutboxFlushError(rows.map((r) => (r as { reason: string }).reason));
+}
+
+/**
+ * The schema to watch: the one given, else the relay's. Watching another schema than the
+ * relay's would find it empty at once and return without waiting for anything.
+ */
+function flushSchema(options: FlushOutboxOptions): string | undefined {
+  const relaySchema = options.relay?.options?.schema;
+  if (typeof relaySchema !== 'string') return options.schema;
+  if (options.schema !== undefined && options.schema !== relaySchema) {
+    throw new ConfigurationError(
+      'schema',
+      `is ${JSON.stringify(options.schema)}, but the relay publishes the outbox of schema ${JSON.stringify(relaySchema)}: the flush would watch a table the relay does not empty`,
+    );
+  }
+  return relaySchema;
 }

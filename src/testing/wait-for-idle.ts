@@ -73,10 +73,16 @@ export async function waitForIdle(
       async () => {
         const before = received();
         let ready = 0;
-        for (const queue of host.queues) ready += (await channel.checkQueue(queue)).messageCount;
+        const waiting: string[] = [];
+        for (const queue of host.queues) {
+          const { messageCount } = await channel.checkQueue(queue);
+          ready += messageCount;
+          if (messageCount > 0) waiting.push(`${messageCount} in ${queue}`);
+        }
         const inFlight = host.inFlight;
         const now = received();
-        state = `${ready} message(s) in queues, ${inFlight} in the host`;
+        // The queues by name: a retry delay queue (`.retry.16000ms`) says what is being waited for.
+        state = `${ready} message(s) in queues${waiting.length > 0 ? ` (${waiting.join(', ')})` : ''}, ${inFlight} in the host`;
         if (ready > 0 || inFlight > 0 || now !== before) {
           quietAt = undefined;
           return undefined;
