@@ -5,6 +5,7 @@ import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { deadLetterQueueName, delayQueueName } from '../src/consumer/consumer-topology.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
+import { silentLogger } from '../src/util/logger.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
@@ -138,9 +139,15 @@ describe('idempotent consumer: retries and dead letters', () => {
       {
         routingKeys: ['permanent'],
         retry: { maxAttempts: 5, backoff: { initialMs: 20, maxMs: 100 } },
+        businessKey: (payload: { order: number }) => `order-${payload.order}`,
       },
     );
-    const host = await f.host([def]);
+    const warned: { message: string; fields: unknown }[] = [];
+    const logger = {
+      ...silentLogger,
+      warn: (message: string, fields?: unknown) => void warned.push({ message, fields }),
+    };
+    const host = await f.host([def], { logger });
     await f.publish('permanent', { order: 7 }, { messageId: 'perm-1' });
     const dlq = deadLetterQueueName(name);
     await f.waitForDepth(dlq, 1);
@@ -155,6 +162,19 @@ describe('idempotent consumer: retries and dead letters', () => {
       (await f.effects()).filter((e) => e.consumer === name).length,
       0,
       'the effect was rolled back',
+    );
+    // The log names the message as an operator looks it up: by its business key too.
+    const logged = warned.find((w) => w.message === 'message dead-lettered');
+    assert.deepEqual(
+      { ...(logged?.fields as object), error: undefined },
+      {
+        consumer: name,
+        messageId: 'perm-1',
+        businessKey: 'order-7',
+        reason: 'permanent-error',
+        attempts: 1,
+        error: undefined,
+      },
     );
   });
 

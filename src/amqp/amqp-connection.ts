@@ -164,7 +164,10 @@ export class AmqpConnection extends EventEmitter {
       const closed = new Promise<void>((resolve) => model.once('close', () => resolve()));
       this.#model = model;
       this.#blocked = false;
-      logger.info('RabbitMQ connected', { url: redactUrl(this.#urls.current) });
+      logger.info('RabbitMQ connected', {
+        connection: this.#options.connectionName,
+        url: redactUrl(this.#urls.current),
+      });
       this.emit('connected');
       this.#changed.emit('change');
       await closed;

@@ -4,6 +4,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
 import { reservedExchangeProblem } from './predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from './short-string.js';
 
@@ -62,6 +63,11 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
       `must be at most ${SHORT_STRING_BYTES} bytes (an AMQP short string), got ${Buffer.byteLength(d.name)}`,
     );
   }
+  // The writer refuses such a name: nothing could be published to the exchange.
+  const unstorable = unstorableText(d.name);
+  if (unstorable !== undefined) {
+    throw new ConfigurationError(`${option}.name`, `${unstorable}; got ${JSON.stringify(d.name)}`);
+  }
   refuseReservedExchange(`${option}.name`, d.name);
   rejectUnknownOptions(d, EXCHANGE_DECLARATION_NAMES, {
     owner: 'an exchange declaration',
@@ -81,11 +87,12 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
     alternate !== undefined &&
     (typeof alternate !== 'string' ||
       alternate === '' ||
-      Buffer.byteLength(alternate) > SHORT_STRING_BYTES)
+      Buffer.byteLength(alternate) > SHORT_STRING_BYTES ||
+      unstorableText(alternate) !== undefined)
   ) {
     throw new ConfigurationError(
       `${option}.alternateExchange`,
-      `must be the name of an exchange (1 to ${SHORT_STRING_BYTES} bytes), got ${JSON.stringify(alternate)}`,
+      `must be the name of an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}), got ${JSON.stringify(alternate)}`,
     );
   }
   return Object.freeze({ ...d });

@@ -65,6 +65,8 @@ export class FailureRouter {
     logger.warn('handler failed; retrying later', {
       consumer: consumer.name,
       messageId: delivery.parsed?.info.messageId,
+      // What an operator looks the message up by: the order, not the message id.
+      businessKey: delivery.parsed?.businessKey,
       attempt: attempts,
       retryInMs: delayMs,
       error: errorMessage(error),
@@ -108,6 +110,7 @@ export class FailureRouter {
     logger.warn('message dead-lettered', {
       consumer: consumer.name,
       messageId: info.messageId,
+      businessKey: delivery.parsed?.businessKey,
       reason,
       attempts,
       error: errorMessage(error),

@@ -9,6 +9,7 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { mediaType } from '../protocol/media-type.js';
 import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
+import { unstorableText } from '../util/storable-text.js';
 import {
   type AnyConsumerDefinition,
   CONSUMER_DEFINITION_OPTION_NAMES,
@@ -56,6 +57,9 @@ const ISOLATION_LEVELS: readonly IsolationLevel[] = [
   'repeatable read',
   'serializable',
 ];
+/** The most unacked deliveries AMQP lets a consumer's channel have (`basic.qos` is 16 bits). */
+const MAX_PREFETCH = 65_535;
+
 /** Room kept in the 255-byte queue name for the suffixes of the retry and dead-letter queues. */
 const MAX_QUEUE_BYTES = 200;
 
@@ -84,15 +88,22 @@ export function resolveConsumer(
       `must be a non-empty string of at most ${SHORT_STRING_BYTES} bytes, got ${JSON.stringify(name)}`,
     );
   }
-  if (name.includes('\u0000')) {
+  const unstorable = unstorableText(name);
+  if (unstorable !== undefined) {
+    // Stored with each processed key: Postgres would refuse it, or merge it with another name.
     throw new ConfigurationError(
       'consumers[].name',
-      `must not contain NUL (\\u0000): the name is stored with each processed key, and Postgres text cannot hold it; got ${JSON.stringify(name)}`,
+      `${unstorable}; the name is stored with each processed key: got ${JSON.stringify(name)}`,
     );
   }
   const option = (field: string) => `consumers[${name}].${field}`;
   const fail = (field: string, detail: string): never => {
     throw new ConfigurationError(option(field), detail);
+  };
+  // A lone surrogate would reach the broker as U+FFFD, a NUL as a name the writer refuses.
+  const textRule = (field: string, value: string): void => {
+    const problem = unstorableText(value);
+    if (problem !== undefined) fail(field, `${problem}; got ${JSON.stringify(value)}`);
   };
   const integer = (field: string, value: unknown, fallback: number): number =>
     positiveInteger(option(field), value, fallback);
@@ -119,6 +130,8 @@ export function resolveConsumer(
   if (!isNameOfBytes(exchange, SHORT_STRING_BYTES)) {
     fail('exchange', 'must name an exchange (the default exchange cannot be bound to)');
   }
+  // The writer refuses such a name, so nothing could ever be published to the consumer.
+  textRule('exchange', exchange);
   refuseReservedExchange(option('exchange'), exchange);
   const exchangeType = definition.exchangeType ?? 'topic';
   if (!EXCHANGE_TYPES.includes(exchangeType)) {
@@ -128,9 +141,18 @@ export function resolveConsumer(
   if (
     !Array.isArray(routingKeys) ||
     routingKeys.length === 0 ||
-    !routingKeys.every((k) => typeof k === 'string' && Buffer.byteLength(k) <= SHORT_STRING_BYTES)
+    !routingKeys.every((k) => typeof k === 'string')
   ) {
     fail('routingKeys', 'must be a non-empty array of binding keys');
+  }
+  for (const [i, key] of routingKeys.entries()) {
+    if (Buffer.byteLength(key) > SHORT_STRING_BYTES) {
+      fail(
+        `routingKeys[${i}]`,
+        `must be at most ${SHORT_STRING_BYTES} bytes (an AMQP short string), got ${Buffer.byteLength(key)}`,
+      );
+    }
+    textRule(`routingKeys[${i}]`, key);
   }
 
   const queue = definition.queue ?? name;
@@ -143,6 +165,7 @@ export function resolveConsumer(
         : `must be a name of 1 to ${MAX_QUEUE_BYTES} bytes (its retry and dead-letter queues add suffixes to it${bytes})`,
     );
   }
+  textRule('queue', queue);
   if (queue.startsWith('amq.'))
     fail('queue', 'names starting with "amq." are reserved by RabbitMQ');
   const queueType = definition.queueType ?? 'quorum';
@@ -152,6 +175,13 @@ export function resolveConsumer(
   const ordered = booleanOption(option('ordered'), definition.ordered, false);
   const concurrency = integer('concurrency', definition.concurrency, DEFAULT_CONCURRENCY);
   const batchSize = integer('batchSize', definition.batchSize, 1);
+  // Every transaction slot is filled from the prefetch, which AMQP caps at 65535.
+  if (concurrency * batchSize > MAX_PREFETCH) {
+    fail(
+      definition.batchSize === undefined ? 'concurrency' : 'batchSize',
+      `concurrency * batchSize must be at most ${MAX_PREFETCH}, the most deliveries RabbitMQ sends ahead (the prefetch); got ${concurrency} * ${batchSize}`,
+    );
+  }
   if (ordered && batchSize > 1) {
     fail('batchSize', 'batches are not available for ordered consumers; leave batchSize at 1');
   }
@@ -171,12 +201,12 @@ export function resolveConsumer(
   const prefetch = integer(
     'prefetch',
     definition.prefetch,
-    Math.min(2 * concurrency * batchSize, 65_535),
+    Math.min(2 * concurrency * batchSize, MAX_PREFETCH),
   );
-  if (prefetch < concurrency * batchSize || prefetch > 65_535) {
+  if (prefetch < concurrency * batchSize || prefetch > MAX_PREFETCH) {
     fail(
       'prefetch',
-      `must be between concurrency * batchSize (${concurrency * batchSize}) and 65535, so every ` +
+      `must be between concurrency * batchSize (${concurrency * batchSize}) and ${MAX_PREFETCH}, so every ` +
         `transaction slot can be filled; got ${prefetch}`,
     );
   }
@@ -270,7 +300,8 @@ export function resolveConsumers(
   if (!Array.isArray(definitions)) {
     throw new ConfigurationError('consumers', 'must be an array of consumer definitions');
   }
-  const resolved = definitions.map((d) => resolveConsumer(d, limits));
+  // Array.from visits the holes of a sparse array, which map would skip.
+  const resolved = Array.from(definitions, (d) => resolveConsumer(d, limits));
   const names = new Set<string>();
   const exchangeTypes = new Map<string, ExchangeType>();
   for (const c of resolved) {

@@ -17,6 +17,7 @@ import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
+import { checkAllowedHostNames } from './allowed-host-names.js';
 import { DASHBOARD_OPTION_NAMES, type OutboxDashboardOptions } from './dashboard-options.js';
 import { dashboardPage } from './dashboard-page.js';
 import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
@@ -133,9 +134,9 @@ export class OutboxDashboard {
     );
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
-    this.#allowedHosts = stringList('allowedHosts', options.allowedHosts, LOOPBACK_HOSTS).map((h) =>
-      h.toLowerCase(),
-    );
+    const allowedHosts = stringList('allowedHosts', options.allowedHosts, LOOPBACK_HOSTS);
+    checkAllowedHostNames('allowedHosts', allowedHosts);
+    this.#allowedHosts = allowedHosts.map((h) => h.toLowerCase());
     this.#trustForwardedHost = booleanOption(
       'trustForwardedHost',
       options.trustForwardedHost,

@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { closestName } from '../util/closest-name.js';
+import { unstorableText } from '../util/storable-text.js';
 
 /**
  * Which dead letters an operation applies to. Every given field must match; an empty filter
@@ -39,6 +40,8 @@ export const DEAD_LETTER_FILTER_NAMES = [
 
 const TEXT_FIELDS = ['exchange', 'reason', 'messageId'] as const;
 const AGE_FIELDS = ['olderThanMs', 'newerThanMs'] as const;
+/** A thousand years. */
+const MAX_AGE_MS = 1000 * 365.25 * 24 * 3600 * 1000;
 
 /**
  * Rejects a filter that cannot mean what its caller meant, naming the field. A filter that is
@@ -92,12 +95,22 @@ export function checkFilter(filter: DeadLetterFilter, bulk = false): DeadLetterF
           : 'must not be empty; leave it out to match any',
       );
     }
+    // Postgres refuses NUL in the parked rows' query; nothing stored can contain it anyway.
+    const unstorable = unstorableText(value);
+    if (unstorable !== undefined) throw new ConfigurationError(name, unstorable);
   }
   for (const name of AGE_FIELDS) {
     const value: unknown = filter[name];
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new ConfigurationError(name, `must be a duration of 0 ms or more, got ${shown(value)}`);
+    }
+    // Beyond Postgres' intervals, and beyond the age of any dead letter.
+    if (value > MAX_AGE_MS) {
+      throw new ConfigurationError(
+        name,
+        `must be at most ${MAX_AGE_MS} ms (1,000 years), got ${shown(value)}`,
+      );
     }
   }
   return filter;

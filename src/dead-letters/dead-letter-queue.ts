@@ -39,6 +39,7 @@ import {
 import { ReplayPublisher } from './replay-publisher.js';
 import type { DeadLetterWorkResult, ProgressListener, ReplayFailure } from './replay-result.js';
 import { scanTurnKey, takeScanTurn } from './scan-turns.js';
+import { workOptions } from './work-options.js';
 
 export interface DeadLetterQueueOptions {
   /**
@@ -159,8 +160,9 @@ export class DeadLetterQueue {
    */
   async list(
     filter: DeadLetterFilter = {},
-    options: QueueListOptions = {},
+    listOptions?: QueueListOptions,
   ): Promise<QueuedDeadLetter[]> {
+    const options = workOptions(listOptions, ['limit'], 'DeadLetterQueue.list');
     const limit = positiveInteger('limit', options.limit, 100);
     // Checked before the queue is: a wrong filter is refused whether or not the queue exists.
     const checked = checkFilter(filter);
@@ -196,7 +198,8 @@ export class DeadLetterQueue {
    * there is none, and a `DeadLetterReplayError` when its copy was not confirmed (the dead
    * letter then stays).
    */
-  async replayOne(messageId: string, options: Omit<QueueReplayOptions, 'onProgress'> = {}) {
+  async replayOne(messageId: string, replayOptions?: Omit<QueueReplayOptions, 'onProgress'>) {
+    const options = workOptions(replayOptions, ['to'], 'DeadLetterQueue.replayOne');
     const result = await this.#replay({ messageId: checkMessageId(messageId) }, { ...options }, 1);
     if (result.failed.length > 0) {
       throw new DeadLetterReplayError(messageId, this.name, result.failed[0]!.error);
@@ -211,8 +214,9 @@ export class DeadLetterQueue {
    */
   async replay(
     filter: DeadLetterFilter,
-    options: QueueReplayOptions = {},
+    replayOptions?: QueueReplayOptions,
   ): Promise<DeadLetterWorkResult> {
+    const options = workOptions(replayOptions, ['to', 'onProgress'], 'DeadLetterQueue.replay');
     return this.#replay(checkFilter(filter, true), options, Number.POSITIVE_INFINITY);
   }
 
@@ -225,8 +229,9 @@ export class DeadLetterQueue {
   /** Removes every dead letter matching `filter` for good (all of them with `{}`). */
   async purge(
     filter: DeadLetterFilter,
-    options: { onProgress?: ProgressListener } = {},
+    purgeOptions?: { onProgress?: ProgressListener },
   ): Promise<DeadLetterWorkResult> {
+    const options = workOptions(purgeOptions, ['onProgress'], 'DeadLetterQueue.purge');
     return this.#purge(checkFilter(filter, true), options.onProgress, Number.POSITIVE_INFINITY);
   }
 

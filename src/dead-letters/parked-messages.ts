@@ -4,12 +4,14 @@ import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { notMigratedError } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type { HeaderValue } from '../writer/outbox-message.js';
 import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { filterSql, type ParkedQueries, parkedQueries } from './parked-queries.js';
 import type { DeadLetterWorkResult, ProgressListener } from './replay-result.js';
+import { workOptions } from './work-options.js';
 
 export interface ParkedMessagesOptions {
   /** A pg `Pool` (or client) on the database of the outbox. Not closed by `ParkedMessages`. */
@@ -68,6 +70,8 @@ export interface BulkOptions {
   readonly chunkSize?: number;
 }
 
+const BULK_OPTION_NAMES = optionNames<BulkOptions>()(['onProgress', 'chunkSize']);
+
 interface ParkedRow {
   id: string;
   message_id: string;
@@ -116,25 +120,26 @@ export class ParkedMessages {
   }
 
   /** Parked rows matching `filter`, oldest first. */
-  async list(filter: DeadLetterFilter = {}, options: ListOptions = {}): Promise<ParkedMessage[]> {
+  async list(filter: DeadLetterFilter = {}, listOptions?: ListOptions): Promise<ParkedMessage[]> {
+    const options = workOptions(listOptions, ['limit'], 'ParkedMessages.list');
     const q = this.#queries.list(
       filterSql(checkFilter(filter)),
       positiveInteger('limit', options.limit, 100),
     );
-    const { rows } = await this.#pool.query(q.text, q.params);
+    const { rows } = await this.#query(q.text, q.params);
     return (rows as ParkedRow[]).map(toMessage);
   }
 
   /** How many parked rows match `filter`. */
   async count(filter: DeadLetterFilter = {}): Promise<number> {
     const q = this.#queries.count(filterSql(checkFilter(filter)));
-    const { rows } = await this.#pool.query(q.text, q.params);
+    const { rows } = await this.#query(q.text, q.params);
     return (rows[0] as { n: number }).n;
   }
 
   /** One parked row with its payload; throws `DeadLetterNotFoundError` when there is none. */
   async show(id: string): Promise<ParkedMessageDetail> {
-    const { rows } = await this.#pool.query(this.#queries.show, [rowId(id)]);
+    const { rows } = await this.#query(this.#queries.show, [rowId(id)]);
     const row = rows[0] as ParkedRow | undefined;
     if (!row) throw new DeadLetterNotFoundError(id, this.#where());
     return { ...toMessage(row), payload: row.payload! };
@@ -149,8 +154,9 @@ export class ParkedMessages {
    * Moves every parked row matching `filter` back into the outbox (all of them with `{}`), in
    * chunks of one statement each. Rows parked while it runs may be moved too.
    */
-  async replay(filter: DeadLetterFilter, options: BulkOptions = {}): Promise<DeadLetterWorkResult> {
-    return this.#chunked((f, n) => this.#queries.replay(f, n), filter, options);
+  async replay(filter: DeadLetterFilter, options?: BulkOptions): Promise<DeadLetterWorkResult> {
+    const checked = workOptions(options, BULK_OPTION_NAMES, 'ParkedMessages.replay');
+    return this.#chunked((f, n) => this.#queries.replay(f, n), filter, checked);
   }
 
   /** Deletes one parked row for good; throws `DeadLetterNotFoundError` if it is gone. */
@@ -159,14 +165,15 @@ export class ParkedMessages {
   }
 
   /** Deletes every parked row matching `filter` for good (all of them with `{}`). */
-  async purge(filter: DeadLetterFilter, options: BulkOptions = {}): Promise<DeadLetterWorkResult> {
-    return this.#chunked((f, n) => this.#queries.purge(f, n), filter, options);
+  async purge(filter: DeadLetterFilter, options?: BulkOptions): Promise<DeadLetterWorkResult> {
+    const checked = workOptions(options, BULK_OPTION_NAMES, 'ParkedMessages.purge');
+    return this.#chunked((f, n) => this.#queries.purge(f, n), filter, checked);
   }
 
   /** Runs `query` on the one row `id`; throws `DeadLetterNotFoundError` when it is gone. */
   async #one(query: ParkedQueries['purge'], id: string): Promise<void> {
     const q = query(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#pool.query(q.text, q.params);
+    const { rows } = await this.#query(q.text, q.params);
     if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
   }
 
@@ -180,11 +187,20 @@ export class ParkedMessages {
     let done = 0;
     for (;;) {
       const q = query(f, chunk);
-      const { rows } = await this.#pool.query(q.text, q.params);
+      const { rows } = await this.#query(q.text, q.params);
       done += rows.length;
       if (rows.length > 0) options.onProgress?.(done, 0);
       // Fewer than a chunk: nothing more matched, apart from rows another replay holds.
       if (rows.length < chunk) return { done, failed: [] };
+    }
+  }
+
+  /** Runs a statement; a schema without outboxkit's tables is said as the CLI says it. */
+  async #query(text: string, params: unknown[]): Promise<{ rows: unknown[] }> {
+    try {
+      return await this.#pool.query(text, params);
+    } catch (error) {
+      throw notMigratedError(error, this.schema, 'first') ?? error;
     }
   }
 

@@ -5,6 +5,7 @@ import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { RelayStats } from '../relay/relay-stats.js';
+import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import type { OutboxCounts, OutboxStatus } from '../status/outbox-status.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
@@ -197,7 +198,7 @@ function outboxGaugeReader(
     bySchema = new Map();
     gaugeReaders.set(pool, bySchema);
   }
-  const key = schema ?? '';
+  const key = schema ?? DEFAULT_SCHEMA;
   let reader = bySchema.get(key);
   if (!reader) {
     reader = new OutboxGaugeReader(pool, { schema, logger });
@@ -273,4 +274,6 @@ export function checkMetricsOptions(
     );
   }
   if (options.pool !== undefined) pgQueryable('pool', options.pool);
+  // Checked here, not at the first read: a bad schema would otherwise only warn at each scrape.
+  if (options.schema !== undefined) outboxTables(options.schema);
 }

@@ -2,6 +2,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import type { OtelAttributes, OtelMeter, OtelObservable } from '../tracing/otel-api.js';
 import { otelApi } from '../tracing/otel-api.js';
 import { TRACER_NAME } from '../tracing/process-span.js';
+import { describeValue } from '../util/describe-value.js';
 import {
   type CollectMetricsOptions,
   checkMetricsOptions,
@@ -57,6 +58,20 @@ export function registerOpenTelemetryMetrics(
   const sources = withoutMeter(options);
   // A misspelt source fails here, not at every collection.
   checkMetricsOptions(sources, 'registerOpenTelemetryMetrics');
+  const given = options.meter as Partial<Record<keyof OtelMeter, unknown>> | null | undefined;
+  if (
+    given !== undefined &&
+    (given === null ||
+      typeof given !== 'object' ||
+      typeof given.createObservableCounter !== 'function' ||
+      typeof given.createObservableGauge !== 'function' ||
+      typeof given.createHistogram !== 'function')
+  ) {
+    throw new ConfigurationError(
+      'meter',
+      `must be an OpenTelemetry Meter (metrics.getMeter(name)), or left out for the global one; got ${describeValue(given)}`,
+    );
+  }
   const meter = options.meter ?? otelApi()?.metrics.getMeter(TRACER_NAME);
   if (!meter) {
     throw new ConfigurationError(

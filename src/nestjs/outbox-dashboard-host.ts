@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { checkAllowedHostNames } from '../dashboard/allowed-host-names.js';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
 import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
@@ -86,5 +87,6 @@ function checkSettings(given: OutboxDashboardSettings): OutboxDashboardSettings 
       'must be host names such as outbox.example.com, without port',
     );
   }
+  checkAllowedHostNames('dashboard.allowedHosts', settings.allowedHosts ?? []);
   return settings;
 }

@@ -1,4 +1,7 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { booleanOption } from '../options/boolean-option.js';
+import { describeValue } from '../util/describe-value.js';
 import { outboxDashboardController } from './outbox-dashboard.controller.js';
 import { OutboxDashboardHost } from './outbox-dashboard-host.js';
 import {
@@ -36,11 +39,22 @@ export const {
 })
   .setClassMethodName('forRoot')
   .setExtras<OutboxModuleExtras>({ isGlobal: false }, (definition, extras) => {
-    if (!extras.dashboard) return { ...definition, global: extras.isGlobal };
+    // Read here, when the module is imported: `isGlobal: 'yes'` would otherwise be taken as true.
+    const global = booleanOption('isGlobal', extras.isGlobal, false);
+    if (extras.dashboard === undefined || extras.dashboard === false) {
+      return { ...definition, global };
+    }
     const settings = extras.dashboard === true ? {} : extras.dashboard;
+    const path: unknown = (settings as { path?: unknown } | null)?.path;
+    if (path !== undefined && (typeof path !== 'string' || path.trim() === '')) {
+      throw new ConfigurationError(
+        'dashboard.path',
+        `must be the route to serve the dashboard under, such as 'outbox/dashboard'; got ${describeValue(path)}`,
+      );
+    }
     return {
       ...definition,
-      global: extras.isGlobal,
+      global,
       controllers: [
         ...(definition.controllers ?? []),
         outboxDashboardController(settings.path ?? DEFAULT_DASHBOARD_PATH, settings.guards),

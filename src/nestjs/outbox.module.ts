@@ -1,9 +1,15 @@
-import { Module } from '@nestjs/common';
+import { type DynamicModule, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { describeValue } from '../util/describe-value.js';
 import { HandlerExplorer } from './handler-explorer.js';
 import { HandlerMetadataAccessor } from './handler-metadata-accessor.js';
 import { outboxLoggerFrom } from './nest-logger-adapter.js';
-import { ConfigurableOutboxModule, OUTBOX_MODULE_OPTIONS } from './outbox.module-definition.js';
+import {
+  ConfigurableOutboxModule,
+  OUTBOX_MODULE_OPTIONS,
+  type OutboxModuleAsyncOptions,
+} from './outbox.module-definition.js';
 import { OutboxService } from './outbox.service.js';
 import type { OutboxModuleOptions } from './outbox-module-options.js';
 import { OutboxRegistrar } from './outbox-registrar.js';
@@ -50,4 +56,37 @@ import { resolveModuleOptions } from './resolve-module-options.js';
   ],
   exports: [OutboxService],
 })
-export class OutboxModule extends ConfigurableOutboxModule {}
+export class OutboxModule extends ConfigurableOutboxModule {
+  /**
+   * Nest's `forRootAsync`, after checking the shape of what it takes: without it, a call with
+   * nothing, or with a `useFactory` that is not a function, fails inside Nest with a `TypeError`
+   * or an `UndefinedDependencyException` that does not say what is missing.
+   */
+  static override forRootAsync(options: OutboxModuleAsyncOptions): DynamicModule {
+    const given = options as Partial<Record<'useFactory' | 'useClass' | 'useExisting', unknown>>;
+    const ways = ['useFactory', 'useClass', 'useExisting'] as const;
+    if (given === null || typeof given !== 'object' || Array.isArray(given)) {
+      throw new ConfigurationError(
+        'options',
+        `OutboxModule.forRootAsync takes { imports?, inject?, useFactory } (or useClass, useExisting); got ${describeValue(given)}`,
+      );
+    }
+    const set = ways.filter((way) => given[way] !== undefined);
+    if (set.length !== 1) {
+      throw new ConfigurationError(
+        set[1] ?? 'useFactory',
+        `OutboxModule.forRootAsync needs exactly one of useFactory, useClass or useExisting; got ${set.length === 0 ? 'none' : set.join(' and ')}`,
+      );
+    }
+    const way = set[0]!;
+    if (typeof given[way] !== 'function') {
+      throw new ConfigurationError(
+        way,
+        `must be ${way === 'useFactory' ? 'a function returning the module options' : 'a class'}, got ${describeValue(given[way])}`,
+      );
+    }
+    // Called on OutboxModule: Nest's builder makes the module of the class it is called on, and
+    // the base class has none of this module's providers.
+    return ConfigurableOutboxModule.forRootAsync.call(OutboxModule, options);
+  }
+}

@@ -113,6 +113,15 @@ export interface RelayOptions {
   readonly logger?: OutboxLogger;
 }
 
+/** The most lanes a relay runs; far above what one relay can use. */
+const MAX_CONCURRENCY = 1000;
+
+/** The most rows a claim takes: each is held in memory until its confirm. */
+const ROWS_LIMIT = {
+  max: 100_000,
+  why: 'a claim holds its rows in memory until they are confirmed',
+} as const;
+
 /** Rows of one ordering key per batch, when `keyRunSize` is not given. */
 export const DEFAULT_KEY_RUN_SIZE = 100;
 
@@ -216,10 +225,13 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     amqpUrl,
     schema: options.schema ?? 'outboxkit',
     exchanges: exchangeDeclarations(options.exchanges ?? []),
-    batchSize: positiveInteger('batchSize', options.batchSize, DEFAULT_BATCH_SIZE),
+    batchSize: positiveInteger('batchSize', options.batchSize, DEFAULT_BATCH_SIZE, ROWS_LIMIT),
     maxBatchBytes: positiveInteger('maxBatchBytes', options.maxBatchBytes, 4 * 1024 * 1024),
-    concurrency: positiveInteger('concurrency', options.concurrency, DEFAULT_CONCURRENCY),
-    keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE),
+    concurrency: positiveInteger('concurrency', options.concurrency, DEFAULT_CONCURRENCY, {
+      max: MAX_CONCURRENCY,
+      why: 'each lane holds an AMQP channel (RabbitMQ allows 2047 a connection) and Postgres connections',
+    }),
+    keyRunSize: positiveInteger('keyRunSize', options.keyRunSize, DEFAULT_KEY_RUN_SIZE, ROWS_LIMIT),
     pollIntervalMs: durationMs('pollIntervalMs', options.pollIntervalMs, 1000),
     listen: booleanOption('listen', options.listen, true),
     publishTimeoutMs,

@@ -1,3 +1,5 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { describeValue } from './describe-value.js';
 /** Where outboxkit reports what it does. Nest's Logger fits through the Nest adapter. */
 export interface OutboxLogger {
   debug(message: string, context?: Record<string, unknown>): void;
@@ -11,6 +13,13 @@ const noop = () => {};
 /** Reports warnings and errors on stderr, one JSON line each; silent otherwise. */
 export const consoleLogger = (level: 'debug' | 'info' | 'warn' = 'warn'): OutboxLogger => {
   const rank = { debug: 0, info: 1, warn: 2, error: 3 } as const;
+  // 'DEBUG' or 'verbose' would otherwise log at warn without a word.
+  if (!['debug', 'info', 'warn'].includes(level)) {
+    throw new ConfigurationError(
+      'level',
+      `must be debug, info or warn, got ${describeValue(level)}`,
+    );
+  }
   const line = (name: keyof typeof rank) => (message: string, context?: Record<string, unknown>) =>
     console.error(
       JSON.stringify({ time: new Date().toISOString(), level: name, message, ...context }),

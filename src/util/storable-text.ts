@@ -1,3 +1,6 @@
+/** How messages say what `unstorableText` checks, of every string stored as text or jsonb. */
+export const STORABLE_TEXT_RULE = 'without NUL or lone surrogates';
+
 /**
  * Why Postgres cannot store `value` as given in a text or jsonb column, as a phrase, or
  * undefined when it can. It stores no U+0000 (the statement fails, aborting its transaction),

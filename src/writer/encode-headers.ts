@@ -2,7 +2,7 @@ import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
 import { isPlainObject } from '../util/plain-object.js';
-import { unstorableText } from '../util/storable-text.js';
+import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
 import type { HeaderValue } from './outbox-message.js';
 
 /** AMQP short strings (header names) hold at most 255 bytes. */
@@ -29,9 +29,6 @@ const COLUMN_HEADERS: Readonly<Record<string, string>> = {
   [ORDERING_KEY_HEADER]: 'orderingKey',
   [CAUSATION_ID_HEADER]: 'causationId',
 };
-
-/** Said of every string the row stores as text or jsonb. */
-const TEXT_RULE = 'without NUL or lone surrogates';
 
 function describe(value: unknown): string {
   if (typeof value === 'number') return String(value);
@@ -84,7 +81,7 @@ function checkHeaderValue(value: unknown, path: string, index: number, depth: nu
   }
   throw new InvalidMessageError(
     'invalid-header',
-    `header ${path} must be a string (${TEXT_RULE}), finite number, boolean, null or an array of those; got ${describe(value)}`,
+    `header ${path} must be a string (${STORABLE_TEXT_RULE}), finite number, boolean, null or an array of those; got ${describe(value)}`,
     index,
   );
 }
@@ -93,7 +90,7 @@ function checkHeaderName(name: string, index: number): void {
   if (name.length === 0 || Buffer.byteLength(name) > NAME_BYTES || unstorableText(name)) {
     throw new InvalidMessageError(
       'invalid-header',
-      `header name ${JSON.stringify(name)} must be 1 to ${NAME_BYTES} bytes, ${TEXT_RULE}`,
+      `header name ${JSON.stringify(name)} must be 1 to ${NAME_BYTES} bytes, ${STORABLE_TEXT_RULE}`,
       index,
     );
   }

@@ -1,7 +1,7 @@
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
-import { unstorableText } from '../util/storable-text.js';
+import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
 import { uuidv7 } from '../util/uuidv7.js';
 import { encodeHeaders } from './encode-headers.js';
 import { encodePayload } from './encode-payload.js';
@@ -29,9 +29,6 @@ export interface EncodedMessage {
  * leave a row pending for good, counted in the backlog and never published.
  */
 export const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000;
-
-/** Said of every string the row stores as text or jsonb. */
-const TEXT_RULE = 'without NUL or lone surrogates';
 
 /** Checked before sending: a failing INSERT would abort the caller's transaction. */
 function storableText(value: string): boolean {
@@ -63,7 +60,7 @@ function optionalShortString(
   if (!shortString(value, false) || blank) {
     throw new InvalidMessageError(
       reason,
-      `\`${field}\` must be a non-empty${reason === 'invalid-message-id' ? ', not blank,' : ''} string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}${value === null ? `, or left out (undefined): got null${reason === 'invalid-ordering-key' ? ', which would send the message without its order' : ''}` : ''}`,
+      `\`${field}\` must be a non-empty${reason === 'invalid-message-id' ? ', not blank,' : ''} string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}${value === null ? `, or left out (undefined): got null${reason === 'invalid-ordering-key' ? ', which would send the message without its order' : ''}` : ''}`,
       index,
     );
   }
@@ -90,7 +87,7 @@ export function encodeMessage(
   if (!shortString(message.exchange, false)) {
     throw new InvalidMessageError(
       'missing-exchange',
-      `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}), got ${JSON.stringify(message.exchange)}`,
+      `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}), got ${JSON.stringify(message.exchange)}`,
       index,
     );
   }
@@ -101,7 +98,7 @@ export function encodeMessage(
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
       'invalid-routing-key',
-      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${TEXT_RULE}`,
+      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}`,
       index,
     );
   }

@@ -1,6 +1,7 @@
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
+import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
 
 /** The bytes of a row's payload and the content type they are published with. */
 export interface EncodedPayload {
@@ -68,11 +69,12 @@ function checkContentType(value: unknown, index: number): string {
   if (
     typeof value !== 'string' ||
     value.trim() === '' ||
-    Buffer.byteLength(value) > CONTENT_TYPE_BYTES
+    Buffer.byteLength(value) > CONTENT_TYPE_BYTES ||
+    unstorableText(value) !== undefined
   ) {
     throw new InvalidMessageError(
       'missing-content-type',
-      `\`contentType\` must be a media type such as "application/octet-stream" (1 to ${CONTENT_TYPE_BYTES} bytes, not blank), got ${JSON.stringify(value)}`,
+      `\`contentType\` must be a media type such as "application/octet-stream" (1 to ${CONTENT_TYPE_BYTES} bytes, not blank, ${STORABLE_TEXT_RULE}), got ${JSON.stringify(value)}`,
       index,
     );
   }
@@ -83,6 +85,24 @@ function toJson(payload: unknown, index: number): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(payload, function check(this: unknown, key: string, value: unknown) {
+      // NaN and the infinities would arrive as null; a function or symbol would be dropped.
+      const changed =
+        typeof value === 'number'
+          ? Number.isFinite(value)
+            ? undefined
+            : `the number ${value}, which JSON would turn into null`
+          : typeof value === 'function' || typeof value === 'symbol'
+            ? `a ${typeof value}, which JSON would leave out`
+            : undefined;
+      if (changed !== undefined) {
+        // Object.is: NaN is not === itself.
+        const top = key === '' && Object.is((this as Record<string, unknown>)[''], payload);
+        throw new InvalidMessageError(
+          'payload-not-serializable',
+          `payload ${top ? 'is' : `holds at key ${JSON.stringify(key)}`} ${changed}: send plain data`,
+          index,
+        );
+      }
       if (value !== null && typeof value === 'object') {
         const kind = lossyKind(value);
         if (kind !== undefined) {

@@ -149,7 +149,8 @@ export class OutboxWriter {
         `addMany takes an array of messages, got ${describeValue(messages)}; use add for one message`,
       );
     }
-    const encoded = messages.map((m, i) => encodeMessage(m, i, this.#maxMessageBytes));
+    // Array.from visits the holes of a sparse array, which map would skip.
+    const encoded = Array.from(messages, (m, i) => encodeMessage(m, i, this.#maxMessageBytes));
     rejectDuplicateIds(encoded);
     if (encoded.length === 0) return [];
 
