@@ -11,7 +11,6 @@ import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { RetentionCleaner } from '../src/consumer/retention-cleaner.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
-import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { LatencyHistogram } from '../src/metrics/latency-histogram.js';
@@ -30,19 +29,9 @@ import { flushOutbox } from '../src/testing/flush-outbox.js';
 import { waitForIdle } from '../src/testing/wait-for-idle.js';
 import { silentLogger } from '../src/util/logger.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { js, refused } from './support/refused.js';
 
-// What a plain-JavaScript caller can hand over: the compiler sees none of it.
-// biome-ignore lint/suspicious/noExplicitAny: the point is to pass what the types forbid
-const js = (value: unknown): any => value;
 const amqpUrl = 'amqp://localhost';
-
-/** A ConfigurationError naming `option`, whose message matches `detail`. */
-const refused = (option: string, detail?: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof ConfigurationError, String(error));
-  assert.equal(error.option, option);
-  if (detail) assert.match(error.message, detail);
-  return true;
-};
 
 describe('public functions refuse a wrong argument at the call, naming it', () => {
   // Never connected: every refusal comes before a statement.

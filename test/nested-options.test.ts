@@ -3,13 +3,13 @@ import { describe, it } from 'node:test';
 import type { AnyConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost, type ConsumerHostOptions } from '../src/consumer/consumer-host.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
-import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { defineMessage } from '../src/nestjs/message-definition.js';
 import { OutboxDashboardHost } from '../src/nestjs/outbox-dashboard-host.js';
 import { OutboxHandler } from '../src/nestjs/outbox-handler.decorator.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { silentLogger } from '../src/util/logger.js';
+import { refused } from './support/refused.js';
 import { untyped } from './support/untyped.js';
 
 // What a spread config, a JSON file or JavaScript hands over: the compiler sees no literal.
@@ -32,14 +32,6 @@ const dashboardSettings = (settings: unknown) => () =>
   new OutboxDashboardHost({} as never, settings as never);
 const moduleOptions = (options: object) => () =>
   resolveModuleOptions(untyped({ databaseUrl: 'postgres://x', amqpUrl, ...options }), silentLogger);
-
-/** A ConfigurationError naming `option`, whose message matches `detail`. */
-const refused = (option: string, detail?: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof ConfigurationError, String(error));
-  assert.equal(error.option, option);
-  if (detail) assert.match(error.message, detail);
-  return true;
-};
 
 describe('nested options', () => {
   it('refuse an unknown key, naming its full path and the closest known one', () => {

@@ -11,7 +11,6 @@ import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
-import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { InvalidMessageError } from '../src/errors/invalid-message-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
@@ -24,19 +23,10 @@ import { flushOutbox } from '../src/testing/flush-outbox.js';
 import { consoleLogger } from '../src/util/logger.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { parkOutboxRows } from './support/park-outbox-rows.js';
+import { js, refused } from './support/refused.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
-// biome-ignore lint/suspicious/noExplicitAny: the point is to pass what the types forbid
-const js = (value: unknown): any => value;
 const amqpUrl = 'amqp://127.0.0.1:1';
-
-/** A ConfigurationError naming `option`, whose message matches `detail`. */
-const refused = (option: string, detail?: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof ConfigurationError, String(error));
-  assert.equal(error.option, option);
-  if (detail) assert.match(error.message, detail);
-  return true;
-};
 
 /** An InvalidMessageError of `reason`, whose message matches `detail`. */
 const invalid = (reason: string, detail: RegExp) => (error: unknown) => {
