@@ -17,6 +17,7 @@ import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { registerOpenTelemetryMetrics } from '../src/metrics/register-opentelemetry-metrics.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { OutboxModule } from '../src/nestjs/outbox.module.js';
+import { pinoOutboxLogger } from '../src/pino/pino-outbox-logger.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import type { TransactionLike } from '../src/sql/sql-executor.js';
 import { flushOutbox } from '../src/testing/flush-outbox.js';
@@ -179,6 +180,13 @@ describe('plain JavaScript: what the types forbid is refused, naming it', () => 
     assert.throws(() => registerOpenTelemetryMetrics(js({ meter: {} })), refused('meter'));
     assert.throws(() => registerOpenTelemetryMetrics(js({ meter: 'm' })), refused('meter'));
     assert.throws(() => consoleLogger(js('DEBUG')), refused('level', /debug, info or warn/));
+    assert.throws(() => pinoOutboxLogger(js(undefined)), refused('logger', /pino logger/));
+    assert.throws(() => pinoOutboxLogger(js('info')), refused('logger'));
+    assert.throws(() => pinoOutboxLogger(js({ info() {} })), refused('logger'));
+    const pinoLike = { debug() {}, info() {}, warn() {}, error() {} };
+    assert.throws(() => pinoOutboxLogger(pinoLike, js({ bindings: null })), refused('bindings'));
+    assert.throws(() => pinoOutboxLogger(pinoLike, js({ binding: {} })), refused('binding'));
+    assert.doesNotThrow(() => pinoOutboxLogger(pinoLike, { bindings: {} }));
     // A schema refused when given, not warned of at each scrape (and kept for the default's).
     await assert.rejects(collectMetrics(js({ pool: t.pool, schema: '' })), refused('schema'));
     await assert.rejects(

@@ -1,3 +1,7 @@
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { optionNames } from '../options/option-names.js';
+import { optionsObject } from '../options/options-object.js';
+import { describeValue } from '../util/describe-value.js';
 import type { OutboxLogger } from '../util/logger.js';
 
 /**
@@ -12,6 +16,8 @@ export interface PinoLike {
   error(fields: object, message: string): void;
 }
 
+const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
 /** Options of `pinoOutboxLogger`. */
 export interface PinoOutboxLoggerOptions {
   /**
@@ -21,6 +27,9 @@ export interface PinoOutboxLoggerOptions {
    */
   readonly bindings?: Readonly<Record<string, unknown>>;
 }
+
+/** Every option of `PinoOutboxLoggerOptions`. */
+const PINO_OUTBOX_LOGGER_OPTION_NAMES = optionNames<PinoOutboxLoggerOptions>()(['bindings']);
 
 /**
  * An `OutboxLogger` that writes into the application's pino logger: outboxkit's context
@@ -41,8 +50,36 @@ export interface PinoOutboxLoggerOptions {
  */
 export function pinoOutboxLogger(
   logger: PinoLike,
-  options: PinoOutboxLoggerOptions = {},
+  loggerOptions?: PinoOutboxLoggerOptions,
 ): OutboxLogger {
+  // Checked now: a wrong logger would otherwise fail at the first line logged, deep in a relay.
+  const given = logger as Partial<Record<keyof PinoLike, unknown>> | null | undefined;
+  if (
+    given === null ||
+    typeof given !== 'object' ||
+    LEVELS.some((level) => typeof given[level] !== 'function')
+  ) {
+    throw new ConfigurationError(
+      'logger',
+      `must be a pino logger (pino(), a child of one, or nestjs-pino's PinoLogger), got ${describeValue(logger)}`,
+    );
+  }
+  const options = optionsObject(
+    'options',
+    loggerOptions,
+    PINO_OUTBOX_LOGGER_OPTION_NAMES,
+    'pinoOutboxLogger',
+  );
+  const bindingsGiven = options.bindings;
+  if (
+    bindingsGiven !== undefined &&
+    (bindingsGiven === null || typeof bindingsGiven !== 'object' || Array.isArray(bindingsGiven))
+  ) {
+    throw new ConfigurationError(
+      'bindings',
+      `must be an object of fields for every line, such as { component: 'outboxkit' }; got ${describeValue(bindingsGiven)}`,
+    );
+  }
   const bindings = options.bindings ?? { component: 'outboxkit' };
   const fields = (context?: Record<string, unknown>) =>
     context ? { ...bindings, ...context } : bindings;
