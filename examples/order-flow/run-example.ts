@@ -158,7 +158,16 @@ export async function runExample(
     const latency = app.get(LatencyRecorder);
     const dlq = outbox.topologies.find((t) => t.queue.name === `${config.prefix}${INVENTORY}`)!
       .deadLetterQueue.name;
-    const metrics = await scrapeMetrics(`${await app.getUrl()}/metrics`);
+    // The relay counts a message published once its confirm is in, which can come after the
+    // handlers are done with it: scrape again until the counter has stopped moving (a moment).
+    const metricsUrl = `${await app.getUrl()}/metrics`;
+    let relayed = outbox.relay?.stats().published ?? 0;
+    let metrics = await scrapeMetrics(metricsUrl);
+    for (const until = Date.now() + 2000; metrics.published !== relayed && Date.now() < until; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      relayed = outbox.relay?.stats().published ?? 0;
+      metrics = await scrapeMetrics(metricsUrl);
+    }
     // An order that is only placed, reserved and confirmed, after the first few (which also
     // pay for opening connections): the plainest trace.
     const traced = Array.from({ length: ledger.placed }, (_, i) => orderScript(i)).find(
@@ -166,7 +175,7 @@ export async function runExample(
     );
     const orderId = traced?.id ?? 'none';
     const summary = await summarize(db, ledger, {
-      relayed: outbox.relay?.stats().published ?? 0,
+      relayed,
       metrics,
       trace: { orderId, spans: traceOf(tracing.exporter.getFinishedSpans(), 'order.id', orderId) },
       inventory: stats(INVENTORY),

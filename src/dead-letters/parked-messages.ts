@@ -4,7 +4,7 @@ import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { notMigratedError } from '../start/check-schema.js';
+import { sayingNotMigrated } from '../start/check-schema.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type { HeaderValue } from '../writer/outbox-message.js';
 import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
@@ -116,7 +116,8 @@ export class ParkedMessages {
     }
     this.schema = options.schema ?? DEFAULT_SCHEMA;
     this.#queries = parkedQueries(this.schema);
-    this.#pool = options.pool;
+    // A schema without outboxkit's tables is said as the CLI says it.
+    this.#pool = sayingNotMigrated(options.pool, this.schema);
   }
 
   /** Parked rows matching `filter`, oldest first. */
@@ -126,20 +127,20 @@ export class ParkedMessages {
       filterSql(checkFilter(filter)),
       positiveInteger('limit', options.limit, 100),
     );
-    const { rows } = await this.#query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     return (rows as ParkedRow[]).map(toMessage);
   }
 
   /** How many parked rows match `filter`. */
   async count(filter: DeadLetterFilter = {}): Promise<number> {
     const q = this.#queries.count(filterSql(checkFilter(filter)));
-    const { rows } = await this.#query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     return (rows[0] as { n: number }).n;
   }
 
   /** One parked row with its payload; throws `DeadLetterNotFoundError` when there is none. */
   async show(id: string): Promise<ParkedMessageDetail> {
-    const { rows } = await this.#query(this.#queries.show, [rowId(id)]);
+    const { rows } = await this.#pool.query(this.#queries.show, [rowId(id)]);
     const row = rows[0] as ParkedRow | undefined;
     if (!row) throw new DeadLetterNotFoundError(id, this.#where());
     return { ...toMessage(row), payload: row.payload! };
@@ -173,7 +174,7 @@ export class ParkedMessages {
   /** Runs `query` on the one row `id`; throws `DeadLetterNotFoundError` when it is gone. */
   async #one(query: ParkedQueries['purge'], id: string): Promise<void> {
     const q = query(filterSql({}, [rowId(id)]), 1);
-    const { rows } = await this.#query(q.text, q.params);
+    const { rows } = await this.#pool.query(q.text, q.params);
     if (rows.length === 0) throw new DeadLetterNotFoundError(id, this.#where());
   }
 
@@ -187,20 +188,11 @@ export class ParkedMessages {
     let done = 0;
     for (;;) {
       const q = query(f, chunk);
-      const { rows } = await this.#query(q.text, q.params);
+      const { rows } = await this.#pool.query(q.text, q.params);
       done += rows.length;
       if (rows.length > 0) options.onProgress?.(done, 0);
       // Fewer than a chunk: nothing more matched, apart from rows another replay holds.
       if (rows.length < chunk) return { done, failed: [] };
-    }
-  }
-
-  /** Runs a statement; a schema without outboxkit's tables is said as the CLI says it. */
-  async #query(text: string, params: unknown[]): Promise<{ rows: unknown[] }> {
-    try {
-      return await this.#pool.query(text, params);
-    } catch (error) {
-      throw notMigratedError(error, this.schema, 'first') ?? error;
     }
   }
 

@@ -34,6 +34,22 @@ export function notMigratedError(
 }
 
 /**
+ * `pool` whose statements, on a schema without outboxkit's tables, fail with
+ * `notMigratedError` (naming the command to run) rather than pg's bare 42P01.
+ */
+export function sayingNotMigrated(pool: PgQueryable, schema: string): PgQueryable {
+  return {
+    query: async (text, params) => {
+      try {
+        return await pool.query(text, params);
+      } catch (error) {
+        throw notMigratedError(error, schema, 'first') ?? error;
+      }
+    },
+  };
+}
+
+/**
  * Checks that the schema holds every migration this version of outboxkit ships. Throws a
  * `StartupError` when it does not, or when Postgres refuses the login or the database;
  * returns quietly when Postgres cannot be reached (the caller connects in the background).

@@ -6,7 +6,7 @@ import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { notMigratedError } from '../start/check-schema.js';
+import { sayingNotMigrated } from '../start/check-schema.js';
 import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
@@ -84,7 +84,7 @@ export async function flushOutbox(
   const failOnParked = booleanOption('failOnParked', options.failOnParked, true);
   // What could be parked during the flush: rows pending now, and rows written after now (with
   // higher ids). Timestamps would not do: parked_at is the parking transaction's start.
-  const mark = await notMigrated(pool, t.schemaName).query(
+  const mark = await sayingNotMigrated(pool, t.schemaName).query(
     `SELECT coalesce(array_agg(id::text), '{}') AS pending,
             greatest((SELECT max(id) FROM ${t.outbox}), (SELECT max(id) FROM ${t.parked}), 0)::text AS high
      FROM ${t.outbox}`,
@@ -138,17 +138,4 @@ function flushSchema(options: FlushOutboxOptions): string | undefined {
     );
   }
   return relaySchema;
-}
-
-/** `pool`, whose statements on a schema without outboxkit's tables say so, naming the fix. */
-function notMigrated(pool: PgQueryable, schema: string): PgQueryable {
-  return {
-    query: async (text, params) => {
-      try {
-        return await pool.query(text, params);
-      } catch (error) {
-        throw notMigratedError(error, schema, 'first') ?? error;
-      }
-    },
-  };
 }

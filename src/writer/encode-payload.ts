@@ -81,6 +81,13 @@ function checkContentType(value: unknown, index: number): string {
   return value;
 }
 
+/** Where the replacer is: `is` for the payload itself, `holds at key "k"` within it. */
+function placeOf(holder: unknown, key: string, payload: unknown): string {
+  // The first call's holder is `{ '': payload }`; Object.is, as NaN is not === itself.
+  const top = key === '' && Object.is((holder as Record<string, unknown>)[''], payload);
+  return top ? 'is' : `holds at key ${JSON.stringify(key)}`;
+}
+
 function toJson(payload: unknown, index: number): string {
   let json: string | undefined;
   try {
@@ -95,22 +102,18 @@ function toJson(payload: unknown, index: number): string {
             ? `a ${typeof value}, which JSON would leave out`
             : undefined;
       if (changed !== undefined) {
-        // Object.is: NaN is not === itself.
-        const top = key === '' && Object.is((this as Record<string, unknown>)[''], payload);
         throw new InvalidMessageError(
           'payload-not-serializable',
-          `payload ${top ? 'is' : `holds at key ${JSON.stringify(key)}`} ${changed}: send plain data`,
+          `payload ${placeOf(this, key, payload)} ${changed}: send plain data`,
           index,
         );
       }
       if (value !== null && typeof value === 'object') {
         const kind = lossyKind(value);
         if (kind !== undefined) {
-          // The first call's holder is `{ '': payload }`.
-          const top = key === '' && (this as Record<string, unknown>)[''] === payload;
           throw new InvalidMessageError(
             'payload-not-serializable',
-            `payload ${top ? 'is' : `holds at key ${JSON.stringify(key)}`} a ${kind}, which JSON would turn into ${kind.endsWith('Array') ? 'an object of indexes' : '{}'}: ${conversionHint(kind)}`,
+            `payload ${placeOf(this, key, payload)} a ${kind}, which JSON would turn into ${kind.endsWith('Array') ? 'an object of indexes' : '{}'}: ${conversionHint(kind)}`,
             index,
           );
         }
