@@ -452,6 +452,43 @@ describe('nestjs: OutboxModule', () => {
     }
   });
 
+  it("a fanout exchange's handler binds without the messages' routing keys, and gets them; a prefix of amq. is named", async () => {
+    const Fanned = defineMessage<{ n: number }>({
+      exchange: 'fanned',
+      exchangeType: 'fanout',
+      routingKey: 'fanned.any',
+    });
+    @Injectable()
+    class FannedHandler {
+      readonly seen: number[] = [];
+      @OutboxHandler(Fanned, { ...quick, name: 'module.fanned' })
+      async handle(message: { n: number }): Promise<void> {
+        this.seen.push(message.n);
+      }
+    }
+    const app = await boot(f.options(), [FannedHandler]);
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute((trx) => outbox.addMany(trx, Fanned, [{ n: 1 }, { n: 2 }]));
+    await waitFor('both handled', () => app.get(FannedHandler).seen.length === 2);
+    assert.deepEqual([...app.get(FannedHandler).seen].sort(), [1, 2]);
+    await f.closeApp(app);
+
+    await assert.rejects(
+      async () => {
+        const refused = await Test.createTestingModule({
+          imports: [OutboxModule.forRoot({ ...f.options(), prefix: 'amq.test.' })],
+        }).compile();
+        await refused.close();
+      },
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, 'prefix');
+        assert.match(error.message, /must not start with "amq\."/);
+        return true;
+      },
+    );
+  });
+
   it('refuses an unknown option from the async factory, which the compiler lets through', async () => {
     // A factory's result is not checked for excess properties: a misspelt `prefix` would run
     // every handler without it.

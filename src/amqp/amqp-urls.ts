@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { MAX_HEARTBEAT_SECONDS } from '../options/heartbeat-option.js';
 import { redactUrl } from '../util/logger.js';
 
 /** One RabbitMQ URL, or several nodes of a cluster to fail over between. */
@@ -24,11 +25,86 @@ export function amqpUrlList(value: unknown, option = 'amqpUrl'): readonly string
     if (parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') {
       throw new ConfigurationError(
         option,
-        `must start with amqp:// or amqps://, got ${parsed ? redactUrl(url) : 'something that is not a URL'}`,
+        `must start with amqp:// or amqps://, got ${parsed ? redactUrl(url) : notAUrl(url)}`,
       );
     }
+    const problem = tuningProblem(parsed.searchParams);
+    if (problem !== undefined)
+      throw new ConfigurationError(option, `${problem}: ${redactUrl(url)}`);
   }
   return Object.freeze([...list]);
+}
+
+/** What an unparsable URL gets wrong, where it can be told: a port out of range is common. */
+function notAUrl(url: string): string {
+  const port = /^[a-z]+:\/\/[^/?#]*:(\d+)(?:[/?#]|$)/i.exec(url)?.[1];
+  return port !== undefined && Number(port) > MAX_PORT
+    ? `a URL whose port ${port} is above ${MAX_PORT}`
+    : 'something that is not a URL';
+}
+
+const MAX_PORT = 65_535;
+/** AMQP's smallest frame: a `frameMax` below it is refused by the broker at every connect. */
+const MIN_FRAME_MAX = 4096;
+
+/**
+ * What is wrong with the connection settings amqplib reads from the URL's query, if anything.
+ * amqplib takes `parseInt` of them, so `frameMax=abc` reaches the broker as NaN and every
+ * connect fails, retried for ever. `heartbeat=0` turns heartbeats off, and a dead link would
+ * then hold unconfirmed messages until `publishTimeoutMs`.
+ */
+function tuningProblem(query: URLSearchParams): string | undefined {
+  const limits: Record<string, { min: number; max: number; zero?: string }> = {
+    heartbeat: {
+      min: 1,
+      max: MAX_HEARTBEAT_SECONDS,
+      zero: 'turns heartbeats off, so a dead link goes unnoticed: leave it out and set `heartbeatSeconds`',
+    },
+    channelMax: { min: 0, max: 65_535 },
+    frameMax: { min: MIN_FRAME_MAX, max: 0xffff_ffff, zero: '' },
+  };
+  for (const [name, { min, max, zero }] of Object.entries(limits)) {
+    const text = query.get(name);
+    if (text === null) continue;
+    const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (value === 0 && zero === '') continue;
+    if (value === 0 && zero !== undefined) return `its ${name}=0 ${zero}`;
+    if (!(value >= min && value <= max)) {
+      return `its ${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The heartbeat the connections ask for: the URLs' `heartbeat` parameter, which amqplib prefers
+ * to the option, else `heartbeatSeconds`. Both given and different is refused, as is a list
+ * whose URLs disagree: either way one of the two settings would be ignored without a word.
+ * @param option the value of `heartbeatSeconds` as given (undefined when left out).
+ * @param resolved `heartbeatSeconds` checked, with its default.
+ */
+export function effectiveHeartbeatSeconds(
+  urls: readonly string[],
+  option: unknown,
+  resolved: number,
+): number {
+  const fromUrls = new Set(urls.map((url) => new URL(url).searchParams.get('heartbeat')));
+  if (fromUrls.size > 1) {
+    throw new ConfigurationError(
+      'amqpUrl',
+      `its URLs ask for different heartbeats (${[...fromUrls].map((h) => h ?? 'none').join(', ')}): give \`heartbeatSeconds\` instead`,
+    );
+  }
+  const [text] = fromUrls;
+  if (text === null || text === undefined) return resolved;
+  const seconds = Number(text);
+  if (option !== undefined && seconds !== resolved) {
+    throw new ConfigurationError(
+      'heartbeatSeconds',
+      `is ${resolved} but \`amqpUrl\` asks for heartbeat=${seconds}, which amqplib would use: give it in one place`,
+    );
+  }
+  return seconds;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { ChannelModel } from 'amqplib';
 import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
-import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
+import { type AmqpUrls, amqpUrlList, effectiveHeartbeatSeconds } from '../amqp/amqp-urls.js';
 import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -236,7 +236,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
     });
     this.#startTimeoutMs = durationMs('startTimeoutMs', options.startTimeoutMs, 30_000);
     this.#stopTimeoutMs = durationMs('stopTimeoutMs', options.stopTimeoutMs, 30_000);
-    const heartbeatSeconds = heartbeatOption(options.heartbeatSeconds);
+    const heartbeatSeconds = effectiveHeartbeatSeconds(
+      amqpUrls,
+      options.heartbeatSeconds,
+      heartbeatOption(options.heartbeatSeconds),
+    );
     this.#publisher = new RetryPublisher(
       durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
     );

@@ -154,6 +154,14 @@ export function resolveConsumer(
     }
     textRule(`routingKeys[${i}]`, key);
   }
+  // Bound as given, a key here would read as a filter that RabbitMQ never applies: the handler
+  // would get every message of the exchange, of any kind.
+  if (exchangeType === 'fanout' && routingKeys.some((k) => k !== '')) {
+    fail(
+      'routingKeys',
+      'a fanout exchange ignores binding keys and sends the queue every message: leave `routingKeys` out, or choose messages by key on a topic or direct exchange',
+    );
+  }
 
   const queue = definition.queue ?? name;
   if (!isNameOfBytes(queue, MAX_QUEUE_BYTES)) {

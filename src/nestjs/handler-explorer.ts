@@ -122,7 +122,10 @@ export class HandlerExplorer {
       name: `${options.prefix}${o.name}`,
       exchange: `${options.prefix}${first.exchange}`,
       exchangeType: first.exchangeType ?? 'topic',
-      routingKeys: o.routingKeys ?? [...new Set(list.map((m) => m.routingKey))],
+      // A fanout exchange takes no binding keys: the messages' keys would be refused.
+      routingKeys:
+        o.routingKeys ??
+        (first.exchangeType === 'fanout' ? undefined : [...new Set(list.map((m) => m.routingKey))]),
       queue: `${options.prefix}${o.queue ?? o.name}`,
       queueType: o.queueType,
       ordered: o.ordered,

@@ -125,6 +125,13 @@ export function resolveModuleOptions(
   }
   const prefix = options.prefix ?? '';
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix', 'must be a string');
+  // Otherwise the first handler's exchange or queue would be blamed for the module's prefix.
+  if (prefix.startsWith('amq.')) {
+    throw new ConfigurationError(
+      'prefix',
+      `must not start with "amq.", got ${JSON.stringify(prefix)}: RabbitMQ keeps amq.* exchange and queue names for itself, and the prefix starts every name of the module's topology`,
+    );
+  }
   const registry = options.prometheusRegistry;
   if (
     registry !== undefined &&

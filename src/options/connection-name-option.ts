@@ -13,5 +13,15 @@ export function connectionNameOption(value: unknown): string | undefined {
       `must be a non-empty string, got ${describeValue(value)}`,
     );
   }
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_CONNECTION_NAME_BYTES) {
+    throw new ConfigurationError(
+      'connectionName',
+      `must be at most ${MAX_CONNECTION_NAME_BYTES} bytes, got ${bytes}: it travels in the connection's first frame, which RabbitMQ reads only up to 4096 bytes, and a longer one times out every connect`,
+    );
+  }
   return value;
 }
+
+/** Leaves room in the broker's 4096-byte first frame for amqplib's properties and the login. */
+export const MAX_CONNECTION_NAME_BYTES = 1024;

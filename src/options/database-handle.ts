@@ -23,7 +23,22 @@ export function pgPool(option: string, value: unknown): Pool {
       `must be a pg Pool, got ${describe(value)}${typeof value === 'string' ? ' (a connection string goes in `databaseUrl`)' : ''}`,
     );
   }
+  refuseEndedPool(option, value as Pool);
   return value as Pool;
+}
+
+/**
+ * Refuses a pg Pool whose `end()` was called: every statement on it fails at once, and a relay
+ * would take that for a database that is down and retry for as long as the process runs.
+ */
+export function refuseEndedPool(option: string, pool: Pool): void {
+  const { ending, ended } = pool as { ending?: unknown; ended?: unknown };
+  if (ending === true || ended === true) {
+    throw new ConfigurationError(
+      option,
+      'has been ended (its end() was called): give a pool that is open, and end it after stopping what uses it',
+    );
+  }
 }
 
 /** `value` if it can run a statement (a pg Pool or client: a `query` function), else refused. */

@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
+import { type AmqpUrls, amqpUrlList, effectiveHeartbeatSeconds } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
@@ -207,7 +207,11 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
-  const heartbeatSeconds = heartbeatOption(options.heartbeatSeconds);
+  const heartbeatSeconds = effectiveHeartbeatSeconds(
+    amqpUrl,
+    options.heartbeatSeconds,
+    heartbeatOption(options.heartbeatSeconds),
+  );
   const publishTimeoutMs = durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000, {
     ms: MAX_PUBLISH_TIMEOUT_MS,
     why: "the relay's pool sets Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
