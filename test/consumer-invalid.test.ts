@@ -111,6 +111,53 @@ describe('idempotent consumer: invalid messages', () => {
     );
   });
 
+  it('dead-letters what a validator returns that cannot be the payload: undefined, or a boolean for an object', async () => {
+    const name = f.name('returns');
+    const seen: unknown[] = [];
+    const def = f.definition<unknown>(
+      'returns',
+      async (payload, ctx) => {
+        seen.push(payload);
+        await f.recordEffect(payload, ctx);
+      },
+      {
+        routingKeys: ['returns'],
+        concurrency: 1,
+        // What plain JavaScript, or a type guard passed where a parser belongs, gives.
+        validate: (payload) => {
+          const { mode } = payload as { mode: string };
+          if (mode === 'forgot-return') return undefined;
+          if (mode === 'guard') return true;
+          return payload;
+        },
+      },
+    );
+    const host = await f.host([def]);
+    await f.publish('returns', { mode: 'forgot-return' }, { messageId: 'undefined' });
+    await f.publish('returns', { mode: 'guard' }, { messageId: 'boolean' });
+    await f.publish('returns', { mode: 'fine' }, { messageId: 'fine' });
+    await waitFor(
+      'one handled, two dead-lettered',
+      () => host.stats(name).handled === 1 && host.stats(name).deadLettered === 2,
+    );
+    assert.deepEqual(seen, [{ mode: 'fine' }]);
+    const dead = await waitFor('the two dead letters', async () => {
+      const depth = await f.depth(deadLetterQueueName(name));
+      return depth === 2 ? f.drain(deadLetterQueueName(name)) : undefined;
+    });
+    const error = (id: string) =>
+      String(
+        dead.find((m) => m.properties.messageId === id)?.properties.headers?.[
+          OUTBOXKIT_HEADERS.error
+        ],
+      );
+    assert.match(error('undefined'), /`validate` returned undefined: it must return the payload/);
+    assert.match(error('boolean'), /`validate` returned true for a payload that is not a boolean/);
+    for (const m of dead) {
+      assert.equal(m.properties.headers?.[OUTBOXKIT_HEADERS.reason], 'validation-failed');
+    }
+  });
+
   it('passes payloads of other accepted content types as Buffers, and takes a missing one as JSON', async () => {
     const name = f.name('binary');
     const seen: unknown[] = [];

@@ -116,11 +116,15 @@ export async function parseDelivery(
 
   const { validate, businessKey } = consumer.definition;
   if (validate) {
+    let checked: unknown;
     try {
-      payload = await validate(payload, info);
+      checked = await validate(payload, info);
     } catch (error) {
       return reject('validation-failed', error);
     }
+    const problem = validatedProblem(payload, checked);
+    if (problem !== undefined) return reject('validation-failed', problem);
+    payload = checked;
   }
 
   let key: unknown;
@@ -156,4 +160,20 @@ export async function parseDelivery(
     ok: true,
     delivery: { message, payload, info, businessKey: key as string, failedAttempts },
   };
+}
+
+/**
+ * What is wrong with what `validate` returned in place of `payload`, if it cannot be the
+ * payload: `undefined` (a validator without `return`; no parsed payload is undefined), or a
+ * boolean for a payload that was not one (a type guard's or `safeParse(...).success`'s answer).
+ * Either way the handler would get it as the message.
+ */
+function validatedProblem(payload: unknown, checked: unknown): string | undefined {
+  if (checked === undefined) {
+    return '`validate` returned undefined: it must return the payload it checked (a validator without `return`?), which the handler gets';
+  }
+  if (typeof checked === 'boolean' && typeof payload !== 'boolean') {
+    return `\`validate\` returned ${checked} for a payload that is not a boolean: it must return the payload it checked (and throw when it is invalid), which the handler gets`;
+  }
+  return undefined;
 }
