@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import {
   AggregationTemporality,
   DataPointType,
@@ -205,6 +206,8 @@ describe('observability with real services', () => {
     assert.equal(values.get('outboxkit_relay_publish_seconds_bucket{le="+Inf"}'), 7);
     const parked = `outboxkit_outbox_parked_messages{exchange="${f.name('orphan')}"}`;
     assert.equal(values.get(parked), 1);
+    assert.equal(values.get('outboxkit_relay_connected'), 1);
+    assert.equal(values.get('outboxkit_consumer_connected'), 1);
 
     // Registering twice fails and leaves the registry as it was; unregister removes them all.
     assert.throws(
@@ -226,6 +229,20 @@ describe('observability with real services', () => {
     const rest = scrape(await registry.metrics()).families;
     assert.ok(![...rest].some((name) => name.startsWith('outboxkit_')));
     assert.ok(rest.has('process_cpu_user_seconds_total'));
+  });
+
+  it('says 0 connected while the relay cannot reach RabbitMQ (its error counter says nothing then)', async () => {
+    const down = testRelay(f.t, { amqpUrl: 'amqp://guest:guest@127.0.0.1:1' });
+    await down.start();
+    try {
+      const registry = new Registry();
+      registerPrometheusMetrics(registry, { relay: down });
+      const { values } = scrape(await registry.metrics());
+      assert.equal(values.get('outboxkit_relay_connected'), 0);
+      assert.equal(values.get('outboxkit_relay_errors_total'), 0);
+    } finally {
+      await down.stop();
+    }
   });
 
   it('serves a prom-client scrape without the outbox gauges while the database stalls', async () => {
@@ -275,8 +292,8 @@ describe('observability with real services', () => {
     assert.equal(published.descriptor.unit, '{message}');
     assert.equal(value('outboxkit.relay.published'), 6);
     assert.equal(value('outboxkit.consumer.handled', { consumer }), 5);
-    assert.equal(value('outboxkit.outbox.parked', { exchange: f.name('orphan') }), 1);
-    const confirm = metrics.get('outboxkit.relay.publish.duration')!;
+    assert.equal(value('outboxkit.outbox.parked_messages', { exchange: f.name('orphan') }), 1);
+    const confirm = metrics.get('outboxkit.relay.publish_seconds')!;
     assert.equal(confirm.dataPointType, DataPointType.HISTOGRAM);
     assert.equal(confirm.descriptor.unit, 's');
     const histogram = confirm.dataPoints[0]!.value as {
@@ -285,11 +302,11 @@ describe('observability with real services', () => {
     };
     assert.equal(histogram.count, 7);
     assert.equal(histogram.buckets.boundaries[0], 0.001);
-    const handler = value('outboxkit.consumer.handler.duration', { consumer }) as { count: number };
+    const handler = value('outboxkit.consumer.handler_seconds', { consumer }) as { count: number };
     assert.ok(handler.count >= 6, `every handler attempt timed: ${handler.count}`);
   });
 
-  it('ships a dashboard and alert rules whose every metric a real scrape has', async () => {
+  it('ships a dashboard and alert rules whose every metric a real scrape has, through prom-client and through OpenTelemetry', async () => {
     const registry = new Registry();
     registerPrometheusMetrics(registry, {
       relay,
@@ -298,6 +315,11 @@ describe('observability with real services', () => {
       schema: f.t.schema,
     });
     const { families } = scrape(await registry.metrics());
+    // The same metrics through OpenTelemetry, as its Prometheus exporter serves them.
+    await reader.forceFlush();
+    const otelFamilies = scrape(
+      new PrometheusSerializer().serialize(exporter.getMetrics().at(-1)!),
+    ).families;
 
     const dashboard = JSON.parse(
       readFileSync(join(ROOT, 'ops/grafana/outboxkit.json'), 'utf8'),
@@ -325,6 +347,10 @@ describe('observability with real services', () => {
       assert.ok(names.length > 0, `${where} queries an outboxkit metric`);
       for (const name of names) {
         assert.ok(families.has(name), `${where}: ${name} is not in a scrape`);
+        assert.ok(
+          otelFamilies.has(name),
+          `${where}: ${name} is not in what OpenTelemetry's Prometheus exporter serves`,
+        );
         used.add(name);
       }
     }
@@ -339,6 +365,8 @@ describe('observability with real services', () => {
       'outboxkit_consumer_retried_total',
       'outboxkit_consumer_dead_lettered_total',
       'outboxkit_consumer_handler_seconds',
+      'outboxkit_relay_connected',
+      'outboxkit_consumer_connected',
     ]) {
       assert.ok(used.has(wanted), `${wanted} is shown or alerted on`);
     }

@@ -26,6 +26,8 @@ export type HistogramSource = Pick<LatencyHistogram, 'count' | 'sum' | 'buckets'
 /** What `collectMetrics` reads from a relay: an `OutboxRelay` fits. */
 export interface RelayMetricsSource {
   stats(): Readonly<RelayStats>;
+  /** Whether the relay can publish now, for `outboxkit_relay_connected`. */
+  readonly isConnected?: boolean;
 }
 
 /** What `collectMetrics` reads from a consumer host: a `ConsumerHost` fits. */
@@ -33,6 +35,8 @@ export interface ConsumerMetricsSource {
   readonly consumers: readonly string[];
   stats(consumer: string): Readonly<ConsumerStats>;
   readonly inFlight?: number;
+  /** Whether the host is connected to RabbitMQ, for `outboxkit_consumer_connected`. */
+  readonly isConnected?: boolean;
   /** Run times of the consumer's handler, for `outboxkit_consumer_handler_seconds`. */
   handlerSeconds?(consumer: string): HistogramSource;
   /** Transactions retried in place while Postgres is unavailable, for `outboxkit_consumer_transactions_waiting_for_database`. */
@@ -131,6 +135,7 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
       samples.push({ name, help, type: 'counter', labels: {}, value: stats[key] });
     }
     samples.push(...histogramSamples(RELAY_METRICS.publishSeconds, {}, stats.publishSeconds));
+    samples.push(...connectedSample(RELAY_METRICS.connected, options.relay.isConnected));
   }
   if (options.consumers) {
     const host = options.consumers;
@@ -162,6 +167,7 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
         });
       }
     }
+    samples.push(...connectedSample(CONSUMER_METRICS.connected, host.isConnected));
     if (host.inFlight !== undefined) {
       samples.push({
         name: CONSUMER_METRICS.inFlight.name,
@@ -179,6 +185,20 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
     if (status) samples.push(...outboxGaugeSamples(status));
   }
   return samples;
+}
+
+/**
+ * The 1 or 0 of a connection gauge; none for a source that does not tell (the metrics stay
+ * open to sources of the application's own that have only `stats`).
+ */
+function connectedSample(
+  metric: { readonly name: string; readonly help: string },
+  connected: boolean | undefined,
+): MetricSample[] {
+  if (typeof connected !== 'boolean') return [];
+  return [
+    { name: metric.name, help: metric.help, type: 'gauge', labels: {}, value: connected ? 1 : 0 },
+  ];
 }
 
 /**

@@ -13,7 +13,10 @@ export interface MetricDefinition {
   readonly labels: readonly string[];
   /** Which source reports it: the relay, the consumer host, or the outbox tables (`pool`). */
   readonly source: 'relay' | 'consumers' | 'outbox';
-  /** The OpenTelemetry instrument name (dots; counters without `_total`). */
+  /**
+   * The OpenTelemetry instrument name: the Prometheus name with a dot after the component and
+   * counters without `_total`, which a Prometheus exporter turns back into `name`.
+   */
   readonly otelName: string;
   /** UCUM unit for OpenTelemetry: `s`, or an annotation such as `{message}`. */
   readonly unit: string;
@@ -27,11 +30,12 @@ function metric(
   labels: readonly string[],
   help: string,
 ): MetricDefinition {
+  // Prometheus exporters put `_total` back on counters, turn dots into underscores and drop
+  // annotation units such as {message}; some append the unit's suffix (`_seconds`) unless the
+  // name ends with it. So the name keeps its Prometheus suffixes, and comes back out unchanged.
   const otelName = name
     .replace(/_total$/, '')
-    .replace(/_(seconds|messages|transactions)$/, '')
-    .replace(/^outboxkit_(relay|consumer|outbox)_/, 'outboxkit.$1.')
-    .concat(type === 'histogram' && unit === 's' ? '.duration' : '');
+    .replace(/^outboxkit_(relay|consumer|outbox)_/, 'outboxkit.$1.');
   return Object.freeze({
     name,
     type,
@@ -110,6 +114,14 @@ export const RELAY_METRICS = Object.freeze({
     '{error}',
     [],
     'Database or broker errors that made a lane back off.',
+  ),
+  connected: metric(
+    'relay',
+    'gauge',
+    'outboxkit_relay_connected',
+    '{connection}',
+    [],
+    '1 while the relay can publish (connected to RabbitMQ, no resource alarm), 0 while it reconnects or is blocked.',
   ),
   publishSeconds: metric(
     'relay',
@@ -218,6 +230,14 @@ export const CONSUMER_METRICS = Object.freeze({
     '{transaction}',
     ['consumer'],
     'Transactions now retried in place because Postgres is unavailable to them.',
+  ),
+  connected: metric(
+    'consumers',
+    'gauge',
+    'outboxkit_consumer_connected',
+    '{connection}',
+    [],
+    '1 while the consumer host is connected to RabbitMQ, 0 while it reconnects.',
   ),
   inFlight: metric(
     'consumers',

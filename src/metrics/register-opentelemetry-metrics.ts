@@ -35,8 +35,9 @@ type Subscribable = Pick<LatencyHistogram, 'subscribe'>;
  * observable instruments read from the same sources as `collectMetrics` (one batch callback,
  * so one reading, and with `pool` one statement, per collection), and the two latency
  * histograms as histograms recorded as each duration is observed, with the same buckets.
- * Names follow OpenTelemetry's (`outboxkit.relay.published`, unit `{message}`); a Prometheus
- * exporter turns them back into the Prometheus names.
+ * Names are the Prometheus names with a dot after the component and counters without `_total`
+ * (`outboxkit.relay.published`, unit `{message}`), so a Prometheus exporter turns them back into
+ * the Prometheus names, which the shipped dashboard queries.
  *
  * @example
  * import { registerOpenTelemetryMetrics } from 'outboxkit/metrics';
