@@ -14,6 +14,7 @@ import {
 } from '../src/nestjs/index.js';
 import { AMQP_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { refused } from './support/refused.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -74,6 +75,14 @@ describe('nestjs: the terminus health indicator', () => {
       return s.deadLettered === 2 && s.parked === 1;
     });
 
+    // A misspelt limit would turn its check off: refused, with the name meant.
+    await assert.rejects(
+      indicator.isHealthy('messaging', { maxParkd: 0 } as never),
+      refused(
+        'maxParkd',
+        /not an option of OutboxHealthIndicator\.isHealthy; did you mean `maxParked`/,
+      ),
+    );
     const limits = { maxDeadLettered: 1, maxParked: 0 };
     const down = await indicator.isHealthy('messaging', limits);
     assert.equal(down.messaging.status, 'down');

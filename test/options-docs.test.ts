@@ -14,6 +14,7 @@ import {
   ConsumerHost,
   type ConsumerHostOptions,
 } from '../src/consumer/consumer-host.js';
+import { RESIZE_PARTITIONS_OPTION_NAMES } from '../src/consumer/resize-partitions.js';
 import { RETENTION_OPTION_NAMES } from '../src/consumer/retention-cleaner.js';
 import { DASHBOARD_OPTION_NAMES } from '../src/dashboard/dashboard-options.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
@@ -64,6 +65,7 @@ const CODE: Readonly<Record<string, readonly string[]>> = {
   OutboxDashboardSettings: DASHBOARD_SETTINGS_OPTION_NAMES,
   OutboxHandlerOptions: HANDLER_OPTION_NAMES,
   OutboxHealthOptions: HEALTH_OPTION_NAMES,
+  ResizePartitionsOptions: RESIZE_PARTITIONS_OPTION_NAMES,
   TlsOptions: TLS_OPTION_NAMES,
 };
 

@@ -3,11 +3,15 @@
 // ignored them. Each is refused where it is given, naming it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { amqpUrlList } from '../src/amqp/amqp-urls.js';
 import { connectAmqp } from '../src/amqp/connect-amqp.js';
+import { defineConsumer } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
+import { StartupError } from '../src/errors/startup-error.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { resolveRelayOptions } from '../src/relay/relay-options.js';
@@ -111,6 +115,46 @@ describe('settings that would fail every connect, or be ignored, are refused', (
     await pool.end();
     await assert.rejects(relay.start(), refused('pool', /has been ended/));
     assert.equal(relay.isRunning, false);
+  });
+
+  it('a consumer host on a Kysely instance destroyed before start fails its start, naming it', async () => {
+    const db = new Kysely<unknown>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: DATABASE_URL }) }),
+    });
+    // Kysely makes its driver at the first statement, and destroys nothing before it.
+    await sql`SELECT 1`.execute(db);
+    await db.destroy();
+    const destroyed = new ConsumerHost({
+      db,
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      consumers: [defineConsumer({ name: 'closed.c', exchange: 'closed', async handler() {} })],
+    });
+    try {
+      await assert.rejects(destroyed.start(), (error: unknown) => {
+        assert.ok(error instanceof StartupError, String(error));
+        assert.equal(error.code, 'database-closed');
+        assert.match(error.message, /driver has already been destroyed/);
+        return true;
+      });
+    } finally {
+      await destroyed.stop();
+    }
+  });
+
+  it('resizePartitions refuses an option it does not take before declaring anything', async () => {
+    const consumer = defineConsumer({
+      name: 'resize.c',
+      exchange: 'resize',
+      ordered: true,
+      partitions: 3,
+      async handler() {},
+    });
+    // The broker's port is closed: a refusal must come before any connect.
+    await assert.rejects(
+      resizePartitions(js({ db: t.db, amqpUrl: 'amqp://127.0.0.1:1', consumer, from: 2, frm: 2 })),
+      refused('frm', /not an option of resizePartitions; did you mean `from`/),
+    );
   });
 
   it("a fanout consumer's binding keys, which RabbitMQ would ignore", () => {

@@ -5,10 +5,16 @@ import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { exchangeExistsOn } from '../amqp/exchange-exists.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
+import { optionNames } from '../options/option-names.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
-import { ConsumerHost, type ConsumerHostOptions } from './consumer-host.js';
+import {
+  CONSUMER_HOST_OPTION_NAMES,
+  ConsumerHost,
+  type ConsumerHostOptions,
+} from './consumer-host.js';
 import { declareTopology, topologyOf } from './consumer-topology.js';
 import { type PartitionSet, partitionSet } from './partition-set.js';
 import { resolveConsumer } from './resolve-consumer.js';
@@ -23,6 +29,16 @@ export interface ResizePartitionsOptions
   /** How often the drain's progress is checked. Default 200 ms. */
   readonly pollIntervalMs?: number;
 }
+
+/** Every option of `ResizePartitionsOptions`, for the options table in docs/options.md. */
+export const RESIZE_PARTITIONS_OPTION_NAMES = optionNames<ResizePartitionsOptions>()([
+  'consumer',
+  'from',
+  'pollIntervalMs',
+  ...(CONSUMER_HOST_OPTION_NAMES.filter((n) => n !== 'consumers' && n !== 'retention') as Array<
+    Exclude<keyof ConsumerHostOptions<unknown>, 'consumers' | 'retention'>
+  >),
+]);
 
 /** What a resize did. */
 export interface ResizePartitionsResult {
@@ -60,6 +76,8 @@ export async function resizePartitions(
       'resizePartitions takes an object { consumer, from, amqpUrl, db, ... }',
     );
   }
+  // Checked before anything is declared: a misspelt `from` would otherwise resize from nothing.
+  rejectUnknownOptions(options, RESIZE_PARTITIONS_OPTION_NAMES, { owner: 'resizePartitions' });
   const { consumer, from } = options;
   if (consumer === null || typeof consumer !== 'object') {
     throw new ConfigurationError(

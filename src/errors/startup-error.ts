@@ -6,6 +6,8 @@ export type StartupErrorCode =
   | 'schema-outdated'
   | 'database-auth-refused'
   | 'database-not-found'
+  /** The pool was ended, or the Kysely instance destroyed, before start. */
+  | 'database-closed'
   /** Only where the start cannot go on without Postgres: the Nest module's `migrate: true`. */
   | 'database-unreachable'
   | 'broker-auth-refused'

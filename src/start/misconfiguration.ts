@@ -5,6 +5,12 @@ import { errorMessage, redactUrl } from '../util/logger.js';
 /** SQLSTATEs that no retry mends: wrong password or no such role, and no such database. */
 const AUTH_REFUSED = new Set(['28P01', '28000']);
 const DATABASE_NOT_FOUND = '3D000';
+/**
+ * What pg says of an ended pool and Kysely of a destroyed instance: every statement fails at
+ * once, for good, which a start would otherwise take for a database that is down.
+ */
+const CLOSED_HANDLE =
+  /^(Cannot use a pool after calling end on the pool|driver has already been destroyed)$/;
 
 /**
  * The `StartupError` for a Postgres error that a retry cannot mend, or undefined for one that
@@ -32,6 +38,14 @@ export function databaseMisconfiguration(error: unknown, where: string): Startup
       'database-tls-refused',
       'postgres',
       `Postgres at ${where}: TLS failed: ${tls.reason} (${tls.code}): ${tlsAdvice(tls, 'databaseTls')}`,
+      error,
+    );
+  }
+  if (error instanceof Error && CLOSED_HANDLE.test(error.message)) {
+    return new StartupError(
+      'database-closed',
+      'postgres',
+      `the database handle (${where}) is closed: ${error.message}. Close the pool or the Kysely instance after stopping what uses it, not before starting it`,
       error,
     );
   }

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { optionNames } from '../../options/option-names.js';
+import { rejectUnknownOptions } from '../../options/unknown-options.js';
 import { durationMs } from '../../util/duration-option.js';
 import { errorMessage } from '../../util/logger.js';
 import { withTimeout } from '../../util/with-timeout.js';
@@ -83,6 +84,10 @@ export class OutboxHealthIndicator {
     key: Key = 'outbox' as Key,
     options: OutboxHealthOptions = {},
   ): Promise<HealthIndicatorResult<Key>> {
+    // A misspelt limit (`maxLag`) would turn its check off without a word.
+    rejectUnknownOptions(options, HEALTH_OPTION_NAMES, {
+      owner: 'OutboxHealthIndicator.isHealthy',
+    });
     const indicator = this.#health.check(key);
     const problems: string[] = [];
     const { relay, consumerHost } = this.#outbox;
