@@ -65,6 +65,11 @@ export { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from './protocol/message-hea
 export { OutboxRelay } from './relay/outbox-relay.js';
 export type { RelayOptions, RelayRetryPolicy } from './relay/relay-options.js';
 export type { RelayStats } from './relay/relay-stats.js';
+export type {
+  KyselyInstance,
+  KyselyQueryRunner,
+  KyselyTransactionLike,
+} from './sql/kysely-shape.js';
 export type { PgQueryable, TransactionLike } from './sql/sql-executor.js';
 export type { BackoffPolicy } from './util/backoff.js';
 export { consoleLogger, type OutboxLogger, silentLogger } from './util/logger.js';

@@ -203,10 +203,13 @@ const COMPILER_OPTIONS: ts.CompilerOptions = {
   noEmit: true,
 };
 
-/** Type-checks the sources as one program; returns the diagnostics, mapped to the docs. */
-function typeCheck(sources: readonly Source[]): string[] {
+/**
+ * Type-checks the sources as one program; returns the diagnostics, mapped to the docs.
+ * @param options the compiler options, `COMPILER_OPTIONS` by default.
+ */
+function typeCheck(sources: readonly Source[], options = COMPILER_OPTIONS): string[] {
   const byFile = new Map(sources.map((s) => [s.file, s]));
-  const host = ts.createCompilerHost(COMPILER_OPTIONS);
+  const host = ts.createCompilerHost(options);
   const { getSourceFile, fileExists, readFile, directoryExists } = host;
   host.getSourceFile = (file, language, ...rest) => {
     const source = byFile.get(file);
@@ -217,7 +220,7 @@ function typeCheck(sources: readonly Source[]): string[] {
   host.readFile = (file) => byFile.get(file)?.text ?? readFile.call(host, file);
   host.directoryExists = (dir) =>
     dir === VIRTUAL || dir.startsWith(`${VIRTUAL}/`) || (directoryExists?.call(host, dir) ?? true);
-  const program = ts.createProgram([...byFile.keys()], COMPILER_OPTIONS, host);
+  const program = ts.createProgram([...byFile.keys()], options, host);
   const messages: string[] = [];
   for (const d of ts.getPreEmitDiagnostics(program)) {
     const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
@@ -294,23 +297,28 @@ const blocks = docs().flatMap(extractBlocks);
 const compiled = blocks.filter((b) => b.directive.skip === undefined);
 const groups = runGroups(compiled);
 
+/** Every compiled block as a source, with the modules they import and the run groups. */
+function allSources(): Source[] {
+  const sources = new Map<string, Source>();
+  for (const b of compiled) {
+    assert.ok(!sources.has(b.file), `${b.doc}:${b.line}: two blocks are ${b.file}`);
+    sources.set(b.file, compose(b));
+    for (const [path, prelude] of b.directive.modules) {
+      const file = resolve(b.root, path);
+      const text = readFileSync(join(PRELUDES, `${prelude}.ts`), 'utf8');
+      sources.set(file, { file, text, headLines: 0, block: undefined });
+    }
+  }
+  for (const group of groups.values()) {
+    const source = runSource(group);
+    sources.set(source.file, source);
+  }
+  return [...sources.values()];
+}
+
 describe('the TypeScript snippets of README.md and docs/*.md', () => {
   it('compile under --strict against the package entry points', () => {
-    const sources = new Map<string, Source>();
-    for (const b of compiled) {
-      assert.ok(!sources.has(b.file), `${b.doc}:${b.line}: two blocks are ${b.file}`);
-      sources.set(b.file, compose(b));
-      for (const [path, prelude] of b.directive.modules) {
-        const file = resolve(b.root, path);
-        const text = readFileSync(join(PRELUDES, `${prelude}.ts`), 'utf8');
-        sources.set(file, { file, text, headLines: 0, block: undefined });
-      }
-    }
-    for (const group of groups.values()) {
-      const source = runSource(group);
-      sources.set(source.file, source);
-    }
-    const diagnostics = typeCheck([...sources.values()]);
+    const diagnostics = typeCheck(allSources());
     assert.deepEqual(diagnostics, [], `snippets that do not compile:\n${diagnostics.join('\n')}`);
     // The count, for the record: every block is either compiled or skipped with a reason.
     const skipped = blocks.filter((b) => b.directive.skip !== undefined);
@@ -320,6 +328,16 @@ describe('the TypeScript snippets of README.md and docs/*.md', () => {
     process.stdout.write(
       `# ${compiled.length} snippets compiled, ${groups.size} runs, ${skipped.length} skipped\n`,
     );
+  });
+
+  // A team's stricter tsconfig: an optional field left `undefined` (an unset environment
+  // variable, a value read from config) must be taken as the runtime takes it, as left out.
+  it('compile with exactOptionalPropertyTypes too', () => {
+    const diagnostics = typeCheck(allSources(), {
+      ...COMPILER_OPTIONS,
+      exactOptionalPropertyTypes: true,
+    });
+    assert.deepEqual(diagnostics, [], `snippets that do not compile:\n${diagnostics.join('\n')}`);
   });
 
   it('include the Quick start and the consumer example among the runs', () => {

@@ -175,7 +175,78 @@ describe('the packed package, installed from its tarball into an empty project',
       deadLettered: 1,
     });
   });
+
+  it('type-checks in a CommonJS project on kysely 0.28, whose Kysely typings are the other build', async () => {
+    const cjs = join(work, 'cjs');
+    await mkdir(cjs);
+    await writeFile(
+      join(cjs, 'package.json'),
+      `${JSON.stringify({ name: 'outboxkit-cjs-user', private: true }, null, 2)}\n`,
+    );
+    const peers = await Promise.all(
+      ['kysely', 'pg', 'amqplib', '@types/pg', '@types/node'].map(
+        async (name) => `${name}@${await lockedVersion(name)}`,
+      ),
+    );
+    assert.match(peers[0]!, /^kysely@0\.28\./, 'the locked kysely ships both builds');
+    await npm(cjs, ['install', tarball, ...peers]);
+    await writeFile(join(cjs, 'main.ts'), COMMONJS_USER);
+    await writeFile(
+      join(cjs, 'tsconfig.json'),
+      `${JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          esModuleInterop: true,
+          types: ['node'],
+          noEmit: true,
+        },
+        files: ['main.ts'],
+      })}\n`,
+    );
+    await run(process.execPath, [TSC, '-p', cjs], { cwd: cjs }).catch(
+      (error: { stdout?: string }) => {
+        assert.fail(`main.ts does not compile as CommonJS against the package:\n${error.stdout}`);
+      },
+    );
+  });
 });
+
+/**
+ * A CommonJS user's program on kysely 0.28, whose own `kysely` resolves to the CommonJS typings
+ * while outboxkit's resolve to the ES module ones: the writer and the host take its objects by
+ * shape, and a `Kysely` passed where the transaction belongs is still refused.
+ */
+const COMMONJS_USER = `
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { ConsumerHost, defineConsumer, OutboxWriter } from 'outboxkit';
+
+interface Database {
+  invoices: { order_id: string };
+}
+
+const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool() }) });
+const outbox = new OutboxWriter();
+export async function placeOrder(): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await trx.insertInto('invoices').values({ order_id: 'o-1' }).execute();
+    await outbox.add(trx, { exchange: 'orders', routingKey: 'order.placed', payload: {} });
+  });
+  // @ts-expect-error the instance, not a transaction: the row would commit on its own
+  await outbox.add(db, { exchange: 'orders', routingKey: 'order.placed', payload: {} });
+}
+const invoices = defineConsumer<{ orderId: string }, Database>({
+  name: 'billing',
+  exchange: 'orders',
+  async handler(order, { trx }) {
+    await trx.insertInto('invoices').values({ order_id: order.orderId }).execute();
+  },
+});
+export const host = new ConsumerHost({ db, amqpUrl: 'amqp://localhost', consumers: [invoices] });
+`;
 
 /** A user's program: only the package's public entry point and its peers. */
 const QUICK_START = `

@@ -101,7 +101,7 @@ describe('settings that would fail every connect, or be ignored, are refused', (
     await model.close();
   });
 
-  it('a pg Pool already ended is refused when given, and at start if ended after', async () => {
+  it('a pg Pool already ended is refused when given, and fails the start if ended after', async () => {
     const ended = new pg.Pool({ connectionString: DATABASE_URL });
     await ended.end();
     assert.throws(
@@ -113,7 +113,12 @@ describe('settings that would fail every connect, or be ignored, are refused', (
     const pool = new pg.Pool({ connectionString: DATABASE_URL });
     const relay = testRelay(t, { pool });
     await pool.end();
-    await assert.rejects(relay.start(), refused('pool', /has been ended/));
+    await assert.rejects(relay.start(), (error: unknown) => {
+      assert.ok(error instanceof StartupError, String(error));
+      assert.equal(error.code, 'database-closed');
+      assert.match(error.message, /Cannot use a pool after calling end/);
+      return true;
+    });
     assert.equal(relay.isRunning, false);
   });
 

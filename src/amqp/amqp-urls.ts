@@ -47,6 +47,27 @@ const MAX_PORT = 65_535;
 /** AMQP's smallest frame: a `frameMax` below it is refused by the broker at every connect. */
 const MIN_FRAME_MAX = 4096;
 
+/** The range of a connection setting in a URL's query, as the broker takes it. */
+interface TuningRange {
+  readonly min: number;
+  readonly max: number;
+  /** 0 is "no limit" to amqplib and the broker, below `min` though it is. */
+  readonly zeroMeansNone?: boolean | undefined;
+  /** Why 0 is refused, said apart from the range. */
+  readonly zeroRefused?: string | undefined;
+}
+
+const TUNING_RANGES: Readonly<Record<string, TuningRange>> = {
+  heartbeat: {
+    min: 1,
+    max: MAX_HEARTBEAT_SECONDS,
+    zeroRefused:
+      'turns heartbeats off, so a dead link goes unnoticed: leave it out and set `heartbeatSeconds`',
+  },
+  channelMax: { min: 0, max: 65_535 },
+  frameMax: { min: MIN_FRAME_MAX, max: 0xffff_ffff, zeroMeansNone: true },
+};
+
 /**
  * What is wrong with the connection settings amqplib reads from the URL's query, if anything.
  * amqplib takes `parseInt` of them, so `frameMax=abc` reaches the broker as NaN and every
@@ -54,23 +75,14 @@ const MIN_FRAME_MAX = 4096;
  * then hold unconfirmed messages until `publishTimeoutMs`.
  */
 function tuningProblem(query: URLSearchParams): string | undefined {
-  const limits: Record<string, { min: number; max: number; zero?: string }> = {
-    heartbeat: {
-      min: 1,
-      max: MAX_HEARTBEAT_SECONDS,
-      zero: 'turns heartbeats off, so a dead link goes unnoticed: leave it out and set `heartbeatSeconds`',
-    },
-    channelMax: { min: 0, max: 65_535 },
-    frameMax: { min: MIN_FRAME_MAX, max: 0xffff_ffff, zero: '' },
-  };
-  for (const [name, { min, max, zero }] of Object.entries(limits)) {
+  for (const [name, range] of Object.entries(TUNING_RANGES)) {
     const text = query.get(name);
     if (text === null) continue;
     const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-    if (value === 0 && zero === '') continue;
-    if (value === 0 && zero !== undefined) return `its ${name}=0 ${zero}`;
-    if (!(value >= min && value <= max)) {
-      return `its ${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`;
+    if (value === 0 && range.zeroMeansNone) continue;
+    if (value === 0 && range.zeroRefused) return `its ${name}=0 ${range.zeroRefused}`;
+    if (!(value >= range.min && value <= range.max)) {
+      return `its ${name} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`;
     }
   }
   return undefined;

@@ -16,9 +16,9 @@ import {
 
 export interface DeclareExchangesOptions {
   /** How long to keep trying while RabbitMQ cannot be reached. Default 30 s. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Reports the retries. Default: warnings on stderr. */
-  readonly logger?: OutboxLogger;
+  readonly logger?: OutboxLogger | undefined;
 }
 
 /** Every option of `DeclareExchangesOptions`. */

@@ -12,14 +12,14 @@ import { SHORT_STRING_BYTES } from './short-string.js';
 export interface ExchangeDeclaration {
   readonly name: string;
   /** Default `topic`. */
-  readonly type?: 'topic' | 'direct' | 'fanout' | 'headers';
+  readonly type?: 'topic' | 'direct' | 'fanout' | 'headers' | undefined;
   /** Survives a broker restart. Default true. */
-  readonly durable?: boolean;
+  readonly durable?: boolean | undefined;
   /**
    * Where RabbitMQ sends what no binding routes (the `alternate-exchange` argument). Without
    * one, the relay gets unroutable messages back and parks them.
    */
-  readonly alternateExchange?: string;
+  readonly alternateExchange?: string | undefined;
 }
 
 const EXCHANGE_DECLARATION_NAMES = optionNames<ExchangeDeclaration>()([

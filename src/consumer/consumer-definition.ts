@@ -78,13 +78,13 @@ export interface ConsumeContext<DB = any, Tx = Transaction<DB>> extends MessageI
 /** How a failing message is retried before it is dead-lettered. */
 export interface RetryPolicy {
   /** Handler attempts before the message goes to the dead-letter queue. Default 10. */
-  readonly maxAttempts?: number;
+  readonly maxAttempts?: number | undefined;
   /**
    * Delay before each retry: `initialMs * factor^(n-1)` capped at `maxMs`. Jitter is not
    * applied: each distinct delay is a delay queue of its own. Default 1 s doubling to 5 min;
    * fields left out take these defaults.
    */
-  readonly backoff?: Partial<Omit<BackoffPolicy, 'jitter'>>;
+  readonly backoff?: Partial<Omit<BackoffPolicy, 'jitter'>> | undefined;
 }
 
 /**
@@ -115,31 +115,31 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
   /** Exchange the queue is bound to; declared durable at start. */
   readonly exchange: string;
   /** Default `topic`. */
-  readonly exchangeType?: ExchangeType;
+  readonly exchangeType?: ExchangeType | undefined;
   /** Binding keys. Default `['#']` for topic exchanges and `['']` for fanout; required for direct. */
-  readonly routingKeys?: readonly string[];
+  readonly routingKeys?: readonly string[] | undefined;
   /** Queue name. Default: `name`. */
-  readonly queue?: string;
+  readonly queue?: string | undefined;
   /** Default `quorum`. */
-  readonly queueType?: QueueType;
+  readonly queueType?: QueueType | undefined;
   /**
    * Transactions (or batches) running at once for this consumer: the database sees at most
    * this many from it, whatever the backlog. Default 4.
    */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
-  readonly prefetch?: number;
+  readonly prefetch?: number | undefined;
   /**
    * Handle up to this many deliveries in one transaction. Default 1 (one transaction per
    * message). Not available with `ordered`.
    */
-  readonly batchSize?: number;
+  readonly batchSize?: number | undefined;
   /**
    * Handle messages of one ordering key one at a time, in queue order, while different keys
    * run concurrently. The queue gets `x-single-active-consumer`, so only one process consumes
    * it at a time, and retries happen in place, holding back the key's later messages.
    */
-  readonly ordered?: boolean;
+  readonly ordered?: boolean | undefined;
   /**
    * Splits an ordered consumer into this many queues, each with a single active consumer, and
    * routes every message of one ordering key to the same one (RabbitMQ's consistent-hash
@@ -149,20 +149,20 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
    * `rabbitmq_consistent_hash_exchange` plugin; only with `ordered`. Default: one queue, no
    * partitions. See "Partitions" in docs/consumer.md, also for changing the count.
    */
-  readonly partitions?: number;
-  readonly retry?: RetryPolicy;
+  readonly partitions?: number | undefined;
+  readonly retry?: RetryPolicy | undefined;
   /** Time limit of one handler call. Default 60 s; keep it well below the broker's consumer timeout. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Default `read committed`. Serialization failures are retried at once, in place. */
-  readonly isolationLevel?: IsolationLevel;
+  readonly isolationLevel?: IsolationLevel | undefined;
   /**
    * Accepted content types. JSON types (`application/json`, `*+json`) are parsed; others reach
    * the handler as a Buffer. A message without a content type is taken as JSON. Default
    * `['application/json']`.
    */
-  readonly contentTypes?: readonly string[];
+  readonly contentTypes?: readonly string[] | undefined;
   /** Headers every message must carry; one missing dead-letters the message. */
-  readonly requiredHeaders?: readonly string[];
+  readonly requiredHeaders?: readonly string[] | undefined;
   /**
    * Checks the parsed payload and returns it typed. Throwing dead-letters the message at once
    * with the error in its headers.

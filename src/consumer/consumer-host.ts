@@ -17,6 +17,7 @@ import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
+import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
@@ -59,12 +60,11 @@ export interface ConsumerHostOptions<Tx = Transaction<any>> {
    * client, checked out ones too (`pool.on('connect', (c) => c.on('error', log))`): Kysely adds
    * no listener, and a session that dies while a handler runs would otherwise end the process.
    */
-  // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
-  readonly db: Kysely<any>;
+  readonly db: KyselyInstance;
   /** RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or several nodes' URLs. */
   readonly amqpUrl: AmqpUrls;
   /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
-  readonly amqpTls?: TlsOptions;
+  readonly amqpTls?: TlsOptions | undefined;
   // biome-ignore lint/suspicious/noExplicitAny: payloads and database types vary by consumer
   readonly consumers: readonly ConsumerDefinition<any, any, NotInferred<Tx>>[];
   /**
@@ -75,14 +75,14 @@ export interface ConsumerHostOptions<Tx = Transaction<any>> {
    * a timed-out handler's statement; it must reach the same database as the ORM, as a role
    * that may signal the ORM's sessions. Default: Kysely transactions on `db`.
    */
-  readonly transactions?: ConsumerTransactions<Tx>;
+  readonly transactions?: ConsumerTransactions<Tx> | undefined;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
-  readonly logger?: OutboxLogger;
+  readonly schema?: string | undefined;
+  readonly logger?: OutboxLogger | undefined;
   /** AMQP heartbeat in seconds. Default 10. */
-  readonly heartbeatSeconds?: number;
+  readonly heartbeatSeconds?: number | undefined;
   /** Delay between reconnects to RabbitMQ, and between retries while Postgres is down. Default 100 ms doubling to 10 s. */
-  readonly reconnectBackoff?: BackoffPolicy;
+  readonly reconnectBackoff?: BackoffPolicy | undefined;
   /**
    * How long a delivery's transaction is retried in place, without counting an attempt, while
    * Postgres is unavailable to it (BEGIN, the claim or COMMIT fail for the connection, or the
@@ -91,28 +91,28 @@ export interface ConsumerHostOptions<Tx = Transaction<any>> {
    * or for an ordered consumer by closing its channel, which requeues in order. Default 5 min;
    * must stay below `brokerConsumerTimeoutMs`.
    */
-  readonly databaseRetryLimitMs?: number;
+  readonly databaseRetryLimitMs?: number | undefined;
   /** How long a retry or dead-letter copy may wait for its publisher confirm. Default 30 s. */
-  readonly publishTimeoutMs?: number;
+  readonly publishTimeoutMs?: number | undefined;
   /** How long `start()` waits for RabbitMQ before it fails. Default 30 s. */
-  readonly startTimeoutMs?: number;
+  readonly startTimeoutMs?: number | undefined;
   /** How long `stop()` waits for running handlers. Default 30 s. */
-  readonly stopTimeoutMs?: number;
+  readonly stopTimeoutMs?: number | undefined;
   /**
    * The broker's `consumer_timeout` (RabbitMQ's default is 30 minutes). Time limits are checked
    * against it: a delivery unacked for longer gets its channel closed by the broker.
    */
-  readonly brokerConsumerTimeoutMs?: number;
+  readonly brokerConsumerTimeoutMs?: number | undefined;
   /** Cleanup of old processed keys of these consumers; `false` to run it elsewhere. */
-  readonly retention?: RetentionOptions | false;
+  readonly retention?: RetentionOptions | false | undefined;
   /** Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. */
-  readonly connectionName?: string;
+  readonly connectionName?: string | undefined;
   /**
    * How often a partitioned consumer compares the partitions this process is active on (those
    * with traffic) with its share (partitions / processes, rounded up) and hands the excess to
    * other processes. Default 5 s.
    */
-  readonly rebalanceIntervalMs?: number;
+  readonly rebalanceIntervalMs?: number | undefined;
 }
 
 /** Every option of `ConsumerHostOptions`, for the options table in docs/options.md. */
@@ -191,6 +191,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
     if (!options.db || typeof options.db.transaction !== 'function') {
       throw new ConfigurationError('db', 'must be a Kysely instance');
     }
+    // Taken by its shape (see `KyselyInstance`); a Kysely of either of kysely's builds.
+    // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
+    const db = options.db as unknown as Kysely<any>;
     if (
       options.transactions !== undefined &&
       (options.transactions === null || typeof options.transactions.run !== 'function')
@@ -204,7 +207,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
     const amqpTls = amqpTlsFor(amqpUrls, options.amqpTls);
     const { schemaName } = outboxTables(options.schema);
     this.#schemaCheck = {
-      db: kyselyQueryable(options.db),
+      db: kyselyQueryable(db),
       schema: schemaName,
       where: "the consumers' database",
     };
@@ -255,7 +258,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       );
       this.#cleaner = new RetentionCleaner({
         ...retention,
-        db: options.db,
+        db,
         ...(options.schema !== undefined && { schema: options.schema }),
         consumers: consumers.map((c) => c.name),
         logger: this.#logger,
@@ -299,7 +302,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
             consumer,
             topology,
             totals,
-            db: options.db,
+            db,
             transactions: options.transactions,
             queries,
             publisher: this.#publisher,

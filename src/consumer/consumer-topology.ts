@@ -34,7 +34,7 @@ export interface ConsumerTopology {
    * A partitioned consumer's whole partition set, declared with any one partition (`queue` is
    * then that partition): `bindings` bind the set's exchange to `exchange`, not `queue`.
    */
-  readonly partitions?: PartitionSet;
+  readonly partitions?: PartitionSet | undefined;
 }
 
 /** Where a consumer's failed messages end up: `<queue>.dlq`. */

@@ -27,7 +27,7 @@ export interface ResizePartitionsOptions
   /** The partition count its processes ran with until now. */
   readonly from: number;
   /** How often the drain's progress is checked. Default 200 ms. */
-  readonly pollIntervalMs?: number;
+  readonly pollIntervalMs?: number | undefined;
 }
 
 /** Every option of `ResizePartitionsOptions`, for the options table in docs/options.md. */

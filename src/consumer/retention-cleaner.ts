@@ -1,8 +1,9 @@
-import { CompiledQuery, type Kysely } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { stringList } from '../options/string-list.js';
+import type { KyselyQueryRunner } from '../sql/kysely-shape.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
@@ -16,21 +17,21 @@ export interface RetentionOptions {
    * Age after which a processed key is deleted. It must exceed the longest time a message can
    * come back: the whole retry schedule, and a dead-letter replay. Default 7 days.
    */
-  readonly retentionMs?: number;
+  readonly retentionMs?: number | undefined;
   /** Pause between clean-ups. Default 10 minutes. */
-  readonly intervalMs?: number;
+  readonly intervalMs?: number | undefined;
   /** Keys deleted per statement; small batches keep each lock short. Default 1000. */
-  readonly batchSize?: number;
+  readonly batchSize?: number | undefined;
 }
 
 export interface RetentionCleanerOptions extends RetentionOptions {
-  // biome-ignore lint/suspicious/noExplicitAny: the cleaner runs SQL of its own only
-  readonly db: Kysely<any>;
+  /** The Kysely instance the cleaner runs its statements on (taken by its shape). */
+  readonly db: KyselyQueryRunner;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /** Only these consumers' keys; all consumers' when absent. */
-  readonly consumers?: readonly string[];
-  readonly logger?: OutboxLogger;
+  readonly consumers?: readonly string[] | undefined;
+  readonly logger?: OutboxLogger | undefined;
 }
 
 /** Every option of `RetentionCleanerOptions`. */

@@ -54,8 +54,8 @@ export interface DashboardDeadLetters {
 interface Reply {
   readonly status: number;
   readonly body: unknown;
-  readonly headers?: Readonly<Record<string, string>>;
-  readonly page?: true;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly page?: true | undefined;
 }
 
 type Mutation = () => Promise<DeadLetterWorkResult>;

@@ -9,15 +9,15 @@ import { unstorableText } from '../util/storable-text.js';
  */
 export interface DeadLetterFilter {
   /** The exchange the message was first published to. */
-  readonly exchange?: string;
+  readonly exchange?: string | undefined;
   /** A case-insensitive substring of the reason or of the last error. */
-  readonly reason?: string;
+  readonly reason?: string | undefined;
   /** Only dead letters parked or dead-lettered at least this long ago. */
-  readonly olderThanMs?: number;
+  readonly olderThanMs?: number | undefined;
   /** Only dead letters parked or dead-lettered at most this long ago. */
-  readonly newerThanMs?: number;
+  readonly newerThanMs?: number | undefined;
   /** Only copies of this message id. */
-  readonly messageId?: string;
+  readonly messageId?: string | undefined;
 }
 
 /** What a filter is checked against, for dead letters read from a queue. */

@@ -48,17 +48,17 @@ export interface DeadLetterQueueOptions {
    */
   readonly amqpUrl: AmqpUrls;
   /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
-  readonly amqpTls?: TlsOptions;
+  readonly amqpTls?: TlsOptions | undefined;
   /** The consumer's queue (by default its name); its dead letters are in `<queue>.dlq`. */
   readonly queue: string;
   /** How long one replayed copy may wait for its publisher confirm. Default 30 s. */
-  readonly publishTimeoutMs?: number;
+  readonly publishTimeoutMs?: number | undefined;
   /**
    * How long an operation waits while another reader (a dashboard, a CLI, a replay, in this
    * process or another) has the dead-letter queue, before it throws a
    * `DeadLetterQueueBusyError`. Default 5 s.
    */
-  readonly busyTimeoutMs?: number;
+  readonly busyTimeoutMs?: number | undefined;
 }
 
 /** Every option of `DeadLetterQueueOptions`, for the options table in docs/options.md. */
@@ -73,7 +73,7 @@ export const DEAD_LETTER_QUEUE_OPTION_NAMES = optionNames<DeadLetterQueueOptions
 /** Options of `list`. */
 export interface QueueListOptions {
   /** At most this many, in queue order. Default 100. */
-  readonly limit?: number;
+  readonly limit?: number | undefined;
 }
 
 /** Options of `replay`. */
@@ -83,9 +83,9 @@ export interface QueueReplayOptions {
    * set, which routes each copy to its key's partition. Or `exchange`: to the original exchange
    * and routing key, where every bound queue gets a copy.
    */
-  readonly to?: ReplayTarget;
+  readonly to?: ReplayTarget | undefined;
   /** Called after each dead letter handled, with the counts so far. */
-  readonly onProgress?: ProgressListener;
+  readonly onProgress?: ProgressListener | undefined;
 }
 
 /** What a scan does with one dead letter. */

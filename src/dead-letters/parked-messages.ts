@@ -17,7 +17,7 @@ export interface ParkedMessagesOptions {
   /** A pg `Pool` (or client) on the database of the outbox. Not closed by `ParkedMessages`. */
   readonly pool: PgQueryable;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
 }
 
 /** Every option of `ParkedMessagesOptions`, for the options table in docs/options.md. */
@@ -59,15 +59,15 @@ export interface ParkedMessageDetail extends ParkedMessage {
 /** Options of `list`. */
 export interface ListOptions {
   /** At most this many, oldest first. Default 100. */
-  readonly limit?: number;
+  readonly limit?: number | undefined;
 }
 
 /** Options of `replay` and `purge` over many rows. */
 export interface BulkOptions {
   /** Called after each chunk with the counts so far. */
-  readonly onProgress?: ProgressListener;
+  readonly onProgress?: ProgressListener | undefined;
   /** Rows moved per statement. Default 500. */
-  readonly chunkSize?: number;
+  readonly chunkSize?: number | undefined;
 }
 
 const BULK_OPTION_NAMES = optionNames<BulkOptions>()(['onProgress', 'chunkSize']);
@@ -88,7 +88,7 @@ interface ParkedRow {
   reason: string;
   parked_at: Date;
   payload_bytes: number;
-  payload?: Buffer;
+  payload?: Buffer | undefined;
 }
 
 /**

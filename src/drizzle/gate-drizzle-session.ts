@@ -2,12 +2,12 @@ import { refusal } from '../consumer/consumer-transactions.js';
 
 interface PgClientLike {
   query(...args: unknown[]): unknown;
-  release?: (...args: unknown[]) => unknown;
+  release?: ((...args: unknown[]) => unknown) | undefined;
 }
 
 /** Drizzle's session of a transaction, which holds the pg client its statements go through. */
 interface SessionLike {
-  client?: PgClientLike;
+  client?: PgClientLike | undefined;
 }
 
 /**

@@ -7,7 +7,7 @@ import { gateKnexTransaction, type KnexGatedTransactionLike } from './gate-knex-
 /** The part of a Knex transaction (`trx`) the writer uses. */
 export interface KnexTransactionLike {
   /** `true` on a transaction; the `knex` instance itself has no such flag. */
-  readonly isTransaction?: boolean;
+  readonly isTransaction?: boolean | undefined;
   /** Only a transaction has it. */
   isCompleted?(): boolean;
   raw(sql: string, bindings: readonly unknown[]): PromiseLike<{ rows: unknown[] }>;

@@ -27,16 +27,16 @@ export type HistogramSource = Pick<LatencyHistogram, 'count' | 'sum' | 'buckets'
 export interface RelayMetricsSource {
   stats(): Readonly<RelayStats>;
   /** Whether the relay can publish now, for `outboxkit_relay_connected`. */
-  readonly isConnected?: boolean;
+  readonly isConnected?: boolean | undefined;
 }
 
 /** What `collectMetrics` reads from a consumer host: a `ConsumerHost` fits. */
 export interface ConsumerMetricsSource {
   readonly consumers: readonly string[];
   stats(consumer: string): Readonly<ConsumerStats>;
-  readonly inFlight?: number;
+  readonly inFlight?: number | undefined;
   /** Whether the host is connected to RabbitMQ, for `outboxkit_consumer_connected`. */
-  readonly isConnected?: boolean;
+  readonly isConnected?: boolean | undefined;
   /** Run times of the consumer's handler, for `outboxkit_consumer_handler_seconds`. */
   handlerSeconds?(consumer: string): HistogramSource;
   /** Transactions retried in place while Postgres is unavailable, for `outboxkit_consumer_transactions_waiting_for_database`. */
@@ -45,18 +45,18 @@ export interface ConsumerMetricsSource {
 
 export interface CollectMetricsOptions {
   /** The relay of this process, for its running totals. */
-  readonly relay?: RelayMetricsSource;
+  readonly relay?: RelayMetricsSource | undefined;
   /** The consumer host of this process, for its consumers' running totals. */
-  readonly consumers?: ConsumerMetricsSource;
+  readonly consumers?: ConsumerMetricsSource | undefined;
   /**
    * A pg pool on the outbox database, for the outbox gauges (pending, oldest age, retrying,
    * parked per exchange): one statement per collection, the one `outboxkit status` runs.
    */
-  readonly pool?: PgQueryable;
+  readonly pool?: PgQueryable | undefined;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /** Where a warning goes when the outbox gauges are left out of a collection. Default stderr. */
-  readonly logger?: OutboxLogger;
+  readonly logger?: OutboxLogger | undefined;
 }
 
 /** The relay stats that are counts. */

@@ -12,7 +12,7 @@ export interface MetricSample {
    */
   readonly type: 'counter' | 'gauge' | 'histogram';
   /** The metric a histogram's series belong to (`name` without the suffix); `name` if absent. */
-  readonly family?: string;
+  readonly family?: string | undefined;
   readonly labels: Readonly<Record<string, string>>;
   readonly value: number;
 }

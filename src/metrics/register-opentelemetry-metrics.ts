@@ -16,7 +16,7 @@ export interface OpenTelemetryMetricsOptions extends CollectMetricsOptions {
    * The meter to create the instruments on. Default: `metrics.getMeter('outboxkit')` of
    * `@opentelemetry/api`, i.e. the application's global `MeterProvider`.
    */
-  readonly meter?: OtelMeter;
+  readonly meter?: OtelMeter | undefined;
 }
 
 /** What `registerOpenTelemetryMetrics` returns. */

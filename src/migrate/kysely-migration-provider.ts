@@ -21,7 +21,7 @@ export interface KyselyMigrationProvider {
 
 export interface OutboxMigrationProviderOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /**
    * Put before each migration's name (`<prefix>0001_outbox`). Default `outboxkit_`, which sorts
    * after names that start with a digit. In a Migrator shared with the application's own
@@ -29,7 +29,7 @@ export interface OutboxMigrationProviderOptions {
    * a new migration whose name sorts before one already run. Never change it once migrations
    * ran: Kysely would find them missing.
    */
-  readonly prefix?: string;
+  readonly prefix?: string | undefined;
 }
 
 /** Every option of `OutboxMigrationProviderOptions`. */

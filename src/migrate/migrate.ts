@@ -9,7 +9,7 @@ import { loadMigrations, versionTableSql } from './migration-files.js';
 
 export interface MigrateOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
 }
 
 /** Every option of `MigrateOptions`. */

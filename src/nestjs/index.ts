@@ -5,7 +5,7 @@
  */
 export type { ConsumeContext, MessageInfo, RetryPolicy } from '../consumer/consumer-definition.js';
 export { PermanentError } from '../consumer/permanent-error.js';
-export type { KyselyInstance, KyselyQueryRunner } from './kysely-shape.js';
+export type { KyselyInstance, KyselyQueryRunner } from '../sql/kysely-shape.js';
 export {
   defineMessage,
   type MessageDefinition,

@@ -22,7 +22,7 @@ export interface MessageDefinition<P = unknown> {
   /** Routing key it is published with; also the default binding key of its handlers. */
   readonly routingKey: string;
   /** Type of the exchange, used when it is declared. Default `topic`. */
-  readonly exchangeType?: ExchangeType;
+  readonly exchangeType?: ExchangeType | undefined;
   /**
    * Derives the ordering key from the payload: messages of one key are published, and handled
    * by `ordered` handlers, in the order they were written. A key given to `add` wins.

@@ -9,24 +9,24 @@ import { optionNames } from '../options/option-names.js';
  */
 export interface OutboxDashboardSettings {
   /** The route the page is served under. Default `outbox/dashboard`. */
-  readonly path?: string;
+  readonly path?: string | undefined;
   /**
    * Offer replay and purge of parked rows and dead letters. Default `false`: read-only, and the
    * replay and purge endpoints answer 403. Needs `guards`: the module refuses to start with
    * replay allowed and no guard (a `ConfigurationError`).
    */
-  readonly allowReplay?: boolean;
+  readonly allowReplay?: boolean | undefined;
   /**
    * Consumers' queues whose dead letters (`<queue>.dlq`) the page shows, by their full names.
    * Default: the queues of this application's `@OutboxHandler`s.
    */
-  readonly queues?: readonly string[];
+  readonly queues?: readonly string[] | undefined;
   /**
    * Guards run before every dashboard request, as `@UseGuards` would: the dashboard has no login
    * of its own, so put the application's authentication here. Global guards apply too, but
    * `allowReplay` needs at least one guard named here.
    */
-  readonly guards?: ReadonlyArray<Type<CanActivate> | CanActivate>;
+  readonly guards?: ReadonlyArray<Type<CanActivate> | CanActivate> | undefined;
   /**
    * Host names (as in the `Host` header, without port) the dashboard answers to, besides the
    * loopback names (`localhost`, `127.0.0.1`, `[::1]`), which it always answers to. Requests
@@ -34,12 +34,12 @@ export interface OutboxDashboardSettings {
    * (DNS rebinding) from reading the page or replaying. Default: none, the loopback names only;
    * name the host the dashboard is reached by, such as `['ops.example.com']`.
    */
-  readonly allowedHosts?: readonly string[];
+  readonly allowedHosts?: readonly string[] | undefined;
   /**
    * Behind a reverse proxy that rewrites `Host`: take `X-Forwarded-Host` as the page's own host
    * when checking where a replay or purge came from. Default `false`.
    */
-  readonly trustForwardedHost?: boolean;
+  readonly trustForwardedHost?: boolean | undefined;
 }
 
 /** Injection token of the dashboard settings of one `OutboxModule`. */

@@ -21,9 +21,9 @@ export interface OutboxHandlerOptions<P = unknown> {
    */
   readonly name: string;
   /** Queue the handler consumes from; declared durable at bootstrap, with `<queue>.dlq`. Default: `name`. */
-  readonly queue?: string;
+  readonly queue?: string | undefined;
   /** Binding keys. Default: the routing keys of the handled message definitions. */
-  readonly routingKeys?: readonly string[];
+  readonly routingKeys?: readonly string[] | undefined;
   /**
    * Derives the key messages are deduplicated by, for example the order id, so two messages
    * about one order have one effect. Default: the message id.
@@ -33,32 +33,32 @@ export interface OutboxHandlerOptions<P = unknown> {
    * Handle messages of one ordering key one at a time, in order (see `orderingKey` on the
    * message definition). The queue gets a single active consumer; retries happen in place.
    */
-  readonly ordered?: boolean;
+  readonly ordered?: boolean | undefined;
   /**
    * Split the ordered handler into this many queues, each with a single active consumer; every
    * message of one ordering key goes to the same one, so several instances of the application
    * share the work while each key keeps its order. Only with `ordered`; needs RabbitMQ's
    * `rabbitmq_consistent_hash_exchange` plugin. As `partitions` in the core's `ConsumerDefinition`.
    */
-  readonly partitions?: number;
+  readonly partitions?: number | undefined;
   /** Attempts and delays before a failing message is dead-lettered. Default 10, 1 s doubling. */
-  readonly retry?: RetryPolicy;
+  readonly retry?: RetryPolicy | undefined;
   /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
-  readonly prefetch?: number;
+  readonly prefetch?: number | undefined;
   /** Transactions running at once for this handler. Default 4. */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /** Deliveries handled in one transaction. Default 1; not with `ordered`. */
-  readonly batchSize?: number;
+  readonly batchSize?: number | undefined;
   /** Time limit of one handler call; `context.signal` aborts when it passes. Default 60 s. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Default `quorum`. */
-  readonly queueType?: QueueType;
+  readonly queueType?: QueueType | undefined;
   /** Default `read committed`. */
-  readonly isolationLevel?: IsolationLevel;
+  readonly isolationLevel?: IsolationLevel | undefined;
   /** Accepted content types. Default `['application/json']`. */
-  readonly contentTypes?: readonly string[];
+  readonly contentTypes?: readonly string[] | undefined;
   /** Headers every message must carry; a message without one is dead-lettered. */
-  readonly requiredHeaders?: readonly string[];
+  readonly requiredHeaders?: readonly string[] | undefined;
   /** Checks the payload before the transaction; overrides the message definition's `validate`. */
   validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
 }

@@ -9,8 +9,8 @@ import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import type { RelayOptions } from '../relay/relay-options.js';
+import type { KyselyInstance } from '../sql/kysely-shape.js';
 import type { OutboxLogger } from '../util/logger.js';
-import type { KyselyInstance } from './kysely-shape.js';
 import type { MessageDefinition } from './message-definition.js';
 import type { OutboxTransaction } from './outbox.service.js';
 
@@ -54,18 +54,18 @@ export interface OutboxModuleOptions {
    * Its pool should hold more connections than the handlers' concurrency added up, plus one.
    * Not closed by the module.
    */
-  readonly db?: KyselyInstance;
+  readonly db?: KyselyInstance | undefined;
   /**
    * A Postgres connection string. The relay makes its own bounded pool from it; without `db`
    * and `pool`, the module also makes the handlers' pool and Kysely instance, and closes them
    * at shutdown.
    */
-  readonly databaseUrl?: string;
+  readonly databaseUrl?: string | undefined;
   /**
    * TLS settings (CA, client certificate and key) of the pools the module makes from
    * `databaseUrl`, the relay's included. Not for `db` or `pool`: those are the application's.
    */
-  readonly databaseTls?: TlsOptions;
+  readonly databaseTls?: TlsOptions | undefined;
   /**
    * Opens the handlers' transactions with the application's ORM instead of Kysely: the adapter
    * of the ORM's entry point, such as `typeormConsumerTransactions(dataSource)` of
@@ -74,18 +74,18 @@ export interface OutboxModuleOptions {
    * module makes) still serves the start checks, the retention cleanup and the cancel of a
    * timed-out handler. Default: Kysely transactions on `db`. See docs/orm.md.
    */
-  readonly transactions?: ConsumerTransactions<unknown>;
+  readonly transactions?: ConsumerTransactions<unknown> | undefined;
   /**
    * What `OutboxService.add` and `addMany` join when called without a transaction: the
    * ambient transaction of `@nestjs-cls/transactional`, as `clsOutbox(txHost, ...)` of
    * `outboxkit/nestjs-cls` gives it. Called at each `add`; throwing (a `NotInTransactionError`
    * outside a transaction) fails the `add`. Default none: `add` then needs a transaction.
    */
-  readonly ambientTransaction?: AmbientTransaction;
+  readonly ambientTransaction?: AmbientTransaction | undefined;
   /** A pg pool of the application's, used where `databaseUrl` is not given. Not closed by the module. */
-  readonly pool?: Pool;
+  readonly pool?: Pool | undefined;
   /** Connections of the pool the module makes from `databaseUrl` for handlers. Default 10. */
-  readonly poolSize?: number;
+  readonly poolSize?: number | undefined;
   /**
    * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
    * cluster nodes, tried in turn.
@@ -95,61 +95,61 @@ export interface OutboxModuleOptions {
    * TLS settings (CA, client certificate and key) of every connection the module opens to
    * `amqps://` URLs: the relay's, the consumers', its own for exchanges and the dashboard.
    */
-  readonly amqpTls?: TlsOptions;
+  readonly amqpTls?: TlsOptions | undefined;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /**
    * Put in front of every exchange and queue name the module writes to, declares or consumes
    * from, and of every handler's consumer name (which keys the processed-messages table). Lets
    * several environments or test runs share one broker and database. Default none.
    */
-  readonly prefix?: string;
+  readonly prefix?: string | undefined;
   /**
    * Exchanges the application publishes to but does not consume from. They are declared at
    * bootstrap, as are the exchanges of every handler, and by the relay each time it connects,
    * since the relay puts off messages whose exchange does not exist.
    */
-  readonly exchanges?: readonly OutboxModuleExchange[];
+  readonly exchanges?: readonly OutboxModuleExchange[] | undefined;
   /** Run the relay in this process (`true`, the default, or its settings), or not (`false`). */
-  readonly relay?: boolean | OutboxRelaySettings;
+  readonly relay?: boolean | OutboxRelaySettings | undefined;
   /**
    * Run the handlers in this process (`true`, the default, or host settings), or not
    * (`false`: an API-only instance that writes messages but consumes none).
    */
-  readonly consumers?: boolean | OutboxConsumerSettings;
+  readonly consumers?: boolean | OutboxConsumerSettings | undefined;
   /**
    * Apply outboxkit's migrations at bootstrap. Needs `databaseUrl` or `pool`. Default `false`:
    * most deployments migrate once per deploy (`npx outboxkit migrate`).
    */
-  readonly migrate?: boolean;
+  readonly migrate?: boolean | undefined;
   /**
    * Run Nest guards and interceptors (global ones and `@UseGuards`/`@UseInterceptors` on the
    * handler's class or method) around handlers, with the execution context type `'outboxkit'`.
    * They run inside the handler's transaction. Default `false`, since global HTTP interceptors
    * often assume a request. Pipes and exception filters are not applied: see the docs.
    */
-  readonly enhancers?: boolean;
+  readonly enhancers?: boolean | undefined;
   /**
    * Largest serialized payload the writer accepts. Default 1 MiB. (The relay's own limit, for
    * rows written by other writers, is `relay.maxMessageBytes`.)
    */
-  readonly maxMessageBytes?: number;
+  readonly maxMessageBytes?: number | undefined;
   /**
    * How often at most the writer wakes listening relays with a NOTIFY, in ms; `0` from every
    * transaction, `false` never. Default 20 ms (see `OutboxWriterOptions.notifyIntervalMs`).
    */
-  readonly notifyIntervalMs?: number | false;
+  readonly notifyIntervalMs?: number | false | undefined;
   /**
    * Where outboxkit logs: a Nest `LoggerService`, an outboxkit `OutboxLogger`, or `false` for
    * nothing. Default: Nest's `Logger` with the context `Outbox`.
    */
-  readonly logger?: LoggerService | OutboxLogger | false;
+  readonly logger?: LoggerService | OutboxLogger | false | undefined;
   /**
    * The application's prom-client `Registry`: the module registers outboxkit's metrics in it
    * once started (the relay's and the consumers' of this process, and the outbox gauges), and
    * removes them at shutdown, so the application's one `/metrics` serves both. Default none.
    */
-  readonly prometheusRegistry?: PrometheusRegistry;
+  readonly prometheusRegistry?: PrometheusRegistry | undefined;
 }
 
 /** Every option of `OutboxModuleOptions`, for the options table in docs/options.md. */

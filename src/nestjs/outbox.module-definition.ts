@@ -22,7 +22,7 @@ interface OutboxModuleExtras {
    * Serve outboxkit's web dashboard (`true` for the defaults: read-only, at
    * `outbox/dashboard`). Default off.
    */
-  dashboard?: boolean | OutboxDashboardSettings;
+  dashboard?: boolean | OutboxDashboardSettings | undefined;
 }
 
 /**

@@ -6,32 +6,32 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { optionNames } from '../options/option-names.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
+import type { KyselyQueryRunner } from '../sql/kysely-shape.js';
 import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';
 import { describeValue } from '../util/describe-value.js';
 import { rejectUnknownFields } from '../writer/message-fields.js';
 import type { HeaderValue, OutboxMessage } from '../writer/outbox-message.js';
 import type { OutboxWriter } from '../writer/outbox-writer.js';
-import type { KyselyQueryRunner } from './kysely-shape.js';
 import type { MessageDefinition, PayloadOf } from './message-definition.js';
 import { OutboxRuntime } from './outbox-runtime.js';
 
 /** Per-message settings of `OutboxService.add`. */
 export interface OutboxWriteOptions {
   /** Defaults to a new UUIDv7. */
-  readonly messageId?: string;
+  readonly messageId?: string | undefined;
   /** Overrides the key the definition derives with its `orderingKey`. */
-  readonly orderingKey?: string;
-  readonly headers?: Readonly<Record<string, HeaderValue>>;
+  readonly orderingKey?: string | undefined;
+  readonly headers?: Readonly<Record<string, HeaderValue>> | undefined;
   /** Milliseconds to wait after commit before publishing. */
-  readonly delayMs?: number;
-  readonly correlationId?: string;
-  readonly causationId?: string;
+  readonly delayMs?: number | undefined;
+  readonly correlationId?: string | undefined;
+  readonly causationId?: string | undefined;
   /**
    * The message being handled, when a handler writes a follow-up: its message id becomes the
    * causation id, and its correlation id (or, lacking one, its message id) is carried on.
    */
-  readonly causedBy?: Pick<MessageInfo, 'messageId' | 'correlationId'>;
+  readonly causedBy?: Pick<MessageInfo, 'messageId' | 'correlationId'> | undefined;
 }
 
 /** Every field of `OutboxWriteOptions`. */

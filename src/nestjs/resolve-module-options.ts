@@ -18,9 +18,9 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { PrometheusRegistry } from '../prometheus/register-prometheus-metrics.js';
 import { RELAY_OPTION_NAMES, type RelayOptions } from '../relay/relay-options.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
+import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { OutboxLogger } from '../util/logger.js';
-import type { KyselyInstance } from './kysely-shape.js';
 import {
   type AmbientTransaction,
   MODULE_OPTION_NAMES,

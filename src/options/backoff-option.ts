@@ -18,9 +18,9 @@ export interface BackoffRules {
    * Fill the fields left out from `fallback` (a consumer's `retry.backoff`), instead of taking
    * `fallback` only when the whole backoff is left out.
    */
-  readonly fillFromFallback?: boolean;
+  readonly fillFromFallback?: boolean | undefined;
   /** Why `jitter` is refused, for a backoff that has none; undefined when it has. */
-  readonly noJitter?: string;
+  readonly noJitter?: string | undefined;
 }
 
 /**

@@ -31,7 +31,7 @@ export function pgPool(option: string, value: unknown): Pool {
  * Refuses a pg Pool whose `end()` was called: every statement on it fails at once, and a relay
  * would take that for a database that is down and retry for as long as the process runs.
  */
-export function refuseEndedPool(option: string, pool: Pool): void {
+function refuseEndedPool(option: string, pool: Pool): void {
   const { ending, ended } = pool as { ending?: unknown; ended?: unknown };
   if (ending === true || ended === true) {
     throw new ConfigurationError(

@@ -13,17 +13,17 @@ export type Pem = string | Buffer;
  */
 export interface TlsOptions {
   /** CA certificate(s), PEM, the server's certificate must chain to. Default Node's bundled CAs. */
-  readonly ca?: Pem | readonly Pem[];
+  readonly ca?: Pem | readonly Pem[] | undefined;
   /** Client certificate, PEM, for a server that asks for one; needs `key`. */
-  readonly cert?: Pem;
+  readonly cert?: Pem | undefined;
   /** Private key of `cert`, PEM. */
-  readonly key?: Pem;
+  readonly key?: Pem | undefined;
   /** Passphrase of an encrypted `key`. */
-  readonly passphrase?: string;
+  readonly passphrase?: string | undefined;
   /** Name the server's certificate must bear (and the SNI name), when not the URL's host. */
-  readonly servername?: string;
+  readonly servername?: string | undefined;
   /** `false` encrypts without checking the server's certificate: for tests only. Default `true`. */
-  readonly rejectUnauthorized?: boolean;
+  readonly rejectUnauthorized?: boolean | undefined;
 }
 
 /** Every option of `TlsOptions`, for the options table in docs/options.md. */

@@ -25,7 +25,7 @@ export interface PinoOutboxLoggerOptions {
    * bindings, and nestjs-pino's request fields). Default `{ component: 'outboxkit' }`; `{}` for
    * none.
    */
-  readonly bindings?: Readonly<Record<string, unknown>>;
+  readonly bindings?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Every option of `PinoOutboxLoggerOptions`. */

@@ -19,7 +19,7 @@ export interface PrismaConsumerTransactionOptions {
    * How long a transaction waits for a connection of Prisma's pool before it fails (Prisma's
    * `maxWait`). Default: the consumer's `timeoutMs`.
    */
-  readonly maxWaitMs?: number;
+  readonly maxWaitMs?: number | undefined;
 }
 
 const ISOLATION: Record<IsolationLevel, PrismaIsolationLevel> = {

@@ -18,12 +18,12 @@ export interface FailureRecord {
   readonly error: unknown;
   readonly at: Date;
   /** When the first failure happened, if it is not recorded in the headers (in-place retries). */
-  readonly firstAt?: Date;
+  readonly firstAt?: Date | undefined;
   /** Where the message came from first. */
   readonly exchange: string;
   readonly routingKey: string;
   /** The queue it was consumed from (dead letters only). */
-  readonly queue?: string;
+  readonly queue?: string | undefined;
 }
 
 function describeError(error: unknown): { message: string; name: string } {

@@ -28,9 +28,9 @@ export interface RelayRetryPolicy {
    * Infrastructure failures (nacks, timeouts, closed channels, lost connections) never count:
    * they are retried for as long as they last. Default 10.
    */
-  readonly maxAttempts?: number;
+  readonly maxAttempts?: number | undefined;
   /** Delay before a row is tried again, whatever failed. Default 1 s doubling to 5 min. */
-  readonly backoff?: BackoffPolicy;
+  readonly backoff?: BackoffPolicy | undefined;
   /**
    * Retry a row the broker returns as unroutable (no queue is bound for it, or the only queue
    * for it is down: a classic queue whose cluster node is down is returned so too), counting
@@ -40,7 +40,7 @@ export interface RelayRetryPolicy {
    * truly unroutable is parked only after `maxAttempts` tries (about 8 minutes at the default
    * backoff), holding its key meanwhile. Default false.
    */
-  readonly unroutable?: boolean;
+  readonly unroutable?: boolean | undefined;
 }
 
 /** Every option of `RelayRetryPolicy`, for the options table in docs/options.md. */
@@ -52,65 +52,65 @@ export const RELAY_RETRY_OPTION_NAMES = optionNames<RelayRetryPolicy>()([
 
 export interface RelayOptions {
   /** Postgres: a pool of your own, or a connection string from which the relay makes its own. */
-  readonly pool?: Pool;
-  readonly databaseUrl?: string;
+  readonly pool?: Pool | undefined;
+  readonly databaseUrl?: string | undefined;
   /** TLS settings of the pool made from `databaseUrl` (not of a `pool` of yours). */
-  readonly databaseTls?: TlsOptions;
+  readonly databaseTls?: TlsOptions | undefined;
   /**
    * RabbitMQ URL, for example `amqp://guest:guest@localhost:5672`, or the URLs of several
    * cluster nodes, tried in turn.
    */
   readonly amqpUrl: AmqpUrls;
   /** TLS settings (CA, client certificate and key) for `amqps://` URLs. Default Node's. */
-  readonly amqpTls?: TlsOptions;
+  readonly amqpTls?: TlsOptions | undefined;
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /** Rows claimed per batch at most. Default 1000. */
-  readonly batchSize?: number;
+  readonly batchSize?: number | undefined;
   /**
    * Payload bytes a claim aims at: each lane sizes its next claim so that it holds about this
    * much if its messages are no larger than the largest of its last claim (at least one row; a
    * lane's first claim takes at most 64). Large messages make small batches, so a lane's memory
    * stays bounded. Default 4 MiB.
    */
-  readonly maxBatchBytes?: number;
+  readonly maxBatchBytes?: number | undefined;
   /**
    * Lanes, each with its own channel and up to two batches in flight: it claims and publishes the
    * next while the one before waits for its confirms. Each batch is a transaction on a connection
    * of its own; a `pool` of yours needs `2 * concurrency + 3` connections. Default 4.
    */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /**
    * Rows of one ordering key a batch may carry: its oldest waiting row and the ones after it,
    * published one after another, each once the one before it is confirmed (so one message per
    * key is in flight, as ever). 1 claims one row per key per batch. Default 100.
    */
-  readonly keyRunSize?: number;
+  readonly keyRunSize?: number | undefined;
   /** Fallback poll when no notification arrives. Default 1000 ms. */
-  readonly pollIntervalMs?: number;
+  readonly pollIntervalMs?: number | undefined;
   /** Wake on LISTEN/NOTIFY when outbox rows commit. Default true. */
-  readonly listen?: boolean;
+  readonly listen?: boolean | undefined;
   /** How long to wait for a batch's confirms; at least twice the heartbeat. Default 30 s. */
-  readonly publishTimeoutMs?: number;
+  readonly publishTimeoutMs?: number | undefined;
   /** AMQP heartbeat in seconds. Default 10. */
-  readonly heartbeatSeconds?: number;
+  readonly heartbeatSeconds?: number | undefined;
   /** Attempts and delays of a row the broker rejects. Default 10 attempts, 1 s doubling to 5 min. */
-  readonly retry?: RelayRetryPolicy;
+  readonly retry?: RelayRetryPolicy | undefined;
   /** Delay between reconnects to Postgres or RabbitMQ. Default 100 ms doubling to 10 s. */
-  readonly reconnectBackoff?: BackoffPolicy;
+  readonly reconnectBackoff?: BackoffPolicy | undefined;
   /** Messages larger than this are parked rather than published. Default 128 MiB (RabbitMQ's). */
-  readonly maxMessageBytes?: number;
+  readonly maxMessageBytes?: number | undefined;
   /** How long `stop()` waits for in-flight confirms before releasing the rows. Default 10 s. */
-  readonly stopTimeoutMs?: number;
+  readonly stopTimeoutMs?: number | undefined;
   /** Shown in the broker's management UI. Default `outboxkit-relay-<pid>-<n>`. */
-  readonly connectionName?: string;
+  readonly connectionName?: string | undefined;
   /**
    * Exchanges the relay declares each time it connects, before it publishes: the topology this
    * outbox publishes to, with types and alternate exchanges. Default none: rows of an exchange
    * that nobody declared are put off until it exists.
    */
-  readonly exchanges?: readonly ExchangeDeclaration[];
-  readonly logger?: OutboxLogger;
+  readonly exchanges?: readonly ExchangeDeclaration[] | undefined;
+  readonly logger?: OutboxLogger | undefined;
 }
 
 /** The most lanes a relay runs; far above what one relay can use. */

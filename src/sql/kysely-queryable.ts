@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import type { PgQueryable } from './sql-executor.js';
 
 /**
@@ -6,9 +6,10 @@ import type { PgQueryable } from './sql-executor.js';
  * application's plugins: one that rewrites result rows (`CamelCasePlugin`) would rename the
  * columns outboxkit reads.
  */
-// biome-ignore lint/suspicious/noExplicitAny: any database type will do for raw statements
-export function kyselyQueryable(db: Kysely<any>): PgQueryable {
-  // One taken by its shape (the Nest module's `KyselyQueryRunner`) need not have it.
+export function kyselyQueryable(
+  db: CompiledQueryExecutor & { withoutPlugins?: () => CompiledQueryExecutor },
+): PgQueryable {
+  // One taken by its shape (`KyselyQueryRunner`) need not have it.
   const bare = typeof db.withoutPlugins === 'function' ? db.withoutPlugins() : db;
   return { query: rawStatements(bare) };
 }

@@ -1,6 +1,6 @@
-import type { Transaction } from 'kysely';
 import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
 import { kyselyQueryable } from './kysely-queryable.js';
+import type { KyselyTransactionLike } from './kysely-shape.js';
 
 /** The one thing outboxkit needs from a connection: run a statement with positional parameters. */
 export interface SqlExecutor {
@@ -13,18 +13,19 @@ export interface SqlExecutor {
 /** The part of a pg `Client` or `PoolClient` the writer uses. */
 export interface PgQueryable {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
-  getTransactionStatus?: () => string | null;
+  getTransactionStatus?: (() => string | null) | undefined;
 }
 
-/** A Kysely transaction, a pg client inside a transaction: what the writer joins. */
-// biome-ignore lint/suspicious/noExplicitAny: the writer accepts a transaction of any database type
-export type TransactionLike = Transaction<any> | PgQueryable;
+/**
+ * A Kysely transaction (of any database type, taken by its shape: see `KyselyTransactionLike`),
+ * a pg client inside a transaction: what the writer joins.
+ */
+export type TransactionLike = KyselyTransactionLike | PgQueryable;
 
 /** Kysely's words for a statement on a transaction that has committed or rolled back. */
 const KYSELY_ENDED = /^Transaction is already (committed|rolled back)/;
 
-// biome-ignore lint/suspicious/noExplicitAny: see TransactionLike
-function isKysely(value: TransactionLike): value is Transaction<any> {
+function isKysely(value: TransactionLike): value is KyselyTransactionLike {
   return (
     value !== null &&
     typeof value === 'object' &&

@@ -8,12 +8,12 @@ import { notMigratedError } from '../start/check-schema.js';
 
 export interface OutboxStatusOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /**
    * Also count the processed-messages table. Off by default: it is an exact `count(*)` over a
    * table that only grows until retention trims it, too slow to run on every metrics scrape.
    */
-  readonly includeProcessed?: boolean;
+  readonly includeProcessed?: boolean | undefined;
 }
 
 /** Counts of the outbox for one exchange, or for all of them. */
@@ -46,7 +46,7 @@ export interface OutboxStatus {
   readonly exchanges: readonly ExchangeStatus[];
   readonly total: OutboxCounts;
   /** Rows of the processed-messages table; only with `includeProcessed`. */
-  readonly processed?: number;
+  readonly processed?: number | undefined;
 }
 
 interface StatusRow {

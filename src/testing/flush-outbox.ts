@@ -12,27 +12,27 @@ import { pollUntil } from './poll-until.js';
 
 export interface FlushOutboxOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /** Give up after this long. Default 10 s. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /**
    * A relay to wake, so the flush does not wait for its poll (when LISTEN is off). It must be
    * running: `flushOutbox` does not publish anything itself. Its schema is the flush's when
    * `schema` is left out.
    */
-  readonly relay?: FlushableRelay;
+  readonly relay?: FlushableRelay | undefined;
   /**
    * Throw an `OutboxFlushError` when rows were parked while flushing, instead of counting a
    * parked row as flushed. Default true: a test asserting on what was published would
    * otherwise fail later and less clearly.
    */
-  readonly failOnParked?: boolean;
+  readonly failOnParked?: boolean | undefined;
 }
 
 /** What `flushOutbox` uses of an `OutboxRelay`. */
 export interface FlushableRelay {
   wake(): void;
-  readonly options?: { readonly schema?: string };
+  readonly options?: { readonly schema?: string | undefined } | undefined;
 }
 
 /** Every option of `FlushOutboxOptions`. */

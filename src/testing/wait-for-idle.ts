@@ -19,7 +19,7 @@ export interface WaitForIdleOptions {
   /** RabbitMQ URL, to read the depth of the host's queues. */
   readonly amqpUrl: string;
   /** Give up after this long. Default 10 s. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
 }
 
 /** Every option of `WaitForIdleOptions`. */

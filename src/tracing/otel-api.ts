@@ -80,9 +80,9 @@ export interface OtelMeter {
   createHistogram(
     name: string,
     options?: {
-      description?: string;
-      unit?: string;
-      advice?: { explicitBucketBoundaries?: number[] };
+      description?: string | undefined;
+      unit?: string | undefined;
+      advice?: { explicitBucketBoundaries?: number[] } | undefined;
     },
   ): { record(value: number, attributes?: OtelAttributes): void };
   addBatchObservableCallback(

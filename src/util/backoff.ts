@@ -2,9 +2,9 @@
 export interface BackoffPolicy {
   readonly initialMs: number;
   readonly maxMs: number;
-  readonly factor?: number;
+  readonly factor?: number | undefined;
   /** Fraction of the delay drawn at random, so retries of many rows or processes spread out. */
-  readonly jitter?: number;
+  readonly jitter?: number | undefined;
 }
 
 export function backoffDelay(policy: BackoffPolicy, attempt: number, random = Math.random): number {

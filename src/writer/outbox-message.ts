@@ -29,23 +29,23 @@ export interface OutboxMessage<P = unknown> {
    */
   readonly payload: P;
   /** Required with bytes; `application/json` otherwise. Not blank. */
-  readonly contentType?: string;
+  readonly contentType?: string | undefined;
   /**
    * A plain object, at most 56 KiB once AMQP-encoded. `x-outboxkit-*`, `x-ordering-key` and
    * `x-causation-id` are reserved (give `orderingKey`, `causationId`).
    */
-  readonly headers?: Readonly<Record<string, HeaderValue>>;
+  readonly headers?: Readonly<Record<string, HeaderValue>> | undefined;
   /**
    * Defaults to a new UUIDv7. Consumers dedupe by it unless they derive a business key, so it
    * follows the key's rule: not blank, no NUL, no lone surrogate (see docs/consumer.md,
    * "Business keys"). A message written later with an id already handled is dropped as a
    * duplicate, by design; `addMany` refuses one id twice for one exchange.
    */
-  readonly messageId?: string;
+  readonly messageId?: string | undefined;
   /** Messages of one key are published in the order they were written, one at a time. */
-  readonly orderingKey?: string;
+  readonly orderingKey?: string | undefined;
   /** Milliseconds to wait after commit before publishing; at most 366 days. */
-  readonly delayMs?: number;
-  readonly correlationId?: string;
-  readonly causationId?: string;
+  readonly delayMs?: number | undefined;
+  readonly correlationId?: string | undefined;
+  readonly causationId?: string | undefined;
 }

@@ -14,9 +14,9 @@ import type { OutboxMessage } from './outbox-message.js';
 
 export interface OutboxWriterOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
-  readonly schema?: string;
+  readonly schema?: string | undefined;
   /** Largest serialized payload accepted; `add` throws an `InvalidMessageError` above it. Default 1 MiB. */
-  readonly maxMessageBytes?: number;
+  readonly maxMessageBytes?: number | undefined;
   /**
    * Wake listening relays (`NOTIFY`) from a transaction that writes messages, at most once per
    * this many milliseconds per writer; `0` notifies from every such transaction, `false` never
@@ -27,7 +27,7 @@ export interface OutboxWriterOptions {
    * that are already awake: a relay that has just published polls again after a few
    * milliseconds, backing off towards its poll interval only while it keeps finding nothing.
    */
-  readonly notifyIntervalMs?: number | false;
+  readonly notifyIntervalMs?: number | false | undefined;
 }
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;

@@ -59,8 +59,8 @@ export interface PageQueue {
   readonly queue: string;
   readonly deadLetterQueue: string;
   readonly depth: number | null;
-  readonly error?: string;
-  readonly messages?: readonly QueuedDeadLetterView[];
+  readonly error?: string | undefined;
+  readonly messages?: readonly QueuedDeadLetterView[] | undefined;
 }
 
 export interface PageDeadLetters {
@@ -71,5 +71,5 @@ export interface PageDeadLetters {
 /** What a replay or purge answers. */
 export interface PageWorkResult {
   readonly done: number;
-  readonly failed?: ReadonlyArray<{ readonly error: string }>;
+  readonly failed?: ReadonlyArray<{ readonly error: string }> | undefined;
 }

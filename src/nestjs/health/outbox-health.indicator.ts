@@ -13,16 +13,16 @@ export interface OutboxHealthOptions {
    * Down when the oldest due outbox row has waited longer than this; rows delayed or scheduled
    * for later do not count before their time. Default: not checked.
    */
-  readonly maxLagSeconds?: number;
+  readonly maxLagSeconds?: number | undefined;
   /** Down when more rows than this are parked. Default: not checked. */
-  readonly maxParked?: number;
+  readonly maxParked?: number | undefined;
   /** Down when the handlers' dead-letter queues hold more than this. Default: not checked. */
-  readonly maxDeadLettered?: number;
+  readonly maxDeadLettered?: number | undefined;
   /**
    * Down when the database or the broker does not answer within this. Default 2000 ms: each
    * check takes a few ms on a healthy machine, and a probe's `timeoutSeconds` must exceed it.
    */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
 }
 
 /**
