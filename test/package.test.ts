@@ -45,6 +45,48 @@ async function lockedVersion(name: string): Promise<string> {
   return entry.version;
 }
 
+/**
+ * An empty project `name` in `work` with the package installed from `tarball`, beside only the
+ * required peers (kysely, pg, amqplib) at the locked versions, so they come from npm's cache,
+ * and the types a TypeScript user of pg and Node has. `manifest` adds to its package.json.
+ */
+async function userProject(
+  work: string,
+  name: string,
+  manifest: object,
+  tarball: string,
+): Promise<string> {
+  const dir = join(work, name);
+  await mkdir(dir);
+  await writeFile(
+    join(dir, 'package.json'),
+    `${JSON.stringify({ name: `outboxkit-${name}`, private: true, ...manifest }, null, 2)}\n`,
+  );
+  const peers = await Promise.all(
+    ['kysely', 'pg', 'amqplib', '@types/pg', '@types/node'].map(
+      async (peer) => `${peer}@${await lockedVersion(peer)}`,
+    ),
+  );
+  await npm(dir, ['install', tarball, ...peers]);
+  return dir;
+}
+
+/** A strict NodeNext tsconfig.json for `file`, with `extra` compiler options. */
+async function writeTsconfig(dir: string, file: string, extra: object): Promise<void> {
+  const compilerOptions = {
+    target: 'ES2022',
+    module: 'NodeNext',
+    moduleResolution: 'NodeNext',
+    strict: true,
+    types: ['node'],
+    ...extra,
+  };
+  await writeFile(
+    join(dir, 'tsconfig.json'),
+    `${JSON.stringify({ compilerOptions, files: [file] })}\n`,
+  );
+}
+
 describe('the packed package, installed from its tarball into an empty project', () => {
   let work: string;
   let tarball: string;
@@ -73,20 +115,7 @@ describe('the packed package, installed from its tarball into an empty project',
     tarball = join(work, basename(result.filename));
     files = result.files.map((f) => f.path).sort();
 
-    app = join(work, 'app');
-    await mkdir(app);
-    await writeFile(
-      join(app, 'package.json'),
-      `${JSON.stringify({ name: 'outboxkit-user', private: true, type: 'module' }, null, 2)}\n`,
-    );
-    // Only the required peers (kysely, pg, amqplib), at the locked versions so they come from
-    // npm's cache, and the types a TypeScript user of pg and Node has.
-    const peers = await Promise.all(
-      ['kysely', 'pg', 'amqplib', '@types/pg', '@types/node'].map(
-        async (name) => `${name}@${await lockedVersion(name)}`,
-      ),
-    );
-    await npm(app, ['install', tarball, ...peers]);
+    app = await userProject(work, 'app', { type: 'module' }, tarball);
   });
 
   after(async () => {
@@ -134,21 +163,7 @@ describe('the packed package, installed from its tarball into an empty project',
     await assert.rejects(readFile(join(app, 'node_modules', '@nestjs', 'core', 'package.json')));
 
     await writeFile(join(app, 'quick-start.ts'), QUICK_START);
-    await writeFile(
-      join(app, 'tsconfig.json'),
-      `${JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          verbatimModuleSyntax: true,
-          types: ['node'],
-          outDir: 'out',
-        },
-        files: ['quick-start.ts'],
-      })}\n`,
-    );
+    await writeTsconfig(app, 'quick-start.ts', { verbatimModuleSyntax: true, outDir: 'out' });
     // Type-checked against the package's own declarations, as a user's editor sees them.
     await run(process.execPath, [TSC, '-p', app], { cwd: app }).catch(
       (error: { stdout?: string }) => {
@@ -177,35 +192,10 @@ describe('the packed package, installed from its tarball into an empty project',
   });
 
   it('type-checks in a CommonJS project on kysely 0.28, whose Kysely typings are the other build', async () => {
-    const cjs = join(work, 'cjs');
-    await mkdir(cjs);
-    await writeFile(
-      join(cjs, 'package.json'),
-      `${JSON.stringify({ name: 'outboxkit-cjs-user', private: true }, null, 2)}\n`,
-    );
-    const peers = await Promise.all(
-      ['kysely', 'pg', 'amqplib', '@types/pg', '@types/node'].map(
-        async (name) => `${name}@${await lockedVersion(name)}`,
-      ),
-    );
-    assert.match(peers[0]!, /^kysely@0\.28\./, 'the locked kysely ships both builds');
-    await npm(cjs, ['install', tarball, ...peers]);
+    assert.match(await lockedVersion('kysely'), /^0\.28\./, 'the locked kysely ships both builds');
+    const cjs = await userProject(work, 'cjs', {}, tarball);
     await writeFile(join(cjs, 'main.ts'), COMMONJS_USER);
-    await writeFile(
-      join(cjs, 'tsconfig.json'),
-      `${JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          esModuleInterop: true,
-          types: ['node'],
-          noEmit: true,
-        },
-        files: ['main.ts'],
-      })}\n`,
-    );
+    await writeTsconfig(cjs, 'main.ts', { esModuleInterop: true, noEmit: true });
     await run(process.execPath, [TSC, '-p', cjs], { cwd: cjs }).catch(
       (error: { stdout?: string }) => {
         assert.fail(`main.ts does not compile as CommonJS against the package:\n${error.stdout}`);
