@@ -229,6 +229,10 @@ describe('public functions refuse a wrong argument at the call, naming it', () =
     assert.throws(() => new RetentionCleaner(js({ db, retentonMs: 5 })), refused('retentonMs'));
     assert.throws(() => new RetentionCleaner(js('x')), refused('options'));
     assert.throws(() => new RetentionCleaner(js({ db: 'postgres://x' })), refused('db'));
+    assert.throws(
+      () => new RetentionCleaner(js({ db: { isTransaction: true, executeQuery() {} } })),
+      refused('db', /not a transaction/),
+    );
   });
 
   it('the metric registrations refuse a misspelt source when registering, not at every scrape', () => {

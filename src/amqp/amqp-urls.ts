@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
-import { MAX_HEARTBEAT_SECONDS } from '../options/heartbeat-option.js';
+import { heartbeatOption, MAX_HEARTBEAT_SECONDS } from '../options/heartbeat-option.js';
 import { redactUrl } from '../util/logger.js';
 
 /** One RabbitMQ URL, or several nodes of a cluster to fail over between. */
@@ -89,34 +89,28 @@ function tuningProblem(query: URLSearchParams): string | undefined {
 }
 
 /**
- * The heartbeat the connections ask for: the URLs' `heartbeat` parameter, which amqplib prefers
- * to the option, else `heartbeatSeconds`. Both given and different is refused, as is a list
- * whose URLs disagree: either way one of the two settings would be ignored without a word.
- * @param option the value of `heartbeatSeconds` as given (undefined when left out).
- * @param resolved `heartbeatSeconds` checked, with its default.
+ * The longest heartbeat the connections ask for, in seconds: a URL's `heartbeat` parameter,
+ * which amqplib prefers to the option, else `heartbeatSeconds` (checked here, default 10). A
+ * `heartbeatSeconds` given beside a URL that asks for another is refused: one of the two would
+ * be ignored without a word.
+ * @param urls checked by `amqpUrlList`, so a `heartbeat` parameter is a whole number.
+ * @param given `heartbeatSeconds` as given (undefined when left out).
  */
-export function effectiveHeartbeatSeconds(
-  urls: readonly string[],
-  option: unknown,
-  resolved: number,
-): number {
-  const fromUrls = new Set(urls.map((url) => new URL(url).searchParams.get('heartbeat')));
-  if (fromUrls.size > 1) {
-    throw new ConfigurationError(
-      'amqpUrl',
-      `its URLs ask for different heartbeats (${[...fromUrls].map((h) => h ?? 'none').join(', ')}): give \`heartbeatSeconds\` instead`,
-    );
+export function heartbeatFor(urls: readonly string[], given: unknown): number {
+  const option = heartbeatOption(given);
+  let longest = 0;
+  for (const url of urls) {
+    const text = new URL(url).searchParams.get('heartbeat');
+    const seconds = text === null ? option : Number(text);
+    if (given !== undefined && seconds !== option) {
+      throw new ConfigurationError(
+        'heartbeatSeconds',
+        `is ${option} but \`amqpUrl\` asks for heartbeat=${seconds}, which amqplib would use: give it in one place`,
+      );
+    }
+    longest = Math.max(longest, seconds);
   }
-  const [text] = fromUrls;
-  if (text === null || text === undefined) return resolved;
-  const seconds = Number(text);
-  if (option !== undefined && seconds !== resolved) {
-    throw new ConfigurationError(
-      'heartbeatSeconds',
-      `is ${resolved} but \`amqpUrl\` asks for heartbeat=${seconds}, which amqplib would use: give it in one place`,
-    );
-  }
-  return seconds;
+  return longest;
 }
 
 /**

@@ -165,7 +165,8 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
   readonly requiredHeaders?: readonly string[] | undefined;
   /**
    * Checks the parsed payload and returns it typed. Throwing dead-letters the message at once
-   * with the error in its headers.
+   * with the error in its headers, and so does returning `undefined`, or a boolean for a
+   * payload that is not one (a type guard's answer where the payload belongs).
    */
   validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
   /**

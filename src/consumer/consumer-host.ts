@@ -3,7 +3,7 @@ import type { ChannelModel } from 'amqplib';
 import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
-import { type AmqpUrls, amqpUrlList, effectiveHeartbeatSeconds } from '../amqp/amqp-urls.js';
+import { type AmqpUrls, amqpUrlList, heartbeatFor } from '../amqp/amqp-urls.js';
 import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
@@ -11,7 +11,6 @@ import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { connectionNameOption } from '../options/connection-name-option.js';
-import { heartbeatOption } from '../options/heartbeat-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -239,11 +238,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
     });
     this.#startTimeoutMs = durationMs('startTimeoutMs', options.startTimeoutMs, 30_000);
     this.#stopTimeoutMs = durationMs('stopTimeoutMs', options.stopTimeoutMs, 30_000);
-    const heartbeatSeconds = effectiveHeartbeatSeconds(
-      amqpUrls,
-      options.heartbeatSeconds,
-      heartbeatOption(options.heartbeatSeconds),
-    );
+    const heartbeatSeconds = heartbeatFor(amqpUrls, options.heartbeatSeconds);
     this.#publisher = new RetryPublisher(
       durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
     );

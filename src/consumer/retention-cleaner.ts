@@ -77,8 +77,16 @@ export class RetentionCleaner {
       'RetentionCleaner',
     );
     // Anything else would fail at the first clean-up, in the background, minutes later.
-    if (options.db === null || typeof options.db !== 'object') {
-      throw new ConfigurationError('db', 'must be a Kysely instance on the outbox database');
+    // A transaction would end long before the clean-ups that run on it.
+    if (
+      options.db === null ||
+      typeof options.db !== 'object' ||
+      options.db.isTransaction === true
+    ) {
+      throw new ConfigurationError(
+        'db',
+        'must be a Kysely instance (not a transaction) on the outbox database',
+      );
     }
     stringList('consumers', options.consumers, []);
     this.#options = options;

@@ -7,17 +7,20 @@ import { unstorableText } from '../util/storable-text.js';
  * matches everything. A field not listed here, an empty or mistyped value is refused
  * (`checkFilter`), never taken for "no filter".
  */
+// No `| undefined` on the fields, unlike options: a replay or purge refuses a field given as
+// undefined (`{ messageId: id }` with `id` unset would act on every dead letter), and under
+// `exactOptionalPropertyTypes` the compiler refuses it first.
 export interface DeadLetterFilter {
   /** The exchange the message was first published to. */
-  readonly exchange?: string | undefined;
+  readonly exchange?: string;
   /** A case-insensitive substring of the reason or of the last error. */
-  readonly reason?: string | undefined;
+  readonly reason?: string;
   /** Only dead letters parked or dead-lettered at least this long ago. */
-  readonly olderThanMs?: number | undefined;
+  readonly olderThanMs?: number;
   /** Only dead letters parked or dead-lettered at most this long ago. */
-  readonly newerThanMs?: number | undefined;
+  readonly newerThanMs?: number;
   /** Only copies of this message id. */
-  readonly messageId?: string | undefined;
+  readonly messageId?: string;
 }
 
 /** What a filter is checked against, for dead letters read from a queue. */

@@ -229,7 +229,7 @@ export class DeadLetterQueue {
   /** Removes every dead letter matching `filter` for good (all of them with `{}`). */
   async purge(
     filter: DeadLetterFilter,
-    purgeOptions?: { onProgress?: ProgressListener },
+    purgeOptions?: { onProgress?: ProgressListener | undefined },
   ): Promise<DeadLetterWorkResult> {
     const options = workOptions(purgeOptions, ['onProgress'], 'DeadLetterQueue.purge');
     return this.#purge(checkFilter(filter, true), options.onProgress, Number.POSITIVE_INFINITY);

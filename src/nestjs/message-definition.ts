@@ -30,7 +30,8 @@ export interface MessageDefinition<P = unknown> {
   orderingKey?(payload: P): string;
   /**
    * Checks an incoming payload and returns it typed, before the handler's transaction opens.
-   * Throwing dead-letters the message at once: a malformed message cannot succeed on retry.
+   * Throwing dead-letters the message at once: a malformed message cannot succeed on retry. So
+   * does returning `undefined`, or a boolean for a payload that is not one.
    */
   validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
   /**

@@ -22,7 +22,10 @@ export interface OutboxHandlerOptions<P = unknown> {
   readonly name: string;
   /** Queue the handler consumes from; declared durable at bootstrap, with `<queue>.dlq`. Default: `name`. */
   readonly queue?: string | undefined;
-  /** Binding keys. Default: the routing keys of the handled message definitions. */
+  /**
+   * Binding keys. Default: the routing keys of the handled message definitions, or none (`''`)
+   * on a fanout exchange, which ignores them (a key given for one is refused).
+   */
   readonly routingKeys?: readonly string[] | undefined;
   /**
    * Derives the key messages are deduplicated by, for example the order id, so two messages

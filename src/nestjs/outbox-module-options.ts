@@ -38,7 +38,7 @@ export type AmbientTransaction = () => OutboxTransaction;
 export type OutboxModuleExchange =
   | string
   | MessageDefinition<unknown>
-  | (Omit<ExchangeDeclaration, 'type'> & { readonly type?: ExchangeType });
+  | (Omit<ExchangeDeclaration, 'type'> & { readonly type?: ExchangeType | undefined });
 
 /**
  * Options of `OutboxModule.forRoot` (or what the `forRootAsync` factory returns).

@@ -1,12 +1,11 @@
 import type { Pool } from 'pg';
-import { type AmqpUrls, amqpUrlList, effectiveHeartbeatSeconds } from '../amqp/amqp-urls.js';
+import { type AmqpUrls, amqpUrlList, heartbeatFor } from '../amqp/amqp-urls.js';
 import { type ExchangeDeclaration, exchangeDeclarations } from '../amqp/exchange-declaration.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { backoffOption } from '../options/backoff-option.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { connectionNameOption } from '../options/connection-name-option.js';
 import { pgPool, postgresUrl } from '../options/database-handle.js';
-import { heartbeatOption } from '../options/heartbeat-option.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
@@ -14,6 +13,7 @@ import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { DefaultsFilled } from '../util/defaults-filled.js';
 import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -125,11 +125,13 @@ const ROWS_LIMIT = {
 /** Rows of one ordering key per batch, when `keyRunSize` is not given. */
 export const DEFAULT_KEY_RUN_SIZE = 100;
 
-/** Delay before a row is tried again, when `retry.backoff` is not given. */
 /** Rows per batch and lanes when not given: what the benchmarks call the defaults. */
 export const DEFAULT_BATCH_SIZE = 1000;
 export const DEFAULT_CONCURRENCY = 4;
+/** Default `publishTimeoutMs`, unless twice the heartbeat is longer. */
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 30_000;
 
+/** Delay before a row is tried again, when `retry.backoff` is not given. */
 export const DEFAULT_RELAY_BACKOFF = Object.freeze({ initialMs: 1000, maxMs: 300_000 });
 
 /** Every option of `RelayOptions`, for the options table in docs/options.md. */
@@ -157,14 +159,14 @@ export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
   'logger',
 ]);
 
-export type ResolvedRelayOptions = Required<
+export type ResolvedRelayOptions = DefaultsFilled<
   Omit<
     RelayOptions,
     'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'retry' | 'connectionName'
   >
 > &
   Pick<RelayOptions, 'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'connectionName'> & {
-    readonly retry: Required<RelayRetryPolicy>;
+    readonly retry: DefaultsFilled<RelayRetryPolicy>;
   };
 
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
@@ -207,21 +209,24 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     );
   }
   const amqpUrl = amqpUrlList(options.amqpUrl);
-  const heartbeatSeconds = effectiveHeartbeatSeconds(
-    amqpUrl,
-    options.heartbeatSeconds,
-    heartbeatOption(options.heartbeatSeconds),
-  );
-  const publishTimeoutMs = durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000, {
-    ms: MAX_PUBLISH_TIMEOUT_MS,
-    why: "the relay's pool sets Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
-  });
+  const heartbeatSeconds = heartbeatFor(amqpUrl, options.heartbeatSeconds);
   // A dead TCP link leaves confirms pending until the heartbeat notices: a shorter timeout would
-  // retry messages the broker may still confirm, for no gain.
-  if (publishTimeoutMs < 2 * heartbeatSeconds * 1000) {
+  // retry messages the broker may still confirm, for no gain. Left out, it follows a long
+  // heartbeat (one an `amqpUrl` may ask for) rather than refusing what the user did not set.
+  const leastTimeoutMs = 2 * heartbeatSeconds * 1000;
+  const publishTimeoutMs = durationMs(
+    'publishTimeoutMs',
+    options.publishTimeoutMs,
+    Math.max(DEFAULT_PUBLISH_TIMEOUT_MS, leastTimeoutMs),
+    {
+      ms: MAX_PUBLISH_TIMEOUT_MS,
+      why: "the relay's pool sets Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
+    },
+  );
+  if (publishTimeoutMs < leastTimeoutMs) {
     throw new ConfigurationError(
       'publishTimeoutMs',
-      `must be at least twice the heartbeat (${2 * heartbeatSeconds * 1000} ms)`,
+      `must be at least twice the heartbeat (${leastTimeoutMs} ms, for a heartbeat of ${heartbeatSeconds} s)`,
     );
   }
   return Object.freeze({
