@@ -17,10 +17,17 @@ export interface PgQueryable {
 }
 
 /**
+ * A pg client (or an ORM's transaction joined by its adapter), not a pg `Pool`: a pool runs
+ * each statement on whichever connection is free, outside any transaction. A pool's
+ * `totalCount` tells it apart for the compiler; the writer refuses one at run time too.
+ */
+export type PgTransactionClient = PgQueryable & { readonly totalCount?: never };
+
+/**
  * A Kysely transaction (of any database type, taken by its shape: see `KyselyTransactionLike`),
  * a pg client inside a transaction: what the writer joins.
  */
-export type TransactionLike = KyselyTransactionLike | PgQueryable;
+export type TransactionLike = KyselyTransactionLike | PgTransactionClient;
 
 /** Kysely's words for a statement on a transaction that has committed or rolled back. */
 const KYSELY_ENDED = /^Transaction is already (committed|rolled back)/;
