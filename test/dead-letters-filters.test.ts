@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
-import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL } from './support/env.js';
 import { parkOutboxRows } from './support/park-outbox-rows.js';
+import { refused } from './support/refused.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
@@ -23,15 +23,6 @@ const BAD_FILTERS: ReadonlyArray<readonly [string, unknown, string, RegExp]> = [
   ['null for a filter', null, 'filter', /must be an object/],
   ['an array for a filter', [], 'filter', /must be an object/],
 ];
-
-function refused(option: string, message: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof ConfigurationError, String(error));
-    assert.equal(error.option, option);
-    assert.match(error.message, message);
-    return true;
-  };
-}
 
 describe('dead-letter filters: a bad filter is refused, not taken for "everything"', () => {
   let t: TestDatabase;

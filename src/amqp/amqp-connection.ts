@@ -236,7 +236,7 @@ export class AmqpConnection extends EventEmitter {
 /** The outcome of one connect: `error` is set when it failed. */
 export interface ConnectAttempt {
   readonly url: string;
-  readonly error?: unknown | undefined;
+  readonly error?: unknown;
 }
 
 /** A channel without an 'error' listener would crash the process when the broker closes it. */

@@ -5,7 +5,7 @@ import { ConfirmedPublisher } from './confirmed-publisher.js';
 /** The publisher being opened or open, and the publisher itself once the opening resolved. */
 interface Held {
   readonly opening: Promise<ConfirmedPublisher>;
-  publisher?: ConfirmedPublisher | undefined;
+  publisher?: ConfirmedPublisher;
 }
 
 /**

@@ -20,10 +20,10 @@ export type ConfirmResult =
   | {
       readonly kind: 'channel-closed';
       readonly reason: string;
-      readonly replyCode?: number | undefined;
-      readonly alone?: boolean | undefined;
-      readonly connectionLost?: true | undefined;
-      readonly afterConfirms?: true | undefined;
+      readonly replyCode?: number;
+      readonly alone?: boolean;
+      readonly connectionLost?: true;
+      readonly afterConfirms?: true;
     }
   /**
    * Never sent: (`channelClosed`) the channel or its connection was closed or closing already,
@@ -34,7 +34,7 @@ export type ConfirmResult =
       readonly kind: 'not-sent';
       readonly reason: string;
       readonly encodable: boolean;
-      readonly channelClosed?: true | undefined;
+      readonly channelClosed?: true;
     }
   /** No answer within the caller's time limit (`publish` only). */
   | { readonly kind: 'timeout'; readonly reason: string };
@@ -45,7 +45,7 @@ export type ConfirmListener = (result: ConfirmResult) => void;
 interface CorkableSocket {
   cork(): void;
   uncork(): void;
-  _writableState?: { highWaterMark: number } | undefined;
+  _writableState?: { highWaterMark: number };
 }
 
 const CORKED_HIGH_WATER_MARK = 4 * 1024 * 1024;
@@ -61,7 +61,7 @@ export const NACKS_BEFORE_NEW_CHANNEL = 10;
 
 interface Pending {
   readonly settle: ConfirmListener;
-  returned?: { replyCode: number; replyText: string } | undefined;
+  returned?: { replyCode: number; replyText: string };
 }
 
 /**
@@ -124,8 +124,8 @@ export class ConfirmedPublisher {
   /** The pending publish a return belongs to: by its tag header, or else by its message id. */
   #tagOf(message: Message): number | undefined {
     const { headers, messageId } = message.properties as {
-      headers?: Record<string, unknown> | undefined;
-      messageId?: unknown | undefined;
+      headers?: Record<string, unknown>;
+      messageId?: unknown;
     };
     const header = headers?.[PUBLISH_TAG_HEADER];
     if (header !== undefined) return Number(header);

@@ -15,9 +15,9 @@ export interface ConnectAmqpOptions {
   /** Shown in the broker's management UI, so an operator can tell outboxkit's connections apart. */
   readonly connectionName: string;
   /** Used unless the URL has a `heartbeat` parameter. Default 10 s. */
-  readonly heartbeatSeconds?: number | undefined;
+  readonly heartbeatSeconds?: number;
   /** Told of errors on the connection once it is up. Default: they are swallowed. */
-  readonly logger?: OutboxLogger | undefined;
+  readonly logger?: OutboxLogger;
   /** For `amqps://` URLs: checked `amqpTls` (see `amqpTlsFor`). Default Node's TLS defaults. */
   readonly tls?: ConnectionOptions | undefined;
   /**

@@ -16,7 +16,7 @@ export interface RelayHttpServerOptions {
   readonly port: number;
   readonly host: string;
   /** The outbox database, for the outbox gauges of `/metrics`. */
-  readonly pool?: PgQueryable | undefined;
+  readonly pool?: PgQueryable;
   readonly schema: string;
   readonly logger: OutboxLogger;
 }

@@ -51,7 +51,7 @@ export type ClaimOutcome =
        * The transaction's connection is known to be gone, whatever `error` says: an ORM's
        * ROLLBACK failed after a handler's error (ORMs report that in errors of their own).
        */
-      readonly connectionLost?: true | undefined;
+      readonly connectionLost?: true;
     };
 
 export interface ClaimDeps {
@@ -63,7 +63,7 @@ export interface ClaimDeps {
   /** Receives the rollback of a timed-out transaction whose session did not answer in time. */
   readonly onAbandoned: (rollback: Promise<unknown>) => void;
   /** Receives the run time of every handler attempt, failed ones included. */
-  readonly handlerSeconds?: LatencyHistogram | undefined;
+  readonly handlerSeconds?: LatencyHistogram;
   /**
    * Opens the transactions with an ORM instead of `db` (see the host's `transactions` option);
    * `db` then only sends the cancel and terminate of a timed-out handler's session.
@@ -237,7 +237,7 @@ async function transactWith(
     | {
         readonly index: number;
         readonly error: HandlerTimeoutError | HandlerStoppedError;
-        readonly pid?: number | undefined;
+        readonly pid?: number;
         readonly claimedAt: number;
       }
     | undefined;

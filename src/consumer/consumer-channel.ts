@@ -15,7 +15,7 @@ export interface ConsumerChannelHandle {
   readonly channel: Channel;
   readonly model: ChannelModel;
   open: boolean;
-  consumerTag?: string | undefined;
+  consumerTag?: string;
 }
 
 export interface ConsumerChannelOptions {

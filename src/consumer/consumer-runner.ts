@@ -25,9 +25,7 @@ export interface RunnerContext {
    * The consumer's totals and handler run times, shared by the runners of one consumer's
    * partitions. Default: the runner's own.
    */
-  readonly totals?:
-    | { readonly stats: ConsumerStats; readonly handlerSeconds: LatencyHistogram }
-    | undefined;
+  readonly totals?: { readonly stats: ConsumerStats; readonly handlerSeconds: LatencyHistogram };
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
@@ -44,7 +42,7 @@ export interface RunnerContext {
   /** Aborts when the host stops: no new deliveries, and waits for the database give up. */
   readonly stopping: AbortSignal;
   /** Aborts when the host's stop gives up on running handlers. */
-  readonly stopDeadline?: StopDeadline | undefined;
+  readonly stopDeadline?: StopDeadline;
 }
 
 /**

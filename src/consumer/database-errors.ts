@@ -77,11 +77,9 @@ const PRISMA_UNAVAILABLE: Readonly<Record<string, string>> = {
  */
 export function sqlStateOf(error: unknown): string | undefined {
   const e = error as {
-    code?: unknown | undefined;
-    cause?: unknown | undefined;
-    meta?:
-      | { driverAdapterError?: { cause?: { originalCode?: unknown; code?: unknown } } }
-      | undefined;
+    code?: unknown;
+    cause?: unknown;
+    meta?: { driverAdapterError?: { cause?: { originalCode?: unknown; code?: unknown } } };
   } | null;
   const code = e?.code;
   if (typeof code === 'string' && /^P\d{4}$/.test(code) && e?.meta !== undefined) {

@@ -10,10 +10,10 @@ export interface ReceivedDelivery extends DispatchItem {
   /** The channel it came on: it can only be acked there, while that channel is open. */
   readonly handle: ConsumerChannelHandle;
   /** Set once, on the first run: a delivery retried in place is not parsed again. */
-  parsed?: ParsedDelivery | undefined;
+  parsed?: ParsedDelivery;
   /** Failures of an ordered consumer's in-place retries. */
   inPlaceFailures: number;
-  firstFailedAt?: Date | undefined;
+  firstFailedAt?: Date;
 }
 
 export function receivedDelivery(

@@ -17,15 +17,8 @@ export class TopologyConflictError extends OutboxkitError {
         ? 'the consumer definition'
         : "the declaration (a consumer's exchange type, or the exchanges given to " +
           'declareExchanges, the relay or the Nest module)';
-    // The queue arguments a definition sets through an option of its own.
     const which =
-      kind !== 'queue'
-        ? ''
-        : /x-queue-type/.test(reply)
-          ? ' (its `queueType`)'
-          : /x-single-active-consumer/.test(reply)
-            ? ' (its `ordered`, which makes the queue single-active-consumer)'
-            : '';
+      kind === 'queue' ? (QUEUE_ARGUMENT_OPTIONS.find(([arg]) => arg.test(reply))?.[1] ?? '') : '';
     // The one conflict with a way out that keeps the exchange: a policy applies to what exists.
     const alternate =
       kind === 'exchange' && /alternate-exchange/.test(reply)
@@ -44,6 +37,12 @@ export class TopologyConflictError extends OutboxkitError {
     this.entity = entity;
   }
 }
+
+/** The queue arguments a definition sets through an option of its own, and how to say which. */
+const QUEUE_ARGUMENT_OPTIONS: ReadonlyArray<readonly [RegExp, string]> = [
+  [/x-queue-type/, ' (its `queueType`)'],
+  [/x-single-active-consumer/, ' (its `ordered`, which makes the queue single-active-consumer)'],
+];
 
 function policyName(exchange: string): string {
   return `${exchange.replace(/[^\w.-]/g, '_')}-ae`;

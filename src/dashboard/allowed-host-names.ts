@@ -9,7 +9,7 @@ export function checkAllowedHostNames(option: string, hosts: readonly string[]):
   hosts.forEach((host, i) => {
     // A bracketed IPv6 address is the one form with colons.
     const bare = host.startsWith('[') && host.endsWith(']') ? '' : host;
-    if (/[/\s]|:/.test(bare) || host.includes('/')) {
+    if (/[/\s:]/.test(bare) || host.includes('/')) {
       throw new ConfigurationError(
         `${option}[${i}]`,
         `must be a host name as in the Host header, without scheme, port or path (such as ops.example.com), got ${JSON.stringify(host)}`,

@@ -88,7 +88,7 @@ interface ParkedRow {
   reason: string;
   parked_at: Date;
   payload_bytes: number;
-  payload?: Buffer | undefined;
+  payload?: Buffer;
 }
 
 /**

@@ -2,12 +2,12 @@ import { refusal } from '../consumer/consumer-transactions.js';
 
 interface PgClientLike {
   query(...args: unknown[]): unknown;
-  release?: ((...args: unknown[]) => unknown) | undefined;
+  release?: (...args: unknown[]) => unknown;
 }
 
 /** Drizzle's session of a transaction, which holds the pg client its statements go through. */
 interface SessionLike {
-  client?: PgClientLike | undefined;
+  client?: PgClientLike;
 }
 
 /**

@@ -18,9 +18,9 @@ export interface BackoffRules {
    * Fill the fields left out from `fallback` (a consumer's `retry.backoff`), instead of taking
    * `fallback` only when the whole backoff is left out.
    */
-  readonly fillFromFallback?: boolean | undefined;
+  readonly fillFromFallback?: boolean;
   /** Why `jitter` is refused, for a backoff that has none; undefined when it has. */
-  readonly noJitter?: string | undefined;
+  readonly noJitter?: string;
 }
 
 /**

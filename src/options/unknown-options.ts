@@ -6,9 +6,9 @@ import { type Renames, rejectRenamedOptions } from './renamed-options.js';
 export interface OptionsOwner {
   readonly owner: string;
   /** Put before the name in the error's `option`: `retry.`, `consumers[orders].`. */
-  readonly prefix?: string | undefined;
+  readonly prefix?: string;
   /** Old names of these options, refused naming the new one (`RENAMED_OPTIONS`). */
-  readonly renames?: Renames | undefined;
+  readonly renames?: Renames;
 }
 
 /**

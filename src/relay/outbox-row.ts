@@ -17,7 +17,7 @@ export interface OutboxRow {
    * Seconds from the row's write to its claim, by the database's clock (so no clock skew): the
    * time it waited in the outbox, for the relay's spans.
    */
-  readonly waited_s?: number | undefined;
+  readonly waited_s?: number;
   /** `available_at` as text, for the relay's `ClaimCursor`. */
-  readonly available_at_text?: string | undefined;
+  readonly available_at_text?: string;
 }

@@ -12,7 +12,7 @@ import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
 /** A row to publish, unless the relay already knows its outcome. */
 export interface PublishRequest {
   readonly row: OutboxRow;
-  readonly outcome?: PublishOutcome | undefined;
+  readonly outcome?: PublishOutcome;
 }
 
 /**

@@ -21,15 +21,15 @@ interface Claim {
   readonly claimed: number;
   readonly idleMs: number;
   /** Payload bytes of the batch: what it holds in memory until settled. */
-  readonly bytes?: number | undefined;
+  readonly bytes?: number;
   /** Resolves once the batch's outcomes are committed; never rejects. */
-  readonly done?: Promise<BatchEnd> | undefined;
+  readonly done?: Promise<BatchEnd>;
 }
 
 interface BatchEnd {
   /** Some rows had an ordering key: their successors may be claimable now. */
   readonly ordered: boolean;
-  readonly error?: unknown | undefined;
+  readonly error?: unknown;
 }
 
 /**

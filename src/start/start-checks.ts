@@ -11,12 +11,12 @@ export const START_CHECK_TIMEOUT_MS = 5_000;
 
 export interface StartChecks {
   /** The outbox database, to check the schema version and the login. */
-  readonly db?: PgQueryable | undefined;
+  readonly db?: PgQueryable;
   readonly schema: string;
   /** The redacted database URL, or what the pool is, for messages. */
   readonly where: string;
   /** The connection being started, whose first connect tells whether the login works. */
-  readonly amqp?: AmqpConnection | undefined;
+  readonly amqp?: AmqpConnection;
 }
 
 /**

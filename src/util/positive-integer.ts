@@ -35,6 +35,6 @@ export function positiveInteger(
 export interface IntegerLimit {
   readonly max: number;
   /** How the limit reads: `65535 s`; the bare number by default. */
-  readonly text?: string | undefined;
+  readonly text?: string;
   readonly why: string;
 }

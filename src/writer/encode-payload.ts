@@ -44,6 +44,22 @@ function bytesOf(value: unknown): Buffer | undefined {
   return undefined;
 }
 
+/**
+ * What JSON would make of a value that it cannot keep, or undefined: NaN and the infinities
+ * arrive as null, a function or a symbol is left out.
+ */
+function lostValue(value: unknown): string | undefined {
+  if (typeof value === 'number') {
+    return Number.isFinite(value)
+      ? undefined
+      : `the number ${value}, which JSON would turn into null`;
+  }
+  if (typeof value === 'function' || typeof value === 'symbol') {
+    return `a ${typeof value}, which JSON would leave out`;
+  }
+  return undefined;
+}
+
 /** What a value `JSON.stringify` would silently empty is, or undefined for any other value. */
 function lossyKind(value: object): string | undefined {
   const proto = Object.getPrototypeOf(value);
@@ -92,15 +108,7 @@ function toJson(payload: unknown, index: number): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(payload, function check(this: unknown, key: string, value: unknown) {
-      // NaN and the infinities would arrive as null; a function or symbol would be dropped.
-      const changed =
-        typeof value === 'number'
-          ? Number.isFinite(value)
-            ? undefined
-            : `the number ${value}, which JSON would turn into null`
-          : typeof value === 'function' || typeof value === 'symbol'
-            ? `a ${typeof value}, which JSON would leave out`
-            : undefined;
+      const changed = lostValue(value);
       if (changed !== undefined) {
         throw new InvalidMessageError(
           'payload-not-serializable',
