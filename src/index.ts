@@ -29,6 +29,7 @@ export type {
 export { HandlerStoppedError } from './consumer/handler-stopped-error.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
 export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
+export type { PayloadValidator, StandardSchema } from './consumer/payload-validator.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';
 export {
   type ResizePartitionsOptions,

@@ -13,6 +13,8 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
+import * as v from 'valibot';
+import { z } from 'zod';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import {
@@ -23,7 +25,9 @@ import {
   type OutboxModuleOptions,
   OutboxService,
   outboxHandlerArguments,
+  type PayloadOf,
 } from '../src/nestjs/index.js';
+import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
 import { silentLogger } from '../src/util/logger.js';
 import { NestFixture } from './support/nestjs-fixture.js';
@@ -487,6 +491,71 @@ describe('nestjs: OutboxModule', () => {
         return true;
       },
     );
+  });
+
+  it("a handler of two schema-validated definitions gets each schema's output; invalid payloads are dead-lettered with the issues", async () => {
+    // No type arguments: each definition takes its payload type from its schema.
+    const Shipped = defineMessage({
+      exchange: 'parcels',
+      routingKey: 'parcel.shipped',
+      validate: z.object({ parcelId: z.string(), carrier: z.string().default('post') }),
+      orderingKey: (parcel) => parcel.parcelId,
+    });
+    const Lost = defineMessage({
+      exchange: 'parcels',
+      routingKey: 'parcel.lost',
+      validate: v.object({ parcelId: v.string(), reason: v.picklist(['damaged', 'missing']) }),
+    });
+    type Parcel = PayloadOf<readonly [typeof Shipped, typeof Lost]>;
+    @Injectable()
+    class ParcelHandler {
+      readonly seen: Parcel[] = [];
+      @OutboxHandler([Shipped, Lost], { ...quick, name: 'module.parcels' })
+      async handle(parcel: Parcel): Promise<void> {
+        this.seen.push(parcel);
+      }
+    }
+    const app = await boot(f.options(), [ParcelHandler]);
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute(async (trx) => {
+      await outbox.add(trx, Shipped, { parcelId: 'p1' } as PayloadOf<typeof Shipped>);
+      await outbox.add(trx, Lost, { parcelId: 'p2', reason: 'missing' });
+      // What another publisher, or an older version of this one, might send.
+      await outbox.add(trx, Shipped, { parcelId: 'p3', carrier: 7 } as never, {
+        messageId: 'bad-shipped',
+      });
+      await outbox.add(trx, Lost, { parcelId: 'p4', reason: 'eaten' } as never, {
+        messageId: 'bad-lost',
+      });
+    });
+    const name = f.name('module.parcels');
+    const dlq = deadLetterQueueName(name);
+    await waitFor('two handled and two dead letters', async () => {
+      const stats = outbox.consumerHost?.stats(name);
+      return stats?.handled === 2 && (await f.depth(dlq)) === 2;
+    });
+    const seen = [...app.get(ParcelHandler).seen].sort((a, b) =>
+      a.parcelId.localeCompare(b.parcelId),
+    );
+    // The default was filled in by the schema.
+    assert.deepEqual(seen, [
+      { parcelId: 'p1', carrier: 'post' },
+      { parcelId: 'p2', reason: 'missing' },
+    ]);
+    const errors = Object.fromEntries(
+      (await f.drain(dlq)).map((m) => [
+        m.properties.messageId,
+        [
+          m.properties.headers?.[OUTBOXKIT_HEADERS.reason],
+          String(m.properties.headers?.[OUTBOXKIT_HEADERS.error]),
+        ],
+      ]),
+    );
+    assert.equal(errors['bad-shipped']?.[0], 'validation-failed');
+    assert.match(errors['bad-shipped']![1]!, /^zod schema: carrier: /);
+    assert.equal(errors['bad-lost']?.[0], 'validation-failed');
+    assert.match(errors['bad-lost']![1]!, /^valibot schema: reason: /);
+    await f.closeApp(app);
   });
 
   it('refuses an unknown option from the async factory, which the compiler lets through', async () => {

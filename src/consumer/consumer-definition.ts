@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import { optionNames } from '../options/option-names.js';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { PayloadValidator } from './payload-validator.js';
 
 /** Queue types a consumer can declare. Quorum queues replicate; classic queues are lighter. */
 export type QueueType = 'classic' | 'quorum';
@@ -99,7 +100,7 @@ export interface RetryPolicy {
  *   name: 'billing.order-placed',
  *   exchange: 'orders',
  *   routingKeys: ['order.placed'],
- *   validate: (payload) => OrderPlacedSchema.parse(payload),
+ *   validate: OrderPlacedSchema,
  *   async handler(order, { trx }) {
  *     await trx.insertInto('invoices').values({ orderId: order.id }).execute();
  *   },
@@ -164,11 +165,14 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
   /** Headers every message must carry; one missing dead-letters the message. */
   readonly requiredHeaders?: readonly string[] | undefined;
   /**
-   * Checks the parsed payload and returns it typed. Throwing dead-letters the message at once
-   * with the error in its headers, and so does returning `undefined`, or a boolean for a
-   * payload that is not one (a type guard's answer where the payload belongs).
+   * Checks the parsed payload and gives it typed: a schema of zod, valibot, ArkType or any
+   * library implementing Standard Schema (`validate: OrderPlacedSchema`), whose issues
+   * dead-letter the message at once, or a function returning the payload. A function throwing
+   * dead-letters the message at once with the error in its headers, and so does returning
+   * `undefined`, or a boolean for a payload that is not one (a type guard's answer where the
+   * payload belongs).
    */
-  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+  readonly validate?: PayloadValidator<P> | undefined;
   /**
    * Derives the key messages are deduplicated by. Default: the message id. A key that is empty,
    * contains NUL, is not well-formed Unicode or is longer than `MAX_BUSINESS_KEY_BYTES` (1024

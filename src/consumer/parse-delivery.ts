@@ -5,6 +5,7 @@ import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
 import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import type { MessageInfo } from './consumer-definition.js';
+import { checkPayload } from './payload-validator.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
 
 /** A delivery that passed every check, ready for its handler. */
@@ -116,15 +117,9 @@ export async function parseDelivery(
 
   const { validate, businessKey } = consumer.definition;
   if (validate) {
-    let checked: unknown;
-    try {
-      checked = await validate(payload, info);
-    } catch (error) {
-      return reject('validation-failed', error);
-    }
-    const problem = validatedProblem(payload, checked);
-    if (problem !== undefined) return reject('validation-failed', problem);
-    payload = checked;
+    const checked = await checkPayload(validate, payload, info);
+    if (!checked.ok) return reject('validation-failed', checked.problem);
+    payload = checked.payload;
   }
 
   let key: unknown;
@@ -160,20 +155,4 @@ export async function parseDelivery(
     ok: true,
     delivery: { message, payload, info, businessKey: key as string, failedAttempts },
   };
-}
-
-/**
- * What is wrong with what `validate` returned in place of `payload`, if it cannot be the
- * payload: `undefined` (a validator without `return`; no parsed payload is undefined), or a
- * boolean for a payload that was not one (a type guard's or `safeParse(...).success`'s answer).
- * Either way the handler would get it as the message.
- */
-function validatedProblem(payload: unknown, checked: unknown): string | undefined {
-  if (checked === undefined) {
-    return '`validate` returned undefined: it must return the payload it checked (a validator without `return`?), which the handler gets';
-  }
-  if (typeof checked === 'boolean' && typeof payload !== 'boolean') {
-    return `\`validate\` returned ${checked} for a payload that is not a boolean: it must return the payload it checked (and throw when it is invalid), which the handler gets`;
-  }
-  return undefined;
 }

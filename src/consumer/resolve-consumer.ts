@@ -20,6 +20,7 @@ import {
   RETRY_POLICY_OPTION_NAMES,
 } from './consumer-definition.js';
 import { MAX_PARTITIONS } from './partition-set.js';
+import { isPayloadValidator, PAYLOAD_VALIDATOR_RULE } from './payload-validator.js';
 
 /** A consumer definition checked and completed with defaults. */
 export interface ResolvedConsumer {
@@ -120,10 +121,11 @@ export function resolveConsumer(
   );
 
   if (typeof definition.handler !== 'function') fail('handler', 'must be a function');
-  for (const field of ['validate', 'businessKey'] as const) {
-    if (definition[field] !== undefined && typeof definition[field] !== 'function') {
-      fail(field, 'must be a function when given');
-    }
+  if (definition.validate !== undefined && !isPayloadValidator(definition.validate)) {
+    fail('validate', PAYLOAD_VALIDATOR_RULE);
+  }
+  if (definition.businessKey !== undefined && typeof definition.businessKey !== 'function') {
+    fail('businessKey', 'must be a function when given');
   }
 
   const exchange = definition.exchange;

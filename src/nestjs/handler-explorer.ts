@@ -1,10 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DiscoveryService, ExternalContextCreator, MetadataScanner } from '@nestjs/core';
-import type {
-  ConsumeContext,
-  ConsumerDefinition,
-  MessageInfo,
-} from '../consumer/consumer-definition.js';
+import type { ConsumeContext, ConsumerDefinition } from '../consumer/consumer-definition.js';
+import { checkPayload, type PayloadValidator } from '../consumer/payload-validator.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { messages } from './error-messages.js';
@@ -138,7 +135,7 @@ export class HandlerExplorer {
       isolationLevel: o.isolationLevel,
       contentTypes: o.contentTypes,
       requiredHeaders: o.requiredHeaders,
-      ...(validate && { validate: (payload, info) => validate(payload, info) }),
+      validate,
       ...(businessKey && { businessKey: (payload, info) => businessKey.call(o, payload, info) }),
       async handler(payload, context) {
         await call(payload, context);
@@ -175,15 +172,10 @@ export class HandlerExplorer {
  * published with. A message that matches no definition, when some define a validator, cannot
  * be checked and is dead-lettered rather than handed over unchecked.
  */
-function validatorOf(
-  list: readonly MessageDefinition[],
-): ((payload: unknown, info: MessageInfo) => unknown) | undefined {
+function validatorOf(list: readonly MessageDefinition[]): PayloadValidator<unknown> | undefined {
   if (!list.some((m) => m.validate)) return undefined;
-  if (list.length === 1) {
-    const only = list[0]!;
-    return (payload, info) => only.validate!(payload, info);
-  }
-  return (payload, info) => {
+  if (list.length === 1) return list[0]!.validate;
+  return async (payload, info) => {
     const match = list.find((m) => m.routingKey === info.routingKey);
     if (!match) {
       throw new OutboxkitError(
@@ -191,6 +183,9 @@ function validatorOf(
         `no handled message definition has routing key "${info.routingKey}", so the payload cannot be validated`,
       );
     }
-    return match.validate ? match.validate(payload, info) : payload;
+    if (!match.validate) return payload;
+    const checked = await checkPayload(match.validate, payload, info);
+    if (!checked.ok) throw checked.problem;
+    return checked.payload;
   };
 }

@@ -4,6 +4,7 @@
  * `@nestjs/terminus` is in `outboxkit/nestjs/health`, so terminus stays optional.
  */
 export type { ConsumeContext, MessageInfo, RetryPolicy } from '../consumer/consumer-definition.js';
+export type { PayloadValidator, StandardSchema } from '../consumer/payload-validator.js';
 export { PermanentError } from '../consumer/permanent-error.js';
 export type { KyselyInstance, KyselyQueryRunner } from '../sql/kysely-shape.js';
 export {

@@ -1,10 +1,11 @@
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
+import { EXCHANGE_TYPES, type ExchangeType } from '../consumer/consumer-definition.js';
 import {
-  EXCHANGE_TYPES,
-  type ExchangeType,
-  type MessageInfo,
-} from '../consumer/consumer-definition.js';
+  isPayloadValidator,
+  PAYLOAD_VALIDATOR_RULE,
+  type PayloadValidator,
+} from '../consumer/payload-validator.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 
@@ -29,14 +30,17 @@ export interface MessageDefinition<P = unknown> {
    */
   orderingKey?(payload: P): string;
   /**
-   * Checks an incoming payload and returns it typed, before the handler's transaction opens.
-   * Throwing dead-letters the message at once: a malformed message cannot succeed on retry. So
-   * does returning `undefined`, or a boolean for a payload that is not one.
+   * Checks an incoming payload and gives it typed, before the handler's transaction opens: a
+   * schema (zod, valibot, ArkType: any Standard Schema), whose issues dead-letter the message
+   * at once, or a function returning the payload. A malformed message cannot succeed on retry:
+   * a function throwing dead-letters it at once, and so does returning `undefined`, or a
+   * boolean for a payload that is not one. With a schema and no type argument, `defineMessage`
+   * takes the payload type from the schema.
    */
-  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+  readonly validate?: PayloadValidator<P> | undefined;
   /**
-   * The payload type, for the compiler only. (The functions above are methods so that any
-   * definition is also a `MessageDefinition<unknown>`.)
+   * The payload type, for the compiler only. (`orderingKey` is a method so that any definition
+   * is also a `MessageDefinition<unknown>`.)
    */
   readonly [payloadType]?: P;
 }
@@ -105,10 +109,11 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       `must be ${EXCHANGE_TYPES.join(', ')} when given, got ${JSON.stringify(exchangeType)}`,
     );
   }
-  for (const field of ['orderingKey', 'validate'] as const) {
-    if (definition[field] !== undefined && typeof definition[field] !== 'function') {
-      throw new ConfigurationError(`${where}.${field}`, 'must be a function when given');
-    }
+  if (definition.orderingKey !== undefined && typeof definition.orderingKey !== 'function') {
+    throw new ConfigurationError(`${where}.orderingKey`, 'must be a function when given');
+  }
+  if (definition.validate !== undefined && !isPayloadValidator(definition.validate)) {
+    throw new ConfigurationError(`${where}.validate`, PAYLOAD_VALIDATOR_RULE);
   }
   return Object.freeze({ ...definition });
 }

@@ -6,6 +6,7 @@ import type {
   QueueType,
   RetryPolicy,
 } from '../consumer/consumer-definition.js';
+import type { PayloadValidator } from '../consumer/payload-validator.js';
 import { optionNames } from '../options/option-names.js';
 import type { MessageDefinition } from './message-definition.js';
 
@@ -62,8 +63,11 @@ export interface OutboxHandlerOptions<P = unknown> {
   readonly contentTypes?: readonly string[] | undefined;
   /** Headers every message must carry; a message without one is dead-lettered. */
   readonly requiredHeaders?: readonly string[] | undefined;
-  /** Checks the payload before the transaction; overrides the message definition's `validate`. */
-  validate?(payload: unknown, message: MessageInfo): P | Promise<P>;
+  /**
+   * Checks the payload before the transaction (a schema, or a function returning the payload);
+   * overrides the message definition's `validate`.
+   */
+  readonly validate?: PayloadValidator<P> | undefined;
 }
 
 /** What `@OutboxHandler` records on a method. */

@@ -1,5 +1,5 @@
 import type { INestApplicationContext } from '@nestjs/common';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
 import { OutboxService } from '../../src/nestjs/outbox.service.js';
 import type { OutboxModuleOptions } from '../../src/nestjs/outbox-module-options.js';
@@ -107,6 +107,16 @@ export class NestFixture {
       return undefined;
     } finally {
       await channel.close().catch(() => {});
+    }
+  }
+
+  /** Takes every message ready in a queue. */
+  async drain(queue: string): Promise<Message[]> {
+    const out: Message[] = [];
+    for (;;) {
+      const message = await this.#channel.get(queue, { noAck: true });
+      if (message === false) return out;
+      out.push(message);
     }
   }
 
