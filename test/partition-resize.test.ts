@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
+import { PartitionCountChangedError } from '../src/consumer/partition-count-changed-error.js';
 import { partitionSet } from '../src/consumer/partition-set.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { StateError } from '../src/errors/state-error.js';
@@ -42,6 +43,16 @@ describe('partitions: changing the count on a live system', () => {
     return f.publishMany(messages);
   };
 
+  /** Matches the refusal of a start at another count than the existing sets'. */
+  const changedFrom = (existing: number[]) => (error: unknown) => {
+    assert.ok(error instanceof PartitionCountChangedError, String(error));
+    assert.equal(error.code, 'partition-count-changed');
+    assert.equal(error.consumer, f.name('resize'));
+    assert.deepEqual(error.existing, existing);
+    assert.match(error.message, new RegExp(`resizePartitions\` with \`from: ${existing[0]}\``));
+    return true;
+  };
+
   it('keeps each key in order through a resize from 2 to 3 partitions while publishing goes on', async () => {
     const handler = async (payload: unknown, ctx: ConsumeContext) => {
       await f.recordEffect(payload, ctx);
@@ -68,6 +79,10 @@ describe('partitions: changing the count on a live system', () => {
         error instanceof StateError && /still consumes the old set/.test(error.message),
     );
     await before.stop();
+    // Starting at another count without the resize is refused, before anything is declared:
+    // the old set's backlog would be left behind, and the old set would keep a copy of all.
+    await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
+    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[0]!), undefined);
     const backlog = await Promise.all(
       partitionSet(f.name('resize'), 2).queues.map((q) => f.depth(q)),
     );
@@ -100,6 +115,10 @@ describe('partitions: changing the count on a live system', () => {
     // The old set is gone; the new one exists.
     assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
     assert.ok(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[2]!));
+
+    // A process of the previous deploy, started after the resize, is refused too.
+    await assert.rejects(f.host([at(2)], hostOptions), changedFrom([3]));
+    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
 
     // After: 3 partitions, and more messages.
     const afterwards = await f.host([at(3)], hostOptions);

@@ -33,11 +33,13 @@ import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
+import { drainingHosts, refuseOtherPartitionSets } from './other-partition-sets.js';
 import { PartitionBalancer } from './partition-balancer.js';
+import { PartitionCountChangedError } from './partition-count-changed-error.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { refuseSharedQueues } from './refuse-shared-queues.js';
-import { resolveConsumers } from './resolve-consumer.js';
+import { type ResolvedConsumer, resolveConsumers } from './resolve-consumer.js';
 import {
   RETENTION_OPTION_NAMES,
   RetentionCleaner,
@@ -167,6 +169,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #balancers: PartitionBalancer[] = [];
   /** One topology of each partitioned consumer: each declares the consumer's whole set. */
   readonly #partitionSets: ConsumerTopology[] = [];
+  /** The consumers with `partitions`, checked at start for a set of another count. */
+  readonly #partitioned: ResolvedConsumer[] = [];
   readonly #stopping = new AbortController();
   /**
    * Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. Each
@@ -308,7 +312,10 @@ export class ConsumerHost<Tx = Transaction<any>> {
             stopDeadline: { signal: this.#stopDeadline.signal, stopTimeoutMs: this.#stopTimeoutMs },
           }),
       );
-      if (consumer.partitions !== undefined) this.#partitionSets.push(runners[0]!.topology);
+      if (consumer.partitions !== undefined) {
+        this.#partitionSets.push(runners[0]!.topology);
+        this.#partitioned.push(consumer);
+      }
       if (consumer.partitions !== undefined && consumer.partitions > 1) {
         this.#balancers.push(
           new PartitionBalancer({
@@ -403,7 +410,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
    * Connects, declares the topology and starts consuming. Resolves once every consumer
    * consumes; rejects with a `TopologyConflictError` when the broker has conflicting queues or
    * exchanges, with a `PartitionsPluginMissingError` when a consumer has `partitions` and the
-   * broker lacks the consistent-hash exchange plugin, with a `StartupError` for a schema not migrated or too old or a login refused,
+   * broker lacks the consistent-hash exchange plugin, with a `PartitionCountChangedError` when
+   * the broker holds a consumer's partition set of another count, with a `StartupError` for a schema not migrated or too old or a login refused,
    * or when RabbitMQ cannot be reached within `startTimeoutMs` (the host is then stopped).
    */
   async start(): Promise<void> {
@@ -519,6 +527,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
         this.#publisher.attach(model);
         // Partition sets first, one after another: a missing plugin closes the connection, and
         // only the declare that caused it can tell why.
+        if (this.#state === 'starting' && !drainingHosts.has(this)) {
+          for (const c of this.#partitioned) {
+            await refuseOtherPartitionSets(model, c.name, c.queue, c.partitions!);
+          }
+        }
         if (this.#partitionSets.length > 0) await declareTopology(model, this.#partitionSets);
         await Promise.all(this.#runners.map((r) => r.attach(model)));
         for (const b of this.#balancers) b.attach(model);
@@ -526,7 +539,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
         this.#started?.resolve();
       } catch (error) {
         const misconfigured =
-          error instanceof TopologyConflictError || error instanceof PartitionsPluginMissingError;
+          error instanceof TopologyConflictError ||
+          error instanceof PartitionsPluginMissingError ||
+          error instanceof PartitionCountChangedError;
         if (misconfigured && this.#state === 'starting') {
           this.#started?.reject(error);
           return;

@@ -16,6 +16,7 @@ import {
   type ConsumerHostOptions,
 } from './consumer-host.js';
 import { declareTopology, topologyOf } from './consumer-topology.js';
+import { drainingHosts } from './other-partition-sets.js';
 import { type PartitionSet, partitionSet } from './partition-set.js';
 import { resolveConsumer } from './resolve-consumer.js';
 
@@ -155,6 +156,8 @@ async function drain(
   let drained = 0;
   while ((await readyIn(model, set)) > 0) {
     const host = new ConsumerHost({ ...hostOptions, consumers: [old], retention: false });
+    // It consumes the old set while the new one exists, which a start would refuse.
+    drainingHosts.add(host);
     await host.start();
     try {
       // Empty and idle: nothing ready, nothing running here (no other process consumes it).
