@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { type } from 'arktype';
 import * as v from 'valibot';
 import { z } from 'zod';
-import { defineConsumer } from '../src/consumer/consumer-definition.js';
+import { type ConsumerDefinition, defineConsumer } from '../src/consumer/consumer-definition.js';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { defineMessage, type MessageDefinition } from '../src/nestjs/index.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
@@ -81,6 +83,7 @@ describe('idempotent consumer: a schema as validate', () => {
       assert.equal(header(id, OUTBOXKIT_HEADERS.attempts), 0);
     }
     assert.match(String(header('negative', OUTBOXKIT_HEADERS.error)), /^zod schema: amount: /);
+    assert.equal(header('negative', OUTBOXKIT_HEADERS.errorName), 'PayloadSchemaError');
     // Every issue, each with its path.
     assert.match(
       String(header('wrong', OUTBOXKIT_HEADERS.error)),
@@ -108,6 +111,21 @@ describe('idempotent consumer: a schema as validate', () => {
     assert.match(String(header('missing', OUTBOXKIT_HEADERS.error)), /^valibot schema: sku: /);
   });
 
+  it('an ArkType schema, which is also a function: used as a schema, never called', async () => {
+    const Item = type({ sku: 'string', qty: 'number.integer = 1' });
+    const { seen, header } = await run(
+      'arktype',
+      Item,
+      [
+        { id: 'ok', body: { sku: 'SKU-1' } },
+        { id: 'fraction', body: { sku: 'SKU-2', qty: 2.5 } },
+      ],
+      { handled: 1, dead: 1 },
+    );
+    assert.deepEqual(seen, [{ sku: 'SKU-1', qty: 1 }]);
+    assert.match(String(header('fraction', OUTBOXKIT_HEADERS.error)), /^arktype schema: qty: /);
+  });
+
   it('takes the payload type from the schema, and refuses a validate that is neither a function nor a schema', () => {
     const def = defineConsumer({
       name: 'typed',
@@ -121,6 +139,29 @@ describe('idempotent consumer: a schema as validate', () => {
       },
     });
     assert.equal(def.validate, Payment);
+    // ArkType's schema is also a function returning the payload or its errors: the payload
+    // type is the schema's output, without the errors.
+    const Item = type({ sku: 'string', qty: 'number.integer = 1' });
+    const item = defineConsumer({
+      name: 'typed-item',
+      exchange: 'items',
+      validate: Item,
+      businessKey: (i) => i.sku,
+      async handler(i) {
+        const qty: number = i.qty;
+        assert.ok(qty);
+      },
+    });
+    const exact: ConsumerDefinition<{ sku: string; qty: number }> = item;
+    assert.ok(exact);
+    const ItemCounted = defineMessage({
+      exchange: 'items',
+      routingKey: 'item.counted',
+      validate: Item,
+      orderingKey: (i) => i.sku,
+    });
+    const message: MessageDefinition<{ sku: string; qty: number }> = ItemCounted;
+    assert.equal(message.validate, Item);
     assert.equal(resolveConsumer(def, LIMITS).definition.validate, Payment);
 
     for (const validate of [{ parse: (p: unknown) => p }, 'Payment', { '~standard': {} }]) {

@@ -1,7 +1,12 @@
 import type { Transaction } from 'kysely';
 import { optionNames } from '../options/option-names.js';
 import type { BackoffPolicy } from '../util/backoff.js';
-import type { PayloadValidator } from './payload-validator.js';
+import type {
+  PayloadValidator,
+  SchemaOutput,
+  StandardSchema,
+  WithSchema,
+} from './payload-validator.js';
 
 /** Queue types a consumer can declare. Quorum queues replicate; classic queues are lighter. */
 export type QueueType = 'classic' | 'quorum';
@@ -187,10 +192,18 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
 }
 
 /**
- * Returns the definition unchanged; it only helps TypeScript infer the payload type.
+ * Returns the definition unchanged; it only helps TypeScript infer the payload type: from the
+ * schema given as `validate`, or from the type arguments.
  */
 // biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
+export function defineConsumer<S extends StandardSchema, DB = any, Tx = Transaction<DB>>(
+  definition: WithSchema<ConsumerDefinition<SchemaOutput<S>, DB, Tx>, S>,
+): ConsumerDefinition<SchemaOutput<S>, DB, Tx>;
+// biome-ignore lint/suspicious/noExplicitAny: see ConsumeContext
 export function defineConsumer<P, DB = any, Tx = Transaction<DB>>(
+  definition: ConsumerDefinition<P, DB, Tx>,
+): ConsumerDefinition<P, DB, Tx>;
+export function defineConsumer<P, DB, Tx>(
   definition: ConsumerDefinition<P, DB, Tx>,
 ): ConsumerDefinition<P, DB, Tx> {
   return definition;

@@ -5,8 +5,7 @@ import { MAX_PARTITIONS, partitionExchangeName } from './partition-set.js';
 
 /**
  * Passive checks in flight at once, each on a channel of its own (a 404 closes it). The broker
- * spends about 1.5 ms on each channel: 255 checks take 0.4 s, 64 at a time, and a URL's
- * `channelMax` may be small.
+ * spends about 1.5 ms on each channel: 255 checks take 0.4 s, 64 at a time.
  */
 const CHECKS_AT_ONCE = 64;
 
@@ -34,14 +33,14 @@ export async function refuseOtherPartitionSets(
   const counts = Array.from({ length: MAX_PARTITIONS }, (_, i) => i + 1).filter(
     (n) => n !== partitions,
   );
+  // Half of what the connection may still open: a URL's small `channelMax` must not fail them.
+  const channelMax = (model.connection as { channelMax?: number }).channelMax ?? CHECKS_AT_ONCE;
+  const atOnce = Math.max(1, Math.min(CHECKS_AT_ONCE, Math.floor(channelMax / 2)));
   const existing: number[] = [];
-  for (let i = 0; i < counts.length; i += CHECKS_AT_ONCE) {
-    const found = await Promise.all(
-      counts.slice(i, i + CHECKS_AT_ONCE).map((n) => exchangeExists(model, queue, n)),
-    );
-    counts.slice(i, i + CHECKS_AT_ONCE).forEach((n, j) => {
-      if (found[j]) existing.push(n);
-    });
+  for (let i = 0; i < counts.length; i += atOnce) {
+    const batch = counts.slice(i, i + atOnce);
+    const found = await Promise.all(batch.map((n) => exchangeExists(model, queue, n)));
+    existing.push(...batch.filter((_, j) => found[j]));
   }
   if (existing.length > 0) {
     throw new PartitionCountChangedError(consumer, queue, partitions, existing);

@@ -20,7 +20,7 @@ export class PartitionCountChangedError extends OutboxkitError {
     const from = existing[0];
     super(
       'partition-count-changed',
-      `The consumer "${consumer}" has ${partitions} partitions, but RabbitMQ holds its partition ` +
+      `The consumer "${consumer}" has ${partitions} partition${partitions === 1 ? '' : 's'}, but RabbitMQ holds its partition ` +
         `set${existing.length > 1 ? 's' : ''} of ${existing.join(', ')} (${sets}): what it holds ` +
         'would never be handled, and while bound it receives a copy of every message. To change ' +
         'the count, stop every process of the consumer and run `resizePartitions` with ' +

@@ -1,10 +1,5 @@
 import type { MessageInfo } from './consumer-definition.js';
-
-/** One problem a schema found, as the Standard Schema interface reports it. */
-export interface SchemaIssue {
-  readonly message: string;
-  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
-}
+import { PayloadSchemaError, type SchemaIssue } from './payload-schema-error.js';
 
 /** What a schema's check returns: the parsed value, or the problems. */
 export type SchemaResult<Output> =
@@ -24,6 +19,19 @@ export interface StandardSchema<Output = unknown> {
     readonly types?: { readonly input: unknown; readonly output: Output } | undefined;
   };
 }
+
+/** The type a schema gives: its output, defaults and transforms applied. */
+export type SchemaOutput<S extends StandardSchema> = NonNullable<S['~standard']['types']>['output'];
+
+/**
+ * A definition `D` whose `validate` is the schema `S`: what the `define*` functions take to
+ * infer the payload type from the schema alone. Some schemas are also functions (ArkType's
+ * return the payload or their errors), and inferring from `PayloadValidator` would then add
+ * the errors' type to the payload's.
+ */
+export type WithSchema<D, S extends StandardSchema> = Omit<D, 'validate'> & {
+  readonly validate: S;
+};
 
 /**
  * Checks a parsed payload and returns it typed: a schema (`validate: OrderPlacedSchema`), or a
@@ -80,21 +88,7 @@ async function schemaCheck(schema: StandardSchema, payload: unknown): Promise<Pa
   const props = schema['~standard'];
   const result = await props.validate(payload);
   if (result.issues === undefined) return { ok: true, payload: result.value };
-  return { ok: false, problem: `${props.vendor} schema: ${issuesText(result.issues)}` };
-}
-
-/** Issues as one line, `path: message` each, at most the first ten. */
-const MAX_ISSUES = 10;
-
-export function issuesText(issues: ReadonlyArray<SchemaIssue>): string {
-  const shown = issues.slice(0, MAX_ISSUES).map((issue) => {
-    const path = (issue.path ?? [])
-      .map((part) => String(typeof part === 'object' ? part.key : part))
-      .join('.');
-    return path === '' ? issue.message : `${path}: ${issue.message}`;
-  });
-  const more = issues.length - shown.length;
-  return more > 0 ? `${shown.join('; ')}; and ${more} more` : shown.join('; ');
+  return { ok: false, problem: new PayloadSchemaError(props.vendor, result.issues) };
 }
 
 /**

@@ -5,6 +5,9 @@ import {
   isPayloadValidator,
   PAYLOAD_VALIDATOR_RULE,
   type PayloadValidator,
+  type SchemaOutput,
+  type StandardSchema,
+  type WithSchema,
 } from '../consumer/payload-validator.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -70,6 +73,10 @@ export type PayloadOf<M> =
  *   orderingKey: (order) => order.orderId,
  * });
  */
+export function defineMessage<S extends StandardSchema>(
+  definition: WithSchema<MessageDefinition<SchemaOutput<S>>, S>,
+): MessageDefinition<SchemaOutput<S>>;
+export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P>;
 export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P> {
   const where = `defineMessage(${JSON.stringify(definition?.routingKey)})`;
   if (definition === null || typeof definition !== 'object') {
