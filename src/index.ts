@@ -30,7 +30,6 @@ export { HandlerStoppedError } from './consumer/handler-stopped-error.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
 export { PartitionCountChangedError } from './consumer/partition-count-changed-error.js';
 export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
-export { PayloadSchemaError, type SchemaIssue } from './consumer/payload-schema-error.js';
 export type { PayloadValidator, StandardSchema } from './consumer/payload-validator.js';
 export { isPermanentError, PermanentError } from './consumer/permanent-error.js';
 export {

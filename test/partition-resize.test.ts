@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import { PartitionCountChangedError } from '../src/consumer/partition-count-changed-error.js';
-import { partitionSet } from '../src/consumer/partition-set.js';
+import { CONSISTENT_HASH_EXCHANGE_TYPE, partitionSet } from '../src/consumer/partition-set.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { StateError } from '../src/errors/state-error.js';
 import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
@@ -83,6 +83,13 @@ describe('partitions: changing the count on a live system', () => {
     // the old set's backlog would be left behind, and the old set would keep a copy of all.
     await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
     assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[0]!), undefined);
+    // Also when the new set's exchange exists already (a resize stopped half way).
+    const three = partitionSet(f.name('resize'), 3);
+    await f.channel.assertExchange(three.exchange, CONSISTENT_HASH_EXCHANGE_TYPE, {
+      durable: true,
+      arguments: { ...three.exchangeArguments },
+    });
+    await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
     const backlog = await Promise.all(
       partitionSet(f.name('resize'), 2).queues.map((q) => f.depth(q)),
     );

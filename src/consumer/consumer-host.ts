@@ -39,7 +39,7 @@ import { PartitionCountChangedError } from './partition-count-changed-error.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { refuseSharedQueues } from './refuse-shared-queues.js';
-import { type ResolvedConsumer, resolveConsumers } from './resolve-consumer.js';
+import { resolveConsumers } from './resolve-consumer.js';
 import {
   RETENTION_OPTION_NAMES,
   RetentionCleaner,
@@ -169,8 +169,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #balancers: PartitionBalancer[] = [];
   /** One topology of each partitioned consumer: each declares the consumer's whole set. */
   readonly #partitionSets: ConsumerTopology[] = [];
-  /** The consumers with `partitions`, checked at start for a set of another count. */
-  readonly #partitioned: ResolvedConsumer[] = [];
+  /** The consumers with `partitions`, checked at each connect for a set of another count. */
+  readonly #partitioned: { name: string; queue: string; partitions: number }[] = [];
   readonly #stopping = new AbortController();
   /**
    * Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. Each
@@ -314,7 +314,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
       );
       if (consumer.partitions !== undefined) {
         this.#partitionSets.push(runners[0]!.topology);
-        this.#partitioned.push(consumer);
+        const { name, queue, partitions } = consumer;
+        this.#partitioned.push({ name, queue, partitions });
       }
       if (consumer.partitions !== undefined && consumer.partitions > 1) {
         this.#balancers.push(
@@ -525,13 +526,15 @@ export class ConsumerHost<Tx = Transaction<any>> {
       const closed = whenClosed(model, stopping);
       try {
         this.#publisher.attach(model);
-        // Partition sets first, one after another: a missing plugin closes the connection, and
-        // only the declare that caused it can tell why.
-        if (this.#state === 'starting' && !drainingHosts.has(this)) {
+        // Before declaring anything, also on a reconnect: a process at an old count must not
+        // declare its set again while a resize runs, or after one.
+        if (!drainingHosts.has(this)) {
           for (const c of this.#partitioned) {
-            await refuseOtherPartitionSets(model, c.name, c.queue, c.partitions!);
+            await refuseOtherPartitionSets(model, c.name, c.queue, c.partitions);
           }
         }
+        // Partition sets first, one after another: a missing plugin closes the connection, and
+        // only the declare that caused it can tell why.
         if (this.#partitionSets.length > 0) await declareTopology(model, this.#partitionSets);
         await Promise.all(this.#runners.map((r) => r.attach(model)));
         for (const b of this.#balancers) b.attach(model);

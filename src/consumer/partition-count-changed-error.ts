@@ -2,10 +2,11 @@ import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { partitionExchangeName } from './partition-set.js';
 
 /**
- * A partitioned consumer starts with one partition count while RabbitMQ holds its partition set
- * of another: its `partitions` changed without `resizePartitions`, or a process of an older
- * deploy starts after a resize. Starting would leave the other set's backlog unhandled, and
- * that set, still bound, would keep a copy of every message, growing without end.
+ * A partitioned consumer starts (or reconnects) with one partition count while RabbitMQ holds
+ * its partition set of another: its `partitions` changed without `resizePartitions`, a resize
+ * runs or stopped half way, or a process of an older deploy starts after one. Going on would
+ * leave the other set's backlog unhandled, or hand one key to two sets at once; and a set still
+ * bound keeps a copy of every message, growing without end.
  */
 export class PartitionCountChangedError extends OutboxkitError {
   /** The consumer's name. */

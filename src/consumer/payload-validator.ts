@@ -42,7 +42,7 @@ export type PayloadValidator<P> =
   | ((payload: unknown, message: MessageInfo) => P | Promise<P>);
 
 /** The outcome of a check: the payload the handler gets, or why the message is refused. */
-export type PayloadCheck =
+export type ValidationOutcome =
   | { readonly ok: true; readonly payload: unknown }
   | { readonly ok: false; readonly problem: unknown };
 
@@ -71,7 +71,7 @@ export async function checkPayload(
   validator: PayloadValidator<unknown>,
   payload: unknown,
   message: MessageInfo,
-): Promise<PayloadCheck> {
+): Promise<ValidationOutcome> {
   try {
     // Some schemas are also functions (ArkType's, which return their errors rather than
     // throw): the schema interface wins.
@@ -84,7 +84,7 @@ export async function checkPayload(
   }
 }
 
-async function schemaCheck(schema: StandardSchema, payload: unknown): Promise<PayloadCheck> {
+async function schemaCheck(schema: StandardSchema, payload: unknown): Promise<ValidationOutcome> {
   const props = schema['~standard'];
   const result = await props.validate(payload);
   if (result.issues === undefined) return { ok: true, payload: result.value };
