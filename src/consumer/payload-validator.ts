@@ -20,6 +20,9 @@ export interface StandardSchema<Output = unknown> {
   };
 }
 
+/** The type a schema takes: what a publisher writes. */
+export type SchemaInput<S extends StandardSchema> = NonNullable<S['~standard']['types']>['input'];
+
 /** The type a schema gives: its output, defaults and transforms applied. */
 export type SchemaOutput<S extends StandardSchema> = NonNullable<S['~standard']['types']>['output'];
 

@@ -11,6 +11,7 @@ export {
   defineMessage,
   type MessageDefinition,
   type PayloadOf,
+  type WrittenPayloadOf,
 } from './message-definition.js';
 export { OutboxModule } from './outbox.module.js';
 export {

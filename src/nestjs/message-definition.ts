@@ -5,6 +5,7 @@ import {
   isPayloadValidator,
   PAYLOAD_VALIDATOR_RULE,
   type PayloadValidator,
+  type SchemaInput,
   type SchemaOutput,
   type StandardSchema,
   type WithSchema,
@@ -14,13 +15,15 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 
 /** Carries the payload type of a definition; never set at run time. */
 declare const payloadType: unique symbol;
+/** Carries the type the writer takes; never set at run time. */
+declare const writtenType: unique symbol;
 
 /**
  * A kind of message: where it is published and what its payload looks like. The writer
  * (`OutboxService.add`) and the handler decorator (`@OutboxHandler`) both take it, so a payload
  * of the wrong shape is a compile error on either side.
  */
-export interface MessageDefinition<P = unknown> {
+export interface MessageDefinition<P = unknown, In = P> {
   /** Exchange the message is published to. */
   readonly exchange: string;
   /** Routing key it is published with; also the default binding key of its handlers. */
@@ -31,7 +34,7 @@ export interface MessageDefinition<P = unknown> {
    * Derives the ordering key from the payload: messages of one key are published, and handled
    * by `ordered` handlers, in the order they were written. A key given to `add` wins.
    */
-  orderingKey?(payload: P): string;
+  orderingKey?(payload: In): string;
   /**
    * Checks an incoming payload and gives it typed, before the handler's transaction opens: a
    * schema (zod, valibot, ArkType: any Standard Schema), whose issues dead-letter the message
@@ -46,10 +49,19 @@ export interface MessageDefinition<P = unknown> {
    * is also a `MessageDefinition<unknown>`.)
    */
   readonly [payloadType]?: P;
+  /**
+   * The type `OutboxService.add` takes, for the compiler only: the payload type, or a schema's
+   * input type when the definition is typed by its schema (a field with a default may be left
+   * out when writing; the handler gets it filled in).
+   */
+  readonly [writtenType]?: In;
 }
 
 /** Every field of a definition (the payload type is a symbol, for the compiler only). */
 const DEFINITION_FIELDS = ['exchange', 'routingKey', 'exchangeType', 'orderingKey', 'validate'];
+
+/** What the writer takes for a definition: its schema's input type, or its payload type. */
+export type WrittenPayloadOf<M> = M extends MessageDefinition<unknown, infer In> ? In : never;
 
 /** The payload type of a definition, or the union of the payload types of a list of them. */
 export type PayloadOf<M> =
@@ -74,8 +86,8 @@ export type PayloadOf<M> =
  * });
  */
 export function defineMessage<S extends StandardSchema>(
-  definition: WithSchema<MessageDefinition<SchemaOutput<S>>, S>,
-): MessageDefinition<SchemaOutput<S>>;
+  definition: WithSchema<MessageDefinition<SchemaOutput<S>, SchemaInput<S>>, S>,
+): MessageDefinition<SchemaOutput<S>, SchemaInput<S>>;
 export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P>;
 export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P> {
   const where = `defineMessage(${JSON.stringify(definition?.routingKey)})`;

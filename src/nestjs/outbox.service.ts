@@ -13,7 +13,7 @@ import { describeValue } from '../util/describe-value.js';
 import { rejectUnknownFields } from '../writer/message-fields.js';
 import type { HeaderValue, OutboxMessage } from '../writer/outbox-message.js';
 import type { OutboxWriter } from '../writer/outbox-writer.js';
-import type { MessageDefinition, PayloadOf } from './message-definition.js';
+import type { MessageDefinition, WrittenPayloadOf } from './message-definition.js';
 import { OutboxRuntime } from './outbox-runtime.js';
 
 /** Per-message settings of `OutboxService.add`. */
@@ -80,13 +80,13 @@ export class OutboxService {
   // (TypeScript 7) then names a wrong payload's field rather than the missing transaction.
   async add<M extends MessageDefinition>(
     message: M,
-    payload: PayloadOf<M>,
+    payload: WrittenPayloadOf<M>,
     options?: OutboxWriteOptions,
   ): Promise<string>;
   async add<M extends MessageDefinition>(
     trx: OutboxTransaction,
     message: M,
-    payload: PayloadOf<M>,
+    payload: WrittenPayloadOf<M>,
     options?: OutboxWriteOptions,
   ): Promise<string>;
   async add(...args: unknown[]): Promise<string> {
@@ -104,13 +104,13 @@ export class OutboxService {
    */
   async addMany<M extends MessageDefinition>(
     message: M,
-    payloads: readonly PayloadOf<M>[],
+    payloads: readonly WrittenPayloadOf<M>[],
     options?: Omit<OutboxWriteOptions, 'messageId'>,
   ): Promise<string[]>;
   async addMany<M extends MessageDefinition>(
     trx: OutboxTransaction,
     message: M,
-    payloads: readonly PayloadOf<M>[],
+    payloads: readonly WrittenPayloadOf<M>[],
     options?: Omit<OutboxWriteOptions, 'messageId'>,
   ): Promise<string[]>;
   async addMany(...args: unknown[]): Promise<string[]> {
