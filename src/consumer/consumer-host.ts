@@ -33,7 +33,11 @@ import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
-import { drainingHosts, refuseOtherPartitionSets } from './other-partition-sets.js';
+import {
+  drainingHosts,
+  type PartitionedConsumer,
+  refuseOtherPartitionSets,
+} from './other-partition-sets.js';
 import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionCountChangedError } from './partition-count-changed-error.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
@@ -170,7 +174,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
   /** One topology of each partitioned consumer: each declares the consumer's whole set. */
   readonly #partitionSets: ConsumerTopology[] = [];
   /** The consumers with `partitions`, checked at each connect for a set of another count. */
-  readonly #partitioned: { name: string; queue: string; partitions: number }[] = [];
+  readonly #partitioned: PartitionedConsumer[] = [];
   readonly #stopping = new AbortController();
   /**
    * Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. Each
@@ -528,10 +532,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
         this.#publisher.attach(model);
         // Before declaring anything, also on a reconnect: a process at an old count must not
         // declare its set again while a resize runs, or after one.
-        if (!drainingHosts.has(this)) {
-          for (const c of this.#partitioned) {
-            await refuseOtherPartitionSets(model, c.name, c.queue, c.partitions);
-          }
+        if (this.#partitioned.length > 0 && !drainingHosts.has(this)) {
+          await refuseOtherPartitionSets(model, this.#partitioned);
         }
         // Partition sets first, one after another: a missing plugin closes the connection, and
         // only the declare that caused it can tell why.

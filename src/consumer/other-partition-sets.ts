@@ -15,35 +15,47 @@ const CHECKS_AT_ONCE = 64;
  */
 export const drainingHosts = new WeakSet<object>();
 
+/** A partitioned consumer, as the check below needs it. */
+export interface PartitionedConsumer {
+  readonly name: string;
+  readonly queue: string;
+  readonly partitions: number;
+}
+
 /**
- * Rejects with a `PartitionCountChangedError` when RabbitMQ holds a partition set of the
- * consumer's queue of another count than `partitions`: the count changed without a resize, a
- * resize is running or stopped half way, or a process of the previous deploy starts after one.
- * A set's exchange carries its count in its name (`<queue>.partitions-<n>`), and AMQP cannot
- * list exchanges, so each other count is checked passively.
+ * Rejects with a `PartitionCountChangedError` when RabbitMQ holds a partition set of one of the
+ * consumers' queues of another count than its `partitions`: the count changed without a resize,
+ * a resize is running or stopped half way, or a process of the previous deploy starts after
+ * one. A set's exchange carries its count in its name (`<queue>.partitions-<n>`), and AMQP
+ * cannot list exchanges, so each other count is checked passively: the consumers' checks in one
+ * pass, so a host of several partitioned consumers pays the round trips once.
  */
 export async function refuseOtherPartitionSets(
   model: ChannelModel,
-  consumer: string,
-  queue: string,
-  partitions: number,
+  consumers: readonly PartitionedConsumer[],
 ): Promise<void> {
-  const counts = Array.from({ length: MAX_PARTITIONS }, (_, i) => i + 1).filter(
-    (n) => n !== partitions,
+  const checks = consumers.flatMap((consumer) =>
+    Array.from({ length: MAX_PARTITIONS }, (_, i) => i + 1)
+      .filter((n) => n !== consumer.partitions)
+      .map((n) => ({ consumer, n })),
   );
   // At most half of the connection's channels: a URL's small `channelMax` must not fail them.
   // amqplib sets it once tuned (0 becomes 65535); its types leave it out.
   const channelMax = (model.connection as { channelMax?: number }).channelMax ?? 0xffff;
   const atOnce = Math.max(1, Math.min(CHECKS_AT_ONCE, Math.floor(channelMax / 2)));
-  const existing: number[] = [];
-  for (let i = 0; i < counts.length; i += atOnce) {
-    const batch = counts.slice(i, i + atOnce);
-    const found = await Promise.all(
-      batch.map((n) => exchangeExistsOn(model, partitionExchangeName(queue, n))),
+  const found: typeof checks = [];
+  for (let i = 0; i < checks.length; i += atOnce) {
+    const batch = checks.slice(i, i + atOnce);
+    const exists = await Promise.all(
+      batch.map(({ consumer, n }) =>
+        exchangeExistsOn(model, partitionExchangeName(consumer.queue, n)),
+      ),
     );
-    existing.push(...batch.filter((_, j) => found[j]));
+    found.push(...batch.filter((_, j) => exists[j]));
   }
-  if (existing.length > 0) {
-    throw new PartitionCountChangedError(consumer, queue, partitions, existing);
+  const first = found[0]?.consumer;
+  if (first !== undefined) {
+    const existing = found.filter((f) => f.consumer === first).map((f) => f.n);
+    throw new PartitionCountChangedError(first.name, first.queue, first.partitions, existing);
   }
 }

@@ -1,10 +1,5 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
-
-/** One problem a schema found, as the Standard Schema interface reports it. */
-export interface SchemaIssue {
-  readonly message: string;
-  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
-}
+import type { SchemaIssue } from './payload-validator.js';
 
 /** Issues listed in the message, at most; the error's `issues` keeps them all. */
 const MAX_ISSUES = 10;

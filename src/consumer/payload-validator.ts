@@ -1,5 +1,11 @@
 import type { MessageInfo } from './consumer-definition.js';
-import { PayloadSchemaError, type SchemaIssue } from './payload-schema-error.js';
+import { PayloadSchemaError } from './payload-schema-error.js';
+
+/** One problem a schema found, as the Standard Schema interface reports it. */
+export interface SchemaIssue {
+  readonly message: string;
+  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
+}
 
 /** What a schema's check returns: the parsed value, or the problems. */
 export type SchemaResult<Output> =
