@@ -134,7 +134,7 @@ function message(i: number): ConsumeMessage {
       redelivered: false,
       exchange: 'node-cpu',
       routingKey: 'k',
-      consumerTag: 'ctag',
+      consumerTags: ['ctag'],
     },
     properties: {
       contentType: 'application/json',

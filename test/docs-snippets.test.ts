@@ -423,7 +423,8 @@ async function deleteBrokerNames(names: readonly string[]): Promise<void> {
     const channel = await connection.createChannel();
     for (const name of names) {
       await channel.deleteExchange(name);
-      for (const queue of [name, `${name}.dlq`, `${name}.retry.1000ms`, `${name}.retry.2000ms`]) {
+      const retries = [`${name}.retry.due`, `${name}.retry.1000ms`, `${name}.retry.2000ms`];
+      for (const queue of [name, `${name}.dlq`, ...retries]) {
         await channel.deleteQueue(queue);
       }
     }

@@ -15,7 +15,8 @@ export interface ConsumerChannelHandle {
   readonly channel: Channel;
   readonly model: ChannelModel;
   open: boolean;
-  consumerTag?: string;
+  /** One per queue consumed: the consumer's queue, and its retry-due queue when it has one. */
+  consumerTags: string[];
 }
 
 export interface ConsumerChannelOptions {
@@ -73,8 +74,9 @@ export class ConsumerChannel {
   /** Asks the broker to send no more deliveries; gives up on an answer after a while. */
   async cancel(): Promise<void> {
     const handle = this.#handle;
-    if (handle?.open && handle.consumerTag !== undefined) {
-      await settleWithin(handle.channel.cancel(handle.consumerTag), CANCEL_TIMEOUT_MS);
+    if (handle?.open && handle.consumerTags.length > 0) {
+      const cancels = handle.consumerTags.map((tag) => handle.channel.cancel(tag));
+      await settleWithin(Promise.all(cancels), CANCEL_TIMEOUT_MS);
     }
   }
 
@@ -127,7 +129,7 @@ export class ConsumerChannel {
         }),
     });
     const channel = await model.createChannel();
-    const handle: ConsumerChannelHandle = { channel, model, open: true };
+    const handle: ConsumerChannelHandle = { channel, model, open: true, consumerTags: [] };
     this.#handle = handle;
     channel.on('error', (error: Error) =>
       logger.warn('consumer channel error', {
@@ -136,13 +138,19 @@ export class ConsumerChannel {
       }),
     );
     channel.on('close', () => this.#onClosed(handle));
+    // Per consumer (not `global`): each queue consumed gets the window, and the dispatcher's
+    // concurrency bounds the handlers whatever arrives.
     await channel.prefetch(consumer.prefetch);
-    const { consumerTag } = await channel.consume(
-      topology.queue.name,
-      (message) => this.#onMessage(handle, message),
-      { noAck: false },
-    );
-    handle.consumerTag = consumerTag;
+    const queues = [topology.queue.name];
+    if (topology.retryDueQueue) queues.push(topology.retryDueQueue.name);
+    for (const queue of queues) {
+      const { consumerTag } = await channel.consume(
+        queue,
+        (message) => this.#onMessage(handle, message),
+        { noAck: false },
+      );
+      handle.consumerTags.push(consumerTag);
+    }
     this.#reopenFailures = 0;
     // The host began stopping while this attach was under way (a reconnect).
     if (stopping.aborted) await closeChannel(channel);

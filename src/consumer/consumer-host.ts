@@ -369,10 +369,14 @@ export class ConsumerHost<Tx = Transaction<any>> {
     return this.#runners.reduce((n, r) => n + r.inFlight, 0);
   }
 
-  /** The queues this host consumes from and its retry delay queues (not the dead-letter queues). */
+  /**
+   * The queues this host consumes from (with the retry-due queues) and its retry delay queues
+   * (not the dead-letter queues).
+   */
   get queues(): string[] {
     return this.#runners.flatMap((r) => [
       r.topology.queue.name,
+      ...(r.topology.retryDueQueue ? [r.topology.retryDueQueue.name] : []),
       ...r.topology.delayQueues.map((q) => q.name),
     ]);
   }

@@ -28,8 +28,16 @@ export interface ConsumerTopology {
   readonly queue: QueueDeclaration;
   readonly bindings: readonly string[];
   readonly deadLetterQueue: QueueDeclaration;
-  /** One queue per distinct retry delay; messages wait out its TTL, then dead-letter back. */
+  /**
+   * One queue per distinct retry delay; messages wait out its TTL, then dead-letter to
+   * `retryDueQueue`.
+   */
   readonly delayQueues: readonly (QueueDeclaration & { readonly delayMs: number })[];
+  /**
+   * Where retries come back to when their delay is over, consumed beside `queue`; present when
+   * there are delay queues (not for ordered consumers, which retry in place).
+   */
+  readonly retryDueQueue?: QueueDeclaration | undefined;
   /**
    * A partitioned consumer's whole partition set, declared with any one partition (`queue` is
    * then that partition): `bindings` bind the set's exchange to `exchange`, not `queue`.
@@ -58,6 +66,16 @@ export const DEAD_LETTER_QUEUE_ARGUMENTS: Readonly<Record<string, unknown>> = Ob
 /** The code of the process warning about a dead-letter queue declared by an older version. */
 export const QUORUM_DEAD_LETTER_QUEUE_WARNING = 'OUTBOXKIT_QUORUM_DEAD_LETTER_QUEUE';
 
+/**
+ * Where a retry comes back to once its delay is over: `<queue>.retry.due`. A queue of the
+ * consumer's own rather than its main queue, which a policy may give a length limit: a message
+ * dead-lettered into a full queue with `reject-publish` is dropped by a classic delay queue, and
+ * held by a quorum one (RabbitMQ 3.10 did not send it again until a restart).
+ */
+export function retryDueQueueName(queue: string): string {
+  return `${queue}.retry.due`;
+}
+
 /** The queue a message waits in before retry: `<queue>.retry.<ms>ms`. */
 export function delayQueueName(queue: string, delayMs: number): string {
   return `${queue}.retry.${delayMs}ms`;
@@ -66,8 +84,8 @@ export function delayQueueName(queue: string, delayMs: number): string {
 /**
  * The broker objects of one consumer. Retries do not requeue: the failed message is published
  * to a delay queue whose TTL is the retry delay and whose dead-letter target is the consumer's
- * own queue (through the default exchange), so a retry reaches only the consumer that failed,
- * not every queue bound to the original exchange.
+ * retry-due queue (through the default exchange), which the consumer consumes beside its own: a
+ * retry reaches only the consumer that failed, not every queue bound to the original exchange.
  */
 export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
   const { queue, queueType } = consumer;
@@ -83,12 +101,13 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
 
   // Ordered consumers retry in place: a delay queue would let later messages of the key pass.
   const delays = consumer.ordered ? [] : [...new Set(consumer.retryDelaysMs)];
+  const due = retryDueQueueName(queue);
   const delayQueues = delays.map((delayMs) => {
     const args: Record<string, unknown> = {
       'x-queue-type': queueType,
       'x-message-ttl': delayMs,
       'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': queue,
+      'x-dead-letter-routing-key': due,
     };
     if (queueType === 'quorum') {
       // The original is acked once the copy is in the delay queue, so the move back must not
@@ -106,6 +125,8 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
     bindings: consumer.routingKeys,
     deadLetterQueue: { name: dlq, arguments: DEAD_LETTER_QUEUE_ARGUMENTS },
     delayQueues,
+    // Like the main queue: anything the broker drops from it lands in the dead-letter queue.
+    retryDueQueue: delayQueues.length > 0 ? { name: due, arguments: main } : undefined,
   };
 }
 
@@ -143,6 +164,7 @@ export function topologyQueueNames(topology: ConsumerTopology): string[] {
       topology.queue.name,
       ...(topology.partitions?.queues ?? []),
       topology.deadLetterQueue.name,
+      ...(topology.retryDueQueue ? [topology.retryDueQueue.name] : []),
       ...topology.delayQueues.map((q) => q.name),
     ]),
   ];
@@ -184,17 +206,76 @@ export async function declareTopology(
         continue;
       }
       // The consumer's own queue first: a changed setting (its queueType) is then reported
-      // on the queue the definition names, not on a delay queue derived from it.
-      for (const q of [t.queue, ...t.delayQueues]) {
+      // on the queue the definition names, not on a delay queue derived from it. The due queue
+      // before the delay queues, so that no retry is dead-lettered to a queue not there yet.
+      for (const q of [t.queue, ...(t.retryDueQueue ? [t.retryDueQueue] : [])]) {
         await asTopologyConflict('queue', q.name, () =>
           channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }),
         );
+      }
+      for (const q of t.delayQueues) {
+        channel = await declareDelayQueue(channel, q, t.queue.name, open);
       }
       for (const key of t.bindings) await channel.bindQueue(t.queue.name, t.exchange, key);
     }
   } finally {
     await closeChannel(channel);
   }
+}
+
+/** The code of the process warning about a delay queue declared by an older version. */
+export const LEGACY_DELAY_QUEUE_WARNING = 'OUTBOXKIT_LEGACY_DELAY_QUEUE';
+
+/**
+ * Declares a delay queue. One that an older outboxkit declared, dead-lettering into the
+ * consumer's own queue, is kept as it is (redeclaring it with other arguments is refused, and
+ * deleting it would lose the retries waiting in it), with a process warning naming it and the
+ * upgrade step. Returns the channel to go on with: a refused declare closes its channel.
+ */
+async function declareDelayQueue(
+  channel: Channel,
+  q: QueueDeclaration,
+  consumerQueue: string,
+  open: () => Promise<Channel>,
+): Promise<Channel> {
+  try {
+    await asTopologyConflict('queue', q.name, () =>
+      channel.assertQueue(q.name, { durable: true, arguments: { ...q.arguments } }),
+    );
+    return channel;
+  } catch (error) {
+    if (!(error instanceof TopologyConflictError) || !isOtherDeadLetterTarget(error.cause)) {
+      throw error;
+    }
+  }
+  const reopened = await open();
+  const legacy = { ...q.arguments, 'x-dead-letter-routing-key': consumerQueue };
+  try {
+    await asTopologyConflict('queue', q.name, () =>
+      reopened.assertQueue(q.name, { durable: true, arguments: legacy }),
+    );
+  } catch (error) {
+    await closeChannel(reopened);
+    throw error;
+  }
+  if (!warnedQueues.has(q.name)) {
+    warnedQueues.add(q.name);
+    process.emitWarning(
+      `Delay queue "${q.name}" was declared by an older outboxkit and returns retries to ` +
+        `"${consumerQueue}" itself, where a length limit with reject-publish would drop them. ` +
+        `It is kept and still works as before. Once it is empty, delete it (rabbitmqctl ` +
+        `delete_queue ${q.name} --if-empty) and restart the consumer: see "Upgrading delay ` +
+        'queues" in docs/operations.md.',
+      { code: LEGACY_DELAY_QUEUE_WARNING },
+    );
+  }
+  return reopened;
+}
+
+/** Whether a 406 says the queue exists with another dead-letter routing key. */
+function isOtherDeadLetterTarget(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return (error as { code?: unknown }).code === 406 && /'x-dead-letter-routing-key'/.test(message);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
+import { topologyQueueNames } from '../../src/consumer/consumer-topology.js';
 import { OutboxService } from '../../src/nestjs/outbox.service.js';
 import type { OutboxModuleOptions } from '../../src/nestjs/outbox-module-options.js';
 import { consoleLogger, silentLogger } from '../../src/util/logger.js';
@@ -83,7 +84,7 @@ export class NestFixture {
   track(app: INestApplicationContext): void {
     for (const t of app.get(OutboxService).topologies) {
       this.#exchanges.add(t.exchange);
-      for (const q of [t.queue, t.deadLetterQueue, ...t.delayQueues]) this.#queues.add(q.name);
+      for (const q of topologyQueueNames(t)) this.#queues.add(q);
     }
   }
 

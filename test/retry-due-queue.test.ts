@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
+import {
+  delayQueueName,
+  LEGACY_DELAY_QUEUE_WARNING,
+  retryDueQueueName,
+} from '../src/consumer/consumer-topology.js';
+import { clearPolicy, setQueuePolicy } from './support/broker-policy.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { waitFor } from './support/wait-for.js';
+
+/** The retry delay of these tests: long enough to fill the consumer's queue meanwhile. */
+const DELAY_MS = 1500;
+
+describe('retries come back through a queue of their own', () => {
+  let f: ConsumerFixture;
+  const policies: string[] = [];
+  let afterEachRelease: (() => void) | undefined;
+  before(async () => {
+    f = await ConsumerFixture.open('rdue');
+  });
+  afterEach(async () => {
+    afterEachRelease?.();
+    afterEachRelease = undefined;
+    await f.stopHosts();
+    for (const p of policies.splice(0)) await clearPolicy(p);
+    f.assertPoolIdle();
+  });
+  after(() => f.close());
+
+  for (const queueType of ['classic', 'quorum'] as const) {
+    it(`a retry due while the consumer's ${queueType} queue is full (max-length, reject-publish) is handled once, not lost`, async () => {
+      const name = f.name(`full-${queueType}`);
+      const exchange = f.name(`full-${queueType}-events`);
+      // An operator's length limit on the consumer's queue, set before it is declared: room for
+      // one ready message.
+      policies.push(`${name}-limit`);
+      await setQueuePolicy(`${name}-limit`, name, { 'max-length': 1, overflow: 'reject-publish' });
+
+      let releaseBlocker!: () => void;
+      const blocker = new Promise<void>((resolve) => {
+        releaseBlocker = resolve;
+      });
+      let blockerStarted = false;
+      const attempts = new Map<string, number[]>();
+      const def = f.definition(
+        `full-${queueType}`,
+        async (payload: { id: string }, ctx: ConsumeContext) => {
+          attempts.set(payload.id, [...(attempts.get(payload.id) ?? []), ctx.attempt]);
+          if (payload.id === 'blocker') {
+            blockerStarted = true;
+            await blocker;
+          }
+          await f.recordEffect(payload, ctx);
+          if (payload.id === 'flaky' && ctx.attempt === 1) throw new Error('first attempt fails');
+        },
+        {
+          exchange,
+          queueType,
+          concurrency: 1,
+          prefetch: 1,
+          retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
+        },
+      );
+      const host = await f.host([def]);
+      const delayQueue = delayQueueName(name, DELAY_MS);
+      // A failed assertion must not leave the host's stop waiting on the blocked handler.
+      afterEachRelease = releaseBlocker;
+
+      await f.publish('x', { id: 'flaky' }, { messageId: 'flaky' }, exchange);
+      await waitFor('the retry copy in its delay queue', () => host.stats(name).retried === 1);
+      // The one handler slot taken, and one more message ready: the queue is full.
+      await f.publish('x', { id: 'blocker' }, { messageId: 'blocker' }, exchange);
+      await waitFor('the blocking handler to start', () => blockerStarted);
+      await f.publish('x', { id: 'filler' }, { messageId: 'filler' }, exchange);
+      assert.equal(await f.depth(name), 1, 'the consumer queue holds its one ready message');
+
+      // The delay passes while the queue is full: the copy leaves its delay queue.
+      await waitFor(
+        'the delay queue to let the copy go',
+        async () => (await f.depth(delayQueue)) === 0,
+        20_000,
+      );
+      assert.equal(await f.depth(name), 1, 'the consumer queue stayed full all along');
+      releaseBlocker();
+
+      await waitFor('every message handled', () => host.stats(name).handled === 3, 20_000);
+      const effects = (await f.effects()).filter((e) => e.consumer === name);
+      const committed = effects.map((e) => e.key).sort();
+      assert.deepEqual(committed, ['blocker', 'filler', 'flaky'], 'each message committed once');
+      assert.deepEqual(attempts.get('flaky'), [1, 2]);
+      assert.equal(await f.depth(retryDueQueueName(name)), 0);
+      assert.equal(host.stats(name).deadLettered, 0);
+    });
+  }
+
+  it('a delay queue an older version declared is kept, with a warning, and still retries', async () => {
+    const name = f.name('legacy');
+    const delayQueue = delayQueueName(name, DELAY_MS);
+    // As an older outboxkit declared it: dead-lettering straight into the consumer's queue.
+    await f.channel.assertQueue(delayQueue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'classic',
+        'x-message-ttl': DELAY_MS,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': name,
+      },
+    });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const def = f.definition(
+        'legacy',
+        async (_payload: unknown, ctx: ConsumeContext) => {
+          await f.recordEffect(_payload, ctx);
+          if (ctx.attempt === 1) throw new Error('first attempt fails');
+        },
+        {
+          exchange: f.name('legacy-events'),
+          retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
+        },
+      );
+      const host = await f.host([def]);
+      await f.publish('x', { id: 1 }, { messageId: 'legacy-1' }, f.name('legacy-events'));
+      await waitFor('the retry to succeed', () => host.stats(name).handled === 1, 20_000);
+      await waitFor('the warning', () => warnings.length > 0);
+      const warning = warnings.find(
+        (w) => (w as Error & { code?: string }).code === LEGACY_DELAY_QUEUE_WARNING,
+      );
+      assert.ok(warning, 'a warning with its code');
+      assert.match(
+        warning.message,
+        new RegExp(`Delay queue "${delayQueue.replace(/\./g, '\\.')}"`),
+      );
+      assert.match(warning.message, /delete_queue .* --if-empty/);
+      const effects = (await f.effects()).filter((e) => e.consumer === name);
+      assert.deepEqual(
+        effects.map((e) => e.attempt),
+        [2],
+      );
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
