@@ -11,14 +11,18 @@ import { waitFor } from './support/wait-for.js';
 
 const NEW_CHANNEL = 'confirm channel nacks every publish; opening a new one';
 
-/** Counts the relay's log messages. */
+const RETRIED = 'outbox rows will be retried';
+
+/** Counts the relay's log messages, and keeps the contexts of its retry lines. */
 class CountingLogger implements OutboxLogger {
   readonly #counts = new Map<string, number>();
+  readonly retried: Record<string, unknown>[] = [];
   count(message: string): number {
     return this.#counts.get(message) ?? 0;
   }
-  #log = (message: string) => {
+  #log = (message: string, context?: Record<string, unknown>) => {
     this.#counts.set(message, this.count(message) + 1);
+    if (message === RETRIED) this.retried.push(context ?? {});
   };
   debug = this.#log;
   info = this.#log;
@@ -127,6 +131,22 @@ describe('OutboxRelay: a channel that keeps nacking', () => {
       await proxy.close();
       await bed.broker.channel.deleteQueue(full);
     }
+  });
+
+  it('logs the retries of a row nacked again and again once per interval, counts adding up', async () => {
+    const { relay, logger, heal } = await nackedRow('nack-log', 10);
+    await waitFor('the row nacked 30 times', () => relay.stats().retried >= 30, 20_000);
+    // One line at the first retry; the next ones are summed until the interval is over.
+    assert.equal(logger.count(RETRIED), 1, `${logger.count(RETRIED)} lines for the retries`);
+    assert.equal(logger.retried[0]!.count, 1);
+    assert.match(String(logger.retried[0]!.reason), /nack/);
+    await heal();
+    await relay.stop();
+    // The stop logs what was summed since: every retry is in a line's count.
+    assert.equal(logger.count(RETRIED), 2);
+    const logged = logger.retried.reduce((n, c) => n + Number(c.count), 0);
+    assert.equal(logged, relay.stats().retried);
+    assert.equal(logger.retried[1]!.batches, relay.stats().retried - 1);
   });
 
   it('keeps its channel through fewer nacks in a row', async () => {

@@ -9,6 +9,7 @@ import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
+import { RepeatedWarning } from '../util/repeated-warning.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { settleWithin } from '../util/with-timeout.js';
 import { ClaimCursor } from './claim-cursor.js';
@@ -34,6 +35,12 @@ let relayCount = 0;
 const ABANDON_AFTER_MS = CLOSE_TIMEOUT_MS;
 
 /**
+ * At most one `outbox rows will be retried` line per this span while it repeats (a queue that
+ * nacks every publish gives one per batch, many a second); the lines' counts still add up.
+ */
+export const RETRIED_WARNING_INTERVAL_MS = 10_000;
+
+/**
  * Moves committed outbox rows to RabbitMQ and deletes each row only once the broker confirmed
  * it. Several relays may run on one outbox. Runs in-process (`start`/`stop`) or as the
  * `outboxkit relay` command.
@@ -56,6 +63,7 @@ export class OutboxRelay {
   readonly #stopping = new AbortController();
   readonly #giveUp = new AbortController();
   readonly #abandon = new AbortController();
+  readonly #retriedWarning: RepeatedWarning;
   #lanes: Promise<void>[] = [];
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #stopped: Promise<void> | undefined;
@@ -63,6 +71,11 @@ export class OutboxRelay {
   constructor(options: RelayOptions) {
     this.options = resolveRelayOptions(options);
     const o = this.options;
+    this.#retriedWarning = new RepeatedWarning(
+      o.logger,
+      'outbox rows will be retried',
+      RETRIED_WARNING_INTERVAL_MS,
+    );
     // Every lane, and the retry lane, waits on these signals at once: not a listener leak.
     const waiters = 4 * (o.concurrency * BATCHES_PER_LANE + 2);
     setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal, this.#abandon.signal);
@@ -173,6 +186,7 @@ export class OutboxRelay {
       cursor: new ClaimCursor(),
       wake: this.#wake,
       stats: this.#stats,
+      retriedWarning: this.#retriedWarning,
       stopping: this.#stopping.signal,
       giveUp: this.#giveUp.signal,
       abandon: this.#abandon.signal,
@@ -237,6 +251,7 @@ export class OutboxRelay {
         if (this.#ownsPool) await settleWithin(this.#pool.end(), CLOSE_TIMEOUT_MS);
       };
       await Promise.all([closeDatabase(), this.#exchanges.close(), this.#amqp.close()]);
+      this.#retriedWarning.flush();
       this.#state = 'stopped';
       this.options.logger.info('relay stopped', { ...this.#stats });
     }

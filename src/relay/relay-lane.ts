@@ -5,6 +5,7 @@ import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
+import type { RepeatedWarning } from '../util/repeated-warning.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
@@ -63,6 +64,8 @@ export interface RelayLaneContext {
   readonly cursor: ClaimCursor;
   readonly wake: WakeSignal;
   readonly stats: RelayStats;
+  /** `outbox rows will be retried`, summed over the lanes while it repeats. */
+  readonly retriedWarning: RepeatedWarning;
   /** Aborts when the relay stops claiming. */
   readonly stopping: AbortSignal;
   /** Aborts when `stop()` runs out of patience: unconfirmed rows are then released. */
@@ -477,8 +480,7 @@ export class RelayLane {
       options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });
     }
     if (retryIds.length > deferred) {
-      options.logger.warn('outbox rows will be retried', {
-        count: retryIds.length - deferred,
+      this.#ctx.retriedWarning.add(retryIds.length - deferred, {
         reason: retryErrors.find((_, i) => retryCounted[i] === 1),
       });
     }
