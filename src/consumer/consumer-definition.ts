@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import { optionNames } from '../options/option-names.js';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { Bivariant } from '../util/bivariant.js';
 import type {
   PayloadValidator,
   SchemaOutput,
@@ -183,7 +184,7 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
    * contains NUL, is not well-formed Unicode or is longer than `MAX_BUSINESS_KEY_BYTES` (1024
    * UTF-8 bytes) dead-letters the message at once as `invalid-business-key`.
    */
-  businessKey?(payload: P, message: MessageInfo): string;
+  readonly businessKey?: Bivariant<(payload: P, message: MessageInfo) => string> | undefined;
   /**
    * Applies the message's effects through `context.trx`. Throwing rolls back and retries after
    * a delay; throwing a `PermanentError` dead-letters the message at once.

@@ -12,6 +12,7 @@ import {
 } from '../consumer/payload-validator.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import type { Bivariant } from '../util/bivariant.js';
 
 /** Carries the payload type of a definition; never set at run time. */
 declare const payloadType: unique symbol;
@@ -34,7 +35,7 @@ export interface MessageDefinition<P = unknown, In = P> {
    * Derives the ordering key from the payload: messages of one key are published, and handled
    * by `ordered` handlers, in the order they were written. A key given to `add` wins.
    */
-  orderingKey?(payload: In): string;
+  readonly orderingKey?: Bivariant<(payload: In) => string> | undefined;
   /**
    * Checks an incoming payload and gives it typed, before the handler's transaction opens: a
    * schema (zod, valibot, ArkType: any Standard Schema), whose issues dead-letter the message
@@ -45,7 +46,7 @@ export interface MessageDefinition<P = unknown, In = P> {
    */
   readonly validate?: PayloadValidator<P> | undefined;
   /**
-   * The payload type, for the compiler only. (`orderingKey` is a method so that any definition
+   * The payload type, for the compiler only. (`orderingKey` is bivariant so that any definition
    * is also a `MessageDefinition<unknown>`.)
    */
   readonly [payloadType]?: P;
