@@ -95,6 +95,34 @@ describe('retries come back through a queue of their own', () => {
     });
   }
 
+  it('a retry waiting when the consumer restarts without retries (maxAttempts: 1) still comes back', async () => {
+    const name = f.name('fewer');
+    const exchange = f.name('fewer-events');
+    const handler = async (payload: unknown, ctx: ConsumeContext) => {
+      await f.recordEffect(payload, ctx);
+      if (ctx.attempt === 1) throw new Error('first attempt fails');
+    };
+    const withRetries = f.definition('fewer', handler, {
+      exchange,
+      retry: { maxAttempts: 2, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
+    });
+    const first = await f.host([withRetries]);
+    await f.publish('x', { id: 1 }, { messageId: 'fewer-1' }, exchange);
+    await waitFor('the retry copy in its delay queue', () => first.stats(name).retried === 1);
+    await f.stopHosts();
+
+    // The same consumer, now without retries: its delay queue is no longer its own to declare,
+    // but the copy in it still comes back through the retry-due queue.
+    const host = await f.host([{ ...withRetries, retry: { maxAttempts: 1 } }]);
+    assert.ok(host.queues.includes(retryDueQueueName(name)), 'the retry-due queue is consumed');
+    await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.deepEqual(
+      effects.map((e) => e.attempt),
+      [2],
+    );
+  });
+
   it('a delay queue an older version declared is kept, with a warning, and still retries', async () => {
     const name = f.name('legacy');
     const delayQueue = delayQueueName(name, DELAY_MS);
@@ -135,7 +163,7 @@ describe('retries come back through a queue of their own', () => {
         warning.message,
         new RegExp(`Delay queue "${delayQueue.replace(/\./g, '\\.')}"`),
       );
-      assert.match(warning.message, /delete_queue .* --if-empty/);
+      assert.match(warning.message, /wait until it is empty, delete it/);
       const effects = (await f.effects()).filter((e) => e.consumer === name);
       assert.deepEqual(
         effects.map((e) => e.attempt),

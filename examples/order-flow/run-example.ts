@@ -116,6 +116,7 @@ export async function runExample(
       queues: outbox.topologies.flatMap((t) => [
         t.queue.name,
         t.deadLetterQueue.name,
+        ...(t.retryDueQueue ? [t.retryDueQueue.name] : []),
         ...t.delayQueues.map((q) => q.name),
       ]),
       exchanges: [`${config.prefix}orders`, `${config.prefix}inventory`],

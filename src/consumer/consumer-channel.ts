@@ -146,7 +146,7 @@ export class ConsumerChannel {
     for (const queue of queues) {
       const { consumerTag } = await channel.consume(
         queue,
-        (message) => this.#onMessage(handle, message),
+        (message) => this.#onMessage(handle, queue, message),
         { noAck: false },
       );
       handle.consumerTags.push(consumerTag);
@@ -156,7 +156,7 @@ export class ConsumerChannel {
     if (stopping.aborted) await closeChannel(channel);
   }
 
-  #onMessage(handle: ConsumerChannelHandle, message: ConsumeMessage | null): void {
+  #onMessage(handle: ConsumerChannelHandle, queue: string, message: ConsumeMessage | null): void {
     if (message !== null) {
       this.#options.onDelivery(handle, message);
       return;
@@ -165,6 +165,7 @@ export class ConsumerChannel {
     // which declares the topology again.
     this.#options.logger.warn('RabbitMQ cancelled the consumer; declaring its queue again', {
       consumer: this.#options.consumer.name,
+      queue,
     });
     void closeChannel(handle.channel);
   }

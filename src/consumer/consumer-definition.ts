@@ -134,7 +134,10 @@ export interface ConsumerDefinition<P = unknown, DB = any, Tx = Transaction<DB>>
    * this many from it, whatever the backlog. Default 4.
    */
   readonly concurrency?: number | undefined;
-  /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
+  /**
+   * Unacked deliveries the broker may send ahead, from each queue consumed (an unordered
+   * consumer's queue and its retry-due queue). Default `2 * concurrency * batchSize`.
+   */
   readonly prefetch?: number | undefined;
   /**
    * Handle up to this many deliveries in one transaction. Default 1 (one transaction per

@@ -34,8 +34,8 @@ export interface ConsumerTopology {
    */
   readonly delayQueues: readonly (QueueDeclaration & { readonly delayMs: number })[];
   /**
-   * Where retries come back to when their delay is over, consumed beside `queue`; present when
-   * there are delay queues (not for ordered consumers, which retry in place).
+   * Where retries come back to when their delay is over, consumed beside `queue`; not for
+   * ordered consumers, which retry in place.
    */
   readonly retryDueQueue?: QueueDeclaration | undefined;
   /**
@@ -125,8 +125,9 @@ export function consumerTopology(consumer: ResolvedConsumer): ConsumerTopology {
     bindings: consumer.routingKeys,
     deadLetterQueue: { name: dlq, arguments: DEAD_LETTER_QUEUE_ARGUMENTS },
     delayQueues,
-    // Like the main queue: anything the broker drops from it lands in the dead-letter queue.
-    retryDueQueue: delayQueues.length > 0 ? { name: due, arguments: main } : undefined,
+    // Even without delay queues (`maxAttempts: 1`): those of an earlier setting may still hold
+    // retries. Like the main queue: anything the broker drops from it goes to the dead letters.
+    retryDueQueue: consumer.ordered ? undefined : { name: due, arguments: main },
   };
 }
 
@@ -263,9 +264,9 @@ async function declareDelayQueue(
     process.emitWarning(
       `Delay queue "${q.name}" was declared by an older outboxkit and returns retries to ` +
         `"${consumerQueue}" itself, where a length limit with reject-publish would drop them. ` +
-        `It is kept and still works as before. Once it is empty, delete it (rabbitmqctl ` +
-        `delete_queue ${q.name} --if-empty) and restart the consumer: see "Upgrading delay ` +
-        'queues" in docs/operations.md.',
+        'It is kept and still works as before. To move it to the new kind, stop the ' +
+        "consumer's processes, wait until it is empty, delete it and start them again: see " +
+        '"Upgrading delay queues" in docs/operations.md.',
       { code: LEGACY_DELAY_QUEUE_WARNING },
     );
   }

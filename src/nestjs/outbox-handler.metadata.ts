@@ -47,7 +47,10 @@ export interface OutboxHandlerOptions<P = unknown> {
   readonly partitions?: number | undefined;
   /** Attempts and delays before a failing message is dead-lettered. Default 10, 1 s doubling. */
   readonly retry?: RetryPolicy | undefined;
-  /** Unacked deliveries the broker may send ahead. Default `2 * concurrency * batchSize`. */
+  /**
+   * Unacked deliveries the broker may send ahead, from each queue consumed (an unordered
+   * handler's queue and its retry-due queue). Default `2 * concurrency * batchSize`.
+   */
   readonly prefetch?: number | undefined;
   /** Transactions running at once for this handler. Default 4. */
   readonly concurrency?: number | undefined;

@@ -102,7 +102,7 @@ export class OutboxRuntime {
     return this.#host;
   }
 
-  /** The broker objects of this process's handlers (queues, dead-letter and delay queues). */
+  /** The broker objects of this process's handlers (queues, dead-letter, delay and retry-due queues). */
   get topologies(): readonly ConsumerTopology[] {
     return this.#topologies;
   }

@@ -169,7 +169,7 @@ export class OutboxService {
     return this.#runtime.consumerHost;
   }
 
-  /** The queues of this application's handlers, with their dead-letter and delay queues. */
+  /** The queues of this application's handlers, with their dead-letter, delay and retry-due queues. */
   get topologies(): readonly ConsumerTopology[] {
     return this.#runtime.topologies;
   }

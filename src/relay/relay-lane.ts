@@ -334,6 +334,10 @@ export class RelayLane {
       stats.deferred += settled.deferred;
       stats.released += settled.released;
       stats.batches += 1;
+      // After the COMMIT, so that the lines' counts add up to `stats.retried`.
+      if (settled.retried > 0) {
+        this.#ctx.retriedWarning.add(settled.retried, { reason: settled.retryReason });
+      }
     } catch (error) {
       state.broken = error as Error;
       await client.query('ROLLBACK').catch(() => {});
@@ -479,11 +483,6 @@ export class RelayLane {
     if (parkIds.length > 0) {
       options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });
     }
-    if (retryIds.length > deferred) {
-      this.#ctx.retriedWarning.add(retryIds.length - deferred, {
-        reason: retryErrors.find((_, i) => retryCounted[i] === 1),
-      });
-    }
     if (lostLink > 0) {
       options.logger.warn('broker connection lost; unconfirmed rows go back untouched', {
         count: lostLink,
@@ -501,6 +500,7 @@ export class RelayLane {
       published: acked.length,
       parked: parkIds.length,
       retried: retryIds.length - deferred,
+      retryReason: retryErrors.find((_, i) => retryCounted[i] === 1),
       infrastructureRetries,
       deferred,
       released,
@@ -511,7 +511,10 @@ export class RelayLane {
 type SettleCounts = Pick<
   RelayStats,
   'published' | 'parked' | 'retried' | 'infrastructureRetries' | 'deferred' | 'released'
->;
+> & {
+  /** The first counted retry's reason, for the log. */
+  readonly retryReason: string | undefined;
+};
 
 function sum(values: readonly number[]): number {
   let total = 0;

@@ -280,7 +280,8 @@ export class RelayProcess implements RelayHandle {
   counts(): RelayCounts {
     return {
       ...this.#stats,
-      // The retry log line is written as the rows are scheduled, so it is exact up to a SIGKILL.
+      // The retry log lines' counts add up to every retry committed, but for the last interval's
+      // before a SIGKILL; the stats lines (every 100 ms) cover that.
       retried: Math.max(this.#stats.retried, this.#retriedLogged),
       released: Math.max(this.#stats.released, this.#releasedLogged),
       amqpConnects: this.#amqpConnects,

@@ -243,9 +243,10 @@ const CONSUMERS = {
 } as const;
 type ConsumerSlot = keyof typeof CONSUMERS;
 const topologies = Object.values(CONSUMERS).map((d) => topologyOf(d as ConsumerDefinition));
-/** Queues where messages wait to be handled: the main queues and the delay queues. */
+/** Queues where messages wait to be handled: the main, retry-due and delay queues. */
 const waitingQueues = topologies.flatMap((t) => [
   t.queue.name,
+  ...(t.retryDueQueue ? [t.retryDueQueue.name] : []),
   ...t.delayQueues.map((q) => q.name),
 ]);
 const deadLetterQueues = topologies.map((t) => t.deadLetterQueue.name);
