@@ -123,6 +123,38 @@ describe('retries come back through a queue of their own', () => {
     );
   });
 
+  it('a delay queue deleted while the consumer runs is declared again by the first retry that finds it missing', async () => {
+    const name = f.name('deleted');
+    const exchange = f.name('deleted-events');
+    let calls = 0;
+    const def = f.definition(
+      'deleted',
+      async (payload: unknown, ctx: ConsumeContext) => {
+        calls += 1;
+        await f.recordEffect(payload, ctx);
+        if (ctx.attempt === 1) throw new Error('first attempt fails');
+      },
+      { exchange, retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } } },
+    );
+    const host = await f.host([def]);
+    const delayQueue = delayQueueName(name, DELAY_MS);
+    // An operator's clean-up while the consumer runs.
+    await f.channel.deleteQueue(delayQueue);
+
+    await f.publish('x', { id: 1 }, { messageId: 'deleted-1' }, exchange);
+    await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
+    // The first copy came back (no such queue): the message went back to its queue once, and
+    // its next failure found the queue declared again.
+    assert.ok(calls <= 3, `${calls} handler calls`);
+    assert.equal(host.stats(name).retried, 1);
+    assert.ok(await f.queueInfo(delayQueue), 'the delay queue is there again');
+    const effects = (await f.effects()).filter((e) => e.consumer === name);
+    assert.deepEqual(
+      effects.map((e) => e.attempt),
+      [2],
+    );
+  });
+
   it('a delay queue an older version declared is kept, with a warning, and still retries', async () => {
     const name = f.name('legacy');
     const delayQueue = delayQueueName(name, DELAY_MS);

@@ -66,6 +66,17 @@ export class ConsumerChannel {
     return attaching;
   }
 
+  /**
+   * Declares the topology again on the current connection: one of its queues that this channel
+   * does not consume (a delay or dead-letter queue) was deleted while the consumer ran. A
+   * consumed queue deleted is redeclared anyway: the broker cancels its consumer, and the
+   * channel reopens.
+   */
+  async declareAgain(): Promise<void> {
+    const model = this.#model;
+    if (model) await this.#declare(model);
+  }
+
   /** The connection is gone; its channel and deliveries with it. */
   detach(model: ChannelModel): void {
     if (this.#model === model) this.#model = undefined;
@@ -120,14 +131,7 @@ export class ConsumerChannel {
     if (this.#model !== model) return;
     if (this.#handle?.open && this.#handle.model === model) return;
     const { consumer, topology, logger, stopping } = this.#options;
-    await declareTopology(model, [topology], {
-      onDeadLetterQueueDown: (queue, error) =>
-        logger.warn('dead-letter queue unavailable (its node is down); consuming without it', {
-          consumer: consumer.name,
-          queue,
-          error: errorMessage(error),
-        }),
-    });
+    await this.#declare(model);
     const channel = await model.createChannel();
     const handle: ConsumerChannelHandle = { channel, model, open: true, consumerTags: [] };
     this.#handle = handle;
@@ -154,6 +158,18 @@ export class ConsumerChannel {
     this.#reopenFailures = 0;
     // The host began stopping while this attach was under way (a reconnect).
     if (stopping.aborted) await closeChannel(channel);
+  }
+
+  #declare(model: ChannelModel): Promise<void> {
+    const { consumer, topology, logger } = this.#options;
+    return declareTopology(model, [topology], {
+      onDeadLetterQueueDown: (queue, error) =>
+        logger.warn('dead-letter queue unavailable (its node is down); consuming without it', {
+          consumer: consumer.name,
+          queue,
+          error: errorMessage(error),
+        }),
+    });
   }
 
   #onMessage(handle: ConsumerChannelHandle, queue: string, message: ConsumeMessage | null): void {

@@ -147,6 +147,11 @@ export class ConsumerRunner {
     this.#channel.detach(model);
   }
 
+  /** Declares the topology again: one of its queues was found missing. */
+  declareAgain(): Promise<void> {
+    return this.#channel.declareAgain();
+  }
+
   /**
    * Cancels the consumer and hands every delivery not yet started back to the queue. They are
    * taken from the dispatcher at once, so none starts while a broker that hangs holds the

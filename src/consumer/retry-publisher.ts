@@ -9,11 +9,21 @@ import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
  */
 export class RetryPublisher {
   readonly #timeoutMs: number;
+  readonly #onMissingQueue: (queue: string) => Promise<void>;
   #model: ChannelModel | undefined;
   readonly #publisher = new ConfirmedPublisherSlot();
 
-  constructor(timeoutMs: number) {
+  /**
+   * @param onMissingQueue runs when a copy was returned because its queue does not exist (an
+   * operator deleted it), before the publish rejects: it declares the queue again, so that the
+   * next attempt finds it.
+   */
+  constructor(
+    timeoutMs: number,
+    onMissingQueue: (queue: string) => Promise<void> = async () => {},
+  ) {
     this.#timeoutMs = timeoutMs;
+    this.#onMissingQueue = onMissingQueue;
   }
 
   /** Publishes on `model` from now on. */
@@ -43,6 +53,7 @@ export class RetryPublisher {
     );
     if (result.kind === 'confirmed') return;
     if (result.kind === 'timeout' || !publisher.isOpen) void this.#publisher.drop(publisher);
+    if (result.kind === 'returned') await this.#onMissingQueue(queue);
     const detail =
       result.kind === 'returned'
         ? `queue "${queue}" does not exist; the copy was returned`
