@@ -13,6 +13,12 @@ import { waitFor } from './support/wait-for.js';
 /** The retry delay of these tests: long enough to fill the consumer's queue meanwhile. */
 const DELAY_MS = 1500;
 
+/** Retries after `DELAY_MS`, up to `maxAttempts` attempts. */
+const delayed = (maxAttempts: number) => ({
+  maxAttempts,
+  backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS },
+});
+
 describe('retries come back through a queue of their own', () => {
   let f: ConsumerFixture;
   const policies: string[] = [];
@@ -28,6 +34,16 @@ describe('retries come back through a queue of their own', () => {
     f.assertPoolIdle();
   });
   after(() => f.close());
+
+  /** Records its effect, then fails the first attempt (rolling the effect back). */
+  const failFirstAttempt = async (payload: unknown, ctx: ConsumeContext) => {
+    await f.recordEffect(payload, ctx);
+    if (ctx.attempt === 1) throw new Error('first attempt fails');
+  };
+
+  /** The attempts whose effects committed, of one consumer. */
+  const committedAttempts = async (consumer: string) =>
+    (await f.effects()).filter((e) => e.consumer === consumer).map((e) => e.attempt);
 
   for (const queueType of ['classic', 'quorum'] as const) {
     it(`a retry due while the consumer's ${queueType} queue is full (max-length, reject-publish) is handled once, not lost`, async () => {
@@ -60,7 +76,7 @@ describe('retries come back through a queue of their own', () => {
           queueType,
           concurrency: 1,
           prefetch: 1,
-          retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
+          retry: delayed(3),
         },
       );
       const host = await f.host([def]);
@@ -98,13 +114,9 @@ describe('retries come back through a queue of their own', () => {
   it('a retry waiting when the consumer restarts without retries (maxAttempts: 1) still comes back', async () => {
     const name = f.name('fewer');
     const exchange = f.name('fewer-events');
-    const handler = async (payload: unknown, ctx: ConsumeContext) => {
-      await f.recordEffect(payload, ctx);
-      if (ctx.attempt === 1) throw new Error('first attempt fails');
-    };
-    const withRetries = f.definition('fewer', handler, {
+    const withRetries = f.definition('fewer', failFirstAttempt, {
       exchange,
-      retry: { maxAttempts: 2, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
+      retry: delayed(2),
     });
     const first = await f.host([withRetries]);
     await f.publish('x', { id: 1 }, { messageId: 'fewer-1' }, exchange);
@@ -116,11 +128,7 @@ describe('retries come back through a queue of their own', () => {
     const host = await f.host([{ ...withRetries, retry: { maxAttempts: 1 } }]);
     assert.ok(host.queues.includes(retryDueQueueName(name)), 'the retry-due queue is consumed');
     await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
-    const effects = (await f.effects()).filter((e) => e.consumer === name);
-    assert.deepEqual(
-      effects.map((e) => e.attempt),
-      [2],
-    );
+    assert.deepEqual(await committedAttempts(name), [2]);
   });
 
   it('a delay queue deleted while the consumer runs is declared again by the first retry that finds it missing', async () => {
@@ -131,10 +139,9 @@ describe('retries come back through a queue of their own', () => {
       'deleted',
       async (payload: unknown, ctx: ConsumeContext) => {
         calls += 1;
-        await f.recordEffect(payload, ctx);
-        if (ctx.attempt === 1) throw new Error('first attempt fails');
+        await failFirstAttempt(payload, ctx);
       },
-      { exchange, retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } } },
+      { exchange, retry: delayed(3) },
     );
     const host = await f.host([def]);
     const delayQueue = delayQueueName(name, DELAY_MS);
@@ -148,11 +155,7 @@ describe('retries come back through a queue of their own', () => {
     assert.ok(calls <= 3, `${calls} handler calls`);
     assert.equal(host.stats(name).retried, 1);
     assert.ok(await f.queueInfo(delayQueue), 'the delay queue is there again');
-    const effects = (await f.effects()).filter((e) => e.consumer === name);
-    assert.deepEqual(
-      effects.map((e) => e.attempt),
-      [2],
-    );
+    assert.deepEqual(await committedAttempts(name), [2]);
   });
 
   it('a delay queue an older version declared is kept, with a warning, and still retries', async () => {
@@ -172,17 +175,10 @@ describe('retries come back through a queue of their own', () => {
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     try {
-      const def = f.definition(
-        'legacy',
-        async (_payload: unknown, ctx: ConsumeContext) => {
-          await f.recordEffect(_payload, ctx);
-          if (ctx.attempt === 1) throw new Error('first attempt fails');
-        },
-        {
-          exchange: f.name('legacy-events'),
-          retry: { maxAttempts: 3, backoff: { initialMs: DELAY_MS, maxMs: DELAY_MS } },
-        },
-      );
+      const def = f.definition('legacy', failFirstAttempt, {
+        exchange: f.name('legacy-events'),
+        retry: delayed(3),
+      });
       const host = await f.host([def]);
       await f.publish('x', { id: 1 }, { messageId: 'legacy-1' }, f.name('legacy-events'));
       await waitFor('the retry to succeed', () => host.stats(name).handled === 1, 20_000);
@@ -196,11 +192,7 @@ describe('retries come back through a queue of their own', () => {
         new RegExp(`Delay queue "${delayQueue.replace(/\./g, '\\.')}"`),
       );
       assert.match(warning.message, /wait until it is empty, delete it/);
-      const effects = (await f.effects()).filter((e) => e.consumer === name);
-      assert.deepEqual(
-        effects.map((e) => e.attempt),
-        [2],
-      );
+      assert.deepEqual(await committedAttempts(name), [2]);
     } finally {
       process.off('warning', onWarning);
     }

@@ -31,12 +31,7 @@ import type { ConsumerDefinition } from './consumer-definition.js';
 import { ConsumerRunner } from './consumer-runner.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
-import {
-  type ConsumerTopology,
-  consumerTopologies,
-  declareTopology,
-  topologyQueueNames,
-} from './consumer-topology.js';
+import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import {
   drainingHosts,
@@ -254,7 +249,6 @@ export class ConsumerHost<Tx = Transaction<any>> {
     const heartbeatSeconds = heartbeatFor(amqpUrls, options.heartbeatSeconds);
     this.#publisher = new RetryPublisher(
       durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
-      (queue) => this.#declareAgain(queue),
     );
 
     if (options.retention !== false) {
@@ -385,27 +379,6 @@ export class ConsumerHost<Tx = Transaction<any>> {
       ...(r.topology.retryDueQueue ? [r.topology.retryDueQueue.name] : []),
       ...r.topology.delayQueues.map((q) => q.name),
     ]);
-  }
-
-  /**
-   * A retry or dead-letter copy to `queue` was returned: the queue was deleted while its
-   * consumer ran (an operator's clean-up). Declared again, the next attempt finds it; until then
-   * the message goes back to its queue and is handled again.
-   */
-  async #declareAgain(queue: string): Promise<void> {
-    const runner = this.#runners.find((r) => topologyQueueNames(r.topology).includes(queue));
-    if (!runner) return;
-    this.#logger.warn('a queue of the consumer is missing; declaring it again', {
-      consumer: runner.name,
-      queue,
-    });
-    await runner.declareAgain().catch((error: unknown) =>
-      this.#logger.warn('could not declare the queue again', {
-        consumer: runner.name,
-        queue,
-        error: errorMessage(error),
-      }),
-    );
   }
 
   /** Running totals of one consumer, live. A method, as on `OutboxRelay`. */

@@ -84,7 +84,11 @@ export class ConsumerRunner {
       ...ctx,
       stats,
       transactions: this.#transactions,
-      failures: new FailureRouter({ ...ctx, stats }),
+      failures: new FailureRouter({
+        ...ctx,
+        stats,
+        declareTopology: () => this.#channel.declareAgain(),
+      }),
       retireChannel: (handle) => this.#channel.retire(handle),
     });
     this.#dispatcher = new DeliveryDispatcher<ReceivedDelivery>({
@@ -145,11 +149,6 @@ export class ConsumerRunner {
   /** The connection is gone; its channel and deliveries with it. */
   detach(model: ChannelModel): void {
     this.#channel.detach(model);
-  }
-
-  /** Declares the topology again: one of its queues was found missing. */
-  declareAgain(): Promise<void> {
-    return this.#channel.declareAgain();
   }
 
   /**

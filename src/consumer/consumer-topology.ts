@@ -259,24 +259,27 @@ async function declareDelayQueue(
     await closeChannel(reopened);
     throw error;
   }
-  if (!warnedQueues.has(q.name)) {
-    warnedQueues.add(q.name);
-    process.emitWarning(
-      `Delay queue "${q.name}" was declared by an older outboxkit and returns retries to ` +
-        `"${consumerQueue}" itself, where a length limit with reject-publish would drop them. ` +
-        'It is kept and still works as before. To move it to the new kind, stop the ' +
-        "consumer's processes, wait until it is empty, delete it and start them again: see " +
-        '"Upgrading delay queues" in docs/operations.md.',
-      { code: LEGACY_DELAY_QUEUE_WARNING },
-    );
-  }
+  warnOnce(
+    q.name,
+    `Delay queue "${q.name}" was declared by an older outboxkit and returns retries to ` +
+      `"${consumerQueue}" itself, where a length limit with reject-publish would drop them. ` +
+      'It is kept and still works as before. To move it to the new kind, stop the ' +
+      "consumer's processes, wait until it is empty, delete it and start them again: see " +
+      '"Upgrading delay queues" in docs/operations.md.',
+    LEGACY_DELAY_QUEUE_WARNING,
+  );
   return reopened;
 }
 
 /** Whether a 406 says the queue exists with another dead-letter routing key. */
 function isOtherDeadLetterTarget(error: unknown): boolean {
+  return isInequivalentArgument(error, 'x-dead-letter-routing-key');
+}
+
+/** Whether a 406 says the queue exists with another value of queue argument `name`. */
+function isInequivalentArgument(error: unknown, name: string): boolean {
   const message = error instanceof Error ? error.message : String(error);
-  return (error as { code?: unknown }).code === 406 && /'x-dead-letter-routing-key'/.test(message);
+  return (error as { code?: unknown }).code === 406 && message.includes(`'${name}'`);
 }
 
 /**
@@ -334,11 +337,20 @@ async function declarePartitions(
 
 /** Whether a 406 says the queue exists with another queue type (quorum, stream). */
 export function isOtherQueueType(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : String(error);
-  return (error as { code?: unknown }).code === 406 && /x-queue-type/.test(message);
+  return isInequivalentArgument(error, 'x-queue-type');
 }
 
 const warnedQueues = new Set<string>();
+
+/**
+ * A process warning about a queue kept from an older version, once per queue and process:
+ * consumers declare again on every reconnect.
+ */
+function warnOnce(queue: string, message: string, code: string): void {
+  if (warnedQueues.has(queue)) return;
+  warnedQueues.add(queue);
+  process.emitWarning(message, { code });
+}
 
 /**
  * Declares a dead-letter queue. One whose node is down (a cluster's node holding this classic
@@ -366,19 +378,16 @@ async function declareDeadLetterQueue(
       }
       throw error;
     }
-    // Once per queue and process: consumers declare again on every reconnect.
-    if (!warnedQueues.has(q.name)) {
-      warnedQueues.add(q.name);
-      process.emitWarning(
-        `Dead-letter queue "${q.name}" is not a classic queue (an outboxkit before 0.x declared it ` +
-          'like its consumer queue). It is kept and still receives dead letters, but reading it ' +
-          '(dead-letters list/show, the dashboard) is refused: each read would count as a ' +
-          'delivery, and RabbitMQ 4 drops a quorum-queue message after 20. Move its messages ' +
-          'out, delete it and restart the consumer: see "Upgrading a dead-letter queue" in ' +
-          'docs/operations.md.',
-        { code: QUORUM_DEAD_LETTER_QUEUE_WARNING },
-      );
-    }
+    warnOnce(
+      q.name,
+      `Dead-letter queue "${q.name}" is not a classic queue (an outboxkit before 0.x declared it ` +
+        'like its consumer queue). It is kept and still receives dead letters, but reading it ' +
+        '(dead-letters list/show, the dashboard) is refused: each read would count as a ' +
+        'delivery, and RabbitMQ 4 drops a quorum-queue message after 20. Move its messages ' +
+        'out, delete it and restart the consumer: see "Upgrading a dead-letter queue" in ' +
+        'docs/operations.md.',
+      QUORUM_DEAD_LETTER_QUEUE_WARNING,
+    );
   } finally {
     await closeChannel(channel);
   }

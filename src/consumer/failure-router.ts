@@ -16,7 +16,13 @@ import { ack, requeue } from './settle-delivery.js';
 
 /** Puts a confirmed copy of a message into one of the consumer's own queues. */
 export interface CopyPublisher {
-  publish(queue: string, content: Buffer, options: Options.Publish): Promise<void>;
+  /** `whenMissing` runs when the broker returned the copy: `queue` does not exist. */
+  publish(
+    queue: string,
+    content: Buffer,
+    options: Options.Publish,
+    whenMissing: () => Promise<void>,
+  ): Promise<void>;
 }
 
 export interface FailureRouterOptions {
@@ -27,6 +33,11 @@ export interface FailureRouterOptions {
   readonly stats: Pick<ConsumerStats, 'failures' | 'retried' | 'deadLettered' | 'requeued'>;
   /** Paces the requeue of a delivery whose copy the broker did not take. */
   readonly reconnectBackoff: BackoffPolicy;
+  /**
+   * Declares the consumer's topology again: one of its queues was deleted while it ran (an
+   * operator's clean-up). The next copy then finds it.
+   */
+  readonly declareTopology: () => Promise<void>;
   readonly stopping: AbortSignal;
 }
 
@@ -133,7 +144,9 @@ export class FailureRouter {
     const { publisher, logger, reconnectBackoff, stopping, consumer, stats } = this.#options;
     const { message } = delivery;
     try {
-      await publisher.publish(queue, message.content, copyProperties(message, headers));
+      await publisher.publish(queue, message.content, copyProperties(message, headers), () =>
+        this.#declareMissing(queue),
+      );
     } catch (error) {
       logger.warn('could not move a message; requeueing it', {
         consumer: consumer.name,
@@ -146,5 +159,20 @@ export class FailureRouter {
     }
     ack(delivery);
     return true;
+  }
+
+  async #declareMissing(queue: string): Promise<void> {
+    const { consumer, logger, declareTopology } = this.#options;
+    logger.warn('a queue of the consumer is missing; declaring it again', {
+      consumer: consumer.name,
+      queue,
+    });
+    await declareTopology().catch((error: unknown) =>
+      logger.warn('could not declare the queue again', {
+        consumer: consumer.name,
+        queue,
+        error: errorMessage(error),
+      }),
+    );
   }
 }

@@ -9,21 +9,11 @@ import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
  */
 export class RetryPublisher {
   readonly #timeoutMs: number;
-  readonly #onMissingQueue: (queue: string) => Promise<void>;
   #model: ChannelModel | undefined;
   readonly #publisher = new ConfirmedPublisherSlot();
 
-  /**
-   * @param onMissingQueue runs when a copy was returned because its queue does not exist (an
-   * operator deleted it), before the publish rejects: it declares the queue again, so that the
-   * next attempt finds it.
-   */
-  constructor(
-    timeoutMs: number,
-    onMissingQueue: (queue: string) => Promise<void> = async () => {},
-  ) {
+  constructor(timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
-    this.#onMissingQueue = onMissingQueue;
   }
 
   /** Publishes on `model` from now on. */
@@ -39,8 +29,17 @@ export class RetryPublisher {
     this.#publisher.forget();
   }
 
-  /** Puts a copy into `queue`; rejects when the broker did not take it within the timeout. */
-  async publish(queue: string, content: Buffer, options: Options.Publish): Promise<void> {
+  /**
+   * Puts a copy into `queue`; rejects when the broker did not take it within the timeout.
+   * `whenMissing` runs, before the rejection, when the copy was returned because `queue` does
+   * not exist (deleted under a running consumer): it declares the queue again.
+   */
+  async publish(
+    queue: string,
+    content: Buffer,
+    options: Options.Publish,
+    whenMissing: () => Promise<void> = async () => {},
+  ): Promise<void> {
     const model = this.#model;
     if (!model) throw new Error('not connected to RabbitMQ');
     const publisher = await this.#publisher.open(model);
@@ -53,7 +52,7 @@ export class RetryPublisher {
     );
     if (result.kind === 'confirmed') return;
     if (result.kind === 'timeout' || !publisher.isOpen) void this.#publisher.drop(publisher);
-    if (result.kind === 'returned') await this.#onMissingQueue(queue);
+    if (result.kind === 'returned') await whenMissing();
     const detail =
       result.kind === 'returned'
         ? `queue "${queue}" does not exist; the copy was returned`

@@ -31,9 +31,11 @@ export class RepeatedWarning {
     this.#pending ??= { count: 0, batches: 0, context };
     this.#pending.count += count;
     this.#pending.batches += 1;
-    this.#timer ??= setTimeout(() => this.flush(), Math.max(0, this.#quietUntil - now));
-    // A pending line must not keep a process alive that has nothing else to do.
-    this.#timer.unref();
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.flush(), Math.max(0, this.#quietUntil - now));
+      // A pending line must not keep a process alive that has nothing else to do.
+      this.#timer.unref();
+    }
   }
 
   /** Logs what was summed since the last line, now (at the end of an interval, or a stop). */
