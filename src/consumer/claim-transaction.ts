@@ -2,6 +2,7 @@ import type { ControlledTransaction, Kysely, Transaction } from 'kysely';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { RunStatement } from '../orm/joined-transaction.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
+import type { StatementNames } from '../sql/statement-names.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { closableTransaction } from './closable-transaction.js';
@@ -58,6 +59,8 @@ export interface ClaimDeps {
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
+  /** Sends the claim by name, when on; the claim of an ORM's transaction never is. */
+  readonly statementNames?: StatementNames | undefined;
   readonly consumer: ResolvedConsumer;
   readonly logger: OutboxLogger;
   /** Receives the rollback of a timed-out transaction whose session did not answer in time. */
@@ -161,8 +164,9 @@ async function transact(
     // Without the application's plugins: a renamed `business_key` would make every key of a
     // batch look claimed before.
     const statements = kyselyQueryable(trx);
+    const names = deps.statementNames;
     claimed = await claim(
-      (text, params) => statements.query(text, params),
+      (text, params) => statements.query(names === undefined ? text : names.sql(text), params),
       queries,
       consumer,
       tasks,

@@ -18,6 +18,7 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
+import { StatementNames } from '../sql/statement-names.js';
 import { runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
@@ -189,6 +190,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
   #loop: Promise<void> | undefined;
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
   readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
+  readonly #statementNames = new StatementNames();
+  /** Checks at start whether the claim can go by name: Kysely's own transactions only. */
+  readonly #probeStatementNames: (() => Promise<boolean>) | undefined;
 
   constructor(options: ConsumerHostOptions<Tx>) {
     if (options === null || typeof options !== 'object') {
@@ -218,6 +222,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
       schema: schemaName,
       where: "the consumers' database",
     };
+    this.#probeStatementNames =
+      options.transactions === undefined ? () => this.#statementNames.probe(db) : undefined;
     // Compared with the handlers' time limits, never a timer: any size (a broker whose
     // consumer_timeout is off may be given a large one).
     const brokerConsumerTimeoutMs = positiveInteger(
@@ -308,6 +314,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
             db,
             transactions: options.transactions,
             queries,
+            statementNames: this.#statementNames,
             publisher: this.#publisher,
             logger: this.#logger,
             reconnectBackoff: this.#reconnectBackoff,
@@ -436,6 +443,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
     this.#amqp.start();
     try {
       await runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp });
+      await this.#probeStatementNames?.();
     } catch (error) {
       await this.stop();
       throw error;

@@ -1,6 +1,7 @@
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Kysely } from 'kysely';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
+import type { StatementNames } from '../sql/statement-names.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import type { StopDeadline } from './claim-transaction.js';
@@ -29,6 +30,8 @@ export interface RunnerContext {
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
+  /** Sends the claim by name when the driver can (the host's, shared by its runners). */
+  readonly statementNames?: StatementNames;
   /** Opens the handlers' transactions with an ORM instead of `db` (the host's option). */
   readonly transactions?: ConsumerTransactions<unknown> | undefined;
   readonly publisher: CopyPublisher;

@@ -1,3 +1,4 @@
+import { isStatementNameError } from '../sql/statement-names.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -8,7 +9,7 @@ import {
   runClaimTransaction,
 } from './claim-transaction.js';
 import type { ConsumerStats } from './consumer-stats.js';
-import { isDatabaseUnavailable, isSerializationFailure } from './database-errors.js';
+import { isDatabaseUnavailable, isSerializationFailure, sqlStateOf } from './database-errors.js';
 
 /** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
 const MAX_SERIALIZATION_RETRIES = 10;
@@ -47,10 +48,12 @@ export class DatabaseRetryLoop {
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
-    const { db, queries, consumer, logger, handlerSeconds, transactions, stopDeadline } = options;
+    const { db, queries, statementNames, consumer, logger, handlerSeconds, transactions } = options;
+    const { stopDeadline } = options;
     this.#claim = {
       db,
       queries,
+      statementNames,
       consumer,
       logger,
       handlerSeconds,
@@ -89,6 +92,22 @@ export class DatabaseRetryLoop {
         const outcome = await runClaimTransaction(this.#claim, tasks);
         if (outcome.kind !== 'failed') return outcome;
         const { error } = outcome;
+        if (
+          outcome.source === 'transaction' &&
+          isStatementNameError(sqlStateOf(error)) &&
+          this.#claim.statementNames?.turnOff() === true
+        ) {
+          // The session's prepared statements are not what pg believes (DISCARD ALL, or a pooler
+          // that moves sessions): not the message's doing; from now on the claim goes unnamed.
+          logger.warn(
+            'the claim as a prepared statement failed on this session; it is sent unnamed from now on',
+            {
+              consumer: consumer.name,
+              error: errorMessage(error),
+            },
+          );
+          continue;
+        }
         if (isSerializationFailure(error) && conflicts < MAX_SERIALIZATION_RETRIES) {
           conflicts += 1;
           stats.serializationRetries += 1;

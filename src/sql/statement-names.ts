@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { kyselyQueryable } from './kysely-queryable.js';
+
+/** What the probe sends by name, and looks for among the session's prepared statements. */
+const PROBE_TEXT = 'SELECT 1 AS outboxkit_statement_names_probe';
+
+/**
+ * Sends outboxkit's fixed statements to Postgres by name, through the application's Kysely, so
+ * that each connection parses and plans them once rather than at every call. Postgres spent
+ * about 60 us a message parsing and planning the consumer's claim again (benchmark 6); a named
+ * statement is what pg prepares once per connection.
+ *
+ * Kysely's Postgres driver hands a compiled query's `sql` to pg's `client.query` as it is, and pg
+ * takes a `{ text, name }` object there as a named statement. Kysely has no way to say so, so
+ * `sql` carries that object, made to read as its text to anything else (a logger, a string
+ * method). Whether a driver honours it is not assumed: `probe` checks that a statement so sent
+ * reached Postgres by its name, and naming stays off otherwise. It goes off for good when a
+ * session's prepared statements are not what pg believes (`DISCARD ALL`, or a pooler in
+ * transaction mode that moves sessions between clients: `isStatementNameError`), and the caller
+ * runs the statement again unnamed.
+ */
+export class StatementNames {
+  #on = false;
+  readonly #names = new Map<string, string>();
+
+  /** Whether statements are sent by name. */
+  get on(): boolean {
+    return this.#on;
+  }
+
+  /**
+   * What to give a `CompiledQuery` as its `sql` for `text`: `text` itself while naming is off,
+   * else `text` with its name, which reads as `text` to anything but pg.
+   */
+  sql(text: string): string {
+    if (!this.#on) return text;
+    let name = this.#names.get(text);
+    if (name === undefined) {
+      name = statementNameOf(text);
+      this.#names.set(text, name);
+    }
+    return namedText(text, name);
+  }
+
+  /**
+   * Sends a statement by name on one connection of `db` and turns naming on when Postgres then
+   * lists it among that session's prepared statements. Any failure leaves naming off.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: only outboxkit's own statements run on it
+  async probe(db: Kysely<any>): Promise<boolean> {
+    const name = statementNameOf(PROBE_TEXT);
+    try {
+      this.#on = await db.transaction().execute(async (trx) => {
+        const statements = kyselyQueryable(trx);
+        await statements.query(namedText(PROBE_TEXT, name), []);
+        const { rows } = await statements.query(
+          'SELECT 1 FROM pg_prepared_statements WHERE name = $1',
+          [name],
+        );
+        return rows.length === 1;
+      });
+    } catch {
+      this.#on = false;
+    }
+    return this.#on;
+  }
+
+  /** Turns naming off for good; returns whether it was on. */
+  turnOff(): boolean {
+    const was = this.#on;
+    this.#on = false;
+    return was;
+  }
+}
+
+/**
+ * Whether a statement failed with one of the SQLSTATEs of a session whose prepared statements
+ * are not what its pg client believes: invalid_sql_statement_name (26000, a name it lost) or
+ * duplicate_prepared_statement (42P05, a name another client prepared on a session a pooler
+ * handed over).
+ */
+export function isStatementNameError(sqlState: string | undefined): boolean {
+  return sqlState === '26000' || sqlState === '42P05';
+}
+
+/** The name `text` goes by: one per text, as pg refuses two texts of one name on a client. */
+export function statementNameOf(text: string): string {
+  return `outboxkit_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+}
+
+/**
+ * pg's query config for a named statement, shaped to pass for the string `text` elsewhere: on
+ * `String.prototype`, it has the string methods, which read it through `toString`.
+ */
+class NamedText {
+  readonly text: string;
+  readonly name: string;
+
+  constructor(text: string, name: string) {
+    this.text = text;
+    this.name = name;
+  }
+
+  get length(): number {
+    return this.text.length;
+  }
+
+  toString(): string {
+    return this.text;
+  }
+
+  valueOf(): string {
+    return this.text;
+  }
+}
+Object.setPrototypeOf(NamedText.prototype, String.prototype);
+
+/** Made at each call: older pg versions write the parameters into the config they are given. */
+function namedText(text: string, name: string): string {
+  return new NamedText(text, name) as unknown as string;
+}

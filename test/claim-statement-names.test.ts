@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { Kysely, PostgresDialect, type PostgresPool, sql } from 'kysely';
+import pg from 'pg';
+import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
+import { processedQueries } from '../src/consumer/processed-queries.js';
+import { StatementNames, statementNameOf } from '../src/sql/statement-names.js';
+import { ConsumerFixture } from './support/consumer-fixture.js';
+import { DATABASE_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
+import { waitFor } from './support/wait-for.js';
+
+describe("the consumer's claim as a named statement", () => {
+  let f: ConsumerFixture;
+  const pools: pg.Pool[] = [];
+  before(async () => {
+    f = await ConsumerFixture.open('cnamed');
+  });
+  afterEach(async () => {
+    await f.stopHosts();
+    f.assertPoolIdle();
+  });
+  after(async () => {
+    await Promise.all(pools.map((p) => p.end()));
+    await f.close();
+  });
+
+  /** A Kysely of its own on a pool of one connection, so every claim shares one session. */
+  const oneConnection = (wrap?: (pool: pg.Pool) => PostgresPool) => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+    pool.on('error', () => {});
+    pools.push(pool);
+    // biome-ignore lint/suspicious/noExplicitAny: the test writes to tables of its own
+    return new Kysely<any>({ dialect: new PostgresDialect({ pool: wrap ? wrap(pool) : pool }) });
+  };
+
+  /** The session's prepared statements that insert dedupe rows: the claim's, when named. */
+  // biome-ignore lint/suspicious/noExplicitAny: see oneConnection
+  const preparedClaims = async (trx: Kysely<any>) => {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_prepared_statements
+      WHERE NOT from_sql AND statement LIKE '%processed_messages%'`.execute(trx);
+    return rows[0]!.n;
+  };
+
+  /** A consumer of `key` whose handler notes how many claims its session holds prepared. */
+  const countingPreparedClaims = (key: string) => {
+    const seen: number[] = [];
+    const def = f.definition(
+      key,
+      async (payload: unknown, ctx: ConsumeContext) => {
+        seen.push(await preparedClaims(ctx.trx));
+        await f.recordEffect(payload, ctx);
+      },
+      { routingKeys: [key] },
+    );
+    return { seen, def };
+  };
+
+  it('is prepared once per connection and used by every claim after', async () => {
+    const { seen, def } = countingPreparedClaims('named');
+    const host = await f.host([def], { db: oneConnection() });
+    await f.publishMany(
+      Array.from({ length: 10 }, (_, i) => ({
+        routingKey: 'named',
+        content: { i },
+        options: { messageId: `named-${i}` },
+      })),
+    );
+    await waitFor('ten handled', () => host.stats(def.name).handled === 10);
+    assert.deepEqual(seen, Array(10).fill(1));
+    assert.equal((await f.effects()).filter((e) => e.consumer === def.name).length, 10);
+  });
+
+  it('goes unnamed once Postgres lost it, without counting an attempt or losing a message', async () => {
+    const logger = recordingLogger();
+    let dropped = false;
+    const def = f.definition(
+      'dropped',
+      async (payload: unknown, ctx: ConsumeContext) => {
+        // Not transactional: the session forgets the claim pg believes prepared, as after a
+        // DISCARD ALL or a pooler that moved the session.
+        if (!dropped) {
+          dropped = true;
+          await sql`DEALLOCATE ALL`.execute(ctx.trx);
+        }
+        await f.recordEffect(payload, ctx);
+      },
+      { routingKeys: ['dropped'] },
+    );
+    const host = await f.host([def], { db: oneConnection(), logger });
+    for (let i = 0; i < 5; i += 1) {
+      await f.publish('dropped', { i }, { messageId: `dropped-${i}` });
+      await waitFor(`message ${i} handled`, () => host.stats(def.name).handled === i + 1);
+    }
+    const effects = (await f.effects()).filter((e) => e.consumer === def.name);
+    assert.deepEqual(
+      effects.map((e) => [e.key, e.attempt]),
+      Array.from({ length: 5 }, (_, i) => [`dropped-${i}`, 1]),
+    );
+    const stats = host.stats(def.name);
+    assert.equal(stats.failures, 0);
+    assert.equal(stats.retried, 0);
+    const warnings = logger.lines.filter((l) => l.text.includes('sent unnamed from now on'));
+    assert.equal(warnings.length, 1, JSON.stringify(logger.lines));
+    assert.match(warnings[0]!.text, /does not exist/);
+  });
+
+  it('goes unnamed when the session holds its name already, as a pooler in transaction mode can hand over', async () => {
+    const logger = recordingLogger();
+    const db = oneConnection();
+    const claimName = statementNameOf(processedQueries(f.t.schema).claimOne);
+    await sql`${sql.raw(`PREPARE "${claimName}" AS SELECT 1`)}`.execute(db);
+    const def = f.definition('taken', f.recordEffect, { routingKeys: ['taken'] });
+    const host = await f.host([def], { db, logger });
+    for (let i = 0; i < 3; i += 1) {
+      await f.publish('taken', { i }, { messageId: `taken-${i}` });
+    }
+    await waitFor('three handled', () => host.stats(def.name).handled === 3);
+    const effects = (await f.effects()).filter((e) => e.consumer === def.name);
+    assert.deepEqual(
+      effects.map((e) => e.attempt),
+      [1, 1, 1],
+    );
+    assert.equal(host.stats(def.name).failures, 0);
+    const warnings = logger.lines.filter((l) => l.text.includes('sent unnamed from now on'));
+    assert.equal(warnings.length, 1, JSON.stringify(logger.lines));
+    assert.match(warnings[0]!.text, /already exists/);
+  });
+
+  it('stays unnamed with a driver that sends only the text', async () => {
+    const textOnly = (pool: pg.Pool): PostgresPool => ({
+      connect: async () => {
+        const client = await pool.connect();
+        return {
+          query: (text: string, parameters: readonly unknown[]) =>
+            client.query(String(text), [...parameters]),
+          release: () => client.release(),
+        } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
+      },
+      end: () => pool.end(),
+    });
+    const { seen, def } = countingPreparedClaims('text-only');
+    const host = await f.host([def], { db: oneConnection(textOnly) });
+    for (let i = 0; i < 3; i += 1) {
+      await f.publish('text-only', { i }, { messageId: `text-only-${i}` });
+    }
+    await waitFor('three handled', () => host.stats(def.name).handled === 3);
+    assert.deepEqual(seen, [0, 0, 0]);
+  });
+
+  it('reads as its text to anything but pg', async () => {
+    const names = new StatementNames();
+    const text = 'SELECT $1::int AS n';
+    assert.equal(names.sql(text), text, 'off until a probe found names work');
+    assert.equal(await names.probe(f.t.db), true);
+    const named = names.sql(text);
+    assert.notEqual(named, text);
+    assert.equal(`${named}`, text);
+    assert.equal(String(named), text);
+    assert.equal(named.length, text.length);
+    assert.equal(named.replace('$1', '$2'), 'SELECT $2::int AS n');
+    assert.equal(named.startsWith('SELECT'), true);
+    const { rows } = await f.t.pool.query<{ n: number }>(named as unknown as pg.QueryConfig, [7]);
+    assert.deepEqual(rows, [{ n: 7 }]);
+    assert.equal(names.turnOff(), true);
+    assert.equal(names.turnOff(), false);
+    assert.equal(names.sql(text), text);
+  });
+});
