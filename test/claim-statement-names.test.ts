@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { inspect } from 'node:util';
 import { Kysely, PostgresDialect, type PostgresPool, sql } from 'kysely';
 import pg from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
@@ -25,9 +26,9 @@ describe("the consumer's claim as a named statement", () => {
     await f.close();
   });
 
-  /** A Kysely of its own on a pool of one connection, so every claim shares one session. */
-  const oneConnection = (wrap?: (pool: pg.Pool) => PostgresPool) => {
-    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+  /** A Kysely of its own on a pool of `max` connections (one: every claim shares a session). */
+  const ownPool = (max: number, wrap?: (pool: pg.Pool) => PostgresPool) => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max });
     pool.on('error', () => {});
     pools.push(pool);
     // biome-ignore lint/suspicious/noExplicitAny: the test writes to tables of its own
@@ -35,7 +36,7 @@ describe("the consumer's claim as a named statement", () => {
   };
 
   /** The session's prepared statements that insert dedupe rows: the claim's, when named. */
-  // biome-ignore lint/suspicious/noExplicitAny: see oneConnection
+  // biome-ignore lint/suspicious/noExplicitAny: see ownPool
   const preparedClaims = async (trx: Kysely<any>) => {
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_prepared_statements
       WHERE NOT from_sql AND statement LIKE '%processed_messages%'`.execute(trx);
@@ -58,7 +59,7 @@ describe("the consumer's claim as a named statement", () => {
 
   it('is prepared once per connection and used by every claim after', async () => {
     const { seen, def } = countingPreparedClaims('named');
-    const host = await f.host([def], { db: oneConnection() });
+    const host = await f.host([def], { db: ownPool(1) });
     await f.publishMany(
       Array.from({ length: 10 }, (_, i) => ({
         routingKey: 'named',
@@ -87,7 +88,7 @@ describe("the consumer's claim as a named statement", () => {
       },
       { routingKeys: ['dropped'] },
     );
-    const host = await f.host([def], { db: oneConnection(), logger });
+    const host = await f.host([def], { db: ownPool(1), logger });
     for (let i = 0; i < 5; i += 1) {
       await f.publish('dropped', { i }, { messageId: `dropped-${i}` });
       await waitFor(`message ${i} handled`, () => host.stats(def.name).handled === i + 1);
@@ -107,7 +108,7 @@ describe("the consumer's claim as a named statement", () => {
 
   it('goes unnamed when the session holds its name already, as a pooler in transaction mode can hand over', async () => {
     const logger = recordingLogger();
-    const db = oneConnection();
+    const db = ownPool(1);
     const claimName = statementNameOf(processedQueries(f.t.schema).claimOne);
     await sql`${sql.raw(`PREPARE "${claimName}" AS SELECT 1`)}`.execute(db);
     const def = f.definition('taken', f.recordEffect, { routingKeys: ['taken'] });
@@ -127,36 +128,103 @@ describe("the consumer's claim as a named statement", () => {
     assert.match(warnings[0]!.text, /already exists/);
   });
 
+  it('goes unnamed also for the claims in flight when one failed, none counting an attempt', async () => {
+    // Every connection forgets its prepared statements when it goes back to the pool, so a claim
+    // sent by name on a connection used before fails. Once four claims went by name, the next
+    // four transactions are held until all four wait, and then claim at once, each by name on a
+    // connection that forgot it.
+    let namedClaims = 0;
+    let released = false;
+    const held: Array<() => void> = [];
+    const forgetful = (pool: pg.Pool): PostgresPool => ({
+      connect: async () => {
+        if (namedClaims >= 4 && !released) {
+          await new Promise<void>((resolve) => {
+            held.push(resolve);
+            if (held.length === 4) {
+              released = true;
+              for (const go of held) go();
+            }
+          });
+        }
+        const client = await pool.connect();
+        return {
+          query: (text: string, parameters: readonly unknown[]) => {
+            if (typeof text === 'object' && /processed_messages/.test(String(text))) {
+              namedClaims += 1;
+            }
+            return client.query(text, [...parameters]);
+          },
+          release: () => {
+            void client.query('DEALLOCATE ALL').then(
+              () => client.release(),
+              (error: Error) => client.release(error),
+            );
+          },
+        } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
+      },
+      end: () => pool.end(),
+    });
+    const logger = recordingLogger();
+    const def = f.definition('in-flight', f.recordEffect, {
+      routingKeys: ['in-flight'],
+      concurrency: 4,
+    });
+    const host = await f.host([def], { db: ownPool(4, forgetful), logger });
+    await f.publishMany(
+      Array.from({ length: 12 }, (_, i) => ({
+        routingKey: 'in-flight',
+        content: { i },
+        options: { messageId: `in-flight-${i}` },
+      })),
+    );
+    await waitFor('twelve handled', () => host.stats(def.name).handled === 12);
+    const effects = (await f.effects()).filter((e) => e.consumer === def.name);
+    assert.equal(effects.length, 12);
+    assert.deepEqual(new Set(effects.map((e) => e.attempt)), new Set([1]));
+    assert.equal(host.stats(def.name).failures, 0);
+    const warnings = logger.lines.filter((l) => l.text.includes('sent unnamed from now on'));
+    assert.equal(warnings.length, 1, JSON.stringify(logger.lines));
+  });
+
   it('stays unnamed with a driver that sends only the text', async () => {
+    const claimsSentAs: string[] = [];
     const textOnly = (pool: pg.Pool): PostgresPool => ({
       connect: async () => {
         const client = await pool.connect();
         return {
-          query: (text: string, parameters: readonly unknown[]) =>
-            client.query(String(text), [...parameters]),
+          query: (text: string, parameters: readonly unknown[]) => {
+            if (/^INSERT INTO .*processed_messages/s.test(String(text)))
+              claimsSentAs.push(typeof text);
+            return client.query(String(text), [...parameters]);
+          },
           release: () => client.release(),
         } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
       },
       end: () => pool.end(),
     });
     const { seen, def } = countingPreparedClaims('text-only');
-    const host = await f.host([def], { db: oneConnection(textOnly) });
+    const host = await f.host([def], { db: ownPool(1, textOnly) });
     for (let i = 0; i < 3; i += 1) {
       await f.publish('text-only', { i }, { messageId: `text-only-${i}` });
     }
     await waitFor('three handled', () => host.stats(def.name).handled === 3);
     assert.deepEqual(seen, [0, 0, 0]);
+    // The probe found the name did not reach Postgres: the claims went as plain text.
+    assert.deepEqual(claimsSentAs, ['string', 'string', 'string']);
   });
 
   it('reads as its text to anything but pg', async () => {
     const names = new StatementNames();
     const text = 'SELECT $1::int AS n';
-    assert.equal(names.sql(text), text, 'off until a probe found names work');
-    assert.equal(await names.probe(f.t.db), true);
-    const named = names.sql(text);
+    assert.equal(names.sql(text, [7]), text, 'off until a probe found names work');
+    assert.equal(await names.probe(f.t.db, recordingLogger()), true);
+    const named = names.sql(text, [7]);
     assert.notEqual(named, text);
     assert.equal(`${named}`, text);
     assert.equal(String(named), text);
+    assert.equal(JSON.stringify({ sql: named }), JSON.stringify({ sql: text }));
+    assert.equal(inspect(named), text);
     assert.equal(named.length, text.length);
     assert.equal(named.replace('$1', '$2'), 'SELECT $2::int AS n');
     assert.equal(named.startsWith('SELECT'), true);
@@ -164,6 +232,7 @@ describe("the consumer's claim as a named statement", () => {
     assert.deepEqual(rows, [{ n: 7 }]);
     assert.equal(names.turnOff(), true);
     assert.equal(names.turnOff(), false);
-    assert.equal(names.sql(text), text);
+    assert.equal(names.sql(text, [7]), text);
+    assert.equal(await names.probe(f.t.db, recordingLogger()), false, 'off for good');
   });
 });

@@ -166,7 +166,8 @@ async function transact(
     const statements = kyselyQueryable(trx);
     const names = deps.statementNames;
     claimed = await claim(
-      (text, params) => statements.query(names === undefined ? text : names.sql(text), params),
+      (text, params) =>
+        statements.query(names === undefined ? text : names.sql(text, params), params),
       queries,
       consumer,
       tasks,

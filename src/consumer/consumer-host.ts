@@ -19,7 +19,7 @@ import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { StatementNames } from '../sql/statement-names.js';
-import { runStartChecks, type StartChecks } from '../start/start-checks.js';
+import { bounded, runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { durationMs } from '../util/duration-option.js';
@@ -192,7 +192,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
   readonly #statementNames = new StatementNames();
   /** Checks at start whether the claim can go by name: Kysely's own transactions only. */
-  readonly #probeStatementNames: (() => Promise<boolean>) | undefined;
+  readonly #probeStatementNames: (() => Promise<unknown>) | undefined;
 
   constructor(options: ConsumerHostOptions<Tx>) {
     if (options === null || typeof options !== 'object') {
@@ -223,7 +223,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
       where: "the consumers' database",
     };
     this.#probeStatementNames =
-      options.transactions === undefined ? () => this.#statementNames.probe(db) : undefined;
+      options.transactions === undefined
+        ? () => bounded(this.#statementNames.probe(db, this.#logger))
+        : undefined;
     // Compared with the handlers' time limits, never a timer: any size (a broker whose
     // consumer_timeout is off may be given a large one).
     const brokerConsumerTimeoutMs = positiveInteger(
@@ -442,8 +444,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
     started.catch(() => {});
     this.#amqp.start();
     try {
-      await runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp });
-      await this.#probeStatementNames?.();
+      // The probe never fails, and waits as long as the checks at most.
+      await Promise.all([
+        runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp }),
+        this.#probeStatementNames?.(),
+      ]);
     } catch (error) {
       await this.stop();
       throw error;

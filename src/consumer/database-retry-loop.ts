@@ -86,26 +86,30 @@ export class DatabaseRetryLoop {
       this.#options;
     let conflicts = 0;
     let outages = 0;
+    let unnamedAgain = false;
     let outageSince: number | undefined;
     try {
       for (;;) {
         const outcome = await runClaimTransaction(this.#claim, tasks);
         if (outcome.kind !== 'failed') return outcome;
         const { error } = outcome;
+        const names = this.#claim.statementNames;
         if (
+          names !== undefined &&
+          !unnamedAgain &&
           outcome.source === 'transaction' &&
-          isStatementNameError(sqlStateOf(error)) &&
-          this.#claim.statementNames?.turnOff() === true
+          isStatementNameError(sqlStateOf(error))
         ) {
           // The session's prepared statements are not what pg believes (DISCARD ALL, or a pooler
           // that moves sessions): not the message's doing; from now on the claim goes unnamed.
-          logger.warn(
-            'the claim as a prepared statement failed on this session; it is sent unnamed from now on',
-            {
-              consumer: consumer.name,
-              error: errorMessage(error),
-            },
-          );
+          // Once per run, also for the claims that were in flight when naming went off.
+          unnamedAgain = true;
+          if (names.turnOff()) {
+            logger.warn(
+              'the claim as a prepared statement failed on this session; it is sent unnamed from now on',
+              { consumer: consumer.name, error: errorMessage(error) },
+            );
+          }
           continue;
         }
         if (isSerializationFailure(error) && conflicts < MAX_SERIALIZATION_RETRIES) {

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { inspect } from 'node:util';
 import type { Kysely } from 'kysely';
+import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import { kyselyQueryable } from './kysely-queryable.js';
 
 /** What the probe sends by name, and looks for among the session's prepared statements. */
@@ -12,57 +14,66 @@ const PROBE_TEXT = 'SELECT 1 AS outboxkit_statement_names_probe';
  * statement is what pg prepares once per connection.
  *
  * Kysely's Postgres driver hands a compiled query's `sql` to pg's `client.query` as it is, and pg
- * takes a `{ text, name }` object there as a named statement. Kysely has no way to say so, so
- * `sql` carries that object, made to read as its text to anything else (a logger, a string
- * method). Whether a driver honours it is not assumed: `probe` checks that a statement so sent
- * reached Postgres by its name, and naming stays off otherwise. It goes off for good when a
+ * takes a `{ text, name, values }` object there as a named statement. Kysely has no way to say
+ * so, so `sql` carries that object, which string methods, template strings, `JSON.stringify` and
+ * `util.inspect` read as its text (a logger of Kysely's `log` option sees the text; only
+ * `typeof` tells). Whether a driver honours it is not assumed: `probe` checks that a statement so
+ * sent reached Postgres prepared, and naming stays off otherwise. It goes off for good when a
  * session's prepared statements are not what pg believes (`DISCARD ALL`, or a pooler in
  * transaction mode that moves sessions between clients: `isStatementNameError`), and the caller
  * runs the statement again unnamed.
  */
 export class StatementNames {
   #on = false;
+  /** Turned off once: a probe that answers late must not turn naming on again. */
+  #off = false;
   readonly #names = new Map<string, string>();
 
-  /** Whether statements are sent by name. */
-  get on(): boolean {
-    return this.#on;
-  }
-
   /**
-   * What to give a `CompiledQuery` as its `sql` for `text`: `text` itself while naming is off,
-   * else `text` with its name, which reads as `text` to anything but pg.
+   * What to give a `CompiledQuery` as its `sql` for `text` and its `values`: `text` itself while
+   * naming is off, else `text` with its name, which reads as `text` to anything but pg.
    */
-  sql(text: string): string {
+  sql(text: string, values: readonly unknown[]): string {
     if (!this.#on) return text;
     let name = this.#names.get(text);
     if (name === undefined) {
       name = statementNameOf(text);
       this.#names.set(text, name);
     }
-    return namedText(text, name);
+    return namedText(text, name, values);
   }
 
   /**
-   * Sends a statement by name on one connection of `db` and turns naming on when Postgres then
-   * lists it among that session's prepared statements. Any failure leaves naming off.
+   * Sends a statement by name on one connection of `db`, and turns naming on when Postgres then
+   * holds it prepared in that session (by its text: a pooler that prepares statements for its
+   * clients, PgBouncer 1.21 and later, renames them). Any failure leaves naming off; either way
+   * `logger` gets a debug line.
    */
   // biome-ignore lint/suspicious/noExplicitAny: only outboxkit's own statements run on it
-  async probe(db: Kysely<any>): Promise<boolean> {
-    const name = statementNameOf(PROBE_TEXT);
+  async probe(db: Kysely<any>, logger: OutboxLogger): Promise<boolean> {
+    let prepared = false;
     try {
-      this.#on = await db.transaction().execute(async (trx) => {
+      prepared = await db.transaction().execute(async (trx) => {
         const statements = kyselyQueryable(trx);
-        await statements.query(namedText(PROBE_TEXT, name), []);
+        await statements.query(namedText(PROBE_TEXT, statementNameOf(PROBE_TEXT), []), []);
         const { rows } = await statements.query(
-          'SELECT 1 FROM pg_prepared_statements WHERE name = $1',
-          [name],
+          'SELECT 1 FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql',
+          [PROBE_TEXT],
         );
-        return rows.length === 1;
+        return rows.length > 0;
       });
-    } catch {
-      this.#on = false;
+    } catch (error) {
+      logger.debug('the claim goes unnamed: the probe for named statements failed', {
+        error: errorMessage(error),
+      });
+      return false;
     }
+    this.#on = prepared && !this.#off;
+    logger.debug(
+      this.#on
+        ? 'the claim goes as a named statement'
+        : 'the claim goes unnamed: the database driver did not send a statement by name',
+    );
     return this.#on;
   }
 
@@ -70,6 +81,7 @@ export class StatementNames {
   turnOff(): boolean {
     const was = this.#on;
     this.#on = false;
+    this.#off = true;
     return was;
   }
 }
@@ -96,10 +108,13 @@ export function statementNameOf(text: string): string {
 class NamedText {
   readonly text: string;
   readonly name: string;
+  /** Also here for instrumentations of pg that read them from the config (pg takes its own). */
+  readonly values: readonly unknown[];
 
-  constructor(text: string, name: string) {
+  constructor(text: string, name: string, values: readonly unknown[]) {
     this.text = text;
     this.name = name;
+    this.values = values;
   }
 
   get length(): number {
@@ -113,10 +128,18 @@ class NamedText {
   valueOf(): string {
     return this.text;
   }
+
+  toJSON(): string {
+    return this.text;
+  }
+
+  [inspect.custom](): string {
+    return this.text;
+  }
 }
 Object.setPrototypeOf(NamedText.prototype, String.prototype);
 
 /** Made at each call: older pg versions write the parameters into the config they are given. */
-function namedText(text: string, name: string): string {
-  return new NamedText(text, name) as unknown as string;
+function namedText(text: string, name: string, values: readonly unknown[]): string {
+  return new NamedText(text, name, values) as unknown as string;
 }

@@ -39,7 +39,7 @@ export async function runStartChecks(checks: StartChecks): Promise<void> {
 }
 
 /** Resolves with the check's result, or undefined once the bound passes; rejections pass through. */
-async function bounded<T>(check: Promise<T>): Promise<T | undefined> {
+export async function bounded<T>(check: Promise<T>): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<undefined>((resolve) => {
     timer = setTimeout(() => resolve(undefined), START_CHECK_TIMEOUT_MS);
