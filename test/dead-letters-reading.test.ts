@@ -7,6 +7,7 @@ import {
   deadLetterQueueName,
   declareTopology,
   topologyOf,
+  topologyQueueNames,
 } from '../src/consumer/consumer-topology.js';
 import { QueueDeadLetters } from '../src/dashboard/queue-dead-letters.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
@@ -66,8 +67,9 @@ describe('dead letters: reading a dead-letter queue has no effect on it', () => 
     exchanges.push(exchange);
     const queue = broker.name('reads.consumer');
     const dlq = deadLetterQueueName(queue);
-    declared.push(queue, dlq);
-    await declareTopology(model, [topologyOf(definitionOf(queue, exchange))]);
+    const topology = topologyOf(definitionOf(queue, exchange));
+    declared.push(...topologyQueueNames(topology));
+    await declareTopology(model, [topology]);
     await sendDeadLetters(broker, dlq, ['d-1', 'd-2', 'd-3']);
 
     const reader = new DeadLetterQueue({ amqpUrl: AMQP_URL, queue });
@@ -141,7 +143,9 @@ describe('dead letters: reading a dead-letter queue has no effect on it', () => 
     process.on('warning', onWarning);
     try {
       // The consumer still starts on it: an upgrade must not stop consumers.
-      await declareTopology(model, [topologyOf(definitionOf(queue, exchange))]);
+      const topology = topologyOf(definitionOf(queue, exchange));
+      declared.push(...topologyQueueNames(topology));
+      await declareTopology(model, [topology]);
       await new Promise((resolve) => setImmediate(resolve));
     } finally {
       process.off('warning', onWarning);

@@ -189,6 +189,7 @@ describe('declaring the exchanges the outbox publishes to', () => {
     );
     assert.equal(conflicts.length, 1, JSON.stringify(logger.lines));
     await r.stop();
+    await broker.channel.deleteExchange(declared);
   });
 
   it('says once per missing exchange that its rows wait, and how to declare it', async () => {

@@ -7,9 +7,9 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { connect } from 'amqplib';
 import pg from 'pg';
 import ts from 'typescript';
+import { deleteConsumerTopology } from './support/delete-consumer-topology.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 
 /**
@@ -415,21 +415,10 @@ describe('the TypeScript snippets of README.md and docs/*.md', () => {
   });
 });
 
-/** Deletes the exchanges and queues of a run: each name, and a consumer's dlq and delay queues. */
+/**
+ * Deletes the exchanges and queues of a run: each name as an exchange, and as a consumer on its
+ * default retry policy, with its dead-letter, retry-due and delay queues.
+ */
 async function deleteBrokerNames(names: readonly string[]): Promise<void> {
-  if (names.length === 0) return;
-  const connection = await connect(AMQP_URL);
-  try {
-    const channel = await connection.createChannel();
-    for (const name of names) {
-      await channel.deleteExchange(name);
-      const retries = [`${name}.retry.due`, `${name}.retry.1000ms`, `${name}.retry.2000ms`];
-      for (const queue of [name, `${name}.dlq`, ...retries]) {
-        await channel.deleteQueue(queue);
-      }
-    }
-    await channel.close();
-  } finally {
-    await connection.close();
-  }
+  await deleteConsumerTopology(names.map((name) => ({ name, exchange: name })));
 }

@@ -14,6 +14,7 @@ describe('the Nest module at start', () => {
   let f: NestFixture;
   before(async () => {
     f = await NestFixture.open('nest_start');
+    f.trackExchange(`${f.prefix}orders`);
   });
   after(() => f.close());
 

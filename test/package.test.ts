@@ -7,8 +7,8 @@ import { basename, join, relative, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { connect } from 'amqplib';
 import pg from 'pg';
+import { deleteConsumerTopology } from './support/delete-consumer-topology.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 
 /**
@@ -122,15 +122,7 @@ describe('the packed package, installed from its tarball into an empty project',
     if (work) await rm(work, { recursive: true, force: true });
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => pool.end());
-    const connection = await connect(AMQP_URL);
-    try {
-      const channel = await connection.createChannel();
-      await channel.deleteQueue(consumer);
-      await channel.deleteQueue(`${consumer}.dlq`);
-      await channel.deleteExchange(exchange);
-    } finally {
-      await connection.close();
-    }
+    await deleteConsumerTopology([{ name: consumer, exchange }]);
   });
 
   it('ships the build, the migrations, the docs, the Grafana dashboard and the licence, and no source maps or sources', () => {

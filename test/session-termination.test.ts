@@ -5,6 +5,7 @@ import pg from 'pg';
 import { migrate } from '../src/migrate/migrate.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { CLI_MAIN, NodeChild } from './support/child-process.js';
+import { deleteConsumerTopology } from './support/delete-consumer-topology.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { uniqueName } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -45,6 +46,10 @@ describe("sessions terminated at every stage of a relay's and a consumer's life"
 
   after(async () => {
     for (const child of children) child.kill();
+    // As the consumer child declares them (test/support/consumer-child.ts).
+    await deleteConsumerTopology([
+      { name: tag, exchange, retry: { maxAttempts: 20, backoff: { initialMs: 50, maxMs: 300 } } },
+    ]);
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await admin.end();
     console.log(`sessions terminated per stage: ${JSON.stringify(kills)}`);

@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { NodeChild } from './support/child-process.js';
+import { deleteConsumerTopology } from './support/delete-consumer-topology.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { recordingLogger } from './support/recording-logger.js';
 import { SilentServer } from './support/silent-server.js';
@@ -60,19 +61,24 @@ describe('a process stopped while RabbitMQ takes the connection and answers noth
     const logger = recordingLogger();
     const relay = new OutboxRelay({ pool: t.pool, amqpUrl: AMQP_URL, schema: t.schema, logger });
     const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: t.pool }) });
+    const consumer = { name: `${t.schema}.polite`, exchange: `${t.schema}.polite` };
     const host = new ConsumerHost({
       db,
       amqpUrl: AMQP_URL,
       schema: t.schema,
-      consumers: [{ name: 'polite', exchange: `${t.schema}.polite`, handler: async () => {} }],
+      consumers: [{ ...consumer, handler: async () => {} }],
       retention: false,
       logger,
     });
-    await relay.start();
-    await host.start();
-    await waitFor('the relay to connect', () => relay.isConnected);
-    await host.stop();
-    await relay.stop();
+    try {
+      await relay.start();
+      await host.start();
+      await waitFor('the relay to connect', () => relay.isConnected);
+    } finally {
+      await host.stop();
+      await relay.stop();
+      await deleteConsumerTopology([consumer]);
+    }
     const warnings = logger.lines.filter((l) => l.level === 'warn' || l.level === 'error');
     assert.deepEqual(warnings, []);
   });
