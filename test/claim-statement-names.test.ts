@@ -136,35 +136,40 @@ describe("the consumer's claim as a named statement", () => {
     let namedClaims = 0;
     let released = false;
     const held: Array<() => void> = [];
-    const forgetful = (pool: pg.Pool): PostgresPool => ({
-      connect: async () => {
-        if (namedClaims >= 4 && !released) {
-          await new Promise<void>((resolve) => {
-            held.push(resolve);
-            if (held.length === 4) {
-              released = true;
-              for (const go of held) go();
-            }
-          });
-        }
-        const client = await pool.connect();
-        return {
-          query: (text: string, parameters: readonly unknown[]) => {
-            if (typeof text === 'object' && /processed_messages/.test(String(text))) {
-              namedClaims += 1;
-            }
-            return client.query(text, [...parameters]);
-          },
-          release: () => {
-            void client.query('DEALLOCATE ALL').then(
-              () => client.release(),
-              (error: Error) => client.release(error),
-            );
-          },
-        } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
-      },
-      end: () => pool.end(),
-    });
+    const forgetful = (pool: pg.Pool): PostgresPool => {
+      const wrapper = {
+        connect: async () => {
+          if (namedClaims >= 4 && !released) {
+            await new Promise<void>((resolve) => {
+              held.push(resolve);
+              if (held.length === 4) {
+                released = true;
+                for (const go of held) go();
+              }
+            });
+          }
+          const client = await pool.connect();
+          return {
+            query: (text: string, parameters: readonly unknown[]) => {
+              if (typeof text === 'object' && /processed_messages/.test(String(text))) {
+                namedClaims += 1;
+              }
+              return client.query(text, [...parameters]);
+            },
+            release: () => {
+              void client.query('DEALLOCATE ALL').then(
+                () => client.release(),
+                (error: Error) => client.release(error),
+              );
+            },
+          } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
+        },
+        end: () => pool.end(),
+        // Kysely 0.29 wants them, for a client that cancels a query.
+        options: pool.options,
+      };
+      return wrapper;
+    };
     const logger = recordingLogger();
     const def = f.definition('in-flight', f.recordEffect, {
       routingKeys: ['in-flight'],
@@ -189,20 +194,24 @@ describe("the consumer's claim as a named statement", () => {
 
   it('stays unnamed with a driver that sends only the text', async () => {
     const claimsSentAs: string[] = [];
-    const textOnly = (pool: pg.Pool): PostgresPool => ({
-      connect: async () => {
-        const client = await pool.connect();
-        return {
-          query: (text: string, parameters: readonly unknown[]) => {
-            if (/^INSERT INTO .*processed_messages/s.test(String(text)))
-              claimsSentAs.push(typeof text);
-            return client.query(String(text), [...parameters]);
-          },
-          release: () => client.release(),
-        } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
-      },
-      end: () => pool.end(),
-    });
+    const textOnly = (pool: pg.Pool): PostgresPool => {
+      const wrapper = {
+        connect: async () => {
+          const client = await pool.connect();
+          return {
+            query: (text: string, parameters: readonly unknown[]) => {
+              if (/^INSERT INTO .*processed_messages/s.test(String(text)))
+                claimsSentAs.push(typeof text);
+              return client.query(String(text), [...parameters]);
+            },
+            release: () => client.release(),
+          } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
+        },
+        end: () => pool.end(),
+        options: pool.options,
+      };
+      return wrapper;
+    };
     const { seen, def } = countingPreparedClaims('text-only');
     const host = await f.host([def], { db: ownPool(1, textOnly) });
     for (let i = 0; i < 3; i += 1) {
