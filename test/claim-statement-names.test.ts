@@ -26,13 +26,31 @@ describe("the consumer's claim as a named statement", () => {
     await f.close();
   });
 
-  /** A Kysely of its own on a pool of `max` connections (one: every claim shares a session). */
-  const ownPool = (max: number, wrap?: (pool: pg.Pool) => PostgresPool) => {
+  /** What Kysely calls on a pooled client. */
+  interface ClientCalls {
+    query(text: string, parameters: readonly unknown[]): Promise<unknown>;
+    release(): void;
+  }
+
+  /**
+   * A Kysely of its own on a pool of `max` connections (one: every claim shares a session),
+   * whose clients Kysely gets through `wrap` when it is given.
+   */
+  const ownPool = (max: number, wrap?: (client: pg.PoolClient) => Promise<ClientCalls>) => {
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max });
     pool.on('error', () => {});
     pools.push(pool);
+    const wrapped = wrap && {
+      connect: async () =>
+        (await wrap(await pool.connect())) as unknown as Awaited<
+          ReturnType<PostgresPool['connect']>
+        >,
+      end: () => pool.end(),
+      // Kysely 0.29 wants them, for a client that cancels a query.
+      options: pool.options,
+    };
     // biome-ignore lint/suspicious/noExplicitAny: the test writes to tables of its own
-    return new Kysely<any>({ dialect: new PostgresDialect({ pool: wrap ? wrap(pool) : pool }) });
+    return new Kysely<any>({ dialect: new PostgresDialect({ pool: wrapped ?? pool }) });
   };
 
   /** The session's prepared statements that insert dedupe rows: the claim's, when named. */
@@ -136,39 +154,30 @@ describe("the consumer's claim as a named statement", () => {
     let namedClaims = 0;
     let released = false;
     const held: Array<() => void> = [];
-    const forgetful = (pool: pg.Pool): PostgresPool => {
-      const wrapper = {
-        connect: async () => {
-          if (namedClaims >= 4 && !released) {
-            await new Promise<void>((resolve) => {
-              held.push(resolve);
-              if (held.length === 4) {
-                released = true;
-                for (const go of held) go();
-              }
-            });
+    const forgetful = async (client: pg.PoolClient): Promise<ClientCalls> => {
+      if (namedClaims >= 4 && !released) {
+        await new Promise<void>((resolve) => {
+          held.push(resolve);
+          if (held.length === 4) {
+            released = true;
+            for (const go of held) go();
           }
-          const client = await pool.connect();
-          return {
-            query: (text: string, parameters: readonly unknown[]) => {
-              if (typeof text === 'object' && /processed_messages/.test(String(text))) {
-                namedClaims += 1;
-              }
-              return client.query(text, [...parameters]);
-            },
-            release: () => {
-              void client.query('DEALLOCATE ALL').then(
-                () => client.release(),
-                (error: Error) => client.release(error),
-              );
-            },
-          } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
+        });
+      }
+      return {
+        query: (text, parameters) => {
+          if (typeof text === 'object' && /processed_messages/.test(String(text))) {
+            namedClaims += 1;
+          }
+          return client.query(text, [...parameters]);
         },
-        end: () => pool.end(),
-        // Kysely 0.29 wants them, for a client that cancels a query.
-        options: pool.options,
+        release: () => {
+          void client.query('DEALLOCATE ALL').then(
+            () => client.release(),
+            (error: Error) => client.release(error),
+          );
+        },
       };
-      return wrapper;
     };
     const logger = recordingLogger();
     const def = f.definition('in-flight', f.recordEffect, {
@@ -194,24 +203,13 @@ describe("the consumer's claim as a named statement", () => {
 
   it('stays unnamed with a driver that sends only the text', async () => {
     const claimsSentAs: string[] = [];
-    const textOnly = (pool: pg.Pool): PostgresPool => {
-      const wrapper = {
-        connect: async () => {
-          const client = await pool.connect();
-          return {
-            query: (text: string, parameters: readonly unknown[]) => {
-              if (/^INSERT INTO .*processed_messages/s.test(String(text)))
-                claimsSentAs.push(typeof text);
-              return client.query(String(text), [...parameters]);
-            },
-            release: () => client.release(),
-          } as unknown as Awaited<ReturnType<PostgresPool['connect']>>;
-        },
-        end: () => pool.end(),
-        options: pool.options,
-      };
-      return wrapper;
-    };
+    const textOnly = async (client: pg.PoolClient): Promise<ClientCalls> => ({
+      query: (text, parameters) => {
+        if (/^INSERT INTO .*processed_messages/s.test(String(text))) claimsSentAs.push(typeof text);
+        return client.query(String(text), [...parameters]);
+      },
+      release: () => client.release(),
+    });
     const { seen, def } = countingPreparedClaims('text-only');
     const host = await f.host([def], { db: ownPool(1, textOnly) });
     for (let i = 0; i < 3; i += 1) {

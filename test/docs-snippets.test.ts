@@ -407,18 +407,13 @@ describe('the TypeScript snippets of README.md and docs/*.md', () => {
           assert.doesNotMatch(stderr, /UnhandledPromiseRejection/, stderr);
         } finally {
           await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-          await deleteBrokerNames(names.map((n) => `${n}_${suffix}`));
+          // Each name as an exchange, and as a consumer on the default retry policy.
+          await deleteConsumerTopology(
+            names.map((n) => ({ name: `${n}_${suffix}`, exchange: `${n}_${suffix}` })),
+          );
           await rm(file, { force: true });
         }
       });
     }
   });
 });
-
-/**
- * Deletes the exchanges and queues of a run: each name as an exchange, and as a consumer on its
- * default retry policy, with its dead-letter, retry-due and delay queues.
- */
-async function deleteBrokerNames(names: readonly string[]): Promise<void> {
-  await deleteConsumerTopology(names.map((name) => ({ name, exchange: name })));
-}

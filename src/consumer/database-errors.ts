@@ -4,6 +4,13 @@ const RETRYABLE_STATES = new Set([
   '40P01', // deadlock_detected
 ]);
 
+/**
+ * SQLSTATEs of a session whose prepared statements are not what its pg client believes:
+ * invalid_sql_statement_name (a name it lost: DISCARD ALL) and duplicate_prepared_statement (a
+ * name another client prepared on a session a pooler handed over).
+ */
+const STATEMENT_NAME_STATES = new Set(['26000', '42P05']);
+
 /** Node socket errors and pg's own messages for a connection that is gone. */
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
@@ -31,6 +38,12 @@ function sqlState(error: unknown): string | undefined {
 export function isSerializationFailure(error: unknown): boolean {
   const code = sqlState(error);
   return code !== undefined && RETRYABLE_STATES.has(code);
+}
+
+/** A named statement the session lost, or holds from another client: see `StatementNames`. */
+export function isStatementNameError(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== undefined && STATEMENT_NAME_STATES.has(code);
 }
 
 /**

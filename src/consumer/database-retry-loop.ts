@@ -1,4 +1,3 @@
-import { isStatementNameError } from '../sql/statement-names.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -9,7 +8,11 @@ import {
   runClaimTransaction,
 } from './claim-transaction.js';
 import type { ConsumerStats } from './consumer-stats.js';
-import { isDatabaseUnavailable, isSerializationFailure, sqlStateOf } from './database-errors.js';
+import {
+  isDatabaseUnavailable,
+  isSerializationFailure,
+  isStatementNameError,
+} from './database-errors.js';
 
 /** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
 const MAX_SERIALIZATION_RETRIES = 10;
@@ -48,8 +51,16 @@ export class DatabaseRetryLoop {
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
-    const { db, queries, statementNames, consumer, logger, handlerSeconds, transactions } = options;
-    const { stopDeadline } = options;
+    const {
+      db,
+      queries,
+      statementNames,
+      consumer,
+      logger,
+      handlerSeconds,
+      transactions,
+      stopDeadline,
+    } = options;
     this.#claim = {
       db,
       queries,
@@ -98,7 +109,7 @@ export class DatabaseRetryLoop {
           names !== undefined &&
           !unnamedAgain &&
           outcome.source === 'transaction' &&
-          isStatementNameError(sqlStateOf(error))
+          isStatementNameError(error)
         ) {
           // The session's prepared statements are not what pg believes (DISCARD ALL, or a pooler
           // that moves sessions): not the message's doing; from now on the claim goes unnamed.

@@ -24,9 +24,8 @@ const PROBE_TEXT = 'SELECT 1 AS outboxkit_statement_names_probe';
  * runs the statement again unnamed.
  */
 export class StatementNames {
-  #on = false;
-  /** Turned off once: a probe that answers late must not turn naming on again. */
-  #off = false;
+  /** `off for good` once turned off: a probe that answers late must not turn naming on again. */
+  #state: 'off' | 'on' | 'off for good' = 'off';
   readonly #names = new Map<string, string>();
 
   /**
@@ -34,7 +33,7 @@ export class StatementNames {
    * naming is off, else `text` with its name, which reads as `text` to anything but pg.
    */
   sql(text: string, values: readonly unknown[]): string {
-    if (!this.#on) return text;
+    if (this.#state !== 'on') return text;
     let name = this.#names.get(text);
     if (name === undefined) {
       name = statementNameOf(text);
@@ -53,8 +52,9 @@ export class StatementNames {
   async probe(db: Kysely<any>, logger: OutboxLogger): Promise<boolean> {
     let prepared = false;
     try {
-      prepared = await db.transaction().execute(async (trx) => {
-        const statements = kyselyQueryable(trx);
+      // One connection, no transaction: both statements must meet the same session.
+      prepared = await db.connection().execute(async (connection) => {
+        const statements = kyselyQueryable(connection);
         await statements.query(namedText(PROBE_TEXT, statementNameOf(PROBE_TEXT), []), []);
         const { rows } = await statements.query(
           'SELECT 1 FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql',
@@ -68,32 +68,21 @@ export class StatementNames {
       });
       return false;
     }
-    this.#on = prepared && !this.#off;
+    if (prepared && this.#state === 'off') this.#state = 'on';
     logger.debug(
-      this.#on
+      this.#state === 'on'
         ? 'the claim goes as a named statement'
         : 'the claim goes unnamed: the database driver did not send a statement by name',
     );
-    return this.#on;
+    return this.#state === 'on';
   }
 
   /** Turns naming off for good; returns whether it was on. */
   turnOff(): boolean {
-    const was = this.#on;
-    this.#on = false;
-    this.#off = true;
+    const was = this.#state === 'on';
+    this.#state = 'off for good';
     return was;
   }
-}
-
-/**
- * Whether a statement failed with one of the SQLSTATEs of a session whose prepared statements
- * are not what its pg client believes: invalid_sql_statement_name (26000, a name it lost) or
- * duplicate_prepared_statement (42P05, a name another client prepared on a session a pooler
- * handed over).
- */
-export function isStatementNameError(sqlState: string | undefined): boolean {
-  return sqlState === '26000' || sqlState === '42P05';
 }
 
 /** The name `text` goes by: one per text, as pg refuses two texts of one name on a client. */

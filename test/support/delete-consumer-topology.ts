@@ -12,6 +12,7 @@ export type TopologyOf = Omit<ConsumerDefinition, 'handler'>;
  * tests whose consumers run in another process or outside a fixture that tracks them.
  */
 export async function deleteConsumerTopology(definitions: readonly TopologyOf[]): Promise<void> {
+  if (definitions.length === 0) return;
   const connection = await connect(AMQP_URL);
   try {
     const channel = await connection.createChannel();
