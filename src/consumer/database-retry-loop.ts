@@ -51,25 +51,9 @@ export class DatabaseRetryLoop {
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
-    const {
-      db,
-      queries,
-      statementNames,
-      consumer,
-      logger,
-      handlerSeconds,
-      transactions,
-      stopDeadline,
-    } = options;
+    // Its own fields and more: the claim reads only those of `ClaimDeps`.
     this.#claim = {
-      db,
-      queries,
-      statementNames,
-      consumer,
-      logger,
-      handlerSeconds,
-      transactions,
-      stopDeadline,
+      ...options,
       onAbandoned: (rollback) => {
         this.#abandoned.add(rollback);
         void rollback.finally(() => this.#abandoned.delete(rollback));
