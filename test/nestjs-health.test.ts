@@ -194,12 +194,13 @@ describe('nestjs: the terminus health indicator', () => {
       );
       assert.ok(bothMs < 3_000, `took ${bothMs} ms with both hung`);
       // Probes that come while the first read still hangs wait for it rather than stack their
-      // own statements on the application's pool.
+      // own statements on the application's pool. Counted in this schema only: other test
+      // files lock their own outbox_parked at the same time.
       for (let i = 0; i < 3; i += 1) await indicator.isHealthy('outbox', { timeoutMs: 200 });
       const { rows } = await f.t.pool.query(
         `SELECT count(*)::int AS n FROM pg_stat_activity
-         WHERE wait_event_type = 'Lock' AND query LIKE '%outbox_parked%' AND pid <> $1`,
-        [(locker as unknown as { processID: number }).processID],
+         WHERE wait_event_type = 'Lock' AND position($2 in query) > 0 AND pid <> $1`,
+        [(locker as unknown as { processID: number }).processID, `"${f.t.schema}".outbox_parked`],
       );
       assert.equal(rows[0].n, 1, 'status statements waiting behind the lock');
       await locker.query('ROLLBACK');
