@@ -8,7 +8,7 @@ import { AMQP_URL } from './support/env.js';
 import { SilentServer } from './support/silent-server.js';
 
 /** Within the close bound, with room for a loaded machine. */
-const BOUND_MS = CLOSE_TIMEOUT_MS + 1000;
+const BOUND_MS = CLOSE_TIMEOUT_MS + 2500;
 
 describe('closeChannel and closeConnection give up on what does not answer', () => {
   let silent: SilentServer;

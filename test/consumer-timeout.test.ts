@@ -50,16 +50,17 @@ describe('idempotent consumer: a handler that never settles', () => {
           await never();
         }
       },
-      { routingKeys: ['stuck'], timeoutMs: 300, concurrency: 1 },
+      // Long enough that the attempts meant to succeed never reach it on a loaded machine.
+      { routingKeys: ['stuck'], timeoutMs: 1000, concurrency: 1 },
     );
     const host = await f.host([def]);
     const started = Date.now();
     await f.publish('stuck', { id: 'a' }, { messageId: 'stuck-a' });
     await f.publish('stuck', { id: 'b' }, { messageId: 'stuck-b' });
     // One slot: b runs only once a's stuck attempt gave it back; a's retry only once its key is free.
-    await waitFor('both handled', () => host.stats(name).handled === 2, 5000);
+    await waitFor('both handled', () => host.stats(name).handled === 2, 10_000);
     const elapsed = Date.now() - started;
-    assert.ok(elapsed < 3000, `took ${elapsed} ms for a 300 ms time-out`);
+    assert.ok(elapsed < 6000, `took ${elapsed} ms for a 1000 ms time-out`);
     assert.equal(stuck, 1, 'the first attempt never settles');
     const stats = host.stats(name);
     assert.equal(stats.timeouts, 1);
@@ -122,7 +123,7 @@ describe('idempotent consumer: a handler that never settles', () => {
         await f.recordEffect(payload, ctx);
         if (payload.id === 'b3' && ctx.attempt === 1) await never();
       },
-      { routingKeys: ['stuck-batch'], timeoutMs: 300, concurrency: 1, batchSize: 5 },
+      { routingKeys: ['stuck-batch'], timeoutMs: 1000, concurrency: 1, batchSize: 5 },
     );
     const host = await f.host([def], {}, false);
     // Queue everything before consuming, so the five arrive as one batch.
@@ -133,7 +134,7 @@ describe('idempotent consumer: a handler that never settles', () => {
       ids.map((id) => ({ routingKey: 'stuck-batch', content: { id }, options: { messageId: id } })),
     );
     const again = await f.host([def]);
-    await waitFor('all handled', () => again.stats(name).handled === 5, 5000);
+    await waitFor('all handled', () => again.stats(name).handled === 5, 10_000);
     const stats = again.stats(name);
     assert.equal(stats.batches >= 1, true);
     assert.equal(stats.timeouts, 1, 'the batch time-out was not counted');

@@ -103,7 +103,7 @@ describe('OutboxRelay', () => {
     await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'now' }]);
     await bed.broker.waitForDepth(queue, 1, 5000);
     const latency = Date.now() - started;
-    assert.ok(latency < 3000, `took ${latency} ms with a 30 s poll interval`);
+    assert.ok(latency < 5000, `took ${latency} ms with a 30 s poll interval`);
   });
 
   it('finds a message written without a NOTIFY soon after one it published', async () => {
@@ -351,7 +351,7 @@ describe('OutboxRelay', () => {
     await bed.broker.waitForDepth(queue, 1, 10_000);
     const elapsed = Date.now() - written;
     assert.ok(elapsed >= 650, `published after ${elapsed} ms, before its delay`);
-    assert.ok(elapsed < 4000, `published after ${elapsed} ms, long after its delay`);
+    assert.ok(elapsed < 4500, `published after ${elapsed} ms, long after its delay`);
   });
 
   it('stops gracefully: in-flight rows are settled and later rows stay for the next relay', async () => {

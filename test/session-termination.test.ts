@@ -259,7 +259,9 @@ describe("sessions terminated at every stage of a relay's and a consumer's life"
         'sessions killed while stopping',
         async () => {
           await terminate('stopping', [relayApp, consumerApp]);
-          return (kills.stopping ?? 0) >= 2 && !relay.running && !consumer.running;
+          // The consumer's session is held by a 3 s handler, so it is always there to kill. The
+          // relay may end its own sessions on SIGTERM before the first look reaches them.
+          return (kills.stopping ?? 0) >= 1 && !relay.running && !consumer.running;
         },
         30_000,
         10,

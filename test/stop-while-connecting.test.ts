@@ -18,7 +18,7 @@ const CHILD = fileURLToPath(new URL('./support/stop-while-connecting-child.js', 
  * From `stop()`'s return to the process's end. Before the connect could be aborted, its socket
  * held the process until amqplib's connect timeout (10 s from the attempt).
  */
-const EXIT_BOUND_MS = 3000;
+const EXIT_BOUND_MS = 5000;
 
 describe('a process stopped while RabbitMQ takes the connection and answers nothing', () => {
   let t: TestDatabase;

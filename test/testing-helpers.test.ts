@@ -14,6 +14,7 @@ import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
 import { testRelay } from './support/relay-fixture.js';
+import { waitFor } from './support/wait-for.js';
 
 describe('outboxkit/testing', () => {
   let f: ConsumerFixture;
@@ -145,6 +146,13 @@ describe('outboxkit/testing', () => {
     await f.t.db
       .transaction()
       .execute((trx) => outbox.add(trx, { exchange: missing, routingKey: 'x', payload: {} }));
+    // The relay's first try, so that the time-out below has an error to name however slow it is.
+    await waitFor('the relay to record its error', async () => {
+      const { rows } = await f.t.pool.query(
+        `SELECT 1 FROM "${f.t.schema}".outbox WHERE last_error IS NOT NULL`,
+      );
+      return rows.length > 0;
+    });
     await assert.rejects(
       flushOutbox(f.t.pool, { schema: f.t.schema, relay, timeoutMs: 1500 }),
       (error: unknown) => {

@@ -8,11 +8,26 @@ import {
 } from '../src/errors/invalid-message-error.js';
 import { NotInTransactionError } from '../src/errors/not-in-transaction-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
+import { ADVISORY_LOCK_CLASS } from '../src/sql/advisory-locks.js';
 import { outboxTables } from '../src/sql/outbox-tables.js';
 import type { TransactionLike } from '../src/sql/sql-executor.js';
 import type { OutboxMessage } from '../src/writer/outbox-message.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
+
+/**
+ * Whether a writer of this test's schema waits for a key's advisory lock. Other test files take
+ * advisory locks of their own at the same time (migrations, their writers' keys).
+ */
+async function keyLockWaiting(t: TestDatabase): Promise<boolean> {
+  const { rows } = await t.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+     WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = $1::oid
+       AND position($2 in a.query) > 0`,
+    [ADVISORY_LOCK_CLASS, outboxTables(t.schema).outbox],
+  );
+  return rows[0]!.n > 0;
+}
 
 describe('OutboxWriter', () => {
   let t: TestDatabase;
@@ -283,12 +298,7 @@ describe('OutboxWriter', () => {
       });
     // The second writer is blocked on the key's lock: it shows up as a waiting lock in pg_locks.
     const { waitFor } = await import('./support/wait-for.js');
-    await waitFor('second writer blocked on the key lock', async () => {
-      const { rows } = await t.pool.query(
-        "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-      );
-      return rows[0].n > 0;
-    });
+    await waitFor('second writer blocked on the key lock', () => keyLockWaiting(t));
     assert.equal(secondDone, false);
     releaseFirst();
     await Promise.all([first, second]);
@@ -330,12 +340,7 @@ describe('OutboxWriter', () => {
             write(every, trx, { ...base, orderingKey: key, messageId: `${how}-second` }),
           );
         const { waitFor } = await import('./support/wait-for.js');
-        await waitFor('second writer blocked on the key lock', async () => {
-          const { rows } = await t.pool.query(
-            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-          );
-          return rows[0].n > 0;
-        });
+        await waitFor('second writer blocked on the key lock', () => keyLockWaiting(t));
         await t.db
           .transaction()
           .execute((trx) => writer.add(trx, { ...base, messageId: `${how}-between` }));
