@@ -1,6 +1,7 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { PUBLISH_TAG_HEADER } from '../protocol/message-headers.js';
 import { closeChannel } from './close-within.js';
+import { socketOf } from './socket-cork.js';
 
 /** What the broker made of one publish. */
 export type ConfirmResult =
@@ -40,13 +41,6 @@ export type ConfirmResult =
   | { readonly kind: 'timeout'; readonly reason: string };
 
 export type ConfirmListener = (result: ConfirmResult) => void;
-
-/** What `corked` needs of amqplib's socket. */
-interface CorkableSocket {
-  cork(): void;
-  uncork(): void;
-  _writableState?: { highWaterMark: number };
-}
 
 const CORKED_HIGH_WATER_MARK = 4 * 1024 * 1024;
 
@@ -283,9 +277,8 @@ export class ConfirmedPublisher {
    * one system call per message. Uses amqplib's socket (`connection.stream`) when it has one.
    */
   corked(sends: () => void): void {
-    const socket = (this.#channel as unknown as { connection?: { stream?: CorkableSocket } })
-      .connection?.stream;
-    if (!socket || typeof socket.cork !== 'function' || !socket._writableState) {
+    const socket = socketOf(this.#channel);
+    if (!socket?._writableState) {
       sends();
       return;
     }

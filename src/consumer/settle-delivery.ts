@@ -1,12 +1,15 @@
+import { holdChannelWrites } from '../amqp/socket-cork.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import type { ReceivedDelivery } from './received-delivery.js';
 
 /**
  * Acks a delivery, strictly after its transaction committed (or its copy was confirmed). A
- * closed channel cannot ack: the broker redelivers, and the dedupe row absorbs the copy.
+ * closed channel cannot ack: the broker redelivers, and the dedupe row absorbs the copy. The
+ * acks of one turn of the event loop leave together (`holdChannelWrites`).
  */
 export function ack(delivery: ReceivedDelivery): void {
   if (!delivery.handle.open) return;
+  holdChannelWrites(delivery.handle.channel);
   try {
     delivery.handle.channel.ack(delivery.message);
   } catch {
@@ -28,6 +31,7 @@ export function requeue(
   for (const delivery of sorted) {
     stats.requeued += 1;
     if (!delivery.handle.open) continue;
+    holdChannelWrites(delivery.handle.channel);
     try {
       delivery.handle.channel.nack(delivery.message, false, true);
     } catch {

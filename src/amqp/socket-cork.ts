@@ -1,0 +1,41 @@
+/** What corking needs of amqplib's socket. */
+export interface CorkableSocket {
+  cork(): void;
+  uncork(): void;
+  _writableState?: { highWaterMark: number };
+}
+
+/** amqplib's socket under a channel (`connection.stream`), when it has one that corks. */
+export function socketOf(channel: unknown): CorkableSocket | undefined {
+  const socket = (channel as { connection?: { stream?: Partial<CorkableSocket> } } | undefined)
+    ?.connection?.stream;
+  return typeof socket?.cork === 'function' && typeof socket.uncork === 'function'
+    ? (socket as CorkableSocket)
+    : undefined;
+}
+
+const held = new WeakSet<CorkableSocket>();
+
+/**
+ * Holds a socket's writes until amqplib's writer has passed on the frames sent meanwhile (it
+ * writes on `setImmediate`), so that acks settled in one turn of the event loop leave in one
+ * system call instead of one each. One cork per socket at a time: a cork taken while another is
+ * held would keep a busy socket corked for as long as acks keep coming.
+ */
+export function holdWrites(socket: CorkableSocket): void {
+  if (held.has(socket)) return;
+  held.add(socket);
+  socket.cork();
+  setImmediate(() =>
+    setImmediate(() => {
+      held.delete(socket);
+      socket.uncork();
+    }),
+  );
+}
+
+/** `holdWrites` on the socket under a channel, when it has one that corks. */
+export function holdChannelWrites(channel: unknown): void {
+  const socket = socketOf(channel);
+  if (socket) holdWrites(socket);
+}
