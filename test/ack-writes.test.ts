@@ -6,7 +6,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import * as amqp from 'amqplib';
 import { type CorkableSocket, socketOf } from '../src/amqp/socket-cork.js';
 import { type ReceivedDelivery, receivedDelivery } from '../src/consumer/received-delivery.js';
-import { ack } from '../src/consumer/settle-delivery.js';
+import { ack, requeue } from '../src/consumer/settle-delivery.js';
 import { AMQP_URL } from './support/env.js';
 import { TestBroker } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
@@ -71,21 +71,22 @@ describe('acks and the socket', () => {
     await waitFor(`${count} deliveries`, () => messages.length === count);
     const handle = { channel, model, open: true, consumerTags: [consumerTag] };
     const list: ReceivedDelivery[] = messages.map((m) => receivedDelivery(m, handle, false));
-    return { queue, list, socket: socketOf(channel)! };
+    const socket = socketOf(channel);
+    assert.ok(socket, 'amqplib has a socket that corks');
+    return { queue, list, socket, messages };
   }
+
+  const corkedCount = (socket: CorkableSocket) =>
+    (socket as unknown as { writableCorked: number }).writableCorked;
 
   it('the acks of one turn leave in one write, and the broker takes every one', async () => {
     const { queue, list, socket } = await deliveries('one-turn', 30);
-    assert.ok(socket, 'amqplib has a socket that corks');
     const writes = countWrites(socket);
     try {
       for (const delivery of list) ack(delivery);
       await waitFor('the acks written', () => writes.counts.chunks >= 30);
       assert.deepEqual(writes.counts, { calls: 1, chunks: 30 });
-      await waitFor(
-        'the socket uncorked',
-        () => !(socket as unknown as { writableCorked: number }).writableCorked,
-      );
+      await waitFor('the socket uncorked', () => corkedCount(socket) === 0);
     } finally {
       writes.restore();
     }
@@ -104,7 +105,8 @@ describe('acks and the socket', () => {
         ack(delivery);
         await nextTurn();
       }
-      await waitFor('every ack written', () => writes.counts.chunks === 20);
+      await waitFor('every ack written', () => writes.counts.chunks >= 20);
+      assert.equal(writes.counts.chunks, 20);
     } finally {
       writes.restore();
     }
@@ -114,5 +116,22 @@ describe('acks and the socket', () => {
     }
     await channel.close();
     assert.equal(await broker.depth(queue), 0);
+  });
+
+  it('the requeues of one turn leave in one write, and every message is back in the queue', async () => {
+    const { list, socket, messages } = await deliveries('requeue', 12);
+    const writes = countWrites(socket);
+    try {
+      requeue(list, { requeued: 0 });
+      await waitFor('the nacks written', () => writes.counts.chunks >= 12);
+      assert.deepEqual(writes.counts, { calls: 1, chunks: 12 });
+      await waitFor('the socket uncorked', () => corkedCount(socket) === 0);
+    } finally {
+      writes.restore();
+    }
+    // Back in the queue, and delivered again to the consumer still there.
+    await waitFor('all 12 delivered again', () => messages.length === 24);
+    assert.ok(messages.slice(12).every((m) => m.fields.redelivered));
+    await channel.close();
   });
 });
