@@ -14,6 +14,7 @@ import type { TransactionLike } from '../src/sql/sql-executor.js';
 import type { OutboxMessage } from '../src/writer/outbox-message.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
 
 /**
  * Whether a writer of this test's schema waits for a key's advisory lock. Other test files take
@@ -297,7 +298,6 @@ describe('OutboxWriter', () => {
         secondDone = true;
       });
     // The second writer is blocked on the key's lock: it shows up as a waiting lock in pg_locks.
-    const { waitFor } = await import('./support/wait-for.js');
     await waitFor('second writer blocked on the key lock', () => keyLockWaiting(t));
     assert.equal(secondDone, false);
     releaseFirst();
@@ -339,7 +339,6 @@ describe('OutboxWriter', () => {
           .execute((trx) =>
             write(every, trx, { ...base, orderingKey: key, messageId: `${how}-second` }),
           );
-        const { waitFor } = await import('./support/wait-for.js');
         await waitFor('second writer blocked on the key lock', () => keyLockWaiting(t));
         await t.db
           .transaction()

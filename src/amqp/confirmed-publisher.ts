@@ -1,7 +1,7 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { PUBLISH_TAG_HEADER } from '../protocol/message-headers.js';
 import { closeChannel } from './close-within.js';
-import { socketOf } from './socket-cork.js';
+import { corkUntilWritten, socketOf } from './socket-cork.js';
 
 /** What the broker made of one publish. */
 export type ConfirmResult =
@@ -287,12 +287,10 @@ export class ConfirmedPublisher {
     if (socket._writableState.highWaterMark < CORKED_HIGH_WATER_MARK) {
       socket._writableState.highWaterMark = CORKED_HIGH_WATER_MARK;
     }
-    socket.cork();
-    try {
-      sends();
-    } finally {
-      setImmediate(() => setImmediate(() => socket.uncork()));
-    }
+    // A cork of the batch's own, not `holdWrites`: a batch sent in the turn another cork ends
+    // would otherwise leave a frame a system call.
+    corkUntilWritten(socket);
+    sends();
   }
 
   /** Publishes one message and resolves with its result, or `timeout` after `timeoutMs`. */

@@ -14,26 +14,33 @@ export function socketOf(channel: unknown): CorkableSocket | undefined {
     : undefined;
 }
 
+/**
+ * Corks `socket` until amqplib's writer has passed on what is sent meanwhile: it writes on
+ * `setImmediate`, so two turns of the event loop. Then `released`, and the uncork.
+ */
+export function corkUntilWritten(socket: CorkableSocket, released?: () => void): void {
+  socket.cork();
+  setImmediate(() =>
+    setImmediate(() => {
+      released?.();
+      socket.uncork();
+    }),
+  );
+}
+
 const held = new WeakSet<CorkableSocket>();
 
 /**
- * Holds a socket's writes until amqplib's writer has passed on the frames sent meanwhile (it
- * writes on `setImmediate`), so that acks settled in one turn of the event loop leave in one
- * system call instead of one each. One cork per socket at a time: a cork taken while another is
- * held would keep a busy socket corked for as long as acks keep coming. Past the socket's
- * high-water mark (16 KiB, some 780 acks in two turns) amqplib's writer waits for the 'drain'
- * that follows the uncork: later, never stuck.
+ * Holds a socket's writes (`corkUntilWritten`), so that acks settled in one turn of the event
+ * loop leave in one system call instead of one each. One cork per socket at a time: a cork
+ * taken while another is held would keep a busy socket corked for as long as acks keep coming.
+ * Past the socket's high-water mark (16 KiB, some 780 acks in two turns) amqplib's writer waits
+ * for the 'drain' that follows the uncork: later, never stuck.
  */
 export function holdWrites(socket: CorkableSocket): void {
   if (held.has(socket)) return;
   held.add(socket);
-  socket.cork();
-  setImmediate(() =>
-    setImmediate(() => {
-      held.delete(socket);
-      socket.uncork();
-    }),
-  );
+  corkUntilWritten(socket, () => held.delete(socket));
 }
 
 /** `holdWrites` on the socket under a channel, when it has one that corks. */
