@@ -4,7 +4,8 @@
  * time each. Two business transactions: the smallest there is (BEGIN; INSERT an order; COMMIT),
  * and an order of three lines that also updates stock and reads back (four statements). The one-row case runs
  * with the writer's default NOTIFY throttle (with and without an ordering key), with a NOTIFY from
- * every transaction, and with none.
+ * every transaction, and with none; the one-row cases and the order also with the writer's
+ * `preparedStatements` on.
  *
  *   node dist/bench/writer-overhead.js [--quick] [--json FILE] [--runs 3] [--clients 32]
  *     [--seconds 5]
@@ -83,6 +84,7 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
   const writer = new OutboxWriter({ schema: schema.name });
   const notifyEvery = new OutboxWriter({ schema: schema.name, notifyIntervalMs: 0 });
   const notifyNever = new OutboxWriter({ schema: schema.name, notifyIntervalMs: false });
+  const prepared = new OutboxWriter({ schema: schema.name, preparedStatements: true });
   const insertOrder = `INSERT INTO ${orders} (customer, amount) VALUES ($1, $2)`;
   const insertOrderReturning = `${insertOrder} RETURNING id`;
   const insertLines = `INSERT INTO ${lines} (order_id, line, sku, quantity)
@@ -171,6 +173,30 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
       tx: async (c, i) => {
         await placeOrder(c, i);
         await writer.add(c, message(i, 0));
+      },
+    },
+    {
+      name: 'one INSERT: with 1 outbox row, preparedStatements: true (default throttle)',
+      baseline: 0,
+      tx: async (c, i) => {
+        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
+        await prepared.add(c, message(i, 0));
+      },
+    },
+    {
+      name: 'one INSERT: with 1 outbox row with an ordering key, preparedStatements: true',
+      baseline: 0,
+      tx: async (c, i) => {
+        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
+        await prepared.add(c, { ...message(i, 0), orderingKey: `order-${i}` });
+      },
+    },
+    {
+      name: 'order of 3 lines + stock update: with 1 outbox row, preparedStatements: true',
+      baseline: 6,
+      tx: async (c, i) => {
+        await placeOrder(c, i);
+        await prepared.add(c, message(i, 0));
       },
     },
   ];

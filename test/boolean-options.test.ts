@@ -14,6 +14,7 @@ import { resolveRelayOptions } from '../src/relay/relay-options.js';
 import { outboxStatus } from '../src/status/outbox-status.js';
 import { flushOutbox } from '../src/testing/flush-outbox.js';
 import { silentLogger } from '../src/util/logger.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { untyped } from './support/untyped.js';
 
 const amqpUrl = 'amqp://localhost';
@@ -72,6 +73,14 @@ describe('a boolean option given anything but true or false', () => {
       );
     assert.throws(module({ migrate: 'yes' }), notBoolean('migrate', /'yes' \(a string\)/));
     assert.throws(module({ enhancers: 'true' }), notBoolean('enhancers', /'true'/));
+    assert.throws(
+      module({ preparedStatements: 1 }),
+      notBoolean('preparedStatements', /1 \(a number\)/),
+    );
+    assert.throws(
+      () => new OutboxWriter(untyped({ preparedStatements: 'yes' })),
+      notBoolean('preparedStatements', /'yes'/),
+    );
     assert.throws(
       () => new OutboxDashboard(untyped({ pool: unusedPool, allowReplay: 'false' })),
       notBoolean('allowReplay', /'false'/),

@@ -140,6 +140,11 @@ export interface OutboxModuleOptions {
    */
   readonly notifyIntervalMs?: number | false | undefined;
   /**
+   * Send the writer's INSERT as a prepared statement, parsed and planned once per session.
+   * Default `false`; see `OutboxWriterOptions.preparedStatements` for when sessions keep them.
+   */
+  readonly preparedStatements?: boolean | undefined;
+  /**
    * Where outboxkit logs: a Nest `LoggerService`, an outboxkit `OutboxLogger`, or `false` for
    * nothing. Default: Nest's `Logger` with the context `Outbox`.
    */
@@ -172,6 +177,7 @@ export const MODULE_OPTION_NAMES = optionNames<OutboxModuleOptions>()([
   'enhancers',
   'maxMessageBytes',
   'notifyIntervalMs',
+  'preparedStatements',
   'logger',
   'prometheusRegistry',
 ]);

@@ -64,6 +64,7 @@ export class OutboxRuntime {
       schema: options.schema,
       ...(options.maxMessageBytes !== undefined && { maxMessageBytes: options.maxMessageBytes }),
       ...(options.notifyIntervalMs !== undefined && { notifyIntervalMs: options.notifyIntervalMs }),
+      preparedStatements: options.preparedStatements,
     });
     if (!options.db && !options.pool && options.databaseUrl) {
       // Bounded (a handler fails and retries rather than wait forever for a connection), and

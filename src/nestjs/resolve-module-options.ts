@@ -53,6 +53,7 @@ export interface ResolvedModuleOptions {
   readonly enhancers: boolean;
   readonly maxMessageBytes: number | undefined;
   readonly notifyIntervalMs: number | false | undefined;
+  readonly preparedStatements: boolean;
   readonly logger: OutboxLogger;
   readonly prometheusRegistry: PrometheusRegistry | undefined;
 }
@@ -160,6 +161,7 @@ export function resolveModuleOptions(
     enhancers: booleanOption('enhancers', options.enhancers, false),
     maxMessageBytes: options.maxMessageBytes,
     notifyIntervalMs: options.notifyIntervalMs,
+    preparedStatements: booleanOption('preparedStatements', options.preparedStatements, false),
     logger,
     prometheusRegistry: options.prometheusRegistry,
   });

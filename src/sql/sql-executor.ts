@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
 import { kyselyQueryable } from './kysely-queryable.js';
 import type { KyselyTransactionLike } from './kysely-shape.js';
@@ -38,6 +39,15 @@ function isKysely(value: TransactionLike): value is KyselyTransactionLike {
     typeof value === 'object' &&
     typeof (value as { executeQuery?: unknown }).executeQuery === 'function'
   );
+}
+
+/**
+ * Whether `trx` hands a statement's text to pg as it is, so that a named one
+ * (`namedStatement`) is prepared: a Kysely transaction (its Postgres driver does) or a pg client.
+ * An ORM adapter's handle passes the text to the ORM, which may want a string.
+ */
+export function sendsStatementNames(trx: TransactionLike): boolean {
+  return isKysely(trx) || trx instanceof pg.Client;
 }
 
 /**

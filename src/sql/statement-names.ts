@@ -39,7 +39,7 @@ export class StatementNames {
       name = statementNameOf(text);
       this.#names.set(text, name);
     }
-    return namedText(text, name, values);
+    return namedStatement(text, name, values);
   }
 
   /**
@@ -55,7 +55,7 @@ export class StatementNames {
       // One connection, no transaction: both statements must meet the same session.
       prepared = await db.connection().execute(async (connection) => {
         const statements = kyselyQueryable(connection);
-        await statements.query(namedText(PROBE_TEXT, statementNameOf(PROBE_TEXT), []), []);
+        await statements.query(namedStatement(PROBE_TEXT, statementNameOf(PROBE_TEXT), []), []);
         const { rows } = await statements.query(
           'SELECT 1 FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql',
           [PROBE_TEXT],
@@ -128,7 +128,11 @@ class NamedText {
 }
 Object.setPrototypeOf(NamedText.prototype, String.prototype);
 
-/** Made at each call: older pg versions write the parameters into the config they are given. */
-function namedText(text: string, name: string, values: readonly unknown[]): string {
+/**
+ * What to send as a statement's text for pg to run `text` as the prepared statement `name`:
+ * reads as `text` to anything but pg (see `StatementNames`). Made at each call: older pg versions
+ * write the parameters into the config they are given.
+ */
+export function namedStatement(text: string, name: string, values: readonly unknown[]): string {
   return new NamedText(text, name, values) as unknown as string;
 }

@@ -1,12 +1,21 @@
+import { isStatementNameError } from '../consumer/database-errors.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { outboxTables } from '../sql/outbox-tables.js';
-import { type TransactionLike, transactionExecutor } from '../sql/sql-executor.js';
+import {
+  sendsStatementNames,
+  type TransactionLike,
+  transactionExecutor,
+} from '../sql/sql-executor.js';
+import { namedStatement, statementNameOf } from '../sql/statement-names.js';
 import { notMigratedError } from '../start/check-schema.js';
 import { describeValue } from '../util/describe-value.js';
+import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { rejectDuplicateIds } from './duplicate-ids.js';
 import { type EncodedMessage, encodeMessage } from './encode-message.js';
@@ -28,6 +37,18 @@ export interface OutboxWriterOptions {
    * milliseconds, backing off towards its poll interval only while it keeps finding nothing.
    */
   readonly notifyIntervalMs?: number | false | undefined;
+  /**
+   * Send the INSERT as a prepared statement, which each session parses and plans once: Postgres
+   * then spends about 40-120 us less a write (docs/benchmarks.md, "Issue 13, tenth part"). Only for
+   * sessions that keep what they prepared: a direct connection, or PgBouncer 1.21 or later with
+   * `max_prepared_statements` set; not PgBouncer in transaction mode without it, nor a pool that
+   * runs `DISCARD ALL`. Applies to a Kysely transaction on `PostgresDialect` and to a pg client;
+   * an ORM adapter's transaction is always sent unnamed. Should a session have lost the
+   * statement, that write fails with a `prepared-statement-lost` error (its transaction is
+   * aborted, as by any failed statement, so nothing of it commits) and this writer sends its
+   * statements unnamed from then on. Default `false`.
+   */
+  readonly preparedStatements?: boolean | undefined;
 }
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
@@ -37,6 +58,7 @@ export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
   'schema',
   'maxMessageBytes',
   'notifyIntervalMs',
+  'preparedStatements',
 ]);
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
@@ -59,6 +81,11 @@ export class OutboxWriter {
   /** Indexed by `statementIndex`: one statement per (keyed, notifying) for one row and many. */
   readonly #insertOne: readonly string[];
   readonly #insertMany: readonly string[];
+  /** The statements' names, indexed as they are; used while `#prepared` holds. */
+  readonly #insertOneNames: readonly string[];
+  readonly #insertManyNames: readonly string[];
+  /** Whether to send the statements by name: the option, until a session loses one. */
+  #prepared: boolean;
   readonly #notifyChannel: string;
   readonly #schema: string;
   readonly #notifyIntervalMs: number | false;
@@ -90,6 +117,7 @@ export class OutboxWriter {
       );
     }
     this.#notifyChannel = notifyChannelName;
+    this.#prepared = booleanOption('preparedStatements', options.preparedStatements, false);
     this.#maxMessageBytes = positiveInteger(
       'maxMessageBytes',
       options.maxMessageBytes,
@@ -129,6 +157,8 @@ export class OutboxWriter {
       ]);
     this.#insertOne = variants(one);
     this.#insertMany = variants(many);
+    this.#insertOneNames = this.#insertOne.map(statementNameOf);
+    this.#insertManyNames = this.#insertMany.map(statementNameOf);
   }
 
   /** Adds one message to the caller's transaction. Returns its message id. */
@@ -163,20 +193,37 @@ export class OutboxWriter {
     const lastNotifyAt = this.#lastNotifyAt;
     const notify = this.#notifyDue();
     const variant = (keyed ? 1 : 0) + (notify ? 2 : 0);
+    const named = this.#prepared && sendsStatementNames(trx);
+    const one = encoded.length === 1;
+    const params = one ? rowParams(encoded[0]!) : columnParams(encoded);
+    // One row locks its key through its own ordering key parameter; many take them all apart.
+    if (!one && keyed) params.push(keys);
+    if (notify) params.push(this.#notifyChannel);
+    const text = (one ? this.#insertOne : this.#insertMany)[variant]!;
     try {
-      if (encoded.length === 1) {
-        const params = rowParams(encoded[0]!);
-        if (notify) params.push(this.#notifyChannel);
-        await executor.query(this.#insertOne[variant]!, params);
-      } else {
-        const params = columnParams(encoded);
-        if (keyed) params.push(keys);
-        if (notify) params.push(this.#notifyChannel);
-        await executor.query(this.#insertMany[variant]!, params);
-      }
+      await executor.query(
+        named
+          ? namedStatement(
+              text,
+              (one ? this.#insertOneNames : this.#insertManyNames)[variant]!,
+              params,
+            )
+          : text,
+        params,
+      );
     } catch (error) {
       // The statement failed, its NOTIFY with it: the next write in the interval sends one.
       if (notify) this.#lastNotifyAt = lastNotifyAt;
+      if (named && isStatementNameError(error)) {
+        // The caller's transaction is aborted, so the write cannot be sent again unnamed here:
+        // say so, and name no statement from now on.
+        this.#prepared = false;
+        throw new OutboxkitError(
+          'prepared-statement-lost',
+          `the outbox INSERT as a prepared statement failed (${errorMessage(error)}): this session does not hold what pg prepared on it, as behind PgBouncer in transaction mode without max_prepared_statements, or after DISCARD ALL. The transaction is aborted and nothing of it commits: run it again. This writer sends its statements unnamed from now on; set preparedStatements: false where sessions do not keep prepared statements`,
+          { cause: error },
+        );
+      }
       // The only table the statement names is the outbox: say what to run, not pg's 42P01.
       throw notMigratedError(error, this.#schema, 'before writing') ?? error;
     }
