@@ -11,10 +11,11 @@
  * message bounds its throughput; the machine's busy share says whether it waited instead.
  *
  *   node dist/bench/end-to-end.js [--quick] [--json FILE] [--runs 3] [--messages 20000]
- *     [--producers 16] [--vacuum]
+ *     [--producers 16] [--vacuum] [--prepared-statements]
  *
  * --vacuum runs VACUUM ANALYZE on the outbox before each run, to tell the cost of the previous
- * runs' dead rows apart.
+ * runs' dead rows apart. --prepared-statements turns the producers' writer's
+ * `preparedStatements` on.
  */
 import type pg from 'pg';
 import { topologyOf, topologyQueueNames } from '../src/consumer/consumer-topology.js';
@@ -169,6 +170,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     count,
     producers,
     base,
+    preparedStatements: args.extra.get('prepared-statements') === 'true',
   });
   const stages = new Set<Stage>();
   const forgetStages = onInterrupt(async () => {
@@ -286,6 +288,8 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     settings: {
       messages: count,
       producers,
+      writer:
+        args.extra.get('prepared-statements') === 'true' ? 'preparedStatements: true' : 'defaults',
       relay: 'defaults (its own pool too), own process',
       consumer: 'batch 50, concurrency 4, own process',
       ...versions,

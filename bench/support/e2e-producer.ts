@@ -14,9 +14,9 @@ import {
   wallClockMs,
 } from './e2e-protocol.js';
 
-const { schema, exchange, count, producers, base } = stageSettings();
+const { schema, exchange, count, producers, base, preparedStatements } = stageSettings();
 const pool = newPool(producers, `${E2E_APPLICATION_NAME}-producer`);
-const writer = new OutboxWriter({ schema });
+const writer = new OutboxWriter({ schema, preparedStatements });
 const committed = new Float64Array(count);
 const pad = 'x'.repeat(1000);
 const insertOrder = `INSERT INTO "${schema}".orders (n) VALUES ($1)`;

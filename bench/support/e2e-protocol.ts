@@ -31,6 +31,8 @@ export interface StageSettings {
   readonly count: number;
   readonly producers: number;
   readonly base: number;
+  /** The producers' writer sends its INSERT as a prepared statement (`--prepared-statements`). */
+  readonly preparedStatements: boolean;
 }
 
 /**

@@ -39,19 +39,28 @@ export interface OutboxWriterOptions {
   readonly notifyIntervalMs?: number | false | undefined;
   /**
    * Send the INSERT as a prepared statement, which each session parses and plans once: Postgres
-   * then spends about 40-120 us less a write (docs/benchmarks.md, "Issue 13, tenth part"). Only for
+   * then spends about 40-110 us less a write (docs/benchmarks.md, "Issue 13, tenth part"). Only for
    * sessions that keep what they prepared: a direct connection, or PgBouncer 1.21 or later with
-   * `max_prepared_statements` set; not PgBouncer in transaction mode without it, nor a pool that
-   * runs `DISCARD ALL`. Applies to a Kysely transaction on `PostgresDialect` and to a pg client;
-   * an ORM adapter's transaction is always sent unnamed. Should a session have lost the
-   * statement, that write fails with a `prepared-statement-lost` error (its transaction is
-   * aborted, as by any failed statement, so nothing of it commits) and this writer sends its
-   * statements unnamed from then on. Default `false`.
+   * `max_prepared_statements` (on by default since 1.24); not PgBouncer in transaction mode
+   * without it, nor a pool that runs `DISCARD ALL`. Applies to a Kysely transaction on
+   * `PostgresDialect` (pg) and to a client of the pg outboxkit uses; an ORM adapter's transaction
+   * and other clients (`pg.native`) go unnamed. Should a session have lost the statement, that
+   * write fails with a `prepared-statement-lost` error (its transaction is aborted, as by any
+   * failed statement) and every writer of the process sends its statements unnamed from then on.
+   * Default `false`.
    */
   readonly preparedStatements?: boolean | undefined;
 }
 
 export const DEFAULT_NOTIFY_INTERVAL_MS = 20;
+
+/**
+ * Whether a session of this process has lost a prepared INSERT. What makes sessions lose them (a
+ * pooler that moves sessions, resets) holds for every session, and a pg client keeps believing
+ * it prepared what the session lost, which would fail one write of every other writer that uses
+ * it. So one such failure sends every writer of the process unnamed, those made later too.
+ */
+let preparedStatementsLost = false;
 
 /** Every option of `OutboxWriterOptions`, for the options table in docs/options.md. */
 export const WRITER_OPTION_NAMES = optionNames<OutboxWriterOptions>()([
@@ -84,8 +93,8 @@ export class OutboxWriter {
   /** The statements' names, indexed as they are; used while `#prepared` holds. */
   readonly #insertOneNames: readonly string[];
   readonly #insertManyNames: readonly string[];
-  /** Whether to send the statements by name: the option, until a session loses one. */
-  #prepared: boolean;
+  /** The option; the statements go by name while no session of the process lost one. */
+  readonly #prepared: boolean;
   readonly #notifyChannel: string;
   readonly #schema: string;
   readonly #notifyIntervalMs: number | false;
@@ -193,7 +202,7 @@ export class OutboxWriter {
     const lastNotifyAt = this.#lastNotifyAt;
     const notify = this.#notifyDue();
     const variant = (keyed ? 1 : 0) + (notify ? 2 : 0);
-    const named = this.#prepared && sendsStatementNames(trx);
+    const named = this.#prepared && !preparedStatementsLost && sendsStatementNames(trx);
     const one = encoded.length === 1;
     const params = one ? rowParams(encoded[0]!) : columnParams(encoded);
     // One row locks its key through its own ordering key parameter; many take them all apart.
@@ -217,10 +226,10 @@ export class OutboxWriter {
       if (named && isStatementNameError(error)) {
         // The caller's transaction is aborted, so the write cannot be sent again unnamed here:
         // say so, and name no statement from now on.
-        this.#prepared = false;
+        preparedStatementsLost = true;
         throw new OutboxkitError(
           'prepared-statement-lost',
-          `the outbox INSERT as a prepared statement failed (${errorMessage(error)}): this session does not hold what pg prepared on it, as behind PgBouncer in transaction mode without max_prepared_statements, or after DISCARD ALL. The transaction is aborted and nothing of it commits: run it again. This writer sends its statements unnamed from now on; set preparedStatements: false where sessions do not keep prepared statements`,
+          `the outbox INSERT as a prepared statement failed (${errorMessage(error)}): the session's prepared statements are not those pg prepared on it, as behind PgBouncer in transaction mode without max_prepared_statements, or after DISCARD ALL. The transaction is aborted, as by any failed statement: roll it back and run it again. Every writer of this process sends its statements unnamed from now on; set preparedStatements: false where sessions do not keep prepared statements`,
           { cause: error },
         );
       }
