@@ -164,13 +164,14 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
   );
   const exchange = `${uniqueName('bench')}.e2e`;
   const definition = e2eConsumerDefinition(schema.name, exchange);
+  const preparedStatements = args.extra.get('prepared-statements') === 'true';
   const settings = (base: number): StageSettings => ({
     schema: schema.name,
     exchange,
     count,
     producers,
     base,
-    preparedStatements: args.extra.get('prepared-statements') === 'true',
+    preparedStatements,
   });
   const stages = new Set<Stage>();
   const forgetStages = onInterrupt(async () => {
@@ -288,8 +289,7 @@ export async function endToEnd(args: BenchArgs): Promise<BenchReport> {
     settings: {
       messages: count,
       producers,
-      writer:
-        args.extra.get('prepared-statements') === 'true' ? 'preparedStatements: true' : 'defaults',
+      writer: preparedStatements ? 'preparedStatements: true' : 'defaults',
       relay: 'defaults (its own pool too), own process',
       consumer: 'batch 50, concurrency 4, own process',
       ...versions,

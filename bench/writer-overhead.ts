@@ -105,57 +105,52 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
     routingKey: 'order.placed',
     payload: { order: i, line: k, pad: PAD },
   });
+  /** The smallest business transaction's one statement. */
+  const insertOneOrder = async (c: pg.PoolClient, i: number) => {
+    await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
+  };
+  /**
+   * `business`, then one outbox row from `by`; `keyed`: with a key of its own per transaction,
+   * so that the key's lock costs its statement, never a wait.
+   */
+  const withRow =
+    (business: (c: pg.PoolClient, i: number) => Promise<void>, by: OutboxWriter, keyed = false) =>
+    async (c: pg.PoolClient, i: number) => {
+      await business(c, i);
+      await by.add(c, keyed ? { ...message(i, 0), orderingKey: `order-${i}` } : message(i, 0));
+    };
   const variants: {
     name: string;
     /** Index of the variant this one is compared with: its business transaction alone. */
     baseline: number;
     tx: (c: pg.PoolClient, i: number) => Promise<void>;
   }[] = [
-    {
-      name: 'one INSERT: business transaction alone',
-      baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-      },
-    },
+    { name: 'one INSERT: business transaction alone', baseline: 0, tx: insertOneOrder },
     {
       name: 'one INSERT: with 1 outbox row (writer.add, default NOTIFY throttle)',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await writer.add(c, message(i, 0));
-      },
+      tx: withRow(insertOneOrder, writer),
     },
     {
-      // A key of its own per transaction: the key's lock costs its statement, never a wait.
       name: 'one INSERT: with 1 outbox row with an ordering key (writer.add, default throttle)',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await writer.add(c, { ...message(i, 0), orderingKey: `order-${i}` });
-      },
+      tx: withRow(insertOneOrder, writer, true),
     },
     {
       name: 'one INSERT: with 1 outbox row, NOTIFY from every transaction',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await notifyEvery.add(c, message(i, 0));
-      },
+      tx: withRow(insertOneOrder, notifyEvery),
     },
     {
       name: 'one INSERT: with 1 outbox row, no NOTIFY',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await notifyNever.add(c, message(i, 0));
-      },
+      tx: withRow(insertOneOrder, notifyNever),
     },
     {
       name: 'one INSERT: with 10 outbox rows (writer.addMany)',
       baseline: 0,
       tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
+        await insertOneOrder(c, i);
         await writer.addMany(
           c,
           Array.from({ length: 10 }, (_, k) => message(i, k)),
@@ -170,34 +165,22 @@ export async function writerOverhead(args: BenchArgs): Promise<BenchReport> {
     {
       name: 'order of 3 lines + stock update: with 1 outbox row (writer.add)',
       baseline: 6,
-      tx: async (c, i) => {
-        await placeOrder(c, i);
-        await writer.add(c, message(i, 0));
-      },
+      tx: withRow(placeOrder, writer),
     },
     {
       name: 'one INSERT: with 1 outbox row, preparedStatements: true (default throttle)',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await prepared.add(c, message(i, 0));
-      },
+      tx: withRow(insertOneOrder, prepared),
     },
     {
       name: 'one INSERT: with 1 outbox row with an ordering key, preparedStatements: true',
       baseline: 0,
-      tx: async (c, i) => {
-        await c.query(insertOrder, [`customer-${i % 1000}`, i % 500]);
-        await prepared.add(c, { ...message(i, 0), orderingKey: `order-${i}` });
-      },
+      tx: withRow(insertOneOrder, prepared, true),
     },
     {
       name: 'order of 3 lines + stock update: with 1 outbox row, preparedStatements: true',
       baseline: 6,
-      tx: async (c, i) => {
-        await placeOrder(c, i);
-        await prepared.add(c, message(i, 0));
-      },
+      tx: withRow(placeOrder, prepared),
     },
   ];
   const rates = variants.map(() => [] as number[]);

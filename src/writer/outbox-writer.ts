@@ -88,11 +88,8 @@ const COLUMNS =
 export class OutboxWriter {
   readonly #maxMessageBytes: number;
   /** Indexed by `statementIndex`: one statement per (keyed, notifying) for one row and many. */
-  readonly #insertOne: readonly string[];
-  readonly #insertMany: readonly string[];
-  /** The statements' names, indexed as they are; used while `#prepared` holds. */
-  readonly #insertOneNames: readonly string[];
-  readonly #insertManyNames: readonly string[];
+  readonly #insertOne: readonly InsertStatement[];
+  readonly #insertMany: readonly InsertStatement[];
   /** The option; the statements go by name while no session of the process lost one. */
   readonly #prepared: boolean;
   readonly #notifyChannel: string;
@@ -157,17 +154,18 @@ export class OutboxWriter {
                   $7::text[], $8::bigint[], $9::text[], $10::text[])
         AS t(m, e, r, p, c, h, k, d, co, ca)
       ${filters(keyed ? '$11::text[]' : undefined, notify ? (keyed ? '$12::text' : '$11::text') : undefined)}`;
+    // Named (a hash of the text) only when they may be sent by name.
+    const statement = (text: string): InsertStatement =>
+      Object.freeze({ text, name: this.#prepared ? statementNameOf(text) : '' });
     const variants = (build: (keyed: boolean, notify: boolean) => string) =>
       Object.freeze([
-        build(false, false),
-        build(true, false),
-        build(false, true),
-        build(true, true),
+        statement(build(false, false)),
+        statement(build(true, false)),
+        statement(build(false, true)),
+        statement(build(true, true)),
       ]);
     this.#insertOne = variants(one);
     this.#insertMany = variants(many);
-    this.#insertOneNames = this.#insertOne.map(statementNameOf);
-    this.#insertManyNames = this.#insertMany.map(statementNameOf);
   }
 
   /** Adds one message to the caller's transaction. Returns its message id. */
@@ -208,18 +206,9 @@ export class OutboxWriter {
     // One row locks its key through its own ordering key parameter; many take them all apart.
     if (!one && keyed) params.push(keys);
     if (notify) params.push(this.#notifyChannel);
-    const text = (one ? this.#insertOne : this.#insertMany)[variant]!;
+    const { text, name } = (one ? this.#insertOne : this.#insertMany)[variant]!;
     try {
-      await executor.query(
-        named
-          ? namedStatement(
-              text,
-              (one ? this.#insertOneNames : this.#insertManyNames)[variant]!,
-              params,
-            )
-          : text,
-        params,
-      );
+      await executor.query(named ? namedStatement(text, name, params) : text, params);
     } catch (error) {
       // The statement failed, its NOTIFY with it: the next write in the interval sends one.
       if (notify) this.#lastNotifyAt = lastNotifyAt;
@@ -251,6 +240,12 @@ export class OutboxWriter {
     this.#lastNotifyAt = now;
     return true;
   }
+}
+
+/** One of the writer's INSERTs, and the name it goes by when sent as a prepared statement. */
+interface InsertStatement {
+  readonly text: string;
+  readonly name: string;
 }
 
 function rowParams(m: EncodedMessage): unknown[] {
