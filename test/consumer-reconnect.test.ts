@@ -125,37 +125,42 @@ describe('idempotent consumer: lost connections', () => {
     }
   });
 
-  it("a timed-out transaction's link frozen while Postgres refuses connections: its session is terminated once Postgres answers, and the retry applies the effect once", async () => {
-    const name = f.name('frozen');
+  /**
+   * One message whose first attempt freezes its transaction's link for good (the session stays
+   * idle in transaction, holding the key) and runs past its 400 ms time-out; `alsoOnFreeze` adds
+   * to the fault and returns what undoes it. The session must be terminated, so that a retry
+   * finds the key free: handled once, never dead-lettered.
+   */
+  const assertFrozenAttemptTerminated = async (
+    suffix: string,
+    alsoOnFreeze: (postgres: TcpProxy) => () => void,
+  ) => {
+    const name = f.name(suffix);
     const postgres = await proxy(DATABASE_URL);
     const db = dbThrough(postgres, 4);
-    let outage: NodeJS.Timeout | undefined;
+    let undo = () => {};
     try {
       let froze = false;
       const def = f.definition(
-        'frozen',
+        suffix,
         async (payload, ctx) => {
           await f.recordEffect(payload, ctx);
           if (!froze) {
             froze = true;
-            // The link of this transaction goes silent for good (its session stays idle in
-            // transaction, holding the key), and Postgres refuses new connections for a while:
-            // the cancel and the first terminates cannot be sent.
             postgres.blackholeOpen();
-            postgres.refuse(true);
-            outage = setTimeout(() => postgres.refuse(false), 2_000);
+            undo = alsoOnFreeze(postgres);
           }
           await sql`SELECT 1`.execute(ctx.trx);
         },
         {
-          routingKeys: ['frozen'],
+          routingKeys: [suffix],
           timeoutMs: 400,
           concurrency: 1,
           retry: { maxAttempts: 6, backoff: { initialMs: 100, maxMs: 400 } },
         },
       );
       const host = await f.host([def], { db });
-      await f.publish('frozen', { id: 'x' }, { messageId: 'frozen-x' });
+      await f.publish(suffix, { id: 'x' }, { messageId: `${suffix}-x` });
       await waitFor(
         'the message settled',
         () => host.stats(name).handled + host.stats(name).deadLettered > 0,
@@ -166,13 +171,32 @@ describe('idempotent consumer: lost connections', () => {
       assert.equal(stats.handled, 1);
       await assertEveryEffectOnce(name, 1);
     } finally {
-      clearTimeout(outage);
+      undo();
       // The frozen attempt's rollback never answers: ending its link lets the host stop and
       // the pool end.
       postgres.resetAll();
       await f.stopHosts();
       await db.destroy();
     }
+  };
+
+  it("a timed-out transaction's link frozen while Postgres refuses connections: its session is terminated once Postgres answers, and the retry applies the effect once", async () => {
+    await assertFrozenAttemptTerminated('frozen', (postgres) => {
+      // Postgres refuses new connections for a while: the cancel and the first terminates
+      // cannot be sent.
+      postgres.refuse(true);
+      const outage = setTimeout(() => postgres.refuse(false), 2_000);
+      return () => clearTimeout(outage);
+    });
+  });
+
+  it("the wall clock stepped forward while a timed-out transaction's link is frozen: its session is still terminated, and the retry applies the effect once", async (t) => {
+    const wallClock = Date.now;
+    await assertFrozenAttemptTerminated('clockstep', () => {
+      // NTP steps the clock an hour forward: the terminate's age of the session must not grow.
+      t.mock.method(Date, 'now', () => wallClock() + 3_600_000);
+      return () => t.mock.restoreAll();
+    });
   });
 
   it('a handler given up at the stop deadline on a frozen link: its session is terminated, and the next host applies the effect once', async () => {

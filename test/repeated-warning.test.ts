@@ -54,4 +54,20 @@ describe('RepeatedWarning', () => {
     warning.add(5, {});
     assert.deepEqual(lines[2], { count: 5, batches: 1 });
   });
+
+  it('a wall clock stepped back does not hold the summed line back', (t) => {
+    // Timers run on their own clock, as real ones do; the mocked Date would move them too.
+    mock.timers.reset();
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let wall = 1_000_000;
+    t.mock.method(Date, 'now', () => wall);
+    const lines: Record<string, unknown>[] = [];
+    const warning = new RepeatedWarning(recordingLogger(lines), 'rows retried', 10_000);
+    warning.add(1, {});
+    // NTP steps the clock back a quarter of an hour (a resumed VM, a corrected drift).
+    wall -= 900_000;
+    warning.add(2, {});
+    mock.timers.tick(10_000);
+    assert.deepEqual(lines[1], { count: 2, batches: 1 });
+  });
 });

@@ -6,6 +6,7 @@ import { START_CHECK_TIMEOUT_MS } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { UrlRotation } from './amqp-urls.js';
 import { closeConnection } from './close-within.js';
 import { connectAmqp } from './connect-amqp.js';
@@ -75,7 +76,7 @@ export class AmqpConnection extends EventEmitter {
 
   /** Starts connecting in the background; `ready()` tells when it is up. */
   start(): void {
-    this.#startedAt ||= Date.now();
+    this.#startedAt ||= monotonicMs();
     this.#loop ??= this.#run();
   }
 
@@ -137,7 +138,7 @@ export class AmqpConnection extends EventEmitter {
         const failsStart =
           failures === 0 &&
           this.#firstAttempt !== undefined &&
-          Date.now() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
+          monotonicMs() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
           brokerMisconfiguration(error, this.#urls.current) !== undefined;
         this.#settleFirstAttempt(error);
         failures += 1;

@@ -8,6 +8,7 @@ import type { ReplayTarget } from '../protocol/copy-headers.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
 import { closestName } from '../util/closest-name.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import {
   AMQP_URL_OPTION,
   amqpUrlsOf,
@@ -350,13 +351,13 @@ function capitalize(word: string): string {
 function progressLine(verb: string): { update: ProgressListener; end: () => void } {
   const tty = process.stderr.isTTY === true;
   const everyMs = tty ? 100 : 5000;
-  let last = Date.now();
+  let last = monotonicMs();
   let shown = false;
   const text = (done: number, failed: number) =>
     `${verb} ${done} so far${failed > 0 ? `, ${failed} failed` : ''}`;
   return {
     update(done, failed) {
-      const now = Date.now();
+      const now = monotonicMs();
       if (now - last < everyMs) return;
       last = now;
       shown = true;

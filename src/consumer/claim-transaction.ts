@@ -5,6 +5,7 @@ import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { StatementNames } from '../sql/statement-names.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { closableTransaction } from './closable-transaction.js';
 import type { ConsumeContext } from './consumer-definition.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
@@ -179,7 +180,7 @@ async function transact(
       .catch(() => {});
     return claimFailed(consumer, tasks, error);
   }
-  const claimedAt = Date.now();
+  const claimedAt = monotonicMs();
 
   const gate = new TransactionGate(consumer.name);
   const view = closableTransaction(trx, () => gate.error);
@@ -273,7 +274,7 @@ async function transactWith(
           claimError = { error };
           throw error;
         }
-        const claimedAt = Date.now();
+        const claimedAt = monotonicMs();
         for (const [index, task] of tasks.entries()) {
           if (!claimed.handled[index]) {
             spans[index]?.markDuplicate();
@@ -289,7 +290,7 @@ async function transactWith(
               ...(claimed.pid !== undefined && { pid: claimed.pid }),
               claimedAt,
             };
-            deadline = Date.now() + consumer.timeoutMs;
+            deadline = monotonicMs() + consumer.timeoutMs;
             // The cancel lands before the adapter's ROLLBACK, which this rejection starts.
             await cancelTimedOut(deps, claimed.pid, deadline);
             gaveUp();

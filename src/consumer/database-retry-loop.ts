@@ -1,6 +1,7 @@
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import {
   type ClaimDeps,
   type ClaimOutcome,
@@ -120,7 +121,7 @@ export class DatabaseRetryLoop {
           outcome.source === 'transaction' &&
           (outcome.connectionLost === true || isDatabaseUnavailable(error))
         ) {
-          const now = Date.now();
+          const now = monotonicMs();
           if (outageSince === undefined) {
             outageSince = now;
             this.#waiting += 1;

@@ -1,6 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { settleWithin } from '../util/with-timeout.js';
 import type { AnyTransaction, ClaimDeps } from './claim-transaction.js';
 
@@ -11,7 +12,8 @@ const MAX_CANCEL_WAIT_MS = 5000;
  * Ends a timed-out (or stopped) transaction without waiting for its handler: cancels the
  * statement it may be stuck in, then rolls back. Returns within `timeoutMs`; a session that has
  * not rolled back by then is terminated, and its rollback handed to `onAbandoned`. `claimedAt`:
- * when its claim had returned, a time its transaction had begun by.
+ * when its claim had returned, a time its transaction had begun by (`monotonicMs()`, as
+ * every time here: ages and deadlines must not move with the wall clock).
  */
 export async function endTimedOut(
   deps: ClaimDeps,
@@ -19,7 +21,7 @@ export async function endTimedOut(
   pid: number | undefined,
   claimedAt: number,
 ): Promise<void> {
-  const deadline = Date.now() + deps.consumer.timeoutMs;
+  const deadline = monotonicMs() + deps.consumer.timeoutMs;
   await cancelTimedOut(deps, pid, deadline);
   // A failed rollback ends the transaction too: Kysely gives the connection back either way,
   // and pg-pool drops a broken one.
@@ -48,7 +50,7 @@ export async function cancelTimedOut(
       });
     },
   );
-  await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, Math.max(0, deadline - Date.now())));
+  await settleWithin(cancel, Math.min(MAX_CANCEL_WAIT_MS, Math.max(0, deadline - monotonicMs())));
   rollingBack = true;
 }
 
@@ -70,7 +72,7 @@ export async function awaitRollback(
     .then(() => {
       rolledBack = true;
     });
-  await settleWithin(settled, Math.max(0, deadline - Date.now()));
+  await settleWithin(settled, Math.max(0, deadline - monotonicMs()));
   if (rolledBack) return;
   logger.warn('a timed-out transaction did not roll back in time; terminating its session', {
     consumer: consumer.name,
@@ -107,13 +109,15 @@ async function terminateSession(
   rolledBack: () => boolean,
 ): Promise<void> {
   const { consumer, logger } = deps;
-  const giveUpAt = Date.now() + TERMINATE_RETRY_MS;
+  const giveUpAt = monotonicMs() + TERMINATE_RETRY_MS;
   for (let failures = 1; ; failures += 1) {
-    // Only a session whose transaction is at least this old is ours (see terminateBackend).
+    // Only a session whose transaction is at least this old is ours (see terminateBackend). On
+    // the monotonic clock: with the wall clock stepped forward the age outgrew the session and
+    // its key stayed held; stepped back, it could shrink to 0 and spare a later session nothing.
     const outcome = await signalBackend(
       deps,
       query,
-      [pid, Math.max(0, Date.now() - began)],
+      [pid, Math.max(0, monotonicMs() - began)],
       rolledBack,
     );
     if (outcome === undefined) return;
@@ -125,7 +129,7 @@ async function terminateSession(
         error: errorMessage(failed),
       });
     }
-    if (Date.now() >= giveUpAt) {
+    if (monotonicMs() >= giveUpAt) {
       logger.error('gave up terminating the session of a timed-out transaction', {
         consumer: consumer.name,
         pid,

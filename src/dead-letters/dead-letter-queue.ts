@@ -18,6 +18,7 @@ import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
 import { durationMs } from '../util/duration-option.js';
 import { errorMessage } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import {
   checkFilter,
@@ -327,7 +328,7 @@ export class DeadLetterQueue {
     filter: DeadLetterFilter,
     visit: (dead: QueuedDeadLetterDetail, message: Message) => Promise<Verdict>,
   ): Promise<void> {
-    const startedAt = Date.now();
+    const startedAt = monotonicMs();
     const deadline = startedAt + this.#busyTimeoutMs;
     const endTurn = await takeScanTurn(this.#turnKey, this.name, startedAt, deadline);
     try {

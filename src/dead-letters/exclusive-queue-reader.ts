@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 
 /** How often a reader that found the queue held by another asks again. */
@@ -69,8 +70,8 @@ export class ExclusiveQueueReader {
       } catch (error) {
         await closeChannel(channel);
         if (!inExclusiveUse(error)) throw error;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new DeadLetterQueueBusyError(queue, Date.now() - startedAt, error);
+        const left = deadline - monotonicMs();
+        if (left <= 0) throw new DeadLetterQueueBusyError(queue, monotonicMs() - startedAt, error);
         // The broker tells no one when a consumer goes, so asking again is all there is.
         await new Promise((resolve) => setTimeout(resolve, Math.min(RETRY_MS, left)));
       }

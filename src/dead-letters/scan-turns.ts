@@ -1,3 +1,4 @@
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { settleWithin } from '../util/with-timeout.js';
 import { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 
@@ -33,11 +34,11 @@ export async function takeScanTurn(
   });
   const turn = await settleWithin(
     before.then(() => 'turn' as const),
-    Math.max(0, deadline - Date.now()),
+    Math.max(0, deadline - monotonicMs()),
   );
   if (turn === undefined) {
     void before.then(end);
-    throw new DeadLetterQueueBusyError(queue, Date.now() - startedAt);
+    throw new DeadLetterQueueBusyError(queue, monotonicMs() - startedAt);
   }
   return end;
 }

@@ -5,6 +5,7 @@ import { checkoutClient } from '../sql/checkout-client.js';
 import { databaseMisconfiguration } from '../start/misconfiguration.js';
 import { START_CHECK_TIMEOUT_MS } from '../start/start-checks.js';
 import { errorMessage } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 
 /** Pause between connection attempts while Postgres is not reachable. */
 const RETRY_PAUSE_MS = 250;
@@ -33,11 +34,11 @@ export async function migrateAtBootstrap(
 
 /** Resolves once a connection was made; rejects typed on a refusal or after the bound. */
 async function reachable(pool: pg.Pool, where: string): Promise<void> {
-  const deadline = Date.now() + START_CHECK_TIMEOUT_MS;
+  const deadline = monotonicMs() + START_CHECK_TIMEOUT_MS;
   let last: unknown;
-  while (Date.now() < deadline) {
+  while (monotonicMs() < deadline) {
     // A connect that hangs is given up at the deadline; its client is dropped whenever it comes.
-    const bound = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+    const bound = AbortSignal.timeout(Math.max(1, deadline - monotonicMs()));
     try {
       (await checkoutClient(pool, () => {}, bound)).release();
       return;

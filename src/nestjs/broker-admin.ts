@@ -11,6 +11,7 @@ import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 
 export interface BrokerAdminOptions {
   /** Tried in turn, like the relay's and the consumers' connections. */
@@ -49,7 +50,7 @@ export class BrokerAdmin {
     timeoutMs: number,
   ): Promise<void> {
     if (exchanges.size === 0) return;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monotonicMs() + timeoutMs;
     for (let failures = 1; ; failures += 1) {
       let channel: Channel;
       try {
@@ -58,7 +59,7 @@ export class BrokerAdmin {
         // A refused login or vhost is not mended by waiting: fail now, naming the fix.
         const misconfigured = brokerMisconfiguration(error, this.#urls.current);
         if (misconfigured) throw misconfigured;
-        if (this.#closed || Date.now() >= deadline) {
+        if (this.#closed || monotonicMs() >= deadline) {
           throw new OutboxkitError(
             'broker-unreachable',
             `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges: ${errorMessage(error)}`,

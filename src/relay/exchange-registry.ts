@@ -5,6 +5,7 @@ import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-decl
 import { exchangeExists } from '../amqp/exchange-exists.js';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -79,14 +80,14 @@ export class ExchangeRegistry {
     }
     for (const name of names) {
       const seenAt = this.#seen.get(name);
-      if (seenAt !== undefined && Date.now() - seenAt < TRUST_MS) continue;
+      if (seenAt !== undefined && monotonicMs() - seenAt < TRUST_MS) continue;
       if (await this.#exists(name, signal)) {
-        this.#seen.set(name, Date.now());
+        this.#seen.set(name, monotonicMs());
         if (this.#missingSince.delete(name)) {
           this.#logger.info('exchange declared; its put-off rows go now', { exchange: name });
         }
       } else {
-        const now = Date.now();
+        const now = monotonicMs();
         if (!this.#missingSince.has(name)) {
           // Once per exchange until it appears: its rows come back every few seconds.
           this.#logger.warn(

@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { monotonicMs } from '../util/monotonic-clock.js';
 import { TestingTimeoutError } from './testing-timeout-error.js';
 
 /** How often helpers look again. A re-check period, not a guess at how long anything takes. */
@@ -14,7 +15,7 @@ export async function pollUntil<T>(
   check: () => Promise<T | undefined>,
   describe?: () => string,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = monotonicMs() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
@@ -24,7 +25,7 @@ export async function pollUntil<T>(
       // Keep polling through a transient failure, but say what it was if time runs out.
       lastError = error;
     }
-    if (Date.now() >= deadline) {
+    if (monotonicMs() >= deadline) {
       throw new TestingTimeoutError(what, timeoutMs, describe?.(), lastError);
     }
     await delay(POLL_INTERVAL_MS);

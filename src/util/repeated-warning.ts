@@ -10,9 +10,12 @@ export class RepeatedWarning {
   readonly #logger: OutboxLogger;
   readonly #message: string;
   readonly #intervalMs: number;
-  #quietUntil = 0;
   #pending: { count: number; batches: number; context: Record<string, unknown> } | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  /**
+   * Runs for the interval after each line: while it does, occurrences are summed. A timer, not
+   * a time read off the wall clock, so a clock stepped back cannot hold the summed line back.
+   */
+  #quiet: NodeJS.Timeout | undefined;
 
   constructor(logger: OutboxLogger, message: string, intervalMs: number) {
     this.#logger = logger;
@@ -22,34 +25,35 @@ export class RepeatedWarning {
 
   /** One occurrence of `count` things; `context` of the first of an interval is the one logged. */
   add(count: number, context: Record<string, unknown>): void {
-    const now = Date.now();
-    if (this.#pending === undefined && now >= this.#quietUntil) {
-      this.#logger.warn(this.#message, { count, batches: 1, ...context });
-      this.#quietUntil = now + this.#intervalMs;
+    if (this.#quiet === undefined) {
+      this.#log({ count, batches: 1, context });
       return;
     }
     this.#pending ??= { count: 0, batches: 0, context };
     this.#pending.count += count;
     this.#pending.batches += 1;
-    if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => this.flush(), Math.max(0, this.#quietUntil - now));
-      // A pending line must not keep a process alive that has nothing else to do.
-      this.#timer.unref();
-    }
   }
 
   /** Logs what was summed since the last line, now (at the end of an interval, or a stop). */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
     const pending = this.#pending;
     if (pending === undefined) return;
     this.#pending = undefined;
+    clearTimeout(this.#quiet);
+    this.#log(pending);
+  }
+
+  #log(line: { count: number; batches: number; context: Record<string, unknown> }): void {
     this.#logger.warn(this.#message, {
-      count: pending.count,
-      batches: pending.batches,
-      ...pending.context,
+      count: line.count,
+      batches: line.batches,
+      ...line.context,
     });
-    this.#quietUntil = Date.now() + this.#intervalMs;
+    this.#quiet = setTimeout(() => {
+      this.#quiet = undefined;
+      this.flush();
+    }, this.#intervalMs);
+    // A pending line must not keep a process alive that has nothing else to do.
+    this.#quiet.unref();
   }
 }

@@ -1,4 +1,5 @@
 import { AssertionError } from 'node:assert';
+import { monotonicMs } from '../../src/util/monotonic-clock.js';
 
 /**
  * Re-checks a condition until it holds; fails with `what` after `timeoutMs`. The interval is a
@@ -10,7 +11,7 @@ export async function waitFor<T>(
   timeoutMs = 60_000,
   intervalMs = 20,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = monotonicMs() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -21,7 +22,7 @@ export async function waitFor<T>(
       if (error instanceof AssertionError) throw error;
       last = error;
     }
-    if (Date.now() > deadline) {
+    if (monotonicMs() > deadline) {
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: last });
     }
     await new Promise((r) => setTimeout(r, intervalMs));
