@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import pg from 'pg';
 import { StateError } from '../src/errors/state-error.js';
+import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
+import { DATABASE_URL } from './support/env.js';
 import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
 import { payloadOf } from './support/test-broker.js';
@@ -352,6 +355,61 @@ describe('OutboxRelay', () => {
     const elapsed = Date.now() - written;
     assert.ok(elapsed >= 650, `published after ${elapsed} ms, before its delay`);
     assert.ok(elapsed < 4500, `published after ${elapsed} ms, long after its delay`);
+  });
+
+  it("waits for a delayed message on the database's clock: an application clock ahead of it does not make the lanes claim in a loop", async (t) => {
+    const exchange = await bed.broker.exchange('skew');
+    const queue = await bed.broker.queue('skew', exchange);
+    // Its own pool, whose checkouts are the relay's claims (and its LISTEN).
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8 });
+    let checkouts = 0;
+    pool.on('acquire', () => {
+      checkouts += 1;
+    });
+    let relay: OutboxRelay | undefined;
+    try {
+      await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'later', delayMs: 1500 }]);
+      // This host's clock runs a minute ahead of the database's.
+      const wallClock = Date.now;
+      t.mock.method(Date, 'now', () => wallClock() + 60_000);
+      relay = await start({ pool, pollIntervalMs: 5000 });
+      const began = performance.now();
+      await bed.broker.waitForDepth(queue, 1, 10_000);
+      assert.ok(performance.now() - began >= 1000, 'published before its delay');
+      await relay.stop();
+      // Each lane claims at the start, sleeps until the row is due and claims it: a handful.
+      // Going by the application's clock, the five lanes claimed every 5 ms until it was due.
+      assert.ok(checkouts < 80, `${checkouts} checkouts while one delayed row waited`);
+    } finally {
+      t.mock.restoreAll();
+      await relay?.stop();
+      await pool.end();
+    }
+  });
+
+  it('waits for a delayed message on a pool that parses timestamptz as text, without lane errors', async () => {
+    const exchange = await bed.broker.exchange('textts');
+    const queue = await bed.broker.queue('textts', exchange);
+    const pool = new pg.Pool({
+      connectionString: DATABASE_URL,
+      max: 8,
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === pg.types.builtins.TIMESTAMPTZ
+            ? (value: string) => value
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
+    });
+    let relay: OutboxRelay | undefined;
+    try {
+      await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'later', delayMs: 700 }]);
+      relay = await start({ pool, pollIntervalMs: 5000 });
+      await bed.broker.waitForDepth(queue, 1, 10_000);
+      assert.equal(relay.stats().errors, 0);
+    } finally {
+      await relay?.stop();
+      await pool.end();
+    }
   });
 
   it('stops gracefully: in-flight rows are settled and later rows stay for the next relay', async () => {

@@ -78,15 +78,16 @@ interface ParkedRow {
   exchange: string;
   routing_key: string;
   content_type: string;
-  headers: Record<string, HeaderValue> | null;
+  /** jsonb as text. */
+  headers: string | null;
   ordering_key: string | null;
   correlation_id: string | null;
   causation_id: string | null;
-  created_at: Date;
+  created_at_ms: number | string;
   attempts: number;
   last_error: string | null;
   reason: string;
-  parked_at: Date;
+  parked_at_ms: number | string;
   payload_bytes: number;
   payload?: Buffer;
 }
@@ -215,15 +216,15 @@ function toMessage(r: ParkedRow): ParkedMessage {
     exchange: r.exchange,
     routingKey: r.routing_key,
     contentType: r.content_type,
-    headers: r.headers,
+    headers: r.headers === null ? null : (JSON.parse(r.headers) as Record<string, HeaderValue>),
     orderingKey: r.ordering_key,
     correlationId: r.correlation_id,
     causationId: r.causation_id,
-    createdAt: r.created_at,
+    createdAt: new Date(Number(r.created_at_ms)),
     attempts: r.attempts,
     lastError: r.last_error,
     reason: r.reason,
-    parkedAt: r.parked_at,
+    parkedAt: new Date(Number(r.parked_at_ms)),
     payloadBytes: Number(r.payload_bytes),
   };
 }

@@ -21,3 +21,15 @@ export interface OutboxRow {
   /** `available_at` as text, for the relay's `ClaimCursor`. */
   readonly available_at_text?: string;
 }
+
+/**
+ * The claim's rows with their headers parsed: the claim sends them as text (see `ROW_COLUMNS`),
+ * so that how the pool parses jsonb does not matter. Parsed in place, once per claimed row.
+ */
+export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
+  for (const row of rows) {
+    const text: unknown = row.headers;
+    if (typeof text === 'string') (row as { headers: unknown }).headers = JSON.parse(text);
+  }
+  return rows;
+}

@@ -11,7 +11,7 @@ import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
-import type { OutboxRow } from './outbox-row.js';
+import { claimedRows, type OutboxRow } from './outbox-row.js';
 import { type BatchOutcomes, type PublishRequest, publishBatch } from './publish-batch.js';
 import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
@@ -210,10 +210,15 @@ export class RelayLane {
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
-        const next = await client.query<{ at: Date | null }>(queries.nextAvailableAt);
+        const next = await client.query<{ ms: number | string | null }>(
+          queries.msUntilNextAvailable,
+        );
         await client.query('COMMIT');
-        const at = next.rows[0]?.at;
-        const untilNext = at ? Math.max(0, at.getTime() - Date.now()) : Number.POSITIVE_INFINITY;
+        // A number unless the application's pool parses float8 its own way.
+        const ms = Number(next.rows[0]?.ms ?? Number.NaN);
+        const untilNext = Number.isFinite(ms)
+          ? Math.max(0, Math.ceil(ms))
+          : Number.POSITIVE_INFINITY;
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
       // Claimed as the stop began: rolled back untouched rather than published now, when the
@@ -258,7 +263,9 @@ export class RelayLane {
   async #claimHeads(client: PoolClient): Promise<OutboxRow[]> {
     const { queries, cursor } = this.#ctx;
     const limit = this.#claimLimit;
-    if (this.#retryLane) return (await client.query<OutboxRow>(queries.claimRetry, [limit])).rows;
+    if (this.#retryLane) {
+      return claimedRows((await client.query<OutboxRow>(queries.claimRetry, [limit])).rows);
+    }
     const at = cursor.position;
     const { rows } = at
       ? await client.query<OutboxRow>(queries.claimFreshAfter, [
@@ -272,7 +279,7 @@ export class RelayLane {
     if (last?.available_at_text !== undefined) {
       cursor.claimed({ availableAt: last.available_at_text, id: last.id });
     }
-    return rows;
+    return claimedRows(rows);
   }
 
   /**
@@ -293,7 +300,7 @@ export class RelayLane {
       keyRunSize - 1,
       room,
     ]);
-    return unbrokenRuns(rows);
+    return unbrokenRuns(claimedRows(rows));
   }
 
   /** Waits for the broker's answers, writes the outcomes and commits; releases the client. */

@@ -3,7 +3,10 @@ import { outboxTables } from '../sql/outbox-tables.js';
 // The creation time comes as epoch seconds, all the AMQP timestamp holds: parsing a timestamptz
 // into a Date costs the relay more per row than the number does. date_part, not extract: extract
 // computes in numeric, which cost Postgres 0.4 us more per claimed row (docs/benchmarks.md).
-const ROW_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers, ordering_key,
+// The id and the headers come as text, parsed by the relay (`claimedRows`): the pool may be the
+// application's, whose type parsers may turn a bigint into a BigInt or leave jsonb a string.
+const ROW_COLUMNS = `id::text AS id, message_id, exchange, routing_key, payload, content_type,
+  headers::text AS headers, ordering_key,
   correlation_id, causation_id, floor(date_part('epoch', created_at)) AS created_at_s, attempts,
   date_part('epoch', now() - created_at) AS waited_s`;
 
@@ -32,8 +35,11 @@ export interface RelayQueries {
   readonly park: string;
   /** $1: ids, $2: errors, $3: delays in ms, $4: 1 to count an attempt, 0 not to. */
   readonly scheduleRetry: string;
-  /** When the next row that waits for its time becomes available. */
-  readonly nextAvailableAt: string;
+  /**
+   * Milliseconds until the next row that waits for its time becomes available, on the
+   * database's clock: the application's may be ahead of it, and a lane would then claim in a loop.
+   */
+  readonly msUntilNextAvailable: string;
   readonly listen: string;
 }
 
@@ -119,7 +125,8 @@ export function relayQueries(schemaName: string): RelayQueries {
           available_at = now() + r.delay_ms * interval '1 millisecond'
       FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[]) AS r(id, error, delay_ms, counted)
       WHERE o.id = r.id`,
-    nextAvailableAt: `SELECT min(available_at) AS at FROM ${t.outbox} WHERE available_at > now()`,
+    msUntilNextAvailable: `SELECT date_part('epoch', min(available_at) - now()) * 1000 AS ms
+      FROM ${t.outbox} WHERE available_at > now()`,
     listen: `LISTEN ${t.notifyChannel}`,
   });
 }

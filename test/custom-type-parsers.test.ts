@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
+import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { DATABASE_URL } from './support/env.js';
+import { parkOutboxRows } from './support/park-outbox-rows.js';
+import { writeMessages } from './support/relay-fixture.js';
+import { relayTestBed } from './support/relay-test-bed.js';
+import { waitFor } from './support/wait-for.js';
+
+/**
+ * Type parsers an application sets on its pool (or on pg's global registry): bigints as BigInt,
+ * timestamps and JSON left as the server's text.
+ */
+const applicationTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    const oids = pg.types.builtins;
+    if (oid === oids.INT8) return (value: string) => BigInt(value);
+    if (oid === oids.TIMESTAMPTZ || oid === oids.JSONB || oid === oids.JSON) {
+      return (value: string) => value;
+    }
+    return pg.types.getTypeParser(oid, format);
+  }) as typeof pg.types.getTypeParser,
+};
+
+describe("the application's pool with type parsers of its own", () => {
+  const bed = relayTestBed('typeparsers');
+
+  it('the relay publishes headers as written and deletes what was confirmed', async () => {
+    const exchange = await bed.broker.exchange('parsers');
+    const queue = await bed.broker.queue('parsers', exchange, 'k');
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8, types: applicationTypes });
+    let relay: OutboxRelay | undefined;
+    try {
+      await writeMessages(bed.t, [
+        { exchange, routingKey: 'k', payload: { n: 1 }, headers: { tenant: 'acme', tries: 2 } },
+        { exchange, routingKey: 'k', payload: { n: 2 }, orderingKey: 'o' },
+      ]);
+      relay = await bed.start({ pool });
+      await bed.broker.waitForDepth(queue, 2, 10_000);
+      await waitFor('the outbox to be empty', async () => (await bed.t.count()) === 0);
+      const messages = await bed.broker.drain(queue);
+      assert.deepEqual(
+        messages.map((m) => m.properties.headers?.tenant ?? null),
+        ['acme', null],
+      );
+      assert.equal(messages[0]!.properties.headers?.tries, 2);
+      assert.equal(messages[1]!.properties.headers?.['x-ordering-key'], 'o');
+      assert.equal(relay.stats().errors, 0);
+    } finally {
+      await relay?.stop();
+      await pool.end();
+    }
+  });
+
+  it('parked rows list with Dates and header objects', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2, types: applicationTypes });
+    try {
+      await writeMessages(bed.t, [
+        { exchange: 'parsers-gone', routingKey: 'k', payload: {}, headers: { tenant: 'zeta' } },
+      ]);
+      await parkOutboxRows(bed.t, 'unroutable: 312 NO_ROUTE');
+      const parked = await new ParkedMessages({ pool, schema: bed.t.schema }).list();
+      assert.equal(parked.length, 1);
+      const [row] = parked;
+      assert.deepEqual(row!.headers, { tenant: 'zeta' });
+      assert.ok(row!.createdAt instanceof Date, `createdAt: ${String(row!.createdAt)}`);
+      assert.ok(row!.parkedAt instanceof Date, `parkedAt: ${String(row!.parkedAt)}`);
+      assert.ok(row!.parkedAt.getTime() >= row!.createdAt.getTime());
+      assert.ok(Math.abs(Date.now() - row!.parkedAt.getTime()) < 60_000);
+      assert.equal(typeof row!.id, 'string');
+    } finally {
+      await pool.end();
+    }
+  });
+});
