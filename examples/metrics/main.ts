@@ -8,7 +8,8 @@ const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5
 const amqpUrl = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const schema = process.env.OUTBOXKIT_SCHEMA ?? 'outboxkit';
 
-const pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
+// Above the 10 connections a relay holds at most at its defaults, with room for the metrics.
+const pool = new pg.Pool({ connectionString: databaseUrl, max: 12 });
 const relay = new OutboxRelay({ pool, amqpUrl, schema });
 await relay.start();
 const server = await serveMetrics({ relay, pool, schema }, Number(process.env.PORT ?? 9464));

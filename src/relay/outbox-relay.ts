@@ -23,6 +23,7 @@ import {
 } from './relay-options.js';
 import { relayQueries } from './relay-queries.js';
 import { emptyRelayStats, type RelayStats } from './relay-stats.js';
+import { relayConnections, sharedPoolWarning } from './shared-pool-size.js';
 import { stallTimeoutMs } from './stall-timeout.js';
 
 let relayCount = 0;
@@ -87,7 +88,8 @@ export class OutboxRelay {
       createPool(
         {
           connectionString: o.databaseUrl,
-          max: o.concurrency * BATCHES_PER_LANE + 3,
+          // One to spare beyond what the lanes and LISTEN hold at most.
+          max: relayConnections(o.concurrency, true) + 1,
           // On a connection whose peer vanished without a FIN or RST (a failover, an expired NAT
           // or firewall entry), a statement never gets its answer and TCP takes minutes to give
           // up, or never does behind a proxy: the lane, and `stop()` with it, would hang that
@@ -194,6 +196,10 @@ export class OutboxRelay {
     const lanes = [new RelayLane(ctx, true)];
     for (let i = 0; i < o.concurrency; i += 1) lanes.push(new RelayLane(ctx, false));
     this.#lanes = lanes.map((lane) => lane.run());
+    const crowded = this.#ownsPool
+      ? undefined
+      : sharedPoolWarning(this.#pool, o.concurrency, o.listen);
+    if (crowded) o.logger.warn(crowded, { concurrency: o.concurrency });
     o.logger.info('relay started', {
       schema: o.schema,
       concurrency: o.concurrency,

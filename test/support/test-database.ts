@@ -23,7 +23,9 @@ export async function testDatabase(
   options: { migrate?: boolean } = {},
 ): Promise<TestDatabase> {
   const schema = uniqueName(prefix);
-  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
+  // Above the 10 connections a relay on it holds at most at its defaults (it warns otherwise),
+  // so the test's own reads do not wait behind the relay's batches.
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 12 });
   pool.on('error', () => {});
   if (options.migrate !== false) await migrate(pool, { schema });
   const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
