@@ -55,6 +55,23 @@ describe('RepeatedWarning', () => {
     assert.deepEqual(lines[2], { count: 5, batches: 1 });
   });
 
+  it('a flush at a stop logs what is pending and ends the interval: no timer is left waiting', () => {
+    const lines: Record<string, unknown>[] = [];
+    const warning = new RepeatedWarning(recordingLogger(lines), 'rows retried', 10_000);
+    warning.add(1, {});
+    warning.add(2, {});
+    warning.flush();
+    assert.deepEqual(lines, [
+      { count: 1, batches: 1 },
+      { count: 2, batches: 1 },
+    ]);
+    mock.timers.tick(10_000);
+    assert.equal(lines.length, 2);
+    // The interval ended with the flush: a later occurrence is not held back.
+    warning.add(3, {});
+    assert.deepEqual(lines[2], { count: 3, batches: 1 });
+  });
+
   it('a wall clock stepped back does not hold the summed line back', (t) => {
     // Timers run on their own clock, as real ones do; the mocked Date would move them too.
     mock.timers.reset();

@@ -23,13 +23,17 @@ export interface OutboxRow {
 }
 
 /**
- * The claim's rows with their headers parsed: the claim sends them as text (see `ROW_COLUMNS`),
- * so that how the pool parses jsonb does not matter. Parsed in place, once per claimed row.
+ * The claim's rows as the relay uses them, whatever the pool's type parsers (the pool may be the
+ * application's): the headers, which the claim sends as text (see `ROW_COLUMNS`), parsed, and
+ * the numbers made numbers. In place, once per claimed row.
  */
 export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
   for (const row of rows) {
-    const text: unknown = row.headers;
-    if (typeof text === 'string') (row as { headers: unknown }).headers = JSON.parse(text);
+    const r = row as { -readonly [K in keyof OutboxRow]: unknown };
+    if (typeof r.headers === 'string') r.headers = JSON.parse(r.headers);
+    r.created_at_s = Number(r.created_at_s);
+    r.attempts = Number(r.attempts);
+    if (r.waited_s !== undefined) r.waited_s = Number(r.waited_s);
   }
   return rows;
 }

@@ -1,5 +1,12 @@
 import type { OutboxLogger } from './logger.js';
 
+/** What one warning line says: occurrences, things in them, and the first one's context. */
+interface Line {
+  count: number;
+  batches: number;
+  context: Record<string, unknown>;
+}
+
 /**
  * A warning that repeats for as long as its cause lasts (a queue that nacks every publish logs
  * one per batch, many a second): the first occurrence is logged at once, the ones after it are
@@ -10,7 +17,7 @@ export class RepeatedWarning {
   readonly #logger: OutboxLogger;
   readonly #message: string;
   readonly #intervalMs: number;
-  #pending: { count: number; batches: number; context: Record<string, unknown> } | undefined;
+  #pending: Line | undefined;
   /**
    * Runs for the interval after each line: while it does, occurrences are summed. A timer, not
    * a time read off the wall clock, so a clock stepped back cannot hold the summed line back.
@@ -34,26 +41,35 @@ export class RepeatedWarning {
     this.#pending.batches += 1;
   }
 
-  /** Logs what was summed since the last line, now (at the end of an interval, or a stop). */
+  /** Logs what was summed since the last line, now, and ends the quiet interval: at a stop. */
   flush(): void {
+    clearTimeout(this.#quiet);
+    this.#quiet = undefined;
     const pending = this.#pending;
     if (pending === undefined) return;
     this.#pending = undefined;
-    clearTimeout(this.#quiet);
-    this.#log(pending);
+    this.#write(pending);
   }
 
-  #log(line: { count: number; batches: number; context: Record<string, unknown> }): void {
+  /** Logs `line` and starts a quiet interval. */
+  #log(line: Line): void {
+    this.#write(line);
+    this.#quiet = setTimeout(() => {
+      this.#quiet = undefined;
+      const pending = this.#pending;
+      if (pending === undefined) return;
+      this.#pending = undefined;
+      this.#log(pending);
+    }, this.#intervalMs);
+    // A pending line must not keep a process alive that has nothing else to do.
+    this.#quiet.unref();
+  }
+
+  #write(line: Line): void {
     this.#logger.warn(this.#message, {
       count: line.count,
       batches: line.batches,
       ...line.context,
     });
-    this.#quiet = setTimeout(() => {
-      this.#quiet = undefined;
-      this.flush();
-    }, this.#intervalMs);
-    // A pending line must not keep a process alive that has nothing else to do.
-    this.#quiet.unref();
   }
 }

@@ -70,7 +70,7 @@ class Link {
       this.#counts.dropped += chunk.length;
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     let due = now + fault.latencyMs;
     const bps = fault.bytesPerSecond;
     if (bps !== undefined) {
@@ -91,7 +91,7 @@ class Link {
     this.#timer = undefined;
     while (this.#queue.length > 0 && !this.#sinkFull && !this.#isPaused()) {
       const head = this.#queue[0]!;
-      const wait = head.due - Date.now();
+      const wait = head.due - performance.now();
       if (wait > 0) {
         this.#timer = setTimeout(() => this.#pump(), wait);
         break;
