@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
+import { readOutboxActivity } from '../src/dashboard/outbox-activity.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
+import { migrate } from '../src/migrate/migrate.js';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { outboxStatus } from '../src/status/outbox-status.js';
+import { flushOutbox } from '../src/testing/flush-outbox.js';
 import { DATABASE_URL } from './support/env.js';
 import { parkOutboxRows } from './support/park-outbox-rows.js';
 import { writeMessages } from './support/relay-fixture.js';
@@ -11,15 +15,14 @@ import { waitFor } from './support/wait-for.js';
 
 /**
  * Type parsers an application sets on its pool (or on pg's global registry): bigints as BigInt,
- * timestamps and JSON left as the server's text.
+ * timestamps, JSON, doubles and integers left as the server's text.
  */
 const applicationTypes = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
     const oids = pg.types.builtins;
     if (oid === oids.INT8) return (value: string) => BigInt(value);
-    if (oid === oids.TIMESTAMPTZ || oid === oids.JSONB || oid === oids.JSON) {
-      return (value: string) => value;
-    }
+    const asText = [oids.TIMESTAMPTZ, oids.JSONB, oids.JSON, oids.FLOAT8, oids.INT4];
+    if (asText.includes(oid)) return (value: string) => value;
     return pg.types.getTypeParser(oid, format);
   }) as typeof pg.types.getTypeParser,
 };
@@ -98,6 +101,32 @@ describe("the application's pool with type parsers of its own", () => {
       assert.ok(row!.parkedAt.getTime() >= row!.createdAt.getTime());
       assert.ok(Math.abs(Date.now() - row!.parkedAt.getTime()) < 60_000);
     } finally {
+      await pool.end();
+    }
+  });
+
+  it('migrate, flushOutbox, the status, the activity and the parked count answer in numbers', async () => {
+    const exchange = await bed.broker.exchange('parsers-flush');
+    await bed.broker.queue('parsers-flush', exchange, 'k');
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 12, types: applicationTypes });
+    let relay: OutboxRelay | undefined;
+    try {
+      // Migrated already: nothing to apply, rather than every migration again.
+      assert.deepEqual(await migrate(pool, { schema: bed.t.schema }), { applied: [] });
+      await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: {} }]);
+      relay = await bed.start({ pool });
+      await flushOutbox(pool, { relay, schema: bed.t.schema, timeoutMs: 10_000 });
+      await relay.stop();
+      await writeMessages(bed.t, [{ exchange: 'parsers-none', routingKey: 'k', payload: {} }]);
+      await parkOutboxRows(bed.t, 'unroutable: 312 NO_ROUTE');
+      const status = await outboxStatus(pool, { schema: bed.t.schema, includeProcessed: true });
+      assert.equal(typeof status.total.parked, 'number');
+      assert.equal(typeof status.processed, 'number');
+      assert.equal(await new ParkedMessages({ pool, schema: bed.t.schema }).count(), 1);
+      const activity = await readOutboxActivity(pool, bed.t.schema);
+      if (activity !== null) assert.equal(typeof activity.written, 'number');
+    } finally {
+      await relay?.stop();
       await pool.end();
     }
   });

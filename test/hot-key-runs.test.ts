@@ -77,6 +77,20 @@ describe('key runs: which rows of a run may be sent and deleted', () => {
       ['a1', 'a2', 'c1'],
     );
   });
+
+  it("keeps runs whose positions come as text (the application's pool parses int4 its own way)", () => {
+    const text = (pos: string) => ({ ordering_key: 'a', run_pos: pos as unknown as number });
+    const runs = unbrokenRuns([
+      text('2'),
+      text('10'),
+      text('1'),
+      ...[3, 4, 5, 6, 7, 8, 9].map(String).map(text),
+    ]);
+    assert.deepEqual(
+      runs.map((r) => Number(r.run_pos)),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    );
+  });
 });
 
 describe('publishBatch: a run of one key on one channel', () => {

@@ -41,10 +41,16 @@ export async function readOutboxActivity(
   const outbox = (rows as StatRow[]).find((r) => r.relname === 'outbox');
   const parked = (rows as StatRow[]).find((r) => r.relname === 'outbox_parked');
   if (!outbox || !parked) return null;
+  // Numbers whatever the pool parses float8 to (it may be the application's).
+  const [written, deleted, parkedRows] = [
+    Number(outbox.ins),
+    Number(outbox.del),
+    Number(parked.ins),
+  ];
   return {
-    written: outbox.ins,
+    written,
     // Never below zero, even if the two tables' statistics were reported a moment apart.
-    published: Math.max(0, outbox.del - parked.ins),
-    parked: parked.ins,
+    published: Math.max(0, deleted - parkedRows),
+    parked: parkedRows,
   };
 }

@@ -136,7 +136,8 @@ export class ParkedMessages {
   async count(filter: DeadLetterFilter = {}): Promise<number> {
     const q = this.#queries.count(filterSql(checkFilter(filter)));
     const { rows } = await this.#pool.query(q.text, q.params);
-    return (rows[0] as { n: number }).n;
+    // A number whatever the pool parses int4 to.
+    return Number((rows[0] as { n: unknown }).n);
   }
 
   /** One parked row with its payload; throws `DeadLetterNotFoundError` when there is none. */

@@ -41,10 +41,11 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
     ]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
     await client.query(versionTableSql(tables.schemaName));
-    const { rows } = await client.query<{ version: number }>(
+    const { rows } = await client.query<{ version: unknown }>(
       `SELECT version FROM ${tables.migrations}`,
     );
-    const done = new Set(rows.map((r) => r.version));
+    // Numbers whatever the pool parses int4 to (it may be the application's).
+    const done = new Set(rows.map((r) => Number(r.version)));
     const applied: number[] = [];
     for (const m of migrations) {
       if (done.has(m.version)) continue;

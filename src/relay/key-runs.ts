@@ -97,9 +97,10 @@ export function unbrokenRuns<R extends RunRow>(rows: readonly R[]): R[] {
     run.push(row);
   }
   const kept: R[] = [];
+  // Number(): the pool may be the application's, and parse int4 its own way.
   for (const run of byKey.values()) {
-    run.sort((a, b) => a.run_pos - b.run_pos);
-    for (let i = 0; i < run.length && run[i]!.run_pos === i + 1; i += 1) kept.push(run[i]!);
+    run.sort((a, b) => Number(a.run_pos) - Number(b.run_pos));
+    for (let i = 0; i < run.length && Number(run[i]!.run_pos) === i + 1; i += 1) kept.push(run[i]!);
   }
   return kept;
 }

@@ -78,7 +78,8 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
       );
     }
     const result = await db.query(`SELECT version FROM ${tables.migrations}`);
-    applied = new Set((result.rows as { version: number }[]).map((r) => r.version));
+    // Numbers whatever the pool parses int4 to (it may be the application's).
+    applied = new Set((result.rows as { version: unknown }[]).map((r) => Number(r.version)));
   } catch (error) {
     if (error instanceof StartupError) throw error;
     const misconfigured = databaseMisconfiguration(error, where);

@@ -104,8 +104,9 @@ export async function flushOutbox(
            WHERE last_error IS NOT NULL ORDER BY last_error LIMIT 3) AS errors
          FROM ${t.outbox}`,
       );
-      const row = rows[0] as { n: number; errors: string[] };
-      pending = row.n;
+      const row = rows[0] as { n: unknown; errors: string[] };
+      // A number whatever the pool parses int4 to (it may be the application's).
+      pending = Number(row.n);
       lastErrors = row.errors;
       return pending === 0 ? true : undefined;
     },
