@@ -45,10 +45,8 @@ export class RepeatedWarning {
   flush(): void {
     clearTimeout(this.#quiet);
     this.#quiet = undefined;
-    const pending = this.#pending;
-    if (pending === undefined) return;
-    this.#pending = undefined;
-    this.#write(pending);
+    const pending = this.#takePending();
+    if (pending) this.#write(pending);
   }
 
   /** Logs `line` and starts a quiet interval. */
@@ -56,13 +54,17 @@ export class RepeatedWarning {
     this.#write(line);
     this.#quiet = setTimeout(() => {
       this.#quiet = undefined;
-      const pending = this.#pending;
-      if (pending === undefined) return;
-      this.#pending = undefined;
-      this.#log(pending);
+      const pending = this.#takePending();
+      if (pending) this.#log(pending);
     }, this.#intervalMs);
     // A pending line must not keep a process alive that has nothing else to do.
     this.#quiet.unref();
+  }
+
+  #takePending(): Line | undefined {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    return pending;
   }
 
   #write(line: Line): void {
