@@ -6,7 +6,7 @@ import { relayQueries } from '../src/relay/relay-queries.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
 describe('ClaimCursor', () => {
-  const at = { availableAt: '2026-01-01 00:00:00+00', id: '5' };
+  const at = { availableAtEpoch: '1767225600.000000', id: '5' };
 
   it('starts from the head, then after the last row of each claim', () => {
     const cursor = new ClaimCursor();
@@ -105,29 +105,35 @@ describe('claimFreshAfter', () => {
 
   /**
    * The message ids claimed after the 5th row (rows are a second apart), with `limit` and
-   * `lookbackMs`, while `lockedElsewhere` are locked.
+   * `lookbackMs`, while `lockedElsewhere` are locked. The position is the one the claim of the
+   * first five gives, in a session with `settings` (run with `SET LOCAL`).
    */
   async function claimAfterFifth(
     limit: number,
-    { lockedElsewhere = [] as string[], lookbackMs = 3_600_000 } = {},
+    { lockedElsewhere = [] as string[], lookbackMs = 3_600_000, settings = [] as string[] } = {},
   ): Promise<string[]> {
     const queries = relayQueries(t.schema);
     const other = await t.pool.connect();
     const client = await t.pool.connect();
+    const begin = async () => {
+      await client.query('BEGIN');
+      for (const setting of settings) await client.query(`SET LOCAL ${setting}`);
+    };
     try {
+      await begin();
+      const { rows: firstFive } = await client.query<OutboxRow>(queries.claimFresh, [5]);
+      await client.query('ROLLBACK');
+      const fifth = firstFive[4]!;
+      assert.equal(fifth.message_id, '5');
       await other.query('BEGIN');
       await other.query(
         `SELECT id FROM "${t.schema}".outbox WHERE message_id = ANY($1) FOR UPDATE`,
         [lockedElsewhere],
       );
-      await client.query('BEGIN');
-      const { rows: all } = await client.query<OutboxRow>(
-        `SELECT id, available_at::text AS available_at_text FROM "${t.schema}".outbox ORDER BY available_at, id`,
-      );
-      const fifth = all[4]!;
+      await begin();
       const { rows } = await client.query<OutboxRow>(queries.claimFreshAfter, [
         limit,
-        fifth.available_at_text,
+        fifth.available_at_epoch,
         fifth.id,
         lookbackMs,
       ]);
@@ -168,6 +174,23 @@ describe('claimFreshAfter', () => {
       '10',
       '1',
     ]);
+  });
+
+  // With DateStyle Postgres and TimeZone Asia/Kolkata, a timestamptz prints as "... IST",
+  // which reads back as Israel's time, 3.5 hours off: the cursor would find nothing after it.
+  it('goes back to the same position whatever the session prints a timestamptz as', async () => {
+    const settings = [
+      [`DateStyle = 'Postgres, DMY'`, `TimeZone = 'Asia/Kolkata'`],
+      [`DateStyle = 'SQL, MDY'`, `TimeZone = 'America/Sao_Paulo'`],
+      [`DateStyle = 'German'`, `TimeZone = 'UTC'`],
+    ];
+    for (const session of settings) {
+      assert.deepEqual(
+        await claimAfterFifth(8, { settings: session, lookbackMs: 1_500 }),
+        ['6', '7', '8', '9', '10', '4', '5'],
+        session.join(', '),
+      );
+    }
   });
 
   it('returns each row once when it claims everything', async () => {

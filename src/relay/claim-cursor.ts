@@ -1,7 +1,10 @@
 /** Where the relay's last claim ended, in the claim's order: `(available_at, id)`. */
 export interface ClaimPosition {
-  /** `available_at` as Postgres prints it, so that it goes back exactly. */
-  readonly availableAt: string;
+  /**
+   * `available_at` in epoch seconds, as exact decimal text (microseconds included), so that it
+   * goes back to the same instant whatever the session's DateStyle and TimeZone.
+   */
+  readonly availableAtEpoch: string;
   readonly id: string;
 }
 

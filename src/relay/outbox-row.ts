@@ -18,8 +18,8 @@ export interface OutboxRow {
    * time it waited in the outbox, for the relay's spans.
    */
   readonly waited_s?: number;
-  /** `available_at` as text, for the relay's `ClaimCursor`. */
-  readonly available_at_text?: string;
+  /** `available_at` in epoch seconds, exact decimal text, for the relay's `ClaimCursor`. */
+  readonly available_at_epoch?: string;
 }
 
 /**

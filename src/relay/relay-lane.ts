@@ -270,14 +270,14 @@ export class RelayLane {
     const { rows } = at
       ? await client.query<OutboxRow>(queries.claimFreshAfter, [
           limit,
-          at.availableAt,
+          at.availableAtEpoch,
           at.id,
           CURSOR_TTL_MS,
         ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
     const last = rows.at(-1);
-    if (last?.available_at_text !== undefined) {
-      cursor.claimed({ availableAt: last.available_at_text, id: last.id });
+    if (last?.available_at_epoch !== undefined) {
+      cursor.claimed({ availableAtEpoch: last.available_at_epoch, id: last.id });
     }
     return claimedRows(rows);
   }

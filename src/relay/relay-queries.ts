@@ -15,9 +15,9 @@ export interface RelayQueries {
   /** $1: limit. Fresh rows (no failed attempt yet), heads of their ordering key only. */
   readonly claimFresh: string;
   /**
-   * $1: limit, $2: `available_at`, $3: id of a `ClaimCursor` position, $4: lookback in ms. As
-   * `claimFresh`, rows after the position first, then, if they run short, the rows up to it
-   * whose `available_at` is at most the lookback before it.
+   * $1: limit, $2: `available_at` in epoch seconds and $3: id of a `ClaimCursor` position, $4:
+   * lookback in ms. As `claimFresh`, rows after the position first, then, if they run short, the
+   * rows up to it whose `available_at` is at most the lookback before it.
    */
   readonly claimFreshAfter: string;
   /** $1: limit. Rows that failed before; published one at a time to isolate a poison row. */
@@ -57,8 +57,15 @@ export function relayQueries(schemaName: string): RelayQueries {
       WHERE p.ordering_key >= o.ordering_key AND (p.ordering_key, p.id) < (o.ordering_key, o.id)
       ORDER BY p.ordering_key DESC, p.id DESC
       LIMIT 1) IS NULL)`;
-  // The last row's `available_at_text` is where the relay's ClaimCursor moves; key runs need none.
-  const cursorColumn = 'available_at::text AS available_at_text';
+  // The last row's `available_at_epoch` is where the relay's ClaimCursor moves; key runs need
+  // none. Epoch seconds as exact decimal text, not the timestamptz's own text: that follows the
+  // session's DateStyle and TimeZone, and does not always read back as the same instant (with
+  // DateStyle Postgres and TimeZone Asia/Kolkata it prints "IST", which reads back as Israel's,
+  // 3.5 hours off). It costs Postgres what the timestamptz's text did.
+  const cursorColumn = 'extract(epoch FROM available_at)::text AS available_at_epoch';
+  // The cursor's $2 back as a timestamptz, in whole microseconds: exact, whatever the session's
+  // settings (an int8 multiplies an interval without rounding).
+  const cursorAt = `(timestamptz 'epoch' + ($2::numeric * 1000000)::int8 * interval '1 microsecond')`;
   const claim = (attempts: string) => `SELECT ${ROW_COLUMNS}, ${cursorColumn}
     FROM ${t.outbox} o
     WHERE o.available_at <= now() AND ${attempts} AND ${headOfKey}
@@ -70,12 +77,12 @@ export function relayQueries(schemaName: string): RelayQueries {
   // fewer than the LIMIT. Neither reads the index entries of rows deleted longer ago, which a
   // scan from the head steps over one by one until a vacuum removes them.
   const claimAfter = (attempts: string) => `SELECT * FROM (
-      ${claim(`${attempts} AND (o.available_at, o.id) > ($2::timestamptz, $3::bigint)`)}
+      ${claim(`${attempts} AND (o.available_at, o.id) > (${cursorAt}, $3::bigint)`)}
     ) after_cursor
     UNION ALL
     SELECT * FROM (
-      ${claim(`${attempts} AND (o.available_at, o.id) <= ($2::timestamptz, $3::bigint)
-        AND o.available_at >= $2::timestamptz - $4 * interval '1 millisecond'`)}
+      ${claim(`${attempts} AND (o.available_at, o.id) <= (${cursorAt}, $3::bigint)
+        AND o.available_at >= ${cursorAt} - $4 * interval '1 millisecond'`)}
     ) up_to_cursor
     LIMIT $1`;
   // A key's later rows cannot be anyone else's: its head is still in the outbox, locked by the
