@@ -23,6 +23,7 @@ import {
   OutboxHandler,
   OutboxModule,
   type OutboxModuleOptions,
+  type OutboxModuleOptionsFactory,
   OutboxService,
   outboxHandlerArguments,
   type PayloadOf,
@@ -30,6 +31,7 @@ import {
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
 import { silentLogger } from '../src/util/logger.js';
+import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -227,6 +229,24 @@ describe('nestjs: OutboxModule', () => {
     await f.closeApp(app);
   });
 
+  it("forRootAsync with useClass: the class's create() gives the options", async () => {
+    @Injectable()
+    class OutboxOptions implements OutboxModuleOptionsFactory {
+      create(): OutboxModuleOptions {
+        return f.options({ prefix: `${f.prefix}use-class.` });
+      }
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [OutboxModule.forRootAsync({ useClass: OutboxOptions })],
+      providers: [PingHandler, { provide: EFFECTS, useValue: effectsTable() }],
+    }).compile();
+    const app = await f.init(moduleRef);
+    const outbox = app.get(OutboxService);
+    await f.t.db.transaction().execute((trx) => outbox.add(trx, Ping, { n: 1 }));
+    await waitFor('the ping handled', () => app.get(PingHandler).seen.length === 1);
+    await f.closeApp(app);
+  });
+
   it('two applications in one process share nothing', async () => {
     const boot2 = (name: string) =>
       boot(f.options({ prefix: `${f.prefix}${name}.` }), [PingHandler]);
@@ -311,6 +331,30 @@ describe('nestjs: OutboxModule', () => {
     assert.deepEqual(api.get(PingHandler).seen, []);
     await f.closeApp(api);
     await f.closeApp(worker);
+  });
+
+  // Kysely ends its pool only once it used it; the status read (and the health indicator's)
+  // goes to the pool directly. Left open, its idle client kept the process up 10 s after close.
+  it('closes the pool it made from databaseUrl when only the status read it (consumers and relay off)', async () => {
+    const applicationName = `${f.prefix}own-pool`.slice(0, 60);
+    const url = new URL(DATABASE_URL);
+    url.searchParams.set('application_name', applicationName);
+    const app = await boot(
+      f.options({ db: undefined, databaseUrl: url.toString(), consumers: false, relay: false }),
+      [],
+    );
+    const status = await app.get(OutboxService).outboxStatus();
+    assert.equal(status.total.pending, 0);
+    const sessions = async () =>
+      (
+        await f.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+          [applicationName],
+        )
+      )[0]!.n;
+    assert.equal(await sessions(), 1, 'the status read opened one session');
+    await f.closeApp(app);
+    await waitFor('the module pool closed', async () => (await sessions()) === 0, 3000);
   });
 
   it('with enhancers, guards and interceptors run around handlers in the outboxkit context', async () => {
@@ -453,6 +497,36 @@ describe('nestjs: OutboxModule', () => {
       await moduleRef.close();
       // Refused before anything started: no consumer declared its queue or took a message.
       assert.equal(await f.depth(f.name('module.never-started')), undefined, option);
+    }
+  });
+
+  it('names a wrong handler option found at start by the decorated method, not by the core consumer', async () => {
+    @Injectable()
+    class BadRetry {
+      @OutboxHandler(Ping, { ...quick, name: 'module.bad-retry', retry: { maxAttempts: 0 } })
+      async ping(): Promise<void> {}
+    }
+    @Injectable()
+    class BadKeys {
+      // A string, not a list: the decorator's types refuse it, JavaScript does not.
+      @OutboxHandler(Ping, { ...quick, name: 'module.bad-keys', routingKeys: 'x' as never })
+      async ping(): Promise<void> {}
+    }
+    for (const [provider, option] of [
+      [BadRetry, '@OutboxHandler on BadRetry.ping: retry.maxAttempts'],
+      [BadKeys, '@OutboxHandler on BadKeys.ping: routingKeys'],
+    ] as const) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [OutboxModule.forRoot(f.options())],
+        providers: [provider],
+      }).compile();
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, option);
+        assert.doesNotMatch(error.message, /consumers\[/);
+        return true;
+      });
+      await moduleRef.close();
     }
   });
 
@@ -626,5 +700,39 @@ describe('nestjs: OutboxModule', () => {
       return Twice;
     }, /applied twice/);
     assert.throws(() => defineMessage({ exchange: '', routingKey: 'x' }), /must name an exchange/);
+    // docs/nestjs.md's own example of a misspelling: three letters left out.
+    assert.throws(
+      () =>
+        defineMessage({ exchange: 'orders', routingKey: 'order.placed', orderKey: 'x' } as never),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, 'defineMessage("order.placed").orderKey');
+        assert.match(
+          error.message,
+          /did you mean `defineMessage\("order\.placed"\)\.orderingKey`\?/,
+        );
+        return true;
+      },
+    );
+    // A long routing key is named by its start, not in full.
+    const longKey = 'k'.repeat(300);
+    assert.throws(
+      () => defineMessage({ exchange: 'orders', routingKey: longKey, ordered: true } as never),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.ok(!error.message.includes(longKey), error.message);
+        assert.match(error.option, /^defineMessage\("k{40}…"\)\.ordered$/);
+        return true;
+      },
+    );
+    // Without a routing key, the definition is named by what it has.
+    assert.throws(
+      () => defineMessage({ exchange: 'orders', routingkey: 'a' } as never),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, 'defineMessage({ exchange: "orders" }).routingkey');
+        return true;
+      },
+    );
   });
 });

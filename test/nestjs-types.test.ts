@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Transaction } from 'kysely';
+import { z } from 'zod';
 import {
   type ConsumeContext,
   defineMessage,
@@ -116,6 +117,37 @@ export function handlerChecks(): void {
     badKey(_order: OrderPlaced): void {}
   }
   void Handlers;
+}
+
+// A definition typed by its schema: the writer takes the schema's input (a field with a default
+// may be left out), the handler and the business key get its output (the field is there).
+const shippedSchema = z.object({ parcelId: z.string(), carrier: z.string().default('post') });
+const ParcelShipped = defineMessage({
+  exchange: 'parcels',
+  routingKey: 'parcel.shipped',
+  validate: shippedSchema,
+});
+
+export function schemaDefaultChecks(outbox: OutboxService, trx: Transaction<Database>): string {
+  void outbox.add(trx, ParcelShipped, { parcelId: 'p-1' });
+  const shipped: PayloadOf<typeof ParcelShipped> = { parcelId: 'p-1', carrier: 'post' };
+  // @ts-expect-error the handler's payload has the default filled in: `carrier` is required
+  const withoutCarrier: PayloadOf<typeof ParcelShipped> = { parcelId: 'p-1' };
+  void withoutCarrier;
+  const inList: PayloadOf<readonly [typeof ParcelShipped, typeof OrderCancelled]> = shipped;
+  void inList;
+  class Handlers {
+    @OutboxHandler(ParcelShipped, {
+      name: 'q10',
+      businessKey: (parcel) => `${parcel.carrier.toUpperCase()}:${parcel.parcelId}`,
+    })
+    output(_parcel: z.output<typeof shippedSchema>): void {}
+
+    @OutboxHandler([ParcelShipped, OrderCancelled], { name: 'q11' })
+    either(_event: z.output<typeof shippedSchema> | OrderCancelled): void {}
+  }
+  void Handlers;
+  return shipped.carrier.toUpperCase();
 }
 
 describe('nestjs: message definitions', () => {

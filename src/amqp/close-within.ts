@@ -7,17 +7,32 @@ export const CLOSE_TIMEOUT_MS = 2000;
 /** A channel, or one being opened (a failed opening counts as nothing to close). */
 type Closable<T> = T | Promise<T | undefined> | undefined;
 
+/** What `closeChannel` needs of an amqplib channel: `once` hears it end with its connection. */
+interface ClosableChannel {
+  close(): Promise<void>;
+  once?(event: 'close', listener: () => void): unknown;
+}
+
 /**
  * Closes a channel, waiting at most `CLOSE_TIMEOUT_MS` (for its opening too); never rejects.
  * The broker answers a channel's close only after its queues answered: a quorum queue without a
  * leader, or a hung broker, would hold it forever. The connection's close then ends the channel.
  */
-export async function closeChannel(channel: Closable<{ close(): Promise<void> }>): Promise<void> {
+export async function closeChannel(channel: Closable<ClosableChannel>): Promise<void> {
   if (channel === undefined) return;
   await settleWithin(
-    Promise.resolve(channel).then((c) => c?.close()),
+    Promise.resolve(channel).then((c) => c && closed(c)),
     CLOSE_TIMEOUT_MS,
   );
+}
+
+/**
+ * The close handshake's answer, or the channel's end with its connection: amqplib never settles
+ * a close the connection's end overtook, which left the bound's timer holding the process.
+ */
+function closed(channel: ClosableChannel): Promise<void> {
+  const ended = new Promise<void>((resolve) => channel.once?.('close', () => resolve()));
+  return Promise.race([channel.close(), ended]);
 }
 
 /**

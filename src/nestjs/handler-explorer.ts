@@ -9,6 +9,7 @@ import { HandlerMetadataAccessor } from './handler-metadata-accessor.js';
 import type { MessageDefinition } from './message-definition.js';
 import { OUTBOX_CONTEXT_TYPE } from './outbox-execution-context.js';
 import type { OutboxHandlerMetadata } from './outbox-handler.metadata.js';
+import type { RuntimeHandlers } from './outbox-runtime.js';
 
 type Wrapper = ReturnType<DiscoveryService['getProviders']>[number];
 
@@ -48,7 +49,7 @@ export class HandlerExplorer {
    * for a handler on a request-scoped or transient provider, or for two handlers sharing a
    * consumer name.
    */
-  explore(options: ExploreOptions): ConsumerDefinition[] {
+  explore(options: ExploreOptions): RuntimeHandlers {
     const definitions: ConsumerDefinition[] = [];
     const owners = new Map<string, string>();
     const seen = new Set<object>();
@@ -69,7 +70,10 @@ export class HandlerExplorer {
         definitions.push(definition);
       }
     }
-    return definitions;
+    const sources = new Map(
+      [...owners].map(([name, where]) => [name, `@OutboxHandler on ${where}`]),
+    );
+    return { consumers: definitions, sources };
   }
 
   #handlersOf(

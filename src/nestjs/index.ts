@@ -17,6 +17,7 @@ export { OutboxModule } from './outbox.module.js';
 export {
   OUTBOX_MODULE_OPTIONS,
   type OutboxModuleAsyncOptions,
+  type OutboxModuleOptionsFactory,
   type OutboxModuleRootOptions,
 } from './outbox.module-definition.js';
 export {

@@ -64,15 +64,40 @@ const DEFINITION_FIELDS = ['exchange', 'routingKey', 'exchangeType', 'orderingKe
 /** What the writer takes for a definition: its schema's input type, or its payload type. */
 export type WrittenPayloadOf<M> = M extends MessageDefinition<unknown, infer In> ? In : never;
 
-/** The payload type of a definition, or the union of the payload types of a list of them. */
+/**
+ * The payload type of a definition, or the union of the payload types of a list of them: what
+ * the handler gets (a schema's output). The written type is matched as `unknown`: left to its
+ * default it would be inferred as `P` too, and a schema's input (a field with a default
+ * optional) would win.
+ */
 export type PayloadOf<M> =
-  M extends MessageDefinition<infer P>
+  M extends MessageDefinition<infer P, unknown>
     ? P
     : M extends readonly (infer D)[]
-      ? D extends MessageDefinition<infer P>
+      ? D extends MessageDefinition<infer P, unknown>
         ? P
         : never
       : never;
+
+/** Routing keys and exchanges are named in errors by this many characters at most. */
+const LABEL_CHARS = 40;
+
+/**
+ * How errors name a definition: by its routing key (`defineMessage("order.placed")`), or by its
+ * exchange when the routing key is what is wrong. Long names are cut: a key of 255 bytes would
+ * otherwise be printed whole in the option and again in the message.
+ */
+function definitionLabel(definition: unknown): string {
+  const { exchange, routingKey } = (definition ?? {}) as {
+    exchange?: unknown;
+    routingKey?: unknown;
+  };
+  const cut = (text: string) =>
+    JSON.stringify(text.length > LABEL_CHARS ? `${text.slice(0, LABEL_CHARS)}…` : text);
+  if (typeof routingKey === 'string') return `defineMessage(${cut(routingKey)})`;
+  if (typeof exchange === 'string') return `defineMessage({ exchange: ${cut(exchange)} })`;
+  return 'defineMessage';
+}
 
 /**
  * Defines a message kind with its payload type. The definition is plain frozen data; define it
@@ -91,7 +116,7 @@ export function defineMessage<S extends StandardSchema>(
 ): MessageDefinition<SchemaOutput<S>, SchemaInput<S>>;
 export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P>;
 export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefinition<P> {
-  const where = `defineMessage(${JSON.stringify(definition?.routingKey)})`;
+  const where = definitionLabel(definition);
   if (definition === null || typeof definition !== 'object') {
     throw new ConfigurationError(
       'defineMessage',

@@ -31,8 +31,7 @@ export class OutboxRegistrar
 
   async onApplicationBootstrap(): Promise<void> {
     const { prefix, enhancers } = this.#runtime.options;
-    const consumers = this.#explorer.explore({ prefix, enhancers });
-    await this.#runtime.start({ consumers });
+    await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -28,6 +28,11 @@ import { addExchange, type ResolvedModuleOptions } from './resolve-module-option
 /** What the handler explorer found, ready for the runtime to start. */
 export interface RuntimeHandlers {
   readonly consumers: readonly AnyConsumerDefinition[];
+  /**
+   * Where each consumer was declared, by its name (`@OutboxHandler on Class.method`): an error
+   * in its options names that rather than `consumers[name]`, which the application never wrote.
+   */
+  readonly sources?: ReadonlyMap<string, string> | undefined;
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -124,7 +129,7 @@ export class OutboxRuntime {
     this.#state = 'starting';
     const o = this.options;
     const consumers = o.consumers === false ? [] : [...handlers.consumers];
-    this.#topologies = consumers.map((c) => topologyOf(c));
+    this.#topologies = asHandlerOption(handlers.sources, () => consumers.map((c) => topologyOf(c)));
     if (o.ambientTransaction && !o.transactions && consumers.length > 0) {
       // Allowed (handlers may write through ctx.trx alone), but mostly a `transactions` left out.
       o.logger.warn(
@@ -145,20 +150,22 @@ export class OutboxRuntime {
       // must not fail the start after the consumers took messages.
       if (o.consumers !== false && consumers.length > 0) {
         const settings = o.consumers;
-        this.#host = asModuleOption(
-          'consumers',
-          settings,
-          () =>
-            new ConsumerHost({
-              ...settings,
-              db: this.db,
-              ...(o.transactions && { transactions: o.transactions }),
-              amqpUrl: o.amqpUrl,
-              ...(o.amqpTls && { amqpTls: o.amqpTls }),
-              schema: o.schema,
-              logger: o.logger,
-              consumers,
-            }),
+        this.#host = asHandlerOption(handlers.sources, () =>
+          asModuleOption(
+            'consumers',
+            settings,
+            () =>
+              new ConsumerHost({
+                ...settings,
+                db: this.db,
+                ...(o.transactions && { transactions: o.transactions }),
+                amqpUrl: o.amqpUrl,
+                ...(o.amqpTls && { amqpTls: o.amqpTls }),
+                schema: o.schema,
+                logger: o.logger,
+                consumers,
+              }),
+          ),
         );
       }
       if (o.relay !== false) {
@@ -249,6 +256,11 @@ export class OutboxRuntime {
     } finally {
       await this.#admin.close();
       if (this.#ownsDb) await this.db.destroy();
+      // Kysely ends the pool only if it ran a query on it; the status and health reads go to
+      // the pool directly, and its idle client would keep the process up for 10 s. Not waited
+      // for: its idle clients end at once, and a connection still being made to a Postgres that
+      // does not answer (a failed start) would hold the close until its own timeout.
+      if (this.#ownPool && !this.#ownPool.ended) this.#ownPool.end().catch(() => {});
     }
   }
 
@@ -352,6 +364,30 @@ function withModuleExchanges(
  * about one of them names the module's option (`relay.stopTimeoutMs`): the core's bare name
  * would not say whether the relay's or the consumers' setting is wrong.
  */
+/**
+ * Runs `make`, naming a handler's option in its error as where the handler was declared
+ * (`@OutboxHandler on Class.method: retry.maxAttempts`) rather than as the core's
+ * `consumers[name].retry.maxAttempts`.
+ */
+function asHandlerOption<T>(sources: ReadonlyMap<string, string> | undefined, make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    if (!(error instanceof ConfigurationError) || !sources) throw error;
+    for (const [name, where] of sources) {
+      const path = `consumers[${name}]`;
+      if (!error.option.startsWith(path)) continue;
+      const field = error.option.slice(path.length).replace(/^\./, '');
+      const lead = `Invalid option \`${error.option}\`: `;
+      const detail = error.message.startsWith(lead)
+        ? error.message.slice(lead.length)
+        : error.message;
+      throw new ConfigurationError(field ? `${where}: ${field}` : where, detail);
+    }
+    throw error;
+  }
+}
+
 function asModuleOption<T>(key: 'relay' | 'consumers', settings: object, make: () => T): T {
   try {
     return make();

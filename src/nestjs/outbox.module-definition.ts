@@ -71,5 +71,13 @@ export const {
 /** What `OutboxModule.forRootAsync` takes: `imports`, `inject` and `useFactory`, or a class. */
 export type OutboxModuleAsyncOptions = typeof OUTBOX_ASYNC_OPTIONS_TYPE;
 
+/**
+ * A provider that makes the module's options, for `forRootAsync({ useClass })` or
+ * `forRootAsync({ useExisting })`: Nest calls its `create()` once, at start.
+ */
+export interface OutboxModuleOptionsFactory {
+  create(): OutboxModuleOptions | Promise<OutboxModuleOptions>;
+}
+
 /** What `OutboxModule.forRoot` takes: the module options, and `isGlobal`. */
 export type OutboxModuleRootOptions = typeof OUTBOX_OPTIONS_TYPE;

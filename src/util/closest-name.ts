@@ -11,7 +11,7 @@ export function closestName(typed: string, known: readonly string[]): string | u
     const distance =
       candidate.startsWith(name) && name.length >= 3
         ? 1
-        : sameStem(name, candidate)
+        : sameStem(name, candidate) || shortened(name, candidate)
           ? 2
           : editDistance(name, candidate);
     if (distance < bestDistance) {
@@ -21,6 +21,19 @@ export function closestName(typed: string, known: readonly string[]): string | u
   }
   const limit = name.length <= 4 ? 1 : 2;
   return bestDistance <= limit ? best : undefined;
+}
+
+/**
+ * `typed` is `known` with up to three letters left out, the first kept (`orderKey` for
+ * `orderingKey`, `maxAtempts` for `maxAttempts`): five letters or more, in order.
+ */
+function shortened(typed: string, known: string): boolean {
+  if (typed.length < 5 || typed[0] !== known[0]) return false;
+  const missing = known.length - typed.length;
+  if (missing < 1 || missing > 3) return false;
+  let at = 0;
+  for (const letter of known) if (letter === typed[at]) at += 1;
+  return at === typed.length;
 }
 
 /**

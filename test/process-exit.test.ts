@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const script = fileURLToPath(new URL('./support/stop-then-exit.js', import.meta.url));
+
+/**
+ * Runs the script in `mode` and returns how long its process lived after the stop resolved.
+ * A stop that leaves a timer or a socket behind keeps a script, a CLI command or a test file
+ * running that long after its last line.
+ */
+function exitDelayAfterStop(mode: 'relay' | 'nest'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--enable-source-maps', script, mode], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stoppedAt: number | undefined;
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (stoppedAt === undefined && output.includes('stopped')) stoppedAt = performance.now();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0 || stoppedAt === undefined) {
+        reject(new Error(`${mode}: exited with ${code}\n${output}`));
+        return;
+      }
+      resolve(performance.now() - stoppedAt);
+    });
+  });
+}
+
+describe('the process exits once outboxkit is stopped', () => {
+  // The publisher channel's close was left to a referenced 2 s bound after the connection, which
+  // ends the channel, had closed: its close handshake never answers then.
+  it('after relay.stop()', async () => {
+    const delay = await exitDelayAfterStop('relay');
+    assert.ok(delay < 1000, `exited ${Math.round(delay)} ms after the stop`);
+  });
+
+  // The module's own pool, read by the status but never by Kysely, stayed open until pg's idle
+  // timeout (10 s).
+  it('after app.close() of the Nest module (relay, no consumers, a status read)', async () => {
+    const delay = await exitDelayAfterStop('nest');
+    assert.ok(delay < 1000, `exited ${Math.round(delay)} ms after the close`);
+  });
+});
