@@ -17,6 +17,7 @@ import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelayQueries } from './relay-queries.js';
 import type { RelayStats } from './relay-stats.js';
+import { stallTimeoutMs } from './stall-timeout.js';
 
 interface Claim {
   readonly claimed: number;
@@ -41,11 +42,20 @@ interface BatchEnd {
  */
 const RECHECK_AFTER_WORK_MS = 5;
 /**
- * The claim, the publishes' outcomes and the COMMIT rely on READ COMMITTED (`SKIP LOCKED` past
- * the other lanes' rows, each statement seeing what committed before it), so it is named rather
- * than left to `default_transaction_isolation`.
+ * Opens a lane's claim transaction, whatever the settings of the pool it is on (the
+ * application's, possibly):
+ * - READ COMMITTED, not `default_transaction_isolation`: the claim, the publishes' outcomes and
+ *   the COMMIT rely on it (`SKIP LOCKED` past the other lanes' rows, each statement seeing what
+ *   committed before it);
+ * - `idle_in_transaction_session_timeout` at the relay's own stall bound: the lane is idle in
+ *   the transaction while it waits its turn to claim and for the broker's confirms, and a
+ *   shorter setting ended the session after the broker had confirmed, so the batch went out
+ *   again, and again (60,256 publishes for 2,000 rows at 20 ms).
+ * One round trip: both in one simple query.
  */
-const BEGIN_READ_COMMITTED = 'BEGIN ISOLATION LEVEL READ COMMITTED';
+function beginClaim(stallMs: number): string {
+  return `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${stallMs}`;
+}
 
 /**
  * Batches a lane keeps in flight: it claims and publishes the next while the one before waits
@@ -92,6 +102,7 @@ export interface RelayLaneContext {
 export class RelayLane {
   readonly #ctx: RelayLaneContext;
   readonly #retryLane: boolean;
+  readonly #begin: string;
   #publisher: ConfirmedPublisher | undefined;
   /** Rows the next claim asks for (`nextClaimLimit`). */
   #claimLimit: number;
@@ -103,6 +114,7 @@ export class RelayLane {
   constructor(ctx: RelayLaneContext, retryLane: boolean) {
     this.#ctx = ctx;
     this.#retryLane = retryLane;
+    this.#begin = beginClaim(stallTimeoutMs(ctx.options.publishTimeoutMs));
     this.#claimLimit = retryLane ? 1 : Math.min(ctx.options.batchSize, FIRST_CLAIM_LIMIT);
   }
 
@@ -210,10 +222,7 @@ export class RelayLane {
     );
     let handedOver = false;
     try {
-      // READ COMMITTED whatever the database's or the session's default: under SERIALIZABLE the
-      // lanes' claims and deletes conflict, COMMITs fail after the broker confirmed, and every
-      // such batch goes out again (2.25 publishes a row in a drain of 20,000).
-      await client.query(BEGIN_READ_COMMITTED);
+      await client.query(this.#begin);
       const { heads, rows } = this.#retryLane
         ? await this.#claim(client)
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
