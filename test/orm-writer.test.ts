@@ -189,6 +189,36 @@ describe('the writer in the transaction of an ORM', () => {
   const orderExists = async (id: number) =>
     (await t.pool.query(`SELECT 1 FROM "${t.schema}".orders WHERE id = $1`, [id])).rowCount === 1;
 
+  // Each has a `query()`, so it passed for a pg client: `dataSource.manager` wrote the row on
+  // its own, and a failed business write after it left the message.
+  it("refuses TypeORM's own handles passed without its adapter, naming the adapter", async () => {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    const runner = dataSource.createQueryRunner();
+    try {
+      await runner.startTransaction();
+      const before = await t.count();
+      const refused = async (handle: unknown, kind: string) =>
+        assert.rejects(
+          async () =>
+            writer.add(handle as PgQueryable, { exchange, routingKey: 'raw', payload: {} }),
+          (error: unknown) => {
+            assert.ok(error instanceof NotInTransactionError, `${kind}: ${String(error)}`);
+            assert.match(error.message, new RegExp(`TypeORM ${kind} .*typeormTransaction\\(`));
+            return true;
+          },
+        );
+      await refused(dataSource.manager, 'EntityManager');
+      await refused(dataSource, 'DataSource');
+      await refused(runner, 'QueryRunner');
+      await dataSource.transaction((manager) => refused(manager, 'EntityManager'));
+      assert.equal(await t.count(), before, 'nothing written');
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+      await dataSource.destroy();
+    }
+  });
+
   for (const [name, factory] of Object.entries(stacks)) {
     describe(name, () => {
       let stack: Stack;

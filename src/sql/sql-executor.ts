@@ -78,9 +78,13 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (client === null || typeof client !== 'object' || typeof client.query !== 'function') {
     throw new NotInTransactionError();
   }
+  const ormFix =
+    typeof client.getTransactionStatus === 'function' ? undefined : ormHandleFix(client);
   if (typeof client.getTransactionStatus === 'function') {
     // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
     if (client.getTransactionStatus() === 'I') throw new NotInTransactionError();
+  } else if (ormFix !== undefined) {
+    throw new NotInTransactionError(ormFix);
   } else if (typeof (client as { connect?: unknown }).connect === 'function') {
     // A pg Pool: it type-checks as a client, but runs each statement on whichever connection
     // is free, outside any transaction, so the row would commit on its own.
@@ -95,4 +99,38 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
       return { rows: result.rows as R[] };
     },
   };
+}
+
+const TYPEORM_FIX =
+  "goes through outboxkit's adapter: pass `typeormTransaction(manager)` with the " +
+  '`EntityManager` that `dataSource.transaction(manager => ...)` gives, or ' +
+  '`typeormTransaction(queryRunner)` after `startTransaction()` (from `outboxkit/typeorm`); ' +
+  '`dataSource.manager` commits every statement on its own.';
+
+/**
+ * The fix for an ORM's own handle passed without outboxkit's adapter, which has a `query()` and
+ * so passes for a pg client: TypeORM's `dataSource.manager` runs each statement outside any
+ * transaction, and the writer cannot tell whether another of its handles is in one. Anything
+ * that opens transactions (`transaction()`, `$transaction()`) is not one either.
+ */
+function ormHandleFix(handle: object): string | undefined {
+  const marker = (handle as { '@instanceof'?: unknown })['@instanceof'];
+  const h = handle as { startTransaction?: unknown; isTransactionActive?: unknown };
+  const typeorm =
+    marker === Symbol.for('EntityManager')
+      ? 'EntityManager'
+      : marker === Symbol.for('DataSource')
+        ? 'DataSource'
+        : typeof h.startTransaction === 'function' && typeof h.isTransactionActive === 'boolean'
+          ? 'QueryRunner'
+          : undefined;
+  if (typeorm !== undefined) return `a TypeORM ${typeorm} ${TYPEORM_FIX}`;
+  const opener = handle as { transaction?: unknown; $transaction?: unknown };
+  if (typeof opener.transaction === 'function' || typeof opener.$transaction === 'function') {
+    return (
+      'this handle opens transactions (it has a `transaction()` method), so it is not one: ' +
+      "pass the transaction it opens, through outboxkit's adapter for its library (docs/orm.md)."
+    );
+  }
+  return undefined;
 }
