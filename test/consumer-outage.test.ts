@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
+import { DATABASE_URL } from './support/env.js';
 import { waitFor } from './support/wait-for.js';
 
 /** What an HTTP or Redis client throws when its server is down: a Node socket error. */
@@ -114,6 +116,41 @@ describe('idempotent consumer: handler failures versus database outages', () => 
     assert.equal(stats.databaseRetries, 3);
     assert.equal(stats.failures, 0);
     assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 1);
+  });
+
+  // What a pool that reached a standby gives (a failover that left its address on the old
+  // primary, or a replica's address): every claim refused with 25006. Counted as the messages'
+  // attempts, a read-only spell longer than the retry schedule dead-lettered them all unhandled.
+  it("a read-only database is an outage, not the messages' fault: handed back, then handled once", async () => {
+    const name = f.name('read-only');
+    const def = f.definition('read-only', f.recordEffect, {
+      routingKeys: ['read-only'],
+      retry: { maxAttempts: 2, backoff: { initialMs: 20, maxMs: 50 } },
+    });
+    const pool = new pg.Pool({
+      connectionString: DATABASE_URL,
+      max: 4,
+      options: '-c default_transaction_read_only=on',
+    });
+    pool.on('error', () => {});
+    const readOnly = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const host = await f.host([def], { db: readOnly, databaseRetryLimitMs: 300 });
+      for (const n of [1, 2, 3]) await f.publish('read-only', { n }, { messageId: `ro-${n}` });
+      await waitFor('a hand-back', () => host.stats(name).databaseRequeues >= 3, 10_000);
+      const stats = host.stats(name);
+      assert.equal(stats.failures, 0, 'not counted as failed attempts');
+      assert.equal(stats.deadLettered, 0);
+      assert.equal(stats.handled, 0);
+      await f.stopHosts();
+    } finally {
+      await readOnly.destroy();
+    }
+    // Writable again (the failover done): every message handled once, none dead-lettered.
+    const host = await f.host([def]);
+    await waitFor('all three handled', () => host.stats(name).handled === 3, 10_000);
+    assert.equal(await f.depth(deadLetterQueueName(name)), 0);
+    assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 3);
   });
 
   for (const ordered of [false, true]) {

@@ -56,13 +56,16 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const code = sqlState(error);
   if (code !== undefined) {
     if (CONNECTION_CODES.has(code)) return true;
-    // 08: connection exception; 57P01-3: shutdown or crash; 53300: too many connections.
+    // 08: connection exception; 57P01-3: shutdown or crash; 53300: too many connections;
+    // 25006: read-only transaction, which the claim's INSERT meets on a standby (a pool left on
+    // the old primary after a failover, or given a replica's address): not the message's fault.
     if (
       code.startsWith('08') ||
       code === '57P01' ||
       code === '57P02' ||
       code === '57P03' ||
-      code === '53300'
+      code === '53300' ||
+      code === '25006'
     ) {
       return true;
     }
