@@ -15,13 +15,13 @@ import { waitFor } from './support/wait-for.js';
 
 /**
  * Type parsers an application sets on its pool (or on pg's global registry): bigints as BigInt,
- * timestamps, JSON, doubles and integers left as the server's text.
+ * timestamps, JSON, doubles, integers and bytes left as the server's text.
  */
 const applicationTypes = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
     const oids = pg.types.builtins;
     if (oid === oids.INT8) return (value: string) => BigInt(value);
-    const asText = [oids.TIMESTAMPTZ, oids.JSONB, oids.JSON, oids.FLOAT8, oids.INT4];
+    const asText = [oids.TIMESTAMPTZ, oids.JSONB, oids.JSON, oids.FLOAT8, oids.INT4, oids.BYTEA];
     if (asText.includes(oid)) return (value: string) => value;
     return pg.types.getTypeParser(oid, format);
   }) as typeof pg.types.getTypeParser,
@@ -100,6 +100,9 @@ describe("the application's pool with type parsers of its own", () => {
       assert.ok(row!.parkedAt instanceof Date, `parkedAt: ${String(row!.parkedAt)}`);
       assert.ok(row!.parkedAt.getTime() >= row!.createdAt.getTime());
       assert.ok(Math.abs(Date.now() - row!.parkedAt.getTime()) < 60_000);
+      const shown = await new ParkedMessages({ pool, schema: bed.t.schema }).show(row!.id);
+      assert.ok(Buffer.isBuffer(shown.payload), `payload: ${String(shown.payload)}`);
+      assert.deepEqual(JSON.parse(shown.payload.toString()), {});
     } finally {
       await pool.end();
     }

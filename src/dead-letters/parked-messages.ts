@@ -2,6 +2,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
+import { byteaBuffer } from '../sql/bytea-buffer.js';
 import { DEFAULT_SCHEMA } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { sayingNotMigrated } from '../start/check-schema.js';
@@ -145,7 +146,7 @@ export class ParkedMessages {
     const { rows } = await this.#pool.query(this.#queries.show, [rowId(id)]);
     const row = rows[0] as ParkedRow | undefined;
     if (!row) throw new DeadLetterNotFoundError(id, this.#where());
-    return { ...toMessage(row), payload: row.payload! };
+    return { ...toMessage(row), payload: byteaBuffer(row.payload) };
   }
 
   /** Moves one parked row back into the outbox; throws `DeadLetterNotFoundError` if it is gone. */
