@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import {
   InvalidMessageError,
@@ -115,6 +115,56 @@ describe('OutboxWriter', () => {
       ids,
     );
     assert.equal(await t.count(), before + 50);
+  });
+
+  // Under array_nulls = off an array's NULL is the text "NULL": a message without an ordering
+  // key got the key "NULL" (every such message ordered behind one key), and one without headers
+  // failed the whole write ("invalid input syntax for type json").
+  it('adds many messages with and without their optional fields where array_nulls is off', async () => {
+    const messages: OutboxMessage[] = [
+      { ...base, payload: 1, messageId: 'an-1' },
+      {
+        ...base,
+        payload: 2,
+        messageId: 'an-2',
+        orderingKey: 'o-1',
+        headers: { tenant: 'a' },
+        correlationId: 'c-1',
+        causationId: 'x-1',
+      },
+      { ...base, payload: 3, messageId: 'an-3' },
+    ];
+    await t.db.transaction().execute(async (trx) => {
+      await sql`SET LOCAL array_nulls = off`.execute(trx);
+      await writer.addMany(trx, messages);
+    });
+    const { rows } = await t.pool.query(
+      `SELECT message_id, ordering_key, headers, correlation_id, causation_id
+       FROM "${t.schema}".outbox WHERE message_id LIKE 'an-%' ORDER BY id`,
+    );
+    assert.deepEqual(rows, [
+      {
+        message_id: 'an-1',
+        ordering_key: null,
+        headers: null,
+        correlation_id: null,
+        causation_id: null,
+      },
+      {
+        message_id: 'an-2',
+        ordering_key: 'o-1',
+        headers: { tenant: 'a' },
+        correlation_id: 'c-1',
+        causation_id: 'x-1',
+      },
+      {
+        message_id: 'an-3',
+        ordering_key: null,
+        headers: null,
+        correlation_id: null,
+        causation_id: null,
+      },
+    ]);
   });
 
   it('stores a Buffer payload with its content type, and a delay', async () => {

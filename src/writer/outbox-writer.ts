@@ -149,7 +149,8 @@ export class OutboxWriter {
         ${availableAt('$8::bigint')}, $9::text, $10::text
       ${filters(keyed ? 'ARRAY[$7::text]' : undefined, notify ? '$11::text' : undefined)}`;
     const many = (keyed: boolean, notify: boolean) => `INSERT INTO ${outbox} (${COLUMNS})
-      SELECT m, e, r, p, c, h::jsonb, k, ${availableAt('d')}, co, ca
+      SELECT m, e, r, p, c, NULLIF(h, '')::jsonb, NULLIF(k, ''), ${availableAt('d')},
+        NULLIF(co, ''), NULLIF(ca, '')
       FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
                   $7::text[], $8::bigint[], $9::text[], $10::text[])
         AS t(m, e, r, p, c, h, k, d, co, ca)
@@ -263,11 +264,19 @@ function rowParams(m: EncodedMessage): unknown[] {
   ];
 }
 
+/**
+ * Positions in `rowParams` of the values that may be null: the headers, the ordering key, the
+ * correlation and causation ids. In the arrays of `addMany` they go as empty strings, which none
+ * of them can be (the INSERT's NULLIF makes them null again): an array's NULL is read as the
+ * text "NULL" under `array_nulls = off`, which gave every message the ordering key "NULL".
+ */
+const NULLABLE_COLUMNS = new Set([5, 6, 8, 9]);
+
 function columnParams(messages: readonly EncodedMessage[]): unknown[] {
   const columns: unknown[][] = Array.from({ length: 10 }, () => []);
   for (const m of messages) {
     rowParams(m).forEach((value, i) => {
-      columns[i]!.push(value);
+      columns[i]!.push(value === null && NULLABLE_COLUMNS.has(i) ? '' : value);
     });
   }
   return columns;
