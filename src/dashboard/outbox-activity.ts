@@ -33,7 +33,7 @@ export async function readOutboxActivity(
 ): Promise<OutboxActivity | null> {
   const { schemaName } = outboxTables(schema);
   const { rows } = await pool.query(
-    `SELECT relname, n_tup_ins::float8 AS ins, n_tup_del::float8 AS del
+    `SELECT relname, n_tup_ins::text AS ins, n_tup_del::text AS del
      FROM pg_stat_user_tables
      WHERE schemaname = $1 AND relname IN ('outbox', 'outbox_parked')`,
     [schemaName],
@@ -41,7 +41,7 @@ export async function readOutboxActivity(
   const outbox = (rows as StatRow[]).find((r) => r.relname === 'outbox');
   const parked = (rows as StatRow[]).find((r) => r.relname === 'outbox_parked');
   if (!outbox || !parked) return null;
-  // Numbers whatever the pool parses float8 to (it may be the application's).
+  // Counts as text, made numbers here: the pool may be the application's, with its own parsers.
   const [written, deleted, parkedRows] = [
     Number(outbox.ins),
     Number(outbox.del),

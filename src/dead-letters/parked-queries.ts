@@ -3,10 +3,11 @@ import type { DeadLetterFilter } from './dead-letter-filter.js';
 
 // Times as epoch milliseconds and headers as text: the pool is the application's, whose type
 // parsers may leave a timestamptz or a jsonb a string (ParkedMessages makes Dates and objects).
+// The milliseconds as int8: a float8's text follows the session's extra_float_digits.
 const SUMMARY_COLUMNS = `id::text AS id, message_id, exchange, routing_key, content_type,
   headers::text AS headers, ordering_key, correlation_id, causation_id,
-  date_part('epoch', created_at) * 1000 AS created_at_ms, attempts, last_error, reason,
-  date_part('epoch', parked_at) * 1000 AS parked_at_ms, octet_length(payload) AS payload_bytes`;
+  (date_part('epoch', created_at) * 1000)::int8 AS created_at_ms, attempts, last_error, reason,
+  (date_part('epoch', parked_at) * 1000)::int8 AS parked_at_ms, octet_length(payload) AS payload_bytes`;
 
 const OUTBOX_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers,
   ordering_key, correlation_id, causation_id, created_at`;

@@ -15,10 +15,10 @@ export interface OutboxRow {
   readonly created_at_s: number;
   readonly attempts: number;
   /**
-   * Seconds from the row's write to its claim, by the database's clock (so no clock skew): the
-   * time it waited in the outbox, for the relay's spans.
+   * Milliseconds from the row's write to its claim, by the database's clock (so no clock skew):
+   * the time it waited in the outbox, for the relay's spans.
    */
-  readonly waited_s?: number;
+  readonly waited_ms?: number;
   /** `available_at` in epoch seconds, exact decimal text, for the relay's `ClaimCursor`. */
   readonly available_at_epoch?: string;
 }
@@ -35,7 +35,7 @@ export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
     if (!Buffer.isBuffer(r.payload)) r.payload = byteaBuffer(r.payload);
     r.created_at_s = Number(r.created_at_s);
     r.attempts = Number(r.attempts);
-    if (r.waited_s !== undefined) r.waited_s = Number(r.waited_s);
+    if (r.waited_ms !== undefined) r.waited_ms = Number(r.waited_ms);
   }
   return rows;
 }

@@ -3,12 +3,14 @@ import { outboxTables } from '../sql/outbox-tables.js';
 // The creation time comes as epoch seconds, all the AMQP timestamp holds: parsing a timestamptz
 // into a Date costs the relay more per row than the number does. date_part, not extract: extract
 // computes in numeric, which cost Postgres 0.4 us more per claimed row (docs/benchmarks.md).
+// Whole numbers as int8, not float8: a float8's text follows the session's extra_float_digits,
+// and at -15 every AMQP timestamp read 2000000000.
 // The id and the headers come as text, parsed by the relay (`claimedRows`): the pool may be the
 // application's, whose type parsers may turn a bigint into a BigInt or leave jsonb a string.
 const ROW_COLUMNS = `id::text AS id, message_id, exchange, routing_key, payload, content_type,
   headers::text AS headers, ordering_key,
-  correlation_id, causation_id, floor(date_part('epoch', created_at)) AS created_at_s, attempts,
-  date_part('epoch', now() - created_at) AS waited_s`;
+  correlation_id, causation_id, floor(date_part('epoch', created_at))::int8 AS created_at_s, attempts,
+  (date_part('epoch', now() - created_at) * 1000)::int8 AS waited_ms`;
 
 /** The relay's SQL for one schema, built once. */
 export interface RelayQueries {
@@ -40,6 +42,7 @@ export interface RelayQueries {
    * database's clock: the application's may be ahead of it, and a lane would then claim in a loop.
    */
   readonly msUntilNextAvailable: string;
+  /** Turns the session's idle timeout off, then listens: one simple query. */
   readonly listen: string;
 }
 
@@ -132,8 +135,12 @@ export function relayQueries(schemaName: string): RelayQueries {
           available_at = now() + r.delay_ms * interval '1 millisecond'
       FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[]) AS r(id, error, delay_ms, counted)
       WHERE o.id = r.id`,
-    msUntilNextAvailable: `SELECT date_part('epoch', min(available_at) - now()) * 1000 AS ms
+    msUntilNextAvailable: `SELECT ceil(date_part('epoch', min(available_at) - now()) * 1000)::int8 AS ms
       FROM ${t.outbox} WHERE available_at > now()`,
-    listen: `LISTEN ${t.notifyChannel}`,
+    // The LISTEN session is idle by design: an application's idle_session_timeout (Postgres 14
+    // on; the setting is looked up so that an older server is not refused) would end it at
+    // every interval, each time with a warning and a new session.
+    listen: `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout';
+      LISTEN ${t.notifyChannel}`,
   });
 }

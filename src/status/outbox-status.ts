@@ -54,7 +54,7 @@ interface StatusRow {
   pending: string;
   retrying: string;
   parked: string;
-  oldest_age: number | null;
+  oldest_age: string | null;
 }
 
 /**
@@ -83,7 +83,8 @@ function statusQuery(schemaName: string | undefined): string {
            coalesce(p.retrying, 0)::text AS retrying,
            coalesce(k.parked, 0)::text AS parked,
            -- The database's clock, the one the row's times were set by, so client skew cannot show.
-           extract(epoch FROM now() - p.oldest)::float8 AS oldest_age
+           -- As numeric text: a float8's follows the session's extra_float_digits.
+           round(extract(epoch FROM now() - p.oldest), 3)::text AS oldest_age
     FROM pending p FULL JOIN parked k USING (exchange)
     ORDER BY exchange`;
 }
@@ -121,7 +122,7 @@ export async function outboxStatus(
     exchange: r.exchange,
     pending: Number(r.pending),
     // A row written by a transaction that began after this statement is a hair in the future.
-    oldestPendingAgeSeconds: r.oldest_age === null ? null : Math.max(0, r.oldest_age),
+    oldestPendingAgeSeconds: r.oldest_age === null ? null : Math.max(0, Number(r.oldest_age)),
     retrying: Number(r.retrying),
     parked: Number(r.parked),
   }));

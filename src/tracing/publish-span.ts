@@ -58,8 +58,8 @@ export class PublishTracer {
       if (row.correlation_id !== null) {
         attributes['messaging.message.conversation_id'] = row.correlation_id;
       }
-      if (row.waited_s !== undefined) {
-        attributes['outboxkit.outbox.wait.duration'] = Math.max(0, row.waited_s);
+      if (row.waited_ms !== undefined) {
+        attributes['outboxkit.outbox.wait.duration'] = Math.max(0, row.waited_ms / 1000);
       }
       const span = this.#tracer.startSpan(
         `publish ${row.exchange}`,
