@@ -242,6 +242,9 @@ describe('consumer host: topology and lifecycle', () => {
     await assert.rejects(host.start(), (error: unknown) => {
       assert.ok(error instanceof OutboxkitError);
       assert.equal(error.code, 'consumer-start-timeout');
+      // Says where it tried and what the broker's side answered.
+      assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
+      assert.doesNotMatch(error.message, /guest:guest/);
       return true;
     });
   });

@@ -31,6 +31,7 @@ export interface AmqpConnectionOptions {
 export class AmqpConnection extends EventEmitter {
   readonly #options: AmqpConnectionOptions;
   readonly #urls: UrlRotation;
+  #lastFailure: ConnectAttempt | undefined;
   readonly #closing = new AbortController();
   #model: ChannelModel | undefined;
   #blocked = false;
@@ -64,6 +65,11 @@ export class AmqpConnection extends EventEmitter {
   #settleFirstAttempt(error?: unknown): void {
     this.#firstAttempt?.({ url: this.#urls.current, ...(error !== undefined && { error }) });
     this.#firstAttempt = undefined;
+  }
+
+  /** The last connect that failed, if any: for an error that must say why it gave up. */
+  get lastFailure(): ConnectAttempt | undefined {
+    return this.#lastFailure;
   }
 
   get isReady(): boolean {
@@ -141,6 +147,7 @@ export class AmqpConnection extends EventEmitter {
           monotonicMs() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
           brokerMisconfiguration(error, this.#urls.current) !== undefined;
         this.#settleFirstAttempt(error);
+        this.#lastFailure = { url: this.#urls.current, error };
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
         if (!failsStart) {

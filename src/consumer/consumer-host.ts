@@ -23,7 +23,7 @@ import { bounded, runStartChecks, type StartChecks } from '../start/start-checks
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { durationMs } from '../util/duration-option.js';
-import { consoleLogger, errorMessage, type OutboxLogger } from '../util/logger.js';
+import { consoleLogger, errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import type { NotInferred } from '../util/not-inferred.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
@@ -458,10 +458,12 @@ export class ConsumerHost<Tx = Transaction<any>> {
       this.#started?.reject(error);
     });
     const timer = setTimeout(() => {
+      const last = this.#amqp.lastFailure;
+      const why = last ? `: ${redactUrl(last.url)}: ${errorMessage(last.error)}` : '';
       this.#started?.reject(
         new OutboxkitError(
           'consumer-start-timeout',
-          `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)`,
+          `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)${why}`,
         ),
       );
     }, this.#startTimeoutMs);

@@ -1,6 +1,7 @@
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
+import { describeValue } from '../util/describe-value.js';
 import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
 import { uuidv7 } from '../util/uuidv7.js';
 import { encodeHeaders } from './encode-headers.js';
@@ -98,7 +99,7 @@ export function encodeMessage(
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
       'invalid-routing-key',
-      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}`,
+      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}; got ${typeof message.routingKey === 'string' ? `${Buffer.byteLength(message.routingKey)} bytes` : describeValue(message.routingKey)}`,
       index,
     );
   }
@@ -107,7 +108,7 @@ export function encodeMessage(
   if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
     throw new InvalidMessageError(
       'invalid-delay',
-      `\`delayMs\` must be a whole number of milliseconds from 0 to ${MAX_DELAY_MS} (366 days), got ${String(delayMs)}${typeof delayMs === 'number' && delayMs > 1e12 ? ': a delay, not an epoch timestamp' : ''}`,
+      `\`delayMs\` must be a whole number of milliseconds from 0 to ${MAX_DELAY_MS} (366 days), got ${describeValue(delayMs)}${typeof delayMs === 'number' && delayMs > 1e12 ? ': a delay, not an epoch timestamp' : ''}`,
       index,
     );
   }
