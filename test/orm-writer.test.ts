@@ -191,29 +191,48 @@ describe('the writer in the transaction of an ORM', () => {
 
   // Each has a `query()`, so it passed for a pg client: `dataSource.manager` wrote the row on
   // its own, and a failed business write after it left the message.
-  it("refuses TypeORM's own handles passed without its adapter, naming the adapter", async () => {
+  it("refuses TypeORM's own handles outside a transaction, naming the adapter; takes them inside one", async () => {
     const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
     const runner = dataSource.createQueryRunner();
+    const write = (handle: unknown, routingKey: string) =>
+      writer.add(handle as PgQueryable, { exchange, routingKey, payload: {} });
+    const written = async (routingKey: string) =>
+      (
+        await t.pool.query(`SELECT 1 FROM "${t.schema}".outbox WHERE routing_key = $1`, [
+          routingKey,
+        ])
+      ).rowCount;
     try {
-      await runner.startTransaction();
       const before = await t.count();
-      const refused = async (handle: unknown, kind: string) =>
-        assert.rejects(
-          async () =>
-            writer.add(handle as PgQueryable, { exchange, routingKey: 'raw', payload: {} }),
+      for (const [handle, kind] of [
+        [dataSource.manager, 'EntityManager'],
+        [dataSource, 'DataSource'],
+        [runner, 'QueryRunner'],
+      ] as const) {
+        await assert.rejects(
+          async () => write(handle, 'raw'),
           (error: unknown) => {
             assert.ok(error instanceof NotInTransactionError, `${kind}: ${String(error)}`);
             assert.match(error.message, new RegExp(`TypeORM ${kind} .*typeormTransaction\\(`));
             return true;
           },
         );
-      await refused(dataSource.manager, 'EntityManager');
-      await refused(dataSource, 'DataSource');
-      await refused(runner, 'QueryRunner');
-      await dataSource.transaction((manager) => refused(manager, 'EntityManager'));
+      }
       assert.equal(await t.count(), before, 'nothing written');
-    } finally {
+      // In a transaction, as they always were: the row goes with it.
+      await runner.startTransaction();
+      await write(runner, 'raw-runner');
       await runner.rollbackTransaction();
+      assert.equal(await written('raw-runner'), 0, 'rolled back with the runner');
+      await assert.rejects(
+        dataSource.transaction(async (manager) => {
+          await write(manager, 'raw-manager');
+          throw new Error('business failure');
+        }),
+        /business failure/,
+      );
+      assert.equal(await written('raw-manager'), 0, 'rolled back with the manager');
+    } finally {
       await runner.release();
       await dataSource.destroy();
     }

@@ -40,13 +40,15 @@ describe('the process exits once outboxkit is stopped', () => {
   // ends the channel, had closed: its close handshake never answers then.
   it('after relay.stop()', async () => {
     const delay = await exitDelayAfterStop('relay');
-    assert.ok(delay < 1000, `exited ${Math.round(delay)} ms after the stop`);
+    // 1,965 ms before the fix, 30-40 after: room for a loaded machine.
+    assert.ok(delay < 1500, `exited ${Math.round(delay)} ms after the stop`);
   });
 
   // The module's own pool, read by the status but never by Kysely, stayed open until pg's idle
   // timeout (10 s).
   it('after app.close() of the Nest module (relay, no consumers, a status read)', async () => {
     const delay = await exitDelayAfterStop('nest');
-    assert.ok(delay < 1000, `exited ${Math.round(delay)} ms after the close`);
+    // 10 s (the pool) or 2 s (the channel's close) before the fixes.
+    assert.ok(delay < 1500, `exited ${Math.round(delay)} ms after the close`);
   });
 });

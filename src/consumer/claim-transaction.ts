@@ -483,12 +483,14 @@ async function claim(
   // The first task of a key in the batch gets the handler; later ones are duplicates of it.
   const first = new Map<string, number>();
   const keys: string[] = [];
-  const ids: Array<string | null> = [];
+  // A missing id goes as '' (no message id is empty: see `messageInfo`), made null again by the
+  // INSERT: an array's NULL reads as the text "NULL" under `array_nulls = off`.
+  const ids: string[] = [];
   for (const [index, { delivery }] of tasks.entries()) {
     if (first.has(delivery.businessKey)) continue;
     first.set(delivery.businessKey, index);
     keys.push(delivery.businessKey);
-    ids.push(storedMessageId(delivery.info.messageId));
+    ids.push(storedMessageId(delivery.info.messageId) ?? '');
   }
   const { rows } = (await run(queries.claimMany, [consumer.name, keys, ids, limitMs])) as {
     rows: { business_key: string; pid: number }[];

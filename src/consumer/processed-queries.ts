@@ -72,7 +72,7 @@ export function processedQueries(schema?: string): ProcessedQueries {
       ON CONFLICT DO NOTHING RETURNING pg_backend_pid() AS pid`,
     claimMany: `WITH ${limitsCte()}
       INSERT INTO ${processed} (consumer, business_key, message_id)
-      SELECT $1, k, m FROM limits, unnest($2::text[], $3::text[]) AS u(k, m) ORDER BY k
+      SELECT $1, k, NULLIF(m, '') FROM limits, unnest($2::text[], $3::text[]) AS u(k, m) ORDER BY k
       ON CONFLICT DO NOTHING RETURNING business_key, pg_backend_pid() AS pid`,
     cancelBackend: 'SELECT pg_cancel_backend($1)',
     terminateBackend: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity

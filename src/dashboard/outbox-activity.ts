@@ -16,8 +16,9 @@ export interface OutboxActivity {
 
 interface StatRow {
   relname: string;
-  ins: number;
-  del: number;
+  /** bigint counters, as text. */
+  ins: string;
+  del: string;
 }
 
 /**

@@ -84,8 +84,8 @@ const LABEL_CHARS = 40;
 
 /**
  * How errors name a definition: by its routing key (`defineMessage("order.placed")`), or by its
- * exchange when the routing key is what is wrong. Long names are cut: a key of 255 bytes would
- * otherwise be printed whole in the option and again in the message.
+ * exchange when it has no routing key. Long names are cut: a key of 255 bytes would otherwise
+ * be printed whole in the option and again in the message.
  */
 function definitionLabel(definition: unknown): string {
   const { exchange, routingKey } = (definition ?? {}) as {

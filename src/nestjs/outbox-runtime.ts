@@ -360,11 +360,6 @@ function withModuleExchanges(
 }
 
 /**
- * Builds a core object from the settings the module took under `key`. A `ConfigurationError`
- * about one of them names the module's option (`relay.stopTimeoutMs`): the core's bare name
- * would not say whether the relay's or the consumers' setting is wrong.
- */
-/**
  * Runs `make`, naming a handler's option in its error as where the handler was declared
  * (`@OutboxHandler on Class.method: retry.maxAttempts`) rather than as the core's
  * `consumers[name].retry.maxAttempts`.
@@ -388,6 +383,11 @@ function asHandlerOption<T>(sources: ReadonlyMap<string, string> | undefined, ma
   }
 }
 
+/**
+ * Builds a core object from the settings the module took under `key`. A `ConfigurationError`
+ * about one of them names the module's option (`relay.stopTimeoutMs`): the core's bare name
+ * would not say whether the relay's or the consumers' setting is wrong.
+ */
 function asModuleOption<T>(key: 'relay' | 'consumers', settings: object, make: () => T): T {
   try {
     return make();

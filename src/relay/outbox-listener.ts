@@ -5,6 +5,14 @@ import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 
 /**
+ * The LISTEN session is idle by design: an application's `idle_session_timeout` (Postgres 14
+ * on) would end it at every interval, each time with a warning and a new session. Its own
+ * statement, before the LISTEN, so that the session still shows as `LISTEN ...` in
+ * pg_stat_activity; the setting is looked up, so an older server is not refused.
+ */
+const KEEP_IDLE_SESSION = `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`;
+
+/**
  * Holds a LISTEN on the outbox channel and calls `onNotify` for each notification, and once
  * after every (re)connect, since notifications sent while it was away are lost for good.
  */
@@ -69,6 +77,7 @@ export class OutboxListener {
       }
       client.once('end', () => onLost(new Error('connection ended')));
       try {
+        await client.query(KEEP_IDLE_SESSION);
         await client.query(this.#listenSql);
         failures = 0;
         this.connects += 1;

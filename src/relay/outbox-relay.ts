@@ -96,8 +96,8 @@ export class OutboxRelay {
           // long. A statement unanswered for as long as Postgres lets a transaction stall is
           // taken as a dead link, and its client is dropped.
           query_timeout: stallMs,
-          // A relay that stalls while holding claimed rows must not keep them locked forever.
-          options: `-c idle_in_transaction_session_timeout=${stallMs}`,
+          // A relay that stalls while holding claimed rows must not keep them locked forever:
+          // its claim transactions set idle_in_transaction_session_timeout themselves, on any pool.
           application_name: 'outboxkit-relay',
           ...databaseTlsConfig(o.databaseUrl, o.databaseTls),
         },

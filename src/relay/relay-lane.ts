@@ -228,15 +228,13 @@ export class RelayLane {
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
-        const next = await client.query<{ ms: number | string | null }>(
+        const next = await client.query<{ ms: string | bigint | null }>(
           queries.msUntilNextAvailable,
         );
         await client.query('COMMIT');
-        // A number unless the application's pool parses float8 its own way.
+        // An int8: a string, or a BigInt on a pool that parses it so.
         const ms = Number(next.rows[0]?.ms ?? Number.NaN);
-        const untilNext = Number.isFinite(ms)
-          ? Math.max(0, Math.ceil(ms))
-          : Number.POSITIVE_INFINITY;
+        const untilNext = Number.isFinite(ms) ? Math.max(0, ms) : Number.POSITIVE_INFINITY;
         return { ...idle, idleMs: Math.min(options.pollIntervalMs, untilNext + 5) };
       }
       // Claimed as the stop began: rolled back untouched rather than published now, when the

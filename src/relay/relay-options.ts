@@ -220,7 +220,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     Math.max(DEFAULT_PUBLISH_TIMEOUT_MS, leastTimeoutMs),
     {
       ms: MAX_PUBLISH_TIMEOUT_MS,
-      why: "the relay's pool sets Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
+      why: "the relay's transactions set Postgres' idle_in_transaction_session_timeout to twice it plus 10 s, and Postgres refuses a value above 2147483647 ms",
     },
   );
   if (publishTimeoutMs < leastTimeoutMs) {

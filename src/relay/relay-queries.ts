@@ -42,7 +42,6 @@ export interface RelayQueries {
    * database's clock: the application's may be ahead of it, and a lane would then claim in a loop.
    */
   readonly msUntilNextAvailable: string;
-  /** Turns the session's idle timeout off, then listens: one simple query. */
   readonly listen: string;
 }
 
@@ -66,8 +65,9 @@ export function relayQueries(schemaName: string): RelayQueries {
   // DateStyle Postgres and TimeZone Asia/Kolkata it prints "IST", which reads back as Israel's,
   // 3.5 hours off). It costs Postgres what the timestamptz's text did.
   const cursorColumn = 'extract(epoch FROM available_at)::text AS available_at_epoch';
-  // The cursor's $2 back as a timestamptz, in whole microseconds: exact, whatever the session's
-  // settings (an int8 multiplies an interval without rounding).
+  // The cursor's $2 back as a timestamptz, in whole microseconds, whatever the session's
+  // settings: the int8 multiplies the interval as a float8, exact for any count of microseconds
+  // below 2^53 (the years 1685 to 2255). extract returns numeric from Postgres 14 on.
   const cursorAt = `(timestamptz 'epoch' + ($2::numeric * 1000000)::int8 * interval '1 microsecond')`;
   const claim = (attempts: string) => `SELECT ${ROW_COLUMNS}, ${cursorColumn}
     FROM ${t.outbox} o
@@ -137,10 +137,6 @@ export function relayQueries(schemaName: string): RelayQueries {
       WHERE o.id = r.id`,
     msUntilNextAvailable: `SELECT ceil(date_part('epoch', min(available_at) - now()) * 1000)::int8 AS ms
       FROM ${t.outbox} WHERE available_at > now()`,
-    // The LISTEN session is idle by design: an application's idle_session_timeout (Postgres 14
-    // on; the setting is looked up so that an older server is not refused) would end it at
-    // every interval, each time with a warning and a new session.
-    listen: `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout';
-      LISTEN ${t.notifyChannel}`,
+    listen: `LISTEN ${t.notifyChannel}`,
   });
 }

@@ -1,9 +1,9 @@
 import { MAX_TIMER_MS } from '../util/duration-option.js';
 
 /**
- * The `idle_in_transaction_session_timeout` of the relay's own pool: past twice the publish
- * timeout (plus slack), a lane stuck in its claim transaction is ended by Postgres, which puts
- * its rows back.
+ * The `idle_in_transaction_session_timeout` of the relay's claim transactions (and the
+ * `query_timeout` of its own pool): past twice the publish timeout (plus slack), a lane stuck
+ * in its claim transaction is ended by Postgres, which puts its rows back.
  */
 export function stallTimeoutMs(publishTimeoutMs: number): number {
   return publishTimeoutMs * 2 + 10_000;

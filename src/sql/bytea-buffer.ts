@@ -1,3 +1,5 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
+
 /**
  * A bytea column's value as a Buffer, whatever the pool's type parser for bytea made of it. pg
  * gives a Buffer; an application's parser may leave the server's text: `\x` and hex digits, or,
@@ -8,7 +10,10 @@ export function byteaBuffer(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.length);
   if (typeof value !== 'string') {
-    throw new TypeError(`a bytea column came back as ${typeof value}, not bytes or text`);
+    throw new OutboxkitError(
+      'unreadable-payload',
+      `a payload (bytea) came back from the pool as ${typeof value}, not bytes or text: check the bytea type parser of the pool or of pg's global registry`,
+    );
   }
   if (value.startsWith('\\x')) return Buffer.from(value.slice(2), 'hex');
   return unescapeBytea(value);

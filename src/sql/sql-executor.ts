@@ -78,59 +78,91 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   if (client === null || typeof client !== 'object' || typeof client.query !== 'function') {
     throw new NotInTransactionError();
   }
-  const ormFix =
-    typeof client.getTransactionStatus === 'function' ? undefined : ormHandleFix(client);
   if (typeof client.getTransactionStatus === 'function') {
     // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
     if (client.getTransactionStatus() === 'I') throw new NotInTransactionError();
-  } else if (ormFix !== undefined) {
-    throw new NotInTransactionError(ormFix);
-  } else if (typeof (client as { connect?: unknown }).connect === 'function') {
-    // A pg Pool: it type-checks as a client, but runs each statement on whichever connection
-    // is free, outside any transaction, so the row would commit on its own.
-    throw new NotInTransactionError(
-      'a pg Pool runs each statement in a transaction of its own: check out a client with ' +
-        '`pool.connect()`, run `BEGIN` on it and pass the client, or pass the Kysely `trx`.',
-    );
+  } else {
+    const orm = ormHandle(client);
+    if (orm !== undefined) {
+      if (!orm.inTransaction) throw new NotInTransactionError(orm.fix);
+    } else if (typeof (client as { connect?: unknown }).connect === 'function') {
+      // A pg Pool: it type-checks as a client, but runs each statement on whichever connection
+      // is free, outside any transaction, so the row would commit on its own.
+      throw new NotInTransactionError(
+        'a pg Pool runs each statement in a transaction of its own: check out a client with ' +
+          '`pool.connect()`, run `BEGIN` on it and pass the client, or pass the Kysely `trx`.',
+      );
+    }
   }
   return {
     async query<R>(text: string, params: readonly unknown[] = []) {
       const result = await client.query(text, [...params]);
-      return { rows: result.rows as R[] };
+      // A TypeORM handle's query() gives the rows themselves.
+      return { rows: (Array.isArray(result) ? result : result.rows) as R[] };
     },
   };
 }
 
 const TYPEORM_FIX =
-  "goes through outboxkit's adapter: pass `typeormTransaction(manager)` with the " +
+  'would commit the row on its own: pass `typeormTransaction(manager)` with the ' +
   '`EntityManager` that `dataSource.transaction(manager => ...)` gives, or ' +
   '`typeormTransaction(queryRunner)` after `startTransaction()` (from `outboxkit/typeorm`); ' +
   '`dataSource.manager` commits every statement on its own.';
 
+/** An ORM's own handle, which has a `query()` and so passes for a pg client. */
+interface OrmHandle {
+  /** Its statements run in a transaction that is open now. */
+  readonly inTransaction: boolean;
+  /** What to pass instead, when they would not. */
+  readonly fix: string;
+}
+
+interface TypeOrmRunnerShape {
+  readonly isTransactionActive?: unknown;
+  readonly isReleased?: unknown;
+  readonly startTransaction?: unknown;
+}
+
 /**
- * The fix for an ORM's own handle passed without outboxkit's adapter, which has a `query()` and
- * so passes for a pg client: TypeORM's `dataSource.manager` runs each statement outside any
- * transaction, and the writer cannot tell whether another of its handles is in one. Anything
- * that opens transactions (`transaction()`, `$transaction()`) is not one either.
+ * An ORM's own handle given to the writer without outboxkit's adapter. TypeORM's
+ * `EntityManager` and `QueryRunner` run in their transaction only while it is open (their
+ * runner tells), and `dataSource.manager` has none: it wrote the row outside any transaction.
+ * Anything else that opens transactions (`transaction()`, `$transaction()`) is not one.
  */
-function ormHandleFix(handle: object): string | undefined {
+function ormHandle(handle: object): OrmHandle | undefined {
   const marker = (handle as { '@instanceof'?: unknown })['@instanceof'];
-  const h = handle as { startTransaction?: unknown; isTransactionActive?: unknown };
-  const typeorm =
+  const asRunner = handle as TypeOrmRunnerShape;
+  const isRunner =
+    typeof asRunner.startTransaction === 'function' &&
+    typeof asRunner.isTransactionActive === 'boolean';
+  const kind =
     marker === Symbol.for('EntityManager')
       ? 'EntityManager'
       : marker === Symbol.for('DataSource')
         ? 'DataSource'
-        : typeof h.startTransaction === 'function' && typeof h.isTransactionActive === 'boolean'
+        : isRunner
           ? 'QueryRunner'
           : undefined;
-  if (typeorm !== undefined) return `a TypeORM ${typeorm} ${TYPEORM_FIX}`;
+  if (kind !== undefined) {
+    const runner: TypeOrmRunnerShape | undefined =
+      kind === 'QueryRunner'
+        ? asRunner
+        : kind === 'EntityManager'
+          ? (handle as { queryRunner?: TypeOrmRunnerShape }).queryRunner
+          : undefined;
+    return {
+      inTransaction: runner?.isTransactionActive === true && runner.isReleased !== true,
+      fix: `a TypeORM ${kind} outside a transaction ${TYPEORM_FIX}`,
+    };
+  }
   const opener = handle as { transaction?: unknown; $transaction?: unknown };
   if (typeof opener.transaction === 'function' || typeof opener.$transaction === 'function') {
-    return (
-      'this handle opens transactions (it has a `transaction()` method), so it is not one: ' +
-      "pass the transaction it opens, through outboxkit's adapter for its library (docs/orm.md)."
-    );
+    return {
+      inTransaction: false,
+      fix:
+        'this handle opens transactions (it has a `transaction()` method), so it is not one: ' +
+        "pass the transaction it opens, through outboxkit's adapter for its library (docs/orm.md).",
+    };
   }
   return undefined;
 }

@@ -84,7 +84,7 @@ function statusQuery(schemaName: string | undefined): string {
            coalesce(k.parked, 0)::text AS parked,
            -- The database's clock, the one the row's times were set by, so client skew cannot show.
            -- As numeric text: a float8's follows the session's extra_float_digits.
-           round(extract(epoch FROM now() - p.oldest), 3)::text AS oldest_age
+           round(extract(epoch FROM now() - p.oldest)::numeric, 3)::text AS oldest_age
     FROM pending p FULL JOIN parked k USING (exchange)
     ORDER BY exchange`;
 }

@@ -99,7 +99,7 @@ export function encodeMessage(
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
       'invalid-routing-key',
-      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}; got ${typeof message.routingKey === 'string' ? `${Buffer.byteLength(message.routingKey)} bytes` : describeValue(message.routingKey)}`,
+      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}${typeof message.routingKey === 'string' ? (Buffer.byteLength(message.routingKey) > SHORT_STRING_BYTES ? `; got ${Buffer.byteLength(message.routingKey)} bytes` : '') : `; got ${describeValue(message.routingKey)}`}`,
       index,
     );
   }

@@ -265,19 +265,23 @@ function rowParams(m: EncodedMessage): unknown[] {
 }
 
 /**
- * Positions in `rowParams` of the values that may be null: the headers, the ordering key, the
- * correlation and causation ids. In the arrays of `addMany` they go as empty strings, which none
- * of them can be (the INSERT's NULLIF makes them null again): an array's NULL is read as the
- * text "NULL" under `array_nulls = off`, which gave every message the ordering key "NULL".
+ * The parameters of `addMany`: one array per column, in `rowParams`' order. A missing header
+ * set, ordering key, correlation or causation id goes as an empty string, which none of them
+ * can be, and the INSERT's NULLIF makes it null again: an array's NULL is read as the text
+ * "NULL" under `array_nulls = off`, which gave every message the ordering key "NULL".
  */
-const NULLABLE_COLUMNS = new Set([5, 6, 8, 9]);
-
 function columnParams(messages: readonly EncodedMessage[]): unknown[] {
-  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
-  for (const m of messages) {
-    rowParams(m).forEach((value, i) => {
-      columns[i]!.push(value === null && NULLABLE_COLUMNS.has(i) ? '' : value);
-    });
-  }
-  return columns;
+  const column = <T>(value: (m: EncodedMessage) => T) => messages.map(value);
+  return [
+    column((m) => m.messageId),
+    column((m) => m.exchange),
+    column((m) => m.routingKey),
+    column((m) => m.payload),
+    column((m) => m.contentType),
+    column((m) => m.headers ?? ''),
+    column((m) => m.orderingKey ?? ''),
+    column((m) => m.delayMs),
+    column((m) => m.correlationId ?? ''),
+    column((m) => m.causationId ?? ''),
+  ];
 }
