@@ -5,7 +5,7 @@ import { optionsObject } from '../options/options-object.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
-import { loadMigrations, versionTableSql } from './migration-files.js';
+import { appliedVersions, loadMigrations, versionTableSql } from './migration-files.js';
 
 export interface MigrateOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
@@ -41,11 +41,7 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
     ]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
     await client.query(versionTableSql(tables.schemaName));
-    const { rows } = await client.query<{ version: unknown }>(
-      `SELECT version FROM ${tables.migrations}`,
-    );
-    // Numbers whatever the pool parses int4 to (it may be the application's).
-    const done = new Set(rows.map((r) => Number(r.version)));
+    const done = await appliedVersions(client, tables.schemaName);
     const applied: number[] = [];
     for (const m of migrations) {
       if (done.has(m.version)) continue;

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { outboxTables } from '../sql/outbox-tables.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
 
 /** One numbered SQL file of `migrations/`, rendered for a schema. */
 export interface Migration {
@@ -19,6 +20,15 @@ export function versionTableSql(schemaName?: string): string {
     name text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
   )`;
+}
+
+/**
+ * The versions recorded in that table, as numbers whatever the connection parses int4 to (it
+ * may be the application's): `migrate()` and the start checks both read them.
+ */
+export async function appliedVersions(db: PgQueryable, schemaName?: string): Promise<Set<number>> {
+  const { rows } = await db.query(`SELECT version FROM ${outboxTables(schemaName).migrations}`);
+  return new Set((rows as { version: unknown }[]).map((r) => Number(r.version)));
 }
 
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;

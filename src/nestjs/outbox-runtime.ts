@@ -373,11 +373,7 @@ function asHandlerOption<T>(sources: ReadonlyMap<string, string> | undefined, ma
       const path = `consumers[${name}]`;
       if (!error.option.startsWith(path)) continue;
       const field = error.option.slice(path.length).replace(/^\./, '');
-      const lead = `Invalid option \`${error.option}\`: `;
-      const detail = error.message.startsWith(lead)
-        ? error.message.slice(lead.length)
-        : error.message;
-      throw new ConfigurationError(field ? `${where}: ${field}` : where, detail);
+      throw new ConfigurationError(field ? `${where}: ${field}` : where, error.detail);
     }
     throw error;
   }
@@ -394,10 +390,6 @@ function asModuleOption<T>(key: 'relay' | 'consumers', settings: object, make: (
   } catch (error) {
     const given = error instanceof ConfigurationError && error.option.split(/[.[]/)[0];
     if (!given || !Object.hasOwn(settings, given)) throw error;
-    const lead = `Invalid option \`${error.option}\`: `;
-    const detail = error.message.startsWith(lead)
-      ? error.message.slice(lead.length)
-      : error.message;
-    throw new ConfigurationError(`${key}.${error.option}`, detail);
+    throw new ConfigurationError(`${key}.${error.option}`, error.detail);
   }
 }

@@ -1,4 +1,5 @@
 import { byteaBuffer } from '../sql/bytea-buffer.js';
+
 /** An outbox row as the relay claims it. */
 export interface OutboxRow {
   readonly id: string;
@@ -32,7 +33,7 @@ export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
   for (const row of rows) {
     const r = row as { -readonly [K in keyof OutboxRow]: unknown };
     if (typeof r.headers === 'string') r.headers = JSON.parse(r.headers);
-    if (!Buffer.isBuffer(r.payload)) r.payload = byteaBuffer(r.payload);
+    r.payload = byteaBuffer(r.payload);
     r.created_at_s = Number(r.created_at_s);
     r.attempts = Number(r.attempts);
     if (r.waited_ms !== undefined) r.waited_ms = Number(r.waited_ms);

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
+import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import { kyselyQueryable } from './kysely-queryable.js';
 import type { KyselyTransactionLike } from './kysely-shape.js';
 
@@ -117,12 +118,6 @@ interface OrmHandle {
   readonly fix: string;
 }
 
-interface TypeOrmRunnerShape {
-  readonly isTransactionActive?: unknown;
-  readonly isReleased?: unknown;
-  readonly startTransaction?: unknown;
-}
-
 /**
  * An ORM's own handle given to the writer without outboxkit's adapter. TypeORM's
  * `EntityManager` and `QueryRunner` run in their transaction only while it is open (their
@@ -131,7 +126,7 @@ interface TypeOrmRunnerShape {
  */
 function ormHandle(handle: object): OrmHandle | undefined {
   const marker = (handle as { '@instanceof'?: unknown })['@instanceof'];
-  const asRunner = handle as TypeOrmRunnerShape;
+  const asRunner = handle as { startTransaction?: unknown; isTransactionActive?: unknown };
   const isRunner =
     typeof asRunner.startTransaction === 'function' &&
     typeof asRunner.isTransactionActive === 'boolean';
@@ -144,14 +139,10 @@ function ormHandle(handle: object): OrmHandle | undefined {
           ? 'QueryRunner'
           : undefined;
   if (kind !== undefined) {
-    const runner: TypeOrmRunnerShape | undefined =
-      kind === 'QueryRunner'
-        ? asRunner
-        : kind === 'EntityManager'
-          ? (handle as { queryRunner?: TypeOrmRunnerShape }).queryRunner
-          : undefined;
+    // A DataSource has no runner: it is never in a transaction.
+    const runner = typeormRunnerOf(handle as Parameters<typeof typeormRunnerOf>[0]);
     return {
-      inTransaction: runner?.isTransactionActive === true && runner.isReleased !== true,
+      inTransaction: typeormTransactionOpen(runner),
       fix: `a TypeORM ${kind} outside a transaction ${TYPEORM_FIX}`,
     };
   }

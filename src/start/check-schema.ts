@@ -1,7 +1,7 @@
 import { sqlStateOf } from '../consumer/database-errors.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StartupError } from '../errors/startup-error.js';
-import { loadMigrations } from '../migrate/migration-files.js';
+import { appliedVersions, loadMigrations } from '../migrate/migration-files.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { databaseMisconfiguration } from './misconfiguration.js';
@@ -77,9 +77,7 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
         `schema "${schema}" at ${where} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` (or \`migrate(pool, { schema })\`, or your Migrator with OutboxMigrationProvider) before starting`,
       );
     }
-    const result = await db.query(`SELECT version FROM ${tables.migrations}`);
-    // Numbers whatever the pool parses int4 to (it may be the application's).
-    applied = new Set((result.rows as { version: unknown }[]).map((r) => Number(r.version)));
+    applied = await appliedVersions(db, schema);
   } catch (error) {
     if (error instanceof StartupError) throw error;
     const misconfigured = databaseMisconfiguration(error, where);

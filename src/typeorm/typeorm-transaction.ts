@@ -1,5 +1,6 @@
 import { withHandleGate } from '../consumer/consumer-transactions.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
+import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { gateQueryRunner } from './gate-query-runner.js';
 
@@ -23,20 +24,14 @@ const FIX =
   'pass the `EntityManager` that `dataSource.transaction(manager => ...)` gives, or a ' +
   '`QueryRunner` after `startTransaction()`; `dataSource.manager` commits every statement on its own.';
 
-function runnerOf(
-  handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
-): TypeOrmQueryRunnerLike | undefined {
-  return 'isTransactionActive' in handle ? handle : handle.queryRunner;
-}
-
 /** `typeormTransaction` without its gate. */
 function joinTypeormTransaction(
   handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
 ): PgQueryable {
-  const runner = runnerOf(handle);
+  const runner = typeormRunnerOf(handle);
   return joinedTransaction(
     async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
-    () => runner?.isTransactionActive === true && !runner.isReleased,
+    () => typeormTransactionOpen(runner),
     FIX,
     // `dataSource.transaction` releases its runner once it commits or rolls back.
     () => runner?.isReleased === true,
@@ -62,7 +57,7 @@ export const typeormTransaction: (
 ) => PgQueryable = withHandleGate(
   joinTypeormTransaction,
   (handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike, closed: () => Error | undefined) => {
-    const runner = runnerOf(handle);
+    const runner = typeormRunnerOf(handle);
     if (runner) gateQueryRunner(runner, closed);
     return undefined;
   },

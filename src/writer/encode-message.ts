@@ -45,6 +45,13 @@ function shortString(value: unknown, allowEmpty: boolean): value is string {
   );
 }
 
+/** What a refused routing key was, when the rule alone does not say: its length, or its type. */
+function routingKeyGot(value: unknown): string {
+  if (typeof value !== 'string') return `; got ${describeValue(value)}`;
+  const bytes = Buffer.byteLength(value);
+  return bytes > SHORT_STRING_BYTES ? `; got ${bytes} bytes` : '';
+}
+
 function optionalShortString(
   value: unknown,
   reason:
@@ -99,7 +106,7 @@ export function encodeMessage(
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
       'invalid-routing-key',
-      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}${typeof message.routingKey === 'string' ? (Buffer.byteLength(message.routingKey) > SHORT_STRING_BYTES ? `; got ${Buffer.byteLength(message.routingKey)} bytes` : '') : `; got ${describeValue(message.routingKey)}`}`,
+      `\`routingKey\` must be a string of at most ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}${routingKeyGot(message.routingKey)}`,
       index,
     );
   }

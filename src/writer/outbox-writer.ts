@@ -265,23 +265,18 @@ function rowParams(m: EncodedMessage): unknown[] {
 }
 
 /**
- * The parameters of `addMany`: one array per column, in `rowParams`' order. A missing header
- * set, ordering key, correlation or causation id goes as an empty string, which none of them
- * can be, and the INSERT's NULLIF makes it null again: an array's NULL is read as the text
- * "NULL" under `array_nulls = off`, which gave every message the ordering key "NULL".
+ * The parameters of `addMany`: one array per column of `rowParams`. A null (a missing header
+ * set, ordering key, correlation or causation id: nothing else can be null, and none of these
+ * can be empty) goes as an empty string, which the INSERT's NULLIF makes null again: an array's
+ * NULL is read as the text "NULL" under `array_nulls = off`, which gave every message the
+ * ordering key "NULL".
  */
 function columnParams(messages: readonly EncodedMessage[]): unknown[] {
-  const column = <T>(value: (m: EncodedMessage) => T) => messages.map(value);
-  return [
-    column((m) => m.messageId),
-    column((m) => m.exchange),
-    column((m) => m.routingKey),
-    column((m) => m.payload),
-    column((m) => m.contentType),
-    column((m) => m.headers ?? ''),
-    column((m) => m.orderingKey ?? ''),
-    column((m) => m.delayMs),
-    column((m) => m.correlationId ?? ''),
-    column((m) => m.causationId ?? ''),
-  ];
+  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+  for (const m of messages) {
+    rowParams(m).forEach((value, i) => {
+      columns[i]!.push(value ?? '');
+    });
+  }
+  return columns;
 }
