@@ -113,6 +113,26 @@ describe('publishBatch: a run of one key on one channel', () => {
     assert.equal(unanswered, 0);
   });
 
+  it('sends no more of a run once the batch is older than the timeout', async () => {
+    const channel = new ScriptedConfirmChannel();
+    const publisher = new ConfirmedPublisher(channel.asConfirmChannel());
+    const timeoutMs = 100;
+    const rows = [row(1, 'k'), row(2, 'k'), row(3, 'k'), row(4, null)];
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const answers = publishBatch(publisher, batch(rows), timeoutMs);
+    await sleep(60);
+    channel.ackMultiple(1);
+    assert.deepEqual(sentIds(channel), ['m1', 'm4', 'm2']);
+    // Row 2's own timeout runs from its send; the batch's time for runs is up first.
+    await sleep(60);
+    channel.ackMultiple(2);
+    const { outcomes, unanswered } = await answers;
+    // Row 2 was sent in time and confirmed; row 3 waits for a later batch, untouched.
+    assert.deepEqual(sentIds(channel), ['m1', 'm4', 'm2']);
+    assert.deepEqual(outcomes, [ACKED, ACKED, HELD, ACKED]);
+    assert.equal(unanswered, 0);
+  });
+
   it('a nack stops the run: the rows after it are never sent and stay as they were', async () => {
     const channel = new ScriptedConfirmChannel();
     const publisher = new ConfirmedPublisher(channel.asConfirmChannel());

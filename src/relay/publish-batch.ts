@@ -33,7 +33,8 @@ export interface BatchOutcomes {
 /**
  * Publishes every request without a preset outcome and waits for all their answers. Rows of one
  * ordering key go one after another, each once the one before it was confirmed
- * (`KeyRunSchedule`); everything else goes at once. Publishes unanswered `timeoutMs` after the
+ * (`KeyRunSchedule`), while the batch is younger than `timeoutMs`; everything else goes at once.
+ * Publishes unanswered `timeoutMs` after the
  * last one was sent are transient failures, and rows of a key still waiting behind them are held;
  * when `stop` aborts first, publishes in flight are released and unsent rows held, all untouched.
  */
@@ -85,20 +86,26 @@ export function publishBatch(
 
     // Undefined without `@opentelemetry/api`: then no per-message tracing work at all.
     const tracer = publishTracer();
+    // A run's next row goes only within `timeoutMs` of the batch's start, so the batch ends
+    // within twice that: its transaction stays open (idle) until then, and Postgres ends it at
+    // the stall bound (`stallTimeoutMs`), which would send the batch's confirmed rows again.
+    const startedAt = performance.now();
+    const hold = (index: number) => {
+      for (const held of schedule.restAfter(index)) {
+        outcomes[held] = HELD;
+        open -= 1;
+      }
+    };
     const settle = (index: number, outcome: PublishOutcome) => {
       outcomes[index] = outcome;
       open -= 1;
-      if (outcome.kind === 'acked') {
-        const next = schedule.nextAfter(index);
-        if (next !== undefined && !finished) {
-          armTimer();
-          start(next);
-        }
+      const next = outcome.kind === 'acked' ? schedule.nextAfter(index) : undefined;
+      if (next !== undefined && !finished && performance.now() - startedAt < timeoutMs) {
+        armTimer();
+        start(next);
       } else {
-        for (const held of schedule.restAfter(index)) {
-          outcomes[held] = HELD;
-          open -= 1;
-        }
+        // Failed, or past the batch's time for runs: the rest of the run waits for a later batch.
+        hold(index);
       }
       if (open === 0) finish(RELEASED);
     };
