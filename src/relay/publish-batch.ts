@@ -89,7 +89,7 @@ export function publishBatch(
     // A run's next row goes only within `timeoutMs` of the batch's start, so the batch ends
     // within twice that: its transaction stays open (idle) until then, and Postgres ends it at
     // the stall bound (`stallTimeoutMs`), which would send the batch's confirmed rows again.
-    const startedAt = performance.now();
+    const startedAt = Date.now();
     const hold = (index: number) => {
       for (const held of schedule.restAfter(index)) {
         outcomes[held] = HELD;
@@ -100,7 +100,7 @@ export function publishBatch(
       outcomes[index] = outcome;
       open -= 1;
       const next = outcome.kind === 'acked' ? schedule.nextAfter(index) : undefined;
-      if (next !== undefined && !finished && performance.now() - startedAt < timeoutMs) {
+      if (next !== undefined && !finished && Date.now() - startedAt < timeoutMs) {
         armTimer();
         start(next);
       } else {
