@@ -31,7 +31,8 @@ export const DECLARE_EXCHANGES_OPTION_NAMES = optionNames<DeclareExchangesOption
  * Declares the exchanges an application publishes to, with their type and alternate exchange,
  * then closes its connection. Safe to run at every deploy: declaring what exists with the same
  * settings changes nothing. Rejects with a `TopologyConflictError` for an exchange that exists
- * with other settings, a `StartupError` when RabbitMQ refuses the login or virtual host, and an
+ * with other settings, a `StartupError` when RabbitMQ refuses the login, the virtual host or
+ * the declare (`broker-access-refused`: the user has no configure permission), and an
  * `OutboxkitError` (`broker-unreachable`) when RabbitMQ cannot be reached within `timeoutMs`.
  *
  * @example

@@ -5,6 +5,7 @@ import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { STORABLE_TEXT_RULE, unstorableText } from '../util/storable-text.js';
+import { declareRefusal } from './declare-refusal.js';
 import { reservedExchangeProblem } from './predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from './short-string.js';
 
@@ -124,14 +125,14 @@ export async function assertExchanges(
         ...(d.alternateExchange !== undefined && { alternateExchange: d.alternateExchange }),
       });
     } catch (error) {
-      if ((error as { code?: unknown }).code === 406) {
-        if (d.alternateExchange === undefined && isOtherAlternateExchange(error)) {
+      const refusal = declareRefusal('exchange', d.name, error);
+      if (refusal instanceof TopologyConflictError && d.alternateExchange === undefined) {
+        if (isOtherAlternateExchange(error)) {
           current = await reopen();
           continue;
         }
-        throw new TopologyConflictError('exchange', d.name, error);
       }
-      throw error;
+      throw refusal ?? error;
     }
   }
   return current;

@@ -7,6 +7,7 @@ import { type AmqpUrls, amqpUrlList, heartbeatFor } from '../amqp/amqp-urls.js';
 import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { StartupError } from '../errors/startup-error.js';
 import { StateError } from '../errors/state-error.js';
 import { LatencyHistogram } from '../metrics/latency-histogram.js';
 import { backoffOption } from '../options/backoff-option.js';
@@ -189,6 +190,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
   #stopped: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  /** Why the last attempt to attach the consumers failed, for a start that times out. */
+  #lastStartFailure: unknown;
   readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
   readonly #statementNames = new StatementNames();
   /** Checks at start whether the claim can go by name: Kysely's own transactions only. */
@@ -459,13 +462,15 @@ export class ConsumerHost<Tx = Transaction<any>> {
     });
     const timer = setTimeout(() => {
       const last = this.#amqp.lastFailure;
-      const why = last ? `: ${redactUrl(last.url)}: ${errorMessage(last.error)}` : '';
-      this.#started?.reject(
-        new OutboxkitError(
-          'consumer-start-timeout',
-          `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)${why}`,
-        ),
-      );
+      const declared = this.#lastStartFailure;
+      // Connected, but the consumers' channels or declares kept failing: that is the cause.
+      const message =
+        declared !== undefined
+          ? `the consumers could not start within ${this.#startTimeoutMs} ms (option startTimeoutMs): ${errorMessage(declared)}`
+          : `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)${
+              last ? `: ${redactUrl(last.url)}: ${errorMessage(last.error)}` : ''
+            }`;
+      this.#started?.reject(new OutboxkitError('consumer-start-timeout', message));
     }, this.#startTimeoutMs);
     try {
       await started;
@@ -564,6 +569,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       } catch (error) {
         const misconfigured =
           error instanceof TopologyConflictError ||
+          error instanceof StartupError ||
           error instanceof PartitionsPluginMissingError ||
           error instanceof PartitionCountChangedError;
         if (misconfigured && this.#state === 'starting') {
@@ -574,6 +580,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
         failures += 1;
         const delay = backoffDelay(this.#reconnectBackoff, failures);
         const log = misconfigured ? this.#logger.error : this.#logger.warn;
+        this.#lastStartFailure = error;
         log.call(this.#logger, 'could not start consuming; retrying', {
           error: errorMessage(error),
           retryInMs: delay,

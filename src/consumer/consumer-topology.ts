@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
+import { declareRefusal } from '../amqp/declare-refusal.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import {
@@ -372,12 +373,7 @@ async function declareDeadLetterQueue(
       onNodeDown?.(q.name, error);
       return;
     }
-    if (!isOtherQueueType(error)) {
-      if ((error as { code?: unknown }).code === 406) {
-        throw new TopologyConflictError('queue', q.name, error);
-      }
-      throw error;
-    }
+    if (!isOtherQueueType(error)) throw declareRefusal('queue', q.name, error) ?? error;
     warnOnce(
       q.name,
       `Dead-letter queue "${q.name}" is not a classic queue (an outboxkit before 0.x declared it ` +
@@ -401,8 +397,6 @@ async function asTopologyConflict<T>(
   try {
     return await run();
   } catch (error) {
-    if ((error as { code?: unknown }).code === 406)
-      throw new TopologyConflictError(kind, name, error);
-    throw error;
+    throw declareRefusal(kind, name, error) ?? error;
   }
 }

@@ -12,6 +12,10 @@ export type StartupErrorCode =
   | 'database-unreachable'
   | 'broker-auth-refused'
   | 'broker-vhost-refused'
+  /** The user may not declare the consumer's queues or exchanges (403 on a declare). */
+  | 'broker-access-refused'
+  /** A vhost's or user's limit (`max-queues`) refused a declare. */
+  | 'broker-limit-reached'
   | 'database-tls-refused'
   | 'broker-tls-refused';
 

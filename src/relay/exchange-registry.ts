@@ -4,6 +4,7 @@ import { closeChannel } from '../amqp/close-within.js';
 import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-declaration.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
 import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
+import { StartupError } from '../errors/startup-error.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
 
@@ -120,10 +121,13 @@ export class ExchangeRegistry {
       try {
         await assertExchanges(await this.#open(signal), [declaration], reopen);
       } catch (error) {
-        // A 406 closes the channel.
+        // A 406 or 403 closes the channel.
         this.#channel = undefined;
-        if (!(error instanceof TopologyConflictError)) throw error;
-        // The exchange exists, so its rows are published to it as it is; say so once.
+        const refused =
+          error instanceof TopologyConflictError ||
+          (error instanceof StartupError && error.code === 'broker-access-refused');
+        if (!refused) throw error;
+        // Its rows go to the exchange as it is (put off while it does not exist); say so once.
         if (!this.#conflicting.has(declaration.name)) {
           this.#conflicting.add(declaration.name);
           this.#logger.error(errorMessage(error), { exchange: declaration.name });

@@ -88,7 +88,7 @@ export function brokerMisconfiguration(error: unknown, url: string): StartupErro
     return new StartupError(
       'broker-vhost-refused',
       'rabbitmq',
-      `RabbitMQ at ${redactUrl(url)} refused the virtual host "${vhostOf(url)}" (it does not exist, or the user may not use it): check the path of the AMQP URL, or create the vhost and grant the user access`,
+      `RabbitMQ at ${redactUrl(url)} refused the virtual host "${vhostOf(url)}" (it does not exist, the user may not use it, or its connection limit is reached): check the path of the AMQP URL, create the vhost and grant the user access, or raise its max-connections`,
       error,
     );
   }
