@@ -1,6 +1,7 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { PUBLISH_TAG_HEADER } from '../protocol/message-headers.js';
 import { closeChannel } from './close-within.js';
+import { FRAME_OVERHEAD_BYTES } from './content-header-bytes.js';
 import { corkUntilWritten, socketOf } from './socket-cork.js';
 
 /** What the broker made of one publish. */
@@ -64,6 +65,11 @@ interface Pending {
  * channel that closes mid-flight, and publishes amqplib refuses. The relay, the consumer's
  * retry publisher and the dead-letter replay all publish through it.
  */
+/** amqplib's own `frameMax` when the URL gives none (RabbitMQ's default too): 128 KiB. */
+const DEFAULT_FRAME_MAX = 131_072;
+/** The publish tag header, name and a number's value, as `contentHeaderBytes` counts them. */
+const PUBLISH_TAG_ROOM_BYTES = 1 + PUBLISH_TAG_HEADER.length + 1 + 8;
+
 export class ConfirmedPublisher {
   readonly #channel: ConfirmChannel;
   readonly #onAnswer: ((seconds: number) => void) | undefined;
@@ -124,6 +130,17 @@ export class ConfirmedPublisher {
     const header = headers?.[PUBLISH_TAG_HEADER];
     if (header !== undefined) return Number(header);
     return typeof messageId === 'string' ? this.#untagged.get(messageId) : undefined;
+  }
+
+  /**
+   * The most bytes a publish's content header may take on this channel (`contentHeaderBytes`),
+   * with room left for the publish tag this publisher may add.
+   */
+  get maxContentHeaderBytes(): number {
+    // amqplib keeps the negotiated frame_max on the connection, untyped.
+    const { connection } = this.#channel as unknown as { connection?: { frameMax?: number } };
+    const frameMax = connection?.frameMax ?? DEFAULT_FRAME_MAX;
+    return frameMax - FRAME_OVERHEAD_BYTES - PUBLISH_TAG_ROOM_BYTES;
   }
 
   get isOpen(): boolean {

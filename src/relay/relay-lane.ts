@@ -1,6 +1,8 @@
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
+import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
+import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
@@ -240,7 +242,7 @@ export class RelayLane {
       // Claimed as the stop began: rolled back untouched rather than published now, when the
       // stop's patience may be spent and no confirm would be waited for.
       if (stopping.aborted) throw stopping.reason;
-      const requests = await this.#prepare(rows);
+      const requests = await this.#prepare(rows, publisher.maxContentHeaderBytes);
       const answers = publishBatch(publisher, requests, options.publishTimeoutMs, this.#ctx.giveUp);
       handedOver = true;
       const ordered = rows.some((r) => r.ordering_key !== null);
@@ -387,8 +389,12 @@ export class RelayLane {
     await publisher?.close();
   }
 
-  /** Outcomes known before publishing: too large, or bound for an exchange that does not exist. */
-  async #prepare(rows: readonly OutboxRow[]): Promise<PublishRequest[]> {
+  /**
+   * Outcomes known before publishing: too large, headers over the broker's frame (which would
+   * make it close the connection, for every lane, each time it is tried), or bound for an
+   * exchange that does not exist.
+   */
+  async #prepare(rows: readonly OutboxRow[], maxHeaderBytes: number): Promise<PublishRequest[]> {
     const { options, exchanges, stopping } = this.#ctx;
     const missing = await exchanges.missing(
       rows.map((r) => r.exchange),
@@ -403,6 +409,19 @@ export class RelayLane {
             reason: `too large: ${row.payload.length} bytes, limit ${options.maxMessageBytes}`,
           },
         };
+      }
+      // Without headers of its own a row's properties take under 2 KiB: every frame_max fits them.
+      if (row.headers !== null) {
+        const bytes = contentHeaderBytes(publishProperties(row));
+        if (bytes > maxHeaderBytes) {
+          return {
+            row,
+            outcome: {
+              kind: 'permanent',
+              reason: `headers too large: its properties take up to ${bytes} bytes, the broker's frame_max leaves ${maxHeaderBytes}`,
+            },
+          };
+        }
       }
       const delayMs = missing.get(row.exchange);
       if (delayMs !== undefined) {

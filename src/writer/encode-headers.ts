@@ -1,3 +1,4 @@
+import { fieldTableBytes } from '../amqp/content-header-bytes.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
@@ -51,17 +52,6 @@ function amqpEncodableNumber(n: number): boolean {
   if (!Number.isFinite(n)) return false;
   if (Math.abs(n) < 2 ** 50 || n >= 2 ** 63) return true;
   return Number.isInteger(n) && n >= -(2 ** 63);
-}
-
-/** Bytes of `value` in an AMQP field table; numbers counted at their largest, 8. */
-function fieldBytes(value: HeaderValue): number {
-  if (typeof value === 'string') return 1 + 4 + Buffer.byteLength(value);
-  if (typeof value === 'number') return 1 + 8;
-  if (typeof value === 'boolean') return 1 + 1;
-  if (value === null) return 1;
-  let bytes = 1 + 4;
-  for (const v of value) bytes += fieldBytes(v);
-  return bytes;
 }
 
 function checkHeaderValue(value: unknown, path: string, index: number, depth: number): void {
@@ -145,8 +135,7 @@ export function encodeHeaders(headers: unknown, index: number): string | null {
   const all = trace === undefined ? own : { ...trace, ...own };
   const names = Object.keys(all);
   if (names.length === 0) return null;
-  let bytes = 4;
-  for (const name of names) bytes += 1 + Buffer.byteLength(name) + fieldBytes(all[name]!);
+  const bytes = fieldTableBytes(all);
   if (bytes > MAX_HEADERS_BYTES) {
     throw new InvalidMessageError(
       'invalid-header',
