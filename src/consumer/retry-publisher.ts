@@ -1,6 +1,7 @@
 import type { ChannelModel, Options } from 'amqplib';
 import { describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
+import { fitErrorToFrame } from '../protocol/copy-headers.js';
 
 /**
  * Publishes retry and dead-letter copies to a consumer's own queues (through the default
@@ -47,7 +48,7 @@ export class RetryPublisher {
       '',
       queue,
       content,
-      { ...options, persistent: true },
+      fitErrorToFrame({ ...options, persistent: true }, publisher.maxContentHeaderBytes),
       this.#timeoutMs,
     );
     if (result.kind === 'confirmed') return;
