@@ -3,7 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import * as amqp from 'amqplib';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { CHROMIUM_ARGS, chromiumExecutable } from './support/chromium.js';
 import {
   countsInDatabase,
@@ -11,6 +13,7 @@ import {
   parkMessages,
   serveDashboard,
 } from './support/dashboard-server.js';
+import { AMQP_URL } from './support/env.js';
 import { writeMessages } from './support/relay-fixture.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 
@@ -120,6 +123,44 @@ describe('dashboard: in a real headless Chromium', () => {
     assert.match((await page.textContent('#notice')) ?? '', /1 done/);
     await page.close();
     assert.deepEqual(problems, []);
+  });
+
+  // A browser resolves `..` in a path as a step up: the row's Purge once posted
+  // api/queues/<queue>/purge, and all 2 dead letters went.
+  it("a dead letter's Purge removes only that one, whatever its message id", async () => {
+    const queue = `dashweb-dots-${process.pid}`;
+    const connection = await amqp.connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    const dlq = deadLetterQueueName(queue);
+    await channel.assertQueue(dlq, { durable: true });
+    for (const messageId of ['..', 'keep']) {
+      channel.sendToQueue(dlq, Buffer.from('{}'), { messageId, contentType: 'application/json' });
+    }
+    await channel.waitForConfirms();
+    const dotted = await serveDashboard({
+      pool: t.pool,
+      schema: t.schema,
+      amqpUrl: AMQP_URL,
+      queues: [queue],
+      allowReplay: true,
+    });
+    try {
+      const page = await open(dotted.url);
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.click('tr[data-message-id=".."] button[data-action="purge"]');
+      await page.waitForSelector('tr[data-message-id=".."]', { state: 'detached' });
+      const left = [];
+      for (let m = await channel.get(dlq); m; m = await channel.get(dlq)) {
+        left.push(m.properties.messageId);
+      }
+      assert.deepEqual(left, ['keep']);
+      await page.close();
+      assert.deepEqual(problems, []);
+    } finally {
+      await dotted.close();
+      await channel.deleteQueue(dlq);
+      await connection.close();
+    }
   });
 
   it('read-only, it shows no buttons; the page follows the database as it refreshes', async () => {

@@ -79,7 +79,8 @@ const JSON_HEADERS = {
  * - `POST api/parked/replay`, `api/parked/purge`: every parked row
  * - `POST api/parked/<id>/replay`, `api/parked/<id>/purge`: one parked row
  * - `POST api/queues/<queue>/replay`, `.../purge`: every dead letter of a configured queue
- * - `POST api/queues/<queue>/messages/<message id>/replay`, `.../purge`: one dead letter
+ * - `POST api/queues/<queue>/messages/<message id>/replay`, `.../purge`: one dead letter; also
+ *   `api/queues/<queue>/messages/replay?id=<message id>` (and `purge`), for any id
  *
  * Read-only unless `allowReplay: true`. Changes must be POSTs from the page itself: they need the
  * `x-outboxkit-dashboard` header and are refused when the browser says they come from another
@@ -256,12 +257,18 @@ export class OutboxDashboard {
     if (rest[0] === 'queues' && rest[1] !== undefined && !this.#queues.has(rest[1])) {
       return { status: 404, body: { error: `queue ${JSON.stringify(rest[1])} is not shown here` } };
     }
-    const mutation = this.#mutationOf(rest);
+    const messageId = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('id');
+    const mutation = this.#mutationOf(rest, messageId);
     return mutation ? this.#mutate(req, mutation) : notFound();
   }
 
-  /** The change a POST path asks for, or `undefined` when the path names none. */
-  #mutationOf(rest: readonly string[]): Mutation | undefined {
+  /**
+   * The change a POST path asks for, or `undefined` when the path names none. `messageId`: the
+   * `id` of the query, for `api/queues/<queue>/messages/<verb>?id=...`, the form the page uses:
+   * a browser resolves an id of `.` or `..` in the path as a step up, which made a click on one
+   * dead letter's Purge purge its whole queue.
+   */
+  #mutationOf(rest: readonly string[], messageId: string | null): Mutation | undefined {
     const [kind, a, b, c, d, ...more] = rest;
     if (more.length > 0) return undefined;
     const verb = (v: string | undefined) => (v === 'replay' || v === 'purge' ? v : undefined);
@@ -278,10 +285,14 @@ export class OutboxDashboard {
     if (verb(b) && c === undefined) {
       return verb(b) === 'replay' ? () => queue.replayAll() : () => queue.purgeAll();
     }
-    if (b === 'messages' && c !== undefined && verb(d)) {
-      return verb(d) === 'replay'
-        ? () => one(() => queue.replayOne(c))
-        : () => one(() => queue.purgeOne(c));
+    const [target, action] =
+      b === 'messages' && verb(c) && d === undefined && messageId !== null
+        ? [messageId, verb(c)]
+        : [c, b === 'messages' ? verb(d) : undefined];
+    if (target !== undefined && action !== undefined) {
+      return action === 'replay'
+        ? () => one(() => queue.replayOne(target))
+        : () => one(() => queue.purgeOne(target));
     }
     return undefined;
   }

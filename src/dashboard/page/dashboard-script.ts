@@ -322,14 +322,14 @@ function renderQueue(q: PageQueue): HTMLElement {
                         'Replay',
                         clicked(
                           `Replay ${d.messageId}`,
-                          `${path}/messages/${id(d.messageId)}/replay`,
+                          `${path}/messages/replay?id=${id(d.messageId)}`,
                         ),
                       ),
                       button(
                         'Purge',
                         clicked(
                           `Purge ${d.messageId}`,
-                          `${path}/messages/${id(d.messageId)}/purge`,
+                          `${path}/messages/purge?id=${id(d.messageId)}`,
                           `Delete dead letter ${d.messageId} for good?`,
                         ),
                         true,
