@@ -281,6 +281,12 @@ describe('the CLI refuses a bad argument as a usage error (exit 2), before it lo
     assert.match(r.stderr, /parked row id is a number/);
   });
 
+  it('dead-letters show <a number over the bigint range>', async () => {
+    const r = await cli('dead-letters', 'show', '9999999999999999999');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /parked row id is a number up to 2\^63 - 1/);
+  });
+
   it('dead-letters lst, with a did-you-mean', async () => {
     const r = await cli('dead-letters', 'lst');
     assert.equal(r.code, 2, r.stderr);

@@ -6,6 +6,7 @@ import { PermanentError } from '../src/consumer/permanent-error.js';
 import { DeadLetterNotFoundError } from '../src/dead-letters/dead-letter-not-found-error.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OUTBOXKIT_HEADERS, REPLAYED_AT_HEADER } from '../src/protocol/dead-letter-headers.js';
 import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -48,6 +49,11 @@ describe('dead letters: parked outbox rows', () => {
       assert.equal((await parked.list({ reason: 'no such reason' })).length, 0);
       assert.equal((await parked.list({ olderThanMs: 3_600_000 })).length, 0);
       assert.equal((await parked.list({ newerThanMs: 3_600_000 })).length, 2);
+      // Over the bigint range: refused by outboxkit, not failed by Postgres (22003).
+      const overRange = '9999999999999999999';
+      await assert.rejects(parked.show(overRange), ConfigurationError);
+      await assert.rejects(parked.replayOne(overRange), ConfigurationError);
+      await assert.rejects(parked.purgeOne(overRange), ConfigurationError);
       const shown = await parked.show(listed[0]!.id);
       assert.deepEqual(JSON.parse(shown.payload.toString()), { n: 1 });
 

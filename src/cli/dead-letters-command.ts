@@ -1,6 +1,7 @@
 import type { DeadLetterFilter } from '../dead-letters/dead-letter-filter.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import { type ParkedMessage, ParkedMessages } from '../dead-letters/parked-messages.js';
+import { isParkedRowId } from '../dead-letters/parked-row-id.js';
 import type { QueuedDeadLetter } from '../dead-letters/queued-dead-letter.js';
 import type { DeadLetterWorkResult, ProgressListener } from '../dead-letters/replay-result.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -123,9 +124,9 @@ export const deadLettersCommand: CliCommand = {
     }
     if (values.to !== undefined) throw new UsageError('--to applies to --queue dead letters only');
     // What ParkedMessages would refuse after connecting, as a failure (exit 1): a usage error.
-    if (request.id !== undefined && !/^\d{1,19}$/.test(request.id)) {
+    if (request.id !== undefined && !isParkedRowId(request.id)) {
       throw new UsageError(
-        `a parked row id is a number (the id column of list), got ${JSON.stringify(request.id)}; a dead letter of a queue needs --queue`,
+        `a parked row id is a number up to 2^63 - 1 (the id column of list), got ${JSON.stringify(request.id)}; a dead letter of a queue needs --queue`,
       );
     }
     const tls = tlsFilesOf('database', values, env);

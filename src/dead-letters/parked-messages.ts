@@ -11,6 +11,7 @@ import type { HeaderValue } from '../writer/outbox-message.js';
 import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { filterSql, type ParkedQueries, parkedQueries } from './parked-queries.js';
+import { isParkedRowId } from './parked-row-id.js';
 import type { DeadLetterWorkResult, ProgressListener } from './replay-result.js';
 import { workOptions } from './work-options.js';
 
@@ -205,8 +206,11 @@ export class ParkedMessages {
 }
 
 function rowId(id: string): string {
-  if (!/^\d{1,19}$/.test(String(id))) {
-    throw new ConfigurationError('id', `a parked row id is a number, got ${JSON.stringify(id)}`);
+  if (!isParkedRowId(String(id))) {
+    throw new ConfigurationError(
+      'id',
+      `a parked row id is a number up to 2^63 - 1, got ${JSON.stringify(id)}`,
+    );
   }
   return String(id);
 }
