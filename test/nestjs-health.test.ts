@@ -83,6 +83,19 @@ describe('nestjs: the terminus health indicator', () => {
         /not an option of OutboxHealthIndicator\.isHealthy; did you mean `maxParked`/,
       ),
     );
+    // A limit that is not a whole number from 0 up: refused, where it turned its check off
+    // ('5s' said up at any lag) or kept the indicator down (-1).
+    for (const [option, value] of [
+      ['maxLagSeconds', '5s'],
+      ['maxLagSeconds', -1],
+      ['maxParked', 1.5],
+      ['maxDeadLettered', 'many'],
+    ] as const) {
+      await assert.rejects(
+        indicator.isHealthy('messaging', { [option]: value } as never),
+        refused(option, /must be a whole number from 0 up/),
+      );
+    }
     const limits = { maxDeadLettered: 1, maxParked: 0 };
     const down = await indicator.isHealthy('messaging', limits);
     assert.equal(down.messaging.status, 'down');

@@ -1,7 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { ConfigurationError } from '../../errors/configuration-error.js';
 import { optionNames } from '../../options/option-names.js';
 import { rejectUnknownOptions } from '../../options/unknown-options.js';
+import { describeValue } from '../../util/describe-value.js';
 import { durationMs } from '../../util/duration-option.js';
 import { errorMessage } from '../../util/logger.js';
 import { withTimeout } from '../../util/with-timeout.js';
@@ -102,6 +104,10 @@ export class OutboxHealthIndicator {
     if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
     const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
+    // A limit that is not a number turned its check off, and a negative one kept it down.
+    const maxLagSeconds = limitOption('maxLagSeconds', options.maxLagSeconds);
+    const maxParked = limitOption('maxParked', options.maxParked);
+    const maxDeadLettered = limitOption('maxDeadLettered', options.maxDeadLettered);
     this.#statusRead ??= this.#outbox.outboxStatus().finally(() => {
       this.#statusRead = undefined;
     });
@@ -120,13 +126,13 @@ export class OutboxHealthIndicator {
         retrying: total.retrying,
         parked: total.parked,
       });
-      if (exceeds(total.oldestPendingAgeSeconds ?? 0, options.maxLagSeconds)) {
+      if (exceeds(total.oldestPendingAgeSeconds ?? 0, maxLagSeconds)) {
         // The relay is the likeliest cause but not the only one: say where else to look.
         problems.push(
           `the relay lags ${total.oldestPendingAgeSeconds} s behind: the oldest due row waits for a backlog, RabbitMQ, or an exchange that does not exist (the relay's log names it)`,
         );
       }
-      if (exceeds(total.parked, options.maxParked)) problems.push(`${total.parked} rows parked`);
+      if (exceeds(total.parked, maxParked)) problems.push(`${total.parked} rows parked`);
     } else {
       problems.push(`outbox status unavailable: ${errorMessage(status.reason)}`);
     }
@@ -134,12 +140,22 @@ export class OutboxHealthIndicator {
       let sum = 0;
       for (const depth of deadLetters.value.values()) sum += depth;
       data.deadLettered = sum;
-      if (exceeds(sum, options.maxDeadLettered)) problems.push(`${sum} messages dead-lettered`);
+      if (exceeds(sum, maxDeadLettered)) problems.push(`${sum} messages dead-lettered`);
     } else {
       problems.push(`dead-letter queues unavailable: ${errorMessage(deadLetters.reason)}`);
     }
     return problems.length > 0 ? indicator.down({ ...data, problems }) : indicator.up(data);
   }
+}
+
+/** A limit of the check: left out, or a whole number from 0 up (0: down at the first one). */
+function limitOption(option: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    const got = typeof value === 'number' ? String(value) : describeValue(value);
+    throw new ConfigurationError(option, `must be a whole number from 0 up, got ${got}`);
+  }
+  return value;
 }
 
 function exceeds(value: number, limit: number | undefined): boolean {
