@@ -185,6 +185,22 @@ describe('OutboxWriter', () => {
     assert.equal(rows[0].delay.minutes, 1);
   });
 
+  // now() is when the transaction began: a delay counted from it ran out early, or before the
+  // commit, in a transaction that worked a while before its add.
+  it('counts a delay from the add, not from the start of the transaction', async () => {
+    const { id, began } = await t.db.transaction().execute(async (trx) => {
+      const { rows } = await sql<{ began: Date }>`SELECT now() AS began`.execute(trx);
+      await sql`SELECT pg_sleep(0.6)`.execute(trx);
+      return { id: await writer.add(trx, { ...base, delayMs: 1000 }), began: rows[0]!.began };
+    });
+    const { rows } = await t.pool.query<{ at: Date }>(
+      `SELECT available_at AS at FROM "${t.schema}".outbox WHERE message_id = $1`,
+      [id],
+    );
+    const waited = rows[0]!.at.getTime() - began.getTime();
+    assert.ok(waited >= 1600, `available ${waited} ms after the transaction began`);
+  });
+
   it('accepts a pg client inside a transaction and refuses one outside', async () => {
     const client = await t.pool.connect();
     try {

@@ -44,7 +44,10 @@ export interface OutboxMessage<P = unknown> {
   readonly messageId?: string | undefined;
   /** Messages of one key are published in the order they were written, one at a time. */
   readonly orderingKey?: string | undefined;
-  /** Milliseconds to wait after commit before publishing; at most 366 days. */
+  /**
+   * Milliseconds to wait, counted from the add, before publishing (never before the commit); at
+   * most 366 days.
+   */
   readonly delayMs?: number | undefined;
   readonly correlationId?: string | undefined;
   readonly causationId?: string | undefined;

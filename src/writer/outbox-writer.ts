@@ -129,8 +129,10 @@ export class OutboxWriter {
       options.maxMessageBytes,
       DEFAULT_MAX_MESSAGE_BYTES,
     );
+    // A delay counts from the add (clock_timestamp()), not from the start of the transaction
+    // (now()), which may have been working for a while before it.
     const availableAt = (d: string) =>
-      `CASE WHEN ${d} > 0 THEN now() + ${d} * interval '1 millisecond' ELSE now() END`;
+      `CASE WHEN ${d} > 0 THEN clock_timestamp() + ${d} * interval '1 millisecond' ELSE now() END`;
     // The key locks and the NOTIFY ride in the INSERT as one-time filters: uncorrelated scalar
     // subqueries, which Postgres runs once before the first row is formed, so each key's lock is
     // held before any row takes its id. One round trip per `add`.
