@@ -533,7 +533,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
         this.#stopDeadline.abort();
         await settleWithin(drained, CLOSE_TIMEOUT_MS);
       }
-      await this.#cleaner?.stop();
+      // Bounded: a Postgres that hangs would hold the clean-up's DELETE, and the stop, for good.
+      // The DELETE only removes old keys: left running, it changes nothing that matters here.
+      if (this.#cleaner) await settleWithin(this.#cleaner.stop(), CLOSE_TIMEOUT_MS);
       // Each close gives up on a broker that does not answer; side by side, they give up together.
       await Promise.all([...this.#runners.map((r) => r.close()), this.#publisher.close()]);
     } finally {
