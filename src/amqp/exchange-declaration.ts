@@ -1,5 +1,4 @@
 import type { Channel } from 'amqplib';
-import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { optionNames } from '../options/option-names.js';
@@ -102,8 +101,9 @@ export function exchangeDeclaration(d: ExchangeDeclaration, option: string): Exc
 /**
  * Declares exchanges on `channel`: the one implementation behind `declareExchanges`, the
  * relay's `exchanges` option, the Nest module and the consumers. Declaring an exchange that
- * exists with the same settings is a no-op; one with other settings (406) becomes a
- * `TopologyConflictError`, and closes the channel.
+ * exists with the same settings is a no-op; a refused one closes the channel and becomes what
+ * `declareRefusal` says: a `TopologyConflictError` for other settings (406), a `StartupError`
+ * for a limit or a user without configure permission.
  *
  * A declaration without `alternateExchange` accepts an exchange that has one: consumers and the
  * Nest module bind to exchanges that `declareExchanges` may have given one, as the README does.
@@ -125,14 +125,11 @@ export async function assertExchanges(
         ...(d.alternateExchange !== undefined && { alternateExchange: d.alternateExchange }),
       });
     } catch (error) {
-      const refusal = declareRefusal('exchange', d.name, error);
-      if (refusal instanceof TopologyConflictError && d.alternateExchange === undefined) {
-        if (isOtherAlternateExchange(error)) {
-          current = await reopen();
-          continue;
-        }
+      if (d.alternateExchange === undefined && isOtherAlternateExchange(error)) {
+        current = await reopen();
+        continue;
       }
-      throw refusal ?? error;
+      throw declareRefusal('exchange', d.name, error) ?? error;
     }
   }
   return current;
