@@ -45,6 +45,40 @@ type StackFactory = (schema: string) => Promise<Stack>;
 const effect = (schema: string, consumer: string, key: string, attempt: number) =>
   `INSERT INTO "${schema}".effects (consumer, key, attempt) VALUES ('${consumer}', '${key}', ${attempt})`;
 
+/** A Knex stack; `postProcessResponse` is Knex's hook on every result, raw ones too. */
+async function knexStack(
+  schema: string,
+  postProcessResponse?: (result: unknown) => unknown,
+): Promise<Stack> {
+  const knex = knexFactory({
+    client: 'pg',
+    connection: DATABASE_URL,
+    ...(postProcessResponse && { postProcessResponse }),
+  });
+  type Tx = Parameters<Parameters<typeof knex.transaction>[0]>[0];
+  return {
+    transactions: knexConsumerTransactions(knex),
+    insertEffect: async (tx, consumer, key, attempt) =>
+      void (await (tx as Tx)
+        .withSchema(schema)
+        .table('effects')
+        .insert({ consumer, key, attempt })),
+    execute: async (tx, statement) => void (await (tx as Tx).raw(statement)),
+    close: () => knex.destroy(),
+  };
+}
+
+/** Knex's documented camel-casing of result columns, raw results' rows included. */
+function camelCasedResults(result: unknown): unknown {
+  const toCamel = (row: Record<string, unknown>) =>
+    Object.fromEntries(
+      Object.entries(row).map(([k, v]) => [k.replace(/_([a-z])/g, (_, c) => c.toUpperCase()), v]),
+    );
+  if (Array.isArray(result)) return result.map(toCamel);
+  const raw = result as { rows?: unknown } | undefined;
+  return Array.isArray(raw?.rows) ? { ...raw, rows: raw.rows.map(toCamel) } : result;
+}
+
 const stacks: Record<string, StackFactory> = {
   async typeorm(schema) {
     const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
@@ -74,21 +108,8 @@ const stacks: Record<string, StackFactory> = {
       close: () => db.$client.end(),
     };
   },
-  async knex(schema) {
-    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
-    const transactions = knexConsumerTransactions(knex);
-    type Tx = Parameters<Parameters<typeof knex.transaction>[0]>[0];
-    return {
-      transactions,
-      insertEffect: async (tx, consumer, key, attempt) =>
-        void (await (tx as Tx)
-          .withSchema(schema)
-          .table('effects')
-          .insert({ consumer, key, attempt })),
-      execute: async (tx, statement) => void (await (tx as Tx).raw(statement)),
-      close: () => knex.destroy(),
-    };
-  },
+  knex: (schema) => knexStack(schema),
+  'knex with camel-cased results': (schema) => knexStack(schema, camelCasedResults),
   async prisma(schema) {
     const prisma = new PrismaClient({
       adapter: new PrismaPg({ connectionString: DATABASE_URL }, { schema }),

@@ -477,8 +477,8 @@ async function claim(
       delivery.businessKey,
       storedMessageId(delivery.info.messageId),
       limitMs,
-    ])) as { rows: { pid: number }[] };
-    return { pid: pidOf(rows[0]?.pid), handled: [rows.length > 0] };
+    ])) as { rows: object[] };
+    return { pid: pidOf(columnsOf(rows[0])[0]), handled: [rows.length > 0] };
   }
   // The first task of a key in the batch gets the handler; later ones are duplicates of it.
   const first = new Map<string, number>();
@@ -493,16 +493,25 @@ async function claim(
     ids.push(storedMessageId(delivery.info.messageId) ?? '');
   }
   const { rows } = (await run(queries.claimMany, [consumer.name, keys, ids, limitMs])) as {
-    rows: { business_key: string; pid: number }[];
+    rows: object[];
   };
-  const claimed = new Set(rows.map((r) => r.business_key));
+  const claimed = new Set(rows.map((row) => columnsOf(row)[0]));
   return {
-    pid: pidOf(rows[0]?.pid),
+    pid: pidOf(columnsOf(rows[0])[1]),
     handled: tasks.map(
       ({ delivery }, index) =>
         claimed.has(delivery.businessKey) && first.get(delivery.businessKey) === index,
     ),
   };
+}
+
+/**
+ * A claim's row, read by position: an ORM's hooks may rename columns (Knex's
+ * `postProcessResponse` camel-casing keys), and a `business_key` read by name as `undefined`
+ * made every delivery of a batch look like a duplicate, acked unhandled.
+ */
+function columnsOf(row: object | undefined): unknown[] {
+  return row === undefined ? [] : Object.values(row);
 }
 
 /** pg gives an int4 as a number; an ORM may give it as a string or a bigint. */

@@ -10,8 +10,9 @@ export interface ProcessedQueries {
   readonly claimOne: string;
   /**
    * $1 consumer, $2 keys (text[]), $3 message ids (text[]), $4 time limit in ms. Returns the keys
-   * that were new. Keys are inserted in sorted order, so two batches sharing keys lock them in
-   * the same order and do not deadlock.
+   * that were new, then the session's pid, in that order: the claim reads its rows by position.
+   * Keys are inserted in sorted order, so two batches sharing keys lock them in the same order
+   * and do not deadlock.
    */
   readonly claimMany: string;
   /** $1 pid: cancels the statement a timed-out handler's session is running, if any. */
