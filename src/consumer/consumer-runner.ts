@@ -16,7 +16,7 @@ import { type CopyPublisher, FailureRouter } from './failure-router.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import { type ReceivedDelivery, receivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { requeue } from './settle-delivery.js';
+import { handBackAtStop, requeue } from './settle-delivery.js';
 
 export interface RunnerContext {
   readonly consumer: ResolvedConsumer;
@@ -158,9 +158,13 @@ export class ConsumerRunner {
    * Cancels the consumer and hands every delivery not yet started back to the queue. They are
    * taken from the dispatcher at once, so none starts while a broker that hangs holds the
    * cancel, and handed back after it, so the broker does not send them straight back here.
+   * An ordered consumer's stay unacked until the stop closes its channel (`handBackAtStop`).
    */
   async stopConsuming(): Promise<void> {
     const waiting = this.#dispatcher.remove(() => true);
+    // Not cancelled: a quorum queue puts the deliveries a cancel catches on their way behind
+    // their keys' later messages. What arrives from now on waits unacked for the close.
+    if (this.#ctx.consumer.ordered) return;
     await this.#channel.cancel();
     requeue(waiting, this.stats);
   }
@@ -181,7 +185,7 @@ export class ConsumerRunner {
     if (message.fields.redelivered) this.stats.redelivered += 1;
     const delivery = receivedDelivery(message, handle, this.#ctx.consumer.ordered);
     if (this.#ctx.stopping.aborted) {
-      requeue([delivery], this.stats);
+      handBackAtStop([delivery], this.#ctx.consumer.ordered, this.stats);
       return;
     }
     this.#dispatcher.push(delivery);

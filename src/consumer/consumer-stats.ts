@@ -14,7 +14,10 @@ export interface ConsumerStats {
   /** Failed messages scheduled for another attempt. */
   retried: number;
   deadLettered: number;
-  /** Deliveries handed back to the queue unhandled (stopping, or a retry copy not confirmed). */
+  /**
+   * Deliveries handed back to the queue unhandled (stopping, or a retry copy not confirmed). An
+   * ordered consumer's are not counted at a stop: its channel's close hands them back.
+   */
   requeued: number;
   /** Transactions run again after a serialization failure or deadlock. */
   serializationRetries: number;

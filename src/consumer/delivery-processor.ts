@@ -7,7 +7,7 @@ import type { FailureRouter } from './failure-router.js';
 import { parseDelivery } from './parse-delivery.js';
 import { attemptOf, type ReceivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { ack, requeue } from './settle-delivery.js';
+import { ack, handBackAtStop, requeue } from './settle-delivery.js';
 
 export interface DeliveryProcessorOptions {
   readonly consumer: ResolvedConsumer;
@@ -66,7 +66,7 @@ export class DeliveryProcessor {
         return undefined;
       case 'aborted':
       case 'stopped':
-        requeue([delivery], stats);
+        handBackAtStop([delivery], this.#options.consumer.ordered, stats);
         return undefined;
       case 'unavailable':
         this.#handBack(delivery);
@@ -89,7 +89,7 @@ export class DeliveryProcessor {
       return;
     }
     if (outcome.kind === 'aborted' || outcome.kind === 'stopped') {
-      requeue(deliveries, stats);
+      handBackAtStop(deliveries, consumer.ordered, stats);
       return;
     }
     if (outcome.kind === 'unavailable') {

@@ -39,3 +39,16 @@ export function requeue(
     }
   }
 }
+
+/**
+ * Hands back deliveries a stop leaves unhandled. An ordered consumer's stay unacked until its
+ * channel closes, which the stop does last: the broker then requeues them ahead of their keys'
+ * later messages on both queue types, while a quorum queue puts a nacked one behind them.
+ */
+export function handBackAtStop(
+  deliveries: readonly ReceivedDelivery[],
+  ordered: boolean,
+  stats: Pick<ConsumerStats, 'requeued'>,
+): void {
+  if (!ordered) requeue(deliveries, stats);
+}
