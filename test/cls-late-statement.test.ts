@@ -183,7 +183,7 @@ describe('the Drizzle gate', () => {
       let closed: Error | undefined;
       let kept: { execute(q: typeof select): Promise<unknown> } | undefined;
       await drizzleConsumerTransactions(orm).run(
-        { isolationLevel: 'read committed', timeoutMs: 5000, closed: () => closed },
+        { isolationLevel: 'read committed', timeoutMs: 5000, handlers: 1, closed: () => closed },
         async ({ tx }) => {
           kept = tx;
           await tx.execute(select);

@@ -498,3 +498,60 @@ describe('a consumer in the transaction of an ORM: the connection lost under a h
     });
   }
 });
+
+describe("a consumer in Prisma's transaction: Prisma's own timeout", () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('ormp');
+  });
+  afterEach(() => f.stopHosts());
+  after(() => f.close());
+
+  it("gives a batch the consumer's timeoutMs for the claim and for each of its handlers", async () => {
+    const prisma = new PrismaClient({
+      adapter: new PrismaPg({ connectionString: DATABASE_URL }, { schema: f.t.schema }),
+    });
+    // Prisma's `timeout` of each transaction the adapter opens, with the batch it ran.
+    const opened: Array<{ timeout: number; handlers: number }> = [];
+    let handlers = 0;
+    const recording = {
+      $transaction: (
+        work: Parameters<typeof prisma.$transaction>[0],
+        options: { timeout: number },
+      ) =>
+        prisma.$transaction(async (tx) => {
+          handlers = 0;
+          const result = await work(tx);
+          opened.push({ timeout: options.timeout, handlers });
+          return result;
+        }, options),
+    } as unknown as typeof prisma;
+    try {
+      const definition = f.definition(
+        'prisma-batch',
+        async () => {
+          handlers += 1;
+        },
+        { routingKeys: ['prisma-batch'], batchSize: 10, concurrency: 1, timeoutMs: 1000 },
+      );
+      const host = await f.host([definition], {
+        transactions: prismaConsumerTransactions(recording),
+      });
+      await f.publishMany(
+        Array.from({ length: 40 }, (_, i) => ({
+          routingKey: 'prisma-batch',
+          content: { i },
+          options: { messageId: `p${i}` },
+        })),
+      );
+      await waitFor('40 handled', () => host.stats(definition.name).handled === 40);
+      const batches = opened.filter((o) => o.handlers > 1);
+      assert.ok(batches.length > 0, 'some transactions held several handlers');
+      for (const { timeout, handlers: n } of opened) {
+        assert.ok(timeout >= (n + 1) * 1000 + 10_000, `timeout ${timeout} for ${n} handlers`);
+      }
+    } finally {
+      await prisma.$disconnect();
+    }
+  });
+});

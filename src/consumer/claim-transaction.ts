@@ -258,6 +258,7 @@ async function transactWith(
       {
         isolationLevel: consumer.isolationLevel,
         timeoutMs: consumer.timeoutMs,
+        handlers: tasks.length,
         closed: () => gate.error,
       },
       async (transaction) => {

@@ -11,6 +11,11 @@ export interface ConsumerTransactionOptions {
    */
   readonly timeoutMs: number;
   /**
+   * How many handlers run in the transaction, one after another: a batch's deliveries. Each
+   * has `timeoutMs` of its own, so a batch may last that many times longer.
+   */
+  readonly handlers: number;
+  /**
    * The error the handler's statements must fail with from now on, once the host gives the
    * transaction up (a handler timed out or threw, or the transaction is about to commit), else
    * `undefined`. An adapter that can refuse the handler's statements asks it before each; the

@@ -28,7 +28,7 @@ const ISOLATION: Record<IsolationLevel, PrismaIsolationLevel> = {
   serializable: 'Serializable',
 };
 
-/** Time beyond the claim and the handler a transaction may take: the cancel of a timed-out one. */
+/** Time beyond the claim and the handlers a transaction may take: the cancel of a timed-out one. */
 const SLACK_MS = 10_000;
 
 /**
@@ -36,8 +36,9 @@ const SLACK_MS = 10_000;
  * `tx` as `context.tx`, and its writes commit with the dedupe row. Pass it as the consumer
  * host's `transactions` option (or the Nest module's).
  *
- * Prisma's own transaction `timeout` is set above what the claim and the handler may take
- * (twice the consumer's `timeoutMs`, and 10 s), so the consumer's limit is the one that acts.
+ * Prisma's own transaction `timeout` is set above what the claim and the handlers may take
+ * (the consumer's `timeoutMs` for the claim and for each handler of a batch, and 10 s), so the
+ * consumer's limit is the one that acts.
  *
  * @example
  * const host = new ConsumerHost({ db, amqpUrl, transactions: prismaConsumerTransactions(prisma), consumers: [
@@ -51,7 +52,7 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
   const maxWaitMs =
     settings.maxWaitMs === undefined ? undefined : durationMs('maxWaitMs', settings.maxWaitMs);
   return {
-    async run({ isolationLevel, timeoutMs }, work) {
+    async run({ isolationLevel, timeoutMs, handlers }, work) {
       await prisma.$transaction(
         (tx) =>
           work({
@@ -64,7 +65,7 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
           isolationLevel: ISOLATION[isolationLevel],
           maxWait: maxWaitMs ?? timeoutMs,
           // Prisma times the transaction with a Node timer: past its limit it would fire at once.
-          timeout: Math.min(2 * timeoutMs + SLACK_MS, MAX_TIMER_MS),
+          timeout: Math.min((handlers + 1) * timeoutMs + SLACK_MS, MAX_TIMER_MS),
         },
       );
     },
