@@ -20,6 +20,13 @@ class FrameModel {
   }
 }
 
+/** The copies' connection, up on `model` from the start. */
+const alwaysUp = (model: FrameModel) => ({
+  start() {},
+  ready: async () => model.asModel(),
+  close: async () => {},
+});
+
 const written = (model: FrameModel, index: number, count: number) =>
   waitFor(`${count} publishes on channel ${index}`, () => {
     return model.channels[index]?.published.length === count;
@@ -32,8 +39,7 @@ const written = (model: FrameModel, index: number, count: number) =>
 describe('ConfirmedPublisherSlot: replacing a channel with publishes in flight on it', () => {
   it('a worn-out channel takes no new copies and is closed by the last answer on it', async () => {
     const model = new FrameModel();
-    const retry = new RetryPublisher(5000);
-    retry.attach(model.asModel());
+    const retry = new RetryPublisher(5000, alwaysUp(model));
     const routable = retry.publish('q', Buffer.from('routable'), {});
     const nacked = Array.from({ length: NACKS_BEFORE_NEW_CHANNEL }, (_, i) =>
       retry.publish('q', Buffer.from(`n${i}`), {}),
@@ -60,8 +66,7 @@ describe('ConfirmedPublisherSlot: replacing a channel with publishes in flight o
 
   it('a worn-out channel with nothing in flight is closed when it is replaced', async () => {
     const model = new FrameModel();
-    const retry = new RetryPublisher(5000);
-    retry.attach(model.asModel());
+    const retry = new RetryPublisher(5000, alwaysUp(model));
     const nacked = Array.from({ length: NACKS_BEFORE_NEW_CHANNEL }, (_, i) =>
       retry.publish('q', Buffer.from(`n${i}`), {}),
     );

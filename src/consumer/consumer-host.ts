@@ -112,7 +112,10 @@ export interface ConsumerHostOptions<Tx = Transaction<any>> {
   readonly brokerConsumerTimeoutMs?: number | undefined;
   /** Cleanup of old processed keys of these consumers; `false` to run it elsewhere. */
   readonly retention?: RetentionOptions | false | undefined;
-  /** Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. */
+  /**
+   * Shown in the broker's management UI. Default `outboxkit-consumer-<pid>-<n>`. Retry and
+   * dead-letter copies go on a connection of their own, named `<connectionName>-copies`.
+   */
   readonly connectionName?: string | undefined;
   /**
    * How often a partitioned consumer compares the partitions this process is active on (those
@@ -258,9 +261,6 @@ export class ConsumerHost<Tx = Transaction<any>> {
     this.#startTimeoutMs = durationMs('startTimeoutMs', options.startTimeoutMs, 30_000);
     this.#stopTimeoutMs = durationMs('stopTimeoutMs', options.stopTimeoutMs, 30_000);
     const heartbeatSeconds = heartbeatFor(amqpUrls, options.heartbeatSeconds);
-    this.#publisher = new RetryPublisher(
-      durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
-    );
 
     if (options.retention !== false) {
       const retention = nestedOptions(
@@ -290,16 +290,23 @@ export class ConsumerHost<Tx = Transaction<any>> {
     }
 
     hostCount += 1;
-    this.#amqp = new AmqpConnection({
-      urls: amqpUrls,
-      heartbeatSeconds,
-      reconnectBackoff: this.#reconnectBackoff,
-      logger: this.#logger,
-      connectionName:
-        connectionNameOption(options.connectionName) ??
-        `outboxkit-consumer-${process.pid}-${hostCount}`,
-      tls: amqpTls,
-    });
+    const connectionName =
+      connectionNameOption(options.connectionName) ??
+      `outboxkit-consumer-${process.pid}-${hostCount}`;
+    const connection = (name: string) =>
+      new AmqpConnection({
+        urls: amqpUrls,
+        heartbeatSeconds,
+        reconnectBackoff: this.#reconnectBackoff,
+        logger: this.#logger,
+        connectionName: name,
+        tls: amqpTls,
+      });
+    this.#amqp = connection(connectionName);
+    this.#publisher = new RetryPublisher(
+      durationMs('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+      connection(`${connectionName}-copies`),
+    );
     const queries = processedQueries(options.schema);
     const rebalanceIntervalMs = durationMs(
       'rebalanceIntervalMs',
@@ -555,7 +562,6 @@ export class ConsumerHost<Tx = Transaction<any>> {
       if (!model) return;
       const closed = whenClosed(model, stopping);
       try {
-        this.#publisher.attach(model);
         // Before declaring anything, also on a reconnect: a process at an old count must not
         // declare its set again while a resize runs, or after one.
         if (this.#partitioned.length > 0 && !drainingHosts.has(this)) {
@@ -591,9 +597,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
         continue;
       }
       await closed.promise;
-      // Stopping keeps the publisher: handlers finishing meanwhile may still need retry copies.
       if (stopping.aborted) return;
-      this.#publisher.detach(model);
       for (const r of this.#runners) r.detach(model);
       for (const b of this.#balancers) b.detach(model);
     }

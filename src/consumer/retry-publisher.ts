@@ -1,33 +1,31 @@
 import type { ChannelModel, Options } from 'amqplib';
+import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
 import { fitErrorToFrame } from '../protocol/copy-headers.js';
+
+/** The copies' own connection: an `AmqpConnection`, started at the first copy. */
+export type CopyConnection = Pick<AmqpConnection, 'start' | 'ready' | 'close'>;
 
 /**
  * Publishes retry and dead-letter copies to a consumer's own queues (through the default
  * exchange) on a confirm channel, and resolves only once the broker has the copy: the original
  * is acked after that, so a copy that never arrived leaves the original in its queue.
+ *
+ * It publishes on a connection of its own, opened at the first copy. A broker alarm blocks a
+ * connection that publishes, reads from it included: on the consuming connection, one copy
+ * would hold every ack and delivery of the host until the alarm ends.
  */
 export class RetryPublisher {
   readonly #timeoutMs: number;
+  readonly #connection: CopyConnection;
+  /** The connection the slot's publisher was opened on. */
   #model: ChannelModel | undefined;
   readonly #publisher = new ConfirmedPublisherSlot();
 
-  constructor(timeoutMs: number) {
+  constructor(timeoutMs: number, connection: CopyConnection) {
     this.#timeoutMs = timeoutMs;
-  }
-
-  /** Publishes on `model` from now on. */
-  attach(model: ChannelModel): void {
-    if (this.#model === model) return;
-    this.#model = model;
-    this.#publisher.forget();
-  }
-
-  detach(model: ChannelModel): void {
-    if (this.#model !== model) return;
-    this.#model = undefined;
-    this.#publisher.forget();
+    this.#connection = connection;
   }
 
   /**
@@ -41,8 +39,15 @@ export class RetryPublisher {
     options: Options.Publish,
     whenMissing: () => Promise<void> = async () => {},
   ): Promise<void> {
-    const model = this.#model;
-    if (!model) throw new Error('not connected to RabbitMQ');
+    this.#connection.start();
+    const model = await this.#connection.ready(AbortSignal.timeout(this.#timeoutMs));
+    if (!model) {
+      throw new Error(`not connected to RabbitMQ, or blocked, for ${this.#timeoutMs} ms`);
+    }
+    if (model !== this.#model) {
+      this.#model = model;
+      this.#publisher.forget();
+    }
     const publisher = await this.#publisher.open(model);
     const result = await publisher.publish(
       '',
@@ -64,5 +69,6 @@ export class RetryPublisher {
   async close(): Promise<void> {
     this.#model = undefined;
     await this.#publisher.close();
+    await this.#connection.close();
   }
 }

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
 import { closeConnection } from '../../src/amqp/close-within.js';
+import { defineConsumer } from '../../src/consumer/consumer-definition.js';
+import { ConsumerHost } from '../../src/consumer/consumer-host.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { DATABASE_URL } from '../support/env.js';
+import { testDatabase } from '../support/test-database.js';
 import { waitFor } from '../support/wait-for.js';
 import { sleep } from './exec.js';
 import { reapLeftovers } from './fault-processes.js';
@@ -460,5 +464,83 @@ describe('faults: the broker', () => {
           });
         },
       ),
+  );
+
+  it(
+    'memory alarm: a consumer keeps handling while a retry copy waits for the alarm to end',
+    { timeout: 90_000 },
+    async () => {
+      const t = await testDatabase('alarmc');
+      const publisher = await amqp.connect(node.url);
+      publisher.on('error', () => {});
+      let host: ConsumerHost | undefined;
+      try {
+        await t.pool.query(`CREATE TABLE "${t.schema}".effects (key text PRIMARY KEY)`);
+        const queue = `alarm-consumer-${process.pid}`;
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        host = new ConsumerHost({
+          db: t.db,
+          schema: t.schema,
+          amqpUrl: node.url,
+          logger: silentLogger,
+          retention: false,
+          consumers: [
+            defineConsumer<{ i: number }>({
+              name: queue,
+              exchange: queue,
+              routingKeys: ['#'],
+              queueType: 'classic',
+              prefetch: 20,
+              concurrency: 4,
+              retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 100 } },
+              async handler({ i }, { trx, attempt }) {
+                await gate;
+                // The first message fails once: its retry copy is published during the alarm.
+                if (i === 0 && attempt === 1) throw new Error('fails once');
+                await trx
+                  .insertInto(`${t.schema}.effects`)
+                  .values({ key: String(i) })
+                  .execute();
+              },
+            }),
+          ],
+        });
+        await host.start();
+        const total = 300;
+        const channel = await publisher.createConfirmChannel();
+        for (let i = 0; i < total; i += 1) {
+          channel.publish(queue, 'alarm', Buffer.from(JSON.stringify({ i })), {
+            messageId: `m${i}`,
+            contentType: 'application/json',
+            persistent: true,
+          });
+        }
+        await channel.waitForConfirms();
+        await node.ctl('set_vm_memory_high_watermark', '0');
+        try {
+          release();
+          // Blocked, the copy's connection no longer reads: were it the consumer's, its acks
+          // would stop there, and no delivery beyond the prefetch window would come.
+          await waitFor(
+            'every message but the failing one handled during the alarm',
+            async () => (await t.count('effects')) === total - 1,
+            30_000,
+          );
+        } finally {
+          await node.ctl('set_vm_memory_high_watermark', '0.4');
+        }
+        await waitFor('the failing one handled after the alarm', async () => {
+          return (await t.count('effects')) === total;
+        });
+        assert.equal(host.stats(queue).retried, 1);
+      } finally {
+        await host?.stop();
+        await closeConnection(publisher);
+        await t.close();
+      }
+    },
   );
 });
