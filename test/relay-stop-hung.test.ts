@@ -81,6 +81,38 @@ describe('a relay stopped while RabbitMQ or Postgres hangs returns within its bo
   }
 });
 
+describe('a relay stopped while RabbitMQ hangs on the opening of its channels', () => {
+  let t: TestDatabase;
+  before(async () => {
+    t = await testDatabase('stopopen');
+  });
+  after(() => t.close());
+
+  it('stop() within stopTimeoutMs + 4 s, not when the heartbeat gives up', async () => {
+    const proxy = await TcpProxy.start('127.0.0.1', Number(new URL(AMQP_URL).port || 5672));
+    try {
+      const relay = new OutboxRelay({
+        pool: t.pool,
+        amqpUrl: proxy.url(AMQP_URL),
+        schema: t.schema,
+        stopTimeoutMs: STOP_TIMEOUT_MS,
+        // The heartbeat would end the wait for the channels only after twice this.
+        heartbeatSeconds: 30,
+        logger: silentLogger,
+      });
+      await relay.start();
+      // The lanes asked for their channels as the start ended; the broker's answers are held.
+      proxy.pause();
+      const started = performance.now();
+      await relay.stop();
+      const took = performance.now() - started;
+      assert.ok(took < BOUND_MS, `stop() took ${Math.round(took)} ms`);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('a consumer host stopped while RabbitMQ hangs returns within its bound', () => {
   let f: ConsumerFixture;
   before(async () => {

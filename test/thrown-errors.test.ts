@@ -32,7 +32,7 @@ const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = 
   },
   {
     file: 'src/consumer/retry-publisher.ts',
-    line: "new Error('not connected to RabbitMQ')",
+    line: 'new Error(`not connected to RabbitMQ, or blocked,',
     reason: 'the failure router catches it and hands the delivery back to the queue',
   },
   {

@@ -8,7 +8,7 @@ import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
 import { UrlRotation } from './amqp-urls.js';
-import { closeConnection } from './close-within.js';
+import { closeChannel, closeConnection } from './close-within.js';
 import { connectAmqp } from './connect-amqp.js';
 
 export interface AmqpConnectionOptions {
@@ -112,12 +112,12 @@ export class AmqpConnection extends EventEmitter {
 
   async confirmChannel(signal?: AbortSignal): Promise<ConfirmChannel | undefined> {
     const model = await this.ready(signal);
-    return model ? attachErrorListener(await model.createConfirmChannel()) : undefined;
+    return model ? openUnlessAborted(model.createConfirmChannel(), signal) : undefined;
   }
 
   async channel(signal?: AbortSignal): Promise<Channel | undefined> {
     const model = await this.ready(signal);
-    return model ? attachErrorListener(await model.createChannel()) : undefined;
+    return model ? openUnlessAborted(model.createChannel(), signal) : undefined;
   }
 
   async close(): Promise<void> {
@@ -245,6 +245,35 @@ export class AmqpConnection extends EventEmitter {
 export interface ConnectAttempt {
   readonly url: string;
   readonly error?: unknown;
+}
+
+/**
+ * The channel being opened, or undefined once `signal` aborts first: a broker that hangs never
+ * answers the open, and a stop would wait for it until the heartbeat gave up on the link. A
+ * channel that opens after that is closed.
+ */
+async function openUnlessAborted<C extends Channel>(
+  opening: Promise<C>,
+  signal: AbortSignal | undefined,
+): Promise<C | undefined> {
+  const channel = opening.then(attachErrorListener);
+  if (!signal) return channel;
+  if (signal.aborted) {
+    void closeChannel(channel.catch(() => undefined));
+    return undefined;
+  }
+  let onAbort = () => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    const first = await Promise.race([channel, aborted]);
+    if (first === undefined) void closeChannel(channel.catch(() => undefined));
+    return first;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
 }
 
 /** A channel without an 'error' listener would crash the process when the broker closes it. */
