@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -16,6 +16,7 @@ describe('idempotent consumer: copies on a small broker frame', () => {
   before(async () => {
     f = await ConsumerFixture.open('cframe');
   });
+  afterEach(() => f.stopHosts());
   after(() => f.close());
 
   it('cuts the error text to fit, and dead-letters after the attempts', async () => {
@@ -42,6 +43,31 @@ describe('idempotent consumer: copies on a small broker frame', () => {
     const error = headers[OUTBOXKIT_HEADERS.error] as string;
     assert.match(error, /^refused: e+…$/);
     assert.ok(error.length < 1900, `error kept at ${error.length} characters`);
+    assert.equal(calls, 3);
+    assert.equal(host.stats(name).deadLettered, 1);
+  });
+
+  // A consumer's channel takes the one channel a `channelMax` of 1 allows: copies sharing its
+  // connection got none, and a failing message ran again and again past `maxAttempts`.
+  it('copies get a channel under a channel_max of 1, and maxAttempts holds', async () => {
+    const name = f.name('channels');
+    let calls = 0;
+    const def = f.definition(
+      'channels',
+      async () => {
+        calls += 1;
+        throw new Error('refused');
+      },
+      {
+        routingKeys: ['channels'],
+        retry: { maxAttempts: 3, backoff: { initialMs: 20, maxMs: 40 } },
+      },
+    );
+    const url = new URL(AMQP_URL);
+    url.searchParams.set('channelMax', '1');
+    const host = await f.host([def], { amqpUrl: url.toString() });
+    await f.publish('channels', { n: 1 }, { messageId: 'channels-1' });
+    await f.waitForDepth(deadLetterQueueName(name), 1);
     assert.equal(calls, 3);
     assert.equal(host.stats(name).deadLettered, 1);
   });
