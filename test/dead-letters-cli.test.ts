@@ -194,4 +194,31 @@ describe('outboxkit dead-letters', () => {
     assert.equal(copy!.properties.headers?.[OUTBOXKIT_HEADERS.originalExchange], 'orders');
     assert.equal(await broker.depth(dlq), 0);
   });
+
+  it('waits --busy-timeout for a dead-letter queue another reader holds, then fails typed', async () => {
+    const queue = await broker.queue('held');
+    const dlq = await broker.queue('held.dlq');
+    broker.channel.sendToQueue(dlq, Buffer.from('{}'), { messageId: 'h-1' });
+    await broker.waitForDepth(dlq, 1);
+    // Another reader's scan: an exclusive consumer holding the dead letters unacked.
+    const held = await broker.channel.consume(dlq, () => {}, { exclusive: true, noAck: false });
+    try {
+      const started = performance.now();
+      const busy = await cli('dead-letters', 'list', '--queue', queue, '--busy-timeout', '300ms');
+      const took = performance.now() - started;
+      assert.equal(busy.code, 1, busy.stderr);
+      assert.match(busy.stderr, /was being read by another reader .* for \d+ ms/);
+      assert.match(busy.stderr, /--busy-timeout/);
+      // Node's start and the connection, but not the default 5 s wait.
+      assert.ok(took < 4500, `took ${Math.round(took)} ms`);
+    } finally {
+      await broker.channel.cancel(held.consumerTag);
+    }
+    const bad = await cli('dead-letters', 'list', '--queue', queue, '--busy-timeout', 'soon');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--busy-timeout must be a duration/);
+    const parked = await cli('dead-letters', 'list', '--publish-timeout', '5s');
+    assert.equal(parked.code, 2);
+    assert.match(parked.stderr, /--publish-timeout applies to --queue dead letters only/);
+  });
 });

@@ -15,6 +15,7 @@ import {
   amqpUrlsOf,
   COMMON_OPTIONS,
   databaseUrlOf,
+  durationOf,
   parseFlags,
   positiveIntegerOf,
   printHelp,
@@ -55,6 +56,11 @@ Options:
   --to <queue|exchange> where replayed queue dead letters go: back to the consumer only
                         (default: its queue, or a partitioned consumer's partition set), or
                         to the original exchange and routing key
+  --busy-timeout <time> with --queue: how long to wait while another reader (a dashboard,
+                        another CLI) has the dead-letter queue (default: 5s)
+  --publish-timeout <time>
+                        with --queue: how long a replayed copy may wait for its confirm
+                        (default: 30s)
   --all                 every dead letter (replay and purge need it, an id, or a filter)
   --limit <n>           list at most n (default: 100)
   --json                print JSON
@@ -72,6 +78,8 @@ const OPTIONS = {
   ...AMQP_URL_OPTION,
   queue: { type: 'string' },
   to: { type: 'string' },
+  'busy-timeout': { type: 'string' },
+  'publish-timeout': { type: 'string' },
   all: { type: 'boolean' },
   exchange: { type: 'string' },
   reason: { type: 'string' },
@@ -111,10 +119,14 @@ export const deadLettersCommand: CliCommand = {
       const amqpUrl = amqpUrlsOf(values['amqp-url'], env);
       const amqpTls = tlsFilesOf('amqp', values, env);
       checkCliAmqpTls(amqpUrl, amqpTls);
+      const busyTimeoutMs = durationOf('--busy-timeout', values['busy-timeout']);
+      const publishTimeoutMs = durationOf('--publish-timeout', values['publish-timeout']);
       const dlq = new DeadLetterQueue({
         amqpUrl,
         ...(amqpTls && { amqpTls }),
         queue: values.queue,
+        busyTimeoutMs,
+        publishTimeoutMs,
       });
       try {
         return await runOnQueue(dlq, request);
@@ -122,7 +134,11 @@ export const deadLettersCommand: CliCommand = {
         await dlq.close();
       }
     }
-    if (values.to !== undefined) throw new UsageError('--to applies to --queue dead letters only');
+    for (const flag of ['to', 'busy-timeout', 'publish-timeout'] as const) {
+      if (values[flag] !== undefined) {
+        throw new UsageError(`--${flag} applies to --queue dead letters only`);
+      }
+    }
     // What ParkedMessages would refuse after connecting, as a failure (exit 1): a usage error.
     if (request.id !== undefined && !isParkedRowId(request.id)) {
       throw new UsageError(

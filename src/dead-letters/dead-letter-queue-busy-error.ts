@@ -17,7 +17,8 @@ export class DeadLetterQueueBusyError extends OutboxkitError {
       'dead-letter-queue-busy',
       `Dead-letter queue ${JSON.stringify(queue)} was being read by another reader (a dashboard, ` +
         `a CLI, a replay or purge, in this process or another) for ${waitedMs} ms: nothing was ` +
-        'read or changed. Try again, or raise busyTimeoutMs. A consumer of your own on the ' +
+        'read or changed. Try again, or raise busyTimeoutMs (CLI: --busy-timeout). A consumer of ' +
+        'your own on the ' +
         'queue keeps it busy for good.',
       cause === undefined ? undefined : { cause },
     );
