@@ -3,6 +3,7 @@ import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { RunStatement } from '../orm/joined-transaction.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { StatementNames } from '../sql/statement-names.js';
+import { notMigratedError } from '../start/check-schema.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
@@ -95,6 +96,10 @@ type HandlerResult =
   | { readonly kind: 'timed-out'; readonly error: HandlerTimeoutError }
   | { readonly kind: 'stopped'; readonly error: HandlerStoppedError };
 
+/** What a consumer does until its schema is migrated, for the `schema-not-migrated` error. */
+const NOT_MIGRATED_MEANWHILE =
+  '(meanwhile each message is retried in place, its attempts not counted, and handed back to the queue after databaseRetryLimitMs)';
+
 /** SQLSTATE lock_not_available: the claim's `lock_timeout` ran out. */
 const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -178,7 +183,7 @@ async function transact(
       .rollback()
       .execute()
       .catch(() => {});
-    return claimFailed(consumer, tasks, error);
+    return claimFailed(deps, tasks, error);
   }
   const claimedAt = monotonicMs();
 
@@ -325,7 +330,7 @@ async function transactWith(
   const { error, failed } = first ?? (await ended);
   if (!failed) return { kind: 'committed', handled: handled ?? tasks.map(() => false) };
   if (!entered) return { kind: 'failed', error, source: 'transaction' };
-  if (claimError !== undefined) return claimFailed(consumer, tasks, claimError.error);
+  if (claimError !== undefined) return claimFailed(deps, tasks, claimError.error);
   if (handlerError !== undefined) {
     // Rejected with anything but the handler's own error: the ROLLBACK failed, which on
     // Postgres only a connection that is gone does (the ORM may say so in an error of its own,
@@ -524,10 +529,15 @@ function pidOf(pid: unknown): number | undefined {
 
 /** The outcome of a claim that failed (its transaction rolled back). */
 function claimFailed(
-  consumer: ResolvedConsumer,
+  deps: Pick<ClaimDeps, 'consumer' | 'queries'>,
   tasks: readonly ClaimTask[],
   error: unknown,
 ): ClaimOutcome {
+  const { consumer, queries } = deps;
+  // The claim names only outboxkit's table: the schema was never migrated (a start check that
+  // found Postgres down could not tell). Not the messages' fault: see `DatabaseRetryLoop`.
+  const notMigrated = notMigratedError(error, queries.schema, NOT_MIGRATED_MEANWHILE);
+  if (notMigrated) return { kind: 'failed', error: notMigrated, source: 'transaction' };
   if (sqlStateOf(error) !== LOCK_NOT_AVAILABLE) {
     return { kind: 'failed', error, source: 'transaction' };
   }

@@ -1,3 +1,4 @@
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -40,8 +41,8 @@ export interface DatabaseRetryOptions extends Omit<ClaimDeps, 'onAbandoned'> {
 /**
  * Runs a claim transaction, and runs it again, in place, when what failed was not the message:
  * at once after a serialization failure or deadlock (a few times), and with backoff while
- * Postgres is unavailable to the transaction's own statements (for `databaseRetryLimitMs`).
- * None of these counts as an attempt of the message.
+ * Postgres is unavailable to the transaction's own statements, or its schema lacks outboxkit's
+ * tables (for `databaseRetryLimitMs`). None of these counts as an attempt of the message.
  */
 export class DatabaseRetryLoop {
   readonly #options: DatabaseRetryOptions;
@@ -117,9 +118,10 @@ export class DatabaseRetryLoop {
         }
         // Only the transaction's own statements speak for the database: a handler's error with
         // the same code (its HTTP or Redis client refused) is a failure of the handler.
+        const notMigrated = isNotMigrated(error);
         if (
           outcome.source === 'transaction' &&
-          (outcome.connectionLost === true || isDatabaseUnavailable(error))
+          (outcome.connectionLost === true || isDatabaseUnavailable(error) || notMigrated)
         ) {
           const now = monotonicMs();
           if (outageSince === undefined) {
@@ -131,11 +133,14 @@ export class DatabaseRetryLoop {
           outages += 1;
           stats.databaseRetries += 1;
           const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
-          logger.warn('database unavailable; retrying the transaction', {
-            consumer: consumer.name,
-            error: errorMessage(error),
-            retryInMs: delay,
-          });
+          const log = notMigrated ? logger.error : logger.warn;
+          log.call(
+            logger,
+            notMigrated
+              ? "outboxkit's tables are missing; retrying the transaction"
+              : 'database unavailable; retrying the transaction',
+            { consumer: consumer.name, error: errorMessage(error), retryInMs: delay },
+          );
           await abortableDelay(delay, stopping);
           if (stopping.aborted || !wanted()) return { kind: 'aborted' };
           continue;
@@ -146,4 +151,9 @@ export class DatabaseRetryLoop {
       if (outageSince !== undefined) this.#waiting -= 1;
     }
   }
+}
+
+/** The claim found no processed-messages table (see `claimFailed`): the schema is not migrated. */
+function isNotMigrated(error: unknown): boolean {
+  return error instanceof OutboxkitError && error.code === 'schema-not-migrated';
 }

@@ -1,4 +1,4 @@
-import { outboxTables } from '../sql/outbox-tables.js';
+import { DEFAULT_SCHEMA, outboxTables } from '../sql/outbox-tables.js';
 
 /** The SQL the consumer runs against the processed-messages table of one schema. */
 export interface ProcessedQueries {
@@ -7,6 +7,8 @@ export interface ProcessedQueries {
    * when the key was new, no row when it was processed (or is being processed) already. See
    * `leastLimit` for what $4 does.
    */
+  /** The schema these statements name. */
+  readonly schema: string;
   readonly claimOne: string;
   /**
    * $1 consumer, $2 keys (text[]), $3 message ids (text[]), $4 time limit in ms. Returns the keys
@@ -68,6 +70,7 @@ function messageIdSettingLimits(): string {
 export function processedQueries(schema?: string): ProcessedQueries {
   const { processed } = outboxTables(schema);
   return Object.freeze({
+    schema: schema ?? DEFAULT_SCHEMA,
     claimOne: `INSERT INTO ${processed} (consumer, business_key, message_id)
       VALUES ($1, $2, ${messageIdSettingLimits()})
       ON CONFLICT DO NOTHING RETURNING pg_backend_pid() AS pid`,

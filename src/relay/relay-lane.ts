@@ -4,6 +4,7 @@ import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-
 import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
+import { notMigratedError } from '../start/check-schema.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -179,7 +180,7 @@ export class RelayLane {
         stats.errors += 1;
         const delay = backoffDelay(options.reconnectBackoff, failures);
         options.logger.warn('relay batch failed; backing off', {
-          error: errorMessage(error),
+          error: this.#describe(error),
           retryInMs: delay,
         });
         await this.#closePublisher();
@@ -197,8 +198,13 @@ export class RelayLane {
     for (const end of await Promise.all(inFlight.splice(0))) {
       if (end.error === undefined || this.#ctx.abandon.aborted) continue;
       this.#ctx.stats.errors += 1;
-      this.#ctx.options.logger.warn('relay batch failed', { error: errorMessage(end.error) });
+      this.#ctx.options.logger.warn('relay batch failed', { error: this.#describe(end.error) });
     }
+  }
+
+  /** A batch's error as logged: a schema never migrated says what to run (a start check that found Postgres down could not). */
+  #describe(error: unknown): string {
+    return errorMessage(notMigratedError(error, this.#ctx.options.schema, 'first') ?? error);
   }
 
   /**
