@@ -85,4 +85,29 @@ describe('Nest writer paths check what they are given', () => {
       (error: unknown) => error instanceof InvalidMessageError && error.reason === 'unknown-field',
     );
   });
+
+  it("refuses a definition's orderingKey that returns undefined: the message would go unordered", async () => {
+    const { outbox, written } = service();
+    const Keyed = defineMessage<{ customerId: string }>({
+      exchange: 'orders',
+      routingKey: 'order.keyed',
+      orderingKey: (order) => order.customerId,
+    });
+    // A body not validated upstream, without the field the key comes from.
+    await assert.rejects(
+      outbox.add(trx, Keyed, {} as never),
+      (error: unknown) =>
+        error instanceof InvalidMessageError &&
+        error.reason === 'invalid-ordering-key' &&
+        /returned undefined for this payload/.test(error.message),
+    );
+    await assert.rejects(
+      outbox.addMany(trx, Keyed, [{ customerId: 'c1' }, {} as never]),
+      (error: unknown) => error instanceof InvalidMessageError && error.index === 1,
+    );
+    assert.equal(written.length, 0, 'a message was written');
+    // A key given in the options stands in for the derived one.
+    await outbox.add(trx, Keyed, {} as never, { orderingKey: 'c2' });
+    assert.equal(written.at(-1)![0]!.orderingKey, 'c2');
+  });
 });

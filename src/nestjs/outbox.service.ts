@@ -3,6 +3,7 @@ import type { MessageInfo } from '../consumer/consumer-definition.js';
 import type { ConsumerHost } from '../consumer/consumer-host.js';
 import type { ConsumerTopology } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { optionNames } from '../options/option-names.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
@@ -125,7 +126,9 @@ export class OutboxService {
     const checked = writeOptions(options, MANY_WRITE_OPTION_NAMES, 'OutboxService.addMany');
     return this.#runtime.writer.addMany(
       trx,
-      payloads.map((payload) => this.#message(message as MessageDefinition, payload, checked)),
+      payloads.map((payload, index) =>
+        this.#message(message as MessageDefinition, payload, checked, index),
+      ),
     );
   }
 
@@ -193,9 +196,18 @@ export class OutboxService {
     definition: MessageDefinition<P>,
     payload: P,
     options: OutboxWriteOptions,
+    index = 0,
   ): OutboxMessage<P> {
     const { causedBy, ...rest } = options;
     const orderingKey = options.orderingKey ?? definition.orderingKey?.(payload);
+    if (orderingKey === undefined && definition.orderingKey !== undefined) {
+      // Left out, the key would send the message without its order, and nothing would say so.
+      throw new InvalidMessageError(
+        'invalid-ordering-key',
+        `the orderingKey of the definition for ${definition.exchange} ${JSON.stringify(definition.routingKey)} returned undefined for this payload, which would send the message without its order: return its key, or give \`orderingKey\` in the options`,
+        index,
+      );
+    }
     const correlationId =
       options.correlationId ?? causedBy?.correlationId ?? causedBy?.messageId ?? undefined;
     const causationId = options.causationId ?? causedBy?.messageId;
