@@ -101,7 +101,9 @@ export interface OutboxModuleOptions {
   /**
    * Put in front of every exchange and queue name the module writes to, declares or consumes
    * from, and of every handler's consumer name (which keys the processed-messages table). Lets
-   * several environments or test runs share one broker and database. Default none.
+   * several environments or test runs share one broker. To share a database, give each its own
+   * `schema` too: the outbox table is not split by prefix (one relay publishes every
+   * environment's rows, and an ordering key spans them all). Default none.
    */
   readonly prefix?: string | undefined;
   /**
