@@ -7,6 +7,7 @@ import {
   Inject,
   Injectable,
   Module,
+  type ModuleMetadata,
   type NestInterceptor,
   Scope,
   UseGuards,
@@ -475,6 +476,50 @@ describe('nestjs: OutboxModule', () => {
       return true;
     });
     await moduleRef.close();
+  });
+
+  it('refuses two handlers of one consumer name, and a handler class registered in two modules, saying which', async () => {
+    @Injectable()
+    class First {
+      @OutboxHandler(Ping, { ...quick, name: 'module.same' })
+      async ping(): Promise<void> {}
+    }
+    @Injectable()
+    class Second {
+      @OutboxHandler(Ping, { ...quick, name: 'module.same' })
+      async ping(): Promise<void> {}
+    }
+    @Injectable()
+    class Twice {
+      @OutboxHandler(Ping, { ...quick, name: 'module.twice' })
+      async ping(): Promise<void> {}
+    }
+    @Module({ providers: [Twice] })
+    class FeatureA {}
+    @Module({ providers: [Twice] })
+    class FeatureB {}
+    const cases: Array<[ModuleMetadata, RegExp]> = [
+      [
+        { providers: [First, Second] },
+        /handlers First\.ping and Second\.ping share the consumer name ".*module\.same".*give one of them another `name`/,
+      ],
+      [
+        { imports: [FeatureA, FeatureB] },
+        /handler Twice\.ping \(consumer ".*module\.twice"\) is registered twice: its class is in the providers of two modules/,
+      ],
+    ];
+    for (const [metadata, expected] of cases) {
+      const moduleRef = await Test.createTestingModule({
+        ...metadata,
+        imports: [OutboxModule.forRoot(f.options()), ...(metadata.imports ?? [])],
+      }).compile();
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.match(error.message, expected);
+        return true;
+      });
+      await moduleRef.close();
+    }
   });
 
   it('names a wrong relay or consumers setting as the module option, not the core one', async () => {

@@ -26,6 +26,10 @@ export const messages = {
     `${where} is request-scoped or transient; handlers must live on singleton providers, since ` +
     'messages arrive outside any request (the handler gets its transaction in the context)',
   duplicateName: (name: string, first: string, second: string) =>
-    `handlers ${first} and ${second} share the consumer name "${name}"; give one another ` +
-    '`queue` or `name`',
+    `handlers ${first} and ${second} share the consumer name "${name}", which keys their queue ` +
+    'and their processed messages; give one of them another `name`',
+  registeredTwice: (name: string, where: string) =>
+    `handler ${where} (consumer "${name}") is registered twice: its class is in the providers ` +
+    'of two modules, and each made an instance of it; list it in the providers of one module ' +
+    'and export it from there to the others',
 } as const;

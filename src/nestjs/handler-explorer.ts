@@ -63,7 +63,9 @@ export class HandlerExplorer {
         if (owner !== undefined) {
           throw new ConfigurationError(
             '@OutboxHandler',
-            messages.duplicateName(definition.name, owner, where),
+            owner === where
+              ? messages.registeredTwice(definition.name, where)
+              : messages.duplicateName(definition.name, owner, where),
           );
         }
         owners.set(definition.name, where);
