@@ -2,10 +2,16 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Test } from '@nestjs/testing';
+import type { ConsumerDefinition } from '../src/consumer/consumer-definition.js';
+import type { HandlerExplorer } from '../src/nestjs/handler-explorer.js';
 import { OutboxModule } from '../src/nestjs/outbox.module.js';
 import { OutboxService } from '../src/nestjs/outbox.service.js';
+import { OutboxRegistrar } from '../src/nestjs/outbox-registrar.js';
+import { OutboxRuntime } from '../src/nestjs/outbox-runtime.js';
+import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { uniqueName } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -85,6 +91,39 @@ describe('the Nest module at start', () => {
       await moduleRef.close();
       await proxy?.close();
     }
+  });
+
+  // Nest 12 runs a shutdown that comes during init after init settles; a Nest whose shutdown
+  // does not wait, or a start cut short by anything that stops the module, takes this path.
+  it('shut down during its start while RabbitMQ is down: the start ends quietly, not with an unreachable broker', async () => {
+    const down = new URL(AMQP_URL);
+    down.port = String(await TcpProxy.freePort());
+    const logger = recordingLogger();
+    const runtime = new OutboxRuntime(
+      resolveModuleOptions(f.options({ amqpUrl: down.toString(), logger }), logger),
+    );
+    const handler: ConsumerDefinition = {
+      name: f.name('cut-short'),
+      exchange: f.name('orders'),
+      routingKeys: ['#'],
+      handler: async () => {},
+    };
+    const explorer = { explore: () => ({ consumers: [handler], sources: new Map() }) };
+    const registrar = new OutboxRegistrar(runtime, explorer as unknown as HandlerExplorer);
+    const bootstrap = registrar.onApplicationBootstrap();
+    await waitFor('the start retrying the broker', () =>
+      logger.lines.some((l) => l.text.startsWith('RabbitMQ not reachable to declare exchanges')),
+    );
+    const began = Date.now();
+    await registrar.beforeApplicationShutdown();
+    await registrar.onApplicationShutdown();
+    await bootstrap;
+    assert.ok(Date.now() - began < 5_000, `shut down in ${Date.now() - began} ms`);
+    assert.ok(
+      logger.lines.some((l) =>
+        l.text.startsWith('the outbox module was shut down while it started'),
+      ),
+    );
   });
 
   it("declares an exchange's alternate exchange, prefixed as the exchange: what no queue takes goes there, not parked", async () => {

@@ -59,7 +59,14 @@ export class BrokerAdmin {
         // A refused login or vhost is not mended by waiting: fail now, naming the fix.
         const misconfigured = brokerMisconfiguration(error, this.#urls.current);
         if (misconfigured) throw misconfigured;
-        if (this.#closed || monotonicMs() >= deadline) {
+        // Shut down while declaring (a SIGTERM during bootstrap): say so, not "unreachable".
+        if (this.#closed) {
+          throw new StateError(
+            'the outbox module was shut down while it declared its exchanges',
+            'stopped',
+          );
+        }
+        if (monotonicMs() >= deadline) {
           throw new OutboxkitError(
             'broker-unreachable',
             `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges: ${errorMessage(error)}`,
@@ -72,7 +79,7 @@ export class BrokerAdmin {
           error: errorMessage(error),
           retryInMs: delay,
         });
-        await abortableDelay(delay);
+        await abortableDelay(delay, this.#closing.signal);
         continue;
       }
       channel.on('error', () => {});

@@ -5,6 +5,7 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
+import { StateError } from '../errors/state-error.js';
 import { HandlerExplorer } from './handler-explorer.js';
 import { OutboxRuntime } from './outbox-runtime.js';
 
@@ -31,7 +32,17 @@ export class OutboxRegistrar
 
   async onApplicationBootstrap(): Promise<void> {
     const { prefix, enhancers } = this.#runtime.options;
-    await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
+    try {
+      await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
+    } catch (error) {
+      // The application began shutting down while the module started (a SIGTERM during
+      // bootstrap): the shutdown cut the start short, which is no failure of the start.
+      if (this.#runtime.shutdownBegun && error instanceof StateError && error.state === 'stopped') {
+        this.#runtime.options.logger.info('the outbox module was shut down while it started', {});
+        return;
+      }
+      throw error;
+    }
   }
 
   async beforeApplicationShutdown(): Promise<void> {

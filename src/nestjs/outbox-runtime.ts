@@ -244,6 +244,11 @@ export class OutboxRuntime {
     }
   }
 
+  /** Whether `stop()` or `close()` was called: a start that fails from then on was cut short. */
+  get shutdownBegun(): boolean {
+    return this.#stopped !== undefined || this.#closed !== undefined;
+  }
+
   /** Stops if still running, then closes the connections the module made. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= this.#close();
