@@ -94,7 +94,12 @@ describe('writer: payloads are sent as given or refused, never silently changed'
       [new WeakMap(), /payload is a WeakMap/],
       [{ order: { tags: new Set(['a']) } }, /payload holds at key "tags" a Set/],
       [{ raw: new Uint8Array(2) }, /payload holds at key "raw" a Uint8Array/],
-      [{ error: new Error('x') }, /payload holds at key "error" a Error/],
+      [{ error: new Error('x') }, /payload holds at key "error" an Error/],
+      // Its toJSON() gives { type, data }, which passed as plain data.
+      [
+        { file: { bytes: Buffer.from('ab') } },
+        /payload holds at key "bytes" a Buffer.*"type": "Buffer"/,
+      ],
     ] as const) {
       await refused({ ...base, payload }, 'payload-not-serializable', pattern);
     }

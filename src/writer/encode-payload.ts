@@ -71,6 +71,12 @@ function lossyKind(value: object): string | undefined {
   return undefined;
 }
 
+/** What JSON makes of a value of `kind`. */
+function lossyForm(kind: string): string {
+  if (kind === 'Buffer') return '{ "type": "Buffer", "data": [...] }';
+  return kind.endsWith('Array') ? 'an object of indexes' : '{}';
+}
+
 /** How to send a value of `kind` without loss. */
 function conversionHint(kind: string): string {
   if (kind === 'Map') return 'convert it (Object.fromEntries(map), or [...map] for its entries)';
@@ -117,11 +123,15 @@ function toJson(payload: unknown, index: number): string {
         );
       }
       if (value !== null && typeof value === 'object') {
-        const kind = lossyKind(value);
+        // A Buffer's toJSON() ran before this and gave `{ type, data }`, which looks like data.
+        const kind = Buffer.isBuffer((this as Record<string, unknown>)[key])
+          ? 'Buffer'
+          : lossyKind(value);
         if (kind !== undefined) {
           throw new InvalidMessageError(
             'payload-not-serializable',
-            `payload ${placeOf(this, key, payload)} a ${kind}, which JSON would turn into ${kind.endsWith('Array') ? 'an object of indexes' : '{}'}: ${conversionHint(kind)}`,
+            // "a Uint8Array", "an Error".
+            `payload ${placeOf(this, key, payload)} ${/^[AEIO]/.test(kind) ? 'an' : 'a'} ${kind}, which JSON would turn into ${lossyForm(kind)}: ${conversionHint(kind)}`,
             index,
           );
         }
