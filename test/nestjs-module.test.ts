@@ -683,6 +683,9 @@ describe('nestjs: OutboxModule', () => {
     // every handler without it.
     const cases = [
       [{ prefx: 'a.' }, 'prefx', /did you mean `prefix`/],
+      // A setting of the relay or the consumers, misspelt at the module's top.
+      [{ concurency: 2 }, 'concurency', /did you mean `relay\.concurrency`/],
+      [{ stopTimeoutMS: 2 }, 'stopTimeoutMS', /did you mean `relay\.stopTimeoutMs`/],
       [{ isGlobal: true }, 'isGlobal', /next to `useFactory`/],
     ] as const;
     for (const [extra, option, message] of cases) {

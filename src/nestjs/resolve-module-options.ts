@@ -199,13 +199,19 @@ function settings<T extends object>(
       );
     }
   }
-  const names = option === 'relay' ? RELAY_OPTION_NAMES : CONSUMER_HOST_OPTION_NAMES;
-  rejectUnknownOptions(
-    value,
-    names.filter((n) => !own.includes(n)),
-    { owner: `OutboxModule's ${option}`, prefix: `${option}.` },
-  );
+  rejectUnknownOptions(value, nestedNames(option), {
+    owner: `OutboxModule's ${option}`,
+    prefix: `${option}.`,
+  });
   return value;
+}
+
+/** The settings `relay` or `consumers` takes: the core's, less those the module sets. */
+function nestedNames(option: 'relay' | 'consumers'): readonly string[] {
+  const own: readonly string[] = SET_BY_MODULE[option];
+  const names: readonly string[] =
+    option === 'relay' ? RELAY_OPTION_NAMES : CONSUMER_HOST_OPTION_NAMES;
+  return names.filter((n) => !own.includes(n));
 }
 
 function exchangeMap(
@@ -312,5 +318,11 @@ function rejectUnknownModuleOptions(options: object): void {
   }
   // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
   // `isGlobal`), so it cannot be told from one a factory returned.
-  rejectUnknownOptions(options, [...MODULE_OPTION_NAMES, 'dashboard'], { owner: 'OutboxModule' });
+  rejectUnknownOptions(options, [...MODULE_OPTION_NAMES, 'dashboard'], {
+    owner: 'OutboxModule',
+    nested: {
+      relay: nestedNames('relay'),
+      consumers: nestedNames('consumers'),
+    },
+  });
 }

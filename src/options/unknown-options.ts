@@ -9,6 +9,11 @@ export interface OptionsOwner {
   readonly prefix?: string;
   /** Old names of these options, refused naming the new one (`RENAMED_OPTIONS`). */
   readonly renames?: Renames;
+  /**
+   * Options of nested objects, by the key that holds them (`relay`): a name that is close to
+   * none of `known` may be one of theirs put at the top (`concurency` for `relay.concurrency`).
+   */
+  readonly nested?: Readonly<Record<string, readonly string[]>>;
 }
 
 /**
@@ -21,7 +26,7 @@ export interface OptionsOwner {
 export function rejectUnknownOptions(
   options: unknown,
   known: readonly string[],
-  { owner, prefix = '', renames }: OptionsOwner,
+  { owner, prefix = '', renames, nested = {} }: OptionsOwner,
 ): void {
   if (options === null || typeof options !== 'object') return;
   if (renames) rejectRenamedOptions(options, renames);
@@ -35,9 +40,17 @@ export function rejectUnknownOptions(
       );
     }
     const guess = closestName(name, known);
+    const suggestion = guess
+      ? `${prefix}${guess}`
+      : Object.entries(nested)
+          .map(([key, names]) => {
+            const inner = closestName(name, names);
+            return inner && `${prefix}${key}.${inner}`;
+          })
+          .find((found) => found);
     throw new ConfigurationError(
       `${prefix}${name}`,
-      `is not an option of ${owner}${guess ? `; did you mean \`${prefix}${guess}\`?` : ''} (see docs/options.md)`,
+      `is not an option of ${owner}${suggestion ? `; did you mean \`${suggestion}\`?` : ''} (see docs/options.md)`,
     );
   }
 }
