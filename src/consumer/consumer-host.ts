@@ -45,7 +45,7 @@ import { PartitionCountChangedError } from './partition-count-changed-error.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { refuseSharedQueues } from './refuse-shared-queues.js';
-import { resolveConsumers } from './resolve-consumer.js';
+import { type ResolvedConsumer, resolveConsumers } from './resolve-consumer.js';
 import {
   RETENTION_OPTION_NAMES,
   RetentionCleaner,
@@ -254,6 +254,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       );
     }
     this.#logger = resolveLogger(options.logger, consoleLogger);
+    warnOfLongBatches(consumers, brokerConsumerTimeoutMs, this.#logger);
     this.#reconnectBackoff = backoffOption('reconnectBackoff', options.reconnectBackoff, {
       initialMs: 100,
       maxMs: 10_000,
@@ -600,6 +601,34 @@ export class ConsumerHost<Tx = Transaction<any>> {
       if (stopping.aborted) return;
       for (const r of this.#runners) r.detach(model);
       for (const b of this.#balancers) b.detach(model);
+    }
+  }
+}
+
+/**
+ * A batch's deliveries stay unacked while its handlers run one after another, after its claim:
+ * up to (batchSize + 1) × timeoutMs, which may outlast the broker's consumer timeout, and the
+ * broker then closes the channel (nothing is lost: the batch rolls back and comes again, and
+ * may again). Refusing such settings would refuse what runs well with fast handlers, so it warns.
+ */
+function warnOfLongBatches(
+  consumers: readonly ResolvedConsumer[],
+  brokerConsumerTimeoutMs: number,
+  logger: OutboxLogger,
+): void {
+  for (const c of consumers) {
+    const longestMs = (c.batchSize + 1) * c.timeoutMs;
+    if (c.batchSize > 1 && longestMs >= brokerConsumerTimeoutMs) {
+      logger.warn(
+        "a batch may outlast the broker's consumer timeout: its deliveries stay unacked while its handlers run one after another; lower batchSize or timeoutMs, or raise the broker's consumer_timeout (and brokerConsumerTimeoutMs)",
+        {
+          consumer: c.name,
+          batchSize: c.batchSize,
+          timeoutMs: c.timeoutMs,
+          longestMs,
+          brokerConsumerTimeoutMs,
+        },
+      );
     }
   }
 }
