@@ -70,7 +70,7 @@ describe('partitions: per-key order across processes', () => {
     return consumer;
   };
 
-  const startProcess = async (consumer: string) => {
+  const startProcess = async (consumer: string, queueType: 'classic' | 'quorum' = 'classic') => {
     const child = new NodeChild(CHILD, [], {
       ...process.env,
       DATABASE_URL,
@@ -82,6 +82,7 @@ describe('partitions: per-key order across processes', () => {
       OKT_PARTITIONS: String(partitions),
       OKT_HANDLER_MS: '3',
       OKT_REBALANCE_MS: '300',
+      OKT_QUEUE_TYPE: queueType,
     });
     children.push(child);
     await waitFor('a consumer process started', () => {
@@ -203,23 +204,31 @@ describe('partitions: per-key order across processes', () => {
     assert.ok(totals.redelivered > 0, "the survivors received the victim's deliveries again");
   });
 
-  it('spreads the partitions over processes started one after another, keeping order', async () => {
-    const consumer = await newConsumer();
-    // The first process subscribes alone: single active consumer makes it active everywhere.
-    const first = await startProcess(consumer);
-    const others = [await startProcess(consumer), await startProcess(consumer)];
-    const keys = 40;
-    const perKey = 60;
-    await publishKeyed(consumer, keys, perKey);
+  // A quorum queue (the default type) with single active consumer reports only its active
+  // consumer in its consumer count: counted there, the processes were always 1, and nothing was
+  // ever handed over.
+  for (const queueType of ['classic', 'quorum'] as const) {
+    it(`spreads the partitions over processes started one after another, keeping order (${queueType})`, async () => {
+      const consumer = await newConsumer();
+      // The first process subscribes alone: single active consumer makes it active everywhere.
+      const first = await startProcess(consumer, queueType);
+      const others = [
+        await startProcess(consumer, queueType),
+        await startProcess(consumer, queueType),
+      ];
+      const keys = 40;
+      const perKey = 60;
+      await publishKeyed(consumer, keys, perKey);
 
-    const rows = await assertOnceInOrder(consumer, keys, perKey);
-    const pids = new Set(rows.map((r) => r.pid));
-    assert.ok(pids.size >= 2, `the work was shared by ${pids.size} processes\n${logs()}`);
-    assert.ok(
-      rows.some((r) => r.pid === first.child.pid),
-      'the first process kept a share',
-    );
-    const totals = await stopAll([first, ...others]);
-    assert.ok(totals.handOvers > 0, `partitions were handed over\n${logs()}`);
-  });
+      const rows = await assertOnceInOrder(consumer, keys, perKey);
+      const pids = new Set(rows.map((r) => r.pid));
+      assert.ok(pids.size >= 2, `the work was shared by ${pids.size} processes\n${logs()}`);
+      assert.ok(
+        rows.some((r) => r.pid === first.child.pid),
+        'the first process kept a share',
+      );
+      const totals = await stopAll([first, ...others]);
+      assert.ok(totals.handOvers > 0, `partitions were handed over\n${logs()}`);
+    });
+  }
 });

@@ -42,6 +42,7 @@ import {
 } from './other-partition-sets.js';
 import { PartitionBalancer } from './partition-balancer.js';
 import { PartitionCountChangedError } from './partition-count-changed-error.js';
+import { partitionRosterQueueName } from './partition-set.js';
 import { PartitionsPluginMissingError } from './partitions-plugin-missing-error.js';
 import { processedQueries } from './processed-queries.js';
 import { refuseSharedQueues } from './refuse-shared-queues.js';
@@ -346,7 +347,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
           new PartitionBalancer({
             consumer: consumer.name,
             partitions: runners,
-            countedQueue: runners[0]!.topology.queue.name,
+            rosterQueue: partitionRosterQueueName(consumer.queue),
             intervalMs: rebalanceIntervalMs,
             logger: this.#logger,
           }),

@@ -1,4 +1,4 @@
-import type { ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 
@@ -14,11 +14,35 @@ export interface PartitionBalancerOptions {
   readonly consumer: string;
   /** Every partition of the consumer, in index order. */
   readonly partitions: readonly BalancedPartition[];
-  /** A partition queue: every process consumes every partition, so its consumers count processes. */
-  readonly countedQueue: string;
+  /**
+   * A queue of the consumer's own that every process subscribes to, so that its consumers count
+   * the processes (`partitionRosterQueueName`). The partition queues cannot tell: a quorum queue
+   * with single active consumer reports only its active consumer.
+   */
+  readonly rosterQueue: string;
   readonly intervalMs: number;
   readonly logger: OutboxLogger;
 }
+
+/**
+ * The balancer's subscription to the roster queue on one connection. `open` turns false when
+ * its channel closes or the broker cancels the subscription (the queue deleted).
+ */
+interface Roster {
+  readonly model: ChannelModel;
+  readonly channel: Promise<Channel>;
+  open: boolean;
+}
+
+/**
+ * Durable, so that RabbitMQ 4 takes it (it deprecates transient queues that are not exclusive),
+ * and gone with its last process. Classic: nothing is ever published to it, it only counts.
+ */
+const ROSTER_QUEUE_OPTIONS = {
+  durable: true,
+  autoDelete: true,
+  arguments: { 'x-queue-type': 'classic' },
+} as const;
 
 /**
  * Spreads a partitioned consumer's partitions over the processes running it. Single active
@@ -34,6 +58,7 @@ export interface PartitionBalancerOptions {
 export class PartitionBalancer {
   readonly #options: PartitionBalancerOptions;
   #model: ChannelModel | undefined;
+  #roster: Roster | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   /** Hand-overs made, for logs and tests. */
@@ -45,6 +70,8 @@ export class PartitionBalancer {
 
   attach(model: ChannelModel): void {
     this.#model = model;
+    // Every process joins, standing by or not: the active ones count it.
+    this.#join(model);
     this.#timer ??= setInterval(() => void this.#tick(), this.#options.intervalMs);
     this.#timer.unref();
   }
@@ -57,16 +84,59 @@ export class PartitionBalancer {
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#model = undefined;
+    const roster = this.#roster;
+    this.#roster = undefined;
+    if (roster?.open) void closeChannel(roster.channel.catch(() => undefined));
+  }
+
+  /** Subscribes to the roster queue on `model`, unless subscribed there already. */
+  #join(model: ChannelModel): void {
+    const current = this.#roster;
+    if (current?.open && current.model === model) return;
+    if (current?.open) void closeChannel(current.channel.catch(() => undefined));
+    const { rosterQueue, consumer, logger } = this.#options;
+    const roster: Roster = {
+      model,
+      open: true,
+      channel: (async () => {
+        const channel = await model.createChannel();
+        channel.on('error', () => {});
+        channel.on('close', () => {
+          roster.open = false;
+        });
+        await channel.assertQueue(rosterQueue, ROSTER_QUEUE_OPTIONS);
+        await channel.consume(
+          rosterQueue,
+          (message) => {
+            if (message === null) roster.open = false;
+          },
+          { noAck: true },
+        );
+        return channel;
+      })(),
+    };
+    roster.channel.catch((error: unknown) => {
+      roster.open = false;
+      logger.debug('could not join the processes of a partitioned consumer', {
+        consumer,
+        error: errorMessage(error),
+      });
+    });
+    this.#roster = roster;
   }
 
   async #tick(): Promise<void> {
     const { partitions, consumer, logger } = this.#options;
     // Read every partition's activity each time, so that each tick covers one interval.
     const active = partitions.filter((p) => p.takeActivity());
-    if (this.#running || active.length <= 1 || !this.#model) return;
+    const model = this.#model;
+    if (!model) return;
+    // Joined again after a lost channel or a deleted queue, by standing-by processes too.
+    this.#join(model);
+    if (this.#running || active.length <= 1) return;
     this.#running = true;
     try {
-      const processes = await this.#countProcesses(this.#model);
+      const processes = await this.#countProcesses();
       if (processes <= 1) return;
       const share = Math.ceil(partitions.length / processes);
       const excess = active.slice(share);
@@ -91,14 +161,11 @@ export class PartitionBalancer {
     }
   }
 
-  /** The consumers of one partition queue: one per process running the consumer. */
-  async #countProcesses(model: ChannelModel): Promise<number> {
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      return (await channel.checkQueue(this.#options.countedQueue)).consumerCount;
-    } finally {
-      await closeChannel(channel);
-    }
+  /** The roster queue's consumers: one per process running the consumer. */
+  async #countProcesses(): Promise<number> {
+    const roster = this.#roster;
+    if (!roster?.open) return 0;
+    const channel = await roster.channel;
+    return (await channel.checkQueue(this.#options.rosterQueue)).consumerCount;
   }
 }

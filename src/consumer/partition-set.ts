@@ -32,6 +32,14 @@ export function partitionExchangeName(queue: string, count: number): string {
   return `${queue}.partitions-${count}`;
 }
 
+/**
+ * The queue every process running a partitioned consumer subscribes to, so that its consumers
+ * count the processes: `<queue>.processes`. Nothing is published to it.
+ */
+export function partitionRosterQueueName(queue: string): string {
+  return `${queue}.processes`;
+}
+
 export function partitionQueueName(queue: string, index: number, count: number): string {
   const width = String(count - 1).length;
   return `${queue}.partition-${String(index).padStart(width, '0')}-of-${count}`;

@@ -36,7 +36,7 @@ const host = new ConsumerHost({
       name: env('OKT_CONSUMER'),
       exchange: env('OKT_EXCHANGE'),
       routingKeys: ['#'],
-      queueType: 'classic',
+      queueType: process.env.OKT_QUEUE_TYPE === 'quorum' ? 'quorum' : 'classic',
       ordered: true,
       partitions,
       concurrency,
