@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
+import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
+import { PermanentError } from '../src/consumer/permanent-error.js';
 import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
@@ -65,4 +67,45 @@ describe('idempotent consumer: ordered, across graceful stops', () => {
       for (const [key, seqs] of order) assert.deepEqual(seqs, expected, `order of ${key}`);
     });
   }
+});
+
+describe('idempotent consumer: ordered, when a dead-letter copy is not taken', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('cordcopy');
+  });
+  afterEach(() => f.stopHosts());
+  after(() => f.close());
+
+  // The copy failed and the delivery was nacked: the key was released, and its later messages,
+  // waiting in the process, ran before it came back.
+  it("hands the message back ahead of its key's later ones, and dead-letters it then", async () => {
+    const name = f.name('copyfail');
+    const calls: number[] = [];
+    const def = f.definition(
+      'copyfail',
+      async (payload: { seq: number }) => {
+        calls.push(payload.seq);
+        if (payload.seq === 0) throw new PermanentError('refused for good');
+      },
+      { routingKeys: ['copyfail'], ordered: true, queueType: 'classic', concurrency: 2 },
+    );
+    const host = await f.host([def]);
+    // An operator's clean-up: the first copy comes back unroutable, and the queue is declared again.
+    await f.broker.channel.deleteQueue(deadLetterQueueName(name));
+    await f.publishMany(
+      [0, 1, 2].map((seq) => ({
+        routingKey: 'copyfail',
+        content: { seq },
+        options: { messageId: `k-${seq}`, headers: { [ORDERING_KEY_HEADER]: 'k' } },
+      })),
+    );
+    await waitFor(
+      'dead-lettered, and the later messages handled',
+      () => host.stats(name).deadLettered === 1 && calls.length >= 4,
+    );
+    assert.deepEqual(calls, [0, 0, 1, 2]);
+    // On a channel of its own: a 404 while the queue was missing would close a shared one.
+    assert.equal((await f.queueInfo(deadLetterQueueName(name)))?.messageCount, 1);
+  });
 });

@@ -546,9 +546,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
       // The DELETE only removes old keys: left running, it changes nothing that matters here.
       if (this.#cleaner) await settleWithin(this.#cleaner.stop(), CLOSE_TIMEOUT_MS);
       // Each close gives up on a broker that does not answer; side by side, they give up together.
-      await Promise.all([...this.#runners.map((r) => r.close()), this.#publisher.close()]);
+      await Promise.all(this.#runners.map((r) => r.close()));
     } finally {
-      await this.#amqp.close();
+      // The copies' connection, in any case: it reconnects on its own and would keep the
+      // process up.
+      await Promise.all([this.#publisher.close(), this.#amqp.close()]);
       await this.#loop;
       this.#state = 'stopped';
       this.#logger.info('consumers stopped', {});

@@ -91,6 +91,7 @@ export class ConsumerRunner {
         ...ctx,
         stats,
         declareTopology: () => this.#channel.declareAgain(),
+        retireChannel: (handle) => this.#channel.retire(handle),
       }),
       retireChannel: (handle) => this.#channel.retire(handle),
     });

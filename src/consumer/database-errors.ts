@@ -102,6 +102,9 @@ export function sqlStateOf(error: unknown): string | undefined {
     const cause = e.meta?.driverAdapterError?.cause;
     const original = cause?.originalCode ?? cause?.code;
     if (typeof original === 'string') return original;
+    // A raw query's failure without a driver adapter: the SQLSTATE is the meta's own code.
+    const raw = (e.meta as { code?: unknown }).code;
+    if (code === 'P2010' && typeof raw === 'string' && /^[0-9A-Z]{5}$/.test(raw)) return raw;
     return PRISMA_UNAVAILABLE[code] ?? code;
   }
   if (typeof code === 'string') return code;

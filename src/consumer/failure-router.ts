@@ -5,6 +5,7 @@ import { copyProperties } from '../protocol/message-properties.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
+import type { ConsumerChannelHandle } from './consumer-channel.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, delayQueueName } from './consumer-topology.js';
 import type { RunResult } from './delivery-dispatcher.js';
@@ -39,6 +40,8 @@ export interface FailureRouterOptions {
    */
   readonly declareTopology: () => Promise<void>;
   readonly stopping: AbortSignal;
+  /** Closes a channel at once, so the broker requeues all its unacked deliveries in order. */
+  retireChannel(handle: ConsumerChannelHandle): void;
 }
 
 /**
@@ -134,7 +137,9 @@ export class FailureRouter {
   /**
    * Moves a delivery to another of the consumer's queues: the copy first, confirmed, then the
    * ack. When the copy fails the delivery is requeued after a pause, so a broker refusing
-   * copies cannot cause a tight redelivery loop.
+   * copies cannot cause a tight redelivery loop. An ordered consumer's goes back by the close of
+   * its channel instead, in queue order: a nack would let its key's later messages, released
+   * here, pass it (and a quorum queue puts it behind them).
    */
   async #forward(
     delivery: ReceivedDelivery,
@@ -154,7 +159,8 @@ export class FailureRouter {
         error: errorMessage(error),
       });
       await abortableDelay(backoffDelay(reconnectBackoff, 4), stopping);
-      requeue([delivery], stats);
+      if (consumer.ordered) this.#options.retireChannel(delivery.handle);
+      else requeue([delivery], stats);
       return false;
     }
     ack(delivery);

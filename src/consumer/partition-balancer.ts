@@ -61,6 +61,9 @@ export class PartitionBalancer {
   #roster: Roster | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  #stopped = false;
+  /** Whether a failed join was logged as a warning: once, then at debug level. */
+  #joinFailureWarned = false;
   /** Hand-overs made, for logs and tests. */
   handOvers = 0;
 
@@ -69,6 +72,8 @@ export class PartitionBalancer {
   }
 
   attach(model: ChannelModel): void {
+    // A host's attach that ends after its stop began: nothing to balance any more.
+    if (this.#stopped) return;
     this.#model = model;
     // Every process joins, standing by or not: the active ones count it.
     this.#join(model);
@@ -81,19 +86,21 @@ export class PartitionBalancer {
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#model = undefined;
     const roster = this.#roster;
     this.#roster = undefined;
-    if (roster?.open) void closeChannel(roster.channel.catch(() => undefined));
+    if (roster) void closeChannel(roster.channel.catch(() => undefined));
   }
 
   /** Subscribes to the roster queue on `model`, unless subscribed there already. */
   #join(model: ChannelModel): void {
     const current = this.#roster;
     if (current?.open && current.model === model) return;
-    if (current?.open) void closeChannel(current.channel.catch(() => undefined));
+    // Closed too when the broker cancelled its subscription: the channel itself stays open.
+    if (current) void closeChannel(current.channel.catch(() => undefined));
     const { rosterQueue, consumer, logger } = this.#options;
     const roster: Roster = {
       model,
@@ -117,10 +124,14 @@ export class PartitionBalancer {
     };
     roster.channel.catch((error: unknown) => {
       roster.open = false;
-      logger.debug('could not join the processes of a partitioned consumer', {
-        consumer,
-        error: errorMessage(error),
-      });
+      // Without the roster the processes cannot be counted, and no partition is handed over.
+      const log = this.#joinFailureWarned ? logger.debug : logger.warn;
+      this.#joinFailureWarned = true;
+      log.call(
+        logger,
+        'could not join the processes of a partitioned consumer; its partitions are not spread until it can',
+        { consumer, queue: rosterQueue, error: errorMessage(error) },
+      );
     });
     this.#roster = roster;
   }

@@ -51,7 +51,7 @@ export class HandlerExplorer {
    */
   explore(options: ExploreOptions): RuntimeHandlers {
     const definitions: ConsumerDefinition[] = [];
-    const owners = new Map<string, string>();
+    const owners = new Map<string, { where: string; type: unknown }>();
     const seen = new Set<object>();
     const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
     for (const wrapper of wrappers) {
@@ -61,19 +61,21 @@ export class HandlerExplorer {
         const definition = this.#definition(instance, methodName, metadata, options);
         const owner = owners.get(definition.name);
         if (owner !== undefined) {
+          // Two instances of one class: it is in the providers of two modules.
+          const twice = owner.type === instance.constructor && owner.where === where;
           throw new ConfigurationError(
             '@OutboxHandler',
-            owner === where
+            twice
               ? messages.registeredTwice(definition.name, where)
-              : messages.duplicateName(definition.name, owner, where),
+              : messages.duplicateName(definition.name, owner.where, where),
           );
         }
-        owners.set(definition.name, where);
+        owners.set(definition.name, { where, type: instance.constructor });
         definitions.push(definition);
       }
     }
     const sources = new Map(
-      [...owners].map(([name, where]) => [name, `@OutboxHandler on ${where}`]),
+      [...owners].map(([name, { where }]) => [name, `@OutboxHandler on ${where}`]),
     );
     return { consumers: definitions, sources };
   }

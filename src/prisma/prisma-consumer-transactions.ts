@@ -65,7 +65,8 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
           isolationLevel: ISOLATION[isolationLevel],
           maxWait: maxWaitMs ?? timeoutMs,
           // Prisma times the transaction with a Node timer: past its limit it would fire at once.
-          timeout: Math.min((handlers + 1) * timeoutMs + SLACK_MS, MAX_TIMER_MS),
+          // `handlers` may be missing from an adapter's own caller written before it was added.
+          timeout: Math.min(((handlers ?? 1) + 1) * timeoutMs + SLACK_MS, MAX_TIMER_MS),
         },
       );
     },
