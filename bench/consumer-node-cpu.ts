@@ -112,7 +112,7 @@ const processor = new DeliveryProcessor({
   transactions,
   failures: {} as FailureRouter,
   databaseRetryLimitMs: 60_000,
-  retireChannel: () => {},
+  handBack: () => {},
 });
 let acked = 0;
 let onAck = () => {};

@@ -16,7 +16,7 @@ import { type CopyPublisher, FailureRouter } from './failure-router.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import { type ReceivedDelivery, receivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { handBackAtStop, requeue } from './settle-delivery.js';
+import { handBack, handBackAtStop, requeue } from './settle-delivery.js';
 
 export interface RunnerContext {
   readonly consumer: ResolvedConsumer;
@@ -78,6 +78,8 @@ export class ConsumerRunner {
       // The broker requeues the channel's unacked deliveries; copies here would be handled twice.
       onClosed: (handle) => this.#dispatcher.remove((delivery) => delivery.handle === handle),
     });
+    const giveBack = (delivery: ReceivedDelivery) =>
+      handBack(delivery, consumer.ordered, (handle) => this.#channel.retire(handle), stats);
     this.#transactions = new DatabaseRetryLoop({
       ...ctx,
       stats,
@@ -91,9 +93,9 @@ export class ConsumerRunner {
         ...ctx,
         stats,
         declareTopology: () => this.#channel.declareAgain(),
-        retireChannel: (handle) => this.#channel.retire(handle),
+        handBack: giveBack,
       }),
-      retireChannel: (handle) => this.#channel.retire(handle),
+      handBack: giveBack,
     });
     this.#dispatcher = new DeliveryDispatcher<ReceivedDelivery>({
       concurrency: consumer.concurrency,

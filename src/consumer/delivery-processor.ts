@@ -1,5 +1,4 @@
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
-import type { ConsumerChannelHandle } from './consumer-channel.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import type { DatabaseRetryLoop, TransactionOutcome } from './database-retry-loop.js';
 import type { RunResult } from './delivery-dispatcher.js';
@@ -7,7 +6,7 @@ import type { FailureRouter } from './failure-router.js';
 import { parseDelivery } from './parse-delivery.js';
 import { attemptOf, type ReceivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { ack, handBackAtStop, requeue } from './settle-delivery.js';
+import { ack, handBackAtStop } from './settle-delivery.js';
 
 export interface DeliveryProcessorOptions {
   readonly consumer: ResolvedConsumer;
@@ -17,8 +16,8 @@ export interface DeliveryProcessorOptions {
   readonly failures: FailureRouter;
   /** For the log line of a hand-back. */
   readonly databaseRetryLimitMs: number;
-  /** Closes a channel at once, so the broker requeues all its unacked deliveries in order. */
-  retireChannel(handle: ConsumerChannelHandle): void;
+  /** Hands a delivery back now, unhandled (`handBack` of settle-delivery). */
+  handBack(delivery: ReceivedDelivery): void;
 }
 
 /**
@@ -133,9 +132,6 @@ export class DeliveryProcessor {
    * Gives a delivery that waited out `databaseRetryLimitMs` back to the broker, uncommitted and
    * unacked, without counting an attempt: the outage is not the message's fault. Another
    * process, whose database may be reachable, can take it; this one gets it again otherwise.
-   * An ordered consumer closes its channel instead: the broker then requeues every unacked
-   * delivery of it in queue order, while a single requeue would let the later messages of the
-   * key, already sent ahead, pass this one. The channel is reopened as after any channel error.
    */
   #handBack(delivery: ReceivedDelivery): void {
     const { stats, logger, consumer, databaseRetryLimitMs } = this.#options;
@@ -145,11 +141,7 @@ export class DeliveryProcessor {
       messageId: delivery.parsed?.info.messageId,
       limitMs: databaseRetryLimitMs,
     });
-    if (consumer.ordered) {
-      this.#options.retireChannel(delivery.handle);
-      return;
-    }
-    requeue([delivery], stats);
+    this.#options.handBack(delivery);
   }
 
   #count(handled: readonly boolean[]): void {

@@ -5,7 +5,6 @@ import { copyProperties } from '../protocol/message-properties.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
-import type { ConsumerChannelHandle } from './consumer-channel.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, delayQueueName } from './consumer-topology.js';
 import type { RunResult } from './delivery-dispatcher.js';
@@ -13,7 +12,7 @@ import { messageInfo } from './parse-delivery.js';
 import { isPermanentError } from './permanent-error.js';
 import { attemptOf, type ReceivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
-import { ack, requeue } from './settle-delivery.js';
+import { ack } from './settle-delivery.js';
 
 /** Puts a confirmed copy of a message into one of the consumer's own queues. */
 export interface CopyPublisher {
@@ -40,8 +39,8 @@ export interface FailureRouterOptions {
    */
   readonly declareTopology: () => Promise<void>;
   readonly stopping: AbortSignal;
-  /** Closes a channel at once, so the broker requeues all its unacked deliveries in order. */
-  retireChannel(handle: ConsumerChannelHandle): void;
+  /** Hands a delivery back now, unhandled (`handBack` of settle-delivery). */
+  handBack(delivery: ReceivedDelivery): void;
 }
 
 /**
@@ -137,16 +136,14 @@ export class FailureRouter {
   /**
    * Moves a delivery to another of the consumer's queues: the copy first, confirmed, then the
    * ack. When the copy fails the delivery is requeued after a pause, so a broker refusing
-   * copies cannot cause a tight redelivery loop. An ordered consumer's goes back by the close of
-   * its channel instead, in queue order: a nack would let its key's later messages, released
-   * here, pass it (and a quorum queue puts it behind them).
+   * copies cannot cause a tight redelivery loop (an ordered consumer's in queue order).
    */
   async #forward(
     delivery: ReceivedDelivery,
     queue: string,
     headers: Record<string, unknown>,
   ): Promise<boolean> {
-    const { publisher, logger, reconnectBackoff, stopping, consumer, stats } = this.#options;
+    const { publisher, logger, reconnectBackoff, stopping, consumer } = this.#options;
     const { message } = delivery;
     try {
       await publisher.publish(queue, message.content, copyProperties(message, headers), () =>
@@ -159,8 +156,7 @@ export class FailureRouter {
         error: errorMessage(error),
       });
       await abortableDelay(backoffDelay(reconnectBackoff, 4), stopping);
-      if (consumer.ordered) this.#options.retireChannel(delivery.handle);
-      else requeue([delivery], stats);
+      this.#options.handBack(delivery);
       return false;
     }
     ack(delivery);

@@ -52,3 +52,19 @@ export function handBackAtStop(
 ): void {
   if (!ordered) requeue(deliveries, stats);
 }
+
+/**
+ * Hands one delivery back now, unhandled. An ordered consumer's goes back by the close of its
+ * channel (`retire`), which requeues every unacked delivery of it in queue order: a nack would
+ * let its key's later messages, already sent ahead, pass it (and a quorum queue puts it behind
+ * them). The channel reopens as after any channel error.
+ */
+export function handBack(
+  delivery: ReceivedDelivery,
+  ordered: boolean,
+  retire: (handle: ReceivedDelivery['handle']) => void,
+  stats: Pick<ConsumerStats, 'requeued'>,
+): void {
+  if (ordered) retire(delivery.handle);
+  else requeue([delivery], stats);
+}
