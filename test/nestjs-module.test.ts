@@ -185,6 +185,8 @@ describe('nestjs: OutboxModule', () => {
 
     const reply = app.get(ReplyHandler).seen.find((s) => s.payload.greetingId === 0)!.ctx;
     assert.equal(reply.headers[CAUSATION_ID_HEADER], ids[0]);
+    assert.equal(reply.causationId, ids[0]);
+    assert.equal(first.causationId, undefined);
     assert.equal(reply.correlationId, ids[0]);
     assert.equal(outbox.consumerHost?.stats(f.name('module.greetings')).handled, 20);
     // The relay counts a batch once its DELETE commits, which can be after the handlers ran.

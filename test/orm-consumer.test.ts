@@ -11,6 +11,7 @@ import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../src/consumer/consumer-transactions.js';
 import { drizzleConsumerTransactions } from '../src/drizzle/index.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { StartupError } from '../src/errors/startup-error.js';
 import { knexConsumerTransactions } from '../src/knex/index.js';
 import { mikroOrmConsumerTransactions } from '../src/mikro-orm/index.js';
 import { clsConsumerTransactions } from '../src/nestjs-cls/index.js';
@@ -525,6 +526,7 @@ describe("a consumer in Prisma's transaction: Prisma's own timeout", () => {
           opened.push({ timeout: options.timeout, handlers });
           return result;
         }, options),
+      $disconnect: () => prisma.$disconnect(),
     } as unknown as typeof prisma;
     try {
       const definition = f.definition(
@@ -552,6 +554,135 @@ describe("a consumer in Prisma's transaction: Prisma's own timeout", () => {
       }
     } finally {
       await prisma.$disconnect();
+    }
+  });
+});
+
+describe('a consumer in the transaction of an ORM that is not ready', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('ormr');
+  });
+  afterEach(() => f.stopHosts());
+  after(() => f.close());
+
+  it("refuses at start an adapter whose ORM cannot open a transaction (TypeORM's DataSource not initialized)", async () => {
+    const dataSource = new DataSource({ type: 'postgres', url: DATABASE_URL });
+    const definition = f.definition('not-initialized', f.recordEffect, {
+      routingKeys: ['not-initialized'],
+    });
+    await assert.rejects(
+      f.host([definition], { transactions: typeormConsumerTransactions(dataSource) }),
+      (error: unknown) => {
+        assert.ok(error instanceof StartupError, String(error));
+        assert.equal(error.code, 'orm-transaction-failed');
+        assert.match(error.message, /could not open a transaction: .*dataSource\.initialize\(\)/s);
+        return true;
+      },
+    );
+  });
+
+  it('retries in place, without counting attempts, a transaction the ORM cannot begin (closed before the host stopped)', async () => {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    try {
+      const definition = f.definition(
+        'closed-orm',
+        (async (_payload: unknown, ctx: ConsumeContext<unknown, unknown>) => {
+          await (ctx.tx as DataSource['manager']).query(
+            effect(f.t.schema, ctx.consumer, ctx.businessKey, ctx.attempt),
+          );
+        }) as unknown as ConsumerDefinition['handler'],
+        {
+          routingKeys: ['closed-orm'],
+          retry: { maxAttempts: 2, backoff: { initialMs: 20, maxMs: 200 } },
+        },
+      );
+      const host = await f.host([definition], {
+        transactions: typeormConsumerTransactions(dataSource),
+      });
+      await dataSource.destroy();
+      await f.publish('closed-orm', { n: 1 }, { messageId: 'closed-orm-m1' });
+      await waitFor(
+        'retries of the transaction',
+        () => host.stats(definition.name).databaseRetries >= 3,
+      );
+      const stats = host.stats(definition.name);
+      assert.equal(stats.failures, 0, 'not charged to the message');
+      assert.equal(stats.deadLettered, 0);
+      // Once the ORM is back, the message is handled, once, at its first attempt.
+      await dataSource.initialize();
+      await waitFor('the message handled', () => host.stats(definition.name).handled === 1);
+      const effects = (await f.effects()).filter((e) => e.consumer === definition.name);
+      assert.deepEqual(
+        effects.map((e) => e.attempt),
+        [1],
+      );
+    } finally {
+      await f.stopHosts();
+      if (dataSource.isInitialized) await dataSource.destroy();
+    }
+  });
+
+  it("refuses what an adapter's entry point cannot open transactions with, naming what to pass", async () => {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
+    const db = drizzle(DATABASE_URL);
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: DATABASE_URL }) });
+    const orm = await MikroORM.init({
+      clientUrl: DATABASE_URL,
+      entities: [],
+      discovery: { warnWhenNoEntities: false },
+    });
+    const refused = (make: () => unknown, pattern: RegExp) =>
+      assert.throws(make, (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, 'transactions');
+        assert.match(error.message, pattern);
+        return true;
+      });
+    try {
+      for (const nothing of [undefined, null, 'orm']) {
+        refused(
+          () => typeormConsumerTransactions(nothing as never),
+          /typeormConsumerTransactions takes the `DataSource`/,
+        );
+        refused(() => knexConsumerTransactions(nothing as never), /knexConsumerTransactions takes/);
+        refused(
+          () => drizzleConsumerTransactions(nothing as never),
+          /drizzleConsumerTransactions takes/,
+        );
+        refused(
+          () => prismaConsumerTransactions(nothing as never),
+          /prismaConsumerTransactions takes/,
+        );
+        refused(
+          () => mikroOrmConsumerTransactions(nothing as never),
+          /mikroOrmConsumerTransactions takes/,
+        );
+      }
+      refused(
+        () => typeormConsumerTransactions(dataSource.manager as never),
+        /not its `manager`.*got an object without `createQueryRunner\(\)`/,
+      );
+      refused(
+        () => mikroOrmConsumerTransactions(orm as never),
+        /`orm\.em`, not the MikroORM instance/,
+      );
+      await knex.transaction(async (trx) => {
+        refused(() => knexConsumerTransactions(trx as never), /not a transaction's `trx`/);
+      });
+      await db.transaction(async (tx) => {
+        refused(() => drizzleConsumerTransactions(tx as never), /not a transaction's `tx`/);
+      });
+      await prisma.$transaction(async (tx) => {
+        refused(() => prismaConsumerTransactions(tx as never), /not a transaction's `tx`/);
+      });
+    } finally {
+      await dataSource.destroy();
+      await knex.destroy();
+      await db.$client.end();
+      await prisma.$disconnect();
+      await orm.close();
     }
   });
 });

@@ -238,6 +238,79 @@ describe('the writer in the transaction of an ORM', () => {
     }
   });
 
+  it("names the adapter for an ORM's own transaction handle given without it", async () => {
+    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
+    const db = drizzle(DATABASE_URL);
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: DATABASE_URL }) });
+    const orm = await MikroORM.init({
+      clientUrl: DATABASE_URL,
+      entities: [],
+      discovery: { warnWhenNoEntities: false },
+    });
+    const refusedNaming = async (handle: unknown, call: RegExp) =>
+      assert.rejects(
+        async () => writer.add(handle as PgQueryable, { exchange, routingKey: 'x', payload: {} }),
+        (error: unknown) => {
+          assert.ok(error instanceof NotInTransactionError, String(error));
+          assert.match(error.message, call);
+          return true;
+        },
+      );
+    try {
+      const before = await t.count();
+      await knex.transaction((trx) =>
+        refusedNaming(trx, /knexTransaction\(trx\).*outboxkit\/knex/),
+      );
+      await refusedNaming(knex, /knexTransaction\(trx\)/);
+      await db.transaction((tx) =>
+        refusedNaming(tx, /drizzleTransaction\(tx\).*outboxkit\/drizzle/),
+      );
+      await refusedNaming(db, /drizzleTransaction\(tx\)/);
+      await prisma.$transaction((tx) =>
+        refusedNaming(tx, /prismaTransaction\(tx\).*outboxkit\/prisma/),
+      );
+      await refusedNaming(prisma, /prismaTransaction\(tx\)/);
+      await orm.em
+        .fork()
+        .transactional((em) =>
+          refusedNaming(em, /mikroOrmTransaction\(em\).*outboxkit\/mikro-orm/),
+        );
+      assert.equal(await t.count(), before, 'nothing written');
+    } finally {
+      await knex.destroy();
+      await db.$client.end();
+      await prisma.$disconnect();
+      await orm.close();
+    }
+  });
+
+  it('refuses what is not a handle at all with the typed error of each adapter, not a TypeError', () => {
+    const adapters: Array<[string, (handle: never) => PgQueryable]> = [
+      ['typeormTransaction', typeormTransaction],
+      ['prismaTransaction', prismaTransaction],
+      ['drizzleTransaction', drizzleTransaction],
+      ['knexTransaction', knexTransaction],
+      ['mikroOrmTransaction', mikroOrmTransaction],
+    ];
+    for (const [name, adapter] of adapters) {
+      for (const handle of [undefined, null, 'tx', {}]) {
+        assert.throws(
+          () => adapter(handle as never),
+          (error: unknown) => {
+            assert.ok(
+              error instanceof NotInTransactionError,
+              `${name}(${String(handle)}): ${String(error)}`,
+            );
+            return true;
+          },
+        );
+      }
+    }
+    // The MikroORM instance instead of its EntityManager: told apart, and told what to pass.
+    const orm = { em: { fork: () => undefined } };
+    assert.throws(() => mikroOrmTransaction(orm as never), /the MikroORM instance is not one/);
+  });
+
   for (const [name, factory] of Object.entries(stacks)) {
     describe(name, () => {
       let stack: Stack;

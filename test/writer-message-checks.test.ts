@@ -119,6 +119,56 @@ describe('writer: payloads are sent as given or refused, never silently changed'
     });
   });
 
+  it('refuses a content type that is not type/subtype, which every consumer would dead-letter', async () => {
+    for (const contentType of [
+      'not a content type',
+      'json',
+      'application/',
+      '/json',
+      'text/plain x',
+    ]) {
+      await refused(
+        { ...base, payload: 'x', contentType },
+        'invalid-content-type',
+        /type\/subtype/,
+      );
+    }
+    for (const contentType of [
+      'application/vnd.acme+json',
+      'text/plain; charset=utf-8',
+      'Text/CSV',
+    ]) {
+      assert.equal(
+        (await written({ ...base, payload: 'x', contentType })).contentType,
+        contentType,
+      );
+    }
+  });
+
+  it('refuses a payload object with a symbol key, which JSON would leave out', async () => {
+    const key = Symbol('tenant');
+    await refused(
+      { ...base, payload: { a: 1, [key]: 'acme' } },
+      'payload-not-serializable',
+      /payload is an object with a symbol key \(Symbol\(tenant\)\)/,
+    );
+    await refused(
+      { ...base, payload: { order: { [key]: 'acme' } } },
+      'payload-not-serializable',
+      /holds at key "order" an object with a symbol key/,
+    );
+    // A hidden (non-enumerable) symbol is a library's bookkeeping, not data: kept out quietly.
+    const tagged = { a: 1 };
+    Object.defineProperty(tagged, key, { value: 'meta', enumerable: false });
+    assert.equal((await written({ ...base, payload: tagged })).payload.toString(), '{"a":1}');
+  });
+
+  it('refuses what is not a message object with its own reason', async () => {
+    for (const message of [null, 'orders', []]) {
+      await refused(message, 'not-a-message', /message must be an object/);
+    }
+  });
+
   it('refuses a blank content type', async () => {
     await refused({ ...base, payload: 1, contentType: ' ' }, 'missing-content-type', /not blank/);
     await refused(

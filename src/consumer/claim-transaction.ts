@@ -55,6 +55,12 @@ export type ClaimOutcome =
        * ROLLBACK failed after a handler's error (ORMs report that in errors of their own).
        */
       readonly connectionLost?: true;
+      /**
+       * The transaction never began (BEGIN, or the ORM's opening of it, failed): nothing of the
+       * message had run, so it cannot be the message's doing, whatever `error` says (an ORM not
+       * connected yet, a pool already ended).
+       */
+      readonly neverBegan?: true;
     };
 
 export interface ClaimDeps {
@@ -163,7 +169,7 @@ async function transact(
   try {
     trx = await db.startTransaction().setIsolationLevel(consumer.isolationLevel).execute();
   } catch (error) {
-    return { kind: 'failed', error, source: 'transaction' };
+    return { kind: 'failed', error, source: 'transaction', neverBegan: true };
   }
   let claimed: Claimed;
   try {
@@ -329,7 +335,7 @@ async function transactWith(
   }
   const { error, failed } = first ?? (await ended);
   if (!failed) return { kind: 'committed', handled: handled ?? tasks.map(() => false) };
-  if (!entered) return { kind: 'failed', error, source: 'transaction' };
+  if (!entered) return { kind: 'failed', error, source: 'transaction', neverBegan: true };
   if (claimError !== undefined) return claimFailed(deps, tasks, claimError.error);
   if (handlerError !== undefined) {
     // Rejected with anything but the handler's own error: the ROLLBACK failed, which on
@@ -380,6 +386,7 @@ async function runHandler(
     routingKey: info.routingKey,
     contentType: info.contentType,
     correlationId: info.correlationId,
+    causationId: info.causationId,
     timestamp: info.timestamp,
     orderingKey: info.orderingKey,
     // biome-ignore lint/suspicious/noExplicitAny: see ClaimDeps.db

@@ -37,6 +37,11 @@ export interface MessageInfo {
   readonly routingKey: string;
   readonly contentType: string | undefined;
   readonly correlationId: string | undefined;
+  /**
+   * The message id of the message this one was written in reply to (the writer's
+   * `causationId`, carried in the `x-causation-id` header), if any.
+   */
+  readonly causationId: string | undefined;
   /** The `timestamp` property, in milliseconds since the epoch, when the publisher set it. */
   readonly timestamp: number | undefined;
   /** The ordering key the relay sets (`x-ordering-key`), if any. */

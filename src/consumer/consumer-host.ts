@@ -20,6 +20,7 @@ import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { StatementNames } from '../sql/statement-names.js';
+import { checkTransactions } from '../start/check-transactions.js';
 import { bounded, runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
@@ -200,6 +201,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #statementNames = new StatementNames();
   /** Checks at start whether the claim can go by name: Kysely's own transactions only. */
   readonly #probeStatementNames: (() => Promise<unknown>) | undefined;
+  /** Checks at start that the ORM adapter opens transactions: with `transactions` only. */
+  readonly #checkTransactions: (() => Promise<void>) | undefined;
 
   constructor(options: ConsumerHostOptions<Tx>) {
     if (options === null || typeof options !== 'object') {
@@ -229,10 +232,15 @@ export class ConsumerHost<Tx = Transaction<any>> {
       schema: schemaName,
       where: "the consumers' database",
     };
+    const { transactions } = options;
     this.#probeStatementNames =
-      options.transactions === undefined
+      transactions === undefined
         ? () => bounded(this.#statementNames.probe(db, this.#logger))
         : undefined;
+    this.#checkTransactions =
+      transactions === undefined
+        ? undefined
+        : () => checkTransactions(this.#schemaCheck.db!, transactions);
     // Compared with the handlers' time limits, never a timer: any size (a broker whose
     // consumer_timeout is off may be given a large one).
     const brokerConsumerTimeoutMs = positiveInteger(
@@ -460,6 +468,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       await Promise.all([
         runStartChecks({ ...this.#schemaCheck, amqp: this.#amqp }),
         this.#probeStatementNames?.(),
+        this.#checkTransactions?.(),
       ]);
     } catch (error) {
       await this.stop();

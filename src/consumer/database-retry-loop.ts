@@ -118,11 +118,11 @@ export class DatabaseRetryLoop {
         }
         // Only the transaction's own statements speak for the database: a handler's error with
         // the same code (its HTTP or Redis client refused) is a failure of the handler.
-        const notMigrated = isNotMigrated(error);
-        if (
-          outcome.source === 'transaction' &&
-          (outcome.connectionLost === true || isDatabaseUnavailable(error) || notMigrated)
-        ) {
+        const ownStatement = outcome.source === 'transaction';
+        const notMigrated = ownStatement && isNotMigrated(error);
+        const unavailable =
+          ownStatement && (outcome.connectionLost === true || isDatabaseUnavailable(error));
+        if (unavailable || notMigrated || outcome.neverBegan === true) {
           const now = monotonicMs();
           if (outageSince === undefined) {
             outageSince = now;
@@ -133,12 +133,17 @@ export class DatabaseRetryLoop {
           outages += 1;
           stats.databaseRetries += 1;
           const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
-          const log = notMigrated ? logger.error : logger.warn;
+          // Not the database: the ORM or pool the handlers' transactions come from is not usable
+          // (not initialized, or closed before the host stopped): an error, as a missing schema.
+          const unusable = !unavailable && !notMigrated;
+          const log = notMigrated || unusable ? logger.error : logger.warn;
           log.call(
             logger,
             notMigrated
               ? "outboxkit's tables are missing; retrying the transaction"
-              : 'database unavailable; retrying the transaction',
+              : unusable
+                ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
+                : 'database unavailable; retrying the transaction',
             { consumer: consumer.name, error: errorMessage(error), retryInMs: delay },
           );
           await abortableDelay(delay, stopping);

@@ -3,7 +3,7 @@ import { businessKeyProblem, quoteKey } from '../protocol/business-key.js';
 import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
-import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
+import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import type { MessageInfo } from './consumer-definition.js';
 import { checkPayload } from './payload-validator.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
@@ -50,6 +50,7 @@ export function messageInfo(message: ConsumeMessage, failedAttempts: number): Me
         : fields.routingKey,
     contentType: text(properties.contentType),
     correlationId: text(properties.correlationId),
+    causationId: text(headers[CAUSATION_ID_HEADER]),
     // AMQP timestamps are whole seconds.
     timestamp: typeof properties.timestamp === 'number' ? properties.timestamp * 1000 : undefined,
     orderingKey: text(headers[ORDERING_KEY_HEADER]),

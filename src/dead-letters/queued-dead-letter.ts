@@ -1,6 +1,6 @@
 import type { Message, Options } from 'amqplib';
 import { OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
-import { ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
+import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import { copyProperties } from '../protocol/message-properties.js';
 import type { FilterSubject } from './dead-letter-filter.js';
 
@@ -27,6 +27,8 @@ export interface QueuedDeadLetter extends FilterSubject {
   readonly deadAt: Date | undefined;
   readonly orderingKey: string | undefined;
   readonly correlationId: string | undefined;
+  /** The message id of the message it was written in reply to (`x-causation-id`), if any. */
+  readonly causationId: string | undefined;
   readonly contentType: string | undefined;
   readonly headers: Readonly<Record<string, unknown>>;
   readonly payloadBytes: number;
@@ -88,6 +90,7 @@ export function describeDeadLetter(queue: string, message: Message): QueuedDeadL
           : undefined),
     orderingKey: text(headers[ORDERING_KEY_HEADER]),
     correlationId: text(p.correlationId),
+    causationId: text(headers[CAUSATION_ID_HEADER]),
     contentType: text(p.contentType),
     headers,
     payloadBytes: message.content.length,

@@ -1,6 +1,7 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { requireOrmArgument } from '../orm/handle-shape.js';
 import { type DrizzleTransactionLike, drizzleStatements } from './drizzle-transaction.js';
 import { gateDrizzleSession } from './gate-drizzle-session.js';
 
@@ -28,6 +29,14 @@ export interface DrizzleDatabaseLike<T extends DrizzleTransactionLike> {
 export function drizzleConsumerTransactions<T extends DrizzleTransactionLike>(
   db: DrizzleDatabaseLike<T>,
 ): ConsumerTransactions<T> {
+  const expected = 'the `db` of `drizzle(pool)`';
+  requireOrmArgument('drizzleConsumerTransactions', db, ['transaction'], expected);
+  if (typeof (db as { rollback?: unknown }).rollback === 'function') {
+    throw new ConfigurationError(
+      'transactions',
+      `drizzleConsumerTransactions takes ${expected}, not a transaction's \`tx\`: each message gets a transaction of its own`,
+    );
+  }
   if (isSingleClient((db as { $client?: unknown }).$client)) {
     throw new ConfigurationError(
       'transactions',

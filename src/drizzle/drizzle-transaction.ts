@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { withHandleGate } from '../consumer/consumer-transactions.js';
+import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { splitPositional } from '../orm/positional-statement.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -17,6 +18,7 @@ const FIX =
   'every statement on its own.';
 
 function joinDrizzleTransaction(tx: DrizzleTransactionLike): PgQueryable {
+  requireTransactionHandle(tx, ['execute'], FIX);
   const inTransaction = typeof (tx as { rollback?: unknown }).rollback === 'function';
   return joinedTransaction(drizzleStatements(tx), () => inTransaction, FIX);
 }

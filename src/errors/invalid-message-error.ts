@@ -1,6 +1,7 @@
 import { OutboxkitError } from './outboxkit-error.js';
 
 export type InvalidMessageReason =
+  | 'not-a-message'
   | 'missing-exchange'
   | 'reserved-exchange'
   | 'invalid-routing-key'
@@ -12,6 +13,7 @@ export type InvalidMessageReason =
   | 'payload-not-serializable'
   | 'payload-too-large'
   | 'missing-content-type'
+  | 'invalid-content-type'
   | 'invalid-header'
   | 'unknown-field'
   | 'duplicate-message-id';

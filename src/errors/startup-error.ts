@@ -16,6 +16,11 @@ export type StartupErrorCode =
   | 'broker-access-refused'
   /** A vhost's or user's limit (`max-queues`) refused a declare. */
   | 'broker-limit-reached'
+  /**
+   * The consumer host's ORM adapter (`transactions`) could not open a transaction while the
+   * database answered: the ORM is not initialized, is closed, or was given the wrong object.
+   */
+  | 'orm-transaction-failed'
   | 'database-tls-refused'
   | 'broker-tls-refused';
 

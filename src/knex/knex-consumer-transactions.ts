@@ -2,6 +2,9 @@ import type {
   ConsumerTransactionOptions,
   ConsumerTransactions,
 } from '../consumer/consumer-transactions.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { requireOrmArgument } from '../orm/handle-shape.js';
+
 import { gateKnexTransaction } from './gate-knex-transaction.js';
 import { knexStatements } from './knex-transaction.js';
 
@@ -33,6 +36,14 @@ export interface KnexLike<T extends KnexConsumerTransactionLike> {
 export function knexConsumerTransactions<T extends KnexConsumerTransactionLike>(
   knex: KnexLike<T>,
 ): ConsumerTransactions<T> {
+  const expected = 'the `knex` instance that `knex({ client: "pg", ... })` gives';
+  requireOrmArgument('knexConsumerTransactions', knex, ['transaction'], expected);
+  if ((knex as { isTransaction?: unknown }).isTransaction === true) {
+    throw new ConfigurationError(
+      'transactions',
+      `knexConsumerTransactions takes ${expected}, not a transaction's \`trx\`: each message gets a transaction of its own`,
+    );
+  }
   return {
     async run({ isolationLevel, closed }, work) {
       await knex.transaction(

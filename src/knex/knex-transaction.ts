@@ -1,4 +1,5 @@
 import { withHandleGate } from '../consumer/consumer-transactions.js';
+import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { splitPositional } from '../orm/positional-statement.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -19,6 +20,7 @@ const FIX =
 
 /** `knexTransaction` without its gate; `fix` is what its refusal tells to do instead. */
 export function joinKnexTransaction(trx: KnexTransactionLike, fix: string = FIX): PgQueryable {
+  requireTransactionHandle(trx, ['raw'], fix);
   return joinedTransaction(
     knexStatements(trx),
     () => trx.isTransaction === true && trx.isCompleted?.() === false,

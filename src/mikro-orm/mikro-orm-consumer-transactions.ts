@@ -5,6 +5,7 @@ import type {
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { gateKnexTransaction } from '../knex/gate-knex-transaction.js';
 import { knexStatements } from '../knex/knex-transaction.js';
+import { requireOrmArgument } from '../orm/handle-shape.js';
 import type { RunStatement } from '../orm/joined-transaction.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import {
@@ -13,6 +14,7 @@ import {
   isKyselyContext,
   releaseAfterFailedRollback,
 } from './mikro-orm-context.js';
+import { isMikroOrm } from './mikro-orm-transaction.js';
 
 /** The part of a MikroORM `EntityManager` (of `@mikro-orm/postgresql` 6 or 7) a consumer uses. */
 export interface MikroOrmConsumerEntityManagerLike {
@@ -47,6 +49,12 @@ export interface MikroOrmForkableLike<E extends MikroOrmConsumerEntityManagerLik
 export function mikroOrmConsumerTransactions<E extends MikroOrmConsumerEntityManagerLike>(
   em: MikroOrmForkableLike<E>,
 ): ConsumerTransactions<E> {
+  requireOrmArgument(
+    'mikroOrmConsumerTransactions',
+    em,
+    ['fork'],
+    isMikroOrm(em) ? '`orm.em`, not the MikroORM instance itself' : 'the `EntityManager` `orm.em`',
+  );
   return {
     async run({ isolationLevel, closed }, work) {
       const fork = em.fork();

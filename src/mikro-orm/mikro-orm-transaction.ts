@@ -1,5 +1,6 @@
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { joinKnexTransaction, type KnexTransactionLike } from '../knex/knex-transaction.js';
+import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import {
@@ -35,6 +36,11 @@ const FIX =
  * });
  */
 export function mikroOrmTransaction(em: MikroOrmEntityManagerLike): PgQueryable {
+  requireTransactionHandle(
+    em,
+    ['isInTransaction', 'getTransactionContext'],
+    isMikroOrm(em) ? `the MikroORM instance is not one: ${FIX}` : FIX,
+  );
   const context = em.isInTransaction() ? em.getTransactionContext<unknown>() : undefined;
   if (isKyselyContext(context)) {
     // Kysely refuses a statement on its ended transaction too, but only from the one object
@@ -48,4 +54,14 @@ export function mikroOrmTransaction(em: MikroOrmEntityManagerLike): PgQueryable 
   }
   if (isKnexContext(context)) return joinKnexTransaction(context as KnexTransactionLike, FIX);
   throw new NotInTransactionError(FIX);
+}
+
+/** The `MikroORM` instance (what `MikroORM.init` gives), taken for its `em` by mistake. */
+export function isMikroOrm(value: unknown): boolean {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    'em' in value &&
+    typeof (value as { em: { fork?: unknown } }).em?.fork === 'function'
+  );
 }

@@ -1,5 +1,7 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
+import { requireOrmArgument } from '../orm/handle-shape.js';
 import { durationMs, MAX_TIMER_MS } from '../util/duration-option.js';
 import type { PrismaTransactionLike } from './prisma-transaction.js';
 
@@ -49,6 +51,15 @@ export function prismaConsumerTransactions<T extends PrismaTransactionLike>(
   prisma: PrismaClientLike<T>,
   settings: PrismaConsumerTransactionOptions = {},
 ): ConsumerTransactions<T> {
+  const expected = 'the `PrismaClient`';
+  requireOrmArgument('prismaConsumerTransactions', prisma, ['$transaction'], expected);
+  // An interactive transaction's client has no `$disconnect` (see prismaTransaction).
+  if (typeof (prisma as { $disconnect?: unknown }).$disconnect !== 'function') {
+    throw new ConfigurationError(
+      'transactions',
+      `prismaConsumerTransactions takes ${expected}, not a transaction's \`tx\`: each message gets a transaction of its own`,
+    );
+  }
   const maxWaitMs =
     settings.maxWaitMs === undefined ? undefined : durationMs('maxWaitMs', settings.maxWaitMs);
   return {

@@ -1,4 +1,5 @@
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
@@ -32,6 +33,7 @@ const TRANSACTION_API_ERROR = 'P2028';
  * });
  */
 export function prismaTransaction(tx: PrismaTransactionLike): PgQueryable {
+  requireTransactionHandle(tx, ['$queryRawUnsafe'], FIX);
   // Prisma leaves `$connect` and `$disconnect` out of the client of an interactive transaction
   // (and, before Prisma 7, `$transaction`).
   const inTransaction = typeof (tx as { $disconnect?: unknown }).$disconnect !== 'function';

@@ -77,7 +77,7 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
   }
   const client: PgQueryable = trx;
   if (client === null || typeof client !== 'object' || typeof client.query !== 'function') {
-    throw new NotInTransactionError();
+    throw new NotInTransactionError(adapterFix(client));
   }
   if (typeof client.getTransactionStatus === 'function') {
     // pg reports the server's transaction status since 8.x; 'I' means idle, outside a transaction.
@@ -109,6 +109,53 @@ const TYPEORM_FIX =
   '`EntityManager` that `dataSource.transaction(manager => ...)` gives, or ' +
   '`typeormTransaction(queryRunner)` after `startTransaction()` (from `outboxkit/typeorm`); ' +
   '`dataSource.manager` commits every statement on its own.';
+
+/**
+ * What to pass instead of an ORM's own handle that has no `query()` (a Prisma, Drizzle, Knex or
+ * MikroORM handle given without its adapter): the adapter's function; undefined for anything
+ * else, which gets the Kysely and pg advice.
+ */
+function adapterFix(handle: unknown): string | undefined {
+  if (handle === null || (typeof handle !== 'object' && typeof handle !== 'function')) {
+    return undefined;
+  }
+  const h = handle as Record<string, unknown>;
+  const wrap = (library: string, call: string, subpath: string, handles: string) =>
+    `this is a ${library} handle: pass \`${call}\` (from \`outboxkit/${subpath}\`) with ${handles} (docs/orm.md).`;
+  if (typeof h.$queryRawUnsafe === 'function') {
+    return wrap(
+      'Prisma',
+      'prismaTransaction(tx)',
+      'prisma',
+      'the `tx` of `prisma.$transaction(async tx => ...)`',
+    );
+  }
+  if (typeof h.fork === 'function' && typeof h.getTransactionContext === 'function') {
+    return wrap(
+      'MikroORM',
+      'mikroOrmTransaction(em)',
+      'mikro-orm',
+      'the `em` of `em.transactional(em => ...)`',
+    );
+  }
+  if (typeof handle === 'function' && typeof h.raw === 'function') {
+    return wrap(
+      'Knex',
+      'knexTransaction(trx)',
+      'knex',
+      'the `trx` of `knex.transaction(trx => ...)`',
+    );
+  }
+  if (typeof h.execute === 'function' && typeof h.select === 'function' && 'session' in h) {
+    return wrap(
+      'Drizzle',
+      'drizzleTransaction(tx)',
+      'drizzle',
+      'the `tx` of `db.transaction(tx => ...)`',
+    );
+  }
+  return undefined;
+}
 
 /** An ORM's own handle, which has a `query()` and so passes for a pg client. */
 interface OrmHandle {

@@ -1,5 +1,6 @@
 import type { IsolationLevel } from '../consumer/consumer-definition.js';
 import type { ConsumerTransactions } from '../consumer/consumer-transactions.js';
+import { requireOrmArgument } from '../orm/handle-shape.js';
 import { gateQueryRunner } from './gate-query-runner.js';
 
 type TypeOrmIsolationLevel = 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
@@ -43,6 +44,12 @@ const ISOLATION: Record<IsolationLevel, TypeOrmIsolationLevel> = {
 export function typeormConsumerTransactions<M>(
   dataSource: TypeOrmDataSourceLike<M>,
 ): ConsumerTransactions<M> {
+  requireOrmArgument(
+    'typeormConsumerTransactions',
+    dataSource,
+    ['createQueryRunner'],
+    'the `DataSource` (not its `manager`)',
+  );
   return {
     async run({ isolationLevel, closed }, work) {
       const runner = dataSource.createQueryRunner('master');

@@ -1,4 +1,5 @@
 import { withHandleGate } from '../consumer/consumer-transactions.js';
+import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
@@ -28,6 +29,7 @@ const FIX =
 function joinTypeormTransaction(
   handle: TypeOrmEntityManagerLike | TypeOrmQueryRunnerLike,
 ): PgQueryable {
+  requireTransactionHandle(handle, [], FIX);
   const runner = typeormRunnerOf(handle);
   return joinedTransaction(
     async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),

@@ -86,7 +86,7 @@ export function encodeMessage(
 ): EncodedMessage {
   if (message === null || typeof message !== 'object' || Array.isArray(message)) {
     throw new InvalidMessageError(
-      'missing-exchange',
+      'not-a-message',
       `message must be an object { exchange, routingKey, payload, ... }, got ${message === null ? 'null' : Array.isArray(message) ? 'an array' : typeof message}`,
       index,
     );

@@ -11,6 +11,11 @@ export interface EncodedPayload {
 
 const DEFAULT_CONTENT_TYPE = 'application/json';
 const CONTENT_TYPE_BYTES = 255;
+/**
+ * `type/subtype` of RFC 9110's tokens, then any parameters. A consumer matches a message by its
+ * media type, so a value of another shape would be dead-lettered by every consumer.
+ */
+const MEDIA_TYPE = /^\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(;.*)?$/s;
 
 /**
  * Objects `JSON.stringify` turns into `{}` (or, for typed arrays, into an object of indexes)
@@ -100,7 +105,21 @@ function checkContentType(value: unknown, index: number): string {
       index,
     );
   }
+  if (!MEDIA_TYPE.test(value)) {
+    throw new InvalidMessageError(
+      'invalid-content-type',
+      `\`contentType\` must be a media type, \`type/subtype\` with optional \`; parameters\` (such as "application/json" or "text/plain; charset=utf-8"), got ${JSON.stringify(value)}`,
+      index,
+    );
+  }
   return value;
+}
+
+/** A symbol key of an object that `JSON.stringify` would leave out with its value, if any. */
+function enumerableSymbol(value: object): symbol | undefined {
+  const symbols = Object.getOwnPropertySymbols(value);
+  if (symbols.length === 0) return undefined;
+  return symbols.find((s) => Object.prototype.propertyIsEnumerable.call(value, s));
 }
 
 /** Where the replacer is: `is` for the payload itself, `holds at key "k"` within it. */
@@ -132,6 +151,14 @@ function toJson(payload: unknown, index: number): string {
             'payload-not-serializable',
             // "a Uint8Array", "an Error".
             `payload ${placeOf(this, key, payload)} ${/^[AEIO]/.test(kind) ? 'an' : 'a'} ${kind}, which JSON would turn into ${lossyForm(kind)}: ${conversionHint(kind)}`,
+            index,
+          );
+        }
+        const symbol = enumerableSymbol(value);
+        if (symbol !== undefined) {
+          throw new InvalidMessageError(
+            'payload-not-serializable',
+            `payload ${placeOf(this, key, payload)} an object with a symbol key (${String(symbol)}), which JSON would leave out with its value: give it a string key`,
             index,
           );
         }
