@@ -13,6 +13,7 @@ import {
   UseGuards,
   UseInterceptors,
 } from '@nestjs/common';
+import { LazyModuleLoader } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import * as v from 'valibot';
 import { z } from 'zod';
@@ -34,6 +35,7 @@ import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
 import { silentLogger } from '../src/util/logger.js';
 import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { waitFor } from './support/wait-for.js';
 
 /** Where handlers record their effects: `<schema>.effects`, which has no unique constraint. */
@@ -478,6 +480,35 @@ describe('nestjs: OutboxModule', () => {
       return true;
     });
     await moduleRef.close();
+  });
+
+  it('says, as an error, that a handler in a module loaded after bootstrap receives nothing', async () => {
+    const Lazy = defineMessage<{ n: number }>({ exchange: 'lazy', routingKey: 'lazy' });
+    @Injectable()
+    class LazyHandler {
+      @OutboxHandler(Lazy, { ...quick, name: 'module.lazy' })
+      async on(): Promise<void> {}
+    }
+    @Module({ providers: [LazyHandler] })
+    class LazyModule {}
+    @Module({})
+    class EmptyModule {}
+    const logger = recordingLogger();
+    const app = await boot(f.options({ logger }), [PingHandler]);
+    const lazyErrors = () =>
+      logger.lines.filter((l) => l.level === 'error' && l.text.includes('loaded after bootstrap'));
+    await app.get(LazyModuleLoader).load(() => EmptyModule);
+    assert.deepEqual(lazyErrors(), [], 'a module without handlers loads quietly');
+    await app.get(LazyModuleLoader).load(() => LazyModule);
+    assert.equal(lazyErrors().length, 1);
+    assert.match(
+      lazyErrors()[0]!.text,
+      /@OutboxHandler on LazyHandler\.on is in a module loaded after bootstrap/,
+    );
+    // Loaded again (Nest keeps one instance of it): not said twice.
+    await app.get(LazyModuleLoader).load(() => LazyModule);
+    assert.equal(lazyErrors().length, 1);
+    await f.closeApp(app);
   });
 
   it('refuses two handlers of one consumer name, and a handler class registered in two modules, saying which', async () => {

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { LazyModuleLoader } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import type { ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import type { HandlerExplorer } from '../src/nestjs/handler-explorer.js';
@@ -108,8 +109,16 @@ describe('the Nest module at start', () => {
       routingKeys: ['#'],
       handler: async () => {},
     };
-    const explorer = { explore: () => ({ consumers: [handler], sources: new Map() }) };
-    const registrar = new OutboxRegistrar(runtime, explorer as unknown as HandlerExplorer);
+    const explorer = {
+      explore: () => ({ consumers: [handler], sources: new Map() }),
+      handlerLocations: () => new Set<string>(),
+    };
+    const lazyModules = { load: async () => undefined } as unknown as LazyModuleLoader;
+    const registrar = new OutboxRegistrar(
+      runtime,
+      explorer as unknown as HandlerExplorer,
+      lazyModules,
+    );
     const bootstrap = registrar.onApplicationBootstrap();
     await waitFor('the start retrying the broker', () =>
       logger.lines.some((l) => l.text.startsWith('RabbitMQ not reachable to declare exchanges')),

@@ -32,4 +32,8 @@ export const messages = {
     `handler ${where} (consumer "${name}") is registered twice: its class is in the providers ` +
     'of two modules, and each made an instance of it; list it in the providers of one module ' +
     'and export it from there to the others',
+  lazyHandler: (where: string) =>
+    `@OutboxHandler on ${where} is in a module loaded after bootstrap (LazyModuleLoader): ` +
+    'handlers are found at bootstrap only, so it receives no messages; import its module in ' +
+    'a module loaded at start',
 } as const;

@@ -80,6 +80,29 @@ export class HandlerExplorer {
     return { consumers: definitions, sources };
   }
 
+  /**
+   * Where each handler of the application is (`Class.method`), as now. A module loaded later
+   * (Nest's `LazyModuleLoader`) adds its providers to what this reads, and `explore` never sees
+   * them.
+   */
+  handlerLocations(): Set<string> {
+    const seen = new Set<object>();
+    const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
+    const found = new Set<string>();
+    for (const wrapper of wrappers) {
+      try {
+        for (const { instance, methodName } of this.#handlersOf(wrapper, seen)) {
+          found.add(`${instance.constructor.name}.${methodName}`);
+        }
+      } catch (error) {
+        // A scoped provider's handler: named by its refusal.
+        if (!(error instanceof ConfigurationError)) throw error;
+        found.add(error.detail.split(' ', 1)[0]!);
+      }
+    }
+    return found;
+  }
+
   #handlersOf(
     wrapper: Wrapper,
     seen: Set<object>,

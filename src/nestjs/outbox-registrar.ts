@@ -5,7 +5,9 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
+import { LazyModuleLoader } from '@nestjs/core';
 import { StateError } from '../errors/state-error.js';
+import { messages } from './error-messages.js';
 import { HandlerExplorer } from './handler-explorer.js';
 import { OutboxRuntime } from './outbox-runtime.js';
 
@@ -21,17 +23,21 @@ export class OutboxRegistrar
 {
   readonly #runtime: OutboxRuntime;
   readonly #explorer: HandlerExplorer;
+  readonly #lazyModules: LazyModuleLoader;
 
   constructor(
     @Inject(OutboxRuntime) runtime: OutboxRuntime,
     @Inject(HandlerExplorer) explorer: HandlerExplorer,
+    @Inject(LazyModuleLoader) lazyModules: LazyModuleLoader,
   ) {
     this.#runtime = runtime;
     this.#explorer = explorer;
+    this.#lazyModules = lazyModules;
   }
 
   async onApplicationBootstrap(): Promise<void> {
     const { prefix, enhancers } = this.#runtime.options;
+    this.#watchLazyModules(this.#explorer.handlerLocations());
     try {
       await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
     } catch (error) {
@@ -43,6 +49,25 @@ export class OutboxRegistrar
       }
       throw error;
     }
+  }
+
+  /**
+   * Logs an error for each handler that a module loaded after bootstrap brings: nothing
+   * subscribes it, and Nest has no hook that would tell the module otherwise.
+   */
+  #watchLazyModules(known: Set<string>): void {
+    const loader = this.#lazyModules;
+    const load = loader.load.bind(loader);
+    const { logger } = this.#runtime.options;
+    loader.load = async (...args) => {
+      const loaded = await load(...args);
+      for (const where of this.#explorer.handlerLocations()) {
+        if (known.has(where)) continue;
+        known.add(where);
+        logger.error(messages.lazyHandler(where), {});
+      }
+      return loaded;
+    };
   }
 
   async beforeApplicationShutdown(): Promise<void> {
