@@ -64,6 +64,7 @@ export {
   REPLAYED_AT_HEADER,
 } from './protocol/dead-letter-headers.js';
 export { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from './protocol/message-headers.js';
+export type { RelayDatabaseProblem } from './relay/database-health.js';
 export { OutboxRelay } from './relay/outbox-relay.js';
 export type { RelayOptions, RelayRetryPolicy } from './relay/relay-options.js';
 export type { RelayStats } from './relay/relay-stats.js';

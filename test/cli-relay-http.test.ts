@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { CLI_MAIN, NodeChild } from './support/child-process.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -50,7 +51,12 @@ describe('outboxkit relay --http-port', () => {
       const response = await fetch(`${base}/health`);
       return response.status === 200 ? response : undefined;
     });
-    assert.deepEqual(await health.json(), { status: 'ok', running: true, connected: true });
+    assert.deepEqual(await health.json(), {
+      status: 'ok',
+      running: true,
+      connected: true,
+      database: 'ok',
+    });
 
     const writer = new OutboxWriter({ schema: t.schema });
     await t.db
@@ -114,9 +120,54 @@ describe('outboxkit relay --http-port', () => {
       status: 'unavailable',
       running: true,
       connected: false,
+      database: 'ok',
     });
     assert.equal((await fetch(`${base}/live`)).status, 200);
     assert.equal((await relay.stop()).code, 0);
+  });
+
+  it('answers /health 503 while Postgres cannot be reached, and 200 once it can', async () => {
+    const port = await TcpProxy.freePort();
+    const down = new URL(DATABASE_URL);
+    down.port = String(port);
+    const relay = relayProcess(['--schema', t.schema], { ...ENV, DATABASE_URL: down.toString() });
+    const base = await baseUrlOf(relay);
+    const unavailable = await waitFor('health 503 for the database', async () => {
+      const response = await fetch(`${base}/health`);
+      const body = (await response.json()) as Record<string, unknown>;
+      return response.status === 503 && body.database === 'unreachable' ? body : undefined;
+    });
+    assert.equal(unavailable.connected, true);
+    assert.match(String(unavailable.error), /ECONNREFUSED|connect/);
+    assert.equal((await fetch(`${base}/live`)).status, 200);
+    const { hostname, port: pgPort } = new URL(DATABASE_URL);
+    const proxy = await TcpProxy.start(hostname, Number(pgPort || 5432), port);
+    try {
+      await waitFor('health 200', async () => (await fetch(`${base}/health`)).status === 200);
+      assert.equal((await relay.stop()).code, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('exits 1 naming the migrate command when the schema, unseen at a start with Postgres down, is not migrated', async () => {
+    const port = await TcpProxy.freePort();
+    const down = new URL(DATABASE_URL);
+    down.port = String(port);
+    const relay = relayProcess(['--schema', `${t.schema}_never_migrated`], {
+      ...ENV,
+      DATABASE_URL: down.toString(),
+    });
+    await baseUrlOf(relay);
+    const { hostname, port: pgPort } = new URL(DATABASE_URL);
+    const proxy = await TcpProxy.start(hostname, Number(pgPort || 5432), port);
+    try {
+      const { code } = await relay.exited();
+      assert.equal(code, 1, relay.stderr);
+      assert.match(relay.stderr, /has no outboxkit tables: run `outboxkit migrate --schema/);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('rejects a port that is not one', async () => {

@@ -5,6 +5,7 @@ import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import { DeadLetterNotFoundError } from '../src/dead-letters/dead-letter-not-found-error.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
+import { DeadLetterScanInterruptedError } from '../src/dead-letters/dead-letter-scan-interrupted-error.js';
 import { ParkedMessages } from '../src/dead-letters/parked-messages.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OUTBOXKIT_HEADERS, REPLAYED_AT_HEADER } from '../src/protocol/dead-letter-headers.js';
@@ -13,6 +14,7 @@ import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
 import { parkOutboxRows } from './support/park-outbox-rows.js';
 import { testRelay, writeMessages } from './support/relay-fixture.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { payloadOf } from './support/test-broker.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -234,6 +236,57 @@ describe('dead letters: a consumer dead-letter queue', () => {
       assert.equal(await dlq.depth(), 0);
     } finally {
       await dlq.close();
+    }
+  });
+
+  it('a replay cut short by a lost connection says how far it got, typed, and loses nothing', async () => {
+    const name = f.name('cut');
+    const def = f.definition(
+      'cut',
+      async () => {
+        throw new PermanentError('always');
+      },
+      { routingKeys: ['cut'] },
+    );
+    const host = await f.host([def]);
+    const count = 30;
+    for (let i = 0; i < count; i += 1) await f.publish('cut', { i }, { messageId: `cut-${i}` });
+    await waitFor('the dead letters', () => host.stats(name).deadLettered === count);
+    await f.stopHosts();
+    const { hostname, port } = new URL(AMQP_URL);
+    const proxy = await TcpProxy.start(hostname, Number(port || 5672));
+    const dlq = new DeadLetterQueue({ amqpUrl: proxy.url(AMQP_URL), queue: name });
+    try {
+      await assert.rejects(
+        dlq.replay(
+          {},
+          {
+            onProgress: (done) => {
+              if (done === 5) proxy.resetAll();
+            },
+          },
+        ),
+        (error: unknown) => {
+          assert.ok(error instanceof DeadLetterScanInterruptedError, String(error));
+          assert.equal(error.code, 'dead-letter-scan-interrupted');
+          assert.equal(error.done, 5);
+          assert.match(error.message, /stopped after 5 replayed.*run it again/s);
+          return true;
+        },
+      );
+      // Every one is in the dead-letter queue or back in the consumer's queue, none lost.
+      const counts = async () => ({
+        dead: (await f.queueInfo(deadLetterQueueName(name)))?.messageCount ?? 0,
+        back: (await f.queueInfo(name))?.messageCount ?? 0,
+      });
+      const { back } = await waitFor('every message in one queue or the other', async () => {
+        const c = await counts();
+        return c.dead + c.back >= count ? c : undefined;
+      });
+      assert.ok(back >= 5, `${back} replayed`);
+    } finally {
+      await dlq.close();
+      await proxy.close();
     }
   });
 });

@@ -204,9 +204,18 @@ export const relayCommand: CliCommand = {
       logger.info('relay http', { url: http.url, paths: ['/health', '/live', '/metrics'] });
     }
     const stopStats = logStatsEvery(statsIntervalMs, () => relay.stats(), logger);
-    const signal = await stopSignal;
+    const misconfigured = misconfigurationOf(relay);
+    const ending = await Promise.race([
+      stopSignal.then((signal) => ({ signal, error: undefined })),
+      misconfigured.found.then((error) => ({ signal: undefined, error })),
+    ]);
+    misconfigured.stop();
     stopStats();
-    logger.info('relay stopping', { signal, stopTimeoutMs: relay.options.stopTimeoutMs });
+    logger.info('relay stopping', {
+      ...(ending.signal && { signal: ending.signal }),
+      ...(ending.error && { reason: 'misconfigured' }),
+      stopTimeoutMs: relay.options.stopTimeoutMs,
+    });
     try {
       await relay.stop();
     } finally {
@@ -214,9 +223,31 @@ export const relayCommand: CliCommand = {
       await http?.close();
       await metricsPool?.end().catch(() => {});
     }
+    // Exits 1 with the fix, as a misconfiguration found at start does: a process manager then
+    // restarts it (CrashLoopBackOff) instead of keeping a relay that publishes nothing.
+    if (ending.error) throw ending.error;
     return EXIT_OK;
   },
 };
+
+/** How often the CLI relay looks for a misconfiguration its claims found after the start. */
+const MISCONFIGURATION_CHECK_MS = 500;
+
+/**
+ * Resolves with the error once the relay's claims find the database misconfigured (a schema not
+ * migrated, a login or database refused): what the start checks refuse, found later because the
+ * database was down at start.
+ */
+function misconfigurationOf(relay: OutboxRelay): { found: Promise<Error>; stop: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const found = new Promise<Error>((resolve) => {
+    timer = setInterval(() => {
+      const problem = relay.databaseProblem;
+      if (problem?.kind === 'misconfigured') resolve(problem.error);
+    }, MISCONFIGURATION_CHECK_MS);
+  });
+  return { found, stop: () => clearInterval(timer) };
+}
 
 /**
  * The relay's `retry.backoff` from `--retry-initial` and `--retry-max`; `undefined` when neither

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectMetrics, type RelayMetricsSource } from '../metrics/collect-metrics.js';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../metrics/render-prometheus.js';
+import type { RelayDatabaseProblem } from '../relay/database-health.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';
 
@@ -9,6 +10,7 @@ import { errorMessage, type OutboxLogger } from '../util/logger.js';
 export interface RelayHealthSource extends RelayMetricsSource {
   readonly isRunning: boolean;
   readonly isConnected: boolean;
+  readonly databaseProblem: RelayDatabaseProblem | undefined;
 }
 
 export interface RelayHttpServerOptions {
@@ -30,7 +32,8 @@ export interface RelayHttpServer {
 /**
  * The relay process's HTTP endpoints, for a process manager or Kubernetes:
  * - `GET /health`: 200 while the relay runs and can publish (connected to RabbitMQ and not
- *   blocked by an alarm), else 503; a JSON body says which. For readiness probes.
+ *   blocked by an alarm, and its last claim reached the database), else 503; a JSON body says
+ *   which. For readiness probes.
  * - `GET /live`: 200 while the relay runs, even while RabbitMQ is away (it reconnects by
  *   itself: restarting the process would not help), 503 once it stops. For liveness probes.
  * - `GET /metrics`: the Prometheus text of the relay's counters and, when the database
@@ -47,8 +50,16 @@ export async function serveRelayHttp(options: RelayHttpServerOptions): Promise<R
     if (path === '/health' || path === '/live') {
       const running = relay.isRunning;
       const connected = relay.isConnected;
-      const ok = path === '/live' ? running : running && connected;
-      const body = JSON.stringify({ status: ok ? 'ok' : 'unavailable', running, connected });
+      const problem = relay.databaseProblem;
+      const database = problem === undefined ? 'ok' : problem.kind;
+      const ok = path === '/live' ? running : running && connected && problem === undefined;
+      const body = JSON.stringify({
+        status: ok ? 'ok' : 'unavailable',
+        running,
+        connected,
+        database,
+        ...(problem && { error: errorMessage(problem.error) }),
+      });
       response
         .writeHead(ok ? 200 : 503, {
           'content-type': 'application/json',

@@ -30,6 +30,7 @@ import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
 import { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 import { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 import { DeadLetterReplayError } from './dead-letter-replay-error.js';
+import { DeadLetterScanInterruptedError } from './dead-letter-scan-interrupted-error.js';
 import { ExclusiveQueueReader } from './exclusive-queue-reader.js';
 import {
   describeDeadLetter,
@@ -248,11 +249,15 @@ export class DeadLetterQueue {
     max: number,
   ): Promise<DeadLetterWorkResult> {
     let done = 0;
-    await this.#scan(filter, async () => {
-      done += 1;
-      onProgress?.(done, 0);
-      return done >= max ? 'stop-remove' : 'remove';
-    });
+    try {
+      await this.#scan(filter, async () => {
+        done += 1;
+        onProgress?.(done, 0);
+        return done >= max ? 'stop-remove' : 'remove';
+      });
+    } catch (error) {
+      throw withProgress(error, done, 0, 'removed');
+    }
     return { done, failed: [] };
   }
 
@@ -313,6 +318,8 @@ export class DeadLetterQueue {
         options.onProgress?.(done, failed.length);
         return done + failed.length >= max ? 'stop-remove' : 'remove';
       });
+    } catch (error) {
+      throw withProgress(error, done, failed.length, 'replayed');
     } finally {
       await publisher.close();
     }
@@ -430,7 +437,10 @@ export class DeadLetterQueue {
       (found) => found === undefined,
       () => false,
     );
-    throw gone ? this.#notFound(error) : error;
+    if (gone) throw this.#notFound(error);
+    throw error instanceof OutboxkitError
+      ? error
+      : new DeadLetterScanInterruptedError(this.name, error);
   }
 
   #connect(): Promise<ChannelModel> {
@@ -454,4 +464,10 @@ export class DeadLetterQueue {
     }
     return this.#model;
   }
+}
+
+/** An interrupted scan's error with how far a replay or purge got. */
+function withProgress(error: unknown, done: number, failed: number, verb: string): unknown {
+  if (!(error instanceof DeadLetterScanInterruptedError)) return error;
+  return new DeadLetterScanInterruptedError(error.queue, error.cause, { done, failed, verb });
 }

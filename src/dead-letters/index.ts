@@ -14,6 +14,7 @@ export {
 export { DeadLetterQueueBusyError } from './dead-letter-queue-busy-error.js';
 export { DeadLetterQueueWearsOutError } from './dead-letter-queue-wears-out-error.js';
 export { DeadLetterReplayError } from './dead-letter-replay-error.js';
+export { DeadLetterScanInterruptedError } from './dead-letter-scan-interrupted-error.js';
 export {
   type BulkOptions,
   type ListOptions,

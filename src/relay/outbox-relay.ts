@@ -13,6 +13,7 @@ import { RepeatedWarning } from '../util/repeated-warning.js';
 import { WakeSignal } from '../util/wake-signal.js';
 import { settleWithin } from '../util/with-timeout.js';
 import { ClaimCursor } from './claim-cursor.js';
+import { DatabaseHealth, type RelayDatabaseProblem } from './database-health.js';
 import { ExchangeRegistry } from './exchange-registry.js';
 import { OutboxListener } from './outbox-listener.js';
 import { BATCHES_PER_LANE, RelayLane } from './relay-lane.js';
@@ -65,6 +66,7 @@ export class OutboxRelay {
   readonly #giveUp = new AbortController();
   readonly #abandon = new AbortController();
   readonly #retriedWarning: RepeatedWarning;
+  readonly #database: DatabaseHealth;
   #lanes: Promise<void>[] = [];
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #stopped: Promise<void> | undefined;
@@ -76,6 +78,10 @@ export class OutboxRelay {
       o.logger,
       'outbox rows will be retried',
       RETRIED_WARNING_INTERVAL_MS,
+    );
+    this.#database = new DatabaseHealth(
+      o.schema,
+      o.databaseUrl ? redactUrl(o.databaseUrl) : 'the given pool',
     );
     // Every lane, and the retry lane, waits on these signals at once: not a listener leak.
     const waiters = 4 * (o.concurrency * BATCHES_PER_LANE + 2);
@@ -150,6 +156,16 @@ export class OutboxRelay {
   }
 
   /**
+   * What kept the relay's last claim from the database (`unreachable`, or `misconfigured`: a
+   * schema not migrated, a login or database refused), or undefined since a claim worked. The
+   * start checks refuse a misconfiguration at start; this finds one the start could not see,
+   * the database being down then.
+   */
+  get databaseProblem(): RelayDatabaseProblem | undefined {
+    return this.#database.problem;
+  }
+
+  /**
    * Checks the schema and the logins, starts the lanes and returns; connections are made (and
    * remade) in the background, so a broker or database that is down at start only delays
    * publishing. Rejects with a `StartupError` (the relay is then stopped) for what no retry
@@ -188,6 +204,7 @@ export class OutboxRelay {
       cursor: new ClaimCursor(),
       wake: this.#wake,
       stats: this.#stats,
+      database: this.#database,
       retriedWarning: this.#retriedWarning,
       stopping: this.#stopping.signal,
       giveUp: this.#giveUp.signal,

@@ -12,6 +12,7 @@ import type { RepeatedWarning } from '../util/repeated-warning.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
+import type { DatabaseHealth } from './database-health.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
 import { claimedRows, type OutboxRow } from './outbox-row.js';
@@ -83,6 +84,8 @@ export interface RelayLaneContext {
   readonly cursor: ClaimCursor;
   readonly wake: WakeSignal;
   readonly stats: RelayStats;
+  /** What the claims last found of the database. */
+  readonly database: DatabaseHealth;
   /** `outbox rows will be retried`, summed over the lanes while it repeats. */
   readonly retriedWarning: RepeatedWarning;
   /** Aborts when the relay stops claiming. */
@@ -178,6 +181,7 @@ export class RelayLane {
         await this.#drain(inFlight);
         failures += 1;
         stats.errors += 1;
+        this.#ctx.database.failed(error);
         const delay = backoffDelay(options.reconnectBackoff, failures);
         options.logger.warn('relay batch failed; backing off', {
           error: this.#describe(error),
@@ -234,6 +238,7 @@ export class RelayLane {
       const { heads, rows } = this.#retryLane
         ? await this.#claim(client)
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
+      this.#ctx.database.claimed();
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ ms: string | bigint | null }>(
