@@ -5,12 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { declareExchanges } from '../src/amqp/declare-exchanges.js';
+import { defineConsumer } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
 import { resolveConsumer } from '../src/consumer/resolve-consumer.js';
 import { RetentionCleaner } from '../src/consumer/retention-cleaner.js';
 import { OutboxDashboard } from '../src/dashboard/outbox-dashboard.js';
 import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
+import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { collectMetrics } from '../src/metrics/collect-metrics.js';
 import { LatencyHistogram } from '../src/metrics/latency-histogram.js';
@@ -308,5 +310,25 @@ describe('DeadLetterQueue.list', () => {
     } finally {
       await dlq.close();
     }
+  });
+});
+
+describe('defineConsumer refuses a misspelt option where the definition is written', () => {
+  it('suggests the retry policy for maxAttempts at the top', () => {
+    assert.throws(
+      () =>
+        defineConsumer({
+          name: 'billing',
+          exchange: 'orders',
+          handler: async () => {},
+          ...({ maxAttempts: 3 } as object),
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.equal(error.option, 'consumers[billing].maxAttempts');
+        assert.match(error.message, /did you mean `consumers\[billing\]\.retry\.maxAttempts`/);
+        return true;
+      },
+    );
   });
 });

@@ -4,11 +4,13 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as amqp from 'amqplib';
+import { AmqpConnection } from '../src/amqp/amqp-connection.js';
 import { declareExchanges } from '../src/amqp/declare-exchanges.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { StartupError } from '../src/errors/startup-error.js';
 import { silentLogger } from '../src/util/logger.js';
 import { AMQP_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { numberedMessages, writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
 import { waitFor } from './support/wait-for.js';
@@ -128,6 +130,40 @@ describe('RabbitMQ refuses a declare: a typed error at once, naming the cause', 
       assert.equal((await channel.checkQueue('orders-all')).messageCount, total);
     } finally {
       await admin.close();
+    }
+  });
+});
+
+describe('RabbitMQ refuses a reconnect: the log says what to fix', () => {
+  const vhost = `okt-gone-${randomUUID().slice(0, 8)}`;
+  after(async () => {
+    await rabbitmqctl('delete_vhost', vhost).catch(() => {});
+  });
+
+  it('a vhost deleted under a running connection is named in the retries, not as protocol text', async () => {
+    await rabbitmqctl('add_vhost', vhost);
+    await rabbitmqctl('set_permissions', '-p', vhost, new URL(AMQP_URL).username, '.*', '.*', '.*');
+    const url = new URL(AMQP_URL);
+    url.pathname = `/${encodeURIComponent(vhost)}`;
+    const logger = recordingLogger();
+    const connection = new AmqpConnection({
+      urls: [url.toString()],
+      heartbeatSeconds: 5,
+      reconnectBackoff: { initialMs: 50, maxMs: 200 },
+      logger,
+      connectionName: 'okt-vhost-gone',
+    });
+    connection.start();
+    try {
+      assert.ok(await connection.ready(AbortSignal.timeout(10_000)), 'connected');
+      await rabbitmqctl('delete_vhost', vhost);
+      const line = await waitFor('a retry line', () =>
+        logger.lines.find((l) => l.text.startsWith('RabbitMQ connection failed; retrying')),
+      );
+      assert.match(line.text, /refused the virtual host \\"okt-gone-/);
+      assert.doesNotMatch(line.text, /Expected ConnectionOpenOk/);
+    } finally {
+      await connection.close();
     }
   });
 });

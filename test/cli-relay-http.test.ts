@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { CLI_MAIN, NodeChild } from './support/child-process.js';
@@ -167,6 +168,27 @@ describe('outboxkit relay --http-port', () => {
       assert.match(relay.stderr, /has no outboxkit tables: run `outboxkit migrate --schema/);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('names --http-port when its port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const relay = new NodeChild(
+        CLI_MAIN,
+        ['relay', '--schema', t.schema, '--http-port', String(port)],
+        ENV,
+      );
+      children.add(relay);
+      assert.equal((await relay.exited()).code, 2, relay.stderr);
+      assert.match(
+        relay.stderr,
+        new RegExp(`--http-port ${port} .*EADDRINUSE.*give another --http-port`),
+      );
+    } finally {
+      taken.close();
     }
   });
 

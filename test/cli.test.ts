@@ -398,6 +398,15 @@ describe('outboxkit command line errors', () => {
       says: /--max-batch-bytes must be a positive integer/,
     },
     { args: ['relay', '--poll-interval', 'soon'], says: /--poll-interval must be a duration/ },
+    { args: ['relay', '--stop-timeout', '0'], says: /--stop-timeout must be a duration above 0/ },
+    {
+      args: ['relay', '--amqp-url', 'amqp://guest:guest@127.0.0.1:5672/?heartbeat=0'],
+      says: /heartbeat=0 turns heartbeats off.*--heartbeat/,
+    },
+    {
+      args: ['dead-letters', 'list', '--queue', 'billing', '--to', 'exchange'],
+      says: /--to says where a replay sends dead letters; list does not take it/,
+    },
     {
       args: ['relay', '--poll-interval', '1.5'],
       says: /--poll-interval without a unit is in milliseconds, and "1.5" is not a whole number of them: give a unit \(1\.5s\)/,

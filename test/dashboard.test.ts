@@ -213,7 +213,10 @@ describe('dashboard: the HTTP API', () => {
     ]) {
       const res = await pagePost(`${readOnly.url}${path}`);
       assert.equal(res.status, 403, path);
-      assert.match(((await res.json()) as { error: string }).error, /read-only/);
+      assert.match(
+        ((await res.json()) as { error: string }).error,
+        /read-only: start it with `allowReplay: true` \(CLI: --allow-replay\)/,
+      );
     }
     // Not from the page either: read-only is still the reason given, the one that applies.
     const bare = await fetch(`${readOnly.url}api/parked/replay`, { method: 'POST' });

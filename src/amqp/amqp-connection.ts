@@ -141,19 +141,22 @@ export class AmqpConnection extends EventEmitter {
         // A first connect refused for good (login, vhost, TLS) fails its owner's start, which
         // says why: a "retrying" line before that error would say the opposite.
         // Only while the start checks still wait for it: past their bound, nobody reports it.
+        const misconfigured = brokerMisconfiguration(error, this.#urls.current);
         const failsStart =
           failures === 0 &&
           this.#firstAttempt !== undefined &&
           monotonicMs() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
-          brokerMisconfiguration(error, this.#urls.current) !== undefined;
+          misconfigured !== undefined;
         this.#settleFirstAttempt(error);
         this.#lastFailure = { url: this.#urls.current, error };
         failures += 1;
         const delay = backoffDelay(reconnectBackoff, failures);
         if (!failsStart) {
+          // A login or vhost refused while running (a vhost deleted, a password rotated) says
+          // what to fix, in the words the start uses, rather than amqplib's protocol text.
           logger.warn('RabbitMQ connection failed; retrying', {
             url: redactUrl(this.#urls.current),
-            error: errorMessage(error),
+            error: errorMessage(misconfigured ?? error),
             retryInMs: delay,
           });
         }

@@ -237,7 +237,9 @@ export function durationOf(
     : Number.NaN;
   if (!Number.isSafeInteger(ms) || ms < 0 || (ms === 0 && !options.allowZero)) {
     throw new UsageError(
-      `${flag} must be a duration such as 500ms, 2s or 1m, got ${JSON.stringify(value)}`,
+      ms === 0
+        ? `${flag} must be a duration above 0, such as 500ms, 2s or 1m, got ${JSON.stringify(value)}`
+        : `${flag} must be a duration such as 500ms, 2s or 1m, got ${JSON.stringify(value)}`,
     );
   }
   if (ms > MAX_TIMER_MS) {
@@ -254,7 +256,17 @@ export function durationOf(
 export function usageErrorFor(error: unknown, flags: Readonly<Record<string, string>>): unknown {
   if (!(error instanceof ConfigurationError)) return error;
   const flag = flags[error.option];
-  if (flag === undefined) return new UsageError(error.message);
+  // The advice names options by their API names (`heartbeatSeconds`): a CLI user knows their
+  // flags. Only names no prose uses: camelCase or dotted, not `schema`.
+  const inFlags = (text: string) =>
+    Object.entries(flags)
+      .filter(([option]) => /[A-Z.]/.test(option))
+      .reduce(
+        (said, [option, name]) =>
+          said.replace(new RegExp(`\\b${option.replaceAll('.', '\\.')}\\b`, 'g'), name),
+        text,
+      );
+  if (flag === undefined) return new UsageError(inFlags(error.message));
   const detail = error.message.replace(/^Invalid option `[^`]*`: /, '');
-  return new UsageError(`${flag} ${detail}`);
+  return new UsageError(`${flag} ${inFlags(detail)}`);
 }

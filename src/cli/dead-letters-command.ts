@@ -196,6 +196,9 @@ function requestOf(
   if (to !== undefined && to !== 'queue' && to !== 'exchange') {
     throw new UsageError(`--to must be queue or exchange, got ${JSON.stringify(to)}`);
   }
+  if (to !== undefined && action !== 'replay') {
+    throw new UsageError(`--to says where a replay sends dead letters; ${action} does not take it`);
+  }
   return {
     action: action as Action,
     id,

@@ -7,7 +7,7 @@ import type { RelayStats } from '../relay/relay-stats.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import type { BackoffPolicy } from '../util/backoff.js';
-import { consoleLogger, type OutboxLogger, redactUrl } from '../util/logger.js';
+import { consoleLogger, errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import {
   AMQP_URL_OPTION,
   amqpUrlsOf,
@@ -199,6 +199,12 @@ export const relayCommand: CliCommand = {
       } catch (error) {
         await relay.stop();
         await metricsPool.end().catch(() => {});
+        const code = (error as { code?: unknown }).code;
+        if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+          throw new UsageError(
+            `--http-port ${httpPort} on --http-host ${values['http-host'] ?? '127.0.0.1'}: ${errorMessage(error)}; give another --http-port (0 for any free one)${code === 'EADDRNOTAVAIL' ? ' or an address of this machine as --http-host' : ''}`,
+          );
+        }
         throw error;
       }
       logger.info('relay http', { url: http.url, paths: ['/health', '/live', '/metrics'] });

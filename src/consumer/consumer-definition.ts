@@ -1,5 +1,6 @@
 import type { Transaction } from 'kysely';
 import { optionNames } from '../options/option-names.js';
+import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import type { Bivariant } from '../util/bivariant.js';
 import type {
@@ -215,7 +216,25 @@ export function defineConsumer<P, DB = any, Tx = Transaction<DB>>(
 export function defineConsumer<P, DB, Tx>(
   definition: ConsumerDefinition<P, DB, Tx>,
 ): ConsumerDefinition<P, DB, Tx> {
+  // A misspelt option is refused where the definition is written, as the host refuses it at
+  // start; the rest is checked there.
+  rejectUnknownDefinitionOptions(
+    definition,
+    String((definition as { name?: unknown } | null)?.name),
+  );
   return definition;
+}
+
+/**
+ * Refuses a field that is not an option of a consumer definition, suggesting the retry policy's
+ * own where it belongs (`maxAttempts` for `retry.maxAttempts`).
+ */
+export function rejectUnknownDefinitionOptions(definition: unknown, name: string): void {
+  rejectUnknownOptions(definition, CONSUMER_DEFINITION_OPTION_NAMES, {
+    owner: `the consumer "${name}"`,
+    prefix: `consumers[${name}].`,
+    nested: { retry: RETRY_POLICY_OPTION_NAMES },
+  });
 }
 
 /** Every field of `ConsumerDefinition`, for the options table in docs/options.md. */

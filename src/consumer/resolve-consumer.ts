@@ -5,19 +5,18 @@ import { backoffOption } from '../options/backoff-option.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
 import { nestedOptions } from '../options/nested-options.js';
-import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { mediaType } from '../protocol/media-type.js';
 import { durationMs } from '../util/duration-option.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { unstorableText } from '../util/storable-text.js';
 import {
   type AnyConsumerDefinition,
-  CONSUMER_DEFINITION_OPTION_NAMES,
   EXCHANGE_TYPES,
   type ExchangeType,
   type IsolationLevel,
   type QueueType,
   RETRY_POLICY_OPTION_NAMES,
+  rejectUnknownDefinitionOptions,
 } from './consumer-definition.js';
 import { MAX_PARTITIONS } from './partition-set.js';
 import { isPayloadValidator, PAYLOAD_VALIDATOR_RULE } from './payload-validator.js';
@@ -109,10 +108,7 @@ export function resolveConsumer(
   const integer = (field: string, value: unknown, fallback: number): number =>
     positiveInteger(option(field), value, fallback);
   const owner = `the consumer "${name}"`;
-  rejectUnknownOptions(definition, CONSUMER_DEFINITION_OPTION_NAMES, {
-    owner,
-    prefix: option(''),
-  });
+  rejectUnknownDefinitionOptions(definition, name);
   const retry = nestedOptions(
     option('retry'),
     definition.retry,

@@ -306,7 +306,8 @@ export class OutboxDashboard {
       return {
         status: 403,
         body: {
-          error: 'the dashboard is read-only: start it with replay allowed to change anything',
+          error:
+            'the dashboard is read-only: start it with `allowReplay: true` (CLI: --allow-replay) to replay or purge',
         },
       };
     }

@@ -16,6 +16,7 @@ import { optionNames } from '../options/option-names.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import { type ReplayTarget, replayHeaders } from '../protocol/copy-headers.js';
+import { vhostOf } from '../start/misconfiguration.js';
 import { durationMs } from '../util/duration-option.js';
 import { errorMessage } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
@@ -420,7 +421,7 @@ export class DeadLetterQueue {
   #notFound(cause?: unknown): OutboxkitError {
     return new OutboxkitError(
       'dead-letter-queue-not-found',
-      `Queue ${JSON.stringify(this.name)} does not exist: check the consumer's queue name (its dead letters are in "<queue>.dlq")`,
+      `Queue ${JSON.stringify(this.name)} does not exist in virtual host ${JSON.stringify(vhostOf(this.#urls[0]!))}: check the consumer's queue name (its dead letters are in "<queue>.dlq") and the virtual host of the AMQP URL`,
       cause === undefined ? undefined : { cause },
     );
   }

@@ -107,7 +107,8 @@ function databaseTlsFailure(error: unknown): TlsFailure | undefined {
   return tlsFailure(error);
 }
 
-function vhostOf(url: string): string {
+/** The virtual host an AMQP URL names: `/` when its path is empty. */
+export function vhostOf(url: string): string {
   try {
     const path = new URL(url).pathname;
     return path === '' || path === '/' ? '/' : decodeURIComponent(path.slice(1));
