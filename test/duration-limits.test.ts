@@ -68,7 +68,11 @@ describe('a duration longer than a Node timer takes', () => {
       tooLong('timeoutMs'),
     );
     assert.throws(
-      () => prismaConsumerTransactions(untyped<never>({}), { maxWaitMs: 2 ** 31 }),
+      () =>
+        prismaConsumerTransactions(
+          untyped<never>({ $transaction: async () => {}, $disconnect: async () => {} }),
+          { maxWaitMs: 2 ** 31 },
+        ),
       tooLong('maxWaitMs'),
     );
     // The limit itself is taken.

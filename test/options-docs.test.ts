@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { DECLARE_EXCHANGES_OPTION_NAMES } from '../src/amqp/declare-exchanges.js';
 import { RELAY_COMMAND_OPTIONS } from '../src/cli/relay-command.js';
 import type { AnyConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import {
@@ -67,6 +68,7 @@ const CODE: Readonly<Record<string, readonly string[]>> = {
   OutboxHealthOptions: HEALTH_OPTION_NAMES,
   ResizePartitionsOptions: RESIZE_PARTITIONS_OPTION_NAMES,
   TlsOptions: TLS_OPTION_NAMES,
+  DeclareExchangesOptions: DECLARE_EXCHANGES_OPTION_NAMES,
 };
 
 /**
