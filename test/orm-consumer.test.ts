@@ -20,6 +20,7 @@ import { typeormConsumerTransactions, typeormTransaction } from '../src/typeorm/
 import { openClsTypeOrm } from './support/cls-typeorm.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { openOrmHandles } from './support/orm-handles.js';
 import { PrismaClient } from './support/prisma/generated/client.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
@@ -625,14 +626,8 @@ describe('a consumer in the transaction of an ORM that is not ready', () => {
 
   it("refuses what an adapter's entry point cannot open transactions with, naming what to pass", async () => {
     const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
-    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
-    const db = drizzle(DATABASE_URL);
-    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: DATABASE_URL }) });
-    const orm = await MikroORM.init({
-      clientUrl: DATABASE_URL,
-      entities: [],
-      discovery: { warnWhenNoEntities: false },
-    });
+    const orms = await openOrmHandles();
+    const { knex, db, prisma, orm } = orms;
     const refused = (make: () => unknown, pattern: RegExp) =>
       assert.throws(make, (error: unknown) => {
         assert.ok(error instanceof ConfigurationError, String(error));
@@ -679,10 +674,7 @@ describe('a consumer in the transaction of an ORM that is not ready', () => {
       });
     } finally {
       await dataSource.destroy();
-      await knex.destroy();
-      await db.$client.end();
-      await prisma.$disconnect();
-      await orm.close();
+      await orms.close();
     }
   });
 });

@@ -17,6 +17,7 @@ import { typeormTransaction } from '../src/typeorm/index.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { openClsTypeOrm } from './support/cls-typeorm.js';
 import { DATABASE_URL } from './support/env.js';
+import { openOrmHandles } from './support/orm-handles.js';
 import { PrismaClient } from './support/prisma/generated/client.js';
 import { testRelay } from './support/relay-fixture.js';
 import { payloadOf, TestBroker } from './support/test-broker.js';
@@ -239,14 +240,8 @@ describe('the writer in the transaction of an ORM', () => {
   });
 
   it("names the adapter for an ORM's own transaction handle given without it", async () => {
-    const knex = knexFactory({ client: 'pg', connection: DATABASE_URL });
-    const db = drizzle(DATABASE_URL);
-    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: DATABASE_URL }) });
-    const orm = await MikroORM.init({
-      clientUrl: DATABASE_URL,
-      entities: [],
-      discovery: { warnWhenNoEntities: false },
-    });
+    const orms = await openOrmHandles();
+    const { knex, db, prisma, orm } = orms;
     const refusedNaming = async (handle: unknown, call: RegExp) =>
       assert.rejects(
         async () => writer.add(handle as PgQueryable, { exchange, routingKey: 'x', payload: {} }),
@@ -277,10 +272,7 @@ describe('the writer in the transaction of an ORM', () => {
         );
       assert.equal(await t.count(), before, 'nothing written');
     } finally {
-      await knex.destroy();
-      await db.$client.end();
-      await prisma.$disconnect();
-      await orm.close();
+      await orms.close();
     }
   });
 
