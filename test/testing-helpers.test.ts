@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { capturePublished } from '../src/testing/capture-published.js';
 import { flushOutbox, OutboxFlushError } from '../src/testing/flush-outbox.js';
@@ -139,6 +140,67 @@ describe('outboxkit/testing', () => {
       return true;
     });
     await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox_parked`);
+  });
+
+  it('flushOutbox reports a row the relay parked before the flush was called, once', async () => {
+    const orphan = await f.broker.exchange('orphan-early');
+    await f.t.db
+      .transaction()
+      .execute((trx) => outbox.add(trx, { exchange: orphan, routingKey: 'nobody', payload: {} }));
+    // The relay is quicker than the test: parked before flushOutbox looks.
+    await waitFor('the row parked', async () => (await f.t.count('outbox_parked')) === 1);
+    await assert.rejects(flushOutbox(f.t.pool, { schema: f.t.schema, relay }), (error: unknown) => {
+      assert.ok(error instanceof OutboxFlushError, String(error));
+      assert.match(error.reasons[0]!, /^unroutable/);
+      return true;
+    });
+    // Reported by the flush after its write; not again by the next one.
+    await flushOutbox(f.t.pool, { schema: f.t.schema, relay });
+    await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox_parked`);
+  });
+
+  it('flushOutbox says when the rows it waits for are not due yet', async () => {
+    await f.t.db.transaction().execute((trx) =>
+      outbox.add(trx, {
+        exchange: f.name('events'),
+        routingKey: 'order.later',
+        payload: {},
+        delayMs: 60_000,
+      }),
+    );
+    await assert.rejects(
+      flushOutbox(f.t.pool, { schema: f.t.schema, relay, timeoutMs: 300 }),
+      (error: unknown) => {
+        assert.ok(error instanceof TestingTimeoutError, String(error));
+        assert.match(
+          error.message,
+          /1 row\(s\) still pending, 1 of them not due until \d{4}-\d\d-\d\dT[\d:]+Z \(written with delayMs/,
+        );
+        assert.doesNotMatch(error.message, /is a relay running/);
+        return true;
+      },
+    );
+    await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);
+  });
+
+  it('waitForIdle refuses at once a host whose queues do not exist', async () => {
+    const notStarted = {
+      consumers: [],
+      queues: [f.name('never-declared-queue')],
+      inFlight: 0,
+      stats: () => ({ received: 0 }),
+    };
+    const began = Date.now();
+    await assert.rejects(
+      waitForIdle(notStarted, { amqpUrl: AMQP_URL, timeoutMs: 5000 }),
+      (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'idle-queue-not-found');
+        assert.match(error.message, /does not exist in virtual host "\/": start the host/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - began < 2000, `refused after ${Date.now() - began} ms`);
   });
 
   it('times out naming the last error when the exchange was never declared', async () => {

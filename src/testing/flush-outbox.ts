@@ -92,37 +92,82 @@ export async function flushOutbox(
   const { pending: pendingIds, high } = mark.rows[0] as { pending: string[]; high: string };
   let pending = -1;
   let lastErrors: readonly string[] = [];
+  let notDue = 0;
+  let nextDue: string | null = null;
   options.relay?.wake();
   await pollUntil(
     'the outbox to be empty',
     timeoutMs,
     async () => {
       // The rows' last errors tell a relay that tries and fails (an exchange not declared: put
-      // off, never parked) from no relay at all.
+      // off, never parked) from no relay at all; rows not due yet, from both.
       const { rows } = await pool.query(
         `SELECT count(*)::int AS n, array(SELECT DISTINCT last_error FROM ${t.outbox}
-           WHERE last_error IS NOT NULL ORDER BY last_error LIMIT 3) AS errors
+           WHERE last_error IS NOT NULL ORDER BY last_error LIMIT 3) AS errors,
+           count(*) FILTER (WHERE available_at > now() AND last_error IS NULL)::int AS not_due,
+           to_char(min(available_at) FILTER (WHERE available_at > now() AND last_error IS NULL)
+             AT TIME ZONE 'UTC',
+             'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS next_due
          FROM ${t.outbox}`,
       );
-      const row = rows[0] as { n: unknown; errors: string[] };
+      const row = rows[0] as {
+        n: unknown;
+        errors: string[];
+        not_due: unknown;
+        next_due: string | null;
+      };
       // A number whatever the pool parses int4 to (it may be the application's).
       pending = Number(row.n);
       lastErrors = row.errors;
+      notDue = Number(row.not_due);
+      nextDue = row.next_due;
       return pending === 0 ? true : undefined;
     },
-    () =>
-      lastErrors.length > 0
-        ? `${pending} row(s) still pending, last error: ${lastErrors.join('; ')}`
-        : `${pending} row(s) still pending; is a relay running on schema "${t.schemaName}"?`,
+    () => {
+      const waiting =
+        notDue > 0 ? `, ${notDue} of them not due until ${nextDue} (written with delayMs)` : '';
+      if (lastErrors.length > 0) {
+        return `${pending} row(s) still pending${waiting}, last error: ${lastErrors.join('; ')}`;
+      }
+      return notDue === pending
+        ? `${pending} row(s) still pending${waiting}: give timeoutMs past that, or write them without delayMs in the test`
+        : `${pending} row(s) still pending${waiting}; is a relay running on schema "${t.schemaName}"?`;
+    },
   );
-  if (!failOnParked) return;
+  // Rows written after the previous flush (of this pool and schema, in this process) and
+  // parked before this one began count too: the relay may be quicker than the test's call.
+  const since = watermarkOf(pool, t.schemaName);
   const { rows } = await pool.query(
-    `SELECT reason FROM ${t.parked} WHERE id = ANY($1::bigint[]) OR id > $2::bigint
-     ORDER BY id LIMIT 10`,
-    [pendingIds, high],
+    `SELECT array(SELECT reason FROM ${t.parked}
+             WHERE id = ANY($1::bigint[]) OR id > $2::bigint
+                OR ($3::bigint IS NOT NULL AND id > $3::bigint)
+                OR ($3::bigint IS NULL AND parked_at >= now() - make_interval(secs => $4::float8))
+             ORDER BY id LIMIT 10) AS reasons,
+            greatest((SELECT max(id) FROM ${t.parked}), $2::bigint)::text AS high`,
+    [pendingIds, high, since ?? null, process.uptime()],
   );
-  if (rows.length > 0)
-    throw new OutboxFlushError(rows.map((r) => (r as { reason: string }).reason));
+  const found = rows[0] as { reasons: string[]; high: string };
+  setWatermark(pool, t.schemaName, found.high);
+  if (failOnParked && found.reasons.length > 0) throw new OutboxFlushError(found.reasons);
+}
+
+/**
+ * The highest outbox id each earlier flush saw, by pool and schema: a later flush reports the
+ * rows parked above it. Before a process's first flush, rows parked since the process started.
+ */
+const watermarks = new WeakMap<object, Map<string, string>>();
+
+function watermarkOf(pool: PgQueryable, schema: string): string | undefined {
+  return watermarks.get(pool)?.get(schema);
+}
+
+function setWatermark(pool: PgQueryable, schema: string, high: string): void {
+  let bySchema = watermarks.get(pool);
+  if (bySchema === undefined) {
+    bySchema = new Map();
+    watermarks.set(pool, bySchema);
+  }
+  bySchema.set(schema, high);
 }
 
 /**

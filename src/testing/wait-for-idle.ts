@@ -1,9 +1,12 @@
+import type { ChannelModel } from 'amqplib';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import { closeConnection } from '../amqp/close-within.js';
+import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
+import { vhostOf } from '../start/misconfiguration.js';
 import { durationMs } from '../util/duration-option.js';
 import { pollUntil } from './poll-until.js';
 
@@ -65,6 +68,7 @@ export async function waitForIdle(
   /** Deliveries received as of the last quiet look. */
   let quietAt: number | undefined;
   try {
+    await requireQueues(model, host.queues, options.amqpUrl);
     const channel = await model.createChannel();
     channel.on('error', () => {});
     await pollUntil(
@@ -98,6 +102,34 @@ export async function waitForIdle(
     );
   } finally {
     await closeConnection(model);
+  }
+}
+
+/**
+ * Refuses at once a host whose queues are not there (a host not started, or `amqpUrl` on another
+ * virtual host): the poll would wait out its whole timeout on the channel the first 404 closed.
+ */
+async function requireQueues(
+  model: ChannelModel,
+  queues: readonly string[],
+  amqpUrl: string,
+): Promise<void> {
+  for (const queue of queues) {
+    // A 404 closes the channel it happens on: one channel per look.
+    const channel = await model.createChannel();
+    channel.on('error', () => {});
+    try {
+      await channel.checkQueue(queue);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 404) throw error;
+      throw new OutboxkitError(
+        'idle-queue-not-found',
+        `waitForIdle: the host's queue ${JSON.stringify(queue)} does not exist in virtual host ${JSON.stringify(vhostOf(amqpUrl))}: start the host before waiting for it, and give waitForIdle the host's amqpUrl`,
+        { cause: error },
+      );
+    } finally {
+      await closeChannel(channel);
+    }
   }
 }
 
