@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { OutboxRelay } from '../src/relay/outbox-relay.js';
+import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { relayQueries } from '../src/relay/relay-queries.js';
-import { DATABASE_URL } from './support/env.js';
+import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -101,5 +103,39 @@ describe('the relay and its database', () => {
     await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'after the cut' }]);
     await broker.waitForDepth(queue, 1, 10_000);
     assert.ok(Date.now() - started < 5000, 'woken by the poll, not by a notification');
+  });
+
+  it('warns once per database outage, not once per lane and retry, and says when it is back', async () => {
+    const port = await TcpProxy.freePort();
+    const down = new URL(DATABASE_URL);
+    down.port = String(port);
+    const logger = recordingLogger();
+    const relay = new OutboxRelay({
+      databaseUrl: down.toString(),
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      concurrency: 4,
+      reconnectBackoff: { initialMs: 20, maxMs: 100 },
+      logger,
+    });
+    relays.push(relay);
+    await relay.start();
+    await waitFor('the lanes failing again and again', () => relay.stats().errors >= 20);
+    const warnings = logger.lines.filter(
+      (l) => l.level === 'warn' && l.text.startsWith('relay batch failed'),
+    );
+    assert.equal(warnings.length, 1, warnings.map((w) => w.text).join('\n'));
+    assert.equal(relay.databaseProblem?.kind, 'unreachable');
+    const { hostname, port: pgPort } = new URL(DATABASE_URL);
+    const proxy = await TcpProxy.start(hostname, Number(pgPort || 5432), port);
+    try {
+      await waitFor('the relay back on its database', () =>
+        logger.lines.some((l) => l.text.startsWith('relay reaches the database again')),
+      );
+      assert.equal(relay.databaseProblem, undefined);
+      await relay.stop();
+    } finally {
+      await proxy.close();
+    }
   });
 });

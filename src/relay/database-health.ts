@@ -29,19 +29,30 @@ export class DatabaseHealth {
     return this.#problem;
   }
 
-  claimed(): void {
+  /** A claim worked. Returns the problem it ends, if there was one. */
+  claimed(): RelayDatabaseProblem | undefined {
+    const ended = this.#problem;
     this.#problem = undefined;
+    return ended;
   }
 
-  /** A claim failed with `error`: kept when it says something about the database. */
-  failed(error: unknown): void {
+  /**
+   * A claim failed with `error`: kept when it says something about the database. Returns
+   * whether it is news: false for a database problem of the kind already known (another lane
+   * found it first, or this lane retried), which the lanes then log only at debug level.
+   */
+  failed(error: unknown): boolean {
     const misconfigured: OutboxkitError | undefined =
       notMigratedError(error, this.#schema, 'before the relay can publish') ??
       databaseMisconfiguration(error, this.#where);
-    if (misconfigured !== undefined) {
-      this.#problem = { kind: 'misconfigured', error: misconfigured };
-    } else if (isDatabaseUnavailable(error)) {
-      this.#problem = { kind: 'unreachable', error: error as Error };
-    }
+    const kind = misconfigured
+      ? 'misconfigured'
+      : isDatabaseUnavailable(error)
+        ? 'unreachable'
+        : undefined;
+    if (kind === undefined) return true;
+    const known = this.#problem?.kind === kind;
+    this.#problem = { kind, error: misconfigured ?? (error as Error) };
+    return !known;
   }
 }

@@ -181,12 +181,15 @@ export class RelayLane {
         await this.#drain(inFlight);
         failures += 1;
         stats.errors += 1;
-        this.#ctx.database.failed(error);
+        const news = this.#ctx.database.failed(error);
         const delay = backoffDelay(options.reconnectBackoff, failures);
-        options.logger.warn('relay batch failed; backing off', {
-          error: this.#describe(error),
-          retryInMs: delay,
-        });
+        // One warning per database outage, not one per lane and retry; `/health`, the errors
+        // counter and `relay.databaseProblem` say it goes on.
+        (news ? options.logger.warn : options.logger.debug).call(
+          options.logger,
+          'relay batch failed; backing off',
+          { error: this.#describe(error), retryInMs: delay },
+        );
         await this.#closePublisher();
         await abortableDelay(delay, stopping);
       }
@@ -238,7 +241,10 @@ export class RelayLane {
       const { heads, rows } = this.#retryLane
         ? await this.#claim(client)
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
-      this.#ctx.database.claimed();
+      const ended = this.#ctx.database.claimed();
+      if (ended !== undefined) {
+        options.logger.info('relay reaches the database again', { after: ended.kind });
+      }
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
         const next = await client.query<{ ms: string | bigint | null }>(
