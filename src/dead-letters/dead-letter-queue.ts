@@ -4,6 +4,7 @@ import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqpFirst } from '../amqp/connect-amqp.js';
+import { queueInfoOn } from '../amqp/queue-info.js';
 import {
   DEAD_LETTER_QUEUE_ARGUMENTS,
   deadLetterQueueName,
@@ -404,18 +405,7 @@ export class DeadLetterQueue {
 
   /** The queue's counts, or undefined when it does not exist. */
   async #checkQueue(queue: string): Promise<Replies.AssertQueue | undefined> {
-    const model = await this.#connect();
-    // A 404 closes the channel it happens on, so the check gets one of its own.
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      return await channel.checkQueue(queue);
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 404) return undefined;
-      throw error;
-    } finally {
-      await closeChannel(channel);
-    }
+    return queueInfoOn(await this.#connect(), queue);
   }
 
   #notFound(cause?: unknown): OutboxkitError {

@@ -90,17 +90,29 @@ export class HandlerExplorer {
     const wrappers = [...this.#discovery.getProviders(), ...this.#discovery.getControllers()];
     const found = new Set<string>();
     for (const wrapper of wrappers) {
-      try {
-        for (const { instance, methodName } of this.#handlersOf(wrapper, seen)) {
-          found.add(`${instance.constructor.name}.${methodName}`);
-        }
-      } catch (error) {
-        // A scoped provider's handler: named by its refusal.
-        if (!(error instanceof ConfigurationError)) throw error;
-        found.add(error.detail.split(' ', 1)[0]!);
+      const scoped = this.#scopedHandler(wrapper);
+      if (scoped !== undefined) {
+        found.add(scoped);
+        continue;
+      }
+      for (const { instance, methodName } of this.#handlersOf(wrapper, seen)) {
+        found.add(`${instance.constructor.name}.${methodName}`);
       }
     }
     return found;
+  }
+
+  /** `Class.method` of a handler on a request-scoped or transient provider, which has no instance. */
+  #scopedHandler(wrapper: Wrapper): string | undefined {
+    if (wrapper.isAlias || wrapper.isDependencyTreeStatic()) return undefined;
+    const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype;
+    const names = prototype ? this.#scanner.getAllMethodNames(prototype) : [];
+    const handler = names.find((name) =>
+      this.#accessor.handlerMetadata((prototype as Record<string, unknown>)[name]),
+    );
+    return handler === undefined
+      ? undefined
+      : `${(wrapper.metatype as { name?: string }).name}.${handler}`;
   }
 
   #handlersOf(
@@ -110,15 +122,9 @@ export class HandlerExplorer {
     if (wrapper.isAlias) return [];
     if (!wrapper.isDependencyTreeStatic()) {
       // No instance exists outside a request; still refuse handlers there rather than drop them.
-      const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype;
-      const names = prototype ? this.#scanner.getAllMethodNames(prototype) : [];
-      const handler = names.find((name) =>
-        this.#accessor.handlerMetadata((prototype as Record<string, unknown>)[name]),
-      );
-      if (handler !== undefined) {
-        const where = `${(wrapper.metatype as { name?: string }).name}.${handler}`;
+      const where = this.#scopedHandler(wrapper);
+      if (where !== undefined)
         throw new ConfigurationError('@OutboxHandler', messages.scoped(where));
-      }
       return [];
     }
     const instance: unknown = wrapper.instance;

@@ -1,7 +1,8 @@
 import type { ChannelModel } from 'amqplib';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
-import { closeChannel, closeConnection } from '../amqp/close-within.js';
+import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqp } from '../amqp/connect-amqp.js';
+import { queueInfoOn } from '../amqp/queue-info.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
@@ -115,20 +116,11 @@ async function requireQueues(
   amqpUrl: string,
 ): Promise<void> {
   for (const queue of queues) {
-    // A 404 closes the channel it happens on: one channel per look.
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      await channel.checkQueue(queue);
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== 404) throw error;
+    if ((await queueInfoOn(model, queue)) === undefined) {
       throw new OutboxkitError(
         'idle-queue-not-found',
         `waitForIdle: the host's queue ${JSON.stringify(queue)} does not exist in virtual host ${JSON.stringify(vhostOf(amqpUrl))}: start the host before waiting for it, and give waitForIdle the host's amqpUrl`,
-        { cause: error },
       );
-    } finally {
-      await closeChannel(channel);
     }
   }
 }
