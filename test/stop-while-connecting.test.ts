@@ -83,6 +83,24 @@ describe('a process stopped while RabbitMQ takes the connection and answers noth
     assert.deepEqual(warnings, []);
   });
 
+  it('a relay and a host never started stop without a word, and cannot start after', async () => {
+    // An application whose boot failed before it came to them stops them: "relay stopped" was
+    // logged for a relay that never ran.
+    const logger = recordingLogger();
+    const relay = new OutboxRelay({ databaseUrl: DATABASE_URL, amqpUrl: AMQP_URL, logger });
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: t.pool }) });
+    const host = new ConsumerHost({
+      db,
+      amqpUrl: AMQP_URL,
+      consumers: [{ name: `${t.schema}.unstarted`, exchange: 'x', handler: async () => {} }],
+      logger,
+    });
+    await Promise.all([relay.stop(), host.stop()]);
+    assert.deepEqual(logger.lines, []);
+    await assert.rejects(relay.start(), { name: 'StateError' });
+    await assert.rejects(host.start(), { name: 'StateError' });
+  });
+
   it("the relay's LISTEN connection, on a pool of its own, is ended politely at a stop", async () => {
     // Its own pool logs what fails on it (the test pool swallows it): each stop logged "idle
     // Postgres connection failed: This operation was aborted" when the LISTEN socket was destroyed.

@@ -7,7 +7,7 @@ import { DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 const HELP = `Usage: outboxkit status [options]
 
 Shows, per exchange and in total, the rows waiting in the outbox, how old the oldest one is,
-how many wait for a retry, and how many were parked.
+how many wait for a retry (and the last error of one of them), and how many were parked.
 
 Options:
   --database-url <url>  Postgres URL (default: $DATABASE_URL)
@@ -65,6 +65,11 @@ export function formatStatusTable(status: OutboxStatus): string {
     r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '),
   );
   lines.unshift(`outbox "${status.schema}"`);
+  const failing = status.exchanges.filter((e) => e.lastError !== null);
+  if (failing.length > 0) {
+    lines.push('last error of a retrying row:');
+    for (const e of failing) lines.push(`  ${e.exchange}: ${e.lastError}`);
+  }
   if (status.processed !== undefined) lines.push(`processed messages: ${status.processed}`);
   return `${lines.join('\n')}\n`;
 }

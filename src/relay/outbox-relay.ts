@@ -249,6 +249,13 @@ export class OutboxRelay {
   }
 
   async #stop(): Promise<void> {
+    // Never started (an application whose boot failed before it came to the relay): there is
+    // nothing to settle, and a "relay stopped" line would say it had run.
+    if (this.#state === 'new') {
+      this.#state = 'stopped';
+      if (this.#ownsPool) await settleWithin(this.#pool.end(), CLOSE_TIMEOUT_MS);
+      return;
+    }
     const wasRunning = this.#state === 'running';
     this.#state = 'stopping';
     this.#stopping.abort();

@@ -37,6 +37,11 @@ export interface OutboxCounts {
 /** The counts of one exchange. */
 export interface ExchangeStatus extends OutboxCounts {
   readonly exchange: string;
+  /**
+   * Why rows of this exchange are retrying: the error recorded on the newest pending row that
+   * failed; `null` when no pending row has failed.
+   */
+  readonly lastError: string | null;
 }
 
 /** What `outboxStatus` returns; also the JSON that `outboxkit status --json` prints. */
@@ -55,6 +60,7 @@ interface StatusRow {
   retrying: string;
   parked: string;
   oldest_age: string | null;
+  last_error: string | null;
 }
 
 /**
@@ -72,7 +78,8 @@ function statusQuery(schemaName: string | undefined): string {
              -- was due before its first try; its available_at is the next try's time.
              min(CASE WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
                       WHEN available_at <= now() THEN greatest(created_at, available_at)
-                 END) AS oldest
+                 END) AS oldest,
+             max(id) FILTER (WHERE last_error IS NOT NULL) AS last_failed_id
       FROM ${t.outbox}
       GROUP BY exchange
     ), parked AS (
@@ -84,7 +91,9 @@ function statusQuery(schemaName: string | undefined): string {
            coalesce(k.parked, 0)::text AS parked,
            -- The database's clock, the one the row's times were set by, so client skew cannot show.
            -- As numeric text: a float8's follows the session's extra_float_digits.
-           round(extract(epoch FROM now() - p.oldest)::numeric, 3)::text AS oldest_age
+           round(extract(epoch FROM now() - p.oldest)::numeric, 3)::text AS oldest_age,
+           -- One row by its key per exchange: cheap, and an error is what a retrying count needs.
+           (SELECT f.last_error FROM ${t.outbox} f WHERE f.id = p.last_failed_id) AS last_error
     FROM pending p FULL JOIN parked k USING (exchange)
     ORDER BY exchange`;
 }
@@ -125,6 +134,7 @@ export async function outboxStatus(
     oldestPendingAgeSeconds: r.oldest_age === null ? null : Math.max(0, Number(r.oldest_age)),
     retrying: Number(r.retrying),
     parked: Number(r.parked),
+    lastError: r.last_error,
   }));
   const status: OutboxStatus = {
     schema: tables.schemaName,

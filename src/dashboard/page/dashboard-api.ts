@@ -15,7 +15,9 @@ export interface PageStatus {
   readonly status: {
     readonly schema: string;
     readonly total: PageCounts;
-    readonly exchanges: ReadonlyArray<PageCounts & { readonly exchange: string }>;
+    readonly exchanges: ReadonlyArray<
+      PageCounts & { readonly exchange: string; readonly lastError: string | null }
+    >;
   };
   readonly rates: {
     readonly publishedPerSecond: number | null;

@@ -169,7 +169,11 @@ function renderStatus(status: PageStatus): void {
           el('td', {}, e.exchange),
           el('td', { class: 'num', 'data-col': 'pending' }, String(e.pending)),
           el('td', { class: 'num' }, age(e.oldestPendingAgeSeconds)),
-          el('td', { class: 'num', 'data-col': 'retrying' }, String(e.retrying)),
+          el(
+            'td',
+            { class: 'num', 'data-col': 'retrying', title: e.lastError ?? undefined },
+            String(e.retrying),
+          ),
           el('td', { class: 'num', 'data-col': 'parked' }, String(e.parked)),
         ),
       ),
