@@ -111,6 +111,36 @@ describe('retries come back through a queue of their own', () => {
     });
   }
 
+  it('a message whose retry copies the broker refuses is dead-lettered after maxAttempts runs, not retried for ever', async () => {
+    const name = f.name('refused');
+    const exchange = f.name('refused-events');
+    // An operator's limit that takes nothing into the delay queue: every retry copy is nacked.
+    const delayQueue = delayQueueName(name, DELAY_MS);
+    policies.push(`${name}-refuse`);
+    await setQueuePolicy(`${name}-refuse`, delayQueue, {
+      'max-length': 0,
+      overflow: 'reject-publish',
+    });
+    let calls = 0;
+    const def = f.definition(
+      'refused',
+      async () => {
+        calls += 1;
+        throw new Error('always fails');
+      },
+      { exchange, retry: delayed(3) },
+    );
+    const host = await f.host([def]);
+    await f.publish('x', { id: 1 }, { messageId: 'refused-1' }, exchange);
+    // Before, the attempt count lived only in the refused copy: the message came back from its
+    // own queue as attempt 1 each time, and the handler ran for as long as the test waited.
+    await waitFor('the message dead-lettered', () => host.stats(name).deadLettered === 1, 20_000);
+    assert.equal(calls, 3, 'the handler ran maxAttempts times');
+    assert.equal(host.stats(name).retried, 0);
+    const [dead] = await f.drain(`${name}.dlq`);
+    assert.equal(dead?.properties.headers?.['x-outboxkit-attempts'], 3);
+  });
+
   it('a retry waiting when the consumer restarts without retries (maxAttempts: 1) still comes back', async () => {
     const name = f.name('fewer');
     const exchange = f.name('fewer-events');
@@ -151,9 +181,9 @@ describe('retries come back through a queue of their own', () => {
     await f.publish('x', { id: 1 }, { messageId: 'deleted-1' }, exchange);
     await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
     // The first copy came back (no such queue): the message went back to its queue once, and
-    // its next failure found the queue declared again.
-    assert.ok(calls <= 3, `${calls} handler calls`);
-    assert.equal(host.stats(name).retried, 1);
+    // ran again as attempt 2, the refused copy's attempt counted.
+    assert.equal(calls, 2);
+    assert.equal(host.stats(name).retried, 0);
     assert.ok(await f.queueInfo(delayQueue), 'the delay queue is there again');
     assert.deepEqual(await committedAttempts(name), [2]);
   });

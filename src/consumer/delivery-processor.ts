@@ -46,6 +46,9 @@ export class DeliveryProcessor {
           continue;
         }
         delivery.parsed = result.delivery;
+        delivery.refusedRetries = this.#options.failures.refusedRetries(
+          result.delivery.businessKey,
+        );
       }
       ready.push(delivery);
     }

@@ -43,12 +43,21 @@ export interface FailureRouterOptions {
   handBack(delivery: ReceivedDelivery): void;
 }
 
+/** Messages whose refused retries are remembered; the oldest is forgotten past this. */
+const REFUSED_RETRIES_KEPT = 10_000;
+
 /**
  * Decides where a failed delivery goes: retried later (in place for an ordered consumer,
  * through a delay queue otherwise), or to the dead-letter queue once it failed for good.
  */
 export class FailureRouter {
   readonly #options: FailureRouterOptions;
+  /**
+   * Failed attempts whose retry copy the broker refused, by business key. The count travels in
+   * the copy's headers; a message whose copy was refused comes back from its own queue without
+   * it, and would be retried for ever.
+   */
+  readonly #refusedRetries = new Map<string, number>();
 
   constructor(options: FailureRouterOptions) {
     this.#options = options;
@@ -99,8 +108,24 @@ export class FailureRouter {
     });
     if (await this.#forward(delivery, delayQueueName(topology.queue.name, delayMs), headers)) {
       stats.retried += 1;
+      this.#refusedRetries.delete(delivery.parsed!.businessKey);
+    } else {
+      this.#rememberRefused(delivery.parsed!.businessKey, delivery.refusedRetries + 1);
     }
     return undefined;
+  }
+
+  /** Failed attempts of this message whose retry copy the broker refused, as far as known here. */
+  refusedRetries(businessKey: string): number {
+    return this.#refusedRetries.get(businessKey) ?? 0;
+  }
+
+  #rememberRefused(key: string, count: number): void {
+    this.#refusedRetries.delete(key);
+    this.#refusedRetries.set(key, count);
+    if (this.#refusedRetries.size > REFUSED_RETRIES_KEPT) {
+      this.#refusedRetries.delete(this.#refusedRetries.keys().next().value!);
+    }
   }
 
   /** Moves a delivery to the dead-letter queue, with why and after how many attempts. */
@@ -130,6 +155,7 @@ export class FailureRouter {
     });
     if (await this.#forward(delivery, topology.deadLetterQueue.name, headers)) {
       stats.deadLettered += 1;
+      if (delivery.parsed) this.#refusedRetries.delete(delivery.parsed.businessKey);
     }
   }
 

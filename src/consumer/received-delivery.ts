@@ -13,6 +13,11 @@ export interface ReceivedDelivery extends DispatchItem {
   parsed?: ParsedDelivery;
   /** Failures of an ordered consumer's in-place retries. */
   inPlaceFailures: number;
+  /**
+   * Earlier failures of this message whose retry copy the broker refused: they are in no
+   * header, since the copy carrying the count never got in.
+   */
+  refusedRetries: number;
   firstFailedAt?: Date;
 }
 
@@ -26,15 +31,18 @@ export function receivedDelivery(
     message,
     handle,
     inPlaceFailures: 0,
+    refusedRetries: 0,
   };
 }
 
 /**
  * The attempt the next run is: the failures recorded in the message's headers (retries through
- * a delay queue) plus the ones retried in place here, plus one.
+ * a delay queue), plus the ones retried in place here or whose retry copy was refused, plus one.
  */
 export function attemptOf(delivery: ReceivedDelivery): number {
-  return (delivery.parsed?.failedAttempts ?? 0) + delivery.inPlaceFailures + 1;
+  return (
+    (delivery.parsed?.failedAttempts ?? 0) + delivery.inPlaceFailures + delivery.refusedRetries + 1
+  );
 }
 
 function orderingKeyOf(message: ConsumeMessage): string | undefined {
