@@ -14,7 +14,12 @@ import {
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import pino from 'pino';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  collectDefaultMetrics,
+  type OpenMetricsContentType,
+  Registry,
+} from 'prom-client';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { OUTBOXKIT_METRICS } from '../src/metrics/metric-catalogue.js';
@@ -229,6 +234,36 @@ describe('observability with real services', () => {
     const rest = scrape(await registry.metrics()).families;
     assert.ok(![...rest].some((name) => name.startsWith('outboxkit_')));
     assert.ok(rest.has('process_cpu_user_seconds_total'));
+  });
+
+  it('serves an OpenMetrics registry counters named once with _total, and sums workers without doubling the outbox', async () => {
+    // An OpenMetrics registry puts `_total` on a counter's samples itself: every counter came
+    // out as `..._total_total` (found by a probe).
+    const open = new Registry<OpenMetricsContentType>();
+    open.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    const registration = registerPrometheusMetrics(open, {
+      relay,
+      pool: f.t.pool,
+      schema: f.t.schema,
+    });
+    const text = await open.metrics();
+    registration.unregister();
+    assert.match(text, /^# TYPE outboxkit_relay_published counter$/m);
+    assert.match(text, /^outboxkit_relay_published_total 6$/m);
+    assert.doesNotMatch(text, /_total_total/);
+
+    // Two cluster workers reading the same outbox: its gauges are one figure, not two.
+    const workers = [new Registry(), new Registry()];
+    for (const r of workers)
+      registerPrometheusMetrics(r, { relay, pool: f.t.pool, schema: f.t.schema });
+    const merged = AggregatorRegistry.aggregate(
+      await Promise.all(workers.map((r) => r.getMetricsAsJSON())),
+    );
+    const { values } = scrape(await merged.metrics());
+    const parked = `outboxkit_outbox_parked_messages{exchange="${f.name('orphan')}"}`;
+    assert.equal(values.get(parked), 1);
+    // Each worker's own relay: these add up.
+    assert.equal(values.get('outboxkit_relay_published_total'), 12);
   });
 
   it('says 0 connected while the relay cannot reach RabbitMQ (its error counter says nothing then)', async () => {

@@ -117,6 +117,13 @@ describe('docs/options.md', () => {
     });
   }
 
+  it("docs/nestjs.md's module options table lists exactly the module's options", () => {
+    const nestjs = readFileSync(join(ROOT, 'docs', 'nestjs.md'), 'utf8');
+    // It lacked four (found by a probe): poolSize, databaseTls, amqpTls, prometheusRegistry.
+    const table = documentedTables(nestjs, 'module-options').get('OutboxModuleOptions') ?? [];
+    sameNames('docs/nestjs.md OutboxModuleOptions', table, MODULE_OPTION_NAMES);
+  });
+
   it('lists exactly the flags of outboxkit relay', () => {
     const flags = Object.keys(RELAY_COMMAND_OPTIONS).map((f) => `--${f}`);
     sameNames('outboxkit relay', documentedTables(OPTIONS_MD, 'flags').get('relay') ?? [], flags);

@@ -79,9 +79,9 @@ export const RELAY_METRICS = Object.freeze({
     'relay',
     'counter',
     'outboxkit_relay_deferred_total',
-    MESSAGE,
+    '{deferral}',
     [],
-    'Outbox rows put off because their exchange does not exist; no attempt counted.',
+    'Times an outbox row was put off because its exchange does not exist (each time it is tried again counts); no attempt counted.',
   ),
   parked: metric(
     'relay',
@@ -203,9 +203,9 @@ export const CONSUMER_METRICS = Object.freeze({
     'consumers',
     'counter',
     'outboxkit_consumer_database_retries_total',
-    '{transaction}',
+    '{retry}',
     ['consumer'],
-    'Transactions retried in place because Postgres was unavailable to them; no attempt counted.',
+    'Retries in place of transactions Postgres was unavailable to (each retry counts, not each transaction); no attempt counted.',
   ),
   databaseRequeues: metric(
     'consumers',

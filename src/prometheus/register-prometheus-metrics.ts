@@ -30,19 +30,22 @@ export interface PrometheusRegistration {
 
 /** A metric as prom-client's registry reads it: `get()` gives its current values. */
 interface CollectedMetric {
-  readonly name: string;
+  name: string;
   readonly help: string;
   readonly type: MetricDefinition['type'];
-  readonly aggregator: 'sum';
+  readonly aggregator: Aggregator;
   get(): Promise<{
     name: string;
     help: string;
     type: string;
-    aggregator: 'sum';
+    aggregator: Aggregator;
     values: Array<{ labels: Record<string, string>; value: number; metricName?: string }>;
   }>;
   reset(): void;
 }
+
+/** How prom-client's `AggregatorRegistry` (cluster mode) merges the workers' values. */
+type Aggregator = 'sum' | 'max';
 
 /**
  * Registers outboxkit's metrics in the application's own prom-client registry, so that one
@@ -100,18 +103,23 @@ export function registerPrometheusMetrics(
   try {
     for (const d of definitions) {
       registering = d.name;
+      // The outbox gauges are one database's figures, read alike by every worker: summed, two
+      // workers would show twice the backlog. The relay's and consumers' are each worker's own.
+      const aggregator: Aggregator = d.source === 'outbox' ? 'max' : 'sum';
       const collected: CollectedMetric = {
         name: d.name,
         help: d.help,
         type: d.type,
-        aggregator: 'sum',
+        aggregator,
         async get() {
           const samples = (await read()).get(d.name) ?? [];
           return {
-            name: d.name,
+            // The registry's name, not ours: an OpenMetrics registry takes `_total` off a
+            // counter's name before it asks, and puts it back on each sample.
+            name: collected.name,
             help: d.help,
             type: d.type,
-            aggregator: 'sum',
+            aggregator,
             values: samples.map((s) => ({
               labels: { ...s.labels },
               value: s.value,
