@@ -381,6 +381,11 @@ describe('outboxkit command line errors', () => {
     { args: ['launch'], says: /unknown command "launch"; the commands are migrate, relay, status/ },
     { args: ['stauts'], says: /unknown command "stauts"; did you mean status\?; the commands are/ },
     { args: ['status', '--verbose'], says: /Unknown option '--verbose'/ },
+    // Where arguments are taken too, a misspelt flag got Node's advice to put it after "--".
+    {
+      args: ['dead-letters', 'purge', '--reasn', 'x'],
+      says: /Unknown option '--reasn'; did you mean --reason\?$/m,
+    },
     { args: ['migrate', 'now'], says: /Unexpected argument 'now'/ },
     {
       args: ['relay'],

@@ -167,6 +167,31 @@ describe('declaring the exchanges the outbox publishes to', () => {
     await r.stop();
   });
 
+  it('the relay declares its `exchanges` on connect with an empty outbox, before any consumer could', async () => {
+    // They were declared only when a first row's exchange was checked (found by a probe): a
+    // consumer started meanwhile declared the exchange without its alternate exchange.
+    const unrouted = broker.name('relay-early-unrouted');
+    const exchange = broker.name('relay-early');
+    const r = relay({
+      exchanges: [
+        { name: exchange, type: 'topic', alternateExchange: unrouted },
+        { name: unrouted, type: 'fanout' },
+      ],
+    });
+    await r.start();
+    try {
+      await waitFor(
+        'the exchanges declared',
+        async () => (await broker.exchangeExists(exchange)) && broker.exchangeExists(unrouted),
+      );
+      assert.equal(await t.count('outbox'), 0);
+    } finally {
+      await r.stop();
+      await broker.channel.deleteExchange(exchange);
+      await broker.channel.deleteExchange(unrouted);
+    }
+  });
+
   it("an exchange the broker has with other settings holds up none of the relay's other declarations", async () => {
     const logger = recordingLogger();
     const other = await broker.exchange('relay-other-type', 'fanout');

@@ -32,6 +32,7 @@ import {
 } from '../src/nestjs/index.js';
 import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
 import { CAUSATION_ID_HEADER } from '../src/protocol/message-headers.js';
+import type { PgQueryable } from '../src/sql/sql-executor.js';
 import { silentLogger } from '../src/util/logger.js';
 import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
@@ -288,7 +289,8 @@ describe('nestjs: OutboxModule', () => {
   it('warns at start when handlers run with `ambientTransaction` and no `transactions`', async () => {
     const warnings: string[] = [];
     const logger = { ...silentLogger, warn: (message: string) => void warnings.push(message) };
-    const ambient = () => f.t.pool;
+    // Never called here: only its presence is looked at.
+    const ambient = (): PgQueryable => f.t.pool;
     const prefix = `${f.prefix}ambient.`;
     const app = await boot(
       f.options({ prefix, relay: false, logger, ambientTransaction: ambient }),
@@ -508,7 +510,18 @@ describe('nestjs: OutboxModule', () => {
     // Loaded again (Nest keeps one instance of it): not said twice.
     await app.get(LazyModuleLoader).load(() => LazyModule);
     assert.equal(lazyErrors().length, 1);
+    const noHandler = (lines: typeof logger.lines) =>
+      lines.filter((l) => l.text.startsWith('no @OutboxHandler found'));
+    assert.deepEqual(noHandler(logger.lines), [], 'said only when there is no handler');
     await f.closeApp(app);
+
+    // No handler found, consumers on: said once, since a handler class left out of `providers`
+    // is never found (found by a probe: nothing was logged).
+    const quiet = recordingLogger();
+    const empty = await boot(f.options({ logger: quiet }), []);
+    assert.equal(noHandler(quiet.lines).length, 1);
+    assert.match(noHandler(quiet.lines)[0]!.text, /consumers: false/);
+    await f.closeApp(empty);
   });
 
   it('refuses two handlers of one consumer name, and a handler class registered in two modules, saying which', async () => {
@@ -750,6 +763,21 @@ describe('nestjs: OutboxModule', () => {
   });
 
   it('rejects wrong options and misused decorators with messages naming the fix', async () => {
+    // forRoot and forRootAsync mixed up: each names the other (found by a probe).
+    await assert.rejects(
+      Test.createTestingModule({
+        imports: [
+          OutboxModule.forRoot({
+            useFactory: () => f.options(),
+          } as unknown as OutboxModuleOptions),
+        ],
+      }).compile(),
+      { name: 'ConfigurationError', message: /belongs to OutboxModule\.forRootAsync/ },
+    );
+    assert.throws(
+      () => OutboxModule.forRootAsync(f.options() as never),
+      /got none \(options given as they are go to OutboxModule\.forRoot\)/,
+    );
     await assert.rejects(
       Test.createTestingModule({
         imports: [OutboxModule.forRoot({ db: f.t.db, amqpUrl: 'amqp://localhost' })],

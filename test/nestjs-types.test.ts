@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
+import type { Pool } from 'pg';
 import { z } from 'zod';
 import {
   type ConsumeContext,
@@ -50,6 +51,15 @@ export function writerChecks(outbox: OutboxService, trx: Transaction<Database>):
   void outbox.add(trx, OrderPlaced, { orderId: 'o-1', reason: 'late' } satisfies OrderCancelled);
   // @ts-expect-error one element of the wrong shape
   void outbox.addMany(trx, OrderPlaced, [{ orderId: 'o-1', quantity: 2 }, { orderId: 3 }]);
+}
+
+// A pool or the Kysely instance is not a transaction: refused as by the core writer (both
+// compiled, and failed at run time only; found by a probe).
+export function transactionChecks(outbox: OutboxService, pool: Pool, db: Kysely<Database>): void {
+  // @ts-expect-error a pool: the message would commit apart from the business rows
+  void outbox.add(pool, OrderPlaced, { orderId: 'o-1', quantity: 2 });
+  // @ts-expect-error the Kysely instance, not its transaction
+  void outbox.add(db, OrderPlaced, { orderId: 'o-1', quantity: 2 });
 }
 
 // A compiler that reports only the last overload's error (TypeScript 7) must name the payload's

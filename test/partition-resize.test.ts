@@ -11,137 +11,140 @@ import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
 import { waitFor } from './support/wait-for.js';
 
-describe('partitions: changing the count on a live system', () => {
-  let f: ConsumerFixture;
-  before(async () => {
-    f = await ConsumerFixture.open('prsz');
-  });
-  after(async () => {
-    await f.stopHosts();
-    for (const n of [2, 3]) {
-      const set = partitionSet(f.name('resize'), n);
-      for (const q of set.queues) await f.channel.deleteQueue(q).catch(() => {});
-      await f.channel.deleteExchange(set.exchange).catch(() => {});
-      await f.channel.deleteExchange(`${set.exchange}.drain`).catch(() => {});
-    }
-    await f.close();
-  });
-
-  const keys = 8;
-  /** Publishes seq `from` to `to - 1` of every key, interleaved. */
-  const publishRange = (from: number, to: number) => {
-    const messages = [];
-    for (let seq = from; seq < to; seq += 1) {
-      for (let k = 0; k < keys; k += 1) {
-        messages.push({
-          routingKey: 'order.changed',
-          content: { key: `k${k}`, seq },
-          options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
-        });
+// Both queue types: the old set's delete once used `ifEmpty`, which RabbitMQ 3.x refuses on
+// quorum queues (the default), closing the connection and leaving both sets (found by a probe).
+for (const queueType of ['classic', 'quorum'] as const)
+  describe(`partitions: changing the count on a live system (${queueType} queues)`, () => {
+    let f: ConsumerFixture;
+    before(async () => {
+      f = await ConsumerFixture.open(`prsz${queueType[0]}`);
+    });
+    after(async () => {
+      await f.stopHosts();
+      for (const n of [2, 3]) {
+        const set = partitionSet(f.name('resize'), n);
+        for (const q of set.queues) await f.channel.deleteQueue(q).catch(() => {});
+        await f.channel.deleteExchange(set.exchange).catch(() => {});
+        await f.channel.deleteExchange(`${set.exchange}.drain`).catch(() => {});
       }
-    }
-    return f.publishMany(messages);
-  };
+      await f.close();
+    });
 
-  /** Matches the refusal of a start at another count than the existing sets'. */
-  const changedFrom = (existing: number[]) => (error: unknown) => {
-    assert.ok(error instanceof PartitionCountChangedError, String(error));
-    assert.equal(error.code, 'partition-count-changed');
-    assert.equal(error.consumer, f.name('resize'));
-    assert.deepEqual(error.existing, existing);
-    assert.match(error.message, new RegExp(`resizePartitions\` with \`from: ${existing[0]}\``));
-    return true;
-  };
-
-  it('keeps each key in order through a resize from 2 to 3 partitions while publishing goes on', async () => {
-    const handler = async (payload: unknown, ctx: ConsumeContext) => {
-      await f.recordEffect(payload, ctx);
-      await new Promise((resolve) => setTimeout(resolve, 2));
+    const keys = 8;
+    /** Publishes seq `from` to `to - 1` of every key, interleaved. */
+    const publishRange = (from: number, to: number) => {
+      const messages = [];
+      for (let seq = from; seq < to; seq += 1) {
+        for (let k = 0; k < keys; k += 1) {
+          messages.push({
+            routingKey: 'order.changed',
+            content: { key: `k${k}`, seq },
+            options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
+          });
+        }
+      }
+      return f.publishMany(messages);
     };
-    const at = (partitions: number): ConsumerDefinition =>
-      f.definition('resize', handler, { ordered: true, partitions, concurrency: 1 });
-    const hostOptions = { logger: silentLogger };
 
-    // Before: 2 partitions, a backlog left behind when the processes stop.
-    const before = await f.host([at(2)], hostOptions);
-    await publishRange(0, 40);
-    await waitFor('some handled', () => before.stats(f.name('resize')).handled >= 60);
-    // A process still consuming the old set is refused.
-    await assert.rejects(
-      resizePartitions({
+    /** Matches the refusal of a start at another count than the existing sets'. */
+    const changedFrom = (existing: number[]) => (error: unknown) => {
+      assert.ok(error instanceof PartitionCountChangedError, String(error));
+      assert.equal(error.code, 'partition-count-changed');
+      assert.equal(error.consumer, f.name('resize'));
+      assert.deepEqual(error.existing, existing);
+      assert.match(error.message, new RegExp(`resizePartitions\` with \`from: ${existing[0]}\``));
+      return true;
+    };
+
+    it('keeps each key in order through a resize from 2 to 3 partitions while publishing goes on', async () => {
+      const handler = async (payload: unknown, ctx: ConsumeContext) => {
+        await f.recordEffect(payload, ctx);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      };
+      const at = (partitions: number): ConsumerDefinition =>
+        f.definition('resize', handler, { ordered: true, partitions, concurrency: 1, queueType });
+      const hostOptions = { logger: silentLogger };
+
+      // Before: 2 partitions, a backlog left behind when the processes stop.
+      const before = await f.host([at(2)], hostOptions);
+      await publishRange(0, 40);
+      await waitFor('some handled', () => before.stats(f.name('resize')).handled >= 60);
+      // A process still consuming the old set is refused.
+      await assert.rejects(
+        resizePartitions({
+          db: f.t.db,
+          amqpUrl: AMQP_URL,
+          schema: f.t.schema,
+          consumer: at(3),
+          from: 2,
+        }),
+        (error: unknown) =>
+          error instanceof StateError && /still consumes the old set/.test(error.message),
+      );
+      await before.stop();
+      // Starting at another count without the resize is refused, before anything is declared:
+      // the old set's backlog would be left behind, and the old set would keep a copy of all.
+      await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
+      assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[0]!), undefined);
+      // Also when the new set's exchange exists already (a resize stopped half way).
+      const three = partitionSet(f.name('resize'), 3);
+      await f.channel.assertExchange(three.exchange, CONSISTENT_HASH_EXCHANGE_TYPE, {
+        durable: true,
+        arguments: { ...three.exchangeArguments },
+      });
+      await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
+      const backlog = await Promise.all(
+        partitionSet(f.name('resize'), 2).queues.map((q) => f.depth(q)),
+      );
+      assert.ok(backlog.reduce((a, b) => a + b, 0) > 0, 'the old set holds a backlog');
+
+      // During: publishing goes on while the resize runs.
+      let publishing = true;
+      let publishedDuring = 0;
+      const publisher = (async () => {
+        for (let seq = 40; publishing && seq < 100; seq += 2) {
+          await publishRange(seq, seq + 2);
+          publishedDuring = seq + 2;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      const result = await resizePartitions({
         db: f.t.db,
         amqpUrl: AMQP_URL,
         schema: f.t.schema,
         consumer: at(3),
         from: 2,
-      }),
-      (error: unknown) =>
-        error instanceof StateError && /still consumes the old set/.test(error.message),
-    );
-    await before.stop();
-    // Starting at another count without the resize is refused, before anything is declared:
-    // the old set's backlog would be left behind, and the old set would keep a copy of all.
-    await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
-    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[0]!), undefined);
-    // Also when the new set's exchange exists already (a resize stopped half way).
-    const three = partitionSet(f.name('resize'), 3);
-    await f.channel.assertExchange(three.exchange, CONSISTENT_HASH_EXCHANGE_TYPE, {
-      durable: true,
-      arguments: { ...three.exchangeArguments },
-    });
-    await assert.rejects(f.host([at(3)], hostOptions), changedFrom([2]));
-    const backlog = await Promise.all(
-      partitionSet(f.name('resize'), 2).queues.map((q) => f.depth(q)),
-    );
-    assert.ok(backlog.reduce((a, b) => a + b, 0) > 0, 'the old set holds a backlog');
+        logger: silentLogger,
+        reconnectBackoff: { initialMs: 20, maxMs: 200 },
+      });
+      publishing = false;
+      await publisher;
+      assert.equal(result.oldSetFound, true);
+      assert.ok(result.drained > 0, 'the resize handled the old backlog');
+      assert.ok(publishedDuring > 40, 'messages were published during the resize');
+      // The old set is gone; the new one exists.
+      assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
+      assert.ok(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[2]!));
 
-    // During: publishing goes on while the resize runs.
-    let publishing = true;
-    let publishedDuring = 0;
-    const publisher = (async () => {
-      for (let seq = 40; publishing && seq < 100; seq += 2) {
-        await publishRange(seq, seq + 2);
-        publishedDuring = seq + 2;
-        await new Promise((resolve) => setTimeout(resolve, 5));
+      // A process of the previous deploy, started after the resize, is refused too.
+      await assert.rejects(f.host([at(2)], hostOptions), changedFrom([3]));
+      assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
+
+      // After: 3 partitions, and more messages.
+      const afterwards = await f.host([at(3)], hostOptions);
+      await publishRange(publishedDuring, publishedDuring + 20);
+      const total = keys * (publishedDuring + 20);
+      await waitFor('all handled', async () => (await f.effectCount()) >= total, 30_000);
+      await waitFor('idle', () => afterwards.inFlight === 0);
+
+      const effects = await f.effects();
+      assert.equal(effects.length, total, 'every message applied exactly once');
+      const order = new Map<string, number[]>();
+      for (const e of effects) {
+        const [key, seq] = e.key.split('-') as [string, string];
+        order.set(key, [...(order.get(key) ?? []), Number(seq)]);
       }
-    })();
-    const result = await resizePartitions({
-      db: f.t.db,
-      amqpUrl: AMQP_URL,
-      schema: f.t.schema,
-      consumer: at(3),
-      from: 2,
-      logger: silentLogger,
-      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+      const expected = Array.from({ length: publishedDuring + 20 }, (_, i) => i);
+      for (const [key, seqs] of order) assert.deepEqual(seqs, expected, `order of ${key}`);
     });
-    publishing = false;
-    await publisher;
-    assert.equal(result.oldSetFound, true);
-    assert.ok(result.drained > 0, 'the resize handled the old backlog');
-    assert.ok(publishedDuring > 40, 'messages were published during the resize');
-    // The old set is gone; the new one exists.
-    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
-    assert.ok(await f.queueInfo(partitionSet(f.name('resize'), 3).queues[2]!));
-
-    // A process of the previous deploy, started after the resize, is refused too.
-    await assert.rejects(f.host([at(2)], hostOptions), changedFrom([3]));
-    assert.equal(await f.queueInfo(partitionSet(f.name('resize'), 2).queues[0]!), undefined);
-
-    // After: 3 partitions, and more messages.
-    const afterwards = await f.host([at(3)], hostOptions);
-    await publishRange(publishedDuring, publishedDuring + 20);
-    const total = keys * (publishedDuring + 20);
-    await waitFor('all handled', async () => (await f.effectCount()) >= total, 30_000);
-    await waitFor('idle', () => afterwards.inFlight === 0);
-
-    const effects = await f.effects();
-    assert.equal(effects.length, total, 'every message applied exactly once');
-    const order = new Map<string, number[]>();
-    for (const e of effects) {
-      const [key, seq] = e.key.split('-') as [string, string];
-      order.set(key, [...(order.get(key) ?? []), Number(seq)]);
-    }
-    const expected = Array.from({ length: publishedDuring + 20 }, (_, i) => i);
-    for (const [key, seqs] of order) assert.deepEqual(seqs, expected, `order of ${key}`);
   });
-});

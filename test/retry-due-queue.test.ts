@@ -6,8 +6,10 @@ import {
   LEGACY_DELAY_QUEUE_WARNING,
   retryDueQueueName,
 } from '../src/consumer/consumer-topology.js';
+import { PermanentError } from '../src/consumer/permanent-error.js';
 import { clearPolicy, setQueuePolicy } from './support/broker-policy.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { waitFor } from './support/wait-for.js';
 
 /** The retry delay of these tests: long enough to fill the consumer's queue meanwhile. */
@@ -139,6 +141,35 @@ describe('retries come back through a queue of their own', () => {
     assert.equal(host.stats(name).retried, 0);
     const [dead] = await f.drain(`${name}.dlq`);
     assert.equal(dead?.properties.headers?.['x-outboxkit-attempts'], 3);
+  });
+
+  it('a dead letter the broker refuses is not logged as dead-lettered; the message waits in its queue', async () => {
+    const name = f.name('dlq-refused');
+    const exchange = f.name('dlq-refused-events');
+    policies.push(`${name}-dlq-refuse`);
+    await setQueuePolicy(`${name}-dlq-refuse`, `${name}.dlq`, {
+      'max-length': 0,
+      overflow: 'reject-publish',
+    });
+    const logger = recordingLogger();
+    const def = f.definition(
+      'dlq-refused',
+      async () => {
+        throw new PermanentError('never valid');
+      },
+      { exchange },
+    );
+    const host = await f.host([def], { logger });
+    await f.publish('x', { id: 1 }, { messageId: 'dlq-refused-1' }, exchange);
+    const refusals = () =>
+      logger.lines.filter((l) => l.text.startsWith('could not move a message'));
+    await waitFor('two refused dead letters', () => refusals().length >= 2);
+    // It said "message dead-lettered" before each copy, taken or not (found by a probe).
+    assert.deepEqual(
+      logger.lines.filter((l) => l.text.startsWith('message dead-lettered')),
+      [],
+    );
+    assert.equal(host.stats(name).deadLettered, 0);
   });
 
   it('a retry waiting when the consumer restarts without retries (maxAttempts: 1) still comes back', async () => {

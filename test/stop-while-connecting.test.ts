@@ -101,6 +101,23 @@ describe('a process stopped while RabbitMQ takes the connection and answers noth
     await assert.rejects(host.start(), { name: 'StateError' });
   });
 
+  it('a relay stopped before its start returned says so, not that the caller closed its pool', async () => {
+    // The stop closed the relay's own pool under the start checks, which then blamed the
+    // caller: "Close the pool ... after stopping what uses it" (found by a probe).
+    const relay = new OutboxRelay({
+      databaseUrl: DATABASE_URL,
+      amqpUrl: AMQP_URL,
+      schema: t.schema,
+      logger: recordingLogger(),
+    });
+    const starting = relay.start();
+    await relay.stop();
+    await assert.rejects(starting, {
+      name: 'StateError',
+      message: /stopped while it was starting/,
+    });
+  });
+
   it("the relay's LISTEN connection, on a pool of its own, is ended politely at a stop", async () => {
     // Its own pool logs what fails on it (the test pool swallows it): each stop logged "idle
     // Postgres connection failed: This operation was aborted" when the LISTEN socket was destroyed.

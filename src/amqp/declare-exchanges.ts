@@ -1,11 +1,13 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { durationMs } from '../util/duration-option.js';
 import { consoleLogger, type OutboxLogger } from '../util/logger.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
+import { amqpTlsFor } from './amqp-tls.js';
 import { type AmqpUrls, amqpUrlList } from './amqp-urls.js';
 import { closeChannel } from './close-within.js';
 import {
@@ -19,12 +21,15 @@ export interface DeclareExchangesOptions {
   readonly timeoutMs?: number | undefined;
   /** Reports the retries. Default: warnings on stderr. */
   readonly logger?: OutboxLogger | undefined;
+  /** TLS of the connection to `amqps://` URLs, as the relay's `amqpTls`. Default Node's. */
+  readonly amqpTls?: TlsOptions | undefined;
 }
 
 /** Every option of `DeclareExchangesOptions`. */
 export const DECLARE_EXCHANGES_OPTION_NAMES = optionNames<DeclareExchangesOptions>()([
   'timeoutMs',
   'logger',
+  'amqpTls',
 ]);
 
 /**
@@ -62,6 +67,7 @@ export async function declareExchanges(
     reconnectBackoff: { initialMs: 100, maxMs: 2_000 },
     logger: resolveLogger(options.logger, consoleLogger),
     connectionName: `outboxkit-declare-${process.pid}`,
+    tls: amqpTlsFor(urls, options.amqpTls),
   });
   const deadline = AbortSignal.timeout(timeoutMs);
   connection.start();

@@ -81,9 +81,10 @@ export function parseFlags<const O extends FlagOptions>(
       (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' &&
       /Unknown option '([^']+)'/.exec(errorMessage(error));
     const guess = unknown ? closestName(unknown[1]!, Object.keys(options)) : undefined;
-    throw new UsageError(
-      guess ? `${errorMessage(error)}; did you mean --${guess}?` : errorMessage(error),
-    );
+    // Where positionals are allowed, Node adds advice for an argument that starts with "-"
+    // ("place it at the end of the command after '--'"): a misspelt flag is far likelier.
+    const said = unknown ? `Unknown option '${unknown[1]}'` : errorMessage(error);
+    throw new UsageError(guess ? `${said}; did you mean --${guess}?` : said);
   }
   const seen = new Set<string>();
   for (const token of parsed.tokens) {

@@ -145,17 +145,18 @@ export class FailureRouter {
       routingKey: info.routingKey,
       queue: topology.queue.name,
     });
-    logger.warn('message dead-lettered', {
-      consumer: consumer.name,
-      messageId: info.messageId,
-      businessKey: delivery.parsed?.businessKey,
-      reason,
-      attempts,
-      error: errorMessage(error),
-    });
     if (await this.#forward(delivery, topology.deadLetterQueue.name, headers)) {
       stats.deadLettered += 1;
       if (delivery.parsed) this.#refusedRetries.delete(delivery.parsed.businessKey);
+      // Once the copy is in: a refused copy is requeued instead, and says so.
+      logger.warn('message dead-lettered', {
+        consumer: consumer.name,
+        messageId: info.messageId,
+        businessKey: delivery.parsed?.businessKey,
+        reason,
+        attempts,
+        error: errorMessage(error),
+      });
     }
   }
 

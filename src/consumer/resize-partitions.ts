@@ -1,4 +1,5 @@
 import type { ChannelModel } from 'amqplib';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqpFirst } from '../amqp/connect-amqp.js';
@@ -98,8 +99,11 @@ export async function resizePartitions(
   const pollIntervalMs = durationMs('pollIntervalMs', options.pollIntervalMs, 200);
   const oldSet = partitionSet(target.queue, from);
   const newSet = partitionSet(target.queue, target.partitions);
-  const model = await connectAmqpFirst(amqpUrlList(options.amqpUrl), {
+  const urls = amqpUrlList(options.amqpUrl);
+  const model = await connectAmqpFirst(urls, {
     connectionName: `outboxkit-resize-${process.pid}`,
+    // Its own connection, beside the drain host's: the same TLS settings for both.
+    tls: amqpTlsFor(urls, options.amqpTls),
   });
   try {
     const oldSetFound = await exchangeExistsOn(model, oldSet.exchange);
@@ -209,7 +213,11 @@ async function refuseIfConsumed(
   }
 }
 
-/** Deletes the empty old set; `ifEmpty` keeps a queue that something still put a message in. */
+/**
+ * Deletes the old set once it is empty. Not with `ifEmpty`: RabbitMQ 3.x refuses it on quorum
+ * queues (the default) and closes the connection. Checking first is enough, since nothing routes
+ * to the set any more: it was unbound before the drain, and its consumer retries in place.
+ */
 async function deleteSet(
   model: ChannelModel,
   set: PartitionSet,
@@ -218,7 +226,16 @@ async function deleteSet(
   const channel = await model.createChannel();
   channel.on('error', () => {});
   try {
-    for (const queue of set.queues) await channel.deleteQueue(queue, { ifEmpty: true });
+    for (const queue of set.queues) {
+      const { messageCount } = await channel.checkQueue(queue);
+      if (messageCount > 0) {
+        throw new StateError(
+          `cannot finish resizing partitions: ${queue} received ${messageCount} message(s) after its drain; run resizePartitions again to handle them`,
+          'not-empty',
+        );
+      }
+    }
+    for (const queue of set.queues) await channel.deleteQueue(queue);
     await channel.deleteExchange(set.exchange);
     await channel.deleteExchange(drainExchange);
   } finally {

@@ -201,6 +201,12 @@ export class OutboxRuntime {
         o.logger.info('consumers are off in this process; handlers not started', {
           handlers: handlers.consumers.map((c) => c.name),
         });
+      } else if (o.consumers !== false && handlers.consumers.length === 0) {
+        // A handler class left out of a module's `providers` is never found, and nothing fails.
+        o.logger.info(
+          'no @OutboxHandler found: no consumers start. A handler is found only on a provider or controller of a module the application imports; set `consumers: false` where this process only writes',
+          {},
+        );
       }
       // Consumers first: they declare their queues, so the relay's first messages find them bound.
       await this.#host?.start();

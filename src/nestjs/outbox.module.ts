@@ -75,7 +75,7 @@ export class OutboxModule extends ConfigurableOutboxModule {
     if (set.length !== 1) {
       throw new ConfigurationError(
         set[1] ?? 'useFactory',
-        `OutboxModule.forRootAsync needs exactly one of useFactory, useClass or useExisting; got ${set.length === 0 ? 'none' : set.join(' and ')}`,
+        `OutboxModule.forRootAsync needs exactly one of useFactory, useClass or useExisting; got ${set.length === 0 ? 'none (options given as they are go to OutboxModule.forRoot)' : set.join(' and ')}`,
       );
     }
     const way = set[0]!;

@@ -7,8 +7,7 @@ import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
 import { optionNames } from '../options/option-names.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
-import type { KyselyQueryRunner } from '../sql/kysely-shape.js';
-import type { PgQueryable, TransactionLike } from '../sql/sql-executor.js';
+import type { TransactionLike } from '../sql/sql-executor.js';
 import type { OutboxStatus } from '../status/outbox-status.js';
 import { describeValue } from '../util/describe-value.js';
 import { rejectUnknownFields } from '../writer/message-fields.js';
@@ -48,7 +47,7 @@ const WRITE_OPTION_NAMES = optionNames<OutboxWriteOptions>()([
 const MANY_WRITE_OPTION_NAMES = WRITE_OPTION_NAMES.filter((name) => name !== 'messageId');
 
 /** The caller's transaction: a Kysely transaction, or a pg client after `BEGIN`. */
-export type OutboxTransaction = KyselyQueryRunner | PgQueryable;
+export type OutboxTransaction = TransactionLike;
 
 /**
  * Writes messages into the outbox in the caller's transaction, typed by their definitions, and

@@ -316,6 +316,15 @@ function rejectUnknownModuleOptions(options: object): void {
         "fixes the module's scope before any factory runs",
     );
   }
+  const asyncWay = ['useFactory', 'useClass', 'useExisting'].find((way) =>
+    Object.hasOwn(options, way),
+  );
+  if (asyncWay) {
+    throw new ConfigurationError(
+      asyncWay,
+      `belongs to OutboxModule.forRootAsync({ imports, inject, ${asyncWay} }); forRoot takes the options themselves`,
+    );
+  }
   // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
   // `isGlobal`), so it cannot be told from one a factory returned.
   rejectUnknownOptions(options, [...MODULE_OPTION_NAMES, 'dashboard'], {

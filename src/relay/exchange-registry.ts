@@ -17,6 +17,8 @@ const TRUST_MS = 60_000;
  */
 const MISSING_MIN_DELAY_MS = 500;
 const MISSING_MAX_DELAY_MS = 10_000;
+/** How long the declarations made on a connect may take before the lanes' checks go first. */
+const DECLARE_NOW_MS = 10_000;
 
 /**
  * Knows which exchanges exist. Publishing to a missing exchange closes the channel and fails
@@ -39,6 +41,7 @@ export class ExchangeRegistry {
   #declarePending = true;
   #channel: Channel | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #closing = new AbortController();
   /** Declarations the broker refused for other settings, reported once each. */
   readonly #conflicting = new Set<string>();
 
@@ -55,7 +58,25 @@ export class ExchangeRegistry {
     this.#logger = options.logger ?? silentLogger;
     connection.on('connected', () => {
       this.#declarePending = true;
+      // At once, not at the first row's check: a consumer started meanwhile would declare the
+      // exchange without its alternate exchange, which RabbitMQ cannot add afterwards.
+      if (this.#declarations.length > 0) this.#declareNow();
     });
+  }
+
+  #declareNow(): void {
+    // Bounded: the lanes' checks queue behind it, and they must be free to see a stop.
+    const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(DECLARE_NOW_MS)]);
+    const run = this.#queue.then(() => (this.#declarePending ? this.#declare(signal) : undefined));
+    // What fails here is tried again before the next check, which reports it.
+    this.#queue = run.catch((error: unknown) =>
+      this.#logger.debug(
+        'could not declare the exchanges on connect; trying before the next publish',
+        {
+          error: errorMessage(error),
+        },
+      ),
+    );
   }
 
   /**
@@ -167,6 +188,7 @@ export class ExchangeRegistry {
   }
 
   async close(): Promise<void> {
+    this.#closing.abort();
     const channel = this.#channel;
     this.#channel = undefined;
     await closeChannel(channel);

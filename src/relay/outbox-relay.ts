@@ -187,13 +187,13 @@ export class OutboxRelay {
         amqp: this.#amqp,
       });
     } catch (error) {
+      // Stopped meanwhile: the checks failed because the stop closed the pool, not the caller.
+      if (this.#stopping.signal.aborted) throw stoppedWhileStarting();
       await this.stop();
       throw error;
     }
     // Stopped while the checks ran: the stop closed the connections; start nothing after it.
-    if (this.#stopping.signal.aborted) {
-      throw new StateError('the relay was stopped while it was starting', 'stopped');
-    }
+    if (this.#stopping.signal.aborted) throw stoppedWhileStarting();
     this.#listener?.start();
     const ctx = {
       options: o,
@@ -286,4 +286,8 @@ export class OutboxRelay {
       this.options.logger.info('relay stopped', { ...this.#stats });
     }
   }
+}
+
+function stoppedWhileStarting(): StateError {
+  return new StateError('the relay was stopped while it was starting', 'stopped');
 }

@@ -6,8 +6,10 @@ import type { Channel, ChannelModel } from 'amqplib';
 import * as amqp from 'amqplib';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { declareExchanges } from '../../src/amqp/declare-exchanges.js';
 import { defineConsumer } from '../../src/consumer/consumer-definition.js';
 import { ConsumerHost, type ConsumerHostOptions } from '../../src/consumer/consumer-host.js';
+import { resizePartitions } from '../../src/consumer/resize-partitions.js';
 import { StartupError } from '../../src/errors/startup-error.js';
 import { migrate } from '../../src/migrate/migrate.js';
 import {
@@ -382,6 +384,36 @@ describe('TLS: amqps:// and Postgres over TLS with client certificates', () => {
     } finally {
       await moduleRef.close();
     }
+  });
+
+  it('declareExchanges and resizePartitions connect with amqpTls', async () => {
+    // Neither took TLS settings for its own connection (found by a probe): declareExchanges had
+    // no such option, and resizePartitions connected without the amqpTls it was given.
+    const exchange = uniqueName('tls');
+    await declareExchanges(s.amqpsUrl, [{ name: exchange, type: 'topic' }], {
+      amqpTls: tls(),
+      timeoutMs: 10_000,
+      logger: silentLogger,
+    });
+    await channel.checkExchange(exchange);
+    await channel.deleteExchange(exchange);
+    // This broker has no consistent-hash plugin: the resize gets as far as declaring the new set
+    // only over a connection its TLS settings made.
+    const resized = resizePartitions({
+      ...hostQuick,
+      db,
+      amqpUrl: s.amqpsUrl,
+      amqpTls: tls(),
+      consumer: defineConsumer({
+        name: uniqueName('tls'),
+        exchange: uniqueName('tls'),
+        ordered: true,
+        partitions: 3,
+        async handler() {},
+      }),
+      from: 2,
+    });
+    await assert.rejects(resized, { code: 'partitions-plugin-missing' });
   });
 
   it('a wrong CA for RabbitMQ fails start with a StartupError naming the URL and the TLS reason', async () => {

@@ -54,6 +54,20 @@ export class TestBroker {
     return name;
   }
 
+  /** Whether the exchange exists, on a channel of its own (a 404 closes the channel). */
+  async exchangeExists(name: string): Promise<boolean> {
+    const probe = await this.#connection.createChannel();
+    probe.on('error', () => {});
+    try {
+      await probe.checkExchange(name);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await probe.close().catch(() => {});
+    }
+  }
+
   async depth(queue: string): Promise<number> {
     return (await this.channel.checkQueue(queue)).messageCount;
   }
