@@ -444,7 +444,10 @@ describe('outboxkit command line errors', () => {
       args: ['relay', '--log-level', 'loud'],
       says: /--log-level must be one of debug, info, warn/,
     },
-    { args: ['migrate', '--schema', 'x'.repeat(60)], says: /--schema must be at most 53 bytes/ },
+    {
+      args: ['migrate', '--schema', 'x'.repeat(60)],
+      says: /--schema must be a name of 1 to 53 bytes/,
+    },
     {
       args: ['relay', '--stop-timeout', '99999999999m'],
       says: /--stop-timeout must be at most 2147483647 ms \(about 24\.8 days\)/,

@@ -42,6 +42,7 @@ const outboxRow = (id: string, exchange = 'amq.direct'): OutboxRow => ({
   causation_id: null,
   created_at_s: 0,
   attempts: 0,
+  rejections: 0,
 });
 
 describe('ConfirmedPublisher: the answers the broker sends too rarely to test by chance', () => {

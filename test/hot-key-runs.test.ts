@@ -24,6 +24,7 @@ function row(id: number, key: string | null): OutboxRow {
     causation_id: null,
     created_at_s: 0,
     attempts: 0,
+    rejections: 0,
   };
 }
 

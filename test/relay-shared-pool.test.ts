@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { DATABASE_URL } from './support/env.js';
 import { recordingLogger } from './support/recording-logger.js';
+import { numberedMessages, writeMessages } from './support/relay-fixture.js';
 import { relayTestBed } from './support/relay-test-bed.js';
 
 describe("a relay on the application's pool", () => {
@@ -32,6 +33,25 @@ describe("a relay on the application's pool", () => {
     assert.match(warning.text, /hold 10 connections/);
     assert.match(warning.text, /has 10/);
     assert.match(warning.text, /databaseUrl/);
+  });
+
+  it('refuses a pool of one connection with LISTEN on, which left the lanes none: nothing was published, no error', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+    try {
+      await assert.rejects(bed.start({ pool }), {
+        name: 'ConfigurationError',
+        option: 'pool',
+        message: /LISTEN keeps .* `listen: false`/,
+      });
+      // Without LISTEN it publishes, one connection at a time.
+      const exchange = await bed.broker.exchange('one-connection');
+      const queue = await bed.broker.queue('one-connection', exchange);
+      await writeMessages(bed.t, numberedMessages(exchange, 5, 'one-'));
+      await bed.start({ pool, listen: false, logger: recordingLogger() });
+      await bed.broker.waitForDepth(queue, 5);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('is quiet when the pool is larger than what the relay holds at most', async () => {

@@ -197,6 +197,28 @@ describe('OutboxRelay', () => {
     assert.equal(relay.stats().retried, 2);
   });
 
+  it('with retry.unroutable, counts only returns towards maxAttempts, not the nacks and time-outs before them', async () => {
+    const exchange = await bed.broker.exchange('nacked-then-unbound');
+    await writeMessages(bed.t, [
+      { exchange, routingKey: 'nowhere', payload: 'x', messageId: 'nacked-5' },
+    ]);
+    // As five nacks (a full queue, an outage) leave a row: tried five times, nothing counted.
+    // They counted: its first return parked it, "returned 6 times" (found by a probe).
+    await bed.t.pool.query(
+      `UPDATE "${bed.t.schema}".outbox SET attempts = 5, last_error = 'nacked by the broker'`,
+    );
+    const relay = await start({
+      retry: { unroutable: true, maxAttempts: 3, backoff: { initialMs: 20, maxMs: 50 } },
+    });
+    await waitFor('the row parked', () => relay.stats().parked === 1);
+    const { rows } = await bed.t.pool.query(
+      `SELECT reason, attempts FROM "${bed.t.schema}".outbox_parked`,
+    );
+    assert.match(rows[0].reason, /^unroutable: 312 NO_ROUTE \(returned 3 times\)$/);
+    assert.equal(rows[0].attempts, 8, 'every try, the nacks included');
+    assert.equal(relay.stats().retried, 2);
+  });
+
   it('delivers through an alternate exchange and deletes the row', async () => {
     const alternate = await bed.broker.exchange('ae', 'fanout');
     const aeQueue = await bed.broker.queue('ae', alternate, '');

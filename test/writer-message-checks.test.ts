@@ -100,6 +100,9 @@ describe('writer: payloads are sent as given or refused, never silently changed'
         { file: { bytes: Buffer.from('ab') } },
         /payload holds at key "bytes" a Buffer.*"type": "Buffer"/,
       ],
+      // Both became null without a word (found by a probe).
+      [{ d: new Date(Number.NaN) }, /payload holds at key "d" an invalid Date/],
+      [{ list: [1, undefined] }, /payload holds at key "1" undefined in an array/],
     ] as const) {
       await refused({ ...base, payload }, 'payload-not-serializable', pattern);
     }

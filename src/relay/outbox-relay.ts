@@ -4,6 +4,7 @@ import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { CLOSE_TIMEOUT_MS } from '../amqp/close-within.js';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
@@ -87,6 +88,14 @@ export class OutboxRelay {
     const waiters = 4 * (o.concurrency * BATCHES_PER_LANE + 2);
     setMaxListeners(waiters, this.#stopping.signal, this.#giveUp.signal, this.#abandon.signal);
     this.#ownsPool = !o.pool;
+    // LISTEN keeps one connection for the relay's life: a pool of one would leave the lanes none,
+    // and the relay would publish nothing, without an error.
+    if (o.pool && o.listen && (o.pool as { options?: { max?: unknown } }).options?.max === 1) {
+      throw new ConfigurationError(
+        'pool',
+        "holds one connection, which LISTEN keeps for the relay's life, leaving none to publish with: give the relay a pool with `max` of 2 or more (or `databaseUrl`, for a pool of its own), or set `listen: false`",
+      );
+    }
     // The longest a relay transaction may stall, seen from either side.
     const stallMs = stallTimeoutMs(o.publishTimeoutMs);
     this.#pool =

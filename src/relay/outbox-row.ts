@@ -14,7 +14,10 @@ export interface OutboxRow {
   readonly causation_id: string | null;
   /** When the row was written, in whole seconds since the epoch. */
   readonly created_at_s: number;
+  /** Failed tries, whatever failed: a row with any is claimed as a retry. */
   readonly attempts: number;
+  /** Failures that count towards `retry.maxAttempts`: returns and rejections. */
+  readonly rejections: number;
   /**
    * Milliseconds from the row's write to its claim, by the database's clock (so no clock skew):
    * the time it waited in the outbox, for the relay's spans.
@@ -36,6 +39,7 @@ export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
     r.payload = byteaBuffer(r.payload);
     r.created_at_s = Number(r.created_at_s);
     r.attempts = Number(r.attempts);
+    r.rejections = Number(r.rejections);
     if (r.waited_ms !== undefined) r.waited_ms = Number(r.waited_ms);
   }
   return rows;

@@ -472,11 +472,21 @@ export class RelayLane {
     const retryErrors: string[] = [];
     const retryDelays: number[] = [];
     const retryCounted: number[] = [];
-    const retry = (row: OutboxRow, reason: string, delayMs: number, counted: boolean) => {
+    const retryRejected: number[] = [];
+    // `counted`: a failed try (it makes the row a retry, and its backoff grow); `rejected`: one
+    // that also counts towards `retry.maxAttempts`.
+    const retry = (
+      row: OutboxRow,
+      reason: string,
+      delayMs: number,
+      counted: boolean,
+      rejected = false,
+    ) => {
       retryIds.push(row.id);
       retryErrors.push(reason);
       retryDelays.push(delayMs);
       retryCounted.push(counted ? 1 : 0);
+      retryRejected.push(rejected ? 1 : 0);
     };
     // `counted`: the failure that parks it is one of its attempts, as a retry's would be, so the
     // parked row's attempts agree with the count in its reason ("returned 6 times").
@@ -491,9 +501,11 @@ export class RelayLane {
       reason: string,
       parkedAs: (attempt: number) => string,
     ) => {
-      const attempt = row.attempts + 1;
-      if (attempt >= options.retry.maxAttempts) park(row, parkedAs(attempt), true);
-      else retry(row, reason, backoffDelay(options.retry.backoff, attempt), true);
+      // Only returns and rejections count: nacks and time-outs before them do not (they are
+      // the broker's or the link's trouble, retried for as long as they last).
+      const rejection = row.rejections + 1;
+      if (rejection >= options.retry.maxAttempts) park(row, parkedAs(rejection), true);
+      else retry(row, reason, backoffDelay(options.retry.backoff, row.attempts + 1), true, true);
     };
     rows.forEach((row, i) => {
       const outcome = outcomes[i]!;
@@ -537,7 +549,13 @@ export class RelayLane {
     if (acked.length > 0) await client.query(queries.deleteIds, [acked]);
     if (parkIds.length > 0) await client.query(queries.park, [parkIds, parkReasons, parkCounted]);
     if (retryIds.length > 0) {
-      await client.query(queries.scheduleRetry, [retryIds, retryErrors, retryDelays, retryCounted]);
+      await client.query(queries.scheduleRetry, [
+        retryIds,
+        retryErrors,
+        retryDelays,
+        retryCounted,
+        retryRejected,
+      ]);
     }
     if (parkIds.length > 0) {
       options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });

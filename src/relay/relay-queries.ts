@@ -10,7 +10,7 @@ import { outboxTables } from '../sql/outbox-tables.js';
 const ROW_COLUMNS = `id::text AS id, message_id, exchange, routing_key, payload, content_type,
   headers::text AS headers, ordering_key,
   correlation_id, causation_id, floor(date_part('epoch', created_at))::int8 AS created_at_s, attempts,
-  (date_part('epoch', now() - created_at) * 1000)::int8 AS waited_ms`;
+  rejections, (date_part('epoch', now() - created_at) * 1000)::int8 AS waited_ms`;
 
 /** The relay's SQL for one schema, built once. */
 export interface RelayQueries {
@@ -131,9 +131,10 @@ export function relayQueries(schemaName: string): RelayQueries {
         correlation_id, causation_id, created_at, tried, last_error, reason
       FROM moved`,
     scheduleRetry: `UPDATE ${t.outbox} o
-      SET attempts = o.attempts + r.counted, last_error = r.error,
-          available_at = now() + r.delay_ms * interval '1 millisecond'
-      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[]) AS r(id, error, delay_ms, counted)
+      SET attempts = o.attempts + r.counted, rejections = o.rejections + r.rejected,
+          last_error = r.error, available_at = now() + r.delay_ms * interval '1 millisecond'
+      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::int[])
+        AS r(id, error, delay_ms, counted, rejected)
       WHERE o.id = r.id`,
     msUntilNextAvailable: `SELECT ceil(date_part('epoch', min(available_at) - now()) * 1000)::int8 AS ms
       FROM ${t.outbox} WHERE available_at > now()`,

@@ -21,10 +21,17 @@ export const DEFAULT_SCHEMA = 'outboxkit';
 const MAX_SCHEMA_LENGTH = 53;
 
 export function outboxTables(schemaName: string = DEFAULT_SCHEMA): OutboxTables {
-  const schema = quoteIdentifier(schemaName);
-  if (Buffer.byteLength(schemaName) > MAX_SCHEMA_LENGTH) {
-    throw new ConfigurationError('schema', `must be at most ${MAX_SCHEMA_LENGTH} bytes long`);
+  // Before the identifier's own check, whose "1 to 63 characters" would be wrong here.
+  if (
+    typeof schemaName === 'string' &&
+    (schemaName.length === 0 || Buffer.byteLength(schemaName) > MAX_SCHEMA_LENGTH)
+  ) {
+    throw new ConfigurationError(
+      'schema',
+      `must be a name of 1 to ${MAX_SCHEMA_LENGTH} bytes (the relay's notify channel adds \`outboxkit:\` to it within Postgres' 63), got ${JSON.stringify(schemaName)}`,
+    );
   }
+  const schema = quoteIdentifier(schemaName);
   return Object.freeze({
     schemaName,
     schema,

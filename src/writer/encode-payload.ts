@@ -65,6 +65,21 @@ function lostValue(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * What JSON would make of a value given its holder, or undefined: an invalid Date's toJSON()
+ * gives null, and an array's `undefined` becomes null (an object's is left out, as it should).
+ */
+function changedInPlace(holder: unknown, key: string, value: unknown): string | undefined {
+  const original = (holder as Record<string, unknown>)[key];
+  if (original instanceof Date && Number.isNaN(original.getTime())) {
+    return 'an invalid Date, which JSON would turn into null';
+  }
+  if (value === undefined && Array.isArray(holder)) {
+    return 'undefined in an array, which JSON would turn into null';
+  }
+  return undefined;
+}
+
 /** What a value `JSON.stringify` would silently empty is, or undefined for any other value. */
 function lossyKind(value: object): string | undefined {
   const proto = Object.getPrototypeOf(value);
@@ -133,7 +148,7 @@ function toJson(payload: unknown, index: number): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(payload, function check(this: unknown, key: string, value: unknown) {
-      const changed = lostValue(value);
+      const changed = lostValue(value) ?? changedInPlace(this, key, value);
       if (changed !== undefined) {
         throw new InvalidMessageError(
           'payload-not-serializable',
