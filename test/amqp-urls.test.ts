@@ -89,4 +89,28 @@ describe('several RabbitMQ URLs', () => {
       await relay.stop();
     }
   });
+
+  /** The machine's broker under a virtual host it does not have: a refusal no retry mends. */
+  const refusedUrl = () => {
+    const url = new URL(AMQP_URL);
+    url.pathname = `/${f.name('no-such-vhost')}`;
+    return url.toString();
+  };
+
+  it('a start tries every URL before it fails: a refused node first does not fail it, a dead node first does not hide a refusal', async () => {
+    // The first URL's refusal failed the start although the next node would have served it;
+    // a dead first node made the start go on, retrying the refused one for ever (a probe).
+    const served = testRelay(f.t, { amqpUrl: [refusedUrl(), AMQP_URL] });
+    try {
+      await served.start();
+      await waitFor('the relay connected to the second node', () => served.isConnected);
+    } finally {
+      await served.stop();
+    }
+    const refused = testRelay(f.t, { amqpUrl: [await deadUrl(), refusedUrl()] });
+    await assert.rejects(refused.start(), {
+      name: 'StartupError',
+      message: /no-such-vhost/,
+    });
+  });
 });

@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -68,7 +69,8 @@ describe('idempotent consumer: lost connections', () => {
     await host.start();
     await host.stop();
     await publishN('reset', 1000);
-    const live = await f.host([def], { amqpUrl: amqp.url(AMQP_URL) });
+    const logger = recordingLogger();
+    const live = await f.host([def], { amqpUrl: amqp.url(AMQP_URL), logger });
     for (const at of [250, 600]) {
       await waitFor(`${at} handled`, () => live.stats(name).handled >= at);
       amqp.resetAll();
@@ -87,6 +89,12 @@ describe('idempotent consumer: lost connections', () => {
     assert.ok(stats.redelivered > 0, `redelivered ${stats.redelivered}`);
     assert.equal(stats.handled, 1000);
     assert.equal(stats.failures, 0);
+    // Each loss is followed by its recovery at the same level: a log kept at `warn` (the
+    // default in code) said "lost; reconnecting" and never that it had (found by a probe).
+    const warned = logger.lines.filter((l) => l.level === 'warn').map((l) => l.text.split(' {')[0]);
+    const losses = warned.filter((t) => t === 'RabbitMQ connection lost; reconnecting').length;
+    assert.ok(losses >= 2, JSON.stringify(warned));
+    assert.equal(warned.filter((t) => t === 'RabbitMQ connected').length, live.amqpConnects - 1);
   });
 
   it('database connections reset mid-transaction: retried in place, every effect exactly once', async () => {

@@ -40,6 +40,15 @@ export class AmqpConnection extends EventEmitter {
   #changed = new EventEmitter();
   #firstAttempt: ((attempt: ConnectAttempt) => void) | undefined;
   readonly #firstAttemptDone: Promise<ConnectAttempt>;
+  /**
+   * The first round tries every URL before the start hears how it went: a node refused for
+   * good (its certificate, say) must not fail a start that the next node would serve, and a
+   * node that is down must not hide the next node's refusal.
+   */
+  #firstRoundLeft: number;
+  #firstRoundRefusal: { url: string; error: unknown } | undefined;
+  /** A warning of a lost or failed connection was logged since the last connect. */
+  #troubleLogged = false;
   /** Connections made so far; more than one means the link was lost and made again. */
   connects = 0;
 
@@ -47,6 +56,7 @@ export class AmqpConnection extends EventEmitter {
     super();
     this.#options = options;
     this.#urls = new UrlRotation(options.urls);
+    this.#firstRoundLeft = options.urls.length;
     this.#changed.setMaxListeners(0);
     this.#firstAttemptDone = new Promise((resolve) => {
       this.#firstAttempt = resolve;
@@ -62,8 +72,8 @@ export class AmqpConnection extends EventEmitter {
     return this.#firstAttemptDone;
   }
 
-  #settleFirstAttempt(error?: unknown): void {
-    this.#firstAttempt?.({ url: this.#urls.current, ...(error !== undefined && { error }) });
+  #settleFirstAttempt(error?: unknown, url = this.#urls.current): void {
+    this.#firstAttempt?.({ url, ...(error !== undefined && { error }) });
     this.#firstAttempt = undefined;
   }
 
@@ -138,24 +148,33 @@ export class AmqpConnection extends EventEmitter {
       try {
         model = await this.#connectUnlessClosed();
       } catch (error) {
-        // A first connect refused for good (login, vhost, TLS) fails its owner's start, which
+        // A first round refused for good (login, vhost, TLS) fails its owner's start, which
         // says why: a "retrying" line before that error would say the opposite.
-        // Only while the start checks still wait for it: past their bound, nobody reports it.
-        const misconfigured = brokerMisconfiguration(error, this.#urls.current);
-        const failsStart =
-          failures === 0 &&
-          this.#firstAttempt !== undefined &&
-          monotonicMs() - this.#startedAt < START_CHECK_TIMEOUT_MS &&
-          misconfigured !== undefined;
-        this.#settleFirstAttempt(error);
-        this.#lastFailure = { url: this.#urls.current, error };
-        failures += 1;
-        const delay = backoffDelay(reconnectBackoff, failures);
+        const url = this.#urls.current;
+        const misconfigured = brokerMisconfiguration(error, url);
+        let failsStart = false;
+        const inFirstRound = this.#firstAttempt !== undefined;
+        if (inFirstRound) {
+          if (misconfigured) this.#firstRoundRefusal ??= { url, error };
+          this.#firstRoundLeft -= 1;
+          if (this.#firstRoundLeft <= 0) {
+            // Only while the start checks still wait for it: past their bound, nobody reports it.
+            const refusal = this.#firstRoundRefusal;
+            failsStart =
+              refusal !== undefined && monotonicMs() - this.#startedAt < START_CHECK_TIMEOUT_MS;
+            this.#settleFirstAttempt(refusal?.error ?? error, refusal?.url ?? url);
+          }
+        }
+        this.#lastFailure = { url, error };
+        // Within the first round, the next node is tried soon: the start checks wait for it.
+        if (!inFirstRound) failures += 1;
+        const delay = backoffDelay(reconnectBackoff, Math.max(failures, 1));
         if (!failsStart) {
           // A login or vhost refused while running (a vhost deleted, a password rotated) says
           // what to fix, in the words the start uses, rather than amqplib's protocol text.
+          this.#troubleLogged = true;
           logger.warn('RabbitMQ connection failed; retrying', {
-            url: redactUrl(this.#urls.current),
+            url: redactUrl(url),
             error: errorMessage(misconfigured ?? error),
             retryInMs: delay,
           });
@@ -172,18 +191,25 @@ export class AmqpConnection extends EventEmitter {
       }
       failures = 0;
       this.connects += 1;
+      // At the level its trouble was told at: a log kept at `warn` (the default in code) showed
+      // "connection lost" and never that the link was made again.
+      const recovered = this.#troubleLogged;
+      this.#troubleLogged = false;
       const closed = new Promise<void>((resolve) => model.once('close', () => resolve()));
       this.#model = model;
       this.#blocked = false;
-      logger.info('RabbitMQ connected', {
+      const connected = {
         connection: this.#options.connectionName,
         url: redactUrl(this.#urls.current),
-      });
+      };
+      if (recovered) logger.warn('RabbitMQ connected', connected);
+      else logger.info('RabbitMQ connected', connected);
       this.emit('connected');
       this.#changed.emit('change');
       await closed;
       this.#model = undefined;
       if (this.#closing.signal.aborted) return;
+      this.#troubleLogged = true;
       logger.warn('RabbitMQ connection lost; reconnecting', { url: redactUrl(this.#urls.current) });
       // A node that dropped us may be going down: try the next one first.
       this.#urls.advance();
