@@ -31,10 +31,11 @@ export interface OutboxDashboardOptions {
    */
   readonly basePath?: string | undefined;
   /**
-   * Host names (as in the `Host` header, without port) the dashboard answers to; others get
-   * 403, so a foreign site whose domain resolves to this machine (DNS rebinding) can neither
-   * read the page nor replay. Default `LOOPBACK_HOSTS` (`localhost`, `127.0.0.1`, `[::1]`):
-   * name the hosts it is reached by when it is served elsewhere.
+   * Host names (as in the `Host` header, without port) the dashboard answers to besides the
+   * loopback names (`localhost`, `127.0.0.1`, `[::1]`), as in the Nest module and the CLI;
+   * others get 403, so a foreign site whose domain resolves to this machine (DNS rebinding) can
+   * neither read the page nor replay. Name the hosts it is reached by when it is served
+   * elsewhere. Default none.
    */
   readonly allowedHosts?: readonly string[] | undefined;
   /**

@@ -135,9 +135,12 @@ export class OutboxDashboard {
     );
     this.#basePath = basePathOf(options.basePath ?? '/');
     // Any host would let a foreign domain resolved to this machine (DNS rebinding) in.
-    const allowedHosts = stringList('allowedHosts', options.allowedHosts, LOOPBACK_HOSTS);
-    checkAllowedHostNames('allowedHosts', allowedHosts);
-    this.#allowedHosts = allowedHosts.map((h) => h.toLowerCase());
+    const extraHosts = stringList('allowedHosts', options.allowedHosts, []);
+    checkAllowedHostNames('allowedHosts', extraHosts);
+    // Besides the loopback names, as the Nest module's and the CLI's allowed hosts are.
+    this.#allowedHosts = [
+      ...new Set([...LOOPBACK_HOSTS, ...extraHosts.map((h) => h.toLowerCase())]),
+    ];
     this.#trustForwardedHost = booleanOption(
       'trustForwardedHost',
       options.trustForwardedHost,

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { checkAllowedHostNames } from '../dashboard/allowed-host-names.js';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
-import { LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { booleanOption } from '../options/boolean-option.js';
 import { nestedOptions } from '../options/nested-options.js';
@@ -43,7 +42,7 @@ export class OutboxDashboardHost implements OnApplicationShutdown {
         ...(options.amqpTls && { amqpTls: options.amqpTls }),
         // A foreign domain pointed at the application (DNS rebinding) names itself in Host, so
         // only the loopback names and those the application gives are answered.
-        allowedHosts: [...LOOPBACK_HOSTS, ...(this.#settings.allowedHosts ?? [])],
+        allowedHosts: this.#settings.allowedHosts,
         trustForwardedHost: this.#settings.trustForwardedHost === true,
         logger: options.logger,
       });
