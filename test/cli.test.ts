@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { durationOf } from '../src/cli/cli-args.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
 import type { OutboxStatus } from '../src/status/outbox-status.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
@@ -374,6 +375,16 @@ describe('outboxkit relay against the nodes of a cluster', () => {
       assert.equal(starting?.amqp?.length, 2, outcome.stderr);
     });
   }
+});
+
+describe('outboxkit duration flags', () => {
+  it('take the units dead-letters --older-than takes: ms, s, m, h and d', () => {
+    // `--poll-interval 1h` was refused while `--older-than 2h` was taken (a probe).
+    assert.equal(durationOf('--stats-interval', '1h'), 3_600_000);
+    assert.equal(durationOf('--stats-interval', '1d'), 86_400_000);
+    assert.equal(durationOf('--stats-interval', '1.5s'), 1500);
+    assert.throws(() => durationOf('--stop-timeout', '30d'), /must be at most/);
+  });
 });
 
 describe('outboxkit command line errors', () => {

@@ -213,12 +213,13 @@ export function positiveIntegerOf(flag: string, value: string | undefined): numb
   return n;
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /**
  * Parses a duration flag in milliseconds: `500` and `500ms` are milliseconds, `2s` seconds, `1m`
- * a minute. `undefined` when the flag was not given.
+ * a minute, `1h` an hour, `1d` a day (the units `dead-letters --older-than` takes too).
+ * `undefined` when the flag was not given.
  */
 export function durationOf(
   flag: string,

@@ -52,14 +52,14 @@ Options:
   --connection-name <name> name shown in RabbitMQ's management UI
   --stop-timeout <time>    on SIGTERM, wait this long for confirms in flight (default: 10s)
   --stats-interval <time>  log the counts this often when they changed; 0 for never (default: 1m)
-  --log-level <level>      debug, info or warn (default: info)
+  --log-level <level>      debug, info, warn or error (default: info)
   --http-port <n>          serve /health, /live and /metrics on this port (default: none;
                            0 for any free port, which the "relay http" log line names)
   --http-host <address>    address of those endpoints (default: 127.0.0.1; 0.0.0.0 in a
                            container, for probes and Prometheus)
   -h, --help               show this help
 
-A <time> is milliseconds (500, 500ms), seconds (2s) or minutes (1m).
+A <time> is milliseconds (500, 500ms), seconds (2s), minutes (1m), hours (1h) or days (1d).
 ${DATABASE_TLS_HELP}${AMQP_TLS_HELP}`;
 
 /** The flags of `outboxkit relay`; docs/options.md lists them. */
@@ -108,7 +108,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   stopTimeoutMs: '--stop-timeout',
 };
 
-const LOG_LEVELS = ['debug', 'info', 'warn'] as const;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** `outboxkit relay`: the relay as a long-running process. */

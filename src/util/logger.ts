@@ -11,13 +11,15 @@ export interface OutboxLogger {
 const noop = () => {};
 
 /** Reports warnings and errors on stderr, one JSON line each; silent otherwise. */
-export const consoleLogger = (level: 'debug' | 'info' | 'warn' = 'warn'): OutboxLogger => {
+export const consoleLogger = (
+  level: 'debug' | 'info' | 'warn' | 'error' = 'warn',
+): OutboxLogger => {
   const rank = { debug: 0, info: 1, warn: 2, error: 3 } as const;
   // 'DEBUG' or 'verbose' would otherwise log at warn without a word.
-  if (!['debug', 'info', 'warn'].includes(level)) {
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
     throw new ConfigurationError(
       'level',
-      `must be debug, info or warn, got ${describeValue(level)}`,
+      `must be debug, info, warn or error, got ${describeValue(level)}`,
     );
   }
   const line = (name: keyof typeof rank) => (message: string, context?: Record<string, unknown>) =>
@@ -27,7 +29,7 @@ export const consoleLogger = (level: 'debug' | 'info' | 'warn' = 'warn'): Outbox
   return {
     debug: rank[level] <= 0 ? line('debug') : noop,
     info: rank[level] <= 1 ? line('info') : noop,
-    warn: line('warn'),
+    warn: rank[level] <= 2 ? line('warn') : noop,
     error: line('error'),
   };
 };
