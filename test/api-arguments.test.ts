@@ -331,4 +331,25 @@ describe('defineConsumer refuses a misspelt option where the definition is writt
       },
     );
   });
+
+  it('refuses what the host would refuse at start: ordered with batchSize, partitions without ordered, no handler', () => {
+    // Returned unchanged before, refused only by `new ConsumerHost` (found by a probe).
+    const base = { name: 'billing', exchange: 'orders', handler: async () => {} };
+    for (const [extra, option] of [
+      [{ ordered: true, batchSize: 10 }, 'batchSize'],
+      [{ partitions: 4 }, 'partitions'],
+      [{ handler: undefined }, 'handler'],
+      [{ queueType: 'stream' }, 'queueType'],
+    ] as const) {
+      assert.throws(
+        () => defineConsumer({ ...base, ...extra } as never),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.match(error.option, new RegExp(option));
+          return true;
+        },
+      );
+    }
+    assert.doesNotThrow(() => defineConsumer({ ...base, ordered: true, partitions: 4 }));
+  });
 });

@@ -9,6 +9,7 @@ import type {
   StandardSchema,
   WithSchema,
 } from './payload-validator.js';
+import { resolveConsumer } from './resolve-consumer.js';
 
 /** Queue types a consumer can declare. Quorum queues replicate; classic queues are lighter. */
 export type QueueType = 'classic' | 'quorum';
@@ -216,12 +217,16 @@ export function defineConsumer<P, DB = any, Tx = Transaction<DB>>(
 export function defineConsumer<P, DB, Tx>(
   definition: ConsumerDefinition<P, DB, Tx>,
 ): ConsumerDefinition<P, DB, Tx> {
-  // A misspelt option is refused where the definition is written, as the host refuses it at
-  // start; the rest is checked there.
+  // Refused where the definition is written, as the host would refuse it at start: a misspelt
+  // option, a missing handler, `ordered` with `batchSize`... Only the broker's consumer timeout,
+  // which the host learns, is checked there alone.
   rejectUnknownDefinitionOptions(
     definition,
     String((definition as { name?: unknown } | null)?.name),
   );
+  resolveConsumer(definition as AnyConsumerDefinition, {
+    brokerConsumerTimeoutMs: Number.MAX_SAFE_INTEGER,
+  });
   return definition;
 }
 
