@@ -4,7 +4,7 @@ import type { ConnectionOptions, PeerCertificate } from 'node:tls';
 import pg from 'pg';
 import { amqpTlsFor } from '../src/amqp/amqp-tls.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
-import { tlsFailure } from '../src/errors/tls-failure.js';
+import { tlsAdvice, tlsFailure } from '../src/errors/tls-failure.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
 import { tlsConnectionOptions } from '../src/options/tls-options.js';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
@@ -151,5 +151,15 @@ describe('tlsFailure', () => {
     assert.equal(tlsFailure(coded('ECONNREFUSED')), undefined);
     assert.equal(tlsFailure(coded('ETIMEDOUT')), undefined);
     assert.equal(tlsFailure(undefined), undefined);
+  });
+
+  it('advises by the verdict: an expired certificate or another host is not a CA to check', () => {
+    // Every refused certificate got "check amqpTls.ca" (found by a probe).
+    const advice = (code: string) =>
+      tlsAdvice({ code, reason: code, refusedBy: 'client' }, 'amqpTls');
+    assert.match(advice('CERT_HAS_EXPIRED'), /validity dates: renew it/);
+    assert.doesNotMatch(advice('CERT_HAS_EXPIRED'), /amqpTls\.ca/);
+    assert.match(advice('ERR_TLS_CERT_ALTNAME_INVALID'), /another host.*amqpTls\.servername/);
+    assert.match(advice('SELF_SIGNED_CERT_IN_CHAIN'), /amqpTls\.ca/);
   });
 });

@@ -62,6 +62,13 @@ export function tlsFailure(error: unknown): TlsFailure | undefined {
 export function tlsAdvice(failure: TlsFailure, option: string): string {
   switch (failure.refusedBy) {
     case 'client':
+      // The advice that fits the verdict: a date or a name is not mended by another CA.
+      if (failure.code === 'CERT_HAS_EXPIRED' || failure.code === 'CERT_NOT_YET_VALID') {
+        return "the server's certificate is outside its validity dates: renew it on the server (or check this machine's clock)";
+      }
+      if (failure.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || failure.code === 'HOSTNAME_MISMATCH') {
+        return `the server's certificate names another host than the URL's: connect by a name the certificate lists, or give that name as \`${option}.servername\``;
+      }
       return `the server's certificate was refused: check \`${option}.ca\` (the CA that signed the server's certificate) and that the certificate names the host of the URL (or \`${option}.servername\`)`;
     case 'server':
       return `the TLS handshake failed: check that the port serves TLS and that the server accepts the client certificate (\`${option}.cert\`, \`${option}.key\`)`;
