@@ -1,6 +1,7 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import * as amqp from 'amqplib';
+import { exchangeExistsOn } from '../../src/amqp/exchange-exists.js';
 import { topologyQueueNames } from '../../src/consumer/consumer-topology.js';
 import { OutboxService } from '../../src/nestjs/outbox.service.js';
 import type { OutboxModuleOptions } from '../../src/nestjs/outbox-module-options.js';
@@ -121,17 +122,8 @@ export class NestFixture {
     }
   }
 
-  async exchangeExists(exchange: string): Promise<boolean> {
-    const channel = await this.#connection.createChannel();
-    channel.on('error', () => {});
-    try {
-      await channel.checkExchange(exchange);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      await channel.close().catch(() => {});
-    }
+  exchangeExists(exchange: string): Promise<boolean> {
+    return exchangeExistsOn(this.#connection, exchange);
   }
 
   async query<R>(text: string, params: unknown[] = []): Promise<R[]> {

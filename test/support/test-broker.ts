@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, Message, Options } from 'amqplib';
 import * as amqp from 'amqplib';
+import { exchangeExistsOn } from '../../src/amqp/exchange-exists.js';
 import { AMQP_URL } from './env.js';
 import { uniqueName } from './test-database.js';
 import { waitFor } from './wait-for.js';
@@ -55,17 +56,8 @@ export class TestBroker {
   }
 
   /** Whether the exchange exists, on a channel of its own (a 404 closes the channel). */
-  async exchangeExists(name: string): Promise<boolean> {
-    const probe = await this.#connection.createChannel();
-    probe.on('error', () => {});
-    try {
-      await probe.checkExchange(name);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      await probe.close().catch(() => {});
-    }
+  exchangeExists(name: string): Promise<boolean> {
+    return exchangeExistsOn(this.#connection, name);
   }
 
   async depth(queue: string): Promise<number> {
