@@ -225,25 +225,31 @@ describe('consumer host: topology and lifecycle', () => {
     assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 1);
   });
 
-  it('fails start after startTimeoutMs when RabbitMQ cannot be reached', async () => {
-    // A port nobody listens on: bind one, note it, close it.
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
+  it('fails start after startTimeoutMs when RabbitMQ cannot be reached, naming every node tried', async () => {
+    // Ports nobody listens on: bind one, note it, close it.
+    const deadPort = async () => {
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as net.AddressInfo;
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    };
+    const ports = [await deadPort(), await deadPort()];
     const host = await f.host(
       [f.definition('unreachable', f.recordEffect)],
       {
-        amqpUrl: `amqp://guest:guest@127.0.0.1:${port}`,
-        startTimeoutMs: 300,
+        amqpUrl: ports.map((port) => `amqp://guest:guest@127.0.0.1:${port}`),
+        startTimeoutMs: 500,
       },
       false,
     );
     await assert.rejects(host.start(), (error: unknown) => {
       assert.ok(error instanceof OutboxkitError);
       assert.equal(error.code, 'consumer-start-timeout');
-      // Says where it tried and what the broker's side answered.
-      assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
+      // Says where it tried and what the broker's side answered: each node, not the last only.
+      for (const port of ports) {
+        assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}: [^;]*ECONNREFUSED`));
+      }
       assert.doesNotMatch(error.message, /guest:guest/);
       return true;
     });

@@ -31,7 +31,8 @@ export interface AmqpConnectionOptions {
 export class AmqpConnection extends EventEmitter {
   readonly #options: AmqpConnectionOptions;
   readonly #urls: UrlRotation;
-  #lastFailure: ConnectAttempt | undefined;
+  /** The latest failed connect to each URL since the last connect that worked. */
+  readonly #recentFailures = new Map<string, unknown>();
   readonly #closing = new AbortController();
   #model: ChannelModel | undefined;
   #blocked = false;
@@ -77,9 +78,12 @@ export class AmqpConnection extends EventEmitter {
     this.#firstAttempt = undefined;
   }
 
-  /** The last connect that failed, if any: for an error that must say why it gave up. */
-  get lastFailure(): ConnectAttempt | undefined {
-    return this.#lastFailure;
+  /**
+   * The latest failed connect to each URL since the last connect that worked, oldest first: for
+   * an error that must say why it gave up, naming every node it tried.
+   */
+  get recentFailures(): readonly ConnectAttempt[] {
+    return [...this.#recentFailures].map(([url, error]) => ({ url, error }));
   }
 
   get isReady(): boolean {
@@ -165,7 +169,8 @@ export class AmqpConnection extends EventEmitter {
             this.#settleFirstAttempt(refusal?.error ?? error, refusal?.url ?? url);
           }
         }
-        this.#lastFailure = { url, error };
+        this.#recentFailures.delete(url);
+        this.#recentFailures.set(url, error);
         // Within the first round, the next node is tried soon: the start checks wait for it.
         if (!inFirstRound) failures += 1;
         const delay = backoffDelay(reconnectBackoff, Math.max(failures, 1));
@@ -190,6 +195,7 @@ export class AmqpConnection extends EventEmitter {
         return;
       }
       failures = 0;
+      this.#recentFailures.clear();
       this.connects += 1;
       // At the level its trouble was told at: a log kept at `warn` (the default in code) showed
       // "connection lost" and never that the link was made again.

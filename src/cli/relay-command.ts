@@ -207,7 +207,10 @@ export const relayCommand: CliCommand = {
         }
         throw error;
       }
-      logger.info('relay http', { url: http.url, paths: ['/health', '/live', '/metrics'] });
+      const served = { url: http.url, paths: ['/health', '/live', '/metrics'] };
+      // A port the system chose is known from this line only: seen at `--log-level warn` too.
+      if (httpPort === 0) logger.warn('relay http', served);
+      else logger.info('relay http', served);
     }
     const stopStats = logStatsEvery(statsIntervalMs, () => relay.stats(), logger);
     const misconfigured = misconfigurationOf(relay);

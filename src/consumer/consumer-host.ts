@@ -479,14 +479,16 @@ export class ConsumerHost<Tx = Transaction<any>> {
       this.#started?.reject(error);
     });
     const timer = setTimeout(() => {
-      const last = this.#amqp.lastFailure;
+      const tried = this.#amqp.recentFailures
+        .map((f) => `${redactUrl(f.url)}: ${errorMessage(f.error)}`)
+        .join('; ');
       const declared = this.#lastStartFailure;
       // Connected, but the consumers' channels or declares kept failing: that is the cause.
       const message =
         declared !== undefined
           ? `the consumers could not start within ${this.#startTimeoutMs} ms (option startTimeoutMs): ${errorMessage(declared)}`
           : `RabbitMQ could not be reached within ${this.#startTimeoutMs} ms (option startTimeoutMs)${
-              last ? `: ${redactUrl(last.url)}: ${errorMessage(last.error)}` : ''
+              tried ? `: ${tried}` : ''
             }`;
       this.#started?.reject(new OutboxkitError('consumer-start-timeout', message));
     }, this.#startTimeoutMs);
