@@ -524,6 +524,24 @@ describe('nestjs: OutboxModule', () => {
     await f.closeApp(empty);
   });
 
+  it('warns when OutboxModule is imported twice on one schema and prefix', async () => {
+    // Each import started its own relay and subscribed every handler, without a word (a probe).
+    const logger = recordingLogger();
+    const options = f.options({ logger, relay: false, consumers: false });
+    @Module({ imports: [OutboxModule.forRoot(options)] })
+    class FeatureA {}
+    @Module({ imports: [OutboxModule.forRoot({ ...options })] })
+    class FeatureB {}
+    const moduleRef = await Test.createTestingModule({ imports: [FeatureA, FeatureB] }).compile();
+    const app = await f.init(moduleRef);
+    const twice = logger.lines.filter(
+      (l) => l.level === 'warn' && /OutboxModule is imported 2 times/.test(l.text),
+    );
+    assert.ok(twice.length >= 1, JSON.stringify(logger.lines));
+    assert.match(twice[0]!.text, /isGlobal: true/);
+    await f.closeApp(app);
+  });
+
   it('refuses two handlers of one consumer name, and a handler class registered in two modules, saying which', async () => {
     @Injectable()
     class First {

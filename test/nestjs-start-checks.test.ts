@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LazyModuleLoader } from '@nestjs/core';
+import type { DiscoveryService, LazyModuleLoader } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import type { ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import type { HandlerExplorer } from '../src/nestjs/handler-explorer.js';
@@ -114,10 +114,12 @@ describe('the Nest module at start', () => {
       handlerLocations: () => new Set<string>(),
     };
     const lazyModules = { load: async () => undefined } as unknown as LazyModuleLoader;
+    const discovery = { getProviders: () => [] } as unknown as DiscoveryService;
     const registrar = new OutboxRegistrar(
       runtime,
       explorer as unknown as HandlerExplorer,
       lazyModules,
+      discovery,
     );
     const bootstrap = registrar.onApplicationBootstrap();
     await waitFor('the start retrying the broker', () =>

@@ -5,7 +5,7 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { LazyModuleLoader } from '@nestjs/core';
+import { DiscoveryService, LazyModuleLoader } from '@nestjs/core';
 import { StateError } from '../errors/state-error.js';
 import { messages } from './error-messages.js';
 import { HandlerExplorer } from './handler-explorer.js';
@@ -24,19 +24,23 @@ export class OutboxRegistrar
   readonly #runtime: OutboxRuntime;
   readonly #explorer: HandlerExplorer;
   readonly #lazyModules: LazyModuleLoader;
+  readonly #discovery: DiscoveryService;
 
   constructor(
     @Inject(OutboxRuntime) runtime: OutboxRuntime,
     @Inject(HandlerExplorer) explorer: HandlerExplorer,
     @Inject(LazyModuleLoader) lazyModules: LazyModuleLoader,
+    @Inject(DiscoveryService) discovery: DiscoveryService,
   ) {
     this.#runtime = runtime;
     this.#explorer = explorer;
     this.#lazyModules = lazyModules;
+    this.#discovery = discovery;
   }
 
   async onApplicationBootstrap(): Promise<void> {
     const { prefix, enhancers } = this.#runtime.options;
+    this.#warnIfImportedTwice();
     this.#watchLazyModules(this.#explorer.handlerLocations());
     try {
       await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
@@ -49,6 +53,30 @@ export class OutboxRegistrar
       }
       throw error;
     }
+  }
+
+  /**
+   * Warns when another OutboxModule of this application runs on the same schema and prefix:
+   * each would start its own relay and subscribe every handler again (`forRoot` imported in two
+   * feature modules instead of once, global).
+   */
+  #warnIfImportedTwice(): void {
+    const { schema, prefix, logger } = this.#runtime.options;
+    const twins = this.#discovery
+      .getProviders()
+      .map((wrapper) => wrapper.instance as unknown)
+      .filter(
+        (instance): instance is OutboxRuntime =>
+          instance instanceof OutboxRuntime &&
+          instance !== this.#runtime &&
+          instance.options.schema === schema &&
+          instance.options.prefix === prefix,
+      );
+    if (twins.length === 0) return;
+    logger.warn(
+      `OutboxModule is imported ${twins.length + 1} times in this application on schema "${schema}"${prefix ? ` and prefix "${prefix}"` : ''}: each starts its own relay and subscribes every handler. Import OutboxModule.forRoot once (isGlobal: true) and inject OutboxService where it is needed`,
+      {},
+    );
   }
 
   /**
