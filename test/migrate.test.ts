@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
@@ -89,6 +91,66 @@ describe('migrations', () => {
       assert.deepEqual(second.results, []);
       await t.pool.query(`SELECT 1 FROM "${schema}".outbox`);
     } finally {
+      await t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+
+  it("keeps its 5 s lock bound to itself: a later migration of the same Migrator run gets the caller's lock_timeout", async () => {
+    // 0004's and 0005's `SET LOCAL lock_timeout` held for the rest of the Migrator's one
+    // transaction: an application migration after them failed after 5 s (found by a probe).
+    const schema = uniqueName('mig_bound');
+    let seen: string | undefined;
+    try {
+      const outboxkit = await new OutboxMigrationProvider({ schema }).getMigrations();
+      const migrator = new (await kyselyMigrator())({
+        db: t.db,
+        provider: {
+          getMigrations: async () => ({
+            ...outboxkit,
+            zz_app_after: {
+              async up(db) {
+                const { rows } = await sql<{
+                  v: string;
+                }>`SELECT current_setting('lock_timeout') AS v`.execute(db);
+                seen = rows[0]?.v;
+              },
+            },
+          }),
+        },
+        migrationTableSchema: schema,
+      });
+      const result = await migrateToLatest(migrator);
+      assert.equal(result.error, undefined);
+      const { rows } = await t.pool.query(`SELECT current_setting('lock_timeout') AS v`);
+      assert.equal(seen, rows[0].v, 'the session default, not 5s');
+    } finally {
+      await t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+
+  it('a migration that cannot take its lock fails with migration-lock-timeout, saying what holds it', async () => {
+    const schema = uniqueName('mig_lock');
+    const holder = await t.pool.connect();
+    try {
+      await migrate(t.pool, { schema });
+      // Back to version 4, as a 0.2 schema before 0005.
+      await t.pool.query(`ALTER TABLE "${schema}".outbox DROP COLUMN rejections`);
+      await t.pool.query(`DELETE FROM "${schema}".outboxkit_migrations WHERE version = 5`);
+      // A transaction on the outbox, as a relay's claim waiting for slow confirms.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT count(*) FROM "${schema}".outbox`);
+      await assert.rejects(migrate(t.pool, { schema }), (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'migration-lock-timeout');
+        assert.match(
+          error.message,
+          /migration 5 \(outbox_rejections\).*run the migration again, or stop the relays/,
+        );
+        return true;
+      });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      holder.release();
       await t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }
   });

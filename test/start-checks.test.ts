@@ -6,6 +6,7 @@ import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { type OutboxLogger, silentLogger } from '../src/util/logger.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
+import { waitFor } from './support/wait-for.js';
 
 /** What a start that refuses must reject with: one typed error, naming the fix, no password. */
 function refusal(code: string, fix: RegExp) {
@@ -87,6 +88,51 @@ describe('start checks of the relay', () => {
         [last.version, last.name],
       );
       assert.deepEqual((await migrate(t.pool, { schema: t.schema })).applied, []);
+    }
+  });
+
+  it('refuses a schema made from the SQL files without a later migration, by its missing column', async () => {
+    // Plain SQL leaves no version table, which the check took as current: the relay then failed
+    // every claim on the missing column and stayed healthy (found by a probe).
+    const schema = uniqueName('plainsql');
+    const { loadMigrations } = await import('../src/migrate/migration-files.js');
+    try {
+      for (const m of (await loadMigrations(schema)).filter((m) => m.version <= 4)) {
+        await t.pool.query(m.sql);
+      }
+      const relay = relayOn({ schema });
+      await assert.rejects(
+        relay.start(),
+        refusal(
+          'schema-outdated',
+          /lacks migration 5 \(its outbox has no `rejections` column\).*psql -1/,
+        ),
+      );
+      await relay.stop();
+    } finally {
+      await t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+
+  it('a column missing behind a schema recorded as current is told as schema-outdated, not retried quietly', async () => {
+    // As after a start with Postgres down: the claims fail on the column (42703).
+    const schema = uniqueName('nocolumn');
+    const { migrate } = await import('../src/migrate/migrate.js');
+    try {
+      await migrate(t.pool, { schema });
+      await t.pool.query(`ALTER TABLE "${schema}".outbox DROP COLUMN rejections`);
+      const relay = relayOn({ schema });
+      await relay.start();
+      try {
+        await waitFor('the problem found', () => relay.databaseProblem !== undefined);
+        assert.equal(relay.databaseProblem?.kind, 'misconfigured');
+        assert.equal((relay.databaseProblem?.error as { code?: string }).code, 'schema-outdated');
+        assert.match(String(relay.databaseProblem?.error.message), /outboxkit migrate --schema/);
+      } finally {
+        await relay.stop();
+      }
+    } finally {
+      await t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }
   });
 

@@ -4,6 +4,7 @@ import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { loadMigrations, versionTableSql } from './migration-files.js';
+import { migrationLockTimeout } from './migration-lock-timeout.js';
 
 /**
  * The shape of Kysely's `Migration` and `MigrationProvider`, declared here because Kysely moved
@@ -70,14 +71,19 @@ export class OutboxMigrationProvider implements KyselyMigrationProvider {
 
   async getMigrations(): Promise<Record<string, KyselyMigration>> {
     const migrations = await loadMigrations(this.#schema);
-    const versions = outboxTables(this.#schema).migrations;
+    const { migrations: versions, schemaName } = outboxTables(this.#schema);
     const versionTable = versionTableSql(this.#schema);
     return Object.fromEntries(
       migrations.map((m) => [
         `${this.#prefix}${String(m.version).padStart(4, '0')}_${m.name}`,
         {
           async up(db: Kysely<unknown>) {
-            await sql.raw(m.sql).execute(db);
+            await sql
+              .raw(m.sql)
+              .execute(db)
+              .catch((error: unknown) => {
+                throw migrationLockTimeout(error, m, schemaName) ?? error;
+              });
             await sql.raw(versionTable).execute(db);
             await sql`INSERT INTO ${sql.raw(versions)} (version, name) VALUES (${m.version}, ${m.name}) ON CONFLICT DO NOTHING`.execute(
               db,

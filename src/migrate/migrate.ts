@@ -6,6 +6,7 @@ import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { appliedVersions, loadMigrations, versionTableSql } from './migration-files.js';
+import { migrationLockTimeout } from './migration-lock-timeout.js';
 
 export interface MigrateOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
@@ -45,7 +46,9 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
     const applied: number[] = [];
     for (const m of migrations) {
       if (done.has(m.version)) continue;
-      await client.query(m.sql);
+      await client.query(m.sql).catch((error: unknown) => {
+        throw migrationLockTimeout(error, m, tables.schemaName) ?? error;
+      });
       await client.query(`INSERT INTO ${tables.migrations} (version, name) VALUES ($1, $2)`, [
         m.version,
         m.name,

@@ -1,6 +1,6 @@
 import { isDatabaseUnavailable } from '../consumer/database-errors.js';
 import type { OutboxkitError } from '../errors/outboxkit-error.js';
-import { notMigratedError } from '../start/check-schema.js';
+import { relaySchemaError } from '../start/check-schema.js';
 import { databaseMisconfiguration } from '../start/misconfiguration.js';
 
 /**
@@ -43,7 +43,7 @@ export class DatabaseHealth {
    */
   failed(error: unknown): boolean {
     const misconfigured: OutboxkitError | undefined =
-      notMigratedError(error, this.#schema, 'before the relay can publish') ??
+      relaySchemaError(error, this.#schema, 'before the relay can publish') ??
       databaseMisconfiguration(error, this.#where);
     const kind = misconfigured
       ? 'misconfigured'

@@ -4,7 +4,7 @@ import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-
 import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
-import { notMigratedError } from '../start/check-schema.js';
+import { relaySchemaError } from '../start/check-schema.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -211,7 +211,7 @@ export class RelayLane {
 
   /** A batch's error as logged: a schema never migrated says what to run (a start check that found Postgres down could not). */
   #describe(error: unknown): string {
-    return errorMessage(notMigratedError(error, this.#ctx.options.schema, 'first') ?? error);
+    return errorMessage(relaySchemaError(error, this.#ctx.options.schema, 'first') ?? error);
   }
 
   /**
@@ -488,8 +488,8 @@ export class RelayLane {
       retryCounted.push(counted ? 1 : 0);
       retryRejected.push(rejected ? 1 : 0);
     };
-    // `counted`: the failure that parks it is one of its attempts, as a retry's would be, so the
-    // parked row's attempts agree with the count in its reason ("returned 6 times").
+    // `counted`: the failure that parks it is one of its tries, as a retry's would be: the parked
+    // row's attempts count every try, nacks included; its reason counts the returns or rejections.
     const park = (row: OutboxRow, reason: string, counted = false) => {
       parkIds.push(row.id);
       parkReasons.push(reason);

@@ -14,6 +14,20 @@ export function migrateCommandFor(schema: string): string {
 
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
+/** SQLSTATE undefined_column. */
+const UNDEFINED_COLUMN = '42703';
+
+/** Where the advice to migrate points besides the CLI. */
+const OTHER_WAYS =
+  '(or `migrate(pool, { schema })`, or your Kysely Migrator with OutboxMigrationProvider)';
+
+/**
+ * The columns later migrations add, by the version that adds them: a schema whose tables were
+ * made without the version table (plain SQL from `migrations/`) is checked by them.
+ */
+const ADDED_COLUMNS: readonly { version: number; table: 'outbox'; column: string }[] = [
+  { version: 5, table: 'outbox', column: 'rejections' },
+];
 
 /**
  * The error to throw in place of `error` when it is Postgres' "relation does not exist" from a
@@ -29,6 +43,25 @@ export function notMigratedError(
   return new OutboxkitError(
     'schema-not-migrated',
     `schema ${JSON.stringify(schema)} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` ${then}`,
+    { cause: error },
+  );
+}
+
+/**
+ * `notMigratedError`, or for a statement of the relay's (which names only outboxkit's tables)
+ * that failed on a column a later migration adds, the error saying to migrate: the start could
+ * not see it (Postgres was down then, or the schema has no version table).
+ */
+export function relaySchemaError(
+  error: unknown,
+  schema: string,
+  then: string,
+): OutboxkitError | undefined {
+  const notMigrated = notMigratedError(error, schema, then);
+  if (notMigrated || sqlStateOf(error) !== UNDEFINED_COLUMN) return notMigrated;
+  return new OutboxkitError(
+    'schema-outdated',
+    `schema ${JSON.stringify(schema)} lacks a column this version of outboxkit needs (a migration not applied): run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS} ${then}`,
     { cause: error },
   );
 }
@@ -69,12 +102,15 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
       [tables.migrations, tables.outbox],
     );
     const found = rows[0] as { versions: string | null; outbox: string | null };
-    if (found.versions === null && found.outbox !== null) return;
+    if (found.versions === null && found.outbox !== null) {
+      await checkAddedColumns(db, schema, where);
+      return;
+    }
     if (found.versions === null) {
       throw new StartupError(
         'schema-not-migrated',
         'postgres',
-        `schema "${schema}" at ${where} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` (or \`migrate(pool, { schema })\`, or your Migrator with OutboxMigrationProvider) before starting`,
+        `schema "${schema}" at ${where} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS} before starting`,
       );
     }
     applied = await appliedVersions(db, schema);
@@ -89,7 +125,28 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
     throw new StartupError(
       'schema-outdated',
       'postgres',
-      `schema "${schema}" at ${where} lacks migration${missing.length === 1 ? '' : 's'} ${missing.join(', ')} that this version of outboxkit needs: run \`${migrateCommandFor(schema)}\` before starting`,
+      `schema "${schema}" at ${where} lacks migration${missing.length === 1 ? '' : 's'} ${missing.join(', ')} that this version of outboxkit needs: run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS} before starting`,
     );
   }
+}
+
+/**
+ * A schema with outboxkit's tables and no version table was made from the SQL files (or by a
+ * Kysely Migrator before versions were recorded): its migrations are told by what they added.
+ */
+async function checkAddedColumns(db: PgQueryable, schema: string, where: string): Promise<void> {
+  const tables = outboxTables(schema);
+  const { rows } = await db.query(
+    `SELECT attname FROM pg_attribute
+      WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+    [tables.outbox],
+  );
+  const columns = new Set((rows as { attname: string }[]).map((r) => r.attname));
+  const missing = ADDED_COLUMNS.filter((a) => !columns.has(a.column));
+  if (missing.length === 0) return;
+  throw new StartupError(
+    'schema-outdated',
+    'postgres',
+    `schema "${schema}" at ${where} lacks migration${missing.length === 1 ? '' : 's'} ${missing.map((m) => m.version).join(', ')} (its outbox has no ${missing.map((m) => `\`${m.column}\``).join(', ')} column): run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS}, or apply the SQL file${missing.length === 1 ? '' : 's'} from migrations/ in a transaction (psql -1), before starting`,
+  );
 }
