@@ -44,6 +44,7 @@ export {
 } from './consumer/retention-cleaner.js';
 export { TopologyConflictError } from './consumer/topology-conflict-error.js';
 export { TransactionClosedError } from './consumer/transaction-closed-error.js';
+export { UnpartitionedQueueError } from './consumer/unpartitioned-queue-error.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';
 export { NotInTransactionError } from './errors/not-in-transaction-error.js';

@@ -4,6 +4,7 @@ import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consume
 import { PartitionCountChangedError } from '../src/consumer/partition-count-changed-error.js';
 import { CONSISTENT_HASH_EXCHANGE_TYPE, partitionSet } from '../src/consumer/partition-set.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
+import { UnpartitionedQueueError } from '../src/consumer/unpartitioned-queue-error.js';
 import { StateError } from '../src/errors/state-error.js';
 import { ORDERING_KEY_HEADER } from '../src/protocol/message-headers.js';
 import { silentLogger } from '../src/util/logger.js';
@@ -148,3 +149,76 @@ for (const queueType of ['classic', 'quorum'] as const)
       for (const [key, seqs] of order) assert.deepEqual(seqs, expected, `order of ${key}`);
     });
   });
+
+describe('partitions: adding them to a consumer that had none', () => {
+  let f: ConsumerFixture;
+  before(async () => {
+    f = await ConsumerFixture.open('prszadd');
+  });
+  after(async () => {
+    await f.stopHosts();
+    const set = partitionSet(f.name('grow'), 3);
+    for (const q of [...set.queues, f.name('grow')]) await f.channel.deleteQueue(q).catch(() => {});
+    await f.channel.deleteExchange(set.exchange).catch(() => {});
+    await f.channel.deleteExchange(`${f.name('grow')}.drain`).catch(() => {});
+    await f.close();
+  });
+
+  it('refuses to start partitioned beside the old queue, and resizePartitions from 0 drains it in order', async () => {
+    // Adding `partitions` started without a word: the old queue's backlog was never handled and
+    // it kept a copy of every new message (found by a probe).
+    const handler = async (payload: unknown, ctx: ConsumeContext) => f.recordEffect(payload, ctx);
+    const at = (partitions?: number): ConsumerDefinition =>
+      f.definition('grow', handler, {
+        ordered: true,
+        concurrency: 1,
+        ...(partitions !== undefined && { partitions }),
+      });
+    const keys = 4;
+    const publish = (from: number, to: number) => {
+      const messages = [];
+      for (let seq = from; seq < to; seq += 1) {
+        for (let k = 0; k < keys; k += 1) {
+          messages.push({
+            routingKey: 'order.changed',
+            content: { key: `k${k}`, seq },
+            options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
+          });
+        }
+      }
+      return f.publishMany(messages);
+    };
+    const plain = await f.host([at()], { logger: silentLogger });
+    await plain.stop();
+    await publish(0, 10);
+    await assert.rejects(f.host([at(3)], { logger: silentLogger }), (error: unknown) => {
+      assert.ok(error instanceof UnpartitionedQueueError, String(error));
+      assert.equal(error.code, 'unpartitioned-queue-exists');
+      assert.match(error.message, /40 messages ready.*resizePartitions` with `from: 0`/);
+      return true;
+    });
+    const result = await resizePartitions({
+      db: f.t.db,
+      amqpUrl: AMQP_URL,
+      schema: f.t.schema,
+      consumer: at(3),
+      from: 0,
+      logger: silentLogger,
+      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+    });
+    assert.deepEqual(result, { drained: 40, oldSetFound: true });
+    assert.equal(await f.queueInfo(f.name('grow')), undefined, 'the old queue is gone');
+    const grown = await f.host([at(3)], { logger: silentLogger });
+    await publish(10, 20);
+    await waitFor('all handled', async () => (await f.effectCount()) >= 80, 30_000);
+    await waitFor('idle', () => grown.inFlight === 0);
+    const order = new Map<string, number[]>();
+    for (const e of await f.effects()) {
+      const [key, seq] = e.key.split('-') as [string, string];
+      order.set(key, [...(order.get(key) ?? []), Number(seq)]);
+    }
+    const expected = Array.from({ length: 20 }, (_, i) => i);
+    for (let k = 0; k < keys; k += 1)
+      assert.deepEqual(order.get(`k${k}`), expected, `order of k${k}`);
+  });
+});

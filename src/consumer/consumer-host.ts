@@ -55,6 +55,7 @@ import {
 } from './retention-cleaner.js';
 import { RetryPublisher } from './retry-publisher.js';
 import { TopologyConflictError } from './topology-conflict-error.js';
+import { UnpartitionedQueueError } from './unpartitioned-queue-error.js';
 
 /**
  * @typeParam Tx the handle the handlers get as `tx`: Kysely's `Transaction` by default, the ORM's
@@ -594,7 +595,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
           error instanceof TopologyConflictError ||
           error instanceof StartupError ||
           error instanceof PartitionsPluginMissingError ||
-          error instanceof PartitionCountChangedError;
+          error instanceof PartitionCountChangedError ||
+          error instanceof UnpartitionedQueueError;
         if (misconfigured && this.#state === 'starting') {
           this.#started?.reject(error);
           return;

@@ -1,7 +1,9 @@
 import type { ChannelModel } from 'amqplib';
 import { exchangeExistsOn } from '../amqp/exchange-exists.js';
+import { queueInfoOn } from '../amqp/queue-info.js';
 import { PartitionCountChangedError } from './partition-count-changed-error.js';
 import { MAX_PARTITIONS, partitionExchangeName } from './partition-set.js';
+import { UnpartitionedQueueError } from './unpartitioned-queue-error.js';
 
 /**
  * Passive checks in flight at once, each on a channel of its own (a 404 closes it). The broker
@@ -52,6 +54,19 @@ export async function refuseOtherPartitionSets(
       ),
     );
     found.push(...batch.filter((_, j) => exists[j]));
+  }
+  // The consumer's own queue, as it was before `partitions` was added: a partitioned consumer
+  // never declares a queue of that name.
+  for (const consumer of consumers) {
+    const plain = await queueInfoOn(model, consumer.queue);
+    if (plain) {
+      throw new UnpartitionedQueueError(
+        consumer.name,
+        consumer.queue,
+        plain.messageCount,
+        consumer.partitions,
+      );
+    }
   }
   const first = found[0]?.consumer;
   if (first !== undefined) {

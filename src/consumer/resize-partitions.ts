@@ -4,6 +4,7 @@ import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeChannel, closeConnection } from '../amqp/close-within.js';
 import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { exchangeExistsOn } from '../amqp/exchange-exists.js';
+import { queueInfoOn } from '../amqp/queue-info.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { optionNames } from '../options/option-names.js';
@@ -18,7 +19,7 @@ import {
 } from './consumer-host.js';
 import { declareTopology, topologyOf } from './consumer-topology.js';
 import { drainingHosts } from './other-partition-sets.js';
-import { type PartitionSet, partitionSet } from './partition-set.js';
+import { partitionSet } from './partition-set.js';
 import { resolveConsumer } from './resolve-consumer.js';
 
 /** What `resizePartitions` takes: the host's options, for the one consumer being resized. */
@@ -26,7 +27,7 @@ export interface ResizePartitionsOptions
   extends Omit<ConsumerHostOptions<unknown>, 'consumers' | 'retention'> {
   /** The consumer with its new `partitions`. */
   readonly consumer: AnyConsumerDefinition;
-  /** The partition count its processes ran with until now. */
+  /** The partition count its processes ran with until now; 0 for none (adding partitions). */
   readonly from: number;
   /** How often the drain's progress is checked. Default 200 ms. */
   readonly pollIntervalMs?: number | undefined;
@@ -92,12 +93,13 @@ export async function resizePartitions(
   if (target.partitions === undefined) {
     throw new ConfigurationError('consumer.partitions', 'must give the new partition count');
   }
-  positiveInteger('from', from);
+  if (from !== 0) positiveInteger('from', from);
   if (from === target.partitions) {
     throw new ConfigurationError('from', `is the new count (${from}) already: nothing to resize`);
   }
   const pollIntervalMs = durationMs('pollIntervalMs', options.pollIntervalMs, 200);
-  const oldSet = partitionSet(target.queue, from);
+  // From no partitions: the old "set" is the consumer's one queue, bound to its exchange.
+  const oldSet: OldSet = from === 0 ? { queues: [target.queue] } : partitionSet(target.queue, from);
   const newSet = partitionSet(target.queue, target.partitions);
   const urls = amqpUrlList(options.amqpUrl);
   const model = await connectAmqpFirst(urls, {
@@ -106,7 +108,10 @@ export async function resizePartitions(
     tls: amqpTlsFor(urls, options.amqpTls),
   });
   try {
-    const oldSetFound = await exchangeExistsOn(model, oldSet.exchange);
+    const oldSetFound =
+      oldSet.exchange === undefined
+        ? (await queueInfoOn(model, target.queue)) !== undefined
+        : await exchangeExistsOn(model, oldSet.exchange);
     await refuseIfConsumed(
       model,
       newSet,
@@ -126,12 +131,16 @@ export async function resizePartitions(
     channel.on('error', () => {});
     try {
       for (const key of target.routingKeys) {
-        await channel.unbindExchange(oldSet.exchange, target.exchange, key);
+        if (oldSet.exchange === undefined) {
+          await channel.unbindQueue(target.queue, target.exchange, key);
+        } else {
+          await channel.unbindExchange(oldSet.exchange, target.exchange, key);
+        }
       }
     } finally {
       await closeChannel(channel);
     }
-    const drainExchange = `${oldSet.exchange}.drain`;
+    const drainExchange = `${oldSet.exchange ?? target.queue}.drain`;
     const drained = await drain(model, options, oldSet, drainExchange, pollIntervalMs);
     await deleteSet(model, oldSet, drainExchange);
     return { drained, oldSetFound };
@@ -140,11 +149,17 @@ export async function resizePartitions(
   }
 }
 
+/** The queues to drain, and the partition set's exchange (none for a consumer without partitions). */
+interface OldSet {
+  readonly exchange?: string | undefined;
+  readonly queues: readonly string[];
+}
+
 /** Handles the old set's messages with a host of the old count until the set is empty. */
 async function drain(
   model: ChannelModel,
   options: ResizePartitionsOptions,
-  set: PartitionSet,
+  set: OldSet,
   drainExchange: string,
   pollIntervalMs: number,
 ): Promise<number> {
@@ -152,7 +167,7 @@ async function drain(
   const { pollIntervalMs: _, ...hostOptions } = rest;
   const old: AnyConsumerDefinition = {
     ...consumer,
-    partitions: from,
+    partitions: from === 0 ? undefined : from,
     exchange: drainExchange,
     exchangeType: 'fanout',
     routingKeys: [''],
@@ -176,7 +191,7 @@ async function drain(
   return drained;
 }
 
-async function readyIn(model: ChannelModel, set: PartitionSet): Promise<number> {
+async function readyIn(model: ChannelModel, set: OldSet): Promise<number> {
   const channel = await model.createChannel();
   channel.on('error', () => {});
   try {
@@ -188,11 +203,7 @@ async function readyIn(model: ChannelModel, set: PartitionSet): Promise<number> 
   }
 }
 
-async function refuseIfConsumed(
-  model: ChannelModel,
-  set: PartitionSet,
-  what: string,
-): Promise<void> {
+async function refuseIfConsumed(model: ChannelModel, set: OldSet, what: string): Promise<void> {
   for (const queue of set.queues) {
     const channel = await model.createChannel();
     channel.on('error', () => {});
@@ -218,11 +229,7 @@ async function refuseIfConsumed(
  * queues (the default) and closes the connection. Checking first is enough, since nothing routes
  * to the set any more: it was unbound before the drain, and its consumer retries in place.
  */
-async function deleteSet(
-  model: ChannelModel,
-  set: PartitionSet,
-  drainExchange: string,
-): Promise<void> {
+async function deleteSet(model: ChannelModel, set: OldSet, drainExchange: string): Promise<void> {
   const channel = await model.createChannel();
   channel.on('error', () => {});
   try {
@@ -236,7 +243,7 @@ async function deleteSet(
       }
     }
     for (const queue of set.queues) await channel.deleteQueue(queue);
-    await channel.deleteExchange(set.exchange);
+    if (set.exchange !== undefined) await channel.deleteExchange(set.exchange);
     await channel.deleteExchange(drainExchange);
   } finally {
     await closeChannel(channel);
