@@ -5,6 +5,7 @@ import { assertExchanges, type ExchangeDeclaration } from '../amqp/exchange-decl
 import type { AnyConsumerDefinition } from './consumer-definition.js';
 import {
   CONSISTENT_HASH_EXCHANGE_TYPE,
+  MAX_PARTITIONS,
   PARTITION_BINDING_WEIGHT,
   type PartitionSet,
   partitionSet,
@@ -310,6 +311,9 @@ async function declarePartitions(
   const onError = (error: unknown) => {
     connectionError = error;
   };
+  // One such listener per partition declaring at once, each removed below: not a leak, though
+  // past 10 Node would warn of one.
+  if (model.getMaxListeners() < MAX_PARTITIONS + 10) model.setMaxListeners(MAX_PARTITIONS + 10);
   model.on('error', onError);
   try {
     await asTopologyConflict('exchange', set.exchange, () =>

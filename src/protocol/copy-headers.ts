@@ -28,10 +28,17 @@ export interface FailureRecord {
   readonly queue?: string | undefined;
 }
 
+/** At most `MAX_ERROR_CHARS`, the ellipsis included, without splitting a surrogate pair. */
+function truncated(message: string): string {
+  if (message.length <= MAX_ERROR_CHARS) return message;
+  const cut = message.slice(0, MAX_ERROR_CHARS - 1);
+  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
+}
+
 function describeError(error: unknown): { message: string; name: string } {
   const message = error instanceof Error ? error.message : String(error);
   return {
-    message: message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}…` : message,
+    message: truncated(message),
     name: error instanceof Error ? error.name : typeof error,
   };
 }
