@@ -12,6 +12,21 @@ import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
 import { waitFor } from './support/wait-for.js';
 
+/** Publishes seq `from` to `to - 1` of keys `k0`... `k<keys - 1>`, interleaved. */
+function publishKeyed(f: ConsumerFixture, keys: number, from: number, to: number) {
+  const messages = [];
+  for (let seq = from; seq < to; seq += 1) {
+    for (let k = 0; k < keys; k += 1) {
+      messages.push({
+        routingKey: 'order.changed',
+        content: { key: `k${k}`, seq },
+        options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
+      });
+    }
+  }
+  return f.publishMany(messages);
+}
+
 // Both queue types: the old set's delete once used `ifEmpty`, which RabbitMQ 3.x refuses on
 // quorum queues (the default), closing the connection and leaving both sets (found by a probe).
 for (const queueType of ['classic', 'quorum'] as const)
@@ -32,20 +47,7 @@ for (const queueType of ['classic', 'quorum'] as const)
     });
 
     const keys = 8;
-    /** Publishes seq `from` to `to - 1` of every key, interleaved. */
-    const publishRange = (from: number, to: number) => {
-      const messages = [];
-      for (let seq = from; seq < to; seq += 1) {
-        for (let k = 0; k < keys; k += 1) {
-          messages.push({
-            routingKey: 'order.changed',
-            content: { key: `k${k}`, seq },
-            options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
-          });
-        }
-      }
-      return f.publishMany(messages);
-    };
+    const publishRange = (from: number, to: number) => publishKeyed(f, keys, from, to);
 
     /** Matches the refusal of a start at another count than the existing sets'. */
     const changedFrom = (existing: number[]) => (error: unknown) => {
@@ -175,19 +177,7 @@ describe('partitions: adding them to a consumer that had none', () => {
         ...(partitions !== undefined && { partitions }),
       });
     const keys = 4;
-    const publish = (from: number, to: number) => {
-      const messages = [];
-      for (let seq = from; seq < to; seq += 1) {
-        for (let k = 0; k < keys; k += 1) {
-          messages.push({
-            routingKey: 'order.changed',
-            content: { key: `k${k}`, seq },
-            options: { messageId: `k${k}-${seq}`, headers: { [ORDERING_KEY_HEADER]: `k${k}` } },
-          });
-        }
-      }
-      return f.publishMany(messages);
-    };
+    const publish = (from: number, to: number) => publishKeyed(f, keys, from, to);
     const plain = await f.host([at()], { logger: silentLogger });
     await plain.stop();
     await publish(0, 10);
