@@ -205,21 +205,13 @@ async function readyIn(model: ChannelModel, set: OldSet): Promise<number> {
 
 async function refuseIfConsumed(model: ChannelModel, set: OldSet, what: string): Promise<void> {
   for (const queue of set.queues) {
-    const channel = await model.createChannel();
-    channel.on('error', () => {});
-    try {
-      const { consumerCount } = await channel.checkQueue(queue);
-      if (consumerCount > 0) {
-        throw new StateError(
-          `cannot resize partitions: a process (${consumerCount} consumer(s) on ${queue}) ${what}`,
-          'consumed',
-        );
-      }
-    } catch (error) {
-      if (error instanceof StateError) throw error;
-      // 404: the queue does not exist, so nothing consumes it.
-    } finally {
-      await closeChannel(channel);
+    // A queue that does not exist is consumed by nobody.
+    const consumerCount = (await queueInfoOn(model, queue))?.consumerCount ?? 0;
+    if (consumerCount > 0) {
+      throw new StateError(
+        `cannot resize partitions: a process (${consumerCount} consumer(s) on ${queue}) ${what}`,
+        'consumed',
+      );
     }
   }
 }

@@ -22,11 +22,11 @@ const OTHER_WAYS =
   '(or `migrate(pool, { schema })`, or your Kysely Migrator with OutboxMigrationProvider)';
 
 /**
- * The columns later migrations add, by the version that adds them: a schema whose tables were
- * made without the version table (plain SQL from `migrations/`) is checked by them.
+ * The outbox columns later migrations add, by the version that adds them: a schema whose tables
+ * were made without the version table (plain SQL from `migrations/`) is checked by them.
  */
-const ADDED_COLUMNS: readonly { version: number; table: 'outbox'; column: string }[] = [
-  { version: 5, table: 'outbox', column: 'rejections' },
+const ADDED_COLUMNS: readonly { version: number; column: string }[] = [
+  { version: 5, column: 'rejections' },
 ];
 
 /**
