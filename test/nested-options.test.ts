@@ -149,4 +149,38 @@ describe('nested options', () => {
     assert.doesNotThrow(relay({ retry: { backoff: undefined }, reconnectBackoff: undefined }));
     assert.doesNotThrow(dashboardSettings({}));
   });
+
+  it('fill every backoff from its defaults, a bound left out following the one given', () => {
+    // Was: a relay's or host's partial backoff was refused, naming a field the user never set.
+    const resolved = resolveRelayOptions(
+      untyped({
+        pool,
+        amqpUrl,
+        reconnectBackoff: { maxMs: 50 },
+        retry: { backoff: { initialMs: 600_000 } },
+      }),
+    );
+    assert.deepEqual(
+      { initialMs: resolved.reconnectBackoff.initialMs, maxMs: resolved.reconnectBackoff.maxMs },
+      { initialMs: 50, maxMs: 50 },
+    );
+    assert.deepEqual(
+      { initialMs: resolved.retry.backoff.initialMs, maxMs: resolved.retry.backoff.maxMs },
+      { initialMs: 600_000, maxMs: 600_000 },
+    );
+    assert.equal(relay({ reconnectBackoff: { maxMs: 20_000 } })().reconnectBackoff.initialMs, 100);
+    assert.doesNotThrow(host({ reconnectBackoff: { initialMs: 5_000 } }));
+    // A consumer's retry delays: 20 minutes each, not refused for the default 5-minute cap.
+    const slow = consumer({ retry: { maxAttempts: 3, backoff: { initialMs: 1_200_000 } } })();
+    assert.deepEqual(slow.retryDelaysMs, [1_200_000, 1_200_000]);
+    // What the user wrote is still checked as written.
+    assert.throws(
+      relay({ reconnectBackoff: { initialMs: 500, maxMs: 100 } }),
+      refused('reconnectBackoff.maxMs', /at least initialMs/),
+    );
+    assert.throws(
+      host({ reconnectBackoff: { maxMs: -1 } }),
+      refused('reconnectBackoff.maxMs', /./),
+    );
+  });
 });

@@ -92,7 +92,7 @@ export interface ConsumerHostOptions<Tx = Transaction<any>> {
   /** AMQP heartbeat in seconds. Default 10. */
   readonly heartbeatSeconds?: number | undefined;
   /** Delay between reconnects to RabbitMQ, and between retries while Postgres is down. Default 100 ms doubling to 10 s. */
-  readonly reconnectBackoff?: BackoffPolicy | undefined;
+  readonly reconnectBackoff?: Partial<BackoffPolicy> | undefined;
   /**
    * How long a delivery's transaction is retried in place, without counting an attempt, while
    * Postgres is unavailable to it (BEGIN, the claim or COMMIT fail for the connection, or the

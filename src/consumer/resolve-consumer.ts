@@ -222,9 +222,7 @@ export function resolveConsumer(
     retry?.maxAttempts,
     DEFAULT_MAX_ATTEMPTS,
   );
-  // The relay's rule, with the fields left out taken from the defaults.
   const backoff = backoffOption(option('retry.backoff'), retry?.backoff, DEFAULT_BACKOFF, {
-    fillFromFallback: true,
     noJitter:
       'is not taken: consumer retry delays are exact (each delay is a delay queue, whose ' +
       'messages all wait the same), so there is no jitter',

@@ -14,26 +14,24 @@ export const BACKOFF_OPTION_NAMES = optionNames<BackoffPolicy>()([
 
 /** How one component reads its backoff. */
 export interface BackoffRules {
-  /**
-   * Fill the fields left out from `fallback` (a consumer's `retry.backoff`), instead of taking
-   * `fallback` only when the whole backoff is left out.
-   */
-  readonly fillFromFallback?: boolean;
   /** Why `jitter` is refused, for a backoff that has none; undefined when it has. */
   readonly noJitter?: string;
 }
 
 /**
- * Returns a backoff option (`retry.backoff`, `reconnectBackoff`), or `fallback` when it is
- * undefined, after checking every field: a `factor` or `jitter` that is not a number in range
- * (NaN above all) makes every delay NaN, that is no delay at all: a retry or reconnect storm.
- * The relay, the consumer host and the consumers all read theirs here, so one rule holds.
+ * Returns a backoff option (`retry.backoff`, `reconnectBackoff`), with the fields left out taken
+ * from `fallback`, after checking every field: a `factor` or `jitter` that is not a number in
+ * range (NaN above all) makes every delay NaN, that is no delay at all: a retry or reconnect
+ * storm. A bound left out follows the one given where the default would contradict it
+ * (`{ maxMs: 50 }` starts at 50 ms, `{ initialMs: 60_000 }` never waits less), so that a
+ * partial backoff is refused only for what the user wrote. The relay, the consumer host and the
+ * consumers all read theirs here, so one rule holds.
  */
 export function backoffOption(
   option: string,
   value: Partial<BackoffPolicy> | undefined,
   fallback: BackoffPolicy,
-  { fillFromFallback = false, noJitter }: BackoffRules = {},
+  { noJitter }: BackoffRules = {},
 ): BackoffPolicy {
   // Checked before the unknown names, so the message says why rather than "not an option".
   if (noJitter !== undefined && (value as { jitter?: unknown } | undefined)?.jitter !== undefined) {
@@ -46,13 +44,8 @@ export function backoffOption(
     BACKOFF_OPTION_NAMES,
     'a backoff',
   );
-  // Without fillFromFallback a field left out is refused by its check below.
   const backoff: BackoffPolicy =
-    given === undefined
-      ? fallback
-      : fillFromFallback
-        ? { ...fallback, ...defined(given) }
-        : (given as BackoffPolicy);
+    given === undefined ? fallback : withBoundsOf(defined(given), fallback, option);
   const initialMs = durationMs(`${option}.initialMs`, backoff.initialMs);
   if (durationMs(`${option}.maxMs`, backoff.maxMs) < initialMs) {
     throw new ConfigurationError(`${option}.maxMs`, 'must be at least initialMs');
@@ -69,6 +62,26 @@ export function backoffOption(
       `${option}.jitter`,
       `must be a number from 0 to 1, got ${String(jitter)}`,
     );
+  }
+  return backoff;
+}
+
+/**
+ * `given` over `fallback`; a bound left out moves to the given one when the fallback's would be
+ * on its wrong side. Given bounds are checked as given, so a duration that is not one is named.
+ */
+function withBoundsOf(
+  given: Partial<BackoffPolicy>,
+  fallback: BackoffPolicy,
+  option: string,
+): BackoffPolicy {
+  const backoff = { ...fallback, ...given };
+  if (given.initialMs !== undefined && given.maxMs === undefined) {
+    const initialMs = durationMs(`${option}.initialMs`, given.initialMs);
+    if (initialMs > fallback.maxMs) backoff.maxMs = initialMs;
+  } else if (given.maxMs !== undefined && given.initialMs === undefined) {
+    const maxMs = durationMs(`${option}.maxMs`, given.maxMs);
+    if (maxMs < fallback.initialMs) backoff.initialMs = maxMs;
   }
   return backoff;
 }

@@ -30,7 +30,7 @@ export interface RelayRetryPolicy {
    */
   readonly maxAttempts?: number | undefined;
   /** Delay before a row is tried again, whatever failed. Default 1 s doubling to 5 min. */
-  readonly backoff?: BackoffPolicy | undefined;
+  readonly backoff?: Partial<BackoffPolicy> | undefined;
   /**
    * Retry a row the broker returns as unroutable (no queue is bound for it, or the only queue
    * for it is down: a classic queue whose cluster node is down is returned so too), counting
@@ -97,7 +97,7 @@ export interface RelayOptions {
   /** Attempts and delays of a row the broker rejects. Default 10 attempts, 1 s doubling to 5 min. */
   readonly retry?: RelayRetryPolicy | undefined;
   /** Delay between reconnects to Postgres or RabbitMQ. Default 100 ms doubling to 10 s. */
-  readonly reconnectBackoff?: BackoffPolicy | undefined;
+  readonly reconnectBackoff?: Partial<BackoffPolicy> | undefined;
   /** Messages larger than this are parked rather than published. Default 128 MiB (RabbitMQ's). */
   readonly maxMessageBytes?: number | undefined;
   /** How long `stop()` waits for in-flight confirms before releasing the rows. Default 10 s. */
@@ -162,11 +162,20 @@ export const RELAY_OPTION_NAMES = optionNames<RelayOptions>()([
 export type ResolvedRelayOptions = DefaultsFilled<
   Omit<
     RelayOptions,
-    'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'retry' | 'connectionName'
+    | 'pool'
+    | 'databaseUrl'
+    | 'databaseTls'
+    | 'amqpTls'
+    | 'retry'
+    | 'connectionName'
+    | 'reconnectBackoff'
   >
 > &
   Pick<RelayOptions, 'pool' | 'databaseUrl' | 'databaseTls' | 'amqpTls' | 'connectionName'> & {
-    readonly retry: DefaultsFilled<RelayRetryPolicy>;
+    readonly retry: DefaultsFilled<Omit<RelayRetryPolicy, 'backoff'>> & {
+      readonly backoff: BackoffPolicy;
+    };
+    readonly reconnectBackoff: BackoffPolicy;
   };
 
 /** Fills in defaults and rejects values the relay cannot work with, naming the option. */
