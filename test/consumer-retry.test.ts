@@ -24,11 +24,21 @@ describe('idempotent consumer: retries and dead letters', () => {
   it('a handler failing k times then succeeding: one effect, k+1 attempts, after the delays', async () => {
     const name = f.name('flaky');
     const k = 3;
-    const calls: Array<{ attempt: number; at: number; redelivered: boolean }> = [];
+    const calls: Array<{
+      attempt: number;
+      at: number;
+      redelivered: boolean;
+      headers: Readonly<Record<string, unknown>>;
+    }> = [];
     const def = f.definition(
       'flaky',
       async (payload, ctx) => {
-        calls.push({ attempt: ctx.attempt, at: performance.now(), redelivered: ctx.redelivered });
+        calls.push({
+          attempt: ctx.attempt,
+          at: performance.now(),
+          redelivered: ctx.redelivered,
+          headers: ctx.headers,
+        });
         // Written before throwing, so a rollback that did not happen would show.
         await f.recordEffect(payload, ctx);
         if (ctx.attempt <= k) throw new Error(`flaky failure ${ctx.attempt}`);
@@ -39,13 +49,24 @@ describe('idempotent consumer: retries and dead letters', () => {
       },
     );
     const host = await f.host([def]);
-    await f.publish('flaky', { x: 1 }, { messageId: 'flaky-1' });
+    await f.publish('flaky', { x: 1 }, { messageId: 'flaky-1', headers: { tenant: 't1' } });
     await waitFor('the message to succeed', () => host.stats(name).handled === 1);
 
     assert.deepEqual(
       calls.map((c) => c.attempt),
       [1, 2, 3, 4],
     );
+    // The publisher's headers on every attempt; not the broker's record of the delay queue's
+    // wait (it had x-death and x-first-death-* from attempt 2).
+    for (const { attempt, headers } of calls) {
+      assert.equal(headers.tenant, 't1');
+      assert.deepEqual(
+        Object.keys(headers).filter((h) => h.includes('death')),
+        [],
+        `attempt ${attempt}'s headers`,
+      );
+    }
+    assert.equal(calls[3]!.headers[OUTBOXKIT_HEADERS.retries], 3);
     const gaps = calls.slice(1).map((c, i) => c.at - calls[i]!.at);
     for (const [i, expected] of [100, 200, 400].entries()) {
       assert.ok(

@@ -27,7 +27,10 @@ export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializabl
 export interface MessageInfo {
   /** The AMQP `message-id` property; the default business key. */
   readonly messageId: string | undefined;
-  /** The message's headers, as published (outboxkit's own `x-outboxkit-*` headers included). */
+  /**
+   * The message's headers, as published (outboxkit's own `x-outboxkit-*` headers included). A
+   * retry does not carry the broker's `x-death` of its wait in outboxkit's delay queue.
+   */
   readonly headers: Readonly<Record<string, unknown>>;
   /** The broker delivered this copy before (a lost channel or connection, or a requeue). */
   readonly redelivered: boolean;

@@ -1,5 +1,6 @@
 import type { ConsumeMessage } from 'amqplib';
 import { businessKeyProblem, quoteKey } from '../protocol/business-key.js';
+import { withoutHops } from '../protocol/copy-headers.js';
 import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-letter-headers.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
@@ -35,7 +36,11 @@ const ACCEPTED_ENCODINGS = new Set(['', 'identity', 'utf-8', 'utf8']);
 /** The metadata of a delivery, reading the original exchange and routing key of a retry copy. */
 export function messageInfo(message: ConsumeMessage, failedAttempts: number): MessageInfo {
   const { fields, properties } = message;
-  const headers: Record<string, unknown> = properties.headers ?? {};
+  const published: Record<string, unknown> = properties.headers ?? {};
+  // A retry copy's hops were dropped when it was sent: what the broker added since is its wait
+  // in outboxkit's own delay queue, not the publisher's.
+  const headers =
+    published[OUTBOXKIT_HEADERS.retries] === undefined ? published : withoutHops(published);
   const text = (value: unknown) =>
     typeof value === 'string' && value.length > 0 ? value : undefined;
   return {

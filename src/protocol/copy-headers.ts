@@ -90,7 +90,8 @@ export function deadLetterHeaders(
   return headers;
 }
 
-function withoutHops(headers: Readonly<Record<string, unknown>>): Record<string, unknown> {
+/** `headers` without the broker's record of dead-letter hops (a delay queue's `x-death`). */
+export function withoutHops(headers: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out = { ...headers };
   for (const name of BROKER_DEATH_HEADERS) delete out[name];
   return out;
