@@ -39,4 +39,33 @@ describe('a consumer of many partitions', () => {
       [],
     );
   });
+
+  it('declares each partition queue once at start, not once per partition', async () => {
+    // Each partition's runner declared the whole set again right after the host had: 16 × 17
+    // queue declares for 16 partitions (about 130,000 declares for 255).
+    const set = partitionSet(f.name('wide'), 16);
+    const queues = new Set(set.queues);
+    let owner: object | null = f.channel;
+    while (owner !== null && !Object.hasOwn(owner, 'assertQueue')) {
+      owner = Object.getPrototypeOf(owner) as object | null;
+    }
+    assert.ok(owner, "amqplib's channel has an assertQueue");
+    const proto = owner as { assertQueue: (queue: string, ...rest: unknown[]) => unknown };
+    const assertQueue = proto.assertQueue;
+    let declares = 0;
+    proto.assertQueue = function (this: unknown, queue: string, ...rest: unknown[]) {
+      if (queues.has(queue)) declares += 1;
+      return assertQueue.call(this, queue, ...rest);
+    };
+    try {
+      const host = await f.host(
+        [f.definition('wide', f.recordEffect, { ordered: true, partitions: 16 })],
+        { logger: silentLogger },
+      );
+      await host.stop();
+    } finally {
+      proto.assertQueue = assertQueue;
+    }
+    assert.equal(declares, 16);
+  });
 });

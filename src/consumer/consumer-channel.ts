@@ -52,12 +52,16 @@ export class ConsumerChannel {
     this.#options = options;
   }
 
-  /** Declares the topology and starts consuming on `model`, unless already doing so. */
-  attach(model: ChannelModel): Promise<void> {
+  /**
+   * Declares the topology and starts consuming on `model`, unless already doing so. `declared`:
+   * the host has just declared this topology on `model` (a partition set, which every partition
+   * carries whole: declaring it again per partition made N × (2N + 2) declares at start).
+   */
+  attach(model: ChannelModel, declared = false): Promise<void> {
     this.#model = model;
     // One attach at a time: the host (after a reconnect) and a channel reopen may both ask.
     const previous = this.#attaching ?? Promise.resolve();
-    const attaching = previous.catch(() => {}).then(() => this.#attach(model));
+    const attaching = previous.catch(() => {}).then(() => this.#attach(model, declared));
     this.#attaching = attaching;
     void attaching.then(
       () => this.#settleAttach(attaching),
@@ -126,12 +130,12 @@ export class ConsumerChannel {
     if (this.#attaching === attaching) this.#attaching = undefined;
   }
 
-  async #attach(model: ChannelModel): Promise<void> {
+  async #attach(model: ChannelModel, declared: boolean): Promise<void> {
     // Superseded by a newer connection, or already consuming on this one.
     if (this.#model !== model) return;
     if (this.#handle?.open && this.#handle.model === model) return;
     const { consumer, topology, logger, stopping } = this.#options;
-    await this.#declare(model);
+    if (!declared) await this.#declare(model);
     const channel = await model.createChannel();
     const handle: ConsumerChannelHandle = { channel, model, open: true, consumerTags: [] };
     this.#handle = handle;

@@ -586,7 +586,9 @@ export class ConsumerHost<Tx = Transaction<any>> {
         // Partition sets first, one after another: a missing plugin closes the connection, and
         // only the declare that caused it can tell why.
         if (this.#partitionSets.length > 0) await declareTopology(model, this.#partitionSets);
-        await Promise.all(this.#runners.map((r) => r.attach(model)));
+        await Promise.all(
+          this.#runners.map((r) => r.attach(model, r.topology.partitions !== undefined)),
+        );
         for (const b of this.#balancers) b.attach(model);
         failures = 0;
         this.#started?.resolve();

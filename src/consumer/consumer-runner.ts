@@ -147,9 +147,12 @@ export class ConsumerRunner {
     return this.#channel.handOver();
   }
 
-  /** Declares the topology and starts consuming on `model`, unless already doing so. */
-  attach(model: ChannelModel): Promise<void> {
-    return this.#channel.attach(model);
+  /**
+   * Declares the topology and starts consuming on `model`, unless already doing so; `declared`
+   * when the host has just declared it (see `ConsumerChannel.attach`).
+   */
+  attach(model: ChannelModel, declared = false): Promise<void> {
+    return this.#channel.attach(model, declared);
   }
 
   /** The connection is gone; its channel and deliveries with it. */
