@@ -10,6 +10,7 @@ import {
   type OutboxModuleOptions,
   OutboxService,
 } from '../src/nestjs/index.js';
+import { OutboxRuntime } from '../src/nestjs/outbox-runtime.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -20,10 +21,13 @@ const Ping = defineMessage<Ping>({ exchange: 'pings', routingKey: 'ping' });
 
 @Injectable()
 class PingHandler {
+  /** What a handler waits for before it records its message. */
+  static gate: Promise<void> = Promise.resolve();
   readonly seen: number[] = [];
 
   @OutboxHandler(Ping, { queueType: 'classic', name: 'prom.pings', businessKey: (p) => `${p.n}` })
   async ping(ping: Ping): Promise<void> {
+    await PingHandler.gate;
     this.seen.push(ping.n);
   }
 }
@@ -107,6 +111,39 @@ describe('nestjs: OutboxModule with prometheusRegistry', () => {
     await f.closeApp(again);
     assert.doesNotMatch(await registry.metrics(), /outboxkit_/);
   });
+  it('keeps the metrics while a shutdown waits for running handlers, and removes them after', async () => {
+    // They were removed at the start of the shutdown: scrapes during a graceful drain (up to
+    // stopTimeoutMs) showed no outboxkit series at all.
+    const registry = new Registry();
+    const app = await boot(f.options({ prometheusRegistry: registry }));
+    const handler = app.get(PingHandler);
+    let release!: () => void;
+    PingHandler.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await f.t.db.transaction().execute((trx) => app.get(OutboxService).add(trx, Ping, { n: 9 }));
+    const received = `outboxkit_consumer_received_total{consumer="${f.name('prom.pings')}"}`;
+    await waitFor('the handler to be running, its row published', async () => {
+      const text = await registry.metrics();
+      return value(text, received) === 1 && value(text, 'outboxkit_relay_published_total') === 1
+        ? true
+        : undefined;
+    });
+    const runtime = app.get(OutboxRuntime);
+    const closing = f.closeApp(app);
+    try {
+      await waitFor('the shutdown to begin', () => runtime.shutdownBegun);
+      const during = await registry.metrics();
+      assert.equal(value(during, received), 1);
+      assert.equal(value(during, 'outboxkit_relay_published_total'), 1);
+    } finally {
+      release();
+      await closing;
+    }
+    assert.deepEqual(handler.seen, [9]);
+    assert.doesNotMatch(await registry.metrics(), /outboxkit_/);
+  });
+
   it("warns through the module's Nest logger when the outbox gauges are left out of a scrape", async () => {
     const warnings: string[] = [];
     const logger: LoggerService = {

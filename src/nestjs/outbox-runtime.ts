@@ -241,12 +241,16 @@ export class OutboxRuntime {
 
   async #stop(): Promise<void> {
     this.#state = 'stopping';
-    this.#prometheus?.unregister();
     try {
       await this.#host?.stop();
     } finally {
-      await this.#relay?.stop();
-      this.#state = 'stopped';
+      try {
+        await this.#relay?.stop();
+      } finally {
+        // Only now: scrapes during a graceful drain still see the handlers and the relay.
+        this.#prometheus?.unregister();
+        this.#state = 'stopped';
+      }
     }
   }
 
