@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
+import { delayQueueName, retryDueQueueName } from '../src/consumer/consumer-topology.js';
 import { PartitionCountChangedError } from '../src/consumer/partition-count-changed-error.js';
 import { CONSISTENT_HASH_EXCHANGE_TYPE, partitionSet } from '../src/consumer/partition-set.js';
 import { resizePartitions } from '../src/consumer/resize-partitions.js';
@@ -159,10 +160,14 @@ describe('partitions: adding them to a consumer that had none', () => {
   });
   after(async () => {
     await f.stopHosts();
-    const set = partitionSet(f.name('grow'), 3);
-    for (const q of [...set.queues, f.name('grow')]) await f.channel.deleteQueue(q).catch(() => {});
-    await f.channel.deleteExchange(set.exchange).catch(() => {});
-    await f.channel.deleteExchange(`${f.name('grow')}.drain`).catch(() => {});
+    for (const name of ['grow', 'loose']) {
+      const set = partitionSet(f.name(name), 3);
+      const queue = f.name(name);
+      const left = [...set.queues, queue, retryDueQueueName(queue), delayQueueName(queue, 300)];
+      for (const q of left) await f.channel.deleteQueue(q).catch(() => {});
+      await f.channel.deleteExchange(set.exchange).catch(() => {});
+      await f.channel.deleteExchange(`${queue}.drain`).catch(() => {});
+    }
     await f.close();
   });
 
@@ -210,5 +215,54 @@ describe('partitions: adding them to a consumer that had none', () => {
     const expected = Array.from({ length: 20 }, (_, i) => i);
     for (let k = 0; k < keys; k += 1)
       assert.deepEqual(order.get(`k${k}`), expected, `order of k${k}`);
+  });
+
+  it('resizePartitions from 0 takes an unordered consumer, its retries waiting included', async () => {
+    // The drain host was ordered (the new definition's), so its declare of the old queue
+    // conflicted (no single active consumer there) after the queue had been unbound; and the
+    // retry copies in its delay queue would have come back to a due queue nobody consumed.
+    const queue = f.name('loose');
+    const retry = { maxAttempts: 3, backoff: { initialMs: 300, maxMs: 300 } };
+    const failedOnce = new Set<string>();
+    const handler = async (payload: unknown, ctx: ConsumeContext) => {
+      if (ctx.businessKey.endsWith('-0') && !failedOnce.has(ctx.businessKey)) {
+        failedOnce.add(ctx.businessKey);
+        throw new Error('first attempt fails');
+      }
+      await f.recordEffect(payload, ctx);
+    };
+    const plain = await f.host([f.definition('loose', handler, { retry })], {
+      logger: silentLogger,
+    });
+    await publishKeyed(f, 4, 0, 5);
+    await waitFor('16 handled, 4 retries waiting', () => {
+      const stats = plain.stats(queue);
+      return stats.handled === 16 && stats.retried === 4;
+    });
+    await plain.stop();
+    await publishKeyed(f, 4, 5, 10);
+    const grown = (partitions?: number): ConsumerDefinition =>
+      f.definition('loose', handler, {
+        retry,
+        ordered: true,
+        ...(partitions !== undefined && { partitions }),
+      });
+    const result = await resizePartitions({
+      db: f.t.db,
+      amqpUrl: AMQP_URL,
+      schema: f.t.schema,
+      consumer: grown(3),
+      from: 0,
+      logger: silentLogger,
+      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+    });
+    assert.deepEqual(result, { drained: 24, oldSetFound: true });
+    for (const q of [queue, retryDueQueueName(queue), delayQueueName(queue, 300)]) {
+      assert.equal(await f.queueInfo(q), undefined, `${q} is gone`);
+    }
+    const effects = (await f.effects()).filter((e) => e.consumer === queue);
+    assert.equal(effects.length, 40, 'every message applied exactly once');
+    assert.equal(new Set(effects.map((e) => e.key)).size, 40);
+    await f.host([grown(3)], { logger: silentLogger });
   });
 });

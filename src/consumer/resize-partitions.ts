@@ -17,7 +17,12 @@ import {
   ConsumerHost,
   type ConsumerHostOptions,
 } from './consumer-host.js';
-import { declareTopology, topologyOf } from './consumer-topology.js';
+import {
+  declareTopology,
+  retryDueQueueName,
+  topologyOf,
+  topologyQueueNames,
+} from './consumer-topology.js';
 import { drainingHosts } from './other-partition-sets.js';
 import { partitionSet } from './partition-set.js';
 import { resolveConsumer } from './resolve-consumer.js';
@@ -69,6 +74,10 @@ export interface ResizePartitionsResult {
  * processed-messages table and skip them. Publishing never stops; this consumer's handling pauses
  * from stopping the old processes until the new ones start. Rejects with a `StateError` when a
  * process still consumes the old set or already consumes the new one.
+ *
+ * `from: 0` adds partitions to a consumer that had none. If it was not ordered, the drain runs it
+ * unordered, as it ran, and also handles the retries waiting in its delay queues (those of the
+ * definition's `retry.backoff`), then deletes them with its due queue.
  */
 export async function resizePartitions(
   options: ResizePartitionsOptions,
@@ -99,7 +108,7 @@ export async function resizePartitions(
   }
   const pollIntervalMs = durationMs('pollIntervalMs', options.pollIntervalMs, 200);
   // From no partitions: the old "set" is the consumer's one queue, bound to its exchange.
-  const oldSet: OldSet = from === 0 ? { queues: [target.queue] } : partitionSet(target.queue, from);
+  let oldSet: OldSet = from === 0 ? { queues: [target.queue] } : partitionSet(target.queue, from);
   const newSet = partitionSet(target.queue, target.partitions);
   const urls = amqpUrlList(options.amqpUrl);
   const model = await connectAmqpFirst(urls, {
@@ -124,8 +133,22 @@ export async function resizePartitions(
         'still consumes the old set: stop every process of the consumer first',
       );
     }
+    // An unordered consumer without partitions has a due queue for its retries, and may have
+    // some waiting in its delay queues: the drain handles those too, as that consumer.
+    const unordered =
+      from === 0 && (await queueInfoOn(model, retryDueQueueName(target.queue))) !== undefined;
     await declareTopology(model, [topologyOf(consumer)]);
     if (!oldSetFound) return { drained: 0, oldSetFound };
+    const drainExchange = `${oldSet.exchange ?? target.queue}.drain`;
+    const drainer = drainDefinition(options, drainExchange, unordered);
+    if (unordered) {
+      // Declared before the first count: the drain's own retries may use every delay queue.
+      const topology = topologyOf(drainer);
+      await declareTopology(model, [topology]);
+      oldSet = {
+        queues: topologyQueueNames(topology).filter((q) => q !== topology.deadLetterQueue.name),
+      };
+    }
 
     const channel = await model.createChannel();
     channel.on('error', () => {});
@@ -140,8 +163,7 @@ export async function resizePartitions(
     } finally {
       await closeChannel(channel);
     }
-    const drainExchange = `${oldSet.exchange ?? target.queue}.drain`;
-    const drained = await drain(model, options, oldSet, drainExchange, pollIntervalMs);
+    const drained = await drain(model, options, drainer, oldSet, pollIntervalMs);
     await deleteSet(model, oldSet, drainExchange);
     return { drained, oldSetFound };
   } finally {
@@ -155,23 +177,36 @@ interface OldSet {
   readonly queues: readonly string[];
 }
 
-/** Handles the old set's messages with a host of the old count until the set is empty. */
-async function drain(
-  model: ChannelModel,
+/**
+ * The consumer as it ran at the old count, bound to a private exchange: ordered like the new one,
+ * or `unordered` (a consumer without partitions that was not ordered), whose queues have no
+ * single active consumer and which retries through its delay queues.
+ */
+function drainDefinition(
   options: ResizePartitionsOptions,
-  set: OldSet,
   drainExchange: string,
-  pollIntervalMs: number,
-): Promise<number> {
-  const { consumer, from, ...rest } = options;
-  const { pollIntervalMs: _, ...hostOptions } = rest;
-  const old: AnyConsumerDefinition = {
+  unordered: boolean,
+): AnyConsumerDefinition {
+  const { consumer, from } = options;
+  return {
     ...consumer,
     partitions: from === 0 ? undefined : from,
+    ...(unordered && { ordered: false }),
     exchange: drainExchange,
     exchangeType: 'fanout',
     routingKeys: [''],
   };
+}
+
+/** Handles the old set's messages with a host of the old count until the set is empty. */
+async function drain(
+  model: ChannelModel,
+  options: ResizePartitionsOptions,
+  old: AnyConsumerDefinition,
+  set: OldSet,
+  pollIntervalMs: number,
+): Promise<number> {
+  const { consumer, from: _from, pollIntervalMs: _poll, ...hostOptions } = options;
   let drained = 0;
   while ((await readyIn(model, set)) > 0) {
     const host = new ConsumerHost({ ...hostOptions, consumers: [old], retention: false });
