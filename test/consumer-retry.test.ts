@@ -49,8 +49,12 @@ describe('idempotent consumer: retries and dead letters', () => {
       },
     );
     const host = await f.host([def]);
+    const before = host.stats(name);
     await f.publish('flaky', { x: 1 }, { messageId: 'flaky-1', headers: { tenant: 't1' } });
     await waitFor('the message to succeed', () => host.stats(name).handled === 1);
+    // A reading, as the relay's: it was the host's live object, so "before" moved too.
+    assert.equal(before.handled, 0);
+    assert.ok(Object.isFrozen(before));
 
     assert.deepEqual(
       calls.map((c) => c.attempt),

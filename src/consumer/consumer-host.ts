@@ -411,9 +411,12 @@ export class ConsumerHost<Tx = Transaction<any>> {
     ]);
   }
 
-  /** Running totals of one consumer, live. A method, as on `OutboxRelay`. */
+  /**
+   * Running totals of one consumer: a frozen copy, as `OutboxRelay.stats()` returns, so that a
+   * reading taken before something happened still says what it said.
+   */
   stats(consumer: string): Readonly<ConsumerStats> {
-    return this.#runner(consumer).stats;
+    return Object.freeze({ ...this.#runner(consumer).stats });
   }
 
   /**
