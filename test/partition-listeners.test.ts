@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { partitionSet } from '../src/consumer/partition-set.js';
+import { partitionRosterQueueName, partitionSet } from '../src/consumer/partition-set.js';
 import { silentLogger } from '../src/util/logger.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
+import { waitFor } from './support/wait-for.js';
 
 describe('a consumer of many partitions', () => {
   let f: ConsumerFixture;
@@ -11,9 +12,15 @@ describe('a consumer of many partitions', () => {
   });
   after(async () => {
     await f.stopHosts();
-    const set = partitionSet(f.name('wide'), 16);
-    for (const q of set.queues) await f.channel.deleteQueue(q).catch(() => {});
-    await f.channel.deleteExchange(set.exchange).catch(() => {});
+    for (const [name, n] of [
+      ['wide', 16],
+      ['brief', 2],
+    ] as const) {
+      const set = partitionSet(f.name(name), n);
+      for (const q of set.queues) await f.channel.deleteQueue(q).catch(() => {});
+      await f.channel.deleteExchange(set.exchange).catch(() => {});
+    }
+    await f.channel.deleteQueue(partitionRosterQueueName(f.name('brief'))).catch(() => {});
     await f.close();
   });
 
@@ -67,5 +74,23 @@ describe('a consumer of many partitions', () => {
       proto.assertQueue = assertQueue;
     }
     assert.equal(declares, 16);
+  });
+
+  it('leaves no roster queue behind when stopped right after its start', async () => {
+    // The stop closed the connection while the roster's join was under way: its auto-delete
+    // queue, declared but never consumed, was never deleted (found by a probe, now and then).
+    const roster = partitionRosterQueueName(f.name('brief'));
+    for (let round = 1; round <= 5; round += 1) {
+      const host = await f.host(
+        [f.definition('brief', f.recordEffect, { ordered: true, partitions: 2 })],
+        { logger: silentLogger },
+      );
+      await host.stop();
+      await waitFor(
+        `the roster queue gone after stop ${round}`,
+        async () => ((await f.queueInfo(roster)) === undefined ? true : undefined),
+        5_000,
+      );
+    }
   });
 });

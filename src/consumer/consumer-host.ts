@@ -532,7 +532,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
     this.#stopping.abort();
     // A start still waiting for the consumers ends now, saying why, not at startTimeoutMs.
     this.#started?.reject(stoppedWhileStarting());
-    for (const b of this.#balancers) b.stop();
+    const rosters = Promise.all(this.#balancers.map((b) => b.stop()));
     try {
       // Not waited for: the running handlers' time counts from the stop, and a broker that
       // hangs holds a cancel for its whole bound. Closing the channels ends the consumers anyway.
@@ -563,6 +563,8 @@ export class ConsumerHost<Tx = Transaction<any>> {
       // Each close gives up on a broker that does not answer; side by side, they give up together.
       await Promise.all(this.#runners.map((r) => r.close()));
     } finally {
+      // Before the connection: see `PartitionBalancer.stop` (each close is bounded).
+      await rosters;
       // The copies' connection, in any case: it reconnects on its own and would keep the
       // process up.
       await Promise.all([this.#publisher.close(), this.#amqp.close()]);

@@ -85,14 +85,19 @@ export class PartitionBalancer {
     if (this.#model === model) this.#model = undefined;
   }
 
-  stop(): void {
+  /**
+   * Stops balancing. Settles once the roster's channel is closed: a join still under way is let
+   * finish first, since an auto-delete queue that was declared but never consumed (the
+   * connection closed in between) is never deleted.
+   */
+  stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#model = undefined;
     const roster = this.#roster;
     this.#roster = undefined;
-    if (roster) void closeChannel(roster.channel.catch(() => undefined));
+    return roster ? closeChannel(roster.channel.catch(() => undefined)) : Promise.resolve();
   }
 
   /** Subscribes to the roster queue on `model`, unless subscribed there already. */

@@ -1,10 +1,13 @@
 import type { ChannelModel } from 'amqplib';
-import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
+import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeConnection } from '../amqp/close-within.js';
-import { connectAmqp } from '../amqp/connect-amqp.js';
+import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { queueInfoOn } from '../amqp/queue-info.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { StateError } from '../errors/state-error.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { vhostOf } from '../start/misconfiguration.js';
@@ -17,11 +20,15 @@ export interface IdleObservable {
   readonly inFlight: number;
   readonly queues: readonly string[];
   stats(consumer: string): { readonly received: number };
+  /** `false` for a host not started yet or stopped, which nothing would ever make idle. */
+  readonly isRunning?: boolean | undefined;
 }
 
 export interface WaitForIdleOptions {
-  /** RabbitMQ URL, to read the depth of the host's queues. */
-  readonly amqpUrl: string;
+  /** RabbitMQ URL, to read the depth of the host's queues, or several nodes' URLs (the host's). */
+  readonly amqpUrl: AmqpUrls;
+  /** TLS settings for `amqps://` URLs, as the host's `amqpTls`. */
+  readonly amqpTls?: TlsOptions | undefined;
   /** Give up after this long. Default 10 s. */
   readonly timeoutMs?: number | undefined;
 }
@@ -29,6 +36,7 @@ export interface WaitForIdleOptions {
 /** Every option of `WaitForIdleOptions`. */
 export const WAIT_FOR_IDLE_OPTION_NAMES = optionNames<WaitForIdleOptions>()([
   'amqpUrl',
+  'amqpTls',
   'timeoutMs',
 ]);
 
@@ -56,20 +64,25 @@ export async function waitForIdle(
   if (options.amqpUrl === undefined) {
     throw new ConfigurationError('amqpUrl', "is required: the RabbitMQ URL of the host's queues");
   }
-  if (typeof options.amqpUrl !== 'string') {
-    throw new ConfigurationError('amqpUrl', 'must be one AMQP URL such as amqp://localhost');
-  }
-  amqpUrlList(options.amqpUrl);
+  const urls = amqpUrlList(options.amqpUrl);
+  const tls = amqpTlsFor(urls, options.amqpTls);
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
-  const model = await connectAmqp(options.amqpUrl, {
+  if (host.isRunning === false) {
+    throw new StateError(
+      'waitForIdle: the host is not running, so nothing would ever handle its queues: start() it first (in Nest, the module starts it in app.init())',
+      'not-running',
+    );
+  }
+  const model = await connectAmqpFirst(urls, {
     connectionName: `outboxkit-testing-wait-for-idle-${process.pid}`,
+    tls,
   });
   const received = () => host.consumers.reduce((n, c) => n + host.stats(c).received, 0);
   let state = '';
   /** Deliveries received as of the last quiet look. */
   let quietAt: number | undefined;
   try {
-    await requireQueues(model, host.queues, options.amqpUrl);
+    await requireQueues(model, host.queues, urls[0]!);
     const channel = await model.createChannel();
     channel.on('error', () => {});
     await pollUntil(
@@ -138,7 +151,7 @@ function checkHost(host: unknown): void {
   ) {
     throw new ConfigurationError(
       'host',
-      'must be a ConsumerHost (consumers, queues, inFlight and stats())',
+      `must be a ConsumerHost (consumers, queues, inFlight and stats()), got ${host === undefined ? 'undefined (in Nest, OutboxService.consumerHost is there once app.init() ran, and only with handlers)' : typeof host}`,
     );
   }
 }
