@@ -3,11 +3,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
+import { topologyOf } from '../src/consumer/consumer-topology.js';
+import { partitionSet } from '../src/consumer/partition-set.js';
 import { PermanentError } from '../src/consumer/permanent-error.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
+import { StateError } from '../src/errors/state-error.js';
 import type { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { capturePublished } from '../src/testing/capture-published.js';
+import { deleteConsumerQueues } from '../src/testing/delete-consumer-queues.js';
 import { flushOutbox, OutboxFlushError } from '../src/testing/flush-outbox.js';
 import { TestingTimeoutError } from '../src/testing/testing-timeout-error.js';
 import { waitForIdle } from '../src/testing/wait-for-idle.js';
@@ -134,9 +138,31 @@ describe('outboxkit/testing', () => {
     await f.t.db
       .transaction()
       .execute((trx) => outbox.add(trx, { exchange: orphan, routingKey: 'nobody', payload: {} }));
+    await f.t.db.transaction().execute((trx) =>
+      outbox.add(trx, {
+        exchange: orphan,
+        routingKey: 'nobody.else',
+        payload: {},
+        messageId: 'orphan-2',
+      }),
+    );
     await assert.rejects(flushOutbox(f.t.pool, { schema: f.t.schema }), (error: unknown) => {
       assert.ok(error instanceof OutboxFlushError);
       assert.match(error.reasons[0]!, /^unroutable/);
+      // Which rows, so that a test can tell whose write it was (it said only the reasons).
+      assert.equal(error.rows.length, 2);
+      assert.deepEqual(error.rows[1], {
+        messageId: 'orphan-2',
+        exchange: orphan,
+        routingKey: 'nobody.else',
+        reason: error.reasons[1],
+      });
+      assert.match(
+        error.message,
+        new RegExp(
+          `message "orphan-2" to exchange "${orphan}" with routing key "nobody.else": unroutable`,
+        ),
+      );
       return true;
     });
     await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox_parked`);
@@ -262,5 +288,101 @@ describe('outboxkit/testing', () => {
       capturePublished(AMQP_URL, f.name('no-such-exchange')),
       /does not exist\. Declare it first/,
     );
+  });
+
+  it('capturePublished takes a list of nodes, keeps the correlation id and time, and ends a wait at close', async () => {
+    const deadNode = 'amqp://guest:guest@127.0.0.1:1';
+    const capture = await capturePublished([deadNode, AMQP_URL], f.name('events'), 'order.*');
+    // An earlier test stopped the suite's relay.
+    const running = testRelay(f.t);
+    await running.start();
+    try {
+      await f.t.db.transaction().execute((trx) =>
+        outbox.add(trx, {
+          exchange: f.name('events'),
+          routingKey: 'order.noted',
+          payload: { orderId: 'c-1' },
+          correlationId: 'corr-c-1',
+        }),
+      );
+      await flushOutbox(f.t.pool, { relay: running });
+      const [message] = await capture.waitFor(1);
+      assert.equal(message!.correlationId, 'corr-c-1');
+      assert.ok(
+        typeof message!.timestamp === 'number' &&
+          Math.abs(message!.timestamp - Date.now()) < 60_000,
+      );
+    } finally {
+      await running.stop();
+      await capture.close();
+    }
+    // A wait after the close, or during it, cannot be met: said at once, not at its time-out.
+    const began = Date.now();
+    await assert.rejects(capture.waitFor(2, { timeoutMs: 5000 }), (error: unknown) => {
+      assert.ok(error instanceof StateError, String(error));
+      assert.match(error.message, /the capture is closed, with 1 of 2 message\(s\)/);
+      return true;
+    });
+    assert.ok(Date.now() - began < 1000, `refused after ${Date.now() - began} ms`);
+  });
+
+  it('the helpers name a virtual host RabbitMQ refuses, and waitForIdle refuses a stopped host', async () => {
+    const noVhost = `${AMQP_URL}/no_such_vhost_${process.pid}`;
+    for (const attempt of [
+      () => capturePublished(noVhost, f.name('events')),
+      () => waitForIdle(host, { amqpUrl: noVhost }),
+    ]) {
+      await assert.rejects(attempt(), /refused the virtual host "no_such_vhost_\d+"/);
+    }
+    const stopped = await f.host([f.definition('idle-stopped', f.recordEffect)]);
+    await stopped.stop();
+    const began = Date.now();
+    await assert.rejects(
+      waitForIdle(stopped, { amqpUrl: [AMQP_URL], timeoutMs: 5000 }),
+      (error: unknown) => {
+        assert.ok(error instanceof StateError, String(error));
+        assert.match(error.message, /the host is not running/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - began < 1000, `refused after ${Date.now() - began} ms`);
+  });
+
+  it('deleteConsumerQueues removes what a stopped host declared, partitions included', async () => {
+    const plain = f.definition('cleanup-plain', f.recordEffect, {
+      retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 200 } },
+    });
+    const split = f.definition('cleanup-split', f.recordEffect, { ordered: true, partitions: 2 });
+    const started = await f.host([plain, split]);
+    const queues = [...started.queues];
+    await started.stop();
+    const deleted = await deleteConsumerQueues([AMQP_URL], [plain, topologyOf(split)]);
+    for (const q of [
+      ...queues,
+      `${f.name('cleanup-plain')}.dlq`,
+      `${f.name('cleanup-split')}.dlq`,
+    ]) {
+      assert.ok(deleted.includes(q), `${q} deleted`);
+      assert.equal(await f.queueInfo(q), undefined, `${q} is gone`);
+    }
+    assert.ok(deleted.includes(`${f.name('cleanup-plain')}.retry.200ms`), 'the delay queues too');
+    const set = partitionSet(f.name('cleanup-split'), 2);
+    assert.equal(await f.broker.exchangeExists(set.exchange), false);
+    assert.deepEqual(await deleteConsumerQueues(AMQP_URL, [plain]), [], 'nothing left to delete');
+  });
+
+  it('flushOutbox refuses an undefined relay without a schema (a Nest module not initialised)', async () => {
+    await assert.rejects(flushOutbox(f.t.pool, { relay: undefined }), (error: unknown) => {
+      assert.ok(error instanceof ConfigurationError, String(error));
+      assert.match(error.message, /app\.init\(\)/);
+      return true;
+    });
+    const running = testRelay(f.t);
+    await running.start();
+    try {
+      await flushOutbox(f.t.pool, { relay: undefined, schema: f.t.schema });
+    } finally {
+      await running.stop();
+    }
   });
 });

@@ -1,11 +1,14 @@
 import type { ConsumeMessage } from 'amqplib';
-import { amqpUrlList } from '../amqp/amqp-urls.js';
+import { amqpTlsFor } from '../amqp/amqp-tls.js';
+import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeConnection } from '../amqp/close-within.js';
-import { connectAmqp } from '../amqp/connect-amqp.js';
+import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { exchangeExists } from '../amqp/exchange-exists.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { StateError } from '../errors/state-error.js';
 import { optionsObject } from '../options/options-object.js';
+import type { TlsOptions } from '../options/tls-options.js';
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
 import { durationMs } from '../util/duration-option.js';
@@ -16,6 +19,9 @@ export interface CapturedMessage {
   readonly exchange: string;
   readonly routingKey: string;
   readonly messageId: string | undefined;
+  readonly correlationId: string | undefined;
+  /** The AMQP `timestamp` property in milliseconds (whole seconds on the wire), as `ctx.timestamp`. */
+  readonly timestamp: number | undefined;
   readonly contentType: string | undefined;
   readonly headers: Readonly<Record<string, unknown>>;
   /** Parsed JSON for JSON content types (and none), else the raw bytes. */
@@ -27,10 +33,19 @@ export interface CapturedMessage {
 export interface Capture {
   /** Everything captured so far, in arrival order. */
   readonly messages: readonly CapturedMessage[];
-  /** Resolves with the first `count` messages once that many arrived. */
+  /**
+   * Resolves with the first `count` messages once that many arrived. After `close()`, rejects
+   * with a `StateError` unless that many arrived before it.
+   */
   waitFor(count: number, options?: { timeoutMs?: number }): Promise<CapturedMessage[]>;
   /** Stops capturing; the temporary queue goes with the connection. */
   close(): Promise<void>;
+}
+
+/** The connection settings of a capture, beside its URL. */
+export interface CaptureOptions {
+  /** TLS settings for `amqps://` URLs, as a relay's or consumer host's `amqpTls`. */
+  readonly amqpTls?: TlsOptions | undefined;
 }
 
 /**
@@ -51,15 +66,15 @@ export interface Capture {
  * }
  */
 export async function capturePublished(
-  amqpUrl: string,
+  amqpUrl: AmqpUrls,
   exchange: string,
   routingKey = '#',
+  captureOptions?: CaptureOptions,
 ): Promise<Capture> {
   // amqplib would say "Missing value for mandatory field" of a frame, naming none of these.
-  if (typeof amqpUrl !== 'string') {
-    throw new ConfigurationError('amqpUrl', 'must be one AMQP URL such as amqp://localhost');
-  }
-  amqpUrlList(amqpUrl);
+  const urls = amqpUrlList(amqpUrl);
+  const options = optionsObject('options', captureOptions, ['amqpTls'], 'capturePublished');
+  const tls = amqpTlsFor(urls, options.amqpTls);
   if (typeof exchange !== 'string' || exchange === '') {
     throw new ConfigurationError('exchange', 'must be the name of an exchange');
   }
@@ -69,10 +84,12 @@ export async function capturePublished(
       'must be a string: a binding pattern such as order.*',
     );
   }
-  const model = await connectAmqp(amqpUrl, {
+  const model = await connectAmqpFirst(urls, {
     connectionName: `outboxkit-testing-capture-${process.pid}`,
+    tls,
   });
   const messages: CapturedMessage[] = [];
+  let closed = false;
   try {
     const channel = await model.createChannel();
     channel.on('error', () => {});
@@ -103,14 +120,28 @@ export async function capturePublished(
       }
       const options = optionsObject('options', waitOptions, ['timeoutMs'], 'capture.waitFor');
       const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
-      return pollUntil(
-        `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`,
+      const what = `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`;
+      const closedError = () =>
+        new StateError(
+          `capture.waitFor: the capture is closed, with ${messages.length} of ${what} captured; wait before closing it`,
+          'closed',
+        );
+      if (closed && messages.length < count) throw closedError();
+      const found = await pollUntil(
+        what,
         timeoutMs,
-        async () => (messages.length >= count ? messages.slice(0, count) : undefined),
+        async () => {
+          if (messages.length >= count) return messages.slice(0, count);
+          // Closed meanwhile: nothing more can arrive.
+          return closed ? null : undefined;
+        },
         () => `${messages.length} captured`,
       );
+      if (found === null) throw closedError();
+      return found;
     },
     async close() {
+      closed = true;
       await closeConnection(model);
     },
   };
@@ -131,6 +162,11 @@ function captured(message: ConsumeMessage): CapturedMessage {
     exchange: message.fields.exchange,
     routingKey: message.fields.routingKey,
     messageId: message.properties.messageId as string | undefined,
+    correlationId: message.properties.correlationId as string | undefined,
+    timestamp:
+      typeof message.properties.timestamp === 'number'
+        ? message.properties.timestamp * 1000
+        : undefined,
     contentType: type,
     headers: message.properties.headers ?? {},
     payload,

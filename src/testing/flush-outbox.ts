@@ -43,18 +43,34 @@ export const FLUSH_OUTBOX_OPTION_NAMES = optionNames<FlushOutboxOptions>()([
   'failOnParked',
 ]);
 
+/** One row `flushOutbox` found parked: which message, where to, and why. */
+export interface ParkedRowSummary {
+  readonly messageId: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  /** Why it was parked, e.g. `unroutable: 312 NO_ROUTE`. */
+  readonly reason: string;
+}
+
 /** Rows were parked while `flushOutbox` waited: they will not be published. */
 export class OutboxFlushError extends OutboxkitError {
   /** The reasons of the rows parked meanwhile, e.g. `unroutable: 312 NO_ROUTE`. */
   readonly reasons: readonly string[];
+  /** The rows themselves (at most 10), so a test can tell whose write it was. */
+  readonly rows: readonly ParkedRowSummary[];
 
-  constructor(reasons: readonly string[]) {
+  constructor(rows: readonly ParkedRowSummary[]) {
+    const described = rows.map(
+      (r) =>
+        `message ${JSON.stringify(r.messageId)} to exchange ${JSON.stringify(r.exchange)} with routing key ${JSON.stringify(r.routingKey)}: ${r.reason}`,
+    );
     super(
       'outbox-rows-parked',
-      `${reasons.length} outbox row(s) were parked instead of published: ${reasons.join('; ')}. ` +
+      `${rows.length} outbox row(s) were parked instead of published: ${described.join('; ')}. ` +
         'Declare the exchange and bind a queue before writing, or pass failOnParked: false',
     );
-    this.reasons = reasons;
+    this.rows = rows;
+    this.reasons = rows.map((r) => r.reason);
   }
 }
 
@@ -77,6 +93,14 @@ export async function flushOutbox(
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
   // `{}` would be taken for a relay and fail at wake() after the first statement ran.
   const relay = options.relay as { wake?: unknown } | undefined;
+  if (relay === undefined && 'relay' in options && options.schema === undefined) {
+    // `{ relay: outbox.relay! }` before the module's init(): the default schema's empty outbox
+    // would pass at once, whatever the module's schema holds.
+    throw new ConfigurationError(
+      'relay',
+      "is undefined, and no schema is given: the flush cannot tell which outbox to watch. Pass a running relay (in Nest, OutboxService.relay is there once app.init() ran, unless relay: false) or the schema, or leave the key out for the schema 'outboxkit'",
+    );
+  }
   if (relay !== undefined && (typeof relay !== 'object' || typeof relay.wake !== 'function')) {
     throw new ConfigurationError('relay', 'must be a running OutboxRelay (an object with wake())');
   }
@@ -138,17 +162,21 @@ export async function flushOutbox(
   // parked before this one began count too: the relay may be quicker than the test's call.
   const since = watermarkOf(pool, t.schemaName);
   const { rows } = await pool.query(
-    `SELECT array(SELECT reason FROM ${t.parked}
+    `SELECT array(SELECT json_build_object('messageId', message_id, 'exchange', exchange,
+                    'routingKey', routing_key, 'reason', reason)::text FROM ${t.parked}
              WHERE id = ANY($1::bigint[]) OR id > $2::bigint
                 OR ($3::bigint IS NOT NULL AND id > $3::bigint)
                 OR ($3::bigint IS NULL AND parked_at >= now() - make_interval(secs => $4::float8))
-             ORDER BY id LIMIT 10) AS reasons,
+             ORDER BY id LIMIT 10) AS parked,
             greatest((SELECT max(id) FROM ${t.parked}), $2::bigint)::text AS high`,
     [pendingIds, high, since ?? null, process.uptime()],
   );
-  const found = rows[0] as { reasons: string[]; high: string };
+  // As JSON text: the application's pool may parse json its own way, or not at all.
+  const found = rows[0] as { parked: string[]; high: string };
   setWatermark(pool, t.schemaName, found.high);
-  if (failOnParked && found.reasons.length > 0) throw new OutboxFlushError(found.reasons);
+  if (failOnParked && found.parked.length > 0) {
+    throw new OutboxFlushError(found.parked.map((row) => JSON.parse(row) as ParkedRowSummary));
+  }
 }
 
 /**
