@@ -9,6 +9,7 @@ import {
   Module,
   type ModuleMetadata,
   type NestInterceptor,
+  type OnModuleInit,
   Scope,
   UseGuards,
   UseInterceptors,
@@ -19,6 +20,7 @@ import * as v from 'valibot';
 import { z } from 'zod';
 import { deadLetterQueueName } from '../src/consumer/consumer-topology.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import {
   type ConsumeContext,
   defineMessage,
@@ -37,6 +39,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { recordingLogger } from './support/recording-logger.js';
+import { uniqueName } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
 
 /** Where handlers record their effects: `<schema>.effects`, which has no unique constraint. */
@@ -215,6 +218,14 @@ describe('nestjs: OutboxModule', () => {
     }
     @Module({ providers: [Pinger, PingHandler] })
     class FeatureModule {}
+    // Importing the bare module as well, as one does with ConfigModule: it failed with Nest's
+    // "can't resolve dependencies of the OutboxRuntime" (a probe).
+    @Injectable()
+    class OtherPinger {
+      constructor(@Inject(OutboxService) readonly outbox: OutboxService) {}
+    }
+    @Module({ imports: [OutboxModule], providers: [OtherPinger] })
+    class OtherFeatureModule {}
 
     const moduleRef = await Test.createTestingModule({
       imports: [
@@ -225,9 +236,11 @@ describe('nestjs: OutboxModule', () => {
           useFactory: async (options: OutboxModuleOptions) => options,
         }),
         FeatureModule,
+        OtherFeatureModule,
       ],
     }).compile();
     const app = await f.init(moduleRef);
+    assert.equal(app.get(OtherPinger).outbox, app.get(OutboxService), 'one service, one runtime');
     for (let n = 1; n <= 5; n += 1) await app.get(Pinger).send(n);
     const handler = app.get(PingHandler);
     await waitFor('5 pings', () => handler.seen.length === 5);
@@ -465,23 +478,51 @@ describe('nestjs: OutboxModule', () => {
     assert.equal(outbox.consumerHost?.stats(f.name('module.slow')).handled, 1);
   });
 
-  it('refuses handlers on request-scoped providers, at bootstrap, saying why', async () => {
+  it('refuses handlers on request-scoped and transient providers, at bootstrap, saying why', async () => {
     const Scoped = defineMessage<{ n: number }>({ exchange: 'scoped', routingKey: 'scoped' });
+    @Injectable()
+    class Repository {
+      save(): void {}
+    }
+    @Injectable({ scope: Scope.REQUEST })
+    class PerRequest {}
     @Injectable({ scope: Scope.REQUEST })
     class ScopedHandler {
       @OutboxHandler(Scoped, { name: 'module.scoped' })
       async run(): Promise<void> {}
     }
-    const moduleRef = await Test.createTestingModule({
-      imports: [OutboxModule.forRoot(f.options())],
-      providers: [ScopedHandler],
-    }).compile();
-    await assert.rejects(moduleRef.init(), (error: unknown) => {
-      assert.ok(error instanceof ConfigurationError);
-      assert.match(error.message, /ScopedHandler\.run is request-scoped or transient/);
-      return true;
-    });
-    await moduleRef.close();
+    // Its dependencies are static, so Nest counts it static too: it was subscribed on a
+    // placeholder no constructor ran on, and every message failed on `this.repository`.
+    @Injectable({ scope: Scope.TRANSIENT })
+    class TransientHandler {
+      constructor(@Inject(Repository) private readonly repository: Repository) {}
+      @OutboxHandler(Scoped, { name: 'module.transient' })
+      async run(): Promise<void> {
+        this.repository.save();
+      }
+    }
+    @Injectable()
+    class BubbledHandler {
+      constructor(@Inject(PerRequest) readonly perRequest: PerRequest) {}
+      @OutboxHandler(Scoped, { name: 'module.bubbled' })
+      async run(): Promise<void> {}
+    }
+    for (const [handler, says] of [
+      [ScopedHandler, /ScopedHandler\.run is request-scoped; handlers must live on singleton/],
+      [TransientHandler, /TransientHandler\.run is transient; handlers must live on singleton/],
+      [BubbledHandler, /BubbledHandler\.run is request-scoped through a dependency/],
+    ] as const) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [OutboxModule.forRoot(f.options())],
+        providers: [Repository, PerRequest, handler],
+      }).compile();
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError, String(error));
+        assert.match(error.message, says);
+        return true;
+      });
+      await moduleRef.close();
+    }
   });
 
   it('says, as an error, that a handler in a module loaded after bootstrap receives nothing', async () => {
@@ -522,6 +563,59 @@ describe('nestjs: OutboxModule', () => {
     assert.equal(noHandler(quiet.lines).length, 1);
     assert.match(noHandler(quiet.lines)[0]!.text, /consumers: false/);
     await f.closeApp(empty);
+  });
+
+  it('refuses OutboxModule.forRoot in a module loaded after bootstrap, which would never start', async () => {
+    // Nest runs no lifecycle hook of a lazily loaded module: the module wrote to its outbox,
+    // and nothing ever published it or subscribed its handlers, without a word (a probe).
+    @Module({ imports: [OutboxModule.forRoot(f.options({ relay: false }))] })
+    class LateOutbox {}
+    @Module({})
+    class Root {}
+    const app = await Test.createTestingModule({ imports: [Root] }).compile();
+    await app.init();
+    try {
+      await assert.rejects(
+        app.get(LazyModuleLoader).load(() => LateOutbox),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.match(error.message, /OutboxModule\.forRoot.*loaded after bootstrap/);
+          return true;
+        },
+      );
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('says that migrate: true has not run yet to a write from an onModuleInit', async () => {
+    // "run outboxkit migrate" confused a user who had set migrate: true (a probe).
+    const schema = uniqueName('nmigr');
+    @Injectable()
+    class Seeder implements OnModuleInit {
+      constructor(@Inject(OutboxService) private readonly outbox: OutboxService) {}
+      async onModuleInit(): Promise<void> {
+        await f.t.db.transaction().execute((trx) => this.outbox.add(trx, Ping, { n: 1 }));
+      }
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [OutboxModule.forRoot(f.options({ schema, migrate: true }))],
+      providers: [Seeder],
+    }).compile();
+    try {
+      await assert.rejects(moduleRef.init(), (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'schema-not-migrated');
+        assert.match(
+          error.message,
+          /migrate: true runs in onApplicationBootstrap, after every onModuleInit/,
+        );
+        return true;
+      });
+    } finally {
+      await moduleRef.close();
+      await f.t.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
   });
 
   it('warns when OutboxModule is imported twice on one schema and prefix', async () => {
@@ -751,6 +845,8 @@ describe('nestjs: OutboxModule', () => {
       [{ concurency: 2 }, 'concurency', /did you mean `relay\.concurrency`/],
       [{ stopTimeoutMS: 2 }, 'stopTimeoutMS', /did you mean `relay\.stopTimeoutMs`/],
       [{ isGlobal: true }, 'isGlobal', /next to `useFactory`/],
+      // Was ignored without a word: no dashboard served (a probe).
+      [{ dashboard: true }, 'dashboard', /next to `useFactory`.*routes are mounted/],
     ] as const;
     for (const [extra, option, message] of cases) {
       await assert.rejects(

@@ -22,9 +22,9 @@ export const messages = {
   notAMethod: () => 'decorates a method; it was put on something else',
   twice: () =>
     'is applied twice to one method; one method is one handler: write a method per queue',
-  scoped: (where: string) =>
-    `${where} is request-scoped or transient; handlers must live on singleton providers, since ` +
-    'messages arrive outside any request (the handler gets its transaction in the context)',
+  scoped: (where: string, scope = 'request-scoped or transient') =>
+    `${where} is ${scope}; handlers must live on singleton providers, since messages arrive ` +
+    'outside any request (the handler gets its transaction in the context)',
   duplicateName: (name: string, first: string, second: string) =>
     `handlers ${first} and ${second} share the consumer name "${name}", which keys their queue ` +
     'and their processed messages; give one of them another `name`',
@@ -32,6 +32,10 @@ export const messages = {
     `handler ${where} (consumer "${name}") is registered twice: its class is in the providers ` +
     'of two modules, and each made an instance of it; list it in the providers of one module ' +
     'and export it from there to the others',
+  lazyModule: () =>
+    'is in a module loaded after bootstrap (LazyModuleLoader), where Nest runs no lifecycle ' +
+    'hook: its relay and consumers would never start. Import OutboxModule.forRoot in a module ' +
+    'loaded at start (isGlobal: true), and only handlers and OutboxService users in lazy ones',
   lazyHandler: (where: string) =>
     `@OutboxHandler on ${where} is in a module loaded after bootstrap (LazyModuleLoader): ` +
     'handlers are found at bootstrap only, so it receives no messages; import its module in ' +

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Scope } from '@nestjs/common';
 import { DiscoveryService, ExternalContextCreator, MetadataScanner } from '@nestjs/core';
 import type { ConsumeContext, ConsumerDefinition } from '../consumer/consumer-definition.js';
 import { checkPayload, type PayloadValidator } from '../consumer/payload-validator.js';
@@ -104,7 +104,7 @@ export class HandlerExplorer {
 
   /** `Class.method` of a handler on a request-scoped or transient provider, which has no instance. */
   #scopedHandler(wrapper: Wrapper): string | undefined {
-    if (wrapper.isAlias || wrapper.isDependencyTreeStatic()) return undefined;
+    if (wrapper.isAlias || !isScoped(wrapper)) return undefined;
     const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype;
     const names = prototype ? this.#scanner.getAllMethodNames(prototype) : [];
     const handler = names.find((name) =>
@@ -120,11 +120,12 @@ export class HandlerExplorer {
     seen: Set<object>,
   ): { instance: object; methodName: string; metadata: OutboxHandlerMetadata }[] {
     if (wrapper.isAlias) return [];
-    if (!wrapper.isDependencyTreeStatic()) {
+    if (isScoped(wrapper)) {
       // No instance exists outside a request; still refuse handlers there rather than drop them.
       const where = this.#scopedHandler(wrapper);
-      if (where !== undefined)
-        throw new ConfigurationError('@OutboxHandler', messages.scoped(where));
+      if (where !== undefined) {
+        throw new ConfigurationError('@OutboxHandler', messages.scoped(where, scopeOf(wrapper)));
+      }
       return [];
     }
     const instance: unknown = wrapper.instance;
@@ -225,4 +226,21 @@ function validatorOf(list: readonly MessageDefinition[]): PayloadValidator<unkno
     if (!checked.ok) throw checked.problem;
     return checked.payload;
   };
+}
+
+/**
+ * Whether a provider has no one instance for the application: request-scoped, or depending on
+ * such a provider, or transient. A transient provider with static dependencies counts as static
+ * for Nest, and its `instance` is then a placeholder no constructor ran on.
+ */
+function isScoped(wrapper: Wrapper): boolean {
+  return wrapper.isTransient || !wrapper.isDependencyTreeStatic();
+}
+
+/** Why a provider is scoped, for the refusal: its own scope, or a dependency's. */
+function scopeOf(wrapper: Wrapper): string {
+  if (wrapper.isTransient) return 'transient';
+  return wrapper.scope === Scope.REQUEST
+    ? 'request-scoped'
+    : 'request-scoped through a dependency (a provider it injects, or one of theirs, is request-scoped, which makes it so too)';
 }

@@ -6,10 +6,23 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { DiscoveryService, LazyModuleLoader } from '@nestjs/core';
+import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { messages } from './error-messages.js';
 import { HandlerExplorer } from './handler-explorer.js';
 import { OutboxRuntime } from './outbox-runtime.js';
+
+/** Lazy loads under way: Nest runs no lifecycle hook of a module they bring. */
+let lazyLoads = 0;
+const load = LazyModuleLoader.prototype.load;
+LazyModuleLoader.prototype.load = async function (this: LazyModuleLoader, ...args) {
+  lazyLoads += 1;
+  try {
+    return await load.apply(this, args);
+  } finally {
+    lazyLoads -= 1;
+  }
+};
 
 /**
  * Ties the runtime to Nest's lifecycle. Handlers are collected at bootstrap, when every
@@ -36,6 +49,10 @@ export class OutboxRegistrar
     this.#explorer = explorer;
     this.#lazyModules = lazyModules;
     this.#discovery = discovery;
+    // Made by a lazy load, it would never start: refused rather than left silent.
+    if (lazyLoads > 0) {
+      throw new ConfigurationError('OutboxModule.forRoot', messages.lazyModule());
+    }
   }
 
   async onApplicationBootstrap(): Promise<void> {

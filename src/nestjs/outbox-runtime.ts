@@ -58,6 +58,7 @@ export class OutboxRuntime {
   #relay: OutboxRelay | undefined;
   #host: ConsumerHost | undefined;
   #topologies: ConsumerTopology[] = [];
+  #migrated = false;
   #prometheus: PrometheusRegistration | undefined;
   #state: State = 'new';
   #stopped: Promise<void> | undefined;
@@ -111,6 +112,14 @@ export class OutboxRuntime {
   /** The broker objects of this process's handlers (queues, dead-letter, delay and retry-due queues). */
   get topologies(): readonly ConsumerTopology[] {
     return this.#topologies;
+  }
+
+  /**
+   * `migrate: true` and the migration has not run yet: it runs in `onApplicationBootstrap`,
+   * after every `onModuleInit`, where an application may already write.
+   */
+  get migrationPending(): boolean {
+    return this.options.migrate === true && !this.#migrated;
   }
 
   /** Started and not stopping. */
@@ -346,6 +355,7 @@ export class OutboxRuntime {
     const where = pool || !databaseUrl ? 'the given pool' : redactUrl(databaseUrl);
     try {
       const applied = await migrateAtBootstrap((pool ?? this.#ownPool ?? once)!, schema, where);
+      this.#migrated = true;
       if (applied.length > 0) logger.info('outboxkit migrations applied', { schema, applied });
     } finally {
       // Not awaited: a connect that hangs would hold the failed start until its timeout.

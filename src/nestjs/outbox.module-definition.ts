@@ -38,34 +38,39 @@ export const {
   optionsInjectionToken: OUTBOX_MODULE_OPTIONS,
 })
   .setClassMethodName('forRoot')
-  .setExtras<OutboxModuleExtras>({ isGlobal: false }, (definition, extras) => {
-    // Read here, when the module is imported: `isGlobal: 'yes'` would otherwise be taken as true.
-    const global = booleanOption('isGlobal', extras.isGlobal, false);
-    if (extras.dashboard === undefined || extras.dashboard === false) {
-      return { ...definition, global };
-    }
-    const settings = extras.dashboard === true ? {} : extras.dashboard;
-    const path: unknown = (settings as { path?: unknown } | null)?.path;
-    if (path !== undefined && (typeof path !== 'string' || path.trim() === '')) {
-      throw new ConfigurationError(
-        'dashboard.path',
-        `must be the route to serve the dashboard under, such as 'outbox/dashboard'; got ${describeValue(path)}`,
-      );
-    }
-    return {
-      ...definition,
-      global,
-      controllers: [
-        ...(definition.controllers ?? []),
-        outboxDashboardController(settings.path ?? DEFAULT_DASHBOARD_PATH, settings.guards),
-      ],
-      providers: [
-        ...(definition.providers ?? []),
-        { provide: OUTBOX_DASHBOARD_SETTINGS, useValue: settings },
-        OutboxDashboardHost,
-      ],
-    };
-  })
+  // `dashboard` listed, though undefined: Nest's builder then keeps it out of `forRoot`'s
+  // options, so one that a `forRootAsync` factory returns can be refused (it would be ignored).
+  .setExtras<OutboxModuleExtras>(
+    { isGlobal: false, dashboard: undefined },
+    (definition, extras) => {
+      // Read here, when the module is imported: `isGlobal: 'yes'` would otherwise be taken as true.
+      const global = booleanOption('isGlobal', extras.isGlobal, false);
+      if (extras.dashboard === undefined || extras.dashboard === false) {
+        return { ...definition, global };
+      }
+      const settings = extras.dashboard === true ? {} : extras.dashboard;
+      const path: unknown = (settings as { path?: unknown } | null)?.path;
+      if (path !== undefined && (typeof path !== 'string' || path.trim() === '')) {
+        throw new ConfigurationError(
+          'dashboard.path',
+          `must be the route to serve the dashboard under, such as 'outbox/dashboard'; got ${describeValue(path)}`,
+        );
+      }
+      return {
+        ...definition,
+        global,
+        controllers: [
+          ...(definition.controllers ?? []),
+          outboxDashboardController(settings.path ?? DEFAULT_DASHBOARD_PATH, settings.guards),
+        ],
+        providers: [
+          ...(definition.providers ?? []),
+          { provide: OUTBOX_DASHBOARD_SETTINGS, useValue: settings },
+          OutboxDashboardHost,
+        ],
+      };
+    },
+  )
   .build();
 
 /** What `OutboxModule.forRootAsync` takes: `imports`, `inject` and `useFactory`, or a class. */

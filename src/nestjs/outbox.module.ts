@@ -9,6 +9,7 @@ import {
   ConfigurableOutboxModule,
   OUTBOX_MODULE_OPTIONS,
   type OutboxModuleAsyncOptions,
+  type OutboxModuleRootOptions,
 } from './outbox.module-definition.js';
 import { OutboxService } from './outbox.service.js';
 import type { OutboxModuleOptions } from './outbox-module-options.js';
@@ -40,23 +41,15 @@ import { resolveModuleOptions } from './resolve-module-options.js';
  * export class AppModule {}
  * ```
  */
-@Module({
-  imports: [DiscoveryModule],
-  providers: [
-    {
-      provide: OutboxRuntime,
-      inject: [OUTBOX_MODULE_OPTIONS],
-      useFactory: (options: OutboxModuleOptions) =>
-        new OutboxRuntime(resolveModuleOptions(options, outboxLoggerFrom(options?.logger))),
-    },
-    OutboxService,
-    HandlerMetadataAccessor,
-    HandlerExplorer,
-    OutboxRegistrar,
-  ],
-  exports: [OutboxService],
-})
+// Nothing on the class itself: `imports: [OutboxModule]` in a feature module, beside a global
+// `forRoot`, is then an empty import rather than a second runtime without its options (Nest's
+// "can't resolve dependencies of the OutboxRuntime").
+@Module({})
 export class OutboxModule extends ConfigurableOutboxModule {
+  static override forRoot(options: OutboxModuleRootOptions): DynamicModule {
+    return withRuntime(ConfigurableOutboxModule.forRoot.call(OutboxModule, options));
+  }
+
   /**
    * Nest's `forRootAsync`, after checking the shape of what it takes: without it, a call with
    * nothing, or with a `useFactory` that is not a function, fails inside Nest with a `TypeError`
@@ -87,6 +80,28 @@ export class OutboxModule extends ConfigurableOutboxModule {
     }
     // Called on OutboxModule: Nest's builder makes the module of the class it is called on, and
     // the base class has none of this module's providers.
-    return ConfigurableOutboxModule.forRootAsync.call(OutboxModule, options);
+    return withRuntime(ConfigurableOutboxModule.forRootAsync.call(OutboxModule, options));
   }
+}
+
+/** The module's own providers, added to what Nest's builder made of `forRoot`'s options. */
+function withRuntime(definition: DynamicModule): DynamicModule {
+  return {
+    ...definition,
+    imports: [...(definition.imports ?? []), DiscoveryModule],
+    providers: [
+      ...(definition.providers ?? []),
+      {
+        provide: OutboxRuntime,
+        inject: [OUTBOX_MODULE_OPTIONS],
+        useFactory: (options: OutboxModuleOptions) =>
+          new OutboxRuntime(resolveModuleOptions(options, outboxLoggerFrom(options?.logger))),
+      },
+      OutboxService,
+      HandlerMetadataAccessor,
+      HandlerExplorer,
+      OutboxRegistrar,
+    ],
+    exports: [...(definition.exports ?? []), OutboxService],
+  };
 }

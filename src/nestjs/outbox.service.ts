@@ -5,6 +5,7 @@ import type { ConsumerTopology } from '../consumer/consumer-topology.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { NotInTransactionError } from '../errors/not-in-transaction-error.js';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { optionNames } from '../options/option-names.js';
 import type { OutboxRelay } from '../relay/outbox-relay.js';
 import type { TransactionLike } from '../sql/sql-executor.js';
@@ -92,9 +93,8 @@ export class OutboxService {
   async add(...args: unknown[]): Promise<string> {
     const [trx, message, payload, options] = this.#transactionOf(args);
     const checked = writeOptions(options, WRITE_OPTION_NAMES, 'OutboxService.add');
-    return this.#runtime.writer.add(
-      trx,
-      this.#message(message as MessageDefinition, payload, checked),
+    return this.#written(
+      this.#runtime.writer.add(trx, this.#message(message as MessageDefinition, payload, checked)),
     );
   }
 
@@ -123,12 +123,37 @@ export class OutboxService {
     }
     // One `messageId` for all of them would make every message after the first a duplicate.
     const checked = writeOptions(options, MANY_WRITE_OPTION_NAMES, 'OutboxService.addMany');
-    return this.#runtime.writer.addMany(
-      trx,
-      payloads.map((payload, index) =>
-        this.#message(message as MessageDefinition, payload, checked, index),
+    return this.#written(
+      this.#runtime.writer.addMany(
+        trx,
+        payloads.map((payload, index) =>
+          this.#message(message as MessageDefinition, payload, checked, index),
+        ),
       ),
     );
+  }
+
+  /**
+   * A write, whose "run outboxkit migrate" says why `migrate: true` did not do it yet: a write
+   * from an `onModuleInit` comes before the module's bootstrap, where it migrates.
+   */
+  async #written<T>(write: Promise<T>): Promise<T> {
+    try {
+      return await write;
+    } catch (error) {
+      if (
+        error instanceof OutboxkitError &&
+        error.code === 'schema-not-migrated' &&
+        this.#runtime.migrationPending
+      ) {
+        throw new OutboxkitError(
+          'schema-not-migrated',
+          `${error.message}. The module's migrate: true runs in onApplicationBootstrap, after every onModuleInit: write from onApplicationBootstrap or later (or run the migration before the application starts)`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
   }
 
   /**

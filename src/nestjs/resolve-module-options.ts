@@ -306,15 +306,22 @@ export function addExchange(
  * it loses no setting.
  */
 function rejectUnknownModuleOptions(options: object): void {
-  if (
-    Object.hasOwn(options, 'isGlobal') &&
-    (options as { isGlobal?: unknown }).isGlobal !== undefined
-  ) {
-    throw new ConfigurationError(
-      'isGlobal',
-      'goes next to `useFactory` in forRootAsync, not into the options it returns: Nest ' +
-        "fixes the module's scope before any factory runs",
-    );
+  for (const [extra, why] of [
+    ['isGlobal', "Nest fixes the module's scope before any factory runs"],
+    [
+      'dashboard',
+      "the dashboard's routes are mounted when the module is imported, before any factory runs",
+    ],
+  ] as const) {
+    if (
+      Object.hasOwn(options, extra) &&
+      (options as Record<string, unknown>)[extra] !== undefined
+    ) {
+      throw new ConfigurationError(
+        extra,
+        `goes next to \`useFactory\` in forRootAsync, not into the options it returns: ${why}`,
+      );
+    }
   }
   const asyncWay = ['useFactory', 'useClass', 'useExisting'].find((way) =>
     Object.hasOwn(options, way),
@@ -325,9 +332,7 @@ function rejectUnknownModuleOptions(options: object): void {
       `belongs to OutboxModule.forRootAsync({ imports, inject, ${asyncWay} }); forRoot takes the options themselves`,
     );
   }
-  // Nest's builder hands `forRoot`'s `dashboard` over with the options (it drops only
-  // `isGlobal`), so it cannot be told from one a factory returned.
-  rejectUnknownOptions(options, [...MODULE_OPTION_NAMES, 'dashboard'], {
+  rejectUnknownOptions(options, MODULE_OPTION_NAMES, {
     owner: 'OutboxModule',
     nested: {
       relay: nestedNames('relay'),
