@@ -155,6 +155,17 @@ for (const queueType of ['classic', 'quorum'] as const)
 
 describe('partitions: adding them to a consumer that had none', () => {
   let f: ConsumerFixture;
+  /** `resizePartitions` from no partitions to `consumer`'s. */
+  const addPartitions = (consumer: ConsumerDefinition) =>
+    resizePartitions({
+      db: f.t.db,
+      amqpUrl: AMQP_URL,
+      schema: f.t.schema,
+      consumer,
+      from: 0,
+      logger: silentLogger,
+      reconnectBackoff: { initialMs: 20, maxMs: 200 },
+    });
   before(async () => {
     f = await ConsumerFixture.open('prszadd');
   });
@@ -192,15 +203,7 @@ describe('partitions: adding them to a consumer that had none', () => {
       assert.match(error.message, /40 messages ready.*resizePartitions` with `from: 0`/);
       return true;
     });
-    const result = await resizePartitions({
-      db: f.t.db,
-      amqpUrl: AMQP_URL,
-      schema: f.t.schema,
-      consumer: at(3),
-      from: 0,
-      logger: silentLogger,
-      reconnectBackoff: { initialMs: 20, maxMs: 200 },
-    });
+    const result = await addPartitions(at(3));
     assert.deepEqual(result, { drained: 40, oldSetFound: true });
     assert.equal(await f.queueInfo(f.name('grow')), undefined, 'the old queue is gone');
     const grown = await f.host([at(3)], { logger: silentLogger });
@@ -247,15 +250,7 @@ describe('partitions: adding them to a consumer that had none', () => {
         ordered: true,
         ...(partitions !== undefined && { partitions }),
       });
-    const result = await resizePartitions({
-      db: f.t.db,
-      amqpUrl: AMQP_URL,
-      schema: f.t.schema,
-      consumer: grown(3),
-      from: 0,
-      logger: silentLogger,
-      reconnectBackoff: { initialMs: 20, maxMs: 200 },
-    });
+    const result = await addPartitions(grown(3));
     assert.deepEqual(result, { drained: 24, oldSetFound: true });
     for (const q of [queue, retryDueQueueName(queue), delayQueueName(queue, 300)]) {
       assert.equal(await f.queueInfo(q), undefined, `${q} is gone`);
