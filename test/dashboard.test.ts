@@ -373,6 +373,35 @@ describe('dashboard: the HTTP API', () => {
       await guarded.close();
     }
   });
+
+  it('behind a proxy it trusts, checks the forwarded host against the allowed names too', async () => {
+    // The proxy rewrote Host to an allowed name, and a rebinding page's own name came only in
+    // X-Forwarded-Host, which went unchecked: it read the dashboard and purged parked rows.
+    const proxied = await serveDashboard({
+      pool: f.t.pool,
+      schema: f.t.schema,
+      allowedHosts: ['app'],
+      trustForwardedHost: true,
+    });
+    try {
+      const status = `${proxied.url}api/status`;
+      assert.equal(await statusWithHost(status, 'app', { 'x-forwarded-host': 'app' }), 200);
+      assert.equal(await statusWithHost(status, 'app'), 200);
+      assert.equal(
+        await statusWithHost(status, 'app', { 'x-forwarded-host': 'evil.example' }),
+        403,
+      );
+      assert.equal(
+        await statusWithHost(status, 'app', { 'x-forwarded-host': 'evil.example, app' }),
+        403,
+      );
+    } finally {
+      await proxied.close();
+    }
+    // Not trusted, the header is not read at all.
+    const untrusted = { headers: { host: 'app', 'x-forwarded-host': 'evil.example' } };
+    assert.equal(hostRefusal(untrusted as unknown as IncomingMessage, ['app']), undefined);
+  });
 });
 
 describe('dashboard: the outboxkit dashboard command', () => {

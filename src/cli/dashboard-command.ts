@@ -119,7 +119,12 @@ export const dashboardCommand: CliCommand = {
     });
     // The host check comes first here, so that a refusal names the flag instead of the option.
     const server = createServer((req, res) => {
-      const refused = hostRefusal(req, allowedHosts, cliHowToAllow);
+      const refused = hostRefusal(
+        req,
+        allowedHosts,
+        cliHowToAllow,
+        values['trust-forwarded-host'] === true,
+      );
       if (refused === undefined) return void dashboard.handle(req, res);
       res.writeHead(403, {
         'content-type': 'application/json; charset=utf-8',

@@ -243,7 +243,7 @@ export class OutboxDashboard {
   }
 
   async #route(req: IncomingMessage, path: string | undefined): Promise<Reply> {
-    const refused = hostRefusal(req, this.#allowedHosts);
+    const refused = hostRefusal(req, this.#allowedHosts, undefined, this.#trustForwardedHost);
     if (refused) return { status: 403, body: { error: refused } };
     if (path === undefined) return notFound();
     const segments = path.replace(/^\/+/, '').split('/').map(decodeSegment);

@@ -34,12 +34,22 @@ export function hostRefusal(
   allowedHosts: readonly string[] | undefined,
   howToAllow: (name: string) => string = (name) =>
     `add ${JSON.stringify(name)} to the dashboard's allowedHosts`,
+  trustForwardedHost = false,
 ): string | undefined {
   if (allowedHosts === undefined) return undefined;
-  const name = hostNameOf(req.headers.host);
-  if (name !== undefined && allowedHosts.includes(name)) return undefined;
-  const hint = name === undefined ? '' : ` (to serve it, ${howToAllow(name)})`;
-  return `host ${JSON.stringify(req.headers.host ?? '')} is not one this dashboard answers to${hint}`;
+  // Behind a proxy that rewrites Host, `X-Forwarded-Host` is the name the browser used, and the
+  // one a rebinding page controls: checked too, or the proxy's own `Host` let any site in.
+  const forwarded = trustForwardedHost ? headerText(req.headers['x-forwarded-host']) : undefined;
+  const seen = [req.headers.host, forwarded?.split(',')[0]].filter(
+    (h): h is string => h !== undefined,
+  );
+  for (const host of seen) {
+    const name = hostNameOf(host);
+    if (name !== undefined && allowedHosts.includes(name)) continue;
+    const hint = name === undefined ? '' : ` (to serve it, ${howToAllow(name)})`;
+    return `host ${JSON.stringify(host)} is not one this dashboard answers to${hint}`;
+  }
+  return seen.length === 0 ? `a request without a Host header is not served` : undefined;
 }
 
 /**
