@@ -48,6 +48,12 @@ describe('several RabbitMQ URLs', () => {
       'http://guest:secret@localhost:5672',
       'not a url',
       'amqp://guest:secret@127.0.0.1:5672x',
+      // One slash parsed, without a host: amqplib went to localhost with "guest:secret@..." as
+      // the vhost, and the refusal of that vhost printed it (a security probe).
+      'amqp:/guest:secret@rabbit.invalid:5671/prod',
+      // No scheme: "guest" was taken for one, and the rest echoed.
+      'guest:secret@127.0.0.1:5672',
+      ' amqp://guest:secret@127.0.0.1:5672',
     ]) {
       for (const make of [
         () => amqpUrlList(bad),

@@ -22,10 +22,17 @@ export function amqpUrlList(value: unknown, option = 'amqpUrl'): readonly string
     // amqplib would refuse it at every connect, and the relay and consumers retry connects for
     // ever: a URL no wait can mend is refused here, as the CLI does.
     const parsed = URL.canParse(url) ? new URL(url) : undefined;
-    if (parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') {
+    // `amqp:/user:pw@host` parses, with no host: amqplib then connects to localhost and sends
+    // `user:pw@host` as the vhost name, password included. A value that is not `scheme://...`
+    // is not echoed: its "scheme" may be a user name and the rest a password.
+    if (
+      (parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') ||
+      !/^amqps?:\/\//i.test(url) ||
+      url !== url.trim()
+    ) {
       throw new ConfigurationError(
         option,
-        `must start with amqp:// or amqps://, got ${parsed ? redactUrl(url) : notAUrl(url)}`,
+        `must start with amqp:// or amqps://, got ${url !== url.trim() ? 'a URL with spaces around it' : /^[a-z][a-z0-9+.-]*:\/\//i.test(url) && parsed ? redactUrl(url) : parsed ? 'something else' : notAUrl(url)}`,
       );
     }
     const problem = tuningProblem(parsed.searchParams);

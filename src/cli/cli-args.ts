@@ -185,9 +185,13 @@ function urlOf(
   } catch {
     throw new UsageError(`${flag} / ${variable} is not a URL; expected one such as ${example}`);
   }
-  if (!protocols.includes(protocol)) {
+  // Read by the drivers as given: a space around it, or `postgres:/` with one slash, sends the
+  // rest (password included) to localhost as a database or vhost name. Not echoed unless it is
+  // `scheme://...`, whose password `redactUrl` can find: the "scheme" may be a user name.
+  const authority = /^[a-z][a-z0-9+.-]*:\/\//i.test(value);
+  if (!protocols.includes(protocol) || !authority || value !== value.trim()) {
     throw new UsageError(
-      `${flag} / ${variable} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${redactUrl(value)}`,
+      `${flag} / ${variable} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${value !== value.trim() ? 'a URL with spaces around it' : authority ? redactUrl(value) : 'something else'}`,
     );
   }
   return value;
