@@ -227,6 +227,22 @@ describe('writer: headers the relay could not publish are refused', () => {
     );
   });
 
+  it('refuses CC and BCC headers the broker would refuse, keeps arrays of routing keys', async () => {
+    // A string BCC made RabbitMQ close the publish channel at every try: the row never went,
+    // and its batch's other rows were sent again each time (a security probe).
+    for (const headers of [{ BCC: 'private.admin' }, { CC: ['ok', 7] }, { CC: null }]) {
+      await refused(
+        { ...base, payload: 1, headers },
+        'invalid-header',
+        /header (CC|BCC) must be an array of routing keys/,
+      );
+    }
+    assert.equal(
+      (await written({ ...base, payload: 1, headers: { CC: ['audit'], cc: 'x' } })).headers,
+      '{"CC":["audit"],"cc":"x"}',
+    );
+  });
+
   it('refuses headers over the encoded size limit', async () => {
     await refused(
       { ...base, payload: 1, headers: { big: 'x'.repeat(200 * 1024) } },

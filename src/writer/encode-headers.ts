@@ -79,6 +79,21 @@ function checkHeaderValue(value: unknown, path: string, index: number, depth: nu
   );
 }
 
+/**
+ * `CC` and `BCC` are RabbitMQ's sender-selected distribution: routing keys that each get a copy
+ * too. The broker takes them only as arrays of strings; anything else makes it close the
+ * publishing channel, so the row would fail every try (and take its batch's channel with it).
+ */
+function checkDistributionHeader(name: string, value: unknown, index: number): void {
+  if (name !== 'CC' && name !== 'BCC') return;
+  if (Array.isArray(value) && value.every((key) => typeof key === 'string')) return;
+  throw new InvalidMessageError(
+    'invalid-header',
+    `header ${name} must be an array of routing keys (RabbitMQ routes a copy to each, and refuses the message otherwise), got ${describe(value)}`,
+    index,
+  );
+}
+
 function checkHeaderName(name: string, index: number): void {
   if (name.length === 0 || Buffer.byteLength(name) > NAME_BYTES || unstorableText(name)) {
     throw new InvalidMessageError(
@@ -126,6 +141,7 @@ export function encodeHeaders(headers: unknown, index: number): string | null {
     for (const [name, value] of Object.entries(headers)) {
       checkHeaderName(name, index);
       checkHeaderValue(value, JSON.stringify(name), index, 0);
+      checkDistributionHeader(name, value, index);
     }
     own = headers as Record<string, HeaderValue>;
   }
