@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { durationOf } from '../src/cli/cli-args.js';
+import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
 import type { OutboxStatus } from '../src/status/outbox-status.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
@@ -105,6 +106,32 @@ describe('outboxkit migrate', () => {
   });
 });
 
+/** A migrated schema of its own beside a test database's, for rows no other test should see. */
+class TestSchema {
+  readonly schema: string;
+  readonly ready: Promise<unknown>;
+  readonly #t: TestDatabase;
+
+  constructor(t: TestDatabase, suffix: string) {
+    this.#t = t;
+    this.schema = `${t.schema}_${suffix}`;
+    this.ready = migrate(t.pool, { schema: this.schema });
+  }
+
+  /** One retrying row of `exchange`, whose last error is `error`. */
+  async write(exchange: string, error: string): Promise<void> {
+    await this.#t.pool.query(
+      `INSERT INTO "${this.schema}".outbox (message_id, exchange, routing_key, payload, content_type, attempts, last_error)
+       VALUES ('m-1', $1, 'k', '\\x7b7d', 'application/json', 1, $2)`,
+      [exchange, error],
+    );
+  }
+
+  async drop(): Promise<void> {
+    await this.#t.pool.query(`DROP SCHEMA "${this.schema}" CASCADE`);
+  }
+}
+
 describe('outboxkit status', () => {
   let t: TestDatabase;
   before(async () => {
@@ -187,6 +214,27 @@ describe('outboxkit status', () => {
       '  alpha: nacked by the broker',
       'processed messages: 2',
     ]);
+  });
+
+  it('escapes control characters of exchange names and errors, which are anyone to write', async () => {
+    // A terminal acted on them: an exchange name retitled the window and cleared the screen,
+    // and a line break in it made a row of its own (a security probe).
+    const evil = new TestSchema(t, 'esc');
+    await evil.ready;
+    try {
+      await evil.write('bad\u001b]0;pwned\u0007\u001b[2J\nfake  1', 'boom\u001b[31m\u009b');
+      for (const json of [false, true]) {
+        const run = await runCli(['status', ...(json ? ['--json'] : []), '--schema', evil.schema]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.doesNotMatch(run.stdout, /[\u001b\u0007\u009b]/);
+        assert.match(
+          run.stdout,
+          json ? /\\u001b\]0;pwned/ : /bad\\x1b\]0;pwned\\x07\\x1b\[2J\\nfake/,
+        );
+      }
+    } finally {
+      await evil.drop();
+    }
   });
 
   it('tells to migrate when the schema has no tables', async () => {

@@ -25,6 +25,7 @@ import { type CliCommand, type CliEnv, EXIT_FAILURE, EXIT_OK } from './cli-comma
 import { withPool } from './cli-database.js';
 import { AMQP_TLS_HELP, checkCliAmqpTls, DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
 import { formatAge } from './status-command.js';
+import { cell, json, terminalText } from './terminal-text.js';
 import { UsageError } from './usage-error.js';
 
 const HELP = `Usage: outboxkit dead-letters <list|show|replay|purge> [id] [options]
@@ -313,41 +314,6 @@ async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {
 
 function write(text: string): void {
   process.stdout.write(text);
-}
-
-function json(value: unknown): string {
-  // JSON.stringify escapes C0 controls but leaves DEL, C1 controls (U+009B is a CSI to some
-  // terminals) and bidi overrides raw; escaped, they read the same once parsed.
-  return `${JSON.stringify(value, null, 2).replace(RAW_IN_JSON, unicodeEscape)}\n`;
-}
-
-/** Controls a terminal acts on rather than prints: C0 bar the line break, DEL and C1. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its purpose
-const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
-/** Bidi embeddings, overrides and isolates: they reorder what the reader sees. */
-const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
-const RAW_IN_JSON = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
-
-function unicodeEscape(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
-}
-
-/**
- * Text of a dead letter as it may reach a terminal. Payloads and error texts are anyone's to
- * write, and an ESC sequence in them could clear the screen, retitle the window or hide text:
- * every control character is shown escaped (`\x1b`, `\u202e`), and line breaks are kept (a
- * CR LF as one line break).
- */
-function terminalText(text: string): string {
-  return text
-    .replace(/\r\n/g, '\n')
-    .replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    .replace(BIDI, unicodeEscape);
-}
-
-/** `terminalText` for one table cell: a line break shows as `\n`, so the row stays one line. */
-function cell(text: string): string {
-  return terminalText(text).replace(/\n/g, '\\n');
 }
 
 function report(r: Request, verb: string, noun: string, result: DeadLetterWorkResult): number {

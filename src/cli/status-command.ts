@@ -3,6 +3,7 @@ import { COMMON_OPTIONS, databaseUrlOf, parseFlags, printHelp, schemaOf } from '
 import { type CliCommand, EXIT_OK } from './cli-command.js';
 import { withPool } from './cli-database.js';
 import { DATABASE_TLS_HELP, tlsFilesOf } from './cli-tls.js';
+import { cell, json } from './terminal-text.js';
 
 const HELP = `Usage: outboxkit status [options]
 
@@ -37,9 +38,7 @@ export const statusCommand: CliCommand = {
     const status = await withPool({ url, tls }, schema, (pool) =>
       outboxStatus(pool, { schema, includeProcessed: values.processed === true }),
     );
-    process.stdout.write(
-      values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatusTable(status),
-    );
+    process.stdout.write(values.json ? json(status) : formatStatusTable(status));
     return EXIT_OK;
   },
 };
@@ -56,7 +55,8 @@ export function formatStatusTable(status: OutboxStatus): string {
   ];
   const rows = [
     header,
-    ...status.exchanges.map((e) => row(e.exchange, e)),
+    // Exchange names and errors are anyone's to write: escaped, as dead letters are.
+    ...status.exchanges.map((e) => row(cell(e.exchange), e)),
     row('(total)', status.total),
   ];
   const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -64,11 +64,11 @@ export function formatStatusTable(status: OutboxStatus): string {
   const lines = rows.map((r) =>
     r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '),
   );
-  lines.unshift(`outbox "${status.schema}"`);
+  lines.unshift(`outbox "${cell(status.schema)}"`);
   const failing = status.exchanges.filter((e) => e.lastError !== null);
   if (failing.length > 0) {
     lines.push('last error of a retrying row:');
-    for (const e of failing) lines.push(`  ${e.exchange}: ${e.lastError}`);
+    for (const e of failing) lines.push(`  ${cell(e.exchange)}: ${cell(e.lastError!)}`);
   }
   if (status.processed !== undefined) lines.push(`processed messages: ${status.processed}`);
   return `${lines.join('\n')}\n`;
