@@ -20,6 +20,7 @@ export {
 } from './consumer/consumer-definition.js';
 export { ConsumerHost, type ConsumerHostOptions } from './consumer/consumer-host.js';
 export type { ConsumerStats } from './consumer/consumer-stats.js';
+export type { ConsumerTopology } from './consumer/consumer-topology.js';
 export type {
   ConsumerTransaction,
   ConsumerTransactionOptions,
@@ -67,7 +68,11 @@ export {
 export { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from './protocol/message-headers.js';
 export type { RelayDatabaseProblem } from './relay/database-health.js';
 export { OutboxRelay } from './relay/outbox-relay.js';
-export type { RelayOptions, RelayRetryPolicy } from './relay/relay-options.js';
+export type {
+  RelayOptions,
+  RelayRetryPolicy,
+  ResolvedRelayOptions,
+} from './relay/relay-options.js';
 export type { RelayStats } from './relay/relay-stats.js';
 export type {
   KyselyInstance,

@@ -32,7 +32,7 @@ export interface OutboxHandlerOptions<P = unknown> {
    * Derives the key messages are deduplicated by, for example the order id, so two messages
    * about one order have one effect. Default: the message id.
    */
-  businessKey?(payload: P, message: MessageInfo): string;
+  readonly businessKey?: ((payload: P, message: MessageInfo) => string) | undefined;
   /**
    * Handle messages of one ordering key one at a time, in order (see `orderingKey` on the
    * message definition). The queue gets a single active consumer; retries happen in place.

@@ -17,7 +17,7 @@ export const OUTBOX_MODULE_OPTIONS = Symbol('outboxkit:module-options');
 /** What `forRoot` and `forRootAsync` take beside the module options. */
 interface OutboxModuleExtras {
   /** Make `OutboxService` injectable in every module without importing `OutboxModule` again. */
-  isGlobal: boolean;
+  isGlobal?: boolean | undefined;
   /**
    * Serve outboxkit's web dashboard (`true` for the defaults: read-only, at
    * `outbox/dashboard`). Default off.

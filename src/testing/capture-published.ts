@@ -37,7 +37,7 @@ export interface Capture {
    * Resolves with the first `count` messages once that many arrived. After `close()`, rejects
    * with a `StateError` unless that many arrived before it.
    */
-  waitFor(count: number, options?: { timeoutMs?: number }): Promise<CapturedMessage[]>;
+  waitFor(count: number, options?: { timeoutMs?: number | undefined }): Promise<CapturedMessage[]>;
   /** Stops capturing; the temporary queue goes with the connection. */
   close(): Promise<void>;
 }
