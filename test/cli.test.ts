@@ -226,6 +226,7 @@ describe('outboxkit status', () => {
       for (const json of [false, true]) {
         const run = await runCli(['status', ...(json ? ['--json'] : []), '--schema', evil.schema]);
         assert.equal(run.code, 0, run.stderr);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
         assert.doesNotMatch(run.stdout, /[\u001b\u0007\u009b]/);
         assert.match(
           run.stdout,
