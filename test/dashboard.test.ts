@@ -14,6 +14,7 @@ import {
   hostNameOf,
   hostRefusal,
   LOOPBACK_HOSTS,
+  remoteRefusal,
 } from '../src/dashboard/request-guard.js';
 import { outboxStatus } from '../src/status/outbox-status.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -528,6 +529,19 @@ describe('dashboard: pure logic', () => {
     assert.equal(hostRefusal(request({ host: '[::1]:1' }), LOOPBACK_HOSTS), undefined);
     assert.match(hostRefusal(request({ host: 'evil.example:8089' }), LOOPBACK_HOSTS)!, /evil/);
     assert.equal(hostRefusal(request({ host: 'evil.example' }), undefined), undefined);
+  });
+
+  it('with only the loopback names allowed, serves clients on this machine only', () => {
+    // Host is the client's to write: an application listening on every interface (Nest's
+    // default) served any client sending `Host: localhost` (a security probe).
+    const from = (remoteAddress: string | undefined) =>
+      ({ headers: { host: 'localhost' }, socket: { remoteAddress } }) as unknown as IncomingMessage;
+    for (const local of ['127.0.0.1', '127.0.0.53', '::1', '::ffff:127.0.0.1', undefined]) {
+      assert.equal(remoteRefusal(from(local)), undefined, String(local));
+    }
+    for (const remote of ['192.0.2.2', '::ffff:10.1.2.3', 'fd00::2']) {
+      assert.match(remoteRefusal(from(remote))!, /not on this machine.*allowedHosts/);
+    }
   });
 
   it('names allowedHosts, and no CLI flag, when refusing a host in code', () => {

@@ -24,7 +24,7 @@ import { type ParkedRowView, parkedRowView } from './dashboard-views.js';
 import { readOutboxActivity } from './outbox-activity.js';
 import { QueueDeadLetters, type QueueDeadLettersView } from './queue-dead-letters.js';
 import { type OutboxRates, RateTracker } from './rate-tracker.js';
-import { crossSiteRefusal, hostRefusal, LOOPBACK_HOSTS } from './request-guard.js';
+import { crossSiteRefusal, hostRefusal, LOOPBACK_HOSTS, remoteRefusal } from './request-guard.js';
 
 /** What `GET api/status` answers. */
 export interface DashboardStatus {
@@ -84,8 +84,8 @@ const JSON_HEADERS = {
  *
  * Read-only unless `allowReplay: true`. Changes must be POSTs from the page itself: they need the
  * `x-outboxkit-dashboard` header and are refused when the browser says they come from another
- * site, and it answers only requests addressed to `allowedHosts` (the loopback names by
- * default). It shows no connection URL, payload or header. It has no login of its own: listen
+ * site, and it answers only requests addressed to `allowedHosts` (by default the loopback
+ * names, and then only clients on this machine, whatever interface it listens on). It shows no connection URL, payload or header. It has no login of its own: listen
  * on the loopback interface, or put it behind the application's authentication.
  *
  * @example
@@ -103,6 +103,8 @@ export class OutboxDashboard {
   readonly #queues: ReadonlyMap<string, QueueDeadLetters>;
   readonly #basePath: string;
   readonly #allowedHosts: readonly string[];
+  /** No host name given: only clients on this machine are served (see `remoteRefusal`). */
+  readonly #loopbackOnly: boolean;
   readonly #trustForwardedHost: boolean;
   readonly #limit: number;
   readonly #refreshMs: number;
@@ -141,6 +143,7 @@ export class OutboxDashboard {
     this.#allowedHosts = [
       ...new Set([...LOOPBACK_HOSTS, ...extraHosts.map((h) => h.toLowerCase())]),
     ];
+    this.#loopbackOnly = extraHosts.length === 0;
     this.#trustForwardedHost = booleanOption(
       'trustForwardedHost',
       options.trustForwardedHost,
@@ -243,7 +246,9 @@ export class OutboxDashboard {
   }
 
   async #route(req: IncomingMessage, path: string | undefined): Promise<Reply> {
-    const refused = hostRefusal(req, this.#allowedHosts, undefined, this.#trustForwardedHost);
+    const refused =
+      hostRefusal(req, this.#allowedHosts, undefined, this.#trustForwardedHost) ??
+      (this.#loopbackOnly ? remoteRefusal(req) : undefined);
     if (refused) return { status: 403, body: { error: refused } };
     if (path === undefined) return notFound();
     const segments = path.replace(/^\/+/, '').split('/').map(decodeSegment);

@@ -53,6 +53,23 @@ export function hostRefusal(
 }
 
 /**
+ * Why a request must not be served because of where it comes from, for a dashboard that answers
+ * the loopback names only: `Host` is the client's to write, and an application listening on
+ * every interface (Nest's default) would otherwise serve any client that sends
+ * `Host: localhost`. A socket without an address (a Unix socket) is local.
+ */
+export function remoteRefusal(req: IncomingMessage): string | undefined {
+  const address = req.socket?.remoteAddress;
+  if (address === undefined || isLoopbackAddress(address)) return undefined;
+  return `a client at ${address} is not on this machine, and this dashboard answers the loopback names only: to serve others, add the host name they use to allowedHosts, behind your authentication`;
+}
+
+function isLoopbackAddress(address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}
+
+/**
  * Why a request that changes something must be refused as cross-site, or `undefined` when it
  * comes from the dashboard's own page. Three checks, each enough on its own against a page of
  * another site: the custom header, the browser's `Sec-Fetch-Site`, and an `Origin` that is not
