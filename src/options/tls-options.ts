@@ -8,8 +8,10 @@ export type Pem = string | Buffer;
 
 /**
  * TLS settings of outboxkit's connections to RabbitMQ (`amqpTls`) or Postgres (`databaseTls`).
- * The server's certificate is always verified, against `ca` when given and Node's bundled CAs
- * otherwise, unless `rejectUnauthorized` is `false`.
+ * The server's certificate is verified, against `ca` when given and Node's bundled CAs
+ * otherwise, unless `rejectUnauthorized` is `false`, or a Postgres URL asks pg not to
+ * (`sslmode=no-verify`, or `sslmode=require` with `uselibpqcompat=true`): the URL's choice is
+ * pg's to read, and those encrypt without checking who answers.
  */
 export interface TlsOptions {
   /** CA certificate(s), PEM, the server's certificate must chain to. Default Node's bundled CAs. */
