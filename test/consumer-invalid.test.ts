@@ -48,6 +48,17 @@ describe('idempotent consumer: invalid messages', () => {
         options: { headers: ok },
         reason: 'invalid-json',
       },
+      // Bytes that are not UTF-8 reached the handler as U+FFFD, a payload nobody sent (a probe).
+      {
+        id: 'utf8',
+        body: Buffer.concat([
+          Buffer.from('{"amount": 1, "note": "'),
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from('"}'),
+        ]),
+        options: { headers: ok },
+        reason: 'invalid-json',
+      },
       {
         id: 'type',
         body: Buffer.from('amount=1'),

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { ConsumeMessage } from 'amqplib';
 import { businessKeyProblem, quoteKey } from '../protocol/business-key.js';
 import { withoutHops } from '../protocol/copy-headers.js';
@@ -114,6 +115,10 @@ export async function parseDelivery(
 
   let payload: unknown = message.content;
   if (isJsonMediaType(type)) {
+    // Decoding would make U+FFFD of bytes that are not UTF-8: a payload nobody sent.
+    if (!isUtf8(message.content)) {
+      return reject('invalid-json', 'payload is not valid UTF-8, which JSON text must be');
+    }
     try {
       payload = JSON.parse(message.content.toString('utf8'));
     } catch (error) {
