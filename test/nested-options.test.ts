@@ -150,6 +150,18 @@ describe('nested options', () => {
     assert.doesNotThrow(dashboardSettings({}));
   });
 
+  it('refuse control characters in a queue or consumer name', () => {
+    // A line break in a name: queues declared without it, a start that timed out on a 404.
+    assert.throws(
+      consumer({ name: 'a\nb' }),
+      refused('consumers[a\nb].queue', /control characters/),
+    );
+    assert.throws(
+      consumer({ queue: 'orders\tq' }),
+      refused('consumers[orders].queue', /control characters/),
+    );
+  });
+
   it('fill every backoff from its defaults, a bound left out following the one given', () => {
     // Was: a relay's or host's partial backoff was refused, naming a field the user never set.
     const resolved = resolveRelayOptions(

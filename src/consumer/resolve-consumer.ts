@@ -172,6 +172,15 @@ export function resolveConsumer(
     );
   }
   textRule('queue', queue);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+  if (/[\u0000-\u001f\u007f]/.test(queue)) {
+    // RabbitMQ drops them from the names it declares and not from the names consumed: a line
+    // break left queues of another name behind and a start that timed out on a 404.
+    fail(
+      'queue',
+      `must not contain control characters (line breaks, tabs...)${definition.queue === undefined ? ", and is the consumer's name when left out" : ''}; got ${JSON.stringify(queue)}`,
+    );
+  }
   if (queue.startsWith('amq.'))
     fail('queue', 'names starting with "amq." are reserved by RabbitMQ');
   const queueType = definition.queueType ?? 'quorum';
