@@ -510,7 +510,10 @@ describe('nestjs: OutboxModule', () => {
     for (const [handler, says] of [
       [ScopedHandler, /ScopedHandler\.run is request-scoped; handlers must live on singleton/],
       [TransientHandler, /TransientHandler\.run is transient; handlers must live on singleton/],
-      [BubbledHandler, /BubbledHandler\.run is request-scoped through a dependency/],
+      [
+        BubbledHandler,
+        /BubbledHandler\.run is request-scoped through a dependency \(it injects PerRequest, which is request-scoped/,
+      ],
     ] as const) {
       const moduleRef = await Test.createTestingModule({
         imports: [OutboxModule.forRoot(f.options())],

@@ -240,7 +240,29 @@ function isScoped(wrapper: Wrapper): boolean {
 /** Why a provider is scoped, for the refusal: its own scope, or a dependency's. */
 function scopeOf(wrapper: Wrapper): string {
   if (wrapper.isTransient) return 'transient';
-  return wrapper.scope === Scope.REQUEST
-    ? 'request-scoped'
-    : 'request-scoped through a dependency (a provider it injects, or one of theirs, is request-scoped, which makes it so too)';
+  if (wrapper.scope === Scope.REQUEST) return 'request-scoped';
+  const path = requestScopedDependency(wrapper, new Set([wrapper]));
+  return `request-scoped through a dependency (${path ? `it injects ${path}` : 'a provider it injects, or one of theirs, is request-scoped'}; Nest makes whatever injects a request-scoped provider request-scoped too)`;
+}
+
+/**
+ * `A, which is request-scoped`, or `A, which injects B, which is...`: the way to the
+ * request-scoped provider that `wrapper` depends on.
+ */
+function requestScopedDependency(wrapper: Wrapper, seen: Set<Wrapper>): string | undefined {
+  const dependencies = [
+    ...(wrapper.getCtorMetadata() ?? []),
+    ...(wrapper.getPropertiesMetadata() ?? []).map((p) => p.wrapper),
+  ];
+  for (const dependency of dependencies) {
+    if (dependency === undefined || seen.has(dependency)) continue;
+    seen.add(dependency);
+    const name = String(dependency.name);
+    if (dependency.scope === Scope.REQUEST) return `${name}, which is request-scoped`;
+    if (!dependency.isDependencyTreeStatic()) {
+      const deeper = requestScopedDependency(dependency, seen);
+      if (deeper !== undefined) return `${name}, which injects ${deeper}`;
+    }
+  }
+  return undefined;
 }
