@@ -1,6 +1,7 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { heartbeatOption, MAX_HEARTBEAT_SECONDS } from '../options/heartbeat-option.js';
 import { redactUrl } from '../util/logger.js';
+import { isSchemeUrl, refusedUrlText } from '../util/refused-url.js';
 
 /** One RabbitMQ URL, or several nodes of a cluster to fail over between. */
 export type AmqpUrls = string | readonly string[];
@@ -22,17 +23,10 @@ export function amqpUrlList(value: unknown, option = 'amqpUrl'): readonly string
     // amqplib would refuse it at every connect, and the relay and consumers retry connects for
     // ever: a URL no wait can mend is refused here, as the CLI does.
     const parsed = URL.canParse(url) ? new URL(url) : undefined;
-    // `amqp:/user:pw@host` parses, with no host: amqplib then connects to localhost and sends
-    // `user:pw@host` as the vhost name, password included. A value that is not `scheme://...`
-    // is not echoed: its "scheme" may be a user name and the rest a password.
-    if (
-      (parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') ||
-      !/^amqps?:\/\//i.test(url) ||
-      url !== url.trim()
-    ) {
+    if ((parsed?.protocol !== 'amqp:' && parsed?.protocol !== 'amqps:') || !isSchemeUrl(url)) {
       throw new ConfigurationError(
         option,
-        `must start with amqp:// or amqps://, got ${url !== url.trim() ? 'a URL with spaces around it' : /^[a-z][a-z0-9+.-]*:\/\//i.test(url) && parsed ? redactUrl(url) : parsed ? 'something else' : notAUrl(url)}`,
+        `must start with amqp:// or amqps://, got ${parsed ? refusedUrlText(url) : notAUrl(url)}`,
       );
     }
     const problem = tuningProblem(parsed.searchParams);

@@ -3,7 +3,8 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { closestName } from '../util/closest-name.js';
 import { MAX_TIMER_MS, MAX_TIMER_TEXT } from '../util/duration-option.js';
-import { errorMessage, redactUrl } from '../util/logger.js';
+import { errorMessage } from '../util/logger.js';
+import { isSchemeUrl, refusedUrlText } from '../util/refused-url.js';
 import { type CliEnv, EXIT_OK } from './cli-command.js';
 import { UsageError } from './usage-error.js';
 
@@ -185,13 +186,9 @@ function urlOf(
   } catch {
     throw new UsageError(`${flag} / ${variable} is not a URL; expected one such as ${example}`);
   }
-  // Read by the drivers as given: a space around it, or `postgres:/` with one slash, sends the
-  // rest (password included) to localhost as a database or vhost name. Not echoed unless it is
-  // `scheme://...`, whose password `redactUrl` can find: the "scheme" may be a user name.
-  const authority = /^[a-z][a-z0-9+.-]*:\/\//i.test(value);
-  if (!protocols.includes(protocol) || !authority || value !== value.trim()) {
+  if (!protocols.includes(protocol) || !isSchemeUrl(value)) {
     throw new UsageError(
-      `${flag} / ${variable} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${value !== value.trim() ? 'a URL with spaces around it' : authority ? redactUrl(value) : 'something else'}`,
+      `${flag} / ${variable} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${refusedUrlText(value)}`,
     );
   }
   return value;

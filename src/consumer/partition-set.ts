@@ -26,6 +26,8 @@ export interface PartitionSet {
    * stays in its partition across restarts.
    */
   readonly queues: readonly string[];
+  /** `<queue>.processes`, whatever the count (see `partitionRosterQueueName`). */
+  readonly roster: string;
 }
 
 export function partitionExchangeName(queue: string, count: number): string {
@@ -66,6 +68,7 @@ export function partitionSet(queue: string, count: number): PartitionSet {
     queues: Object.freeze(
       Array.from({ length: count }, (_, i) => partitionQueueName(queue, i, count)),
     ),
+    roster: partitionRosterQueueName(queue),
   });
 }
 

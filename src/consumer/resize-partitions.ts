@@ -220,7 +220,8 @@ async function drain(
       }
     } finally {
       await host.stop();
-      drained += host.stats(consumer.name).handled + host.stats(consumer.name).duplicates;
+      const { handled, duplicates } = host.stats(consumer.name);
+      drained += handled + duplicates;
     }
   }
   return drained;

@@ -139,10 +139,11 @@ export async function collectMetrics(options: CollectMetricsOptions): Promise<Me
   }
   if (options.consumers) {
     const host = options.consumers;
+    // One reading per consumer: each is a copy.
+    const stats = new Map(host.consumers.map((consumer) => [consumer, host.stats(consumer)]));
     for (const [key, { name, help }] of CONSUMER_COUNTERS) {
-      for (const consumer of host.consumers) {
-        const value = host.stats(consumer)[key];
-        samples.push({ name, help, type: 'counter', labels: { consumer }, value });
+      for (const [consumer, counts] of stats) {
+        samples.push({ name, help, type: 'counter', labels: { consumer }, value: counts[key] });
       }
     }
     if (host.handlerSeconds) {

@@ -121,23 +121,22 @@ export async function capturePublished(
       const options = optionsObject('options', waitOptions, ['timeoutMs'], 'capture.waitFor');
       const timeoutMs = durationMs('timeoutMs', options.timeoutMs, 10_000);
       const what = `${count} message(s) published to ${JSON.stringify(exchange)} with ${JSON.stringify(routingKey)}`;
-      const closedError = () =>
-        new StateError(
-          `capture.waitFor: the capture is closed, with ${messages.length} of ${what} captured; wait before closing it`,
-          'closed',
-        );
-      if (closed && messages.length < count) throw closedError();
       const found = await pollUntil(
         what,
         timeoutMs,
         async () => {
           if (messages.length >= count) return messages.slice(0, count);
-          // Closed meanwhile: nothing more can arrive.
+          // Closed (before the wait, or during it): nothing more can arrive.
           return closed ? null : undefined;
         },
         () => `${messages.length} captured`,
       );
-      if (found === null) throw closedError();
+      if (found === null) {
+        throw new StateError(
+          `capture.waitFor: the capture is closed, with ${messages.length} of ${what} captured; wait before closing it`,
+          'closed',
+        );
+      }
       return found;
     },
     async close() {

@@ -9,7 +9,6 @@ import {
   topologyOf,
   topologyQueueNames,
 } from '../consumer/consumer-topology.js';
-import { partitionRosterQueueName } from '../consumer/partition-set.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionsObject } from '../options/options-object.js';
 import type { TlsOptions } from '../options/tls-options.js';
@@ -63,8 +62,7 @@ export async function deleteConsumerQueues(
         const queues = topologyQueueNames(t);
         if (t.partitions) {
           exchanges.add(t.partitions.exchange);
-          // The roster is named after the consumer's queue, which the dead-letter queue carries.
-          queues.push(partitionRosterQueueName(t.deadLetterQueue.name.replace(/\.dlq$/, '')));
+          queues.push(t.partitions.roster);
         }
         for (const queue of queues) {
           // RabbitMQ deletes a queue that is not there without a word: asked first, to report.
