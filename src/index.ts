@@ -29,6 +29,7 @@ export type {
 } from './consumer/consumer-transactions.js';
 export { HandlerStoppedError } from './consumer/handler-stopped-error.js';
 export { HandlerTimeoutError } from './consumer/handler-timeout-error.js';
+export type { HandlerFailure } from './consumer/last-failure.js';
 export { PartitionCountChangedError } from './consumer/partition-count-changed-error.js';
 export { PartitionsPluginMissingError } from './consumer/partitions-plugin-missing-error.js';
 export type { PayloadValidator, StandardSchema } from './consumer/payload-validator.js';

@@ -133,6 +133,48 @@ describe('outboxkit/testing', () => {
     assert.equal(host.stats(f.name('invoice')).deadLettered, before + 1);
   });
 
+  it("waitForIdle's time-out names a handler's last failure, which the host keeps", async () => {
+    // A handler that always throws, its retry an hour away: the message waits in a delay queue.
+    const broken = f.definition(
+      'broken',
+      async () => {
+        throw new TypeError('cannot read properties of undefined (reading total)');
+      },
+      { routingKeys: ['broken.*'], retry: { maxAttempts: 2, backoff: { initialMs: 3_600_000 } } },
+    );
+    const brokenHost = await f.host([broken]);
+    assert.equal(brokenHost.lastFailure(f.name('broken')), undefined);
+    await f.t.db.transaction().execute((trx) =>
+      outbox.add(trx, {
+        exchange: f.name('events'),
+        routingKey: 'broken.placed',
+        payload: { orderId: 'b-1' },
+        messageId: 'order-b-1',
+      }),
+    );
+    await flushOutbox(f.t.pool, { schema: f.t.schema });
+    await waitFor('the retry', async () => brokenHost.stats(f.name('broken')).retried === 1);
+    const failure = brokenHost.lastFailure(f.name('broken'));
+    assert.ok(failure !== undefined);
+    assert.ok(failure.error instanceof TypeError);
+    assert.equal(failure.attempt, 1);
+    assert.equal(failure.next, 'retry');
+    assert.equal(failure.businessKey, 'order-b-1');
+    assert.ok(Object.isFrozen(failure));
+    await assert.rejects(
+      waitForIdle(brokenHost, { amqpUrl: AMQP_URL, timeoutMs: 300 }),
+      (error: unknown) => {
+        assert.ok(error instanceof TestingTimeoutError, String(error));
+        assert.match(
+          error.message,
+          /in \S+\.retry\.3600000ms\), 0 in the host; last handler failure of \S+broken, \d+\.\d s ago, attempt 1 of key "order-b-1" \(to be retried\): TypeError: cannot read properties of undefined \(reading total\)/,
+        );
+        return true;
+      },
+    );
+    await brokenHost.stop();
+  });
+
   it('flushOutbox fails loudly when a row is parked instead of published', async () => {
     const orphan = await f.broker.exchange('orphan');
     await f.t.db

@@ -36,6 +36,7 @@ import type { ConsumerStats } from './consumer-stats.js';
 import { emptyConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, consumerTopologies, declareTopology } from './consumer-topology.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
+import { type HandlerFailure, LastFailure } from './last-failure.js';
 import {
   drainingHosts,
   type PartitionedConsumer,
@@ -327,7 +328,11 @@ export class ConsumerHost<Tx = Transaction<any>> {
     // One runner per queue: a partitioned consumer has one per partition, each with its own
     // channel and `concurrency`, sharing the consumer's totals.
     this.#runners = consumers.flatMap((consumer) => {
-      const totals = { stats: emptyConsumerStats(), handlerSeconds: new LatencyHistogram() };
+      const totals = {
+        stats: emptyConsumerStats(),
+        handlerSeconds: new LatencyHistogram(),
+        lastFailure: new LastFailure(),
+      };
       const runners = consumerTopologies(consumer).map(
         (topology) =>
           new ConsumerRunner({
@@ -417,6 +422,15 @@ export class ConsumerHost<Tx = Transaction<any>> {
    */
   stats(consumer: string): Readonly<ConsumerStats> {
     return Object.freeze({ ...this.#runner(consumer).stats });
+  }
+
+  /**
+   * The last failed handler attempt of one consumer since the host was made, with what the
+   * handler threw, or `undefined` when none failed: a test that waits in vain, or an operator
+   * looking at counts that grow, sees why.
+   */
+  lastFailure(consumer: string): HandlerFailure | undefined {
+    return this.#runner(consumer).lastFailure.value;
   }
 
   /**

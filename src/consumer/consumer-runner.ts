@@ -13,6 +13,7 @@ import { DatabaseRetryLoop } from './database-retry-loop.js';
 import { DeliveryDispatcher } from './delivery-dispatcher.js';
 import { DeliveryProcessor } from './delivery-processor.js';
 import { type CopyPublisher, FailureRouter } from './failure-router.js';
+import { LastFailure } from './last-failure.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import { type ReceivedDelivery, receivedDelivery } from './received-delivery.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
@@ -26,7 +27,11 @@ export interface RunnerContext {
    * The consumer's totals and handler run times, shared by the runners of one consumer's
    * partitions. Default: the runner's own.
    */
-  readonly totals?: { readonly stats: ConsumerStats; readonly handlerSeconds: LatencyHistogram };
+  readonly totals?: {
+    readonly stats: ConsumerStats;
+    readonly handlerSeconds: LatencyHistogram;
+    readonly lastFailure: LastFailure;
+  };
   // biome-ignore lint/suspicious/noExplicitAny: handlers use tables of the application's own
   readonly db: Kysely<any>;
   readonly queries: ProcessedQueries;
@@ -59,6 +64,7 @@ export class ConsumerRunner {
   readonly stats: ConsumerStats;
   /** Run times of handler attempts. Kept beside `stats`, which holds only counts. */
   readonly handlerSeconds: LatencyHistogram;
+  readonly lastFailure: LastFailure;
   readonly #ctx: RunnerContext;
   readonly #channel: ConsumerChannel;
   readonly #dispatcher: DeliveryDispatcher<ReceivedDelivery>;
@@ -70,6 +76,7 @@ export class ConsumerRunner {
     this.#ctx = ctx;
     this.stats = ctx.totals?.stats ?? emptyConsumerStats();
     this.handlerSeconds = ctx.totals?.handlerSeconds ?? new LatencyHistogram();
+    this.lastFailure = ctx.totals?.lastFailure ?? new LastFailure();
     const { consumer, logger } = ctx;
     const { stats } = this;
     this.#channel = new ConsumerChannel({
@@ -92,6 +99,7 @@ export class ConsumerRunner {
       failures: new FailureRouter({
         ...ctx,
         stats,
+        lastFailure: this.lastFailure,
         declareTopology: () => this.#channel.declareAgain(),
         handBack: giveBack,
       }),

@@ -8,6 +8,7 @@ import { errorMessage, type OutboxLogger } from '../util/logger.js';
 import type { ConsumerStats } from './consumer-stats.js';
 import { type ConsumerTopology, delayQueueName } from './consumer-topology.js';
 import type { RunResult } from './delivery-dispatcher.js';
+import type { LastFailure } from './last-failure.js';
 import { messageInfo } from './parse-delivery.js';
 import { isPermanentError } from './permanent-error.js';
 import { attemptOf, type ReceivedDelivery } from './received-delivery.js';
@@ -31,6 +32,8 @@ export interface FailureRouterOptions {
   readonly publisher: CopyPublisher;
   readonly logger: OutboxLogger;
   readonly stats: Pick<ConsumerStats, 'failures' | 'retried' | 'deadLettered' | 'requeued'>;
+  /** Told of every failed handler attempt. */
+  readonly lastFailure: LastFailure;
   /** Paces the requeue of a delivery whose copy the broker did not take. */
   readonly reconnectBackoff: BackoffPolicy;
   /**
@@ -74,6 +77,14 @@ export class FailureRouter {
     const at = new Date();
     delivery.firstFailedAt ??= at;
     const permanent = isPermanentError(error);
+    this.#options.lastFailure.record({
+      at,
+      attempt: attempts,
+      messageId: delivery.parsed?.info.messageId,
+      businessKey: delivery.parsed?.businessKey,
+      error,
+      next: permanent || attempts >= consumer.maxAttempts ? 'dead-letter' : 'retry',
+    });
     if (permanent || attempts >= consumer.maxAttempts) {
       await this.deadLetter(
         delivery,

@@ -4,6 +4,7 @@ import { type AmqpUrls, amqpUrlList } from '../amqp/amqp-urls.js';
 import { closeConnection } from '../amqp/close-within.js';
 import { connectAmqpFirst } from '../amqp/connect-amqp.js';
 import { queueInfoOn } from '../amqp/queue-info.js';
+import type { HandlerFailure } from '../consumer/last-failure.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StateError } from '../errors/state-error.js';
@@ -12,6 +13,7 @@ import { optionsObject } from '../options/options-object.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { vhostOf } from '../start/misconfiguration.js';
 import { durationMs } from '../util/duration-option.js';
+import { errorMessage } from '../util/logger.js';
 import { pollUntil } from './poll-until.js';
 
 /** What `waitForIdle` needs of a `ConsumerHost`. */
@@ -22,6 +24,8 @@ export interface IdleObservable {
   stats(consumer: string): { readonly received: number };
   /** `false` for a host not started yet or stopped, which nothing would ever make idle. */
   readonly isRunning?: boolean | undefined;
+  /** A consumer's last failed handler attempt, which a time-out then names. */
+  lastFailure?(consumer: string): HandlerFailure | undefined;
 }
 
 export interface WaitForIdleOptions {
@@ -112,11 +116,32 @@ export async function waitForIdle(
         }
         return true;
       },
-      () => state,
+      () => state + lastFailures(host),
     );
   } finally {
     await closeConnection(model);
   }
+}
+
+/**
+ * Each consumer's last handler failure, with its age, as a time-out names them: a message waiting
+ * in a retry delay queue is a handler that threw, and the test's logger may be silent. It may
+ * have happened before the wait (during `flushOutbox`), or in an earlier test: hence the age.
+ */
+function lastFailures(host: IdleObservable): string {
+  const now = Date.now();
+  const failures = host.consumers.flatMap((consumer) => {
+    const failure = host.lastFailure?.(consumer);
+    if (failure === undefined) return [];
+    const { attempt, businessKey, error } = failure;
+    const next = failure.next === 'retry' ? 'to be retried' : 'dead-lettered';
+    const ago = ((now - failure.at.getTime()) / 1000).toFixed(1);
+    const name = error instanceof Error ? `${error.name}: ` : '';
+    return [
+      `${consumer}, ${ago} s ago, attempt ${attempt} of key ${JSON.stringify(businessKey)} (${next}): ${name}${errorMessage(error)}`,
+    ];
+  });
+  return failures.length === 0 ? '' : `; last handler failure of ${failures.join('; of ')}`;
 }
 
 /**
