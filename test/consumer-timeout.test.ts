@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { PoolClient } from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { HandlerTimeoutError } from '../src/consumer/handler-timeout-error.js';
@@ -73,6 +75,36 @@ describe('idempotent consumer: a handler that never settles', () => {
     // The stuck handler still runs, but holds no connection and no transaction.
     assert.equal(await openTransactions(), 0);
     f.assertPoolIdle();
+  });
+
+  // The time-out left its listener on the host's stop-deadline signal, whose closure held the
+  // delivery: every hung handler's message stayed in memory for the host's lifetime.
+  it("lets go of a hung handler's message after its time-out", async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const name = f.name('hung');
+    let payloadRef: WeakRef<object> | undefined;
+    const def = f.definition(
+      'hung',
+      async (payload: object) => {
+        payloadRef = new WeakRef(payload);
+        await never();
+      },
+      { routingKeys: ['hung'], timeoutMs: 200, retry: { maxAttempts: 1 } },
+    );
+    const host = await f.host([def]);
+    await f.publish('hung', { big: 'x'.repeat(1000) }, { messageId: 'hung-1' });
+    await waitFor('the dead letter', () => host.stats(name).deadLettered === 1, 10_000);
+    assert.ok(payloadRef !== undefined);
+    await waitFor(
+      'the payload collected',
+      async () => {
+        gc();
+        await new Promise(setImmediate);
+        return payloadRef!.deref() === undefined;
+      },
+      5000,
+    );
   });
 
   it('aborts the signal at the time-out, also for a handler that reads it only afterwards', async () => {

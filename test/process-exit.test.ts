@@ -10,7 +10,7 @@ const script = fileURLToPath(new URL('./support/stop-then-exit.js', import.meta.
  * A stop that leaves a timer or a socket behind keeps a script, a CLI command or a test file
  * running that long after its last line.
  */
-function exitDelayAfterStop(mode: 'relay' | 'nest'): Promise<number> {
+function exitDelayAfterStop(mode: 'relay' | 'nest' | 'hung-handler'): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--enable-source-maps', script, mode], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,5 +50,12 @@ describe('the process exits once outboxkit is stopped', () => {
     const delay = await exitDelayAfterStop('nest');
     // 10 s (the pool) or 2 s (the channel's close) before the fixes.
     assert.ok(delay < 1500, `exited ${Math.round(delay)} ms after the close`);
+  });
+
+  // The handler's time-out timer was cleared only when the handler settled: given up at the
+  // stop deadline, it kept the process up for the rest of its `timeoutMs` (20 s here).
+  it('after host.stop() that gave up a handler that never settles', async () => {
+    const delay = await exitDelayAfterStop('hung-handler');
+    assert.ok(delay < 1500, `exited ${Math.round(delay)} ms after the stop`);
   });
 });

@@ -408,14 +408,19 @@ async function runHandler(
   const { stopDeadline } = deps;
   let result = await new Promise<HandlerResult>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
-    const onStopDeadline = () =>
+    // Whichever comes first lets go of the others: a timer left would keep the process alive
+    // for `timeoutMs` after a stop, and a listener left on the host's signal would keep a hung
+    // handler's delivery for the host's lifetime.
+    const settled = () => {
+      clearTimeout(timer);
+      stopDeadline?.signal.removeEventListener('abort', onStopDeadline);
+    };
+    const onStopDeadline = () => {
+      settled();
       resolve({
         kind: 'stopped',
         error: new HandlerStoppedError(consumer.name, stopDeadline!.stopTimeoutMs),
       });
-    const settled = () => {
-      clearTimeout(timer);
-      stopDeadline?.signal.removeEventListener('abort', onStopDeadline);
     };
     // Past the stop deadline (a later task of a batch): not started at all, so none of its
     // effects outside the transaction happen either.
@@ -434,14 +439,13 @@ async function runHandler(
       },
     );
     stopDeadline?.signal.addEventListener('abort', onStopDeadline, { once: true });
-    timer = setTimeout(
-      () =>
-        resolve({
-          kind: 'timed-out',
-          error: new HandlerTimeoutError(consumer.name, consumer.timeoutMs),
-        }),
-      consumer.timeoutMs,
-    );
+    timer = setTimeout(() => {
+      settled();
+      resolve({
+        kind: 'timed-out',
+        error: new HandlerTimeoutError(consumer.name, consumer.timeoutMs),
+      });
+    }, consumer.timeoutMs);
   });
   const seconds = (performance.now() - started) / 1000;
   handlerSeconds?.observe(seconds);

@@ -20,6 +20,7 @@ import { kyselyQueryable } from '../sql/kysely-queryable.js';
 import type { KyselyInstance } from '../sql/kysely-shape.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import { StatementNames } from '../sql/statement-names.js';
+import { CONSUMER_PRIVILEGES } from '../start/check-privileges.js';
 import { checkTransactions } from '../start/check-transactions.js';
 import { bounded, runStartChecks, type StartChecks } from '../start/start-checks.js';
 import { abortableDelay } from '../util/abortable-delay.js';
@@ -184,7 +185,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
   readonly #partitionSets: ConsumerTopology[] = [];
   /** The consumers with `partitions`, checked at each connect for a set of another count. */
   readonly #partitioned: PartitionedConsumer[] = [];
-  readonly #stopping = new AbortController();
+  readonly #stopping = unlimitedController();
   /**
    * Aborts when a stop has waited `stopTimeoutMs` for running handlers: they are given up. Each
    * running handler listens to it, as many as all consumers' concurrency: no listener limit.
@@ -199,7 +200,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
   #started: { resolve: () => void; reject: (error: unknown) => void } | undefined;
   /** Why the last attempt to attach the consumers failed, for a start that times out. */
   #lastStartFailure: unknown;
-  readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where'>;
+  readonly #schemaCheck: Pick<StartChecks, 'db' | 'schema' | 'where' | 'privileges'>;
   readonly #statementNames = new StatementNames();
   /** Checks at start whether the claim can go by name: Kysely's own transactions only. */
   readonly #probeStatementNames: (() => Promise<unknown>) | undefined;
@@ -233,6 +234,7 @@ export class ConsumerHost<Tx = Transaction<any>> {
       db: kyselyQueryable(db),
       schema: schemaName,
       where: "the consumers' database",
+      privileges: CONSUMER_PRIVILEGES,
     };
     const { transactions } = options;
     this.#probeStatementNames =

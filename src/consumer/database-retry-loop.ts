@@ -1,4 +1,5 @@
 import { OutboxkitError } from '../errors/outboxkit-error.js';
+import { PRIVILEGES_DOC } from '../start/check-privileges.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { type BackoffPolicy, backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -14,7 +15,11 @@ import {
   isDatabaseUnavailable,
   isSerializationFailure,
   isStatementNameError,
+  sqlStateOf,
 } from './database-errors.js';
+
+/** SQLSTATE insufficient_privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
 const MAX_SERIALIZATION_RETRIES = 10;
@@ -120,9 +125,12 @@ export class DatabaseRetryLoop {
         // the same code (its HTTP or Redis client refused) is a failure of the handler.
         const ownStatement = outcome.source === 'transaction';
         const notMigrated = ownStatement && isNotMigrated(error);
+        // The claim refused (a privilege revoked after the start checks): a GRANT mends it, and
+        // no message is to blame.
+        const notPermitted = ownStatement && sqlStateOf(error) === INSUFFICIENT_PRIVILEGE;
         const unavailable =
           ownStatement && (outcome.connectionLost === true || isDatabaseUnavailable(error));
-        if (unavailable || notMigrated || outcome.neverBegan === true) {
+        if (unavailable || notMigrated || notPermitted || outcome.neverBegan === true) {
           const now = monotonicMs();
           if (outageSince === undefined) {
             outageSince = now;
@@ -135,15 +143,17 @@ export class DatabaseRetryLoop {
           const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
           // Not the database: the ORM or pool the handlers' transactions come from is not usable
           // (not initialized, or closed before the host stopped): an error, as a missing schema.
-          const unusable = !unavailable && !notMigrated;
-          const log = notMigrated || unusable ? logger.error : logger.warn;
+          const unusable = !unavailable && !notMigrated && !notPermitted;
+          const log = notMigrated || notPermitted || unusable ? logger.error : logger.warn;
           log.call(
             logger,
             notMigrated
               ? "outboxkit's tables are missing; retrying the transaction"
-              : unusable
-                ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
-                : 'database unavailable; retrying the transaction',
+              : notPermitted
+                ? `the database role may not record the message's key; retrying the transaction (not counted as an attempt): grant what ${PRIVILEGES_DOC} lists`
+                : unusable
+                  ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
+                  : 'database unavailable; retrying the transaction',
             { consumer: consumer.name, error: errorMessage(error), retryInMs: delay },
           );
           await abortableDelay(delay, stopping);

@@ -23,6 +23,9 @@ export class LastFailure {
   }
 
   record(failure: HandlerFailure): void {
+    // V8 keeps an error's call sites, and through them its functions' scopes (the delivery
+    // among them), until its stack is first read: read once, only the text is kept.
+    if (failure.error instanceof Error) void failure.error.stack;
     this.#failure = Object.freeze(failure);
   }
 }

@@ -8,6 +8,11 @@ export type StartupErrorCode =
   | 'database-not-found'
   /** The pool was ended, or the Kysely instance destroyed, before start. */
   | 'database-closed'
+  /**
+   * The database role lacks a privilege on outboxkit's schema or tables (Postgres' 42501): the
+   * start checks name each, with its GRANT.
+   */
+  | 'database-privilege-missing'
   /** Only where the start cannot go on without Postgres: the Nest module's `migrate: true`. */
   | 'database-unreachable'
   | 'broker-auth-refused'

@@ -2,6 +2,7 @@ import { isDatabaseUnavailable } from '../consumer/database-errors.js';
 import type { OutboxkitError } from '../errors/outboxkit-error.js';
 import { relaySchemaError } from '../start/check-schema.js';
 import { databaseMisconfiguration } from '../start/misconfiguration.js';
+import { monotonicMs } from '../util/monotonic-clock.js';
 
 /**
  * What keeps the relay from its database, as its last claim found it: `unreachable` (down, a
@@ -14,11 +15,29 @@ export interface RelayDatabaseProblem {
   readonly error: Error;
 }
 
-/** The lanes' shared view of the database: set by a failed claim, cleared by the next claim that works. */
+/**
+ * Where a lane's batch failed: its claim (or publish), or its settle, the statements that delete,
+ * retry or park the published rows and commit.
+ */
+export type BatchStage = 'claim' | 'settle';
+
+/**
+ * The lanes' shared view of the database: set by a failed batch, cleared by the next claim that
+ * works, or, while settles fail, by the next settle that works.
+ */
 export class DatabaseHealth {
   readonly #schema: string;
   readonly #where: string;
   #problem: RelayDatabaseProblem | undefined;
+  /** Failed batches of every lane since the last that worked: the lanes' shared backoff step. */
+  #failures = 0;
+  /**
+   * The last failure was a settle's. Its rows go back to the outbox, published: a claim that
+   * works then proves nothing, and another lane's would publish them again at once.
+   */
+  #settleFailing = false;
+  /** While settles fail, no lane claims before this (monotonic ms). */
+  #claimsHeldUntil = 0;
 
   constructor(schema: string, where: string) {
     this.#schema = schema;
@@ -29,19 +48,53 @@ export class DatabaseHealth {
     return this.#problem;
   }
 
+  /** How many batches failed, over all lanes, since one last worked: a lane's backoff step. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /**
+   * How long lanes wait before they claim: after a failed settle, its backoff, for every lane.
+   * Its rows went back to the outbox published, and the next claim publishes them again.
+   */
+  get claimsHeldMs(): number {
+    return this.#settleFailing ? Math.max(0, this.#claimsHeldUntil - monotonicMs()) : 0;
+  }
+
+  /**
+   * A settle is failing: holds every lane's claims for `delayMs` (see `claimsHeldMs`). Called
+   * before its ROLLBACK makes the rows claimable again, and again with the lane's backoff.
+   */
+  holdClaims(delayMs: number): void {
+    this.#settleFailing = true;
+    this.#claimsHeldUntil = Math.max(this.#claimsHeldUntil, monotonicMs() + delayMs);
+  }
+
   /** A claim worked. Returns the problem it ends, if there was one. */
   claimed(): RelayDatabaseProblem | undefined {
+    if (this.#settleFailing) return undefined;
+    this.#failures = 0;
     const ended = this.#problem;
     this.#problem = undefined;
     return ended;
   }
 
+  /** A batch settled and committed. */
+  settled(): void {
+    this.#failures = 0;
+    if (!this.#settleFailing) return;
+    this.#settleFailing = false;
+    this.#problem = undefined;
+  }
+
   /**
-   * A claim failed with `error`: kept when it says something about the database. Returns
-   * whether it is news: false for a database problem of the kind already known (another lane
-   * found it first, or this lane retried), which the lanes then log only at debug level.
+   * A batch failed with `error` at `stage`: kept when it says something about the database.
+   * Returns whether it is news: false for a database problem of the kind already known (another
+   * lane found it first, or this lane retried), which the lanes then log only at debug level.
    */
-  failed(error: unknown): boolean {
+  failed(error: unknown, stage: BatchStage): boolean {
+    this.#failures += 1;
+    this.#settleFailing = stage === 'settle';
     const misconfigured: OutboxkitError | undefined =
       relaySchemaError(error, this.#schema, 'before the relay can publish') ??
       databaseMisconfiguration(error, this.#where);

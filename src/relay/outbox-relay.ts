@@ -8,6 +8,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
+import { RELAY_PRIVILEGES } from '../start/check-privileges.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
 import { RepeatedWarning } from '../util/repeated-warning.js';
@@ -193,6 +194,7 @@ export class OutboxRelay {
         db: this.#pool,
         schema: o.schema,
         where: o.databaseUrl ? redactUrl(o.databaseUrl) : 'the given pool',
+        privileges: RELAY_PRIVILEGES,
         amqp: this.#amqp,
       });
     } catch (error) {

@@ -5,6 +5,7 @@ import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { relaySchemaError } from '../start/check-schema.js';
+import { databaseMisconfiguration, isPrivilegeRefusal } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -131,12 +132,18 @@ export class RelayLane {
     const inFlight: Promise<BatchEnd>[] = [];
     const inFlightBytes: number[] = [];
     let failures = 0;
+    /** The error being handled is a settle's. */
+    let settleFailed = false;
     // Waits for the oldest batch in flight; throws its error.
     const settleOldest = async () => {
       inFlightBytes.shift();
       const end = await inFlight.shift()!;
-      if (end.error !== undefined) throw end.error;
+      if (end.error !== undefined) {
+        settleFailed = true;
+        throw end.error;
+      }
       failures = 0;
+      this.#ctx.database.settled();
       // A settled ordered row may have released the next of its key, for any lane.
       if (end.ordered) this.#ctx.wake.wake();
     };
@@ -150,6 +157,11 @@ export class RelayLane {
           (inFlight.length > 0 && sum(inFlightBytes) >= OVERLAP_MAX_BYTES)
         ) {
           await settleOldest();
+        }
+        const held = this.#ctx.database.claimsHeldMs;
+        if (held > 0) {
+          await abortableDelay(held, stopping);
+          continue;
         }
         const { idleMs, done, bytes } = await this.#claimAndPublish();
         if (done) {
@@ -176,13 +188,17 @@ export class RelayLane {
         if (error === stopping.reason) break;
         // The stop dropped the lane's connection: nothing committed, and nothing to retry.
         if (this.#ctx.abandon.aborted) break;
-        // The other batches settle first: the channel they share closes only after them.
-        inFlightBytes.length = 0;
-        await this.#drain(inFlight);
         failures += 1;
         stats.errors += 1;
-        const news = this.#ctx.database.failed(error);
-        const delay = backoffDelay(options.reconnectBackoff, failures);
+        const news = this.#ctx.database.failed(error, settleFailed ? 'settle' : 'claim');
+        // A failed settle's rows go back published: another lane, its own count at 0 after an
+        // empty claim, would publish them again at once and fail likewise, round and round. Its
+        // backoff counts the failures of every lane since a settle last worked.
+        const step = settleFailed ? Math.max(failures, this.#ctx.database.failures) : failures;
+        const delay = backoffDelay(options.reconnectBackoff, step);
+        // Before anything is awaited: the rows are claimable again from now on.
+        if (settleFailed) this.#ctx.database.holdClaims(delay);
+        settleFailed = false;
         // One warning per database outage, not one per lane and retry; `/health`, the errors
         // counter and `relay.databaseProblem` say it goes on.
         (news ? options.logger.warn : options.logger.debug).call(
@@ -190,6 +206,9 @@ export class RelayLane {
           'relay batch failed; backing off',
           { error: this.#describe(error), retryInMs: delay },
         );
+        // The other batches settle first: the channel they share closes only after them.
+        inFlightBytes.length = 0;
+        await this.#drain(inFlight);
         await this.#closePublisher();
         await abortableDelay(delay, stopping);
       }
@@ -211,7 +230,10 @@ export class RelayLane {
 
   /** A batch's error as logged: a schema never migrated says what to run (a start check that found Postgres down could not). */
   #describe(error: unknown): string {
-    return errorMessage(relaySchemaError(error, this.#ctx.options.schema, 'first') ?? error);
+    const { schema } = this.#ctx.options;
+    // A privilege revoked after the start checks: the message names where the grants are.
+    const refused = isPrivilegeRefusal(error) && databaseMisconfiguration(error, 'the relay');
+    return errorMessage(relaySchemaError(error, schema, 'first') || refused || error);
   }
 
   /**
@@ -238,6 +260,12 @@ export class RelayLane {
     let handedOver = false;
     try {
       await client.query(this.#begin);
+      // Looked at again right before the claim: a settle may have failed while this began.
+      const held = this.#ctx.database.claimsHeldMs;
+      if (held > 0) {
+        await client.query('COMMIT');
+        return { ...idle, idleMs: held };
+      }
       const { heads, rows } = this.#retryLane
         ? await this.#claim(client)
         : await this.#ctx.cursor.inTurn(() => this.#claim(client));
@@ -382,6 +410,9 @@ export class RelayLane {
       }
     } catch (error) {
       state.broken = error as Error;
+      // Before the ROLLBACK makes the published rows claimable again (see `holdClaims`).
+      const { database, options } = this.#ctx;
+      database.holdClaims(backoffDelay(options.reconnectBackoff, database.failures + 1));
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     } finally {

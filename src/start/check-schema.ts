@@ -16,6 +16,8 @@ export function migrateCommandFor(schema: string): string {
 const UNDEFINED_TABLE = '42P01';
 /** SQLSTATE undefined_column. */
 const UNDEFINED_COLUMN = '42703';
+/** SQLSTATE insufficient_privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** Where the advice to migrate points besides the CLI. */
 const OTHER_WAYS =
@@ -113,9 +115,18 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
         `schema "${schema}" at ${where} has no outboxkit tables: run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS} before starting`,
       );
     }
-    applied = await appliedVersions(db, schema);
+    try {
+      applied = await appliedVersions(db, schema);
+    } catch (error) {
+      // A runtime role need not read the version table: the columns tell the migrations.
+      if (sqlStateOf(error) !== INSUFFICIENT_PRIVILEGE) throw error;
+      await checkAddedColumns(db, schema, where);
+      return;
+    }
   } catch (error) {
     if (error instanceof StartupError) throw error;
+    // No USAGE on the schema: `checkPrivileges`, which runs next, names the GRANT.
+    if (sqlStateOf(error) === INSUFFICIENT_PRIVILEGE) return;
     const misconfigured = databaseMisconfiguration(error, where);
     if (misconfigured) throw misconfigured;
     return;

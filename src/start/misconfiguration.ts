@@ -5,12 +5,19 @@ import { errorMessage, redactUrl } from '../util/logger.js';
 /** SQLSTATEs that no retry mends: wrong password or no such role, and no such database. */
 const AUTH_REFUSED = new Set(['28P01', '28000']);
 const DATABASE_NOT_FOUND = '3D000';
+/** SQLSTATE insufficient_privilege: no retry mends it either, only a GRANT. */
+const INSUFFICIENT_PRIVILEGE = '42501';
 /**
  * What pg says of an ended pool and Kysely of a destroyed instance: every statement fails at
  * once, for good, which a start would otherwise take for a database that is down.
  */
 const CLOSED_HANDLE =
   /^(Cannot use a pool after calling end on the pool|driver has already been destroyed)$/;
+
+/** Postgres refused a statement for want of a privilege (42501). */
+export function isPrivilegeRefusal(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === INSUFFICIENT_PRIVILEGE;
+}
 
 /**
  * The `StartupError` for a Postgres error that a retry cannot mend, or undefined for one that
@@ -46,6 +53,14 @@ export function databaseMisconfiguration(error: unknown, where: string): Startup
       'database-closed',
       'postgres',
       `the database handle (${where}) is closed: ${error.message}. Close the pool or the Kysely instance after stopping what uses it, not before starting it`,
+      error,
+    );
+  }
+  if (code === INSUFFICIENT_PRIVILEGE) {
+    return new StartupError(
+      'database-privilege-missing',
+      'postgres',
+      `Postgres at ${where}: ${errorMessage(error)}: the database role lacks a privilege outboxkit needs; grant what docs/operations.md, "Database roles", lists`,
       error,
     );
   }

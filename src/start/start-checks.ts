@@ -1,5 +1,6 @@
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { checkPrivileges, type TablePrivilege } from './check-privileges.js';
 import { checkSchema } from './check-schema.js';
 import { brokerMisconfiguration } from './misconfiguration.js';
 
@@ -15,19 +16,25 @@ export interface StartChecks {
   readonly schema: string;
   /** The redacted database URL, or what the pool is, for messages. */
   readonly where: string;
+  /** The privileges on outboxkit's tables the component's statements need. */
+  readonly privileges?: readonly TablePrivilege[];
   /** The connection being started, whose first connect tells whether the login works. */
   readonly amqp?: AmqpConnection;
 }
 
 /**
  * Fails with a `StartupError` on a misconfiguration no retry can mend (schema not migrated or
- * too old, credentials, database or virtual host refused); returns when everything answered
+ * too old, credentials, database or virtual host refused, a privilege the role lacks); returns when everything answered
  * well, or when a service could not be reached within `START_CHECK_TIMEOUT_MS`.
  */
 export async function runStartChecks(checks: StartChecks): Promise<void> {
-  const { db, schema, where, amqp } = checks;
+  const { db, schema, where, amqp, privileges = [] } = checks;
+  const checkDatabase = async (pg: PgQueryable) => {
+    await checkSchema(pg, schema, where);
+    if (privileges.length > 0) await checkPrivileges(pg, schema, where, privileges);
+  };
   await Promise.all([
-    db ? bounded(checkSchema(db, schema, where)) : undefined,
+    db ? bounded(checkDatabase(db)) : undefined,
     amqp
       ? bounded(amqp.firstAttempt()).then((attempt) => {
           const misconfigured =
