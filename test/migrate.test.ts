@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { OutboxMigrationProvider } from '../src/migrate/kysely-migration-provider.js';
 import { migrate } from '../src/migrate/migrate.js';
 import { loadMigrations } from '../src/migrate/migration-files.js';
+import { DATABASE_URL } from './support/env.js';
 import { kyselyMigrator, migrateToLatest } from './support/kysely-migrator.js';
 import { type TestDatabase, testDatabase, uniqueName } from './support/test-database.js';
 
@@ -29,6 +31,68 @@ describe('migrations', () => {
       [`"${t.schema}".outbox`],
     );
     assert.deepEqual(triggers.rows, []);
+  });
+
+  // `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database even when the schema is there:
+  // a migration role that owns a schema a DBA made for it could not migrate.
+  it('migrates as the owner of a schema it may not create, and names a role that may not', async () => {
+    const owner = uniqueName('okmig_owner');
+    const other = uniqueName('okmig_other');
+    const schema = uniqueName('owned');
+    await t.pool.query(`CREATE ROLE ${owner} LOGIN; CREATE ROLE ${other} LOGIN;
+      CREATE SCHEMA ${schema} AUTHORIZATION ${owner}`);
+    const poolOf = (role: string) => {
+      const url = new URL(DATABASE_URL);
+      url.username = role;
+      url.password = '';
+      return new pg.Pool({ connectionString: url.toString(), max: 1 });
+    };
+    const ownerPool = poolOf(owner);
+    const otherPool = poolOf(other);
+    try {
+      const all = (await loadMigrations()).map((m) => m.version);
+      assert.deepEqual((await migrate(ownerPool, { schema })).applied, all);
+      assert.deepEqual((await migrate(ownerPool, { schema })).applied, []);
+      await assert.rejects(migrate(otherPool, { schema }), (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'migration-privilege-missing');
+        assert.ok(error.message.includes(`the role "${other}" may not`), error.message);
+        return true;
+      });
+    } finally {
+      await ownerPool.end();
+      await otherPool.end();
+      await t.pool.query(`DROP SCHEMA ${schema} CASCADE; DROP ROLE ${owner}; DROP ROLE ${other}`);
+    }
+  });
+
+  // Such a schema has no version table: migrate() applied 0001 again, "relation already exists".
+  it('migrates a schema made from the SQL files, recording what they made', async () => {
+    const schema = uniqueName('fromsql');
+    const migrations = await loadMigrations(schema);
+    const client = await t.pool.connect();
+    try {
+      for (const m of migrations.filter((m) => m.version <= 4)) {
+        await client.query('BEGIN');
+        await client.query(m.sql);
+        await client.query('COMMIT');
+      }
+    } finally {
+      client.release();
+    }
+    try {
+      assert.deepEqual((await migrate(t.pool, { schema })).applied, [5]);
+      assert.deepEqual((await migrate(t.pool, { schema })).applied, []);
+      const { rows } = await t.pool.query(
+        `SELECT version FROM "${schema}".outboxkit_migrations ORDER BY version`,
+      );
+      assert.deepEqual(
+        rows.map((r: { version: number }) => r.version),
+        migrations.map((m) => m.version),
+      );
+    } finally {
+      await t.pool.query(`DROP SCHEMA "${schema}" CASCADE`);
+    }
   });
 
   it('lets only one of two concurrent migrators apply', async () => {

@@ -5,8 +5,17 @@ import { optionsObject } from '../options/options-object.js';
 import { ADVISORY_LOCK_CLASS } from '../sql/advisory-locks.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { outboxTables } from '../sql/outbox-tables.js';
-import { appliedVersions, loadMigrations, versionTableSql } from './migration-files.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
+import { columnsMissing } from '../start/check-schema.js';
+import {
+  appliedVersions,
+  loadMigrations,
+  type Migration,
+  versionTableSql,
+  withoutSchemaCreation,
+} from './migration-files.js';
 import { migrationLockTimeout } from './migration-lock-timeout.js';
+import { migrationPrivilegeMissing } from './migration-privilege-missing.js';
 
 export interface MigrateOptions {
   /** Schema of the outboxkit tables. Default `outboxkit`. */
@@ -34,19 +43,41 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
   // The pool may be the application's: a session that dies mid-migration emits 'error' while
   // the ROLLBACK below waits, and unheard that ends the process. The failed statement reports it.
   const client = await checkoutClient(pool, () => {});
+  let role: string | undefined;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
       ADVISORY_LOCK_CLASS,
       `migrate:${tables.schemaName}`,
     ]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
-    await client.query(versionTableSql(tables.schemaName));
+    // No DDL where nothing is missing: CREATE ... IF NOT EXISTS still needs the privilege to
+    // create, which a role that owns the schema, or the application's role on a current
+    // schema, does not have on the database.
+    const { rows } = await client.query(
+      `SELECT current_user AS role,
+              EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema_exists`,
+      [tables.schemaName],
+    );
+    const found = rows[0] as { role: string; schema_exists: boolean };
+    role = found.role;
+    if (!found.schema_exists) await client.query(`CREATE SCHEMA ${tables.schema}`);
+    const present = await client.query(
+      'SELECT to_regclass($1) IS NOT NULL AS versions, to_regclass($2) IS NOT NULL AS outbox',
+      [tables.migrations, tables.outbox],
+    );
+    const { versions, outbox } = present.rows[0] as { versions: boolean; outbox: boolean };
+    if (!versions) {
+      await client.query(versionTableSql(tables.schemaName));
+      // Made from the SQL files (or by a Migrator before versions were recorded): the start
+      // checks tell its migrations by their columns, and so does this, recording them.
+      if (outbox) await recordMadeWithoutVersions(client, tables.schemaName, migrations);
+    }
     const done = await appliedVersions(client, tables.schemaName);
     const applied: number[] = [];
     for (const m of migrations) {
       if (done.has(m.version)) continue;
-      await client.query(m.sql).catch((error: unknown) => {
+      const text = found.schema_exists ? withoutSchemaCreation(m.sql) : m.sql;
+      await client.query(text).catch((error: unknown) => {
         throw migrationLockTimeout(error, m, tables.schemaName) ?? error;
       });
       await client.query(`INSERT INTO ${tables.migrations} (version, name) VALUES ($1, $2)`, [
@@ -59,8 +90,26 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
     return { applied };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
-    throw error;
+    throw (
+      (role !== undefined && migrationPrivilegeMissing(error, tables.schemaName, role)) || error
+    );
   } finally {
     client.release();
+  }
+}
+
+/** Records the migrations a schema without the version table holds, as the start checks tell them. */
+async function recordMadeWithoutVersions(
+  client: PgQueryable,
+  schemaName: string,
+  migrations: readonly Migration[],
+): Promise<void> {
+  const missing = new Set((await columnsMissing(client, schemaName)).map((m) => m.version));
+  for (const m of migrations) {
+    if (missing.has(m.version)) continue;
+    await client.query(
+      `INSERT INTO ${outboxTables(schemaName).migrations} (version, name) VALUES ($1, $2)`,
+      [m.version, m.name],
+    );
   }
 }

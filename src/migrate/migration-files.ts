@@ -33,6 +33,14 @@ export async function appliedVersions(db: PgQueryable, schemaName?: string): Pro
 
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
+/**
+ * `sql` without the first file's `CREATE SCHEMA IF NOT EXISTS`, for a schema that exists: that
+ * statement needs CREATE on the database even then, which the schema's owner may not have.
+ */
+export function withoutSchemaCreation(sql: string): string {
+  return sql.replace(/^CREATE SCHEMA IF NOT EXISTS [^;\n]+;$/m, '');
+}
+
 /** Reads the shipped migrations in order, with `{{schema}}` replaced by the quoted schema name. */
 export async function loadMigrations(schemaName?: string): Promise<Migration[]> {
   const { schema } = outboxTables(schemaName);

@@ -142,18 +142,28 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
 }
 
 /**
+ * The later migrations whose columns the outbox of a schema without the version table lacks:
+ * every other migration is in it.
+ */
+export async function columnsMissing(
+  db: PgQueryable,
+  schema: string,
+): Promise<readonly { version: number; column: string }[]> {
+  const { rows } = await db.query(
+    `SELECT attname FROM pg_attribute
+      WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+    [outboxTables(schema).outbox],
+  );
+  const columns = new Set((rows as { attname: string }[]).map((r) => r.attname));
+  return ADDED_COLUMNS.filter((a) => !columns.has(a.column));
+}
+
+/**
  * A schema with outboxkit's tables and no version table was made from the SQL files (or by a
  * Kysely Migrator before versions were recorded): its migrations are told by what they added.
  */
 async function checkAddedColumns(db: PgQueryable, schema: string, where: string): Promise<void> {
-  const tables = outboxTables(schema);
-  const { rows } = await db.query(
-    `SELECT attname FROM pg_attribute
-      WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
-    [tables.outbox],
-  );
-  const columns = new Set((rows as { attname: string }[]).map((r) => r.attname));
-  const missing = ADDED_COLUMNS.filter((a) => !columns.has(a.column));
+  const missing = await columnsMissing(db, schema);
   if (missing.length === 0) return;
   throw new StartupError(
     'schema-outdated',
