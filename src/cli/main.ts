@@ -3,6 +3,16 @@
 import { runCli } from './run-cli.js';
 
 const status = await runCli(process.argv.slice(2), process.env);
+// A pipe takes what its reader has room for, and Node keeps the rest to write later: an exit
+// before that cut `dead-letters list --json | jq` at 64 KiB. Exit once both are written.
+await Promise.all([written(process.stdout), written(process.stderr)]);
 // Exit explicitly: a command is done when runCli resolves, and a stray timer or socket of a
 // driver must not keep a stopped relay alive until its supervisor kills it.
 process.exit(status);
+
+/** Resolves once everything written to `stream` before has been handed to the system. */
+function written(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    stream.write('', () => resolve());
+  });
+}
