@@ -151,6 +151,27 @@ describe('idempotent consumer: retries and dead letters', () => {
     assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 0);
   });
 
+  it('a thrown value that String() cannot convert is retried like any failure, in order', async () => {
+    const name = f.name('odd');
+    const seen: string[] = [];
+    const def = f.definition(
+      'odd',
+      async (payload: { n: number }, ctx) => {
+        if (payload.n === 1 && ctx.attempt === 1) throw Object.create(null);
+        seen.push(`${payload.n}@${ctx.attempt}`);
+        await f.recordEffect(payload, ctx);
+      },
+      { routingKeys: ['odd'], ordered: true },
+    );
+    const host = await f.host([def]);
+    for (const n of [1, 2, 3]) {
+      await f.publish('odd', { n }, { messageId: `odd-${n}`, headers: { 'x-ordering-key': 'k' } });
+    }
+    await waitFor('all handled', () => host.stats(name).handled === 3, 10_000);
+    assert.deepEqual(seen, ['1@2', '2@1', '3@1']);
+    assert.equal(host.stats(name).retried, 1);
+  });
+
   it('a PermanentError dead-letters at once', async () => {
     const name = f.name('permanent');
     let calls = 0;

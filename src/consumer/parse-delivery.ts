@@ -6,6 +6,7 @@ import { type DeadLetterReason, OUTBOXKIT_HEADERS } from '../protocol/dead-lette
 import { isJsonMediaType } from '../protocol/json-media-type.js';
 import { mediaType } from '../protocol/media-type.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
+import { valueText } from '../util/thrown-text.js';
 import type { MessageInfo } from './consumer-definition.js';
 import { checkPayload } from './payload-validator.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
@@ -85,7 +86,7 @@ export async function parseDelivery(
       message,
       info,
       reason,
-      error: error instanceof Error ? error : new Error(String(error)),
+      error: error instanceof Error ? error : new Error(valueText(error)),
     },
   });
 

@@ -1,5 +1,6 @@
 import type { Options } from 'amqplib';
 import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
+import { thrownText, valueText } from '../util/thrown-text.js';
 import {
   BROKER_DEATH_HEADERS,
   type DeadLetterReason,
@@ -14,6 +15,8 @@ import {
  */
 
 const MAX_ERROR_CHARS = 2000;
+/** An error's name is a class name; a longer one is not, and must not fill the headers. */
+const MAX_ERROR_NAME_CHARS = 200;
 
 /** What the consumer knows of a failed attempt, for the copy's headers. */
 export interface FailureRecord {
@@ -28,18 +31,20 @@ export interface FailureRecord {
   readonly queue?: string | undefined;
 }
 
-/** At most `MAX_ERROR_CHARS`, the ellipsis included, without splitting a surrogate pair. */
-function truncated(message: string): string {
-  if (message.length <= MAX_ERROR_CHARS) return message;
-  const cut = message.slice(0, MAX_ERROR_CHARS - 1);
+/** At most `max` characters, the ellipsis included, without splitting a surrogate pair. */
+function truncated(message: string, max = MAX_ERROR_CHARS): string {
+  if (message.length <= max) return message;
+  const cut = message.slice(0, max - 1);
   return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
 }
 
 function describeError(error: unknown): { message: string; name: string } {
-  const message = error instanceof Error ? error.message : String(error);
   return {
-    message: truncated(message),
-    name: error instanceof Error ? error.name : typeof error,
+    message: truncated(thrownText(error)),
+    name: truncated(
+      error instanceof Error ? valueText(error.name) : typeof error,
+      MAX_ERROR_NAME_CHARS,
+    ),
   };
 }
 

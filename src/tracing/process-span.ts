@@ -1,5 +1,6 @@
 import type { MessageInfo } from '../consumer/consumer-definition.js';
 import { errorMessage } from '../util/logger.js';
+import { valueText } from '../util/thrown-text.js';
 import {
   activeTracer,
   type OtelApi,
@@ -110,7 +111,7 @@ export class ProcessSpan {
     if (this.#failed || this.#ended) return;
     this.#failed = true;
     traceSafely(() => {
-      this.#span.recordException(error instanceof Error ? error : String(error));
+      this.#span.recordException(error instanceof Error ? error : valueText(error));
       this.#span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: errorMessage(error) });
     }, undefined);
   }

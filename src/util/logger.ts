@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { describeValue } from './describe-value.js';
+import { valueText } from './thrown-text.js';
 /** Where outboxkit reports what it does. Nest's Logger fits through the Nest adapter. */
 export interface OutboxLogger {
   debug(message: string, context?: Record<string, unknown>): void;
@@ -57,7 +58,7 @@ export function redactUrl(url: string): string {
 
 /** A message for logs from anything thrown, with credentials hidden. */
 export function errorMessage(error: unknown): string {
-  return redactSecrets(error instanceof Error ? error.message : String(error));
+  return redactSecrets(error instanceof Error ? valueText(error.message) : valueText(error));
 }
 
 /** Text that starts like a libpq keyword connection string. */
