@@ -410,7 +410,7 @@ function queueTable(
   // list stopped at the limit, and the queue holds more than were shown.
   const more = rows.length >= limit && rows.length < depth;
   const tail = more
-    ? `(${rows.length} shown, the --limit; ${depth} in the queue; raise --limit to see more)\n`
+    ? `(${rows.length} shown, the --limit; ${depth} in the queue, matching or not; raise --limit to see more)\n`
     : '';
   return `${queue}\n${table([head, ...body])}\n${tail}`;
 }
