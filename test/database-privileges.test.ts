@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { OutboxkitError } from '../src/errors/outboxkit-error.js';
 import { StartupError } from '../src/errors/startup-error.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
@@ -96,6 +97,25 @@ describe('database privileges', () => {
       );
       return true;
     });
+  });
+
+  it("a writer whose role may not insert names the grant, not pg's bare 42501", async () => {
+    await sql(`GRANT USAGE ON SCHEMA ${schema()} TO ${role}`);
+    const db = new Kysely<Record<string, never>>({
+      dialect: new PostgresDialect({ pool: rolePool() }),
+    });
+    const writer = new OutboxWriter({ schema: f.t.schema });
+    await assert.rejects(
+      db
+        .transaction()
+        .execute((trx) => writer.add(trx, { exchange: 'x', routingKey: 'k', payload: {} })),
+      (error: unknown) => {
+        assert.ok(error instanceof OutboxkitError, String(error));
+        assert.equal(error.code, 'database-privilege-missing');
+        assert.match(error.message, /INSERT on its outbox/);
+        return true;
+      },
+    );
   });
 
   it('a relay whose DELETE is revoked waits between tries, every lane together, and loses nothing', async () => {

@@ -154,7 +154,12 @@ export class DatabaseRetryLoop {
                 : unusable
                   ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
                   : 'database unavailable; retrying the transaction',
-            { consumer: consumer.name, error: errorMessage(error), retryInMs: delay },
+            {
+              consumer: consumer.name,
+              error: errorMessage(error),
+              retryInMs: delay,
+              ...(isPoolExhausted(error) && { hint: POOL_EXHAUSTED_HINT }),
+            },
           );
           await abortableDelay(delay, stopping);
           if (stopping.aborted || !wanted()) return { kind: 'aborted' };
@@ -167,6 +172,15 @@ export class DatabaseRetryLoop {
     }
   }
 }
+
+/** What pg's pool says when no connection came free within its `connectionTimeoutMillis`. */
+function isPoolExhausted(error: unknown): boolean {
+  return error instanceof Error && error.message === 'timeout exceeded when trying to connect';
+}
+
+/** Postgres may be fine: the pool is what waits. */
+const POOL_EXHAUSTED_HINT =
+  "no connection of the handlers' pool came free in time, Postgres may well be up: the pool needs more connections than the consumers' concurrency added up (docs/consumer.md), and a handler must write through ctx.trx, not hold a connection of the application's db of its own";
 
 /** The claim found no processed-messages table (see `claimFailed`): the schema is not migrated. */
 function isNotMigrated(error: unknown): boolean {

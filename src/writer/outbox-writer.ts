@@ -14,6 +14,7 @@ import {
 } from '../sql/sql-executor.js';
 import { namedStatement, statementNameOf } from '../sql/statement-names.js';
 import { notMigratedError } from '../start/check-schema.js';
+import { isPrivilegeRefusal } from '../start/misconfiguration.js';
 import { describeValue } from '../util/describe-value.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
@@ -225,7 +226,15 @@ export class OutboxWriter {
           { cause: error },
         );
       }
-      // The only table the statement names is the outbox: say what to run, not pg's 42P01.
+      // The only table the statement names is the outbox: say what to run, not pg's 42P01,
+      // and which grant is missing, not pg's bare 42501.
+      if (isPrivilegeRefusal(error)) {
+        throw new OutboxkitError(
+          'database-privilege-missing',
+          `the outbox INSERT was refused (${errorMessage(error)}): the role writing needs USAGE on schema ${outboxTables(this.#schema).schema} and INSERT on its outbox (docs/operations.md, "Database roles"). The transaction is aborted, as by any failed statement`,
+          { cause: error },
+        );
+      }
       throw notMigratedError(error, this.#schema, 'before writing') ?? error;
     }
     return encoded.map((m) => m.messageId);
