@@ -172,6 +172,47 @@ describe('idempotent consumer: retries and dead letters', () => {
     assert.equal(host.stats(name).retried, 1);
   });
 
+  it("a run that fails unexpectedly (here the application's logger threw) hands its delivery back, in order", async () => {
+    const name = f.name('unexpected');
+    const seen: number[] = [];
+    let failed = false;
+    const def = f.definition(
+      'unexpected',
+      async (payload: { n: number }, ctx) => {
+        if (payload.n === 1 && !failed) {
+          failed = true;
+          throw new Error('first try');
+        }
+        seen.push(payload.n);
+        await f.recordEffect(payload, ctx);
+      },
+      { routingKeys: ['unexpected'], ordered: true },
+    );
+    let thrown = false;
+    const logger = {
+      debug() {},
+      info() {},
+      error() {},
+      warn(message: string) {
+        if (message.startsWith('handler failed') && !thrown) {
+          thrown = true;
+          throw new Error('logger down');
+        }
+      },
+    };
+    const host = await f.host([def], { logger });
+    for (const n of [1, 2, 3]) {
+      await f.publish(
+        'unexpected',
+        { n },
+        { messageId: `unexpected-${n}`, headers: { 'x-ordering-key': 'k' } },
+      );
+    }
+    await waitFor('all handled', () => host.stats(name).handled === 3, 10_000);
+    assert.ok(thrown);
+    assert.deepEqual(seen, [1, 2, 3]);
+  });
+
   it('a PermanentError dead-letters at once', async () => {
     const name = f.name('permanent');
     let calls = 0;

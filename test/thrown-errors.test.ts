@@ -74,7 +74,7 @@ const INTERNAL: ReadonlyArray<{ file: string; line: string; reason: string }> = 
   },
   {
     file: 'src/consumer/parse-delivery.ts',
-    line: 'new Error(String(error))',
+    line: 'new Error(valueText(error))',
     reason: "wraps a non-Error thrown by a user's validate, for the dead letter's error header",
   },
 ];

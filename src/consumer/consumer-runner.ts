@@ -110,11 +110,17 @@ export class ConsumerRunner {
       batchSize: consumer.batchSize,
       ordered: consumer.ordered,
       run: (deliveries) => processor.run(deliveries),
-      onError: (error) =>
-        logger.error('consumer run failed unexpectedly', {
-          consumer: consumer.name,
-          error: errorMessage(error),
-        }),
+      onError: (error, deliveries) => {
+        logger.error(
+          'consumer run failed unexpectedly; its channel is closed so that the broker hands its deliveries back',
+          { consumer: consumer.name, error: errorMessage(error) },
+        );
+        // Left unsettled, they would hold their prefetch slots until the host stops, and an
+        // ordered key's later messages would pass them: the close requeues them in order.
+        for (const handle of new Set(deliveries.map((d) => d.handle))) {
+          this.#channel.retire(handle);
+        }
+      },
     });
   }
 

@@ -14,8 +14,8 @@ export interface DispatcherOptions<T> {
   readonly batchSize: number;
   readonly ordered: boolean;
   run(items: T[]): Promise<RunResult>;
-  /** A run rejected; runs are expected to handle their own errors. */
-  onError(error: unknown): void;
+  /** A run rejected, its items unsettled; runs are expected to handle their own errors. */
+  onError(error: unknown, items: readonly T[]): void;
 }
 
 /**
@@ -99,7 +99,7 @@ export class DeliveryDispatcher<T extends DispatchItem> {
       run(items).then(
         (result) => this.#finish(items, result),
         (error: unknown) => {
-          onError(error);
+          onError(error, items);
           this.#finish(items, undefined);
         },
       );
