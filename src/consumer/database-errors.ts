@@ -112,3 +112,11 @@ export function sqlStateOf(error: unknown): string | undefined {
   if (e?.constructor?.name === 'DrizzleQueryError') return sqlStateOf(e.cause);
   return undefined;
 }
+
+/** SQLSTATE insufficient_privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** Postgres refused a statement for want of a privilege: only a GRANT mends it. */
+export function isPrivilegeRefusal(error: unknown): boolean {
+  return sqlStateOf(error) === INSUFFICIENT_PRIVILEGE;
+}

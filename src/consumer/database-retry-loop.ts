@@ -13,13 +13,10 @@ import {
 import type { ConsumerStats } from './consumer-stats.js';
 import {
   isDatabaseUnavailable,
+  isPrivilegeRefusal,
   isSerializationFailure,
   isStatementNameError,
-  sqlStateOf,
 } from './database-errors.js';
-
-/** SQLSTATE insufficient_privilege. */
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
 const MAX_SERIALIZATION_RETRIES = 10;
@@ -127,7 +124,7 @@ export class DatabaseRetryLoop {
         const notMigrated = ownStatement && isNotMigrated(error);
         // The claim refused (a privilege revoked after the start checks): a GRANT mends it, and
         // no message is to blame.
-        const notPermitted = ownStatement && sqlStateOf(error) === INSUFFICIENT_PRIVILEGE;
+        const notPermitted = ownStatement && isPrivilegeRefusal(error);
         const unavailable =
           ownStatement && (outcome.connectionLost === true || isDatabaseUnavailable(error));
         if (unavailable || notMigrated || notPermitted || outcome.neverBegan === true) {

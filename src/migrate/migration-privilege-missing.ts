@@ -1,8 +1,5 @@
-import { sqlStateOf } from '../consumer/database-errors.js';
+import { isPrivilegeRefusal } from '../consumer/database-errors.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
-
-/** SQLSTATE insufficient_privilege. */
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 /**
  * The error for a migration Postgres refused for want of a privilege, naming the role and who
@@ -13,7 +10,7 @@ export function migrationPrivilegeMissing(
   schemaName: string,
   role: string,
 ): OutboxkitError | undefined {
-  if (sqlStateOf(error) !== INSUFFICIENT_PRIVILEGE) return undefined;
+  if (!isPrivilegeRefusal(error)) return undefined;
   return new OutboxkitError(
     'migration-privilege-missing',
     `migrating schema ${JSON.stringify(schemaName)}: the role ${JSON.stringify(role)} may not (${error instanceof Error ? error.message : 'permission denied'}). Run the migration as the schema's owner, or as a role with CREATE on the database while the schema does not exist yet (docs/operations.md, "Database roles"). Nothing was applied`,

@@ -2,10 +2,11 @@ import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
 import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
+import { isPrivilegeRefusal } from '../consumer/database-errors.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { relaySchemaError } from '../start/check-schema.js';
-import { databaseMisconfiguration, isPrivilegeRefusal } from '../start/misconfiguration.js';
+import { databaseMisconfiguration } from '../start/misconfiguration.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
@@ -232,7 +233,8 @@ export class RelayLane {
   #describe(error: unknown): string {
     const { schema } = this.#ctx.options;
     // A privilege revoked after the start checks: the message names where the grants are.
-    const refused = isPrivilegeRefusal(error) && databaseMisconfiguration(error, 'the relay');
+    const refused =
+      isPrivilegeRefusal(error) && databaseMisconfiguration(error, "the relay's database");
     return errorMessage(relaySchemaError(error, schema, 'first') || refused || error);
   }
 

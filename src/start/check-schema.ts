@@ -1,4 +1,4 @@
-import { sqlStateOf } from '../consumer/database-errors.js';
+import { isPrivilegeRefusal, sqlStateOf } from '../consumer/database-errors.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StartupError } from '../errors/startup-error.js';
 import { appliedVersions, loadMigrations } from '../migrate/migration-files.js';
@@ -16,8 +16,6 @@ export function migrateCommandFor(schema: string): string {
 const UNDEFINED_TABLE = '42P01';
 /** SQLSTATE undefined_column. */
 const UNDEFINED_COLUMN = '42703';
-/** SQLSTATE insufficient_privilege. */
-const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** Where the advice to migrate points besides the CLI. */
 const OTHER_WAYS =
@@ -119,14 +117,14 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
       applied = await appliedVersions(db, schema);
     } catch (error) {
       // A runtime role need not read the version table: the columns tell the migrations.
-      if (sqlStateOf(error) !== INSUFFICIENT_PRIVILEGE) throw error;
+      if (!isPrivilegeRefusal(error)) throw error;
       await checkAddedColumns(db, schema, where);
       return;
     }
   } catch (error) {
     if (error instanceof StartupError) throw error;
     // No USAGE on the schema: `checkPrivileges`, which runs next, names the GRANT.
-    if (sqlStateOf(error) === INSUFFICIENT_PRIVILEGE) return;
+    if (isPrivilegeRefusal(error)) return;
     const misconfigured = databaseMisconfiguration(error, where);
     if (misconfigured) throw misconfigured;
     return;

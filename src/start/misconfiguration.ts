@@ -1,3 +1,4 @@
+import { isPrivilegeRefusal } from '../consumer/database-errors.js';
 import { StartupError } from '../errors/startup-error.js';
 import { type TlsFailure, tlsAdvice, tlsFailure } from '../errors/tls-failure.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
@@ -5,19 +6,12 @@ import { errorMessage, redactUrl } from '../util/logger.js';
 /** SQLSTATEs that no retry mends: wrong password or no such role, and no such database. */
 const AUTH_REFUSED = new Set(['28P01', '28000']);
 const DATABASE_NOT_FOUND = '3D000';
-/** SQLSTATE insufficient_privilege: no retry mends it either, only a GRANT. */
-const INSUFFICIENT_PRIVILEGE = '42501';
 /**
  * What pg says of an ended pool and Kysely of a destroyed instance: every statement fails at
  * once, for good, which a start would otherwise take for a database that is down.
  */
 const CLOSED_HANDLE =
   /^(Cannot use a pool after calling end on the pool|driver has already been destroyed)$/;
-
-/** Postgres refused a statement for want of a privilege (42501). */
-export function isPrivilegeRefusal(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === INSUFFICIENT_PRIVILEGE;
-}
 
 /**
  * The `StartupError` for a Postgres error that a retry cannot mend, or undefined for one that
@@ -56,7 +50,7 @@ export function databaseMisconfiguration(error: unknown, where: string): Startup
       error,
     );
   }
-  if (code === INSUFFICIENT_PRIVILEGE) {
+  if (isPrivilegeRefusal(error)) {
     return new StartupError(
       'database-privilege-missing',
       'postgres',

@@ -1,4 +1,4 @@
-import { isStatementNameError } from '../consumer/database-errors.js';
+import { isPrivilegeRefusal, isStatementNameError } from '../consumer/database-errors.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { booleanOption } from '../options/boolean-option.js';
@@ -14,7 +14,6 @@ import {
 } from '../sql/sql-executor.js';
 import { namedStatement, statementNameOf } from '../sql/statement-names.js';
 import { notMigratedError } from '../start/check-schema.js';
-import { isPrivilegeRefusal } from '../start/misconfiguration.js';
 import { describeValue } from '../util/describe-value.js';
 import { errorMessage } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
