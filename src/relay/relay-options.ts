@@ -7,6 +7,7 @@ import { booleanOption } from '../options/boolean-option.js';
 import { connectionNameOption } from '../options/connection-name-option.js';
 import { pgPool, postgresUrl } from '../options/database-handle.js';
 import { maxAttemptsOption } from '../options/max-attempts-option.js';
+import { MAX_MESSAGE_BYTES_LIMIT } from '../options/max-message-bytes.js';
 import { nestedOptions } from '../options/nested-options.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
@@ -263,7 +264,12 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
       initialMs: 100,
       maxMs: 10_000,
     }),
-    maxMessageBytes: positiveInteger('maxMessageBytes', options.maxMessageBytes, 128 * 1024 * 1024),
+    maxMessageBytes: positiveInteger(
+      'maxMessageBytes',
+      options.maxMessageBytes,
+      MAX_MESSAGE_BYTES_LIMIT.max,
+      MAX_MESSAGE_BYTES_LIMIT,
+    ),
     stopTimeoutMs: durationMs('stopTimeoutMs', options.stopTimeoutMs, 10_000),
     logger: resolveLogger(options.logger, consoleLogger),
   });

@@ -2,6 +2,7 @@ import { isPrivilegeRefusal, isStatementNameError } from '../consumer/database-e
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { booleanOption } from '../options/boolean-option.js';
+import { MAX_MESSAGE_BYTES_LIMIT } from '../options/max-message-bytes.js';
 import { optionNames } from '../options/option-names.js';
 import { RENAMED_OPTIONS } from '../options/renamed-options.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
@@ -128,6 +129,7 @@ export class OutboxWriter {
       'maxMessageBytes',
       options.maxMessageBytes,
       DEFAULT_MAX_MESSAGE_BYTES,
+      MAX_MESSAGE_BYTES_LIMIT,
     );
     // A delay counts from the add (clock_timestamp()), not from the start of the transaction
     // (now()), which may have been working for a while before it.
