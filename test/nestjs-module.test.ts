@@ -124,6 +124,23 @@ class NeverStartedHandler {
   async ping(): Promise<void> {}
 }
 
+/** Bytes, not JSON: the definition names their content type, for the writer and the handler. */
+const Thumbnail = defineMessage<Buffer>({
+  exchange: 'thumbnails',
+  routingKey: 'thumbnail.made',
+  contentType: 'application/octet-stream',
+});
+
+@Injectable()
+class ThumbnailHandler {
+  readonly seen: { payload: unknown; contentType: string | undefined }[] = [];
+
+  @OutboxHandler(Thumbnail, { ...quick, name: 'module.thumbnails' })
+  async thumbnail(image: Buffer, ctx: ConsumeContext): Promise<void> {
+    this.seen.push({ payload: image, contentType: ctx.contentType });
+  }
+}
+
 describe('nestjs: OutboxModule', () => {
   let f: NestFixture;
   before(async () => {
@@ -245,6 +262,25 @@ describe('nestjs: OutboxModule', () => {
     const handler = app.get(PingHandler);
     await waitFor('5 pings', () => handler.seen.length === 5);
     assert.deepEqual([...handler.seen].sort(), [1, 2, 3, 4, 5]);
+    await f.closeApp(app);
+  });
+
+  // OutboxService.add refused a Buffer for want of a contentType that neither a definition nor
+  // the write options could give: bytes could be written only through outbox.writer.
+  it('writes and handles bytes under the content type the definition names', async () => {
+    const app = await boot(f.options(), [ThumbnailHandler]);
+    const outbox = app.get(OutboxService);
+    const image = Buffer.from([0, 1, 2, 254, 255]);
+    await f.t.db.transaction().execute((trx) => outbox.add(trx, Thumbnail, image));
+    const handler = app.get(ThumbnailHandler);
+    await waitFor('the thumbnail handled', async () => handler.seen.length === 1);
+    assert.ok(Buffer.isBuffer(handler.seen[0]!.payload));
+    assert.deepEqual(handler.seen[0]!.payload, image);
+    assert.equal(handler.seen[0]!.contentType, 'application/octet-stream');
+    assert.throws(
+      () => defineMessage({ exchange: 'x', routingKey: 'k', contentType: '' }),
+      /contentType`: must be a media type/,
+    );
     await f.closeApp(app);
   });
 

@@ -171,7 +171,12 @@ export class HandlerExplorer {
       batchSize: o.batchSize,
       timeoutMs: o.timeoutMs,
       isolationLevel: o.isolationLevel,
-      contentTypes: o.contentTypes,
+      // A definition that sends bytes or text says so: its handlers take what it sends.
+      contentTypes:
+        o.contentTypes ??
+        (list.some((m) => m.contentType !== undefined)
+          ? [...new Set(list.map((m) => m.contentType ?? 'application/json'))]
+          : undefined),
       requiredHeaders: o.requiredHeaders,
       validate,
       ...(businessKey && { businessKey: (payload, info) => businessKey.call(o, payload, info) }),

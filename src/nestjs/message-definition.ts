@@ -13,6 +13,7 @@ import {
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { rejectUnknownOptions } from '../options/unknown-options.js';
 import type { Bivariant } from '../util/bivariant.js';
+import { describeValue } from '../util/describe-value.js';
 
 /** Carries the payload type of a definition; never set at run time. */
 declare const payloadType: unique symbol;
@@ -31,6 +32,12 @@ export interface MessageDefinition<P = unknown, In = P> {
   readonly routingKey: string;
   /** Type of the exchange, used when it is declared. Default `topic`. */
   readonly exchangeType?: ExchangeType | undefined;
+  /**
+   * The content type the payload is sent with; JSON when left out. Bytes (a `Buffer`) need one,
+   * such as `application/octet-stream`, and a string under a type that is not JSON is sent as
+   * its UTF-8 text. The definition's handlers accept it (unless they list `contentTypes`).
+   */
+  readonly contentType?: string | undefined;
   /**
    * Derives the ordering key from the payload: messages of one key are published, and handled
    * by `ordered` handlers, in the order they were written. A key given to `add` wins.
@@ -59,7 +66,14 @@ export interface MessageDefinition<P = unknown, In = P> {
 }
 
 /** Every field of a definition (the payload type is a symbol, for the compiler only). */
-const DEFINITION_FIELDS = ['exchange', 'routingKey', 'exchangeType', 'orderingKey', 'validate'];
+const DEFINITION_FIELDS = [
+  'exchange',
+  'routingKey',
+  'exchangeType',
+  'contentType',
+  'orderingKey',
+  'validate',
+];
 
 /** What the writer takes for a definition: its schema's input type, or its payload type. */
 export type WrittenPayloadOf<M> = M extends MessageDefinition<unknown, infer In> ? In : never;
@@ -128,7 +142,13 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
     owner: 'a message definition',
     prefix: `${where}.`,
   });
-  const { exchange, routingKey, exchangeType } = definition;
+  const { exchange, routingKey, exchangeType, contentType } = definition;
+  if (contentType !== undefined && (typeof contentType !== 'string' || contentType.length === 0)) {
+    throw new ConfigurationError(
+      `${where}.contentType`,
+      `must be a media type such as application/octet-stream, got ${describeValue(contentType)}`,
+    );
+  }
   if (
     typeof exchange !== 'string' ||
     exchange.length === 0 ||

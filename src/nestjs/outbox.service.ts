@@ -28,6 +28,8 @@ export interface OutboxWriteOptions {
   readonly delayMs?: number | undefined;
   readonly correlationId?: string | undefined;
   readonly causationId?: string | undefined;
+  /** Overrides the definition's `contentType` (JSON when neither gives one). */
+  readonly contentType?: string | undefined;
   /**
    * The message being handled, when a handler writes a follow-up: its message id becomes the
    * causation id, and its correlation id (or, lacking one, its message id) is carried on.
@@ -43,6 +45,7 @@ const WRITE_OPTION_NAMES = optionNames<OutboxWriteOptions>()([
   'delayMs',
   'correlationId',
   'causationId',
+  'contentType',
   'causedBy',
 ]);
 const MANY_WRITE_OPTION_NAMES = WRITE_OPTION_NAMES.filter((name) => name !== 'messageId');
@@ -235,8 +238,10 @@ export class OutboxService {
     const correlationId =
       options.correlationId ?? causedBy?.correlationId ?? causedBy?.messageId ?? undefined;
     const causationId = options.causationId ?? causedBy?.messageId;
+    const contentType = options.contentType ?? definition.contentType;
     return {
       ...rest,
+      ...(contentType !== undefined && { contentType }),
       exchange: `${this.#runtime.options.prefix}${definition.exchange}`,
       routingKey: definition.routingKey,
       payload,
