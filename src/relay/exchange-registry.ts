@@ -106,7 +106,12 @@ export class ExchangeRegistry {
       if (await this.#exists(name, signal)) {
         this.#seen.set(name, monotonicMs());
         if (this.#missingSince.delete(name)) {
-          this.#logger.info('exchange declared; its put-off rows go now', { exchange: name });
+          // The rows put off later than this one come due on their own, each at most
+          // MISSING_MAX_DELAY_MS after it was put off: they cannot be told from delayed rows.
+          this.#logger.info(
+            `exchange declared; its put-off rows go as they come due, within ${MISSING_MAX_DELAY_MS / 1000} s`,
+            { exchange: name },
+          );
         }
       } else {
         const now = monotonicMs();
