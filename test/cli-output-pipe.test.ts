@@ -57,4 +57,23 @@ describe('the CLI writing to a slow pipe', () => {
     const rows = JSON.parse(output.toString()) as unknown[];
     assert.equal(rows.length, ROWS);
   });
+
+  // `| head -c 100`: the reader closes the pipe early. The CLI died with an unhandled EPIPE and
+  // its stack trace, exit status 1.
+  it('ends quietly when the reader closes the pipe early', async () => {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'dead-letters', 'list', '--schema', t.schema, '--limit', '5000', '--json'],
+      { env: { ...process.env, DATABASE_URL, AMQP_URL }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    assert.equal(await exited, 0, stderr);
+    assert.equal(stderr, '');
+  });
 });

@@ -143,16 +143,20 @@ describe('database privileges', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const copies = await f.broker.depth(tap);
     assert.ok(copies <= 60, `${copies} copies of 10 rows in 1.5 s`);
-    assert.equal(relay.databaseProblem?.kind, 'misconfigured');
-    assert.equal(
-      (relay.databaseProblem?.error as StartupError | undefined)?.code,
-      'database-privilege-missing',
+    // Set by each failed settle (the claim before it clears it).
+    await waitFor(
+      'the problem reported',
+      async () =>
+        (relay.databaseProblem?.error as StartupError | undefined)?.code ===
+        'database-privilege-missing',
     );
+    assert.equal(relay.databaseProblem?.kind, 'misconfigured');
     assert.equal(await f.t.count('outbox'), 10);
 
     await sql(`GRANT DELETE ON ${schema()}.outbox TO ${role}`);
     await waitFor('the outbox to drain', async () => (await f.t.count('outbox')) === 0);
-    assert.equal(relay.databaseProblem, undefined);
+    // Cleared when the lane takes in its settled batch, just after the COMMIT.
+    await waitFor('the problem cleared', async () => relay.databaseProblem === undefined);
     await relay.stop();
   });
 

@@ -22,8 +22,8 @@ export interface RelayDatabaseProblem {
 export type BatchStage = 'claim' | 'settle';
 
 /**
- * The lanes' shared view of the database: set by a failed batch, cleared by the next claim that
- * works, or, while settles fail, by the next settle that works.
+ * The lanes' shared view of the database: set by a failed batch, cleared by the next claim or
+ * settle that works. While settles fail, only a settle that works ends the lanes' shared backoff.
  */
 export class DatabaseHealth {
   readonly #schema: string;
@@ -70,10 +70,12 @@ export class DatabaseHealth {
     this.#claimsHeldUntil = Math.max(this.#claimsHeldUntil, monotonicMs() + delayMs);
   }
 
-  /** A claim worked. Returns the problem it ends, if there was one. */
+  /**
+   * A claim worked. Returns the problem it ends, if there was one. While settles fail, the
+   * lanes' shared backoff step stays: a claim that works proves nothing of them.
+   */
   claimed(): RelayDatabaseProblem | undefined {
-    if (this.#settleFailing) return undefined;
-    this.#failures = 0;
+    if (!this.#settleFailing) this.#failures = 0;
     const ended = this.#problem;
     this.#problem = undefined;
     return ended;
@@ -82,7 +84,6 @@ export class DatabaseHealth {
   /** A batch settled and committed. */
   settled(): void {
     this.#failures = 0;
-    if (!this.#settleFailing) return;
     this.#settleFailing = false;
     this.#problem = undefined;
   }

@@ -262,15 +262,19 @@ export class RelayLane {
     let handedOver = false;
     try {
       await client.query(this.#begin);
-      // Looked at again right before the claim: a settle may have failed while this began.
-      const held = this.#ctx.database.claimsHeldMs;
-      if (held > 0) {
+      // Looked at again right before the claim, after the wait for its turn: a settle may have
+      // failed meanwhile, and its rows be claimable again.
+      const { database } = this.#ctx;
+      const claimUnlessHeld = async () =>
+        database.claimsHeldMs > 0 ? undefined : this.#claim(client);
+      const claimed = this.#retryLane
+        ? await claimUnlessHeld()
+        : await this.#ctx.cursor.inTurn(claimUnlessHeld);
+      if (claimed === undefined) {
         await client.query('COMMIT');
-        return { ...idle, idleMs: held };
+        return { ...idle, idleMs: Math.max(1, database.claimsHeldMs) };
       }
-      const { heads, rows } = this.#retryLane
-        ? await this.#claim(client)
-        : await this.#ctx.cursor.inTurn(() => this.#claim(client));
+      const { heads, rows } = claimed;
       const ended = this.#ctx.database.claimed();
       if (ended !== undefined) {
         options.logger.info('relay reaches the database again', { after: ended.kind });

@@ -1,5 +1,6 @@
 import { StartupError } from '../errors/startup-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
+import { quoteIdentifier } from '../sql/quote-identifier.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { databaseMisconfiguration } from './misconfiguration.js';
 
@@ -41,6 +42,7 @@ export async function checkPrivileges(
   const tables = outboxTables(schema);
   const names = needed.map((n) => tables[n.table]);
   let role: string;
+  const as = (name: string) => quoteIdentifier(name, 'role');
   let granted: boolean[];
   try {
     const { rows } = await db.query(
@@ -53,7 +55,7 @@ export async function checkPrivileges(
       throw new StartupError(
         'database-privilege-missing',
         'postgres',
-        `the role ${JSON.stringify(role)} at ${where} lacks USAGE on schema ${tables.schema}: run \`GRANT USAGE ON SCHEMA ${tables.schema} TO ${JSON.stringify(role)}\` (with the table privileges ${PRIVILEGES_DOC} lists)`,
+        `the role ${JSON.stringify(role)} at ${where} lacks USAGE on schema ${tables.schema}: run \`GRANT USAGE ON SCHEMA ${tables.schema} TO ${as(role)}\` (with the table privileges ${PRIVILEGES_DOC} lists)`,
       );
     }
     // A table's name is parsed as SQL, hence the quoted names; the schema's is taken as it is.
@@ -70,13 +72,12 @@ export async function checkPrivileges(
     if (misconfigured) throw misconfigured;
     return;
   }
-  const grantee = JSON.stringify(role);
   const missing = needed.filter((_, i) => !granted[i]);
   if (missing.length === 0) return;
-  const grants = missing.map((m) => `GRANT ${m.privilege} ON ${tables[m.table]} TO ${grantee}`);
+  const grants = missing.map((m) => `GRANT ${m.privilege} ON ${tables[m.table]} TO ${as(role)}`);
   throw new StartupError(
     'database-privilege-missing',
     'postgres',
-    `the role ${grantee} at ${where} lacks ${missing.map((m) => `${m.privilege} on ${tables[m.table]}`).join(', ')}: run \`${grants.join('; ')}\` (${PRIVILEGES_DOC})`,
+    `the role ${JSON.stringify(role)} at ${where} lacks ${missing.map((m) => `${m.privilege} on ${tables[m.table]}`).join(', ')}: run \`${grants.join('; ')}\` (${PRIVILEGES_DOC})`,
   );
 }

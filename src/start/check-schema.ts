@@ -166,6 +166,6 @@ async function checkAddedColumns(db: PgQueryable, schema: string, where: string)
   throw new StartupError(
     'schema-outdated',
     'postgres',
-    `schema "${schema}" at ${where} lacks migration${missing.length === 1 ? '' : 's'} ${missing.map((m) => m.version).join(', ')} (its outbox has no ${missing.map((m) => `\`${m.column}\``).join(', ')} column): run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS}, or apply the SQL file${missing.length === 1 ? '' : 's'} from migrations/ in a transaction (psql -1), before starting`,
+    `schema "${schema}" at ${where} lacks migration${missing.length === 1 ? '' : 's'} ${missing.map((m) => m.version).join(', ')} (its outbox has no ${missing.map((m) => `\`${m.column}\``).join(', ')} column): run \`${migrateCommandFor(schema)}\` ${OTHER_WAYS}, or apply the SQL file${missing.length === 1 ? '' : 's'} from migrations/ in a transaction, with \`{{schema}}\` replaced by the schema's quoted name (\`sed 's/{{schema}}/"${schema}"/g' FILE | psql -1 -f -\`), before starting`,
   );
 }
