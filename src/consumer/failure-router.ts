@@ -77,15 +77,16 @@ export class FailureRouter {
     const at = new Date();
     delivery.firstFailedAt ??= at;
     const permanent = isPermanentError(error);
+    const givenUp = permanent || attempts >= consumer.maxAttempts;
     this.#options.lastFailure.record({
       at,
       attempt: attempts,
       messageId: delivery.parsed?.info.messageId,
       businessKey: delivery.parsed?.businessKey,
       error,
-      next: permanent || attempts >= consumer.maxAttempts ? 'dead-letter' : 'retry',
+      next: givenUp ? 'dead-letter' : 'retry',
     });
-    if (permanent || attempts >= consumer.maxAttempts) {
+    if (givenUp) {
       await this.deadLetter(
         delivery,
         permanent ? 'permanent-error' : 'retries-exhausted',

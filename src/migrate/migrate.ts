@@ -53,24 +53,30 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
     // No DDL where nothing is missing: CREATE ... IF NOT EXISTS still needs the privilege to
     // create, which a role that owns the schema, or the application's role on a current
     // schema, does not have on the database.
+    // Tables are looked up only where the role may use the schema: a lookup there fails, and the
+    // CREATE that follows then says which role may not.
     const { rows } = await client.query(
-      `SELECT current_user AS role,
-              EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema_exists`,
-      [tables.schemaName],
+      `SELECT current_user AS role, n.oid IS NOT NULL AS schema_exists,
+              CASE WHEN usable THEN to_regclass($2) IS NOT NULL ELSE false END AS versions,
+              CASE WHEN usable THEN to_regclass($3) IS NOT NULL ELSE false END AS outbox
+         FROM (SELECT 1) AS one
+         LEFT JOIN pg_namespace n ON n.nspname = $1
+         LEFT JOIN LATERAL (SELECT has_schema_privilege(n.oid, 'USAGE') AS usable) AS u ON true`,
+      [tables.schemaName, tables.migrations, tables.outbox],
     );
-    const found = rows[0] as { role: string; schema_exists: boolean };
+    const found = rows[0] as {
+      role: string;
+      schema_exists: boolean;
+      versions: boolean;
+      outbox: boolean;
+    };
     role = found.role;
     if (!found.schema_exists) await client.query(`CREATE SCHEMA ${tables.schema}`);
-    const present = await client.query(
-      'SELECT to_regclass($1) IS NOT NULL AS versions, to_regclass($2) IS NOT NULL AS outbox',
-      [tables.migrations, tables.outbox],
-    );
-    const { versions, outbox } = present.rows[0] as { versions: boolean; outbox: boolean };
-    if (!versions) {
+    if (!found.versions) {
       await client.query(versionTableSql(tables.schemaName));
       // Made from the SQL files (or by a Migrator before versions were recorded): the start
       // checks tell its migrations by their columns, and so does this, recording them.
-      if (outbox) await recordMadeWithoutVersions(client, tables.schemaName, migrations);
+      if (found.outbox) await recordMadeWithoutVersions(client, tables.schemaName, migrations);
     }
     const done = await appliedVersions(client, tables.schemaName);
     const applied: number[] = [];
@@ -80,10 +86,7 @@ export async function migrate(pool: Pool, options?: MigrateOptions): Promise<Mig
       await client.query(text).catch((error: unknown) => {
         throw migrationLockTimeout(error, m, tables.schemaName) ?? error;
       });
-      await client.query(`INSERT INTO ${tables.migrations} (version, name) VALUES ($1, $2)`, [
-        m.version,
-        m.name,
-      ]);
+      await recordVersion(client, tables.schemaName, m);
       applied.push(m.version);
     }
     await client.query('COMMIT');
@@ -106,10 +109,13 @@ async function recordMadeWithoutVersions(
 ): Promise<void> {
   const missing = new Set((await columnsMissing(client, schemaName)).map((m) => m.version));
   for (const m of migrations) {
-    if (missing.has(m.version)) continue;
-    await client.query(
-      `INSERT INTO ${outboxTables(schemaName).migrations} (version, name) VALUES ($1, $2)`,
-      [m.version, m.name],
-    );
+    if (!missing.has(m.version)) await recordVersion(client, schemaName, m);
   }
+}
+
+async function recordVersion(client: PgQueryable, schemaName: string, m: Migration): Promise<void> {
+  await client.query(
+    `INSERT INTO ${outboxTables(schemaName).migrations} (version, name) VALUES ($1, $2)`,
+    [m.version, m.name],
+  );
 }

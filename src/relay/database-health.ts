@@ -16,12 +16,6 @@ export interface RelayDatabaseProblem {
 }
 
 /**
- * Where a lane's batch failed: its claim (or publish), or its settle, the statements that delete,
- * retry or park the published rows and commit.
- */
-export type BatchStage = 'claim' | 'settle';
-
-/**
  * The lanes' shared view of the database: set by a failed batch, cleared by the next claim or
  * settle that works. While settles fail, only a settle that works ends the lanes' shared backoff.
  */
@@ -32,11 +26,11 @@ export class DatabaseHealth {
   /** Failed batches of every lane since the last that worked: the lanes' shared backoff step. */
   #failures = 0;
   /**
-   * The last failure was a settle's. Its rows go back to the outbox, published: a claim that
-   * works then proves nothing, and another lane's would publish them again at once.
+   * A settle failed since the last that worked. Its rows went back to the outbox, published: a
+   * claim that works then proves nothing, and another lane's would publish them again at once.
    */
   #settleFailing = false;
-  /** While settles fail, no lane claims before this (monotonic ms). */
+  /** After a failed settle, no lane claims before this (monotonic ms). */
   #claimsHeldUntil = 0;
 
   constructor(schema: string, where: string) {
@@ -58,12 +52,12 @@ export class DatabaseHealth {
    * Its rows went back to the outbox published, and the next claim publishes them again.
    */
   get claimsHeldMs(): number {
-    return this.#settleFailing ? Math.max(0, this.#claimsHeldUntil - monotonicMs()) : 0;
+    return Math.max(0, this.#claimsHeldUntil - monotonicMs());
   }
 
   /**
-   * A settle is failing: holds every lane's claims for `delayMs` (see `claimsHeldMs`). Called
-   * before its ROLLBACK makes the rows claimable again, and again with the lane's backoff.
+   * A settle failed: holds every lane's claims for `delayMs` (see `claimsHeldMs`). Called
+   * before its ROLLBACK makes the rows claimable again.
    */
   holdClaims(delayMs: number): void {
     this.#settleFailing = true;
@@ -85,17 +79,17 @@ export class DatabaseHealth {
   settled(): void {
     this.#failures = 0;
     this.#settleFailing = false;
+    this.#claimsHeldUntil = 0;
     this.#problem = undefined;
   }
 
   /**
-   * A batch failed with `error` at `stage`: kept when it says something about the database.
+   * A batch failed with `error`: kept when it says something about the database.
    * Returns whether it is news: false for a database problem of the kind already known (another
    * lane found it first, or this lane retried), which the lanes then log only at debug level.
    */
-  failed(error: unknown, stage: BatchStage): boolean {
+  failed(error: unknown): boolean {
     this.#failures += 1;
-    this.#settleFailing = stage === 'settle';
     const misconfigured: OutboxkitError | undefined =
       relaySchemaError(error, this.#schema, 'before the relay can publish') ??
       databaseMisconfiguration(error, this.#where);

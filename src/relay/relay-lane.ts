@@ -2,7 +2,6 @@ import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
 import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
-import { isPrivilegeRefusal } from '../consumer/database-errors.js';
 import { publishProperties } from '../protocol/message-properties.js';
 import { checkoutClient } from '../sql/checkout-client.js';
 import { relaySchemaError } from '../start/check-schema.js';
@@ -133,16 +132,11 @@ export class RelayLane {
     const inFlight: Promise<BatchEnd>[] = [];
     const inFlightBytes: number[] = [];
     let failures = 0;
-    /** The error being handled is a settle's. */
-    let settleFailed = false;
     // Waits for the oldest batch in flight; throws its error.
     const settleOldest = async () => {
       inFlightBytes.shift();
       const end = await inFlight.shift()!;
-      if (end.error !== undefined) {
-        settleFailed = true;
-        throw end.error;
-      }
+      if (end.error !== undefined) throw end.error;
       failures = 0;
       this.#ctx.database.settled();
       // A settled ordered row may have released the next of its key, for any lane.
@@ -191,15 +185,9 @@ export class RelayLane {
         if (this.#ctx.abandon.aborted) break;
         failures += 1;
         stats.errors += 1;
-        const news = this.#ctx.database.failed(error, settleFailed ? 'settle' : 'claim');
-        // A failed settle's rows go back published: another lane, its own count at 0 after an
-        // empty claim, would publish them again at once and fail likewise, round and round. Its
-        // backoff counts the failures of every lane since a settle last worked.
-        const step = settleFailed ? Math.max(failures, this.#ctx.database.failures) : failures;
-        const delay = backoffDelay(options.reconnectBackoff, step);
-        // Before anything is awaited: the rows are claimable again from now on.
-        if (settleFailed) this.#ctx.database.holdClaims(delay);
-        settleFailed = false;
+        // A failed settle held every lane's claims already (`holdClaims`); this is the lane's own.
+        const news = this.#ctx.database.failed(error);
+        const delay = backoffDelay(options.reconnectBackoff, failures);
         // One warning per database outage, not one per lane and retry; `/health`, the errors
         // counter and `relay.databaseProblem` say it goes on.
         (news ? options.logger.warn : options.logger.debug).call(
@@ -231,11 +219,12 @@ export class RelayLane {
 
   /** A batch's error as logged: a schema never migrated says what to run (a start check that found Postgres down could not). */
   #describe(error: unknown): string {
-    const { schema } = this.#ctx.options;
-    // A privilege revoked after the start checks: the message names where the grants are.
-    const refused =
-      isPrivilegeRefusal(error) && databaseMisconfiguration(error, "the relay's database");
-    return errorMessage(relaySchemaError(error, schema, 'first') || refused || error);
+    // A privilege revoked after the start checks, say, names where the grants are.
+    return errorMessage(
+      relaySchemaError(error, this.#ctx.options.schema, 'first') ??
+        databaseMisconfiguration(error, "the relay's database") ??
+        error,
+    );
   }
 
   /**
@@ -416,7 +405,8 @@ export class RelayLane {
       }
     } catch (error) {
       state.broken = error as Error;
-      // Before the ROLLBACK makes the published rows claimable again (see `holdClaims`).
+      // Before the ROLLBACK makes the published rows claimable again: another lane would publish
+      // them at once, and fail likewise, round and round (see `holdClaims`).
       const { database, options } = this.#ctx;
       database.holdClaims(backoffDelay(options.reconnectBackoff, database.failures + 1));
       await client.query('ROLLBACK').catch(() => {});

@@ -41,36 +41,33 @@ export async function checkPrivileges(
 ): Promise<void> {
   const tables = outboxTables(schema);
   const names = needed.map((n) => tables[n.table]);
-  let role: string;
   const as = (name: string) => quoteIdentifier(name, 'role');
-  let granted: boolean[];
+  let found: { role: string; usage: boolean; granted: boolean[] | null };
   try {
+    // One round trip. The tables are looked at only with USAGE on the schema, without which
+    // naming them fails; a table's name is parsed as SQL (hence quoted), the schema's is not.
     const { rows } = await db.query(
-      `SELECT current_user AS role, has_schema_privilege($1, 'USAGE') AS usage`,
-      [schema],
+      `SELECT current_user AS role, has_schema_privilege($1, 'USAGE') AS usage,
+              CASE WHEN has_schema_privilege($1, 'USAGE') THEN
+                ARRAY(SELECT has_table_privilege(t, p)
+                        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS n(t, p, i)
+                       ORDER BY i)
+              END AS granted`,
+      [schema, names, needed.map((n) => n.privilege)],
     );
-    const found = rows[0] as { role: string; usage: boolean };
-    role = found.role;
-    if (!found.usage) {
-      throw new StartupError(
-        'database-privilege-missing',
-        'postgres',
-        `the role ${JSON.stringify(role)} at ${where} lacks USAGE on schema ${tables.schema}: run \`GRANT USAGE ON SCHEMA ${tables.schema} TO ${as(role)}\` (with the table privileges ${PRIVILEGES_DOC} lists)`,
-      );
-    }
-    // A table's name is parsed as SQL, hence the quoted names; the schema's is taken as it is.
-    const answer = await db.query(
-      `SELECT ARRAY(SELECT has_table_privilege(t, p)
-                      FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS n(t, p, i)
-                     ORDER BY i) AS granted`,
-      [names, needed.map((n) => n.privilege)],
-    );
-    granted = (answer.rows[0] as { granted: boolean[] }).granted;
+    found = rows[0] as typeof found;
   } catch (error) {
-    if (error instanceof StartupError) throw error;
     const misconfigured = databaseMisconfiguration(error, where);
     if (misconfigured) throw misconfigured;
     return;
+  }
+  const { role, usage, granted } = found;
+  if (!usage || granted === null) {
+    throw new StartupError(
+      'database-privilege-missing',
+      'postgres',
+      `the role ${JSON.stringify(role)} at ${where} lacks USAGE on schema ${tables.schema}: run \`GRANT USAGE ON SCHEMA ${tables.schema} TO ${as(role)}\` (with the table privileges ${PRIVILEGES_DOC} lists)`,
+    );
   }
   const missing = needed.filter((_, i) => !granted[i]);
   if (missing.length === 0) return;
