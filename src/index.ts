@@ -45,6 +45,7 @@ export {
   type RetentionOptions,
 } from './consumer/retention-cleaner.js';
 export { TopologyConflictError } from './consumer/topology-conflict-error.js';
+export { TransactionAbortedError } from './consumer/transaction-aborted-error.js';
 export { TransactionClosedError } from './consumer/transaction-closed-error.js';
 export { UnpartitionedQueueError } from './consumer/unpartitioned-queue-error.js';
 export { ConfigurationError } from './errors/configuration-error.js';

@@ -3,11 +3,13 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { sql } from 'kysely';
 import type { PoolClient } from 'pg';
 import type { ConsumeContext } from '../src/consumer/consumer-definition.js';
 import { HandlerTimeoutError } from '../src/consumer/handler-timeout-error.js';
 import { processedQueries } from '../src/consumer/processed-queries.js';
 import { outboxTables } from '../src/sql/outbox-tables.js';
+import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -105,6 +107,41 @@ describe('idempotent consumer: a handler that never settles', () => {
       },
       5000,
     );
+  });
+
+  // The writer runs its INSERT on the plugin-less view of `ctx.trx`, which went round the gate:
+  // written right after the cancel, the row went in behind the ROLLBACK, on its own, and the
+  // relay would have published a message of an attempt that rolled back.
+  it("refuses the writer's late row of a timed-out handler, also while the ROLLBACK is on its way", async () => {
+    const name = f.name('latewrite');
+    const writer = new OutboxWriter({ schema: f.t.schema });
+    let late: unknown;
+    const def = f.definition(
+      'latewrite',
+      async (_payload, ctx: ConsumeContext) => {
+        if (ctx.attempt > 1) return;
+        // Cancelled at the time-out, by the host or by the transaction's own statement_timeout,
+        // whichever comes first; the host's ROLLBACK follows its signal at once.
+        await sql`SELECT pg_sleep(30)`.execute(ctx.trx).catch(() => {});
+        if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+        late = await writer
+          .add(ctx.trx, { exchange: 'x', routingKey: 'late', payload: { from: 'attempt 1' } })
+          .then(
+            () => 'written',
+            (error: unknown) => error,
+          );
+      },
+      { routingKeys: ['latewrite'], timeoutMs: 500 },
+    );
+    const host = await f.host([def]);
+    await f.publish('latewrite', { n: 1 }, { messageId: 'latewrite-1' });
+    await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
+    await waitFor('the late row tried', () => late !== undefined);
+    assert.ok(late instanceof HandlerTimeoutError, `refused by the time-out, got ${String(late)}`);
+    const { rows } = await f.t.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${f.t.schema}".outbox WHERE routing_key = 'late'`,
+    );
+    assert.equal(rows[0]!.n, 0);
   });
 
   it('aborts the signal at the time-out, also for a handler that reads it only afterwards', async () => {

@@ -9,6 +9,7 @@ import { DataSource } from 'typeorm';
 import type { ConsumeContext, ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import { ConsumerHost } from '../src/consumer/consumer-host.js';
 import type { ConsumerTransactions } from '../src/consumer/consumer-transactions.js';
+import { TransactionAbortedError } from '../src/consumer/transaction-aborted-error.js';
 import { drizzleConsumerTransactions } from '../src/drizzle/index.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { StartupError } from '../src/errors/startup-error.js';
@@ -255,6 +256,23 @@ describe('a consumer in the transaction of an ORM', () => {
         assert.equal(stats.failures, 1);
         assert.equal(stats.duplicates, 0, 'the first attempt left no dedupe row behind');
         // The first attempt's write rolled back with its dedupe row; the retry's committed.
+        assert.deepEqual(
+          (await effectsOf(consumer)).map((e) => e.attempt),
+          [2],
+        );
+        assert.deepEqual(await processedKeys(consumer), [`${routingKey}-m1`]);
+      });
+
+      it('retries a handler that swallowed the failure of one of its statements', async () => {
+        // Postgres answers the COMMIT of the aborted transaction with ROLLBACK, not an error.
+        const { host, consumer, routingKey } = await run('swallow', async (_payload, ctx) => {
+          await stack.insertEffect(ctx.tx, ctx.consumer, ctx.businessKey, ctx.attempt);
+          if (ctx.attempt === 1) await stack.execute(ctx.tx, 'SELECT 1 / 0').catch(() => {});
+        });
+        await f.publish(routingKey, { n: 1 }, { messageId: `${routingKey}-m1` });
+        await waitFor('the retry handled', () => host.stats(consumer).handled === 1);
+        assert.equal(host.stats(consumer).failures, 1);
+        assert.ok(host.lastFailure(consumer)?.error instanceof TransactionAbortedError);
         assert.deepEqual(
           (await effectsOf(consumer)).map((e) => e.attempt),
           [2],

@@ -7,7 +7,8 @@ import { notMigratedError } from '../start/check-schema.js';
 import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
-import { closableTransaction } from './closable-transaction.js';
+import { abortedTransaction } from './aborted-transaction.js';
+import { closableTransaction, StatementWatch } from './closable-transaction.js';
 import type { ConsumeContext } from './consumer-definition.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { sqlStateOf } from './database-errors.js';
@@ -17,6 +18,7 @@ import { HandlerTimeoutError } from './handler-timeout-error.js';
 import type { ParsedDelivery } from './parse-delivery.js';
 import type { ProcessedQueries } from './processed-queries.js';
 import type { ResolvedConsumer } from './resolve-consumer.js';
+import type { TransactionAbortedError } from './transaction-aborted-error.js';
 import { TransactionGate } from './transaction-gate.js';
 
 /** One delivery to handle in a claim transaction. */
@@ -171,11 +173,11 @@ async function transact(
   } catch (error) {
     return { kind: 'failed', error, source: 'transaction', neverBegan: true };
   }
+  // Without the application's plugins: a renamed `business_key` would make every key of a
+  // batch look claimed before.
+  const statements = kyselyQueryable(trx);
   let claimed: Claimed;
   try {
-    // Without the application's plugins: a renamed `business_key` would make every key of a
-    // batch look claimed before.
-    const statements = kyselyQueryable(trx);
     const names = deps.statementNames;
     claimed = await claim(
       (text, params) =>
@@ -194,7 +196,8 @@ async function transact(
   const claimedAt = monotonicMs();
 
   const gate = new TransactionGate(consumer.name);
-  const view = closableTransaction(trx, () => gate.error);
+  const watch = new StatementWatch();
+  const view = closableTransaction(trx, () => gate.error, watch);
   for (const [index, task] of tasks.entries()) {
     if (!claimed.handled[index]) {
       spans[index]?.markDuplicate();
@@ -220,6 +223,26 @@ async function transact(
   }
   // A statement the handlers left running unawaited must not slip in after the COMMIT.
   gate.close();
+  if (watch.doubtful) {
+    let aborted: TransactionAbortedError | undefined;
+    try {
+      aborted = await abortedTransaction(statements.query, consumer.name, watch.failure);
+    } catch (error) {
+      await trx
+        .rollback()
+        .execute()
+        .catch(() => {});
+      return { kind: 'failed', error, source: 'transaction' };
+    }
+    if (aborted !== undefined) {
+      try {
+        await trx.rollback().execute();
+      } catch (rollbackError) {
+        return { kind: 'failed', error: rollbackError, source: 'transaction' };
+      }
+      return { kind: 'failed', error: aborted, source: 'handler' };
+    }
+  }
   try {
     await trx.commit().execute();
   } catch (error) {
@@ -316,6 +339,19 @@ async function transactWith(
         }
         // A statement the handlers left running unawaited must not slip in after the COMMIT.
         gate.close();
+        // The handlers' statements go through the ORM, unseen: whether one failed and left the
+        // transaction aborted is asked whenever one ran.
+        if (claimed.handled.includes(true)) {
+          const aborted = await abortedTransaction(
+            (text, params) => transaction.query(text, params),
+            consumer.name,
+            undefined,
+          );
+          if (aborted !== undefined) {
+            handlerError = { error: aborted };
+            throw aborted;
+          }
+        }
         handled = claimed.handled;
       },
     ))();

@@ -1,3 +1,4 @@
+import { ABORTED_CHECK } from './aborted-transaction.js';
 import type { IsolationLevel } from './consumer-definition.js';
 
 /** What a consumer host asks of the transaction an ORM adapter opens for it. */
@@ -57,11 +58,13 @@ export type TxOf<T> = T extends ConsumerTransactions<infer Tx> ? Tx : never;
 /**
  * What an adapter's gate answers a statement of the handler's transaction: the host's error once
  * it gave the transaction up, else `undefined` (run it). `COMMIT` and `ROLLBACK` (and their
- * savepoint forms) always run: they are the adapter's own ending of the transaction.
+ * savepoint forms) always run: they are the adapter's own ending of the transaction; so does the
+ * host's look, after the handlers, at whether a failed statement aborted it.
  */
 export function refusal(closed: () => Error | undefined, sql: unknown): Error | undefined {
   const error = closed();
   if (error === undefined) return undefined;
+  if (sql === ABORTED_CHECK) return undefined;
   return typeof sql === 'string' && /^\s*(COMMIT|ROLLBACK)\b/i.test(sql) ? undefined : error;
 }
 
