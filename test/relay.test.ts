@@ -308,6 +308,35 @@ describe('OutboxRelay', () => {
     assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['small']);
   });
 
+  // pg reads a bytea as hex text: a payload of over ~268 MB, which only SQL can write (the
+  // writer's limit is 128 MiB), made the relay's process die at each claim, for ever.
+  it('parks a row too large to read, written by SQL, without reading it', async () => {
+    const exchange = await bed.broker.exchange('huge');
+    const queue = await bed.broker.queue('huge', exchange);
+    const bytes = 300_000_000;
+    // Compressible, so Postgres stores it in a few MB.
+    await bed.t.pool.query(
+      `INSERT INTO "${bed.t.schema}".outbox (message_id, exchange, routing_key, payload, content_type)
+       VALUES ('huge', $1, 'k', convert_to(repeat('a', ${bytes}), 'UTF8'), 'application/octet-stream')`,
+      [exchange],
+    );
+    await writeMessages(bed.t, [{ exchange, routingKey: 'k', payload: 'small' }]);
+    const relay = await start();
+    await waitFor(
+      'both rows settled',
+      () => relay.stats().published + relay.stats().parked === 2,
+      60_000,
+    );
+    const { rows } = await bed.t.pool.query(
+      `SELECT message_id, reason, octet_length(payload) AS bytes FROM "${bed.t.schema}".outbox_parked`,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].message_id, 'huge');
+    assert.match(rows[0].reason, new RegExp(`too large: ${bytes} bytes, limit 134217728`));
+    assert.equal(rows[0].bytes, bytes, 'parked whole');
+    assert.deepEqual((await bed.broker.drain(queue)).map(payloadOf), ['small']);
+  });
+
   it('retries nacked messages until there is room, losing none', async () => {
     const exchange = await bed.broker.exchange('nack');
     // A full queue that rejects publishes makes the broker nack: forced nacks.

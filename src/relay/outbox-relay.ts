@@ -211,7 +211,7 @@ export class OutboxRelay {
       pool: this.#pool,
       amqp: this.#amqp,
       exchanges: this.#exchanges,
-      queries: relayQueries(o.schema),
+      queries: relayQueries(o.schema, o.maxMessageBytes),
       cursor: new ClaimCursor(),
       wake: this.#wake,
       stats: this.#stats,

@@ -6,7 +6,10 @@ export interface OutboxRow {
   readonly message_id: string;
   readonly exchange: string;
   readonly routing_key: string;
+  /** Empty for a row claimed without its payload, which was over the relay's limit. */
   readonly payload: Buffer;
+  /** The payload's size, set only for a row claimed without it (`payload` is then empty). */
+  readonly oversizeBytes?: number;
   readonly content_type: string;
   readonly headers: Record<string, unknown> | null;
   readonly ordering_key: string | null;
@@ -27,6 +30,8 @@ export interface OutboxRow {
   readonly available_at_epoch?: string;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The claim's rows as the relay uses them, whatever the pool's type parsers (the pool may be the
  * application's): the headers, which the claim sends as text (see `ROW_COLUMNS`), parsed, and
@@ -36,7 +41,13 @@ export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
   for (const row of rows) {
     const r = row as { -readonly [K in keyof OutboxRow]: unknown };
     if (typeof r.headers === 'string') r.headers = JSON.parse(r.headers);
-    r.payload = byteaBuffer(r.payload);
+    // NULL only for a payload over the relay's limit (the column is NOT NULL): see `rowColumns`.
+    if (r.payload === null) {
+      r.payload = EMPTY;
+      r.oversizeBytes = Number.POSITIVE_INFINITY;
+    } else {
+      r.payload = byteaBuffer(r.payload);
+    }
     r.created_at_s = Number(r.created_at_s);
     r.attempts = Number(r.attempts);
     r.rejections = Number(r.rejections);

@@ -313,8 +313,26 @@ export class RelayLane {
   /** The claim's heads, and the heads with the runs of their keys: the rows to publish. */
   async #claim(client: PoolClient): Promise<{ heads: OutboxRow[]; rows: OutboxRow[] }> {
     const heads = await this.#claimHeads(client);
-    if (this.#retryLane || heads.length === 0) return { heads, rows: heads };
-    return { heads, rows: [...heads, ...(await this.#claimRuns(client, heads))] };
+    const rows =
+      this.#retryLane || heads.length === 0
+        ? heads
+        : [...heads, ...(await this.#claimRuns(client, heads))];
+    await this.#measureOversized(client, rows);
+    return { heads, rows };
+  }
+
+  /** The sizes of the payloads the claim left unread for being over the limit, for their reason. */
+  async #measureOversized(client: PoolClient, rows: readonly OutboxRow[]): Promise<void> {
+    const unread = rows.filter((r) => r.oversizeBytes !== undefined);
+    if (unread.length === 0) return;
+    const { rows: sizes } = await client.query<{ id: string; bytes: string }>(
+      this.#ctx.queries.payloadBytes,
+      [unread.map((r) => r.id)],
+    );
+    const bytes = new Map(sizes.map((s) => [s.id, Number(s.bytes)]));
+    for (const row of unread) {
+      (row as { oversizeBytes?: number }).oversizeBytes = bytes.get(row.id) ?? row.oversizeBytes;
+    }
   }
 
   /** The claim's heads: each key's oldest waiting row, and rows without a key. */
@@ -445,12 +463,13 @@ export class RelayLane {
       stopping,
     );
     return rows.map((row) => {
-      if (row.payload.length > options.maxMessageBytes) {
+      const bytes = row.oversizeBytes ?? row.payload.length;
+      if (bytes > options.maxMessageBytes) {
         return {
           row,
           outcome: {
             kind: 'permanent',
-            reason: `too large: ${row.payload.length} bytes, limit ${options.maxMessageBytes}`,
+            reason: `too large: ${bytes} bytes, limit ${options.maxMessageBytes}`,
           },
         };
       }

@@ -1,3 +1,4 @@
+import { MAX_MESSAGE_BYTES_LIMIT } from '../options/max-message-bytes.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 
 // The creation time comes as epoch seconds, all the AMQP timestamp holds: parsing a timestamptz
@@ -7,7 +8,11 @@ import { outboxTables } from '../sql/outbox-tables.js';
 // and at -15 every AMQP timestamp read 2000000000.
 // The id and the headers come as text, parsed by the relay (`claimedRows`): the pool may be the
 // application's, whose type parsers may turn a bigint into a BigInt or leave jsonb a string.
-const ROW_COLUMNS = `id::text AS id, message_id, exchange, routing_key, payload, content_type,
+// A payload over the relay's limit comes as NULL (the column is NOT NULL): such a row is only
+// parked, and one over ~268 MB cannot even be read, as pg reads a bytea as hex text, longer than
+// Node's largest string. octet_length reads a stored value's size without decompressing it.
+const rowColumns = (maxMessageBytes: number) => `id::text AS id, message_id, exchange, routing_key,
+  CASE WHEN octet_length(payload) <= ${maxMessageBytes} THEN payload END AS payload, content_type,
   headers::text AS headers, ordering_key,
   correlation_id, causation_id, floor(date_part('epoch', created_at))::int8 AS created_at_s, attempts,
   rejections, (date_part('epoch', now() - created_at) * 1000)::int8 AS waited_ms`;
@@ -33,6 +38,8 @@ export interface RelayQueries {
   readonly claimRuns: string;
   /** $1: ids. */
   readonly deleteIds: string;
+  /** $1: ids. Their payloads' sizes, for rows claimed without their payload (too large). */
+  readonly payloadBytes: string;
   /** $1: ids, $2: reasons. */
   readonly park: string;
   /** $1: ids, $2: errors, $3: delays in ms, $4: 1 to count an attempt, 0 not to. */
@@ -45,8 +52,13 @@ export interface RelayQueries {
   readonly listen: string;
 }
 
-export function relayQueries(schemaName: string): RelayQueries {
+/** `maxMessageBytes`: the relay's limit; a payload above it is not read (`OutboxRow.oversizeBytes`). */
+export function relayQueries(
+  schemaName: string,
+  maxMessageBytes = MAX_MESSAGE_BYTES_LIMIT.max,
+): RelayQueries {
   const t = outboxTables(schemaName);
+  const ROW_COLUMNS = rowColumns(maxMessageBytes);
   // An ordered row may go only when no older row of its key is still in the outbox (in flight,
   // waiting for a retry or for its delay): one row per key is ever in flight, across relays.
   // Written so that only outbox_ordering_key_idx can serve it, read backward from the row itself,
@@ -119,6 +131,8 @@ export function relayQueries(schemaName: string): RelayQueries {
     claimRetry: claim('o.attempts > 0'),
     claimRuns,
     deleteIds: `DELETE FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,
+    payloadBytes: `SELECT id::text AS id, octet_length(payload)::int8 AS bytes
+      FROM ${t.outbox} WHERE id = ANY($1::bigint[])`,
     park: `WITH reasons AS (
         SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[]) AS r(id, reason, counted)
       ), moved AS (
