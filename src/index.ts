@@ -47,6 +47,7 @@ export {
 export { TopologyConflictError } from './consumer/topology-conflict-error.js';
 export { TransactionAbortedError } from './consumer/transaction-aborted-error.js';
 export { TransactionClosedError } from './consumer/transaction-closed-error.js';
+export { TransactionControlError } from './consumer/transaction-control-error.js';
 export { UnpartitionedQueueError } from './consumer/unpartitioned-queue-error.js';
 export { ConfigurationError } from './errors/configuration-error.js';
 export { InvalidMessageError, type InvalidMessageReason } from './errors/invalid-message-error.js';

@@ -8,7 +8,7 @@ import { ProcessSpan } from '../tracing/process-span.js';
 import type { OutboxLogger } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
 import { abortedTransaction } from './aborted-transaction.js';
-import { closableTransaction, StatementWatch } from './closable-transaction.js';
+import { closableTransaction, StatementWatch, watchConnection } from './closable-transaction.js';
 import type { ConsumeContext } from './consumer-definition.js';
 import type { ConsumerTransactions } from './consumer-transactions.js';
 import { sqlStateOf } from './database-errors.js';
@@ -196,8 +196,39 @@ async function transact(
   const claimedAt = monotonicMs();
 
   const gate = new TransactionGate(consumer.name);
+  const closed = () => gate.error;
   const watch = new StatementWatch();
-  const view = closableTransaction(trx, () => gate.error, watch);
+  const view = closableTransaction(trx, closed, watch);
+  let unwatch: (() => void) | undefined;
+  try {
+    if (claimed.handled.includes(true)) unwatch = await watchConnection(trx, watch, closed);
+  } catch (error) {
+    await trx
+      .rollback()
+      .execute()
+      .catch(() => {});
+    return { kind: 'failed', error, source: 'transaction' };
+  }
+  try {
+    return await handleClaimed(deps, trx, tasks, spans, claimed, claimedAt, gate, view, watch);
+  } finally {
+    unwatch?.();
+  }
+}
+
+/** `transact` once the keys are claimed: the handlers, then COMMIT, or ROLLBACK. */
+async function handleClaimed(
+  deps: ClaimDeps,
+  trx: AnyTransaction,
+  tasks: readonly ClaimTask[],
+  spans: ReadonlyArray<ProcessSpan | undefined>,
+  claimed: Claimed,
+  claimedAt: number,
+  gate: TransactionGate,
+  view: Transaction<unknown>,
+  watch: StatementWatch,
+): Promise<ClaimOutcome> {
+  const { consumer } = deps;
   for (const [index, task] of tasks.entries()) {
     if (!claimed.handled[index]) {
       spans[index]?.markDuplicate();
@@ -206,6 +237,8 @@ async function transact(
     const result = await runHandler(deps, task, { trx: view, tx: view }, spans[index]);
     if (result.kind === 'timed-out' || result.kind === 'stopped') {
       gate.closeWith(result.error);
+      // Not waited for: the statement the handler is stuck in is cancelled first.
+      void watch.closeStreams();
       await endTimedOut(deps, trx, claimed.pid, claimedAt);
       return result.kind === 'stopped'
         ? { kind: 'stopped', error: result.error }
@@ -213,6 +246,7 @@ async function transact(
     }
     if (result.kind === 'threw') {
       gate.close();
+      await watch.closeStreams();
       try {
         await trx.rollback().execute();
       } catch (rollbackError) {
@@ -223,10 +257,11 @@ async function transact(
   }
   // A statement the handlers left running unawaited must not slip in after the COMMIT.
   gate.close();
+  await watch.closeStreams();
   if (watch.doubtful) {
     let aborted: TransactionAbortedError | undefined;
     try {
-      aborted = await abortedTransaction(statements.query, consumer.name, watch.failure);
+      aborted = await abortedTransaction(kyselyQueryable(trx).query, consumer.name, watch.failure);
     } catch (error) {
       await trx
         .rollback()

@@ -1,37 +1,13 @@
-import type { KyselyPlugin, QueryExecutor, Transaction } from 'kysely';
-
-/**
- * What a handler's statements did that the COMMIT would not tell: Postgres answers COMMIT on a
- * transaction that a failed statement aborted with ROLLBACK, not an error. A statement that
- * failed, or has not answered yet, makes the transaction doubtful; only then is it looked at
- * before the COMMIT, so a handler whose statements all worked costs no round trip more.
- */
-export class StatementWatch {
-  readonly #unanswered = new Set<unknown>();
-  #failure: { readonly error: unknown } | undefined;
-
-  sent(queryId: unknown): void {
-    this.#unanswered.add(queryId);
-  }
-
-  answered(queryId: unknown): void {
-    this.#unanswered.delete(queryId);
-  }
-
-  failed(error: unknown): void {
-    this.#failure ??= { error };
-  }
-
-  /** Whether a statement failed or has not answered: the transaction may be aborted. */
-  get doubtful(): boolean {
-    return this.#failure !== undefined || this.#unanswered.size > 0;
-  }
-
-  /** The first failure the view saw itself (one of a view derived from it is only counted). */
-  get failure(): { readonly error: unknown } | undefined {
-    return this.#failure;
-  }
-}
+import type {
+  CompiledQuery,
+  DatabaseConnection,
+  KyselyPlugin,
+  QueryExecutor,
+  QueryResult,
+  Transaction,
+} from 'kysely';
+import { ABORTED_CHECK } from './aborted-transaction.js';
+import { TransactionControlError } from './transaction-control-error.js';
 
 /**
  * A handler's view of its transaction, whose statements fail with `closed()`'s error once it
@@ -40,23 +16,22 @@ export class StatementWatch {
  * reaches the connection: a statement called while the ROLLBACK waits would run after it,
  * outside any transaction, on a connection already back in the pool. The view refuses it the
  * moment the transaction is given up, and so does its `withoutPlugins()` view (the writer's).
+ * `startTransaction()`, which Kysely leaves on a transaction, is refused: it would wait for a
+ * connection of the pool while holding this one.
  */
 export function closableTransaction<DB>(
   trx: Transaction<DB>,
   closed: () => Error | undefined,
   watch?: StatementWatch,
 ): Transaction<DB> {
-  // A plugin goes with every view derived from this one (`withSchema`, `withPlugin`); it sees
-  // a statement before it is sent and its result, not its failure.
+  // A plugin goes with every view derived from this one (`withSchema`, `withPlugin`).
   const gate: KyselyPlugin = {
-    transformQuery({ node, queryId }) {
+    transformQuery({ node }) {
       const error = closed();
       if (error) throw error;
-      watch?.sent(queryId);
       return node;
     },
-    async transformResult({ result, queryId }) {
-      watch?.answered(queryId);
+    async transformResult({ result }) {
       return result;
     },
   };
@@ -68,25 +43,159 @@ export function closableTransaction<DB>(
 
 /**
  * `trx` with its compiled queries refused once `closed()` says so (Kysely hands one to the
- * connection without any plugin seeing it), and their failures told to `watch`.
+ * connection without any plugin seeing it), its streams told to `watch`, and without
+ * `startTransaction()`.
  */
 function guarded<DB>(
   trx: Transaction<DB>,
   closed: () => Error | undefined,
   watch: StatementWatch | undefined,
 ): Transaction<DB> {
-  const executor: QueryExecutor = trx.getExecutor();
+  const executor = trx.getExecutor();
   const executeQuery = executor.executeQuery.bind(executor);
   executor.executeQuery = ((...args: Parameters<typeof executeQuery>) => {
     const error = closed();
-    if (error) return Promise.reject(error);
-    const sent = executeQuery(...args);
-    return watch === undefined
-      ? sent
-      : sent.catch((failure: unknown) => {
-          watch.failed(failure);
-          throw failure;
-        });
+    return error ? Promise.reject(error) : executeQuery(...args);
   }) as typeof executor.executeQuery;
+  if (watch) {
+    // A stream holds the transaction's connection until it is read to the end or closed, and
+    // Kysely's COMMIT waits for it: only the stream the handler holds can let go of it.
+    const stream = executor.stream.bind(executor);
+    executor.stream = ((...args: Parameters<typeof stream>) =>
+      watch.held(stream(...args))) as typeof executor.stream;
+  }
+  (trx as unknown as { startTransaction: () => never }).startTransaction = () => {
+    throw new TransactionControlError('startTransaction()');
+  };
   return trx;
+}
+
+/**
+ * What the statements of a handler's transaction did that the COMMIT would not tell, seen where
+ * every one of them passes, whatever view or stream sent it: its connection. Postgres answers
+ * COMMIT on a transaction that a failed statement aborted with ROLLBACK, not an error, so a
+ * statement that failed, or has not answered yet, makes the transaction doubtful; only then is it
+ * looked at before the COMMIT, and a handler whose statements all worked costs no round trip.
+ */
+export class StatementWatch {
+  #unanswered = 0;
+  #failure: { readonly error: unknown } | undefined;
+  readonly #streams = new Set<AsyncIterator<unknown>>();
+  readonly #held = new Set<AsyncIterator<unknown>>();
+
+  /** Whether a statement failed or has not answered: the transaction may be aborted. */
+  get doubtful(): boolean {
+    return this.#failure !== undefined || this.#unanswered > 0;
+  }
+
+  /** The first statement that failed. */
+  get failure(): { readonly error: unknown } | undefined {
+    return this.#failure;
+  }
+
+  /**
+   * Closes the streams the handlers left open: their cursors hold the connection, and the
+   * COMMIT would wait behind them for ever.
+   */
+  async closeStreams(): Promise<void> {
+    const held = [...this.#held];
+    this.#held.clear();
+    await Promise.all(held.map((stream) => stream.return?.().catch(() => {})));
+    const open = [...this.#streams];
+    this.#streams.clear();
+    await Promise.all(open.map((stream) => stream.return?.().catch(() => {})));
+  }
+
+  /** A stream as the handler holds it, from `trx.stream()` or a builder's `stream()`. */
+  async *held<R>(inner: AsyncIterableIterator<R>): AsyncIterableIterator<R> {
+    this.#held.add(inner);
+    try {
+      yield* inner;
+    } finally {
+      this.#held.delete(inner);
+    }
+  }
+
+  async run<R>(statement: Promise<R>): Promise<R> {
+    this.#unanswered += 1;
+    try {
+      return await statement;
+    } catch (error) {
+      this.#failure ??= { error };
+      throw error;
+    } finally {
+      this.#unanswered -= 1;
+    }
+  }
+
+  async *stream<R>(inner: AsyncIterableIterator<R>): AsyncIterableIterator<R> {
+    this.#streams.add(inner);
+    try {
+      for (;;) {
+        const next = await this.run(inner.next());
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      if (this.#streams.delete(inner)) await inner.return?.();
+    }
+  }
+}
+
+/** The statements outboxkit itself sends on the transaction once its handlers are done. */
+const OWN_STATEMENTS = new Set(['commit', 'rollback', ABORTED_CHECK]);
+
+/** Ends a transaction, or hands it to another: only the host ends a handler's transaction. */
+const TRANSACTION_CONTROL =
+  /^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT|PREPARE\s+TRANSACTION|ROLLBACK(?!\s+TO\b)(?!\s+PREPARED\b))\b/i;
+
+/**
+ * Watches the statements of `trx`'s connection until the returned function is called, when the
+ * transaction has ended: each statement's failure goes to `watch`, a statement that would end
+ * the transaction is refused while the handlers run, and once `closed()` gives an error, only
+ * outboxkit's own COMMIT, ROLLBACK and look at the transaction pass (a compiled query of a view
+ * derived from the handler's goes round the view's gate).
+ */
+export async function watchConnection(
+  trx: { getExecutor(): Pick<QueryExecutor, 'provideConnection'> },
+  watch: StatementWatch,
+  closed: () => Error | undefined,
+): Promise<() => void> {
+  const connection = (await trx
+    .getExecutor()
+    .provideConnection(async (held) => held)) as DatabaseConnection & {
+    executeQuery: DatabaseConnection['executeQuery'];
+    streamQuery: DatabaseConnection['streamQuery'];
+  };
+  const executeQuery = connection.executeQuery;
+  const streamQuery = connection.streamQuery;
+  const own = {
+    executeQuery: Object.getOwnPropertyDescriptor(connection, 'executeQuery'),
+    streamQuery: Object.getOwnPropertyDescriptor(connection, 'streamQuery'),
+  };
+  const refusal = (query: CompiledQuery): Error | undefined => {
+    const error = closed();
+    if (error) return OWN_STATEMENTS.has(query.sql) ? undefined : error;
+    const control = TRANSACTION_CONTROL.exec(query.sql);
+    return control ? new TransactionControlError(control[1]!.toUpperCase()) : undefined;
+  };
+  connection.executeQuery = <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
+    const error = refusal(query);
+    if (error) return Promise.reject(error);
+    return watch.run(executeQuery.call(connection, query) as Promise<QueryResult<R>>);
+  };
+  connection.streamQuery = <R>(query: CompiledQuery, chunkSize?: number) => {
+    const error = refusal(query);
+    if (error) throw error;
+    return watch.stream(
+      streamQuery.call(connection, query, chunkSize) as AsyncIterableIterator<QueryResult<R>>,
+    );
+  };
+  // The connection goes back to the pool as it came.
+  return () => {
+    for (const [name, descriptor] of Object.entries(own)) {
+      if (descriptor) Object.defineProperty(connection, name, descriptor);
+      else delete (connection as unknown as Record<string, unknown>)[name];
+    }
+  };
 }
