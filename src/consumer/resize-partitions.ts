@@ -17,12 +17,7 @@ import {
   ConsumerHost,
   type ConsumerHostOptions,
 } from './consumer-host.js';
-import {
-  declareTopology,
-  retryDueQueueName,
-  topologyOf,
-  topologyQueueNames,
-} from './consumer-topology.js';
+import { declareTopology, retryDueQueueName, topologyOf } from './consumer-topology.js';
 import { drainingHosts } from './other-partition-sets.js';
 import { partitionSet } from './partition-set.js';
 import { resolveConsumer } from './resolve-consumer.js';
@@ -78,6 +73,9 @@ export interface ResizePartitionsResult {
  * `from: 0` adds partitions to a consumer that had none. If it was not ordered, the drain runs it
  * unordered, as it ran, and also handles the retries waiting in its delay queues (those of the
  * definition's `retry.backoff`), then deletes them with its due queue.
+ *
+ * The old set is deleted once it has been seen empty, with nothing handling it, on two counts a
+ * second apart: a message the broker is moving within the set is in no queue's count meanwhile.
  */
 export async function resizePartitions(
   options: ResizePartitionsOptions,
@@ -145,8 +143,12 @@ export async function resizePartitions(
       // Declared before the first count: the drain's own retries may use every delay queue.
       const topology = topologyOf(drainer);
       await declareTopology(model, [topology]);
+      const delayQueues = topology.delayQueues.map((q) => q.name);
+      // Counted upstream first: a retry that a delay queue dead-letters into the due queue
+      // between two counts is then in the second, not missed by both.
       oldSet = {
-        queues: topologyQueueNames(topology).filter((q) => q !== topology.deadLetterQueue.name),
+        queues: [...delayQueues, retryDueQueueName(target.queue), target.queue],
+        delayQueues,
       };
     }
 
@@ -174,8 +176,21 @@ export async function resizePartitions(
 /** The queues to drain, and the partition set's exchange (none for a consumer without partitions). */
 interface OldSet {
   readonly exchange?: string | undefined;
+  /** In the order they are counted: a queue before those it dead-letters into. */
   readonly queues: readonly string[];
+  /** Those of `queues` that dead-letter into the others (an unordered consumer's retries). */
+  readonly delayQueues?: readonly string[] | undefined;
 }
+
+/**
+ * How long the old set must stay empty, between two counts, before it is deleted. The broker
+ * moves messages within it that no count sees meanwhile: a retry that a delay queue dead-letters
+ * into the due queue (a quorum queue's at-least-once dead-lettering holds it in neither for a
+ * few ms, until the due queue confirms it), a delivery a stopped drain host handed back to a
+ * quorum queue (its requeue is applied after the consumer's close returns). AMQP shows neither,
+ * so this waits for them; nothing else enters the set once it is unbound.
+ */
+const SETTLE_MS = 1000;
 
 /**
  * The consumer as it ran at the old count, bound to a private exchange: ordered like the new one,
@@ -208,7 +223,7 @@ async function drain(
 ): Promise<number> {
   const { consumer, from: _from, pollIntervalMs: _poll, ...hostOptions } = options;
   let drained = 0;
-  while ((await readyIn(model, set)) > 0) {
+  while (!(await settledEmpty(model, set))) {
     const host = new ConsumerHost({ ...hostOptions, consumers: [old], retention: false });
     // It consumes the old set while the new one exists, which a start would refuse.
     drainingHosts.add(host);
@@ -225,6 +240,13 @@ async function drain(
     }
   }
   return drained;
+}
+
+/** Whether the set is empty on two counts `SETTLE_MS` apart, while no host handles it. */
+async function settledEmpty(model: ChannelModel, set: OldSet): Promise<boolean> {
+  if ((await readyIn(model, set)) > 0) return false;
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  return (await readyIn(model, set)) === 0;
 }
 
 async function readyIn(model: ChannelModel, set: OldSet): Promise<number> {
@@ -255,13 +277,15 @@ async function refuseIfConsumed(model: ChannelModel, set: OldSet, what: string):
 /**
  * Deletes the old set once it is empty. Not with `ifEmpty`: RabbitMQ 3.x refuses it on quorum
  * queues (the default) and closes the connection. Checking first is enough, since nothing routes
- * to the set any more: it was unbound before the drain, and its consumer retries in place.
+ * to the set any more: it was unbound before the drain, and its consumer retries in place or,
+ * unordered, through delay queues into its due queue: those go first, and the rest is checked
+ * again after them, so that a retry they moved meanwhile is not deleted with the due queue.
  */
 async function deleteSet(model: ChannelModel, set: OldSet, drainExchange: string): Promise<void> {
   const channel = await model.createChannel();
   channel.on('error', () => {});
-  try {
-    for (const queue of set.queues) {
+  const refuseNotEmpty = async (queues: readonly string[]) => {
+    for (const queue of queues) {
       const { messageCount } = await channel.checkQueue(queue);
       if (messageCount > 0) {
         throw new StateError(
@@ -270,7 +294,16 @@ async function deleteSet(model: ChannelModel, set: OldSet, drainExchange: string
         );
       }
     }
-    for (const queue of set.queues) await channel.deleteQueue(queue);
+  };
+  try {
+    await refuseNotEmpty(set.queues);
+    const delayQueues = set.delayQueues ?? [];
+    const rest = set.queues.filter((queue) => !delayQueues.includes(queue));
+    if (delayQueues.length > 0) {
+      for (const queue of delayQueues) await channel.deleteQueue(queue);
+      await refuseNotEmpty(rest);
+    }
+    for (const queue of rest) await channel.deleteQueue(queue);
     if (set.exchange !== undefined) await channel.deleteExchange(set.exchange);
     await channel.deleteExchange(drainExchange);
   } finally {

@@ -17,6 +17,16 @@ interface DirectionFault {
   bytesPerSecond: number | undefined;
 }
 
+/** A hold armed by `holdAt`: the first chunk containing `marker` stops its direction there. */
+interface Hold {
+  readonly direction: ProxyDirection;
+  readonly marker: Buffer;
+  /** The link it stopped, once the marker came; released links go on. */
+  link: Link | undefined;
+  released: boolean;
+  reached: () => void;
+}
+
 /** Counters of one direction, over every connection. */
 export interface DirectionCounts {
   forwarded: number;
@@ -37,6 +47,7 @@ class Link {
   readonly #direction: ProxyDirection;
   readonly #counts: DirectionCounts;
   readonly #isPaused: () => boolean;
+  readonly #holds: Set<Hold>;
   readonly #queue: Array<{ chunk: Buffer; due: number }> = [];
   #queuedBytes = 0;
   #throttleFreeAt = 0;
@@ -50,6 +61,7 @@ class Link {
     direction: ProxyDirection,
     counts: DirectionCounts,
     isPaused: () => boolean,
+    holds: Set<Hold>,
   ) {
     this.#source = source;
     this.#sink = sink;
@@ -57,6 +69,7 @@ class Link {
     this.#direction = direction;
     this.#counts = counts;
     this.#isPaused = isPaused;
+    this.#holds = holds;
     source.on('data', (chunk: Buffer) => this.#onData(chunk));
     sink.on('drain', () => {
       this.#sinkFull = false;
@@ -69,6 +82,11 @@ class Link {
     if (fault.drop) {
       this.#counts.dropped += chunk.length;
       return;
+    }
+    for (const hold of this.#holds) {
+      if (hold.link || hold.direction !== this.#direction || !chunk.includes(hold.marker)) continue;
+      hold.link = this;
+      hold.reached();
     }
     const now = performance.now();
     let due = now + fault.latencyMs;
@@ -89,7 +107,7 @@ class Link {
   #pump(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#queue.length > 0 && !this.#sinkFull && !this.#isPaused()) {
+    while (this.#queue.length > 0 && !this.#sinkFull && !this.#isPaused() && !this.#isHeld()) {
       const head = this.#queue[0]!;
       const wait = head.due - performance.now();
       if (wait > 0) {
@@ -105,10 +123,16 @@ class Link {
     this.updateFlow();
   }
 
+  #isHeld(): boolean {
+    for (const hold of this.#holds) if (hold.link === this && !hold.released) return true;
+    return false;
+  }
+
   /** Reads from the source only while nothing holds this direction back. */
   updateFlow(): void {
     if (this.#source.destroyed) return;
-    const hold = this.#isPaused() || this.#sinkFull || this.#queuedBytes > HIGH_WATER_BYTES;
+    const hold =
+      this.#isPaused() || this.#isHeld() || this.#sinkFull || this.#queuedBytes > HIGH_WATER_BYTES;
     if (hold) this.#source.pause();
     else this.#source.resume();
   }
@@ -150,6 +174,7 @@ export class TcpProxy {
   };
   #paused = false;
   #refusing = false;
+  readonly #holds = new Set<Hold>();
   /** Connections accepted so far. */
   accepted = 0;
   /** Bytes forwarded, dropped and delayed, per direction. */
@@ -210,8 +235,8 @@ export class TcpProxy {
     // blackholed connection gets objects of its own.
     const faults = { toServer: this.#faults.toServer, toClient: this.#faults.toClient };
     const links = [
-      new Link(client, upstream, faults, 'toServer', this.counts.toServer, isPaused),
-      new Link(upstream, client, faults, 'toClient', this.counts.toClient, isPaused),
+      new Link(client, upstream, faults, 'toServer', this.counts.toServer, isPaused, this.#holds),
+      new Link(upstream, client, faults, 'toClient', this.counts.toClient, isPaused, this.#holds),
     ];
     const pair: Pair = { client, upstream, links, faults, blackholed: false };
     this.#pairs.add(pair);
@@ -296,6 +321,32 @@ export class TcpProxy {
   /** Forwards at most `bytesPerSecond` in `direction`; undefined lifts the limit. */
   throttle(bytesPerSecond: number | undefined, direction: ProxyDirection | 'both' = 'both'): void {
     for (const d of this.#directions(direction)) this.#faults[d].bytesPerSecond = bytesPerSecond;
+  }
+
+  /**
+   * Stops the first connection whose bytes in `direction` contain `marker` right there: that
+   * chunk, and everything after it in that direction, wait until `release()`. For a test that
+   * needs something to happen between two requests of a client (`marker`: bytes of the second).
+   * `reached` resolves once the marker came.
+   */
+  holdAt(
+    marker: Buffer,
+    direction: ProxyDirection = 'toServer',
+  ): { reached: Promise<void>; release: () => void } {
+    let reached!: () => void;
+    const arrived = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const hold: Hold = { direction, marker, link: undefined, released: false, reached };
+    this.#holds.add(hold);
+    return {
+      reached: arrived,
+      release: () => {
+        hold.released = true;
+        this.#holds.delete(hold);
+        hold.link?.kick();
+      },
+    };
   }
 
   /** Lifts drop, latency, throttle and pause; what was held back is forwarded, what was dropped is gone. */
