@@ -65,6 +65,7 @@ export type { Pem, TlsOptions } from './options/tls-options.js';
 export { MAX_BUSINESS_KEY_BYTES } from './protocol/business-key.js';
 export {
   type DeadLetterReason,
+  DROPPED_HEADERS_HEADER,
   OUTBOXKIT_HEADERS,
   REPLAYED_AT_HEADER,
 } from './protocol/dead-letter-headers.js';

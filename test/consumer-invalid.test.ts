@@ -198,4 +198,38 @@ describe('idempotent consumer: invalid messages', () => {
     await waitFor('three handled', () => host.stats(name).handled === 3);
     assert.deepEqual(seen, ['buffer:raw', { j: 1 }, { j: 2 }]);
   });
+
+  // Two messages of a foreign publisher with the id '   ': the second was acked as a duplicate
+  // of the first, without its effect. The writer refuses a blank id.
+  it('dead-letters a blank message id as missing, where it would be the business key', async () => {
+    const byId = f.definition('blank', f.recordEffect, { routingKeys: ['blank'] });
+    const byField = f.definition<{ orderId: string }>('blankfield', f.recordEffect, {
+      routingKeys: ['blank'],
+      businessKey: (payload) => payload.orderId,
+    });
+    const host = await f.host([byId, byField]);
+    for (const orderId of ['o-a', 'o-b']) {
+      await f.publish('blank', { orderId }, { messageId: '   ' });
+    }
+    await f.publish('blank', { orderId: 'o-tab' }, { messageId: '\t\u00a0' });
+    const name = f.name('blank');
+    await f.waitForDepth(deadLetterQueueName(name), 3);
+    await waitFor('the payload keys handled', () => host.stats(f.name('blankfield')).handled === 3);
+    const dead = await f.drain(deadLetterQueueName(name));
+    assert.deepEqual(
+      dead.map((m) => m.properties.headers?.[OUTBOXKIT_HEADERS.reason]),
+      ['missing-message-id', 'missing-message-id', 'missing-message-id'],
+    );
+    assert.match(
+      String(dead[0]!.properties.headers?.[OUTBOXKIT_HEADERS.error]),
+      /blank message id/,
+    );
+    assert.equal(host.stats(name).duplicates, 0);
+    const effects = (await f.effects()).filter((e) => e.consumer.startsWith(name));
+    assert.deepEqual(effects.map((e) => `${e.consumer} ${e.key}`).sort(), [
+      `${f.name('blankfield')} o-a`,
+      `${f.name('blankfield')} o-b`,
+      `${f.name('blankfield')} o-tab`,
+    ]);
+  });
 });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deadLetterHeaders } from '../src/protocol/copy-headers.js';
-import { OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
+import { contentHeaderBytes, fieldTableBytes } from '../src/amqp/content-header-bytes.js';
+import { deadLetterHeaders, retryHeaders } from '../src/protocol/copy-headers.js';
+import { DROPPED_HEADERS_HEADER, OUTBOXKIT_HEADERS } from '../src/protocol/dead-letter-headers.js';
+import { encodableCopy } from '../src/protocol/encodable-copy.js';
 
 describe("a dead letter's error header", () => {
   const errorOf = (message: string) =>
@@ -72,5 +74,70 @@ describe("a dead letter's error header", () => {
     const name = headersOf(error)[OUTBOXKIT_HEADERS.errorName] as string;
     assert.equal(name.length, 200);
     assert.ok(name.endsWith('…'));
+  });
+});
+
+describe("a copy's headers over amqplib's 64 KiB or the broker's frame", () => {
+  const limits = { maxContentHeaderBytes: 131_072 - 40, maxHeadersBytes: 65_536 - 40 };
+  const failure = {
+    error: new Error(`refused: ${'e'.repeat(1500)}`),
+    at: new Date(0),
+    exchange: 'orders',
+    routingKey: 'order.placed',
+  };
+  const fits = (p: ReturnType<typeof encodableCopy>) =>
+    contentHeaderBytes(p) <= limits.maxContentHeaderBytes &&
+    fieldTableBytes(p.headers ?? {}) <= limits.maxHeadersBytes;
+
+  // A Java service's 90 KB of headers (RabbitMQ takes them): the copy was never taken, and the
+  // message went back to its queue for ever.
+  it("leaves out the original's largest headers, names them, and keeps the error whole", () => {
+    const original = { 'x-jwt': 'j'.repeat(90 * 1024), 'x-trace': 't'.repeat(20_000), small: 1 };
+    const headers = retryHeaders(original, 1, failure);
+    const copy = encodableCopy({ messageId: 'm', headers }, limits);
+    assert.ok(fits(copy));
+    assert.deepEqual(copy.headers?.[DROPPED_HEADERS_HEADER], ['x-jwt']);
+    assert.equal(copy.headers?.['x-trace'], original['x-trace']);
+    assert.equal(copy.headers?.small, 1);
+    assert.equal(copy.headers?.[OUTBOXKIT_HEADERS.error], `refused: ${'e'.repeat(1500)}`);
+    assert.equal(copy.headers?.[OUTBOXKIT_HEADERS.retries], 1);
+
+    // The next copy (here, the dead letter) adds to the list what it leaves out in turn.
+    const again = deadLetterHeaders(
+      { ...copy.headers, 'x-more': 'm'.repeat(60_000) },
+      'retries-exhausted',
+      'billing',
+      2,
+      failure,
+    );
+    const dead = encodableCopy({ headers: again }, limits);
+    assert.ok(fits(dead));
+    assert.deepEqual(dead.headers?.[DROPPED_HEADERS_HEADER], ['x-jwt', 'x-more']);
+  });
+
+  it('cuts only the error when that makes room, and never drops the attempt count', () => {
+    const headers = retryHeaders({ note: 'n'.repeat(64_500) }, 2, failure);
+    const copy = encodableCopy({ headers }, limits);
+    assert.ok(fits(copy));
+    assert.equal(copy.headers?.note, 'n'.repeat(64_500));
+    assert.equal(copy.headers?.[DROPPED_HEADERS_HEADER], undefined);
+    assert.match(String(copy.headers?.[OUTBOXKIT_HEADERS.error]), /^refused: e+…$/);
+
+    // Thousands of small headers: the largest go first, the attempt count stays.
+    const many = Object.fromEntries(
+      Array.from({ length: 5000 }, (_, i) => [`h${i}`, 'v'.repeat(i % 20)]),
+    );
+    const crowded = encodableCopy({ headers: retryHeaders(many, 2, failure) }, limits);
+    assert.ok(fits(crowded));
+    assert.equal(crowded.headers?.[OUTBOXKIT_HEADERS.retries], 2);
+    const dropped = crowded.headers?.[DROPPED_HEADERS_HEADER] as string[];
+    assert.equal(dropped.length, 33);
+    assert.match(dropped.at(-1)!, /^…and \d+ more$/);
+  });
+
+  it('sends a timestamp property the decoder rounded to 2^64 as the largest it can', () => {
+    assert.equal(encodableCopy({ timestamp: 2 ** 64 }, limits).timestamp, 2 ** 64 - 2048);
+    const fine = { timestamp: 1_700_000_000, headers: { a: 1 } };
+    assert.equal(encodableCopy(fine, limits), fine);
   });
 });

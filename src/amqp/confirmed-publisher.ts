@@ -1,7 +1,7 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { PUBLISH_TAG_HEADER } from '../protocol/message-headers.js';
 import { closeChannel } from './close-within.js';
-import { FRAME_OVERHEAD_BYTES } from './content-header-bytes.js';
+import { AMQPLIB_TABLE_BYTES, FRAME_OVERHEAD_BYTES } from './content-header-bytes.js';
 import { corkUntilWritten, socketOf } from './socket-cork.js';
 
 /** What the broker made of one publish. */
@@ -141,6 +141,14 @@ export class ConfirmedPublisher {
     const { connection } = this.#channel as unknown as { connection?: { frameMax?: number } };
     const frameMax = connection?.frameMax ?? DEFAULT_FRAME_MAX;
     return frameMax - FRAME_OVERHEAD_BYTES - PUBLISH_TAG_ROOM_BYTES;
+  }
+
+  /**
+   * The most bytes a publish's headers may take (`fieldTableBytes`): amqplib's encoding buffer,
+   * less room for the publish tag.
+   */
+  get maxHeadersBytes(): number {
+    return AMQPLIB_TABLE_BYTES - PUBLISH_TAG_ROOM_BYTES;
   }
 
   get isOpen(): boolean {

@@ -3,6 +3,12 @@ import type { Options } from 'amqplib';
 /** What a frame adds around its payload: type, channel and size before it, an end octet after. */
 export const FRAME_OVERHEAD_BYTES = 8;
 
+/**
+ * amqplib encodes a message's headers in a buffer of this size, and refuses a publish whose
+ * headers take more ("exceeds the 65536 byte encoding buffer"), whatever the broker's frame_max.
+ */
+export const AMQPLIB_TABLE_BYTES = 65_536;
+
 /** Class id, weight, body size and property flags, before the properties themselves. */
 const CONTENT_HEADER_FIXED_BYTES = 14;
 
@@ -36,11 +42,17 @@ function fieldBytes(value: unknown): number {
   return 1 + 8;
 }
 
+/** Bytes of one entry of a field table: its name and its value. */
+export function fieldEntryBytes(name: string, value: unknown): number {
+  return value === undefined ? 0 : 1 + Buffer.byteLength(name) + fieldBytes(value);
+}
+
 /** Bytes of an AMQP field table (headers): at most, numbers counted at 8 bytes. */
 export function fieldTableBytes(table: Readonly<Record<string, unknown>>): number {
   let bytes = 4;
-  for (const [name, value] of Object.entries(table)) {
-    bytes += 1 + Buffer.byteLength(name) + fieldBytes(value);
+  // `for...in`, as amqplib's encoder: a key on the prototype is sent too (reencodable-headers.ts).
+  for (const name in table) {
+    bytes += fieldEntryBytes(name, table[name]);
   }
   return bytes;
 }

@@ -148,13 +148,16 @@ export async function parseDelivery(
       );
     }
   } else {
-    key = info.messageId;
-    if (key === undefined) {
+    const id = info.messageId;
+    // A blank id is a value left empty upstream (the writer refuses one): as the key it would
+    // merge unrelated messages, the second acked as a duplicate without its effect.
+    if (id === undefined || id.trim() === '') {
       return reject(
         'missing-message-id',
-        'the message has no message id to deduplicate by; publish with messageId, or give the consumer a businessKey function',
+        `the message has ${id === undefined ? 'no' : 'a blank'} message id to deduplicate by; publish with messageId, or give the consumer a businessKey function`,
       );
     }
+    key = id;
   }
   // A key Postgres cannot store as given would fail every attempt, or merge with another key.
   const problem = businessKeyProblem(key as string);

@@ -2,7 +2,7 @@ import type { ChannelModel, Options } from 'amqplib';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
-import { fitErrorToFrame } from '../protocol/copy-headers.js';
+import { encodableCopy } from '../protocol/encodable-copy.js';
 
 /** The copies' own connection: an `AmqpConnection`, started at the first copy. */
 export type CopyConnection = Pick<AmqpConnection, 'start' | 'ready' | 'close'>;
@@ -53,7 +53,7 @@ export class RetryPublisher {
       '',
       queue,
       content,
-      fitErrorToFrame({ ...options, persistent: true }, publisher.maxContentHeaderBytes),
+      encodableCopy({ ...options, persistent: true }, publisher),
       this.#timeoutMs,
     );
     if (result.kind === 'confirmed') return;

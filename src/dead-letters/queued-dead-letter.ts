@@ -49,19 +49,43 @@ const date = (value: unknown): Date | undefined => {
   return Number.isNaN(d.getTime()) ? undefined : d;
 };
 
-/** The broker's first `x-death` entry, for messages it dead-lettered itself (rejected, expired). */
-function firstDeath(headers: Record<string, unknown>): Record<string, unknown> | undefined {
+/**
+ * The broker's record of the hop that brought a message it dead-lettered itself (rejected,
+ * expired, over a length or delivery limit) into this queue: the first `x-death` entry, since
+ * RabbitMQ keeps them most recent first, and a message still in this queue has not died again
+ * since it arrived. `x-first-death-*` describes the oldest hop, which may have been elsewhere
+ * (a message rejected from another queue before it expired in the consumer's): its reason
+ * beside this hop's queue and exchange would describe neither.
+ */
+function lastDeath(headers: Record<string, unknown>): Record<string, unknown> | undefined {
   const deaths = headers['x-death'];
-  return Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
+  const death: unknown = Array.isArray(deaths) ? deaths[0] : undefined;
+  return typeof death === 'object' && death !== null
+    ? (death as Record<string, unknown>)
+    : undefined;
+}
+
+/**
+ * An AMQP timestamp as amqplib decodes one, `{ '!': 'timestamp', value: seconds }`, as a Date;
+ * undefined for anything else or a time a Date cannot hold.
+ */
+function amqpTimestamp(value: unknown): Date | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { '!': type, value: seconds } = value as Record<string, unknown>;
+  if (type !== 'timestamp' || typeof seconds !== 'number') return undefined;
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? undefined : d;
 }
 
 /** Reads what a dead-lettered message says about itself. */
 export function describeDeadLetter(queue: string, message: Message): QueuedDeadLetterDetail {
   const p = message.properties;
   const headers: Record<string, unknown> = p.headers ?? {};
-  const death = firstDeath(headers);
-  const deathKeys = death?.['routing-keys'];
   const h = OUTBOXKIT_HEADERS;
+  // outboxkit's record when it dead-lettered the message itself, else the broker's.
+  const ownReason = text(headers[h.reason]);
+  const death = lastDeath(headers);
+  const deathKeys = death?.['routing-keys'];
   const attempts = headers[h.attempts];
   return {
     queue,
@@ -73,21 +97,19 @@ export function describeDeadLetter(queue: string, message: Message): QueuedDeadL
         : Array.isArray(deathKeys)
           ? text(deathKeys[0])
           : undefined,
-    reason: text(headers[h.reason]) ?? text(headers['x-first-death-reason']),
+    reason: ownReason ?? text(death?.['reason']),
     error: text(headers[h.error]),
     errorName: text(headers[h.errorName]),
     attempts: typeof attempts === 'number' ? attempts : undefined,
     consumer: text(headers[h.consumer]),
     consumedFrom: text(headers[h.queue]) ?? text(death?.['queue']),
     firstFailedAt: date(headers[h.firstFailedAt]),
-    // AMQP timestamps are whole seconds; the broker's x-death time is one.
+    // The time of the record the reason comes from: a retry copy the broker dead-lettered
+    // carries the time of its handler's failure too. AMQP timestamps are whole seconds.
     deadAt:
+      (ownReason === undefined ? amqpTimestamp(death?.['time']) : undefined) ??
       date(headers[h.failedAt]) ??
-      (death?.['time'] instanceof Date
-        ? death['time']
-        : typeof p.timestamp === 'number'
-          ? new Date(p.timestamp * 1000)
-          : undefined),
+      (typeof p.timestamp === 'number' ? new Date(p.timestamp * 1000) : undefined),
     orderingKey: text(headers[ORDERING_KEY_HEADER]),
     correlationId: text(p.correlationId),
     causationId: text(headers[CAUSATION_ID_HEADER]),

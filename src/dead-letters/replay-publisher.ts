@@ -2,6 +2,7 @@ import type { ChannelModel } from 'amqplib';
 import { describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import { ConfirmedPublisherSlot } from '../amqp/confirmed-publisher-slot.js';
 import { exchangeExistsOn } from '../amqp/exchange-exists.js';
+import { encodableCopy } from '../protocol/encodable-copy.js';
 import type { replayProperties } from './queued-dead-letter.js';
 
 /**
@@ -34,7 +35,13 @@ export class ReplayPublisher {
       this.#exchanges.add(exchange);
     }
     const publisher = await this.#publisher.open(this.#model);
-    const result = await publisher.publish(exchange, routingKey, content, options, this.#timeoutMs);
+    const result = await publisher.publish(
+      exchange,
+      routingKey,
+      content,
+      encodableCopy(options, publisher),
+      this.#timeoutMs,
+    );
     if (result.kind === 'confirmed') return;
     // A channel that timed out or closed is not used again: its late answers must not count.
     // Only this one: the slot may hold a newer channel by now, with publishes of its own.

@@ -1,5 +1,3 @@
-import type { Options } from 'amqplib';
-import { contentHeaderBytes } from '../amqp/content-header-bytes.js';
 import { thrownText, valueText } from '../util/thrown-text.js';
 import {
   BROKER_DEATH_HEADERS,
@@ -100,28 +98,6 @@ export function withoutHops(headers: Readonly<Record<string, unknown>>): Record<
   const out = { ...headers };
   for (const name of BROKER_DEATH_HEADERS) delete out[name];
   return out;
-}
-
-/**
- * `properties` with the copy's error text cut so that its content header fits in `maxBytes`
- * (`contentHeaderBytes`): the original came through a frame of the broker's size, and the error
- * added to it must not push the copy over, or the broker closes the connection each time the
- * copy is sent and the message comes back, again and again, its attempts never counted.
- */
-export function fitErrorToFrame(properties: Options.Publish, maxBytes: number): Options.Publish {
-  const over = contentHeaderBytes(properties) - maxBytes;
-  const error = properties.headers?.[OUTBOXKIT_HEADERS.error];
-  if (over <= 0 || typeof error !== 'string') return properties;
-  // Room for the ellipsis (3 bytes); a cut inside a character leaves a U+FFFD, dropped.
-  const keep = Math.max(0, Buffer.byteLength(error) - over - 3);
-  const cut = Buffer.from(error)
-    .subarray(0, keep)
-    .toString('utf8')
-    .replace(/\uFFFD$/, '');
-  return {
-    ...properties,
-    headers: { ...properties.headers, [OUTBOXKIT_HEADERS.error]: `${cut}…` },
-  };
 }
 
 /** Where a replayed dead letter goes. */

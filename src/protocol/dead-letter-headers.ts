@@ -30,6 +30,13 @@ export const OUTBOXKIT_HEADERS = Object.freeze({
 export const REPLAYED_AT_HEADER = 'x-outboxkit-replayed-at';
 
 /**
+ * Set on a copy (retry, dead letter, replay) that could not carry all of the original's headers
+ * within amqplib's 64 KiB and the broker's frame: the names of those it left out, largest first,
+ * after those earlier copies left out. It stays on later copies and replays.
+ */
+export const DROPPED_HEADERS_HEADER = 'x-outboxkit-dropped-headers';
+
+/**
  * Headers of the broker's own dead-lettering (a rejected or expired message, a delay queue's
  * TTL). They describe a hop that no longer matters once outboxkit republishes a copy.
  */
@@ -53,7 +60,7 @@ export type DeadLetterReason =
   | 'unsupported-content-encoding'
   | 'invalid-json'
   | 'missing-header'
-  /** No message id, and no `businessKey` function to derive a key from the payload. */
+  /** No message id (or a blank one), and no `businessKey` function to derive a key from the payload. */
   | 'missing-message-id'
   /** The definition's `validate` threw. */
   | 'validation-failed'

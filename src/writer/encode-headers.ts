@@ -1,4 +1,5 @@
 import { fieldTableBytes } from '../amqp/content-header-bytes.js';
+import { amqpEncodableNumber } from '../amqp/reencodable-headers.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
@@ -41,17 +42,6 @@ function describe(value: unknown): string {
     return tag === 'Object' ? 'an object' : `a ${tag}`;
   }
   return typeof value;
-}
-
-/**
- * Whether amqplib can encode `n` in a table. It sends a number of 2^50 or more in magnitude
- * (below 2^63) as a 64-bit integer, so one with a fraction there, or below -2^63, fails the
- * publish ("value out of range"). Doubles at 2^63 and over, and fractions below 2^50, are fine.
- */
-function amqpEncodableNumber(n: number): boolean {
-  if (!Number.isFinite(n)) return false;
-  if (Math.abs(n) < 2 ** 50 || n >= 2 ** 63) return true;
-  return Number.isInteger(n) && n >= -(2 ** 63);
 }
 
 function checkHeaderValue(value: unknown, path: string, index: number, depth: number): void {
