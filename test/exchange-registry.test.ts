@@ -4,6 +4,7 @@ import { AmqpConnection } from '../src/amqp/amqp-connection.js';
 import { ExchangeRegistry } from '../src/relay/exchange-registry.js';
 import { silentLogger } from '../src/util/logger.js';
 import { AMQP_URL } from './support/env.js';
+import { recordingLogger } from './support/recording-logger.js';
 import { TestBroker } from './support/test-broker.js';
 
 describe('ExchangeRegistry', () => {
@@ -32,11 +33,62 @@ describe('ExchangeRegistry', () => {
     );
     const registry = new ExchangeRegistry(amqp);
     const answers = await Promise.all(
-      existing.map((name, i) => registry.missing([name, broker.name(`missing-${i}`)])),
+      existing.map((name, i) => registry.unusable([name, broker.name(`missing-${i}`)])),
     );
     answers.forEach((missing, i) => {
       assert.deepEqual([...missing.keys()], [broker.name(`missing-${i}`)]);
     });
+    await registry.close();
+  });
+
+  // Written by SQL, such names failed every batch they were in: amqplib cannot send the long one
+  // (and its channel was left waiting), the broker refuses to check the default exchange (403).
+  it('parks the rows of an exchange no exchange can be named, without asking the broker', async () => {
+    const registry = new ExchangeRegistry(amqp);
+    const existing = await broker.exchange('named');
+    const unusable = await registry.unusable(['', 'e'.repeat(300), 'amq.never', existing]);
+    assert.deepEqual([...unusable.keys()], ['', 'e'.repeat(300), 'amq.never']);
+    assert.deepEqual(unusable.get(''), {
+      kind: 'permanent',
+      reason:
+        'invalid exchange: `exchange` must name an exchange (1 to 255 bytes), got "" (the default exchange)',
+    });
+    assert.match((unusable.get('e'.repeat(300)) as { reason: string }).reason, /got 300 bytes$/);
+    assert.match((unusable.get('amq.never') as { reason: string }).reason, /is reserved/);
+    await registry.close();
+  });
+
+  it('puts off the rows of an exchange whose check the broker refuses, and checks the others', async () => {
+    const existing = await broker.exchange('checked');
+    const refusedName = broker.name('refused');
+    const missingName = broker.name('missing');
+    // The broker refuses this one check as it would for a reason of its own: asked about the
+    // default exchange instead, it closes the channel with 403 ACCESS_REFUSED.
+    // What the registry uses of a connection: its channels, and its 'connected' event.
+    const refusing = {
+      on: () => refusing,
+      channel: async (signal?: AbortSignal) => {
+        const channel = await amqp.channel(signal);
+        if (channel) {
+          const check = channel.checkExchange.bind(channel);
+          channel.checkExchange = (name: string) => check(name === refusedName ? '' : name);
+        }
+        return channel;
+      },
+    } as unknown as AmqpConnection;
+    const logger = recordingLogger();
+    const registry = new ExchangeRegistry(refusing, { logger });
+    for (let round = 0; round < 2; round += 1) {
+      const unusable = await registry.unusable([refusedName, existing, missingName]);
+      assert.deepEqual([...unusable.keys()], [refusedName, missingName]);
+      const refused = unusable.get(refusedName);
+      assert.equal(refused?.kind, 'deferred');
+      assert.match((refused as { reason: string }).reason, /^exchange check refused: .*403/);
+      assert.equal(unusable.get(missingName)?.kind, 'deferred');
+    }
+    // Once per exchange, not once per batch.
+    const warned = logger.lines.filter((l) => l.text.includes('could not be checked'));
+    assert.equal(warned.length, 1);
     await registry.close();
   });
 });

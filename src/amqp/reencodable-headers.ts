@@ -1,3 +1,5 @@
+import { amqpEncodableNumber } from './encodable-number.js';
+
 /*
  * Headers as amqplib decodes them (`message.properties.headers`), made ready for its encoder:
  * a copy of a delivered message (a retry, a dead letter, a replay) must send them again, and
@@ -20,18 +22,6 @@
 const TIMESTAMP_ROUNDED_OVER = 2 ** 64;
 /** The largest AMQP timestamp; a string, which amqplib's encoder reads through `BigInt`. */
 const MAX_TIMESTAMP = '18446744073709551615';
-
-/**
- * Whether amqplib can encode `n` in a table as it guesses its type: a number of 2^50 or more in
- * magnitude (below 2^63) goes as a 64-bit integer, so one with a fraction there, or below -2^63,
- * or not finite, fails ("value out of range"). Doubles at 2^63 and over, and fractions below
- * 2^50, are fine.
- */
-export function amqpEncodableNumber(n: number): boolean {
-  if (!Number.isFinite(n)) return false;
-  if (Math.abs(n) < 2 ** 50 || n >= 2 ** 63) return true;
-  return Number.isInteger(n) && n >= -(2 ** 63);
-}
 
 function hasOnlyKeys(value: object, a: string, b: string): boolean {
   const keys = Object.keys(value);

@@ -4,9 +4,12 @@ import type { DeadLetterFilter } from './dead-letter-filter.js';
 // Times as epoch milliseconds and headers as text: the pool is the application's, whose type
 // parsers may leave a timestamptz or a jsonb a string (ParkedMessages makes Dates and objects).
 // The milliseconds as int8: a float8's text follows the session's extra_float_digits.
+// created_at within a JS Date's range (+-8.64e15 ms): a row written by SQL at +-infinity (parked
+// for it) failed the whole listing ("bigint out of range"), and makes the earliest or latest Date.
 const SUMMARY_COLUMNS = `id::text AS id, message_id, exchange, routing_key, content_type,
   headers::text AS headers, ordering_key, correlation_id, causation_id,
-  (date_part('epoch', created_at) * 1000)::int8 AS created_at_ms, attempts, last_error, reason,
+  least(greatest(date_part('epoch', created_at) * 1000, -8.64e15), 8.64e15)::int8 AS created_at_ms,
+  attempts, last_error, reason,
   (date_part('epoch', parked_at) * 1000)::int8 AS parked_at_ms, octet_length(payload) AS payload_bytes`;
 
 const OUTBOX_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers,

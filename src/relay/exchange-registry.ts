@@ -7,6 +7,28 @@ import { TopologyConflictError } from '../consumer/topology-conflict-error.js';
 import { StartupError } from '../errors/startup-error.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { monotonicMs } from '../util/monotonic-clock.js';
+import { exchangeNameProblem } from './exchange-name-problem.js';
+import type { PublishOutcome } from './publish-outcome.js';
+
+/** What the relay does with the rows of an exchange it cannot publish to now. */
+export type UnusableExchange = Extract<PublishOutcome, { kind: 'permanent' | 'deferred' }>;
+
+/** Why an exchange's rows are put off: it does not exist, or the broker refused to check it. */
+type PutOffWhy = 'missing' | 'refused';
+
+/**
+ * Whether a failed check was the broker's answer about this exchange (it closed the check's
+ * channel with a reply code, such as 403) or amqplib's refusal to send it, rather than a link
+ * that went down (no reply at all), which fails the batch as before.
+ */
+function refusedCheck(error: unknown): boolean {
+  const { code } = error as { code?: unknown };
+  return (
+    (typeof code === 'number' && code >= 300) ||
+    error instanceof TypeError ||
+    error instanceof RangeError
+  );
+}
 
 /** How long an exchange seen to exist is trusted before it is checked again. */
 const TRUST_MS = 60_000;
@@ -33,8 +55,8 @@ const DECLARE_NOW_MS = 10_000;
 export class ExchangeRegistry {
   readonly #connection: AmqpConnection;
   readonly #seen = new Map<string, number>();
-  /** When each exchange was first found missing, since it was last seen. */
-  readonly #missingSince = new Map<string, number>();
+  /** Since when, and why, each exchange's rows are put off, since it was last seen. */
+  readonly #putOffSince = new Map<string, { readonly since: number; readonly why: PutOffWhy }>();
   readonly #declarations: readonly ExchangeDeclaration[];
   readonly #logger: OutboxLogger;
   /** The declarations are made again on each new connection, before the next check. */
@@ -80,10 +102,11 @@ export class ExchangeRegistry {
   }
 
   /**
-   * Returns the exchanges among `names` that do not exist, each with how long to put its rows
-   * off. Throws when the broker cannot say.
+   * Returns the exchanges among `names` that rows cannot go to now, each with what to do with
+   * its rows: park them (a name no exchange can have), or put them off (a missing exchange, or
+   * one the broker refused to check). Throws when the broker cannot answer at all.
    */
-  missing(names: Iterable<string>, signal?: AbortSignal): Promise<Map<string, number>> {
+  unusable(names: Iterable<string>, signal?: AbortSignal): Promise<Map<string, UnusableExchange>> {
     const unique = [...new Set(names)];
     const run = this.#queue.then(() => this.#check(unique, signal));
     this.#queue = run.catch(() => {});
@@ -95,45 +118,90 @@ export class ExchangeRegistry {
     this.#seen.clear();
   }
 
-  async #check(names: readonly string[], signal?: AbortSignal): Promise<Map<string, number>> {
-    const missing = new Map<string, number>();
+  async #check(
+    names: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<Map<string, UnusableExchange>> {
+    const unusable = new Map<string, UnusableExchange>();
     if (this.#declarePending && this.#declarations.length > 0) {
       await this.#declare(signal);
     }
     for (const name of names) {
       const seenAt = this.#seen.get(name);
       if (seenAt !== undefined && monotonicMs() - seenAt < TRUST_MS) continue;
-      if (await this.#exists(name, signal)) {
+      // Never asked of the broker: amqplib cannot send a name over 255 bytes (and wedged the
+      // check's channel), and the broker refuses to check the default exchange (403), which
+      // failed the whole batch, again and again.
+      const invalid = exchangeNameProblem(name);
+      if (invalid !== undefined) {
+        unusable.set(name, { kind: 'permanent', reason: invalid });
+        continue;
+      }
+      let exists: boolean;
+      try {
+        exists = await this.#exists(name, signal);
+      } catch (error) {
+        if (signal?.aborted || !refusedCheck(error)) throw error;
+        // The broker refused this one question, for this exchange: its rows are put off with the
+        // broker's words, and the other exchanges' rows go. Not parked: nothing says the
+        // messages are at fault, and a broker's refusal can be lifted.
+        const delayMs = this.#putOff(name, 'refused', () =>
+          this.#logger.warn(
+            `exchange "${name}" could not be checked: its outbox rows are put off (not parked) until it can be`,
+            { exchange: name, error: errorMessage(error) },
+          ),
+        );
+        unusable.set(name, {
+          kind: 'deferred',
+          reason: `exchange check refused: ${errorMessage(error)}`,
+          delayMs,
+        });
+        continue;
+      }
+      if (exists) {
         this.#seen.set(name, monotonicMs());
-        if (this.#missingSince.delete(name)) {
+        const putOff = this.#putOffSince.get(name);
+        if (putOff !== undefined) {
+          this.#putOffSince.delete(name);
           // The rows put off later than this one come due on their own, each at most
           // MISSING_MAX_DELAY_MS after it was put off: they cannot be told from delayed rows.
           this.#logger.info(
-            `exchange declared; its put-off rows go as they come due, within ${MISSING_MAX_DELAY_MS / 1000} s`,
+            `exchange ${putOff.why === 'missing' ? 'declared' : 'checked'}; its put-off rows go as they come due, within ${MISSING_MAX_DELAY_MS / 1000} s`,
             { exchange: name },
           );
         }
       } else {
-        const now = monotonicMs();
-        if (!this.#missingSince.has(name)) {
-          // Once per exchange until it appears: its rows come back every few seconds.
+        // Once per exchange until it appears: its rows come back every few seconds.
+        const delayMs = this.#putOff(name, 'missing', () =>
           this.#logger.warn(
             `exchange "${name}" does not exist: its outbox rows are put off (not parked) until ` +
               'it is declared. Declare it with declareExchanges(amqpUrl, [{ name, type }]) or ' +
               "the relay's `exchanges` option (OutboxModule's `exchanges` in Nest), or start the " +
               'consumer that declares it',
             { exchange: name },
-          );
-        }
-        const since = this.#missingSince.get(name) ?? now;
-        this.#missingSince.set(name, since);
-        missing.set(
-          name,
-          Math.min(MISSING_MAX_DELAY_MS, Math.max(MISSING_MIN_DELAY_MS, now - since)),
+          ),
         );
+        unusable.set(name, {
+          kind: 'deferred',
+          reason: `exchange not found: ${name}`,
+          delayMs,
+        });
       }
     }
-    return missing;
+    return unusable;
+  }
+
+  /**
+   * How long to put off the rows of `name`, which cannot be used for `why`: as long as it has
+   * been so, within the bounds. `warn` runs when it starts being so (once per exchange and why).
+   */
+  #putOff(name: string, why: PutOffWhy, warn: () => void): number {
+    const now = monotonicMs();
+    const putOff = this.#putOffSince.get(name);
+    if (putOff?.why !== why) warn();
+    const since = putOff?.since ?? now;
+    this.#putOffSince.set(name, { since, why });
+    return Math.min(MISSING_MAX_DELAY_MS, Math.max(MISSING_MIN_DELAY_MS, now - since));
   }
 
   async #declare(signal?: AbortSignal): Promise<void> {
@@ -187,7 +255,10 @@ export class ExchangeRegistry {
       if (!exists) this.#channel = undefined;
       return exists;
     } catch (error) {
-      this.#channel = undefined;
+      if (this.#channel === channel) this.#channel = undefined;
+      // One the broker closed is closed already; one amqplib could not send on is wedged (it
+      // waits for the answer to what it never sent) and would be left open.
+      void closeChannel(channel);
       throw error;
     }
   }

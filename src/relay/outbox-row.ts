@@ -15,7 +15,10 @@ export interface OutboxRow {
   readonly ordering_key: string | null;
   readonly correlation_id: string | null;
   readonly causation_id: string | null;
-  /** When the row was written, in whole seconds since the epoch. */
+  /**
+   * When the row was written, in whole seconds since the epoch; NaN for an infinite `created_at`
+   * (written by SQL), which no AMQP timestamp holds: such a row is parked.
+   */
   readonly created_at_s: number;
   /** Failed tries, whatever failed: a row with any is claimed as a retry. */
   readonly attempts: number;
@@ -48,10 +51,13 @@ export function claimedRows<T extends OutboxRow>(rows: T[]): T[] {
     } else {
       r.payload = byteaBuffer(r.payload);
     }
-    r.created_at_s = Number(r.created_at_s);
+    // NULL for an infinite created_at: NaN, not the 0 that Number(null) is (1970).
+    r.created_at_s = r.created_at_s === null ? Number.NaN : Number(r.created_at_s);
     r.attempts = Number(r.attempts);
     r.rejections = Number(r.rejections);
-    if (r.waited_ms !== undefined) r.waited_ms = Number(r.waited_ms);
+    if (r.waited_ms !== undefined) {
+      r.waited_ms = r.waited_ms === null ? undefined : Number(r.waited_ms);
+    }
   }
   return rows;
 }

@@ -8,6 +8,7 @@ import { publishTracer } from '../tracing/publish-span.js';
 import { HELD, holdAfterFailure, KeyRunSchedule } from './key-runs.js';
 import type { OutboxRow } from './outbox-row.js';
 import { ACKED, type PublishOutcome, RELEASED } from './publish-outcome.js';
+import { unencodableReason } from './unencodable-row.js';
 
 /** A row to publish, unless the relay already knows its outcome. */
 export interface PublishRequest {
@@ -124,7 +125,7 @@ export function publishBatch(
         span?.end(result);
         if (finished || outcomes[index] !== undefined) return;
         unanswered -= 1;
-        settle(index, rowOutcome(result, sent === 1));
+        settle(index, rowOutcome(result, sent === 1, row));
       };
       // The properties were built for this publish alone: the publisher may add to them in place.
       publisher.send(row.exchange, row.routing_key, row.payload, properties, answer, true);
@@ -141,7 +142,7 @@ export function publishBatch(
 }
 
 /** What a broker answer means for the row; `alone`: it was the only publish of its batch. */
-function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
+function rowOutcome(result: ConfirmResult, alone: boolean, row: OutboxRow): PublishOutcome {
   const reason = describeConfirmResult(result);
   switch (result.kind) {
     case 'confirmed':
@@ -149,7 +150,9 @@ function rowOutcome(result: ConfirmResult, alone: boolean): PublishOutcome {
     case 'returned':
       return { kind: 'unroutable', reason };
     case 'not-sent':
-      if (!result.encodable) return { kind: 'permanent', reason };
+      if (!result.encodable) {
+        return { kind: 'permanent', reason: unencodableReason(row, result.reason) };
+      }
       // Never written, for want of an open channel: the lane opens a new one before its next claim.
       return result.channelClosed ? { kind: 'released', reason } : { kind: 'transient', reason };
     case 'channel-closed':

@@ -17,6 +17,7 @@ import type { DatabaseHealth } from './database-health.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
 import { claimedRows, type OutboxRow } from './outbox-row.js';
+import { parkedLogContext } from './parked-log-context.js';
 import { type BatchOutcomes, type PublishRequest, publishBatch } from './publish-batch.js';
 import type { PublishOutcome } from './publish-outcome.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
@@ -352,7 +353,9 @@ export class RelayLane {
         ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
     const last = rows.at(-1);
-    if (last?.available_at_epoch !== undefined) {
+    // A row available at '-infinity' (written by SQL) sorts first; as the cursor, it would fail
+    // the next claims ("cannot convert infinity to bigint"). The next claim starts from the head.
+    if (last?.available_at_epoch !== undefined && last.available_at_epoch !== '-Infinity') {
       cursor.claimed({ availableAtEpoch: last.available_at_epoch, id: last.id });
     }
     return claimedRows(rows);
@@ -452,13 +455,13 @@ export class RelayLane {
   }
 
   /**
-   * Outcomes known before publishing: too large, headers over the broker's frame (which would
-   * make it close the connection, for every lane, each time it is tried), or bound for an
-   * exchange that does not exist.
+   * Outcomes known before publishing: too large, headers that are no JSON object or are over the
+   * broker's frame (which would make it close the connection, for every lane, each time it is
+   * tried), or bound for an exchange that cannot be published to (parked) or not now (put off).
    */
   async #prepare(rows: readonly OutboxRow[], maxHeaderBytes: number): Promise<PublishRequest[]> {
     const { options, exchanges, stopping } = this.#ctx;
-    const missing = await exchanges.missing(
+    const unusable = await exchanges.unusable(
       rows.map((r) => r.exchange),
       stopping,
     );
@@ -475,6 +478,18 @@ export class RelayLane {
       }
       // Without headers of its own a row's properties take under 2 KiB: every frame_max fits them.
       if (row.headers !== null) {
+        // Spread into the message's headers, a string would go as {"0": "h", ...}: only SQL
+        // can write one.
+        const notObject = notAnObject(row.headers);
+        if (notObject !== undefined) {
+          return {
+            row,
+            outcome: {
+              kind: 'permanent',
+              reason: `headers must be a JSON object, got ${notObject}`,
+            },
+          };
+        }
         const bytes = contentHeaderBytes(publishProperties(row));
         if (bytes > maxHeaderBytes) {
           return {
@@ -486,14 +501,8 @@ export class RelayLane {
           };
         }
       }
-      const delayMs = missing.get(row.exchange);
-      if (delayMs !== undefined) {
-        return {
-          row,
-          outcome: { kind: 'deferred', reason: `exchange not found: ${row.exchange}`, delayMs },
-        };
-      }
-      return { row };
+      const outcome = unusable.get(row.exchange);
+      return outcome === undefined ? { row } : { row, outcome };
     });
   }
 
@@ -604,7 +613,7 @@ export class RelayLane {
       ]);
     }
     if (parkIds.length > 0) {
-      options.logger.warn('outbox rows parked', { count: parkIds.length, reason: parkReasons[0] });
+      options.logger.warn('outbox rows parked', parkedLogContext(parkReasons));
     }
     if (lostLink > 0) {
       options.logger.warn('broker connection lost; unconfirmed rows go back untouched', {
@@ -614,10 +623,13 @@ export class RelayLane {
     }
     if (deferred > 0) {
       // The registry warned once per exchange, with the fix; this repeats every few seconds.
-      options.logger.debug('outbox rows put off: their exchange does not exist', {
-        count: deferred,
-        reason: retryErrors.find((_, i) => retryCounted[i] === 0),
-      });
+      options.logger.debug(
+        'outbox rows put off: their exchange does not exist, or could not be checked',
+        {
+          count: deferred,
+          reason: retryErrors.find((_, i) => retryCounted[i] === 0),
+        },
+      );
     }
     return {
       published: acked.length,
@@ -638,6 +650,12 @@ type SettleCounts = Pick<
   /** The first counted retry's reason, for the log. */
   readonly retryReason: string | undefined;
 };
+
+/** What JSON value `headers` is when it is not an object, as in "a JSON string", or undefined. */
+function notAnObject(headers: unknown): string | undefined {
+  if (Array.isArray(headers)) return 'a JSON array';
+  return typeof headers === 'object' ? undefined : `a JSON ${typeof headers}`;
+}
 
 function sum(values: readonly number[]): number {
   let total = 0;

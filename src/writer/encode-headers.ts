@@ -1,5 +1,5 @@
 import { fieldTableBytes } from '../amqp/content-header-bytes.js';
-import { amqpEncodableNumber } from '../amqp/reencodable-headers.js';
+import { amqpEncodableNumber, unencodableNumberProblem } from '../amqp/encodable-number.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
 import { CAUSATION_ID_HEADER, ORDERING_KEY_HEADER } from '../protocol/message-headers.js';
 import { TRACEPARENT_HEADER, traceHeaders } from '../tracing/trace-headers.js';
@@ -48,7 +48,7 @@ function checkHeaderValue(value: unknown, path: string, index: number, depth: nu
   if (typeof value === 'number' && Number.isFinite(value) && !amqpEncodableNumber(value)) {
     throw new InvalidMessageError(
       'invalid-header',
-      `header ${path} is ${value}, which amqplib would send as a 64-bit integer and cannot (below -2^63, or a fraction at 2^50 or more in magnitude): send it as a string`,
+      `header ${path} ${unencodableNumberProblem(value)}`,
       index,
     );
   }
