@@ -142,6 +142,20 @@ describe('nestjs: the terminus health indicator', () => {
     await f.closeApp(app);
   });
 
+  // During a stop, the parts' connections close on purpose: a probe then blamed RabbitMQ, and
+  // Terminus logged it at error level, on every rolling deploy.
+  it('says the outbox is not running, not that RabbitMQ was lost, once it stops', async () => {
+    const app = await boot(f.options());
+    const indicator = app.get(OutboxHealthIndicator);
+    await waitFor('connected', async () => (await indicator.isHealthy()).outbox.status === 'up');
+    await f.closeApp(app);
+    const { outbox } = await indicator.isHealthy('outbox', { timeoutMs: 1000 });
+    assert.equal(outbox.status, 'down');
+    assert.ok(outbox.problems.includes('the outbox is not running'), JSON.stringify(outbox));
+    const blamed = outbox.problems.filter((p: string) => /RabbitMQ/.test(p));
+    assert.deepEqual(blamed, []);
+  });
+
   it('goes down when RabbitMQ is lost', async () => {
     const broker = new URL(AMQP_URL);
     const proxy = await TcpProxy.start(broker.hostname, Number(broker.port || 5672));

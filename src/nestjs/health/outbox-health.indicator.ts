@@ -97,11 +97,15 @@ export class OutboxHealthIndicator {
       relay: relay ? (relay.isConnected ? 'connected' : 'disconnected') : 'off',
       consumers: consumerHost ? (consumerHost.isConnected ? 'connected' : 'disconnected') : 'off',
     };
-    if (!this.#outbox.isRunning) problems.push('the outbox is not running');
-    if (data.relay === 'disconnected') {
-      problems.push('the relay cannot publish: RabbitMQ is unreachable or blocking publishers');
+    if (!this.#outbox.isRunning) {
+      // Stopping (or not started): its parts' connections are closed on purpose, not lost.
+      problems.push('the outbox is not running');
+    } else {
+      if (data.relay === 'disconnected') {
+        problems.push('the relay cannot publish: RabbitMQ is unreachable or blocking publishers');
+      }
+      if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
     }
-    if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
 
     const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
     // A limit that is not a number turned its check off, and a negative one kept it down.
