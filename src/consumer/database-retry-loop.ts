@@ -147,7 +147,7 @@ export class DatabaseRetryLoop {
             notMigrated
               ? "outboxkit's tables are missing; retrying the transaction"
               : notPermitted
-                ? `the database role may not record the message's key; retrying the transaction (not counted as an attempt): grant what ${PRIVILEGES_DOC} lists`
+                ? `the database role may not record the message's key; retrying the transaction (not counted as an attempt): grant what ${PRIVILEGES_DOC} lists, or, if the role has them, look for a handler's SET ROLE without LOCAL, which stays on the pooled connection`
                 : unusable
                   ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
                   : 'database unavailable; retrying the transaction',
