@@ -203,11 +203,7 @@ async function transact(
   try {
     if (claimed.handled.includes(true)) unwatch = await watchConnection(trx, watch, closed);
   } catch (error) {
-    await trx
-      .rollback()
-      .execute()
-      .catch(() => {});
-    return { kind: 'failed', error, source: 'transaction' };
+    return failedTransaction(trx, error);
   }
   try {
     return await handleClaimed(deps, trx, tasks, spans, claimed, claimedAt, gate, view, watch);
@@ -247,12 +243,7 @@ async function handleClaimed(
     if (result.kind === 'threw') {
       gate.close();
       await watch.closeStreams();
-      try {
-        await trx.rollback().execute();
-      } catch (rollbackError) {
-        return { kind: 'failed', error: rollbackError, source: 'transaction' };
-      }
-      return { kind: 'failed', error: result.error, source: 'handler' };
+      return handlerFailed(trx, result.error);
     }
   }
   // A statement the handlers left running unawaited must not slip in after the COMMIT.
@@ -263,32 +254,39 @@ async function handleClaimed(
     try {
       aborted = await abortedTransaction(kyselyQueryable(trx).query, consumer.name, watch.failure);
     } catch (error) {
-      await trx
-        .rollback()
-        .execute()
-        .catch(() => {});
-      return { kind: 'failed', error, source: 'transaction' };
+      return failedTransaction(trx, error);
     }
-    if (aborted !== undefined) {
-      try {
-        await trx.rollback().execute();
-      } catch (rollbackError) {
-        return { kind: 'failed', error: rollbackError, source: 'transaction' };
-      }
-      return { kind: 'failed', error: aborted, source: 'handler' };
-    }
+    if (aborted !== undefined) return handlerFailed(trx, aborted);
   }
   try {
     await trx.commit().execute();
   } catch (error) {
     // Kysely keeps the connection after a failed COMMIT; the rollback gives it back.
-    await trx
-      .rollback()
-      .execute()
-      .catch(() => {});
-    return { kind: 'failed', error, source: 'transaction' };
+    return failedTransaction(trx, error);
   }
   return { kind: 'committed', handled: claimed.handled };
+}
+
+/** A statement of the transaction itself failed: rolled back, whatever that ROLLBACK does. */
+async function failedTransaction(trx: AnyTransaction, error: unknown): Promise<ClaimOutcome> {
+  await trx
+    .rollback()
+    .execute()
+    .catch(() => {});
+  return { kind: 'failed', error, source: 'transaction' };
+}
+
+/**
+ * The handlers failed: rolled back. A ROLLBACK that fails is the transaction's failure, since on
+ * Postgres only a connection that is gone fails it.
+ */
+async function handlerFailed(trx: AnyTransaction, error: unknown): Promise<ClaimOutcome> {
+  try {
+    await trx.rollback().execute();
+  } catch (rollbackError) {
+    return { kind: 'failed', error: rollbackError, source: 'transaction' };
+  }
+  return { kind: 'failed', error, source: 'handler' };
 }
 
 /**
