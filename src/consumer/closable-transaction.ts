@@ -184,13 +184,12 @@ export async function watchConnection(
     if (error) return Promise.reject(error);
     return watch.run(executeQuery.call(connection, query) as Promise<QueryResult<R>>);
   };
-  connection.streamQuery = <R>(query: CompiledQuery, chunkSize?: number) => {
-    const error = refusal(query);
+  // Its chunk size is optional in Kysely 0.28 and required in 0.29: passed on as it came.
+  connection.streamQuery = ((...args: Parameters<typeof streamQuery>) => {
+    const error = refusal(args[0]);
     if (error) throw error;
-    return watch.stream(
-      streamQuery.call(connection, query, chunkSize) as AsyncIterableIterator<QueryResult<R>>,
-    );
-  };
+    return watch.stream(streamQuery.apply(connection, args));
+  }) as typeof streamQuery;
   // The connection goes back to the pool as it came.
   return () => {
     for (const [name, descriptor] of Object.entries(own)) {
