@@ -80,7 +80,6 @@ function guarded<DB>(
 export class StatementWatch {
   #unanswered = 0;
   #failure: { readonly error: unknown } | undefined;
-  readonly #streams = new Set<AsyncIterator<unknown>>();
   readonly #held = new Set<AsyncIterator<unknown>>();
 
   /** Whether a statement failed or has not answered: the transaction may be aborted. */
@@ -94,16 +93,14 @@ export class StatementWatch {
   }
 
   /**
-   * Closes the streams the handlers left open: their cursors hold the connection, and the
-   * COMMIT would wait behind them for ever.
+   * Closes the streams the handlers left open through their view: each holds the connection,
+   * and the COMMIT would wait behind it for ever. Closing a stream's cursor alone would not do:
+   * Kysely lets the connection go only when the stream the handler holds ends.
    */
   async closeStreams(): Promise<void> {
     const held = [...this.#held];
     this.#held.clear();
     await Promise.all(held.map((stream) => stream.return?.().catch(() => {})));
-    const open = [...this.#streams];
-    this.#streams.clear();
-    await Promise.all(open.map((stream) => stream.return?.().catch(() => {})));
   }
 
   /** A stream as the handler holds it, from `trx.stream()` or a builder's `stream()`. */
@@ -128,8 +125,8 @@ export class StatementWatch {
     }
   }
 
+  /** A stream of the connection, its failure told as a statement's. */
   async *stream<R>(inner: AsyncIterableIterator<R>): AsyncIterableIterator<R> {
-    this.#streams.add(inner);
     try {
       for (;;) {
         const next = await this.run(inner.next());
@@ -137,7 +134,8 @@ export class StatementWatch {
         yield next.value;
       }
     } finally {
-      if (this.#streams.delete(inner)) await inner.return?.();
+      // Ended early (the stream's reader stopped): its cursor is closed.
+      await inner.return?.();
     }
   }
 }

@@ -42,11 +42,12 @@ export interface QueuedDeadLetterDetail extends QueuedDeadLetter {
 const text = (value: unknown): string | undefined =>
   typeof value === 'string' && value.length > 0 ? value : undefined;
 
+/** `d`, or undefined when it holds no time. */
+const valid = (d: Date): Date | undefined => (Number.isNaN(d.getTime()) ? undefined : d);
+
 const date = (value: unknown): Date | undefined => {
   const s = text(value);
-  if (s === undefined) return undefined;
-  const d = new Date(s);
-  return Number.isNaN(d.getTime()) ? undefined : d;
+  return s === undefined ? undefined : valid(new Date(s));
 };
 
 /**
@@ -73,8 +74,7 @@ function amqpTimestamp(value: unknown): Date | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const { '!': type, value: seconds } = value as Record<string, unknown>;
   if (type !== 'timestamp' || typeof seconds !== 'number') return undefined;
-  const d = new Date(seconds * 1000);
-  return Number.isNaN(d.getTime()) ? undefined : d;
+  return valid(new Date(seconds * 1000));
 }
 
 /** Reads what a dead-lettered message says about itself. */
