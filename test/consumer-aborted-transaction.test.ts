@@ -115,17 +115,24 @@ describe('idempotent consumer: a handler that swallows a failed statement', () =
     }
   });
 
+  // A stream of a view derived from trx (withSchema, withPlugin) held the COMMIT for ever too.
   it('closes a stream the handler left open, and commits', async () => {
-    const { name, host } = await firstAttempt('openstream', async (ctx) => {
-      const rows = ctx.trx
-        .selectFrom(sql`generate_series(1, 1000)`.as('g'))
-        .selectAll()
-        .stream(10)
-        [Symbol.asyncIterator]();
-      await rows.next();
-    });
-    assert.deepEqual(await attemptsWithEffect(name), [1]);
-    assert.equal(host.stats(name).failures, 0);
+    for (const [suffix, view] of [
+      ['openstream', (ctx: ConsumeContext) => ctx.trx],
+      ['openschema', (ctx: ConsumeContext) => ctx.trx.withSchema('public')],
+      ['openplugin', (ctx: ConsumeContext) => ctx.trx.withoutPlugins().withTables()],
+    ] as const) {
+      const { name, host } = await firstAttempt(suffix, async (ctx) => {
+        const rows = view(ctx)
+          .selectFrom(sql`generate_series(1, 1000)`.as('g'))
+          .selectAll()
+          .stream(10)
+          [Symbol.asyncIterator]();
+        await rows.next();
+      });
+      assert.deepEqual(await attemptsWithEffect(name), [1], suffix);
+      assert.equal(host.stats(name).failures, 0, suffix);
+    }
   });
 
   // After its own ROLLBACK, a handler's writes committed one by one, without the dedupe row,
@@ -139,6 +146,11 @@ describe('idempotent consumer: a handler that swallows a failed statement', () =
         'nested',
         (ctx: ConsumeContext) =>
           (ctx.trx as unknown as Kysely<unknown>).startTransaction().execute(),
+      ],
+      [
+        'nested-derived',
+        (ctx: ConsumeContext) =>
+          (ctx.trx.withSchema('public') as unknown as Kysely<unknown>).startTransaction().execute(),
       ],
     ] as const) {
       const { name, host } = await firstAttempt(`control-${suffix}`, async (ctx) => {

@@ -15,9 +15,9 @@ import { TransactionControlError } from './transaction-control-error.js';
  * Kysely checks that a transaction is open when a statement is called, not when the statement
  * reaches the connection: a statement called while the ROLLBACK waits would run after it,
  * outside any transaction, on a connection already back in the pool. The view refuses it the
- * moment the transaction is given up, and so does its `withoutPlugins()` view (the writer's).
- * `startTransaction()`, which Kysely leaves on a transaction, is refused: it would wait for a
- * connection of the pool while holding this one.
+ * moment the transaction is given up, and so does every view derived from it (the writer's is
+ * `withoutPlugins()`). `startTransaction()`, which Kysely leaves on a transaction, is refused: it
+ * would wait for a connection of the pool while holding this one.
  */
 export function closableTransaction<DB>(
   trx: Transaction<DB>,
@@ -35,23 +35,45 @@ export function closableTransaction<DB>(
       return result;
     },
   };
-  const view = guarded(trx.withPlugin(gate), closed, watch);
-  const withoutPlugins = trx.withoutPlugins.bind(trx);
-  view.withoutPlugins = () => guarded(withoutPlugins(), closed, watch);
-  return view;
+  return guarded(trx.withPlugin(gate), closed, watch);
 }
 
+/** Kysely's ways to derive a view of a transaction: each view is guarded as its source was. */
+const DERIVED_VIEWS = ['withPlugin', 'withoutPlugins', 'withSchema', 'withTables'] as const;
+/** The executor's: Kysely derives a view's executor with one of these. */
+const DERIVED_EXECUTORS = ['withPlugin', 'withPlugins', 'withPluginAtFront', 'withoutPlugins'];
+
 /**
- * `trx` with its compiled queries refused once `closed()` says so (Kysely hands one to the
- * connection without any plugin seeing it), its streams told to `watch`, and without
- * `startTransaction()`.
+ * `trx` and every view derived from it (`withSchema`, `withoutPlugins`, ...) with their compiled
+ * queries refused once `closed()` says so (Kysely hands one to the connection without any plugin
+ * seeing it), their streams told to `watch`, and without `startTransaction()`.
  */
 function guarded<DB>(
   trx: Transaction<DB>,
   closed: () => Error | undefined,
   watch: StatementWatch | undefined,
 ): Transaction<DB> {
-  const executor = trx.getExecutor();
+  guardedExecutor(trx.getExecutor(), closed, watch);
+  const view = trx as unknown as Record<string, unknown>;
+  view.startTransaction = () => {
+    throw new TransactionControlError('startTransaction()');
+  };
+  for (const name of DERIVED_VIEWS) {
+    const derive = trx[name] as (...args: unknown[]) => Transaction<DB>;
+    view[name] = (...args: unknown[]) => guarded(derive.apply(trx, args), closed, watch);
+  }
+  return trx;
+}
+
+const GUARDED = new WeakSet<QueryExecutor>();
+
+function guardedExecutor(
+  executor: QueryExecutor,
+  closed: () => Error | undefined,
+  watch: StatementWatch | undefined,
+): QueryExecutor {
+  if (GUARDED.has(executor)) return executor;
+  GUARDED.add(executor);
   const executeQuery = executor.executeQuery.bind(executor);
   executor.executeQuery = ((...args: Parameters<typeof executeQuery>) => {
     const error = closed();
@@ -64,10 +86,14 @@ function guarded<DB>(
     executor.stream = ((...args: Parameters<typeof stream>) =>
       watch.held(stream(...args))) as typeof executor.stream;
   }
-  (trx as unknown as { startTransaction: () => never }).startTransaction = () => {
-    throw new TransactionControlError('startTransaction()');
-  };
-  return trx;
+  const own = executor as unknown as Record<string, unknown>;
+  for (const name of DERIVED_EXECUTORS) {
+    const derive = own[name];
+    if (typeof derive !== 'function') continue;
+    own[name] = (...args: unknown[]) =>
+      guardedExecutor(derive.apply(executor, args) as QueryExecutor, closed, watch);
+  }
+  return executor;
 }
 
 /**
