@@ -10,7 +10,12 @@ import { positiveInteger } from '../util/positive-integer.js';
 import type { HeaderValue } from '../writer/outbox-message.js';
 import { checkFilter, type DeadLetterFilter } from './dead-letter-filter.js';
 import { DeadLetterNotFoundError } from './dead-letter-not-found-error.js';
-import { filterSql, type ParkedQueries, parkedQueries } from './parked-queries.js';
+import {
+  filterSql,
+  PAYLOAD_PART_BYTES,
+  type ParkedQueries,
+  parkedQueries,
+} from './parked-queries.js';
 import { isParkedRowId } from './parked-row-id.js';
 import type { DeadLetterWorkResult, ProgressListener } from './replay-result.js';
 import { workOptions } from './work-options.js';
@@ -91,7 +96,7 @@ interface ParkedRow {
   reason: string;
   parked_at_ms: number | string;
   payload_bytes: number;
-  payload?: Buffer;
+  payload?: Buffer | null;
 }
 
 /**
@@ -147,7 +152,23 @@ export class ParkedMessages {
     const { rows } = await this.#pool.query(this.#queries.show, [rowId(id)]);
     const row = rows[0] as ParkedRow | undefined;
     if (!row) throw new DeadLetterNotFoundError(id, this.#where());
-    return { ...toMessage(row), payload: byteaBuffer(row.payload) };
+    const message = toMessage(row);
+    const payload =
+      row.payload === null ? await this.#payloadInParts(id, message.payloadBytes) : row.payload;
+    return { ...message, payload: byteaBuffer(payload) };
+  }
+
+  /** A payload too large to read in one piece (`PAYLOAD_PART_BYTES`). */
+  async #payloadInParts(id: string, bytes: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (let from = 1; from <= bytes; from += PAYLOAD_PART_BYTES) {
+      const { rows } = await this.#pool.query(this.#queries.payloadPart, [rowId(id), from]);
+      const row = rows[0] as { part: unknown } | undefined;
+      // Replayed or purged meanwhile.
+      if (!row) throw new DeadLetterNotFoundError(id, this.#where());
+      parts.push(byteaBuffer(row.part));
+    }
+    return Buffer.concat(parts);
   }
 
   /** Moves one parked row back into the outbox; throws `DeadLetterNotFoundError` if it is gone. */

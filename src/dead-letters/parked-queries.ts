@@ -12,6 +12,13 @@ const SUMMARY_COLUMNS = `id::text AS id, message_id, exchange, routing_key, cont
   attempts, last_error, reason,
   (date_part('epoch', parked_at) * 1000)::int8 AS parked_at_ms, octet_length(payload) AS payload_bytes`;
 
+/**
+ * The most payload read in one row: pg reads a bytea as hex text, two characters a byte, and a
+ * JS string holds at most 2^29 - 24 characters, so a larger payload would crash the process in
+ * pg's parser. Postgres allows payloads of up to 1 GB, which only SQL can write.
+ */
+export const PAYLOAD_PART_BYTES = 64 * 1024 * 1024;
+
 const OUTBOX_COLUMNS = `id, message_id, exchange, routing_key, payload, content_type, headers,
   ordering_key, correlation_id, causation_id, created_at`;
 
@@ -55,6 +62,8 @@ export function filterSql(filter: DeadLetterFilter, ids?: readonly string[]): Fi
 export interface ParkedQueries {
   list(f: FilterSql, limit: number): { text: string; params: unknown[] };
   show: string;
+  /** Parameters: the row's id, and the part's first byte, from 1. */
+  payloadPart: string;
   count(f: FilterSql): { text: string; params: unknown[] };
   replay(f: FilterSql, limit: number): { text: string; params: unknown[] };
   purge(f: FilterSql, limit: number): { text: string; params: unknown[] };
@@ -73,7 +82,12 @@ export function parkedQueries(schemaName: string): ParkedQueries {
       text: `SELECT ${SUMMARY_COLUMNS} FROM ${t.parked} WHERE ${f.where} ORDER BY ${t.parked}.id LIMIT ${limit}`,
       params: f.params,
     }),
-    show: `SELECT ${SUMMARY_COLUMNS}, payload FROM ${t.parked} WHERE id = $1::bigint`,
+    // A larger payload comes in parts (`payloadPart`): see `PAYLOAD_PART_BYTES`.
+    show: `SELECT ${SUMMARY_COLUMNS},
+        CASE WHEN octet_length(payload) <= ${PAYLOAD_PART_BYTES} THEN payload END AS payload
+      FROM ${t.parked} WHERE id = $1::bigint`,
+    payloadPart: `SELECT substring(payload FROM $2::int FOR ${PAYLOAD_PART_BYTES}) AS part
+      FROM ${t.parked} WHERE id = $1::bigint`,
     count: (f) => ({
       text: `SELECT count(*)::int AS n FROM ${t.parked} WHERE ${f.where}`,
       params: f.params,
