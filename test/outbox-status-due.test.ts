@@ -98,4 +98,22 @@ describe('outbox status: the lag counts only rows that are due', () => {
     assert.match(expected, /"pending":[1-9]/);
     assert.equal(await read(camel), expected);
   });
+
+  // Rows written by SQL at +-infinity (the relay parks them) failed the whole read: "cannot
+  // subtract infinite timestamps".
+  it('reads while rows written by SQL have an infinite created_at, leaving them out of the age', async () => {
+    const schema = `"${t.schema}"`;
+    await t.pool.query(`DELETE FROM ${schema}.outbox`);
+    await row(t, 'inf', { createdAgo: '2 minutes', availableIn: '-2 minutes' });
+    await t.pool.query(
+      `INSERT INTO ${schema}.outbox (message_id, exchange, routing_key, payload, content_type, created_at, attempts, last_error)
+       VALUES ('minus', 'inf', 'k', '\\x7b7d', 'application/json', '-infinity', 1, 'boom'),
+              ('plus', 'inf', 'k', '\\x7b7d', 'application/json', 'infinity', 1, 'boom')`,
+    );
+    const status = await outboxStatus(t.pool, { schema: t.schema });
+    assert.equal(status.total.pending, 3);
+    const age = status.total.oldestPendingAgeSeconds;
+    assert.ok(age !== null && age >= 120 && age < 180, `age ${age}`);
+    await t.pool.query(`DELETE FROM ${schema}.outbox`);
+  });
 });

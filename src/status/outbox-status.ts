@@ -75,8 +75,10 @@ function statusQuery(schemaName: string | undefined): string {
              count(*) FILTER (WHERE attempts > 0 OR last_error IS NOT NULL) AS retrying,
              -- Lag is about rows that could have gone: not those delayed until later. A row
              -- that was tried (last_error is set by every retry, counted as an attempt or not)
-             -- was due before its first try; its available_at is the next try's time.
-             min(CASE WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
+             -- was due before its first try; its available_at is the next try's time. A row
+             -- written by SQL at +-infinity has no age (the relay parks it).
+             min(CASE WHEN NOT isfinite(created_at) THEN NULL
+                      WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
                       WHEN available_at <= now() THEN greatest(created_at, available_at)
                  END) AS oldest,
              max(id) FILTER (WHERE last_error IS NOT NULL) AS last_failed_id
