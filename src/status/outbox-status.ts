@@ -65,7 +65,10 @@ interface StatusRow {
 
 /**
  * Builds the status query for one schema. One statement, so every count comes from one snapshot:
- * a row the relay parks between two reads cannot be counted twice or not at all.
+ * a row the relay parks between two reads cannot be counted twice or not at all. A row written by
+ * SQL at +-infinity has no age (the relay parks it). Its text before the parked table stays under
+ * 1 kB, what `pg_stat_activity` shows of a statement by default (`track_activity_query_size`), so
+ * that a status read waiting on that table can be seen there for what it is.
  */
 function statusQuery(schemaName: string | undefined): string {
   const t = outboxTables(schemaName);
@@ -75,8 +78,7 @@ function statusQuery(schemaName: string | undefined): string {
              count(*) FILTER (WHERE attempts > 0 OR last_error IS NOT NULL) AS retrying,
              -- Lag is about rows that could have gone: not those delayed until later. A row
              -- that was tried (last_error is set by every retry, counted as an attempt or not)
-             -- was due before its first try; its available_at is the next try's time. A row
-             -- written by SQL at +-infinity has no age (the relay parks it).
+             -- was due before its first try; its available_at is the next try's time.
              min(CASE WHEN NOT isfinite(created_at) THEN NULL
                       WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
                       WHEN available_at <= now() THEN greatest(created_at, available_at)
