@@ -160,6 +160,18 @@ export function schemaDefaultChecks(outbox: OutboxService, trx: Transaction<Data
   return shipped.carrier.toUpperCase();
 }
 
+// A validating function's `undefined` dead-letters the message: the handler never gets it, so
+// it is not part of the payload's type (it was: `OrderCancelled | undefined`).
+const UnwrappedCancel = defineMessage({
+  exchange: 'orders',
+  routingKey: 'order.cancelled.nest',
+  validate: (raw: unknown) => (raw as { data?: OrderCancelled }).data,
+});
+export function validateUndefinedChecks(): string {
+  const cancel: OrderCancelled = null as unknown as PayloadOf<typeof UnwrappedCancel>;
+  return cancel.reason;
+}
+
 describe('nestjs: message definitions', () => {
   it('are frozen plain data; the type checks above ran at compile time', () => {
     assert.ok(Object.isFrozen(OrderPlaced));

@@ -45,10 +45,11 @@ export type WithSchema<D, S extends StandardSchema> = Omit<D, 'validate'> & {
 /**
  * Checks a parsed payload and returns it typed: a schema (`validate: OrderPlacedSchema`), or a
  * function that throws when the payload is invalid and returns the payload the handler gets.
+ * A function's `undefined` dead-letters the message, so it is not part of the payload's type.
  */
 export type PayloadValidator<P> =
   | StandardSchema<P>
-  | ((payload: unknown, message: MessageInfo) => P | Promise<P>);
+  | ((payload: unknown, message: MessageInfo) => P | undefined | Promise<P | undefined>);
 
 /** The outcome of a check: the payload the handler gets, or why the message is refused. */
 export type ValidationOutcome =
