@@ -285,6 +285,71 @@ describe('OutboxWriter', () => {
     assert.equal(await t.count('outbox'), before);
   });
 
+  // Kysely and pg say that a transaction has ended only once its COMMIT or ROLLBACK is answered:
+  // an add not awaited by the transaction's callback (an event listener, a CQRS EventBus
+  // handler) reached the connection after the ROLLBACK, and its row committed on its own.
+  it('refuses an add that would reach the connection after its ROLLBACK or COMMIT was sent', async () => {
+    const phantoms = async (ending: 'rollback' | 'commit', via: 'kysely' | 'pg') => {
+      const tag = `late-${ending}-${via}`;
+      let late: Promise<unknown> | undefined;
+      // Holds the connection, so that the ROLLBACK or COMMIT waits in pg's queue behind it.
+      const busy = (trx: TransactionLike) =>
+        'executeQuery' in trx
+          ? sql`SELECT pg_sleep(0.3)`.execute(trx as Transaction<unknown>)
+          : trx.query('SELECT pg_sleep(0.3)');
+      const body = async (trx: TransactionLike) => {
+        await writer.add(trx, { ...base, messageId: `${tag}-first` });
+        const sleeping = busy(trx);
+        // The sleep is on the wire; the add comes once the COMMIT or ROLLBACK is queued.
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        setTimeout(() => {
+          late = writer.add(trx, { ...base, messageId: `${tag}-late` });
+          late.catch(() => {});
+        }, 30);
+        if (ending === 'rollback') {
+          void sleeping.catch(() => {});
+          throw new Error('the command failed');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      };
+      if (via === 'kysely') {
+        await t.db
+          .transaction()
+          .execute((trx) => body(trx))
+          .catch(() => {});
+      } else {
+        const client = await t.pool.connect();
+        try {
+          await client.query('BEGIN');
+          const ok = await body(client).then(
+            () => true,
+            () => false,
+          );
+          await client.query(ok ? 'COMMIT' : 'ROLLBACK');
+          await waitFor('the late add to settle', async () => late !== undefined);
+          await late!.catch(() => {});
+        } finally {
+          client.release();
+        }
+      }
+      await waitFor('the late add to be made', async () => late !== undefined);
+      await assert.rejects(late!, (error: unknown) => {
+        assert.ok(error instanceof NotInTransactionError, `${tag}: ${String(error)}`);
+        assert.match(error.message, /told to commit or roll back|has ended/);
+        return true;
+      });
+      const { rows } = await t.pool.query(
+        `SELECT message_id FROM "${t.schema}".outbox WHERE message_id LIKE $1 ORDER BY id`,
+        [`${tag}-%`],
+      );
+      return rows.map((r) => r.message_id);
+    };
+    assert.deepEqual(await phantoms('rollback', 'kysely'), []);
+    assert.deepEqual(await phantoms('rollback', 'pg'), []);
+    assert.deepEqual(await phantoms('commit', 'kysely'), ['late-commit-kysely-first']);
+    assert.deepEqual(await phantoms('commit', 'pg'), ['late-commit-pg-first']);
+  });
+
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const bad: Array<

@@ -5,6 +5,11 @@ export const TRANSACTION_ENDED =
   "this handle's transaction has ended (committed or rolled back): write through it only " +
   'inside its transaction, before it commits.';
 
+export const TRANSACTION_ENDING =
+  "this handle's transaction was told to commit or roll back before this write reached its " +
+  'connection, where it would have committed on its own: await every write before the ' +
+  "transaction's callback returns.";
+
 const KYSELY_OR_PG =
   'pass the Kysely `trx` from `db.transaction().execute(trx => ...)`, or a pg client after `BEGIN`.';
 
