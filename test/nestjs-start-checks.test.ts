@@ -1,21 +1,33 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import {
+  type BeforeApplicationShutdown,
+  Injectable,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import type { DiscoveryService, LazyModuleLoader } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import type { ConsumerDefinition } from '../src/consumer/consumer-definition.js';
 import type { HandlerExplorer } from '../src/nestjs/handler-explorer.js';
+import { defineMessage } from '../src/nestjs/message-definition.js';
 import { OutboxModule } from '../src/nestjs/outbox.module.js';
 import { OutboxService } from '../src/nestjs/outbox.service.js';
+import { OutboxHandler } from '../src/nestjs/outbox-handler.decorator.js';
 import { OutboxRegistrar } from '../src/nestjs/outbox-registrar.js';
 import { OutboxRuntime } from '../src/nestjs/outbox-runtime.js';
 import { resolveModuleOptions } from '../src/nestjs/resolve-module-options.js';
+import { outboxTables } from '../src/sql/outbox-tables.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
 import { recordingLogger } from './support/recording-logger.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { uniqueName } from './support/test-database.js';
-import { waitFor } from './support/wait-for.js';
+import { waitFor, within } from './support/wait-for.js';
+
+const CutShort = defineMessage<{ id: number }>({ exchange: 'orders', routingKey: 'cut.short' });
 
 describe('the Nest module at start', () => {
   let f: NestFixture;
@@ -135,6 +147,117 @@ describe('the Nest module at start', () => {
         l.text.startsWith('the outbox module was shut down while it started'),
       ),
     );
+  });
+
+  // A SIGTERM while the start checks run, with the application closing its Kysely in its own
+  // onApplicationShutdown (as docs/nestjs.md says): the check's next statement finds the
+  // handle closed. That is the shutdown's doing, not a misconfiguration, and must not crash.
+  // In beforeApplicationShutdown, the application's may run before the module's stop.
+  for (const hook of ['onApplicationShutdown', 'beforeApplicationShutdown'] as const) {
+    it(`shut down during its start checks, with the application closing its database in ${hook}: init and close resolve, nothing logged as an error`, async () => {
+      const logger = recordingLogger();
+      const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+      // biome-ignore lint/suspicious/noExplicitAny: no tables of the application's own
+      const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+      let destroying = false;
+      const closeDatabase = (): Promise<void> => {
+        destroying = true;
+        return db.destroy();
+      };
+      @Injectable()
+      class CloseDatabase implements OnApplicationShutdown, BeforeApplicationShutdown {
+        onApplicationShutdown(): Promise<void> | undefined {
+          return hook === 'onApplicationShutdown' ? closeDatabase() : undefined;
+        }
+        beforeApplicationShutdown(): Promise<void> | undefined {
+          return hook === 'beforeApplicationShutdown' ? closeDatabase() : undefined;
+        }
+      }
+      @Injectable()
+      class Handlers {
+        @OutboxHandler(CutShort, { name: `cut-short-${hook}` })
+        async handle(): Promise<void> {}
+      }
+      // Holds the consumers' schema check on the version table while the shutdown comes.
+      const holder = await f.t.pool.connect();
+      let held = true;
+      try {
+        await holder.query('BEGIN');
+        await holder.query(
+          `LOCK TABLE ${outboxTables(f.t.schema).migrations} IN ACCESS EXCLUSIVE MODE`,
+        );
+        const moduleRef = await Test.createTestingModule({
+          imports: [OutboxModule.forRoot(f.options({ db, logger }))],
+          providers: [Handlers, CloseDatabase],
+        }).compile();
+        // An application (not a bare context): its shutdown does not wait for init to settle.
+        const app = moduleRef.createNestApplication({ logger: false });
+        let initError: unknown;
+        const init = app.init().then(
+          () => undefined,
+          (error: unknown) => {
+            initError = error;
+          },
+        );
+        await waitFor('the schema check waiting for the version table', async () => {
+          const waiting = await f.query(
+            `SELECT 1 FROM pg_locks WHERE NOT granted AND relation = $1::regclass`,
+            [outboxTables(f.t.schema).migrations],
+          );
+          return waiting.length > 0;
+        });
+        const closed = app.close();
+        await waitFor('the application closing its database', () => destroying);
+        await holder.query('COMMIT');
+        held = false;
+        await within('init', init);
+        await within('close', closed);
+        f.track(app);
+        assert.equal(initError, undefined, `init failed: ${String(initError)}`);
+        assert.deepEqual(
+          logger.lines.filter((l) => l.level === 'error'),
+          [],
+        );
+        assert.ok(
+          logger.lines.some((l) =>
+            l.text.startsWith('the outbox module was shut down while it started'),
+          ),
+          logger.lines.map((l) => l.text).join('\n'),
+        );
+      } finally {
+        if (held) await holder.query('ROLLBACK').catch(() => {});
+        holder.release();
+        await db.destroy().catch(() => {});
+      }
+    });
+  }
+
+  it('with its Kysely instance destroyed before init, still fails as database-closed: only a shutdown makes that quiet', async () => {
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 });
+    // biome-ignore lint/suspicious/noExplicitAny: no tables of the application's own
+    const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+    await db.selectNoFrom((eb) => eb.lit(1).as('one')).execute();
+    await db.destroy();
+    @Injectable()
+    class Handlers {
+      @OutboxHandler(CutShort, { name: 'closed-before' })
+      async handle(): Promise<void> {}
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [OutboxModule.forRoot(f.options({ db }))],
+      providers: [Handlers],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      await assert.rejects(app.init(), (error: unknown) => {
+        const e = error as { name?: string; code?: string };
+        assert.equal(e.name, 'StartupError', String(error));
+        assert.equal(e.code, 'database-closed');
+        return true;
+      });
+    } finally {
+      await app.close().catch(() => {});
+    }
   });
 
   it("declares an exchange's alternate exchange, prefixed as the exchange: what no queue takes goes there, not parked", async () => {

@@ -4,10 +4,12 @@ import {
   Injectable,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  type OnModuleDestroy,
 } from '@nestjs/common';
 import { DiscoveryService, LazyModuleLoader } from '@nestjs/core';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
+import { errorMessage } from '../util/logger.js';
 import { messages } from './error-messages.js';
 import { HandlerExplorer } from './handler-explorer.js';
 import { OutboxRuntime } from './outbox-runtime.js';
@@ -32,12 +34,21 @@ LazyModuleLoader.prototype.load = async function (this: LazyModuleLoader, ...arg
  */
 @Injectable()
 export class OutboxRegistrar
-  implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
+  implements
+    OnApplicationBootstrap,
+    OnModuleDestroy,
+    BeforeApplicationShutdown,
+    OnApplicationShutdown
 {
   readonly #runtime: OutboxRuntime;
   readonly #explorer: HandlerExplorer;
   readonly #lazyModules: LazyModuleLoader;
   readonly #discovery: DiscoveryService;
+  /**
+   * Nest began to tear the application down: `onModuleDestroy` comes before any shutdown hook,
+   * so a database an application closes in its own `beforeApplicationShutdown` counts too.
+   */
+  #destroying = false;
 
   constructor(
     @Inject(OutboxRuntime) runtime: OutboxRuntime,
@@ -63,9 +74,16 @@ export class OutboxRegistrar
       await this.#runtime.start(this.#explorer.explore({ prefix, enhancers }));
     } catch (error) {
       // The application began shutting down while the module started (a SIGTERM during
-      // bootstrap): the shutdown cut the start short, which is no failure of the start.
-      if (this.#runtime.shutdownBegun && error instanceof StateError && error.state === 'stopped') {
-        this.#runtime.options.logger.info('the outbox module was shut down while it started', {});
+      // bootstrap): the shutdown cut the start short, which is no failure of the start. What
+      // the start then fails with is the shutdown's doing whatever it is: a step that saw the
+      // stop ('stopped'), or a statement on the database the application closes in its own
+      // onApplicationShutdown ('database-closed'). Thrown, it would crash the process.
+      if (this.#destroying || this.#runtime.shutdownBegun) {
+        const stopped = error instanceof StateError && error.state === 'stopped';
+        this.#runtime.options.logger.info(
+          'the outbox module was shut down while it started',
+          stopped ? {} : { error: errorMessage(error) },
+        );
         return;
       }
       throw error;
@@ -113,6 +131,10 @@ export class OutboxRegistrar
       }
       return loaded;
     };
+  }
+
+  onModuleDestroy(): void {
+    this.#destroying = true;
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -63,6 +63,8 @@ export class OutboxRuntime {
   #state: State = 'new';
   #stopped: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
+  /** `stop()` or `close()` was called: not set by the clean-up of a start that failed. */
+  #shutdownRequested = false;
 
   constructor(options: ResolvedModuleOptions) {
     this.options = options;
@@ -232,7 +234,8 @@ export class OutboxRuntime {
         });
       }
     } catch (error) {
-      await this.close().catch(() => {});
+      // Not `close()`: a start that failed on its own was not cut short by a shutdown.
+      await this.#closeOnce().catch(() => {});
       throw error;
     }
     this.#state = 'running';
@@ -244,6 +247,11 @@ export class OutboxRuntime {
    * Messages written meanwhile stay in the outbox for the next relay.
    */
   stop(): Promise<void> {
+    this.#shutdownRequested = true;
+    return this.#stopOnce();
+  }
+
+  #stopOnce(): Promise<void> {
     this.#stopped ??= this.#stop();
     return this.#stopped;
   }
@@ -265,18 +273,23 @@ export class OutboxRuntime {
 
   /** Whether `stop()` or `close()` was called: a start that fails from then on was cut short. */
   get shutdownBegun(): boolean {
-    return this.#stopped !== undefined || this.#closed !== undefined;
+    return this.#shutdownRequested;
   }
 
   /** Stops if still running, then closes the connections the module made. Idempotent. */
   close(): Promise<void> {
+    this.#shutdownRequested = true;
+    return this.#closeOnce();
+  }
+
+  #closeOnce(): Promise<void> {
     this.#closed ??= this.#close();
     return this.#closed;
   }
 
   async #close(): Promise<void> {
     try {
-      await this.stop();
+      await this.#stopOnce();
     } finally {
       await this.#admin.close();
       if (this.#ownsDb) await this.db.destroy();
