@@ -46,15 +46,26 @@ describe('ExchangeRegistry', () => {
   it('parks the rows of an exchange no exchange can be named, without asking the broker', async () => {
     const registry = new ExchangeRegistry(amqp);
     const existing = await broker.exchange('named');
-    const unusable = await registry.unusable(['', 'e'.repeat(300), 'amq.never', existing]);
-    assert.deepEqual([...unusable.keys()], ['', 'e'.repeat(300), 'amq.never']);
-    assert.deepEqual(unusable.get(''), {
-      kind: 'permanent',
-      reason:
-        'invalid exchange: `exchange` must name an exchange (1 to 255 bytes), got "" (the default exchange)',
-    });
+    const unusable = await registry.unusable([
+      '',
+      'e'.repeat(300),
+      'amq.never',
+      'amq.default',
+      existing,
+    ]);
+    assert.deepEqual([...unusable.keys()], ['', 'e'.repeat(300), 'amq.never', 'amq.default']);
+    assert.equal(unusable.get('')?.kind, 'permanent');
+    // In the writer's words: why the default exchange is refused, and what to do instead.
+    assert.match(
+      (unusable.get('') as { reason: string }).reason,
+      /^invalid exchange: `exchange` "" is RabbitMQ's default exchange, which outboxkit does not publish to: the relay checks that an exchange exists .* refuses that check on the default exchange \(403\)\. Declare an exchange and bind the queue to it/,
+    );
     assert.match((unusable.get('e'.repeat(300)) as { reason: string }).reason, /got 300 bytes$/);
     assert.match((unusable.get('amq.never') as { reason: string }).reason, /is reserved/);
+    assert.match(
+      (unusable.get('amq.default') as { reason: string }).reason,
+      /^invalid exchange: `exchange` "amq.default" is the management UI's name of RabbitMQ's default exchange \(""\), which outboxkit does not publish to: .*bind the queue to it/,
+    );
     await registry.close();
   });
 

@@ -961,7 +961,25 @@ describe('nestjs: OutboxModule', () => {
       }
       return Twice;
     }, /applied twice/);
-    assert.throws(() => defineMessage({ exchange: '', routingKey: 'x' }), /must name an exchange/);
+    // Where @nestjs/microservices' ClientProxy sends: say why not, and what to do instead.
+    for (const [exchange, said] of [
+      [
+        '',
+        /`defineMessage\("x"\)\.exchange`: "" is RabbitMQ's default exchange, which outboxkit does not/,
+      ],
+      ['amq.default', /"amq\.default" is the management UI's name of RabbitMQ's default exchange/],
+    ] as const) {
+      assert.throws(
+        () => defineMessage({ exchange, routingKey: 'x' }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.match(error.message, said);
+          assert.match(error.message, /refuses that check on the default exchange \(403\)/);
+          assert.match(error.message, /Declare an exchange and bind the queue to it/);
+          return true;
+        },
+      );
+    }
     // docs/nestjs.md's own example of a misspelling: three letters left out.
     assert.throws(
       () =>

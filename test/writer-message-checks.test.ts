@@ -268,6 +268,20 @@ describe('writer: headers the relay could not publish are refused', () => {
 });
 
 describe('writer: fields and arguments', () => {
+  it('refuses the default exchange, "" or amq.default, saying why and what to do instead', async () => {
+    await refused(
+      { ...base, exchange: '', payload: 1 },
+      'missing-exchange',
+      /`exchange` "" is RabbitMQ's default exchange, which outboxkit does not publish to: the relay checks that an exchange exists before it publishes to it, and RabbitMQ refuses that check on the default exchange \(403\)\. Declare an exchange and bind the queue to it/,
+    );
+    // Not "can never exist": RabbitMQ's management UI shows the default exchange by this name.
+    await refused(
+      { ...base, exchange: 'amq.default', payload: 1 },
+      'reserved-exchange',
+      /`exchange` "amq\.default" is the management UI's name of RabbitMQ's default exchange \(""\), which outboxkit does not publish to: .*Declare an exchange and bind the queue to it/,
+    );
+  });
+
   it('refuses an amq.* exchange other than the predefined ones', async () => {
     await refused(
       { ...base, exchange: 'amq.x', payload: 1 },

@@ -1,3 +1,4 @@
+import { defaultExchangeProblem } from '../amqp/default-exchange.js';
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { EXCHANGE_TYPES, type ExchangeType } from '../consumer/consumer-definition.js';
@@ -149,18 +150,17 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       `must be a media type such as application/octet-stream, got ${describeValue(contentType)}`,
     );
   }
-  if (
-    typeof exchange !== 'string' ||
-    exchange.length === 0 ||
-    Buffer.byteLength(exchange) > SHORT_STRING_BYTES
-  ) {
+  if (exchange === '') {
+    throw new ConfigurationError(`${where}.exchange`, defaultExchangeProblem(''));
+  }
+  if (typeof exchange !== 'string' || Buffer.byteLength(exchange) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${where}.exchange`,
       `must name an exchange (1 to ${SHORT_STRING_BYTES} bytes)`,
     );
   }
   // RabbitMQ refuses to declare amq.* names; its predefined ones exist, and the module does not
-  // declare them.
+  // declare them. `amq.default` is refused as the default exchange.
   refuseReservedExchange(`${where}.exchange`, exchange);
   if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(

@@ -1,3 +1,4 @@
+import { defaultExchangeProblem } from '../amqp/default-exchange.js';
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
@@ -92,6 +93,13 @@ export function encodeMessage(
     );
   }
   rejectUnknownFields(message, MESSAGE_FIELDS, index);
+  if (message.exchange === '') {
+    throw new InvalidMessageError(
+      'missing-exchange',
+      `\`exchange\` ${defaultExchangeProblem('')}`,
+      index,
+    );
+  }
   if (!shortString(message.exchange, false)) {
     throw new InvalidMessageError(
       'missing-exchange',

@@ -16,9 +16,10 @@ export type HeaderValue = string | number | boolean | null | HeaderValue[];
  */
 export interface OutboxMessage<P = unknown> {
   /**
-   * Exchange to publish to. The default exchange ('') is not accepted: name one. Of the `amq.*`
-   * names, only RabbitMQ's own (`amq.direct`, `amq.fanout`, `amq.topic`, `amq.headers`,
-   * `amq.match`) are accepted: no other can ever exist.
+   * Exchange to publish to. The default exchange (`''`, or `amq.default`) is not accepted: the
+   * relay checks that an exchange exists, which RabbitMQ refuses for it; bind the queue to an
+   * exchange and name that. Of the other `amq.*` names, only RabbitMQ's own (`amq.direct`,
+   * `amq.fanout`, `amq.topic`, `amq.headers`, `amq.match`) are accepted: no other can ever exist.
    */
   readonly exchange: string;
   readonly routingKey: string;
