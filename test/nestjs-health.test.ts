@@ -3,6 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { Injectable, ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
+import * as amqp from 'amqplib';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import { OutboxHealthIndicator } from '../src/nestjs/health/index.js';
 import {
   defineMessage,
@@ -14,6 +17,7 @@ import {
 } from '../src/nestjs/index.js';
 import { AMQP_URL } from './support/env.js';
 import { NestFixture } from './support/nestjs-fixture.js';
+import { readOnlyRole } from './support/read-only-role.js';
 import { refused } from './support/refused.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { waitFor } from './support/wait-for.js';
@@ -238,6 +242,70 @@ describe('nestjs: the terminus health indicator', () => {
       await locker.query('ROLLBACK').catch(() => {});
       locker.release();
       await proxy.close().catch(() => {});
+    }
+  });
+  // A standby, or a database under default_transaction_read_only, answers the status read (a
+  // plain SELECT): the indicator said "up" while neither the relay nor the handlers could write.
+  it('goes down, naming the read-only database, while the relay and the handlers cannot write', async () => {
+    const role = await readOnlyRole(f.t.pool, f.t.schema);
+    const pool = new pg.Pool({ connectionString: role.url, max: 6 });
+    pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
+    const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    const publisher = await amqp.connect(AMQP_URL);
+    try {
+      const app = await boot(f.options({ db, databaseUrl: role.url }));
+      const indicator = app.get(OutboxHealthIndicator);
+      const outbox = app.get(OutboxService);
+      await waitFor('connected', async () => (await indicator.isHealthy()).outbox.status === 'up');
+      // A row for the relay (written as the test's writable role), a delivery for the handler.
+      await f.t.db.transaction().execute((trx) => outbox.add(trx, Doomed, { n: 1 }));
+      const channel = await publisher.createConfirmChannel();
+      const [topology] = outbox.topologies;
+      assert.ok(topology, 'the handler’s topology');
+      channel.publish(topology.exchange, 'doomed', Buffer.from('{"n":2}'), {
+        messageId: 'read-only-2',
+        contentType: 'application/json',
+      });
+      await channel.waitForConfirms();
+      const down = await waitFor(
+        'down',
+        async () => {
+          const { outbox: s } = await indicator.isHealthy();
+          return s.relayDatabase !== undefined && s.waitingForDatabase !== undefined
+            ? s
+            : undefined;
+        },
+        10_000,
+      );
+      assert.equal(down.status, 'down');
+      assert.equal(down.relayDatabase, 'read-only');
+      assert.equal(down.waitingForDatabase, 1);
+      const problems = down.problems as string[];
+      assert.ok(
+        problems.some((p) => /^the relay cannot use the database .*read-only/.test(p)),
+        JSON.stringify(problems),
+      );
+      assert.ok(
+        problems.some((p) =>
+          new RegExp(
+            `^the handlers of ${f.name('health.doomed')} wait for the database .*read-only`,
+          ).test(p),
+        ),
+        JSON.stringify(problems),
+      );
+      // Writable again: up, the relay and the handlers' pool past their read-only sessions.
+      await role.reset();
+      await waitFor(
+        'up again',
+        async () => (await indicator.isHealthy()).outbox.status === 'up',
+        10_000,
+      );
+      await f.closeApp(app);
+    } finally {
+      await publisher.close().catch(() => {});
+      await db.destroy();
+      await role.drop();
     }
   });
 });

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { relayQueries } from '../src/relay/relay-queries.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { readOnlyRole } from './support/read-only-role.js';
 import { recordingLogger } from './support/recording-logger.js';
 import { numberedMessages, testRelay, writeMessages } from './support/relay-fixture.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -136,6 +137,46 @@ describe('the relay and its database', () => {
       await relay.stop();
     } finally {
       await proxy.close();
+    }
+  });
+  // A standby (a failover that left the address on the demoted primary) or a database under
+  // default_transaction_read_only is reached and answers: called "unreachable", it sent
+  // operators looking for a network fault.
+  it('says the database is read-only, not unreachable, and when it takes writes again', async () => {
+    const exchange = await broker.exchange('read-only');
+    const queue = await broker.queue('read-only', exchange);
+    const role = await readOnlyRole(t.pool, t.schema);
+    try {
+      const logger = recordingLogger();
+      const relay = new OutboxRelay({
+        databaseUrl: role.url,
+        amqpUrl: AMQP_URL,
+        schema: t.schema,
+        concurrency: 2,
+        reconnectBackoff: { initialMs: 20, maxMs: 100 },
+        logger,
+      });
+      relays.push(relay);
+      await relay.start();
+      await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'while read-only' }]);
+      await waitFor('the claims refused', () => relay.stats().errors >= 5, 10_000);
+      assert.equal(relay.databaseProblem?.kind, 'read-only');
+      const warnings = logger.lines.filter(
+        (l) => l.level === 'warn' && l.text.startsWith('relay batch failed'),
+      );
+      assert.equal(warnings.length, 1, warnings.map((w) => w.text).join('\n'));
+      assert.match(warnings[0]!.text, /^relay batch failed: the database is read-only/);
+      await role.reset();
+      await broker.waitForDepth(queue, 1, 10_000);
+      assert.ok(
+        logger.lines.some((l) =>
+          l.text.startsWith('relay reaches the database again {"after":"read-only"}'),
+        ),
+      );
+      assert.equal(relay.databaseProblem, undefined);
+      await relay.stop();
+    } finally {
+      await role.drop();
     }
   });
 });

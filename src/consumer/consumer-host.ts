@@ -451,6 +451,21 @@ export class ConsumerHost<Tx = Transaction<any>> {
       .reduce((n, r) => n + r.waitingForDatabase, 0);
   }
 
+  /**
+   * While transactions of one consumer are retried in place for the database (see
+   * `waitingForDatabase`), the error the latest of them failed with (a connection refused, a
+   * read-only session...); `undefined` while none waits.
+   */
+  databaseWaitError(consumer: string): unknown {
+    this.#runner(consumer); // throws for a name no consumer has
+    for (const runner of this.#runners) {
+      if (runner.name !== consumer) continue;
+      const error = runner.databaseWaitError;
+      if (error !== undefined) return error;
+    }
+    return undefined;
+  }
+
   /** The consumer's first runner; the runners of its partitions share its totals. */
   #runner(consumer: string): ConsumerRunner {
     const runner = this.#runners.find((r) => r.name === consumer);

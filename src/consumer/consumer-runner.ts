@@ -143,6 +143,11 @@ export class ConsumerRunner {
     return this.#transactions.waiting;
   }
 
+  /** What the latest of them failed with, while any waits; else undefined. */
+  get databaseWaitError(): unknown {
+    return this.#transactions.waitingError;
+  }
+
   /** The broker objects this runner consumes from and retries through. */
   get topology(): ConsumerTopology {
     return this.#ctx.topology;

@@ -113,6 +113,17 @@ export function sqlStateOf(error: unknown): string | undefined {
   return undefined;
 }
 
+/** SQLSTATE read_only_sql_transaction. */
+const READ_ONLY_TRANSACTION = '25006';
+
+/**
+ * A write refused because the session is read-only: it reached a standby, or began under
+ * `default_transaction_read_only`. The database is up; its sessions take no writes.
+ */
+export function isReadOnlyRefusal(error: unknown): boolean {
+  return sqlStateOf(error) === READ_ONLY_TRANSACTION;
+}
+
 /** SQLSTATE insufficient_privilege. */
 const INSUFFICIENT_PRIVILEGE = '42501';
 

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '../consumer/database-errors.js';
+import { isDatabaseUnavailable, isReadOnlyRefusal } from '../consumer/database-errors.js';
 import type { OutboxkitError } from '../errors/outboxkit-error.js';
 import { relaySchemaError } from '../start/check-schema.js';
 import { databaseMisconfiguration } from '../start/misconfiguration.js';
@@ -6,12 +6,13 @@ import { monotonicMs } from '../util/monotonic-clock.js';
 
 /**
  * What keeps the relay from its database, as its last claim found it: `unreachable` (down, a
- * connection lost or refused) or `misconfigured` (a schema not migrated, a login or database
- * refused), which no retry mends. Found by the claims, so also when the database was down at
- * start and the start checks could not look.
+ * connection lost or refused), `read-only` (reached, but it takes no writes: a standby the
+ * address leads to, or `default_transaction_read_only`), or `misconfigured` (a schema not
+ * migrated, a login or database refused), which no retry mends. Found by the claims, so also
+ * when the database was down at start and the start checks could not look.
  */
 export interface RelayDatabaseProblem {
-  readonly kind: 'unreachable' | 'misconfigured';
+  readonly kind: 'unreachable' | 'read-only' | 'misconfigured';
   readonly error: Error;
 }
 
@@ -95,9 +96,11 @@ export class DatabaseHealth {
       databaseMisconfiguration(error, this.#where);
     const kind = misconfigured
       ? 'misconfigured'
-      : isDatabaseUnavailable(error)
-        ? 'unreachable'
-        : undefined;
+      : isReadOnlyRefusal(error)
+        ? 'read-only'
+        : isDatabaseUnavailable(error)
+          ? 'unreachable'
+          : undefined;
     if (kind === undefined) return true;
     const known = this.#problem?.kind === kind;
     this.#problem = { kind, error: misconfigured ?? (error as Error) };

@@ -193,7 +193,9 @@ export class RelayLane {
         // counter and `relay.databaseProblem` say it goes on.
         (news ? options.logger.warn : options.logger.debug).call(
           options.logger,
-          'relay batch failed; backing off',
+          this.#ctx.database.problem?.kind === 'read-only'
+            ? 'relay batch failed: the database is read-only (a standby, or default_transaction_read_only); backing off'
+            : 'relay batch failed; backing off',
           { error: this.#describe(error), retryInMs: delay },
         );
         // The other batches settle first: the channel they share closes only after them.

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import type { ConsumerHost } from '../../consumer/consumer-host.js';
 import { ConfigurationError } from '../../errors/configuration-error.js';
 import { optionNames } from '../../options/option-names.js';
 import { rejectUnknownOptions } from '../../options/unknown-options.js';
@@ -105,6 +106,27 @@ export class OutboxHealthIndicator {
         problems.push('the relay cannot publish: RabbitMQ is unreachable or blocking publishers');
       }
       if (data.consumers === 'disconnected') problems.push('the handlers lost RabbitMQ');
+      // The status read below is a plain SELECT, which a standby or a read-only session
+      // answers: only the relay's claims and the handlers' transactions find that they cannot
+      // write.
+      const relayProblem = relay?.databaseProblem;
+      if (relayProblem) {
+        data.relayDatabase = relayProblem.kind;
+        problems.push(
+          `the relay cannot use the database (${relayProblem.kind}): ${errorMessage(relayProblem.error)}`,
+        );
+      }
+      if (consumerHost) {
+        const waiting = waitingForDatabase(consumerHost);
+        if (waiting.length > 0) {
+          data.waitingForDatabase = waiting.reduce((n, w) => n + w.transactions, 0);
+          for (const w of waiting) {
+            problems.push(
+              `the handlers of ${w.consumer} wait for the database (${w.transactions} transactions retried in place): ${errorMessage(w.error)}`,
+            );
+          }
+        }
+      }
     }
 
     const timeoutMs = durationMs('timeoutMs', options.timeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
@@ -150,6 +172,20 @@ export class OutboxHealthIndicator {
     }
     return problems.length > 0 ? indicator.down({ ...data, problems }) : indicator.up(data);
   }
+}
+
+/** The consumers whose transactions are now retried in place for the database, and why. */
+function waitingForDatabase(
+  host: ConsumerHost,
+): Array<{ consumer: string; transactions: number; error: unknown }> {
+  const waiting = [];
+  for (const consumer of host.consumers) {
+    const transactions = host.waitingForDatabase(consumer);
+    if (transactions > 0) {
+      waiting.push({ consumer, transactions, error: host.databaseWaitError(consumer) });
+    }
+  }
+  return waiting;
 }
 
 /** A limit of the check: left out, or a whole number from 0 up (0: down at the first one). */
