@@ -69,6 +69,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     ) {
       return true;
     }
+    if (isHotStandbyRefusal(code, error)) return true;
   }
   const message = error instanceof Error ? error.message : '';
   if (CONNECTION_MESSAGES.some((m) => message.includes(m))) return true;
@@ -121,7 +122,17 @@ const READ_ONLY_TRANSACTION = '25006';
  * `default_transaction_read_only`. The database is up; its sessions take no writes.
  */
 export function isReadOnlyRefusal(error: unknown): boolean {
-  return sqlStateOf(error) === READ_ONLY_TRANSACTION;
+  const code = sqlStateOf(error);
+  return code === READ_ONLY_TRANSACTION || isHotStandbyRefusal(code, error);
+}
+
+/**
+ * A standby refusing a serializable transaction (`0A000`, feature not supported, "cannot use
+ * serializable mode in a hot standby"), which a consumer at `serializable` meets at its BEGIN
+ * where another meets 25006 at its claim: the session's server, not the message.
+ */
+function isHotStandbyRefusal(code: string | undefined, error: unknown): boolean {
+  return code === '0A000' && error instanceof Error && error.message.includes('hot standby');
 }
 
 /** SQLSTATE insufficient_privilege. */
