@@ -239,6 +239,49 @@ describe('the writer in the transaction of an ORM', () => {
     }
   });
 
+  // TypeORM's runner says its transaction is open until the ROLLBACK is answered: an add not
+  // awaited by the transaction's callback (a CQRS EventBus handler's) reached the connection
+  // after the ROLLBACK and committed its row on its own.
+  it('refuses a TypeORM add that would reach the connection after its ROLLBACK was sent', async () => {
+    const dataSource = await new DataSource({ type: 'postgres', url: DATABASE_URL }).initialize();
+    try {
+      let late: Promise<unknown> | undefined;
+      await assert.rejects(
+        dataSource.transaction(async (manager) => {
+          await writer.add(typeormTransaction(manager), {
+            exchange,
+            routingKey: 'late-first',
+            payload: {},
+          });
+          // Holds the connection, so that the ROLLBACK waits in pg's queue behind it.
+          void manager.query('SELECT pg_sleep(0.3)').catch(() => {});
+          await new Promise((resolve) => setTimeout(resolve, 30));
+          setTimeout(() => {
+            late = writer.add(typeormTransaction(manager), {
+              exchange,
+              routingKey: 'late-late',
+              payload: {},
+            });
+            late.catch(() => {});
+          }, 30);
+          throw new Error('the command failed');
+        }),
+        /the command failed/,
+      );
+      await assert.rejects(late!, (error: unknown) => {
+        assert.ok(error instanceof NotInTransactionError, String(error));
+        assert.match(error.message, /told to commit or roll back|has ended/);
+        return true;
+      });
+      const { rowCount } = await t.pool.query(
+        `SELECT 1 FROM "${t.schema}".outbox WHERE routing_key LIKE 'late-%'`,
+      );
+      assert.equal(rowCount, 0, 'a row of the rolled-back transaction committed');
+    } finally {
+      await dataSource.destroy();
+    }
+  });
+
   it("names the adapter for an ORM's own transaction handle given without it", async () => {
     const orms = await openOrmHandles();
     const { knex, db, prisma, orm } = orms;

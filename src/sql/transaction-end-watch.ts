@@ -1,3 +1,5 @@
+import { NotInTransactionError, TRANSACTION_ENDING } from '../errors/not-in-transaction-error.js';
+
 /**
  * Whether a connection's transaction has been told to end. Kysely, pg and the ORMs say that a
  * transaction has ended only once its COMMIT or ROLLBACK has been answered; a write started
@@ -16,6 +18,13 @@ const BEGINS = /^\s*(BEGIN|START\s+TRANSACTION)\b/i;
 
 const WATCHER = Symbol('outboxkit.transactionEndWatch');
 const ended = new WeakMap<object, boolean>();
+
+/** A write that its connection refuses if it comes after the end (`sendWriteWatched`). */
+interface ExpectedWrite {
+  readonly text: string;
+  refused: boolean;
+}
+const expected = new WeakMap<object, ExpectedWrite[]>();
 
 /** The text of a statement as pg (`query(text | { text })`) or Kysely (`{ sql }`) takes it. */
 function statementText(statement: unknown): string | undefined {
@@ -41,6 +50,12 @@ export function watchTransactionEnd(connection: object, method: 'executeQuery' |
   const watched = function (this: unknown, statement: unknown, ...rest: unknown[]) {
     const text = statementText(statement);
     if (text !== undefined) {
+      const writes = expected.get(connection);
+      const write = writes?.find((w) => w.text === text);
+      if (write && ended.get(connection) === true) {
+        write.refused = true;
+        return Promise.reject(new NotInTransactionError(TRANSACTION_ENDING));
+      }
       if (ENDS.test(text)) ended.set(connection, true);
       else if (BEGINS.test(text)) ended.set(connection, false);
     }
@@ -53,4 +68,30 @@ export function watchTransactionEnd(connection: object, method: 'executeQuery' |
 /** Whether a statement that ends the transaction went through `connection` since it began. */
 export function transactionEndSent(connection: object): boolean {
   return ended.get(connection) === true;
+}
+
+/**
+ * Sends a write through `send` (an ORM's own path to pg `client`, which may wait before it
+ * reaches the client) and has `client` refuse it if a COMMIT or ROLLBACK goes out first.
+ * Resolves to `undefined` when it was refused so, else to what `send` gave.
+ */
+export async function sendWriteWatched<R>(
+  client: object,
+  text: string,
+  send: () => Promise<R>,
+): Promise<R | undefined> {
+  watchTransactionEnd(client, 'query');
+  if (transactionEndSent(client)) return undefined;
+  const write: ExpectedWrite = { text, refused: false };
+  const writes = expected.get(client) ?? [];
+  expected.set(client, writes);
+  writes.push(write);
+  try {
+    return await send();
+  } catch (error) {
+    if (write.refused) return undefined;
+    throw error;
+  } finally {
+    writes.splice(writes.indexOf(write), 1);
+  }
 }

@@ -1,14 +1,18 @@
 import { withHandleGate } from '../consumer/consumer-transactions.js';
+import { NotInTransactionError, TRANSACTION_ENDING } from '../errors/not-in-transaction-error.js';
 import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
+import { sendWriteWatched } from '../sql/transaction-end-watch.js';
 import { gateQueryRunner } from './gate-query-runner.js';
 
 /** The part of a TypeORM `QueryRunner` the writer uses. */
 export interface TypeOrmQueryRunnerLike {
   readonly isTransactionActive: boolean;
   readonly isReleased: boolean;
+  /** Its pg client, once connected (TypeORM's Postgres driver). */
+  readonly databaseConnection?: { query?: unknown } | undefined;
   query(
     text: string,
     params: unknown[],
@@ -32,7 +36,16 @@ function joinTypeormTransaction(
   requireTransactionHandle(handle, [], FIX);
   const runner = typeormRunnerOf(handle);
   return joinedTransaction(
-    async (text, params) => ({ rows: (await runner!.query(text, params, true)).records }),
+    async (text, params) => {
+      const query = async () => (await runner!.query(text, params, true)).records;
+      // TypeORM's runner says its transaction is open until the COMMIT is answered: its pg
+      // client refuses the write that would follow a COMMIT or ROLLBACK sent on it.
+      const client = runner!.databaseConnection;
+      if (typeof client?.query !== 'function') return { rows: await query() };
+      const rows = await sendWriteWatched(client, text, query);
+      if (rows === undefined) throw new NotInTransactionError(TRANSACTION_ENDING);
+      return { rows };
+    },
     () => typeormTransactionOpen(runner),
     FIX,
     // `dataSource.transaction` releases its runner once it commits or rolls back.
