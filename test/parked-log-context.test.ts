@@ -19,3 +19,17 @@ test('the parked line keeps `reason` for one reason, counts rows per reason, and
     otherReasons: { reasons: 3, rows: 3 },
   });
 });
+
+// 194 lines of "outbox rows parked, count 1, reason unroutable" named no exchange or routing key.
+test('the parked line names where the rows were to go, as it names why', () => {
+  assert.deepEqual(parkedLogContext(['unroutable'], ['orders order.placed']), {
+    count: 1,
+    reason: 'unroutable',
+    destination: 'orders order.placed',
+  });
+  assert.deepEqual(parkedLogContext(['unroutable', 'unroutable'], ['orders a', 'orders b']), {
+    count: 2,
+    reason: 'unroutable',
+    destinations: { 'orders a': 1, 'orders b': 1 },
+  });
+});

@@ -191,6 +191,7 @@ describe('OutboxRelay, rows written by SQL that the writer would refuse', () => 
         {
           count: 4,
           reasons: { 'unroutable: 312 NO_ROUTE': 3, 'too large: 2000 bytes, limit 1000': 1 },
+          destination: `${exchange} k`,
         },
       ],
     );

@@ -524,6 +524,7 @@ export class RelayLane {
     const acked: string[] = [];
     const parkIds: string[] = [];
     const parkReasons: string[] = [];
+    const parkDestinations: string[] = [];
     const parkCounted: number[] = [];
     const retryIds: string[] = [];
     const retryErrors: string[] = [];
@@ -550,6 +551,7 @@ export class RelayLane {
     const park = (row: OutboxRow, reason: string, counted = false) => {
       parkIds.push(row.id);
       parkReasons.push(reason);
+      parkDestinations.push(`${row.exchange} ${row.routing_key}`);
       parkCounted.push(counted ? 1 : 0);
     };
     // A failure that counts: tried again until `retry.maxAttempts`, then parked as `parkedAs` says.
@@ -615,7 +617,7 @@ export class RelayLane {
       ]);
     }
     if (parkIds.length > 0) {
-      options.logger.warn('outbox rows parked', parkedLogContext(parkReasons));
+      options.logger.warn('outbox rows parked', parkedLogContext(parkReasons, parkDestinations));
     }
     if (lostLink > 0) {
       options.logger.warn('broker connection lost; unconfirmed rows go back untouched', {
