@@ -186,6 +186,8 @@ describe('outboxkit dead-letters', () => {
     const replay = await cli('dead-letters', 'replay', 'q-1', '--queue', queue);
     assert.equal(replay.code, 0, replay.stderr);
     assert.match(replay.stdout, /Replayed 1 dead letter\./);
+    // Nothing consumes the queue (its consumer renamed or stopped): the copy waits there.
+    assert.match(replay.stderr, /has no consumer now: .* replay with --to exchange/);
     await broker.waitForDepth(queue, 1);
     const [copy] = await broker.drain(queue);
     assert.equal(copy!.properties.messageId, 'q-1');
@@ -193,6 +195,18 @@ describe('outboxkit dead-letters', () => {
     assert.equal(copy!.properties.headers?.[OUTBOXKIT_HEADERS.reason], undefined);
     assert.equal(copy!.properties.headers?.[OUTBOXKIT_HEADERS.originalExchange], 'orders');
     assert.equal(await broker.depth(dlq), 0);
+
+    // With its consumer running, no warning.
+    broker.channel.sendToQueue(dlq, Buffer.from('{"a":2}'), { messageId: 'q-2' });
+    await broker.waitForDepth(dlq, 1);
+    const consumer = await broker.channel.consume(queue, () => {}, { noAck: true });
+    try {
+      const served = await cli('dead-letters', 'replay', 'q-2', '--queue', queue);
+      assert.equal(served.code, 0, served.stderr);
+      assert.doesNotMatch(served.stderr, /no consumer/);
+    } finally {
+      await broker.channel.cancel(consumer.consumerTag);
+    }
   });
 
   it('waits --busy-timeout for a dead-letter queue another reader holds, then fails typed', async () => {

@@ -287,16 +287,18 @@ async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {
       return EXIT_OK;
     }
     case 'replay': {
+      let result: DeadLetterWorkResult = { done: 1, failed: [] };
       if (r.id !== undefined) {
         await dlq.replayOne(r.id, r.to === undefined ? {} : { to: r.to });
-        return report(r, 'replayed', 'dead letter', { done: 1, failed: [] });
+      } else {
+        const progress = progressLine('replayed');
+        result = await dlq.replay(r.all ? {} : r.filter, {
+          ...(r.to !== undefined && { to: r.to }),
+          onProgress: progress.update,
+        });
+        progress.end();
       }
-      const progress = progressLine('replayed');
-      const result = await dlq.replay(r.all ? {} : r.filter, {
-        ...(r.to !== undefined && { to: r.to }),
-        onProgress: progress.update,
-      });
-      progress.end();
+      if (result.done > 0 && r.to !== 'exchange') await warnIfUnconsumed(dlq);
       return report(r, 'replayed', 'dead letter', result);
     }
     case 'purge': {
@@ -310,6 +312,17 @@ async function runOnQueue(dlq: DeadLetterQueue, r: Request): Promise<number> {
       return report(r, 'purged', 'dead letter', result);
     }
   }
+}
+
+/**
+ * Replayed back to a queue nothing consumes (its consumer renamed, moved or stopped): the copies
+ * wait there, which a "Replayed N" alone would not tell.
+ */
+async function warnIfUnconsumed(dlq: DeadLetterQueue): Promise<void> {
+  if ((await dlq.queueConsumers().catch(() => undefined)) !== 0) return;
+  process.stderr.write(
+    `warning: queue ${JSON.stringify(dlq.queue)} has no consumer now: the replayed messages wait there until one starts. If its consumer was renamed or moved to another queue, replay with --to exchange (to their original exchange and routing key) instead.\n`,
+  );
 }
 
 function write(text: string): void {

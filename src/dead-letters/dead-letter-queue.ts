@@ -397,6 +397,14 @@ export class DeadLetterQueue {
     }
   }
 
+  /**
+   * How many consumers the consumer's queue (where a replay goes back to) has now; undefined
+   * when it does not exist (a partitioned consumer's). A replay there waits for one.
+   */
+  async queueConsumers(): Promise<number | undefined> {
+    return (await this.#checkQueue(this.queue))?.consumerCount;
+  }
+
   async #check() {
     const found = await this.#checkQueue(this.name);
     if (found === undefined) throw this.#notFound();
