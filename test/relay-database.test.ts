@@ -106,21 +106,31 @@ describe('the relay and its database', () => {
     assert.ok(Date.now() - started < 5000, 'woken by the poll, not by a notification');
   });
 
-  it('warns once per database outage, not once per lane and retry, and says when it is back', async () => {
-    const port = await TcpProxy.freePort();
-    const down = new URL(DATABASE_URL);
-    down.port = String(port);
-    const logger = recordingLogger();
+  /** A started relay on `databaseUrl`, whose claims are expected to fail, retried quickly. */
+  const failingRelay = async (
+    databaseUrl: string,
+    concurrency: number,
+    logger: ReturnType<typeof recordingLogger>,
+  ) => {
     const relay = new OutboxRelay({
-      databaseUrl: down.toString(),
+      databaseUrl,
       amqpUrl: AMQP_URL,
       schema: t.schema,
-      concurrency: 4,
+      concurrency,
       reconnectBackoff: { initialMs: 20, maxMs: 100 },
       logger,
     });
     relays.push(relay);
     await relay.start();
+    return relay;
+  };
+
+  it('warns once per database outage, not once per lane and retry, and says when it is back', async () => {
+    const port = await TcpProxy.freePort();
+    const down = new URL(DATABASE_URL);
+    down.port = String(port);
+    const logger = recordingLogger();
+    const relay = await failingRelay(down.toString(), 4, logger);
     await waitFor('the lanes failing again and again', () => relay.stats().errors >= 20);
     const warnings = logger.lines.filter(
       (l) => l.level === 'warn' && l.text.startsWith('relay batch failed'),
@@ -148,16 +158,7 @@ describe('the relay and its database', () => {
     const role = await readOnlyRole(t.pool, t.schema);
     try {
       const logger = recordingLogger();
-      const relay = new OutboxRelay({
-        databaseUrl: role.url,
-        amqpUrl: AMQP_URL,
-        schema: t.schema,
-        concurrency: 2,
-        reconnectBackoff: { initialMs: 20, maxMs: 100 },
-        logger,
-      });
-      relays.push(relay);
-      await relay.start();
+      const relay = await failingRelay(role.url, 2, logger);
       await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'while read-only' }]);
       await waitFor('the claims refused', () => relay.stats().errors >= 5, 10_000);
       assert.equal(relay.databaseProblem?.kind, 'read-only');

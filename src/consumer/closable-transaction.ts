@@ -6,6 +6,7 @@ import type {
   QueryResult,
   Transaction,
 } from 'kysely';
+import { transactionControl } from '../sql/transaction-control.js';
 import { ABORTED_CHECK } from './aborted-transaction.js';
 import { TransactionControlError } from './transaction-control-error.js';
 
@@ -169,10 +170,6 @@ export class StatementWatch {
 /** The statements outboxkit itself sends on the transaction once its handlers are done. */
 const OWN_STATEMENTS = new Set(['commit', 'rollback', ABORTED_CHECK]);
 
-/** Ends a transaction, or hands it to another: only the host ends a handler's transaction. */
-const TRANSACTION_CONTROL =
-  /^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT|PREPARE\s+TRANSACTION|ROLLBACK(?!\s+TO\b)(?!\s+PREPARED\b))\b/i;
-
 /**
  * Watches the statements of `trx`'s connection until the returned function is called, when the
  * transaction has ended: each statement's failure goes to `watch`, a statement that would end
@@ -200,8 +197,9 @@ export async function watchConnection(
   const refusal = (query: CompiledQuery): Error | undefined => {
     const error = closed();
     if (error) return OWN_STATEMENTS.has(query.sql) ? undefined : error;
-    const control = TRANSACTION_CONTROL.exec(query.sql);
-    return control ? new TransactionControlError(control[1]!.toUpperCase()) : undefined;
+    // Only the host ends a handler's transaction, or begins one on its connection.
+    const control = transactionControl(query.sql);
+    return control ? new TransactionControlError(control.keyword) : undefined;
   };
   connection.executeQuery = <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
     const error = refusal(query);

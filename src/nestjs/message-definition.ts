@@ -1,4 +1,3 @@
-import { defaultExchangeProblem } from '../amqp/default-exchange.js';
 import { refuseReservedExchange } from '../amqp/exchange-declaration.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { EXCHANGE_TYPES, type ExchangeType } from '../consumer/consumer-definition.js';
@@ -150,9 +149,6 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
       `must be a media type such as application/octet-stream, got ${describeValue(contentType)}`,
     );
   }
-  if (exchange === '') {
-    throw new ConfigurationError(`${where}.exchange`, defaultExchangeProblem(''));
-  }
   if (typeof exchange !== 'string' || Buffer.byteLength(exchange) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(
       `${where}.exchange`,
@@ -160,7 +156,7 @@ export function defineMessage<P>(definition: MessageDefinition<P>): MessageDefin
     );
   }
   // RabbitMQ refuses to declare amq.* names; its predefined ones exist, and the module does not
-  // declare them. `amq.default` is refused as the default exchange.
+  // declare them. The default exchange ('' or `amq.default`) is refused there, saying why.
   refuseReservedExchange(`${where}.exchange`, exchange);
   if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > SHORT_STRING_BYTES) {
     throw new ConfigurationError(

@@ -1,4 +1,3 @@
-import { defaultExchangeProblem } from '../amqp/default-exchange.js';
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 
@@ -10,7 +9,6 @@ import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
  * exchange.
  */
 export function exchangeNameProblem(name: string): string | undefined {
-  if (name === '') return `invalid exchange: \`exchange\` ${defaultExchangeProblem(name)}`;
   const bytes = Buffer.byteLength(name);
   if (bytes > SHORT_STRING_BYTES) {
     return `invalid exchange: \`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes), got ${bytes} bytes`;

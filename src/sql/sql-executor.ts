@@ -1,14 +1,10 @@
 import { CompiledQuery, type QueryExecutor } from 'kysely';
 import pg from 'pg';
-import {
-  NotInTransactionError,
-  TRANSACTION_ENDED,
-  TRANSACTION_ENDING,
-} from '../errors/not-in-transaction-error.js';
+import { NotInTransactionError, TRANSACTION_ENDED } from '../errors/not-in-transaction-error.js';
 import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import { kyselyQueryable } from './kysely-queryable.js';
 import type { KyselyTransactionLike } from './kysely-shape.js';
-import { transactionEndSent, watchTransactionEnd } from './transaction-end-watch.js';
+import { writeBeforeEnd } from './transaction-end-watch.js';
 
 /** The one thing outboxkit needs from a connection: run a statement with positional parameters. */
 export interface SqlExecutor {
@@ -75,14 +71,12 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
           if (!provider) return (await statements.query(text, [...params])) as { rows: R[] };
           // On the transaction's connection itself, to refuse a write that would follow the
           // COMMIT or ROLLBACK sent on it (see `watchTransactionEnd`).
-          return await provider.provideConnection!(async (connection) => {
-            watchTransactionEnd(connection, 'executeQuery');
-            if (transactionEndSent(connection)) {
-              throw new NotInTransactionError(TRANSACTION_ENDING);
-            }
-            const result = await connection.executeQuery(CompiledQuery.raw(text, [...params]));
-            return { rows: [...result.rows] as R[] };
-          });
+          return await provider.provideConnection!((connection) =>
+            writeBeforeEnd(connection, 'executeQuery', text, async () => {
+              const result = await connection.executeQuery(CompiledQuery.raw(text, [...params]));
+              return { rows: [...result.rows] as R[] };
+            }),
+          );
         } catch (error) {
           // Kysely refuses a statement on a transaction it has ended before sending anything.
           if (error instanceof Error && KYSELY_ENDED.test(error.message)) {
@@ -113,17 +107,15 @@ export function transactionExecutor(trx: TransactionLike): SqlExecutor {
       );
     }
   }
-  // A pg client's statements are watched as a Kysely connection's; an ORM's handle is not.
-  const pgClient = client instanceof pg.Client ? client : undefined;
-  if (pgClient) watchTransactionEnd(pgClient, 'query');
   return {
     async query<R>(text: string, params: readonly unknown[] = []) {
-      if (pgClient && transactionEndSent(pgClient)) {
-        throw new NotInTransactionError(TRANSACTION_ENDING);
-      }
-      const result = await client.query(text, [...params]);
-      // A TypeORM handle's query() gives the rows themselves.
-      return { rows: (Array.isArray(result) ? result : result.rows) as R[] };
+      const send = async () => {
+        const result = await client.query(text, [...params]);
+        // A TypeORM handle's query() gives the rows themselves.
+        return { rows: (Array.isArray(result) ? result : result.rows) as R[] };
+      };
+      // A pg client's statements are watched as a Kysely connection's; an ORM's handle is not.
+      return client instanceof pg.Client ? writeBeforeEnd(client, 'query', text, send) : send();
     },
   };
 }

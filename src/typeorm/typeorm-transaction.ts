@@ -1,10 +1,9 @@
 import { withHandleGate } from '../consumer/consumer-transactions.js';
-import { NotInTransactionError, TRANSACTION_ENDING } from '../errors/not-in-transaction-error.js';
 import { requireTransactionHandle } from '../orm/handle-shape.js';
 import { joinedTransaction } from '../orm/joined-transaction.js';
 import { typeormRunnerOf, typeormTransactionOpen } from '../orm/typeorm-runner.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
-import { sendWriteWatched } from '../sql/transaction-end-watch.js';
+import { writeBeforeEnd } from '../sql/transaction-end-watch.js';
 import { gateQueryRunner } from './gate-query-runner.js';
 
 /** The part of a TypeORM `QueryRunner` the writer uses. */
@@ -41,9 +40,9 @@ function joinTypeormTransaction(
       // TypeORM's runner says its transaction is open until the COMMIT is answered: its pg
       // client refuses the write that would follow a COMMIT or ROLLBACK sent on it.
       const client = runner!.databaseConnection;
-      if (typeof client?.query !== 'function') return { rows: await query() };
-      const rows = await sendWriteWatched(client, text, query);
-      if (rows === undefined) throw new NotInTransactionError(TRANSACTION_ENDING);
+      const rows = await (typeof client?.query === 'function'
+        ? writeBeforeEnd(client, 'query', text, query)
+        : query());
       return { rows };
     },
     () => typeormTransactionOpen(runner),

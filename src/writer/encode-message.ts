@@ -1,4 +1,3 @@
-import { defaultExchangeProblem } from '../amqp/default-exchange.js';
 import { reservedExchangeProblem } from '../amqp/predefined-exchanges.js';
 import { SHORT_STRING_BYTES } from '../amqp/short-string.js';
 import { InvalidMessageError } from '../errors/invalid-message-error.js';
@@ -93,14 +92,7 @@ export function encodeMessage(
     );
   }
   rejectUnknownFields(message, MESSAGE_FIELDS, index);
-  if (message.exchange === '') {
-    throw new InvalidMessageError(
-      'missing-exchange',
-      `\`exchange\` ${defaultExchangeProblem('')}`,
-      index,
-    );
-  }
-  if (!shortString(message.exchange, false)) {
+  if (!shortString(message.exchange, true)) {
     throw new InvalidMessageError(
       'missing-exchange',
       `\`exchange\` must name an exchange (1 to ${SHORT_STRING_BYTES} bytes, ${STORABLE_TEXT_RULE}), got ${JSON.stringify(message.exchange)}`,
@@ -109,7 +101,9 @@ export function encodeMessage(
   }
   const reserved = reservedExchangeProblem(message.exchange);
   if (reserved !== undefined) {
-    throw new InvalidMessageError('reserved-exchange', `\`exchange\` ${reserved}`, index);
+    // '' (the default exchange) names none: `missing-exchange`, as it always was.
+    const reason = message.exchange === '' ? 'missing-exchange' : 'reserved-exchange';
+    throw new InvalidMessageError(reason, `\`exchange\` ${reserved}`, index);
   }
   if (!shortString(message.routingKey, true)) {
     throw new InvalidMessageError(
