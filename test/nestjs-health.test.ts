@@ -248,7 +248,8 @@ describe('nestjs: the terminus health indicator', () => {
   // plain SELECT): the indicator said "up" while neither the relay nor the handlers could write.
   it('goes down, naming the read-only database, while the relay and the handlers cannot write', async () => {
     const role = await readOnlyRole(f.t.pool, f.t.schema);
-    const pool = new pg.Pool({ connectionString: role.url, max: 6 });
+    // Sessions keep the read-only they began with: replaced once a second old, as docs advise.
+    const pool = new pg.Pool({ connectionString: role.url, max: 6, maxLifetimeSeconds: 1 });
     pool.on('error', () => {});
     pool.on('connect', (client) => client.on('error', () => {}));
     const db = new Kysely({ dialect: new PostgresDialect({ pool }) });
@@ -294,7 +295,8 @@ describe('nestjs: the terminus health indicator', () => {
         ),
         JSON.stringify(problems),
       );
-      // Writable again: up, the relay and the handlers' pool past their read-only sessions.
+      // Writable again: up, the relay and the handlers' pool (by its maxLifetimeSeconds) past
+      // their read-only sessions.
       await role.reset();
       await waitFor(
         'up again',

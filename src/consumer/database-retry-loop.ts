@@ -18,7 +18,6 @@ import {
   isSerializationFailure,
   isStatementNameError,
 } from './database-errors.js';
-import { endReadOnlySessions, type ReadOnlySweep } from './read-only-sessions.js';
 
 /** Serialization failures and deadlocks retried in place before they count as a failed attempt. */
 const MAX_SERIALIZATION_RETRIES = 10;
@@ -55,10 +54,6 @@ export class DatabaseRetryLoop {
   readonly #abandoned = new Set<Promise<unknown>>();
   #waiting = 0;
   #lastError: unknown;
-  /** The sweep of read-only sessions under way, which concurrent transactions share. */
-  #sweep: Promise<ReadOnlySweep> | undefined;
-  /** No sweep before this (`monotonicMs()`): the last one found the database itself read-only. */
-  #sweepAfter = 0;
 
   constructor(options: DatabaseRetryOptions) {
     this.#options = options;
@@ -98,8 +93,6 @@ export class DatabaseRetryLoop {
     let conflicts = 0;
     let outages = 0;
     let unnamedAgain = false;
-    // The retry just before came at once after a sweep: the next waits its backoff.
-    let sweptAgain = false;
     let outageSince: number | undefined;
     try {
       for (;;) {
@@ -152,19 +145,6 @@ export class DatabaseRetryLoop {
           outages += 1;
           stats.databaseRetries += 1;
           this.#lastError = error;
-          if (!sweptAgain && unavailable && isReadOnlyRefusal(error)) {
-            const swept = await this.#endReadOnlySessions();
-            if (swept !== undefined && swept.ended > 0 && swept.writable) {
-              logger.warn(
-                "the claim met a read-only session (a standby, or default_transaction_read_only); ended the pool's read-only sessions and retrying now",
-                { consumer: consumer.name, error: errorMessage(error), ended: swept.ended },
-              );
-              sweptAgain = true;
-              if (stopping.aborted || !wanted()) return { kind: 'aborted' };
-              continue;
-            }
-          }
-          sweptAgain = false;
           const delay = Math.min(backoffDelay(reconnectBackoff, outages), left);
           // Not the database: the ORM or pool the handlers' transactions come from is not usable
           // (not initialized, or closed before the host stopped): an error, as a missing schema.
@@ -179,7 +159,7 @@ export class DatabaseRetryLoop {
                 : unusable
                   ? "the handlers' transaction could not begin; retrying it (not counted as an attempt)"
                   : isReadOnlyRefusal(error)
-                    ? 'the database is read-only (a standby, or default_transaction_read_only); retrying the transaction'
+                    ? 'the database is read-only (a standby, or default_transaction_read_only); retrying the transaction. A pooled session stays read-only until it is replaced: give the pool maxLifetimeSeconds'
                     : 'database unavailable; retrying the transaction',
             {
               consumer: consumer.name,
@@ -197,25 +177,6 @@ export class DatabaseRetryLoop {
     } finally {
       if (outageSince !== undefined) this.#waiting -= 1;
     }
-  }
-
-  /**
-   * Ends the read-only sessions of the pool (see `endReadOnlySessions`), once for the
-   * transactions that meet them together; `undefined` while a database found read-only
-   * throughout is left alone for a longest backoff, so a standby is not reconnected to over
-   * and over.
-   */
-  async #endReadOnlySessions(): Promise<ReadOnlySweep | undefined> {
-    if (this.#sweep === undefined) {
-      if (monotonicMs() < this.#sweepAfter) return undefined;
-      this.#sweep = endReadOnlySessions(this.#claim, this.#options.stopping).then((swept) => {
-        this.#sweep = undefined;
-        if (!swept.writable)
-          this.#sweepAfter = monotonicMs() + this.#options.reconnectBackoff.maxMs;
-        return swept;
-      });
-    }
-    return this.#sweep;
   }
 }
 
