@@ -144,6 +144,45 @@ describe('idempotent consumer: a handler that never settles', () => {
     assert.equal(rows[0]!.n, 0);
   });
 
+  // Once the ROLLBACK is answered, Kysely 0.29 refuses the transaction's statements itself
+  // ("Transaction is already rolled back"), and the writer said only that the handle's
+  // transaction had ended: the handler's own error, its time-out, comes first.
+  it("refuses a timed-out handler's late row with its time-out after the ROLLBACK is answered", async () => {
+    const name = f.name('lateafter');
+    const writer = new OutboxWriter({ schema: f.t.schema });
+    let late: unknown;
+    let retried!: () => void;
+    const retryHandled = new Promise<void>((resolve) => {
+      retried = resolve;
+    });
+    const def = f.definition(
+      'lateafter',
+      async (_payload, ctx: ConsumeContext) => {
+        if (ctx.attempt > 1) return;
+        if (!ctx.signal.aborted) await once(ctx.signal, 'abort');
+        // The retry ran in a transaction of its own: this attempt's was rolled back by then.
+        await retryHandled;
+        late = await writer
+          .add(ctx.trx, { exchange: 'x', routingKey: 'lateafter', payload: { from: 'attempt 1' } })
+          .then(
+            () => 'written',
+            (error: unknown) => error,
+          );
+      },
+      { routingKeys: ['lateafter'], timeoutMs: 300 },
+    );
+    const host = await f.host([def]);
+    await f.publish('lateafter', { n: 1 }, { messageId: 'lateafter-1' });
+    await waitFor('the retry handled', () => host.stats(name).handled === 1, 20_000);
+    retried();
+    await waitFor('the late row tried', () => late !== undefined);
+    assert.ok(late instanceof HandlerTimeoutError, `refused by the time-out, got ${String(late)}`);
+    const { rows } = await f.t.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM "${f.t.schema}".outbox WHERE routing_key = 'lateafter'`,
+    );
+    assert.equal(rows[0]!.n, 0);
+  });
+
   it('aborts the signal at the time-out, also for a handler that reads it only afterwards', async () => {
     const name = f.name('signal');
     let timedOut!: () => void;
