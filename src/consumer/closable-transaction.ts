@@ -174,15 +174,18 @@ export class StatementWatch {
   }
 }
 
+/** Kysely's own COMMIT and ROLLBACK, which end the transaction. */
+const ENDS = new Set(['commit', 'rollback']);
 /** The statements outboxkit itself sends on the transaction once its handlers are done. */
-const OWN_STATEMENTS = new Set(['commit', 'rollback', ABORTED_CHECK]);
+const OWN_STATEMENTS = new Set([...ENDS, ABORTED_CHECK]);
 
 /**
- * Watches the statements of `trx`'s connection until the returned function is called, when the
- * transaction has ended: each statement's failure goes to `watch`, a statement that would end
- * the transaction is refused while the handlers run, and once `closed()` gives an error, only
- * outboxkit's own COMMIT, ROLLBACK and look at the transaction pass (a compiled query of a view
- * derived from the handler's goes round the view's gate).
+ * Watches the statements of `trx`'s connection until the transaction's COMMIT or ROLLBACK is
+ * sent (or the returned function is called, where neither was): each statement's failure goes
+ * to `watch`, a statement that would end the transaction is refused while the handlers run, and
+ * once `closed()` gives an error, only outboxkit's own COMMIT, ROLLBACK and look at the
+ * transaction pass (a compiled query of a view derived from the handler's goes round the view's
+ * gate).
  */
 export async function watchConnection(
   trx: { getExecutor(): Pick<QueryExecutor, 'provideConnection'> },
@@ -208,22 +211,36 @@ export async function watchConnection(
     const control = transactionControl(query.sql);
     return control ? new TransactionControlError(control.keyword) : undefined;
   };
-  connection.executeQuery = <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
-    const error = refusal(query);
-    if (error) return Promise.reject(error);
-    return watch.run(executeQuery.call(connection, query) as Promise<QueryResult<R>>);
-  };
-  // Its chunk size is optional in Kysely 0.28 and required in 0.29: passed on as it came.
-  connection.streamQuery = ((...args: Parameters<typeof streamQuery>) => {
-    const error = refusal(args[0]);
-    if (error) throw error;
-    return watch.stream(streamQuery.apply(connection, args));
-  }) as typeof streamQuery;
-  // The connection goes back to the pool as it came.
-  return () => {
+  let watching = true;
+  const unwatch = () => {
+    if (!watching) return;
+    watching = false;
+    // Put back only where this watch is still on top. Where something wrapped it since (the
+    // writer's late-write watch stays on a connection it wrote on), it stays below, passing
+    // every statement through.
+    if (connection.executeQuery !== watchedExecuteQuery) return;
     for (const [name, descriptor] of Object.entries(own)) {
       if (descriptor) Object.defineProperty(connection, name, descriptor);
       else delete (connection as unknown as Record<string, unknown>)[name];
     }
   };
+  const watchedExecuteQuery = <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
+    if (!watching) return executeQuery.call(connection, query) as Promise<QueryResult<R>>;
+    const error = refusal(query);
+    if (error) return Promise.reject(error);
+    // The transaction's end: the connection goes back to its pool as it came. Kysely gives it
+    // back as soon as this is answered, and a caller waiting for a connection may run its first
+    // statement before the host's own code would have taken the watch off.
+    if (ENDS.has(query.sql)) unwatch();
+    return watch.run(executeQuery.call(connection, query) as Promise<QueryResult<R>>);
+  };
+  connection.executeQuery = watchedExecuteQuery;
+  // Its chunk size is optional in Kysely 0.28 and required in 0.29: passed on as it came.
+  connection.streamQuery = ((...args: Parameters<typeof streamQuery>) => {
+    if (!watching) return streamQuery.apply(connection, args);
+    const error = refusal(args[0]);
+    if (error) throw error;
+    return watch.stream(streamQuery.apply(connection, args));
+  }) as typeof streamQuery;
+  return unwatch;
 }
