@@ -153,6 +153,49 @@ describe('idempotent consumer: handler failures versus database outages', () => 
     assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 3);
   });
 
+  // A DBA's idle_in_transaction_session_timeout shorter than the handler's limit ended the
+  // session of a handler that waited between its statements (FATAL 25P03): retried for ever as
+  // "database unavailable", never counted, its effects outside the database repeated each time.
+  it("a session idle limit shorter than the handler's is raised to it for the handler's transaction", async () => {
+    const name = f.name('idle-limit');
+    let runs = 0;
+    const def = f.definition(
+      'idle-limit',
+      async (payload: unknown, ctx: ConsumeContext) => {
+        runs += 1;
+        await sql`SELECT 1`.execute(ctx.trx);
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        await f.recordEffect(payload, ctx);
+      },
+      { routingKeys: ['idle-limit'], timeoutMs: 5000 },
+    );
+    const pool = new pg.Pool({
+      connectionString: DATABASE_URL,
+      max: 4,
+      options: '-c idle_in_transaction_session_timeout=300',
+    });
+    pool.on('error', () => {});
+    const strict = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const host = await f.host([def], { db: strict });
+      await f.publish('idle-limit', { n: 1 }, { messageId: 'idle-limit-1' });
+      await waitFor('handled', () => host.stats(name).handled === 1, 10_000);
+      const stats = host.stats(name);
+      assert.equal(stats.databaseRetries, 0, 'no session ended under the handler');
+      assert.equal(stats.failures, 0);
+      assert.equal(runs, 1);
+      // Only for that transaction: the session's own limit is back afterwards.
+      const { rows } = await pool.query<{ limit: string }>(
+        `SELECT current_setting('idle_in_transaction_session_timeout') AS limit`,
+      );
+      assert.equal(rows[0]!.limit, '300ms');
+    } finally {
+      await f.stopHosts();
+      await strict.destroy();
+    }
+    assert.equal((await f.effects()).filter((e) => e.consumer === name).length, 1);
+  });
+
   for (const ordered of [false, true]) {
     it(`an outage longer than databaseRetryLimitMs hands the delivery back to the queue${ordered ? ' (ordered: in order)' : ''}`, async () => {
       const suffix = ordered ? 'limit-ordered' : 'limit';

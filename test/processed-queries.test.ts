@@ -10,6 +10,7 @@ const LOCK_NOT_AVAILABLE = '55P03';
 interface Limits {
   readonly lock: string;
   readonly statement: string;
+  readonly idle: string;
 }
 
 describe('processed queries: the claim and its time limits', () => {
@@ -25,7 +26,8 @@ describe('processed queries: the claim and its time limits', () => {
 
   const limits = async (client: pg.PoolClient): Promise<Limits> => {
     const { rows } = await client.query<Limits>(
-      `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement`,
+      `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement,
+         current_setting('idle_in_transaction_session_timeout') AS idle`,
     );
     return rows[0]!;
   };
@@ -40,6 +42,7 @@ describe('processed queries: the claim and its time limits', () => {
       if (session) {
         await client.query(`SET lock_timeout = '${session.lock}'`);
         await client.query(`SET statement_timeout = '${session.statement}'`);
+        await client.query(`SET idle_in_transaction_session_timeout = '${session.idle}'`);
       }
       const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!
         .pid;
@@ -52,7 +55,9 @@ describe('processed queries: the claim and its time limits', () => {
     } finally {
       // After a failed claim: end its transaction, then give the session back as it was.
       await client.query('ROLLBACK');
-      await client.query('RESET lock_timeout; RESET statement_timeout');
+      await client.query(
+        'RESET lock_timeout; RESET statement_timeout; RESET idle_in_transaction_session_timeout',
+      );
       client.release();
     }
   }
@@ -69,24 +74,26 @@ describe('processed queries: the claim and its time limits', () => {
   ] as const) {
     it(`${name}: sets both limits for the transaction when the session has none`, async () => {
       const { inside, afterwards } = await claimOn(undefined, claim(`${name}-none`, 300));
-      assert.deepEqual(inside, { lock: '300ms', statement: '300ms' });
-      assert.deepEqual(afterwards, { lock: '0', statement: '0' });
+      // No idle limit stays none: the host's own time-out bounds the transaction.
+      assert.deepEqual(inside, { lock: '300ms', statement: '300ms', idle: '0' });
+      assert.deepEqual(afterwards, { lock: '0', statement: '0', idle: '0' });
     });
 
     it(`${name}: shortens longer session limits, for the transaction only`, async () => {
-      const session = { lock: '10s', statement: '1min' };
+      const session = { lock: '10s', statement: '1min', idle: '1min' };
       const { inside, afterwards } = await claimOn(session, claim(`${name}-longer`, 300));
-      assert.deepEqual(inside, { lock: '300ms', statement: '300ms' });
+      assert.deepEqual(inside, { lock: '300ms', statement: '300ms', idle: '1min' });
       assert.deepEqual(afterwards, session);
     });
 
-    it(`${name}: never lengthens a shorter session limit`, async () => {
-      const session = { lock: '100ms', statement: '250ms' };
-      const { inside } = await claimOn(session, claim(`${name}-shorter`, 300));
-      assert.deepEqual(inside, session);
-      const mixed = { lock: '5s', statement: '200ms' };
+    it(`${name}: never lengthens a shorter session limit, but the idle limit to the handler's`, async () => {
+      const session = { lock: '100ms', statement: '250ms', idle: '250ms' };
+      const { inside, afterwards } = await claimOn(session, claim(`${name}-shorter`, 300));
+      assert.deepEqual(inside, { ...session, idle: '300ms' });
+      assert.deepEqual(afterwards, session);
+      const mixed = { lock: '5s', statement: '200ms', idle: '2s' };
       const both = await claimOn(mixed, claim(`${name}-mixed`, 300));
-      assert.deepEqual(both.inside, { lock: '300ms', statement: '200ms' });
+      assert.deepEqual(both.inside, { lock: '300ms', statement: '200ms', idle: '2s' });
     });
   }
 

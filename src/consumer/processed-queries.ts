@@ -48,11 +48,30 @@ function leastLimit(setting: 'lock_timeout' | 'statement_timeout'): string {
 }
 
 /**
- * The limits as a CTE, for a claim that inserts the rows of a query: see `leastLimit`. A
- * volatile CTE is neither inlined nor skipped, and the insert reads its row first.
+ * Raises the session's `idle_in_transaction_session_timeout` to the handler's time limit ($4 ms)
+ * for this transaction, where a shorter one is set (a DBA's role or database setting). A handler
+ * may wait between its statements for as long as its limit allows, and the host rolls back at
+ * the limit; a shorter idle limit ended the session under it (FATAL 25P03), which looked like a
+ * lost database: retried for ever, never counted as an attempt.
+ */
+function idleLimitAtLeastHandlers(): string {
+  const setting = 'idle_in_transaction_session_timeout';
+  return `set_config('${setting}', CASE WHEN current_setting('${setting}') = '0'
+        OR current_setting('${setting}')::interval >= $4::int * interval '1 ms'
+      THEN current_setting('${setting}') ELSE $4::int::text END, true)`;
+}
+
+/** The transaction's limits, set in the claim's own statement: see `leastLimit`. */
+function limitSettings(): string[] {
+  return [leastLimit('lock_timeout'), leastLimit('statement_timeout'), idleLimitAtLeastHandlers()];
+}
+
+/**
+ * The limits as a CTE, for a claim that inserts the rows of a query. A volatile CTE is neither
+ * inlined nor skipped, and the insert reads its row first.
  */
 function limitsCte(): string {
-  return `limits AS (SELECT ${leastLimit('lock_timeout')}, ${leastLimit('statement_timeout')})`;
+  return `limits AS (SELECT ${limitSettings().join(', ')})`;
 }
 
 /**
@@ -63,8 +82,9 @@ function limitsCte(): string {
  * cost Postgres about 40 us more per message).
  */
 function messageIdSettingLimits(): string {
-  return `CASE WHEN ${leastLimit('lock_timeout')} IS NULL
-        OR ${leastLimit('statement_timeout')} IS NULL THEN NULL ELSE $3 END`;
+  return `CASE WHEN ${limitSettings()
+    .map((limit) => `${limit} IS NULL`)
+    .join(' OR ')} THEN NULL ELSE $3 END`;
 }
 
 export function processedQueries(schema?: string): ProcessedQueries {
