@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { CLI_MAIN, NodeChild } from './support/child-process.js';
 import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { PoolerFront } from './support/pooler-front.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
@@ -76,6 +77,29 @@ describe('outboxkit relay --http-port', () => {
     assert.equal((await fetch(`${base}/nope`)).status, 404);
 
     assert.equal((await relay.stop()).code, 0);
+  });
+
+  // The gauges' connection sent statement_timeout as a startup parameter, which PgBouncer refuses:
+  // behind one, every scrape went without them while /health said ok.
+  it('has the outbox gauges in /metrics behind a pooler that refuses startup parameters', async () => {
+    const front = await PoolerFront.open({
+      host: new URL(DATABASE_URL).hostname,
+      port: Number(new URL(DATABASE_URL).port || 5432),
+    });
+    try {
+      const relay = relayProcess(['--schema', t.schema], {
+        ...ENV,
+        DATABASE_URL: front.url(DATABASE_URL),
+      });
+      const base = await baseUrlOf(relay);
+      await waitFor('health 200', async () => (await fetch(`${base}/health`)).status === 200);
+      const text = await (await fetch(`${base}/metrics`)).text();
+      assert.match(text, /^outboxkit_outbox_oldest_pending_age_seconds /m);
+      assert.deepEqual(front.refused, []);
+      assert.equal((await relay.stop()).code, 0);
+    } finally {
+      await front.close();
+    }
   });
 
   it('answers /metrics within seconds while the database stalls, without the outbox gauges', async () => {

@@ -1,3 +1,4 @@
+import { clearInterval, setInterval } from 'node:timers';
 import type pg from 'pg';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { OUTBOX_GAUGES_TIMEOUT_MS } from '../metrics/outbox-gauge-reader.js';
@@ -6,6 +7,7 @@ import { DEFAULT_RELAY_BACKOFF, type RelayOptions } from '../relay/relay-options
 import type { RelayStats } from '../relay/relay-stats.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
+import type { PgQueryable } from '../sql/sql-executor.js';
 import type { BackoffPolicy } from '../util/backoff.js';
 import { consoleLogger, errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import {
@@ -180,8 +182,6 @@ export const relayCommand: CliCommand = {
           connectionString: relay.options.databaseUrl,
           max: 1,
           application_name: 'outboxkit-relay-metrics',
-          // A gauge read stuck behind a lock ends on the server, freeing the one connection.
-          statement_timeout: OUTBOX_GAUGES_TIMEOUT_MS,
           connectionTimeoutMillis: OUTBOX_GAUGES_TIMEOUT_MS,
           ...databaseTlsConfig(relay.options.databaseUrl, relay.options.databaseTls),
         },
@@ -192,7 +192,7 @@ export const relayCommand: CliCommand = {
           relay,
           port: httpPort,
           host: values['http-host'] ?? '127.0.0.1',
-          pool: metricsPool,
+          pool: limitedStatements(metricsPool, OUTBOX_GAUGES_TIMEOUT_MS),
           schema: relay.options.schema,
           logger,
         });
@@ -323,4 +323,32 @@ function logStatsEvery(
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * Each statement in a transaction of its own, limited on the server: a gauge read stuck behind a
+ * lock ends there, freeing the one connection. Not a `statement_timeout` startup parameter,
+ * which PgBouncer refuses (and the gauges were then never read behind it).
+ */
+function limitedStatements(pool: pg.Pool, timeoutMs: number): PgQueryable {
+  return {
+    async query(text, params) {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query(`BEGIN; SET LOCAL statement_timeout = ${Math.trunc(timeoutMs)}`);
+        const result = await client.query(text, params);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
+      } finally {
+        // A session whose ROLLBACK failed is not given to the next scrape.
+        client.release(broken);
+      }
+    },
+  };
 }
