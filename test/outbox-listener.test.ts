@@ -27,12 +27,12 @@ describe('OutboxListener', () => {
     let wakes = 0;
     const listener = new OutboxListener(
       pool,
-      `LISTEN ${channel}`,
+      { listenSql: `LISTEN ${channel}`, name: channel },
       () => {
         wakes += 1;
       },
       silentLogger,
-      { initialMs: 1, maxMs: 5 },
+      { backoff: { initialMs: 1, maxMs: 5 }, pollIntervalMs: 1000 },
     );
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => {
@@ -69,12 +69,13 @@ describe('OutboxListener', () => {
           );
           return rows.length > 0;
         });
-        // Only this test's LISTEN session, found by its unique application name.
+        // Only this test's LISTEN session, found by its unique application name (the pool's
+        // other session sent the listener's check).
         const { rows } = await admin.query<{ n: number }>(
           `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))::int AS n
            FROM pg_stat_activity
-           WHERE application_name = $1`,
-          [applicationName],
+           WHERE application_name = $1 AND query = $2`,
+          [applicationName, `LISTEN ${channel}`],
         );
         assert.equal(rows[0]!.n, 1, `LISTEN session ${i} not found`);
       }
@@ -96,4 +97,58 @@ describe('OutboxListener', () => {
     );
     assert.ok(most <= 2, `${most} abort listeners on one signal at once`);
   });
+
+  // Behind PgBouncer in transaction mode the LISTEN lands on a server session that other clients
+  // then use: it succeeds, and nothing is ever heard. The relay said nothing and only polled.
+  for (const swallowed of [false, true]) {
+    it(
+      swallowed
+        ? 'warns once when its LISTEN hears nothing, as behind a pooler in transaction mode'
+        : 'hears its own notification on a direct connection, and says nothing',
+      async () => {
+        const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+        pool.on('error', () => {});
+        if (swallowed) {
+          // What the pooler does to it: the statement succeeds, on a session this client leaves.
+          pool.on('connect', (client) => {
+            const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+            (client as unknown as { query: unknown }).query = (...args: unknown[]) =>
+              typeof args[0] === 'string' && args[0].startsWith('LISTEN ')
+                ? query('SELECT 1', ...args.slice(1))
+                : query(...args);
+          });
+        }
+        const channel = uniqueName('okt_check');
+        const warnings: Array<{ message: string; context?: Record<string, unknown> }> = [];
+        const logger = {
+          ...silentLogger,
+          warn: (message: string, context?: Record<string, unknown>) => {
+            warnings.push({ message, ...(context && { context }) });
+          },
+        };
+        const listener = new OutboxListener(
+          pool,
+          { listenSql: `LISTEN ${channel}`, name: channel },
+          () => {},
+          logger,
+          { backoff: { initialMs: 5, maxMs: 20 }, pollIntervalMs: 1000, checkMs: 300 },
+        );
+        listener.start();
+        try {
+          await waitFor('the check done', () => listener.hearsNotifications !== undefined, 10_000);
+          assert.equal(listener.hearsNotifications, !swallowed);
+          if (swallowed) {
+            assert.equal(warnings.length, 1);
+            assert.match(warnings[0]!.message, /LISTEN does not hear notifications/);
+            assert.match(String(warnings[0]!.context?.fix), /PgBouncer/);
+          } else {
+            assert.deepEqual(warnings, []);
+          }
+        } finally {
+          await listener.stop();
+          await pool.end();
+        }
+      },
+    );
+  }
 });

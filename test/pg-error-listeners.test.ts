@@ -75,10 +75,13 @@ describe('pg clients that die while nobody listens', () => {
     // The application's pool listens for idle clients' errors, as pg asks; not for the rest.
     const pool = new pg.Pool({ connectionString: fatal.url(), connectionTimeoutMillis: 5000 });
     pool.on('error', () => {});
-    const listener = new OutboxListener(pool, 'LISTEN nothing', () => {}, silentLogger, {
-      initialMs: 5,
-      maxMs: 20,
-    });
+    const listener = new OutboxListener(
+      pool,
+      { listenSql: 'LISTEN nothing', name: 'nothing' },
+      () => {},
+      silentLogger,
+      { backoff: { initialMs: 5, maxMs: 20 }, pollIntervalMs: 1000 },
+    );
     const start = fatal.connections;
     listener.start();
     try {

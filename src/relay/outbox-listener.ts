@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 import type { Pool, PoolClient } from 'pg';
 import { checkoutClient, destroySocket } from '../sql/checkout-client.js';
 import { abortableDelay } from '../util/abortable-delay.js';
@@ -12,13 +13,22 @@ import { errorMessage, type OutboxLogger } from '../util/logger.js';
  */
 const KEEP_IDLE_SESSION = `SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`;
 
+/** How long a notification of the relay's own may take to reach its LISTEN before it warns. */
+const LISTEN_CHECK_MS = 5_000;
+
 /**
  * Holds a LISTEN on the outbox channel and calls `onNotify` for each notification, and once
- * after every (re)connect, since notifications sent while it was away are lost for good.
+ * after every (re)connect, since notifications sent while it was away are lost for good. After
+ * each LISTEN it notifies itself through another session of the pool, and warns (once) when
+ * that notification does not come: behind a pooler in transaction mode (PgBouncer) the LISTEN
+ * lands on a server session that other clients then use, and the relay, hearing nothing, wakes
+ * only by polling.
  */
 export class OutboxListener {
   readonly #pool: Pool;
   readonly #listenSql: string;
+  readonly #channelName: string;
+  readonly #pollIntervalMs: number;
   readonly #onNotify: () => void;
   readonly #logger: OutboxLogger;
   readonly #backoff: BackoffPolicy;
@@ -30,22 +40,40 @@ export class OutboxListener {
    */
   readonly #abandon = new AbortController();
   #waiting = false;
+  readonly #checkMs: number;
+  #hears: boolean | undefined;
   #loop: Promise<void> | undefined;
   /** LISTEN connections made so far. */
   connects = 0;
 
   constructor(
     pool: Pool,
-    listenSql: string,
+    channel: { readonly listenSql: string; readonly name: string },
     onNotify: () => void,
     logger: OutboxLogger,
-    backoff: BackoffPolicy,
+    options: {
+      readonly backoff: BackoffPolicy;
+      readonly pollIntervalMs: number;
+      /** How long its own notification may take; 5 s by default. */
+      readonly checkMs?: number;
+    },
   ) {
     this.#pool = pool;
-    this.#listenSql = listenSql;
+    this.#listenSql = channel.listenSql;
+    this.#channelName = channel.name;
+    this.#pollIntervalMs = options.pollIntervalMs;
+    this.#checkMs = options.checkMs ?? LISTEN_CHECK_MS;
     this.#onNotify = onNotify;
     this.#logger = logger;
-    this.#backoff = backoff;
+    this.#backoff = options.backoff;
+  }
+
+  /**
+   * Whether a notification the listener sent itself reached its LISTEN (checked once, after the
+   * first LISTEN that held long enough); undefined until then.
+   */
+  get hearsNotifications(): boolean | undefined {
+    return this.#hears;
   }
 
   start(): void {
@@ -83,6 +111,7 @@ export class OutboxListener {
         this.connects += 1;
         client.on('notification', this.#onNotify);
         this.#onNotify();
+        if (this.#hears === undefined) void this.#checkHeard(client, Promise.race([lost, stopped]));
         this.#waiting = true;
         const error = await Promise.race([lost, stopped]).finally(() => {
           this.#waiting = false;
@@ -105,6 +134,42 @@ export class OutboxListener {
         this.#logger.warn('LISTEN connection lost; reconnecting', { error: errorMessage(error) });
         await abortableDelay(backoffDelay(this.#backoff, failures), this.#stopping.signal);
       }
+    }
+  }
+
+  /** Notifies the channel from another session and warns when `client` does not hear it. */
+  async #checkHeard(client: PoolClient, ended: Promise<unknown>): Promise<void> {
+    let heard!: () => void;
+    const notified = new Promise<'heard'>((resolve) => {
+      heard = () => resolve('heard');
+    });
+    client.once('notification', heard);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await this.#pool.query('SELECT pg_notify($1, $2)', [this.#channelName, 'listen-check']);
+      const outcome = await Promise.race([
+        notified,
+        ended.then(() => 'ended' as const),
+        new Promise<'unheard'>((resolve) => {
+          timer = setTimeout(() => resolve('unheard'), this.#checkMs);
+        }),
+      ]);
+      if (outcome === 'ended' || this.#stopping.signal.aborted || this.#hears !== undefined) return;
+      this.#hears = outcome === 'heard';
+      if (this.#hears) return;
+      this.#logger.warn(
+        "the relay's LISTEN does not hear notifications: it wakes only by polling, every pollIntervalMs",
+        {
+          pollIntervalMs: this.#pollIntervalMs,
+          waitedMs: this.#checkMs,
+          fix: 'a pooler in transaction mode (PgBouncer) passes no notifications: give the relay a direct or session-mode database URL, or listen: false and a short pollIntervalMs',
+        },
+      );
+    } catch {
+      // The connection's own loop reports a database that fails; the check only looks.
+    } finally {
+      clearTimeout(timer);
+      client.removeListener('notification', heard);
     }
   }
 

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { clearTimeout, setTimeout } from 'node:timers';
 import type pg from 'pg';
 import { AmqpConnection } from '../amqp/amqp-connection.js';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
@@ -8,6 +9,7 @@ import { ConfigurationError } from '../errors/configuration-error.js';
 import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
+import { outboxTables } from '../sql/outbox-tables.js';
 import { RELAY_PRIVILEGES } from '../start/check-privileges.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
@@ -138,10 +140,10 @@ export class OutboxRelay {
     this.#listener = o.listen
       ? new OutboxListener(
           this.#pool,
-          queries.listen,
+          { listenSql: queries.listen, name: outboxTables(o.schema).notifyChannelName },
           () => this.#wake.wake(),
           o.logger,
-          o.reconnectBackoff,
+          { backoff: o.reconnectBackoff, pollIntervalMs: o.pollIntervalMs },
         )
       : undefined;
   }
