@@ -1,7 +1,9 @@
 // Uses outboxkit/testing the way an application's own test would: write in a transaction,
 // flush the outbox, wait for the handlers, assert on the effects and on what was published.
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as realDelay } from 'node:timers/promises';
 import type { ConsumerHost } from '../src/consumer/consumer-host.js';
 import { topologyOf } from '../src/consumer/consumer-topology.js';
 import { partitionSet } from '../src/consumer/partition-set.js';
@@ -18,6 +20,7 @@ import { waitForIdle } from '../src/testing/wait-for-idle.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { ConsumerFixture } from './support/consumer-fixture.js';
 import { AMQP_URL } from './support/env.js';
+import { freezeGlobalTimers } from './support/frozen-timers.js';
 import { testRelay } from './support/relay-fixture.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -411,6 +414,59 @@ describe('outboxkit/testing', () => {
     const set = partitionSet(f.name('cleanup-split'), 2);
     assert.equal(await f.broker.exchangeExists(set.exchange), false);
     assert.deepEqual(await deleteConsumerQueues(AMQP_URL, [plain]), [], 'nothing left to delete');
+  });
+
+  // Jest's and Vitest's fake timers replace the global timers, `performance.now` and `Date.now`.
+  // The AMQP socket's cork, uncorked on the global setImmediate, stayed corked: nothing was
+  // published until the publish timed out; the writer's NOTIFY throttle and the helpers' deadlines
+  // read the frozen clock, so later writes woke no relay and the helpers never timed out.
+  it("goes on under a test runner's fake timers: publishing, handling, the helpers' time limits", async () => {
+    // Started before the timers are faked, as an application in a `beforeAll`.
+    const running = testRelay(f.t);
+    await running.start();
+    const restore = freezeGlobalTimers();
+    try {
+      const within = <T>(what: string, promise: Promise<T>) =>
+        Promise.race([
+          promise,
+          realDelay(15_000).then(() => {
+            throw new Error(`${what}: still waiting after 15 s`);
+          }),
+        ]);
+      const before = await f.effectCount();
+      for (const n of [1, 2, 3]) {
+        await f.t.db.transaction().execute((trx) =>
+          outbox.add(trx, {
+            exchange: f.name('events'),
+            routingKey: 'order.placed',
+            payload: { orderId: `fake-${n}` },
+          }),
+        );
+      }
+      // No relay given: only the writer's NOTIFY or the relay's own poll wakes it.
+      await within('flushOutbox', flushOutbox(f.t.pool, { schema: f.t.schema, timeoutMs: 10_000 }));
+      await within('waitForIdle', waitForIdle(host, { amqpUrl: AMQP_URL, timeoutMs: 10_000 }));
+      assert.equal((await f.effectCount()) - before, 3);
+      // A row not due for a minute: the helper's own time limit ends the wait.
+      await f.t.db.transaction().execute((trx) =>
+        outbox.add(trx, {
+          exchange: f.name('events'),
+          routingKey: 'order.placed',
+          payload: { orderId: 'fake-later' },
+          delayMs: 60_000,
+        }),
+      );
+      const started = performance.now();
+      await within(
+        'the time-out',
+        assert.rejects(flushOutbox(f.t.pool, { schema: f.t.schema, timeoutMs: 300 })),
+      );
+      assert.ok(performance.now() - started < 5_000);
+    } finally {
+      restore();
+      await running.stop();
+      await f.t.pool.query(`DELETE FROM "${f.t.schema}".outbox`);
+    }
   });
 
   it('flushOutbox refuses an undefined relay without a schema (a Nest module not initialised)', async () => {

@@ -1,3 +1,4 @@
+import { setImmediate } from 'node:timers';
 /** What corking needs of amqplib's socket. */
 export interface CorkableSocket {
   cork(): void;

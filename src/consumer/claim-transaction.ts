@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { clearTimeout, setTimeout } from 'node:timers';
 import type { ControlledTransaction, Kysely, Transaction } from 'kysely';
 import type { LatencyHistogram } from '../metrics/latency-histogram.js';
 import type { RunStatement } from '../orm/joined-transaction.js';

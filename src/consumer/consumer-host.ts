@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { clearTimeout, setTimeout } from 'node:timers';
 import type { ChannelModel } from 'amqplib';
 import type { Kysely, Transaction } from 'kysely';
 import { AmqpConnection } from '../amqp/amqp-connection.js';

@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers';
 import { CompiledQuery } from 'kysely';
 import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';

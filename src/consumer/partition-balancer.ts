@@ -1,3 +1,4 @@
+import { clearInterval, setInterval } from 'node:timers';
 import type { Channel, ChannelModel } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
 import { errorMessage, type OutboxLogger } from '../util/logger.js';

@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers';
 import type { ChannelModel } from 'amqplib';
 import { amqpTlsFor } from '../amqp/amqp-tls.js';
 import { amqpUrlList } from '../amqp/amqp-urls.js';

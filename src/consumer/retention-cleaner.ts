@@ -1,14 +1,17 @@
+import { setImmediate } from 'node:timers';
 import { CompiledQuery } from 'kysely';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { optionNames } from '../options/option-names.js';
 import { optionsObject } from '../options/options-object.js';
 import { stringList } from '../options/string-list.js';
 import type { KyselyQueryRunner } from '../sql/kysely-shape.js';
+import { outboxTables } from '../sql/outbox-tables.js';
 import { abortableDelay } from '../util/abortable-delay.js';
 import { durationMs } from '../util/duration-option.js';
 import { errorMessage, type OutboxLogger, silentLogger } from '../util/logger.js';
 import { positiveInteger } from '../util/positive-integer.js';
 import { resolveLogger } from '../util/resolve-logger.js';
+import { isPrivilegeRefusal } from './database-errors.js';
 import { processedQueries } from './processed-queries.js';
 
 /** How long processed keys are kept, and how they are cleaned up. */
@@ -64,6 +67,7 @@ export class RetentionCleaner {
   readonly #options: RetentionCleanerOptions;
   readonly #logger: OutboxLogger;
   readonly #deleteOld: string;
+  readonly #processedTable: string;
   readonly #stopping = new AbortController();
   #loop: Promise<void> | undefined;
   /** Keys deleted so far. */
@@ -99,6 +103,7 @@ export class RetentionCleaner {
     this.intervalMs = durationMs('retention.intervalMs', options.intervalMs, 600_000);
     this.batchSize = positiveInteger('retention.batchSize', options.batchSize, 1000);
     this.#deleteOld = processedQueries(options.schema).deleteOld;
+    this.#processedTable = outboxTables(options.schema).processed;
   }
 
   /** Deletes every key older than the retention, batch by batch. Returns how many. */
@@ -136,7 +141,13 @@ export class RetentionCleaner {
         const count = await this.runOnce(this.#stopping.signal);
         if (count > 0) logger.debug('deleted old processed keys', { count });
       } catch (error) {
-        logger.warn('could not delete old processed keys', { error: errorMessage(error) });
+        logger.warn('could not delete old processed keys', {
+          error: errorMessage(error),
+          // Its delete skips the keys a claim holds (FOR UPDATE SKIP LOCKED): DELETE alone is not enough.
+          ...(isPrivilegeRefusal(error) && {
+            fix: `GRANT SELECT, UPDATE, DELETE ON ${this.#processedTable} TO <the consumers' role>`,
+          }),
+        });
       }
       await abortableDelay(this.intervalMs, this.#stopping.signal);
     }

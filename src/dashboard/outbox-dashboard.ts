@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { amqpUrlList } from '../amqp/amqp-urls.js';
 import { deadLetterQueueName } from '../consumer/consumer-topology.js';
 import { DeadLetterNotFoundError } from '../dead-letters/dead-letter-not-found-error.js';

@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 import type { AmqpUrls } from '../amqp/amqp-urls.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { DeadLetterWorkResult } from '../dead-letters/replay-result.js';

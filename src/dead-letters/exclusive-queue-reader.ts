@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers';
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import { closeChannel } from '../amqp/close-within.js';
 import { monotonicMs } from '../util/monotonic-clock.js';

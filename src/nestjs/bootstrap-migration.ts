@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers';
 import type pg from 'pg';
 import { StartupError } from '../errors/startup-error.js';
 import { migrate } from '../migrate/migrate.js';

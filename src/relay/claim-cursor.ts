@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { clearTimeout, setTimeout } from 'node:timers';
 /** Where the relay's last claim ended, in the claim's order: `(available_at, id)`. */
 export interface ClaimPosition {
   /**

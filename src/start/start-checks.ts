@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { checkPrivileges, type TablePrivilege } from './check-privileges.js';

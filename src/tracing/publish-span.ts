@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Options } from 'amqplib';
 import { type ConfirmResult, describeConfirmResult } from '../amqp/confirmed-publisher.js';
 import type { OutboxRow } from '../relay/outbox-row.js';

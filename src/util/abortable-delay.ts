@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 /** Resolves after `ms`, or at once when the signal aborts. Never rejects. */
 export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.resolve();

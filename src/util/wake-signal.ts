@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 /**
  * A level-triggered wake-up: `wake()` before anyone waits is remembered, so a notification
  * that arrives while a worker is busy is not lost.

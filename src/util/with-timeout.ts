@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from 'node:timers';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 
 /**

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { isPrivilegeRefusal, isStatementNameError } from '../consumer/database-errors.js';
 import { ConfigurationError } from '../errors/configuration-error.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
