@@ -675,6 +675,25 @@ describe('nestjs: OutboxModule', () => {
     await f.closeApp(app);
   });
 
+  it('warns when two OutboxModules of one application both run consumers, on other prefixes', async () => {
+    // Each module subscribed every handler of the application: with two databases, a handler ran
+    // in the other database's transactions (a probe: 225 failures a minute, or duplicates).
+    const logger = recordingLogger();
+    const options = f.options({ logger, relay: false });
+    @Module({ imports: [OutboxModule.forRoot({ ...options, prefix: `${f.prefix}a.` })] })
+    class FeatureA {}
+    @Module({ imports: [OutboxModule.forRoot({ ...options, prefix: `${f.prefix}b.` })] })
+    class FeatureB {}
+    const moduleRef = await Test.createTestingModule({ imports: [FeatureA, FeatureB] }).compile();
+    const app = await f.init(moduleRef);
+    const warned = logger.lines.filter(
+      (l) => l.level === 'warn' && /another OutboxModule of this application/.test(l.text),
+    );
+    assert.ok(warned.length >= 1, JSON.stringify(logger.lines));
+    assert.match(warned[0]!.text, /consumers: false on the others/);
+    await f.closeApp(app);
+  });
+
   it('refuses two handlers of one consumer name, and a handler class registered in two modules, saying which', async () => {
     @Injectable()
     class First {

@@ -96,22 +96,32 @@ export class OutboxRegistrar
    * feature modules instead of once, global).
    */
   #warnIfImportedTwice(): void {
-    const { schema, prefix, logger } = this.#runtime.options;
-    const twins = this.#discovery
+    const { schema, prefix, logger, consumers } = this.#runtime.options;
+    const others = this.#discovery
       .getProviders()
       .map((wrapper) => wrapper.instance as unknown)
       .filter(
         (instance): instance is OutboxRuntime =>
-          instance instanceof OutboxRuntime &&
-          instance !== this.#runtime &&
-          instance.options.schema === schema &&
-          instance.options.prefix === prefix,
+          instance instanceof OutboxRuntime && instance !== this.#runtime,
       );
-    if (twins.length === 0) return;
-    logger.warn(
-      `OutboxModule is imported ${twins.length + 1} times in this application on schema "${schema}"${prefix ? ` and prefix "${prefix}"` : ''}: each starts its own relay and subscribes every handler. Import OutboxModule.forRoot once (isGlobal: true) and inject OutboxService where it is needed`,
-      {},
+    const twins = others.filter(
+      (other) => other.options.schema === schema && other.options.prefix === prefix,
     );
+    if (twins.length > 0) {
+      logger.warn(
+        `OutboxModule is imported ${twins.length + 1} times in this application on schema "${schema}"${prefix ? ` and prefix "${prefix}"` : ''}: each starts its own relay and subscribes every handler. Import OutboxModule.forRoot once (isGlobal: true) and inject OutboxService where it is needed`,
+        {},
+      );
+      return;
+    }
+    // Two outboxes (two databases or schemas): handlers are the application's, not a module's,
+    // so each module with consumers would run all of them, in its own database's transactions.
+    if (consumers !== false && others.some((other) => other.options.consumers !== false)) {
+      logger.warn(
+        `another OutboxModule of this application (schema "${schema}"${prefix ? `, prefix "${prefix}"` : ''} here) runs consumers too: each module with consumers subscribes every @OutboxHandler of the application, and runs it in its own database's transactions. Let one module run the handlers (consumers: false on the others); see docs/nestjs.md, "Two outboxes in one application"`,
+        {},
+      );
+    }
   }
 
   /**
