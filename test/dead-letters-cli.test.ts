@@ -87,7 +87,7 @@ describe('outboxkit dead-letters', () => {
       'NOT FOUND',
     );
     assert.equal(replay.code, 0, replay.stderr);
-    assert.match(replay.stdout, /Replayed 2 parked rows\./);
+    assert.match(replay.stdout, /Replayed 2 parked rows of schema "[a-z0-9_]+"\./);
     const { rows: outbox } = await t.pool.query(
       `SELECT message_id, attempts FROM "${t.schema}".outbox ORDER BY id`,
     );

@@ -189,6 +189,8 @@ describe('plain JavaScript: what the types forbid is refused, naming it', () => 
     assert.doesNotThrow(() => pinoOutboxLogger(pinoLike, { bindings: {} }));
     // A schema refused when given, not warned of at each scrape (and kept for the default's).
     await assert.rejects(collectMetrics(js({ pool: t.pool, schema: '' })), refused('schema'));
+    // A schema that is no string: the same limit as a string's, not the identifiers' 63.
+    await assert.rejects(migrate(t.pool, js({ schema: 42 })), refused('schema', /1 to 53 bytes/));
     await assert.rejects(
       migrate(t.pool, { schema: 'plain\uD800' }),
       refused('schema', /lone surrogate/),

@@ -238,7 +238,7 @@ async function runOnParked(
     switch (r.action) {
       case 'list': {
         const rows = await parked.list(r.filter, { limit: r.limit });
-        write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter)));
+        write(r.json ? json(rows) : parkedTable(rows, await parked.count(r.filter), schema));
         return EXIT_OK;
       }
       case 'show': {
@@ -247,7 +247,7 @@ async function runOnParked(
         write(
           r.json
             ? json({ ...rest, payload: payloadText(payload, row.contentType) })
-            : details(rest, payload, row.contentType),
+            : details({ schema, ...rest }, payload, row.contentType),
         );
         return EXIT_OK;
       }
@@ -256,7 +256,7 @@ async function runOnParked(
         const verb = r.action === 'replay' ? 'replayed' : 'purged';
         if (r.id !== undefined) {
           await (r.action === 'replay' ? parked.replayOne(r.id) : parked.purgeOne(r.id));
-          return report(r, verb, 'parked row', { done: 1, failed: [] });
+          return report(r, verb, 'parked row', { done: 1, failed: [] }, schema);
         }
         const progress = progressLine(verb);
         const options = { onProgress: progress.update };
@@ -264,7 +264,7 @@ async function runOnParked(
           ? parked.replay(r.filter, options)
           : parked.purge(r.filter, options));
         progress.end();
-        return report(r, verb, 'parked row', result);
+        return report(r, verb, 'parked row', result, schema);
       }
     }
   });
@@ -329,11 +329,19 @@ function write(text: string): void {
   process.stdout.write(text);
 }
 
-function report(r: Request, verb: string, noun: string, result: DeadLetterWorkResult): number {
+/** `schema`: where parked rows are; their ids are numbered in each schema anew. */
+function report(
+  r: Request,
+  verb: string,
+  noun: string,
+  result: DeadLetterWorkResult,
+  schema?: string,
+): number {
   if (r.json) {
     write(json(result));
   } else {
-    write(`${capitalize(verb)} ${result.done} ${noun}${result.done === 1 ? '' : 's'}.\n`);
+    const where = schema === undefined ? '' : ` of schema "${schema}"`;
+    write(`${capitalize(verb)} ${result.done} ${noun}${result.done === 1 ? '' : 's'}${where}.\n`);
     for (const f of result.failed) write(`not ${verb}: ${cell(f.id)}: ${cell(f.error)}\n`);
   }
   return result.failed.length > 0 ? EXIT_FAILURE : EXIT_OK;
@@ -389,8 +397,8 @@ function clip(text: string, max = 60): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-function parkedTable(rows: readonly ParkedMessage[], total: number): string {
-  if (rows.length === 0) return 'No parked rows match.\n';
+function parkedTable(rows: readonly ParkedMessage[], total: number, schema: string): string {
+  if (rows.length === 0) return `No parked rows of schema "${schema}" match.\n`;
   const body = rows.map((m) => [
     m.id,
     m.messageId,
@@ -400,7 +408,7 @@ function parkedTable(rows: readonly ParkedMessage[], total: number): string {
     clip(m.reason),
   ]);
   const head = ['ID', 'MESSAGE ID', 'PARKED', 'EXCHANGE', 'ROUTING KEY', 'REASON'];
-  return `${table([head, ...body])}\n${footer(rows.length, total)}`;
+  return `${table([head, ...body])}\n${footer(rows.length, total)}(schema "${schema}")\n`;
 }
 
 function queueTable(

@@ -21,10 +21,12 @@ export const DEFAULT_SCHEMA = 'outboxkit';
 const MAX_SCHEMA_LENGTH = 53;
 
 export function outboxTables(schemaName: string = DEFAULT_SCHEMA): OutboxTables {
-  // Before the identifier's own check, whose "1 to 63 characters" would be wrong here.
+  // Before the identifier's own check, whose "1 to 63 characters" would be wrong here (a
+  // schema that is no string included).
   if (
-    typeof schemaName === 'string' &&
-    (schemaName.length === 0 || Buffer.byteLength(schemaName) > MAX_SCHEMA_LENGTH)
+    typeof schemaName !== 'string' ||
+    schemaName.length === 0 ||
+    Buffer.byteLength(schemaName) > MAX_SCHEMA_LENGTH
   ) {
     throw new ConfigurationError(
       'schema',
