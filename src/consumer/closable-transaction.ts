@@ -80,13 +80,6 @@ function guardedExecutor(
     const error = closed();
     return error ? Promise.reject(error) : executeQuery(...args);
   }) as typeof executor.executeQuery;
-  // The writer's way to the connection: refused with the handler's own error (its time-out)
-  // before Kysely 0.29 says only that the transaction is already rolled back.
-  const provideConnection = executor.provideConnection.bind(executor);
-  executor.provideConnection = ((...args: Parameters<typeof provideConnection>) => {
-    const error = closed();
-    return error ? Promise.reject(error) : provideConnection(...args);
-  }) as typeof executor.provideConnection;
   if (watch) {
     // A stream holds the transaction's connection until it is read to the end or closed, and
     // Kysely's COMMIT waits for it: only the stream the handler holds can let go of it.
