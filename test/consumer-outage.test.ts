@@ -24,6 +24,13 @@ async function killOwnSession(ctx: ConsumeContext): Promise<void> {
   await sql`SELECT pg_terminate_backend(pg_backend_pid())`.execute(ctx.trx);
 }
 
+/** A Kysely instance whose sessions start with `options` (`-c setting=value`), as a role's would. */
+function sessionDb(options: string): { db: Kysely<unknown>; pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4, options });
+  pool.on('error', () => {});
+  return { db: new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) }), pool };
+}
+
 describe('idempotent consumer: handler failures versus database outages', () => {
   let f: ConsumerFixture;
   before(async () => {
@@ -127,13 +134,7 @@ describe('idempotent consumer: handler failures versus database outages', () => 
       routingKeys: ['read-only'],
       retry: { maxAttempts: 2, backoff: { initialMs: 20, maxMs: 50 } },
     });
-    const pool = new pg.Pool({
-      connectionString: DATABASE_URL,
-      max: 4,
-      options: '-c default_transaction_read_only=on',
-    });
-    pool.on('error', () => {});
-    const readOnly = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    const readOnly = sessionDb('-c default_transaction_read_only=on').db;
     try {
       const host = await f.host([def], { db: readOnly, databaseRetryLimitMs: 300 });
       for (const n of [1, 2, 3]) await f.publish('read-only', { n }, { messageId: `ro-${n}` });
@@ -169,13 +170,7 @@ describe('idempotent consumer: handler failures versus database outages', () => 
       },
       { routingKeys: ['idle-limit'], timeoutMs: 5000 },
     );
-    const pool = new pg.Pool({
-      connectionString: DATABASE_URL,
-      max: 4,
-      options: '-c idle_in_transaction_session_timeout=300',
-    });
-    pool.on('error', () => {});
-    const strict = new Kysely({ dialect: new PostgresDialect({ pool }) });
+    const { db: strict, pool } = sessionDb('-c idle_in_transaction_session_timeout=300');
     try {
       const host = await f.host([def], { db: strict });
       await f.publish('idle-limit', { n: 1 }, { messageId: 'idle-limit-1' });

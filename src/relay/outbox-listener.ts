@@ -111,9 +111,10 @@ export class OutboxListener {
         this.connects += 1;
         client.on('notification', this.#onNotify);
         this.#onNotify();
-        if (this.#hears === undefined) void this.#checkHeard(client, Promise.race([lost, stopped]));
+        const ended = Promise.race([lost, stopped]);
+        if (this.#hears === undefined) void this.#checkHeard(client, ended);
         this.#waiting = true;
-        const error = await Promise.race([lost, stopped]).finally(() => {
+        const error = await ended.finally(() => {
           this.#waiting = false;
         });
         if (this.#stopping.signal.aborted) {
@@ -154,7 +155,8 @@ export class OutboxListener {
           timer = setTimeout(() => resolve('unheard'), this.#checkMs);
         }),
       ]);
-      if (outcome === 'ended' || this.#stopping.signal.aborted || this.#hears !== undefined) return;
+      // A stop ends it too (`ended`); an earlier connection's check may have answered meanwhile.
+      if (outcome === 'ended' || this.#hears !== undefined) return;
       this.#hears = outcome === 'heard';
       if (this.#hears) return;
       this.#logger.warn(
