@@ -65,7 +65,7 @@ function readScript(): string {
   } catch (error) {
     throw new OutboxkitError(
       'dashboard-script-missing',
-      `The dashboard page's script ${file.pathname} is missing: build it with "npm run build" (it compiles src/dashboard/page/tsconfig.json), or reinstall outboxkit`,
+      `The dashboard page's script ${file.pathname} is missing: an application bundle that includes outboxkit must ship the package's dist/src/dashboard/page/dashboard-script.js at that path (docs/operations.md, "Bundling"); otherwise reinstall outboxkit (in outboxkit's own repository, \`npm run build\` compiles it)`,
       { cause: error },
     );
   }

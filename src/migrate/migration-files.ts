@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 
@@ -34,6 +35,13 @@ export async function appliedVersions(db: PgQueryable, schemaName?: string): Pro
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
 /**
+ * The versions of the SQL files in `migrations/`, kept here so that the start checks need not
+ * read the folder: a bundle of the application often ships without it (a test keeps the two
+ * in step).
+ */
+export const SHIPPED_VERSIONS: readonly number[] = [1, 2, 3, 4, 5];
+
+/**
  * `sql` without the first file's `CREATE SCHEMA IF NOT EXISTS`, for a schema that exists: that
  * statement needs CREATE on the database even then, which the schema's owner may not have.
  */
@@ -41,10 +49,22 @@ export function withoutSchemaCreation(sql: string): string {
   return sql.replace(/^CREATE SCHEMA IF NOT EXISTS [^;\n]+;$/m, '');
 }
 
+async function shippedFiles(): Promise<string[]> {
+  try {
+    return await readdir(MIGRATIONS_DIR);
+  } catch (error) {
+    throw new OutboxkitError(
+      'migrations-missing',
+      `outboxkit's SQL migrations are not at ${MIGRATIONS_DIR}: an application bundle that includes outboxkit must ship the package's migrations/ folder at that path (docs/operations.md, "Bundling"), or reinstall outboxkit`,
+      { cause: error },
+    );
+  }
+}
+
 /** Reads the shipped migrations in order, with `{{schema}}` replaced by the quoted schema name. */
 export async function loadMigrations(schemaName?: string): Promise<Migration[]> {
   const { schema } = outboxTables(schemaName);
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => FILE_NAME.test(f)).sort();
+  const files = (await shippedFiles()).filter((f) => FILE_NAME.test(f)).sort();
   return Promise.all(
     files.map(async (file) => {
       const [, version, name] = FILE_NAME.exec(file)!;

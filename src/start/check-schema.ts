@@ -1,7 +1,7 @@
 import { isPrivilegeRefusal, sqlStateOf } from '../consumer/database-errors.js';
 import { OutboxkitError } from '../errors/outboxkit-error.js';
 import { StartupError } from '../errors/startup-error.js';
-import { appliedVersions, loadMigrations } from '../migrate/migration-files.js';
+import { appliedVersions, SHIPPED_VERSIONS } from '../migrate/migration-files.js';
 import { outboxTables } from '../sql/outbox-tables.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { databaseMisconfiguration } from './misconfiguration.js';
@@ -94,7 +94,6 @@ export function sayingNotMigrated(pool: PgQueryable, schema: string): PgQueryabl
  */
 export async function checkSchema(db: PgQueryable, schema: string, where: string): Promise<void> {
   const tables = outboxTables(schema);
-  const needed = (await loadMigrations(schema)).map((m) => m.version);
   let applied: Set<number>;
   try {
     const { rows } = await db.query(
@@ -129,7 +128,7 @@ export async function checkSchema(db: PgQueryable, schema: string, where: string
     if (misconfigured) throw misconfigured;
     return;
   }
-  const missing = needed.filter((v) => !applied.has(v));
+  const missing = SHIPPED_VERSIONS.filter((v) => !applied.has(v));
   if (missing.length > 0) {
     throw new StartupError(
       'schema-outdated',
