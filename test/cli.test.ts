@@ -183,15 +183,17 @@ describe('outboxkit status', () => {
           exchange: 'alpha',
           pending: 3,
           retrying: 1,
+          scheduled: 0,
           parked: 0,
           lastError: 'nacked by the broker',
         },
-        { exchange: 'beta', pending: 2, retrying: 0, parked: 0, lastError: null },
-        { exchange: 'gamma', pending: 0, retrying: 0, parked: 1, lastError: null },
+        { exchange: 'beta', pending: 2, retrying: 0, scheduled: 0, parked: 0, lastError: null },
+        { exchange: 'gamma', pending: 0, retrying: 0, scheduled: 0, parked: 1, lastError: null },
       ],
     );
     assert.deepEqual(status.total, {
       pending: 5,
+      scheduled: 0,
       oldestPendingAgeSeconds: ages[0],
       retrying: 1,
       parked: 1,
@@ -203,11 +205,11 @@ describe('outboxkit status', () => {
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trimEnd().split('\n');
     assert.equal(lines[0], `outbox "${t.schema}"`);
-    assert.match(lines[1]!, /^EXCHANGE\s+PENDING\s+OLDEST\s+RETRYING\s+PARKED$/);
-    assert.match(lines[2]!, /^alpha\s+3\s+1m3\ds\s+1\s+0$/);
-    assert.match(lines[3]!, /^beta\s+2\s+\d+s\s+0\s+0$/);
-    assert.match(lines[4]!, /^gamma\s+0\s+-\s+0\s+1$/);
-    assert.match(lines[5]!, /^\(total\)\s+5\s+1m3\ds\s+1\s+1$/);
+    assert.match(lines[1]!, /^EXCHANGE\s+PENDING\s+SCHEDULED\s+OLDEST\s+RETRYING\s+PARKED$/);
+    assert.match(lines[2]!, /^alpha\s+3\s+0\s+1m3\ds\s+1\s+0$/);
+    assert.match(lines[3]!, /^beta\s+2\s+0\s+\d+s\s+0\s+0$/);
+    assert.match(lines[4]!, /^gamma\s+0\s+0\s+-\s+0\s+1$/);
+    assert.match(lines[5]!, /^\(total\)\s+5\s+0\s+1m3\ds\s+1\s+1$/);
     // Why rows retry, without a query of the table (found by a probe: the count alone).
     assert.deepEqual(lines.slice(6), [
       'last error of a retrying row:',

@@ -97,8 +97,9 @@ describe('dashboard: the HTTP API', () => {
       db.exchanges,
     );
     assert.deepEqual(db.total, { pending: 3, retrying: 2, parked: 3 });
-    const { oldestPendingAgeSeconds, ...total } = api.status.total;
+    const { oldestPendingAgeSeconds, scheduled, ...total } = api.status.total;
     assert.deepEqual(total, db.total);
+    assert.equal(scheduled, 0);
     assert.ok((oldestPendingAgeSeconds ?? -1) >= 0);
     // The same figures as `outboxkit status`, bar the age, which grows between the two reads.
     const direct = await outboxStatus(t.pool, { schema: t.schema });

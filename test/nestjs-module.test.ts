@@ -604,6 +604,21 @@ describe('nestjs: OutboxModule', () => {
     await f.closeApp(empty);
   });
 
+  it("warns at start when the handlers' pool it made holds no more connections than they run at once", async () => {
+    // A probe's handlers (concurrency 16 on the default poolSize of 10) were capped without a word.
+    const warnings = async (poolSize: number) => {
+      const logger = recordingLogger();
+      const app = await boot(f.options({ db: undefined, poolSize, logger }), [PingHandler]);
+      await f.closeApp(app);
+      return logger.lines.filter((l) => l.level === 'warn' && l.text.includes("handlers' pool"));
+    };
+    const small = await warnings(4);
+    assert.equal(small.length, 1);
+    assert.match(small[0]!.text, /holds 4 connections, and the handlers run up to 4 transactions/);
+    assert.match(small[0]!.text, /Give the pool 5 or more \(`poolSize`\)/);
+    assert.deepEqual(await warnings(5), []);
+  });
+
   it('refuses OutboxModule.forRoot in a module loaded after bootstrap, which would never start', async () => {
     // Nest runs no lifecycle hook of a lazily loaded module: the module wrote to its outbox,
     // and nothing ever published it or subscribed its handlers, without a word (a probe).

@@ -37,9 +37,14 @@ describe('outbox status: the lag counts only rows that are due', () => {
     assert.equal(status.total.pending, 1);
     assert.equal(status.total.oldestPendingAgeSeconds, null, 'a delayed row counted as lag');
     assert.equal(status.exchanges[0]?.oldestPendingAgeSeconds, null);
+    // Counted apart, so that the backlog alert leaves it out (a probe: 100,000 rows scheduled
+    // an hour ahead read as a backlog of 100,000).
+    assert.equal(status.total.scheduled, 1);
     const metrics = await collectMetrics({ pool: t.pool, schema: t.schema });
     const age = metrics.find((m) => m.name.endsWith('oldest_pending_age_seconds'));
     assert.equal(age?.value, 0);
+    const scheduled = metrics.find((m) => m.name === 'outboxkit_outbox_scheduled_messages');
+    assert.deepEqual([scheduled?.labels, scheduled?.value], [{ exchange: 'later' }, 1]);
   });
 
   it('a delayed message that became due counts from its due time; a retrying one from its write', async () => {
@@ -66,6 +71,8 @@ describe('outbox status: the lag counts only rows that are due', () => {
     );
     assert.equal(status.total.oldestPendingAgeSeconds, failing.oldestPendingAgeSeconds);
     assert.equal(status.total.pending, 3);
+    // Waiting for its next attempt is not being scheduled: only `later` is.
+    assert.equal(status.total.scheduled, 1);
 
     // Put off without an attempt counted (its exchange is missing, or the broker did not
     // confirm): tried and not delivered, so it counts from its write too.

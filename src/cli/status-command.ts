@@ -27,7 +27,7 @@ const OPTIONS = {
 /** `outboxkit status`: how far behind the relay is. */
 export const statusCommand: CliCommand = {
   name: 'status',
-  summary: 'show pending, retrying and parked messages per exchange',
+  summary: 'show pending (of them scheduled), retrying and parked messages per exchange',
   help: HELP,
   async run(argv, env) {
     const { values } = parseFlags(argv, OPTIONS);
@@ -45,10 +45,11 @@ export const statusCommand: CliCommand = {
 
 /** Renders a status as an aligned table, one exchange a row and the total last. */
 export function formatStatusTable(status: OutboxStatus): string {
-  const header = ['EXCHANGE', 'PENDING', 'OLDEST', 'RETRYING', 'PARKED'];
+  const header = ['EXCHANGE', 'PENDING', 'SCHEDULED', 'OLDEST', 'RETRYING', 'PARKED'];
   const row = (name: string, c: OutboxCounts) => [
     name,
     String(c.pending),
+    String(c.scheduled),
     formatAge(c.oldestPendingAgeSeconds),
     String(c.retrying),
     String(c.parked),

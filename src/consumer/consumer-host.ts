@@ -379,6 +379,17 @@ export class ConsumerHost<Tx = Transaction<any>> {
     return this.#balancers.reduce((n, b) => n + b.handOvers, 0);
   }
 
+  /**
+   * Its consumers' `concurrency` added up: the handler transactions it runs at once, each on a
+   * connection of `db`'s pool, which needs one more to cancel a handler past its time. A
+   * partitioned consumer counts once, though each partition this process is active on runs
+   * that many.
+   */
+  get concurrency(): number {
+    const byName = new Map(this.#runners.map((r) => [r.name, r.concurrency]));
+    return [...byName.values()].reduce((n, c) => n + c, 0);
+  }
+
   /** Names of the consumers this host runs. */
   get consumers(): string[] {
     return [...new Set(this.#runners.map((r) => r.name))];

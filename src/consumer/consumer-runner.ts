@@ -128,6 +128,11 @@ export class ConsumerRunner {
     return this.#ctx.consumer.name;
   }
 
+  /** The most deliveries it handles at once (a partitioned consumer's, on each partition). */
+  get concurrency(): number {
+    return this.#ctx.consumer.concurrency;
+  }
+
   /** Transactions (or batches) in progress. */
   get active(): number {
     return this.#dispatcher.active;

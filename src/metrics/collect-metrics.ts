@@ -228,7 +228,7 @@ function outboxGaugeReader(
   return reader;
 }
 
-/** The outbox gauges of one status read: pending, retrying and parked by exchange, the oldest age. */
+/** The outbox gauges of one status read: pending, scheduled, retrying and parked by exchange, the oldest age. */
 function outboxGaugeSamples(status: OutboxStatus): MetricSample[] {
   const samples: MetricSample[] = [];
   const gauge = ({ name, help }: MetricDefinition, pick: (c: OutboxCounts) => number) => {
@@ -237,6 +237,7 @@ function outboxGaugeSamples(status: OutboxStatus): MetricSample[] {
     }
   };
   gauge(OUTBOX_METRICS.pending, (c) => c.pending);
+  gauge(OUTBOX_METRICS.scheduled, (c) => c.scheduled);
   gauge(OUTBOX_METRICS.retrying, (c) => c.retrying);
   gauge(OUTBOX_METRICS.parked, (c) => c.parked);
   samples.push({

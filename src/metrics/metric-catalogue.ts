@@ -259,6 +259,14 @@ export const OUTBOX_METRICS = Object.freeze({
     ['exchange'],
     'Outbox rows not yet published.',
   ),
+  scheduled: metric(
+    'outbox',
+    'gauge',
+    'outboxkit_outbox_scheduled_messages',
+    MESSAGE,
+    ['exchange'],
+    'Pending rows delayed (delayMs) whose time has not come: counted in pending, not a backlog.',
+  ),
   retrying: metric(
     'outbox',
     'gauge',

@@ -219,6 +219,7 @@ export class OutboxRuntime {
           {},
         );
       }
+      this.#warnOfSmallPool();
       // Consumers first: they declare their queues, so the relay's first messages find them bound.
       await this.#host?.start();
       await this.#relay?.start();
@@ -249,6 +250,23 @@ export class OutboxRuntime {
   stop(): Promise<void> {
     this.#shutdownRequested = true;
     return this.#stopOnce();
+  }
+
+  /**
+   * The handlers' pool, when the module knows it (made from `databaseUrl`, or `pool` without
+   * `db`), holding no more connections than the handlers run transactions at once: messages
+   * wait for connections, and a handler past its `timeoutMs` for the one that would cancel it.
+   */
+  #warnOfSmallPool(): void {
+    const o = this.options;
+    const pool = o.db ? undefined : (o.pool ?? this.#ownPool);
+    const max = (pool as { options?: { max?: unknown } } | undefined)?.options?.max;
+    const concurrency = this.#host?.concurrency ?? 0;
+    if (typeof max !== 'number' || concurrency === 0 || max > concurrency) return;
+    o.logger.warn(
+      `the handlers' pool holds ${max} connection${max === 1 ? '' : 's'}, and the handlers run up to ${concurrency} transactions at once, each on a connection: messages wait for connections, and a handler past its timeoutMs cannot be cancelled in time. Give the pool ${concurrency + 1} or more (${pool === this.#ownPool ? '`poolSize`' : "the pool's `max`"}), or lower the handlers' \`concurrency\``,
+      { poolMax: max, concurrency },
+    );
   }
 
   #stopOnce(): Promise<void> {

@@ -70,6 +70,7 @@ export class OutboxRelay {
   readonly #giveUp = new AbortController();
   readonly #abandon = new AbortController();
   readonly #retriedWarning: RepeatedWarning;
+  readonly #connectionLimitWarning: RepeatedWarning;
   readonly #database: DatabaseHealth;
   #lanes: Promise<void>[] = [];
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -81,6 +82,11 @@ export class OutboxRelay {
     this.#retriedWarning = new RepeatedWarning(
       o.logger,
       'outbox rows will be retried',
+      RETRIED_WARNING_INTERVAL_MS,
+    );
+    this.#connectionLimitWarning = new RepeatedWarning(
+      o.logger,
+      'Postgres refused the relay another connection (too many connections: max_connections, or a CONNECTION LIMIT of the role or the database); it goes on with the connections it holds, and tries for more less often. Lower `concurrency`, raise the limit, or see docs/operations.md, "Connections"',
       RETRIED_WARNING_INTERVAL_MS,
     );
     this.#database = new DatabaseHealth(
@@ -219,6 +225,7 @@ export class OutboxRelay {
       stats: this.#stats,
       database: this.#database,
       retriedWarning: this.#retriedWarning,
+      connectionLimitWarning: this.#connectionLimitWarning,
       stopping: this.#stopping.signal,
       giveUp: this.#giveUp.signal,
       abandon: this.#abandon.signal,
@@ -295,6 +302,7 @@ export class OutboxRelay {
       };
       await Promise.all([closeDatabase(), this.#exchanges.close(), this.#amqp.close()]);
       this.#retriedWarning.flush();
+      this.#connectionLimitWarning.flush();
       this.#state = 'stopped';
       this.options.logger.info('relay stopped', { ...this.#stats });
     }

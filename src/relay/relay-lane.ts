@@ -13,6 +13,7 @@ import type { RepeatedWarning } from '../util/repeated-warning.js';
 import type { WakeSignal } from '../util/wake-signal.js';
 import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
+import { ConnectionLimitBackoff, isConnectionLimitRefusal } from './connection-limit.js';
 import type { DatabaseHealth } from './database-health.js';
 import type { ExchangeRegistry } from './exchange-registry.js';
 import { type RunRow, unbrokenRuns } from './key-runs.js';
@@ -90,6 +91,8 @@ export interface RelayLaneContext {
   readonly database: DatabaseHealth;
   /** `outbox rows will be retried`, summed over the lanes while it repeats. */
   readonly retriedWarning: RepeatedWarning;
+  /** Postgres refused a lane a connection while the relay holds others, summed likewise. */
+  readonly connectionLimitWarning: RepeatedWarning;
   /** Aborts when the relay stops claiming. */
   readonly stopping: AbortSignal;
   /** Aborts when `stop()` runs out of patience: unconfirmed rows are then released. */
@@ -133,6 +136,7 @@ export class RelayLane {
     const inFlight: Promise<BatchEnd>[] = [];
     const inFlightBytes: number[] = [];
     let failures = 0;
+    const connectionLimit = new ConnectionLimitBackoff(options.reconnectBackoff);
     // Waits for the oldest batch in flight; throws its error.
     const settleOldest = async () => {
       inFlightBytes.shift();
@@ -184,8 +188,20 @@ export class RelayLane {
         if (error === stopping.reason) break;
         // The stop dropped the lane's connection: nothing committed, and nothing to retry.
         if (this.#ctx.abandon.aborted) break;
-        failures += 1;
         stats.errors += 1;
+        if (isConnectionLimitRefusal(error, this.#ctx.pool)) {
+          // No batch of this lane failed: its claim found no connection to run on. The batches
+          // in flight go on, and the database's health is what they find.
+          const delay = connectionLimit.refused();
+          this.#ctx.connectionLimitWarning.add(1, {
+            error: errorMessage(error),
+            connections: this.#ctx.pool.totalCount,
+            retryInMs: delay,
+          });
+          await abortableDelay(delay, stopping);
+          continue;
+        }
+        failures += 1;
         // A failed settle held every lane's claims already (`holdClaims`); this is the lane's own.
         const news = this.#ctx.database.failed(error);
         const delay = backoffDelay(options.reconnectBackoff, failures);

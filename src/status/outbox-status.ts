@@ -21,6 +21,12 @@ export interface OutboxCounts {
   /** Rows not yet published: waiting, in flight, delayed or waiting for a retry. */
   readonly pending: number;
   /**
+   * Of `pending`, the rows written with `delayMs` whose time has not come (never tried yet):
+   * not a backlog. A service that schedules messages hours ahead has that many pending rows
+   * with a relay that keeps up; `pending - scheduled` is what waits for the relay.
+   */
+  readonly scheduled: number;
+  /**
    * The relay's lag: how long the oldest due row has waited, in seconds; `null` when no row is
    * due. A row is due from its `available_at`: a message delayed (`delayMs`) or scheduled for
    * later does not count before its time, and counts from that time, not from its write. A row
@@ -58,6 +64,7 @@ interface StatusRow {
   exchange: string;
   pending: string;
   retrying: string;
+  scheduled: string;
   parked: string;
   oldest_age: string | null;
   last_error: string | null;
@@ -72,13 +79,15 @@ interface StatusRow {
  */
 function statusQuery(schemaName: string | undefined): string {
   const t = outboxTables(schemaName);
+  // Lag is about rows that could have gone: not those delayed until later. A row that was
+  // tried (last_error is set by every retry, counted as an attempt or not) was due before its
+  // first try; its available_at is the next try's time. Scheduled: delayed and never tried.
   return `WITH pending AS (
       SELECT exchange,
              count(*) AS pending,
              count(*) FILTER (WHERE attempts > 0 OR last_error IS NOT NULL) AS retrying,
-             -- Lag is about rows that could have gone: not those delayed until later. A row
-             -- that was tried (last_error is set by every retry, counted as an attempt or not)
-             -- was due before its first try; its available_at is the next try's time.
+             count(*) FILTER (WHERE attempts = 0 AND last_error IS NULL AND available_at > now())
+               AS scheduled,
              min(CASE WHEN NOT isfinite(created_at) THEN NULL
                       WHEN attempts > 0 OR last_error IS NOT NULL THEN created_at
                       WHEN available_at <= now() THEN greatest(created_at, available_at)
@@ -92,6 +101,7 @@ function statusQuery(schemaName: string | undefined): string {
     SELECT exchange,
            coalesce(p.pending, 0)::text AS pending,
            coalesce(p.retrying, 0)::text AS retrying,
+           coalesce(p.scheduled, 0)::text AS scheduled,
            coalesce(k.parked, 0)::text AS parked,
            -- The database's clock, the one the row's times were set by, so client skew cannot show.
            -- As numeric text: a float8's follows the session's extra_float_digits.
@@ -103,7 +113,8 @@ function statusQuery(schemaName: string | undefined): string {
 }
 
 /**
- * Reports how far behind the relay is: pending, the age of the oldest due row, retrying and parked rows,
+ * Reports how far behind the relay is: pending, the age of the oldest due row, retrying,
+ * scheduled (delayed, not due yet) and parked rows,
  * per exchange and in total. Reads with one statement (two with `includeProcessed`).
  *
  * @example
@@ -137,6 +148,7 @@ export async function outboxStatus(
     // A row written by a transaction that began after this statement is a hair in the future.
     oldestPendingAgeSeconds: r.oldest_age === null ? null : Math.max(0, Number(r.oldest_age)),
     retrying: Number(r.retrying),
+    scheduled: Number(r.scheduled),
     parked: Number(r.parked),
     lastError: r.last_error,
   }));
@@ -153,17 +165,19 @@ export async function outboxStatus(
 function totalOf(exchanges: readonly ExchangeStatus[]): OutboxCounts {
   let pending = 0;
   let retrying = 0;
+  let scheduled = 0;
   let parked = 0;
   let oldest: number | null = null;
   for (const e of exchanges) {
     pending += e.pending;
     retrying += e.retrying;
+    scheduled += e.scheduled;
     parked += e.parked;
     if (e.oldestPendingAgeSeconds !== null) {
       oldest = Math.max(oldest ?? 0, e.oldestPendingAgeSeconds);
     }
   }
-  return { pending, oldestPendingAgeSeconds: oldest, retrying, parked };
+  return { pending, scheduled, oldestPendingAgeSeconds: oldest, retrying, parked };
 }
 
 /** Every option of `OutboxStatusOptions`, for the options table in docs/options.md. */
