@@ -116,8 +116,9 @@ describe('nestjs: the dashboard controller', () => {
     const status = (await (await fetch(`${base}api/status`)).json()) as DashboardStatus;
     assert.equal(status.allowReplay, true);
     assert.equal(status.status.schema, f.t.schema);
-    const { oldestPendingAgeSeconds: _, ...total } = status.status.total;
+    const { oldestPendingAgeSeconds: _, scheduled, ...total } = status.status.total;
     assert.deepEqual(total, (await countsInDatabase(f.t)).total);
+    assert.equal(scheduled, 0);
 
     // By default, the dead letters of this application's handlers, by their prefixed names.
     const dead = (await (await fetch(`${base}api/dead-letters`)).json()) as DashboardDeadLetters;

@@ -110,12 +110,13 @@ describe('a process stopped while RabbitMQ takes the connection and answers noth
       schema: t.schema,
       logger: recordingLogger(),
     });
-    const starting = relay.start();
-    await relay.stop();
-    await assert.rejects(starting, {
+    // Watched before the stop: the start may fail while the stop is still closing things.
+    const starting = assert.rejects(relay.start(), {
       name: 'StateError',
       message: /stopped while it was starting/,
     });
+    await relay.stop();
+    await starting;
   });
 
   it("the relay's LISTEN connection, on a pool of its own, is ended politely at a stop", async () => {
