@@ -574,5 +574,9 @@ describe('outboxkit command line errors', () => {
     const main = await runCli(['--help']);
     assert.equal(main.code, 0);
     assert.match(main.stdout, /^Usage: outboxkit <command>/);
+    // As git and npm do (a first-hour probe got the general usage).
+    const relay = await runCli(['help', 'relay']);
+    assert.equal(relay.code, 0, relay.stderr);
+    assert.match(relay.stdout, /^Usage: outboxkit relay \[options\]/);
   });
 });

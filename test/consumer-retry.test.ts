@@ -252,8 +252,9 @@ describe('idempotent consumer: retries and dead letters', () => {
     );
     // The log names the message as an operator looks it up: by its business key too.
     const logged = warned.find((w) => w.message === 'message dead-lettered');
+    const fields = logged?.fields as { stack?: unknown };
     assert.deepEqual(
-      { ...(logged?.fields as object), error: undefined },
+      { ...fields, error: undefined, stack: undefined },
       {
         consumer: name,
         messageId: 'perm-1',
@@ -261,8 +262,12 @@ describe('idempotent consumer: retries and dead letters', () => {
         reason: 'permanent-error',
         attempts: 1,
         error: undefined,
+        stack: undefined,
       },
     );
+    // Where the handler threw, which its message alone does not tell (a first-hour probe).
+    assert.match(String(fields.stack), /PermanentError: order 7 does not exist\n\s+at /);
+    assert.match(String(fields.stack), /consumer-retry\.test\.(ts|js)/);
   });
 
   it('a handler past its time limit is rolled back and retried, whether stuck in SQL or elsewhere', async () => {

@@ -10,6 +10,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { OutboxWriter } from '../src/writer/outbox-writer.js';
 import { AMQP_URL } from './support/env.js';
 import { recordingLogger } from './support/recording-logger.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 import { TestBroker } from './support/test-broker.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
 import { waitFor } from './support/wait-for.js';
@@ -78,6 +79,28 @@ describe('declaring the exchanges the outbox publishes to', () => {
           (error as Error).message,
           /can get one by policy instead.*rabbitmqctl set_policy \S+ '\^.*\$' '\{"alternate-exchange":"<name>"\}' --apply-to exchanges/,
         );
+        return true;
+      },
+    );
+  });
+
+  it('declareExchanges gives up on a broker that is down naming the URL, the option and why', async () => {
+    // It said only "could not be reached within 30000 ms" (a first-hour probe).
+    const url = `amqp://guest:secret@127.0.0.1:${await TcpProxy.freePort()}`;
+    await assert.rejects(
+      declareExchanges(url, [{ name: broker.name('down'), type: 'topic' }], {
+        timeoutMs: 500,
+        logger: silentLogger,
+      }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'broker-unreachable');
+        assert.match(
+          error.message,
+          /^RabbitMQ at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ could not/,
+        );
+        assert.match(error.message, /within 500 ms \(option timeoutMs\)/);
+        assert.match(error.message, /ECONNREFUSED/);
+        assert.doesNotMatch(error.message, /secret/);
         return true;
       },
     );

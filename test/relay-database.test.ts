@@ -88,7 +88,8 @@ describe('the relay and its database', () => {
   it('listens again after its LISTEN connection is killed', async () => {
     const exchange = await broker.exchange('relisten');
     const queue = await broker.queue('relisten', exchange);
-    const relay = testRelay(t, { pollIntervalMs: 60_000 });
+    const logger = recordingLogger();
+    const relay = testRelay(t, { pollIntervalMs: 60_000, logger });
     relays = [relay];
     await relay.start();
     await waitFor('the relay to listen', () => relay.listenConnects === 1 && relay.isConnected);
@@ -100,6 +101,13 @@ describe('the relay and its database', () => {
     );
     assert.equal(rows[0].n, 1);
     await waitFor('the relay to listen again', () => relay.listenConnects === 2);
+    // Told at the level of the loss, so a log kept at warn does not end on it (a probe).
+    const listenLines = logger.lines.filter((l) => l.text.startsWith('LISTEN connection'));
+    assert.deepEqual(
+      listenLines.map((l) => l.level),
+      ['warn', 'warn'],
+    );
+    assert.match(listenLines[1]!.text, /^LISTEN connection made again/);
     const started = Date.now();
     await writeMessages(t, [{ exchange, routingKey: 'k', payload: 'after the cut' }]);
     await broker.waitForDepth(queue, 1, 10_000);

@@ -179,6 +179,8 @@ export class AmqpConnection extends EventEmitter {
           // what to fix, in the words the start uses, rather than amqplib's protocol text.
           this.#troubleLogged = true;
           logger.warn('RabbitMQ connection failed; retrying', {
+            // Which of the process's connections: the others may be up (a probe's `-copies`).
+            connection: this.#options.connectionName,
             url: redactUrl(url),
             error: errorMessage(misconfigured ?? error),
             retryInMs: delay,

@@ -4,7 +4,7 @@ import { optionsObject } from '../options/options-object.js';
 import type { TlsOptions } from '../options/tls-options.js';
 import { brokerMisconfiguration } from '../start/misconfiguration.js';
 import { durationMs } from '../util/duration-option.js';
-import { consoleLogger, type OutboxLogger } from '../util/logger.js';
+import { consoleLogger, errorMessage, type OutboxLogger, redactUrl } from '../util/logger.js';
 import { resolveLogger } from '../util/resolve-logger.js';
 import { AmqpConnection } from './amqp-connection.js';
 import { amqpTlsFor } from './amqp-tls.js';
@@ -78,9 +78,11 @@ export async function declareExchanges(
     const open = async () => {
       const opened = await connection.channel(deadline);
       if (!opened) {
+        const last = connection.recentFailures.at(-1);
         throw new OutboxkitError(
           'broker-unreachable',
-          `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges`,
+          `RabbitMQ at ${urls.map(redactUrl).join(', ')} could not be reached within ${timeoutMs} ms (option timeoutMs) to declare exchanges${last ? `: ${errorMessage(last.error)}` : ''}`,
+          { cause: last?.error },
         );
       }
       return opened;

@@ -41,7 +41,9 @@ function version(): string {
  * stdout.
  */
 export async function runCli(argv: readonly string[], env: CliEnv): Promise<number> {
-  const [name, ...rest] = argv;
+  // `outboxkit help relay` is `outboxkit relay --help`.
+  const line = argv[0] === 'help' && argv.length === 2 ? [argv[1]!, '--help'] : argv;
+  const [name, ...rest] = line;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     // Without a command the line is wrong: the usage goes where errors go.
     if (name === undefined) {

@@ -104,6 +104,8 @@ export class FailureRouter {
       attempt: attempts,
       retryInMs: delayMs,
       error: errorMessage(error),
+      // Where a handler's bug is: the message alone does not say (a first-hour probe).
+      stack: stackOf(error),
     });
     if (consumer.ordered) {
       // Retried in place: the delivery stays unacked and its key holds back later messages.
@@ -168,6 +170,7 @@ export class FailureRouter {
         reason,
         attempts,
         error: errorMessage(error),
+        stack: stackOf(error),
       });
     }
   }
@@ -216,4 +219,9 @@ export class FailureRouter {
       }),
     );
   }
+}
+
+/** The stack of what a handler threw, when it is an Error with one. */
+function stackOf(error: unknown): string | undefined {
+  return error instanceof Error && typeof error.stack === 'string' ? error.stack : undefined;
 }

@@ -69,7 +69,7 @@ export class BrokerAdmin {
         if (monotonicMs() >= deadline) {
           throw new OutboxkitError(
             'broker-unreachable',
-            `RabbitMQ could not be reached within ${timeoutMs} ms to declare exchanges: ${errorMessage(error)}`,
+            `RabbitMQ at ${redactUrl(this.#urls.current)} could not be reached within ${timeoutMs} ms (the module's option consumers.startTimeoutMs) to declare exchanges: ${errorMessage(error)}`,
             { cause: error },
           );
         }

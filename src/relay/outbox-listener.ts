@@ -107,6 +107,8 @@ export class OutboxListener {
       try {
         await client.query(KEEP_IDLE_SESSION);
         await client.query(this.#listenSql);
+        // Said at the level the trouble was: a log kept at warn saw it fail and never come back.
+        if (failures > 0) this.#logger.warn('LISTEN connection made again', {});
         failures = 0;
         this.connects += 1;
         client.on('notification', this.#onNotify);

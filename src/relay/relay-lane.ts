@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
@@ -11,7 +12,7 @@ import { backoffDelay } from '../util/backoff.js';
 import { errorMessage } from '../util/logger.js';
 import type { RepeatedWarning } from '../util/repeated-warning.js';
 import type { WakeSignal } from '../util/wake-signal.js';
-import { type ClaimCursor, CURSOR_TTL_MS } from './claim-cursor.js';
+import { type ClaimCursor, CURSOR_TTL_MS, LAST_ID } from './claim-cursor.js';
 import { FIRST_CLAIM_LIMIT, nextClaimLimit } from './claim-limit.js';
 import { ConnectionLimitBackoff, isConnectionLimitRefusal } from './connection-limit.js';
 import type { DatabaseHealth } from './database-health.js';
@@ -117,6 +118,8 @@ export class RelayLane {
   #publisher: ConfirmedPublisher | undefined;
   /** Rows the next claim asks for (`nextClaimLimit`). */
   #claimLimit: number;
+  /** The last claim of this lane ran from the outbox's head and found no row. */
+  #headClaimFoundNone = false;
 
   /**
    * @param retryLane claims rows that failed before, one at a time, so that a message that
@@ -289,10 +292,16 @@ export class RelayLane {
       }
       if (heads.length === 0) {
         // Sleep until the next delayed or retried row is due, if that comes before the poll.
-        const next = await client.query<{ ms: string | bigint | null }>(
+        const next = await client.query<{ ms: string | bigint | null; now_epoch: string }>(
           queries.msUntilNextAvailable,
         );
         await client.query('COMMIT');
+        // The next claims start after what this one read, not from the head again: each reads
+        // every row held behind its key's head (see `HEAD_CLAIM_SHARE`).
+        const nowEpoch = next.rows[0]?.now_epoch;
+        if (this.#headClaimFoundNone && nowEpoch !== undefined) {
+          this.#ctx.cursor.claimed({ availableAtEpoch: nowEpoch, id: LAST_ID });
+        }
         // An int8: a string, or a BigInt on a pool that parses it so.
         const ms = Number(next.rows[0]?.ms ?? Number.NaN);
         const untilNext = Number.isFinite(ms) ? Math.max(0, ms) : Number.POSITIVE_INFINITY;
@@ -362,6 +371,7 @@ export class RelayLane {
       return claimedRows((await client.query<OutboxRow>(queries.claimRetry, [limit])).rows);
     }
     const at = cursor.position;
+    const startedAt = performance.now();
     const { rows } = at
       ? await client.query<OutboxRow>(queries.claimFreshAfter, [
           limit,
@@ -370,6 +380,8 @@ export class RelayLane {
           CURSOR_TTL_MS,
         ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
+    if (!at) cursor.claimFromHeadTook(performance.now() - startedAt);
+    this.#headClaimFoundNone = !at && rows.length === 0;
     const last = rows.at(-1);
     // A row available at '-infinity' (written by SQL) sorts first; as the cursor, it would fail
     // the next claims ("cannot convert infinity to bigint"). The next claim starts from the head.

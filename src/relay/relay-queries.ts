@@ -51,6 +51,7 @@ export interface RelayQueries {
   /**
    * Milliseconds until the next row that waits for its time becomes available, on the
    * database's clock: the application's may be ahead of it, and a lane would then claim in a loop.
+   * With the transaction's `now()` as epoch text (`now_epoch`): the claim's, run before it.
    */
   readonly msUntilNextAvailable: string;
   readonly listen: string;
@@ -156,7 +157,8 @@ export function relayQueries(
       WHERE o.id = r.id`,
     // A row available at 'infinity' (a sentinel written by SQL) never comes due: it is not the
     // next, and subtracting it failed every idle poll. A range, so the index still serves it.
-    msUntilNextAvailable: `SELECT ceil(date_part('epoch', min(available_at) - now()) * 1000)::int8 AS ms
+    msUntilNextAvailable: `SELECT ceil(date_part('epoch', min(available_at) - now()) * 1000)::int8 AS ms,
+        extract(epoch FROM now())::text AS now_epoch
       FROM ${t.outbox} WHERE available_at > now() AND available_at < 'infinity'`,
     listen: `LISTEN ${t.notifyChannel}`,
   });
