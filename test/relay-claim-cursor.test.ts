@@ -1,12 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it, mock } from 'node:test';
-import {
-  ClaimCursor,
-  CURSOR_TTL_MS,
-  HEAD_CLAIM_SHARE,
-  MAX_CURSOR_TTL_MS,
-  TURN_WAIT_MS,
-} from '../src/relay/claim-cursor.js';
+import { ClaimCursor, CURSOR_TTL_MS, TURN_WAIT_MS } from '../src/relay/claim-cursor.js';
 import type { OutboxRow } from '../src/relay/outbox-row.js';
 import { relayQueries } from '../src/relay/relay-queries.js';
 import { type TestDatabase, testDatabase } from './support/test-database.js';
@@ -86,30 +80,6 @@ describe('ClaimCursor', () => {
       cursor.claimed({ ...at, id: '12' });
       now.mock.mockImplementation(() => 1_002 + CURSOR_TTL_MS);
       assert.equal(position()?.id, '12', 'a claim from the head starts a new TTL');
-    } finally {
-      now.mock.restore();
-    }
-  });
-});
-
-describe('ClaimCursor after a slow claim from the head', () => {
-  const at = { availableAtEpoch: '1767225600.000000', id: '5' };
-
-  it(`lives ${HEAD_CLAIM_SHARE} times as long as that claim took, from ${CURSOR_TTL_MS} ms to ${MAX_CURSOR_TTL_MS} ms`, () => {
-    const now = mock.method(performance, 'now', () => 1_000);
-    try {
-      const cursor = new ClaimCursor();
-      cursor.claimFromHeadTook(5);
-      assert.equal(cursor.ttlMs, CURSOR_TTL_MS, 'a quick claim keeps the shortest lifetime');
-      cursor.claimFromHeadTook(300);
-      assert.equal(cursor.ttlMs, 300 * HEAD_CLAIM_SHARE);
-      cursor.claimed(at);
-      now.mock.mockImplementation(() => 1_000 + 300 * HEAD_CLAIM_SHARE - 1);
-      assert.deepEqual(cursor.position, at, 'still before its lifetime');
-      now.mock.mockImplementation(() => 1_001 + 300 * HEAD_CLAIM_SHARE);
-      assert.equal(cursor.position, undefined);
-      cursor.claimFromHeadTook(60_000);
-      assert.equal(cursor.ttlMs, MAX_CURSOR_TTL_MS);
     } finally {
       now.mock.restore();
     }

@@ -18,19 +18,7 @@ export interface ClaimPosition {
  */
 export const CURSOR_TTL_MS = 1000;
 
-/**
- * A claim from the head takes at most about 1/`HEAD_CLAIM_SHARE` of the time: when one took
- * long, the cursor lives that many times as long before the next. Rows that wait behind the
- * head of their key (delayed, failing, or in flight) are read again by every claim from the
- * head: 100,000 of them made each take ~300 ms, and claims that found nothing else ran from the
- * head one after another (a probe: most of a core of Postgres, other messages 3 s late).
- */
-export const HEAD_CLAIM_SHARE = 20;
-
-/** The longest the cursor lives, however slow its claims from the head. */
-export const MAX_CURSOR_TTL_MS = 30_000;
-
-/** An id above any row's: a position after every row of its `available_at`. */
+/** An id above any row's: with a time, a position after every row of that `available_at`. */
 export const LAST_ID = '9223372036854775807';
 
 /**
@@ -58,7 +46,6 @@ export const TURN_WAIT_MS = 1000;
 export class ClaimCursor {
   #position: ClaimPosition | undefined;
   #setAt = 0;
-  #ttlMs = CURSOR_TTL_MS;
   /** Settles when the claim in progress, and those queued before it, are done. */
   #turn: Promise<unknown> = Promise.resolve();
 
@@ -83,26 +70,18 @@ export class ClaimCursor {
 
   /** The position to claim after, or `undefined` to claim from the head. */
   get position(): ClaimPosition | undefined {
-    if (this.#position && performance.now() - this.#setAt > this.#ttlMs) {
+    if (this.#position && performance.now() - this.#setAt > CURSOR_TTL_MS) {
       this.#position = undefined;
     }
     return this.#position;
   }
 
-  /** How long the cursor lives now: `CURSOR_TTL_MS`, longer after a slow claim from the head. */
-  get ttlMs(): number {
-    return this.#ttlMs;
-  }
-
-  /** A claim from the head took `ms`: the cursor's next lives long enough to keep them rare. */
-  claimFromHeadTook(ms: number): void {
-    this.#ttlMs = Math.min(MAX_CURSOR_TTL_MS, Math.max(CURSOR_TTL_MS, HEAD_CLAIM_SHARE * ms));
-  }
-
   /**
    * After a claim that found rows: the next starts after the last of them. After a claim from
-   * the head that found none, at the claim's `now()` with `LAST_ID`: every row due then was
-   * read, and none could go.
+   * the head that found none: at that claim's `now()` with `LAST_ID`, since it read every row
+   * due then. Without it, every claim ran from the head while none found a row, each reading
+   * again the rows held behind the head of their key (a delayed or failing message): a probe's
+   * relay over 100,000 of them spent most of a core of Postgres.
    */
   claimed(last: ClaimPosition): void {
     // The TTL counts from the first position after a claim from the head, so that a steady

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import type { Pool, PoolClient } from 'pg';
 import type { AmqpConnection } from '../amqp/amqp-connection.js';
 import { ConfirmedPublisher, NACKS_BEFORE_NEW_CHANNEL } from '../amqp/confirmed-publisher.js';
@@ -118,7 +117,7 @@ export class RelayLane {
   #publisher: ConfirmedPublisher | undefined;
   /** Rows the next claim asks for (`nextClaimLimit`). */
   #claimLimit: number;
-  /** The last claim of this lane ran from the outbox's head and found no row. */
+  /** This lane's last claim ran from the outbox's head and found no row. */
   #headClaimFoundNone = false;
 
   /**
@@ -296,8 +295,6 @@ export class RelayLane {
           queries.msUntilNextAvailable,
         );
         await client.query('COMMIT');
-        // The next claims start after what this one read, not from the head again: each reads
-        // every row held behind its key's head (see `HEAD_CLAIM_SHARE`).
         const nowEpoch = next.rows[0]?.now_epoch;
         if (this.#headClaimFoundNone && nowEpoch !== undefined) {
           this.#ctx.cursor.claimed({ availableAtEpoch: nowEpoch, id: LAST_ID });
@@ -371,7 +368,6 @@ export class RelayLane {
       return claimedRows((await client.query<OutboxRow>(queries.claimRetry, [limit])).rows);
     }
     const at = cursor.position;
-    const startedAt = performance.now();
     const { rows } = at
       ? await client.query<OutboxRow>(queries.claimFreshAfter, [
           limit,
@@ -380,7 +376,6 @@ export class RelayLane {
           CURSOR_TTL_MS,
         ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
-    if (!at) cursor.claimFromHeadTook(performance.now() - startedAt);
     this.#headClaimFoundNone = !at && rows.length === 0;
     const last = rows.at(-1);
     // A row available at '-infinity' (written by SQL) sorts first; as the cursor, it would fail
