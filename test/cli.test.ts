@@ -484,6 +484,15 @@ describe('outboxkit command line errors', () => {
     },
     { args: ['relay', '--batch-size', 'many'], says: /--batch-size must be a positive integer/ },
     { args: ['relay', '--key-run-size', '0'], says: /--key-run-size must be a positive integer/ },
+    // Seconds bare, as RabbitMQ counts it, or with a unit as the other time flags (a probe tried 10s).
+    {
+      args: ['relay', '--heartbeat', '1500ms'],
+      says: /--heartbeat is in whole seconds, got "1500ms"/,
+    },
+    {
+      args: ['relay', '--heartbeat', '30s', '--publish-timeout', '10s'],
+      says: /--publish-timeout must be at least twice the heartbeat/,
+    },
     // A negative value is the value's fault, not an ambiguous flag.
     {
       args: ['relay', '--concurrency', '-1'],

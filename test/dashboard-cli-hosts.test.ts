@@ -25,12 +25,26 @@ describe('dashboard: the command listening on every interface', () => {
   it('still answers only loopback names and this machine’s addresses, not a rebinding domain', async () => {
     child = spawn(
       process.execPath,
-      [MAIN, 'dashboard', '--host', '0.0.0.0', '--port', '0', '--schema', t.schema],
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DATABASE_URL } },
+      [
+        MAIN,
+        'dashboard',
+        '--host',
+        '0.0.0.0',
+        '--port',
+        '0',
+        '--schema',
+        t.schema,
+        '--allow-replay',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL } },
     );
     let stdout = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
       stdout += c;
+    });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
     });
     const exited = once(child, 'close');
     const port = await waitFor('the URL', () => /http:\/\/0\.0\.0\.0:(\d+)\//.exec(stdout)?.[1]);
@@ -44,6 +58,8 @@ describe('dashboard: the command listening on every interface', () => {
       .find((a) => a !== undefined && !a.internal && a.family === 'IPv4');
     if (lan) assert.equal(await statusWithHost(url, `${lan.address}:${port}`), 200, lan.address);
 
+    // Replay on every interface without a login is allowed, and said (a first-hour probe).
+    assert.match(stderr, /--allow-replay on --host 0\.0\.0\.0: the dashboard has no login/);
     child.kill('SIGINT');
     assert.equal((await exited)[0], 0);
     child = undefined;

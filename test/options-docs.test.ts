@@ -26,6 +26,8 @@ import {
 } from '../src/dead-letters/parked-messages.js';
 import { ConfigurationError } from '../src/errors/configuration-error.js';
 import { collectMetrics, METRICS_OPTION_NAMES } from '../src/metrics/collect-metrics.js';
+import { MIGRATION_PROVIDER_OPTION_NAMES } from '../src/migrate/kysely-migration-provider.js';
+import { MIGRATE_OPTION_NAMES } from '../src/migrate/migrate.js';
 import { HEALTH_OPTION_NAMES } from '../src/nestjs/health/outbox-health.indicator.js';
 import { DASHBOARD_SETTINGS_OPTION_NAMES } from '../src/nestjs/outbox-dashboard-settings.js';
 import { HANDLER_OPTION_NAMES } from '../src/nestjs/outbox-handler.metadata.js';
@@ -61,6 +63,8 @@ const CODE: Readonly<Record<string, readonly string[]>> = {
   DeadLetterQueueOptions: DEAD_LETTER_QUEUE_OPTION_NAMES,
   OutboxDashboardOptions: DASHBOARD_OPTION_NAMES,
   OutboxStatusOptions: STATUS_OPTION_NAMES,
+  MigrateOptions: MIGRATE_OPTION_NAMES,
+  OutboxMigrationProviderOptions: MIGRATION_PROVIDER_OPTION_NAMES,
   CollectMetricsOptions: METRICS_OPTION_NAMES,
   OutboxModuleOptions: MODULE_OPTION_NAMES,
   OutboxDashboardSettings: DASHBOARD_SETTINGS_OPTION_NAMES,

@@ -214,6 +214,21 @@ export function positiveIntegerOf(flag: string, value: string | undefined): numb
   return n;
 }
 
+/**
+ * Parses `--heartbeat`, which AMQP counts in whole seconds: a bare number is seconds (as RabbitMQ
+ * and the option `heartbeatSeconds` count it), and a duration with a unit (`10s`, `1m`) is taken
+ * as every other time flag takes it. `undefined` when the flag was not given.
+ */
+export function heartbeatSecondsOf(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined || /^\d+$/.test(value.trim()))
+    return positiveIntegerOf(flag, value?.trim());
+  const ms = durationOf(flag, value)!;
+  if (ms % 1000 !== 0) {
+    throw new UsageError(`${flag} is in whole seconds, got ${JSON.stringify(value)}`);
+  }
+  return ms / 1000;
+}
+
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 

@@ -145,6 +145,12 @@ export const dashboardCommand: CliCommand = {
       });
       const address = server.address() as AddressInfo;
       const mode = values['allow-replay'] ? 'replay and purge enabled' : 'read-only';
+      if (values['allow-replay'] && !isLoopbackHost(host)) {
+        // Allowed (behind a proxy that authenticates, say), but a first-hour probe did it bare.
+        process.stderr.write(
+          `outboxkit dashboard: --allow-replay on --host ${host}: the dashboard has no login, and whoever reaches this port from another machine can replay and purge messages; keep it behind your authentication, or listen on 127.0.0.1\n`,
+        );
+      }
       // The URL of the page only: no database or broker URL, which may hold passwords.
       process.stdout.write(
         `outboxkit dashboard of schema "${schema}" (${mode}) on http://${hostForUrl(host)}:${address.port}/\n`,
@@ -163,6 +169,11 @@ export const dashboardCommand: CliCommand = {
     return EXIT_OK;
   },
 };
+
+/** An address or name that only this machine can reach the listener on. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1' || host === '[::1]';
+}
 
 function portOf(value: string | undefined): number {
   if (value === undefined) return DEFAULT_PORT;

@@ -16,6 +16,7 @@ import {
   COMMON_OPTIONS,
   databaseUrlOf,
   durationOf,
+  heartbeatSecondsOf,
   parseFlags,
   positiveIntegerOf,
   printHelp,
@@ -44,7 +45,7 @@ Options:
   --poll-interval <time>   poll this often when no notification arrives (default: 1s)
   --no-listen              do not LISTEN for commits; rely on polling alone
   --publish-timeout <time> wait this long for a batch's confirms (default: 30s)
-  --heartbeat <seconds>    AMQP heartbeat (default: 10)
+  --heartbeat <time>       AMQP heartbeat, whole seconds: 10 or 10s (default: 10s)
   --max-attempts <n>       times the broker may reject a row before it is parked (default: 10)
   --retry-initial <time>   delay before a row is tried again, doubling (default: 1s)
   --retry-max <time>       longest delay between tries of a row (default: 5m)
@@ -141,7 +142,7 @@ export const relayCommand: CliCommand = {
       pollIntervalMs: durationOf('--poll-interval', values['poll-interval']),
       listen: !values['no-listen'],
       publishTimeoutMs: durationOf('--publish-timeout', values['publish-timeout']),
-      heartbeatSeconds: positiveIntegerOf('--heartbeat', values.heartbeat),
+      heartbeatSeconds: heartbeatSecondsOf('--heartbeat', values.heartbeat),
       retry: {
         maxAttempts: positiveIntegerOf('--max-attempts', values['max-attempts']),
         backoff: backoffOf(values['retry-initial'], values['retry-max']),
