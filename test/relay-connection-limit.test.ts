@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { OutboxRelay } from '../src/relay/outbox-relay.js';
-import { AMQP_URL, DATABASE_URL } from './support/env.js';
+import { AMQP_URL } from './support/env.js';
+import { type GrantedRole, grantedRole } from './support/granted-role.js';
 import { recordingLogger } from './support/recording-logger.js';
 import { numberedMessages, writeMessages } from './support/relay-fixture.js';
 import { TestBroker } from './support/test-broker.js';
@@ -19,29 +19,17 @@ import { waitFor } from './support/wait-for.js';
 describe('a relay that Postgres refuses more connections than it holds', () => {
   let t: TestDatabase;
   let broker: TestBroker;
-  const role = `relay_cap_${randomBytes(4).toString('hex')}`;
-  let roleUrl: string;
+  let role: GrantedRole;
 
   before(async () => {
     t = await testDatabase('relcap');
     broker = await TestBroker.open();
-    // Superusers are not held to a role's connection limit: a plain role with the relay's grants.
-    await t.pool.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 3`);
-    await t.pool.query(`GRANT USAGE ON SCHEMA "${t.schema}" TO ${role}`);
-    await t.pool.query(
-      `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${t.schema}" TO ${role}`,
-    );
-    await t.pool.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA "${t.schema}" TO ${role}`);
-    const url = new URL(DATABASE_URL);
-    url.username = role;
-    url.password = '';
-    roleUrl = url.toString();
+    role = await grantedRole(t.pool, t.schema, 'relay_cap', 'CONNECTION LIMIT 3');
   });
 
   after(async () => {
     await broker.close();
-    await t.pool.query(`DROP OWNED BY ${role}`);
-    await t.pool.query(`DROP ROLE ${role}`);
+    await role.drop();
     await t.close();
   });
 
@@ -50,7 +38,7 @@ describe('a relay that Postgres refuses more connections than it holds', () => {
     const queue = await broker.queue('cap', exchange);
     const logger = recordingLogger();
     const relay = new OutboxRelay({
-      databaseUrl: roleUrl,
+      databaseUrl: role.url,
       amqpUrl: AMQP_URL,
       schema: t.schema,
       batchSize: 50,

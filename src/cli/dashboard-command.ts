@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { OutboxDashboard } from '../dashboard/outbox-dashboard.js';
-import { hostRefusal, LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
+import { hostRefusal, isLoopbackAddress, LOOPBACK_HOSTS } from '../dashboard/request-guard.js';
 import { createPool } from '../sql/create-pool.js';
 import { consoleLogger } from '../util/logger.js';
 import {
@@ -145,7 +145,9 @@ export const dashboardCommand: CliCommand = {
       });
       const address = server.address() as AddressInfo;
       const mode = values['allow-replay'] ? 'replay and purge enabled' : 'read-only';
-      if (values['allow-replay'] && !isLoopbackHost(host)) {
+      // `--host` may be a name, or an IPv6 address in brackets.
+      const loopback = host === 'localhost' || isLoopbackAddress(host.replace(/^\[(.*)\]$/, '$1'));
+      if (values['allow-replay'] && !loopback) {
         // Allowed (behind a proxy that authenticates, say), but a first-hour probe did it bare.
         process.stderr.write(
           `outboxkit dashboard: --allow-replay on --host ${host}: the dashboard has no login, and whoever reaches this port from another machine can replay and purge messages; keep it behind your authentication, or listen on 127.0.0.1\n`,
@@ -169,11 +171,6 @@ export const dashboardCommand: CliCommand = {
     return EXIT_OK;
   },
 };
-
-/** An address or name that only this machine can reach the listener on. */
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host.startsWith('127.') || host === '::1' || host === '[::1]';
-}
 
 function portOf(value: string | undefined): number {
   if (value === undefined) return DEFAULT_PORT;

@@ -64,7 +64,8 @@ export function remoteRefusal(req: IncomingMessage): string | undefined {
   return `a client at ${address} is not on this machine, and this dashboard answers the loopback names only: to serve others, add the host name they use to allowedHosts, behind your authentication`;
 }
 
-function isLoopbackAddress(address: string): boolean {
+/** An address only this machine reaches (IPv4 127/8, also as IPv4-mapped IPv6, or ::1). */
+export function isLoopbackAddress(address: string): boolean {
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   return v4.startsWith('127.') || address === '::1';
 }

@@ -17,6 +17,7 @@ import { OutboxRelay } from '../relay/outbox-relay.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import { kyselyQueryable } from '../sql/kysely-queryable.js';
+import { poolMax } from '../sql/pool-size.js';
 import type { PgQueryable } from '../sql/sql-executor.js';
 import { type OutboxStatus, outboxStatus } from '../status/outbox-status.js';
 import { errorMessage, redactUrl } from '../util/logger.js';
@@ -260,9 +261,9 @@ export class OutboxRuntime {
   #warnOfSmallPool(): void {
     const o = this.options;
     const pool = o.db ? undefined : (o.pool ?? this.#ownPool);
-    const max = (pool as { options?: { max?: unknown } } | undefined)?.options?.max;
+    const max = poolMax(pool);
     const concurrency = this.#host?.concurrency ?? 0;
-    if (typeof max !== 'number' || concurrency === 0 || max > concurrency) return;
+    if (max === undefined || concurrency === 0 || max > concurrency) return;
     o.logger.warn(
       `the handlers' pool holds ${max} connection${max === 1 ? '' : 's'}, and the handlers run up to ${concurrency} transactions at once, each on a connection: messages wait for connections, and a handler past its timeoutMs cannot be cancelled in time. Give the pool ${concurrency + 1} or more (${pool === this.#ownPool ? '`poolSize`' : "the pool's `max`"}), or lower the handlers' \`concurrency\``,
       { poolMax: max, concurrency },

@@ -10,6 +10,7 @@ import { StateError } from '../errors/state-error.js';
 import { createPool } from '../sql/create-pool.js';
 import { databaseTlsConfig } from '../sql/database-tls.js';
 import { outboxTables } from '../sql/outbox-tables.js';
+import { poolMax } from '../sql/pool-size.js';
 import { RELAY_PRIVILEGES } from '../start/check-privileges.js';
 import { runStartChecks } from '../start/start-checks.js';
 import { redactUrl } from '../util/logger.js';
@@ -99,7 +100,7 @@ export class OutboxRelay {
     this.#ownsPool = !o.pool;
     // LISTEN keeps one connection for the relay's life: a pool of one would leave the lanes none,
     // and the relay would publish nothing, without an error.
-    if (o.pool && o.listen && (o.pool as { options?: { max?: unknown } }).options?.max === 1) {
+    if (o.pool && o.listen && poolMax(o.pool) === 1) {
       throw new ConfigurationError(
         'pool',
         "holds one connection, which LISTEN keeps for the relay's life, leaving none to publish with: give the relay a pool with `max` of 2 or more (or `databaseUrl`, for a pool of its own), or set `listen: false`",

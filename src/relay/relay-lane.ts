@@ -117,8 +117,6 @@ export class RelayLane {
   #publisher: ConfirmedPublisher | undefined;
   /** Rows the next claim asks for (`nextClaimLimit`). */
   #claimLimit: number;
-  /** This lane's last claim ran from the outbox's head and found no row. */
-  #headClaimFoundNone = false;
 
   /**
    * @param retryLane claims rows that failed before, one at a time, so that a message that
@@ -284,7 +282,7 @@ export class RelayLane {
         await client.query('COMMIT');
         return { ...idle, idleMs: Math.max(1, database.claimsHeldMs) };
       }
-      const { heads, rows } = claimed;
+      const { heads, rows, fromHead } = claimed;
       const ended = this.#ctx.database.claimed();
       if (ended !== undefined) {
         options.logger.info('relay reaches the database again', { after: ended.kind });
@@ -295,8 +293,9 @@ export class RelayLane {
           queries.msUntilNextAvailable,
         );
         await client.query('COMMIT');
+        // It read every row due at its now(): the next claims start there, not at the head again.
         const nowEpoch = next.rows[0]?.now_epoch;
-        if (this.#headClaimFoundNone && nowEpoch !== undefined) {
+        if (fromHead && nowEpoch !== undefined) {
           this.#ctx.cursor.claimed({ availableAtEpoch: nowEpoch, id: LAST_ID });
         }
         // An int8: a string, or a BigInt on a pool that parses it so.
@@ -336,14 +335,16 @@ export class RelayLane {
   }
 
   /** The claim's heads, and the heads with the runs of their keys: the rows to publish. */
-  async #claim(client: PoolClient): Promise<{ heads: OutboxRow[]; rows: OutboxRow[] }> {
-    const heads = await this.#claimHeads(client);
+  async #claim(
+    client: PoolClient,
+  ): Promise<{ heads: OutboxRow[]; rows: OutboxRow[]; fromHead: boolean }> {
+    const { heads, fromHead } = await this.#claimHeads(client);
     const rows =
       this.#retryLane || heads.length === 0
         ? heads
         : [...heads, ...(await this.#claimRuns(client, heads))];
     await this.#measureOversized(client, rows);
-    return { heads, rows };
+    return { heads, rows, fromHead };
   }
 
   /** The sizes of the payloads the claim left unread for being over the limit, for their reason. */
@@ -360,12 +361,16 @@ export class RelayLane {
     }
   }
 
-  /** The claim's heads: each key's oldest waiting row, and rows without a key. */
-  async #claimHeads(client: PoolClient): Promise<OutboxRow[]> {
+  /**
+   * The claim's heads: each key's oldest waiting row, and rows without a key; `fromHead` when
+   * the claim read the outbox from its head (no cursor, not the retry lane).
+   */
+  async #claimHeads(client: PoolClient): Promise<{ heads: OutboxRow[]; fromHead: boolean }> {
     const { queries, cursor } = this.#ctx;
     const limit = this.#claimLimit;
     if (this.#retryLane) {
-      return claimedRows((await client.query<OutboxRow>(queries.claimRetry, [limit])).rows);
+      const { rows } = await client.query<OutboxRow>(queries.claimRetry, [limit]);
+      return { heads: claimedRows(rows), fromHead: false };
     }
     const at = cursor.position;
     const { rows } = at
@@ -376,14 +381,13 @@ export class RelayLane {
           CURSOR_TTL_MS,
         ])
       : await client.query<OutboxRow>(queries.claimFresh, [limit]);
-    this.#headClaimFoundNone = !at && rows.length === 0;
     const last = rows.at(-1);
     // A row available at '-infinity' (written by SQL) sorts first; as the cursor, it would fail
     // the next claims ("cannot convert infinity to bigint"). The next claim starts from the head.
     if (last?.available_at_epoch !== undefined && last.available_at_epoch !== '-Infinity') {
       cursor.claimed({ availableAtEpoch: last.available_at_epoch, id: last.id });
     }
-    return claimedRows(rows);
+    return { heads: claimedRows(rows), fromHead: !at };
   }
 
   /**

@@ -1,3 +1,4 @@
+import { poolMax } from '../sql/pool-size.js';
 import { BATCHES_PER_LANE } from './relay-lane.js';
 
 /**
@@ -18,8 +19,8 @@ export function sharedPoolWarning(
   concurrency: number,
   listen: boolean,
 ): string | undefined {
-  const max = (pool as { options?: { max?: unknown } }).options?.max;
-  if (typeof max !== 'number') return undefined;
+  const max = poolMax(pool);
+  if (max === undefined) return undefined;
   const held = relayConnections(concurrency, listen);
   if (max > held) return undefined;
   return (
